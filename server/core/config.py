@@ -1,0 +1,98 @@
+"""SanKe settings, read once from the environment (prefix ``SANKE_``).
+
+Embedded defaults run everything on one machine: a SQLite file under the data
+folder and an in-process event bus.  Setting ``SANKE_DATABASE_URL`` to a
+PostgreSQL URL and ``SANKE_REDIS_URL`` lets several nodes share rooms and
+records.
+
+The secret key has no literal default: when unset it is generated on first run
+and stored (mode 0600) in the data folder, so tokens survive restarts without a
+shared placeholder secret ever existing in the code.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_PLACEHOLDER_SECRETS = {"changeme", "secret", "change-me", "sanke", "test"}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SANKE_", env_file=None, extra="ignore")
+
+    data_dir: Path = Field(default=Path("data"))
+    """Folder for the SQLite file, the generated secret key, uploads and recordings."""
+
+    database_url: str | None = None
+    """SQLAlchemy URL. Unset: ``sqlite:///<data_dir>/sanke.db``. PostgreSQL: ``postgresql+psycopg://...``."""
+
+    redis_url: str | None = None
+    """Redis URL for the shared event bus. Unset: the in-process bus (single node)."""
+
+    secret_key: str | None = None
+    """Key that signs access and join tokens. Unset: generated once, stored in ``<data_dir>/secret_key``."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    timezone: str = "Asia/Shanghai"
+    """Wall-clock zone of the timetable; lesson times are stored as local times in this zone."""
+
+    room_open_lead_minutes: int = 10
+    """How long before a lesson starts its room opens."""
+
+    room_close_grace_minutes: int = 10
+    """How long after a lesson ends its room stays open."""
+
+    lifecycle_interval_seconds: float = 15.0
+    """How often the lifecycle task opens and closes rooms."""
+
+    access_token_minutes: int = 12 * 60
+    join_token_seconds: int = 120
+    """Join tokens are short-lived: a client asks for one right before connecting."""
+
+    max_upload_bytes: int = 5 * 1024 * 1024
+    """Largest accepted timetable upload."""
+
+    @field_validator("secret_key")
+    @classmethod
+    def _refuse_placeholder(cls, value: str | None) -> str | None:
+        if value is not None and (value.lower() in _PLACEHOLDER_SECRETS or len(value) < 16):
+            raise ValueError("SANKE_SECRET_KEY must be a real secret of at least 16 characters")
+        return value
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'sanke.db').resolve()}"
+
+    def ensure_data_dir(self) -> Path:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return self.data_dir
+
+    def effective_secret_key(self) -> str:
+        """The configured key, or the one generated on first run and kept in the data folder."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.ensure_data_dir() / "secret_key"
+        if path.exists():
+            key = path.read_text().strip()
+            if key:
+                return key
+        key = secrets.token_urlsafe(48)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key)
+        return key
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,549 @@
+"""Booking lesson series and changing single lessons (调课, 顺延, 停课, 代课).
+
+Every operation follows one shape: plan the slots, check them against
+themselves and the database, then write instances and occupancy rows inside a
+savepoint.  The database's no-overlap rule turns a lost race into a
+``Conflict`` as well, so two concurrent bookings of one slot never both commit.
+A series is booked whole or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from scheduler import audit, clock
+from scheduler.access import Scope, require_school_admin
+from scheduler.conflicts import Slot, clashes_within, find_conflicts, internal_conflict_items
+from scheduler.errors import Conflict, ConflictItem, Forbidden, Invalid, InvalidState, NotFound
+from scheduler.models import (
+    Classroom,
+    InstanceStatus,
+    LessonInstance,
+    LessonKind,
+    LessonSeries,
+    Occupancy,
+    Pairing,
+    PeriodScheme,
+    ReceiverMode,
+    ResourceType,
+    Role,
+    School,
+    SeriesParticipant,
+    SeriesReceiver,
+    SeriesStatus,
+    User,
+    WeekPattern,
+)
+from scheduler.periods import containing_period, periods_in, scheme_for, span
+from scheduler.terms import TermCalendar, load_calendar, meeting_days, timetable_weekday
+
+
+@dataclass(frozen=True)
+class ReceiverSpec:
+    classroom_id: int
+    mode: ReceiverMode = ReceiverMode.interactive
+    assistant_id: int | None = None
+    receiving_period: int | None = None
+
+
+@dataclass(frozen=True)
+class SeriesSpec:
+    """What a clerk or teacher asks for when booking a weekly lesson."""
+
+    kind: LessonKind
+    title: str
+    subject: str
+    grade: str
+    term_id: int
+    main_classroom_id: int
+    main_teacher_id: int
+    weekday: int
+    period_from: int
+    period_to: int
+    week_from: int = 1
+    week_to: int = 99
+    week_pattern: WeekPattern = WeekPattern.every
+    receivers: tuple[ReceiverSpec, ...] = ()
+    participant_ids: tuple[int, ...] = ()
+    recording: bool | None = None
+    """None: on for famous-school lessons, off for the others."""
+    pairing_override_reason: str | None = None
+
+
+@dataclass
+class PlannedInstance:
+    day: date
+    starts_at: datetime
+    ends_at: datetime
+    period_from: int
+    period_to: int
+    teacher_id: int
+    slots: list[Slot] = field(default_factory=list)
+
+
+@dataclass
+class _Receiver:
+    classroom: Classroom
+    school: School
+    scheme: PeriodScheme
+    receiving_period: int | None
+    assistant_id: int | None
+
+
+class SeriesContext:
+    """Everything needed to place a series' lesson on a date, loaded once."""
+
+    def __init__(self, session: Session, *, term_id: int, main_classroom_id: int,
+                 receivers: Sequence[ReceiverSpec]) -> None:
+        self.term, self.calendar = load_calendar(session, term_id)
+        main = session.get(Classroom, main_classroom_id)
+        if main is None:
+            raise NotFound(f"主讲教室 #{main_classroom_id} 不存在")
+        self.main_classroom = main
+        self.main_school = session.get(School, main.school_id)  # type: ignore[assignment]
+        self.main_scheme = scheme_for(session, main.school_id, term_id)
+        self.receivers: list[_Receiver] = []
+        seen: set[int] = set()
+        for r in receivers:
+            if r.classroom_id in seen:
+                raise Invalid(f"接收教室 #{r.classroom_id} 重复")
+            seen.add(r.classroom_id)
+            room = session.get(Classroom, r.classroom_id)
+            if room is None:
+                raise NotFound(f"接收教室 #{r.classroom_id} 不存在")
+            if room.id == main.id:
+                raise Invalid("主讲教室不能同时作为接收教室")
+            school = session.get(School, room.school_id)
+            assert school is not None
+            self.receivers.append(_Receiver(room, school, scheme_for(session, room.school_id, term_id),
+                                            r.receiving_period, r.assistant_id))
+
+    def place(self, day: date, period_from: int, period_to: int, teacher_id: int) -> PlannedInstance:
+        """Times and held resources of one lesson on ``day`` in the main school's periods."""
+        start_t, end_t = span(self.main_scheme, period_from, period_to)
+        starts_at, ends_at = datetime.combine(day, start_t), datetime.combine(day, end_t)
+        slots = [
+            Slot(ResourceType.teacher, teacher_id, starts_at, ends_at),
+            Slot(ResourceType.classroom, self.main_classroom.id, starts_at, ends_at),
+        ]
+        main_periods = periods_in(self.main_scheme, period_from, period_to)
+        for r in self.receivers:
+            r_start, r_end = self._receiving_window(r, main_periods, period_from, period_to, start_t, end_t)
+            window = (datetime.combine(day, min(r_start, start_t)), datetime.combine(day, max(r_end, end_t)))
+            slots.append(Slot(ResourceType.classroom, r.classroom.id, *window))
+            if r.assistant_id is not None:
+                slots.append(Slot(ResourceType.teacher, r.assistant_id, *window))
+        return PlannedInstance(day, starts_at, ends_at, period_from, period_to, teacher_id, slots)
+
+    def _receiving_window(self, r: _Receiver, main_periods: list, period_from: int, period_to: int,  # type: ignore[type-arg]
+                          start_t: time, end_t: time) -> tuple[time, time]:
+        if r.receiving_period is not None:
+            count = period_to - period_from
+            return span(r.scheme, r.receiving_period, r.receiving_period + count)
+        for p in main_periods:
+            if containing_period(r.scheme, p.start_time, p.end_time) is None:
+                raise Invalid(
+                    f"接收学校“{r.school.name}”的作息时间中没有包含 {p.start_time:%H:%M}–{p.end_time:%H:%M} 的节次，"
+                    f"两校铃声不一致，请为接收教室“{r.classroom.name}”指定接收节次"
+                )
+        return start_t, end_t
+
+
+# ---------------------------------------------------------------- checks
+
+
+def _check_slots(session: Session, planned: Sequence[PlannedInstance], ignore: Sequence[int] = ()) -> None:
+    slots = [s for p in planned for s in p.slots]
+    internal = clashes_within(slots)
+    if internal:
+        raise Conflict(internal_conflict_items(session, internal))
+    items = find_conflicts(session, slots, ignore_instance_ids=ignore)
+    if items:
+        raise Conflict(items)
+
+
+def _check_teacher(session: Session, user_id: int, what: str = "主讲教师") -> User:
+    user = session.get(User, user_id)
+    if user is None or not user.is_active:
+        raise NotFound(f"{what} #{user_id} 不存在")
+    if user.role is not Role.teacher:
+        raise Invalid(f"“{user.display_name}”不是教师账号，不能作为{what}")
+    return user
+
+
+def _pairing_gaps(session: Session, spec: SeriesSpec, ctx: SeriesContext) -> list[str]:
+    """Receiving schools with no active pairing to the main school for this term and subject."""
+    gaps = []
+    for r in ctx.receivers:
+        rows = session.scalars(
+            select(Pairing).where(
+                Pairing.active.is_(True),
+                Pairing.urban_school_id.in_([ctx.main_school.id, r.school.id]),
+                Pairing.rural_school_id.in_([ctx.main_school.id, r.school.id]),
+            )
+        ).all()
+        ok = any(
+            {p.urban_school_id, p.rural_school_id} == {ctx.main_school.id, r.school.id}
+            and (p.term_id is None or p.term_id == spec.term_id)
+            and (not p.subjects or spec.subject in p.subjects)
+            and (p.urban_classroom_id in (None, ctx.main_classroom.id, r.classroom.id))
+            and (p.rural_classroom_id in (None, ctx.main_classroom.id, r.classroom.id))
+            for p in rows
+        )
+        if not ok:
+            gaps.append(r.school.name)
+    return gaps
+
+
+def _validate(session: Session, spec: SeriesSpec, ctx: SeriesContext, actor: User) -> None:
+    if not spec.title.strip():
+        raise Invalid("课程名称不能为空")
+    _check_teacher(session, spec.main_teacher_id)
+    for r in spec.receivers:
+        if r.assistant_id is not None:
+            _check_teacher(session, r.assistant_id, "助教")
+    if spec.kind is LessonKind.dedicated and not spec.receivers:
+        raise Invalid("专递课堂至少需要一个接收教室")
+    if spec.kind is LessonKind.famous_school and not (spec.receivers or spec.participant_ids):
+        raise Invalid("名校网络课堂需要接收教室或在家学习的学生")
+    for uid in spec.participant_ids:
+        u = session.get(User, uid)
+        if u is None:
+            raise NotFound(f"参与人 #{uid} 不存在")
+        expected = Role.student if spec.kind is LessonKind.famous_school else Role.teacher
+        if spec.kind is LessonKind.dedicated or u.role is not expected:
+            raise Invalid(f"“{u.display_name}”不能作为该类课程的参与人")
+    if spec.kind is LessonKind.dedicated:
+        gaps = _pairing_gaps(session, spec, ctx)
+        if gaps:
+            if actor.role is not Role.admin:
+                raise Invalid(f"主讲学校与 {'、'.join(gaps)} 之间没有该学科的结对关系，专递课堂需要结对")
+            if not (spec.pairing_override_reason or "").strip():
+                raise Invalid(
+                    f"主讲学校与 {'、'.join(gaps)} 之间没有该学科的结对关系；管理员如需越过结对限制，请填写原因"
+                )
+    if spec.week_to < spec.week_from:
+        raise Invalid("结束周不能早于开始周")
+
+
+def plan_series(session: Session, spec: SeriesSpec, ctx: SeriesContext | None = None) -> list[PlannedInstance]:
+    ctx = ctx or SeriesContext(session, term_id=spec.term_id, main_classroom_id=spec.main_classroom_id,
+                               receivers=spec.receivers)
+    days = meeting_days(ctx.calendar, spec.weekday, spec.week_from, spec.week_to, spec.week_pattern)
+    if not days:
+        raise Invalid("该上课时间在学期内没有任何上课日（可能均为节假日或超出学期周次）")
+    return [ctx.place(d, spec.period_from, spec.period_to, spec.main_teacher_id) for d in days]
+
+
+# ---------------------------------------------------------------- writing
+
+
+def _write_instances(session: Session, series: LessonSeries, planned: Sequence[PlannedInstance],
+                     rescheduled_from_id: int | None = None, substitute: bool = False) -> list[LessonInstance]:
+    """Insert instances and occupancy inside a savepoint; a lost race becomes a ``Conflict``."""
+    instances: list[LessonInstance] = []
+    try:
+        with session.begin_nested():
+            for p in planned:
+                inst = LessonInstance(
+                    series_id=series.id, day=p.day, starts_at=p.starts_at, ends_at=p.ends_at,
+                    period_from=p.period_from, period_to=p.period_to, status=InstanceStatus.scheduled,
+                    main_classroom_id=series.main_classroom_id, teacher_id=p.teacher_id,
+                    substitute=substitute, rescheduled_from_id=rescheduled_from_id,
+                )
+                session.add(inst)
+                instances.append(inst)
+            session.flush()
+            session.add_all(
+                Occupancy(instance_id=inst.id, resource_type=s.resource_type, resource_id=s.resource_id,
+                          starts_at=s.starts_at, ends_at=s.ends_at)
+                for inst, p in zip(instances, planned) for s in p.slots
+            )
+            session.flush()
+    except IntegrityError as exc:
+        if "overlap" not in str(exc.orig).lower() and "occupancy_no_overlap" not in str(exc.orig):
+            raise
+        # Someone booked a clashing slot between our check and our insert.
+        items = find_conflicts(session, [s for p in planned for s in p.slots])
+        raise Conflict(items or [_race_item(planned[0])]) from exc
+    return instances
+
+
+def _race_item(p: PlannedInstance) -> ConflictItem:
+    return ConflictItem(resource="classroom", resource_id=None, resource_name="", day=p.day,
+                        start=p.starts_at, end=p.ends_at,
+                        message=f"{p.starts_at:%Y-%m-%d %H:%M} 的时段刚刚被其他排课占用，请刷新后重试")
+
+
+def _release(session: Session, instance_id: int) -> None:
+    session.execute(delete(Occupancy).where(Occupancy.instance_id == instance_id))
+
+
+def _series_row(spec: SeriesSpec, actor: User, status: SeriesStatus) -> LessonSeries:
+    recording = spec.recording if spec.recording is not None else spec.kind is LessonKind.famous_school
+    series = LessonSeries(
+        kind=spec.kind, title=spec.title.strip(), subject=spec.subject, grade=spec.grade, term_id=spec.term_id,
+        main_classroom_id=spec.main_classroom_id, main_teacher_id=spec.main_teacher_id, weekday=spec.weekday,
+        period_from=spec.period_from, period_to=spec.period_to, week_from=spec.week_from, week_to=spec.week_to,
+        week_pattern=spec.week_pattern, status=status, recording=recording,
+        pairing_override_reason=(spec.pairing_override_reason or None) if actor.role is Role.admin else None,
+        created_by_id=actor.id, approved_by_id=actor.id if status is SeriesStatus.approved else None,
+        created_at=clock.now(),
+    )
+    series.receivers = [
+        SeriesReceiver(classroom_id=r.classroom_id, mode=r.mode, assistant_id=r.assistant_id,
+                       receiving_period=r.receiving_period)
+        for r in spec.receivers
+    ]
+    series.participants = [SeriesParticipant(user_id=u) for u in dict.fromkeys(spec.participant_ids)]
+    return series
+
+
+def _spec_of(series: LessonSeries) -> SeriesSpec:
+    return SeriesSpec(
+        kind=series.kind, title=series.title, subject=series.subject, grade=series.grade, term_id=series.term_id,
+        main_classroom_id=series.main_classroom_id, main_teacher_id=series.main_teacher_id, weekday=series.weekday,
+        period_from=series.period_from, period_to=series.period_to, week_from=series.week_from,
+        week_to=series.week_to, week_pattern=series.week_pattern,
+        receivers=tuple(ReceiverSpec(r.classroom_id, r.mode, r.assistant_id, r.receiving_period)
+                        for r in series.receivers),
+        participant_ids=tuple(p.user_id for p in series.participants),
+        recording=series.recording, pairing_override_reason=series.pairing_override_reason,
+    )
+
+
+def _context_for(session: Session, series: LessonSeries) -> SeriesContext:
+    return SeriesContext(session, term_id=series.term_id, main_classroom_id=series.main_classroom_id,
+                         receivers=_spec_of(series).receivers)
+
+
+# ---------------------------------------------------------------- series
+
+
+def create_series(session: Session, spec: SeriesSpec, *, actor: User, scope: Scope) -> LessonSeries:
+    """Book a weekly series.
+
+    An admin of the main school books it at once (all instances or none).  A
+    teacher's request is checked the same way but waits, as ``pending``, for
+    an admin of the main school to approve it.
+    """
+    ctx = SeriesContext(session, term_id=spec.term_id, main_classroom_id=spec.main_classroom_id,
+                        receivers=spec.receivers)
+    if actor.role is Role.admin:
+        require_school_admin(session, scope, ctx.main_school.id)
+        status = SeriesStatus.approved
+    elif actor.role is Role.teacher:
+        if actor.school_id != ctx.main_school.id:
+            raise Forbidden("只能为本校教室申请排课")
+        if spec.main_teacher_id != actor.id:
+            raise Forbidden("教师只能为自己申请排课，请联系管理员为其他教师排课")
+        status = SeriesStatus.pending
+    else:
+        raise Forbidden("当前角色不能排课")
+    _validate(session, spec, ctx, actor)
+    planned = plan_series(session, spec, ctx)
+    _check_slots(session, planned)
+    series = _series_row(spec, actor, status)
+    session.add(series)
+    session.flush()
+    if status is SeriesStatus.approved:
+        _write_instances(session, series, planned)
+    audit.record(session, actor_id=actor.id, entity="series", entity_id=series.id,
+                 action="book" if status is SeriesStatus.approved else "request",
+                 reason=spec.pairing_override_reason or "",
+                 details={"instances": len(planned), "kind": spec.kind.value,
+                          "pairing_override": bool(series.pairing_override_reason)})
+    return series
+
+
+def _require_series(session: Session, series_id: int) -> LessonSeries:
+    series = session.get(LessonSeries, series_id)
+    if series is None:
+        raise NotFound(f"课程 #{series_id} 不存在")
+    return series
+
+
+def approve_series(session: Session, series_id: int, *, actor: User, scope: Scope, reason: str = "") -> LessonSeries:
+    series = _require_series(session, series_id)
+    main = session.get(Classroom, series.main_classroom_id)
+    assert main is not None
+    require_school_admin(session, scope, main.school_id)
+    if series.status is not SeriesStatus.pending:
+        raise InvalidState("只能审批待审批的排课申请")
+    planned = plan_series(session, _spec_of(series))
+    _check_slots(session, planned)
+    _write_instances(session, series, planned)
+    series.status = SeriesStatus.approved
+    series.approved_by_id = actor.id
+    audit.record(session, actor_id=actor.id, entity="series", entity_id=series.id, action="approve",
+                 reason=reason, details={"instances": len(planned)})
+    return series
+
+
+def reject_series(session: Session, series_id: int, *, actor: User, scope: Scope, reason: str) -> LessonSeries:
+    series = _require_series(session, series_id)
+    main = session.get(Classroom, series.main_classroom_id)
+    assert main is not None
+    require_school_admin(session, scope, main.school_id)
+    if series.status is not SeriesStatus.pending:
+        raise InvalidState("只能驳回待审批的排课申请")
+    if not reason.strip():
+        raise Invalid("驳回时请填写原因")
+    series.status = SeriesStatus.rejected
+    audit.record(session, actor_id=actor.id, entity="series", entity_id=series.id, action="reject", reason=reason)
+    return series
+
+
+def cancel_series(session: Session, series_id: int, *, actor: User, scope: Scope, reason: str) -> LessonSeries:
+    """Cancel every future scheduled lesson of a series (停课 for the rest of the term)."""
+    series = _require_series(session, series_id)
+    main = session.get(Classroom, series.main_classroom_id)
+    assert main is not None
+    require_school_admin(session, scope, main.school_id)
+    if not reason.strip():
+        raise Invalid("停课时请填写原因")
+    now = clock.now()
+    future = session.scalars(select(LessonInstance).where(
+        LessonInstance.series_id == series.id, LessonInstance.status == InstanceStatus.scheduled,
+        LessonInstance.starts_at > now)).all()
+    for inst in future:
+        inst.status = InstanceStatus.cancelled
+        inst.cancel_reason = reason
+        _release(session, inst.id)
+    series.status = SeriesStatus.cancelled
+    audit.record(session, actor_id=actor.id, entity="series", entity_id=series.id, action="cancel",
+                 reason=reason, details={"instances_cancelled": len(future)})
+    return series
+
+
+# ---------------------------------------------------------------- one lesson
+
+
+def _changeable(session: Session, instance_id: int, scope: Scope) -> LessonInstance:
+    inst = session.get(LessonInstance, instance_id)
+    if inst is None:
+        raise NotFound(f"课次 #{instance_id} 不存在")
+    main = session.get(Classroom, inst.main_classroom_id)
+    assert main is not None
+    require_school_admin(session, scope, main.school_id)
+    if inst.status is not InstanceStatus.scheduled:
+        raise InvalidState(f"该课次状态为“{_STATUS_ZH[inst.status]}”，只能调整尚未开始的课次")
+    return inst
+
+
+_STATUS_ZH = {
+    InstanceStatus.scheduled: "待上课", InstanceStatus.live: "上课中", InstanceStatus.held: "已上课",
+    InstanceStatus.missed: "未开课", InstanceStatus.cancelled: "已停课",
+}
+
+
+def _holiday_item(cal: TermCalendar, day: date, start: datetime, end: datetime) -> ConflictItem:
+    why = "不在学期内" if not cal.contains(day) else "是节假日"
+    return ConflictItem(resource="holiday", resource_id=None, resource_name="", day=day, start=start, end=end,
+                        message=f"{day:%Y-%m-%d} {why}，不能安排课程")
+
+
+def reschedule_instance(
+    session: Session, instance_id: int, *, day: date, period_from: int | None = None,
+    period_to: int | None = None, actor: User, scope: Scope, reason: str,
+) -> LessonInstance:
+    """调课: move one lesson to another date and period. The old instance is
+    cancelled and linked from the new one."""
+    inst = _changeable(session, instance_id, scope)
+    if not reason.strip():
+        raise Invalid("调课时请填写原因")
+    series = inst.series
+    ctx = _context_for(session, series)
+    pf = period_from if period_from is not None else inst.period_from
+    pt = period_to if period_to is not None else pf + (inst.period_to - inst.period_from)
+    planned = ctx.place(day, pf, pt, inst.teacher_id)
+    if timetable_weekday(ctx.calendar, day) is None:
+        raise Conflict([_holiday_item(ctx.calendar, day, planned.starts_at, planned.ends_at)])
+    _check_slots(session, [planned], ignore=[inst.id])
+    return _move(session, inst, planned, actor, "reschedule", reason)
+
+
+def _move(session: Session, inst: LessonInstance, planned: PlannedInstance, actor: User,
+          action: str, reason: str) -> LessonInstance:
+    _release(session, inst.id)
+    inst.status = InstanceStatus.cancelled
+    inst.cancel_reason = f"调课至 {planned.starts_at:%Y-%m-%d %H:%M}：{reason}"
+    session.flush()
+    (new,) = _write_instances(session, inst.series, [planned], rescheduled_from_id=inst.id,
+                              substitute=inst.substitute)
+    audit.record(session, actor_id=actor.id, entity="instance", entity_id=inst.id, action=action, reason=reason,
+                 details={"from": inst.starts_at.isoformat(), "to": planned.starts_at.isoformat(), "new_id": new.id})
+    return new
+
+
+def postpone_instance(session: Session, instance_id: int, *, actor: User, scope: Scope, reason: str) -> LessonInstance:
+    """顺延: move one lesson to the series' next regular slot that is free, up to the end of term."""
+    inst = _changeable(session, instance_id, scope)
+    if not reason.strip():
+        raise Invalid("顺延时请填写原因")
+    series = inst.series
+    ctx = _context_for(session, series)
+    for day in meeting_days(ctx.calendar, series.weekday, 1, 99, series.week_pattern, after=inst.day):
+        planned = ctx.place(day, inst.period_from, inst.period_to, inst.teacher_id)
+        try:
+            _check_slots(session, [planned], ignore=[inst.id])
+        except Conflict:
+            continue
+        return _move(session, inst, planned, actor, "postpone", reason)
+    raise Conflict([ConflictItem(resource="term", resource_id=series.term_id, resource_name="", day=inst.day,
+                                 start=inst.starts_at, end=inst.ends_at,
+                                 message="本学期剩余时间内没有可顺延的空闲时段")])
+
+
+def cancel_instance(session: Session, instance_id: int, *, actor: User, scope: Scope, reason: str) -> LessonInstance:
+    """停课: cancel one lesson and free its slots."""
+    inst = _changeable(session, instance_id, scope)
+    if not reason.strip():
+        raise Invalid("停课时请填写原因")
+    _release(session, inst.id)
+    inst.status = InstanceStatus.cancelled
+    inst.cancel_reason = reason
+    audit.record(session, actor_id=actor.id, entity="instance", entity_id=inst.id, action="cancel", reason=reason)
+    return inst
+
+
+def substitute_instance(
+    session: Session, instance_id: int, *, teacher_id: int, actor: User, scope: Scope, reason: str
+) -> LessonInstance:
+    """代课: another teacher takes one lesson; checked for that teacher's other lessons."""
+    inst = _changeable(session, instance_id, scope)
+    if not reason.strip():
+        raise Invalid("代课时请填写原因")
+    teacher = _check_teacher(session, teacher_id, "代课教师")
+    if teacher_id == inst.teacher_id:
+        raise Invalid("代课教师与当前授课教师相同")
+    slot = Slot(ResourceType.teacher, teacher_id, inst.starts_at, inst.ends_at)
+    items = find_conflicts(session, [slot], ignore_instance_ids=[inst.id])
+    if items:
+        raise Conflict(items)
+    previous = inst.teacher_id
+    try:
+        with session.begin_nested():
+            row = session.scalar(select(Occupancy).where(
+                Occupancy.instance_id == inst.id, Occupancy.resource_type == ResourceType.teacher,
+                Occupancy.resource_id == previous))
+            if row is not None:
+                row.resource_id = teacher_id
+            else:
+                session.add(Occupancy(instance_id=inst.id, resource_type=ResourceType.teacher,
+                                      resource_id=teacher_id, starts_at=inst.starts_at, ends_at=inst.ends_at))
+            session.flush()
+    except IntegrityError as exc:
+        raise Conflict(find_conflicts(session, [slot], ignore_instance_ids=[inst.id]) or []) from exc
+    inst.teacher_id = teacher_id
+    inst.substitute = teacher_id != inst.series.main_teacher_id
+    audit.record(session, actor_id=actor.id, entity="instance", entity_id=inst.id, action="substitute",
+                 reason=reason, details={"from_teacher": previous, "to_teacher": teacher_id,
+                                         "teacher_name": teacher.display_name})
+    return inst

@@ -1,0 +1,18 @@
+"""The timetable's wall clock: naive local times in the configured zone."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+_zone = ZoneInfo("Asia/Shanghai")
+
+
+def configure(zone_name: str) -> None:
+    global _zone
+    _zone = ZoneInfo(zone_name)
+
+
+def now() -> datetime:
+    """Local wall-clock time, naive, to the second (as lesson times are stored)."""
+    return datetime.now(_zone).replace(tzinfo=None, microsecond=0)

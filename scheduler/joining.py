@@ -1,0 +1,56 @@
+"""Who may join a lesson, and in which lesson role.
+
+Only people booked into the instance get a role: the teacher (or substitute)
+and the main classroom's terminal as ``main``; receiving classrooms' terminals
+and assistant teachers as ``receiving``; enrolled home students and attending
+teachers as ``student``; researchers of the lesson's region as ``observer``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from scheduler.access import region_path_for
+from scheduler.errors import Forbidden, InvalidState
+from scheduler.models import Classroom, InstanceStatus, LessonInstance, Role, School, User
+
+
+@dataclass(frozen=True)
+class LessonSeat:
+    lesson_role: str
+    classroom_id: int | None
+
+
+def seat_for(session: Session, user: User, inst: LessonInstance) -> LessonSeat:
+    if inst.status in (InstanceStatus.cancelled, InstanceStatus.held, InstanceStatus.missed):
+        raise InvalidState("该课次已结束或已停课")
+    series = inst.series
+    receivers = {r.classroom_id: r for r in series.receivers}
+    if user.role is Role.terminal:
+        if user.classroom_id == inst.main_classroom_id:
+            return LessonSeat("main", inst.main_classroom_id)
+        if user.classroom_id in receivers:
+            return LessonSeat("receiving", user.classroom_id)
+    elif user.role is Role.teacher:
+        if user.id == inst.teacher_id:
+            return LessonSeat("main", inst.main_classroom_id)
+        for r in series.receivers:
+            if r.assistant_id == user.id:
+                return LessonSeat("receiving", r.classroom_id)
+        if any(p.user_id == user.id for p in series.participants):
+            return LessonSeat("student", None)
+    elif user.role is Role.student:
+        if any(p.user_id == user.id for p in series.participants):
+            return LessonSeat("student", None)
+    elif user.role is Role.researcher and user.region_id is not None:
+        prefix = region_path_for(session, user.region_id)
+        rooms = [inst.main_classroom_id, *receivers]
+        paths = session.scalars(
+            select(School.region_id).join(Classroom, Classroom.school_id == School.id).where(Classroom.id.in_(rooms))
+        ).all()
+        if any(region_path_for(session, rid).startswith(prefix) for rid in set(paths)):
+            return LessonSeat("observer", None)
+    raise Forbidden("您没有被安排参加该课次")

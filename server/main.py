@@ -1,0 +1,82 @@
+"""The FastAPI application: API under /api/v1, health, and the web client.
+
+One ``lifespan`` enters the pieces in order (database, bus, lifecycle task)
+through an ``AsyncExitStack`` and leaves them in reverse order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import text
+
+from server.api import errors
+from server.api.main import api_router
+from server.core.bus import make_bus
+from server.core.config import Settings, get_settings
+from server.core.db import make_engine, make_session_factory
+from server.core.lifecycle_task import LifecycleTask
+from server.core.migrate import upgrade
+
+log = logging.getLogger(__name__)
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+
+
+def _operation_id(route: APIRoute) -> str:
+    tag = route.tags[0] if route.tags else "root"
+    return f"{tag}-{route.name}"
+
+
+def create_app(settings: Settings | None = None, *, migrate: bool = True, run_lifecycle: bool = True) -> FastAPI:
+    settings = settings or get_settings()
+    settings.ensure_data_dir()
+    settings.effective_secret_key()  # generate and store it before the first request
+    url = settings.effective_database_url
+    if migrate:
+        upgrade(url)
+    engine = make_engine(url)
+    session_factory = make_session_factory(engine)
+    bus = make_bus(settings.redis_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            stack.callback(engine.dispose)
+            if run_lifecycle:
+                task = LifecycleTask(session_factory, bus, settings)
+                await stack.enter_async_context(task)
+            yield
+
+    app = FastAPI(
+        title="SanKe 三课",
+        version="0.1.0",
+        description="三个课堂：专递课堂、名师课堂、名校网络课堂 — 排课、课堂、巡课与记录",
+        lifespan=lifespan,
+        generate_unique_id_function=_operation_id,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.session_factory = session_factory
+    app.state.bus = bus
+    errors.install(app)
+    app.include_router(api_router, prefix="/api/v1")
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> JSONResponse:
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:  # noqa: BLE001 - report, don't crash
+            return JSONResponse({"status": "error", "database": str(exc.__class__.__name__)}, 503)
+        return JSONResponse({"status": "ok", "database": engine.dialect.name})
+
+    if WEB_DIR.is_dir():
+        app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web")
+    return app

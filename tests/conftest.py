@@ -1,0 +1,130 @@
+"""Shared fixtures.
+
+Every database test runs twice: against SQLite and against a real PostgreSQL
+server that this session starts on 127.0.0.1 and stops at the end.  Each test
+gets a fresh database cloned from a migrated template (``CREATE DATABASE ...
+TEMPLATE`` on PostgreSQL, a file copy on SQLite), so migrations run once per
+engine and tests stay independent.
+
+Set ``SANKE_TEST_REQUIRE_PG=1`` (the README's test command does) to turn a
+missing PostgreSQL into a failure instead of a skip.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from server.core.config import Settings
+from server.core.db import make_engine, make_session_factory
+from server.core.migrate import upgrade
+from tests.utils.factory import World, token_for
+
+_counter = itertools.count()
+TEST_SECRET = "sanke-test-secret-key-0123456789abcdef"
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[object]:
+    from tests.utils.pgserver import PostgresServer
+
+    try:
+        server = PostgresServer().start()
+    except Exception as exc:  # noqa: BLE001
+        if os.environ.get("SANKE_TEST_REQUIRE_PG") == "1":
+            raise
+        pytest.skip(f"PostgreSQL unavailable: {exc}")
+    template = server.create_database("sanke_template")
+    upgrade(template)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        target = tmp_path / "sanke.db"
+        shutil.copy(template, target)
+        yield f"sqlite:///{target}"
+        return
+    server = request.getfixturevalue("pg_server")
+    import psycopg
+
+    name = f"sanke_t{os.getpid()}_{next(_counter)}"
+    with psycopg.connect(f"host=127.0.0.1 port={server.port} user=postgres dbname=postgres", autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}" TEMPLATE sanke_template')
+    yield server.url(name)
+    with psycopg.connect(f"host=127.0.0.1 port={server.port} user=postgres dbname=postgres", autocommit=True) as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    eng = make_engine(db_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return make_session_factory(engine)
+
+
+@pytest.fixture
+def session(session_factory: sessionmaker[Session]) -> Iterator[Session]:
+    s = session_factory()
+    yield s
+    s.rollback()
+    s.close()
+
+
+@pytest.fixture
+def world(session_factory: sessionmaker[Session]) -> World:
+    with session_factory() as s:
+        w = World.build(s)
+        s.commit()
+    return w
+
+
+@pytest.fixture
+def settings(tmp_path: Path, db_url: str) -> Settings:
+    return Settings(data_dir=tmp_path / "data", database_url=db_url, secret_key=TEST_SECRET)
+
+
+@pytest.fixture
+def app(settings: Settings):  # type: ignore[no-untyped-def]
+    from server.main import create_app
+
+    return create_app(settings, migrate=False, run_lifecycle=False)
+
+
+@pytest.fixture
+def client(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+    with TestClient(app) as c:
+        yield c
+
+
+@pytest.fixture
+def auth():  # type: ignore[no-untyped-def]
+    """``auth(user)`` -> Authorization headers for that user."""
+
+    def headers(user) -> dict[str, str]:  # type: ignore[no-untyped-def]
+        return {"Authorization": f"Bearer {token_for(user, TEST_SECRET)}"}
+
+    return headers

@@ -4,7 +4,23 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from server.api.routes import auth
+from server.api.routes import (
+    audit,
+    auth,
+    classrooms,
+    demand_orders,
+    lessons,
+    pairings,
+    period_schemes,
+    regions,
+    schools,
+    series,
+    terms,
+    timetable,
+    users,
+)
 
 api_router = APIRouter()
-api_router.include_router(auth.router)
+for module in (auth, regions, schools, classrooms, users, pairings, terms, period_schemes, series, lessons,
+               audit, timetable, demand_orders):
+    api_router.include_router(module.router)

@@ -1,0 +1,100 @@
+"""Listings of lesson instances: the one query behind timetables, feeds, exports
+and the district day view, scoped to what the caller may see."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import ColumnElement, Select, exists, func, or_, select
+from sqlalchemy.orm import Session, aliased
+
+from scheduler.access import Scope, instance_clause, region_path_for
+from scheduler.models import (
+    Classroom,
+    InstanceStatus,
+    LessonInstance,
+    LessonKind,
+    LessonSeries,
+    Region,
+    School,
+    SeriesReceiver,
+)
+
+
+@dataclass(frozen=True)
+class InstanceFilter:
+    date_from: date | None = None
+    date_to: date | None = None
+    region_id: int | None = None
+    """Lessons given or received by a school in this region's subtree."""
+    school_id: int | None = None
+    """Lessons given or received by this school."""
+    classroom_id: int | None = None
+    """Lessons in this classroom, as main or receiving classroom."""
+    teacher_id: int | None = None
+    kind: LessonKind | None = None
+    status: InstanceStatus | None = None
+    series_id: int | None = None
+    term_id: int | None = None
+
+
+_RecvRoom = aliased(Classroom)
+_RecvSchool = aliased(School)
+_RecvRegion = aliased(Region)
+
+
+def _receiving(where: ColumnElement[bool]) -> ColumnElement[bool]:
+    return exists(
+        select(1).select_from(SeriesReceiver)
+        .join(_RecvRoom, _RecvRoom.id == SeriesReceiver.classroom_id)
+        .join(_RecvSchool, _RecvSchool.id == _RecvRoom.school_id)
+        .join(_RecvRegion, _RecvRegion.id == _RecvSchool.region_id)
+        .where(SeriesReceiver.series_id == LessonInstance.series_id, where)
+    )
+
+
+def instance_query(session: Session, scope: Scope, f: InstanceFilter) -> Select:  # type: ignore[type-arg]
+    stmt = (
+        select(LessonInstance)
+        .join(LessonSeries, LessonSeries.id == LessonInstance.series_id)
+        .join(Classroom, Classroom.id == LessonInstance.main_classroom_id)
+        .join(School, School.id == Classroom.school_id)
+        .join(Region, Region.id == School.region_id)
+        .where(instance_clause(scope))
+    )
+    if f.date_from is not None:
+        stmt = stmt.where(LessonInstance.day >= f.date_from)
+    if f.date_to is not None:
+        stmt = stmt.where(LessonInstance.day <= f.date_to)
+    if f.region_id is not None:
+        path = region_path_for(session, f.region_id)
+        stmt = stmt.where(or_(Region.path.startswith(path), _receiving(_RecvRegion.path.startswith(path))))
+    if f.school_id is not None:
+        stmt = stmt.where(or_(School.id == f.school_id, _receiving(_RecvSchool.id == f.school_id)))
+    if f.classroom_id is not None:
+        stmt = stmt.where(or_(LessonInstance.main_classroom_id == f.classroom_id,
+                              exists(select(1).where(SeriesReceiver.series_id == LessonInstance.series_id,
+                                                     SeriesReceiver.classroom_id == f.classroom_id))))
+    if f.teacher_id is not None:
+        stmt = stmt.where(LessonInstance.teacher_id == f.teacher_id)
+    if f.kind is not None:
+        stmt = stmt.where(LessonSeries.kind == f.kind)
+    if f.status is not None:
+        stmt = stmt.where(LessonInstance.status == f.status)
+    if f.series_id is not None:
+        stmt = stmt.where(LessonInstance.series_id == f.series_id)
+    if f.term_id is not None:
+        stmt = stmt.where(LessonSeries.term_id == f.term_id)
+    return stmt
+
+
+def list_instances(
+    session: Session, scope: Scope, f: InstanceFilter, *, offset: int = 0, limit: int = 100
+) -> tuple[Sequence[LessonInstance], int]:
+    """One page of instances in start order, and the total count."""
+    stmt = instance_query(session, scope, f)
+    total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+    rows = session.scalars(stmt.order_by(LessonInstance.starts_at, LessonInstance.id).offset(offset).limit(limit)).all()
+    return rows, int(total)

@@ -1,0 +1,5 @@
+"""Placeholder router for /classrooms (being written)."""
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/classrooms", tags=["classrooms"])

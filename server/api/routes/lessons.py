@@ -1,0 +1,5 @@
+"""Placeholder router for /lessons (being written)."""
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/lessons", tags=["lessons"])

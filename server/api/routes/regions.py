@@ -1,0 +1,5 @@
+"""Placeholder router for /regions (being written)."""
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/regions", tags=["regions"])

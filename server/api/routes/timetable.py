@@ -1,0 +1,5 @@
+"""Placeholder router for /timetable (being written)."""
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/timetable", tags=["timetable"])

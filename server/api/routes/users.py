@@ -1,0 +1,5 @@
+"""Placeholder router for /users (being written)."""
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/users", tags=["users"])

@@ -346,6 +346,25 @@ def create_series(session: Session, spec: SeriesSpec, *, actor: User, scope: Sco
         status = SeriesStatus.pending
     else:
         raise Forbidden("当前角色不能排课")
+    return _book(session, spec, ctx, actor=actor, status=status,
+                 action="book" if status is SeriesStatus.approved else "request",
+                 reason=spec.pairing_override_reason or "")
+
+
+def book_agreed_series(session: Session, spec: SeriesSpec, *, actor: User, reason: str,
+                       action: str = "book") -> LessonSeries:
+    """Book a series both sides already agreed to (an accepted demand-order offer).
+
+    The caller has checked who may do this; every booking rule (pairing,
+    bells, holidays, conflicts) still applies.
+    """
+    ctx = SeriesContext(session, term_id=spec.term_id, main_classroom_id=spec.main_classroom_id,
+                        receivers=spec.receivers)
+    return _book(session, spec, ctx, actor=actor, status=SeriesStatus.approved, action=action, reason=reason)
+
+
+def _book(session: Session, spec: SeriesSpec, ctx: SeriesContext, *, actor: User, status: SeriesStatus,
+          action: str, reason: str) -> LessonSeries:
     _validate(session, spec, ctx, actor)
     planned = plan_series(session, spec, ctx)
     _check_slots(session, planned)
@@ -354,11 +373,9 @@ def create_series(session: Session, spec: SeriesSpec, *, actor: User, scope: Sco
     session.flush()
     if status is SeriesStatus.approved:
         _write_instances(session, series, planned)
-    audit.record(session, actor_id=actor.id, entity="series", entity_id=series.id,
-                 action="book" if status is SeriesStatus.approved else "request",
-                 reason=spec.pairing_override_reason or "",
-                 details={"instances": len(planned), "kind": spec.kind.value,
-                          "pairing_override": bool(series.pairing_override_reason)})
+    audit.record(session, actor_id=actor.id, entity="series", entity_id=series.id, action=action, reason=reason,
+                 details={"instances": len(planned) if status is SeriesStatus.approved else 0,
+                          "kind": spec.kind.value, "pairing_override": bool(series.pairing_override_reason)})
     return series
 
 
@@ -540,7 +557,9 @@ def substitute_instance(
                                       resource_id=teacher_id, starts_at=inst.starts_at, ends_at=inst.ends_at))
             session.flush()
     except IntegrityError as exc:
-        raise Conflict(find_conflicts(session, [slot], ignore_instance_ids=[inst.id]) or []) from exc
+        items = find_conflicts(session, [slot], ignore_instance_ids=[inst.id])
+        raise Conflict(items or [_race_item(PlannedInstance(inst.day, inst.starts_at, inst.ends_at,
+                                                            inst.period_from, inst.period_to, teacher_id))]) from exc
     inst.teacher_id = teacher_id
     inst.substitute = teacher_id != inst.series.main_teacher_id
     audit.record(session, actor_id=actor.id, entity="instance", entity_id=inst.id, action="substitute",

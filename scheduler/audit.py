@@ -7,6 +7,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from scheduler import clock
+
 from scheduler.models import AuditEntry
 
 
@@ -22,7 +24,7 @@ def record(
     at: datetime | None = None,
 ) -> AuditEntry:
     entry = AuditEntry(
-        at=at or datetime.now(), actor_id=actor_id, entity=entity, entity_id=entity_id,
+        at=at or clock.now(), actor_id=actor_id, entity=entity, entity_id=entity_id,
         action=action, reason=reason or "", details=details or {},
     )
     session.add(entry)

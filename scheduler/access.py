@@ -93,6 +93,12 @@ def require_region(session: Session, scope: Scope, region_id: int) -> Region:
         return region
     if scope.region_path is not None and region.path.startswith(scope.region_path):
         return region
+    if scope.school_id is not None:
+        # a school's own people may narrow a listing to a region that contains their school
+        own = session.scalar(select(Region.path).join(School, School.region_id == Region.id)
+                             .where(School.id == scope.school_id))
+        if own is not None and own.startswith(region.path):
+            return region
     raise Forbidden("无权访问该区域的数据")
 
 

@@ -90,7 +90,7 @@ def _load_names(session: Session, instances: Sequence[LessonInstance]) -> _Names
                 .where(Classroom.id.in_(ids))):
             names.rooms[rid] = (room, school)
     for ids in _chunks(user_ids):
-        names.users.update(session.execute(select(User.id, User.display_name).where(User.id.in_(ids))).tuples().all())
+        names.users.update((uid, name) for uid, name in session.execute(select(User.id, User.display_name).where(User.id.in_(ids))))
     for ids in _chunks(moved_ids):
         names.moved_from.update(
             session.execute(select(LessonInstance.id, LessonInstance.starts_at).where(LessonInstance.id.in_(ids)))
@@ -181,7 +181,7 @@ def instances_ical(session: Session, scope: Scope, f: InstanceFilter, *, calenda
 def teacher_ical(session: Session, scope: Scope, teacher: User, *, tz_name: str = "Asia/Shanghai",
                  date_from: date | None = None, date_to: date | None = None) -> bytes:
     """The lessons ``teacher`` teaches (as main teacher or substitute)."""
-    f = InstanceFilter(teacher_id=teacher.id, date_from=date_from, date_to=date_to)
+    f = InstanceFilter(involving_user_id=teacher.id, date_from=date_from, date_to=date_to)
     return instances_ical(session, scope, f, calendar_name=f"{teacher.display_name}的课表", tz_name=tz_name)
 
 

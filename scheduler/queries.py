@@ -19,6 +19,7 @@ from scheduler.models import (
     LessonSeries,
     Region,
     School,
+    SeriesParticipant,
     SeriesReceiver,
 )
 
@@ -34,6 +35,9 @@ class InstanceFilter:
     classroom_id: int | None = None
     """Lessons in this classroom, as main or receiving classroom."""
     teacher_id: int | None = None
+    """Lessons this teacher teaches (as main teacher or substitute)."""
+    involving_user_id: int | None = None
+    """Lessons this person teaches, assists (助教) or attends: a personal timetable."""
     kind: LessonKind | None = None
     status: InstanceStatus | None = None
     series_id: int | None = None
@@ -79,6 +83,15 @@ def instance_query(session: Session, scope: Scope, f: InstanceFilter) -> Select:
                                                      SeriesReceiver.classroom_id == f.classroom_id))))
     if f.teacher_id is not None:
         stmt = stmt.where(LessonInstance.teacher_id == f.teacher_id)
+    if f.involving_user_id is not None:
+        uid = f.involving_user_id
+        stmt = stmt.where(or_(
+            LessonInstance.teacher_id == uid,
+            exists(select(1).where(SeriesReceiver.series_id == LessonInstance.series_id,
+                                   SeriesReceiver.assistant_id == uid)),
+            exists(select(1).where(SeriesParticipant.series_id == LessonInstance.series_id,
+                                   SeriesParticipant.user_id == uid)),
+        ))
     if f.kind is not None:
         stmt = stmt.where(LessonSeries.kind == f.kind)
     if f.status is not None:

@@ -229,3 +229,10 @@ def test_csv_export_filters_and_scope(client, world, auth, session_factory):
     in_october = {"date_from": "2026-10-01", "date_to": "2026-10-31"}
     assert len(read_csv(client.get(url, params=in_october, headers=auth(world.sysadmin)).content)) == 1 + 3
     assert client.get(url).status_code == 401
+
+
+def test_assistant_teachers_feed_lists_the_lessons_they_assist(client, world, auth, session_factory):
+    book_monday_maths(session_factory, world)
+    r = client.get(f"{URL}/teachers/{world.assistant.id}.ics", headers=auth(world.assistant))
+    assert r.status_code == 200
+    assert len(events(r.content)) == 19

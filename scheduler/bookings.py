@@ -104,7 +104,7 @@ class SeriesContext:
         self.term, self.calendar = load_calendar(session, term_id)
         main = session.get(Classroom, main_classroom_id)
         if main is None:
-            raise NotFound(f"主讲教室 #{main_classroom_id} 不存在")
+            raise NotFound(f"主讲教室 #{main_classroom_id} 不存在", field="main_classroom")
         self.main_classroom = main
         self.main_school = session.get(School, main.school_id)  # type: ignore[assignment]
         self.main_scheme = scheme_for(session, main.school_id, term_id)
@@ -112,13 +112,13 @@ class SeriesContext:
         seen: set[int] = set()
         for r in receivers:
             if r.classroom_id in seen:
-                raise Invalid(f"接收教室 #{r.classroom_id} 重复")
+                raise Invalid(f"接收教室 #{r.classroom_id} 重复", field="receivers")
             seen.add(r.classroom_id)
             room = session.get(Classroom, r.classroom_id)
             if room is None:
-                raise NotFound(f"接收教室 #{r.classroom_id} 不存在")
+                raise NotFound(f"接收教室 #{r.classroom_id} 不存在", field="receivers")
             if room.id == main.id:
-                raise Invalid("主讲教室不能同时作为接收教室")
+                raise Invalid("主讲教室不能同时作为接收教室", field="receivers")
             school = session.get(School, room.school_id)
             assert school is not None
             self.receivers.append(_Receiver(room, school, scheme_for(session, room.school_id, term_id),
@@ -150,7 +150,8 @@ class SeriesContext:
             if containing_period(r.scheme, p.start_time, p.end_time) is None:
                 raise Invalid(
                     f"接收学校“{r.school.name}”的作息时间中没有包含 {p.start_time:%H:%M}–{p.end_time:%H:%M} 的节次，"
-                    f"两校铃声不一致，请为接收教室“{r.classroom.name}”指定接收节次"
+                    f"两校铃声不一致，请为接收教室“{r.classroom.name}”指定接收节次",
+                    field="receivers",
                 )
         return start_t, end_t
 
@@ -168,12 +169,12 @@ def _check_slots(session: Session, planned: Sequence[PlannedInstance], ignore: S
         raise Conflict(items)
 
 
-def _check_teacher(session: Session, user_id: int, what: str = "主讲教师") -> User:
+def _check_teacher(session: Session, user_id: int, what: str = "主讲教师", field: str = "main_teacher") -> User:
     user = session.get(User, user_id)
     if user is None or not user.is_active:
-        raise NotFound(f"{what} #{user_id} 不存在")
+        raise NotFound(f"{what} #{user_id} 不存在", field=field)
     if user.role is not Role.teacher:
-        raise Invalid(f"“{user.display_name}”不是教师账号，不能作为{what}")
+        raise Invalid(f"“{user.display_name}”不是教师账号，不能作为{what}", field=field)
     return user
 
 
@@ -203,33 +204,35 @@ def _pairing_gaps(session: Session, spec: SeriesSpec, ctx: SeriesContext) -> lis
 
 def _validate(session: Session, spec: SeriesSpec, ctx: SeriesContext, actor: User) -> None:
     if not spec.title.strip():
-        raise Invalid("课程名称不能为空")
+        raise Invalid("课程名称不能为空", field="title")
     _check_teacher(session, spec.main_teacher_id)
     for r in spec.receivers:
         if r.assistant_id is not None:
-            _check_teacher(session, r.assistant_id, "助教")
+            _check_teacher(session, r.assistant_id, "助教", "receivers")
     if spec.kind is LessonKind.dedicated and not spec.receivers:
-        raise Invalid("专递课堂至少需要一个接收教室")
+        raise Invalid("专递课堂至少需要一个接收教室", field="receivers")
     if spec.kind is LessonKind.famous_school and not (spec.receivers or spec.participant_ids):
-        raise Invalid("名校网络课堂需要接收教室或在家学习的学生")
+        raise Invalid("名校网络课堂需要接收教室或在家学习的学生", field="receivers")
     for uid in spec.participant_ids:
         u = session.get(User, uid)
         if u is None:
-            raise NotFound(f"参与人 #{uid} 不存在")
+            raise NotFound(f"参与人 #{uid} 不存在", field="participants")
         expected = Role.student if spec.kind is LessonKind.famous_school else Role.teacher
         if spec.kind is LessonKind.dedicated or u.role is not expected:
-            raise Invalid(f"“{u.display_name}”不能作为该类课程的参与人")
+            raise Invalid(f"“{u.display_name}”不能作为该类课程的参与人", field="participants")
     if spec.kind is LessonKind.dedicated:
         gaps = _pairing_gaps(session, spec, ctx)
         if gaps:
             if actor.role is not Role.admin:
-                raise Invalid(f"主讲学校与 {'、'.join(gaps)} 之间没有该学科的结对关系，专递课堂需要结对")
+                raise Invalid(f"主讲学校与 {'、'.join(gaps)} 之间没有该学科的结对关系，专递课堂需要结对",
+                              field="receivers")
             if not (spec.pairing_override_reason or "").strip():
                 raise Invalid(
-                    f"主讲学校与 {'、'.join(gaps)} 之间没有该学科的结对关系；管理员如需越过结对限制，请填写原因"
+                    f"主讲学校与 {'、'.join(gaps)} 之间没有该学科的结对关系；管理员如需越过结对限制，请填写原因",
+                    field="receivers",
                 )
     if spec.week_to < spec.week_from:
-        raise Invalid("结束周不能早于开始周")
+        raise Invalid("结束周不能早于开始周", field="weeks")
 
 
 def plan_series(session: Session, spec: SeriesSpec, ctx: SeriesContext | None = None) -> list[PlannedInstance]:
@@ -237,7 +240,7 @@ def plan_series(session: Session, spec: SeriesSpec, ctx: SeriesContext | None = 
                                receivers=spec.receivers)
     days = meeting_days(ctx.calendar, spec.weekday, spec.week_from, spec.week_to, spec.week_pattern)
     if not days:
-        raise Invalid("该上课时间在学期内没有任何上课日（可能均为节假日或超出学期周次）")
+        raise Invalid("该上课时间在学期内没有任何上课日（可能均为节假日或超出学期周次）", field="weeks")
     return [ctx.place(d, spec.period_from, spec.period_to, spec.main_teacher_id) for d in days]
 
 
@@ -340,9 +343,9 @@ def create_series(session: Session, spec: SeriesSpec, *, actor: User, scope: Sco
         status = SeriesStatus.approved
     elif actor.role is Role.teacher:
         if actor.school_id != ctx.main_school.id:
-            raise Forbidden("只能为本校教室申请排课")
+            raise Forbidden("只能为本校教室申请排课", field="main_classroom")
         if spec.main_teacher_id != actor.id:
-            raise Forbidden("教师只能为自己申请排课，请联系管理员为其他教师排课")
+            raise Forbidden("教师只能为自己申请排课，请联系管理员为其他教师排课", field="main_teacher")
         status = SeriesStatus.pending
     else:
         raise Forbidden("当前角色不能排课")

@@ -14,12 +14,17 @@ class SchedulerError(Exception):
 
     code = "error"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.field = field
+        """The input field most responsible (``periods``, ``receivers``...), for forms and import reports."""
 
     def payload(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message}
+        out: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.field:
+            out["field"] = self.field
+        return out
 
 
 class NotFound(SchedulerError):
@@ -75,7 +80,7 @@ class Conflict(SchedulerError):
         self.items = items
         head = "；".join(i.message for i in items[:3])
         more = f"；另有 {len(items) - 3} 处冲突" if len(items) > 3 else ""
-        super().__init__(f"排课冲突，共 {len(items)} 处：{head}{more}")
+        super().__init__(f"排课冲突，共 {len(items)} 处：{head}{more}", field="periods")
 
     def payload(self) -> dict[str, Any]:
         return {**super().payload(), "conflicts": [i.as_dict() for i in self.items]}

@@ -20,7 +20,7 @@ def scheme_for(session: Session, school_id: int, term_id: int | None) -> PeriodS
     standing = [s for s in schemes if s.term_id is None]
     chosen = (for_term or standing or [None])[-1]
     if chosen is None:
-        raise Invalid(f"学校 #{school_id} 尚未设置作息时间（节次）")
+        raise Invalid(f"学校 #{school_id} 尚未设置作息时间（节次）", field="periods")
     return chosen
 
 
@@ -29,7 +29,8 @@ def span(scheme: PeriodScheme, period_from: int, period_to: int) -> tuple[time, 
     by_number = {p.number: p for p in scheme.periods}
     missing = [n for n in range(period_from, period_to + 1) if n not in by_number]
     if period_to < period_from or missing:
-        raise Invalid(f"作息时间“{scheme.name or scheme.id}”中没有第 {missing[0] if missing else period_from} 节")
+        raise Invalid(f"作息时间“{scheme.name or scheme.id}”中没有第 {missing[0] if missing else period_from} 节",
+                      field="periods")
     return by_number[period_from].start_time, by_number[period_to].end_time
 
 

@@ -44,7 +44,7 @@ def calendar_of(term: Term) -> TermCalendar:
 def load_calendar(session: Session, term_id: int) -> tuple[Term, TermCalendar]:
     term = session.get(Term, term_id)
     if term is None:
-        raise NotFound(f"学期 #{term_id} 不存在")
+        raise NotFound(f"学期 #{term_id} 不存在", field="term")
     return term, calendar_of(term)
 
 
@@ -82,9 +82,9 @@ def meeting_days(
     it follows, in its own teaching week.
     """
     if not 1 <= weekday <= 7:
-        raise Invalid("星期应为 1（周一）到 7（周日）")
+        raise Invalid("星期应为 1（周一）到 7（周日）", field="weekday")
     if week_to < week_from:
-        raise Invalid("结束周不能早于开始周")
+        raise Invalid("结束周不能早于开始周", field="weeks")
     days: list[date] = []
     day = cal.start if after is None else max(cal.start, after + timedelta(days=1))
     while day <= cal.end:

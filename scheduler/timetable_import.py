@@ -599,12 +599,14 @@ def _column_for(exc: SchedulerError, main_school_id: int) -> str:
     """The field most responsible for a booking error."""
     if isinstance(exc, Conflict):
         return "periods"
+    no_bells = re.match(r"学校 #(\d+) 尚未设置作息时间", exc.message)
+    if no_bells:  # whose bells are missing decides the column
+        return "main_classroom" if int(no_bells.group(1)) == main_school_id else "receivers"
+    if exc.field:
+        return exc.field
     message = re.sub(r"“[^”]*”", "", exc.message)
     if isinstance(exc, Forbidden):
         return "main_teacher" if "只能为自己" in message else "main_classroom"
-    no_bells = re.match(r"学校 #(\d+) 尚未设置作息时间", message)
-    if no_bells:
-        return "main_classroom" if int(no_bells.group(1)) == main_school_id else "receivers"
     for pattern, key in _UNQUOTED_RULES:
         if re.search(pattern, message):
             return key

@@ -55,7 +55,8 @@ def tick(session: Session, now: datetime, *, lead: timedelta, grace: timedelta, 
     """Open rooms whose lesson starts within ``lead``; close rooms ``grace`` after the end.
 
     Closing marks a lesson that went live as held and one that never did as
-    missed.  A lesson whose whole window passed while the server was down is
+    missed.  Rows are claimed with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so
+    when several nodes tick at once each lesson is opened and closed by one.  A lesson whose whole window passed while the server was down is
     closed (and marked missed) without ever opening.
     """
     events: list[LessonEvent] = []
@@ -64,6 +65,7 @@ def tick(session: Session, now: datetime, *, lead: timedelta, grace: timedelta, 
         .where(LessonInstance.status.in_([InstanceStatus.scheduled, InstanceStatus.live]),
                LessonInstance.room_closed_at.is_(None), LessonInstance.ends_at <= now - grace)
         .order_by(LessonInstance.ends_at).limit(limit)
+        .with_for_update(skip_locked=True, of=LessonInstance)
     ).all()
     for inst in to_close:
         transition(inst, InstanceStatus.held if inst.status is InstanceStatus.live else InstanceStatus.missed)
@@ -74,6 +76,7 @@ def tick(session: Session, now: datetime, *, lead: timedelta, grace: timedelta, 
         .where(LessonInstance.status == InstanceStatus.scheduled, LessonInstance.room_opened_at.is_(None),
                LessonInstance.starts_at <= now + lead, LessonInstance.ends_at > now - grace)
         .order_by(LessonInstance.starts_at).limit(limit)
+        .with_for_update(skip_locked=True, of=LessonInstance)
     ).all()
     for inst in to_open:
         inst.room_opened_at = now

@@ -95,3 +95,16 @@ def test_lifecycle_task_runs_in_the_app_and_start_endpoint_goes_live(client, wor
     r = client.post(f"/api/v1/lessons/{first['id']}/start", headers=auth(world.teacher))
     assert r.status_code == 200 and r.json()["status"] == "live" and r.json()["room_open"] is True
     assert app.state.bus.published[-1][1]["type"] == "lesson_live"
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_two_nodes_ticking_at_once_open_each_room_once(session_factory, world):
+    with session_factory() as s:
+        first, _ = booked(s, world)
+    when = first.starts_at - LEAD
+    with session_factory() as node_a, session_factory() as node_b:
+        a = lifecycle.tick(node_a, when, lead=LEAD, grace=GRACE)  # holds its row locks until commit
+        b = lifecycle.tick(node_b, when, lead=LEAD, grace=GRACE)
+        node_a.commit()
+        node_b.commit()
+    assert [e.instance_id for e in a] == [first.id] and b == []

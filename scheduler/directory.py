@@ -75,12 +75,12 @@ def paginate(session: Session, stmt: Select[tuple[T]], *, offset: int, limit: in
     return rows, int(count)
 
 
-def _name(value: str, what: str, max_len: int = 100) -> str:
+def _name(value: str, what: str, max_len: int = 100, *, field: str = "name") -> str:
     value = (value or "").strip()
     if not value:
-        raise Invalid(f"{what}不能为空")
+        raise Invalid(f"{what}不能为空", field=field)
     if len(value) > max_len:
-        raise Invalid(f"{what}不能超过 {max_len} 个字")
+        raise Invalid(f"{what}不能超过 {max_len} 个字", field=field)
     return value
 
 
@@ -95,10 +95,6 @@ def _require_region_admin(session: Session, scope: Scope, region_id: int) -> Reg
     if not scope.everywhere and scope.region_path is None:
         raise Forbidden("只有区域或系统管理员可以执行此操作")
     return require_region(session, scope, region_id)
-
-
-def _covers(scope: Scope, path: str) -> bool:
-    return scope.everywhere or (scope.region_path is not None and path.startswith(scope.region_path))
 
 
 def _get(session: Session, cls: type[T], ident: int, what: str) -> T:
@@ -119,7 +115,8 @@ _LEVEL_DEPTH = {RegionLevel.province: 0, RegionLevel.city: 1, RegionLevel.distri
 LEVEL_LABEL = {RegionLevel.province: "省", RegionLevel.city: "市", RegionLevel.district: "区县"}
 
 
-def region_query(session: Session, *, parent_id: int | None = None, within_id: int | None = None) -> Select[tuple[Region]]:
+def region_query(session: Session, *, parent_id: int | None = None,
+                 within_id: int | None = None) -> Select[tuple[Region]]:
     """Regions in tree order. The region tree is public to every signed-in user."""
     stmt = select(Region).order_by(Region.path)
     if parent_id is not None:
@@ -146,7 +143,7 @@ def create_region(*, session: Session, scope: Scope, name: str, level: RegionLev
     else:
         parent = _require_region_admin(session, scope, parent_id)
         if _LEVEL_DEPTH[level] <= _LEVEL_DEPTH[parent.level]:
-            raise Invalid(f"{LEVEL_LABEL[level]}级区域不能隶属于{LEVEL_LABEL[parent.level]}级区域“{parent.name}”")
+            raise Invalid(f"{LEVEL_LABEL[level]}级区域不能隶属于{LEVEL_LABEL[parent.level]}级区域“{parent.name}”", field="level")
     region = Region(name=name, level=level, parent_id=parent_id, path="")
     session.add(region)
     session.flush()
@@ -193,7 +190,7 @@ def _check_group(session: Session, group_id: int, region: Region) -> None:
     group = _get(session, EducationGroup, group_id, "教育集团")
     group_region = _get(session, Region, group.region_id, "区域")
     if not region.path.startswith(group_region.path):
-        raise Invalid(f"学校所在区域“{region.name}”不在教育集团“{group.name}”的范围（{group_region.name}）内")
+        raise Invalid(f"学校所在区域“{region.name}”不在教育集团“{group.name}”的范围（{group_region.name}）内", field="group_id")
 
 
 def school_query(session: Session, scope: Scope, *, region_id: int | None = None, kind: SchoolKind | None = None,
@@ -237,7 +234,7 @@ def update_school(*, session: Session, scope: Scope, school_id: int, name: str =
     if kind is not UNSET and kind != school.kind:
         side = Pairing.urban_school_id if school.kind is SchoolKind.urban else Pairing.rural_school_id
         if session.scalar(select(func.count()).select_from(Pairing).where(side == school.id, Pairing.active.is_(True))):
-            raise Invalid(f"“{school.name}”仍有有效的城乡结对，请先停用结对再更改城乡类型")
+            raise Invalid(f"“{school.name}”仍有有效的城乡结对，请先停用结对再更改城乡类型", field="kind")
         school.kind = kind
         changes["kind"] = kind.value
     if group_id is not UNSET:
@@ -272,7 +269,7 @@ def require_classroom(session: Session, scope: Scope, classroom_id: int) -> Clas
 
 def _capacity(value: int) -> int:
     if not 1 <= value <= 1000:
-        raise Invalid("教室容量应为 1–1000 人")
+        raise Invalid("教室容量应为 1–1000 人", field="capacity")
     return value
 
 
@@ -353,9 +350,9 @@ def require_user(session: Session, scope: Scope, user_id: int) -> User:
 
 def _password(password: str) -> str:
     if len(password or "") < MIN_PASSWORD:
-        raise Invalid(f"密码至少 {MIN_PASSWORD} 位")
+        raise Invalid(f"密码至少 {MIN_PASSWORD} 位", field="password")
     if len(password) > 128:
-        raise Invalid("密码不能超过 128 位")
+        raise Invalid("密码不能超过 128 位", field="password")
     return password
 
 
@@ -364,34 +361,34 @@ def _placement(session: Session, scope: Scope, role: Role, school_id: int | None
     """Check where an account of ``role`` may sit and whether the caller may place it there."""
     if role is Role.terminal:
         if classroom_id is None:
-            raise Invalid("教室终端账号必须指定所属教室")
+            raise Invalid("教室终端账号必须指定所属教室", field="classroom_id")
         room = _get(session, Classroom, classroom_id, "教室")
         if school_id is not None and school_id != room.school_id:
-            raise Invalid("教室终端账号的学校应与其教室所属学校一致")
+            raise Invalid("教室终端账号的学校应与其教室所属学校一致", field="school_id")
         if region_id is not None:
-            raise Invalid("教室终端账号不能指定区域")
+            raise Invalid("教室终端账号不能指定区域", field="region_id")
         require_school_admin(session, scope, room.school_id)
         return room.school_id, None, room.id
     if classroom_id is not None:
-        raise Invalid("只有教室终端账号可以指定教室")
+        raise Invalid("只有教室终端账号可以指定教室", field="classroom_id")
     if role in (Role.teacher, Role.student):
         label = "教师" if role is Role.teacher else "学生"
         if school_id is None:
-            raise Invalid(f"{label}账号必须指定所属学校")
+            raise Invalid(f"{label}账号必须指定所属学校", field="school_id")
         if region_id is not None:
-            raise Invalid(f"{label}账号不能指定区域")
+            raise Invalid(f"{label}账号不能指定区域", field="region_id")
         require_school_admin(session, scope, school_id)
         return school_id, None, None
     if role is Role.researcher:
         if region_id is None:
-            raise Invalid("教研员账号必须指定所属区域")
+            raise Invalid("教研员账号必须指定所属区域", field="region_id")
         if school_id is not None:
-            raise Invalid("教研员账号不能指定学校")
+            raise Invalid("教研员账号不能指定学校", field="school_id")
         _require_region_admin(session, scope, region_id)
         return None, region_id, None
     # admin: of a school, of a region (bureau), or of everything (system)
     if school_id is not None and region_id is not None:
-        raise Invalid("管理员只能属于一所学校或一个区域，不能同时指定")
+        raise Invalid("管理员只能属于一所学校或一个区域，不能同时指定", field="region_id")
     if school_id is not None:
         require_school_admin(session, scope, school_id)
     elif region_id is not None:
@@ -410,12 +407,12 @@ def create_user(*, session: Session, scope: Scope, username: str, display_name: 
     _require_admin(scope)
     username = (username or "").strip()
     if not _USERNAME.match(username):
-        raise Invalid("用户名应为 3–64 位字母、数字或 _ . @ -")
+        raise Invalid("用户名应为 3–64 位字母、数字或 _ . @ -", field="username")
     school_id, region_id, classroom_id = _placement(session, scope, role, school_id, region_id, classroom_id)
-    display_name = _name(display_name, "姓名")
+    display_name = _name(display_name, "姓名", field="display_name")
     _password(password)
     if session.scalar(select(User.id).where(User.username == username)) is not None:
-        raise Duplicate(f"用户名“{username}”已被使用")
+        raise Duplicate(f"用户名“{username}”已被使用", field="username")
     user = User(username=username, display_name=display_name, password_hash=hasher(password), role=role,
                 school_id=school_id, region_id=region_id, classroom_id=classroom_id, is_active=True)
     session.add(user)
@@ -423,7 +420,7 @@ def create_user(*, session: Session, scope: Scope, username: str, display_name: 
         with session.begin_nested():
             session.flush()
     except IntegrityError as exc:  # a concurrent request took the name between our check and the insert
-        raise Duplicate(f"用户名“{username}”已被使用") from exc
+        raise Duplicate(f"用户名“{username}”已被使用", field="username") from exc
     _record(session, scope, "user", user.id, "create", username=username, role=role.value)
     return user
 
@@ -435,10 +432,10 @@ def update_user(*, session: Session, scope: Scope, user_id: int, display_name: s
     user = require_user(session, scope, user_id)
     changes: dict[str, Any] = {}
     if display_name is not UNSET:
-        user.display_name = changes["display_name"] = _name(display_name, "姓名")
+        user.display_name = changes["display_name"] = _name(display_name, "姓名", field="display_name")
     if is_active is not UNSET:
         if not is_active and user.id == scope.user_id:
-            raise Invalid("不能停用自己的账号")
+            raise Invalid("不能停用自己的账号", field="is_active")
         user.is_active = changes["is_active"] = bool(is_active)
     if password is not UNSET:
         if hasher is None:
@@ -501,20 +498,20 @@ def _subjects(subjects: Sequence[str]) -> list[str]:
     for s in subjects:
         s = (s or "").strip()
         if not s:
-            raise Invalid("学科名称不能为空")
+            raise Invalid("学科名称不能为空", field="subjects")
         if len(s) > 50:
-            raise Invalid("学科名称不能超过 50 个字")
+            raise Invalid("学科名称不能超过 50 个字", field="subjects")
         if s not in out:
             out.append(s)
     return out
 
 
-def _pairing_room(session: Session, classroom_id: int | None, school: School) -> int | None:
+def _pairing_room(session: Session, classroom_id: int | None, school: School, field: str) -> int | None:
     if classroom_id is None:
         return None
     room = _get(session, Classroom, classroom_id, "教室")
     if room.school_id != school.id:
-        raise Invalid(f"教室“{room.name}”不属于“{school.name}”")
+        raise Invalid(f"教室“{room.name}”不属于“{school.name}”", field=field)
     return room.id
 
 
@@ -542,15 +539,15 @@ def create_pairing(*, session: Session, scope: Scope, urban_school_id: int, rura
     if not (_school_reachable(session, scope, urban.id) or _school_reachable(session, scope, rural.id)):
         raise Forbidden("只能为本人管理范围内的学校建立结对")
     if urban.kind is not SchoolKind.urban:
-        raise Invalid(f"“{urban.name}”不是城镇学校，不能作为结对的城镇一方")
+        raise Invalid(f"“{urban.name}”不是城镇学校，不能作为结对的城镇一方", field="urban_school_id")
     if rural.kind is not SchoolKind.rural:
-        raise Invalid(f"“{rural.name}”不是乡村学校，不能作为结对的乡村一方")
+        raise Invalid(f"“{rural.name}”不是乡村学校，不能作为结对的乡村一方", field="rural_school_id")
     if term_id is not None:
         _get(session, Term, term_id, "学期")
     pairing = Pairing(
         urban_school_id=urban.id, rural_school_id=rural.id,
-        urban_classroom_id=_pairing_room(session, urban_classroom_id, urban),
-        rural_classroom_id=_pairing_room(session, rural_classroom_id, rural),
+        urban_classroom_id=_pairing_room(session, urban_classroom_id, urban, "urban_classroom_id"),
+        rural_classroom_id=_pairing_room(session, rural_classroom_id, rural, "rural_classroom_id"),
         subjects=_subjects(subjects), term_id=term_id, active=True,
     )
     _check_duplicate_pairing(session, pairing)
@@ -573,10 +570,12 @@ def update_pairing(*, session: Session, scope: Scope, pairing_id: int, subjects:
         pairing.term_id = changes["term_id"] = term_id
     if urban_classroom_id is not UNSET:
         urban = _get(session, School, pairing.urban_school_id, "学校")
-        pairing.urban_classroom_id = changes["urban_classroom_id"] = _pairing_room(session, urban_classroom_id, urban)
+        pairing.urban_classroom_id = changes["urban_classroom_id"] = _pairing_room(
+            session, urban_classroom_id, urban, "urban_classroom_id")
     if rural_classroom_id is not UNSET:
         rural = _get(session, School, pairing.rural_school_id, "学校")
-        pairing.rural_classroom_id = changes["rural_classroom_id"] = _pairing_room(session, rural_classroom_id, rural)
+        pairing.rural_classroom_id = changes["rural_classroom_id"] = _pairing_room(
+            session, rural_classroom_id, rural, "rural_classroom_id")
     if active is not UNSET:
         pairing.active = changes["active"] = bool(active)
     if pairing.active:
@@ -620,9 +619,9 @@ def create_term(*, session: Session, scope: Scope, name: str, start_date: date, 
     _require_term_admin(session, scope, region_id)
     name = _name(name, "学期名称")
     if end_date < start_date:
-        raise Invalid("学期结束日期不能早于开始日期")
+        raise Invalid("学期结束日期不能早于开始日期", field="end_date")
     if (end_date - start_date).days + 1 > MAX_TERM_DAYS:
-        raise Invalid("学期不能超过一年")
+        raise Invalid("学期不能超过一年", field="end_date")
     term = Term(name=name, start_date=start_date, end_date=end_date, region_id=region_id)
     session.add(term)
     session.flush()
@@ -642,19 +641,19 @@ def add_term_day(*, session: Session, scope: Scope, term_id: int, day: date, kin
     _require_term_admin(session, scope, term.region_id)
     if not term.start_date <= day <= term.end_date:
         raise Invalid(f"日期 {day.isoformat()} 不在学期（{term.start_date.isoformat()} 至 "
-                      f"{term.end_date.isoformat()}）范围内")
+                      f"{term.end_date.isoformat()}）范围内", field="day")
     if kind is DayKind.makeup:
         if follows_weekday is None:
-            raise Invalid("调休上课日必须指定按星期几的课表上课（follows_weekday）")
+            raise Invalid("调休上课日必须指定按星期几的课表上课（follows_weekday）", field="follows_weekday")
         if not 1 <= follows_weekday <= 7:
-            raise Invalid("follows_weekday 应为 1（周一）到 7（周日）")
+            raise Invalid("follows_weekday 应为 1（周一）到 7（周日）", field="follows_weekday")
     elif follows_weekday is not None:
-        raise Invalid("节假日不需要指定 follows_weekday")
+        raise Invalid("节假日不需要指定 follows_weekday", field="follows_weekday")
     name = (name or "").strip()
     if len(name) > 100:
-        raise Invalid("名称不能超过 100 个字")
+        raise Invalid("名称不能超过 100 个字", field="name")
     if any(d.day == day for d in term.days):
-        raise Duplicate(f"{day.isoformat()} 已设置为节假日或调休日，请先删除原设置")
+        raise Duplicate(f"{day.isoformat()} 已设置为节假日或调休日，请先删除原设置", field="day")
     entry = TermDay(day=day, kind=kind, follows_weekday=follows_weekday, name=name)
     term.days.append(entry)
     session.flush()
@@ -698,24 +697,24 @@ def check_periods(periods: Sequence[PeriodSpec]) -> list[PeriodSpec]:
     10:35–11:25 may follow 09:45–10:35).
     """
     if not periods:
-        raise Invalid("作息时间至少需要一节课")
+        raise Invalid("作息时间至少需要一节课", field="periods")
     seen: set[int] = set()
     for p in periods:
         if p.number < 1:
-            raise Invalid(f"节次编号应从 1 开始，收到 {p.number}")
+            raise Invalid(f"节次编号应从 1 开始，收到 {p.number}", field="periods")
         if p.number in seen:
-            raise Invalid(f"第 {p.number} 节重复")
+            raise Invalid(f"第 {p.number} 节重复", field="periods")
         seen.add(p.number)
         if p.end_time <= p.start_time:
-            raise Invalid(f"第 {p.number} 节的结束时间（{_hm(p.end_time)}）应晚于开始时间（{_hm(p.start_time)}）")
+            raise Invalid(f"第 {p.number} 节的结束时间（{_hm(p.end_time)}）应晚于开始时间（{_hm(p.start_time)}）", field="periods")
     ordered = sorted(periods, key=lambda p: p.number)
     for prev, cur in zip(ordered, ordered[1:]):
         if cur.start_time < prev.start_time:
             raise Invalid(f"节次应按时间先后排列：第 {cur.number} 节（{_hm(cur.start_time)}）"
-                          f"早于第 {prev.number} 节（{_hm(prev.start_time)}）")
+                          f"早于第 {prev.number} 节（{_hm(prev.start_time)}）", field="periods")
         if cur.start_time < prev.end_time:
             raise Invalid(f"第 {prev.number} 节（{_hm(prev.start_time)}–{_hm(prev.end_time)}）与第 {cur.number} 节"
-                          f"（{_hm(cur.start_time)}–{_hm(cur.end_time)}）时间重叠")
+                          f"（{_hm(cur.start_time)}–{_hm(cur.end_time)}）时间重叠", field="periods")
     return ordered
 
 
@@ -743,7 +742,7 @@ def _check_scheme_slot(session: Session, school_id: int, term_id: int | None, sc
         PeriodScheme.school_id == school_id, same_term, PeriodScheme.id != (scheme_id or 0)))
     if clash is not None:
         which = "常用" if term_id is None else "该学期的"
-        raise Duplicate(f"该学校已有{which}作息时间 #{clash}，请修改原作息时间")
+        raise Duplicate(f"该学校已有{which}作息时间 #{clash}，请修改原作息时间", field="term_id")
 
 
 def _period_rows(periods: Sequence[PeriodSpec]) -> list[Period]:

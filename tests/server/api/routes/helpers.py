@@ -8,7 +8,8 @@ from tests.utils.factory import add_user
 API = "/api/v1"
 
 
-def district_admin(session_factory, region: Region, username: str = "admin_district") -> User:  # type: ignore[no-untyped-def]
+def district_admin(session_factory, region: Region,  # type: ignore[no-untyped-def]
+                   username: str = "admin_district") -> User:
     """A bureau admin of one district (the world only has a city-level one)."""
     with session_factory() as s:
         user = add_user(s, username, Role.admin, region=s.get(Region, region.id), name="区教育局管理员")

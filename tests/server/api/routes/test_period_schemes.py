@@ -68,6 +68,7 @@ def test_overlapping_periods_are_422_with_a_chinese_message(client, world, auth)
     r = client.post(f"{API}/period-schemes", json=scheme(world, bad), headers=auth(world.urban_admin))
     body = assert_error(r, 422, "invalid")
     assert body["message"] == "第 1 节（08:00–08:45）与第 2 节（08:40–09:20）时间重叠"
+    assert body["field"] == "periods"
 
 
 def test_other_period_mistakes_are_422(client, world, auth):

@@ -121,7 +121,8 @@ def test_education_groups_create_list_and_filter(client, world, auth):
     r = client.patch(f"{API}/schools/{world.rural.id}", json={"group_id": gid}, headers=auth(world.city_admin))
     assert r.json()["group_id"] == gid
     assert names(client.get(f"{API}/schools", params={"group_id": gid}, headers=auth(world.sysadmin))) == {"东区石桥村小"}
-    assert [x["id"] for x in client.get(f"{API}/schools/groups", headers=auth(world.researcher_a)).json()["data"]] == [gid]
+    seen_by_a = client.get(f"{API}/schools/groups", headers=auth(world.researcher_a)).json()["data"]
+    assert [x["id"] for x in seen_by_a] == [gid]
     assert client.get(f"{API}/schools/groups", headers=auth(world.researcher_b)).json()["count"] == 0
     assert client.get(f"{API}/schools/groups", headers=auth(world.assistant)).json()["count"] == 1
     cleared = client.patch(f"{API}/schools/{world.rural.id}", json={"group_id": None}, headers=auth(world.city_admin))

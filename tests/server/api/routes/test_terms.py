@@ -84,7 +84,9 @@ def test_add_a_holiday_and_a_makeup_day_then_remove_one(client, world, auth):
 
 def test_makeup_day_without_follows_weekday_is_422(client, world, auth):
     r = client.post(days_url(world), json={"day": "2026-12-27", "kind": "makeup"}, headers=auth(world.city_admin))
-    assert "follows_weekday" in assert_error(r, 422, "invalid")["message"]
+    body = assert_error(r, 422, "invalid")
+    assert body["message"] == "调休上课日必须指定按星期几的课表上课（follows_weekday）"
+    assert body["field"] == "follows_weekday"
     r = client.post(days_url(world), json={"day": "2026-12-27", "kind": "makeup", "follows_weekday": 8},
                     headers=auth(world.city_admin))
     assert assert_error(r, 422, "invalid")["message"] == "follows_weekday 应为 1（周一）到 7（周日）"

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -263,12 +263,12 @@ def _write_instances(session: Session, series: LessonSeries, planned: Sequence[P
                 session.add(inst)
                 instances.append(inst)
             session.flush()
-            session.add_all(
-                Occupancy(instance_id=inst.id, resource_type=s.resource_type, resource_id=s.resource_id,
-                          starts_at=s.starts_at, ends_at=s.ends_at)
+            # One executemany for all occupancy rows: nothing needs their ids back.
+            session.execute(insert(Occupancy), [
+                {"instance_id": inst.id, "resource_type": s.resource_type, "resource_id": s.resource_id,
+                 "starts_at": s.starts_at, "ends_at": s.ends_at}
                 for inst, p in zip(instances, planned) for s in p.slots
-            )
-            session.flush()
+            ])
     except IntegrityError as exc:
         if "overlap" not in str(exc.orig).lower() and "occupancy_no_overlap" not in str(exc.orig):
             raise

@@ -54,6 +54,7 @@ def _import_timetable(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     clock.configure(get_settings().timezone)
     parser = argparse.ArgumentParser(prog="sanke", description="SanKe 三课：三个课堂平台")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -163,7 +163,7 @@ def test_commit_books_every_row_at_the_main_schools_bell_times(session, world):
                             .order_by(LessonInstance.day)).first()
     assert (first.starts_at, first.ends_at) == (datetime(2026, 9, 1, 9, 50), datetime(2026, 9, 1, 11, 20))
     per_series = dict(session.execute(select(LessonInstance.series_id, func.count())
-                                      .group_by(LessonInstance.series_id)).tuples().all())
+                                      .group_by(LessonInstance.series_id)).all())
     assert per_series[maths.id] == 19  # every Monday of term but National Day
     assert count(session, LessonInstance) == sum(per_series.values())
 

@@ -199,7 +199,8 @@ def school_query(session: Session, scope: Scope, *, region_id: int | None = None
     stmt = (select(School).join(Region, Region.id == School.region_id).where(school_clause(scope))
             .order_by(School.id))
     if region_id is not None:
-        stmt = stmt.where(Region.path.startswith(_get(session, Region, region_id, "区域").path))
+        # a region outside the caller's scope is refused (403), not silently emptied
+        stmt = stmt.where(Region.path.startswith(require_region(session, scope, region_id).path))
     if kind is not None:
         stmt = stmt.where(School.kind == kind)
     if group_id is not None:
@@ -466,7 +467,7 @@ def pairing_query(session: Session, scope: Scope, *, term_id: int | None = None,
     if school_id is not None:
         stmt = stmt.where(or_(Pairing.urban_school_id == school_id, Pairing.rural_school_id == school_id))
     if region_id is not None:
-        path = _get(session, Region, region_id, "区域").path
+        path = require_region(session, scope, region_id).path
         in_region = select(School.id).join(Region, Region.id == School.region_id).where(Region.path.startswith(path))
         stmt = stmt.where(or_(Pairing.urban_school_id.in_(in_region), Pairing.rural_school_id.in_(in_region)))
     if active is not None:

@@ -101,3 +101,10 @@ def test_admin_of_another_school_cannot_change_a_pairing(client, world, auth):
     assert_error(client.post(f"{url}/deactivate", headers=auth(world.admin_b)), 403, "forbidden")
     assert_error(client.patch(url, json={"subjects": []}, headers=auth(world.admin_b)), 403, "forbidden")
     assert_error(client.post(f"{url}/deactivate", headers=auth(world.teacher)), 403, "forbidden")
+
+
+def test_pairing_region_filter_outside_the_scope_is_403(client, world, auth):
+    r = client.get(f"{API}/pairings", params={"region_id": world.district_a.id}, headers=auth(world.researcher_b))
+    assert r.status_code == 403
+    r = client.get(f"{API}/pairings", params={"region_id": world.district_b.id}, headers=auth(world.researcher_b))
+    assert r.status_code == 200 and r.json()["count"] == 1

@@ -54,9 +54,11 @@ def test_filters_by_region_subtree_kind_and_name(client, world, auth):
     assert names(client.get(f"{API}/schools", params={"q": "%"}, headers=h)) == set()
 
 
-def test_region_filter_never_widens_the_scope(client, world, auth):
+def test_region_filter_outside_the_scope_is_403(client, world, auth):
     r = client.get(f"{API}/schools", params={"region_id": world.district_b.id}, headers=auth(world.researcher_a))
-    assert r.json() == {"data": [], "count": 0}
+    assert r.status_code == 403 and r.json()["code"] == "forbidden"
+    r = client.get(f"{API}/schools", params={"region_id": world.district_a.id}, headers=auth(world.researcher_a))
+    assert r.status_code == 200 and r.json()["count"] == 2
 
 
 def test_get_a_school_of_another_district_is_403(client, world, auth):

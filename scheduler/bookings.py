@@ -41,7 +41,7 @@ from scheduler.models import (
     WeekPattern,
 )
 from scheduler.periods import containing_period, periods_in, scheme_for, span
-from scheduler.terms import TermCalendar, load_calendar, meeting_days, timetable_weekday
+from scheduler.terms import TermCalendar, load_calendar, meeting_days, timetable_weekday, week_matches, week_of
 
 
 @dataclass(frozen=True)
@@ -569,3 +569,75 @@ def substitute_instance(
                  reason=reason, details={"from_teacher": previous, "to_teacher": teacher_id,
                                          "teacher_name": teacher.display_name})
     return inst
+
+
+# ---------------------------------------------------------------- calendar changes
+
+
+@dataclass
+class DayChange:
+    """What a new holiday or make-up day did to the booked lessons of that date."""
+
+    cancelled: list[int] = field(default_factory=list)
+    added: list[int] = field(default_factory=list)
+    not_added: list[ConflictItem] = field(default_factory=list)
+    """Lessons the make-up day should have carried but could not (a resource was taken)."""
+
+
+def _cancel_day(session: Session, term_id: int, day: date, *, keep_weekday: int | None, actor_id: int | None,
+                reason: str) -> list[int]:
+    rows = session.scalars(
+        select(LessonInstance).join(LessonSeries, LessonSeries.id == LessonInstance.series_id)
+        .where(LessonSeries.term_id == term_id, LessonInstance.day == day,
+               LessonInstance.status == InstanceStatus.scheduled)
+    ).all()
+    cancelled = []
+    for inst in rows:
+        if keep_weekday is not None and (inst.series.weekday == keep_weekday or inst.rescheduled_from_id):
+            continue  # a make-up day keeps its own timetable's lessons and lessons moved onto it
+        _release(session, inst.id)
+        inst.status = InstanceStatus.cancelled
+        inst.cancel_reason = reason
+        audit.record(session, actor_id=actor_id, entity="instance", entity_id=inst.id, action="cancel", reason=reason)
+        cancelled.append(inst.id)
+    return cancelled
+
+
+def apply_term_day(session: Session, term_id: int, day: date, *, actor_id: int | None, name: str = "") -> DayChange:
+    """Bring booked lessons in line with a holiday or make-up day just added to the term.
+
+    A holiday cancels that date's scheduled lessons (停课) and frees their
+    slots.  A make-up day runs another weekday's timetable: lessons of the
+    date's own weekday are cancelled, and every approved series meeting on the
+    followed weekday (in that teaching week's pattern) gets a lesson that day,
+    with the usual checks; one that would clash is reported, not forced.
+    """
+    _term, cal = load_calendar(session, term_id)
+    follows = timetable_weekday(cal, day)
+    change = DayChange()
+    label = name or ("节假日" if follows is None else "调休")
+    change.cancelled = _cancel_day(session, term_id, day, keep_weekday=follows, actor_id=actor_id,
+                                   reason=f"{label}停课" if follows is None else f"{label}：按星期{follows}课表上课")
+    if follows is None:
+        return change
+    week = week_of(cal, day)
+    already = set(session.scalars(select(LessonInstance.series_id).where(
+        LessonInstance.day == day, LessonInstance.status != InstanceStatus.cancelled)).all())
+    candidates = session.scalars(select(LessonSeries).where(
+        LessonSeries.term_id == term_id, LessonSeries.status == SeriesStatus.approved, LessonSeries.weekday == follows,
+        LessonSeries.week_from <= week, LessonSeries.week_to >= week)).all()
+    for series in candidates:
+        if series.id in already or not week_matches(series.week_pattern, week):
+            continue
+        planned = _context_for(session, series).place(day, series.period_from, series.period_to,
+                                                      series.main_teacher_id)
+        try:
+            _check_slots(session, [planned])
+            (inst,) = _write_instances(session, series, [planned])
+        except Conflict as exc:
+            change.not_added.extend(exc.items)
+            continue
+        audit.record(session, actor_id=actor_id, entity="instance", entity_id=inst.id, action="makeup",
+                     reason=f"{label}：按星期{follows}课表上课")
+        change.added.append(inst.id)
+    return change

@@ -27,7 +27,7 @@ from sqlalchemy import ColumnElement, Select, exists, false, func, or_, select, 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from scheduler import audit
+from scheduler import audit, bookings
 from scheduler.access import Scope, require_region, require_school, require_school_admin, school_clause
 from scheduler.errors import Forbidden, Invalid, InvalidState, NotFound
 from scheduler.models import (
@@ -635,8 +635,9 @@ def add_term_day(*, session: Session, scope: Scope, term_id: int, day: date, kin
                  follows_weekday: int | None = None, name: str = "") -> TermDay:
     """A holiday, or a make-up day (调休) that runs ``follows_weekday``'s timetable.
 
-    Lessons already booked on that date are not moved: cancelling or
-    rescheduling them is the booking module's job.
+    Lessons already booked on that date follow (``bookings.apply_term_day``): a
+    holiday cancels them; a make-up day cancels the date's own lessons and adds
+    those of the followed weekday.  What changed is on ``entry.change``.
     """
     term = get_term(session, term_id)
     _require_term_admin(session, scope, term.region_id)
@@ -658,8 +659,12 @@ def add_term_day(*, session: Session, scope: Scope, term_id: int, day: date, kin
     entry = TermDay(day=day, kind=kind, follows_weekday=follows_weekday, name=name)
     term.days.append(entry)
     session.flush()
+    session.expire(term, ["days"])
+    change = bookings.apply_term_day(session, term.id, day, actor_id=scope.user_id, name=name)
     _record(session, scope, "term", term.id, "add_day", day=day.isoformat(), kind=kind.value,
-            follows_weekday=follows_weekday)
+            follows_weekday=follows_weekday, cancelled=len(change.cancelled), added=len(change.added),
+            not_added=len(change.not_added))
+    entry.change = change  # type: ignore[attr-defined]
     return entry
 
 

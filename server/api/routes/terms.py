@@ -81,10 +81,22 @@ def create_term(body: TermCreate, session: SessionDep, scope: ScopeDep) -> Term:
     return directory.create_term(session=session, scope=scope, **body.model_dump())
 
 
-@router.post("/{term_id}/days", response_model=TermDayPublic, status_code=201)
-def add_term_day(term_id: int, body: TermDayCreate, session: SessionDep, scope: ScopeDep) -> TermDay:
-    """Adds a holiday or a make-up day. Lessons already booked on that date are not moved."""
-    return directory.add_term_day(session=session, scope=scope, term_id=term_id, **body.model_dump())
+class TermDayAdded(TermDayPublic):
+    cancelled_lessons: list[int]
+    """Lessons of that date cancelled by the holiday, or by the make-up day's other timetable."""
+    added_lessons: list[int]
+    """Lessons a make-up day added from the followed weekday's timetable."""
+    not_added: list[dict]  # type: ignore[type-arg]
+    """Lessons the make-up day could not add, with the conflict that stopped each."""
+
+
+@router.post("/{term_id}/days", response_model=TermDayAdded, status_code=201)
+def add_term_day(term_id: int, body: TermDayCreate, session: SessionDep, scope: ScopeDep) -> TermDayAdded:
+    """Adds a holiday or a make-up day; lessons booked on that date follow it (see ``bookings.apply_term_day``)."""
+    entry = directory.add_term_day(session=session, scope=scope, term_id=term_id, **body.model_dump())
+    change = entry.change  # type: ignore[attr-defined]
+    return TermDayAdded(**TermDayPublic.model_validate(entry).model_dump(), cancelled_lessons=change.cancelled,
+                        added_lessons=change.added, not_added=[i.as_dict() for i in change.not_added])
 
 
 @router.delete("/{term_id}/days/{day_id}", status_code=204)

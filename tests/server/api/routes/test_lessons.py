@@ -131,7 +131,7 @@ def test_famous_school_home_student_gets_student_seat(client, world, auth):
 
 def test_forged_and_expired_tokens_are_refused(client, world, auth):
     forged = jwt.encode({"sub": str(world.urban_admin.id), "typ": "access", "exp": int(time.time()) + 60},
-                        "another-key-another-key-another", "HS256")
+                        "another-key-another-key-another-key-0123", "HS256")
     r = client.get("/api/v1/lessons", headers={"Authorization": f"Bearer {forged}"})
     assert r.status_code == 401 and r.json()["code"] == "token_invalid"
     expired = jwt.encode({"sub": str(world.urban_admin.id), "typ": "access", "exp": int(time.time()) - 5},

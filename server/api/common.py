@@ -1,12 +1,18 @@
-"""Small pieces shared by the resource routers: offset/limit paging and PATCH bodies."""
+"""Small pieces shared by the resource routers: paging, PATCH bodies, lesson listing filters."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from typing import Annotated, Any
 
 from fastapi import Depends, Query
 from pydantic import BaseModel
+
+from scheduler.access import require_region, require_school
+from scheduler.models import InstanceStatus, LessonKind
+from scheduler.queries import InstanceFilter
+from server.api.deps import ScopeDep, SessionDep
 
 MAX_LIMIT = 200
 
@@ -36,3 +42,34 @@ def changes(body: BaseModel, *, nullable: tuple[str, ...] = ()) -> dict[str, Any
     """
     sent = body.model_dump(exclude_unset=True)
     return {k: v for k, v in sent.items() if v is not None or k in nullable}
+
+
+def _instance_filter(
+    session: SessionDep,
+    scope: ScopeDep,
+    date_from: date | None = None,
+    date_to: date | None = None,
+    region_id: int | None = None,
+    school_id: int | None = None,
+    classroom_id: int | None = None,
+    teacher_id: int | None = None,
+    kind: LessonKind | None = None,
+    status: InstanceStatus | None = None,
+    series_id: int | None = None,
+    term_id: int | None = None,
+) -> InstanceFilter:
+    """The listing filters of lessons, shared by the lesson list and its exports.
+
+    An explicit region or school outside the caller's scope is refused (403)
+    rather than answered with an empty page.
+    """
+    if region_id is not None:
+        require_region(session, scope, region_id)
+    if school_id is not None:
+        require_school(session, scope, school_id)
+    return InstanceFilter(date_from=date_from, date_to=date_to, region_id=region_id, school_id=school_id,
+                          classroom_id=classroom_id, teacher_id=teacher_id, kind=kind, status=status,
+                          series_id=series_id, term_id=term_id)
+
+
+InstanceFilterDep = Annotated[InstanceFilter, Depends(_instance_filter)]

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from scheduler import bookings, clock, lifecycle
-from scheduler.access import Scope, require_instance, require_region, require_school
+from scheduler.access import require_instance
 from scheduler.joining import seat_for
 from scheduler.models import (
     Classroom,
@@ -25,7 +25,8 @@ from scheduler.models import (
     SeriesReceiver,
     User,
 )
-from scheduler.queries import InstanceFilter, list_instances
+from scheduler.queries import list_instances
+from server.api.common import InstanceFilterDep
 from server.api.deps import CurrentUser, ScopeDep, SessionDep, SettingsDep
 from server.api.errors import ApiError
 from server.core.security import JoinClaims, create_join_token
@@ -110,35 +111,14 @@ def lesson_rows(session: Session, rows: Sequence[LessonInstance]) -> list[Lesson
     return out
 
 
-def checked_filter(session: Session, scope: Scope, f: InstanceFilter) -> InstanceFilter:
-    """Refuse (403) an explicit region or school outside the caller's scope, instead of an empty list."""
-    if f.region_id is not None:
-        require_region(session, scope, f.region_id)
-    if f.school_id is not None:
-        require_school(session, scope, f.school_id)
-    return f
-
-
 @router.get("", response_model=LessonPage)
 def list_lessons(
     session: SessionDep,
     scope: ScopeDep,
-    date_from: date | None = None,
-    date_to: date | None = None,
-    region_id: int | None = None,
-    school_id: int | None = None,
-    classroom_id: int | None = None,
-    teacher_id: int | None = None,
-    kind: LessonKind | None = None,
-    status: InstanceStatus | None = None,
-    series_id: int | None = None,
-    term_id: int | None = None,
+    f: InstanceFilterDep,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> LessonPage:
-    f = checked_filter(session, scope, InstanceFilter(
-        date_from=date_from, date_to=date_to, region_id=region_id, school_id=school_id, classroom_id=classroom_id,
-        teacher_id=teacher_id, kind=kind, status=status, series_id=series_id, term_id=term_id))
     rows, total = list_instances(session, scope, f, offset=offset, limit=limit)
     return LessonPage(data=lesson_rows(session, rows), count=total)
 

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict
 
 from scheduler import directory
-from scheduler.models import DayKind, Term, TermDay
+from scheduler.models import DayKind, Term
 from server.api.deps import CurrentUser, ScopeDep, SessionDep
 
 router = APIRouter(prefix="/terms", tags=["terms"])

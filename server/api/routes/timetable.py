@@ -15,10 +15,10 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from scheduler import exports
-from scheduler.access import Scope, require_region, require_school, scope_of
-from scheduler.models import Classroom, InstanceStatus, LessonKind, Role, User
-from scheduler.queries import InstanceFilter
+from scheduler.access import Scope, require_school, scope_of
+from scheduler.models import Classroom, Role, User
 from scheduler.timetable_import import check_filename, import_timetable
+from server.api.common import InstanceFilterDep
 from server.api.deps import AdminScope, CurrentUser, ScopeDep, SessionDep, SettingsDep, get_current_user
 from server.api.errors import ApiError
 from server.core.config import Settings
@@ -178,26 +178,8 @@ def classroom_feed(classroom_id: int, session: SessionDep, settings: SettingsDep
 
 
 @router.get("/export.csv", response_class=Response, responses={200: {"content": {"text/csv": {}}}})
-def export_csv(
-    session: SessionDep,
-    scope: ScopeDep,
-    date_from: date | None = None,
-    date_to: date | None = None,
-    region_id: int | None = None,
-    school_id: int | None = None,
-    classroom_id: int | None = None,
-    teacher_id: int | None = None,
-    kind: LessonKind | None = None,
-    status: InstanceStatus | None = None,
-    term_id: int | None = None,
-) -> Response:
+def export_csv(session: SessionDep, scope: ScopeDep, f: InstanceFilterDep) -> Response:
     """The lessons of an instance listing, as CSV for Excel (UTF-8 with BOM)."""
-    if region_id is not None:
-        require_region(session, scope, region_id)
-    if school_id is not None:
-        require_school(session, scope, school_id)
-    f = InstanceFilter(date_from=date_from, date_to=date_to, region_id=region_id, school_id=school_id,
-                       classroom_id=classroom_id, teacher_id=teacher_id, kind=kind, status=status, term_id=term_id)
     body = exports.instances_csv(session, scope, f)
     return Response(body, media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": "attachment; filename=\"timetable.csv\"; "

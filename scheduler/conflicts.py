@@ -9,16 +9,17 @@ against the database in one query.  The database's own no-overlap rule
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import DateTime, Row, select, text
 from sqlalchemy.orm import Session
 
 from scheduler.errors import ConflictItem
-from scheduler.models import Classroom, LessonInstance, LessonSeries, Occupancy, ResourceType, User
+from scheduler.models import Classroom, ResourceType, User
 
 _RESOURCE_ZH = {ResourceType.teacher: "教师", ResourceType.classroom: "教室"}
 
@@ -74,46 +75,76 @@ def describe(resource_type: ResourceType, name: str, start: datetime, end: datet
     return f"{_RESOURCE_ZH[resource_type]}“{name}”在 {when} {what}"
 
 
+# A slot never spans midnight (``SeriesContext.place`` builds every window
+# inside one day; PostgreSQL also checks it, migration 0003), so an occupancy
+# row overlapping a window starts less than a day before the window: that
+# bound turns each window's lookup into a short range of the
+# (resource_type, resource_id, starts_at) index.
+MAX_SLOT = timedelta(days=1)
+
+# The windows travel as one parameter (arrays on PostgreSQL, one JSON text on
+# SQLite), so the statement text never changes: psycopg prepares it once, and
+# there is no per-window SQL expression to build.
+_PG_CONFLICTS = text("""
+SELECT DISTINCT o.resource_type, o.resource_id, o.instance_id, o.starts_at, o.ends_at, s.title
+FROM unnest(CAST(:types AS varchar[]), CAST(:ids AS integer[]),
+            CAST(:starts AS timestamp[]), CAST(:ends AS timestamp[])) AS w(t, r, s, e)
+JOIN occupancy o ON o.resource_type = w.t AND o.resource_id = w.r
+                AND o.starts_at < w.e AND o.ends_at > w.s AND o.starts_at > w.s - interval '1 day'
+JOIN lesson_instance i ON i.id = o.instance_id
+JOIN lesson_series s ON s.id = i.series_id
+WHERE o.instance_id <> ALL(CAST(:ignore AS integer[]))
+ORDER BY o.starts_at, o.resource_type, o.resource_id
+""").columns(starts_at=DateTime(), ends_at=DateTime())
+
+_SQLITE_CONFLICTS = text("""
+SELECT DISTINCT o.resource_type, o.resource_id, o.instance_id, o.starts_at, o.ends_at, s.title
+FROM json_each(:windows) AS w
+JOIN occupancy o ON o.resource_type = json_extract(w.value, '$[0]')
+                AND o.resource_id = json_extract(w.value, '$[1]')
+                AND o.starts_at < json_extract(w.value, '$[3]')
+                AND o.ends_at > json_extract(w.value, '$[2]')
+                AND o.starts_at > json_extract(w.value, '$[4]')
+JOIN lesson_instance i ON i.id = o.instance_id
+JOIN lesson_series s ON s.id = i.series_id
+WHERE o.instance_id NOT IN (SELECT value FROM json_each(:ignore))
+ORDER BY o.starts_at, o.resource_type, o.resource_id
+""").columns(starts_at=DateTime(), ends_at=DateTime())
+
+_SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's storage format: compares correctly as text
+
+
+def _booked_overlaps(session: Session, slots: Sequence[Slot], ignore: list[int]) -> list[Row]:  # type: ignore[type-arg]
+    if session.get_bind().dialect.name == "postgresql":
+        return list(session.execute(_PG_CONFLICTS, {
+            "types": [s.resource_type.value for s in slots], "ids": [s.resource_id for s in slots],
+            "starts": [s.starts_at for s in slots], "ends": [s.ends_at for s in slots], "ignore": ignore,
+        }))
+    windows = json.dumps([
+        [s.resource_type.value, s.resource_id, s.starts_at.strftime(_SQLITE_TS), s.ends_at.strftime(_SQLITE_TS),
+         (s.starts_at - MAX_SLOT).strftime(_SQLITE_TS)]
+        for s in slots
+    ])
+    return list(session.execute(_SQLITE_CONFLICTS, {"windows": windows, "ignore": json.dumps(ignore)}))
+
+
 def find_conflicts(
     session: Session, slots: Sequence[Slot], *, ignore_instance_ids: Iterable[int] = ()
 ) -> list[ConflictItem]:
     """Every booked occupancy that overlaps one of ``slots`` (one query), as conflict items."""
     if not slots:
         return []
-    windows: dict[tuple[ResourceType, int], list[Slot]] = defaultdict(list)
-    for s in slots:
-        windows[(s.resource_type, s.resource_id)].append(s)
-    clause = or_(
-        *(
-            and_(
-                Occupancy.resource_type == rtype,
-                Occupancy.resource_id == rid,
-                or_(*(and_(Occupancy.starts_at < w.ends_at, Occupancy.ends_at > w.starts_at) for w in ws)),
-            )
-            for (rtype, rid), ws in windows.items()
-        )
-    )
-    stmt = (
-        select(Occupancy.resource_type, Occupancy.resource_id, Occupancy.instance_id,
-               Occupancy.starts_at, Occupancy.ends_at, LessonSeries.title)
-        .join(LessonInstance, LessonInstance.id == Occupancy.instance_id)
-        .join(LessonSeries, LessonSeries.id == LessonInstance.series_id)
-        .where(clause)
-        .order_by(Occupancy.starts_at)
-    )
-    ignore = set(ignore_instance_ids)
-    if ignore:
-        stmt = stmt.where(Occupancy.instance_id.not_in(ignore))
-    rows = session.execute(stmt).all()
+    rows = _booked_overlaps(session, slots, sorted(set(ignore_instance_ids)))
     if not rows:
         return []
-    names = _resource_names(session, ((r.resource_type, r.resource_id) for r in rows))
+    keyed = [(ResourceType(r.resource_type), r) for r in rows]
+    names = _resource_names(session, ((t, r.resource_id) for t, r in keyed))
     items: list[ConflictItem] = []
-    for r in rows:
-        name = names.get((r.resource_type, r.resource_id), f"#{r.resource_id}")
+    for rtype, r in keyed:
+        name = names.get((rtype, r.resource_id), f"#{r.resource_id}")
         items.append(
             ConflictItem(
-                resource=r.resource_type.value,
+                resource=rtype.value,
                 resource_id=r.resource_id,
                 resource_name=name,
                 day=r.starts_at.date(),
@@ -121,7 +152,7 @@ def find_conflicts(
                 end=r.ends_at,
                 instance_id=r.instance_id,
                 lesson_title=r.title,
-                message=describe(r.resource_type, name, r.starts_at, r.ends_at, r.title),
+                message=describe(rtype, name, r.starts_at, r.ends_at, r.title),
             )
         )
     return items

@@ -350,6 +350,8 @@ class LessonInstance(Base):
 
     __table_args__ = (
         Index("lesson_instance_day", "day", "main_classroom_id"),
+        Index("lesson_instance_room_day", "main_classroom_id", "day"),
+        Index("lesson_instance_series_day", "series_id", "day"),
         Index("lesson_instance_status_start", "status", "starts_at"),
         CheckConstraint("ends_at > starts_at", name="instance_range"),
     )

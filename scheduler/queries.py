@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import ColumnElement, Select, exists, func, or_, select
+from sqlalchemy import Select, exists, func, or_, select, union
 from sqlalchemy.orm import Session, aliased
 
 from scheduler.access import Scope, instance_clause, region_path_for
@@ -44,18 +44,27 @@ class InstanceFilter:
     term_id: int | None = None
 
 
-_RecvRoom = aliased(Classroom)
-_RecvSchool = aliased(School)
-_RecvRegion = aliased(Region)
+def _touching(rooms, f: InstanceFilter) -> Select:  # type: ignore[no-untyped-def,type-arg]
+    """Ids of lessons given in, or received by, the classrooms ``rooms`` (a subquery of ids).
 
-
-def _receiving(where: ColumnElement[bool]) -> ColumnElement[bool]:
-    return exists(
-        select(1).select_from(SeriesReceiver)
-        .join(_RecvRoom, _RecvRoom.id == SeriesReceiver.classroom_id)
-        .join(_RecvSchool, _RecvSchool.id == _RecvRoom.school_id)
-        .join(_RecvRegion, _RecvRegion.id == _RecvSchool.region_id)
-        .where(SeriesReceiver.series_id == LessonInstance.series_id, where)
+    Driven from the classrooms' side: one probe of (main_classroom_id, day) or
+    (series_id, day) per classroom or received series, instead of reading the
+    whole province's lessons of the day and filtering them.
+    """
+    given = aliased(LessonInstance)
+    taken = aliased(LessonInstance)
+    days = []
+    for alias in (given, taken):
+        conds = []
+        if f.date_from is not None:
+            conds.append(alias.day >= f.date_from)
+        if f.date_to is not None:
+            conds.append(alias.day <= f.date_to)
+        days.append(conds)
+    return union(
+        select(given.id).where(given.main_classroom_id.in_(rooms), *days[0]),
+        select(taken.id).join(SeriesReceiver, SeriesReceiver.series_id == taken.series_id)
+        .where(SeriesReceiver.classroom_id.in_(rooms), *days[1]),
     )
 
 
@@ -63,9 +72,6 @@ def instance_query(session: Session, scope: Scope, f: InstanceFilter) -> Select:
     stmt = (
         select(LessonInstance)
         .join(LessonSeries, LessonSeries.id == LessonInstance.series_id)
-        .join(Classroom, Classroom.id == LessonInstance.main_classroom_id)
-        .join(School, School.id == Classroom.school_id)
-        .join(Region, Region.id == School.region_id)
         .where(instance_clause(scope))
     )
     if f.date_from is not None:
@@ -74,13 +80,15 @@ def instance_query(session: Session, scope: Scope, f: InstanceFilter) -> Select:
         stmt = stmt.where(LessonInstance.day <= f.date_to)
     if f.region_id is not None:
         path = region_path_for(session, f.region_id)
-        stmt = stmt.where(or_(Region.path.startswith(path), _receiving(_RecvRegion.path.startswith(path))))
+        rooms = (select(Classroom.id).join(School, School.id == Classroom.school_id)
+                 .join(Region, Region.id == School.region_id).where(Region.path.startswith(path)))
+        stmt = stmt.where(LessonInstance.id.in_(_touching(rooms, f)))
     if f.school_id is not None:
-        stmt = stmt.where(or_(School.id == f.school_id, _receiving(_RecvSchool.id == f.school_id)))
+        rooms = select(Classroom.id).where(Classroom.school_id == f.school_id)
+        stmt = stmt.where(LessonInstance.id.in_(_touching(rooms, f)))
     if f.classroom_id is not None:
-        stmt = stmt.where(or_(LessonInstance.main_classroom_id == f.classroom_id,
-                              exists(select(1).where(SeriesReceiver.series_id == LessonInstance.series_id,
-                                                     SeriesReceiver.classroom_id == f.classroom_id))))
+        rooms = select(Classroom.id).where(Classroom.id == f.classroom_id)
+        stmt = stmt.where(LessonInstance.id.in_(_touching(rooms, f)))
     if f.teacher_id is not None:
         stmt = stmt.where(LessonInstance.teacher_id == f.teacher_id)
     if f.involving_user_id is not None:

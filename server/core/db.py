@@ -34,7 +34,12 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    # JIT compilation pays off for long analytic scans, not for SanKe's short
+    # indexed queries, where PostgreSQL's cost estimates switched it on and it
+    # added 40-110 ms per query (bench/scheduler.py).
+    connect_args = {"options": "-c jit=off"} if url.startswith("postgresql") else {}
+    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20,
+                         connect_args=connect_args)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

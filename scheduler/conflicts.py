@@ -86,19 +86,23 @@ MAX_SLOT = timedelta(days=1)
 # SQLite), so the statement text never changes: psycopg prepares it once, and
 # there is no per-window SQL expression to build.
 _PG_CONFLICTS = text("""
-SELECT DISTINCT o.resource_type, o.resource_id, o.instance_id, o.starts_at, o.ends_at, s.title
+SELECT DISTINCT o.resource_type, o.resource_id, o.instance_id, o.starts_at, o.ends_at, s.title,
+       COALESCE(u.display_name, c.name) AS resource_name
 FROM unnest(CAST(:types AS varchar[]), CAST(:ids AS integer[]),
             CAST(:starts AS timestamp[]), CAST(:ends AS timestamp[])) AS w(t, r, s, e)
 JOIN occupancy o ON o.resource_type = w.t AND o.resource_id = w.r
                 AND o.starts_at < w.e AND o.ends_at > w.s AND o.starts_at > w.s - interval '1 day'
 JOIN lesson_instance i ON i.id = o.instance_id
 JOIN lesson_series s ON s.id = i.series_id
+LEFT JOIN user_account u ON o.resource_type = 'teacher' AND u.id = o.resource_id
+LEFT JOIN classroom c ON o.resource_type = 'classroom' AND c.id = o.resource_id
 WHERE o.instance_id <> ALL(CAST(:ignore AS integer[]))
 ORDER BY o.starts_at, o.resource_type, o.resource_id
 """).columns(starts_at=DateTime(), ends_at=DateTime())
 
 _SQLITE_CONFLICTS = text("""
-SELECT DISTINCT o.resource_type, o.resource_id, o.instance_id, o.starts_at, o.ends_at, s.title
+SELECT DISTINCT o.resource_type, o.resource_id, o.instance_id, o.starts_at, o.ends_at, s.title,
+       COALESCE(u.display_name, c.name) AS resource_name
 FROM json_each(:windows) AS w
 JOIN occupancy o ON o.resource_type = json_extract(w.value, '$[0]')
                 AND o.resource_id = json_extract(w.value, '$[1]')
@@ -107,6 +111,8 @@ JOIN occupancy o ON o.resource_type = json_extract(w.value, '$[0]')
                 AND o.starts_at > json_extract(w.value, '$[4]')
 JOIN lesson_instance i ON i.id = o.instance_id
 JOIN lesson_series s ON s.id = i.series_id
+LEFT JOIN user_account u ON o.resource_type = 'teacher' AND u.id = o.resource_id
+LEFT JOIN classroom c ON o.resource_type = 'classroom' AND c.id = o.resource_id
 WHERE o.instance_id NOT IN (SELECT value FROM json_each(:ignore))
 ORDER BY o.starts_at, o.resource_type, o.resource_id
 """).columns(starts_at=DateTime(), ends_at=DateTime())
@@ -131,17 +137,14 @@ def _booked_overlaps(session: Session, slots: Sequence[Slot], ignore: list[int])
 def find_conflicts(
     session: Session, slots: Sequence[Slot], *, ignore_instance_ids: Iterable[int] = ()
 ) -> list[ConflictItem]:
-    """Every booked occupancy that overlaps one of ``slots`` (one query), as conflict items."""
+    """Every booked occupancy that overlaps one of ``slots`` (one query, names included), as conflict items."""
     if not slots:
         return []
     rows = _booked_overlaps(session, slots, sorted(set(ignore_instance_ids)))
-    if not rows:
-        return []
-    keyed = [(ResourceType(r.resource_type), r) for r in rows]
-    names = _resource_names(session, ((t, r.resource_id) for t, r in keyed))
     items: list[ConflictItem] = []
-    for rtype, r in keyed:
-        name = names.get((rtype, r.resource_id), f"#{r.resource_id}")
+    for r in rows:
+        rtype = ResourceType(r.resource_type)
+        name = r.resource_name or f"#{r.resource_id}"
         items.append(
             ConflictItem(
                 resource=rtype.value,

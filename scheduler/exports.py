@@ -94,7 +94,7 @@ def _load_names(session: Session, instances: Sequence[LessonInstance]) -> _Names
     for ids in _chunks(moved_ids):
         names.moved_from.update(
             session.execute(select(LessonInstance.id, LessonInstance.starts_at).where(LessonInstance.id.in_(ids)))
-            .tuples().all())
+            .all())
     return names
 
 

@@ -93,9 +93,9 @@ def test_no_resource_is_double_booked(session: Session) -> None:
 
 
 def test_every_dedicated_receiver_is_paired_and_has_a_local_assistant(session: Session) -> None:
-    school_of = dict(session.execute(select(Classroom.id, Classroom.school_id)).tuples().all())
+    school_of = dict(session.execute(select(Classroom.id, Classroom.school_id)).all())
     teacher_school = dict(session.execute(select(User.id, User.school_id).where(User.role == Role.teacher))
-                          .tuples().all())
+                          .all())
     pairings = session.scalars(select(Pairing).where(Pairing.active.is_(True))).all()
     dedicated = session.scalars(select(LessonSeries).where(LessonSeries.kind == LessonKind.dedicated)).all()
     overrides = 0
@@ -135,7 +135,7 @@ def test_the_term_is_in_progress(loaded: Loaded, session: Session) -> None:
     term = session.scalars(select(Term)).one()
     assert term.start_date <= now.date() <= term.end_date
     ended = session.execute(select(LessonInstance.status, func.count()).where(LessonInstance.ends_at < now)
-                            .group_by(LessonInstance.status)).tuples().all()
+                            .group_by(LessonInstance.status)).all()
     by_status = dict(ended)
     assert InstanceStatus.scheduled not in by_status
     total = sum(by_status.values())

@@ -40,7 +40,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from bench.province import COLUMNS, TABLES, TODAY, Province, Sizes, generate
+from bench.province import COLUMNS, TABLES, TERM_START, TODAY, Province, Sizes, generate
 from scheduler.access import Scope
 from scheduler.bookings import ReceiverSpec, SeriesContext, SeriesSpec, plan_series
 from scheduler.conflicts import find_conflicts
@@ -343,7 +343,7 @@ def measure_conflicts(factory: sessionmaker[Session], pv: Province, *, samples: 
         with factory() as session:
             planned = plan_series(session, cand.spec, SeriesContext(
                 session, term_id=cand.spec.term_id, main_classroom_id=cand.spec.main_classroom_id,
-                receivers=cand.spec.receivers))
+                receivers=cand.spec.receivers), not_before=TERM_START)  # a series booked for the whole term
             slots = [s for p in planned for s in p.slots]
             t0 = time.perf_counter()
             items = find_conflicts(session, slots)

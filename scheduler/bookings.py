@@ -235,12 +235,22 @@ def _validate(session: Session, spec: SeriesSpec, ctx: SeriesContext, actor: Use
         raise Invalid("结束周不能早于开始周", field="weeks")
 
 
-def plan_series(session: Session, spec: SeriesSpec, ctx: SeriesContext | None = None) -> list[PlannedInstance]:
+def plan_series(session: Session, spec: SeriesSpec, ctx: SeriesContext | None = None, *,
+                not_before: date | None = None) -> list[PlannedInstance]:
+    """The lessons a series would have: its meeting days from ``not_before`` (default: today) on.
+
+    A series booked in the middle of a term starts today; it never creates
+    lessons in the past, which the lifecycle would only mark as missed.
+    """
     ctx = ctx or SeriesContext(session, term_id=spec.term_id, main_classroom_id=spec.main_classroom_id,
                                receivers=spec.receivers)
+    first = not_before if not_before is not None else clock.now().date()
     days = meeting_days(ctx.calendar, spec.weekday, spec.week_from, spec.week_to, spec.week_pattern)
     if not days:
         raise Invalid("该上课时间在学期内没有任何上课日（可能均为节假日或超出学期周次）", field="weeks")
+    days = [d for d in days if d >= first]
+    if not days:
+        raise Invalid(f"该上课时间在 {first:%Y-%m-%d} 之后的本学期剩余时间内没有上课日", field="weeks")
     return [ctx.place(d, spec.period_from, spec.period_to, spec.main_teacher_id) for d in days]
 
 
@@ -329,7 +339,8 @@ def _context_for(session: Session, series: LessonSeries) -> SeriesContext:
 # ---------------------------------------------------------------- series
 
 
-def create_series(session: Session, spec: SeriesSpec, *, actor: User, scope: Scope) -> LessonSeries:
+def create_series(session: Session, spec: SeriesSpec, *, actor: User, scope: Scope,
+                  not_before: date | None = None) -> LessonSeries:
     """Book a weekly series.
 
     An admin of the main school books it at once (all instances or none).  A
@@ -351,11 +362,11 @@ def create_series(session: Session, spec: SeriesSpec, *, actor: User, scope: Sco
         raise Forbidden("当前角色不能排课")
     return _book(session, spec, ctx, actor=actor, status=status,
                  action="book" if status is SeriesStatus.approved else "request",
-                 reason=spec.pairing_override_reason or "")
+                 reason=spec.pairing_override_reason or "", not_before=not_before)
 
 
 def book_agreed_series(session: Session, spec: SeriesSpec, *, actor: User, reason: str,
-                       action: str = "book") -> LessonSeries:
+                       action: str = "book", not_before: date | None = None) -> LessonSeries:
     """Book a series both sides already agreed to (an accepted demand-order offer).
 
     The caller has checked who may do this; every booking rule (pairing,
@@ -363,13 +374,14 @@ def book_agreed_series(session: Session, spec: SeriesSpec, *, actor: User, reaso
     """
     ctx = SeriesContext(session, term_id=spec.term_id, main_classroom_id=spec.main_classroom_id,
                         receivers=spec.receivers)
-    return _book(session, spec, ctx, actor=actor, status=SeriesStatus.approved, action=action, reason=reason)
+    return _book(session, spec, ctx, actor=actor, status=SeriesStatus.approved, action=action, reason=reason,
+                 not_before=not_before)
 
 
 def _book(session: Session, spec: SeriesSpec, ctx: SeriesContext, *, actor: User, status: SeriesStatus,
-          action: str, reason: str) -> LessonSeries:
+          action: str, reason: str, not_before: date | None) -> LessonSeries:
     _validate(session, spec, ctx, actor)
-    planned = plan_series(session, spec, ctx)
+    planned = plan_series(session, spec, ctx, not_before=not_before)
     _check_slots(session, planned)
     series = _series_row(spec, actor, status)
     session.add(series)
@@ -389,14 +401,15 @@ def _require_series(session: Session, series_id: int) -> LessonSeries:
     return series
 
 
-def approve_series(session: Session, series_id: int, *, actor: User, scope: Scope, reason: str = "") -> LessonSeries:
+def approve_series(session: Session, series_id: int, *, actor: User, scope: Scope, reason: str = "",
+                   not_before: date | None = None) -> LessonSeries:
     series = _require_series(session, series_id)
     main = session.get(Classroom, series.main_classroom_id)
     assert main is not None
     require_school_admin(session, scope, main.school_id)
     if series.status is not SeriesStatus.pending:
         raise InvalidState("只能审批待审批的排课申请")
-    planned = plan_series(session, _spec_of(series))
+    planned = plan_series(session, _spec_of(series), not_before=not_before)
     _check_slots(session, planned)
     _write_instances(session, series, planned)
     series.status = SeriesStatus.approved
@@ -483,6 +496,8 @@ def reschedule_instance(
     pf = period_from if period_from is not None else inst.period_from
     pt = period_to if period_to is not None else pf + (inst.period_to - inst.period_from)
     planned = ctx.place(day, pf, pt, inst.teacher_id)
+    if planned.starts_at <= clock.now():
+        raise Invalid(f"不能调课到已经过去的时间（{planned.starts_at:%Y-%m-%d %H:%M}）", field="day")
     if timetable_weekday(ctx.calendar, day) is None:
         raise Conflict([_holiday_item(ctx.calendar, day, planned.starts_at, planned.ends_at)])
     _check_slots(session, [planned], ignore=[inst.id])

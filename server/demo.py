@@ -729,7 +729,8 @@ class _Builder:
             participant_ids=tuple(c.participants), pairing_override_reason=c.override,
         )
         try:
-            series = create_series(self.s, spec, actor=self.sysadmin, scope=self.scope)
+            series = create_series(self.s, spec, actor=self.sysadmin, scope=self.scope,
+                                   not_before=self.term.start_date)  # the term so far is history
         except (Conflict, Invalid):
             self.rejected += 1
             return None
@@ -968,7 +969,8 @@ class _Builder:
                 week_from=3, week_to=99,
                 receivers=tuple(ReceiverSpec(r.id, m, a.id if a else None, rp) for r, m, a, rp, _ in c.receivers))
             try:
-                series = create_series(self.s, spec, actor=teacher.user, scope=scope_of(self.s, teacher.user))
+                series = create_series(self.s, spec, actor=teacher.user, scope=scope_of(self.s, teacher.user),
+                                       not_before=self.term.start_date)
             except (Conflict, Invalid):
                 self.rejected += 1
                 continue

@@ -13,6 +13,7 @@ missing PostgreSQL into a failure instead of a skip.
 from __future__ import annotations
 
 import itertools
+from datetime import datetime
 import os
 import shutil
 from collections.abc import Iterator
@@ -30,6 +31,16 @@ from tests.utils.factory import World, token_for
 
 _counter = itertools.count()
 TEST_SECRET = "sanke-test-secret-key-0123456789abcdef"
+
+
+TODAY = datetime(2026, 8, 24, 9, 0)
+"""The tests' "now": the week before the factory's term (2026-09-01 .. 2027-01-22) starts, so
+a whole term of lessons lies ahead. Tests about time move it themselves with monkeypatch."""
+
+
+@pytest.fixture(autouse=True)
+def _before_term(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("scheduler.clock.now", lambda: TODAY)
 
 
 @pytest.fixture(scope="session")

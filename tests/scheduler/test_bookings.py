@@ -204,3 +204,29 @@ def test_database_refuses_overlapping_occupancy_even_without_the_check(session, 
                           starts_at=datetime(2026, 9, 7, 8, 30), ends_at=datetime(2026, 9, 7, 9, 0)))
     with pytest.raises(IntegrityError):
         session.flush()
+
+
+def test_series_booked_mid_term_starts_today_not_in_the_past(session, world, monkeypatch):
+    monkeypatch.setattr("scheduler.clock.now", lambda: datetime(2026, 11, 23, 10, 0))
+    series = book(session, world)
+    session.commit()
+    days = [i.day for i in instances(session, series.id)]
+    assert days[0] == date(2026, 11, 23) and len(days) == 9  # 23 Nov .. 18 Jan
+
+
+def test_series_whose_weeks_are_all_past_is_refused(session, world, monkeypatch):
+    monkeypatch.setattr("scheduler.clock.now", lambda: datetime(2026, 11, 23, 10, 0))
+    with pytest.raises(Invalid, match="剩余时间内没有上课日") as err:
+        book(session, world, week_from=1, week_to=4)
+    assert err.value.field == "weeks"
+
+
+def test_rescheduling_into_the_past_is_refused(session, world, monkeypatch):
+    s = book(session, world)
+    session.commit()
+    last = instances(session, s.id)[-1]
+    monkeypatch.setattr("scheduler.clock.now", lambda: datetime(2026, 11, 23, 10, 0))
+    admin = session.merge(world.urban_admin)
+    with pytest.raises(Invalid, match="已经过去"):
+        bookings.reschedule_instance(session, last.id, day=date(2026, 11, 20), actor=admin,
+                                     scope=scope_of(session, admin), reason="补课")

@@ -13,6 +13,7 @@ from scheduler.access import Scope, scope_of
 from scheduler.models import Role, User
 from server.api.errors import ApiError
 from server.core.config import Settings
+from server.core.db import session_scope
 from server.core.security import TokenError, decode_access_token
 
 _bearer = HTTPBearer(auto_error=False)
@@ -23,15 +24,9 @@ def get_settings_dep(request: Request) -> Settings:
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    session: Session = request.app.state.session_factory()
-    try:
+    """One unit of work per request: committed when the handler succeeds, rolled back otherwise."""
+    with session_scope(request.app.state.session_factory) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]

@@ -6,9 +6,10 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from scheduler.models import Role, User
+from scheduler.models import User
 from server.api.deps import CurrentUser, SessionDep, SettingsDep
 from server.api.errors import ApiError
+from server.api.routes.users import UserPublic
 from server.core.security import create_access_token, verify_password
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -19,16 +20,6 @@ class LoginIn(BaseModel):
     password: str
 
 
-class UserPublic(BaseModel):
-    id: int
-    username: str
-    display_name: str
-    role: Role
-    school_id: int | None
-    region_id: int | None
-    classroom_id: int | None
-
-    model_config = {"from_attributes": True}
 
 
 class TokenOut(BaseModel):

@@ -394,19 +394,20 @@ def _book(session: Session, spec: SeriesSpec, ctx: SeriesContext, *, actor: User
     return series
 
 
-def _require_series(session: Session, series_id: int) -> LessonSeries:
+def _managed_series(session: Session, series_id: int, scope: Scope) -> LessonSeries:
+    """The series, if the caller is an admin of its main school (or above it)."""
     series = session.get(LessonSeries, series_id)
     if series is None:
         raise NotFound(f"课程 #{series_id} 不存在")
+    main = session.get(Classroom, series.main_classroom_id)
+    assert main is not None
+    require_school_admin(session, scope, main.school_id)
     return series
 
 
 def approve_series(session: Session, series_id: int, *, actor: User, scope: Scope, reason: str = "",
                    not_before: date | None = None) -> LessonSeries:
-    series = _require_series(session, series_id)
-    main = session.get(Classroom, series.main_classroom_id)
-    assert main is not None
-    require_school_admin(session, scope, main.school_id)
+    series = _managed_series(session, series_id, scope)
     if series.status is not SeriesStatus.pending:
         raise InvalidState("只能审批待审批的排课申请")
     planned = plan_series(session, _spec_of(series), not_before=not_before)
@@ -420,10 +421,7 @@ def approve_series(session: Session, series_id: int, *, actor: User, scope: Scop
 
 
 def reject_series(session: Session, series_id: int, *, actor: User, scope: Scope, reason: str) -> LessonSeries:
-    series = _require_series(session, series_id)
-    main = session.get(Classroom, series.main_classroom_id)
-    assert main is not None
-    require_school_admin(session, scope, main.school_id)
+    series = _managed_series(session, series_id, scope)
     if series.status is not SeriesStatus.pending:
         raise InvalidState("只能驳回待审批的排课申请")
     if not reason.strip():
@@ -435,10 +433,7 @@ def reject_series(session: Session, series_id: int, *, actor: User, scope: Scope
 
 def cancel_series(session: Session, series_id: int, *, actor: User, scope: Scope, reason: str) -> LessonSeries:
     """Cancel every future scheduled lesson of a series (停课 for the rest of the term)."""
-    series = _require_series(session, series_id)
-    main = session.get(Classroom, series.main_classroom_id)
-    assert main is not None
-    require_school_admin(session, scope, main.school_id)
+    series = _managed_series(session, series_id, scope)
     if not reason.strip():
         raise Invalid("停课时请填写原因")
     now = clock.now()

@@ -176,6 +176,8 @@ class User(Base):
     region_id: Mapped[int | None] = mapped_column(ForeignKey("region.id"))
     classroom_id: Mapped[int | None] = mapped_column(ForeignKey("classroom.id"))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    feed_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Bumped to revoke every calendar-feed token issued to this user."""
 
 
 class Term(Base):

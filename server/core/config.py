@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     join_token_seconds: int = 120
     """Join tokens are short-lived: a client asks for one right before connecting."""
 
+    feed_token_days: int = 365
+    """Lifetime of a calendar-feed token (read-only, only for the .ics feeds, revocable)."""
+
     max_upload_bytes: int = 5 * 1024 * 1024
     """Largest accepted timetable upload."""
 

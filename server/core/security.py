@@ -1,8 +1,10 @@
 """Passwords (argon2) and signed tokens (JWT, HS256).
 
-Two token types share one key and are told apart by ``typ``: an *access*
+Three token types share one key and are told apart by ``typ``: an *access*
 token proves who is calling the API; a *join* token binds one user to one
-lesson instance in one lesson role and lives only a couple of minutes.
+lesson instance in one lesson role and lives only a couple of minutes; a
+*feed* token lets a calendar app read that user's iCalendar feeds and nothing
+else, lives long, and dies when the user's ``feed_version`` is bumped.
 """
 
 from __future__ import annotations
@@ -98,3 +100,16 @@ def decode_join_token(token: str, key: str) -> JoinClaims:
                           c.get("classroom"), int(c["exp"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise TokenError("token_invalid", "入会凭证无效") from exc
+
+
+def create_feed_token(user_id: int, feed_version: int, key: str, ttl_seconds: int) -> str:
+    return _encode({"sub": str(user_id), "typ": "feed", "fv": feed_version}, key, ttl_seconds)
+
+
+def decode_feed_token(token: str, key: str) -> tuple[int, int]:
+    """(user id, feed version) of a feed token."""
+    claims = _decode(token, key, "feed")
+    try:
+        return int(claims["sub"]), int(claims["fv"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise TokenError("token_invalid", "订阅凭证无效") from exc

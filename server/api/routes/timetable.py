@@ -22,6 +22,7 @@ from server.api.common import InstanceFilterDep
 from server.api.deps import AdminScope, CurrentUser, ScopeDep, SessionDep, SettingsDep, get_current_user
 from server.api.errors import ApiError
 from server.core.config import Settings
+from server.core.security import TokenError, create_feed_token, decode_feed_token
 
 _MULTIPART_SLACK = 16 * 1024
 """Room for the multipart envelope (boundaries, part headers) on top of the file itself."""
@@ -116,15 +117,51 @@ def feed_user(
     session: SessionDep,
     settings: SettingsDep,
     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    token: Annotated[str | None, Query(description="访问令牌：供无法发送请求头的日历应用订阅使用")] = None,
+    token: Annotated[str | None, Query(description="订阅凭证（或访问令牌）：供无法发送请求头的日历应用订阅使用")] = None,
 ) -> User:
-    """The caller, from the Authorization header or, for calendar apps, ``?token=``."""
+    """The caller, from the Authorization header or, for calendar apps, ``?token=``: a feed
+    token (``POST /timetable/feed-token``) or an access token."""
     if creds is None and token:
-        creds = HTTPAuthorizationCredentials(scheme="Bearer", credentials=token)
+        try:
+            user_id, version = decode_feed_token(token, settings.effective_secret_key())
+        except TokenError:
+            creds = HTTPAuthorizationCredentials(scheme="Bearer", credentials=token)
+        else:
+            user = session.get(User, user_id)
+            if user is None or not user.is_active or user.feed_version != version:
+                raise ApiError(401, "token_revoked", "订阅链接已失效，请重新生成")
+            return user
     return get_current_user(session, settings, creds)
 
 
 FeedUser = Annotated[User, Depends(feed_user)]
+
+
+class FeedTokenOut(BaseModel):
+    token: str
+    expires_in: int
+    feed_path: str | None
+    """The caller's own feed (teacher or classroom terminal), to be given ``?token=``."""
+
+
+@router.post("/feed-token", response_model=FeedTokenOut)
+def issue_feed_token(session: SessionDep, settings: SettingsDep, user: CurrentUser) -> FeedTokenOut:
+    """A long-lived token that lets a calendar app read the caller's feeds, and nothing else."""
+    ttl = settings.feed_token_days * 86400
+    token = create_feed_token(user.id, user.feed_version, settings.effective_secret_key(), ttl)
+    path = None
+    if user.role is Role.teacher:
+        path = f"/api/v1/timetable/teachers/{user.id}.ics"
+    elif user.role is Role.terminal and user.classroom_id is not None:
+        path = f"/api/v1/timetable/classrooms/{user.classroom_id}.ics"
+    return FeedTokenOut(token=token, expires_in=ttl, feed_path=path)
+
+
+@router.delete("/feed-token", status_code=204)
+def revoke_feed_tokens(session: SessionDep, user: CurrentUser) -> Response:
+    """Revoke every feed token issued to the caller (a leaked calendar link stops working)."""
+    user.feed_version += 1
+    return Response(status_code=204)
 
 
 def _ics(body: bytes, filename: str) -> Response:

@@ -236,3 +236,29 @@ def test_assistant_teachers_feed_lists_the_lessons_they_assist(client, world, au
     r = client.get(f"{URL}/teachers/{world.assistant.id}.ics", headers=auth(world.assistant))
     assert r.status_code == 200
     assert len(events(r.content)) == 19
+
+
+def test_feed_token_reads_own_feed_only_and_can_be_revoked(client, world, auth, session_factory):
+    book_monday_maths(session_factory, world)
+    out = client.post(f"{URL}/feed-token", headers=auth(world.teacher)).json()
+    assert out["feed_path"] == f"/api/v1/timetable/teachers/{world.teacher.id}.ics"
+    assert out["expires_in"] == 365 * 86400
+    r = client.get(out["feed_path"], params={"token": out["token"]})
+    assert r.status_code == 200 and len(events(r.content)) == 19
+    # a feed token is not an API login
+    r = client.get("/api/v1/lessons", headers={"Authorization": f"Bearer {out['token']}"})
+    assert r.status_code == 401
+    # nor does it open someone else's feed
+    r = client.get(f"{URL}/teachers/{world.teacher2.id}.ics", params={"token": out["token"]})
+    assert r.status_code == 403
+    assert client.delete(f"{URL}/feed-token", headers=auth(world.teacher)).status_code == 204
+    r = client.get(out["feed_path"], params={"token": out["token"]})
+    assert r.status_code == 401 and r.json()["code"] == "token_revoked"
+    fresh = client.post(f"{URL}/feed-token", headers=auth(world.teacher)).json()["token"]
+    assert client.get(out["feed_path"], params={"token": fresh}).status_code == 200
+
+
+def test_terminal_feed_token_points_at_its_classroom(client, world, auth):
+    out = client.post(f"{URL}/feed-token", headers=auth(world.terminal_recv)).json()
+    assert out["feed_path"] == f"/api/v1/timetable/classrooms/{world.recv_room.id}.ics"
+    assert client.get(out["feed_path"], params={"token": out["token"]}).status_code == 200

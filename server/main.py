@@ -49,6 +49,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             stack.callback(engine.dispose)
+            await stack.enter_async_context(bus)
             if run_lifecycle:
                 task = LifecycleTask(session_factory, bus, settings)
                 await stack.enter_async_context(task)

@@ -6,8 +6,9 @@ gets a fresh database cloned from a migrated template (``CREATE DATABASE ...
 TEMPLATE`` on PostgreSQL, a file copy on SQLite), so migrations run once per
 engine and tests stay independent.
 
-Set ``SANKE_TEST_REQUIRE_PG=1`` (the README's test command does) to turn a
-missing PostgreSQL into a failure instead of a skip.
+Set ``SANKE_TEST_REQUIRE_PG=1`` and ``SANKE_TEST_REQUIRE_REDIS=1`` (the
+README's test command does) to turn a missing PostgreSQL or redis-server into
+a failure instead of a skip.
 """
 
 from __future__ import annotations
@@ -55,6 +56,20 @@ def pg_server() -> Iterator[object]:
         pytest.skip(f"PostgreSQL unavailable: {exc}")
     template = server.create_database("sanke_template")
     upgrade(template)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[object]:
+    from tests.utils.redisserver import RedisServer
+
+    try:
+        server = RedisServer().start()
+    except Exception as exc:  # noqa: BLE001
+        if os.environ.get("SANKE_TEST_REQUIRE_REDIS") == "1":
+            raise
+        pytest.skip(f"Redis unavailable: {exc}")
     yield server
     server.stop()
 

@@ -1,14 +1,15 @@
 """The event bus between the scheduler's lifecycle task and the signaling layer.
 
-In-process by default (one node). A Redis implementation with the same
-interface is selected when ``SANKE_REDIS_URL`` is set (later issue: rooms on
-several nodes); until then a configured Redis URL is refused loudly rather
-than silently ignored.
+In-process by default (one node).  With ``SANKE_REDIS_URL`` set, events go
+through Redis pub/sub (channel ``sanke:<topic>``), so every node's
+subscribers see every node's events.  Both buses are async context managers;
+the app's lifespan enters the bus before anything publishes on it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -22,6 +23,19 @@ Handler = Callable[[str, dict[str, Any]], Awaitable[None] | None]
 class Bus(Protocol):
     async def publish(self, topic: str, event: dict[str, Any]) -> None: ...
     def subscribe(self, topic: str, handler: Handler) -> Callable[[], None]: ...
+    async def __aenter__(self) -> "Bus": ...
+    async def __aexit__(self, *exc: object) -> None: ...
+
+
+async def _deliver(handlers: list[Handler], topic: str, event: dict[str, Any]) -> None:
+    """Call each handler in order; a failing one is logged and never stops the others."""
+    for handler in list(handlers):
+        try:
+            result = handler(topic, event)
+            if asyncio.iscoroutine(result):
+                await result
+        except Exception:  # a listener cannot break the emitter
+            log.exception("bus handler failed for %s", topic)
 
 
 class InProcessBus:
@@ -36,20 +50,79 @@ class InProcessBus:
     async def publish(self, topic: str, event: dict[str, Any]) -> None:
         self.published.append((topic, event))
         del self.published[:-1000]
-        for handler in list(self._subs.get(topic, ())):
-            try:
-                result = handler(topic, event)
-                if asyncio.iscoroutine(result):
-                    await result
-            except Exception:  # a listener cannot break the emitter
-                log.exception("bus handler failed for %s", topic)
+        await _deliver(self._subs.get(topic, []), topic, event)
 
     def subscribe(self, topic: str, handler: Handler) -> Callable[[], None]:
         self._subs[topic].append(handler)
         return lambda: self._subs[topic].remove(handler)
 
+    async def __aenter__(self) -> "InProcessBus":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+class RedisBus:
+    """Events through Redis pub/sub, for several nodes sharing rooms.
+
+    One pattern subscription (``sanke:*``) per node feeds a listener task that
+    hands each event to this node's subscribers of its topic.  An event
+    published here comes back through Redis too, so every node, this one
+    included, sees the same events in Redis's order.
+    """
+
+    PREFIX = "sanke:"
+
+    def __init__(self, url: str) -> None:
+        import redis.asyncio as aioredis
+
+        self._redis = aioredis.from_url(url)
+        self._subs: dict[str, list[Handler]] = defaultdict(list)
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+
+    async def publish(self, topic: str, event: dict[str, Any]) -> None:
+        await self._redis.publish(self.PREFIX + topic, json.dumps(event, ensure_ascii=False))
+
+    def subscribe(self, topic: str, handler: Handler) -> Callable[[], None]:
+        self._subs[topic].append(handler)
+        return lambda: self._subs[topic].remove(handler)
+
+    async def _listen(self) -> None:
+        pubsub = self._redis.pubsub()
+        try:
+            await pubsub.psubscribe(self.PREFIX + "*")
+            self._ready.set()
+            async for message in pubsub.listen():
+                if message.get("type") != "pmessage":
+                    continue
+                topic = message["channel"].decode()[len(self.PREFIX):]
+                try:
+                    event = json.loads(message["data"])
+                except (ValueError, TypeError):
+                    log.warning("bus: dropped a malformed event on %s", topic)
+                    continue
+                await _deliver(self._subs.get(topic, []), topic, event)
+        finally:
+            await pubsub.aclose()
+
+    async def __aenter__(self) -> "RedisBus":
+        await self._redis.ping()  # fail at start, not at the first event, when Redis is unreachable
+        self._task = asyncio.create_task(self._listen(), name="sanke-redis-bus")
+        await asyncio.wait_for(self._ready.wait(), timeout=10)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        await self._redis.aclose()
+
 
 def make_bus(redis_url: str | None) -> Bus:
-    if redis_url:
-        raise RuntimeError("SANKE_REDIS_URL is set, but the Redis bus arrives with multi-node rooms; unset it for now")
-    return InProcessBus()
+    return RedisBus(redis_url) if redis_url else InProcessBus()

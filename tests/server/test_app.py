@@ -51,6 +51,10 @@ def test_app_migrates_a_new_database_on_start_and_reports_health(tmp_path):
     assert {"lesson_series", "lesson_instance", "occupancy", "audit_entry", "alembic_version"} <= tables
 
 
-def test_redis_url_is_refused_until_the_redis_bus_exists(tmp_path):
-    with pytest.raises(RuntimeError, match="REDIS"):
-        create_app(Settings(data_dir=tmp_path, redis_url="redis://127.0.0.1:6379/0"))
+def test_unreachable_redis_fails_at_start_not_at_the_first_event(tmp_path):
+    from tests.utils.live import free_port
+
+    app = create_app(Settings(data_dir=tmp_path, redis_url=f"redis://127.0.0.1:{free_port()}/0"))
+    with pytest.raises(Exception, match="(?i)connect"):
+        with TestClient(app):
+            pass

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import Annotated
 
+import anyio
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -209,7 +210,7 @@ def join_token(instance_id: int, session: SessionDep, user: CurrentUser, setting
 
 
 @router.post("/{instance_id}/start", response_model=LessonOut)
-async def start(instance_id: int, request: Request, session: SessionDep, user: CurrentUser) -> LessonOut:
+def start(instance_id: int, request: Request, session: SessionDep, user: CurrentUser) -> LessonOut:
     """The main classroom starts the lesson: it goes live (the first main publish does the same)."""
     inst = session.get(LessonInstance, instance_id)
     if inst is None:
@@ -217,7 +218,8 @@ async def start(instance_id: int, request: Request, session: SessionDep, user: C
     if seat_for(session, user, inst).lesson_role != "main":
         raise ApiError(403, "forbidden", "只有主讲教师或主讲教室可以开始上课")
     event = lifecycle.mark_started(session, instance_id, clock.now())
-    session.commit()
+    session.commit()  # durable before anyone hears of it
     if event is not None:
-        await request.app.state.bus.publish(lifecycle.TOPIC, event.as_dict())
+        # sync handlers run in a worker thread: hand the publish to the event loop
+        anyio.from_thread.run(request.app.state.bus.publish, lifecycle.TOPIC, event.as_dict())
     return lesson_rows(session, [inst])[0]

@@ -1,0 +1,303 @@
+"""The signaling WebSocket of a live lesson: ``/api/v1/lessons/{instance_id}/ws``.
+
+Signaling only: there is no SFU yet, so media messages are answered with an
+``error`` (see ``signaling.room``); joining, the roster and the classroom
+controls work.
+
+Wiring (done by the app, not here)::
+
+    from signaling.endpoint import attach, router as signaling_router
+    app.include_router(signaling_router)   # the route carries its full path
+    attach(app)                             # app.state.rooms, subscribed to the "lesson" bus topic
+
+Per connection: a reader task (frames → ``Room.handle``) and a writer task
+(outbound queue → frames, stamping ``seq`` 1, 2, …); when either ends the other
+is cancelled and the participant leaves the room.  The first message must be a
+``join`` within ``JOIN_TIMEOUT_S``; a refused join gets ``error`` and the socket is
+closed with one of the close codes of ``signaling.room`` (4000 protocol, 4001
+token, 4003 not allowed, 4004 room not open/closed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, WebSocket
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+from starlette.websockets import WebSocketState
+
+from scheduler.lifecycle import TOPIC, room_is_open
+from scheduler.models import LessonInstance, ReceiverMode, SeriesReceiver, User
+from server.core.security import TokenError, decode_join_token
+from signaling.messages import (
+    Error,
+    ErrorCode,
+    Join,
+    LeaveReason,
+    LessonRole,
+    ProtocolError,
+    ServerLeave,
+    parse_client_message,
+)
+from signaling.room import (
+    CLOSE_AUTH,
+    CLOSE_INTERNAL,
+    CLOSE_NOT_ALLOWED,
+    CLOSE_PROTOCOL,
+    CLOSE_ROOM_NOT_OPEN,
+    CLOSE_TIMEOUT,
+    PING_TIMEOUT_S,
+    Participant,
+    Room,
+    RoomClosedError,
+    RoomRegistry,
+    new_session_id,
+)
+
+log = logging.getLogger(__name__)
+
+router = APIRouter()
+
+JOIN_TIMEOUT_S = 10.0
+MAX_OUTBOX = 1000
+"""Messages queued for a client that does not read; beyond it the connection is closed."""
+
+
+def attach(app: FastAPI) -> RoomRegistry:
+    """Create the registry, subscribe it to lifecycle events and store it on ``app.state.rooms``."""
+    registry = RoomRegistry()
+    app.state.rooms = registry
+    app.state.rooms_unsubscribe = app.state.bus.subscribe(TOPIC, registry.on_event)
+    return registry
+
+
+class _Close:
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+
+class _JoinRefused(Exception):
+    def __init__(self, code: ErrorCode, message: str, close_code: int) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.close_code = close_code
+
+
+@dataclass(frozen=True)
+class _Seat:
+    display_name: str
+    listen_only: bool
+
+
+class Connection:
+    """One socket: an outbound queue drained by the writer, which stamps ``seq``."""
+
+    def __init__(self, ws: WebSocket) -> None:
+        self.ws = ws
+        self.outbox: asyncio.Queue[Any] = asyncio.Queue()
+        self.seq = 0
+        self.closing = False
+        self.closed = asyncio.Event()
+
+    def deliver(self, msg: Any) -> None:
+        if self.closing:
+            return
+        if self.outbox.qsize() >= MAX_OUTBOX:
+            log.warning("signaling: client does not read, closing")
+            self.close(CLOSE_TIMEOUT)
+            return
+        self.outbox.put_nowait(msg)
+
+    def close(self, code: int) -> None:
+        """Close after the messages already queued."""
+        if not self.closing:
+            self.closing = True
+            self.outbox.put_nowait(_Close(code))
+
+    async def writer(self) -> None:
+        try:
+            while True:
+                item = await self.outbox.get()
+                if isinstance(item, _Close):
+                    if self.ws.application_state is WebSocketState.CONNECTED:
+                        await self.ws.close(item.code)
+                    return
+                self.seq += 1
+                data = item.model_copy(update={"seq": self.seq}).model_dump(mode="json")
+                await self.ws.send_text(json.dumps(data, ensure_ascii=False))
+        finally:
+            self.closed.set()
+
+    async def finish(self, code: ErrorCode, message: str, close_code: int, request_id: str | None = None) -> None:
+        """``error`` then close; returns when the writer has closed the socket."""
+        self.deliver(Error(code=code, message=message, request_id=request_id))
+        self.close(close_code)
+        await self.closed.wait()
+
+    async def receive(self, timeout: float) -> str | bytes | None:
+        """The next frame, or None when the client disconnected."""
+        message = await asyncio.wait_for(self.ws.receive(), timeout)
+        if message["type"] == "websocket.disconnect":
+            return None
+        if message.get("text") is not None:
+            return message["text"]
+        return message.get("bytes") or b""
+
+
+def _seat(session_factory: Any, claims: Any, instance_id: int) -> _Seat:
+    """Check the room in the database (sync; run in a thread)."""
+    with session_factory() as s:
+        inst = s.get(LessonInstance, instance_id)
+        if inst is None:
+            raise _JoinRefused(ErrorCode.token_invalid, "课次不存在", CLOSE_AUTH)
+        if inst.room_closed_at is not None:
+            raise _JoinRefused(ErrorCode.room_closed, "本节课的课堂已关闭", CLOSE_ROOM_NOT_OPEN)
+        if not room_is_open(inst):
+            raise _JoinRefused(ErrorCode.room_not_open, "课堂尚未开放，请在上课前几分钟再进入", CLOSE_ROOM_NOT_OPEN)
+        user = s.get(User, claims.user_id)
+        if user is None:
+            raise _JoinRefused(ErrorCode.token_invalid, "入会凭证无效", CLOSE_AUTH)
+        listen_only = False
+        if claims.lesson_role == LessonRole.receiving.value and claims.classroom_id is not None:
+            mode = s.scalar(select(SeriesReceiver.mode).where(SeriesReceiver.series_id == inst.series_id,
+                                                              SeriesReceiver.classroom_id == claims.classroom_id))
+            listen_only = mode is ReceiverMode.listen_only
+        return _Seat(display_name=user.display_name, listen_only=listen_only)
+
+
+async def _admit(ws: WebSocket, conn: Connection, instance_id: int, join: Join) -> Participant:
+    """Token, lesson, room; raises ``_JoinRefused``."""
+    app = ws.app
+    try:
+        claims = decode_join_token(join.token, app.state.settings.effective_secret_key())
+    except TokenError as exc:
+        code = ErrorCode.token_expired if exc.code == "token_expired" else ErrorCode.token_invalid
+        message = "入会凭证已过期，请重新获取" if code is ErrorCode.token_expired else "入会凭证无效"
+        raise _JoinRefused(code, message, CLOSE_AUTH) from None
+    if claims.instance_id != instance_id:
+        raise _JoinRefused(ErrorCode.token_invalid, "入会凭证不属于本节课", CLOSE_AUTH)
+    try:
+        role = LessonRole(claims.lesson_role)
+    except ValueError:
+        raise _JoinRefused(ErrorCode.not_allowed, "入会凭证中的课堂角色无效", CLOSE_NOT_ALLOWED) from None
+    seat = await run_in_threadpool(_seat, app.state.session_factory, claims, instance_id)
+    return Participant(
+        participant_id=new_session_id(), user_id=claims.user_id, display_name=seat.display_name, role=role,
+        classroom_id=claims.classroom_id, listen_only=seat.listen_only, deliver=conn.deliver, close=conn.close,
+    )
+
+
+def _registry(ws: WebSocket) -> RoomRegistry:
+    registry = getattr(ws.app.state, "rooms", None)
+    if registry is None:  # not attached: rooms work, bus events do not reach them
+        log.warning("signaling: attach(app) was not called; room_closed events will not close rooms")
+        registry = ws.app.state.rooms = RoomRegistry()
+    return registry
+
+
+async def _read(ws: WebSocket, conn: Connection, instance_id: int, state: dict[str, Any]) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + JOIN_TIMEOUT_S
+    # --- until joined
+    while True:
+        try:
+            raw = await conn.receive(max(0.0, deadline - loop.time()))
+        except TimeoutError:
+            await conn.finish(ErrorCode.not_joined, "未在 10 秒内发送 join 消息", CLOSE_PROTOCOL)
+            return
+        if raw is None:
+            return
+        try:
+            msg = parse_client_message(raw)
+        except ProtocolError as exc:
+            if exc.code is ErrorCode.unsupported_version:
+                await conn.finish(exc.code, exc.message_zh, CLOSE_PROTOCOL, exc.request_id)
+                return
+            conn.deliver(Error(code=exc.code, message=exc.message_zh, request_id=exc.request_id))
+            continue
+        if not isinstance(msg, Join):
+            conn.deliver(Error(code=ErrorCode.not_joined, message="请先发送 join 加入课堂", request_id=msg.request_id))
+            continue
+        try:
+            participant = await _admit(ws, conn, instance_id, msg)
+            room = _registry(ws).get_or_open(instance_id)
+            room.join(participant, msg.request_id)
+        except _JoinRefused as exc:
+            await conn.finish(exc.code, exc.message, exc.close_code, msg.request_id)
+            return
+        except RoomClosedError:
+            await conn.finish(ErrorCode.room_closed, "本节课的课堂已关闭", CLOSE_ROOM_NOT_OPEN, msg.request_id)
+            return
+        state["room"], state["participant"] = room, participant
+        break
+    # --- joined
+    while True:
+        try:
+            raw = await conn.receive(PING_TIMEOUT_S)
+        except TimeoutError:
+            room.remove(participant, LeaveReason.timeout, notify_self=True)
+            await conn.closed.wait()
+            return
+        if raw is None:
+            return
+        try:
+            msg = parse_client_message(raw)
+        except ProtocolError as exc:
+            conn.deliver(Error(code=exc.code, message=exc.message_zh, request_id=exc.request_id))
+            continue
+        try:
+            room.handle(participant, msg)
+        except Exception:  # noqa: BLE001 - one message cannot break the room or the others
+            log.exception("signaling: %s failed in room %s", msg.type, instance_id)
+            conn.deliver(Error(code=ErrorCode.internal, message="服务器内部错误，操作未执行", request_id=msg.request_id))
+        if conn.closing:  # left, replaced or room closed: let the writer flush and close
+            await conn.closed.wait()
+            return
+
+
+@router.websocket("/api/v1/lessons/{instance_id}/ws")
+async def lesson_ws(websocket: WebSocket, instance_id: int) -> None:
+    await websocket.accept()
+    conn = Connection(websocket)
+    state: dict[str, Any] = {}
+    reader = asyncio.create_task(_read(websocket, conn, instance_id, state))
+    writer = asyncio.create_task(conn.writer())
+    try:
+        done, pending = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                pass
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                exc = task.exception()
+                if not _is_disconnect(exc):
+                    log.error("signaling connection failed", exc_info=exc)
+    finally:
+        room: Room | None = state.get("room")
+        participant: Participant | None = state.get("participant")
+        if room is not None and participant is not None:
+            try:
+                room.remove(participant, LeaveReason.client_left)
+            except Exception:  # noqa: BLE001
+                log.exception("signaling: leaving room %s failed", instance_id)
+        if websocket.application_state is WebSocketState.CONNECTED:
+            try:
+                await websocket.close(CLOSE_INTERNAL if not conn.closing else 1000)
+            except Exception:  # noqa: BLE001
+                pass
+
+
+def _is_disconnect(exc: BaseException) -> bool:
+    from starlette.websockets import WebSocketDisconnect
+
+    return isinstance(exc, (WebSocketDisconnect, RuntimeError, OSError))

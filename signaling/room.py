@@ -1,0 +1,487 @@
+"""One live lesson's room: who is in it and the classroom controls, without media.
+
+Plain classes, no FastAPI and no I/O: a ``Participant`` carries a ``deliver``
+callback that the WebSocket endpoint (``signaling.endpoint``) turns into frames;
+``deliver(None)`` would be meaningless, so closing is asked for with
+``Participant.close(code)``.  Every method runs on the event loop of the
+process, one call at a time, so no locking is needed.
+
+What is here: join (snapshot + deltas, observers never listed), replace a
+user's older session, leave, chat, raise hand, on stage, mute, mute all,
+link-quality forwarding, ping.
+
+What is NOT here yet (honestly):
+
+- media: there is no SFU behind this room.  ``offer``, ``answer``,
+  ``ice_candidate``, ``publish``, ``unpublish`` and ``update_subscriptions`` are
+  answered with ``error`` ``MEDIA_UNAVAILABLE`` ("媒体服务尚未启用"), after the
+  role check, and ``joined.ice_servers`` is empty;
+- resume: ``resume_grace_s`` is 0 and a resuming ``join`` gets a fresh ``joined``
+  (flow 7.4 of docs/protocol.md allows it);
+- several nodes: a room lives in one process.  With the Redis bus every node
+  gets ``room_closed``, but two participants on two nodes do not see each other;
+- rate limiting of chat and raise hand.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from signaling.messages import (
+    Ack,
+    Answer,
+    Chat,
+    ChatMessage,
+    ClientMessage,
+    Error,
+    ErrorCode,
+    HandRaised,
+    IceCandidate,
+    Join,
+    Joined,
+    Leave,
+    LessonRole,
+    LinkQuality,
+    LinkQualityReport,
+    LinkQualityUpdate,
+    Mute,
+    MuteAll,
+    Muted,
+    OnStageChanged,
+    Offer,
+    ParticipantInfo,
+    ParticipantJoined,
+    ParticipantLeft,
+    ParticipantUpdated,
+    Ping,
+    Pong,
+    Publish,
+    RaiseHand,
+    RoomUpdated,
+    ServerLeave,
+    SetMuted,
+    SetOnStage,
+    TrackSource,
+    Unpublish,
+    UpdateSubscriptions,
+    LeaveReason,
+    allowed,
+)
+from signaling.messages import RoomState as RoomStateInfo
+
+log = logging.getLogger(__name__)
+
+PING_INTERVAL_S = 15
+PING_TIMEOUT_S = 45
+RESUME_GRACE_S = 0
+"""No resume yet: a dropped session is gone at once."""
+
+MEDIA_UNAVAILABLE = ErrorCode.internal
+"""The code for media messages while there is no SFU: the request is fine, the server cannot apply it."""
+MEDIA_UNAVAILABLE_ZH = "媒体服务尚未启用，暂不支持音视频协商"
+NOT_ALLOWED_ZH = "您在本课堂中的角色不能执行此操作"
+
+_MEDIA = (Offer, Answer, IceCandidate, Publish, Unpublish, UpdateSubscriptions)
+
+# WebSocket close codes (4000-4999 are the application's)
+CLOSE_NORMAL = 1000
+CLOSE_PROTOCOL = 4000
+"""No ``join`` in time, or the first message was not a usable ``join``."""
+CLOSE_AUTH = 4001
+"""Token forged, malformed, expired or for another lesson."""
+CLOSE_NOT_ALLOWED = 4003
+CLOSE_ROOM_NOT_OPEN = 4004
+"""The room is not open (yet) or already closed."""
+CLOSE_TIMEOUT = 4008
+"""No message within ``ping_timeout_s``, or the client does not read its messages."""
+CLOSE_REPLACED = 4009
+CLOSE_INTERNAL = 1011
+
+_CLOSE_FOR_LEAVE = {
+    LeaveReason.client_left: CLOSE_NORMAL,
+    LeaveReason.room_closed: CLOSE_NORMAL,
+    LeaveReason.kicked: CLOSE_NOT_ALLOWED,
+    LeaveReason.server_shutdown: 1001,
+    LeaveReason.replaced: CLOSE_REPLACED,
+    LeaveReason.timeout: CLOSE_TIMEOUT,
+}
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def new_session_id() -> str:
+    return "s_" + uuid.uuid4().hex[:20]
+
+
+class RoomClosedError(Exception):
+    """Joining a room that has closed."""
+
+
+class State(Enum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+Deliver = Callable[[Any], None]
+"""Takes a server message (seq 0; the connection's writer stamps it)."""
+CloseFn = Callable[[int], None]
+"""Asks the connection to close with this WebSocket code after the queued messages."""
+
+
+def _noop_close(code: int) -> None:
+    return None
+
+
+@dataclass(eq=False)
+class Participant:
+    participant_id: str
+    user_id: int
+    display_name: str
+    role: LessonRole
+    classroom_id: int | None
+    listen_only: bool
+    deliver: Deliver
+    close: CloseFn = _noop_close
+    on_stage: bool = False
+    hand_raised: bool = False
+    muted_by_teacher: set[TrackSource] = field(default_factory=set)
+    self_muted: set[TrackSource] = field(default_factory=set)
+
+    @property
+    def observer(self) -> bool:
+        return self.role is LessonRole.observer
+
+    def info(self) -> ParticipantInfo:
+        name = (self.display_name or "").strip()[:64] or f"用户{self.user_id}"
+        return ParticipantInfo(
+            participant_id=self.participant_id, user_id=self.user_id, display_name=name, role=self.role,
+            classroom_id=self.classroom_id, listen_only=self.listen_only,
+            muted_by_teacher=sorted(self.muted_by_teacher, key=lambda s: s.value),
+            hand_raised=self.hand_raised, on_stage=self.on_stage,
+        )
+
+    def send(self, msg: Any) -> None:
+        """Never raises: one broken connection cannot break the room."""
+        try:
+            self.deliver(msg)
+        except Exception:  # noqa: BLE001
+            log.exception("deliver failed for %s", self.participant_id)
+
+
+def _quality(r: LinkQualityReport) -> LinkQuality:
+    if r.loss >= 0.3 or (r.bitrate_kbps == 0 and r.rtt_ms == 0):
+        return LinkQuality.lost
+    if r.loss >= 0.05 or r.rtt_ms >= 400 or r.jitter_ms >= 100:
+        return LinkQuality.poor
+    if r.loss >= 0.01 or r.rtt_ms >= 150 or r.jitter_ms >= 30:
+        return LinkQuality.good
+    return LinkQuality.excellent
+
+
+class Room:
+    def __init__(self, instance_id: int) -> None:
+        self.instance_id = instance_id
+        self.state = State.OPEN
+        self.live = False
+        self.participants: dict[str, Participant] = {}
+        self.on_stage: str | None = None
+        self.muted_all = False
+        self.hands: list[str] = []
+        """The raise-hand queue, oldest first."""
+
+    # ------------------------------------------------------------------ state
+
+    def _set_state(self, state: State) -> None:
+        """The one place the room's state changes; CLOSED is final."""
+        if self.state is State.CLOSED:
+            return
+        self.state = state
+
+    @property
+    def closed(self) -> bool:
+        return self.state is State.CLOSED
+
+    def room_state(self) -> RoomStateInfo:
+        return RoomStateInfo(instance_id=self.instance_id, live=self.live, on_stage=self.on_stage,
+                             muted_all=self.muted_all, hands_raised=list(self.hands))
+
+    def listed(self) -> list[Participant]:
+        return [p for p in self.participants.values() if not p.observer]
+
+    def _broadcast(self, msg: Any, *, exclude: Participant | None = None) -> None:
+        for p in list(self.participants.values()):
+            if p is not exclude:
+                p.send(msg)
+
+    def _about(self, subject: Participant, msg: Any, *, exclude: Participant | None = None) -> None:
+        """A delta about ``subject``: nobody hears about an observer."""
+        if subject.observer:
+            return
+        self._broadcast(msg, exclude=exclude)
+
+    def _to_mains(self, msg: Any, *, also: Participant | None = None) -> None:
+        for p in list(self.participants.values()):
+            if p.role is LessonRole.main or p is also:
+                p.send(msg)
+
+    # ------------------------------------------------------------------ join / leave
+
+    def join(self, p: Participant, request_id: str | None = None) -> None:
+        """Add ``p``: ``joined`` to it, ``participant_joined`` to the others (not for an observer).
+
+        An older session of the same user gets ``leave`` ``replaced`` first.
+        """
+        if self.closed:
+            raise RoomClosedError(self.instance_id)
+        for old in [q for q in self.participants.values() if q.user_id == p.user_id]:
+            self.remove(old, LeaveReason.replaced, notify_self=True)
+        self.participants[p.participant_id] = p
+        others = [q.info() for q in self.listed() if q is not p]
+        p.send(Joined(
+            request_id=request_id, session_id=p.participant_id, participant=p.info(), participants=others,
+            room=self.room_state(), ice_servers=[], ping_interval_s=PING_INTERVAL_S,
+            ping_timeout_s=PING_TIMEOUT_S, resume_grace_s=RESUME_GRACE_S, server_time=now_ms(),
+        ))
+        self._about(p, ParticipantJoined(participant=p.info()), exclude=p)
+
+    def remove(self, p: Participant, reason: LeaveReason, *, notify_self: bool = False) -> None:
+        """Take ``p`` out (idempotent; does nothing for a session already replaced).
+
+        ``notify_self`` sends it ``leave`` with the reason and asks its connection to close.
+        """
+        if self.participants.get(p.participant_id) is not p:
+            return
+        del self.participants[p.participant_id]
+        if notify_self:
+            p.send(ServerLeave(reason=reason))
+            try:
+                p.close(_CLOSE_FOR_LEAVE.get(reason, CLOSE_NORMAL))
+            except Exception:  # noqa: BLE001
+                log.exception("close failed for %s", p.participant_id)
+        if p.participant_id in self.hands:
+            self.hands.remove(p.participant_id)
+            p.hand_raised = False
+            self._to_mains(HandRaised(participant_id=p.participant_id, raised=False, queue=list(self.hands)))
+        if self.on_stage == p.participant_id:
+            self.on_stage = None
+            p.on_stage = False
+            self._broadcast(OnStageChanged(participant_id=None))
+        self._about(p, ParticipantLeft(participant_id=p.participant_id, reason=reason))
+
+    def close(self, reason: LeaveReason = LeaveReason.room_closed) -> None:
+        """Everyone gets ``leave`` with ``reason`` and their connections close; nobody can join after."""
+        self._set_state(State.CLOSED)
+        for p in list(self.participants.values()):
+            p.send(ServerLeave(reason=reason))
+            try:
+                p.close(_CLOSE_FOR_LEAVE.get(reason, CLOSE_NORMAL))
+            except Exception:  # noqa: BLE001
+                log.exception("close failed for %s", p.participant_id)
+        self.participants.clear()
+        self.hands.clear()
+        self.on_stage = None
+
+    def set_live(self) -> None:
+        if self.live or self.closed:
+            return
+        self.live = True
+        self._broadcast(RoomUpdated(room=self.room_state()))
+
+    # ------------------------------------------------------------------ messages
+
+    def handle(self, p: Participant, msg: ClientMessage) -> None:
+        """Apply one message of a joined participant; refusals are answered with ``error``."""
+        if self.participants.get(p.participant_id) is not p:
+            return  # replaced or left meanwhile
+        rid = msg.request_id
+        if isinstance(msg, Join):
+            self._error(p, ErrorCode.not_allowed, "您已加入本课堂，无需重复加入", rid)
+            return
+        code = allowed(p.role, msg, p.on_stage, p.listen_only)
+        if code is not None:
+            self._error(p, code, NOT_ALLOWED_ZH, rid)
+            return
+        if isinstance(msg, _MEDIA):
+            self._error(p, MEDIA_UNAVAILABLE, MEDIA_UNAVAILABLE_ZH, rid)
+            return
+        if isinstance(msg, Ping):
+            p.send(Pong(request_id=rid, ts=msg.ts, server_time=now_ms()))
+        elif isinstance(msg, Chat):
+            self._broadcast(ChatMessage(from_participant_id=p.participant_id, from_name=p.info().display_name,
+                                        text=msg.text, ts=now_ms()))
+        elif isinstance(msg, RaiseHand):
+            self._raise_hand(p, msg.raised)
+            self._ack(p, rid)
+        elif isinstance(msg, SetOnStage):
+            if self._set_on_stage(p, msg.participant_id, rid):
+                self._ack(p, rid)
+        elif isinstance(msg, Mute):
+            if self._mute(p, msg, rid):
+                self._ack(p, rid)
+        elif isinstance(msg, MuteAll):
+            self._mute_all(p, msg.muted)
+            self._ack(p, rid)
+        elif isinstance(msg, SetMuted):
+            self._set_muted(p, msg, rid)
+        elif isinstance(msg, LinkQualityReport):
+            self._link_quality(p, msg)
+        elif isinstance(msg, Leave):
+            self.remove(p, LeaveReason.client_left, notify_self=True)
+        else:  # pragma: no cover - every ClientMessage is handled above
+            self._error(p, ErrorCode.unknown_type, "暂不支持该消息", rid)
+
+    def _error(self, p: Participant, code: ErrorCode, message: str, rid: str | None) -> None:
+        p.send(Error(code=code, message=message, request_id=rid))
+
+    def _ack(self, p: Participant, rid: str | None) -> None:
+        if rid is not None:
+            p.send(Ack(request_id=rid))
+
+    def _updated(self, subject: Participant, *, exclude: Participant | None = None) -> None:
+        self._about(subject, ParticipantUpdated(participant=subject.info()), exclude=exclude)
+
+    def _raise_hand(self, p: Participant, raised: bool) -> None:
+        if raised == (p.participant_id in self.hands):
+            p.hand_raised = raised
+            return
+        if raised:
+            self.hands.append(p.participant_id)
+        else:
+            self.hands.remove(p.participant_id)
+        p.hand_raised = raised
+        self._to_mains(HandRaised(participant_id=p.participant_id, raised=raised, queue=list(self.hands)), also=p)
+        self._updated(p)
+
+    def _target(self, by: Participant, pid: str, rid: str | None) -> Participant | None:
+        target = self.participants.get(pid)
+        if target is None or target.observer:
+            self._error(by, ErrorCode.unknown_participant, "该参与者不在课堂中", rid)
+            return None
+        return target
+
+    def _set_on_stage(self, by: Participant, pid: str | None, rid: str | None) -> bool:
+        target = None
+        if pid is not None:
+            target = self._target(by, pid, rid)
+            if target is None:
+                return False
+            if target.role not in (LessonRole.receiving, LessonRole.student):
+                self._error(by, ErrorCode.not_allowed, "只能请接收课堂或学生上台", rid)
+                return False
+        if self.on_stage == pid:
+            return True
+        previous = self.participants.get(self.on_stage) if self.on_stage else None
+        self.on_stage = pid
+        self._broadcast(OnStageChanged(participant_id=pid))
+        if previous is not None:
+            previous.on_stage = False
+            self._updated(previous)
+        if target is not None:
+            target.on_stage = True
+            if target.participant_id in self.hands:  # going on stage lowers the hand
+                self.hands.remove(target.participant_id)
+                target.hand_raised = False
+                self._to_mains(HandRaised(participant_id=target.participant_id, raised=False,
+                                          queue=list(self.hands)), also=target)
+            self._updated(target)
+        return True
+
+    def _mute(self, by: Participant, msg: Mute, rid: str | None) -> bool:
+        target = self._target(by, msg.participant_id, rid)
+        if target is None:
+            return False
+        if msg.muted:
+            target.muted_by_teacher.add(msg.source)
+            target.self_muted.add(msg.source)
+        else:
+            target.muted_by_teacher.discard(msg.source)
+        target.send(Muted(source=msg.source, muted=msg.muted, by=by.participant_id))
+        self._updated(target, exclude=target)
+        return True
+
+    def _mute_all(self, by: Participant, muted: bool) -> None:
+        if self.muted_all == muted:
+            return
+        self.muted_all = muted
+        self._broadcast(RoomUpdated(room=self.room_state()))
+        if muted:
+            for q in self.listed():
+                if q.role is not LessonRole.main:
+                    q.self_muted.add(TrackSource.microphone)
+                    q.send(Muted(source=TrackSource.microphone, muted=True, by=by.participant_id))
+
+    def _set_muted(self, p: Participant, msg: SetMuted, rid: str | None) -> None:
+        if not msg.muted:
+            if msg.source in p.muted_by_teacher:
+                self._error(p, ErrorCode.not_allowed, "主讲教师已将您静音，暂不能自行取消", rid)
+                return
+            if (msg.source is TrackSource.microphone and self.muted_all and not p.on_stage
+                    and p.role is not LessonRole.main):
+                self._error(p, ErrorCode.not_allowed, "全体静音中，暂不能打开麦克风", rid)
+                return
+            p.self_muted.discard(msg.source)
+        else:
+            p.self_muted.add(msg.source)
+        self._ack(p, rid)
+
+    def _link_quality(self, p: Participant, r: LinkQualityReport) -> None:
+        update = LinkQualityUpdate(participant_id=p.participant_id, quality=_quality(r), loss=r.loss,
+                                   rtt_ms=r.rtt_ms, jitter_ms=r.jitter_ms, bitrate_kbps=r.bitrate_kbps)
+        for q in list(self.participants.values()):
+            if q is not p and (q.role is LessonRole.main or q.observer):
+                q.send(update)
+
+
+class RoomRegistry:
+    """The rooms of this process, by lesson instance id.
+
+    ``on_event`` is the bus handler for topic ``lesson``: ``room_closed`` closes the
+    room (everyone gets ``leave`` ``room_closed``), ``lesson_live`` marks it live
+    (``room_updated``).  A closed instance id is remembered, so a join racing
+    the close cannot reopen the room.
+    """
+
+    def __init__(self) -> None:
+        self.rooms: dict[int, Room] = {}
+        self._closed: set[int] = set()
+
+    def get(self, instance_id: int) -> Room | None:
+        return self.rooms.get(instance_id)
+
+    def get_or_open(self, instance_id: int) -> Room:
+        if instance_id in self._closed:
+            raise RoomClosedError(instance_id)
+        room = self.rooms.get(instance_id)
+        if room is None:
+            room = self.rooms[instance_id] = Room(instance_id)
+        return room
+
+    def close(self, instance_id: int, reason: LeaveReason = LeaveReason.room_closed) -> None:
+        self._closed.add(instance_id)
+        room = self.rooms.pop(instance_id, None)
+        if room is not None:
+            room.close(reason)
+
+    def on_event(self, topic: str, event: dict[str, Any]) -> None:
+        try:
+            kind = event.get("type")
+            instance_id = int(event["instance_id"])
+        except (AttributeError, KeyError, TypeError, ValueError):
+            log.warning("rooms: ignored a malformed %s event", topic)
+            return
+        if kind == "room_closed":
+            self.close(instance_id, LeaveReason.room_closed)
+        elif kind == "lesson_live":
+            room = self.rooms.get(instance_id)
+            if room is not None:
+                room.set_live()
+        elif kind == "room_opened":
+            self._closed.discard(instance_id)

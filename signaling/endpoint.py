@@ -21,6 +21,7 @@ token, 4003 not allowed, 4004 room not open/closed).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from dataclasses import dataclass
@@ -41,7 +42,6 @@ from signaling.messages import (
     LeaveReason,
     LessonRole,
     ProtocolError,
-    ServerLeave,
     parse_client_message,
 )
 from signaling.room import (
@@ -234,6 +234,10 @@ async def _read(ws: WebSocket, conn: Connection, instance_id: int, state: dict[s
         except RoomClosedError:
             await conn.finish(ErrorCode.room_closed, "本节课的课堂已关闭", CLOSE_ROOM_NOT_OPEN, msg.request_id)
             return
+        except Exception:  # the database is down, ...: tell the client, keep the server up
+            log.exception("signaling: join to lesson %s failed", instance_id)
+            await conn.finish(ErrorCode.internal, "服务器内部错误，请稍后重试", CLOSE_INTERNAL, msg.request_id)
+            return
         state["room"], state["participant"] = room, participant
         break
     # --- joined
@@ -253,7 +257,7 @@ async def _read(ws: WebSocket, conn: Connection, instance_id: int, state: dict[s
             continue
         try:
             room.handle(participant, msg)
-        except Exception:  # noqa: BLE001 - one message cannot break the room or the others
+        except Exception:
             log.exception("signaling: %s failed in room %s", msg.type, instance_id)
             conn.deliver(Error(code=ErrorCode.internal, message="服务器内部错误，操作未执行", request_id=msg.request_id))
         if conn.closing:  # left, replaced or room closed: let the writer flush and close
@@ -273,28 +277,26 @@ async def lesson_ws(websocket: WebSocket, instance_id: int) -> None:
         for task in pending:
             task.cancel()
         for task in pending:
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001
-                pass
         for task in done:
             if not task.cancelled() and task.exception() is not None:
                 exc = task.exception()
                 if not _is_disconnect(exc):
                     log.error("signaling connection failed", exc_info=exc)
     finally:
+        for task in (reader, writer):  # also when this handler itself is cancelled (shutdown)
+            task.cancel()
         room: Room | None = state.get("room")
         participant: Participant | None = state.get("participant")
         if room is not None and participant is not None:
             try:
                 room.remove(participant, LeaveReason.client_left)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("signaling: leaving room %s failed", instance_id)
         if websocket.application_state is WebSocketState.CONNECTED:
-            try:
+            with contextlib.suppress(Exception):  # the client may be gone already
                 await websocket.close(CLOSE_INTERNAL if not conn.closing else 1000)
-            except Exception:  # noqa: BLE001
-                pass
 
 
 def _is_disconnect(exc: BaseException) -> bool:

@@ -46,6 +46,7 @@ from signaling.messages import (
     Join,
     Joined,
     Leave,
+    LeaveReason,
     LessonRole,
     LinkQuality,
     LinkQualityReport,
@@ -53,8 +54,8 @@ from signaling.messages import (
     Mute,
     MuteAll,
     Muted,
-    OnStageChanged,
     Offer,
+    OnStageChanged,
     ParticipantInfo,
     ParticipantJoined,
     ParticipantLeft,
@@ -70,7 +71,6 @@ from signaling.messages import (
     TrackSource,
     Unpublish,
     UpdateSubscriptions,
-    LeaveReason,
     allowed,
 )
 from signaling.messages import RoomState as RoomStateInfo
@@ -172,7 +172,7 @@ class Participant:
         """Never raises: one broken connection cannot break the room."""
         try:
             self.deliver(msg)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("deliver failed for %s", self.participant_id)
 
 
@@ -264,7 +264,7 @@ class Room:
             p.send(ServerLeave(reason=reason))
             try:
                 p.close(_CLOSE_FOR_LEAVE.get(reason, CLOSE_NORMAL))
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("close failed for %s", p.participant_id)
         if p.participant_id in self.hands:
             self.hands.remove(p.participant_id)
@@ -283,7 +283,7 @@ class Room:
             p.send(ServerLeave(reason=reason))
             try:
                 p.close(_CLOSE_FOR_LEAVE.get(reason, CLOSE_NORMAL))
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("close failed for %s", p.participant_id)
         self.participants.clear()
         self.hands.clear()

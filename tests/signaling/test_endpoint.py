@@ -12,7 +12,9 @@ import anyio
 import jwt
 import pytest
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from starlette.websockets import WebSocketDisconnect
 
 from scheduler.models import LessonInstance
@@ -334,3 +336,40 @@ def test_room_closed_event_sends_everyone_away(wsc, app, world, auth, session_fa
                 recv(ws)
     # and nobody gets back in, even before the database says so
     refused(wsc, lid, join_msg(join_token(wsc, auth, world.teacher, lid)), "room_closed", 4004)
+
+
+# ----------------------------------------------------------------------------- the room alone
+
+
+def _member(pid: str, user_id: int, role: str, box: list[Any], *, deliver: Any = None) -> Any:
+    from signaling.messages import LessonRole
+    from signaling.room import Participant
+
+    return Participant(participant_id=pid, user_id=user_id, display_name=f"u{user_id}", role=LessonRole(role),
+                       classroom_id=None, listen_only=False, deliver=deliver or box.append)
+
+
+def test_a_broken_connection_does_not_break_the_room():
+    from signaling.messages import Chat
+    from signaling.room import RoomRegistry
+
+    def broken(msg: Any) -> None:
+        raise OSError("gone")
+
+    reg = RoomRegistry()
+    room = reg.get_or_open(7)
+    got_main: list[Any] = []
+    got_obs: list[Any] = []
+    main = _member("m", 1, "main", got_main)
+    room.join(main)
+    room.join(_member("b", 2, "receiving", [], deliver=broken))
+    room.join(_member("o", 3, "observer", got_obs))
+    room.handle(main, Chat(text="大家好"))
+    assert [m.type for m in got_main] == ["joined", "participant_joined", "chat"]
+    assert [m.type for m in got_obs] == ["joined", "chat"]
+    reg.on_event("lesson", {"type": "lesson_live", "instance_id": 7})
+    assert got_main[-1].type == "room_updated" and got_main[-1].room.live is True
+    reg.on_event("lesson", {"type": "nonsense"})  # ignored, no crash
+    reg.on_event("lesson", {"type": "room_closed", "instance_id": "7"})
+    assert got_main[-1].type == "leave" and got_obs[-1].reason == "room_closed"
+    assert reg.get(7) is None

@@ -70,8 +70,9 @@ def quiet(ws: Any, seconds: float = 0.2) -> list[dict[str, Any]]:
         return out
 
 
-def open_lesson(wsc: TestClient, world: Any, auth: Any, session_factory: Any, *, opened: bool = True) -> int:
-    book(wsc, world, auth)
+def open_lesson(wsc: TestClient, world: Any, auth: Any, session_factory: Any, *, opened: bool = True,
+                **booking: Any) -> int:
+    book(wsc, world, auth, **booking)
     lid = lessons(wsc, world.urban_admin, auth, limit=1)["data"][0]["id"]
     if opened:
         with session_factory() as s:
@@ -265,6 +266,25 @@ def test_same_user_twice_replaces(wsc, world, auth, session_factory):
         m = recv_until(mn, "participant_left")
         assert (m["participant_id"], m["reason"]) == (old_id, "replaced")
         assert recv_until(mn, "participant_joined")["participant"]["participant_id"] == j["session_id"]
+
+
+def test_listen_only_classroom_and_ping_timeout(wsc, world, auth, session_factory, monkeypatch):
+    monkeypatch.setattr("signaling.endpoint.PING_TIMEOUT_S", 0.5)
+    lid = open_lesson(wsc, world, auth, session_factory, receivers=[
+        {"classroom_id": world.recv_room.id, "assistant_id": world.assistant.id, "mode": "listen_only"}])
+    with wsc.websocket_connect(f"/api/v1/lessons/{lid}/ws") as rv:
+        rv.send_json(join_msg(join_token(wsc, auth, world.terminal_recv, lid)))
+        assert recv(rv)["participant"]["listen_only"] is True
+        rv.send_json({"type": "raise_hand", "request_id": "h", "raised": True})
+        assert recv(rv)["code"] == "not_allowed"
+        rv.send_json({"type": "chat", "text": "能听到"})
+        assert recv(rv)["type"] == "chat"
+        # then silence: dropped with leave(timeout)
+        m = recv(rv, 5)
+        assert (m["type"], m["reason"]) == ("leave", "timeout")
+        with pytest.raises(WebSocketDisconnect) as exc:
+            recv(rv)
+        assert exc.value.code == 4008
 
 
 # ----------------------------------------------------------------------------- robustness

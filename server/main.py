@@ -19,6 +19,8 @@ from sqlalchemy import text
 
 from server.api import errors
 from server.api.main import api_router
+from signaling.endpoint import attach as attach_rooms
+from signaling.endpoint import router as signaling_router
 from server.core.bus import make_bus
 from server.core.config import Settings, get_settings
 from server.core.db import make_engine, make_session_factory
@@ -68,6 +70,10 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
     app.state.bus = bus
     errors.install(app)
     app.include_router(api_router, prefix="/api/v1")
+    # The lesson WebSocket (full path /api/v1/lessons/{id}/ws); before the web mount at "/",
+    # which would otherwise catch the upgrade request.
+    app.include_router(signaling_router)
+    attach_rooms(app)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> JSONResponse:

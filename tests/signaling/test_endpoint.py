@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 from starlette.websockets import WebSocketDisconnect
 
 from scheduler.models import LessonInstance
-from signaling.endpoint import attach, router
 from signaling.messages import CLIENT_TYPES
 from tests.conftest import TEST_SECRET
 from tests.server.api.routes.test_lessons import book, lessons
@@ -28,12 +27,7 @@ from tests.server.api.routes.test_lessons import book, lessons
 
 @pytest.fixture
 def wsc(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
-    app.include_router(router)
-    # create_app mounts the web client at "/" last; a route included after it would never be reached,
-    # so move ours in front (in create_app the include goes before the mount).
-    routes = app.router.routes
-    routes.insert(0, routes.pop())
-    attach(app)
+    """The app as ``create_app`` builds it: the lesson WebSocket and its room registry are wired in."""
     with TestClient(app) as c:
         yield c
 

@@ -1,0 +1,55 @@
+"""The whole path from booking to room: the lifecycle task opens the room, the main classroom
+joins over the WebSocket and starts the lesson, and closing the room disconnects everyone."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+from starlette.websockets import WebSocketDisconnect
+
+from scheduler.models import InstanceStatus, LessonInstance
+from server.core.lifecycle_task import LifecycleTask
+from tests.signaling.test_endpoint import join_msg, join_token, recv, recv_until
+from tests.server.api.routes.test_lessons import book, lessons
+
+
+def test_lifecycle_opens_the_room_and_its_close_ends_every_session(client, app, world, auth, session_factory,
+                                                                    monkeypatch):
+    book(client, world, auth)
+    first = lessons(client, world.urban_admin, auth, limit=1)["data"][0]
+    lid, starts, ends = first["id"], datetime.fromisoformat(first["starts_at"]), datetime.fromisoformat(
+        first["ends_at"])
+    task = LifecycleTask(app.state.session_factory, app.state.bus, app.state.settings)
+    now = {"t": starts - timedelta(minutes=30)}
+    monkeypatch.setattr("scheduler.clock.now", lambda: now["t"])
+
+    token = join_token(client, auth, world.teacher, lid)
+    with client.websocket_connect(f"/api/v1/lessons/{lid}/ws") as ws:  # too early: not open yet
+        ws.send_json(join_msg(token))
+        assert recv(ws)["code"] == "room_not_open"
+
+    now["t"] = starts - timedelta(minutes=9)  # within the 10-minute lead
+    assert [e.type for e in client.portal.call(task.run_once)] == ["room_opened"]
+    with client.websocket_connect(f"/api/v1/lessons/{lid}/ws") as main, \
+            client.websocket_connect(f"/api/v1/lessons/{lid}/ws") as recv_room:
+        main.send_json(join_msg(join_token(client, auth, world.teacher, lid)))
+        assert recv_until(main, "joined")["participant"]["role"] == "main"
+        recv_room.send_json(join_msg(join_token(client, auth, world.terminal_recv, lid)))
+        recv_until(recv_room, "joined")
+        assert recv_until(main, "participant_joined")["participant"]["role"] == "receiving"
+
+        now["t"] = starts + timedelta(minutes=1)
+        r = client.post(f"/api/v1/lessons/{lid}/start", headers=auth(world.teacher))
+        assert r.status_code == 200 and r.json()["status"] == "live"
+        assert recv_until(recv_room, "room_updated")["room"]["live"] is True
+
+        now["t"] = ends + timedelta(minutes=10)  # end + grace
+        assert [e.status for e in client.portal.call(task.run_once)] == ["held"]
+        for ws in (main, recv_room):
+            assert recv_until(ws, "leave")["reason"] == "room_closed"
+            with pytest.raises(WebSocketDisconnect):
+                recv(ws)
+    with session_factory() as s:
+        inst = s.get(LessonInstance, lid)
+        assert inst.status is InstanceStatus.held and inst.room_closed_at is not None

@@ -40,6 +40,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
     settings = settings or get_settings()
     settings.ensure_data_dir()
     settings.effective_secret_key()  # generate and store it before the first request
+    ice_policy = settings.ice_policy()  # a bad ICE setting fails here, not at the first join
     url = settings.effective_database_url
     if migrate:
         upgrade(url)
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
     app.state.engine = engine
     app.state.session_factory = session_factory
     app.state.bus = bus
+    app.state.ice_policy = ice_policy
     errors.install(app)
     app.include_router(api_router, prefix="/api/v1")
     # The lesson WebSocket (full path /api/v1/lessons/{id}/ws); before the web mount at "/",

@@ -32,12 +32,14 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketState
 
+from media.ice import browser_ice_servers
 from scheduler.lifecycle import TOPIC, room_is_open
 from scheduler.models import LessonInstance, ReceiverMode, SeriesReceiver, User
 from server.core.security import TokenError, decode_join_token
 from signaling.messages import (
     Error,
     ErrorCode,
+    IceServer,
     Join,
     LeaveReason,
     LessonRole,
@@ -193,6 +195,12 @@ async def _admit(ws: WebSocket, conn: Connection, instance_id: int, join: Join) 
     )
 
 
+def _ice_servers(ws: WebSocket) -> list[IceServer]:
+    """The configured STUN/TURN servers, as browsers take them (``joined.ice_servers``)."""
+    policy = getattr(ws.app.state, "ice_policy", None)
+    return [IceServer.model_validate(d) for d in browser_ice_servers(policy)] if policy is not None else []
+
+
 def _registry(ws: WebSocket) -> RoomRegistry:
     registry = getattr(ws.app.state, "rooms", None)
     if registry is None:  # not attached: rooms work, bus events do not reach them
@@ -227,7 +235,7 @@ async def _read(ws: WebSocket, conn: Connection, instance_id: int, state: dict[s
         try:
             participant = await _admit(ws, conn, instance_id, msg)
             room = _registry(ws).get_or_open(instance_id)
-            room.join(participant, msg.request_id)
+            room.join(participant, msg.request_id, _ice_servers(ws))
         except _JoinRefused as exc:
             await conn.finish(exc.code, exc.message, exc.close_code, msg.request_id)
             return

@@ -15,7 +15,7 @@ What is NOT here yet (honestly):
 - media: there is no SFU behind this room.  ``offer``, ``answer``,
   ``ice_candidate``, ``publish``, ``unpublish`` and ``update_subscriptions`` are
   answered with ``error`` ``MEDIA_UNAVAILABLE`` ("媒体服务尚未启用"), after the
-  role check, and ``joined.ice_servers`` is empty;
+  role check; ``joined.ice_servers`` carries the configured STUN/TURN servers;
 - resume: ``resume_grace_s`` is 0 and a resuming ``join`` gets a fresh ``joined``
   (flow 7.4 of docs/protocol.md allows it);
 - several nodes: a room lives in one process.  With the Redis bus every node
@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -43,6 +43,7 @@ from signaling.messages import (
     ErrorCode,
     HandRaised,
     IceCandidate,
+    IceServer,
     Join,
     Joined,
     Leave,
@@ -234,7 +235,7 @@ class Room:
 
     # ------------------------------------------------------------------ join / leave
 
-    def join(self, p: Participant, request_id: str | None = None) -> None:
+    def join(self, p: Participant, request_id: str | None = None, ice_servers: Sequence[IceServer] = ()) -> None:
         """Add ``p``: ``joined`` to it, ``participant_joined`` to the others (not for an observer).
 
         An older session of the same user gets ``leave`` ``replaced`` first.
@@ -247,7 +248,7 @@ class Room:
         others = [q.info() for q in self.listed() if q is not p]
         p.send(Joined(
             request_id=request_id, session_id=p.participant_id, participant=p.info(), participants=others,
-            room=self.room_state(), ice_servers=[], ping_interval_s=PING_INTERVAL_S,
+            room=self.room_state(), ice_servers=list(ice_servers), ping_interval_s=PING_INTERVAL_S,
             ping_timeout_s=PING_TIMEOUT_S, resume_grace_s=RESUME_GRACE_S, server_time=now_ms(),
         ))
         self._about(p, ParticipantJoined(participant=p.info()), exclude=p)

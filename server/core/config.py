@@ -16,9 +16,13 @@ import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from media.ice import IcePolicy
 
 _PLACEHOLDER_SECRETS = {"changeme", "secret", "change-me", "sanke", "test"}
 
@@ -62,6 +66,25 @@ class Settings(BaseSettings):
 
     max_upload_bytes: int = 5 * 1024 * 1024
     """Largest accepted timetable upload."""
+
+    ice_servers: str | None = None
+    """STUN/TURN servers for the SFU and browsers, comma-separated
+    (``stun:host:3478,turn:user:pass@host:3478?transport=udp``) or a JSON list. Unset: none, never a public default."""
+
+    ice_host_addresses: str | None = None
+    """Comma-separated local IPs to gather host candidates on (tests: ``127.0.0.1``). Unset: every interface."""
+
+    ice_allowed_networks: str | None = None
+    """Comma-separated networks (tests: ``127.0.0.0/8,::1/128``). Set: other candidates and sources are refused."""
+
+    ice_announced_address: str | None = None
+    """Public IP written into the SFU's host candidates when it sits behind NAT."""
+
+    def ice_policy(self) -> "IcePolicy":
+        from media.ice import IcePolicy
+
+        return IcePolicy.from_strings(self.ice_servers, self.ice_host_addresses,
+                                      self.ice_allowed_networks, self.ice_announced_address)
 
     @field_validator("secret_key")
     @classmethod

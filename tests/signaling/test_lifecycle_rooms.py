@@ -10,8 +10,8 @@ from starlette.websockets import WebSocketDisconnect
 
 from scheduler.models import InstanceStatus, LessonInstance
 from server.core.lifecycle_task import LifecycleTask
-from tests.signaling.test_endpoint import join_msg, join_token, recv, recv_until
 from tests.server.api.routes.test_lessons import book, lessons
+from tests.signaling.test_endpoint import join_msg, join_token, recv, recv_until
 
 
 def test_lifecycle_opens_the_room_and_its_close_ends_every_session(client, app, world, auth, session_factory,
@@ -53,3 +53,25 @@ def test_lifecycle_opens_the_room_and_its_close_ends_every_session(client, app, 
     with session_factory() as s:
         inst = s.get(LessonInstance, lid)
         assert inst.status is InstanceStatus.held and inst.room_closed_at is not None
+
+
+def test_joined_hands_browsers_the_configured_ice_servers(client, app, world, auth, session_factory):
+    from media.ice import IcePolicy
+    from tests.signaling.test_endpoint import open_lesson
+
+    app.state.ice_policy = IcePolicy.from_strings(
+        "stun:stun.example.org:3478,turn:sanke:secret@turn.example.org:3478?transport=udp", None, None, None)
+    lid = open_lesson(client, world, auth, session_factory)
+    with client.websocket_connect(f"/api/v1/lessons/{lid}/ws") as ws:
+        ws.send_json(join_msg(join_token(client, auth, world.teacher, lid)))
+        servers = recv_until(ws, "joined")["ice_servers"]
+    assert servers[0]["urls"] == ["stun:stun.example.org:3478"]
+    assert servers[1]["username"] == "sanke" and servers[1]["credential"] == "secret"
+
+
+def test_bad_ice_setting_fails_at_start(tmp_path):
+    from server.core.config import Settings
+    from server.main import create_app
+
+    with pytest.raises(ValueError, match="SANKE_ICE_ALLOWED_NETWORKS"):
+        create_app(Settings(data_dir=tmp_path, ice_allowed_networks="loopback"))

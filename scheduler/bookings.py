@@ -298,6 +298,19 @@ def _release(session: Session, instance_id: int) -> None:
     session.execute(delete(Occupancy).where(Occupancy.instance_id == instance_id))
 
 
+def _cancel(session: Session, inst: LessonInstance, reason: str) -> None:
+    """停课 one lesson: cancelled, with its reason, and its slots free again."""
+    _release(session, inst.id)
+    inst.status = InstanceStatus.cancelled
+    inst.cancel_reason = reason
+
+
+def _require_main_school_admin(session: Session, scope: Scope, main_classroom_id: int) -> None:
+    main = session.get(Classroom, main_classroom_id)
+    assert main is not None
+    require_school_admin(session, scope, main.school_id)
+
+
 def _series_row(spec: SeriesSpec, actor: User, status: SeriesStatus) -> LessonSeries:
     recording = spec.recording if spec.recording is not None else spec.kind is LessonKind.famous_school
     series = LessonSeries(
@@ -399,9 +412,7 @@ def _managed_series(session: Session, series_id: int, scope: Scope) -> LessonSer
     series = session.get(LessonSeries, series_id)
     if series is None:
         raise NotFound(f"课程 #{series_id} 不存在")
-    main = session.get(Classroom, series.main_classroom_id)
-    assert main is not None
-    require_school_admin(session, scope, main.school_id)
+    _require_main_school_admin(session, scope, series.main_classroom_id)
     return series
 
 
@@ -441,9 +452,7 @@ def cancel_series(session: Session, series_id: int, *, actor: User, scope: Scope
         LessonInstance.series_id == series.id, LessonInstance.status == InstanceStatus.scheduled,
         LessonInstance.starts_at > now)).all()
     for inst in future:
-        inst.status = InstanceStatus.cancelled
-        inst.cancel_reason = reason
-        _release(session, inst.id)
+        _cancel(session, inst, reason)
     series.status = SeriesStatus.cancelled
     audit.record(session, actor_id=actor.id, entity="series", entity_id=series.id, action="cancel",
                  reason=reason, details={"instances_cancelled": len(future)})
@@ -457,9 +466,7 @@ def _changeable(session: Session, instance_id: int, scope: Scope) -> LessonInsta
     inst = session.get(LessonInstance, instance_id)
     if inst is None:
         raise NotFound(f"课次 #{instance_id} 不存在")
-    main = session.get(Classroom, inst.main_classroom_id)
-    assert main is not None
-    require_school_admin(session, scope, main.school_id)
+    _require_main_school_admin(session, scope, inst.main_classroom_id)
     if inst.status is not InstanceStatus.scheduled:
         raise InvalidState(f"该课次状态为“{_STATUS_ZH[inst.status]}”，只能调整尚未开始的课次")
     return inst
@@ -501,9 +508,7 @@ def reschedule_instance(
 
 def _move(session: Session, inst: LessonInstance, planned: PlannedInstance, actor: User,
           action: str, reason: str) -> LessonInstance:
-    _release(session, inst.id)
-    inst.status = InstanceStatus.cancelled
-    inst.cancel_reason = f"调课至 {planned.starts_at:%Y-%m-%d %H:%M}：{reason}"
+    _cancel(session, inst, f"调课至 {planned.starts_at:%Y-%m-%d %H:%M}：{reason}")
     session.flush()
     (new,) = _write_instances(session, inst.series, [planned], rescheduled_from_id=inst.id,
                               substitute=inst.substitute)
@@ -536,9 +541,7 @@ def cancel_instance(session: Session, instance_id: int, *, actor: User, scope: S
     inst = _changeable(session, instance_id, scope)
     if not reason.strip():
         raise Invalid("停课时请填写原因")
-    _release(session, inst.id)
-    inst.status = InstanceStatus.cancelled
-    inst.cancel_reason = reason
+    _cancel(session, inst, reason)
     audit.record(session, actor_id=actor.id, entity="instance", entity_id=inst.id, action="cancel", reason=reason)
     return inst
 
@@ -605,9 +608,7 @@ def _cancel_day(session: Session, term_id: int, day: date, *, keep_weekday: int 
     for inst in rows:
         if keep_weekday is not None and (inst.series.weekday == keep_weekday or inst.rescheduled_from_id):
             continue  # a make-up day keeps its own timetable's lessons and lessons moved onto it
-        _release(session, inst.id)
-        inst.status = InstanceStatus.cancelled
-        inst.cancel_reason = reason
+        _cancel(session, inst, reason)
         audit.record(session, actor_id=actor_id, entity="instance", entity_id=inst.id, action="cancel", reason=reason)
         cancelled.append(inst.id)
     return cancelled

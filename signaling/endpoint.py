@@ -1,14 +1,15 @@
 """The signaling WebSocket of a live lesson: ``/api/v1/lessons/{instance_id}/ws``.
 
-Signaling only: there is no SFU yet, so media messages are answered with an
-``error`` (see ``signaling.room``); joining, the roster and the classroom
-controls work.
+Media messages go to the room's ``RoomMedia`` (``signaling.room``): the one
+made by ``app.state.media_factory(instance_id)`` if the app has a factory,
+else ``NullMedia``, which answers them with an ``error``.
 
 Wiring (done by the app, not here)::
 
     from signaling.endpoint import attach, router as signaling_router
     app.include_router(signaling_router)   # the route carries its full path
     attach(app)                             # app.state.rooms, subscribed to the "lesson" bus topic
+    app.state.media_factory = make_media    # optional, before or after attach: Callable[[int], RoomMedia]
 
 Per connection: a reader task (frames → ``Room.handle``) and a writer task
 (outbound queue → frames, stamping ``seq`` 1, 2, …); when either ends the other
@@ -54,9 +55,12 @@ from signaling.room import (
     CLOSE_ROOM_NOT_OPEN,
     CLOSE_TIMEOUT,
     PING_TIMEOUT_S,
+    MediaFactory,
+    NullMedia,
     Participant,
     Room,
     RoomClosedError,
+    RoomMedia,
     RoomRegistry,
     new_session_id,
 )
@@ -70,9 +74,20 @@ MAX_OUTBOX = 1000
 """Messages queued for a client that does not read; beyond it the connection is closed."""
 
 
+def _media_factory(app: FastAPI) -> MediaFactory:
+    """Each new room's media: ``app.state.media_factory`` when it is set (looked up when the room opens,
+    so the media module may set it before or after ``attach``), else ``NullMedia``."""
+
+    def make(instance_id: int) -> RoomMedia:
+        factory = getattr(app.state, "media_factory", None)
+        return factory(instance_id) if factory is not None else NullMedia()
+
+    return make
+
+
 def attach(app: FastAPI) -> RoomRegistry:
     """Create the registry, subscribe it to lifecycle events and store it on ``app.state.rooms``."""
-    registry = RoomRegistry()
+    registry = RoomRegistry(_media_factory(app))
     app.state.rooms = registry
     app.state.rooms_unsubscribe = app.state.bus.subscribe(TOPIC, registry.on_event)
     return registry
@@ -205,7 +220,7 @@ def _registry(ws: WebSocket) -> RoomRegistry:
     registry = getattr(ws.app.state, "rooms", None)
     if registry is None:  # not attached: rooms work, bus events do not reach them
         log.warning("signaling: attach(app) was not called; room_closed events will not close rooms")
-        registry = ws.app.state.rooms = RoomRegistry()
+        registry = ws.app.state.rooms = RoomRegistry(_media_factory(ws.app))
     return registry
 
 

@@ -10,12 +10,15 @@ What is here: join (snapshot + deltas, observers never listed), replace a
 user's older session, leave, chat, raise hand, on stage, mute, mute all,
 link-quality forwarding, ping.
 
+Media plugs in through ``RoomMedia`` (one object per room, made by the
+registry's ``media_factory``): the room calls its hooks after it has updated
+its own state and sent its own messages.  Without a media module the room
+uses ``NullMedia``: ``offer``, ``answer``, ``ice_candidate``, ``publish``,
+``unpublish`` and ``update_subscriptions`` are answered with ``error``
+``MEDIA_UNAVAILABLE`` ("媒体服务尚未启用"), after the role check.
+
 What is NOT here yet (honestly):
 
-- media: there is no SFU behind this room.  ``offer``, ``answer``,
-  ``ice_candidate``, ``publish``, ``unpublish`` and ``update_subscriptions`` are
-  answered with ``error`` ``MEDIA_UNAVAILABLE`` ("媒体服务尚未启用"), after the
-  role check; ``joined.ice_servers`` carries the configured STUN/TURN servers;
 - resume: ``resume_grace_s`` is 0 and a resuming ``join`` gets a fresh ``joined``
   (flow 7.4 of docs/protocol.md allows it);
 - several nodes: a room lives in one process.  With the Redis bus every node
@@ -31,7 +34,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
 from signaling.messages import (
     Ack,
@@ -63,6 +66,7 @@ from signaling.messages import (
     ParticipantUpdated,
     Ping,
     Pong,
+    Publication,
     Publish,
     RaiseHand,
     RoomUpdated,
@@ -155,16 +159,30 @@ class Participant:
     hand_raised: bool = False
     muted_by_teacher: set[TrackSource] = field(default_factory=set)
     self_muted: set[TrackSource] = field(default_factory=set)
+    """Sources muted on the participant's side: by itself, and also by the teacher or mute all."""
+    publications: dict[TrackSource, Publication] = field(default_factory=dict)
+    """What the participant publishes now, kept by the media module (``RoomMedia``)."""
 
     @property
     def observer(self) -> bool:
         return self.role is LessonRole.observer
 
+    def effective_muted(self, source: TrackSource) -> bool:
+        """Whether ``source`` is muted now: muted by the participant itself (mute all mutes it there too)
+        or by the main classroom."""
+        return source in self.self_muted or source in self.muted_by_teacher
+
     def info(self) -> ParticipantInfo:
+        """What others see; a publication's ``muted`` is the effective mute of its source."""
         name = (self.display_name or "").strip()[:64] or f"用户{self.user_id}"
+        publications = [
+            pub if pub.muted == self.effective_muted(src) else pub.model_copy(
+                update={"muted": self.effective_muted(src)})
+            for src, pub in sorted(self.publications.items(), key=lambda kv: kv[0].value)
+        ]
         return ParticipantInfo(
             participant_id=self.participant_id, user_id=self.user_id, display_name=name, role=self.role,
-            classroom_id=self.classroom_id, listen_only=self.listen_only,
+            classroom_id=self.classroom_id, listen_only=self.listen_only, publications=publications,
             muted_by_teacher=sorted(self.muted_by_teacher, key=lambda s: s.value),
             hand_raised=self.hand_raised, on_stage=self.on_stage,
         )
@@ -187,9 +205,76 @@ def _quality(r: LinkQualityReport) -> LinkQuality:
     return LinkQuality.excellent
 
 
+class RoomMedia(Protocol):
+    """What a media module (the SFU) implements to plug into a room; one object per room.
+
+    The room calls the hooks on the event loop, one call at a time, after it has
+    updated its own state and sent its own messages.  A hook may call back into
+    the room's public helpers (``updated``, ``error``, ``ack``, ``listed``,
+    ``participants``, ``on_stage``) and send to a participant with ``p.send``.
+    An exception in ``on_message`` is answered with ``error`` ``internal`` by the
+    endpoint; an exception in any other hook is logged and the room goes on.
+    """
+
+    def on_message(self, room: Room, p: Participant, msg: ClientMessage) -> None:
+        """A media message (``offer``, ``answer``, ``ice_candidate``, ``publish``, ``unpublish``,
+        ``update_subscriptions``) of ``p``, already allowed by the role check. Replies are the hook's."""
+
+    def on_joined(self, room: Room, p: Participant) -> None:
+        """``p`` joined (after ``joined`` and ``participant_joined`` were sent)."""
+
+    def on_left(self, room: Room, p: Participant) -> None:
+        """``p`` is gone for good (left, replaced, kicked, timed out after the resume grace); not on close."""
+
+    def on_resumed(self, room: Room, p: Participant, keep_media: bool) -> None:
+        """``p`` resumed its session on a new socket (after ``resumed`` and the replay).
+
+        ``keep_media``: the client kept its peer connections; otherwise it makes new
+        ones and publishes again, and the server restores its subscriptions on them."""
+
+    def on_stage_changed(self, room: Room, previous: Participant | None, current: Participant | None) -> None:
+        """The stage changed from ``previous`` to ``current`` (either may be ``None``)."""
+
+    def on_mute_changed(self, room: Room, p: Participant, source: TrackSource, muted: bool) -> None:
+        """``p.effective_muted(source)`` changed to ``muted`` (by itself, the main classroom or mute all)."""
+
+    def on_closed(self, room: Room) -> None:
+        """The room closed; every participant has been sent away (no ``on_left`` for them)."""
+
+
+class NullMedia:
+    """No SFU: media messages are refused with ``error`` ``MEDIA_UNAVAILABLE``; the other hooks do nothing."""
+
+    def on_message(self, room: Room, p: Participant, msg: ClientMessage) -> None:
+        room.error(p, MEDIA_UNAVAILABLE, MEDIA_UNAVAILABLE_ZH, msg.request_id)
+
+    def on_joined(self, room: Room, p: Participant) -> None:
+        return None
+
+    def on_left(self, room: Room, p: Participant) -> None:
+        return None
+
+    def on_resumed(self, room: Room, p: Participant, keep_media: bool) -> None:
+        return None
+
+    def on_stage_changed(self, room: Room, previous: Participant | None, current: Participant | None) -> None:
+        return None
+
+    def on_mute_changed(self, room: Room, p: Participant, source: TrackSource, muted: bool) -> None:
+        return None
+
+    def on_closed(self, room: Room) -> None:
+        return None
+
+
+MediaFactory = Callable[[int], RoomMedia]
+"""Makes the media of a room, given the lesson instance id."""
+
+
 class Room:
-    def __init__(self, instance_id: int) -> None:
+    def __init__(self, instance_id: int, media: RoomMedia | None = None) -> None:
         self.instance_id = instance_id
+        self.media: RoomMedia = media if media is not None else NullMedia()
         self.state = State.OPEN
         self.live = False
         self.participants: dict[str, Participant] = {}
@@ -215,7 +300,27 @@ class Room:
                              muted_all=self.muted_all, hands_raised=list(self.hands))
 
     def listed(self) -> list[Participant]:
+        """The participants others may know about (everyone but observers)."""
         return [p for p in self.participants.values() if not p.observer]
+
+    def _hook(self, name: str, *args: Any) -> None:
+        """Call a media hook; its failure is logged, the room goes on."""
+        try:
+            getattr(self.media, name)(self, *args)
+        except Exception:
+            log.exception("media hook %s failed in room %s", name, self.instance_id)
+
+    @staticmethod
+    def _mute_snapshot(ps: Sequence[Participant]) -> dict[tuple[str, TrackSource], bool]:
+        return {(q.participant_id, src): q.effective_muted(src) for q in ps for src in TrackSource}
+
+    def _mute_changes(self, ps: Sequence[Participant], before: dict[tuple[str, TrackSource], bool]) -> None:
+        """``on_mute_changed`` for every source of ``ps`` whose effective mute differs from ``before``."""
+        for q in ps:
+            for src in TrackSource:
+                now = q.effective_muted(src)
+                if before.get((q.participant_id, src)) != now:
+                    self._hook("on_mute_changed", q, src, now)
 
     def _broadcast(self, msg: Any, *, exclude: Participant | None = None) -> None:
         for p in list(self.participants.values()):
@@ -252,6 +357,7 @@ class Room:
             ping_timeout_s=PING_TIMEOUT_S, resume_grace_s=RESUME_GRACE_S, server_time=now_ms(),
         ))
         self._about(p, ParticipantJoined(participant=p.info()), exclude=p)
+        self._hook("on_joined", p)
 
     def remove(self, p: Participant, reason: LeaveReason, *, notify_self: bool = False) -> None:
         """Take ``p`` out (idempotent; does nothing for a session already replaced).
@@ -271,11 +377,15 @@ class Room:
             self.hands.remove(p.participant_id)
             p.hand_raised = False
             self._to_mains(HandRaised(participant_id=p.participant_id, raised=False, queue=list(self.hands)))
-        if self.on_stage == p.participant_id:
+        stepped_down = self.on_stage == p.participant_id
+        if stepped_down:
             self.on_stage = None
             p.on_stage = False
             self._broadcast(OnStageChanged(participant_id=None))
         self._about(p, ParticipantLeft(participant_id=p.participant_id, reason=reason))
+        if stepped_down:
+            self._hook("on_stage_changed", p, None)
+        self._hook("on_left", p)
 
     def close(self, reason: LeaveReason = LeaveReason.room_closed) -> None:
         """Everyone gets ``leave`` with ``reason`` and their connections close; nobody can join after."""
@@ -289,6 +399,7 @@ class Room:
         self.participants.clear()
         self.hands.clear()
         self.on_stage = None
+        self._hook("on_closed")
 
     def set_live(self) -> None:
         if self.live or self.closed:
@@ -304,14 +415,14 @@ class Room:
             return  # replaced or left meanwhile
         rid = msg.request_id
         if isinstance(msg, Join):
-            self._error(p, ErrorCode.not_allowed, "您已加入本课堂，无需重复加入", rid)
+            self.error(p, ErrorCode.not_allowed, "您已加入本课堂，无需重复加入", rid)
             return
         code = allowed(p.role, msg, p.on_stage, p.listen_only)
         if code is not None:
-            self._error(p, code, NOT_ALLOWED_ZH, rid)
+            self.error(p, code, NOT_ALLOWED_ZH, rid)
             return
         if isinstance(msg, _MEDIA):
-            self._error(p, MEDIA_UNAVAILABLE, MEDIA_UNAVAILABLE_ZH, rid)
+            self.media.on_message(self, p, msg)  # raises → the endpoint answers error internal
             return
         if isinstance(msg, Ping):
             p.send(Pong(request_id=rid, ts=msg.ts, server_time=now_ms()))
@@ -320,16 +431,16 @@ class Room:
                                         text=msg.text, ts=now_ms()))
         elif isinstance(msg, RaiseHand):
             self._raise_hand(p, msg.raised)
-            self._ack(p, rid)
+            self.ack(p, rid)
         elif isinstance(msg, SetOnStage):
             if self._set_on_stage(p, msg.participant_id, rid):
-                self._ack(p, rid)
+                self.ack(p, rid)
         elif isinstance(msg, Mute):
             if self._mute(p, msg, rid):
-                self._ack(p, rid)
+                self.ack(p, rid)
         elif isinstance(msg, MuteAll):
             self._mute_all(p, msg.muted)
-            self._ack(p, rid)
+            self.ack(p, rid)
         elif isinstance(msg, SetMuted):
             self._set_muted(p, msg, rid)
         elif isinstance(msg, LinkQualityReport):
@@ -337,16 +448,19 @@ class Room:
         elif isinstance(msg, Leave):
             self.remove(p, LeaveReason.client_left, notify_self=True)
         else:  # pragma: no cover - every ClientMessage is handled above
-            self._error(p, ErrorCode.unknown_type, "暂不支持该消息", rid)
+            self.error(p, ErrorCode.unknown_type, "暂不支持该消息", rid)
 
-    def _error(self, p: Participant, code: ErrorCode, message: str, rid: str | None) -> None:
-        p.send(Error(code=code, message=message, request_id=rid))
+    def error(self, p: Participant, code: ErrorCode, message: str, request_id: str | None) -> None:
+        """Send ``p`` an ``error`` (``message`` in zh-CN, for people)."""
+        p.send(Error(code=code, message=message, request_id=request_id))
 
-    def _ack(self, p: Participant, rid: str | None) -> None:
-        if rid is not None:
-            p.send(Ack(request_id=rid))
+    def ack(self, p: Participant, request_id: str | None) -> None:
+        """Send ``p`` an ``ack`` for ``request_id`` (nothing without one)."""
+        if request_id is not None:
+            p.send(Ack(request_id=request_id))
 
-    def _updated(self, subject: Participant, *, exclude: Participant | None = None) -> None:
+    def updated(self, subject: Participant, *, exclude: Participant | None = None) -> None:
+        """``participant_updated`` about ``subject`` to everyone (nothing for an observer)."""
         self._about(subject, ParticipantUpdated(participant=subject.info()), exclude=exclude)
 
     def _raise_hand(self, p: Participant, raised: bool) -> None:
@@ -359,12 +473,12 @@ class Room:
             self.hands.remove(p.participant_id)
         p.hand_raised = raised
         self._to_mains(HandRaised(participant_id=p.participant_id, raised=raised, queue=list(self.hands)), also=p)
-        self._updated(p)
+        self.updated(p)
 
     def _target(self, by: Participant, pid: str, rid: str | None) -> Participant | None:
         target = self.participants.get(pid)
         if target is None or target.observer:
-            self._error(by, ErrorCode.unknown_participant, "该参与者不在课堂中", rid)
+            self.error(by, ErrorCode.unknown_participant, "该参与者不在课堂中", rid)
             return None
         return target
 
@@ -375,7 +489,7 @@ class Room:
             if target is None:
                 return False
             if target.role not in (LessonRole.receiving, LessonRole.student):
-                self._error(by, ErrorCode.not_allowed, "只能请接收课堂或学生上台", rid)
+                self.error(by, ErrorCode.not_allowed, "只能请接收课堂或学生上台", rid)
                 return False
         if self.on_stage == pid:
             return True
@@ -384,7 +498,7 @@ class Room:
         self._broadcast(OnStageChanged(participant_id=pid))
         if previous is not None:
             previous.on_stage = False
-            self._updated(previous)
+            self.updated(previous)
         if target is not None:
             target.on_stage = True
             if target.participant_id in self.hands:  # going on stage lowers the hand
@@ -392,20 +506,23 @@ class Room:
                 target.hand_raised = False
                 self._to_mains(HandRaised(participant_id=target.participant_id, raised=False,
                                           queue=list(self.hands)), also=target)
-            self._updated(target)
+            self.updated(target)
+        self._hook("on_stage_changed", previous, target)
         return True
 
     def _mute(self, by: Participant, msg: Mute, rid: str | None) -> bool:
         target = self._target(by, msg.participant_id, rid)
         if target is None:
             return False
+        before = self._mute_snapshot([target])
         if msg.muted:
             target.muted_by_teacher.add(msg.source)
             target.self_muted.add(msg.source)
         else:
             target.muted_by_teacher.discard(msg.source)
         target.send(Muted(source=msg.source, muted=msg.muted, by=by.participant_id))
-        self._updated(target, exclude=target)
+        self.updated(target, exclude=target)
+        self._mute_changes([target], before)
         return True
 
     def _mute_all(self, by: Participant, muted: bool) -> None:
@@ -414,24 +531,34 @@ class Room:
         self.muted_all = muted
         self._broadcast(RoomUpdated(room=self.room_state()))
         if muted:
-            for q in self.listed():
-                if q.role is not LessonRole.main:
-                    q.self_muted.add(TrackSource.microphone)
-                    q.send(Muted(source=TrackSource.microphone, muted=True, by=by.participant_id))
+            concerned = [q for q in self.listed() if q.role is not LessonRole.main]
+            before = self._mute_snapshot(concerned)
+            for q in concerned:
+                q.self_muted.add(TrackSource.microphone)
+                q.send(Muted(source=TrackSource.microphone, muted=True, by=by.participant_id))
+            for q in concerned:  # a published microphone now shows muted
+                if not before[(q.participant_id, TrackSource.microphone)] and TrackSource.microphone in q.publications:
+                    self.updated(q)
+            self._mute_changes(concerned, before)
 
     def _set_muted(self, p: Participant, msg: SetMuted, rid: str | None) -> None:
+        before = self._mute_snapshot([p])
         if not msg.muted:
             if msg.source in p.muted_by_teacher:
-                self._error(p, ErrorCode.not_allowed, "主讲教师已将您静音，暂不能自行取消", rid)
+                self.error(p, ErrorCode.not_allowed, "主讲教师已将您静音，暂不能自行取消", rid)
                 return
             if (msg.source is TrackSource.microphone and self.muted_all and not p.on_stage
                     and p.role is not LessonRole.main):
-                self._error(p, ErrorCode.not_allowed, "全体静音中，暂不能打开麦克风", rid)
+                self.error(p, ErrorCode.not_allowed, "全体静音中，暂不能打开麦克风", rid)
                 return
             p.self_muted.discard(msg.source)
         else:
             p.self_muted.add(msg.source)
-        self._ack(p, rid)
+        self.ack(p, rid)
+        if before[(p.participant_id, msg.source)] != p.effective_muted(msg.source):
+            if msg.source in p.publications:  # the publication's muted flag shows it to the others
+                self.updated(p)
+            self._mute_changes([p], before)
 
     def _link_quality(self, p: Participant, r: LinkQualityReport) -> None:
         update = LinkQualityUpdate(participant_id=p.participant_id, quality=_quality(r), loss=r.loss,
@@ -450,9 +577,11 @@ class RoomRegistry:
     the close cannot reopen the room.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, media_factory: MediaFactory | None = None) -> None:
         self.rooms: dict[int, Room] = {}
         self._closed: set[int] = set()
+        self.media_factory = media_factory
+        """Makes each new room's ``RoomMedia``; ``None``: ``NullMedia``."""
 
     def get(self, instance_id: int) -> Room | None:
         return self.rooms.get(instance_id)
@@ -462,7 +591,8 @@ class RoomRegistry:
             raise RoomClosedError(instance_id)
         room = self.rooms.get(instance_id)
         if room is None:
-            room = self.rooms[instance_id] = Room(instance_id)
+            media = self.media_factory(instance_id) if self.media_factory is not None else None
+            room = self.rooms[instance_id] = Room(instance_id, media)
         return room
 
     def close(self, instance_id: int, reason: LeaveReason = LeaveReason.room_closed) -> None:

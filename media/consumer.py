@@ -1,0 +1,311 @@
+"""A Consumer: one outgoing track on a subscriber's transport.
+
+A consumer is bound to a *producer id* (``"<participant>:<source>"``), not to a
+producer object: when the publisher reconnects, or the on-stage slot moves to
+another classroom, the same consumer is re-pointed and the subscriber's track
+goes on with continuous sequence numbers and timestamps (``SeqTsRewriter``),
+starting on a keyframe so the decoder never sees a frame that refers to a
+picture from the previous source.
+
+``forward`` is called from ``ProducerStream.receive`` for every packet: it
+writes the packet into the transport's SRTP buffer, patches the header there
+and sends; nothing per packet is logged or allocated beyond the socket call.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import TYPE_CHECKING
+
+from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket
+
+from media.bwe import VideoGate
+from media.rewrite import SeqTsRewriter
+from media.rtp import (
+    URI_ABS_SEND_TIME,
+    URI_MID,
+    URI_REPAIRED_RID,
+    URI_RID,
+    remap_extension_ids,
+    rewrite_header,
+    rtx_wrap,
+    write_abs_send_time,
+)
+from media.rtpstats import SendStats
+
+if TYPE_CHECKING:
+    from media.producer import Producer, ProducerStream
+    from media.transport import WebRtcTransport
+
+_TS = struct.Struct(">I")
+
+KEYFRAME_RETRY_S = 1.0
+"""A consumer still waiting for its first keyframe asks again after this long (the PLI or the keyframe got lost)."""
+MAX_RETRANSMIT_PER_NACK = 64
+_NEVER_MAP = (URI_MID, URI_RID, URI_REPAIRED_RID)
+"""The publisher's MID/RID values name *its* m-line and layers; a subscriber must not see them
+(it would demultiplex the packet onto the wrong track), so their ids are mapped to an id the
+subscriber did not negotiate, which receivers ignore (RFC 8285)."""
+
+
+def extension_table(producer_extmap: dict[str, int], consumer_extmap: dict[str, int]) -> bytes | None:
+    """The id rewrite table (one-byte profile) from a producer's ids to a consumer's, or None if identity."""
+    used = set(consumer_extmap.values())
+    unused = next((i for i in range(1, 15) if i not in used), 14)
+    table = bytearray(range(16))
+    for uri, pid in producer_extmap.items():
+        if not 1 <= pid <= 14:
+            continue
+        cid = consumer_extmap.get(uri)
+        table[pid] = unused if (cid is None or uri in _NEVER_MAP) else cid
+    return None if table == bytearray(range(16)) else bytes(table)
+
+
+class Consumer:
+    """One track sent to one subscriber."""
+
+    def __init__(
+        self,
+        consumer_id: str,
+        transport: WebRtcTransport,
+        *,
+        kind: str,
+        producer_id: str | None,
+        max_layer: int | None = None,
+        preferred_layer: int | None = None,
+    ) -> None:
+        self.consumer_id = consumer_id
+        self.transport = transport
+        self.kind = kind
+        self.producer_id = producer_id
+        self.transceiver: object | None = None
+        # negotiated (set by ``configure`` once the subscriber answered and DTLS is up)
+        self.ready = False
+        self.ssrc = 0
+        self.rtx_ssrc = 0
+        self.out_pt = 0
+        self.rtx_pt: int | None = None
+        self.clock_rate = 90000 if kind == "video" else 48000
+        self.mime = ""
+        self.extmap: dict[str, int] = {}
+        self.ast_id = 0
+        self.ext_table: bytes | None = None
+        # forwarding state
+        self.producer: Producer | None = None
+        self.stream: ProducerStream | None = None
+        self.rewriter = SeqTsRewriter(self.clock_rate)
+        self.waiting = False
+        self.wait_since = 0.0
+        self.stats = SendStats(self.clock_rate)
+        self.rtx_seq = 0
+        self.retransmitted = 0
+        self.nack_misses = 0
+        self.keyframe_requests = 0
+        self.gate: VideoGate | None = None
+        self.max_layer = max_layer
+        self.preferred_layer = preferred_layer
+        self.paused = False
+        """Paused by the link gate (video only): audio of the same subscriber goes on."""
+        self.closed = False
+
+    # ------------------------------------------------------------------ negotiation
+
+    def configure(self, *, ssrc: int, rtx_ssrc: int, payload_type: int, rtx_payload_type: int | None,
+                  clock_rate: int, mime: str, extmap: dict[str, int]) -> None:
+        """The subscriber's answer is applied: these are the values its decoder expects."""
+        if self.ready and clock_rate != self.clock_rate:
+            self.rewriter = SeqTsRewriter(clock_rate)
+        elif not self.ready:
+            self.rewriter = SeqTsRewriter(clock_rate)
+        self.ssrc = ssrc
+        self.rtx_ssrc = rtx_ssrc
+        self.out_pt = payload_type
+        self.rtx_pt = rtx_payload_type
+        self.clock_rate = clock_rate
+        self.mime = mime
+        self.extmap = dict(extmap)
+        self.ast_id = extmap.get(URI_ABS_SEND_TIME, 0)
+        self.stats = SendStats(clock_rate) if not self.ready else self.stats
+        self.ready = True
+        if self.producer is not None:
+            self.ext_table = extension_table(self.producer.extmap, self.extmap)
+
+    # ------------------------------------------------------------------ binding
+
+    def bind(self, producer: Producer, now: float) -> None:
+        """Start forwarding ``producer`` (a new source: wait for its keyframe, ask for one)."""
+        if self.producer is producer and self.stream is not None:
+            return
+        self.unbind()
+        self.producer = producer
+        self.ext_table = extension_table(producer.extmap, self.extmap)
+        if self.kind == "video":
+            self.gate = VideoGate([1] * len(producer.streams), now_s=now)
+            self.gate.max_layer = self.max_layer
+            layer = self._initial_layer(producer)
+        else:
+            layer = 0
+        self.paused = False
+        self._attach(producer.stream_for_layer(layer), now)
+
+    def _initial_layer(self, producer: Producer) -> int:
+        top = len(producer.streams) - 1
+        layer = top if self.preferred_layer is None else min(self.preferred_layer, top)
+        if self.max_layer is not None:
+            layer = min(layer, self.max_layer)
+        return max(0, layer)
+
+    def _attach(self, stream: ProducerStream, now: float) -> None:
+        self.stream = stream
+        if self.kind == "video":
+            self.waiting = True
+            self.wait_since = now
+            stream.waiting += 1
+            stream.attach(self)
+            self.keyframe_requests += 1
+            stream.request_keyframe(now, force=True)
+        else:
+            self.rewriter.mark_discontinuity()
+            stream.attach(self)
+
+    def _detach(self) -> None:
+        stream = self.stream
+        if stream is None:
+            return
+        stream.detach(self)
+        if self.waiting:
+            stream.waiting -= 1
+            self.waiting = False
+        self.stream = None
+
+    def unbind(self) -> None:
+        """Stop forwarding (producer gone, or the slot moved); the consumer stays negotiated."""
+        self._detach()
+        self.producer = None
+        self.gate = None
+
+    def close(self) -> None:
+        self.unbind()
+        self.closed = True
+        self.ready = False
+
+    # ------------------------------------------------------------------ hot path
+
+    def forward(self, plain: bytes, seq: int, ts: int, keyframe: bool, ast_offset: int, now: float) -> None:
+        if self.waiting:
+            if not keyframe:
+                return
+            self.waiting = False
+            self.stream.waiting -= 1  # type: ignore[union-attr]
+            self.rewriter.mark_discontinuity()
+        rewriter = self.rewriter
+        out_seq = rewriter.rewrite(seq, ts, now)
+        if out_seq < 0:
+            return
+        writer = self.transport.writer
+        if writer is None:
+            return
+        n = writer.load(plain)
+        if not n:
+            return
+        writer.patch((plain[1] & 0x80) | self.out_pt, out_seq, rewriter.out_ts, self.ssrc)
+        if self.ext_table is not None:
+            remap_extension_ids(writer.buffer, self.ext_table)
+        if ast_offset >= 0 and self.ast_id:
+            write_abs_send_time(writer.buffer, ast_offset, now)
+        writer.send_rtp(n)
+        self.stats.on_sent(n)
+
+    # ------------------------------------------------------------------ feedback
+
+    def on_keyframe_request(self, now: float) -> None:
+        stream = self.stream
+        if stream is not None:
+            self.keyframe_requests += 1
+            stream.request_keyframe(now)
+
+    def on_nack(self, lost: list[int], now: float) -> None:
+        """Retransmit what the subscriber lost, from the producer stream's cache (RTX when negotiated)."""
+        stream = self.stream
+        writer = self.transport.writer
+        if stream is None or stream.cache is None or writer is None:
+            return
+        for out_seq in lost[:MAX_RETRANSMIT_PER_NACK]:
+            src_seq = self.rewriter.to_source_seq(out_seq)
+            if src_seq < 0:
+                self.nack_misses += 1
+                continue
+            pkt = stream.cache.get(src_seq, now)
+            if pkt is None:
+                self.nack_misses += 1
+                continue
+            (ts,) = _TS.unpack_from(pkt, 4)
+            buf = bytearray(pkt)
+            rewrite_header(buf, self.out_pt, out_seq, (ts + self.rewriter.ts_offset) & 0xFFFFFFFF, self.ssrc)
+            if self.ext_table is not None:
+                remap_extension_ids(buf, self.ext_table)
+            if self.rtx_pt is not None and self.rtx_ssrc:
+                data = rtx_wrap(bytes(buf), self.rtx_pt, self.rtx_ssrc, self.rtx_seq)
+                self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
+            else:
+                data = bytes(buf)
+            writer.send_plain_rtp(data)
+            self.retransmitted += 1
+
+    def on_remb(self, bps: int, now: float) -> None:
+        if self.gate is not None:
+            self.gate.on_remb(bps, now)
+
+    def on_receiver_report(self, report: object, now: float) -> None:
+        self.stats.on_receiver_report(report, now)  # type: ignore[arg-type]
+        if self.gate is not None:
+            self.gate.on_loss(self.stats.loss_fraction, now)
+
+    def sender_report(self, ntp: int, now: float) -> RtcpSrPacket | None:
+        """An SR whose RTP time is the source's clock shifted like the packets (keeps lip sync)."""
+        stream = self.stream
+        if stream is None or self.stats.packets == 0:
+            return None
+        rtp_now = stream.rtp_now(now)
+        if rtp_now is None:
+            return None
+        self.stats.remember_sr((ntp >> 16) & 0xFFFFFFFF, now)
+        return RtcpSrPacket(
+            ssrc=self.ssrc,
+            sender_info=RtcpSenderInfo(
+                ntp_timestamp=ntp,
+                rtp_timestamp=(rtp_now + self.rewriter.ts_offset) & 0xFFFFFFFF,
+                packet_count=self.stats.packets & 0xFFFFFFFF,
+                octet_count=self.stats.octets & 0xFFFFFFFF,
+            ),
+        )
+
+    # ------------------------------------------------------------------ periodic
+
+    def tick(self, now: float) -> str | None:
+        """Once a second: keyframe retries and the link gate. Returns a state change to report, if any."""
+        if self.stream is not None and self.waiting and now - self.wait_since > KEYFRAME_RETRY_S:
+            self.wait_since = now
+            self.keyframe_requests += 1
+            self.stream.request_keyframe(now, force=True)
+        producer, gate = self.producer, self.gate
+        if producer is None or gate is None or producer.closed:
+            return None
+        for i, bps in enumerate(producer.layer_bitrates(now)):
+            gate.on_producer_bitrate(i, bps)
+        target = gate.decide(now)
+        if target < 0:
+            if not self.paused:
+                self._detach()
+                self.paused = True
+                return "paused"
+            return None
+        if self.paused:
+            self.paused = False
+            self._attach(producer.stream_for_layer(target), now)
+            return "resumed"
+        if self.stream is not None and self.stream.layer != target and target < len(producer.streams):
+            self._detach()
+            self._attach(producer.stream_for_layer(target), now)
+            return "layer"
+        return None

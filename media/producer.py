@@ -1,0 +1,173 @@
+"""A Producer: one incoming track (camera, microphone or screen) of a publisher.
+
+A video producer has one ``ProducerStream`` per simulcast layer (one when the
+publisher does not simulcast); each stream is an SSRC with its own receive
+statistics, NACK cache and list of attached consumers.  ``ProducerStream.receive``
+is the SFU's hot loop: it runs once per incoming packet and calls
+``Consumer.forward`` for every consumer attached to that layer.  It allocates
+nothing but what it must keep (the packet in the cache) and never logs.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from typing import TYPE_CHECKING, Any
+
+from media.cache import PacketCache
+from media.codecs import is_keyframe
+from media.rtp import find_extension, header_size
+from media.rtpstats import ReceiveStats
+
+if TYPE_CHECKING:
+    from media.consumer import Consumer
+    from media.transport import WebRtcTransport
+
+_SEQ_TS = struct.Struct(">HI")
+
+KEYFRAME_REQUEST_INTERVAL_S = 0.3
+"""At most one PLI per stream in this interval, however many consumers ask: a
+publisher that gets a PLI per subscriber would send nothing but keyframes."""
+
+
+class ProducerStream:
+    """One SSRC of a producer (one simulcast layer)."""
+
+    __slots__ = (
+        "producer", "layer", "rid", "ssrc", "stats", "cache", "consumers", "waiting", "last_ts",
+        "last_arrival", "sr_ntp", "sr_rtp", "sr_arrival", "last_pli", "active",
+    )
+
+    def __init__(self, producer: Producer, layer: int, rid: str | None, ssrc: int | None) -> None:
+        self.producer = producer
+        self.layer = layer
+        self.rid = rid
+        self.ssrc = ssrc
+        self.stats = ReceiveStats(ssrc or 0, producer.clock_rate)
+        self.cache: PacketCache | None = PacketCache() if producer.kind == "video" else None
+        self.consumers: list[Consumer] = []
+        self.waiting = 0
+        """Attached consumers waiting for a keyframe: only then is the payload inspected."""
+        self.last_ts = 0
+        self.last_arrival = 0.0
+        self.sr_ntp = 0.0
+        self.sr_rtp = 0
+        self.sr_arrival = 0.0
+        self.last_pli = -1e9
+        self.active = False
+        """Packets arrived in the last couple of seconds (a paused simulcast layer is not active)."""
+
+    def receive(self, plain: bytes, now: float) -> None:
+        """The hot loop: one decrypted packet of this stream → every attached consumer."""
+        producer = self.producer
+        if producer.paused:
+            return
+        if plain[1] & 0x7F != producer.payload_type:
+            return  # RTX or FEC from the publisher: the SFU does not NACK publishers
+        seq, ts = _SEQ_TS.unpack_from(plain, 2)
+        self.stats.update(seq, ts, now, len(plain))
+        self.last_ts = ts
+        self.last_arrival = now
+        cache = self.cache
+        if cache is not None:
+            cache.put(seq, plain, now)
+        keyframe = False
+        if self.waiting:
+            try:
+                keyframe = is_keyframe(producer.mime, memoryview(plain)[header_size(plain):])
+            except ValueError:
+                return
+        ast = producer.abs_send_time_id
+        ast_offset = find_extension(plain, ast) if ast else -1
+        for consumer in self.consumers:
+            consumer.forward(plain, seq, ts, keyframe, ast_offset, now)
+
+    def on_sender_report(self, ntp_timestamp: int, rtp_timestamp: int, now: float) -> None:
+        """Remember the publisher's NTP↔RTP mapping (consumers' SRs derive from it: lip sync)."""
+        self.sr_ntp = ntp_timestamp / (1 << 32)
+        self.sr_rtp = rtp_timestamp
+        self.sr_arrival = now
+        self.stats.on_sender_report(ntp_timestamp, now)
+
+    def rtp_now(self, now: float) -> int | None:
+        """This stream's RTP clock at ``now``, from its last SR, else from its last packet."""
+        rate = self.producer.clock_rate
+        if self.sr_arrival:
+            return (self.sr_rtp + int((now - self.sr_arrival) * rate)) & 0xFFFFFFFF
+        if self.last_arrival:
+            return (self.last_ts + int((now - self.last_arrival) * rate)) & 0xFFFFFFFF
+        return None
+
+    def request_keyframe(self, now: float, *, force: bool = False) -> None:
+        if self.ssrc is None:
+            return
+        if not force and now - self.last_pli < KEYFRAME_REQUEST_INTERVAL_S:
+            return
+        self.last_pli = now
+        self.producer.transport.send_pli(self.ssrc)
+
+    def attach(self, consumer: Consumer) -> None:
+        if consumer not in self.consumers:
+            self.consumers.append(consumer)
+
+    def detach(self, consumer: Consumer) -> None:
+        if consumer in self.consumers:
+            self.consumers.remove(consumer)
+
+
+class Producer:
+    """An incoming track; ``streams`` lowest layer first."""
+
+    def __init__(
+        self,
+        producer_id: str,
+        transport: WebRtcTransport,
+        *,
+        kind: str,
+        mid: str,
+        source: str,
+        mime: str,
+        clock_rate: int,
+        payload_type: int,
+        rtx_payload_type: int | None,
+        extmap: dict[str, int],
+        layers: list[tuple[str | None, int | None]],
+        app_data: dict[str, Any] | None = None,
+    ) -> None:
+        self.producer_id = producer_id
+        self.transport = transport
+        self.kind = kind
+        self.mid = mid
+        self.source = source
+        self.mime = mime
+        self.clock_rate = clock_rate
+        self.payload_type = payload_type
+        self.rtx_payload_type = rtx_payload_type
+        self.extmap = dict(extmap)
+        """Header extension URI → id, as this publisher sends them."""
+        from media.rtp import URI_ABS_SEND_TIME
+
+        self.abs_send_time_id = extmap.get(URI_ABS_SEND_TIME, 0)
+        self.streams = [ProducerStream(self, i, rid, ssrc) for i, (rid, ssrc) in enumerate(layers)]
+        self.paused = False
+        """Muted by the main classroom: nothing is forwarded, whatever the client does."""
+        self.closed = False
+        self.app_data = app_data or {}
+        self.created = time.monotonic()
+
+    @property
+    def simulcast(self) -> bool:
+        return len(self.streams) > 1
+
+    def stream_for_layer(self, layer: int) -> ProducerStream:
+        return self.streams[max(0, min(layer, len(self.streams) - 1))]
+
+    def layer_bitrates(self, now: float) -> list[int]:
+        return [s.stats.bitrate_bps(now) for s in self.streams]
+
+    def close(self) -> None:
+        self.closed = True
+        for stream in self.streams:
+            stream.consumers.clear()
+            if stream.cache is not None:
+                stream.cache.clear()

@@ -1,0 +1,355 @@
+"""A Router: the media of one lesson inside a worker.
+
+It owns the lesson's transports, producers and consumers and does the wiring
+between them.  A consumer names the producer it wants by id
+(``"<participant_id>:<source>"``); the router binds it whenever that producer
+exists and the consumer is negotiated, in whichever order those happen, and
+re-binds it when the producer is replaced (publisher reconnected) or the
+consumer is re-pointed (the on-stage slot moved).  Signaling never handles
+producer or consumer objects, only ids, so a router can live in another process.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiortc import sdp as aiortc_sdp
+
+from media.consumer import Consumer
+from media.ice import IcePolicy
+from media.producer import Producer, ProducerStream
+from media.rtp import URI_MID, URI_REPAIRED_RID, URI_RID, read_extension_str
+from media.sdp import OfferedMedia, accept_simulcast, parse_offer
+from media.transport import _IGNORED, WebRtcTransport
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[str, dict[str, Any]], None]
+
+DEFAULT_MIME = {"audio": "audio/opus", "video": "video/VP8"}
+LAYER_ORDER = {"low": 0, "medium": 1, "high": 2}
+
+
+class RouterError(Exception):
+    """A refused request; ``code`` is the signaling error code to answer with."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Router:
+    def __init__(self, router_id: str, policy: IcePolicy, emit: Emit) -> None:
+        self.router_id = router_id
+        self.policy = policy
+        self._emit = emit
+        self.transports: dict[str, WebRtcTransport] = {}
+        self.producers: dict[str, Producer] = {}
+        self.consumers: dict[str, Consumer] = {}
+        self._publications: dict[str, dict[str, dict[str, Any]]] = {}
+        """Per send transport: producer_id → publication (source, mid, track_id, rids)."""
+        self._offers: dict[str, list[OfferedMedia]] = {}
+        self.closed = False
+
+    def emit(self, event: str, data: dict[str, Any]) -> None:
+        data = {"router_id": self.router_id, **data}
+        try:
+            self._emit(event, data)
+        except Exception:
+            log.exception("router %s: emitting %s failed", self.router_id, event)
+
+    # ------------------------------------------------------------------ transports
+
+    def create_transport(self, transport_id: str, participant_id: str, direction: str) -> WebRtcTransport:
+        if transport_id in self.transports:
+            raise RouterError("conflict", f"transport {transport_id} exists")
+        transport = WebRtcTransport(
+            transport_id, participant_id, direction, self.policy,
+            on_state=self._transport_state, on_discover=self._discover,
+            on_consumer_ready=self._consumer_ready, on_consumer_change=self._consumer_change,
+        )
+        self.transports[transport_id] = transport
+        return transport
+
+    def transport(self, transport_id: str) -> WebRtcTransport:
+        transport = self.transports.get(transport_id)
+        if transport is None:
+            raise RouterError("not_found", f"no transport {transport_id}")
+        return transport
+
+    async def close_transport(self, transport_id: str) -> None:
+        transport = self.transports.pop(transport_id, None)
+        if transport is None:
+            return
+        for producer in [p for p in self.producers.values() if p.transport is transport]:
+            self._close_producer(producer)
+        for consumer_id in list(transport.consumers):
+            self.consumers.pop(consumer_id, None)
+        self._publications.pop(transport_id, None)
+        self._offers.pop(transport_id, None)
+        await transport.close()
+
+    def _transport_state(self, transport: WebRtcTransport, state: str) -> None:
+        self.emit("transport_state", {"transport_id": transport.transport_id,
+                                      "participant_id": transport.participant_id, "state": state})
+
+    # ------------------------------------------------------------------ publishing
+
+    async def publish(self, transport_id: str, sdp: str, publications: list[dict[str, Any]]) -> dict[str, Any]:
+        """Apply a publisher's offer; create, keep or close its producers; return the answer."""
+        transport = self.transport(transport_id)
+        if transport.direction != "send":
+            raise RouterError("bad_sdp", "offers are accepted on a send transport only")
+        try:
+            offered = parse_offer(sdp)
+            answer = await transport.accept_offer(sdp)
+        except ValueError as exc:  # SdpRejected is a ValueError
+            raise RouterError("bad_sdp", str(exc)[:200]) from None
+        except Exception as exc:  # aiortc raises assorted errors on SDP it cannot apply
+            raise RouterError("bad_sdp", f"SDP could not be applied: {type(exc).__name__}") from None
+        self._offers[transport_id] = offered
+        negotiated = _negotiated(transport.pc.localDescription.sdp)
+        pubs = {p["producer_id"]: p for p in publications}
+        self._publications[transport_id] = pubs
+        by_mid = {m.mid: m for m in offered}
+        by_track = {m.msid_track: m for m in offered if m.msid_track}
+        live: set[str] = set()
+        result: list[dict[str, Any]] = []
+        for producer_id, pub in pubs.items():
+            media = by_mid.get(pub.get("mid") or "") or by_track.get(pub.get("track_id") or "")
+            if media is None or not media.sends or media.mid not in negotiated:
+                continue
+            codecs = negotiated[media.mid]
+            if codecs is None:
+                continue
+            live.add(producer_id)
+            existing = self.producers.get(producer_id)
+            if existing is not None and existing.transport is transport and existing.mid == media.mid:
+                result.append(_describe(existing))
+                continue
+            if existing is not None:
+                self._close_producer(existing)
+            producer = self._create_producer(transport, producer_id, pub, media, codecs)
+            result.append(_describe(producer))
+        for producer in [p for p in self.producers.values() if p.transport is transport]:
+            if producer.producer_id not in live:
+                self._close_producer(producer)
+        return {"sdp": accept_simulcast(offered, answer), "producers": result}
+
+    def _create_producer(self, transport: WebRtcTransport, producer_id: str, pub: dict[str, Any],
+                         media: OfferedMedia, codecs: dict[str, Any]) -> Producer:
+        rids = list(media.rids)
+        if rids and pub.get("simulcast"):
+            order = {layer["rid"]: LAYER_ORDER.get(layer.get("layer", ""), i)
+                     for i, layer in enumerate(pub["simulcast"])}
+            rids.sort(key=lambda r: order.get(r, 99))
+        layers: list[tuple[str | None, int | None]]
+        if rids and media.kind == "video":
+            layers = [(rid, None) for rid in rids]
+        else:
+            layers = [(None, media.ssrcs[0] if media.ssrcs else None)]
+        extmap = dict(codecs["extmap"])
+        if media.rids:  # accepted by ``accept_simulcast``, unknown to aiortc
+            extmap.update({uri: media.extmap[uri] for uri in (URI_RID, URI_REPAIRED_RID) if uri in media.extmap})
+        producer = Producer(
+            producer_id, transport, kind=media.kind, mid=media.mid, source=str(pub.get("source", "")),
+            mime=codecs["mime"], clock_rate=codecs["clock_rate"], payload_type=codecs["pt"],
+            rtx_payload_type=codecs["rtx_pt"], extmap=extmap, layers=layers,
+        )
+        for stream in producer.streams:
+            if stream.ssrc is not None:
+                transport.ssrc_table[stream.ssrc] = stream
+        for rtx in media.rtx_of:
+            transport.ssrc_table[rtx] = _IGNORED
+        self.producers[producer_id] = producer
+        self.emit("producer_added", {"producer_id": producer_id, "participant_id": transport.participant_id,
+                                     "kind": producer.kind, "layers": len(producer.streams)})
+        now = time.monotonic()
+        for consumer in self.consumers.values():
+            if consumer.producer_id == producer_id and consumer.ready:
+                self._bind(consumer, producer, now)
+        return producer
+
+    def _close_producer(self, producer: Producer) -> None:
+        for consumer in self.consumers.values():
+            if consumer.producer is producer:
+                consumer.unbind()
+        transport = producer.transport
+        for ssrc, stream in list(transport.ssrc_table.items()):
+            if isinstance(stream, ProducerStream) and stream.producer is producer:
+                del transport.ssrc_table[ssrc]
+        producer.close()
+        if self.producers.get(producer.producer_id) is producer:
+            del self.producers[producer.producer_id]
+        self.emit("producer_closed", {"producer_id": producer.producer_id})
+
+    def _discover(self, transport: WebRtcTransport, plain: bytes, ssrc: int) -> ProducerStream | None:
+        """An SSRC not in the SDP: find its producer by MID and its layer by RID (RFC 8852)."""
+        offered = self._offers.get(transport.transport_id) or []
+        if not offered:
+            return None
+        extmap = offered[0].extmap
+        mid_id, rid_id, rrid_id = extmap.get(URI_MID, 0), extmap.get(URI_RID, 0), extmap.get(URI_REPAIRED_RID, 0)
+        if rrid_id and read_extension_str(plain, rrid_id) is not None:
+            return None  # an RTX stream of a layer
+        mid = read_extension_str(plain, mid_id) if mid_id else None
+        rid = read_extension_str(plain, rid_id) if rid_id else None
+        for producer in self.producers.values():
+            if producer.transport is not transport or (mid is not None and producer.mid != mid):
+                continue
+            for stream in producer.streams:
+                if stream.ssrc is None and (rid is None or stream.rid == rid):
+                    stream.ssrc = ssrc
+                    stream.stats.ssrc = ssrc
+                    return stream
+        return None
+
+    def pause_producer(self, producer_id: str, paused: bool) -> None:
+        producer = self.producers.get(producer_id)
+        if producer is not None:
+            producer.paused = paused
+
+    # ------------------------------------------------------------------ consuming
+
+    def set_consumers(self, transport_id: str, specs: list[dict[str, Any]]) -> bool:
+        """Make the transport's consumers exactly ``specs``; True if an offer is needed."""
+        transport = self.transport(transport_id)
+        if transport.direction != "recv":
+            raise RouterError("not_allowed", "consumers live on a recv transport")
+        wanted = {s["consumer_id"]: s for s in specs}
+        changed = False
+        now = time.monotonic()
+        for consumer_id in [c for c in transport.consumers if c not in wanted]:
+            transport.remove_consumer(consumer_id)
+            self.consumers.pop(consumer_id, None)
+            changed = True
+        for consumer_id, spec in wanted.items():
+            producer_id = spec.get("producer_id")
+            consumer = transport.consumers.get(consumer_id)
+            if consumer is not None:
+                consumer.max_layer = spec.get("max_layer")
+                consumer.preferred_layer = spec.get("preferred_layer")
+                if consumer.gate is not None:
+                    consumer.gate.max_layer = consumer.max_layer
+                if consumer.producer_id != producer_id:
+                    consumer.producer_id = producer_id
+                    consumer.unbind()
+                    producer = self.producers.get(producer_id) if producer_id else None
+                    if producer is not None and consumer.ready:
+                        self._bind(consumer, producer, now)
+                continue
+            kind = spec["kind"]
+            consumer = Consumer(consumer_id, transport, kind=kind, producer_id=producer_id,
+                                max_layer=spec.get("max_layer"), preferred_layer=spec.get("preferred_layer"))
+            producer = self.producers.get(producer_id) if producer_id else None
+            transport.add_consumer(consumer, producer.mime if producer is not None else DEFAULT_MIME[kind])
+            self.consumers[consumer_id] = consumer
+            changed = True
+        return changed
+
+    def _consumer_ready(self, consumer: Consumer) -> None:
+        producer = self.producers.get(consumer.producer_id) if consumer.producer_id else None
+        if producer is not None:
+            self._bind(consumer, producer, time.monotonic())
+
+    def _bind(self, consumer: Consumer, producer: Producer, now: float) -> None:
+        if consumer.mime and consumer.mime.lower() != producer.mime.lower():
+            log.warning("router %s: %s negotiated %s, producer %s sends %s; not forwarded",
+                        self.router_id, consumer.consumer_id, consumer.mime, producer.producer_id, producer.mime)
+            return
+        consumer.bind(producer, now)
+
+    def _consumer_change(self, consumer: Consumer, change: str) -> None:
+        self.emit("consumer_state", {"consumer_id": consumer.consumer_id, "change": change,
+                                     "participant_id": consumer.transport.participant_id,
+                                     "layer": consumer.stream.layer if consumer.stream is not None else -1})
+
+    async def offer(self, transport_id: str) -> dict[str, Any] | None:
+        """Create the subscriber offer now, unless one is out (then once its answer is back)."""
+        transport = self.transport(transport_id)
+        if transport.negotiating:
+            transport.renegotiate = True
+            return None
+        transport.negotiating = True
+        transport.renegotiate = False
+        sdp = await transport.create_offer()
+        tracks = []
+        for consumer in transport.consumers.values():
+            mid = transport.mid_of(consumer.consumer_id)
+            if mid is not None:
+                tracks.append({"mid": mid, "consumer_id": consumer.consumer_id,
+                               "producer_id": consumer.producer_id, "kind": consumer.kind})
+        return {"transport_id": transport_id, "sdp": sdp, "tracks": tracks}
+
+    async def answer(self, transport_id: str, sdp: str) -> dict[str, Any] | None:
+        """Apply the subscriber's answer; returns the next offer if consumers changed meanwhile."""
+        transport = self.transport(transport_id)
+        if not transport.negotiating:
+            raise RouterError("bad_sdp", "no offer is waiting for an answer")
+        try:
+            await transport.accept_answer(sdp)
+        except ValueError as exc:
+            raise RouterError("bad_sdp", str(exc)[:200]) from None
+        except Exception as exc:
+            raise RouterError("bad_sdp", f"SDP could not be applied: {type(exc).__name__}") from None
+        finally:
+            transport.negotiating = False
+        if transport.renegotiate:
+            return await self.offer(transport_id)
+        return None
+
+    # ------------------------------------------------------------------ stats / close
+
+    def samples(self) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        return [t.sample(now) for t in self.transports.values()]
+
+    def dump(self) -> dict[str, Any]:
+        return {
+            "transports": len(self.transports),
+            "producers": {pid: {"layers": [s.ssrc for s in p.streams], "paused": p.paused,
+                                "received": [s.stats.received for s in p.streams]}
+                          for pid, p in self.producers.items()},
+            "consumers": {cid: {"producer_id": c.producer_id, "bound": c.stream is not None,
+                                "paused": c.paused, "sent": c.stats.packets,
+                                "retransmitted": c.retransmitted, "keyframe_requests": c.keyframe_requests,
+                                "layer": c.stream.layer if c.stream is not None else -1}
+                          for cid, c in self.consumers.items()},
+        }
+
+    async def close(self) -> None:
+        self.closed = True
+        for transport_id in list(self.transports):
+            await self.close_transport(transport_id)
+
+
+def _describe(producer: Producer) -> dict[str, Any]:
+    return {"producer_id": producer.producer_id, "mid": producer.mid, "kind": producer.kind,
+            "source": producer.source, "layers": [s.rid for s in producer.streams]}
+
+
+def _negotiated(answer_sdp: str) -> dict[str, dict[str, Any] | None]:
+    """Per mid of our answer: the codec the publisher will send and the header extension ids."""
+    result: dict[str, dict[str, Any] | None] = {}
+    parsed = aiortc_sdp.SessionDescription.parse(answer_sdp)
+    for media in parsed.media:
+        mid = media.rtp.muxId
+        if not mid or media.kind not in ("audio", "video"):
+            continue
+        if media.port == 0 or media.direction not in ("recvonly", "sendrecv"):
+            result[mid] = None
+            continue
+        main = next((c for c in media.rtp.codecs if not c.mimeType.lower().endswith("/rtx")), None)
+        if main is None:
+            result[mid] = None
+            continue
+        rtx = next((c for c in media.rtp.codecs if c.mimeType.lower().endswith("/rtx")
+                    and c.parameters.get("apt") == main.payloadType), None)
+        result[mid] = {"mime": main.mimeType, "clock_rate": main.clockRate, "pt": main.payloadType,
+                       "rtx_pt": rtx.payloadType if rtx else None,
+                       "extmap": {e.uri: e.id for e in media.rtp.headerExtensions}}
+    return result

@@ -1,0 +1,483 @@
+"""A participant's WebRTC transport in the SFU: one RTCPeerConnection whose media bypasses aiortc.
+
+aiortc does what it is good at: ICE, DTLS, SRTP key export and SDP.  Once
+DTLS is up the transport puts itself in front of aioice's datagram protocol
+for the selected candidate pair: SRTP and SRTCP from that remote address are
+unprotected here and handed to producer streams (publisher side) or to the
+feedback handlers of consumers (subscriber side); everything else (STUN, DTLS)
+goes on to aioice and aiortc as before.  aiortc's ``RTCRtpReceiver.receive`` and
+``RTCRtpSender.send`` are replaced on each transceiver by functions that only
+record the negotiated parameters, so no jitter buffer, depacketizer, decoder,
+encoder or second RTCP loop runs for forwarded media.
+
+A participant has two transports, as in mediasoup: ``send`` (the client offers
+its camera/microphone/screen; producers) and ``recv`` (the server offers the
+tracks the client subscribed to; consumers).  One side offers per connection,
+so offers never collide, and the server drives renegotiation of ``recv`` itself
+(aiortc has no ``negotiationneeded``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pylibsrtp
+from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
+from aiortc.codecs import get_capabilities
+from aiortc.rtcrtpparameters import RTCRtpReceiveParameters, RTCRtpSendParameters
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    RtcpByePacket,
+    RtcpPacket,
+    RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtcpRtpfbPacket,
+    RtcpSdesPacket,
+    RtcpSourceInfo,
+    RtcpSrPacket,
+    pack_remb_fci,
+    unpack_remb_fci,
+)
+from aiortc.utils import current_ntp_time
+
+from media.ice import IcePolicy, check_remote_sdp, filter_local_sdp, rtc_configuration
+from media.srtp import SrtpWriter
+
+if TYPE_CHECKING:
+    from media.consumer import Consumer
+    from media.producer import ProducerStream
+
+log = logging.getLogger(__name__)
+
+RTCP_INTERVAL_S = 1.0
+RTCP_PSFB_FIR = 4
+PUBLISHER_REMB_BPS = 2_500_000
+"""What the SFU tells publishers it can take: enough for a 720p camera plus a screen,
+low enough that a classroom PC does not flood a school's uplink."""
+MAX_UNKNOWN_SSRCS = 32
+
+
+class _Ignored:
+    """An SSRC the transport knows to drop (publisher RTX, FEC, or unknown after discovery)."""
+
+    __slots__ = ()
+
+    def receive(self, plain: bytes, now: float) -> None:
+        return None
+
+
+_IGNORED = _Ignored()
+
+
+class WebRtcTransport:
+    """One RTCPeerConnection of one participant, direction ``send`` (publish) or ``recv`` (subscribe)."""
+
+    def __init__(
+        self,
+        transport_id: str,
+        participant_id: str,
+        direction: str,
+        policy: IcePolicy,
+        *,
+        on_state: Callable[[WebRtcTransport, str], None],
+        on_discover: Callable[[WebRtcTransport, bytes, int], Any] | None = None,
+        on_consumer_ready: Callable[[Consumer], None] | None = None,
+        on_consumer_change: Callable[[Consumer, str], None] | None = None,
+    ) -> None:
+        if direction not in ("send", "recv"):
+            raise ValueError(f"direction must be send or recv, not {direction!r}")
+        self.transport_id = transport_id
+        self.participant_id = participant_id
+        self.direction = direction
+        self.policy = policy
+        self.pc = RTCPeerConnection(rtc_configuration(policy))
+        self.writer: SrtpWriter | None = None
+        """Set once DTLS is up: every consumer of this transport sends through it."""
+        self._rx: pylibsrtp.Session | None = None
+        self._dtls: Any = None
+        self.rtcp_ssrc = random.getrandbits(32) or 1
+        self.cname = f"sanke-{transport_id}"
+        self.ssrc_table: dict[int, Any] = {}
+        """Publisher side: SSRC → ProducerStream (or a drop marker)."""
+        self.consumers_by_ssrc: dict[int, Consumer] = {}
+        """Subscriber side: the SSRC the consumer sends with → consumer (for RTCP feedback)."""
+        self.consumers: dict[str, Consumer] = {}
+        self._transceiver_of: dict[str, RTCRtpTransceiver] = {}
+        self._free: dict[str, list[RTCRtpTransceiver]] = {"audio": [], "video": []}
+        self._configure: dict[int, Callable[[RTCRtpSendParameters], None]] = {}
+        self._on_state = on_state
+        self._on_discover = on_discover
+        self._on_consumer_ready = on_consumer_ready
+        self._on_consumer_change = on_consumer_change
+        self.state = "new"
+        self.closed = False
+        self.remb_bps: int | None = None
+        self.srtp_errors = 0
+        self.created = time.monotonic()
+        self.negotiating = False
+        """An offer is out and its answer not back (recv side)."""
+        self.renegotiate = False
+        """Consumers changed while an offer was out: offer again once the answer arrives."""
+        self._rtcp_task: asyncio.Task[None] | None = None
+        self.pc.on("connectionstatechange", self._connection_state)
+
+    # ------------------------------------------------------------------ state
+
+    def _connection_state(self) -> None:
+        state = self.pc.connectionState
+        if state == self.state:
+            return
+        self.state = state
+        try:
+            self._on_state(self, state)
+        except Exception:
+            log.exception("transport %s: state listener failed", self.transport_id)
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._rtcp_task is not None:
+            self._rtcp_task.cancel()
+        if self.writer is not None:
+            try:
+                ssrcs = [c.ssrc for c in self.consumers.values() if c.ready] or [self.rtcp_ssrc]
+                self.writer.send_rtcp(bytes(RtcpByePacket(sources=ssrcs)))
+            except Exception:
+                pass
+        self.writer = None
+        for consumer in list(self.consumers.values()):
+            consumer.close()
+        self.consumers.clear()
+        self.consumers_by_ssrc.clear()
+        try:
+            await self.pc.close()
+        except Exception:
+            log.debug("transport %s: close failed", self.transport_id, exc_info=True)
+
+    # ------------------------------------------------------------------ aiortc hooks
+
+    def _hook(self, transceiver: RTCRtpTransceiver) -> None:
+        """Replace aiortc's media start by parameter capture (once per transceiver)."""
+        if getattr(transceiver, "_sanke_hooked", False):
+            return
+        transceiver._sanke_hooked = True  # type: ignore[attr-defined]
+        transport = self
+
+        async def receive(parameters: RTCRtpReceiveParameters) -> None:
+            transport._attach(transceiver.receiver.transport)
+
+        async def send(parameters: RTCRtpSendParameters) -> None:
+            transport._attach(transceiver.sender.transport)
+            configure = transport._configure.get(id(transceiver))
+            if configure is not None:
+                configure(parameters)
+
+        transceiver.receiver.receive = receive  # type: ignore[method-assign]
+        transceiver.sender.send = send  # type: ignore[method-assign]
+
+    def _attach(self, dtls: Any) -> None:
+        """DTLS is connected: take over the selected pair's socket for SRTP."""
+        if self._dtls is dtls and self.writer is not None:
+            return
+        connection = dtls.transport._connection
+        pair = connection._nominated.get(1)
+        if pair is None or dtls._rx_srtp is None or dtls._tx_srtp is None:
+            log.warning("transport %s: DTLS up without a selected pair", self.transport_id)
+            return
+        self._dtls = dtls
+        self._rx = dtls._rx_srtp
+        protocol = pair.protocol
+        sock = protocol.transport.get_extra_info("socket")
+        raw = getattr(sock, "_sock", sock)
+        remote = pair.remote_addr
+        self.writer = SrtpWriter(dtls._tx_srtp, raw, remote)
+        self._install(protocol, remote)
+        if self._rtcp_task is None:
+            self._rtcp_task = asyncio.get_running_loop().create_task(self._run_rtcp())
+
+    def _install(self, protocol: Any, remote: tuple[Any, ...]) -> None:
+        """Put the SRTP fast path in front of aioice for datagrams from ``remote``.
+
+        Only the selected remote address takes the fast path (it passed ICE and the
+        address policy); any other source goes through aioice and its policy guard.
+        """
+        original = protocol.datagram_received
+        rhost, rport = remote[0], remote[1]
+        rx = self._rx
+        table = self.ssrc_table
+        discover = self._discover
+        handle_rtcp = self._handle_rtcp
+        transport = self
+        monotonic = time.monotonic
+        from_bytes = int.from_bytes
+
+        def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
+            if len(data) < 12 or not 127 < data[0] < 192 or addr[1] != rport or addr[0] != rhost:
+                original(data, addr)
+                return
+            if 191 < data[1] < 224:  # RTCP (RFC 5761 demultiplexing)
+                try:
+                    plain = rx.unprotect_rtcp(data)
+                except pylibsrtp.Error:
+                    transport.srtp_errors += 1
+                    return
+                handle_rtcp(plain)
+                return
+            try:
+                plain = rx.unprotect(data)
+            except pylibsrtp.Error:
+                transport.srtp_errors += 1
+                return
+            ssrc = from_bytes(plain[8:12], "big")
+            stream = table.get(ssrc)
+            if stream is None:
+                stream = discover(plain, ssrc)
+            stream.receive(plain, monotonic())
+
+        protocol.datagram_received = datagram_received
+
+    def _discover(self, plain: bytes, ssrc: int) -> Any:
+        """An SSRC not announced in SDP (simulcast by RID): ask the router which stream it is."""
+        found = None
+        if self._on_discover is not None and len(self.ssrc_table) < MAX_UNKNOWN_SSRCS + 16:
+            try:
+                found = self._on_discover(self, plain, ssrc)
+            except Exception:
+                log.exception("transport %s: SSRC discovery failed", self.transport_id)
+        if found is None:
+            found = _IGNORED
+        if len(self.ssrc_table) < MAX_UNKNOWN_SSRCS + 16:
+            self.ssrc_table[ssrc] = found
+        return found
+
+    # ------------------------------------------------------------------ publisher side (direction send)
+
+    async def accept_offer(self, sdp: str) -> str:
+        """Apply a publisher's offer; returns the policy-filtered answer (raises ``SdpRejected``/``ValueError``)."""
+        checked = check_remote_sdp(sdp, self.policy)
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=checked, type="offer"))
+        for transceiver in self.pc.getTransceivers():
+            self._hook(transceiver)
+            if transceiver.direction == "sendrecv":
+                transceiver.direction = "recvonly"  # the SFU never sends on a publisher's connection
+        answer = await self.pc.createAnswer()
+        await self.pc.setLocalDescription(answer)
+        return filter_local_sdp(self.pc.localDescription.sdp, self.policy)
+
+    def answer_parameters(self) -> dict[str, RTCRtpTransceiver]:
+        """Transceivers by mid, after ``accept_offer``."""
+        return {t.mid: t for t in self.pc.getTransceivers() if t.mid is not None}
+
+    def send_pli(self, media_ssrc: int) -> None:
+        writer = self.writer
+        if writer is not None:
+            writer.send_rtcp(bytes(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=self.rtcp_ssrc, media_ssrc=media_ssrc)))
+
+    # ------------------------------------------------------------------ subscriber side (direction recv)
+
+    def add_consumer(self, consumer: Consumer, mime: str | None) -> None:
+        """Give ``consumer`` a sendonly transceiver (a free one of its kind if any); needs an offer after."""
+        pool = self._free[consumer.kind]
+        transceiver = pool.pop() if pool else None
+        if transceiver is None:
+            transceiver = self.pc.addTransceiver(consumer.kind, direction="sendonly")
+            self._hook(transceiver)
+        else:
+            transceiver.direction = "sendonly"
+        if mime:
+            prefs = [c for c in get_capabilities(consumer.kind).codecs
+                     if c.mimeType.lower() == mime.lower() or c.mimeType.lower().endswith("/rtx")]
+            if prefs:
+                transceiver.setCodecPreferences(prefs)
+        transceiver.sender._stream_id = consumer.producer_id.split(":")[0] if consumer.producer_id else "sanke"
+        consumer.transceiver = transceiver
+        consumer.ssrc = transceiver.sender._ssrc
+        consumer.rtx_ssrc = transceiver.sender._rtx_ssrc
+        self.consumers[consumer.consumer_id] = consumer
+        self.consumers_by_ssrc[consumer.ssrc] = consumer
+        self._transceiver_of[consumer.consumer_id] = transceiver
+
+        def configure(parameters: RTCRtpSendParameters, consumer: Consumer = consumer) -> None:
+            self._configure_consumer(consumer, parameters)
+
+        self._configure[id(transceiver)] = configure
+
+    def _configure_consumer(self, consumer: Consumer, parameters: RTCRtpSendParameters) -> None:
+        if consumer.closed or not parameters.codecs:
+            return
+        main = next((c for c in parameters.codecs if not c.mimeType.lower().endswith("/rtx")), None)
+        if main is None:
+            return
+        rtx = next((c for c in parameters.codecs if c.mimeType.lower().endswith("/rtx")
+                    and c.parameters.get("apt") == main.payloadType), None)
+        extmap = {e.uri: e.id for e in parameters.headerExtensions}
+        was_ready = consumer.ready
+        consumer.configure(ssrc=consumer.ssrc, rtx_ssrc=consumer.rtx_ssrc, payload_type=main.payloadType,
+                           rtx_payload_type=rtx.payloadType if rtx else None, clock_rate=main.clockRate,
+                           mime=main.mimeType, extmap=extmap)
+        if not was_ready and self._on_consumer_ready is not None:
+            self._on_consumer_ready(consumer)
+
+    def remove_consumer(self, consumer_id: str) -> bool:
+        """Stop a consumer; its transceiver goes inactive and is kept for reuse. Needs an offer after."""
+        consumer = self.consumers.pop(consumer_id, None)
+        if consumer is None:
+            return False
+        consumer.close()
+        self.consumers_by_ssrc.pop(consumer.ssrc, None)
+        transceiver = self._transceiver_of.pop(consumer_id, None)
+        if transceiver is not None:
+            transceiver.direction = "inactive"
+            self._configure.pop(id(transceiver), None)
+            self._free[consumer.kind].append(transceiver)
+        return True
+
+    def mid_of(self, consumer_id: str) -> str | None:
+        transceiver = self._transceiver_of.get(consumer_id)
+        return transceiver.mid if transceiver is not None else None
+
+    async def create_offer(self) -> str:
+        offer = await self.pc.createOffer()
+        await self.pc.setLocalDescription(offer)
+        for transceiver in self.pc.getTransceivers():
+            self._hook(transceiver)
+        return filter_local_sdp(self.pc.localDescription.sdp, self.policy)
+
+    async def accept_answer(self, sdp: str) -> None:
+        checked = check_remote_sdp(sdp, self.policy)
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=checked, type="answer"))
+
+    # ------------------------------------------------------------------ RTCP
+
+    def _handle_rtcp(self, plain: bytes) -> None:
+        try:
+            packets = RtcpPacket.parse(plain)
+        except ValueError:
+            return
+        now = time.monotonic()
+        for packet in packets:
+            if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
+                if isinstance(packet, RtcpSrPacket):
+                    stream = self.ssrc_table.get(packet.ssrc)
+                    if stream is not None and stream is not _IGNORED:
+                        stream.on_sender_report(packet.sender_info.ntp_timestamp,
+                                                packet.sender_info.rtp_timestamp, now)
+                for report in packet.reports:
+                    consumer = self.consumers_by_ssrc.get(report.ssrc)
+                    if consumer is not None:
+                        consumer.on_receiver_report(report, now)
+            elif isinstance(packet, RtcpPsfbPacket):
+                if packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
+                    targets = [packet.media_ssrc]
+                    if packet.fmt == RTCP_PSFB_FIR and len(packet.fci) >= 4:
+                        targets = [int.from_bytes(packet.fci[i:i + 4], "big") for i in range(0, len(packet.fci) - 3, 8)]
+                    for ssrc in targets:
+                        consumer = self.consumers_by_ssrc.get(ssrc)
+                        if consumer is not None:
+                            consumer.on_keyframe_request(now)
+                elif packet.fmt == RTCP_PSFB_APP:
+                    try:
+                        bitrate, ssrcs = unpack_remb_fci(packet.fci)
+                    except ValueError:
+                        continue
+                    self.remb_bps = bitrate
+                    for ssrc in ssrcs or list(self.consumers_by_ssrc):
+                        consumer = self.consumers_by_ssrc.get(ssrc)
+                        if consumer is not None:
+                            consumer.on_remb(bitrate, now)
+            elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+                consumer = self.consumers_by_ssrc.get(packet.media_ssrc)
+                if consumer is not None:
+                    consumer.on_nack(packet.lost, now)
+
+    def streams(self) -> list[ProducerStream]:
+        from media.producer import ProducerStream
+
+        return [s for s in self.ssrc_table.values() if isinstance(s, ProducerStream)]
+
+    async def _run_rtcp(self) -> None:
+        """Receiver reports (+REMB) to a publisher, sender reports to a subscriber, once a second."""
+        try:
+            while not self.closed:
+                await asyncio.sleep(RTCP_INTERVAL_S * (0.75 + random.random() / 2))
+                try:
+                    for consumer, change in self.rtcp_tick(time.monotonic()):
+                        if self._on_consumer_change is not None:
+                            self._on_consumer_change(consumer, change)
+                except Exception:
+                    log.exception("transport %s: RTCP tick failed", self.transport_id)
+        except asyncio.CancelledError:
+            pass
+
+    def rtcp_tick(self, now: float) -> list[tuple[Consumer, str]]:
+        """Send this second's RTCP; returns consumer state changes ``(consumer, change)``."""
+        writer = self.writer
+        changes: list[tuple[Consumer, str]] = []
+        if writer is None:
+            return changes
+        packets: list[Any] = []
+        if self.direction == "send":
+            streams = [s for s in self.streams() if s.ssrc is not None and s.stats.received]
+            if streams:
+                reports = [s.stats.report_block(now) for s in streams]
+                packets.append(RtcpRrPacket(ssrc=self.rtcp_ssrc, reports=reports[:31]))
+                packets.append(RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=self.rtcp_ssrc, media_ssrc=0,
+                                              fci=pack_remb_fci(PUBLISHER_REMB_BPS, [s.ssrc for s in streams])))
+        else:
+            ntp = current_ntp_time()
+            for consumer in list(self.consumers.values()):
+                change = consumer.tick(now)
+                if change:
+                    changes.append((consumer, change))
+                sr = consumer.sender_report(ntp, now)
+                if sr is not None:
+                    packets.append(sr)
+            if packets:
+                packets.append(RtcpSdesPacket(chunks=[RtcpSourceInfo(
+                    ssrc=packets[0].ssrc, items=[(1, self.cname.encode())])]))
+        if packets:
+            writer.send_rtcp(b"".join(bytes(p) for p in packets))
+        return changes
+
+    # ------------------------------------------------------------------ link quality
+
+    def sample(self, now: float) -> dict[str, Any]:
+        """Loss, RTT, jitter and bitrate of this transport now (for the main classroom's grid and the records)."""
+        loss = 0.0
+        jitter_ms = 0.0
+        rtt: list[float] = []
+        bitrate = 0
+        if self.direction == "send":
+            for s in self.streams():
+                if s.ssrc is None:
+                    continue
+                loss = max(loss, s.stats.loss_fraction)
+                jitter_ms = max(jitter_ms, s.stats.jitter_ms)
+                bitrate += s.stats.bitrate_bps(now)
+        else:
+            for c in self.consumers.values():
+                loss = max(loss, c.stats.loss_fraction)
+                jitter_ms = max(jitter_ms, c.stats.jitter_ms)
+                if c.stats.rtt_ms is not None:
+                    rtt.append(c.stats.rtt_ms)
+            writer = self.writer
+            sent = writer.sent_bytes if writer is not None else 0
+            last_bytes, last_t = getattr(self, "_last_sample", (0, self.created))
+            if now > last_t:
+                bitrate = int((sent - last_bytes) * 8 / (now - last_t))
+            self._last_sample = (sent, now)
+        return {
+            "transport_id": self.transport_id, "participant_id": self.participant_id,
+            "direction": self.direction, "state": self.state,
+            "loss": round(min(1.0, max(0.0, loss)), 4), "rtt_ms": int(sum(rtt) / len(rtt)) if rtt else 0,
+            "jitter_ms": int(jitter_ms), "bitrate_kbps": max(0, bitrate // 1000),
+            "paused_video": sum(1 for c in self.consumers.values() if c.paused),
+        }

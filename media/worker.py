@@ -1,0 +1,130 @@
+"""A media Worker: the routers of the lessons placed on it, behind a request/notification channel.
+
+A worker runs in its own process (``media.worker_process``; ``sanke serve``
+starts one per core) or, for tests and small machines, in the server process
+over the same channel code.  Signaling never touches media objects: it sends
+requests naming a router, transport, producer or consumer by id, and gets
+notifications (``offer``, ``transport_state``, ``consumer_state``, ``stats``,
+``producer_added``, ``producer_closed``) back.  That keeps a lesson's media
+movable to another process or node.
+
+Requests (``method``: params → result):
+
+- ``router.create``: ``router_id`` → {}
+- ``router.close``: ``router_id`` → {}
+- ``transport.create``: ``router_id, transport_id, participant_id, direction`` (``send``|``recv``) → {}
+- ``transport.close``: ``router_id, transport_id`` → {}
+- ``transport.publish``: ``router_id, transport_id, sdp, publications`` → ``{sdp, producers}``
+- ``transport.set_consumers``: ``router_id, transport_id, consumers`` → ``{offer}`` (the offer or null)
+- ``transport.answer``: ``router_id, transport_id, sdp`` → ``{offer}`` (a follow-up offer or null)
+- ``producer.pause``: ``router_id, producer_id, paused`` → {}
+- ``router.stats``: ``router_id`` → ``{transports: [sample, ...]}``
+- ``router.dump``: ``router_id`` → counters for tests and operators
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from media.channel import ChannelError
+from media.ice import IcePolicy
+from media.router import Router, RouterError
+
+log = logging.getLogger(__name__)
+
+STATS_INTERVAL_S = 2.0
+
+
+class Worker:
+    def __init__(self, *, policy: IcePolicy, emit: Callable[[str, dict[str, Any]], None]) -> None:
+        self.policy = policy
+        self._emit = emit
+        self.routers: dict[str, Router] = {}
+        self._stats_task: asyncio.Task[None] | None = None
+        self.closed = False
+
+    def load(self) -> int:
+        return sum(len(r.transports) for r in self.routers.values())
+
+    def _router(self, params: dict[str, Any]) -> Router:
+        router = self.routers.get(str(params.get("router_id")))
+        if router is None:
+            raise ChannelError("not_found", f"no router {params.get('router_id')}")
+        return router
+
+    async def handle(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        if self.closed:
+            raise ChannelError("closed", "worker is closing")
+        if self._stats_task is None:
+            self._stats_task = asyncio.get_running_loop().create_task(self._run_stats())
+        try:
+            return await self._dispatch(method, params)
+        except RouterError as exc:
+            raise ChannelError(exc.code, exc.message) from None
+        except (KeyError, TypeError) as exc:
+            raise ChannelError("bad_request", f"{method}: missing or bad parameter {exc}") from None
+
+    async def _dispatch(self, method: str, p: dict[str, Any]) -> dict[str, Any]:
+        if method == "router.create":
+            router_id = str(p["router_id"])
+            if router_id not in self.routers:
+                self.routers[router_id] = Router(router_id, self.policy, self._emit)
+            return {}
+        if method == "router.close":
+            router = self.routers.pop(str(p["router_id"]), None)
+            if router is not None:
+                await router.close()
+            return {}
+        router = self._router(p)
+        if method == "transport.create":
+            router.create_transport(str(p["transport_id"]), str(p["participant_id"]), str(p["direction"]))
+            return {}
+        if method == "transport.close":
+            await router.close_transport(str(p["transport_id"]))
+            return {}
+        if method == "transport.publish":
+            return await router.publish(str(p["transport_id"]), str(p["sdp"]), list(p.get("publications") or []))
+        if method == "transport.set_consumers":
+            transport_id = str(p["transport_id"])
+            changed = router.set_consumers(transport_id, list(p.get("consumers") or []))
+            return {"offer": await router.offer(transport_id) if changed else None}
+        if method == "transport.answer":
+            return {"offer": await router.answer(str(p["transport_id"]), str(p["sdp"]))}
+        if method == "producer.pause":
+            router.pause_producer(str(p["producer_id"]), bool(p["paused"]))
+            return {}
+        if method == "router.stats":
+            return {"transports": router.samples()}
+        if method == "router.dump":
+            return router.dump()
+        raise ChannelError("unknown_method", f"unknown method {method}")
+
+    async def _run_stats(self) -> None:
+        """Link-quality samples of every transport, every couple of seconds (for the grid and the records)."""
+        try:
+            while not self.closed:
+                await asyncio.sleep(STATS_INTERVAL_S)
+                for router in list(self.routers.values()):
+                    try:
+                        samples = router.samples()
+                    except Exception:
+                        log.exception("worker: sampling router %s failed", router.router_id)
+                        continue
+                    if samples:
+                        self._emit("stats", {"router_id": router.router_id, "transports": samples})
+        except asyncio.CancelledError:
+            pass
+
+    async def close(self) -> None:
+        self.closed = True
+        if self._stats_task is not None:
+            self._stats_task.cancel()
+        for router in list(self.routers.values()):
+            try:
+                await router.close()
+            except Exception:
+                log.exception("worker: closing router %s failed", router.router_id)
+        self.routers.clear()

@@ -597,8 +597,11 @@ def install_counting_hooks() -> None:
     """In a subscriber process: route decrypted RTP of every DTLS transport to its subscriber.
 
     Patches classes (the process hosts only counting subscribers):
-    * ``aioice.ice.Connection.data_received``/``recvfrom``: stamp each datagram when it is read
-      from the socket, hand the stamp over when aiortc takes it from the queue;
+    * asyncio's datagram transport ``_read_ready``: drain the socket with ``recvmsg`` and take the
+      kernel's receive time stamp (``SO_TIMESTAMPNS``), so the subscriber process's own event-loop
+      latency does not count as forwarding delay;
+    * ``aioice.ice.Connection.data_received``/``recvfrom``: keep that stamp with each datagram
+      and hand it over when aiortc takes the datagram from its queue;
     * ``RTCDtlsTransport._handle_rtp_data``: count instead of parsing and routing.
     """
     global _hooks_installed
@@ -607,13 +610,57 @@ def install_counting_hooks() -> None:
     import aioice.ice
     from aiortc.rtcdtlstransport import RTCDtlsTransport
 
+    import asyncio.selector_events
+    import socket
+    import struct
+
     original_recvfrom = aioice.ice.Connection.recvfrom
+    so_timestamp = getattr(socket, "SO_TIMESTAMPNS", 35)
+    # kernel stamps are CLOCK_REALTIME; the bench compares time.monotonic() across processes
+    offset = time.time() - time.monotonic()
+    rx = {"t": None}
+
+    def _read_ready(self) -> None:
+        if self._conn_lost:
+            return
+        sock = self._sock
+        if not getattr(self, "_bench_ts", False):
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, so_timestamp, 1)
+            except OSError:
+                pass
+            self._bench_ts = True
+        for _ in range(64):
+            try:
+                data, ancdata, _flags, addr = sock.recvmsg(self.max_size, 64)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._protocol.error_received(exc)
+                return
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:  # noqa: BLE001 - as asyncio's own _read_ready
+                self._fatal_error(exc, "Fatal read error on datagram transport")
+                return
+            t = None
+            for level, kind, cdata in ancdata:
+                if level == socket.SOL_SOCKET and kind == so_timestamp and len(cdata) >= 16:
+                    sec, nsec = struct.unpack("qq", cdata[:16])
+                    t = sec + nsec * 1e-9 - offset
+            rx["t"] = t
+            try:
+                self._protocol.datagram_received(data, addr)
+            finally:
+                rx["t"] = None
+            if self._conn_lost:
+                return
 
     def data_received(self, data: bytes, component: int) -> None:
         stamps = self.__dict__.get("_bench_stamps")
         if stamps is None:
             stamps = self._bench_stamps = deque()
-        stamps.append(time.monotonic())
+        stamps.append(rx["t"] or time.monotonic())
         self._queue.put_nowait((data, component))
 
     async def recvfrom(self):
@@ -634,6 +681,7 @@ def install_counting_hooks() -> None:
         arrival = getattr(connection, "_bench_last", None) or time.monotonic()
         sub.on_rtp(data, arrival)
 
+    asyncio.selector_events._SelectorDatagramTransport._read_ready = _read_ready
     aioice.ice.Connection.data_received = data_received
     aioice.ice.Connection.recvfrom = recvfrom
     RTCDtlsTransport._handle_rtp_data = _handle_rtp_data

@@ -311,6 +311,7 @@ class JanusTarget:
         self._dir: Path | None = None
         self._session: JanusSession | None = None
         self._publisher_id: int | None = None
+        self._session_lock = asyncio.Lock()
         self.log_path: Path | None = None
 
     # -------------------------------------------------------------- main process
@@ -395,9 +396,11 @@ class JanusTarget:
         return cls(spec)
 
     async def subscribe(self, sub: CountingSubscriber) -> None:
-        if self._session is None:
-            self._session = JanusSession()
-            await self._session.create()
+        async with self._session_lock:  # subscribers join concurrently: one session per process
+            if self._session is None:
+                session = JanusSession()
+                await session.create()
+                self._session = session
         session = self._session
         handle = await session.attach()
         event = await session.message(

@@ -96,7 +96,7 @@ class Consumer:
         self.rewriter = SeqTsRewriter(self.clock_rate)
         self.waiting = False
         self.wait_since = 0.0
-        self.stats = SendStats(self.clock_rate)
+        self.stats = SendStats(0, self.clock_rate)
         self.rtx_seq = 0
         self.retransmitted = 0
         self.nack_misses = 0
@@ -125,7 +125,7 @@ class Consumer:
         self.mime = mime
         self.extmap = dict(extmap)
         self.ast_id = extmap.get(URI_ABS_SEND_TIME, 0)
-        self.stats = SendStats(clock_rate) if not self.ready else self.stats
+        self.stats = SendStats(ssrc, clock_rate) if not self.ready else self.stats
         self.ready = True
         if self.producer is not None:
             self.ext_table = extension_table(self.producer.extmap, self.extmap)

@@ -208,6 +208,17 @@ class Router:
                     return stream
         return None
 
+    async def add_candidate(self, transport_id: str, candidate: str | None, sdp_mid: str | None,
+                            sdp_mline_index: int | None) -> None:
+        """A trickled remote candidate; one outside the ICE policy is refused like in SDP."""
+        transport = self.transport(transport_id)
+        if not candidate:
+            return
+        try:
+            await transport.add_candidate(candidate, sdp_mid, sdp_mline_index)
+        except ValueError as exc:
+            raise RouterError("bad_sdp", str(exc)[:200]) from None
+
     def pause_producer(self, producer_id: str, paused: bool) -> None:
         producer = self.producers.get(producer_id)
         if producer is not None:

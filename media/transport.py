@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import pylibsrtp
 from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
 from aiortc.codecs import get_capabilities
+from aiortc.sdp import candidate_from_sdp
 from aiortc.rtcrtpparameters import RTCRtpReceiveParameters, RTCRtpSendParameters
 from aiortc.rtp import (
     RTCP_PSFB_APP,
@@ -47,7 +48,7 @@ from aiortc.rtp import (
 )
 from aiortc.utils import current_ntp_time
 
-from media.ice import IcePolicy, check_remote_sdp, filter_local_sdp, rtc_configuration
+from media.ice import IcePolicy, SdpRejected, check_remote_sdp, filter_local_sdp, rtc_configuration
 from media.srtp import SrtpWriter
 
 if TYPE_CHECKING:
@@ -354,6 +355,15 @@ class WebRtcTransport:
     async def accept_answer(self, sdp: str) -> None:
         checked = check_remote_sdp(sdp, self.policy)
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=checked, type="answer"))
+
+    async def add_candidate(self, candidate: str, sdp_mid: str | None, sdp_mline_index: int | None) -> None:
+        line = candidate[len("candidate:"):] if candidate.startswith("candidate:") else candidate
+        parsed = candidate_from_sdp(line)
+        if not self.policy.address_allowed(parsed.ip):
+            raise SdpRejected(f"candidate address {parsed.ip} is not allowed")
+        parsed.sdpMid = sdp_mid
+        parsed.sdpMLineIndex = sdp_mline_index
+        await self.pc.addIceCandidate(parsed)
 
     # ------------------------------------------------------------------ RTCP
 

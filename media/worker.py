@@ -17,6 +17,7 @@ Requests (``method``: params → result):
 - ``transport.publish``: ``router_id, transport_id, sdp, publications`` → ``{sdp, producers}``
 - ``transport.set_consumers``: ``router_id, transport_id, consumers`` → ``{offer}`` (the offer or null)
 - ``transport.answer``: ``router_id, transport_id, sdp`` → ``{offer}`` (a follow-up offer or null)
+- ``transport.add_candidate``: ``router_id, transport_id, candidate, sdp_mid, sdp_mline_index`` → {}
 - ``producer.pause``: ``router_id, producer_id, paused`` → {}
 - ``router.stats``: ``router_id`` → ``{transports: [sample, ...]}``
 - ``router.dump``: ``router_id`` → counters for tests and operators
@@ -93,6 +94,10 @@ class Worker:
             return {"offer": await router.offer(transport_id) if changed else None}
         if method == "transport.answer":
             return {"offer": await router.answer(str(p["transport_id"]), str(p["sdp"]))}
+        if method == "transport.add_candidate":
+            await router.add_candidate(str(p["transport_id"]), p.get("candidate"), p.get("sdp_mid"),
+                                       p.get("sdp_mline_index"))
+            return {}
         if method == "producer.pause":
             router.pause_producer(str(p["producer_id"]), bool(p["paused"]))
             return {}

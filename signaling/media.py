@@ -1,0 +1,456 @@
+"""The SFU behind a lesson room: signaling's side of the media plane.
+
+``LessonMedia`` implements the room's ``RoomMedia`` hooks.  It decides *what*
+flows (who may publish which source, who receives what, which classroom is on
+stage, which track is muted by the teacher) and asks the lesson's media worker,
+by id-only requests over the worker channel, to make it so.  The worker decides
+*how* (transports, producers, consumers, RTP).
+
+Roles, enforced here and not only by the page:
+
+- main classroom: publishes camera, microphone, screen; may receive anything;
+- receiving classroom: publishes camera + microphone (listen-only: nothing);
+  receives the main classroom's tracks and the on-stage slot;
+- home student: receives like a receiving classroom; publishes only while on stage
+  (its producers are paused the moment it leaves the stage);
+- observer: receives only, the lowest simulcast layer; never listed, never publishes.
+
+The on-stage slot is the pseudo participant ``"stage"`` in a subscription: its
+consumers are re-pointed to whoever is on stage, so a receiving classroom's
+"stage" tile switches without renegotiation and without a decoding glitch.
+
+Requests for one room run one after the other (a small queue), so an ``offer``
+and the ``update_subscriptions`` that follows it are applied in the order sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from media.channel import ChannelError
+from signaling.messages import (
+    Answer,
+    ClientMessage,
+    ErrorCode,
+    IceCandidate,
+    LessonRole,
+    LinkQualityReport,
+    Offer,
+    PeerTarget,
+    Publication,
+    Publish,
+    ServerAnswer,
+    ServerOffer,
+    Subscription,
+    TrackSource,
+    Unpublish,
+    UpdateSubscriptions,
+    VideoLayer,
+    allowed,
+)
+
+if TYPE_CHECKING:
+    from media.pool import WorkerPool
+    from signaling.room import Participant, Room
+
+log = logging.getLogger(__name__)
+
+STAGE = "stage"
+"""The on-stage slot in a subscription's ``participant_id``."""
+KIND = {TrackSource.camera: "video", TrackSource.screen: "video", TrackSource.microphone: "audio"}
+LAYER_INDEX = {VideoLayer.low: 0, VideoLayer.medium: 1, VideoLayer.high: 2}
+MEDIA_TOPIC = "media"
+"""Bus topic of link-quality samples (for the online-teaching records)."""
+
+_ERRORS = {"bad_sdp": ErrorCode.bad_sdp, "not_allowed": ErrorCode.not_allowed}
+
+
+def producer_id(participant_id: str, source: TrackSource | str) -> str:
+    return f"{participant_id}:{TrackSource(source).value}"
+
+
+class LessonMedia:
+    """The media of one room (one Router on one worker)."""
+
+    def __init__(self, instance_id: int, service: MediaService) -> None:
+        self.instance_id = instance_id
+        self.router_id = f"lesson-{instance_id}"
+        self.service = service
+        self.room: Room | None = None
+        self._queue: deque[tuple[Callable[[], Awaitable[None]], Participant | None, str | None]] = deque()
+        self._runner: asyncio.Task[None] | None = None
+        self._router_created = False
+        self.closed = False
+        self.announced: dict[str, dict[TrackSource, Publish]] = {}
+        """Per participant: the tracks it announced with ``publish`` (applied at its next ``offer``)."""
+        self.subscriptions: dict[str, list[Subscription]] = {}
+        self.transports: dict[str, dict[str, str]] = {}
+        """Per participant: direction (``send``/``recv``) → transport id."""
+        self._transport_seq = 0
+        self.samples: dict[str, dict[str, dict[str, Any]]] = {}
+        """Per participant: direction → the last link sample from the worker."""
+
+    # ------------------------------------------------------------------ running requests in order
+
+    def _enqueue(self, fn: Callable[[], Awaitable[None]], p: Participant | None = None, rid: str | None = None) -> None:
+        if self.closed:
+            return
+        self._queue.append((fn, p, rid))
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        while self._queue:
+            fn, p, rid = self._queue.popleft()
+            try:
+                await fn()
+            except ChannelError as exc:
+                log.info("lesson %s: media request refused: %s %s", self.instance_id, exc.code, exc)
+                if p is not None and self.room is not None:
+                    code = _ERRORS.get(exc.code, ErrorCode.internal)
+                    message = "SDP 无法应用，请重新协商" if code is ErrorCode.bad_sdp else "媒体服务暂时不可用，请稍后重试"
+                    self.room.error(p, code, message, rid)
+            except Exception:
+                log.exception("lesson %s: media request failed", self.instance_id)
+                if p is not None and self.room is not None:
+                    self.room.error(p, ErrorCode.internal, "媒体服务内部错误，操作未执行", rid)
+
+    async def _request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        if not self._router_created:
+            await self.service.pool.request(self.router_id, "router.create", {"router_id": self.router_id})
+            self._router_created = True
+        return await self.service.pool.request(self.router_id, method, {"router_id": self.router_id, **params})
+
+    async def _transport(self, p: Participant, direction: str) -> str:
+        own = self.transports.setdefault(p.participant_id, {})
+        tid = own.get(direction)
+        if tid is None:
+            self._transport_seq += 1
+            tid = f"{p.participant_id}-{direction}-{self._transport_seq}"
+            await self._request("transport.create", {"transport_id": tid, "participant_id": p.participant_id,
+                                                     "direction": direction})
+            own[direction] = tid
+            self.service.transport_owner[tid] = (self, p.participant_id)
+        return tid
+
+    async def _close_transports(self, pid: str) -> None:
+        for tid in (self.transports.pop(pid, None) or {}).values():
+            self.service.transport_owner.pop(tid, None)
+            try:
+                await self._request("transport.close", {"transport_id": tid})
+            except ChannelError:
+                pass
+
+    # ------------------------------------------------------------------ hooks
+
+    def on_message(self, room: Room, p: Participant, msg: ClientMessage) -> None:
+        self.room = room
+        rid = msg.request_id
+        if isinstance(msg, Publish):
+            if p.effective_muted(msg.source) and msg.source is not TrackSource.screen:
+                pass  # allowed: it publishes muted, and the producer starts paused
+            self.announced.setdefault(p.participant_id, {})[msg.source] = msg
+            room.ack(p, rid)
+        elif isinstance(msg, Unpublish):
+            self.announced.get(p.participant_id, {}).pop(msg.source, None)
+            if p.publications.pop(msg.source, None) is not None:
+                room.updated(p)
+            pid = producer_id(p.participant_id, msg.source)
+            self._enqueue(lambda: self._pause(pid, True), p, rid)
+            room.ack(p, rid)
+        elif isinstance(msg, Offer):
+            self._enqueue(lambda: self._publish(p, msg.sdp, rid), p, rid)
+        elif isinstance(msg, Answer):
+            self._enqueue(lambda: self._answer(p, msg.sdp), p, rid)
+        elif isinstance(msg, UpdateSubscriptions):
+            refused = self._check_subscriptions(room, p, msg.subscriptions)
+            if refused:
+                room.error(p, ErrorCode.not_allowed, refused, rid)
+                return
+            self.subscriptions[p.participant_id] = list(msg.subscriptions)
+            self._enqueue(lambda: self._sync_consumers(p), p, rid)
+            room.ack(p, rid)
+        elif isinstance(msg, IceCandidate):
+            # The server's SDP carries all its candidates; a client that trickles sends its own here.
+            if msg.candidate is None:
+                room.ack(p, rid)
+                return
+            target = "send" if msg.target is PeerTarget.publisher else "recv"
+            self._enqueue(lambda: self._candidate(p, target, msg), p, rid)
+
+    def on_joined(self, room: Room, p: Participant) -> None:
+        self.room = room
+
+    def on_left(self, room: Room, p: Participant) -> None:
+        self.room = room
+        pid = p.participant_id
+        self.announced.pop(pid, None)
+        self.subscriptions.pop(pid, None)
+        self.samples.pop(pid, None)
+
+        async def left() -> None:
+            await self._close_transports(pid)
+            await self._sync_all()
+
+        self._enqueue(left)
+
+    def on_resumed(self, room: Room, p: Participant, keep_media: bool) -> None:
+        self.room = room
+        if keep_media:
+            return
+
+        async def restart() -> None:
+            # The page was reloaded: its peer connections are gone. New transports, the same
+            # subscriptions (offered again at once); the client publishes again itself.
+            await self._close_transports(p.participant_id)
+            if p.publications:
+                p.publications.clear()
+                room.updated(p)
+            await self._sync_consumers(p)
+
+        self._enqueue(restart, p)
+
+    def on_stage_changed(self, room: Room, previous: Participant | None, current: Participant | None) -> None:
+        self.room = room
+
+        async def stage() -> None:
+            if previous is not None and previous.role is LessonRole.student:
+                for source in (TrackSource.camera, TrackSource.microphone):
+                    await self._pause(producer_id(previous.participant_id, source), True)
+            if current is not None:
+                for source in (TrackSource.camera, TrackSource.microphone):
+                    await self._pause(producer_id(current.participant_id, source), current.effective_muted(source))
+            await self._sync_all()
+
+        self._enqueue(stage)
+
+    def on_mute_changed(self, room: Room, p: Participant, source: TrackSource, muted: bool) -> None:
+        self.room = room
+        pid = producer_id(p.participant_id, source)
+        self._enqueue(lambda: self._pause(pid, muted or not self._may_send(p, source)))
+
+    def on_closed(self, room: Room) -> None:
+        self.room = room
+
+        async def close() -> None:
+            self.closed = True
+            for pid in list(self.transports):
+                for tid in self.transports.pop(pid).values():
+                    self.service.transport_owner.pop(tid, None)
+            if self._router_created:
+                try:
+                    await self.service.pool.request(self.router_id, "router.close", {"router_id": self.router_id})
+                except ChannelError:
+                    pass
+            self.service.pool.release(self.router_id)
+            self.service.rooms.pop(self.router_id, None)
+
+        self._queue.append((close, None, None))
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.get_running_loop().create_task(self._drain())
+
+    # ------------------------------------------------------------------ publishing
+
+    def _may_send(self, p: Participant, source: TrackSource) -> bool:
+        return allowed(p.role, Publish(source=source, track_id="x"), p.on_stage, p.listen_only) is None
+
+    async def _publish(self, p: Participant, sdp: str, rid: str | None) -> None:
+        if self.room is None or self.room.participants.get(p.participant_id) is not p:
+            return
+        tid = await self._transport(p, "send")
+        announced = self.announced.get(p.participant_id, {})
+        publications = [
+            {"producer_id": producer_id(p.participant_id, source), "source": source.value, "mid": pub.mid,
+             "track_id": pub.track_id,
+             "simulcast": [layer.model_dump(mode="json") for layer in pub.simulcast or []]}
+            for source, pub in announced.items()
+            if source is TrackSource.screen or self._may_send(p, source)
+        ]
+        result = await self._request("transport.publish", {"transport_id": tid, "sdp": sdp,
+                                                           "publications": publications})
+        p.send(ServerAnswer(request_id=rid, sdp=result["sdp"]))
+        now_published: dict[TrackSource, Publication] = {}
+        for producer in result.get("producers", []):
+            source = TrackSource(producer["source"])
+            pub = announced.get(source)
+            layers = [layer.layer for layer in pub.simulcast] if pub is not None and pub.simulcast else []
+            now_published[source] = Publication(source=source, track_id=pub.track_id if pub else producer["mid"],
+                                                muted=p.effective_muted(source), layers=layers)
+            if p.effective_muted(source):
+                await self._pause(producer["producer_id"], True)
+        if now_published != p.publications:
+            p.publications = now_published
+            self.room.updated(p)
+
+    async def _pause(self, pid: str, paused: bool) -> None:
+        if not self._router_created:
+            return
+        await self._request("producer.pause", {"producer_id": pid, "paused": paused})
+
+    async def _candidate(self, p: Participant, direction: str, msg: IceCandidate) -> None:
+        tid = self.transports.get(p.participant_id, {}).get(direction)
+        if tid is None:
+            return
+        await self._request("transport.add_candidate", {"transport_id": tid, "candidate": msg.candidate,
+                                                        "sdp_mid": msg.sdp_mid,
+                                                        "sdp_mline_index": msg.sdp_mline_index})
+
+    # ------------------------------------------------------------------ subscribing
+
+    def _check_subscriptions(self, room: Room, p: Participant, subs: list[Subscription]) -> str | None:
+        """A zh-CN refusal if ``p`` may not receive one of ``subs``, else None."""
+        for sub in subs:
+            if sub.participant_id == STAGE:
+                continue
+            target = room.participants.get(sub.participant_id)
+            if target is None or target.observer:
+                continue  # gone meanwhile: the subscription simply carries nothing
+            if p.role in (LessonRole.main, LessonRole.observer) or target is p:
+                continue
+            if target.role is LessonRole.main:
+                continue
+            if target.participant_id == room.on_stage:
+                continue
+            return "只能接收主讲课堂和上台课堂的音视频"
+        return None
+
+    def _consumer_specs(self, p: Participant) -> list[dict[str, Any]]:
+        room = self.room
+        specs: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for sub in self.subscriptions.get(p.participant_id, []):
+            if sub.participant_id == STAGE:
+                on_stage = room.on_stage if room is not None else None
+                pid = producer_id(on_stage, sub.source) if on_stage and on_stage != p.participant_id else None
+            else:
+                target = room.participants.get(sub.participant_id) if room is not None else None
+                if target is None or target.observer:
+                    continue
+                if (p.role not in (LessonRole.main, LessonRole.observer) and target is not p
+                        and target.role is not LessonRole.main and target.participant_id != room.on_stage):
+                    continue  # was on stage when subscribed, is not any more
+                pid = producer_id(sub.participant_id, sub.source)
+            consumer_id = f"{p.participant_id}~{sub.participant_id}~{sub.source.value}"
+            if consumer_id in seen:
+                continue
+            seen.add(consumer_id)
+            specs.append({
+                "consumer_id": consumer_id, "producer_id": pid, "kind": KIND[sub.source],
+                "max_layer": 0 if p.observer else None,
+                "preferred_layer": LAYER_INDEX[sub.layer] if sub.layer is not None else None,
+            })
+        return specs
+
+    async def _sync_consumers(self, p: Participant) -> None:
+        if self.room is None or self.room.participants.get(p.participant_id) is not p:
+            return
+        specs = self._consumer_specs(p)
+        if not specs and p.participant_id not in self.transports:
+            return
+        tid = await self._transport(p, "recv")
+        result = await self._request("transport.set_consumers", {"transport_id": tid, "consumers": specs})
+        if result.get("offer"):
+            self._send_offer(p, result["offer"])
+
+    async def _sync_all(self) -> None:
+        if self.room is None:
+            return
+        for q in list(self.room.participants.values()):
+            if q.participant_id in self.subscriptions:
+                await self._sync_consumers(q)
+
+    async def _answer(self, p: Participant, sdp: str) -> None:
+        tid = self.transports.get(p.participant_id, {}).get("recv")
+        if tid is None:
+            raise ChannelError("bad_sdp", "no subscriber offer is waiting")
+        result = await self._request("transport.answer", {"transport_id": tid, "sdp": sdp})
+        if result.get("offer"):
+            self._send_offer(p, result["offer"])
+
+    def _send_offer(self, p: Participant, offer: dict[str, Any]) -> None:
+        tracks = []
+        for t in offer.get("tracks", []):
+            _, target, source = t["consumer_id"].split("~")
+            tracks.append({"mid": t["mid"], "participant_id": target, "source": source})
+        p.send(ServerOffer(sdp=offer["sdp"], tracks=tracks))
+
+    # ------------------------------------------------------------------ link quality
+
+    def on_samples(self, samples: list[dict[str, Any]]) -> None:
+        """Worker samples of this lesson's transports → the main classroom's grid and the records."""
+        room = self.room
+        if room is None:
+            return
+        touched: set[str] = set()
+        for sample in samples:
+            owner = self.service.transport_owner.get(sample.get("transport_id", ""))
+            if owner is None or owner[0] is not self:
+                continue
+            self.samples.setdefault(owner[1], {})[sample["direction"]] = sample
+            touched.add(owner[1])
+        for pid in touched:
+            p = room.participants.get(pid)
+            if p is None:
+                continue
+            both = self.samples.get(pid, {})
+            up, down = both.get("send", {}), both.get("recv", {})
+            report = LinkQualityReport(
+                loss=max(float(up.get("loss", 0.0)), float(down.get("loss", 0.0))),
+                rtt_ms=int(down.get("rtt_ms", 0)),
+                jitter_ms=max(int(up.get("jitter_ms", 0)), int(down.get("jitter_ms", 0))),
+                bitrate_kbps=int(up.get("bitrate_kbps", 0)) + int(down.get("bitrate_kbps", 0)),
+            )
+            room.link_quality(p, report, measured=True)
+            self.service.publish_sample(self.instance_id, p, report, up, down)
+
+
+class MediaService:
+    """The app's media plane: the worker pool, and the lessons' media by router id."""
+
+    def __init__(self, pool: WorkerPool, bus: Any | None = None) -> None:
+        self.pool = pool
+        self.bus = bus
+        self.rooms: dict[str, LessonMedia] = {}
+        self.transport_owner: dict[str, tuple[LessonMedia, str]] = {}
+        self._unsubscribe = pool.add_listener(self._on_event)
+        self._pending: set[asyncio.Task[None]] = set()
+
+    def factory(self, instance_id: int) -> LessonMedia:
+        media = LessonMedia(instance_id, self)
+        self.rooms[media.router_id] = media
+        return media
+
+    def _on_event(self, worker_index: int, event: str, data: dict[str, Any]) -> None:
+        if event == "stats":
+            media = self.rooms.get(str(data.get("router_id")))
+            if media is not None:
+                media.on_samples(list(data.get("transports") or []))
+        elif event == "worker_died":
+            for router_id in data.get("routers", []):
+                media = self.rooms.get(router_id)
+                if media is not None:
+                    log.error("lesson %s: its media worker died; media restarts on rejoin", media.instance_id)
+                    media._router_created = False
+
+    def publish_sample(self, instance_id: int, p: Participant, report: LinkQualityReport,
+                       up: dict[str, Any], down: dict[str, Any]) -> None:
+        if self.bus is None:
+            return
+        event = {
+                "type": "link_quality", "instance_id": instance_id, "participant_id": p.participant_id,
+                "user_id": p.user_id, "classroom_id": p.classroom_id, "role": p.role.value,
+                "loss": report.loss, "rtt_ms": report.rtt_ms, "jitter_ms": report.jitter_ms,
+                "bitrate_kbps": report.bitrate_kbps, "up_kbps": int(up.get("bitrate_kbps", 0)),
+                "down_kbps": int(down.get("bitrate_kbps", 0)), "at": time.time(),
+        }
+        task = asyncio.get_running_loop().create_task(self.bus.publish(MEDIA_TOPIC, event))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    def close(self) -> None:
+        self._unsubscribe()

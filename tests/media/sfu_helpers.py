@@ -1,0 +1,150 @@
+"""Media for SFU tests: tracks that send a known picture and tone, and checks on what was decoded."""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import math
+import struct
+import time
+from typing import Any
+
+import av
+from aiortc import MediaStreamTrack
+from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
+
+RED = (230, 30, 30)
+GREEN = (30, 200, 30)
+BLUE = (30, 30, 230)
+WIDTH, HEIGHT = 160, 120
+
+
+class ColorTrack(VideoStreamTrack):
+    """A camera that films a wall of one colour (the test pattern), 30 fps."""
+
+    def __init__(self, rgb: tuple[int, int, int]) -> None:
+        super().__init__()
+        frame = av.VideoFrame(WIDTH, HEIGHT, "rgb24")
+        plane = frame.planes[0]
+        plane.update(bytes(rgb) * (plane.line_size // 3 * HEIGHT))
+        self._frame = frame.reformat(format="yuv420p")
+        self.sent = 0
+
+    async def recv(self) -> av.VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        frame = self._frame
+        frame.pts = pts
+        frame.time_base = time_base
+        self.sent += 1
+        return frame
+
+
+class ToneTrack(AudioStreamTrack):
+    """A microphone that hears a 440 Hz tone."""
+
+    RATE = 48000
+    SAMPLES = 960
+
+    def __init__(self, hz: float = 440.0) -> None:
+        super().__init__()
+        self.hz = hz
+        self._n = 0
+        self._start: float | None = None
+
+    async def recv(self) -> av.AudioFrame:
+        if self._start is None:
+            self._start = time.time()
+        wait = self._start + self._n / self.RATE - time.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        samples = [int(8000 * math.sin(2 * math.pi * self.hz * (self._n + i) / self.RATE)) for i in range(self.SAMPLES)]
+        frame = av.AudioFrame(format="s16", layout="mono", samples=self.SAMPLES)
+        frame.planes[0].update(struct.pack(f"<{self.SAMPLES}h", *samples))
+        frame.sample_rate = self.RATE
+        frame.pts = self._n
+        frame.time_base = fractions.Fraction(1, self.RATE)
+        self._n += self.SAMPLES
+        return frame
+
+
+def mean_rgb(frame: av.VideoFrame) -> tuple[int, int, int]:
+    small = frame.reformat(width=16, height=12, format="rgb24")
+    plane = small.planes[0]
+    data = bytes(plane)
+    r = g = b = n = 0
+    for y in range(12):
+        row = data[y * plane.line_size: y * plane.line_size + 48]
+        for x in range(0, 48, 3):
+            r += row[x]
+            g += row[x + 1]
+            b += row[x + 2]
+            n += 1
+    return r // n, g // n, b // n
+
+
+def close_to(rgb: tuple[int, int, int], want: tuple[int, int, int], tolerance: int = 40) -> bool:
+    return all(abs(a - b) <= tolerance for a, b in zip(rgb, want, strict=True))
+
+
+async def frames(track: MediaStreamTrack, count: int, timeout: float = 10.0) -> list[tuple[int, int, int]]:
+    """The mean colour of the next ``count`` decoded frames."""
+    out = []
+    deadline = time.monotonic() + timeout
+    while len(out) < count:
+        frame = await asyncio.wait_for(track.recv(), max(0.1, deadline - time.monotonic()))
+        out.append(mean_rgb(frame))
+    return out
+
+
+async def tone(track: MediaStreamTrack, seconds: float = 1.0, timeout: float = 10.0) -> tuple[float, float]:
+    """RMS level and dominant frequency (from zero crossings) of ``seconds`` of decoded audio."""
+    pcm: list[int] = []
+    rate = 48000
+    deadline = time.monotonic() + timeout
+    while len(pcm) < seconds * rate:
+        frame = await asyncio.wait_for(track.recv(), max(0.1, deadline - time.monotonic()))
+        rate = frame.sample_rate
+        mono = frame.reformat(format="s16", layout="mono")
+        raw = bytes(mono.planes[0])[: mono.samples * 2]
+        pcm.extend(struct.unpack(f"<{len(raw) // 2}h", raw))
+    pcm = pcm[len(pcm) // 4:]  # skip the codec's start-up
+    rms = math.sqrt(sum(s * s for s in pcm) / len(pcm))
+    crossings = sum(1 for a, b in zip(pcm, pcm[1:], strict=False) if (a < 0) != (b < 0))
+    return rms, crossings / 2 / (len(pcm) / rate)
+
+
+def rtp_tap(pc: Any, *, drop_every: int = 0) -> dict[str, Any]:
+    """Count (and optionally drop every n-th) incoming video RTP below aiortc's receiver of ``pc``.
+
+    Returns live counters: ``packets``, ``dropped``, ``rtx`` (retransmissions received) and
+    ``by_pt``.  Dropping happens before aiortc sees the packet, as on a lossy link.
+    """
+    counters: dict[str, Any] = {"packets": 0, "dropped": 0, "rtx": 0, "by_pt": {}, "video": 0, "audio": 0}
+    dtls = pc.getTransceivers()[0].receiver.transport
+    original = dtls._handle_rtp_data
+    rtx_pts: set[int] = set()
+    video_pts: set[int] = set()
+    for t in pc.getTransceivers():
+        for codec in getattr(t, "_codecs", []):
+            if codec.mimeType.lower() == "video/rtx":
+                rtx_pts.add(codec.payloadType)
+            elif codec.mimeType.lower().startswith("video/"):
+                video_pts.add(codec.payloadType)
+
+    async def handle(data: bytes, arrival_time_ms: int) -> None:
+        pt = data[1] & 0x7F
+        counters["packets"] += 1
+        counters["by_pt"][pt] = counters["by_pt"].get(pt, 0) + 1
+        if pt in rtx_pts:
+            counters["rtx"] += 1
+        elif pt in video_pts:
+            counters["video"] += 1
+            if drop_every and counters["video"] % drop_every == 0:
+                counters["dropped"] += 1
+                return
+        else:
+            counters["audio"] += 1
+        await original(data, arrival_time_ms)
+
+    dtls._handle_rtp_data = handle
+    return counters

@@ -92,13 +92,17 @@ class Row:
 
 
 def _f(value: float, fmt: str) -> str:
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, fmt)
+    """``format(value, fmt)``, or "-" right-aligned to the same width when there is no value."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        width = fmt.split(".")[0].rstrip("df")
+        return "-".rjust(int(width)) if width.isdigit() else "-"
+    return format(value, fmt)
 
 
 HEADER = (
     f"{'target':<7} {'N':>3} {'ok':>3} {'sfu cpu%':>8} {'mach%':>6} {'fwd pkt/s':>9} {'pkt/cpu-s':>9} "
     f"{'kbps/sub':>8} {'min':>6} {'loss%':>6} {'max%':>6} {'dly p50':>7} {'p99 ms':>7} "
-    f"{'join p50':>8} {'max ms':>7} {'sub cpu%':>11}"
+    f"{'join p50':>8} {'max ms':>7} {'pub%':>5} {'sub cpu%':>11}"
 )
 
 
@@ -112,7 +116,7 @@ def format_row(row: Row) -> str:
         f"{_f(row.pkts_per_cpu_s, '9.0f')} {_f(row.sub_kbps_mean, '8.0f')} {_f(row.sub_kbps_min, '6.0f')} "
         f"{_f(row.loss_pct, '6.2f')} {_f(row.loss_pct_max, '6.2f')} {_f(row.delay_p50_ms, '7.2f')} "
         f"{_f(row.delay_p99_ms, '7.2f')} {_f(row.join_p50_ms, '8.0f')} {_f(row.join_max_ms, '7.0f')} "
-        f"{subs:>11}"
+        f"{_f(row.publisher_cpu_pct, '5.0f')} {subs:>11}"
     )
 
 
@@ -338,14 +342,14 @@ async def run_n(target: Any, target_path: str, n: int, args: argparse.Namespace,
         me = [os.getpid()]
         cpu0 = common.process_cpu_seconds(target.pids())
         sub0 = [common.process_cpu_seconds([pid]) for pid in sub_pids]
-        pub0 = common.process_cpu_seconds(me)
+        pub0 = common.process_cpu_seconds(me, descendants=False)
         mach0 = common.machine_times()
         w0 = time.monotonic()
         sent0 = send_log.packets
         await asyncio.sleep(max(0.0, t1 - time.monotonic()))
         cpu1 = common.process_cpu_seconds(target.pids())
         sub1 = [common.process_cpu_seconds([pid]) for pid in sub_pids]
-        pub1 = common.process_cpu_seconds(me)
+        pub1 = common.process_cpu_seconds(me, descendants=False)
         mach1 = common.machine_times()
         w1 = time.monotonic()
         sent1 = send_log.packets

@@ -722,14 +722,14 @@ def process_tree(pids: Iterable[int]) -> list[int]:
     return out
 
 
-def process_cpu_seconds(pids: Iterable[int]) -> float:
-    """CPU time (s) of the processes and their descendants, all threads.
+def process_cpu_seconds(pids: Iterable[int], descendants: bool = True) -> float:
+    """CPU time (s) of the processes (and their descendants unless told not to), all threads.
 
     Uses each thread's ``schedstat`` run time (nanoseconds, exact); falls back to the tick-based
     ``utime + stime`` of ``/proc/<pid>/stat``.
     """
     total = 0.0
-    for pid in process_tree(pids):
+    for pid in process_tree(pids) if descendants else list(pids):
         try:
             tasks = os.listdir(f"/proc/{pid}/task")
         except OSError:

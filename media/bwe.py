@@ -104,7 +104,7 @@ class VideoGate:
     @property
     def layer(self) -> int:
         """The last decision (-1 = paused)."""
-        return self._layer if self._layer >= -1 else -1
+        return max(self._layer, -1)
 
     def _top(self) -> int:
         top = len(self.layers_bps) - 1

@@ -28,7 +28,7 @@ class PacketCache:
     ``size`` packets older or newer) and is not older than ``max_age_s``.
     """
 
-    __slots__ = ("size", "max_age_s", "_mask", "_seqs", "_packets", "_times")
+    __slots__ = ("_mask", "_packets", "_seqs", "_times", "max_age_s", "size")
 
     def __init__(self, size: int = 2048, max_age_s: float = 3.0) -> None:
         if size < 1 or size > 65536:

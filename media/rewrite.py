@@ -57,19 +57,19 @@ class SeqTsRewriter:
     """
 
     __slots__ = (
+        "_bad_seq",
+        "_epoch_ext",
+        "_first_ts",
+        "_highest_in_seq",
+        "_new_epoch",
+        "_ref_s",
+        "_ref_ts",
+        "_started",
         "clock_rate",
         "highest_out_seq",
         "out_ts",
         "seq_offset",
         "ts_offset",
-        "_first_ts",
-        "_started",
-        "_new_epoch",
-        "_highest_in_seq",
-        "_epoch_ext",
-        "_ref_ts",
-        "_ref_s",
-        "_bad_seq",
     )
 
     def __init__(self, clock_rate: int, first_seq: int | None = None, first_ts: int | None = None) -> None:
@@ -136,7 +136,7 @@ class SeqTsRewriter:
         out_seq = (self.highest_out_seq + 1) & _SEQ_MASK
         if self._started:
             step = round((now_s - self._ref_s) * self.clock_rate)
-            out_ts = (self._ref_ts + (step if step > 1 else 1)) & _TS_MASK
+            out_ts = (self._ref_ts + (max(1, step))) & _TS_MASK
         else:
             self._started = True
             out_ts = self._first_ts

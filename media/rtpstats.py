@@ -37,26 +37,26 @@ class ReceiveStats:
     """
 
     __slots__ = (
-        "ssrc",
-        "clock_rate",
-        "received",
-        "_started",
-        "_base_seq",
-        "_max_seq",
-        "_cycles",
         "_bad_seq",
-        "_expected_prior",
-        "_received_prior",
-        "_transit",
-        "_jitter_q4",
-        "_lsr",
-        "_sr_arrival_s",
-        "_bucket_start_s",
+        "_base_seq",
         "_bucket_bytes",
-        "_prev_bucket_bytes",
+        "_bucket_start_s",
+        "_cycles",
+        "_expected_prior",
         "_first_arrival_s",
         "_has_prev_bucket",
+        "_jitter_q4",
+        "_lsr",
+        "_max_seq",
+        "_prev_bucket_bytes",
+        "_received_prior",
+        "_sr_arrival_s",
+        "_started",
+        "_transit",
+        "clock_rate",
         "loss_fraction",
+        "received",
+        "ssrc",
     )
 
     def __init__(self, ssrc: int, clock_rate: int) -> None:
@@ -213,17 +213,17 @@ class SendStats:
     """Statistics of one outgoing RTP stream: counters for SRs, and the consumer's view from its RRs."""
 
     __slots__ = (
-        "ssrc",
-        "clock_rate",
-        "packets",
-        "octets",
-        "rtt_ms",
-        "loss_fraction",
-        "jitter_ms",
-        "cumulative_lost",
         "_sr_mid",
-        "_sr_time",
         "_sr_next",
+        "_sr_time",
+        "clock_rate",
+        "cumulative_lost",
+        "jitter_ms",
+        "loss_fraction",
+        "octets",
+        "packets",
+        "rtt_ms",
+        "ssrc",
     )
 
     def __init__(self, ssrc: int, clock_rate: int) -> None:

@@ -1,7 +1,7 @@
 """The FastAPI application: API under /api/v1, health, and the web client.
 
-One ``lifespan`` enters the pieces in order (database, bus, lifecycle task)
-through an ``AsyncExitStack`` and leaves them in reverse order.
+One ``lifespan`` enters the pieces in order (database, bus, media workers,
+lifecycle task) through an ``AsyncExitStack`` and leaves them in reverse order.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from server.core.config import Settings, get_settings
 from server.core.db import make_engine, make_session_factory
 from server.core.lifecycle_task import LifecycleTask
 from server.core.migrate import upgrade
+from media.pool import WorkerClassMissing, WorkerPool
+from media.worker_process import DEFAULT_WORKER_CLASS
 
 log = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -36,7 +38,8 @@ def _operation_id(route: APIRoute) -> str:
     return f"{tag}-{route.name}"
 
 
-def create_app(settings: Settings | None = None, *, migrate: bool = True, run_lifecycle: bool = True) -> FastAPI:
+def create_app(settings: Settings | None = None, *, migrate: bool = True, run_lifecycle: bool = True,
+               media_worker_class: str = DEFAULT_WORKER_CLASS) -> FastAPI:
     settings = settings or get_settings()
     settings.ensure_data_dir()
     settings.effective_secret_key()  # generate and store it before the first request
@@ -47,12 +50,25 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
     engine = make_engine(url)
     session_factory = make_session_factory(engine)
     bus = make_bus(settings.redis_url)
+    # Workers start in the lifespan; the worker class is imported only then.
+    media = WorkerPool(settings.effective_media_workers, settings.ice_strings(), worker_class=media_worker_class)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             stack.callback(engine.dispose)
             await stack.enter_async_context(bus)
+            try:
+                await media.start()
+            except WorkerClassMissing as exc:
+                log.warning("media workers not started: %s", exc)
+            except ImportError:
+                # The SFU is being built: a worker module that does not import yet leaves the
+                # app running without media (loudly). A worker that imports but does not come
+                # up, or a bad ICE setting, still stops the start.
+                log.exception("media workers not started: %s does not import", media_worker_class)
+            else:
+                stack.push_async_callback(media.close)
             if run_lifecycle:
                 task = LifecycleTask(session_factory, bus, settings)
                 await stack.enter_async_context(task)
@@ -69,6 +85,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
     app.state.engine = engine
     app.state.session_factory = session_factory
     app.state.bus = bus
+    app.state.media = media
     app.state.ice_policy = ice_policy
     errors.install(app)
     app.include_router(api_router, prefix="/api/v1")

@@ -30,6 +30,10 @@ from server.core.db import make_engine, make_session_factory
 from server.core.migrate import upgrade
 from tests.utils.factory import World, token_for
 
+# Apps built in tests run their media worker in the test process: no worker processes
+# (tests of the worker pool start their own). Set before any Settings is built.
+os.environ.setdefault("SANKE_MEDIA_WORKERS", "0")
+
 _counter = itertools.count()
 TEST_SECRET = "sanke-test-secret-key-0123456789abcdef"
 

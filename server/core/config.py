@@ -80,6 +80,34 @@ class Settings(BaseSettings):
     ice_announced_address: str | None = None
     """Public IP written into the SFU's host candidates when it sits behind NAT."""
 
+    media_workers: int | None = None
+    """Media worker processes (``SANKE_MEDIA_WORKERS``). Unset: one per CPU core. 0: one worker
+    inside the server process (tests, small machines). At most 64."""
+
+    @field_validator("media_workers")
+    @classmethod
+    def _check_media_workers(cls, value: int | None) -> int | None:
+        if value is not None and not 0 <= value <= 64:
+            raise ValueError(
+                f"SANKE_MEDIA_WORKERS must be between 0 (one worker in the server process) and 64, not {value}")
+        return value
+
+    @property
+    def effective_media_workers(self) -> int:
+        """How many media worker processes to start (0: one worker in this process)."""
+        if self.media_workers is not None:
+            return self.media_workers
+        return max(1, min(os.cpu_count() or 1, 64))
+
+    def ice_strings(self) -> dict[str, str | None]:
+        """The ICE settings as given, for media worker processes (see ``media.worker_process``)."""
+        return {
+            "ice_servers": self.ice_servers,
+            "ice_host_addresses": self.ice_host_addresses,
+            "ice_allowed_networks": self.ice_allowed_networks,
+            "ice_announced_address": self.ice_announced_address,
+        }
+
     def ice_policy(self) -> "IcePolicy":
         from media.ice import IcePolicy
 

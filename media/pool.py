@@ -1,0 +1,369 @@
+"""WorkerPool: this node's media workers, and which one hosts which router (lesson).
+
+``size >= 1`` starts that many worker processes (``python -m media.worker_process``), each
+talking to the pool over one end of a ``socket.socketpair()`` passed with ``pass_fds``.
+``size == 0`` runs a single worker inside this process, over a socketpair Channel too, with
+the very same code (:func:`media.worker_process.run_worker`) — for tests and small machines.
+
+Signaling never calls a worker directly: it asks the pool (:meth:`WorkerPool.request`) with a
+router id, and the pool routes the message to the worker hosting that router, so a worker
+could later live on another node.
+
+Placement is sticky (a router stays on its worker) and otherwise picks the worker with the
+fewest routers.  A worker process that dies is logged with its exit code, reported to the
+listeners as ``("worker_died", {"routers": [...], "pid": ..., "exit_code": ...})`` and
+replaced in the same slot (at most :data:`MAX_RESTARTS` times per :data:`RESTART_WINDOW`
+seconds per slot).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from media import ice
+from media.channel import Channel, ChannelError, open_channel
+from media.ice import IcePolicy
+from media.worker_process import (
+    DEFAULT_WORKER_CLASS,
+    ICE_ENV,
+    READY_EVENT,
+    WorkerClassMissing,
+    load_worker_class,
+    policy_from_strings,
+    run_worker,
+)
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[int, str, dict], None]
+
+MAX_RESTARTS = 5
+RESTART_WINDOW = 60.0
+CLOSE_GRACE = 5.0
+START_TIMEOUT = 30.0
+WORKER_DIED = "worker_died"
+
+_PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
+
+__all__ = ["WorkerPool", "WorkerHandle", "WorkerClassMissing", "WORKER_DIED"]
+
+
+@dataclass(eq=False)
+class WorkerHandle:
+    """One media worker (a slot of the pool)."""
+
+    index: int
+    pid: int | None
+    """The worker process, or None for the in-process worker."""
+    channel: Channel
+    routers: set[str] = field(default_factory=set)
+    process: asyncio.subprocess.Process | None = None
+    task: asyncio.Task[None] | None = None
+    """In-process mode: the task serving the worker end."""
+    alive: bool = True
+
+    async def request(self, method: str, params: dict, timeout: float = 10.0) -> dict:
+        return await self.channel.request(method, params, timeout)
+
+
+class WorkerPool:
+    def __init__(
+        self,
+        size: int,
+        policy_strings: dict[str, str | None],
+        *,
+        worker_class: str = DEFAULT_WORKER_CLASS,
+        on_event: Listener | None = None,
+    ) -> None:
+        if size < 0:
+            raise ValueError("a worker pool needs size >= 0 (0: one worker in this process)")
+        self.size = size
+        self.policy_strings = dict(policy_strings)
+        self.worker_class = worker_class
+        self.workers: list[WorkerHandle] = []
+        self._listeners: list[Listener] = [on_event] if on_event is not None else []
+        self._router_worker: dict[str, WorkerHandle] = {}
+        self._restarts: dict[int, deque[float]] = {}
+        self._watchers: set[asyncio.Task[None]] = set()
+        self._policy: IcePolicy | None = None
+        self._worker_cls: type | None = None
+        self._started = False
+        self._closing = False
+        self._applied_policy: IcePolicy | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def started(self) -> bool:
+        return self._started and not self._closing
+
+    @property
+    def in_process(self) -> bool:
+        return self.size == 0
+
+    async def start(self) -> None:
+        """Import the worker class, check the ICE settings and start the workers.
+
+        Raises :class:`WorkerClassMissing` when the worker module does not exist; any other
+        import error, or a worker that fails to come up, propagates as well.
+        """
+        if self._started:
+            return
+        self._policy = policy_from_strings(self.policy_strings)
+        self._worker_cls = load_worker_class(self.worker_class)
+        self._started = True
+        if self.in_process:
+            # aioice is patched process-wide: install our policy unless one is already there
+            # (a test's, or an embedding program's), and take it away again on close.
+            current = ice.current_policy()
+            if current is None:
+                self._applied_policy = self._policy
+                ice.apply(self._policy)
+            elif current != self._policy:
+                log.warning("media: in-process worker keeps the ICE policy already installed in this process")
+        try:
+            self.workers = list(await asyncio.gather(*(self._spawn(i) for i in range(max(self.size, 1)))))
+        except BaseException:
+            await self.close()
+            raise
+        for handle in self.workers:
+            self._watch(handle)
+        log.info("media: %d worker(s) started%s", len(self.workers),
+                 " in this process" if self.in_process else f", pids {self.pids()}")
+
+    async def close(self) -> None:
+        """Close every worker: close its channel, wait up to 5 s, then kill. Idempotent.
+
+        Every process is reaped. The pool can be started again afterwards."""
+        if self._closing or not self._started:
+            return
+        self._closing = True
+        for task in list(self._watchers):
+            task.cancel()
+        await asyncio.gather(*(self._stop(h) for h in self.workers), return_exceptions=True)
+        for task in list(self._watchers):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._router_worker.clear()
+        if self._applied_policy is not None and ice.current_policy() is self._applied_policy:
+            ice.reset()
+        self._applied_policy = None
+        self.workers = []
+        self._started = False
+        self._closing = False
+
+    # ------------------------------------------------------------------ placement and requests
+
+    def worker_for(self, router_id: str) -> WorkerHandle:
+        """The worker hosting ``router_id``; a new router goes to the worker with the fewest."""
+        handle = self._router_worker.get(router_id)
+        if handle is not None and handle.alive:
+            return handle
+        candidates = [h for h in self.workers if h.alive and not h.channel.closed]
+        if not candidates or self._closing:
+            raise ChannelError("no_worker", "no media worker is running")
+        handle = min(candidates, key=lambda h: (len(h.routers), h.index))
+        handle.routers.add(router_id)
+        self._router_worker[router_id] = handle
+        return handle
+
+    def release(self, router_id: str) -> None:
+        """Forget where ``router_id`` lives (after the router has been closed)."""
+        handle = self._router_worker.pop(router_id, None)
+        if handle is not None:
+            handle.routers.discard(router_id)
+
+    async def request(self, router_id: str, method: str, params: dict, timeout: float = 10.0) -> dict:
+        """Send a request to the worker hosting ``router_id`` (placing the router if new)."""
+        return await self.worker_for(router_id).channel.request(method, params, timeout)
+
+    def pids(self) -> list[int]:
+        """Process ids of the live workers (this process's id for the in-process worker)."""
+        return [h.pid if h.pid is not None else os.getpid() for h in self.workers if h.alive]
+
+    def add_listener(self, fn: Listener) -> Callable[[], None]:
+        """``fn(worker_index, event, data)`` for every worker event; returns the unsubscribe function."""
+        self._listeners.append(fn)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._listeners.remove(fn)
+
+        return unsubscribe
+
+    # ------------------------------------------------------------------ internals
+
+    def _emit(self, index: int, event: str, data: dict) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(index, event, data)
+            except Exception:  # noqa: BLE001 - one bad listener must not hide events from others
+                log.exception("media: listener failed for worker %d event %s", index, event)
+
+    async def _spawn(self, index: int) -> WorkerHandle:
+        assert self._policy is not None and self._worker_cls is not None
+        parent_sock, child_sock = socket.socketpair()
+        ready: asyncio.Future[dict | None] = asyncio.get_running_loop().create_future()  # None: closed
+
+        def on_event(event: str, data: dict) -> None:
+            if event == READY_EVENT:
+                if not ready.done():
+                    ready.set_result(data)
+                return
+            self._emit(index, event, data)
+
+        def on_close() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        process: asyncio.subprocess.Process | None = None
+        task: asyncio.Task[None] | None = None
+        try:
+            if self.in_process:
+                task = asyncio.get_running_loop().create_task(
+                    run_worker(child_sock, index=index, policy=self._policy, worker_class=self._worker_cls),
+                    name=f"media-worker-{index}")
+            else:
+                env = dict(os.environ)
+                env[ICE_ENV] = json.dumps(self.policy_strings)
+                env["PYTHONPATH"] = os.pathsep.join(p for p in (_PROJECT_ROOT, env.get("PYTHONPATH")) if p)
+                process = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "media.worker_process",
+                    "--index", str(index), "--fd", str(child_sock.fileno()),
+                    "--worker-class", self.worker_class,
+                    pass_fds=(child_sock.fileno(),), stdin=asyncio.subprocess.DEVNULL, env=env)
+                child_sock.close()
+            channel = await open_channel(parent_sock, on_event=on_event, on_close=on_close,
+                                         name=f"media-pool-{index}")
+            channel.start()
+            if process is not None:
+                exited: asyncio.Future[Any] = asyncio.ensure_future(process.wait())
+            else:
+                assert task is not None
+                exited = asyncio.get_running_loop().create_future()
+                task.add_done_callback(lambda _: exited.done() or exited.set_result(None))
+            try:
+                done, _ = await asyncio.wait({ready, exited}, timeout=START_TIMEOUT,
+                                             return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if not exited.done():
+                    exited.cancel()
+            if ready not in done or ready.result() is None:
+                if process is not None:
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(process.wait(), 2.0)
+                code = process.returncode if process else None
+                cause = task.exception() if task is not None and task.done() and not task.cancelled() else None
+                raise RuntimeError(f"media worker {index} did not start"
+                                   + (f" (exit code {code})" if code is not None else "")
+                                   + (f": {cause!r}" if cause is not None else "")
+                                   + (f" (no sign of life within {START_TIMEOUT:.0f} s)" if not done else "")
+                                   ) from cause
+        except BaseException:
+            parent_sock.close()
+            child_sock.close()
+            if process is not None and process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+            raise
+        pid = process.pid if process else None
+        log.info("media: worker %d up%s", index, f" (pid {pid})" if pid else " (in this process)")
+        return WorkerHandle(index=index, pid=pid, channel=channel, process=process, task=task)
+
+    def _watch(self, handle: WorkerHandle) -> None:
+        watcher = asyncio.get_running_loop().create_task(self._watch_worker(handle), name=f"media-watch-{handle.index}")
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
+
+    async def _watch_worker(self, handle: WorkerHandle) -> None:
+        exit_code: int | None = None
+        if handle.process is not None:
+            exit_code = await handle.process.wait()
+        else:
+            assert handle.task is not None
+            try:
+                await asyncio.shield(handle.task)
+            except asyncio.CancelledError:
+                if handle.task.cancelled():
+                    exit_code = -1
+                else:
+                    raise
+            except Exception:  # noqa: BLE001 - reported below
+                log.exception("media: in-process worker %d failed", handle.index)
+                exit_code = 1
+        if self._closing or not handle.alive:
+            return
+        await self._on_death(handle, exit_code)
+
+    async def _on_death(self, handle: WorkerHandle, exit_code: int | None) -> None:
+        handle.alive = False
+        routers = sorted(handle.routers)
+        for router_id in routers:
+            if self._router_worker.get(router_id) is handle:
+                del self._router_worker[router_id]
+        handle.routers.clear()
+        await handle.channel.close()
+        log.error("media: worker %d (pid %s) died with exit code %s; lost routers: %s",
+                  handle.index, handle.pid, exit_code, ", ".join(routers) or "none")
+        self._emit(handle.index, WORKER_DIED, {"routers": routers, "pid": handle.pid, "exit_code": exit_code})
+        now = time.monotonic()
+        history = self._restarts.setdefault(handle.index, deque())
+        while history and now - history[0] > RESTART_WINDOW:
+            history.popleft()
+        if len(history) >= MAX_RESTARTS:
+            log.critical("media: worker %d died %d times within %.0f s; not restarting it",
+                         handle.index, len(history) + 1, RESTART_WINDOW)
+            return
+        history.append(now)
+        try:
+            replacement = await self._spawn(handle.index)
+        except Exception:  # noqa: BLE001 - the slot stays empty; the others keep serving
+            log.exception("media: could not restart worker %d", handle.index)
+            return
+        if self._closing:
+            await self._stop(replacement)
+            return
+        self.workers[handle.index] = replacement
+        self._watch(replacement)
+        log.info("media: worker %d replaced (pid %s)", handle.index, replacement.pid)
+
+    async def _stop(self, handle: WorkerHandle) -> None:
+        handle.alive = False
+        await handle.channel.close()
+        if handle.process is not None:
+            process = handle.process
+            try:
+                await asyncio.wait_for(process.wait(), CLOSE_GRACE)
+            except asyncio.TimeoutError:
+                log.warning("media: worker %d (pid %s) did not stop within %.0f s; killing it",
+                            handle.index, handle.pid, CLOSE_GRACE)
+                with contextlib.suppress(ProcessLookupError):
+                    process.send_signal(signal.SIGKILL)
+                await process.wait()
+        elif handle.task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(handle.task), CLOSE_GRACE)
+            except asyncio.TimeoutError:
+                handle.task.cancel()
+            except Exception:  # noqa: BLE001
+                log.exception("media: in-process worker %d failed while closing", handle.index)
+            with contextlib.suppress(BaseException):
+                await handle.task

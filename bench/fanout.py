@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import json
 import math
@@ -67,10 +68,17 @@ class Row:
     n: int
     subscribers_ok: int = 0
     window_s: float = math.nan
-    sfu_cpu_pct: float = math.nan  # % of one core
+    sfu_cpu_pct: float = math.nan  # % of one core (schedstat run time, exact)
+    sfu_cpu_pct_stat: float = (
+        math.nan
+    )  # same from tick-based utime+stime, for comparison
     machine_busy_pct: float = math.nan  # % of all cores
-    publisher_cpu_pct: float = math.nan  # main process (publisher + signalling), % of one core
-    subscriber_cpu_pct: list[float] = field(default_factory=list)  # per subscriber process
+    publisher_cpu_pct: float = (
+        math.nan
+    )  # main process (publisher + signalling), % of one core
+    subscriber_cpu_pct: list[float] = field(
+        default_factory=list
+    )  # per subscriber process
     sent_pkts_per_s: float = math.nan  # publisher
     forwarded_pkts_per_s: float = math.nan  # sum over subscribers
     pkts_per_cpu_s: float = math.nan
@@ -134,7 +142,12 @@ def format_ratios(rows: list[Row]) -> list[str]:
     parts = []
     for n in ns:
         s, j = by.get(("sanke", n)), by.get(("janus", n))
-        if s is None or j is None or not (j.pkts_per_cpu_s > 0) or math.isnan(s.pkts_per_cpu_s):
+        if (
+            s is None
+            or j is None
+            or not (j.pkts_per_cpu_s > 0)
+            or math.isnan(s.pkts_per_cpu_s)
+        ):
             continue
         parts.append(f"N={n}: {s.pkts_per_cpu_s / j.pkts_per_cpu_s:.2f}x")
     if parts:
@@ -143,16 +156,27 @@ def format_ratios(rows: list[Row]) -> list[str]:
         lines.append("SanKe/Janus ratio: n/a (needs both targets at the same N)")
     s, j = by.get(("sanke", GOALS_N)), by.get(("janus", GOALS_N))
     if s is not None:
-        ratio = s.pkts_per_cpu_s / j.pkts_per_cpu_s if j is not None and j.pkts_per_cpu_s > 0 else math.nan
+        ratio = (
+            s.pkts_per_cpu_s / j.pkts_per_cpu_s
+            if j is not None and j.pkts_per_cpu_s > 0
+            else math.nan
+        )
         checks = [
             ("ratio", ratio, ratio >= GOAL_RATIO, f">= {GOAL_RATIO:.1f}x", ".2f"),
             ("loss", s.loss_pct, s.loss_pct < GOAL_LOSS, f"< {GOAL_LOSS}%", ".2f"),
-            ("delay p99", s.delay_p99_ms, s.delay_p99_ms < GOAL_DELAY_P99_MS, f"< {GOAL_DELAY_P99_MS} ms", ".2f"),
+            (
+                "delay p99",
+                s.delay_p99_ms,
+                s.delay_p99_ms < GOAL_DELAY_P99_MS,
+                f"< {GOAL_DELAY_P99_MS} ms",
+                ".2f",
+            ),
         ]
         lines.append(
             f"goals at N={GOALS_N}: "
             + "; ".join(
-                f"{name} {_f(v, fmt)} ({goal}): {'met' if ok else 'NOT met'}" for name, v, ok, goal, fmt in checks
+                f"{name} {_f(v, fmt)} ({goal}): {'met' if ok else 'NOT met'}"
+                for name, v, ok, goal, fmt in checks
             )
         )
     return lines
@@ -161,15 +185,15 @@ def format_ratios(rows: list[Row]) -> list[str]:
 # ---------------------------------------------------------------------- subscriber processes
 
 
-def _subscriber_process(conn: Any, target_path: str, spec: dict, indices: list[int]) -> None:
+def _subscriber_process(
+    conn: Any, target_path: str, spec: dict, indices: list[int]
+) -> None:
     """Entry point of a subscriber process (spawned): hosts ``len(indices)`` counting subscribers."""
     try:
         asyncio.run(_subscriber_main(conn, target_path, spec, indices))
     except Exception:  # noqa: BLE001
-        try:
+        with contextlib.suppress(Exception):
             conn.send(("error", traceback.format_exc()))
-        except Exception:  # noqa: BLE001
-            pass
     finally:
         conn.close()
 
@@ -183,7 +207,9 @@ async def _recv(conn: Any, timeout: float) -> Any:
     return await asyncio.to_thread(get)
 
 
-async def _subscriber_main(conn: Any, target_path: str, spec: dict, indices: list[int]) -> None:
+async def _subscriber_main(
+    conn: Any, target_path: str, spec: dict, indices: list[int]
+) -> None:
     from bench import fanout_common as common
 
     common.apply_ice_policy()
@@ -205,7 +231,10 @@ async def _subscriber_main(conn: Any, target_path: str, spec: dict, indices: lis
             async with sem:
                 sub.join_started = time.monotonic()
                 try:
-                    await asyncio.wait_for(client.subscribe(sub), max(1.0, join_deadline - time.monotonic()))
+                    await asyncio.wait_for(
+                        client.subscribe(sub),
+                        max(1.0, join_deadline - time.monotonic()),
+                    )
                     sub.joined = time.monotonic()
                 except Exception as exc:  # noqa: BLE001
                     sub.error = f"subscriber {index}: {type(exc).__name__}: {exc}"
@@ -217,7 +246,13 @@ async def _subscriber_main(conn: Any, target_path: str, spec: dict, indices: lis
             s.error is None and s.first_video is None for s in subs
         ):
             await asyncio.sleep(0.05)
-        conn.send(("joined", len([s for s in subs if s.error is None and s.first_video is not None]), errors))
+        conn.send(
+            (
+                "joined",
+                len([s for s in subs if s.error is None and s.first_video is not None]),
+                errors,
+            )
+        )
 
         msg = await _recv(conn, 60)
         assert msg[0] == "window", msg
@@ -249,14 +284,10 @@ async def _subscriber_main(conn: Any, target_path: str, spec: dict, indices: lis
         msg = await _recv(conn, 60)
     finally:
         for s in subs:
-            try:
+            with contextlib.suppress(Exception):
                 await asyncio.wait_for(s.close(), 5)
-            except Exception:  # noqa: BLE001
-                pass
-        try:
+        with contextlib.suppress(Exception):
             await asyncio.wait_for(client.detach(), 5)
-        except Exception:  # noqa: BLE001
-            pass
 
 
 def subscriber_window_stats(stat: dict) -> dict[str, float]:
@@ -268,10 +299,17 @@ def subscriber_window_stats(stat: dict) -> dict[str, float]:
     for ssrc, (recv_end, max_end, first_seq, kind) in b["ssrcs"].items():
         if kind not in ("audio", "video"):
             continue
-        recv_start, max_start, _, _ = a["ssrcs"].get(ssrc, (0, first_seq - 1, first_seq, kind))
+        recv_start, max_start, _, _ = a["ssrcs"].get(
+            ssrc, (0, first_seq - 1, first_seq, kind)
+        )
         expected += max_end - max_start
         received += recv_end - recv_start
-    return {"packets": packets, "bytes": nbytes, "expected": expected, "received": received}
+    return {
+        "packets": packets,
+        "bytes": nbytes,
+        "expected": expected,
+        "received": received,
+    }
 
 
 # ---------------------------------------------------------------------- one target
@@ -286,9 +324,19 @@ async def _publisher_pc(clip: Any) -> Any:
     audio, video = common.clip_tracks(clip)
     ta = pc.addTransceiver(audio, direction="sendonly")
     tv = pc.addTransceiver(video, direction="sendonly")
-    ta.setCodecPreferences([c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType == "audio/opus"])
+    ta.setCodecPreferences(
+        [
+            c
+            for c in RTCRtpSender.getCapabilities("audio").codecs
+            if c.mimeType == "audio/opus"
+        ]
+    )
     tv.setCodecPreferences(
-        [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType in ("video/VP8", "video/rtx")]
+        [
+            c
+            for c in RTCRtpSender.getCapabilities("video").codecs
+            if c.mimeType in ("video/VP8", "video/rtx")
+        ]
     )
     return pc
 
@@ -301,7 +349,9 @@ async def _wait_connected(pc: Any, timeout: float) -> None:
         await asyncio.sleep(0.05)
 
 
-async def run_n(target: Any, target_path: str, n: int, args: argparse.Namespace, send_log: Any) -> Row:
+async def run_n(
+    target: Any, target_path: str, n: int, args: argparse.Namespace, send_log: Any
+) -> Row:
     from bench import fanout_common as common
 
     row = Row(target=target.name, n=n)
@@ -314,7 +364,11 @@ async def run_n(target: Any, target_path: str, n: int, args: argparse.Namespace,
     try:
         for group in groups:
             parent, child = ctx.Pipe()
-            p = ctx.Process(target=_subscriber_process, args=(child, target_path, spec, group), daemon=True)
+            p = ctx.Process(
+                target=_subscriber_process,
+                args=(child, target_path, spec, group),
+                daemon=True,
+            )
             p.start()
             child.close()
             procs.append(p)
@@ -341,6 +395,7 @@ async def run_n(target: Any, target_path: str, n: int, args: argparse.Namespace,
         sub_pids = [p.pid for p in procs]
         me = [os.getpid()]
         cpu0 = common.process_cpu_seconds(target.pids())
+        stat0 = common.process_stat_cpu_seconds(target.pids())
         sub0 = [common.process_cpu_seconds([pid]) for pid in sub_pids]
         pub0 = common.process_cpu_seconds(me, descendants=False)
         mach0 = common.machine_times()
@@ -348,6 +403,7 @@ async def run_n(target: Any, target_path: str, n: int, args: argparse.Namespace,
         sent0 = send_log.packets
         await asyncio.sleep(max(0.0, t1 - time.monotonic()))
         cpu1 = common.process_cpu_seconds(target.pids())
+        stat1 = common.process_stat_cpu_seconds(target.pids())
         sub1 = [common.process_cpu_seconds([pid]) for pid in sub_pids]
         pub1 = common.process_cpu_seconds(me, descendants=False)
         mach1 = common.machine_times()
@@ -356,6 +412,7 @@ async def run_n(target: Any, target_path: str, n: int, args: argparse.Namespace,
         window = w1 - w0
         row.window_s = window
         row.sfu_cpu_pct = (cpu1 - cpu0) / window * 100
+        row.sfu_cpu_pct_stat = (stat1 - stat0) / window * 100
         row.subscriber_cpu_pct = [(b - a) / window * 100 for a, b in zip(sub0, sub1)]
         row.publisher_cpu_pct = (pub1 - pub0) / window * 100
         row.machine_busy_pct = common.machine_busy(mach0, mach1) * 100
@@ -396,7 +453,9 @@ def fill_row(row: Row, stats: list[dict], send_log: Any, sfu_cpu_s: float) -> No
         total_packets += w["packets"]
         total_expected += w["expected"]
         total_received += w["received"]
-        losses.append(100 * (1 - w["received"] / w["expected"]) if w["expected"] > 0 else 100.0)
+        losses.append(
+            100 * (1 - w["received"] / w["expected"]) if w["expected"] > 0 else 100.0
+        )
         if s["join_to_first_ms"] is not None:
             joins.append(s["join_to_first_ms"])
         arrivals.extend(s["arrivals"])
@@ -406,7 +465,9 @@ def fill_row(row: Row, stats: list[dict], send_log: Any, sfu_cpu_s: float) -> No
         row.pkts_per_cpu_s = total_packets / sfu_cpu_s if sfu_cpu_s > 0 else math.nan
         row.sub_kbps_mean = sum(kbps) / len(kbps)
         row.sub_kbps_min = min(kbps)
-        row.loss_pct = 100 * (1 - total_received / total_expected) if total_expected > 0 else 100.0
+        row.loss_pct = (
+            100 * (1 - total_received / total_expected) if total_expected > 0 else 100.0
+        )
         row.loss_pct_max = max(losses)
     delays, unmatched = send_log.delays(arrivals)
     row.delay_samples = len(delays)
@@ -417,7 +478,9 @@ def fill_row(row: Row, stats: list[dict], send_log: Any, sfu_cpu_s: float) -> No
     row.join_max_ms = max(joins) if joins else math.nan
 
 
-async def run_target(name: str, args: argparse.Namespace, clip: Any) -> tuple[list[Row], str | None]:
+async def run_target(
+    name: str, args: argparse.Namespace, clip: Any
+) -> tuple[list[Row], str | None]:
     """All N for one target; returns the rows and a note when the target was skipped."""
     from bench import fanout_common as common
 
@@ -461,12 +524,27 @@ async def run_target(name: str, args: argparse.Namespace, clip: Any) -> tuple[li
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.fanout", description=__doc__.split("\n\n")[0])
-    p.add_argument("--n", default="1,5,10,20,40", help="subscriber counts, comma-separated")
-    p.add_argument("--seconds", type=float, default=10.0, help="measurement window per N")
-    p.add_argument("--warmup", type=float, default=3.0, help="seconds between all joined and the window")
-    p.add_argument("--targets", default="janus,sanke", help="comma-separated: janus, sanke")
-    p.add_argument("--sub-procs", type=int, default=2, help="subscriber processes (N > 1)")
+    p = argparse.ArgumentParser(
+        prog="python -m bench.fanout", description=__doc__.split("\n\n")[0]
+    )
+    p.add_argument(
+        "--n", default="1,5,10,20,40", help="subscriber counts, comma-separated"
+    )
+    p.add_argument(
+        "--seconds", type=float, default=10.0, help="measurement window per N"
+    )
+    p.add_argument(
+        "--warmup",
+        type=float,
+        default=3.0,
+        help="seconds between all joined and the window",
+    )
+    p.add_argument(
+        "--targets", default="janus,sanke", help="comma-separated: janus, sanke"
+    )
+    p.add_argument(
+        "--sub-procs", type=int, default=2, help="subscriber processes (N > 1)"
+    )
     p.add_argument("--join-timeout", type=float, default=30.0)
     args = p.parse_args(argv)
     args.n = [int(x) for x in args.n.split(",") if x.strip()]
@@ -504,9 +582,13 @@ async def amain(args: argparse.Namespace) -> int:
         print(line)
     for r in rows:
         if r.subscribers_saturated:
-            print(f"note: {r.target} N={r.n}: a subscriber process used >= 90% of a core (figures may be capped)")
+            print(
+                f"note: {r.target} N={r.n}: a subscriber process used >= 90% of a core (figures may be capped)"
+            )
         if r.subscribers_ok < r.n:
-            print(f"note: {r.target} N={r.n}: only {r.subscribers_ok}/{r.n} subscribers received video")
+            print(
+                f"note: {r.target} N={r.n}: only {r.subscribers_ok}/{r.n} subscribers received video"
+            )
     common.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     out = common.RESULTS_DIR / "fanout.json"
     out.write_text(

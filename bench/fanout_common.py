@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import fractions
 import ipaddress
 import math
@@ -94,7 +95,9 @@ def ensure_netns(module: str, argv: Sequence[str]) -> None:
         setup_netns()
         return
     if os.geteuid() != 0:
-        raise SystemExit("bench: needs root (unshare -n for a private network namespace)")
+        raise SystemExit(
+            "bench: needs root (unshare -n for a private network namespace)"
+        )
     unshare = shutil.which("unshare")
     if unshare is None:
         raise SystemExit("bench: unshare(1) not found")
@@ -166,7 +169,9 @@ def encode_clip(
 ) -> Clip:
     """Encode a moving test pattern (lavfi ``testsrc2``) with libvpx and a tone with libopus."""
     # video
-    src = av.open(f"testsrc2=size={width}x{height}:rate={fps}:duration={seconds}", format="lavfi")
+    src = av.open(
+        f"testsrc2=size={width}x{height}:rate={fps}:duration={seconds}", format="lavfi"
+    )
     enc = av.CodecContext.create("libvpx", "w")
     enc.width = width
     enc.height = height
@@ -209,7 +214,9 @@ def encode_clip(
     aenc.format = "s16"
     aenc.bit_rate = CLIP_AUDIO_BITRATE
     aenc.time_base = fractions.Fraction(1, AUDIO_RATE)
-    resampler = av.AudioResampler(format="s16", layout="stereo", rate=AUDIO_RATE, frame_size=AUDIO_FRAME)
+    resampler = av.AudioResampler(
+        format="s16", layout="stereo", rate=AUDIO_RATE, frame_size=AUDIO_FRAME
+    )
     audio: list[tuple[bytes, int]] = []
     samples = 0
     try:
@@ -248,7 +255,7 @@ def load_clip(cache_dir: Path | None = RESULTS_DIR) -> Clip:
                 clip = pickle.load(f)
             if isinstance(clip, Clip):
                 return clip
-        except Exception:  # noqa: BLE001 - a broken cache is re-encoded
+        except Exception:  # noqa: BLE001, S110 - a broken cache is re-encoded
             pass
     clip = encode_clip()
     if path is not None:
@@ -500,7 +507,10 @@ class CountingSubscriber:
             t=time.monotonic(),
             packets=dict(self.packets),
             bytes=dict(self.bytes),
-            ssrcs={s: (st.received, st.max_ext, st.first_seq, st.kind) for s, st in self.ssrcs.items()},
+            ssrcs={
+                s: (st.received, st.max_ext, st.first_seq, st.kind)
+                for s, st in self.ssrcs.items()
+            },
         )
 
     def bind(self, transport: Any) -> None:
@@ -543,20 +553,16 @@ class CountingSubscriber:
                         )
                     )
                 packet = RtcpRrPacket(ssrc=self.rtcp_ssrc, reports=reports[:31])
-                try:
+                with contextlib.suppress(ConnectionError):
                     await transport._send_rtp(bytes(packet))
-                except ConnectionError:
-                    pass
         except asyncio.CancelledError:
             pass
 
     async def close(self) -> None:
         if self._rr_task is not None:
             self._rr_task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._rr_task
-            except asyncio.CancelledError:
-                pass
         await self.pc.close()
 
 
@@ -573,7 +579,9 @@ def _payload_kinds(pc: RTCPeerConnection) -> dict[int, str]:
         elif line.startswith("a=rtpmap:") and kind in ("audio", "video"):
             pt_text, _, codec = line[len("a=rtpmap:") :].partition(" ")
             name = codec.split("/")[0].lower()
-            kinds[int(pt_text)] = kind if name in ("vp8", "vp9", "h264", "av1", "opus") else "other"
+            kinds[int(pt_text)] = (
+                kind if name in ("vp8", "vp9", "h264", "av1", "opus") else "other"
+            )
     return kinds
 
 
@@ -588,7 +596,10 @@ def register_subscriber(sub: CountingSubscriber) -> None:
 def _find_subscriber(dtls: Any) -> CountingSubscriber | None:
     for sub in _registry:
         for transceiver in sub.pc.getTransceivers():
-            if transceiver.receiver.transport is dtls or transceiver.sender.transport is dtls:
+            if (
+                transceiver.receiver.transport is dtls
+                or transceiver.sender.transport is dtls
+            ):
                 return sub
     return None
 
@@ -607,12 +618,12 @@ def install_counting_hooks() -> None:
     global _hooks_installed
     if _hooks_installed:
         return
-    import aioice.ice
-    from aiortc.rtcdtlstransport import RTCDtlsTransport
-
     import asyncio.selector_events
     import socket
     import struct
+
+    import aioice.ice
+    from aiortc.rtcdtlstransport import RTCDtlsTransport
 
     original_recvfrom = aioice.ice.Connection.recvfrom
     so_timestamp = getattr(socket, "SO_TIMESTAMPNS", 35)
@@ -625,10 +636,8 @@ def install_counting_hooks() -> None:
             return
         sock = self._sock
         if not getattr(self, "_bench_ts", False):
-            try:
+            with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, so_timestamp, 1)
-            except OSError:
-                pass
             self._bench_ts = True
         for _ in range(64):
             try:
@@ -645,7 +654,11 @@ def install_counting_hooks() -> None:
                 return
             t = None
             for level, kind, cdata in ancdata:
-                if level == socket.SOL_SOCKET and kind == so_timestamp and len(cdata) >= 16:
+                if (
+                    level == socket.SOL_SOCKET
+                    and kind == so_timestamp
+                    and len(cdata) >= 16
+                ):
                     sec, nsec = struct.unpack("qq", cdata[:16])
                     t = sec + nsec * 1e-9 - offset
             rx["t"] = t
@@ -746,6 +759,20 @@ def process_cpu_seconds(pids: Iterable[int], descendants: bool = True) -> float:
         if ok:
             total += ns / 1e9
             continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+            total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+        except OSError:
+            continue
+    return total
+
+
+def process_stat_cpu_seconds(pids: Iterable[int]) -> float:
+    """Tick-based ``utime + stime`` (``/proc/<pid>/stat``) of the processes and their descendants
+    (for comparison with :func:`process_cpu_seconds`; bursty loads can fall between ticks)."""
+    total = 0.0
+    for pid in process_tree(pids):
         try:
             with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rpartition(")")[2].split()

@@ -10,6 +10,7 @@ Signalling is Janus's JSON API over plain HTTP (long-poll for events) with a tin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -23,7 +24,12 @@ from typing import Any
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from bench.fanout_common import BENCH_ADDRESS, CountingSubscriber, ice_policy
+from bench.fanout_common import (
+    BENCH_ADDRESS,
+    RESULTS_DIR,
+    CountingSubscriber,
+    ice_policy,
+)
 
 JANUS_BIN = "/usr/bin/janus"
 JANUS_LIB = Path("/usr/lib/x86_64-linux-gnu/janus")
@@ -38,7 +44,12 @@ def ensure_janus_installed() -> None:
         return
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     print("janus: /usr/bin/janus missing, installing the Debian package", flush=True)
-    if subprocess.run(["apt-get", "install", "-y", "janus"], env=env).returncode != 0:
+    if (
+        subprocess.run(
+            ["apt-get", "install", "-y", "janus"], env=env, check=False
+        ).returncode
+        != 0
+    ):
         subprocess.run(["apt-get", "update"], env=env, check=True)
         subprocess.run(["apt-get", "install", "-y", "janus"], env=env, check=True)
 
@@ -55,8 +66,12 @@ def write_config(folder: Path, max_subscribers: int = 200) -> None:
     empty = folder / "empty"
     for d in (plugins, transports, empty):
         d.mkdir(parents=True, exist_ok=True)
-    (plugins / "libjanus_videoroom.so").symlink_to(_lib_dir("plugins") / "libjanus_videoroom.so")
-    (transports / "libjanus_http.so").symlink_to(_lib_dir("transports") / "libjanus_http.so")
+    (plugins / "libjanus_videoroom.so").symlink_to(
+        _lib_dir("plugins") / "libjanus_videoroom.so"
+    )
+    (transports / "libjanus_http.so").symlink_to(
+        _lib_dir("transports") / "libjanus_http.so"
+    )
     (folder / "janus.jcfg").write_text(
         f"""general: {{
 	configs_folder = "{folder}"
@@ -130,7 +145,9 @@ room-{ROOM}: {{
 # ---------------------------------------------------------------------- minimal HTTP/JSON client
 
 
-async def http_json(method: str, path: str, body: Any = None, timeout: float = 10.0) -> Any:
+async def http_json(
+    method: str, path: str, body: Any = None, timeout: float = 10.0
+) -> Any:
     """One request to Janus's HTTP API (``Connection: close``); returns the decoded JSON body."""
 
     async def run() -> Any:
@@ -150,7 +167,10 @@ async def http_json(method: str, path: str, body: Any = None, timeout: float = 1
         header, _, content = raw.partition(b"\r\n\r\n")
         lines = header.decode("latin-1").split("\r\n")
         status = int(lines[0].split()[1])
-        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+        headers = {
+            k.strip().lower(): v.strip()
+            for k, _, v in (line.partition(":") for line in lines[1:])
+        }
         if headers.get("transfer-encoding", "").lower() == "chunked":
             content = _dechunk(content)
         if status != 200:
@@ -187,7 +207,9 @@ class JanusSession:
         self.trickles: dict[int, list[dict]] = {}
 
     async def create(self) -> None:
-        reply = await http_json("POST", "/janus", {"janus": "create", "transaction": _tx()})
+        reply = await http_json(
+            "POST", "/janus", {"janus": "create", "transaction": _tx()}
+        )
         if reply.get("janus") != "success":
             raise RuntimeError(f"janus create: {reply}")
         self.id = reply["data"]["id"]
@@ -197,7 +219,9 @@ class JanusSession:
     async def _poll(self) -> None:
         while True:
             try:
-                events = await http_json("GET", f"/janus/{self.id}?maxev=20&rid={time.time_ns()}", timeout=40)
+                events = await http_json(
+                    "GET", f"/janus/{self.id}?maxev=20&rid={time.time_ns()}", timeout=40
+                )
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - retry (bounded by the session's lifetime)
@@ -211,9 +235,19 @@ class JanusSession:
     def _dispatch(self, event: dict) -> None:
         kind = event.get("janus")
         if kind == "trickle":
-            self.trickles.setdefault(event.get("sender", 0), []).append(event.get("candidate") or {})
+            self.trickles.setdefault(event.get("sender", 0), []).append(
+                event.get("candidate") or {}
+            )
             return
-        if kind in ("keepalive", "ack", "webrtcup", "media", "slowlink", "hangup", "detached"):
+        if kind in (
+            "keepalive",
+            "ack",
+            "webrtcup",
+            "media",
+            "slowlink",
+            "hangup",
+            "detached",
+        ):
             return
         tx = event.get("transaction")
         waiter = self._waiters.pop(tx, None) if tx else None
@@ -223,22 +257,30 @@ class JanusSession:
     async def _keepalive(self) -> None:
         while True:
             await asyncio.sleep(25)
-            try:
-                await http_json("POST", f"/janus/{self.id}", {"janus": "keepalive", "transaction": _tx()})
-            except Exception:  # noqa: BLE001
-                pass
+            with contextlib.suppress(Exception):
+                await http_json(
+                    "POST",
+                    f"/janus/{self.id}",
+                    {"janus": "keepalive", "transaction": _tx()},
+                )
 
     async def attach(self) -> int:
         reply = await http_json(
             "POST",
             f"/janus/{self.id}",
-            {"janus": "attach", "plugin": "janus.plugin.videoroom", "transaction": _tx()},
+            {
+                "janus": "attach",
+                "plugin": "janus.plugin.videoroom",
+                "transaction": _tx(),
+            },
         )
         if reply.get("janus") != "success":
             raise RuntimeError(f"janus attach: {reply}")
         return reply["data"]["id"]
 
-    async def message(self, handle: int, body: dict, jsep: dict | None = None, timeout: float = 15.0) -> dict:
+    async def message(
+        self, handle: int, body: dict, jsep: dict | None = None, timeout: float = 15.0
+    ) -> dict:
         """Send a plugin message and return its (asynchronous) event, or the synchronous reply."""
         tx = _tx()
         waiter = asyncio.get_running_loop().create_future()
@@ -262,22 +304,27 @@ class JanusSession:
         await http_json(
             "POST",
             f"/janus/{self.id}/{handle}",
-            {"janus": "trickle", "candidate": {"completed": True}, "transaction": _tx()},
+            {
+                "janus": "trickle",
+                "candidate": {"completed": True},
+                "transaction": _tx(),
+            },
         )
 
     async def destroy(self) -> None:
         for task in (self._poll_task, self._keepalive_task):
             if task is not None:
                 task.cancel()
-                try:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-                except (asyncio.CancelledError, Exception):  # noqa: BLE001
-                    pass
         if self.id is not None:
-            try:
-                await http_json("POST", f"/janus/{self.id}", {"janus": "destroy", "transaction": _tx()}, timeout=3)
-            except Exception:  # noqa: BLE001
-                pass
+            with contextlib.suppress(Exception):
+                await http_json(
+                    "POST",
+                    f"/janus/{self.id}",
+                    {"janus": "destroy", "transaction": _tx()},
+                    timeout=3,
+                )
 
 
 def _plugin_data(event: dict) -> dict:
@@ -320,8 +367,9 @@ class JanusTarget:
         ensure_janus_installed()
         self._dir = Path(tempfile.mkdtemp(prefix="sanke-bench-janus-"))
         write_config(self._dir)
-        self.log_path = self._dir / "janus.log"
-        self._proc = subprocess.Popen(
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        self.log_path = RESULTS_DIR / "janus.log"  # kept after the run (git-ignored)
+        self._proc = subprocess.Popen(  # noqa: ASYNC220 - returns at once
             [JANUS_BIN, "-F", str(self._dir), "-N", "-L", str(self.log_path)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -331,15 +379,19 @@ class JanusTarget:
         deadline = time.monotonic() + 20
         while True:
             if self._proc.poll() is not None:
-                raise RuntimeError(f"janus exited with {self._proc.returncode}; log: {self.log_path}")
+                raise RuntimeError(
+                    f"janus exited with {self._proc.returncode}; log: {self.log_path}"
+                )
             try:
                 info = await http_json("GET", "/janus/info", timeout=2)
                 if info.get("janus") == "server_info":
                     break
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001, S110 - not up yet
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"janus HTTP API did not come up; log: {self.log_path}")
+                raise RuntimeError(
+                    f"janus HTTP API did not come up; log: {self.log_path}"
+                )
             await asyncio.sleep(0.2)
         self._session = JanusSession()
         await self._session.create()
@@ -349,7 +401,13 @@ class JanusTarget:
         handle = await self._session.attach()
         joined = _plugin_data(
             await self._session.message(
-                handle, {"request": "join", "ptype": "publisher", "room": ROOM, "display": "bench"}
+                handle,
+                {
+                    "request": "join",
+                    "ptype": "publisher",
+                    "room": ROOM,
+                    "display": "bench",
+                },
             )
         )
         if joined.get("videoroom") != "joined":
@@ -357,18 +415,26 @@ class JanusTarget:
         self._publisher_id = joined["id"]
         await pc.setLocalDescription(await pc.createOffer())
         offer = {"type": "offer", "sdp": _filter_local(pc.localDescription.sdp)}
-        event = await self._session.message(handle, {"request": "configure", "audio": True, "video": True}, offer)
+        event = await self._session.message(
+            handle, {"request": "configure", "audio": True, "video": True}, offer
+        )
         _plugin_data(event)
         jsep = event.get("jsep")
         if not jsep or jsep.get("type") != "answer":
             raise RuntimeError(f"janus configure: no answer in {event}")
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=_check_remote(jsep["sdp"]), type="answer"))
+        await pc.setRemoteDescription(
+            RTCSessionDescription(sdp=_check_remote(jsep["sdp"]), type="answer")
+        )
 
     def spec(self) -> dict[str, Any]:
         return {"room": ROOM, "feed": self._publisher_id}
 
     def pids(self) -> list[int]:
-        return [self._proc.pid] if self._proc is not None and self._proc.poll() is None else []
+        return (
+            [self._proc.pid]
+            if self._proc is not None and self._proc.poll() is None
+            else []
+        )
 
     async def stop(self) -> None:
         try:
@@ -396,7 +462,9 @@ class JanusTarget:
         return cls(spec)
 
     async def subscribe(self, sub: CountingSubscriber) -> None:
-        async with self._session_lock:  # subscribers join concurrently: one session per process
+        async with (
+            self._session_lock
+        ):  # subscribers join concurrently: one session per process
             if self._session is None:
                 session = JanusSession()
                 await session.create()
@@ -416,10 +484,14 @@ class JanusTarget:
         jsep = event.get("jsep")
         if not jsep or jsep.get("type") != "offer":
             raise RuntimeError(f"janus subscriber join: no offer in {event}")
-        await sub.pc.setRemoteDescription(RTCSessionDescription(sdp=_check_remote(jsep["sdp"]), type="offer"))
+        await sub.pc.setRemoteDescription(
+            RTCSessionDescription(sdp=_check_remote(jsep["sdp"]), type="offer")
+        )
         await sub.pc.setLocalDescription(await sub.pc.createAnswer())
         answer = {"type": "answer", "sdp": _filter_local(sub.pc.localDescription.sdp)}
-        started = _plugin_data(await session.message(handle, {"request": "start"}, answer))
+        started = _plugin_data(
+            await session.message(handle, {"request": "start"}, answer)
+        )
         if started.get("started") != "ok" and started.get("videoroom") != "event":
             raise RuntimeError(f"janus subscriber start: {started}")
         await session.trickle_completed(handle)

@@ -40,7 +40,9 @@ def test_clip_has_periodic_keyframes_and_the_bitrate_asked_for(clip: Clip) -> No
     assert clip.duration == pytest.approx(SECONDS)
     # a key frame every KEYFRAME_INTERVAL frames, nothing else is one
     assert clip.video_keyframes == list(range(0, SECONDS * 30, KEYFRAME_INTERVAL))
-    assert [i for i, (p, _) in enumerate(clip.video) if vp8_is_keyframe(p)] == clip.video_keyframes
+    assert [
+        i for i, (p, _) in enumerate(clip.video) if vp8_is_keyframe(p)
+    ] == clip.video_keyframes
     assert [pts for _, pts in clip.video] == list(range(SECONDS * 30))
     # ~1.5 Mbps video (a short clip has proportionally more key frames), ~50 kbps Opus at 50 packets/s
     assert 0.7e6 < clip.video_bitrate() < 3e6
@@ -51,7 +53,9 @@ def test_clip_has_periodic_keyframes_and_the_bitrate_asked_for(clip: Clip) -> No
     assert len({payload_key(p) for p, _ in clip.audio}) == len(clip.audio)
 
 
-def test_clip_track_gives_paced_packets_that_aiortc_packs_without_encoding(clip: Clip) -> None:
+def test_clip_track_gives_paced_packets_that_aiortc_packs_without_encoding(
+    clip: Clip,
+) -> None:
     track = ClipTrack("audio", clip.audio, Clip.audio_time_base, clip.duration)
 
     async def take(n: int) -> list[av.Packet]:
@@ -65,7 +69,9 @@ def test_clip_track_gives_paced_packets_that_aiortc_packs_without_encoding(clip:
     assert [p.pts for p in packets] == [0, 960, 1920, 2880, 3840, 4800]
     assert packets[0].time_base == Clip.audio_time_base
 
-    opus = get_encoder(RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2))
+    opus = get_encoder(
+        RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2)
+    )
     payloads, timestamp = opus.pack(packets[2])
     assert payloads == [clip.audio[2][0]] and timestamp == 1920
 
@@ -83,23 +89,31 @@ async def _take(track: ClipTrack, n: int) -> list[av.Packet]:
     return [await track.recv() for _ in range(n)]
 
 
-def _rtp(payload: bytes, seq: int, ssrc: int, ts: int, pt: int = 96, mid: str | None = None) -> bytes:
+def _rtp(
+    payload: bytes, seq: int, ssrc: int, ts: int, pt: int = 96, mid: str | None = None
+) -> bytes:
     packet = RtpPacket(payload_type=pt, sequence_number=seq, timestamp=ts, ssrc=ssrc)
     packet.payload = payload
     packet.csrc = [1, 2] if mid else []
     if mid:
         packet.extensions.mid = mid
         packet.extensions.abs_send_time = 12345
+    from aiortc.rtcrtpparameters import (
+        RTCRtpHeaderExtensionParameters,
+        RTCRtpParameters,
+    )
     from aiortc.rtp import HeaderExtensionsMap
-    from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 
     extensions = HeaderExtensionsMap()
     extensions.configure(
         RTCRtpParameters(
             headerExtensions=[
-                RTCRtpHeaderExtensionParameters(id=1, uri="urn:ietf:params:rtp-hdrext:sdes:mid"),
                 RTCRtpHeaderExtensionParameters(
-                    id=3, uri="http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+                    id=1, uri="urn:ietf:params:rtp-hdrext:sdes:mid"
+                ),
+                RTCRtpHeaderExtensionParameters(
+                    id=3,
+                    uri="http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
                 ),
             ]
         )
@@ -122,7 +136,13 @@ def test_payload_key_survives_header_rewriting_and_matches_send_times() -> None:
     log.record(key, 110.0)  # the clip looped: the same payload sent again
     log.record(payload_key(b"other"), 100.5)
     delays, unmatched = log.delays(
-        [(key, 100.002), (key, 110.0015), (payload_key(b"other"), 100.501), (key, 99.0), (payload_key(b"x"), 1.0)]
+        [
+            (key, 100.002),
+            (key, 110.0015),
+            (payload_key(b"other"), 100.501),
+            (key, 99.0),
+            (payload_key(b"x"), 1.0),
+        ]
     )
     assert [round(d * 1000, 3) for d in delays] == [2.0, 1.5, 1.0]
     assert unmatched == 2  # arrived before any send; never sent
@@ -141,7 +161,9 @@ def test_counting_subscriber_counts_loss_and_arrivals_in_the_window() -> None:
         a = sub.snapshot()
         for seq, t in [(65535, 10.1), (1, 10.2), (2, 10.3)]:  # seq 0 lost, wraps around
             sub.on_rtp(_rtp(b"v%d" % seq, seq, 5, 0), t)
-        sub.on_rtp(_rtp(b"a", 7, 6, 0, pt=111), 10.4)  # audio SSRC first seen in the window
+        sub.on_rtp(
+            _rtp(b"a", 7, 6, 0, pt=111), 10.4
+        )  # audio SSRC first seen in the window
         sub.on_rtp(_rtp(b"r", 1, 7, 0, pt=97), 10.5)  # rtx: counted, not in loss
         b = sub.snapshot()
         await sub.close()
@@ -163,15 +185,23 @@ def test_fill_row_aggregates_subscribers() -> None:
     log = SendLog()
     log.record(1, 0.0)
     log.record(2, 0.0)
-    base = {"packets": {"audio": 0, "video": 0, "other": 0}, "bytes": {"audio": 0, "video": 0, "other": 0}}
+    base = {
+        "packets": {"audio": 0, "video": 0, "other": 0},
+        "bytes": {"audio": 0, "video": 0, "other": 0},
+    }
     stats = []
     for i, lost in enumerate([0, 10]):
         end = {
             "packets": {"audio": 50, "video": 150 - lost, "other": 0},
             "bytes": {"audio": 5000, "video": 125000, "other": 0},
-            "ssrcs": {1: (50, 1049, 1000, "audio"), 2: (150 - lost, 2149, 2000, "video")},
+            "ssrcs": {
+                1: (50, 1049, 1000, "audio"),
+                2: (150 - lost, 2149, 2000, "video"),
+            },
         }
-        start = dict(base, ssrcs={1: (0, 999, 1000, "audio"), 2: (0, 1999, 2000, "video")})
+        start = dict(
+            base, ssrcs={1: (0, 999, 1000, "audio"), 2: (0, 1999, 2000, "video")}
+        )
         stats.append(
             {
                 "index": i,
@@ -191,28 +221,53 @@ def test_fill_row_aggregates_subscribers() -> None:
     assert row.sub_kbps_mean == pytest.approx(1040)
     assert row.loss_pct == pytest.approx(100 * 10 / 400)
     assert row.loss_pct_max == pytest.approx(5.0)
-    assert (row.delay_p50_ms, row.delay_p99_ms) == (pytest.approx(1.0), pytest.approx(4.0))
+    assert (row.delay_p50_ms, row.delay_p99_ms) == (
+        pytest.approx(1.0),
+        pytest.approx(4.0),
+    )
     assert row.join_p50_ms == 100.0 and row.join_max_ms == 101.0
 
 
 def test_table_is_fixed_width_and_prints_the_ratio() -> None:
     rows = [
-        fanout.Row(target="janus", n=20, subscribers_ok=20, sfu_cpu_pct=17.2, pkts_per_cpu_s=24000.0,
-                   loss_pct=0.0, delay_p99_ms=6.4, subscriber_cpu_pct=[13.0, 12.0]),
-        fanout.Row(target="sanke", n=20, subscribers_ok=20, sfu_cpu_pct=15.0, pkts_per_cpu_s=30000.0,
-                   loss_pct=0.1, delay_p99_ms=3.0, subscriber_cpu_pct=[95.0, 12.0]),
+        fanout.Row(
+            target="janus",
+            n=20,
+            subscribers_ok=20,
+            sfu_cpu_pct=17.2,
+            pkts_per_cpu_s=24000.0,
+            loss_pct=0.0,
+            delay_p99_ms=6.4,
+            subscriber_cpu_pct=[13.0, 12.0],
+        ),
+        fanout.Row(
+            target="sanke",
+            n=20,
+            subscribers_ok=20,
+            sfu_cpu_pct=15.0,
+            pkts_per_cpu_s=30000.0,
+            loss_pct=0.1,
+            delay_p99_ms=3.0,
+            subscriber_cpu_pct=[95.0, 12.0],
+        ),
         fanout.Row(target="janus", n=40, errors=["x"]),  # all figures missing
     ]
     table = fanout.format_table(rows).splitlines()
     assert len({len(line) for line in table}) == 1, table
     assert table[0].split()[:3] == ["target", "N", "ok"]
-    assert "24000" in table[2] and "!" in table[3]  # saturated subscriber process flagged
+    assert (
+        "24000" in table[2] and "!" in table[3]
+    )  # saturated subscriber process flagged
     assert " - " in table[4]
     ratios = fanout.format_ratios(rows)
     assert ratios[0] == "SanKe/Janus packets per CPU-second: N=20: 1.25x"
-    assert ratios[1].startswith("goals at N=20: ratio 1.25 (>= 1.0x): met; loss 0.10 (< 0.5%): met")
+    assert ratios[1].startswith(
+        "goals at N=20: ratio 1.25 (>= 1.0x): met; loss 0.10 (< 0.5%): met"
+    )
     assert ratios[1].endswith("delay p99 3.00 (< 5.0 ms): met")
-    assert fanout.format_ratios(rows[:1]) == ["SanKe/Janus ratio: n/a (needs both targets at the same N)"]
+    assert fanout.format_ratios(rows[:1]) == [
+        "SanKe/Janus ratio: n/a (needs both targets at the same N)"
+    ]
 
 
 def test_missing_sanke_target_is_reported_as_unavailable() -> None:

@@ -48,10 +48,16 @@ _NEVER_MAP = (URI_MID, URI_RID, URI_REPAIRED_RID)
 subscriber did not negotiate, which receivers ignore (RFC 8285)."""
 
 
-def extension_table(producer_extmap: dict[str, int], consumer_extmap: dict[str, int]) -> bytes | None:
-    """The id rewrite table (one-byte profile) from a producer's ids to a consumer's, or None if identity."""
-    used = set(consumer_extmap.values())
-    unused = next((i for i in range(1, 15) if i not in used), 14)
+def extension_table(producer_extmap: dict[str, int], consumer_extmap: dict[str, int],
+                    reserved: set[int] = frozenset()) -> bytes | None:  # type: ignore[assignment]
+    """The id rewrite table (one-byte profile) from a producer's ids to a consumer's, or None if identity.
+
+    ``reserved``: every id negotiated on the subscriber's connection.  Under BUNDLE its
+    m-lines share one id space (a receiver such as aiortc keeps one map), so the
+    "unknown" id must be unknown to all of them, not only to this track's m-line.
+    """
+    used = set(consumer_extmap.values()) | set(reserved)
+    unused = next((i for i in range(14, 0, -1) if i not in used), 14)
     table = bytearray(range(16))
     for uri, pid in producer_extmap.items():
         if not 1 <= pid <= 14:
@@ -128,7 +134,7 @@ class Consumer:
         self.stats = SendStats(ssrc, clock_rate) if not self.ready else self.stats
         self.ready = True
         if self.producer is not None:
-            self.ext_table = extension_table(self.producer.extmap, self.extmap)
+            self.ext_table = extension_table(self.producer.extmap, self.extmap, self.transport.extension_ids)
 
     # ------------------------------------------------------------------ binding
 
@@ -138,7 +144,7 @@ class Consumer:
             return
         self.unbind()
         self.producer = producer
-        self.ext_table = extension_table(producer.extmap, self.extmap)
+        self.ext_table = extension_table(producer.extmap, self.extmap, self.transport.extension_ids)
         if self.kind == "video":
             self.gate = VideoGate([1] * len(producer.streams), now_s=now)
             self.gate.max_layer = self.max_layer

@@ -110,6 +110,7 @@ class Router:
         except ValueError as exc:  # SdpRejected is a ValueError
             raise RouterError("bad_sdp", str(exc)[:200]) from None
         except Exception as exc:  # aiortc raises assorted errors on SDP it cannot apply
+            log.info("router %s: offer of %s not applied", self.router_id, transport_id, exc_info=True)
             raise RouterError("bad_sdp", f"SDP could not be applied: {type(exc).__name__}") from None
         self._offers[transport_id] = offered
         negotiated = _negotiated(transport.pc.localDescription.sdp)

@@ -71,8 +71,8 @@ def parse_offer(sdp: str) -> list[OfferedMedia]:
         mid = media.rtp.muxId or ""
         rtx_of: dict[int, int] = {}
         for group in media.ssrc_group:
-            if group.semantic == "FID" and len(group.ssrcs) == 2:
-                rtx_of[int(group.ssrcs[1])] = int(group.ssrcs[0])
+            if group.semantic == "FID" and len(group.items) == 2:
+                rtx_of[int(group.items[1])] = int(group.items[0])
         ssrcs: list[int] = []
         for s in media.ssrc:
             if s.ssrc not in rtx_of and s.ssrc not in ssrcs:

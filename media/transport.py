@@ -46,7 +46,7 @@ from aiortc.rtp import (
     pack_remb_fci,
     unpack_remb_fci,
 )
-from aiortc.utils import current_ntp_time
+from aiortc.clock import current_ntp_time
 
 from media.ice import IcePolicy, SdpRejected, check_remote_sdp, filter_local_sdp, rtc_configuration
 from media.srtp import SrtpWriter
@@ -110,6 +110,8 @@ class WebRtcTransport:
         self.consumers_by_ssrc: dict[int, Consumer] = {}
         """Subscriber side: the SSRC the consumer sends with → consumer (for RTCP feedback)."""
         self.consumers: dict[str, Consumer] = {}
+        self.extension_ids: set[int] = set()
+        """Every header extension id negotiated on this connection (all m-lines share them under BUNDLE)."""
         self._transceiver_of: dict[str, RTCRtpTransceiver] = {}
         self._free: dict[str, list[RTCRtpTransceiver]] = {"audio": [], "video": []}
         self._configure: dict[int, Callable[[RTCRtpSendParameters], None]] = {}
@@ -320,6 +322,7 @@ class WebRtcTransport:
         rtx = next((c for c in parameters.codecs if c.mimeType.lower().endswith("/rtx")
                     and c.parameters.get("apt") == main.payloadType), None)
         extmap = {e.uri: e.id for e in parameters.headerExtensions}
+        self.extension_ids.update(extmap.values())
         was_ready = consumer.ready
         consumer.configure(ssrc=consumer.ssrc, rtx_ssrc=consumer.rtx_ssrc, payload_type=main.payloadType,
                            rtx_payload_type=rtx.payloadType if rtx else None, clock_rate=main.clockRate,

@@ -26,8 +26,9 @@ from server.core.config import Settings, get_settings
 from server.core.db import make_engine, make_session_factory
 from server.core.lifecycle_task import LifecycleTask
 from server.core.migrate import upgrade
-from media.pool import WorkerClassMissing, WorkerPool
+from media.pool import WorkerPool
 from media.worker_process import DEFAULT_WORKER_CLASS
+from signaling.media import MediaService
 
 log = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -52,23 +53,16 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
     bus = make_bus(settings.redis_url)
     # Workers start in the lifespan; the worker class is imported only then.
     media = WorkerPool(settings.effective_media_workers, settings.ice_strings(), worker_class=media_worker_class)
+    media_service = MediaService(media, bus)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             stack.callback(engine.dispose)
             await stack.enter_async_context(bus)
-            try:
-                await media.start()
-            except WorkerClassMissing as exc:
-                log.warning("media workers not started: %s", exc)
-            except ImportError:
-                # The SFU is being built: a worker module that does not import yet leaves the
-                # app running without media (loudly). A worker that imports but does not come
-                # up, or a bad ICE setting, still stops the start.
-                log.exception("media workers not started: %s does not import", media_worker_class)
-            else:
-                stack.push_async_callback(media.close)
+            await media.start()  # a worker that does not come up, or a bad ICE setting, stops the start
+            stack.push_async_callback(media.close)
+            stack.callback(media_service.close)
             if run_lifecycle:
                 task = LifecycleTask(session_factory, bus, settings)
                 await stack.enter_async_context(task)
@@ -86,6 +80,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
     app.state.session_factory = session_factory
     app.state.bus = bus
     app.state.media = media
+    app.state.media_factory = media_service.factory
     app.state.ice_policy = ice_policy
     errors.install(app)
     app.include_router(api_router, prefix="/api/v1")

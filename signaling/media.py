@@ -395,7 +395,7 @@ class LessonMedia:
             touched.add(owner[1])
         for pid in touched:
             p = room.participants.get(pid)
-            if p is None:
+            if p is None or p.observer:  # a patrol is silent: nobody sees an observer's link
                 continue
             both = self.samples.get(pid, {})
             up, down = both.get("send", {}), both.get("recv", {})
@@ -405,7 +405,7 @@ class LessonMedia:
                 jitter_ms=max(int(up.get("jitter_ms", 0)), int(down.get("jitter_ms", 0))),
                 bitrate_kbps=int(up.get("bitrate_kbps", 0)) + int(down.get("bitrate_kbps", 0)),
             )
-            room.link_quality(p, report, measured=True)
+            room._link_quality(p, report)  # same grid update as a client report
             self.service.publish_sample(self.instance_id, p, report, up, down)
 
 

@@ -104,9 +104,10 @@ async def tone(track: MediaStreamTrack, seconds: float = 1.0, timeout: float = 1
     while len(pcm) < seconds * rate:
         frame = await asyncio.wait_for(track.recv(), max(0.1, deadline - time.monotonic()))
         rate = frame.sample_rate
-        mono = frame.reformat(format="s16", layout="mono")
-        raw = bytes(mono.planes[0])[: mono.samples * 2]
-        pcm.extend(struct.unpack(f"<{len(raw) // 2}h", raw))
+        assert frame.format.name == "s16", frame.format.name  # aiortc's Opus decoder: packed s16
+        channels = len(frame.layout.channels)
+        raw = bytes(frame.planes[0])[: frame.samples * 2 * channels]
+        pcm.extend(struct.unpack(f"<{len(raw) // 2}h", raw)[::channels])  # the first channel
     pcm = pcm[len(pcm) // 4:]  # skip the codec's start-up
     rms = math.sqrt(sum(s * s for s in pcm) / len(pcm))
     crossings = sum(1 for a, b in zip(pcm, pcm[1:], strict=False) if (a < 0) != (b < 0))

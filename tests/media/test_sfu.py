@@ -1,0 +1,216 @@
+"""The SFU end to end: aiortc clients against a server the test starts, on 127.0.0.1 only.
+
+A main classroom films a red wall and plays a 440 Hz tone; two receiving
+classrooms film green and blue walls; a researcher watches silently.  Every
+check is on what the clients decode, as a person in the classroom would see
+and hear it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from media.ice import IcePolicy
+from scheduler.models import LessonInstance
+from server.core.config import Settings
+from signaling.client import LessonClient, LessonError
+from tests.conftest import TEST_SECRET
+from tests.media.sfu_helpers import BLUE, GREEN, RED, ColorTrack, ToneTrack, close_to, frames, rtp_tap, tone
+from tests.server.api.routes.test_lessons import book, lessons
+from tests.utils.live import live_server
+
+POLICY = IcePolicy.from_strings(None, "127.0.0.1", "127.0.0.0/8", None)
+
+
+@pytest.fixture
+def db_url(tmp_path: Any, sqlite_template: Any) -> str:
+    """SQLite only: the database is not what these tests are about."""
+    target = tmp_path / "sfu.db"
+    shutil.copy(sqlite_template, target)
+    return f"sqlite:///{target}"
+
+
+@pytest.fixture
+def settings(tmp_path: Any, db_url: str) -> Settings:
+    return Settings(data_dir=tmp_path / "data", database_url=db_url, secret_key=TEST_SECRET,
+                    ice_host_addresses="127.0.0.1", ice_allowed_networks="127.0.0.0/8", media_workers=0)
+
+
+class Lesson:
+    def __init__(self, base: str, http: httpx.Client, world: Any, auth: Any, lid: int) -> None:
+        self.base, self.http, self.world, self.auth, self.lid = base, http, world, auth, lid
+        self.clients: list[LessonClient] = []
+
+    def token(self, user: Any) -> str:
+        r = self.http.post(f"/api/v1/lessons/{self.lid}/join-token", headers=self.auth(user))
+        assert r.status_code == 200, r.text
+        return r.json()["token"]
+
+    async def join(self, user: Any) -> LessonClient:
+        client = LessonClient(self.base, self.lid, await asyncio.to_thread(self.token, user), policy=POLICY)
+        await client.connect()
+        self.clients.append(client)
+        return client
+
+    async def close(self) -> None:
+        for c in self.clients:
+            await c.close()
+
+
+@pytest.fixture
+def lesson(app: Any, world: Any, auth: Any, session_factory: Any) -> Iterator[Lesson]:
+    with live_server(app) as base, httpx.Client(base_url=base, timeout=20) as http:
+        book(http, world, auth)
+        lid = lessons(http, world.urban_admin, auth, limit=1)["data"][0]["id"]
+        with session_factory() as s:
+            s.get(LessonInstance, lid).room_opened_at = datetime(2026, 8, 24, 8, 55)
+            s.commit()
+        yield Lesson(base, http, world, auth, lid)
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, 90))
+
+
+def test_a_lesson_flows_both_ways_and_the_observer_only_watches(lesson: Lesson) -> None:
+    w = lesson.world
+
+    async def scenario() -> None:
+        try:
+            main = await lesson.join(w.teacher)
+            recv_a = await lesson.join(w.terminal_recv)
+            recv_b = await lesson.join(w.assistant)
+            observer = await lesson.join(w.researcher_a)
+            assert observer.participant_id not in {p["participant_id"] for p in main.joined["participants"]}
+
+            await main.publish({"camera": ColorTrack(RED), "microphone": ToneTrack()})
+            await recv_a.publish({"camera": ColorTrack(GREEN)})
+            await recv_b.publish({"camera": ColorTrack(BLUE)})
+            m = main.participant_id
+            for c in (recv_a, recv_b):
+                await c.subscribe([{"participant_id": m, "source": "camera"},
+                                   {"participant_id": m, "source": "microphone"}])
+            await observer.subscribe([{"participant_id": m, "source": "camera"}])
+            await main.subscribe([{"participant_id": recv_a.participant_id, "source": "camera"},
+                                  {"participant_id": recv_b.participant_id, "source": "camera"}])
+
+            # the teacher's red wall reaches both receiving classrooms and the observer
+            for c in (recv_a, recv_b, observer):
+                seen = await frames(await c.track(m, "camera"), 15)
+                assert all(close_to(rgb, RED) for rgb in seen[-10:]), seen
+            # the teacher sees each receiving classroom (隔空交流)
+            assert all(close_to(x, GREEN) for x in (await frames(await main.track(recv_a.participant_id, "camera"), 10))[-5:])
+            assert all(close_to(x, BLUE) for x in (await frames(await main.track(recv_b.participant_id, "camera"), 10))[-5:])
+            # and the teacher's voice is heard: a 440 Hz tone, not silence
+            rms, hz = await tone(await recv_a.track(m, "microphone"), 1.0)
+            assert rms > 1000 and 400 < hz < 480, (rms, hz)
+
+            # the observer is refused publishing, by the server
+            with pytest.raises(LessonError) as refused:
+                await observer.request({"type": "publish", "source": "camera", "track_id": "x"})
+            assert refused.value.code == "not_allowed"
+            # a receiving classroom may not share a screen, nor watch another classroom that is not on stage
+            with pytest.raises(LessonError):
+                await recv_a.request({"type": "publish", "source": "screen", "track_id": "s"})
+            with pytest.raises(LessonError) as refused:
+                await recv_a.subscribe([{"participant_id": recv_b.participant_id, "source": "camera"}])
+            assert refused.value.code == "not_allowed"
+
+            # link quality measured by the SFU reaches the main classroom's grid
+            update = await main.next_message("link_quality_update", timeout=8)
+            assert update["participant_id"] in {recv_a.participant_id, recv_b.participant_id,
+                                                main.participant_id}
+            # the publications are announced in the roster
+            info = next(x for x in recv_a.messages if x["type"] == "participant_updated"
+                        and x["participant"]["participant_id"] == m)
+            assert {p["source"] for p in info["participant"]["publications"]} >= {"camera"}
+        finally:
+            await lesson.close()
+
+    run(scenario())
+
+
+def test_a_late_subscriber_gets_a_keyframe_within_a_second(lesson: Lesson) -> None:
+    w = lesson.world
+
+    async def scenario() -> None:
+        try:
+            main = await lesson.join(w.teacher)
+            await main.publish({"camera": ColorTrack(RED)})
+            await asyncio.sleep(3)  # the publisher's first keyframe is long gone
+            late = await lesson.join(w.terminal_recv)
+            started = time.monotonic()
+            await late.subscribe([{"participant_id": main.participant_id, "source": "camera"}])
+            seen = await frames(await late.track(main.participant_id, "camera"), 1, timeout=5)
+            elapsed = time.monotonic() - started
+            assert close_to(seen[0], RED)
+            assert elapsed < 1.0, f"first frame after {elapsed:.3f} s"
+        finally:
+            await lesson.close()
+
+    run(scenario())
+
+
+def test_on_stage_switches_classrooms_without_a_broken_frame(lesson: Lesson) -> None:
+    w = lesson.world
+
+    async def scenario() -> None:
+        try:
+            main = await lesson.join(w.teacher)
+            recv_a = await lesson.join(w.terminal_recv)
+            recv_b = await lesson.join(w.assistant)
+            observer = await lesson.join(w.researcher_a)
+            await recv_a.publish({"camera": ColorTrack(GREEN)})
+            await recv_b.publish({"camera": ColorTrack(BLUE)})
+            await observer.subscribe([{"participant_id": "stage", "source": "camera"}])
+            await main.request({"type": "set_on_stage", "participant_id": recv_a.participant_id})
+            stage = await observer.track("stage", "camera")
+            first = await frames(stage, 10)
+            assert all(close_to(x, GREEN) for x in first[-5:]), first
+            await main.request({"type": "set_on_stage", "participant_id": recv_b.participant_id})
+            after = await frames(stage, 40)
+            # every frame is a clean picture of one classroom or the other: no garbage from a
+            # delta frame decoded against the wrong keyframe, and once blue, it stays blue
+            assert all(close_to(x, GREEN) or close_to(x, BLUE) for x in after), after
+            first_blue = next(i for i, x in enumerate(after) if close_to(x, BLUE))
+            assert all(close_to(x, BLUE) for x in after[first_blue:]), after
+            assert first_blue < 30
+        finally:
+            await lesson.close()
+
+    run(scenario())
+
+
+def test_loss_towards_one_subscriber_is_repaired_by_nack(lesson: Lesson) -> None:
+    w = lesson.world
+
+    async def scenario() -> None:
+        try:
+            main = await lesson.join(w.teacher)
+            lossy = await lesson.join(w.terminal_recv)
+            clean = await lesson.join(w.assistant)
+            camera = ColorTrack(RED)
+            await main.publish({"camera": camera})
+            for c in (lossy, clean):
+                await c.subscribe([{"participant_id": main.participant_id, "source": "camera"}])
+            track = await lossy.track(main.participant_id, "camera")
+            await frames(track, 3)
+            tap = rtp_tap(lossy.subscriber, drop_every=8)  # 12.5 % of video packets never arrive
+            clean_track = await clean.track(main.participant_id, "camera")
+            await frames(clean_track, 3)
+            got = await frames(track, 90, timeout=15)
+            assert tap["dropped"] >= 10, tap
+            assert tap["rtx"] >= tap["dropped"] * 0.7, tap  # retransmitted by the SFU (RTX)
+            assert all(close_to(x, RED) for x in got), got
+        finally:
+            await lesson.close()
+
+    run(scenario())

@@ -143,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         stream=sys.stderr, level=args.log_level.upper(),
         format=f"%(asctime)s %(levelname)s media-worker[{args.index}] %(name)s: %(message)s")
+    # aioice logs every connectivity check at INFO: one line per candidate pair per participant
+    logging.getLogger("aioice").setLevel(max(logging.WARNING, logging.getLogger().level))
 
     raw = args.ice_json if args.ice_json is not None else os.environ.get(ICE_ENV, "{}")
     try:

@@ -36,7 +36,10 @@ class LessonError(Exception):
 
 class LessonClient:
     def __init__(self, base_url: str, instance_id: int, token: str, *, policy: IcePolicy,
-                 on_message: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 on_message: Callable[[dict[str, Any]], None] | None = None,
+                 publisher: RTCPeerConnection | None = None, subscriber: RTCPeerConnection | None = None) -> None:
+        """``publisher``/``subscriber``: peer connections to use instead of new ones (a benchmark
+        that hooks its own connections passes them)."""
         self.url = base_url.replace("http://", "ws://").replace("https://", "wss://").rstrip("/") \
             + f"/api/v1/lessons/{instance_id}/ws"
         self.token = token
@@ -46,8 +49,10 @@ class LessonClient:
         self.joined: dict[str, Any] = {}
         self.participant_id = ""
         self.messages: list[dict[str, Any]] = []
-        self.publisher: RTCPeerConnection | None = None
-        self.subscriber: RTCPeerConnection | None = None
+        self.publisher: RTCPeerConnection | None = publisher
+        self.subscriber: RTCPeerConnection | None = subscriber
+        if subscriber is not None:
+            subscriber.on("track", self._on_track)
         self.tracks: dict[tuple[str, str], MediaStreamTrack] = {}
         """(participant_id, source) → the received track (``"stage"`` for the on-stage slot)."""
         self.mids: dict[str, tuple[str, str]] = {}
@@ -137,12 +142,18 @@ class LessonClient:
         """Publish ``{source: track}`` (adds to what is already published) and wait for the answer."""
         if self.publisher is None:
             self.publisher = RTCPeerConnection(rtc_configuration(self.policy))
+        added = {source: self.publisher.addTransceiver(track, direction="sendonly")
+                 for source, track in tracks.items()}
+        return await self.negotiate_publisher(added)
+
+    async def negotiate_publisher(self, transceivers: dict[str, Any]) -> dict[str, Any]:
+        """Announce ``{source: transceiver}`` of the publisher connection and send its offer."""
         pc = self.publisher
-        added = {source: pc.addTransceiver(track, direction="sendonly") for source, track in tracks.items()}
+        assert pc is not None
         offer = await pc.createOffer()
         await pc.setLocalDescription(offer)
-        for source, transceiver in added.items():
-            await self.request({"type": "publish", "source": source, "track_id": tracks[source].id,
+        for source, transceiver in transceivers.items():
+            await self.request({"type": "publish", "source": source, "track_id": transceiver.sender.track.id,
                                 "mid": transceiver.mid})
         answer = await self.request({"type": "offer", "sdp": filter_local_sdp(pc.localDescription.sdp, self.policy)})
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
@@ -157,10 +168,7 @@ class LessonClient:
     async def _on_offer(self, msg: dict[str, Any]) -> None:
         if self.subscriber is None:
             self.subscriber = RTCPeerConnection(rtc_configuration(self.policy))
-
-            @self.subscriber.on("track")
-            def on_track(track: MediaStreamTrack) -> None:
-                self._on_track(track)
+            self.subscriber.on("track", self._on_track)
 
         pc = self.subscriber
         for t in msg.get("tracks", []):

@@ -1,0 +1,195 @@
+"""SanKe as a target of ``bench.fanout``: the real server with one media worker process.
+
+``start()`` builds a small database (the test world, one famous-school lesson
+whose room is open, one student account per subscriber), then runs
+``python -m bench.fanout_sanke --serve`` in its own process: the FastAPI app with
+signaling on 127.0.0.1 and ``SANKE_MEDIA_WORKERS=1`` (the SFU worker, a child of
+that process, gathers on 127.0.0.2 like every peer of the benchmark).  The
+publisher and each subscriber then speak the lesson protocol over the
+WebSocket with join tokens, exactly as classroom terminals do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+SECRET = "bench-fanout-secret-key-0123456789abcdef"
+MAX_SUBSCRIBERS = 128
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _settings(data_dir: Path) -> Any:
+    from server.core.config import Settings
+
+    return Settings(data_dir=data_dir, database_url=f"sqlite:///{data_dir}/sanke.db", secret_key=SECRET,
+                    ice_host_addresses="127.0.0.2", ice_allowed_networks="127.0.0.0/8", media_workers=1)
+
+
+def prepare(data_dir: Path, subscribers: int) -> dict[str, Any]:
+    """The database of the run and the join tokens (main classroom + one student per subscriber)."""
+    from sqlalchemy import select
+
+    from scheduler.access import scope_of
+    from scheduler.bookings import ReceiverSpec, SeriesSpec, create_series
+    from scheduler.models import LessonInstance, LessonKind, Role
+    from server.core.db import make_engine, make_session_factory
+    from server.core.migrate import upgrade
+    from server.core.security import JoinClaims, create_join_token
+    from tests.utils.factory import World, add_user
+
+    settings = _settings(data_dir)
+    settings.ensure_data_dir()
+    url = settings.effective_database_url
+    upgrade(url)
+    engine = make_engine(url)
+    try:
+        with make_session_factory(engine)() as s:
+            w = World.build(s)
+            series = create_series(s, SeriesSpec(
+                kind=LessonKind.famous_school, title="名校网络课堂（压测）", subject="数学", grade="三年级",
+                term_id=w.term.id, main_classroom_id=w.main_room.id, main_teacher_id=w.teacher.id,
+                weekday=1, period_from=1, period_to=1, receivers=(ReceiverSpec(w.recv_room.id),),
+            ), actor=w.urban_admin, scope=scope_of(s, w.urban_admin))
+            inst = s.scalars(select(LessonInstance).where(LessonInstance.series_id == series.id)
+                             .order_by(LessonInstance.starts_at)).first()
+            inst.room_opened_at = datetime.now()
+            students = [add_user(s, f"bench{i}", Role.student, school=w.rural, name=f"学生{i}")
+                        for i in range(subscribers)]
+            s.commit()
+            expires = int(time.time()) + 6 * 3600
+            main = create_join_token(JoinClaims(w.teacher.id, inst.id, "main", w.main_room.id, expires), SECRET)
+            tokens = [create_join_token(JoinClaims(u.id, inst.id, "student", None, expires), SECRET)
+                      for u in students]
+            return {"lesson": inst.id, "main": main, "tokens": tokens}
+    finally:
+        engine.dispose()
+
+
+def serve(data_dir: Path, port: int) -> None:
+    import uvicorn
+
+    from server.main import create_app
+
+    app = create_app(_settings(data_dir), migrate=False, run_lifecycle=False)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+
+
+class SankeTarget:
+    name = "sanke"
+
+    def __init__(self) -> None:
+        self._dir: str | None = None
+        self._proc: asyncio.subprocess.Process | None = None
+        self._info: dict[str, Any] = {}
+        self._base = ""
+        self._publisher: Any = None
+        self._spec: dict[str, Any] = {}
+        self._clients: list[Any] = []
+
+    async def start(self) -> None:
+        self._dir = tempfile.mkdtemp(prefix="sanke-fanout-")
+        self._info = await asyncio.to_thread(prepare, Path(self._dir), MAX_SUBSCRIBERS)
+        port = _free_port()
+        env = {**os.environ, "SANKE_MEDIA_WORKERS": "1"}
+        self._proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.fanout_sanke", "--serve", self._dir, str(port), env=env)
+        self._base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                await asyncio.to_thread(urllib.request.urlopen, self._base + "/healthz", None, 2)
+                break
+            except OSError:
+                if time.monotonic() > deadline or self._proc.returncode is not None:
+                    raise RuntimeError("the SanKe server did not start") from None
+                await asyncio.sleep(0.2)
+
+    async def publish(self, pc: Any) -> None:
+        from bench import fanout_common as common
+        from signaling.client import LessonClient
+
+        client = LessonClient(self._base, self._info["lesson"], self._info["main"], policy=common.ice_policy(),
+                              publisher=pc)
+        await client.connect()
+        sources = {}
+        for transceiver in pc.getTransceivers():
+            sources["microphone" if transceiver.kind == "audio" else "camera"] = transceiver
+        await client.negotiate_publisher(sources)
+        self._publisher = client
+
+    def spec(self) -> dict[str, Any]:
+        return {"base": self._base, "lesson": self._info["lesson"], "tokens": self._info["tokens"],
+                "publisher": self._publisher.participant_id}
+
+    @classmethod
+    def attach(cls, spec: dict[str, Any]) -> SankeTarget:
+        target = cls()
+        target._spec = spec
+        return target
+
+    async def subscribe(self, sub: Any) -> None:
+        from bench import fanout_common as common
+        from signaling.client import LessonClient
+
+        spec = self._spec
+        client = LessonClient(spec["base"], spec["lesson"], spec["tokens"][sub.index], policy=common.ice_policy(),
+                              subscriber=sub.pc)
+        await client.connect()
+        self._clients.append(client)
+        await client.subscribe([{"participant_id": spec["publisher"], "source": "camera"},
+                                {"participant_id": spec["publisher"], "source": "microphone"}])
+        while client.offers < 1:  # the server's offer arrives after the ack; answered by the client
+            await asyncio.sleep(0.01)
+
+    async def detach(self) -> None:
+        for client in self._clients:
+            with contextlib.suppress(Exception):
+                await client.close()
+        self._clients.clear()
+
+    def pids(self) -> list[int]:
+        return [self._proc.pid] if self._proc is not None else []
+
+    async def stop(self) -> None:
+        if self._publisher is not None:
+            with contextlib.suppress(Exception):
+                await self._publisher.close()
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), 15)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Run the SanKe server for bench.fanout (internal).")
+    parser.add_argument("--serve", nargs=2, metavar=("DIR", "PORT"), required=True)
+    args = parser.parse_args(argv)
+    serve(Path(args.serve[0]), int(args.serve[1]))
+
+
+if __name__ == "__main__":
+    main()

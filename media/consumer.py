@@ -29,7 +29,6 @@ from media.rtp import (
     remap_extension_ids,
     rewrite_header,
     rtx_wrap,
-    write_abs_send_time,
 )
 from media.rtpstats import SendStats
 
@@ -135,6 +134,8 @@ class Consumer:
         self.ready = True
         if self.producer is not None:
             self.ext_table = extension_table(self.producer.extmap, self.extmap, self.transport.extension_ids)
+            if self.stream is not None:
+                self.stream.regroup()
 
     # ------------------------------------------------------------------ binding
 
@@ -197,7 +198,8 @@ class Consumer:
 
     # ------------------------------------------------------------------ hot path
 
-    def forward(self, plain: bytes, seq: int, ts: int, keyframe: bool, ast_offset: int, now: float) -> None:
+    def forward(self, plain: bytes | bytearray, seq: int, ts: int, keyframe: bool, now: float) -> None:
+        """``plain`` has this consumer's extension ids already (``ProducerStream.groups``)."""
         if self.waiting:
             if not keyframe:
                 return
@@ -211,16 +213,11 @@ class Consumer:
         writer = self.transport.writer
         if writer is None:
             return
-        n = writer.load(plain)
-        if not n:
-            return
-        writer.patch((plain[1] & 0x80) | self.out_pt, out_seq, rewriter.out_ts, self.ssrc)
-        if self.ext_table is not None:
-            remap_extension_ids(writer.buffer, self.ext_table)
-        if ast_offset >= 0 and self.ast_id:
-            write_abs_send_time(writer.buffer, ast_offset, now)
-        writer.send_rtp(n)
-        self.stats.on_sent(n)
+        n = writer.forward(plain, (plain[1] & 0x80) | self.out_pt, out_seq, rewriter.out_ts, self.ssrc)
+        if n:
+            stats = self.stats
+            stats.packets += 1
+            stats.octets += n
 
     # ------------------------------------------------------------------ feedback
 

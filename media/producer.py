@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from media.cache import PacketCache
 from media.codecs import is_keyframe
-from media.rtp import find_extension, header_size
+from media.rtp import find_extension, header_size, remap_extension_ids, write_abs_send_time
 from media.rtpstats import ReceiveStats
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ class ProducerStream:
 
     __slots__ = (
         "producer", "layer", "rid", "ssrc", "stats", "cache", "consumers", "waiting", "last_ts",
-        "last_arrival", "sr_ntp", "sr_rtp", "sr_arrival", "last_pli", "active",
+        "last_arrival", "sr_ntp", "sr_rtp", "sr_arrival", "last_pli", "active", "groups",
     )
 
     def __init__(self, producer: Producer, layer: int, rid: str | None, ssrc: int | None) -> None:
@@ -46,6 +46,9 @@ class ProducerStream:
         self.stats = ReceiveStats(ssrc or 0, producer.clock_rate)
         self.cache: PacketCache | None = PacketCache() if producer.kind == "video" else None
         self.consumers: list[Consumer] = []
+        self.groups: list[tuple[bytes | None, list[Consumer]]] = []
+        """``consumers`` grouped by header-extension id table: the header is renumbered once per
+        table and packet, not once per consumer (all browsers of one kind share a table)."""
         self.waiting = 0
         """Attached consumers waiting for a keyframe: only then is the payload inspected."""
         self.last_ts = 0
@@ -79,8 +82,19 @@ class ProducerStream:
                 return
         ast = producer.abs_send_time_id
         ast_offset = find_extension(plain, ast) if ast else -1
-        for consumer in self.consumers:
-            consumer.forward(plain, seq, ts, keyframe, ast_offset, now)
+        for table, members in self.groups:
+            pkt: bytes | bytearray = plain
+            if table is not None or ast_offset >= 0:
+                pkt = bytearray(plain)
+                if table is not None:
+                    try:
+                        remap_extension_ids(pkt, table)
+                    except ValueError:
+                        continue
+                if ast_offset >= 0:  # the SFU's send time, for the subscribers' bandwidth estimate
+                    write_abs_send_time(pkt, ast_offset, now)
+            for consumer in members:
+                consumer.forward(pkt, seq, ts, keyframe, now)
 
     def on_sender_report(self, ntp_timestamp: int, rtp_timestamp: int, now: float) -> None:
         """Remember the publisher's NTP↔RTP mapping (consumers' SRs derive from it: lip sync)."""
@@ -109,10 +123,19 @@ class ProducerStream:
     def attach(self, consumer: Consumer) -> None:
         if consumer not in self.consumers:
             self.consumers.append(consumer)
+        self.regroup()
 
     def detach(self, consumer: Consumer) -> None:
         if consumer in self.consumers:
             self.consumers.remove(consumer)
+        self.regroup()
+
+    def regroup(self) -> None:
+        """Rebuild ``groups`` (after a consumer came, went or renegotiated its extension ids)."""
+        groups: dict[bytes | None, list[Consumer]] = {}
+        for consumer in self.consumers:
+            groups.setdefault(consumer.ext_table, []).append(consumer)
+        self.groups = list(groups.items())
 
 
 class Producer:
@@ -169,5 +192,6 @@ class Producer:
         self.closed = True
         for stream in self.streams:
             stream.consumers.clear()
+            stream.groups = []
             if stream.cache is not None:
                 stream.cache.clear()

@@ -276,6 +276,9 @@ class Router:
         consumer.bind(producer, now)
 
     def _consumer_change(self, consumer: Consumer, change: str) -> None:
+        gate = consumer.gate
+        log.info("router %s: consumer %s %s (estimate %s bps, loss %s)", self.router_id, consumer.consumer_id,
+                 change, getattr(gate, "estimate_bps", None), getattr(gate, "loss", None))
         self.emit("consumer_state", {"consumer_id": consumer.consumer_id, "change": change,
                                      "participant_id": consumer.transport.participant_id,
                                      "layer": consumer.stream.layer if consumer.stream is not None else -1})

@@ -28,16 +28,19 @@ SRTP_TRAILER = 148
 """libsrtp's maximum trailer (auth tag + MKI), as pylibsrtp reserves it."""
 
 _HEADER = struct.Struct(">HII")
+_protect = lib.srtp_protect
 """Sequence number, timestamp, SSRC: bytes 2..12 of every RTP header."""
 
 
 class SrtpWriter:
     """Protects with one SRTP session and writes to one socket address."""
 
-    __slots__ = ("_srtp", "_cdata", "_mv", "_len_p", "_sock", "_addr", "sent_packets", "sent_bytes", "dropped")
+    __slots__ = ("_srtp", "_ctx", "_cdata", "_mv", "_len_p", "_sock", "_addr", "sent_packets", "sent_bytes",
+                 "dropped")
 
     def __init__(self, session: pylibsrtp.Session, sock: socket.socket, addr: tuple[Any, ...]) -> None:
         self._srtp = session._srtp  # keeps the gc handle (and so the context) alive with us
+        self._ctx = session._srtp[0]
         self._cdata = ffi.new("char[]", MAX_PACKET + SRTP_TRAILER)
         self._mv = memoryview(ffi.buffer(self._cdata))
         self._len_p = ffi.new("int *")
@@ -67,10 +70,34 @@ class SrtpWriter:
         mv[1] = marker_pt
         _HEADER.pack_into(mv, 2, seq, ts, ssrc)
 
+    def forward(self, plain: bytes | bytearray, marker_pt: int, seq: int, ts: int, ssrc: int) -> int:
+        """The hot path in one call: load, patch the header, protect, send; returns the bytes sent (0: dropped)."""
+        n = len(plain)
+        if n > MAX_PACKET:
+            return 0
+        mv = self._mv
+        mv[:n] = plain
+        mv[1] = marker_pt
+        _HEADER.pack_into(mv, 2, seq, ts, ssrc)
+        len_p = self._len_p
+        len_p[0] = n
+        if _protect(self._ctx, self._cdata, len_p) != 0:
+            self.dropped += 1
+            return 0
+        n = len_p[0]
+        try:
+            self._sock.sendto(mv[:n], self._addr)
+        except OSError:  # BlockingIOError included: a full socket buffer drops, as UDP does
+            self.dropped += 1
+            return 0
+        self.sent_packets += 1
+        self.sent_bytes += n
+        return n
+
     def send_rtp(self, n: int) -> None:
         """Protect the ``n`` bytes in the buffer as RTP and send them."""
         self._len_p[0] = n
-        if lib.srtp_protect(self._srtp[0], self._cdata, self._len_p) != 0:
+        if _protect(self._ctx, self._cdata, self._len_p) != 0:
             self.dropped += 1
             return
         self._send(self._len_p[0])

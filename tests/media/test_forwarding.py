@@ -1,0 +1,225 @@
+"""Producer → Consumer forwarding without a network: header rewriting, keyframe gating on a
+source switch, NACK answers with RTX, sender reports, simulcast layer choice and pausing video on
+a weak link.  The transports are fakes that keep the plain packets the consumer would protect."""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from aiortc.rtp import RtcpReceiverInfo
+
+from media.consumer import Consumer, extension_table
+from media.producer import Producer
+from media.rtp import URI_ABS_SEND_TIME, URI_MID, find_extension, payload_range, rtx_unwrap
+
+VP8 = "video/VP8"
+KEY = bytes([0x10, 0x00, 0x9D, 0x01, 0x2A]) + b"K" * 40
+"""VP8 descriptor S=1 PID=0, then a payload header with P=0 (a keyframe)."""
+DELTA = bytes([0x10, 0x01]) + b"D" * 40
+
+
+class FakeWriter:
+    def __init__(self) -> None:
+        self.buffer = memoryview(bytearray(1700))
+        self.sent: list[bytes] = []
+
+    def load(self, plain: Any) -> int:
+        n = len(plain)
+        self.buffer[:n] = plain
+        return n
+
+    def patch(self, marker_pt: int, seq: int, ts: int, ssrc: int) -> None:
+        self.buffer[1] = marker_pt
+        struct.pack_into(">HII", self.buffer, 2, seq, ts, ssrc)
+
+    def send_rtp(self, n: int) -> None:
+        self.sent.append(bytes(self.buffer[:n]))
+
+    def forward(self, plain: Any, marker_pt: int, seq: int, ts: int, ssrc: int) -> int:
+        n = self.load(plain)
+        self.patch(marker_pt, seq, ts, ssrc)
+        self.send_rtp(n)
+        return n
+
+    def send_plain_rtp(self, plain: Any) -> None:
+        self.sent.append(bytes(plain))
+
+
+class FakeTransport:
+    def __init__(self, participant_id: str = "p") -> None:
+        self.writer = FakeWriter()
+        self.extension_ids: set[int] = set()
+        self.participant_id = participant_id
+        self.plis: list[int] = []
+
+    def send_pli(self, ssrc: int) -> None:
+        self.plis.append(ssrc)
+
+
+def rtp(seq: int, ts: int, ssrc: int, payload: bytes, pt: int = 100, marker: bool = True,
+        exts: tuple[tuple[int, bytes], ...] = ((4, b"1"), (2, b"\x00\x00\x00"))) -> bytes:
+    body = b"".join(bytes([(i << 4) | (len(d) - 1)]) + d for i, d in exts)
+    body += b"\x00" * (-len(body) % 4)
+    header = struct.pack(">BBHII", 0x90, (0x80 if marker else 0) | pt, seq, ts, ssrc)
+    return header + struct.pack(">HH", 0xBEDE, len(body) // 4) + body + payload
+
+
+def make_producer(layers: int = 1, *, kind: str = "video", pid: str = "main:camera") -> tuple[Producer, FakeTransport]:
+    transport = FakeTransport("pub")
+    producer = Producer(pid, transport, kind=kind, mid="1", source="camera", mime=VP8 if kind == "video" else "audio/opus",
+                        clock_rate=90000 if kind == "video" else 48000, payload_type=100, rtx_payload_type=101,
+                        extmap={URI_MID: 4, URI_ABS_SEND_TIME: 2},
+                        layers=[(f"r{i}", 1000 + i) for i in range(layers)])
+    return producer, transport
+
+
+def make_consumer(producer_id: str = "main:camera", *, kind: str = "video", max_layer: int | None = None) -> Consumer:
+    transport = FakeTransport("sub")
+    transport.extension_ids = {1, 3}
+    consumer = Consumer("c1", transport, kind=kind, producer_id=producer_id, max_layer=max_layer)  # type: ignore[arg-type]
+    consumer.configure(ssrc=0xC0FFEE, rtx_ssrc=0xC0FFEF, payload_type=96, rtx_payload_type=97,
+                       clock_rate=90000 if kind == "video" else 48000, mime=VP8 if kind == "video" else "audio/opus",
+                       extmap={URI_MID: 1, URI_ABS_SEND_TIME: 3})
+    return consumer
+
+
+def sent(consumer: Consumer) -> list[bytes]:
+    return consumer.transport.writer.sent  # type: ignore[attr-defined]
+
+
+def test_a_forwarded_packet_carries_the_consumers_ids_and_the_same_payload() -> None:
+    producer, pub = make_producer()
+    consumer = make_consumer()
+    consumer.bind(producer, now=0.0)
+    assert pub.plis == [1000]  # subscribing asks the publisher for a keyframe at once
+    stream = producer.streams[0]
+    stream.receive(rtp(500, 9000, 1000, DELTA), 0.01)
+    assert sent(consumer) == []  # a delta frame is useless to a decoder that has no keyframe
+    stream.receive(rtp(501, 12000, 1000, KEY), 0.02)
+    stream.receive(rtp(502, 15000, 1000, DELTA), 0.05)
+    out = sent(consumer)
+    assert len(out) == 2
+    first, second = out
+    assert struct.unpack_from(">I", first, 8)[0] == 0xC0FFEE and first[1] & 0x7F == 96 and first[1] & 0x80
+    seq1, ts1 = struct.unpack_from(">HI", first, 2)
+    seq2, ts2 = struct.unpack_from(">HI", second, 2)
+    assert (seq2 - seq1) & 0xFFFF == 1 and (ts2 - ts1) & 0xFFFFFFFF == 3000
+    start, end = payload_range(first)
+    assert first[start:end] == KEY
+    # the publisher's MID (id 4) must not reach the subscriber as its own MID; abs-send-time 2 → 3
+    assert find_extension(first, 1) == -1 and find_extension(first, 4) == -1
+    assert find_extension(first, 3) >= 0
+
+
+def test_extension_ids_unknown_to_the_whole_connection_hide_mid() -> None:
+    table = extension_table({URI_MID: 1, URI_ABS_SEND_TIME: 3, "urn:x": 5}, {URI_MID: 1, URI_ABS_SEND_TIME: 3},
+                            reserved={1, 2, 3, 14})
+    assert table is not None
+    assert table[1] == 13 and table[3] == 3 and table[5] == 13  # 14 is taken elsewhere on the connection
+    assert extension_table({URI_ABS_SEND_TIME: 3}, {URI_ABS_SEND_TIME: 3}) is None
+
+
+def test_switching_the_source_waits_for_its_keyframe_and_keeps_numbering_continuous() -> None:
+    green, green_pub = make_producer(pid="a:camera")
+    blue, blue_pub = make_producer(pid="b:camera")
+    blue.streams[0].ssrc = 2000
+    consumer = make_consumer("a:camera")
+    consumer.bind(green, 0.0)
+    green.streams[0].receive(rtp(10, 100, 1000, KEY), 0.0)
+    green.streams[0].receive(rtp(11, 3100, 1000, DELTA), 0.033)
+    consumer.bind(blue, 0.05)
+    assert blue_pub.plis == [2000]
+    green.streams[0].receive(rtp(12, 6100, 1000, DELTA), 0.066)  # the old source is detached
+    blue.streams[0].receive(rtp(7000, 55, 2000, DELTA), 0.07)  # not a keyframe: dropped
+    blue.streams[0].receive(rtp(7001, 3055, 2000, KEY), 0.1)
+    blue.streams[0].receive(rtp(7002, 6055, 2000, DELTA), 0.133)
+    seqs = [struct.unpack_from(">H", p, 2)[0] for p in sent(consumer)]
+    tss = [struct.unpack_from(">I", p, 4)[0] for p in sent(consumer)]
+    assert [(s - seqs[0]) & 0xFFFF for s in seqs] == [0, 1, 2, 3]
+    assert all((b - a) & 0xFFFFFFFF < 0x80000000 and b != a for a, b in zip(tss, tss[1:], strict=False))
+    start, end = payload_range(sent(consumer)[2])
+    assert sent(consumer)[2][start:end] == KEY
+
+
+def test_a_nack_is_answered_from_the_cache_with_rtx() -> None:
+    producer, _ = make_producer()
+    consumer = make_consumer()
+    consumer.bind(producer, 0.0)
+    for i in range(5):
+        producer.streams[0].receive(rtp(100 + i, 3000 * i, 1000, KEY if i == 0 else DELTA), 0.01 * i)
+    originals = list(sent(consumer))
+    lost = struct.unpack_from(">H", originals[2], 2)[0]
+    consumer.on_nack([lost, (lost + 1000) & 0xFFFF], 0.1)  # the second was never sent: ignored
+    assert len(sent(consumer)) == 6 and consumer.retransmitted == 1 and consumer.nack_misses == 1
+    retransmission = sent(consumer)[-1]
+    assert retransmission[1] & 0x7F == 97 and struct.unpack_from(">I", retransmission, 8)[0] == 0xC0FFEF
+    restored = rtx_unwrap(retransmission, 96, 0xC0FFEE)
+    assert restored[2:4] == originals[2][2:4]
+    assert restored[payload_range(restored)[0]:] == originals[2][payload_range(originals[2])[0]:]
+
+
+def test_sender_reports_follow_the_rewritten_timestamps() -> None:
+    producer, _ = make_producer()
+    consumer = make_consumer()
+    consumer.bind(producer, 0.0)
+    stream = producer.streams[0]
+    stream.receive(rtp(1, 90000, 1000, KEY), 1.0)
+    out_ts = struct.unpack_from(">I", sent(consumer)[0], 4)[0]
+    stream.on_sender_report(ntp_timestamp=5 << 32, rtp_timestamp=90000, now=1.0)
+    sr = consumer.sender_report(ntp=(6 << 32), now=1.5)
+    assert sr is not None and sr.ssrc == 0xC0FFEE
+    # half a second after the SR the source clock is 90000 + 45000; shifted like the packets
+    assert sr.sender_info.rtp_timestamp == (out_ts + 45000) & 0xFFFFFFFF
+    assert sr.sender_info.packet_count == 1
+    # the receiver's report about it gives the round trip (RFC 3550 6.4.1)
+    lsr = ((6 << 32) >> 16) & 0xFFFFFFFF
+    consumer.on_receiver_report(RtcpReceiverInfo(ssrc=0xC0FFEE, fraction_lost=0, packets_lost=0, highest_sequence=1,
+                                                 jitter=0, lsr=lsr, dlsr=int(0.010 * 65536)), 1.54)
+    assert 25 < consumer.stats.rtt_ms < 35
+
+
+def test_simulcast_picks_a_lower_layer_on_a_weak_link_and_observers_get_the_lowest() -> None:
+    producer, pub = make_producer(layers=3)
+    consumer = make_consumer()
+    consumer.bind(producer, 0.0)
+    assert consumer.stream is producer.streams[2]  # no estimate yet: the best layer
+    packets_per_tick = [4, 13, 40]  # ~150 kbps, 500 kbps, 1.5 Mbps in 940-byte packets every 0.2 s
+    seqs = [0, 0, 0]
+    for t in range(0, 30):
+        now = t * 0.2
+        for i, stream in enumerate(producer.streams):
+            for k in range(packets_per_tick[i]):
+                head = KEY if (t % 5 == 0 and k == 0) else DELTA
+                stream.receive(rtp(seqs[i], t * 18000, 1000 + i, head + bytes(880)), now)
+                seqs[i] += 1
+        if t % 5 == 4:
+            consumer.on_remb(400_000, now)
+            consumer.tick(now)
+    assert consumer.stream is not None and consumer.stream.layer == 0, consumer.stream
+    assert 1000 in pub.plis  # the lower layer was asked for a keyframe
+    observer = make_consumer(max_layer=0)
+    observer.bind(producer, 10.0)
+    assert observer.stream is producer.streams[0]
+
+
+def test_video_pauses_on_a_link_that_cannot_carry_it_and_audio_goes_on() -> None:
+    video, _ = make_producer()
+    audio, _ = make_producer(kind="audio", pid="main:microphone")
+    cam = make_consumer()
+    mic = make_consumer("main:microphone", kind="audio")
+    cam.bind(video, 0.0)
+    mic.bind(audio, 0.0)
+    changes = []
+    for t in range(40):
+        now = t * 0.25
+        video.streams[0].receive(rtp(t, t * 22500, 1000, (KEY if t % 8 == 0 else DELTA) + bytes(900)), now)
+        audio.streams[0].receive(rtp(t, t * 12000, 1000, b"opus" * 20, exts=()), now)
+        if t % 4 == 3:
+            cam.on_remb(30_000, now)  # far below what the camera sends
+            changes.append(cam.tick(now))
+    assert "paused" in changes and cam.paused
+    before = len(sent(cam))
+    video.streams[0].receive(rtp(99, 99 * 22500, 1000, KEY), 10.1)
+    assert len(sent(cam)) == before  # paused: nothing forwarded
+    assert len(sent(mic)) == 40  # the teacher is still heard

@@ -12,11 +12,18 @@ Wiring (done by the app, not here)::
     app.state.media_factory = make_media    # optional, before or after attach: Callable[[int], RoomMedia]
 
 Per connection: a reader task (frames → ``Room.handle``) and a writer task
-(outbound queue → frames, stamping ``seq`` 1, 2, …); when either ends the other
-is cancelled and the participant leaves the room.  The first message must be a
-``join`` within ``JOIN_TIMEOUT_S``; a refused join gets ``error`` and the socket is
-closed with one of the close codes of ``signaling.room`` (4000 protocol, 4001
-token, 4003 not allowed, 4004 room not open/closed).
+(outbound queue → frames); when either ends the other is cancelled.  The first
+message must be a ``join`` within ``JOIN_TIMEOUT_S``; a refused join gets
+``error`` and the socket is closed with one of the close codes of
+``signaling.room`` (4000 protocol, 4001 token, 4003 not allowed, 4004 room not
+open/closed).
+
+``seq`` belongs to the session (``signaling.room.Participant``), which stamps and
+keeps what it is sent; only the errors before ``joined`` are numbered by the
+socket, and a fresh session goes on from there.  A socket that ends without
+``leave`` (the client vanished, ``PING_TIMEOUT_S`` of silence, a client that does
+not read) only detaches the session: ``Room.disconnect`` keeps it
+``RESUME_GRACE_S`` for a ``join`` with ``resume_session_id`` (``Room.resume``).
 """
 
 from __future__ import annotations
@@ -123,12 +130,18 @@ class Connection:
         self.closed = asyncio.Event()
 
     def deliver(self, msg: Any) -> None:
+        """Queue ``msg``; one without ``seq`` (an error before ``joined``) is numbered by the socket."""
         if self.closing:
             return
         if self.outbox.qsize() >= MAX_OUTBOX:
             log.warning("signaling: client does not read, closing")
             self.close(CLOSE_TIMEOUT)
             return
+        if msg.seq == 0:
+            self.seq += 1
+            msg = msg.model_copy(update={"seq": self.seq})
+        else:
+            self.seq = max(self.seq, msg.seq)
         self.outbox.put_nowait(msg)
 
     def close(self, code: int) -> None:
@@ -145,9 +158,7 @@ class Connection:
                     if self.ws.application_state is WebSocketState.CONNECTED:
                         await self.ws.close(item.code)
                     return
-                self.seq += 1
-                data = item.model_copy(update={"seq": self.seq}).model_dump(mode="json")
-                await self.ws.send_text(json.dumps(data, ensure_ascii=False))
+                await self.ws.send_text(json.dumps(item.model_dump(mode="json"), ensure_ascii=False))
         finally:
             self.closed.set()
 
@@ -188,7 +199,15 @@ def _seat(session_factory: Any, claims: Any, instance_id: int) -> _Seat:
         return _Seat(display_name=user.display_name, listen_only=listen_only)
 
 
-async def _admit(ws: WebSocket, conn: Connection, instance_id: int, join: Join) -> Participant:
+@dataclass(frozen=True)
+class _Admission:
+    user_id: int
+    role: LessonRole
+    classroom_id: int | None
+    seat: _Seat
+
+
+async def _admit(ws: WebSocket, instance_id: int, join: Join) -> _Admission:
     """Token, lesson, room; raises ``_JoinRefused``."""
     app = ws.app
     try:
@@ -204,10 +223,25 @@ async def _admit(ws: WebSocket, conn: Connection, instance_id: int, join: Join) 
     except ValueError:
         raise _JoinRefused(ErrorCode.not_allowed, "入会凭证中的课堂角色无效", CLOSE_NOT_ALLOWED) from None
     seat = await run_in_threadpool(_seat, app.state.session_factory, claims, instance_id)
-    return Participant(
-        participant_id=new_session_id(), user_id=claims.user_id, display_name=seat.display_name, role=role,
-        classroom_id=claims.classroom_id, listen_only=seat.listen_only, deliver=conn.deliver, close=conn.close,
+    return _Admission(user_id=claims.user_id, role=role, classroom_id=claims.classroom_id, seat=seat)
+
+
+def _enter(ws: WebSocket, conn: Connection, instance_id: int, join: Join, adm: _Admission) -> tuple[Room, Participant]:
+    """Resume the session ``join`` names if it can be (same user, role and lesson, within the grace,
+    its messages still kept), else join afresh."""
+    room = _registry(ws).get_or_open(instance_id)
+    if join.resume_session_id is not None and join.last_seq is not None:
+        resumed = room.resume(join.resume_session_id, join.last_seq, adm.user_id, adm.role, conn.deliver,
+                              conn.close, request_id=join.request_id, keep_media=join.keep_media)
+        if resumed is not None:
+            return room, resumed
+    participant = Participant(
+        participant_id=new_session_id(), user_id=adm.user_id, display_name=adm.seat.display_name, role=adm.role,
+        classroom_id=adm.classroom_id, listen_only=adm.seat.listen_only, deliver=conn.deliver, close=conn.close,
+        seq=conn.seq,  # the session's numbering goes on from the socket's errors before joined
     )
+    room.join(participant, join.request_id, _ice_servers(ws))
+    return room, participant
 
 
 def _ice_servers(ws: WebSocket) -> list[IceServer]:
@@ -248,9 +282,8 @@ async def _read(ws: WebSocket, conn: Connection, instance_id: int, state: dict[s
             conn.deliver(Error(code=ErrorCode.not_joined, message="请先发送 join 加入课堂", request_id=msg.request_id))
             continue
         try:
-            participant = await _admit(ws, conn, instance_id, msg)
-            room = _registry(ws).get_or_open(instance_id)
-            room.join(participant, msg.request_id, _ice_servers(ws))
+            admission = await _admit(ws, instance_id, msg)
+            room, participant = _enter(ws, conn, instance_id, msg, admission)
         except _JoinRefused as exc:
             await conn.finish(exc.code, exc.message, exc.close_code, msg.request_id)
             return
@@ -261,28 +294,30 @@ async def _read(ws: WebSocket, conn: Connection, instance_id: int, state: dict[s
             log.exception("signaling: join to lesson %s failed", instance_id)
             await conn.finish(ErrorCode.internal, "服务器内部错误，请稍后重试", CLOSE_INTERNAL, msg.request_id)
             return
-        state["room"], state["participant"] = room, participant
+        link = participant.link
+        state["room"], state["participant"], state["link"] = room, participant, link
         break
-    # --- joined
+    # --- joined: every reply goes through the session, which numbers and keeps it
     while True:
         try:
             raw = await conn.receive(PING_TIMEOUT_S)
-        except TimeoutError:
-            room.remove(participant, LeaveReason.timeout, notify_self=True)
+        except TimeoutError:  # silence: this socket is done, the session waits for a resume
+            room.disconnect(participant, link, LeaveReason.timeout)
             await conn.closed.wait()
             return
-        if raw is None:
+        if raw is None or participant.link != link:  # gone, or resumed on another socket
             return
         try:
             msg = parse_client_message(raw)
         except ProtocolError as exc:
-            conn.deliver(Error(code=exc.code, message=exc.message_zh, request_id=exc.request_id))
+            participant.send(Error(code=exc.code, message=exc.message_zh, request_id=exc.request_id))
             continue
         try:
             room.handle(participant, msg)
         except Exception:
             log.exception("signaling: %s failed in room %s", msg.type, instance_id)
-            conn.deliver(Error(code=ErrorCode.internal, message="服务器内部错误，操作未执行", request_id=msg.request_id))
+            participant.send(Error(code=ErrorCode.internal, message="服务器内部错误，操作未执行",
+                                   request_id=msg.request_id))
         if conn.closing:  # left, replaced or room closed: let the writer flush and close
             await conn.closed.wait()
             return
@@ -313,10 +348,10 @@ async def lesson_ws(websocket: WebSocket, instance_id: int) -> None:
         room: Room | None = state.get("room")
         participant: Participant | None = state.get("participant")
         if room is not None and participant is not None:
-            try:
-                room.remove(participant, LeaveReason.client_left)
+            try:  # no leave: keep the session for a resume (nothing if it left or moved to another socket)
+                room.disconnect(participant, state["link"])
             except Exception:
-                log.exception("signaling: leaving room %s failed", instance_id)
+                log.exception("signaling: detaching from room %s failed", instance_id)
         if websocket.application_state is WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):  # the client may be gone already
                 await websocket.close(CLOSE_INTERNAL if not conn.closing else 1000)

@@ -9,8 +9,9 @@ unions, so the doc cannot drift from the code.
 
 Envelope: every message has ``type``; a client may add ``request_id`` and the
 server echoes it on the reply (``ack``, ``error``, ``answer``, ``pong``); every
-server message carries ``seq``, increasing by one per connection, which a
-client hands back in ``join.last_seq`` to resume.
+server message carries ``seq``, increasing by one per session (not per socket:
+it goes on across a resume), which a client hands back in ``join.last_seq`` to
+resume.
 
 Compatibility: a ``type`` name is never reused.  A retired message keeps its
 model, marked deprecated in its docstring, until ``PROTOCOL_VERSION`` moves on.
@@ -170,7 +171,8 @@ class _ServerBase(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     seq: int = Field(0, ge=0)
-    """Stamped by the connection's writer: 1 for the first message, then +1.  Never 0 on the wire."""
+    """Stamped by the session (before ``joined``: by the socket): 1 for the first message, then +1.
+    Never 0 on the wire."""
     request_id: RequestId | None = None
     """The ``request_id`` of the client message this replies to, if any."""
 
@@ -246,13 +248,19 @@ class Join(_ClientBase):
     With ``resume_session_id`` and ``last_seq`` it resumes an interrupted session
     within the grace period; the server answers ``resumed`` and replays every
     message after ``last_seq``, or, if it cannot, a fresh ``joined``.
+
+    ``keep_media`` (only with a resume): ``true`` when the client still has its peer
+    connections (only the WebSocket dropped); ``false`` (after a page reload) and the
+    server restores the client's subscriptions on new connections and the client
+    publishes again.
     """
 
     type: Literal["join"] = "join"
     protocol_version: int = Field(ge=1, le=1000)
     token: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
     resume_session_id: SessionId | None = None
-    last_seq: int | None = Field(None, ge=0)
+    last_seq: int | None = Field(None, ge=0, le=2**53)
+    keep_media: bool = False
 
     @model_validator(mode="after")
     def _resume_needs_both(self) -> Join:
@@ -462,11 +470,24 @@ class RoomUpdated(_ServerBase):
     room: RoomState
 
 
+class OfferedTrack(_Part):
+    """Which participant's source an m-line of the server's offer carries."""
+
+    mid: Annotated[str, StringConstraints(min_length=1, max_length=32)]
+    participant_id: ParticipantId
+    """A participant, or ``"stage"``: the on-stage slot, which follows whoever is on stage."""
+    source: TrackSource
+
+
 class ServerOffer(_ServerBase):
-    """Server → client, on the subscriber connection: tracks to receive changed; the client replies ``answer``."""
+    """Server → client, on the subscriber connection: tracks to receive changed; the client replies ``answer``.
+
+    ``tracks`` maps each sending m-line (by ``mid``) to the subscription it carries.
+    """
 
     type: Literal["offer"] = "offer"
     sdp: Sdp
+    tracks: list[OfferedTrack] = Field(default_factory=list, max_length=256)
 
 
 class ServerAnswer(_ServerBase):

@@ -17,10 +17,14 @@ uses ``NullMedia``: ``offer``, ``answer``, ``ice_candidate``, ``publish``,
 ``unpublish`` and ``update_subscriptions`` are answered with ``error``
 ``MEDIA_UNAVAILABLE`` ("媒体服务尚未启用"), after the role check.
 
+Sessions outlive sockets: a ``Participant`` is a session.  It stamps ``seq`` on
+what it is sent and keeps the last ``REPLAY_BUFFER`` messages, whether a socket
+is attached or not.  A socket that drops without ``leave`` only detaches the
+participant (``Room.disconnect``): the others see nothing, and after
+``RESUME_GRACE_S`` without ``Room.resume`` it is removed with reason ``timeout``.
+
 What is NOT here yet (honestly):
 
-- resume: ``resume_grace_s`` is 0 and a resuming ``join`` gets a fresh ``joined``
-  (flow 7.4 of docs/protocol.md allows it);
 - several nodes: a room lives in one process.  With the Redis bus every node
   gets ``room_closed``, but two participants on two nodes do not see each other;
 - rate limiting of chat and raise hand.
@@ -28,9 +32,12 @@ What is NOT here yet (honestly):
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -69,6 +76,7 @@ from signaling.messages import (
     Publication,
     Publish,
     RaiseHand,
+    Resumed,
     RoomUpdated,
     ServerLeave,
     SetMuted,
@@ -84,8 +92,10 @@ log = logging.getLogger(__name__)
 
 PING_INTERVAL_S = 15
 PING_TIMEOUT_S = 45
-RESUME_GRACE_S = 0
-"""No resume yet: a dropped session is gone at once."""
+RESUME_GRACE_S: float = 30
+"""How long a session whose socket dropped (without ``leave``) waits for a resume (``joined.resume_grace_s``)."""
+REPLAY_BUFFER = 500
+"""The last messages of a session kept for a resume; a ``last_seq`` older than them gets a fresh ``joined``."""
 
 MEDIA_UNAVAILABLE = ErrorCode.internal
 """The code for media messages while there is no SFU: the request is fine, the server cannot apply it."""
@@ -116,6 +126,10 @@ _CLOSE_FOR_LEAVE = {
     LeaveReason.replaced: CLOSE_REPLACED,
     LeaveReason.timeout: CLOSE_TIMEOUT,
 }
+
+
+clock: Callable[[], float] = time.monotonic
+"""The clock of the resume grace (a test may replace it); the grace timer itself runs on the event loop's."""
 
 
 def now_ms() -> int:
@@ -162,6 +176,20 @@ class Participant:
     """Sources muted on the participant's side: by itself, and also by the teacher or mute all."""
     publications: dict[TrackSource, Publication] = field(default_factory=dict)
     """What the participant publishes now, kept by the media module (``RoomMedia``)."""
+    # --- the session (outlives its sockets)
+    seq: int = 0
+    """The ``seq`` of the last message stamped for this session."""
+    sent: deque[Any] = field(default_factory=lambda: deque(maxlen=REPLAY_BUFFER))
+    """The last stamped messages, for a resume's replay."""
+    forgotten_seq: int = 0
+    """The highest ``seq`` pushed out of ``sent``: a resume from an older ``last_seq`` cannot replay."""
+    connected: bool = True
+    """A socket is attached; while not, messages are only kept in ``sent``."""
+    link: int = 0
+    """Which socket is attached: +1 on every resume, so a stale socket cannot detach its successor."""
+    disconnected_at: float | None = None
+    """``clock()`` when the socket dropped."""
+    grace_timer: asyncio.TimerHandle | None = None
 
     @property
     def observer(self) -> bool:
@@ -187,12 +215,47 @@ class Participant:
             hand_raised=self.hand_raised, on_stage=self.on_stage,
         )
 
-    def send(self, msg: Any) -> None:
-        """Never raises: one broken connection cannot break the room."""
+    def _stamp(self, msg: Any) -> Any:
+        self.seq += 1
+        return msg.model_copy(update={"seq": self.seq})
+
+    def _deliver(self, msg: Any) -> None:
+        if not self.connected:
+            return
         try:
             self.deliver(msg)
         except Exception:
             log.exception("deliver failed for %s", self.participant_id)
+
+    def send(self, msg: Any) -> None:
+        """Stamp the next ``seq``, keep the message for a replay, and deliver it if a socket is attached.
+
+        Never raises: one broken connection cannot break the room."""
+        stamped = self._stamp(msg)
+        if self.sent.maxlen is not None and len(self.sent) == self.sent.maxlen:
+            self.forgotten_seq = self.sent[0].seq
+        self.sent.append(stamped)
+        self._deliver(stamped)
+
+    def send_to_socket(self, msg: Any) -> None:
+        """A message about this socket only (``resumed``, a ``leave`` that does not end the session):
+        it takes the next ``seq`` but is never replayed."""
+        self._deliver(self._stamp(msg))
+
+    def can_replay(self, last_seq: int) -> bool:
+        """Every message after ``last_seq`` is still kept."""
+        return self.forgotten_seq <= last_seq <= self.seq
+
+    def replay(self, last_seq: int) -> list[Any]:
+        return [m for m in self.sent if m.seq > last_seq]
+
+    def close_socket(self, code: int) -> None:
+        if not self.connected:
+            return
+        try:
+            self.close(code)
+        except Exception:
+            log.exception("close failed for %s", self.participant_id)
 
 
 def _quality(r: LinkQualityReport) -> LinkQuality:
@@ -354,7 +417,7 @@ class Room:
         p.send(Joined(
             request_id=request_id, session_id=p.participant_id, participant=p.info(), participants=others,
             room=self.room_state(), ice_servers=list(ice_servers), ping_interval_s=PING_INTERVAL_S,
-            ping_timeout_s=PING_TIMEOUT_S, resume_grace_s=RESUME_GRACE_S, server_time=now_ms(),
+            ping_timeout_s=PING_TIMEOUT_S, resume_grace_s=math.ceil(RESUME_GRACE_S), server_time=now_ms(),
         ))
         self._about(p, ParticipantJoined(participant=p.info()), exclude=p)
         self._hook("on_joined", p)
@@ -367,12 +430,10 @@ class Room:
         if self.participants.get(p.participant_id) is not p:
             return
         del self.participants[p.participant_id]
+        self._cancel_grace(p)
         if notify_self:
             p.send(ServerLeave(reason=reason))
-            try:
-                p.close(_CLOSE_FOR_LEAVE.get(reason, CLOSE_NORMAL))
-            except Exception:
-                log.exception("close failed for %s", p.participant_id)
+            p.close_socket(_CLOSE_FOR_LEAVE.get(reason, CLOSE_NORMAL))
         if p.participant_id in self.hands:
             self.hands.remove(p.participant_id)
             p.hand_raised = False
@@ -391,15 +452,82 @@ class Room:
         """Everyone gets ``leave`` with ``reason`` and their connections close; nobody can join after."""
         self._set_state(State.CLOSED)
         for p in list(self.participants.values()):
+            self._cancel_grace(p)
             p.send(ServerLeave(reason=reason))
-            try:
-                p.close(_CLOSE_FOR_LEAVE.get(reason, CLOSE_NORMAL))
-            except Exception:
-                log.exception("close failed for %s", p.participant_id)
+            p.close_socket(_CLOSE_FOR_LEAVE.get(reason, CLOSE_NORMAL))
         self.participants.clear()
         self.hands.clear()
         self.on_stage = None
         self._hook("on_closed")
+
+    # ------------------------------------------------------------------ dropped sockets and resume
+
+    def disconnect(self, p: Participant, link: int, notify: LeaveReason | None = None) -> None:
+        """The socket ``link`` of ``p`` dropped without ``leave``: keep the session ``RESUME_GRACE_S``.
+
+        Nothing happens if ``p`` has left or resumed on another socket meanwhile.  ``notify``
+        sends that socket a ``leave`` with this reason (not replayed) and closes it.  The others
+        see nothing until the grace period ends; then ``p`` is removed with reason ``timeout``.
+        """
+        if self.participants.get(p.participant_id) is not p or p.link != link or not p.connected:
+            return
+        if notify is not None:
+            p.send_to_socket(ServerLeave(reason=notify))
+            p.close_socket(_CLOSE_FOR_LEAVE.get(notify, CLOSE_NORMAL))
+        p.connected = False
+        p.disconnected_at = clock()
+        if RESUME_GRACE_S <= 0:
+            self.remove(p, LeaveReason.timeout)
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a unit test): expired lazily, at the next resume
+            return
+        p.grace_timer = loop.call_later(RESUME_GRACE_S, self._expire, p, link)
+
+    def _expire(self, p: Participant, link: int) -> None:
+        p.grace_timer = None
+        if self.participants.get(p.participant_id) is p and p.link == link and not p.connected:
+            self.remove(p, LeaveReason.timeout)
+
+    @staticmethod
+    def _cancel_grace(p: Participant) -> None:
+        if p.grace_timer is not None:
+            p.grace_timer.cancel()
+            p.grace_timer = None
+
+    def resume(self, session_id: str, last_seq: int, user_id: int, role: LessonRole, deliver: Deliver,
+               close: CloseFn, *, request_id: str | None = None, keep_media: bool = False) -> Participant | None:
+        """Attach a new socket to the session ``session_id``; ``None`` if it cannot be resumed.
+
+        It can if the session is in the room, belongs to ``user_id`` with ``role``, has not
+        outlived its grace period and still keeps every message after ``last_seq``.  The new
+        socket gets ``resumed`` and then those messages with their original ``seq``; an old
+        socket of the session still open gets ``leave`` ``replaced`` and is closed.
+        """
+        if self.closed:
+            raise RoomClosedError(self.instance_id)
+        p = self.participants.get(session_id)
+        if p is None or p.user_id != user_id or p.role is not role:
+            return None
+        if (not p.connected and p.disconnected_at is not None
+                and clock() - p.disconnected_at >= RESUME_GRACE_S):
+            self.remove(p, LeaveReason.timeout)
+            return None
+        if not p.can_replay(last_seq):
+            return None
+        if p.connected:  # the old socket is still open: it is replaced
+            p.send_to_socket(ServerLeave(reason=LeaveReason.replaced))
+            p.close_socket(_CLOSE_FOR_LEAVE[LeaveReason.replaced])
+        self._cancel_grace(p)
+        p.link += 1
+        p.deliver, p.close = deliver, close
+        p.connected, p.disconnected_at = True, None
+        p.send_to_socket(Resumed(request_id=request_id, session_id=p.participant_id, last_seq=last_seq))
+        for msg in p.replay(last_seq):
+            p._deliver(msg)
+        self._hook("on_resumed", p, keep_media)
+        return p
 
     def set_live(self) -> None:
         if self.live or self.closed:

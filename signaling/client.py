@@ -63,20 +63,42 @@ class LessonClient:
         self._reader: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.offers = 0
+        self.last_seq = 0
+        """The highest ``seq`` received: what a resume hands back."""
 
     # ------------------------------------------------------------------ connection
 
-    async def connect(self, timeout: float = 10.0) -> dict[str, Any]:
+    async def connect(self, timeout: float = 10.0, *, resume: tuple[str, int] | None = None,
+                      keep_media: bool = False) -> dict[str, Any]:
+        """Join; with ``resume=(session_id, last_seq)`` resume that session (the reply is then
+        ``resumed``, or ``joined`` if the server could not resume it)."""
         self.ws = await websockets.connect(self.url, max_size=2**20, open_timeout=timeout)
-        await self.ws.send(json.dumps({"type": "join", "request_id": "join", "protocol_version": 1,
-                                       "token": self.token}))
+        join: dict[str, Any] = {"type": "join", "request_id": "join", "protocol_version": 1, "token": self.token}
+        if resume is not None:
+            join.update(resume_session_id=resume[0], last_seq=resume[1], keep_media=keep_media)
+        await self.ws.send(json.dumps(join))
         reply = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
-        if reply.get("type") != "joined":
+        if reply.get("type") not in ("joined", "resumed"):
             raise LessonError(reply)
+        self.last_seq = max(self.last_seq, int(reply.get("seq", 0)))
         self.joined = reply
         self.participant_id = reply["session_id"]
         self._reader = asyncio.get_running_loop().create_task(self._read())
         return reply
+
+    async def drop(self) -> None:
+        """Vanish like a reloaded page: the socket closes without ``leave`` and the peer connections go."""
+        for pc in (self.publisher, self.subscriber):
+            if pc is not None:
+                await pc.close()
+        self.publisher = self.subscriber = None
+        self.tracks.clear()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(BaseException):
+                await self._reader
+        with contextlib.suppress(Exception):
+            await self.ws.close()
 
     async def close(self) -> None:
         for pc in (self.publisher, self.subscriber):
@@ -98,6 +120,7 @@ class LessonClient:
         try:
             async for frame in self.ws:
                 msg = json.loads(frame)
+                self.last_seq = max(self.last_seq, int(msg.get("seq", 0)))
                 self.messages.append(msg)
                 if self.on_message is not None:
                     self.on_message(msg)

@@ -118,9 +118,11 @@ def rtp_tap(pc: Any, *, drop_every: int = 0) -> dict[str, Any]:
     """Count (and optionally drop every n-th) incoming video RTP below aiortc's receiver of ``pc``.
 
     Returns live counters: ``packets``, ``dropped``, ``rtx`` (retransmissions received) and
-    ``by_pt``.  Dropping happens before aiortc sees the packet, as on a lossy link.
+    ``by_pt``; setting ``drop_every`` changes the loss.  Dropping happens before aiortc sees the
+    packet, as on a lossy link.
     """
-    counters: dict[str, Any] = {"packets": 0, "dropped": 0, "rtx": 0, "by_pt": {}, "video": 0, "audio": 0}
+    counters: dict[str, Any] = {"packets": 0, "dropped": 0, "rtx": 0, "by_pt": {}, "video": 0, "audio": 0,
+                                "drop_every": drop_every}
     dtls = pc.getTransceivers()[0].receiver.transport
     original = dtls._handle_rtp_data
     rtx_pts: set[int] = set()
@@ -140,7 +142,8 @@ def rtp_tap(pc: Any, *, drop_every: int = 0) -> dict[str, Any]:
             counters["rtx"] += 1
         elif pt in video_pts:
             counters["video"] += 1
-            if drop_every and counters["video"] % drop_every == 0:
+            every = counters["drop_every"]  # may be changed while the tap runs
+            if every and counters["video"] % every == 0:
                 counters["dropped"] += 1
                 return
         else:

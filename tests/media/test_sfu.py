@@ -214,3 +214,80 @@ def test_loss_towards_one_subscriber_is_repaired_by_nack(lesson: Lesson) -> None
             await lesson.close()
 
     run(scenario())
+
+
+def test_a_link_too_weak_for_video_keeps_the_audio_and_gets_the_video_back(lesson: Lesson) -> None:
+    w = lesson.world
+
+    async def scenario() -> None:
+        try:
+            main = await lesson.join(w.teacher)
+            rural = await lesson.join(w.terminal_recv)
+            await main.publish({"camera": ColorTrack(RED), "microphone": ToneTrack()})
+            await rural.subscribe([{"participant_id": main.participant_id, "source": "camera"},
+                                   {"participant_id": main.participant_id, "source": "microphone"}])
+            await frames(await rural.track(main.participant_id, "camera"), 3)
+            await rural.track(main.participant_id, "microphone")
+            tap = rtp_tap(rural.subscriber, drop_every=2)  # half the video is lost on the way
+
+            async def video_rate(seconds: float) -> tuple[float, float]:
+                v0, a0 = tap["video"], tap["audio"]
+                await asyncio.sleep(seconds)
+                return (tap["video"] - v0) / seconds, (tap["audio"] - a0) / seconds
+
+            deadline = time.monotonic() + 12
+            while True:  # the SFU sees the loss in the receiver reports and pauses the video
+                video, audio = await video_rate(1.0)
+                if video < 1:
+                    break
+                assert time.monotonic() < deadline, "video was never paused"
+            assert audio > 30, audio  # Opus at 50 packets/s goes on: the class still hears the teacher
+            tap["drop_every"] = 0  # the link recovers
+            deadline = time.monotonic() + 15
+            while True:  # after its back-off the SFU tries video again, and it stays
+                video, _ = await video_rate(1.0)
+                if video > 15:
+                    break
+                assert time.monotonic() < deadline, "video never came back"
+            track = await rural.track(main.participant_id, "camera")
+            assert all(close_to(x, RED) for x in await frames(track, 10))
+        finally:
+            await lesson.close()
+
+    run(scenario())
+
+
+def test_a_reloaded_page_gets_its_place_and_subscriptions_back(lesson: Lesson) -> None:
+    w = lesson.world
+
+    async def scenario() -> None:
+        try:
+            main = await lesson.join(w.teacher)
+            rural = await lesson.join(w.terminal_recv)
+            await main.publish({"camera": ColorTrack(RED)})
+            await rural.publish({"camera": ColorTrack(GREEN)})
+            await rural.subscribe([{"participant_id": main.participant_id, "source": "camera"}])
+            await main.subscribe([{"participant_id": rural.participant_id, "source": "camera"}])
+            await frames(await rural.track(main.participant_id, "camera"), 3)
+            await frames(await main.track(rural.participant_id, "camera"), 3)
+
+            # the rural classroom's page reloads: socket and peer connections are gone
+            session, last_seq = rural.participant_id, rural.last_seq
+            await rural.drop()
+            again = LessonClient(lesson.base, lesson.lid, await asyncio.to_thread(lesson.token, w.terminal_recv),
+                                 policy=POLICY)
+            lesson.clients.append(again)
+            reply = await again.connect(resume=(session, last_seq))
+            assert reply["type"] == "resumed" and again.participant_id == session
+            # its subscription comes back on a new connection without asking...
+            seen = await frames(await again.track(main.participant_id, "camera"), 5)
+            assert all(close_to(x, RED) for x in seen[-3:]), seen
+            # ...and once it publishes again the teacher sees it on the same subscription
+            await again.publish({"camera": ColorTrack(GREEN)})
+            seen = await frames(main.tracks[(session, "camera")], 30, timeout=15)
+            assert close_to(seen[-1], GREEN), seen
+            assert not [m for m in main.messages if m["type"] == "participant_left"]
+        finally:
+            await lesson.close()
+
+    run(scenario())

@@ -141,7 +141,8 @@ def test_closed_room_refuses(wsc, world, auth, session_factory):
 # ----------------------------------------------------------------------------- a lesson
 
 
-def test_lesson_flow(wsc, world, auth, session_factory):
+def test_lesson_flow(wsc, app, world, auth, session_factory):
+    app.state.media_factory = None  # the room without an SFU (NullMedia), whatever the app plugs in
     lid = open_lesson(wsc, world, auth, session_factory)
     url = f"/api/v1/lessons/{lid}/ws"
     t_main = join_token(wsc, auth, world.teacher, lid)
@@ -189,7 +190,7 @@ def test_lesson_flow(wsc, world, auth, session_factory):
         m = recv_until(ob, "error")
         assert (m["code"], m["request_id"]) == ("not_allowed", "p1")
 
-        # media is not there yet: refused, not crashed
+        # no media module: refused, not crashed
         mn.send_json({"type": "publish", "request_id": "p2", "source": "camera", "track_id": "cam"})
         m = recv_until(mn, "error", main_seen)
         assert m["request_id"] == "p2" and "媒体" in m["message"]

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import websockets
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
 from media.ice import IcePolicy, filter_local_sdp, rtc_configuration
 
@@ -161,12 +161,20 @@ class LessonClient:
 
     # ------------------------------------------------------------------ publishing
 
-    async def publish(self, tracks: dict[str, MediaStreamTrack]) -> dict[str, Any]:
-        """Publish ``{source: track}`` (adds to what is already published) and wait for the answer."""
+    async def publish(self, tracks: dict[str, MediaStreamTrack], *, video_codec: str | None = None) -> dict[str, Any]:
+        """Publish ``{source: track}`` (adds to what is already published) and wait for the answer.
+
+        ``video_codec`` (e.g. ``"video/H264"``) restricts the video tracks to that codec."""
         if self.publisher is None:
             self.publisher = RTCPeerConnection(rtc_configuration(self.policy))
         added = {source: self.publisher.addTransceiver(track, direction="sendonly")
                  for source, track in tracks.items()}
+        if video_codec is not None:
+            prefs = [c for c in RTCRtpSender.getCapabilities("video").codecs
+                     if c.mimeType.lower() in (video_codec.lower(), "video/rtx")]
+            for transceiver in added.values():
+                if transceiver.kind == "video":
+                    transceiver.setCodecPreferences(prefs)
         return await self.negotiate_publisher(added)
 
     async def negotiate_publisher(self, transceivers: dict[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from media import ice
 from media.ice import IcePolicy
 from scheduler.models import LessonInstance
 from server.core.config import Settings
@@ -39,9 +40,15 @@ def db_url(tmp_path: Any, sqlite_template: Any) -> str:
 
 
 @pytest.fixture
-def settings(tmp_path: Any, db_url: str) -> Settings:
+def media_workers() -> int:
+    """0: the worker runs in the server process; a test may ask for worker processes."""
+    return 0
+
+
+@pytest.fixture
+def settings(tmp_path: Any, db_url: str, media_workers: int) -> Settings:
     return Settings(data_dir=tmp_path / "data", database_url=db_url, secret_key=TEST_SECRET,
-                    ice_host_addresses="127.0.0.1", ice_allowed_networks="127.0.0.0/8", media_workers=0)
+                    ice_host_addresses="127.0.0.1", ice_allowed_networks="127.0.0.0/8", media_workers=media_workers)
 
 
 class Lesson:
@@ -66,9 +73,18 @@ class Lesson:
 
 
 @pytest.fixture
-def lesson(app: Any, world: Any, auth: Any, session_factory: Any) -> Iterator[Lesson]:
+def loopback_clients() -> Iterator[None]:
+    """The test's own aiortc clients gather on 127.0.0.1 only (a worker process has its own policy)."""
+    ice.apply(POLICY)
+    yield
+    ice.reset()
+
+
+@pytest.fixture
+def lesson(loopback_clients: None, app: Any, world: Any, auth: Any, session_factory: Any) -> Iterator[Lesson]:
     with live_server(app) as base, httpx.Client(base_url=base, timeout=20) as http:
-        book(http, world, auth)
+        # a famous-school lesson: receiving classrooms, and a student at home
+        book(http, world, auth, kind="famous_school", participant_ids=[world.student.id])
         lid = lessons(http, world.urban_admin, auth, limit=1)["data"][0]["id"]
         with session_factory() as s:
             s.get(LessonInstance, lid).room_opened_at = datetime(2026, 8, 24, 8, 55)
@@ -80,7 +96,8 @@ def run(coro: Any) -> Any:
     return asyncio.run(asyncio.wait_for(coro, 90))
 
 
-def test_a_lesson_flows_both_ways_and_the_observer_only_watches(lesson: Lesson) -> None:
+@pytest.mark.parametrize("media_workers", [0, 1], ids=["in-process", "worker-process"])
+def test_a_lesson_flows_both_ways_and_the_observer_only_watches(lesson: Lesson, media_workers: int) -> None:
     w = lesson.world
 
     async def scenario() -> None:
@@ -287,6 +304,53 @@ def test_a_reloaded_page_gets_its_place_and_subscriptions_back(lesson: Lesson) -
             seen = await frames(main.tracks[(session, "camera")], 30, timeout=15)
             assert close_to(seen[-1], GREEN), seen
             assert not [m for m in main.messages if m["type"] == "participant_left"]
+        finally:
+            await lesson.close()
+
+    run(scenario())
+
+
+def test_h264_is_forwarded_as_h264(lesson: Lesson) -> None:
+    w = lesson.world
+
+    async def scenario() -> None:
+        try:
+            main = await lesson.join(w.teacher)
+            rural = await lesson.join(w.terminal_recv)
+            await main.publish({"camera": ColorTrack(BLUE)}, video_codec="video/H264")
+            await rural.subscribe([{"participant_id": main.participant_id, "source": "camera"}])
+            seen = await frames(await rural.track(main.participant_id, "camera"), 10)
+            assert all(close_to(x, BLUE) for x in seen[-5:]), seen
+            codecs = {c.mimeType for t in rural.subscriber.getTransceivers() for c in t._codecs}
+            assert "video/H264" in codecs and "video/VP8" not in codecs, codecs
+        finally:
+            await lesson.close()
+
+    run(scenario())
+
+
+def test_a_student_is_heard_only_while_on_stage(lesson: Lesson) -> None:
+    w = lesson.world
+
+    async def scenario() -> None:
+        try:
+            main = await lesson.join(w.teacher)
+            observer = await lesson.join(w.researcher_a)
+            student = await lesson.join(w.student)
+            with pytest.raises(LessonError) as refused:  # not on stage: may not publish
+                await student.request({"type": "publish", "source": "camera", "track_id": "c"})
+            assert refused.value.code == "not_allowed"
+            await main.request({"type": "set_on_stage", "participant_id": student.participant_id})
+            await student.publish({"camera": ColorTrack(GREEN)})
+            await observer.subscribe([{"participant_id": "stage", "source": "camera"}])
+            stage = await observer.track("stage", "camera")
+            assert all(close_to(x, GREEN) for x in (await frames(stage, 8))[-4:])
+            await main.request({"type": "set_on_stage", "participant_id": None})
+            tap = rtp_tap(observer.subscriber)
+            await asyncio.sleep(1.0)
+            before = tap["video"]
+            await asyncio.sleep(1.0)
+            assert tap["video"] == before  # off stage: the server stops the student's camera
         finally:
             await lesson.close()
 

@@ -152,8 +152,7 @@ class LessonMedia:
         self.room = room
         rid = msg.request_id
         if isinstance(msg, Publish):
-            if p.effective_muted(msg.source) and msg.source is not TrackSource.screen:
-                pass  # allowed: it publishes muted, and the producer starts paused
+            # a muted source may be published: its producer starts paused (see ``_publish``)
             self.announced.setdefault(p.participant_id, {})[msg.source] = msg
             room.ack(p, rid)
         elif isinstance(msg, Unpublish):
@@ -166,7 +165,7 @@ class LessonMedia:
         elif isinstance(msg, Offer):
             self._enqueue(lambda: self._publish(p, msg.sdp, rid), p, rid)
         elif isinstance(msg, Answer):
-            self._enqueue(lambda: self._answer(p, msg.sdp), p, rid)
+            self._enqueue(lambda: self._answer(p, msg.sdp, rid), p, rid)
         elif isinstance(msg, UpdateSubscriptions):
             refused = self._check_subscriptions(room, p, msg.subscriptions)
             if refused:
@@ -295,10 +294,12 @@ class LessonMedia:
     async def _candidate(self, p: Participant, direction: str, msg: IceCandidate) -> None:
         tid = self.transports.get(p.participant_id, {}).get(direction)
         if tid is None:
-            return
+            raise ChannelError("bad_sdp", "the connection of this candidate has no description yet")
         await self._request("transport.add_candidate", {"transport_id": tid, "candidate": msg.candidate,
                                                         "sdp_mid": msg.sdp_mid,
                                                         "sdp_mline_index": msg.sdp_mline_index})
+        if self.room is not None:
+            self.room.ack(p, msg.request_id)
 
     # ------------------------------------------------------------------ subscribing
 
@@ -364,11 +365,13 @@ class LessonMedia:
             if q.participant_id in self.subscriptions:
                 await self._sync_consumers(q)
 
-    async def _answer(self, p: Participant, sdp: str) -> None:
+    async def _answer(self, p: Participant, sdp: str, rid: str | None) -> None:
         tid = self.transports.get(p.participant_id, {}).get("recv")
         if tid is None:
             raise ChannelError("bad_sdp", "no subscriber offer is waiting")
         result = await self._request("transport.answer", {"transport_id": tid, "sdp": sdp})
+        if self.room is not None:
+            self.room.ack(p, rid)
         if result.get("offer"):
             self._send_offer(p, result["offer"])
 

@@ -355,3 +355,28 @@ def test_a_student_is_heard_only_while_on_stage(lesson: Lesson) -> None:
             await lesson.close()
 
     run(scenario())
+
+
+def test_trickled_candidates_are_checked_against_the_allowed_networks(lesson: Lesson) -> None:
+    w = lesson.world
+
+    async def scenario() -> None:
+        try:
+            main = await lesson.join(w.teacher)
+            await main.publish({"camera": ColorTrack(RED)})
+            lan = "candidate:1 1 udp 2122260223 192.168.1.20 54400 typ host"
+            with pytest.raises(LessonError) as refused:
+                await main.request({"type": "ice_candidate", "target": "publisher", "candidate": lan,
+                                    "sdp_mid": "0", "sdp_mline_index": 0})
+            assert refused.value.code == "bad_sdp"
+            loopback = "candidate:2 1 udp 2122260223 127.0.0.1 54401 typ host"
+            reply = await main.request({"type": "ice_candidate", "target": "publisher", "candidate": loopback,
+                                        "sdp_mid": "0", "sdp_mline_index": 0})
+            assert reply["type"] == "ack"
+            with pytest.raises(LessonError) as refused:  # nothing to add it to yet
+                await main.request({"type": "ice_candidate", "target": "subscriber", "candidate": loopback})
+            assert refused.value.code == "bad_sdp"
+        finally:
+            await lesson.close()
+
+    run(scenario())

@@ -170,7 +170,7 @@ class Consumer:
             stream.waiting += 1
             stream.attach(self)
             self.keyframe_requests += 1
-            stream.request_keyframe(now, force=True)
+            stream.request_keyframe(now)  # one PLI within 300 ms serves every consumer that waits
         else:
             self.rewriter.mark_discontinuity()
             stream.attach(self)
@@ -290,7 +290,7 @@ class Consumer:
         if self.stream is not None and self.waiting and now - self.wait_since > KEYFRAME_RETRY_S:
             self.wait_since = now
             self.keyframe_requests += 1
-            self.stream.request_keyframe(now, force=True)
+            self.stream.request_keyframe(now)
         producer, gate = self.producer, self.gate
         if producer is None or gate is None or producer.closed:
             return None

@@ -112,10 +112,12 @@ class ProducerStream:
             return (self.last_ts + int((now - self.last_arrival) * rate)) & 0xFFFFFFFF
         return None
 
-    def request_keyframe(self, now: float, *, force: bool = False) -> None:
+    def request_keyframe(self, now: float) -> None:
+        """Ask the publisher for a keyframe of this layer, unless that was asked less than 300 ms ago
+        (the keyframe on its way serves every consumer that waits)."""
         if self.ssrc is None:
             return
-        if not force and now - self.last_pli < KEYFRAME_REQUEST_INTERVAL_S:
+        if now - self.last_pli < KEYFRAME_REQUEST_INTERVAL_S:
             return
         self.last_pli = now
         self.producer.transport.send_pli(self.ssrc)

@@ -268,7 +268,7 @@ class LessonMedia:
              "track_id": pub.track_id,
              "simulcast": [layer.model_dump(mode="json") for layer in pub.simulcast or []]}
             for source, pub in announced.items()
-            if source is TrackSource.screen or self._may_send(p, source)
+            if self._may_send(p, source)  # a student who left the stage meanwhile sends nothing
         ]
         result = await self._request("transport.publish", {"transport_id": tid, "sdp": sdp,
                                                            "publications": publications})

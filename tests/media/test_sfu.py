@@ -97,8 +97,10 @@ def run(coro: Any) -> Any:
 
 
 @pytest.mark.parametrize("media_workers", [0, 1], ids=["in-process", "worker-process"])
-def test_a_lesson_flows_both_ways_and_the_observer_only_watches(lesson: Lesson, media_workers: int) -> None:
+def test_a_lesson_flows_both_ways_and_the_observer_only_watches(lesson: Lesson, media_workers: int, app: Any) -> None:
     w = lesson.world
+    samples: list[dict[str, Any]] = []  # the link samples the records are made from
+    app.state.bus.subscribe("media", lambda topic, event: samples.append(event))
 
     async def scenario() -> None:
         try:
@@ -145,6 +147,14 @@ def test_a_lesson_flows_both_ways_and_the_observer_only_watches(lesson: Lesson, 
             update = await main.next_message("link_quality_update", timeout=8)
             assert update["participant_id"] in {recv_a.participant_id, recv_b.participant_id,
                                                 main.participant_id}
+            deadline = time.monotonic() + 8
+            while not any(e["participant_id"] == recv_a.participant_id for e in samples):
+                assert time.monotonic() < deadline, samples
+                await asyncio.sleep(0.2)
+            sample = next(e for e in samples if e["participant_id"] == recv_a.participant_id)
+            assert sample["type"] == "link_quality" and sample["instance_id"] == lesson.lid
+            assert sample["user_id"] == w.terminal_recv.id and sample["down_kbps"] > 0 and sample["up_kbps"] > 0
+            assert not any(e["participant_id"] == observer.participant_id for e in samples)
             # the publications are announced in the roster
             info = next(x for x in recv_a.messages if x["type"] == "participant_updated"
                         and x["participant"]["participant_id"] == m)

@@ -87,12 +87,15 @@ class WorkerPool:
         *,
         worker_class: str = DEFAULT_WORKER_CLASS,
         on_event: Listener | None = None,
+        pin: bool = False,
     ) -> None:
+        """``pin``: worker processes are pinned to one CPU core each (slot i → the i-th allowed core)."""
         if size < 0:
             raise ValueError("a worker pool needs size >= 0 (0: one worker in this process)")
         self.size = size
         self.policy_strings = dict(policy_strings)
         self.worker_class = worker_class
+        self.pin = pin
         self.workers: list[WorkerHandle] = []
         self._listeners: list[Listener] = [on_event] if on_event is not None else []
         self._router_worker: dict[str, WorkerHandle] = {}
@@ -243,7 +246,7 @@ class WorkerPool:
                 process = await asyncio.create_subprocess_exec(
                     sys.executable, "-m", "media.worker_process",
                     "--index", str(index), "--fd", str(child_sock.fileno()),
-                    "--worker-class", self.worker_class,
+                    "--worker-class", self.worker_class, *(["--pin"] if self.pin else []),
                     pass_fds=(child_sock.fileno(),), stdin=asyncio.subprocess.DEVNULL, env=env)
                 child_sock.close()
             channel = await open_channel(parent_sock, on_event=on_event, on_close=on_close,

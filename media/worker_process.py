@@ -136,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ice-json", default=None,
                         help=f"ICE settings as a JSON object (default: ${ICE_ENV})")
     parser.add_argument("--worker-class", default=DEFAULT_WORKER_CLASS)
+    parser.add_argument("--pin", action="store_true", help="run on one CPU core (slot i on the i-th allowed core)")
     parser.add_argument("--log-level", default=os.environ.get("SANKE_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
 
@@ -146,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
     _set_process_name(f"sanke-media-{args.index}")
+    if args.pin:
+        cores = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cores[args.index % len(cores)]})
     logging.basicConfig(
         stream=sys.stderr, level=args.log_level.upper(),
         format=f"%(asctime)s %(levelname)s media-worker[{args.index}] %(name)s: %(message)s")

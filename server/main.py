@@ -52,7 +52,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
     session_factory = make_session_factory(engine)
     bus = make_bus(settings.redis_url)
     # Workers start in the lifespan; the worker class is imported only then.
-    media = WorkerPool(settings.effective_media_workers, settings.ice_strings(), worker_class=media_worker_class)
+    media = WorkerPool(settings.effective_media_workers, settings.ice_strings(), worker_class=media_worker_class,
+                       pin=settings.media_pin_workers)
     media_service = MediaService(media, bus)
 
     @asynccontextmanager

@@ -84,6 +84,11 @@ class Settings(BaseSettings):
     """Media worker processes (``SANKE_MEDIA_WORKERS``). Unset: one per CPU core. 0: one worker
     inside the server process (tests, small machines). At most 64."""
 
+    media_pin_workers: bool = True
+    """Pin media worker *i* to CPU core *i* (``SANKE_MEDIA_PIN_WORKERS``): a forwarding loop that never
+    migrates keeps its caches warm and is not queued behind other processes on its core. Turn it off
+    when the node runs other busy services on the same cores."""
+
     @field_validator("media_workers")
     @classmethod
     def _check_media_workers(cls, value: int | None) -> int | None:

@@ -301,3 +301,19 @@ def test_the_app_does_not_start_without_working_media_workers(tmp_path, monkeypa
     with pytest.raises(RuntimeError, match="did not start"):
         with TestClient(app):
             pass
+
+
+def test_pinned_workers_run_on_one_core_each() -> None:
+    async def scenario() -> None:
+        pool = WorkerPool(2, {}, worker_class=FAKE, pin=True)
+        await pool.start()
+        try:
+            cores = sorted(os.sched_getaffinity(0))
+            pids = pool.pids()
+            assert len(pids) == 2
+            for index, pid in enumerate(pids):
+                assert os.sched_getaffinity(pid) == {cores[index % len(cores)]}
+        finally:
+            await pool.close()
+
+    run(scenario())

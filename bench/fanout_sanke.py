@@ -88,6 +88,11 @@ def serve(data_dir: Path, port: int) -> None:
 
     from server.main import create_app
 
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s sanke %(name)s: %(message)s")
+    for name in ("signaling", "media"):  # what the server decides about media is worth seeing in a run
+        logging.getLogger(name).setLevel(logging.INFO)
     app = create_app(_settings(data_dir), migrate=False, run_lifecycle=False)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 

@@ -94,6 +94,7 @@ class Router:
         await transport.close()
 
     def _transport_state(self, transport: WebRtcTransport, state: str) -> None:
+        log.info("router %s: transport %s (%s) %s", self.router_id, transport.transport_id, transport.direction, state)
         self.emit("transport_state", {"transport_id": transport.transport_id,
                                       "participant_id": transport.participant_id, "state": state})
 

@@ -14,6 +14,7 @@ import contextlib
 import itertools
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -63,6 +64,7 @@ class LessonClient:
         self._reader: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.offers = 0
+        self._pinger: asyncio.Task[None] | None = None
         self.last_seq = 0
         """The highest ``seq`` received: what a resume hands back."""
 
@@ -84,10 +86,24 @@ class LessonClient:
         self.joined = reply
         self.participant_id = reply["session_id"]
         self._reader = asyncio.get_running_loop().create_task(self._read())
+        interval = float(reply.get("ping_interval_s") or self.joined.get("ping_interval_s") or 15)
+        if self._pinger is None or self._pinger.done():
+            self._pinger = asyncio.get_running_loop().create_task(self._ping(interval))
         return reply
+
+    async def _ping(self, interval: float) -> None:
+        """Keep the session alive: the server drops a socket that says nothing for ``ping_timeout_s``."""
+        try:
+            while True:
+                await asyncio.sleep(interval)
+                await self.send({"type": "ping", "ts": int(time.time() * 1000)})
+        except (asyncio.CancelledError, websockets.ConnectionClosed):
+            pass
 
     async def drop(self) -> None:
         """Vanish like a reloaded page: the socket closes without ``leave`` and the peer connections go."""
+        if self._pinger is not None:
+            self._pinger.cancel()
         for pc in (self.publisher, self.subscriber):
             if pc is not None:
                 await pc.close()
@@ -101,6 +117,8 @@ class LessonClient:
             await self.ws.close()
 
     async def close(self) -> None:
+        if self._pinger is not None:
+            self._pinger.cancel()
         for pc in (self.publisher, self.subscriber):
             if pc is not None:
                 await pc.close()

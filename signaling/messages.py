@@ -676,7 +676,8 @@ def parse_client_message(raw: str | bytes) -> ClientMessage:
         if isinstance(version, int) and not isinstance(version, bool) and version != PROTOCOL_VERSION:
             raise ProtocolError(
                 ErrorCode.unsupported_version,
-                f"不支持的协议版本 {version}，服务器使用版本 {PROTOCOL_VERSION}，请升级客户端",
+                f"不支持的协议版本 {version if abs(version) < 10**9 else '（数值过大）'}，"
+                f"服务器使用版本 {PROTOCOL_VERSION}，请升级客户端",
                 request_id,
             )
     try:

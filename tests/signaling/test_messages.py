@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
 from signaling.messages import (
+    Error,
     CLIENT_TYPES,
     MAX_FRAME_BYTES,
     PROTOCOL_VERSION,
@@ -194,6 +195,15 @@ def test_another_protocol_version_is_unsupported() -> None:
     # a newer client's join may carry fields this version does not know: still unsupported_version
     err = _reject(_frame(type="join", protocol_version=PROTOCOL_VERSION + 1, token="t", device="tv"))
     assert err.code is ErrorCode.unsupported_version
+
+
+def test_a_huge_protocol_version_gets_a_short_message() -> None:
+    # found by the fuzzer: a 2,417-digit version made an error message longer than the model allows
+    frame = '{"type": "join", "protocol_version": -' + "9" * 2417 + ', "token": "t"}'
+    with pytest.raises(ProtocolError) as exc:
+        parse_client_message(frame)
+    assert exc.value.code is ErrorCode.unsupported_version
+    Error(code=exc.value.code, message=exc.value.message_zh)  # fits the error message's limit
 
 
 def test_the_current_protocol_version_joins() -> None:

@@ -84,10 +84,11 @@ class Settings(BaseSettings):
     """Media worker processes (``SANKE_MEDIA_WORKERS``). Unset: one per CPU core. 0: one worker
     inside the server process (tests, small machines). At most 64."""
 
-    media_pin_workers: bool = True
-    """Pin media worker *i* to CPU core *i* (``SANKE_MEDIA_PIN_WORKERS``): a forwarding loop that never
-    migrates keeps its caches warm and is not queued behind other processes on its core. Turn it off
-    when the node runs other busy services on the same cores."""
+    media_pin_workers: bool = False
+    """Pin media worker *i* to CPU core *i* (``SANKE_MEDIA_PIN_WORKERS``). Off by default: on a node
+    that also runs other busy processes a pinned worker waits for its core while another is idle
+    (``docs/performance.md`` has the measurements); on a dedicated media node with one worker per
+    core it keeps each forwarding loop on its own core."""
 
     @field_validator("media_workers")
     @classmethod

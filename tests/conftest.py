@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as settings_profiles
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -33,6 +34,12 @@ from tests.utils.factory import World, token_for
 # Apps built in tests run their media worker in the test process: no worker processes
 # (tests of the worker pool start their own). Set before any Settings is built.
 os.environ.setdefault("SANKE_MEDIA_WORKERS", "0")
+
+# In CI every property test explores the same examples each run: a submission passes or fails on
+# its own merits, not on the draw. Locally hypothesis keeps searching (and its database remembers).
+settings_profiles.register_profile("ci", derandomize=True, database=None, print_blob=True)
+if os.environ.get("CI"):
+    settings_profiles.load_profile("ci")
 
 _counter = itertools.count()
 TEST_SECRET = "sanke-test-secret-key-0123456789abcdef"

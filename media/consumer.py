@@ -118,10 +118,9 @@ class Consumer:
     def configure(self, *, ssrc: int, rtx_ssrc: int, payload_type: int, rtx_payload_type: int | None,
                   clock_rate: int, mime: str, extmap: dict[str, int]) -> None:
         """The subscriber's answer is applied: these are the values its decoder expects."""
-        if self.ready and clock_rate != self.clock_rate:
+        if not self.ready or clock_rate != self.clock_rate:  # first answer, or another clock: start afresh
             self.rewriter = SeqTsRewriter(clock_rate)
-        elif not self.ready:
-            self.rewriter = SeqTsRewriter(clock_rate)
+            self.stats = SendStats(ssrc, clock_rate)
         self.ssrc = ssrc
         self.rtx_ssrc = rtx_ssrc
         self.out_pt = payload_type
@@ -130,7 +129,6 @@ class Consumer:
         self.mime = mime
         self.extmap = dict(extmap)
         self.ast_id = extmap.get(URI_ABS_SEND_TIME, 0)
-        self.stats = SendStats(ssrc, clock_rate) if not self.ready else self.stats
         self.ready = True
         if self.producer is not None:
             self.ext_table = extension_table(self.producer.extmap, self.extmap, self.transport.extension_ids)

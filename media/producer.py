@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import struct
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from media.cache import PacketCache
 from media.codecs import is_keyframe
@@ -35,7 +35,7 @@ class ProducerStream:
 
     __slots__ = (
         "producer", "layer", "rid", "ssrc", "stats", "cache", "consumers", "waiting", "last_ts",
-        "last_arrival", "sr_ntp", "sr_rtp", "sr_arrival", "last_pli", "active", "groups",
+        "last_arrival", "sr_rtp", "sr_arrival", "last_pli", "groups",
     )
 
     def __init__(self, producer: Producer, layer: int, rid: str | None, ssrc: int | None) -> None:
@@ -53,12 +53,9 @@ class ProducerStream:
         """Attached consumers waiting for a keyframe: only then is the payload inspected."""
         self.last_ts = 0
         self.last_arrival = 0.0
-        self.sr_ntp = 0.0
         self.sr_rtp = 0
         self.sr_arrival = 0.0
         self.last_pli = -1e9
-        self.active = False
-        """Packets arrived in the last couple of seconds (a paused simulcast layer is not active)."""
 
     def receive(self, plain: bytes, now: float) -> None:
         """The hot loop: one decrypted packet of this stream → every attached consumer."""
@@ -98,7 +95,6 @@ class ProducerStream:
 
     def on_sender_report(self, ntp_timestamp: int, rtp_timestamp: int, now: float) -> None:
         """Remember the publisher's NTP↔RTP mapping (consumers' SRs derive from it: lip sync)."""
-        self.sr_ntp = ntp_timestamp / (1 << 32)
         self.sr_rtp = rtp_timestamp
         self.sr_arrival = now
         self.stats.on_sender_report(ntp_timestamp, now)
@@ -157,7 +153,6 @@ class Producer:
         rtx_payload_type: int | None,
         extmap: dict[str, int],
         layers: list[tuple[str | None, int | None]],
-        app_data: dict[str, Any] | None = None,
     ) -> None:
         self.producer_id = producer_id
         self.transport = transport
@@ -177,7 +172,6 @@ class Producer:
         self.paused = False
         """Muted by the main classroom: nothing is forwarded, whatever the client does."""
         self.closed = False
-        self.app_data = app_data or {}
         self.created = time.monotonic()
 
     @property

@@ -49,7 +49,7 @@ _ABS_SEND_TIME_SCALE = 1 << 18
 def _ext_block(pkt: bytes | bytearray | memoryview) -> tuple[int, int, int]:
     """(profile, start of the element data, end of the extension block); profile 0 if X is clear.
 
-    Slow-path helper (returns a tuple); the fast-path functions inline the same arithmetic.
+    Called once per packet at most (never per subscriber), so returning a tuple is fine.
     """
     n = len(pkt)
     if n < RTP_HEADER_LENGTH:
@@ -141,23 +141,8 @@ def extension_offsets(pkt: bytes | bytearray | memoryview) -> dict[int, tuple[in
 
 
 def find_extension(pkt: bytes | bytearray | memoryview, ext_id: int) -> int:
-    """Offset of the data of element ``ext_id``, or -1 when absent.  Allocation-free (fast path)."""
-    n = len(pkt)
-    if n < RTP_HEADER_LENGTH:
-        raise ValueError("RTP packet shorter than 12 bytes")
-    b0 = pkt[0]
-    if b0 >> 6 != 2:
-        raise ValueError("RTP version is not 2")
-    if not b0 & 0x10:
-        return -1
-    pos = RTP_HEADER_LENGTH + 4 * (b0 & 0x0F)
-    if n < pos + 4:
-        raise ValueError("RTP packet has truncated extension header")
-    profile = (pkt[pos] << 8) | pkt[pos + 1]
-    end = pos + 4 + 4 * ((pkt[pos + 2] << 8) | pkt[pos + 3])
-    if n < end:
-        raise ValueError("RTP packet has truncated extension block")
-    pos += 4
+    """Offset of the data of element ``ext_id``, or -1 when absent (once per packet, no dict)."""
+    profile, pos, end = _ext_block(pkt)
     if profile == ONE_BYTE_PROFILE:
         while pos < end:
             b = pkt[pos]
@@ -205,22 +190,9 @@ def remap_extension_ids(buf: bytearray, table: bytes) -> None:
     the block and raises :class:`ValueError`; the elements before it are already
     renumbered then, so the caller must drop the packet.
     """
-    n = len(buf)
-    if n < RTP_HEADER_LENGTH:
-        raise ValueError("RTP packet shorter than 12 bytes")
-    b0 = buf[0]
-    if b0 >> 6 != 2:
-        raise ValueError("RTP version is not 2")
-    if not b0 & 0x10:
+    profile, pos, end = _ext_block(buf)
+    if not profile:
         return
-    pos = RTP_HEADER_LENGTH + 4 * (b0 & 0x0F)
-    if n < pos + 4:
-        raise ValueError("RTP packet has truncated extension header")
-    profile = (buf[pos] << 8) | buf[pos + 1]
-    end = pos + 4 + 4 * ((buf[pos + 2] << 8) | buf[pos + 3])
-    if n < end:
-        raise ValueError("RTP packet has truncated extension block")
-    pos += 4
     tlen = len(table)
     if profile == ONE_BYTE_PROFILE:
         if tlen < 16:

@@ -124,6 +124,8 @@ class WebRtcTransport:
         self.remb_bps: int | None = None
         self.srtp_errors = 0
         self.created = time.monotonic()
+        self._last_sample = (0, self.created)
+        """(bytes sent, when) at the previous ``sample``: the recv side's bitrate is the difference."""
         self.negotiating = False
         """An offer is out and its answer not back (recv side)."""
         self.renegotiate = False
@@ -274,10 +276,6 @@ class WebRtcTransport:
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
         return filter_local_sdp(self.pc.localDescription.sdp, self.policy)
-
-    def answer_parameters(self) -> dict[str, RTCRtpTransceiver]:
-        """Transceivers by mid, after ``accept_offer``."""
-        return {t.mid: t for t in self.pc.getTransceivers() if t.mid is not None}
 
     def send_pli(self, media_ssrc: int) -> None:
         writer = self.writer
@@ -483,7 +481,7 @@ class WebRtcTransport:
                     rtt.append(c.stats.rtt_ms)
             writer = self.writer
             sent = writer.sent_bytes if writer is not None else 0
-            last_bytes, last_t = getattr(self, "_last_sample", (0, self.created))
+            last_bytes, last_t = self._last_sample
             if now > last_t:
                 bitrate = int((sent - last_bytes) * 8 / (now - last_t))
             self._last_sample = (sent, now)

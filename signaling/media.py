@@ -303,21 +303,21 @@ class LessonMedia:
 
     # ------------------------------------------------------------------ subscribing
 
+    @staticmethod
+    def _may_receive(room: Room, p: Participant, target: Participant) -> bool:
+        """The main classroom and observers receive anyone; the others the main classroom, themselves
+        and whoever is on stage."""
+        return (p.role in (LessonRole.main, LessonRole.observer) or target is p
+                or target.role is LessonRole.main or target.participant_id == room.on_stage)
+
     def _check_subscriptions(self, room: Room, p: Participant, subs: list[Subscription]) -> str | None:
         """A zh-CN refusal if ``p`` may not receive one of ``subs``, else None."""
         for sub in subs:
-            if sub.participant_id == STAGE:
-                continue
-            target = room.participants.get(sub.participant_id)
+            target = room.participants.get(sub.participant_id) if sub.participant_id != STAGE else None
             if target is None or target.observer:
-                continue  # gone meanwhile: the subscription simply carries nothing
-            if p.role in (LessonRole.main, LessonRole.observer) or target is p:
-                continue
-            if target.role is LessonRole.main:
-                continue
-            if target.participant_id == room.on_stage:
-                continue
-            return "只能接收主讲课堂和上台课堂的音视频"
+                continue  # the stage, or gone meanwhile: the subscription simply carries nothing
+            if not self._may_receive(room, p, target):
+                return "只能接收主讲课堂和上台课堂的音视频"
         return None
 
     def _consumer_specs(self, p: Participant) -> list[dict[str, Any]]:
@@ -330,11 +330,8 @@ class LessonMedia:
                 pid = producer_id(on_stage, sub.source) if on_stage and on_stage != p.participant_id else None
             else:
                 target = room.participants.get(sub.participant_id) if room is not None else None
-                if target is None or target.observer:
-                    continue
-                if (p.role not in (LessonRole.main, LessonRole.observer) and target is not p
-                        and target.role is not LessonRole.main and target.participant_id != room.on_stage):
-                    continue  # was on stage when subscribed, is not any more
+                if target is None or target.observer or not self._may_receive(room, p, target):
+                    continue  # gone, or was on stage when subscribed and is not any more
                 pid = producer_id(sub.participant_id, sub.source)
             consumer_id = f"{p.participant_id}~{sub.participant_id}~{sub.source.value}"
             if consumer_id in seen:

@@ -139,9 +139,10 @@ export function requireLogin(roles = []) {
   return s.user;
 }
 
-/** The page a role lands on after login. */
+/** The page a role lands on after login (students land on the home page: their lessons). */
 export function homeFor(user) {
-  return { admin: "/admin/", researcher: "/patrol/", terminal: "/lesson/receiving.html" }[user.role] || "/";
+  return { admin: "/admin/", researcher: "/patrol/", terminal: "/lesson/receiving.html",
+    teacher: "/lesson/main.html" }[user.role] || "/";
 }
 
 /** "sysadmin" | "region" | "school" for an admin (bureau admins carry a region). */

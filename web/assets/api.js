@@ -252,7 +252,7 @@ export function navLinks(user) {
   switch (user.role) {
     case "admin": return [home, { href: "/admin/", label: "管理" }, { href: "/admin/timetable.html", label: "课表" },
       { href: "/admin/import.html", label: "导入课表" }, { href: "/admin/demand.html", label: "需求订单" }];
-    case "teacher": return [home, { href: "/lesson/main.html", label: "主讲课堂" }, { href: "/admin/timetable.html", label: "我的课表" }];
+    case "teacher": return [home, { href: "/lesson/main.html", label: "主讲课堂" }, { href: "/timetable.html", label: "我的课表" }];
     case "terminal": return [home, { href: "/lesson/receiving.html", label: "接收课堂" }];
     case "researcher": return [home, { href: "/patrol/", label: "巡课" }];
     default: return [home];

@@ -7,9 +7,11 @@ goes on with continuous sequence numbers and timestamps (``SeqTsRewriter``),
 starting on a keyframe so the decoder never sees a frame that refers to a
 picture from the previous source.
 
-``forward`` is called from ``ProducerStream.receive`` for every packet: it
-writes the packet into the transport's SRTP buffer, patches the header there
-and sends; nothing per packet is logged or allocated beyond the socket call.
+Per packet a consumer is only its C ``sk_sink`` (``media/fastpath.c``): the
+rewriter state, the SSRC and payload type the subscriber negotiated, whether it
+waits for a keyframe, and the transport's writer.  ``ProducerStream.receive``
+hands a packet to all its consumers' sinks in one C call; this class is the
+control side (binding, layers, NACK, reports), which runs far less often.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket
 
+from media._fastpath import ffi, lib
 from media.bwe import VideoGate
 from media.rewrite import SeqTsRewriter
 from media.rtp import (
@@ -98,8 +101,11 @@ class Consumer:
         # forwarding state
         self.producer: Producer | None = None
         self.stream: ProducerStream | None = None
-        self.rewriter = SeqTsRewriter(self.clock_rate)
-        self.waiting = False
+        self.sink = ffi.new("sk_sink *")
+        """What the fan-out loop sees of this consumer (``sk_sink``)."""
+        self.sink.writer = transport.writer.c
+        self._one = ffi.new("sk_sink *[1]", [self.sink])
+        self.rewriter = self._new_rewriter(self.clock_rate)
         self.wait_since = 0.0
         self.stats = SendStats(0, self.clock_rate)
         self.rtx_seq = 0
@@ -113,15 +119,37 @@ class Consumer:
         """Paused by the link gate (video only): audio of the same subscriber goes on."""
         self.closed = False
 
+    def _new_rewriter(self, clock_rate: int) -> SeqTsRewriter:
+        return SeqTsRewriter(clock_rate, c=ffi.addressof(self.sink[0], "rw"), owner=self.sink)
+
+    @property
+    def waiting(self) -> bool:
+        """Waiting for the first keyframe of the stream it is attached to (nothing is sent until then)."""
+        return bool(self.sink.waiting)
+
+    @waiting.setter
+    def waiting(self, value: bool) -> None:
+        self.sink.waiting = 1 if value else 0
+
+    @property
+    def sent_packets(self) -> int:
+        return int(self.sink.packets)
+
+    @property
+    def sent_octets(self) -> int:
+        return int(self.sink.octets)
+
     # ------------------------------------------------------------------ negotiation
 
     def configure(self, *, ssrc: int, rtx_ssrc: int, payload_type: int, rtx_payload_type: int | None,
                   clock_rate: int, mime: str, extmap: dict[str, int]) -> None:
         """The subscriber's answer is applied: these are the values its decoder expects."""
         if not self.ready or clock_rate != self.clock_rate:  # first answer, or another clock: start afresh
-            self.rewriter = SeqTsRewriter(clock_rate)
+            self.rewriter = self._new_rewriter(clock_rate)
             self.stats = SendStats(ssrc, clock_rate)
         self.ssrc = ssrc
+        self.sink.ssrc = ssrc
+        self.sink.pt = payload_type
         self.rtx_ssrc = rtx_ssrc
         self.out_pt = payload_type
         self.rtx_pt = rtx_payload_type
@@ -197,25 +225,11 @@ class Consumer:
     # ------------------------------------------------------------------ hot path
 
     def forward(self, plain: bytes | bytearray, seq: int, ts: int, keyframe: bool, now: float) -> None:
-        """``plain`` has this consumer's extension ids already (``ProducerStream.groups``)."""
-        if self.waiting:
-            if not keyframe:
-                return
-            self.waiting = False
+        """Forward one packet to this consumer alone (``ProducerStream.receive`` does all of a group at once).
+
+        ``plain`` has this consumer's extension ids already (``ProducerStream.groups``)."""
+        if lib.sk_fanout(self._one, 1, ffi.from_buffer(plain), len(plain), seq, ts, keyframe, now):
             self.stream.waiting -= 1  # type: ignore[union-attr]
-            self.rewriter.mark_discontinuity()
-        rewriter = self.rewriter
-        out_seq = rewriter.rewrite(seq, ts, now)
-        if out_seq < 0:
-            return
-        writer = self.transport.writer
-        if writer is None:
-            return
-        n = writer.forward(plain, (plain[1] & 0x80) | self.out_pt, out_seq, rewriter.out_ts, self.ssrc)
-        if n:
-            stats = self.stats
-            stats.packets += 1
-            stats.octets += n
 
     # ------------------------------------------------------------------ feedback
 
@@ -229,7 +243,7 @@ class Consumer:
         """Retransmit what the subscriber lost, from the producer stream's cache (RTX when negotiated)."""
         stream = self.stream
         writer = self.transport.writer
-        if stream is None or stream.cache is None or writer is None:
+        if stream is None or stream.cache is None or not writer.is_open:
             return
         for out_seq in lost[:MAX_RETRANSMIT_PER_NACK]:
             src_seq = self.rewriter.to_source_seq(out_seq)
@@ -250,7 +264,7 @@ class Consumer:
                 self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
             else:
                 data = bytes(buf)
-            writer.send_plain_rtp(data)
+            writer.send_rtp(data)
             self.retransmitted += 1
 
     def on_remb(self, bps: int, now: float) -> None:
@@ -265,7 +279,8 @@ class Consumer:
     def sender_report(self, ntp: int, now: float) -> RtcpSrPacket | None:
         """An SR whose RTP time is the source's clock shifted like the packets (keeps lip sync)."""
         stream = self.stream
-        if stream is None or self.stats.packets == 0:
+        packets = self.sink.packets
+        if stream is None or packets == 0:
             return None
         rtp_now = stream.rtp_now(now)
         if rtp_now is None:
@@ -276,8 +291,8 @@ class Consumer:
             sender_info=RtcpSenderInfo(
                 ntp_timestamp=ntp,
                 rtp_timestamp=(rtp_now + self.rewriter.ts_offset) & 0xFFFFFFFF,
-                packet_count=self.stats.packets & 0xFFFFFFFF,
-                octet_count=self.stats.octets & 0xFFFFFFFF,
+                packet_count=packets & 0xFFFFFFFF,
+                octet_count=self.sink.octets & 0xFFFFFFFF,
             ),
         )
 

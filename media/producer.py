@@ -4,16 +4,18 @@ A video producer has one ``ProducerStream`` per simulcast layer (one when the
 publisher does not simulcast); each stream is an SSRC with its own receive
 statistics, NACK cache and list of attached consumers.  ``ProducerStream.receive``
 is the SFU's hot loop: it runs once per incoming packet and calls
-``Consumer.forward`` for every consumer attached to that layer.  It allocates
-nothing but what it must keep (the packet in the cache) and never logs.
+the C fan-out (``sk_fanout`` in ``media/fastpath.c``) once per group of attached
+consumers that share header-extension ids.  It allocates nothing but what it
+must keep (the packet in the cache) and never logs.
 """
 
 from __future__ import annotations
 
 import struct
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from media._fastpath import ffi, lib
 from media.cache import PacketCache
 from media.codecs import is_keyframe
 from media.rtp import find_extension, header_size, remap_extension_ids, write_abs_send_time
@@ -24,6 +26,8 @@ if TYPE_CHECKING:
     from media.transport import WebRtcTransport
 
 _SEQ_TS = struct.Struct(">HI")
+fanout = lib.sk_fanout
+from_buffer = ffi.from_buffer
 
 KEYFRAME_REQUEST_INTERVAL_S = 0.3
 """At most one PLI per stream in this interval, however many consumers ask: a
@@ -46,9 +50,10 @@ class ProducerStream:
         self.stats = ReceiveStats(ssrc or 0, producer.clock_rate)
         self.cache: PacketCache | None = PacketCache() if producer.kind == "video" else None
         self.consumers: list[Consumer] = []
-        self.groups: list[tuple[bytes | None, list[Consumer]]] = []
-        """``consumers`` grouped by header-extension id table: the header is renumbered once per
-        table and packet, not once per consumer (all browsers of one kind share a table)."""
+        self.groups: list[tuple[bytes | None, Any, int, list[Consumer]]] = []
+        """``consumers`` grouped by header-extension id table, as (table, C array of their sinks,
+        count, the consumers, who own the sinks): the header is renumbered once per table and packet, not once per consumer (all
+        browsers of one kind share a table), and each group is one C call."""
         self.waiting = 0
         """Attached consumers waiting for a keyframe: only then is the payload inspected."""
         self.last_ts = 0
@@ -79,7 +84,7 @@ class ProducerStream:
                 return
         ast = producer.abs_send_time_id
         ast_offset = find_extension(plain, ast) if ast else -1
-        for table, members in self.groups:
+        for table, sinks, count, _ in self.groups:
             pkt: bytes | bytearray = plain
             if table is not None or ast_offset >= 0:
                 pkt = bytearray(plain)
@@ -90,8 +95,9 @@ class ProducerStream:
                         continue
                 if ast_offset >= 0:  # the SFU's send time, for the subscribers' bandwidth estimate
                     write_abs_send_time(pkt, ast_offset, now)
-            for consumer in members:
-                consumer.forward(pkt, seq, ts, keyframe, now)
+            released = fanout(sinks, count, from_buffer(pkt), len(pkt), seq, ts, keyframe, now)
+            if released:
+                self.waiting -= released
 
     def on_sender_report(self, ntp_timestamp: int, rtp_timestamp: int, now: float) -> None:
         """Remember the publisher's NTP↔RTP mapping (consumers' SRs derive from it: lip sync)."""
@@ -133,7 +139,10 @@ class ProducerStream:
         groups: dict[bytes | None, list[Consumer]] = {}
         for consumer in self.consumers:
             groups.setdefault(consumer.ext_table, []).append(consumer)
-        self.groups = list(groups.items())
+        self.groups = [
+            (table, ffi.new("sk_sink *[]", [c.sink for c in members]), len(members), members)
+            for table, members in groups.items()
+        ]
 
 
 class Producer:

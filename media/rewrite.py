@@ -32,21 +32,24 @@ packet starts a new epoch.
 producer's RTP clock — the RTP time derived from the producer's own SR — so the
 consumer's SR maps its NTP time to the *output* timestamp space and lip sync
 with audio keeps working after a switch.
+
+The algorithm runs in C (``sk_rewrite`` in ``media/fastpath.c``), because it runs
+once per packet and subscriber inside the fan-out loop; this class is its Python
+face, for the consumer's control code and for tests.
 """
 
 from __future__ import annotations
 
 import random
+from typing import Any
 
-_SEQ_MOD = 1 << 16
-_SEQ_MASK = _SEQ_MOD - 1
-_TS_MOD = 1 << 32
-_TS_MASK = _TS_MOD - 1
+from media._fastpath import ffi, lib
 
 MAX_DROPOUT = 3000
-"""Largest forward jump inside an epoch taken as loss rather than a foreign/restarted sequence."""
+"""Largest forward jump inside an epoch taken as loss rather than a foreign/restarted sequence
+(``SK_MAX_DROPOUT`` in the C code)."""
 MAX_MISORDER = 100
-"""Largest backward distance inside an epoch taken as reordering."""
+"""Largest backward distance inside an epoch taken as reordering (``SK_MAX_MISORDER``)."""
 
 
 class SeqTsRewriter:
@@ -54,107 +57,60 @@ class SeqTsRewriter:
 
     :meth:`rewrite` returns the output sequence number (or -1 = drop) and leaves
     the output timestamp in :attr:`out_ts`, to avoid a tuple per packet.
+
+    ``c``: a ``sk_rewriter *`` inside a C object owned by ``owner`` (a consumer's sink), so the
+    fan-out loop and this object share one state; by default the rewriter owns its own.
     """
 
-    __slots__ = (
-        "_bad_seq",
-        "_epoch_ext",
-        "_first_ts",
-        "_highest_in_seq",
-        "_new_epoch",
-        "_ref_s",
-        "_ref_ts",
-        "_started",
-        "clock_rate",
-        "highest_out_seq",
-        "out_ts",
-        "seq_offset",
-        "ts_offset",
-    )
+    __slots__ = ("_c", "_owner")
 
-    def __init__(self, clock_rate: int, first_seq: int | None = None, first_ts: int | None = None) -> None:
+    def __init__(self, clock_rate: int, first_seq: int | None = None, first_ts: int | None = None,
+                 *, c: Any = None, owner: Any = None) -> None:
         if clock_rate <= 0:
             raise ValueError("clock_rate must be positive")
-        self.clock_rate: int = clock_rate
-        seq0 = random.getrandbits(16) if first_seq is None else first_seq & _SEQ_MASK
-        ts0 = random.getrandbits(32) if first_ts is None else first_ts & _TS_MASK
-        self.highest_out_seq: int = (seq0 - 1) & _SEQ_MASK
+        seq0 = random.getrandbits(16) if first_seq is None else first_seq & 0xFFFF
+        ts0 = random.getrandbits(32) if first_ts is None else first_ts & 0xFFFFFFFF
+        if c is None:
+            c = owner = ffi.new("sk_rewriter *")
+        self._c = c
+        self._owner = owner
+        lib.sk_rewriter_init(c, clock_rate, seq0, ts0)
+
+    @property
+    def clock_rate(self) -> int:
+        return int(self._c.clock_rate)
+
+    @property
+    def highest_out_seq(self) -> int:
         """Highest output sequence number sent (the one before the first, initially)."""
-        self.out_ts: int = ts0
+        return int(self._c.highest_out_seq)
+
+    @property
+    def out_ts(self) -> int:
         """Output timestamp of the last packet :meth:`rewrite` accepted."""
-        self.seq_offset: int = 0
+        return int(self._c.out_ts)
+
+    @property
+    def seq_offset(self) -> int:
         """Current epoch: ``out_seq = (in_seq + seq_offset) % 2**16``."""
-        self.ts_offset: int = 0
+        return int(self._c.seq_offset)
+
+    @property
+    def ts_offset(self) -> int:
         """Current epoch: ``out_ts = (in_ts + ts_offset) % 2**32``; also added to the producer's RTP clock in SRs."""
-        self._first_ts = ts0
-        self._started = False
-        self._new_epoch = True
-        self._highest_in_seq = 0
-        self._epoch_ext = 0
-        """Highest input seq of the epoch, counted from the epoch's first packet (= 0)."""
-        self._ref_ts = ts0
-        """Highest output timestamp so far, and the wall time it was first sent."""
-        self._ref_s = 0.0
-        self._bad_seq = -1
+        return int(self._c.ts_offset)
 
     def mark_discontinuity(self) -> None:
         """The next packet passed to :meth:`rewrite` starts a new epoch (new source, or resume after a gap)."""
-        self._new_epoch = True
+        self._c.new_epoch = 1
 
     def rewrite(self, seq: int, ts: int, now_s: float) -> int:
         """Output sequence number for the source packet (``seq``, ``ts``) sent at ``now_s``, or -1 to drop it.
 
         On success the output timestamp is in :attr:`out_ts`.
         """
-        if not self._new_epoch:
-            d = ((seq - self._highest_in_seq + 0x8000) & _SEQ_MASK) - 0x8000
-            if d > MAX_DROPOUT or d < -MAX_MISORDER:
-                if seq != self._bad_seq:
-                    self._bad_seq = (seq + 1) & _SEQ_MASK
-                    return -1
-                self._new_epoch = True  # two consecutive packets: the source restarted
-            else:
-                ext = self._epoch_ext + d
-                if ext < 0:
-                    return -1  # before the epoch's first packet
-                self._bad_seq = -1
-                out_seq = (seq + self.seq_offset) & _SEQ_MASK
-                out_ts = (ts + self.ts_offset) & _TS_MASK
-                if d > 0:
-                    self._highest_in_seq = seq & _SEQ_MASK
-                    self._epoch_ext = ext
-                    self.highest_out_seq = out_seq
-                if ((out_ts - self._ref_ts + 0x80000000) & _TS_MASK) - 0x80000000 > 0:
-                    self._ref_ts = out_ts
-                    self._ref_s = now_s
-                self.out_ts = out_ts
-                return out_seq
-
-        # first packet of an epoch
-        self._new_epoch = False
-        self._bad_seq = -1
-        out_seq = (self.highest_out_seq + 1) & _SEQ_MASK
-        if self._started:
-            step = round((now_s - self._ref_s) * self.clock_rate)
-            out_ts = (self._ref_ts + (max(1, step))) & _TS_MASK
-        else:
-            self._started = True
-            out_ts = self._first_ts
-        self.seq_offset = (out_seq - seq) & _SEQ_MASK
-        self.ts_offset = (out_ts - ts) & _TS_MASK
-        self._highest_in_seq = seq & _SEQ_MASK
-        self._epoch_ext = 0
-        self.highest_out_seq = out_seq
-        self.out_ts = out_ts
-        self._ref_ts = out_ts
-        self._ref_s = now_s
-        return out_seq
+        return int(lib.sk_rewrite(self._c, seq & 0xFFFF, ts & 0xFFFFFFFF, now_s))
 
     def to_source_seq(self, out_seq: int) -> int:
         """Source sequence number of an output one (to answer a NACK), or -1 if not from the current epoch."""
-        if not self._started or self._new_epoch:
-            return -1
-        d = ((out_seq - self.highest_out_seq + 0x8000) & _SEQ_MASK) - 0x8000
-        if d > 0 or self._epoch_ext + d < 0:
-            return -1
-        return (out_seq - self.seq_offset) & _SEQ_MASK
+        return int(lib.sk_to_source_seq(self._c, out_seq & 0xFFFF))

@@ -331,7 +331,7 @@ class Router:
                                 "received": [s.stats.received for s in p.streams]}
                           for pid, p in self.producers.items()},
             "consumers": {cid: {"producer_id": c.producer_id, "bound": c.stream is not None,
-                                "paused": c.paused, "sent": c.stats.packets,
+                                "paused": c.paused, "sent": c.sent_packets,
                                 "retransmitted": c.retransmitted, "keyframe_requests": c.keyframe_requests,
                                 "layer": c.stream.layer if c.stream is not None else -1}
                           for cid, c in self.consumers.items()},

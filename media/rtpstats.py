@@ -210,7 +210,10 @@ class ReceiveStats:
 
 
 class SendStats:
-    """Statistics of one outgoing RTP stream: counters for SRs, and the consumer's view from its RRs."""
+    """Statistics of one outgoing RTP stream: the SRs sent, and the consumer's view from its RRs.
+
+    (The packet and octet counts an SR carries are kept by the fan-out loop, in the consumer's
+    C sink: ``Consumer.sent_packets``.)"""
 
     __slots__ = (
         "_sr_mid",
@@ -220,8 +223,6 @@ class SendStats:
         "cumulative_lost",
         "jitter_ms",
         "loss_fraction",
-        "octets",
-        "packets",
         "rtt_ms",
         "ssrc",
     )
@@ -229,9 +230,6 @@ class SendStats:
     def __init__(self, ssrc: int, clock_rate: int) -> None:
         self.ssrc = ssrc
         self.clock_rate = clock_rate
-        self.packets: int = 0
-        self.octets: int = 0
-        """Payload+header bytes sent; the SR octet count (mod 2**32) is the caller's choice of what to count."""
         self.rtt_ms: float | None = None
         """Round-trip time from the last RR whose LSR matched an SR we sent; None until then."""
         self.loss_fraction: float = 0.0
@@ -240,11 +238,6 @@ class SendStats:
         self._sr_mid: list[int] = [-1] * _SR_HISTORY
         self._sr_time: list[float] = [0.0] * _SR_HISTORY
         self._sr_next = 0
-
-    def on_sent(self, size: int) -> None:
-        """Count one sent packet of ``size`` bytes."""
-        self.packets += 1
-        self.octets += size
 
     def remember_sr(self, ntp_mid32: int, now_s: float) -> None:
         """Record an SR we sent: middle 32 bits of its NTP time and the local send time."""

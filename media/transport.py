@@ -99,8 +99,8 @@ class WebRtcTransport:
         self.direction = direction
         self.policy = policy
         self.pc = RTCPeerConnection(rtc_configuration(policy))
-        self.writer: SrtpWriter | None = None
-        """Set once DTLS is up: every consumer of this transport sends through it."""
+        self.writer = SrtpWriter()
+        """Every consumer of this transport sends through it; open once DTLS is up, closed with us."""
         self._rx: pylibsrtp.Session | None = None
         self._dtls: Any = None
         self.rtcp_ssrc = random.getrandbits(32) or 1
@@ -151,13 +151,13 @@ class WebRtcTransport:
         self.closed = True
         if self._rtcp_task is not None:
             self._rtcp_task.cancel()
-        if self.writer is not None:
+        if self.writer.is_open:
             try:
                 ssrcs = [c.ssrc for c in self.consumers.values() if c.ready] or [self.rtcp_ssrc]
                 self.writer.send_rtcp(bytes(RtcpByePacket(sources=ssrcs)))
             except Exception:
                 pass
-        self.writer = None
+        self.writer.close()
         for consumer in list(self.consumers.values()):
             consumer.close()
         self.consumers.clear()
@@ -190,7 +190,7 @@ class WebRtcTransport:
 
     def _attach(self, dtls: Any) -> None:
         """DTLS is connected: take over the selected pair's socket for SRTP."""
-        if self._dtls is dtls and self.writer is not None:
+        if self.closed or (self._dtls is dtls and self.writer.is_open):
             return
         connection = dtls.transport._connection
         pair = connection._nominated.get(1)
@@ -203,7 +203,7 @@ class WebRtcTransport:
         sock = protocol.transport.get_extra_info("socket")
         raw = getattr(sock, "_sock", sock)
         remote = pair.remote_addr
-        self.writer = SrtpWriter(dtls._tx_srtp, raw, remote)
+        self.writer.open(dtls._tx_srtp, raw, remote)
         self._install(protocol, remote)
         if self._rtcp_task is None:
             self._rtcp_task = asyncio.get_running_loop().create_task(self._run_rtcp())
@@ -279,7 +279,7 @@ class WebRtcTransport:
 
     def send_pli(self, media_ssrc: int) -> None:
         writer = self.writer
-        if writer is not None:
+        if writer.is_open:
             writer.send_rtcp(bytes(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=self.rtcp_ssrc, media_ssrc=media_ssrc)))
 
     # ------------------------------------------------------------------ subscriber side (direction recv)
@@ -432,7 +432,7 @@ class WebRtcTransport:
         """Send this second's RTCP; returns consumer state changes ``(consumer, change)``."""
         writer = self.writer
         changes: list[tuple[Consumer, str]] = []
-        if writer is None:
+        if not writer.is_open:
             return changes
         packets: list[Any] = []
         if self.direction == "send":
@@ -480,7 +480,7 @@ class WebRtcTransport:
                 if c.stats.rtt_ms is not None:
                     rtt.append(c.stats.rtt_ms)
             writer = self.writer
-            sent = writer.sent_bytes if writer is not None else 0
+            sent = writer.sent_bytes
             last_bytes, last_t = self._last_sample
             if now > last_t:
                 bitrate = int((sent - last_bytes) * 8 / (now - last_t))

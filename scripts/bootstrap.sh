@@ -23,6 +23,10 @@ for pkg in "$@"; do
     *) dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg") ;;
   esac
 done
+# the media fast path (media/fastpath.c) is compiled at install: a C compiler and Python's headers
+command -v gcc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
+"$PY" -c 'import os, sysconfig, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+  || missing+=(python3-dev)
 if [ ! -x .venv/bin/python ] && ! "$PY" -m ensurepip --version >/dev/null 2>&1; then
   missing+=(python3-venv)
 fi
@@ -38,5 +42,5 @@ fi
 echo "==> pip install -e .${SANKE_EXTRAS:-}"
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 .venv/bin/python -m pip install -q -e ".${SANKE_EXTRAS:-}" 2>&1 | grep -v -E "^(WARNING: Location|DEPRECATION)" || true
-.venv/bin/python -c "import server, scheduler, fastapi, sqlalchemy, aiortc, av" \
+.venv/bin/python -c "import server, scheduler, fastapi, sqlalchemy, aiortc, av, media._fastpath" \
   || { echo "SanKe did not install correctly" >&2; exit 1; }

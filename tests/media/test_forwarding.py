@@ -1,16 +1,21 @@
 """Producer → Consumer forwarding without a network: header rewriting, keyframe gating on a
 source switch, NACK answers with RTX, sender reports, simulcast layer choice and pausing video on
-a weak link.  The transports are fakes that keep the plain packets the consumer would protect."""
+a weak link.  The transports are fakes around a real ``SrtpWriter`` that sends to a socket on
+127.0.0.1, where the test unprotects what a subscriber would receive."""
 
 from __future__ import annotations
 
+import os
+import socket
 import struct
-from typing import Any
+
+import pylibsrtp
 
 from aiortc.rtp import RtcpReceiverInfo
 
 from media.consumer import Consumer, extension_table
 from media.producer import Producer
+from media.srtp import SrtpWriter
 from media.rtp import URI_ABS_SEND_TIME, URI_MID, find_extension, payload_range, rtx_unwrap
 
 VP8 = "video/VP8"
@@ -19,36 +24,44 @@ KEY = bytes([0x10, 0x00, 0x9D, 0x01, 0x2A]) + b"K" * 40
 DELTA = bytes([0x10, 0x01]) + b"D" * 40
 
 
-class FakeWriter:
-    def __init__(self) -> None:
-        self.buffer = memoryview(bytearray(1700))
-        self.sent: list[bytes] = []
+class Capture:
+    """Opens a transport's real ``SrtpWriter`` towards a UDP socket on 127.0.0.1 and keeps what
+    arrives there, unprotected with the matching SRTP session: the packets a subscriber would get."""
 
-    def load(self, plain: Any) -> int:
-        n = len(plain)
-        self.buffer[:n] = plain
-        return n
+    def __init__(self, writer: SrtpWriter) -> None:
+        key = os.urandom(30)
+        profile = pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80
+        self.rx = pylibsrtp.Session(pylibsrtp.Policy(key=key, srtp_profile=profile,
+                                                     ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND))
+        tx = pylibsrtp.Session(pylibsrtp.Policy(key=key, srtp_profile=profile,
+                                                ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setblocking(False)
+        self.out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.out.bind(("127.0.0.1", 0))
+        self.out.setblocking(False)
+        writer.open(tx, self.out, self.sock.getsockname())
+        self._sent: list[bytes] = []
 
-    def patch(self, marker_pt: int, seq: int, ts: int, ssrc: int) -> None:
-        self.buffer[1] = marker_pt
-        struct.pack_into(">HII", self.buffer, 2, seq, ts, ssrc)
+    @property
+    def sent(self) -> list[bytes]:
+        while True:
+            try:
+                data = self.sock.recv(2048)
+            except BlockingIOError:
+                return self._sent
+            self._sent.append(self.rx.unprotect(data))
 
-    def send_rtp(self, n: int) -> None:
-        self.sent.append(bytes(self.buffer[:n]))
-
-    def forward(self, plain: Any, marker_pt: int, seq: int, ts: int, ssrc: int) -> int:
-        n = self.load(plain)
-        self.patch(marker_pt, seq, ts, ssrc)
-        self.send_rtp(n)
-        return n
-
-    def send_plain_rtp(self, plain: Any) -> None:
-        self.sent.append(bytes(plain))
+    def close(self) -> None:
+        self.sock.close()
+        self.out.close()
 
 
 class FakeTransport:
     def __init__(self, participant_id: str = "p") -> None:
-        self.writer = FakeWriter()
+        self.writer = SrtpWriter()
+        self.capture = Capture(self.writer)
         self.extension_ids: set[int] = set()
         self.participant_id = participant_id
         self.plis: list[int] = []
@@ -85,7 +98,7 @@ def make_consumer(producer_id: str = "main:camera", *, kind: str = "video", max_
 
 
 def sent(consumer: Consumer) -> list[bytes]:
-    return consumer.transport.writer.sent  # type: ignore[attr-defined]
+    return consumer.transport.capture.sent  # type: ignore[attr-defined]
 
 
 def test_a_forwarded_packet_carries_the_consumers_ids_and_the_same_payload() -> None:
@@ -172,6 +185,7 @@ def test_sender_reports_follow_the_rewritten_timestamps() -> None:
     # half a second after the SR the source clock is 90000 + 45000; shifted like the packets
     assert sr.sender_info.rtp_timestamp == (out_ts + 45000) & 0xFFFFFFFF
     assert sr.sender_info.packet_count == 1
+    assert sr.sender_info.octet_count == len(sent(consumer)[0]) + 10  # as sent: with the SRTP auth tag
     # the receiver's report about it gives the round trip (RFC 3550 6.4.1)
     lsr = ((6 << 32) >> 16) & 0xFFFFFFFF
     consumer.on_receiver_report(RtcpReceiverInfo(ssrc=0xC0FFEE, fraction_lost=0, packets_lost=0, highest_sequence=1,

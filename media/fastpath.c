@@ -240,9 +240,10 @@ int sk_fanout(sk_sink **sinks, int n, const uint8_t *packet, int len, uint16_t s
               int keyframe, double now)
 {
     int released = 0;
-    uint8_t marker = packet[1] & 0x80;
+    uint8_t marker;
     if (len < 12 || len > SK_MAX_PACKET)
         return 0;
+    marker = packet[1] & 0x80;
     for (int i = 0; i < n; i++) {
         sk_sink *s = sinks[i];
         sk_writer *w = s->writer;

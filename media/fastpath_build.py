@@ -1,7 +1,8 @@
 """Build recipe of ``media._fastpath`` (cffi, API mode): the C fan-out in ``media/fastpath.c``.
 
-Run by setuptools at install time (``cffi_modules`` in ``setup.py``), so ``pip install -e .``
-compiles it with the machine's C compiler; ``python -m media.fastpath_build`` builds it in place.
+Run by setuptools at install time (``cffi_modules`` in ``setup.py``): ``pip install -e .``
+(``scripts/bootstrap.sh``) compiles it with the machine's C compiler, in place; run it again
+after changing ``fastpath.c``.
 """
 
 from __future__ import annotations
@@ -58,11 +59,3 @@ ffibuilder.set_source(
     libraries=["m"],
     extra_compile_args=["-O2", "-std=c99", "-D_GNU_SOURCE"],
 )
-
-if __name__ == "__main__":
-    import shutil
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        built = Path(ffibuilder.compile(tmpdir=tmp))
-        shutil.copy(built, Path(__file__).resolve().parent / built.name)

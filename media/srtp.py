@@ -12,7 +12,10 @@ packet to all of a stream's consumers in one C call.
 A writer exists for the transport's whole life: it is *opened* when DTLS is up
 (the SRTP context and the selected ICE pair's socket are known) and *closed* with
 the transport, so the consumers' C pointers to it never dangle.  The Python
-object keeps the libsrtp context and the socket alive while it is open.
+object keeps the libsrtp context alive while it is open, and sends on its own
+duplicate of the socket's descriptor: if aioice closes the socket first, the
+number cannot be reused under us by some other socket (a database connection,
+say) that would then receive SRTP.
 
 Everything runs on the worker's event-loop thread, so one buffer per transport
 is safe: a packet is fully sent before the next one is prepared.
@@ -20,6 +23,7 @@ is safe: a packet is fully sent before the next one is prepared.
 
 from __future__ import annotations
 
+import os
 import socket
 from typing import Any
 
@@ -40,28 +44,37 @@ lib.sk_init(
 class SrtpWriter:
     """Protects with one SRTP session and writes to one socket address."""
 
-    __slots__ = ("c", "_srtp", "_sock")
+    __slots__ = ("c", "_srtp", "_fd")
 
     def __init__(self) -> None:
         self.c = ffi.new("sk_writer *")
         """The C writer the transport's consumers send through (``sk_sink.writer``)."""
         self._srtp: Any = None
-        self._sock: socket.socket | None = None
+        self._fd = -1
 
     def open(self, session: pylibsrtp.Session, sock: socket.socket, addr: tuple[Any, ...]) -> None:
         """Send with ``session`` from ``sock`` to ``addr`` (host, port) from now on."""
+        self.close()
         srtp = session._srtp  # keeps pylibsrtp's gc handle (and so the libsrtp context) alive with us
         ctx = int(srtp_ffi.cast("uintptr_t", srtp[0]))
-        if lib.sk_writer_open(self.c, ctx, sock.fileno(), str(addr[0]).encode(), int(addr[1])) != 0:
+        fd = os.dup(sock.fileno())
+        if lib.sk_writer_open(self.c, ctx, fd, str(addr[0]).encode(), int(addr[1])) != 0:
+            os.close(fd)
             raise ValueError(f"not an IP address: {addr[0]!r}")
         self._srtp = srtp
-        self._sock = sock
+        self._fd = fd
 
     def close(self) -> None:
         """Stop sending (the transport is closing): consumers still attached send nothing."""
         lib.sk_writer_close(self.c)
         self._srtp = None
-        self._sock = None
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __del__(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
 
     @property
     def is_open(self) -> bool:

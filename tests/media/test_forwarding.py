@@ -237,3 +237,23 @@ def test_video_pauses_on_a_link_that_cannot_carry_it_and_audio_goes_on() -> None
     video.streams[0].receive(rtp(99, 99 * 22500, 1000, KEY), 10.1)
     assert len(sent(cam)) == before  # paused: nothing forwarded
     assert len(sent(mic)) == 40  # the teacher is still heard
+
+
+def test_a_closed_socket_number_reused_by_another_socket_never_gets_srtp() -> None:
+    producer, _ = make_producer()
+    consumer = make_consumer()
+    consumer.bind(producer, 0.0)
+    capture: Capture = consumer.transport.capture  # type: ignore[attr-defined]
+    number = capture.out.fileno()
+    capture.out.close()  # aioice closed the selected pair's socket
+    intruder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # takes the lowest free number
+    intruder.bind(("127.0.0.1", 0))
+    intruder.setblocking(False)
+    stream = producer.streams[0]
+    stream.receive(rtp(1, 90000, 1000, KEY), 1.0)
+    assert intruder.fileno() == number
+    assert len(sent(consumer)) == 1  # the writer's own descriptor still reaches the subscriber
+    consumer.transport.writer.close()  # type: ignore[attr-defined]
+    stream.receive(rtp(2, 93000, 1000, DELTA), 1.03)
+    assert len(sent(consumer)) == 1  # closed: nothing more
+    intruder.close()

@@ -19,6 +19,8 @@ Requests (``method``: params → result):
 - ``transport.answer``: ``router_id, transport_id, sdp`` → ``{offer}`` (a follow-up offer or null)
 - ``transport.add_candidate``: ``router_id, transport_id, candidate, sdp_mid, sdp_mline_index`` → {}
 - ``producer.pause``: ``router_id, producer_id, paused`` → {}
+- ``producer.snapshot``: ``router_id, producer_id`` → ``{mime, layer, frame}``: the newest keyframe, encoded,
+  base64 (``media.snapshot``; the caller decodes it)
 - ``router.stats``: ``router_id`` → ``{transports: [sample, ...]}``
 - ``router.dump``: ``router_id`` → counters for tests and operators
 """
@@ -33,6 +35,7 @@ from typing import Any
 from media.channel import ChannelError
 from media.ice import IcePolicy
 from media.router import Router, RouterError
+from media.snapshot import capture
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +104,8 @@ class Worker:
         if method == "producer.pause":
             router.pause_producer(str(p["producer_id"]), bool(p["paused"]))
             return {}
+        if method == "producer.snapshot":
+            return await capture(router, str(p["producer_id"]))
         if method == "router.stats":
             return {"transports": router.samples()}
         if method == "router.dump":

@@ -379,6 +379,19 @@ class LessonMedia:
             tracks.append({"mid": t["mid"], "participant_id": target, "source": source})
         p.send(ServerOffer(sdp=offer["sdp"], tracks=tracks))
 
+    # ------------------------------------------------------------------ patrol snapshots
+
+    async def snapshot(self, source: TrackSource = TrackSource.camera) -> dict[str, Any]:
+        """The newest keyframe of the main classroom's ``source`` (``producer.snapshot``), still encoded:
+        ``{mime, layer, frame}`` with ``frame`` in base64. The caller decodes it (``media.snapshot``).
+        Raises ``ChannelError`` (``not_found`` when the main classroom does not publish it)."""
+        room = self.room
+        mains = [p for p in (room.participants.values() if room is not None else ())
+                 if p.role is LessonRole.main and source in p.publications]
+        if not mains or not self._router_created:
+            raise ChannelError("not_found", "the main classroom publishes no such track")
+        return await self._request("producer.snapshot", {"producer_id": producer_id(mains[0].participant_id, source)})
+
     # ------------------------------------------------------------------ link quality
 
     def on_samples(self, samples: list[dict[str, Any]]) -> None:

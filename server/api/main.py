@@ -11,6 +11,7 @@ from server.api.routes import (
     demand_orders,
     lessons,
     pairings,
+    patrol,
     period_schemes,
     regions,
     schools,
@@ -22,5 +23,5 @@ from server.api.routes import (
 
 api_router = APIRouter()
 for module in (auth, regions, schools, classrooms, users, pairings, terms, period_schemes, series, lessons,
-               audit, timetable, demand_orders):
+               audit, timetable, demand_orders, patrol):
     api_router.include_router(module.router)

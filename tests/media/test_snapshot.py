@@ -12,6 +12,7 @@ import io
 import struct
 
 import av
+import httpx
 import pytest
 from aiortc.codecs import get_encoder
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
@@ -104,3 +105,39 @@ def test_garbage_does_not_decode() -> None:
         decode_jpeg("video/VP8", b"\x00" * 50)
     with pytest.raises(ValueError):
         decode_jpeg("audio/opus", b"\x00")
+
+
+# ---------------------------------------------------------------------------- end to end, through the SFU
+
+from tests.media.test_sfu import Lesson, db_url, lesson, loopback_clients, media_workers, settings  # noqa: E402,F401
+
+
+@pytest.mark.parametrize(("media_workers", "codec"), [(0, "video/VP8"), (1, "video/VP8"), (0, "video/H264")],
+                         ids=["in-process-vp8", "worker-process-vp8", "in-process-h264"])
+def test_a_patrol_snapshot_shows_what_the_main_camera_films(lesson: Lesson, media_workers: int, codec: str) -> None:
+    w, http, auth, lid = lesson.world, lesson.http, lesson.auth, lesson.lid
+
+    def post(path: str, user) -> httpx.Response:  # type: ignore[no-untyped-def]
+        return http.post(path, headers=auth(user))
+
+    async def scenario() -> None:
+        main = await lesson.join(w.teacher)
+        await main.publish({"camera": ColorTrack(GREEN)}, video_codec=codec)
+        assert (await asyncio.to_thread(post, f"/api/v1/lessons/{lid}/start", w.teacher)).status_code == 200
+        await asyncio.sleep(3.5)  # the first keyframe has left the SFU's 3 s cache: the snapshot asks for one
+        r = await asyncio.to_thread(post, f"/api/v1/patrol/lessons/{lid}/visits", w.researcher_a)
+        assert r.status_code == 201, r.text
+        r = await asyncio.to_thread(post, f"/api/v1/patrol/lessons/{lid}/snapshots", w.researcher_a)
+        assert r.status_code == 201, r.text
+        snap = r.json()
+        assert (snap["width"], snap["height"]) == (160, 120)
+        got = await asyncio.to_thread(http.get, snap["url"], headers=auth(w.teacher))
+        assert got.status_code == 200 and got.headers["content-type"] == "image/jpeg"
+        assert close_to(jpeg_rgb(got.content), GREEN), jpeg_rgb(got.content)
+        # a second one comes straight from the cache (the keyframe asked for is in it now)
+        r = await asyncio.to_thread(post, f"/api/v1/patrol/lessons/{lid}/snapshots", w.researcher_a)
+        assert r.status_code == 201, r.text
+        assert (await asyncio.to_thread(post, f"/api/v1/patrol/lessons/{lid}/snapshots",
+                                        w.researcher_b)).status_code == 403
+
+    lesson.play(scenario)

@@ -54,6 +54,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -208,7 +209,7 @@ def open_page(browser: Any, web_server: Site) -> Iterator[Callable[..., Any]]:
         ctx = browser.new_context(base_url=web_server.base, viewport={"width": viewport[0], "height": viewport[1]},
                                   locale="zh-CN", timezone_id="Asia/Shanghai")
         contexts.append(ctx)
-        ctx.clock.install(time=NOW)
+        ctx.clock.install(time=NOW.replace(tzinfo=ZoneInfo("Asia/Shanghai")))  # NOW is wall-clock time there
         if user is not None:
             stored = {"token": token_for(user, TEST_SECRET), "user": _user_json(web_server, user)}
             ctx.add_init_script(
@@ -252,7 +253,9 @@ def js_poll_impl(page: Any, expression: str, timeout: float = 10.0, interval: fl
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout} s: {expression!r} (last: {value!r})")
+            log = "\n".join(getattr(page, "console_log", [])[-15:])
+            raise AssertionError(f"not true within {timeout} s: {expression!r} (last: {value!r}) on {page.url}\n"
+                                 f"console:\n{log}")
         time.sleep(interval)
 
 

@@ -1,0 +1,113 @@
+"""The lesson pages in real Chromium against a server the test starts (127.0.0.1 only).
+
+A teacher (main classroom) and two receiving classrooms join one dedicated lesson from
+``web/lesson/main.html`` and ``web/lesson/receiving.html``; the fake camera and microphone of
+Chromium are their classrooms. Everything is checked on what the pages decode (``getStats``) and
+show (``videoWidth``), as a person in front of them would see it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+STATS_JS = """async () => {
+  const lc = window.sankeLesson;
+  const out = {};
+  if (!lc || !lc.subscriber) return out;
+  const stats = await lc.subscriber.getStats();
+  stats.forEach((s) => {
+    if (s.type !== 'inbound-rtp') return;
+    const m = lc._mids.get(s.mid);
+    if (!m) return;
+    out[m.participantId + '/' + m.source] = s.kind === 'video'
+      ? {frames: s.framesDecoded || 0, width: s.frameWidth || 0}
+      : {samples: s.totalSamplesReceived || 0, energy: s.totalAudioEnergy || 0, packets: s.packetsReceived || 0};
+  });
+  return out;
+}"""
+
+
+def state(page: Any) -> str:
+    return str(page.evaluate("window.sankeLesson ? window.sankeLesson.state : ''"))
+
+
+def pid(page: Any) -> str:
+    return str(page.evaluate("window.sankeLesson.participantId"))
+
+
+def stats(page: Any) -> dict[str, Any]:
+    return dict(page.evaluate(STATS_JS))
+
+
+def wait_joined(page: Any, js_poll: Any, timeout: float = 15) -> str:
+    js_poll(page, "window.sankeLesson && window.sankeLesson.state === 'joined'", timeout=timeout)
+    return pid(page)
+
+
+def assert_video_flows(page: Any, keys: list[str], js_poll: Any, timeout: float = 15) -> None:
+    """Each remote video ``key`` ("pid/source") decodes frames, and keeps decoding over 2 s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        s = stats(page)
+        if all(s.get(k, {}).get("frames", 0) > 0 for k in keys):
+            break
+        assert time.monotonic() < deadline, f"{page.url}: no frames for {keys}: {s}"
+        time.sleep(0.2)
+    # rising over 2 s; one more window is allowed for a hiccup while the other pages start (2 cores)
+    for attempt in range(2):
+        before = stats(page)
+        time.sleep(2)
+        after = stats(page)
+        if all(after[k]["frames"] - before[k]["frames"] >= 10 for k in keys):
+            return
+    raise AssertionError(f"{page.url}: frames not rising over 2 s: {before} -> {after}")
+
+
+def assert_audio_flows(page: Any, keys: list[str], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        s = stats(page)
+        live = page.evaluate("""(keys) => keys.map((k) => {
+            const r = window.sankeLesson.remote.get(k); return !!r && r.track.readyState === 'live'; })""", keys)
+        if all(live) and all(s.get(k, {}).get("packets", 0) > 20 for k in keys):
+            return
+        assert time.monotonic() < deadline, f"{page.url}: audio {keys}: {s} live={live}"
+        time.sleep(0.2)
+
+
+def video_width(page: Any, selector: str) -> int:
+    return int(page.eval_on_selector(selector, "v => v.videoWidth"))
+
+
+@pytest.fixture
+def classroom(web_server: Any, open_page: Any, js_poll: Any) -> dict[str, Any]:
+    """The teacher starts the lesson; both receiving classrooms' kiosks join by themselves."""
+    w = web_server.world
+    teacher = open_page(w.teacher, "/lesson/main.html")
+    teacher.click(f"[data-action=start][data-lesson='{web_server.lesson_id}']")
+    main = wait_joined(teacher, js_poll)
+    recv_a = open_page(w.terminal_recv, "/lesson/receiving.html")
+    recv_b = open_page(web_server.terminal_recv2, "/lesson/receiving.html")
+    a = wait_joined(recv_a, js_poll)
+    b = wait_joined(recv_b, js_poll)
+    return {"teacher": teacher, "a": recv_a, "b": recv_b, "main": main, "pa": a, "pb": b}
+
+
+def test_teacher_and_two_receiving_classrooms_see_and_hear_each_other(classroom: dict[str, Any], js_poll: Any,
+                                                                       screenshot: Any) -> None:
+    c = classroom
+    teacher, a, b, main = c["teacher"], c["a"], c["b"], c["main"]
+    assert_video_flows(teacher, [f"{c['pa']}/camera", f"{c['pb']}/camera"], js_poll)
+    for page in (a, b):
+        assert_video_flows(page, [f"{main}/camera"], js_poll)
+        js_poll(page, "document.getElementById('teacher-video').videoWidth > 0")
+    for p in (c["pa"], c["pb"]):
+        js_poll(teacher, f"document.querySelector(\"[data-participant='{p}'] video\").videoWidth > 0")
+    assert_audio_flows(teacher, [f"{c['pa']}/microphone", f"{c['pb']}/microphone"])
+    for page in (a, b):
+        assert_audio_flows(page, [f"{main}/microphone"])
+    screenshot(teacher, "main")
+    screenshot(a, "receiving-a")

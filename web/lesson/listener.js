@@ -1,0 +1,206 @@
+// The receiving side of a lesson, shared by the receiving-classroom kiosk (receiving.js) and the
+// home student's page (student.js): teacher video and shared screen large, the on-stage slot,
+// raise hand, chat, link quality; joins by itself when the room opens and after a drop or reload.
+import { api, ApiError, requireLogin, mountHeader, showError, toast, todayISO, fmtRange, KIND_LABEL } from "/assets/api.js";
+import { LessonClient } from "/assets/lesson-client.js";
+import { el, fill, qualityDot, setQuality, showVideo, playAudio, stopAudio, renderBanner, mediaErrorText, chatPanel, fmtDuration, wall } from "/lesson/common.js";
+
+const $ = (id) => document.getElementById(id);
+
+/**
+ * @param {{kind: "receiving" | "student", roles: string[], title: string}} cfg
+ *   receiving: finds the classroom's next lesson itself and always publishes camera + microphone;
+ *   student: the lesson of `?lesson=ID`, publishes only while on stage.
+ */
+export function runListener(cfg) {
+  const user = requireLogin(cfg.roles);
+  if (!user) return;
+  mountHeader(user, { title: cfg.title });
+  const page = new ListenerPage(user, cfg);
+  page.findLesson();
+}
+
+class ListenerPage {
+  constructor(user, cfg) {
+    this.user = user;
+    this.cfg = cfg;
+    this.lesson = null;
+    this.lc = null;
+    this.publishing = false;
+    setInterval(() => this.tick(), 1000);
+  }
+
+  async findLesson() {
+    const wanted = new URLSearchParams(location.search).get("lesson");
+    try {
+      if (wanted) {
+        this.lesson = await api(`/lessons/${encodeURIComponent(wanted)}`);
+      } else {
+        const query = { date_from: todayISO(), date_to: todayISO(), limit: 50 };
+        if (this.user.classroom_id) query.classroom_id = this.user.classroom_id;
+        const list = (await api("/lessons", { query })).data
+          .filter((l) => ["scheduled", "live"].includes(l.status) && wall(l.ends_at) > Date.now())
+          .sort((a, b) => a.starts_at.localeCompare(b.starts_at));
+        this.lesson = list[0] || null;
+      }
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 0) {
+        renderBanner($("banner"), { state: "reconnecting", reason: "unreachable", retryInMs: 10000 });
+      } else {
+        $("next-title").textContent = e.status === 404 ? "课程不存在" : `无法读取课程：${e.message}`;
+        if (e.status === 404 || e.status === 403) return;
+      }
+      setTimeout(() => this.findLesson(), 10000);
+      return;
+    }
+    $("banner").hidden = true;
+    if (!this.lesson) {
+      $("next-title").textContent = "今天没有更多课程";
+      $("next-meta").textContent = "";
+      $("next-countdown").textContent = "";
+      setTimeout(() => this.findLesson(), 60000);
+      return;
+    }
+    const l = this.lesson;
+    $("next-title").textContent = l.title;
+    $("next-meta").textContent = `${KIND_LABEL[l.kind] || l.kind} · ${fmtRange(l.starts_at, l.ends_at)} · 主讲：${l.main_school_name} ${l.teacher_name}`;
+    this.join();
+  }
+
+  tick() {
+    if (!this.lesson || !$("next") || $("next").hidden) return;
+    const toStart = wall(this.lesson.starts_at) - Date.now();
+    $("next-countdown").textContent = toStart > 0 ? `距上课还有 ${fmtDuration(toStart)}` : "已到上课时间";
+  }
+
+  join() {
+    const lc = new LessonClient(this.lesson.id);
+    this.lc = lc;
+    window.sankeLesson = lc; // for the operator's console and the browser tests
+    lc.on("state", (st) => this.onState(st));
+    lc.on("joined", () => this.onJoined());
+    lc.on("roster", () => this.render());
+    lc.on("room", () => this.render());
+    lc.on("stage", () => this.render());
+    lc.on("hand", () => this.render());
+    lc.on("track", (t) => this.onTrack(t));
+    lc.on("trackended", (t) => { if (t.source === "microphone") stopAudio(t.key); });
+    lc.on("local", ({ source, track }) => { if (source === "camera" && track) showVideo($("local-video"), new MediaStream([track])); });
+    lc.on("muted", (m) => { if (m.muted) toast(m.source === "microphone" ? "老师已将本课堂静音" : "老师关闭了本课堂的摄像头", "warn"); this.render(); });
+    const myQuality = qualityDot();
+    fill($("my-quality"), myQuality);
+    lc.on("localquality", (q) => setQuality(myQuality, q.quality));
+    lc.on("error", (m) => toast(m.message || m.code, "error"));
+    fill($("chat-box"), chatPanel(lc));
+    lc.setSubscriptions((participants, room, client) => {
+      const subs = [];
+      const main = [...participants.values()].find((p) => p.role === "main");
+      if (main) {
+        for (const source of ["camera", "microphone", "screen"]) subs.push({ participant_id: main.participant_id, source });
+      }
+      if (room && room.on_stage && room.on_stage !== client.participantId) {
+        subs.push({ participant_id: "stage", source: "camera" }, { participant_id: "stage", source: "microphone" });
+      }
+      return subs;
+    });
+    $("btn-hand").onclick = () => {
+      const up = !(lc.me && lc.me.hand_raised);
+      lc.raiseHand(up).then(() => { if (lc.me) lc.me = { ...lc.me, hand_raised: up }; this.render(); }).catch(showError);
+    };
+    $("btn-mic").onclick = async () => {
+      const mic = lc.local.get("microphone");
+      if (!mic) return;
+      try { await lc.setMuted("microphone", mic.enabled); } catch (e) { showError(e); }
+      this.render();
+    };
+    lc.connect().catch(() => { /* the banner says why */ });
+  }
+
+  onState(st) {
+    renderBanner($("banner"), st);
+    if (st.state === "waiting") {
+      $("next-note").textContent = "课堂尚未开放，开放后本终端自动进入。";
+    }
+    if (st.state === "closed") {
+      $("classroom").hidden = true;
+      $("next").hidden = false;
+      $("next-title").textContent = st.reason === "room_closed" ? "本节课已结束" : "已离开课堂";
+      $("next-countdown").textContent = "";
+      $("next-note").textContent = this.cfg.kind === "receiving" ? "稍后自动显示下一节课。" : "";
+      for (const a of document.querySelectorAll("#audio-sinks audio")) a.remove();
+      if (this.cfg.kind === "receiving" && st.reason === "room_closed") setTimeout(() => location.reload(), 30000);
+    }
+  }
+
+  onJoined() {
+    const l = this.lesson;
+    $("next").hidden = true;
+    $("classroom").hidden = false;
+    $("lesson-title").textContent = l.title;
+    $("lesson-meta").textContent = `${fmtRange(l.starts_at, l.ends_at)} · ${l.main_school_name} ${l.teacher_name}`;
+    const me = this.lc.me;
+    $("btn-hand").hidden = !!(me && me.listen_only);
+    this.render();
+    this.syncPublishing();
+  }
+
+  /** receiving: camera + microphone all lesson long (not listen-only); student: only while on stage. */
+  async syncPublishing() {
+    const lc = this.lc;
+    if (!lc || lc.state !== "joined" || !lc.me) return;
+    const want = this.cfg.kind === "receiving" ? !lc.me.listen_only : !!lc.me.on_stage;
+    const has = lc.local.has("camera") || lc.local.has("microphone");
+    if (want && !has && !this.publishing) {
+      this.publishing = true;
+      try {
+        await lc.publishUserMedia({ video: { width: 1280, height: 720 }, audio: true });
+      } catch (e) {
+        if (e && e.name) {
+          renderBanner($("banner"), { state: "failed", reason: "media", message: mediaErrorText(e) });
+          $("banner").dataset.state = "media-denied";
+        }
+      } finally { this.publishing = false; }
+    } else if (!want && has && this.cfg.kind === "student") {
+      await lc.unpublish("camera").catch(() => {});
+      await lc.unpublish("microphone").catch(() => {});
+    }
+  }
+
+  onTrack(t) {
+    const lc = this.lc;
+    if (t.source === "microphone") { playAudio(t.key, t.track); return; }
+    if (t.participantId === "stage") showVideo($("stage-video"), t.stream);
+    else if (t.source === "camera") showVideo($("teacher-video"), t.stream);
+    else if (t.source === "screen") showVideo($("screen-video"), t.stream);
+    this.render();
+    void lc;
+  }
+
+  render() {
+    const lc = this.lc;
+    if (!lc || !lc.me) return;
+    const me = lc.participants.get(lc.participantId) || lc.me;
+    lc.me = me;
+    const room = lc.room || {};
+    const main = [...lc.participants.values()].find((p) => p.role === "main");
+    $("teacher-caption").textContent = main ? `主讲：${main.display_name}` : "主讲老师尚未进入";
+    const sharing = !!(main && (main.publications || []).some((p) => p.source === "screen")) && !!lc.remoteTrack(main.participant_id, "screen");
+    $("screen-view").hidden = !sharing;
+    document.querySelector(".recv-views").classList.toggle("with-screen", sharing);
+    const stageP = room.on_stage && room.on_stage !== lc.participantId ? lc.participants.get(room.on_stage) : null;
+    $("stage-view").hidden = !stageP;
+    if (stageP) $("stage-caption").textContent = `上台：${stageP.display_name}`;
+    $("stage-flag").hidden = !me.on_stage;
+    document.body.classList.toggle("me-on-stage", !!me.on_stage);
+    const mutedByTeacher = (me.muted_by_teacher || []).includes("microphone");
+    const mutedAll = room.muted_all && !me.on_stage;
+    $("mute-flag").hidden = !(mutedByTeacher || mutedAll);
+    $("mute-flag").textContent = mutedAll ? "🔇 全体静音中" : "🔇 已被老师静音";
+    const mic = lc.local.get("microphone");
+    $("btn-mic").hidden = !mic;
+    if (mic) $("btn-mic").textContent = mic.enabled ? "🎤 关闭麦克风" : "🎤 打开麦克风";
+    $("btn-hand").textContent = me.hand_raised ? "✋ 放下手" : "✋ 举手";
+    $("btn-hand").classList.toggle("btn-ok", !!me.hand_raised);
+    this.syncPublishing();
+  }
+}

@@ -1,0 +1,267 @@
+// Main-classroom terminal (主讲课堂): today's lessons, start, preview, devices, screen share,
+// the grid of receiving classrooms with link quality, on stage, mute / mute all, hands, chat, timer.
+import { api, ApiError, requireLogin, mountHeader, showError, toast, confirmDialog, todayISO, fmtRange, statusBadge, KIND_LABEL } from "/assets/api.js";
+import { LessonClient } from "/assets/lesson-client.js";
+import { el, fill, qualityDot, setQuality, showVideo, playAudio, stopAudio, renderBanner, mediaErrorText, chatPanel, fmtDuration, wall } from "/lesson/common.js";
+
+const $ = (id) => document.getElementById(id);
+const user = requireLogin(["teacher", "terminal"]);
+let lessons = [];
+let lc = null;
+let current = null;
+let startedAt = null;
+const tiles = new Map(); // participant_id → {root, video, quality, ...}
+const quality = new Map(); // participant_id → quality
+
+if (user) {
+  mountHeader(user, { title: "主讲课堂" });
+  loadLessons();
+  setInterval(tick, 1000);
+  setInterval(() => { if (!lc) loadLessons(); }, 15000);
+}
+
+async function loadLessons() {
+  const query = { date_from: todayISO(), date_to: todayISO(), limit: 50 };
+  if (user.role === "teacher") query.teacher_id = user.id;
+  else query.classroom_id = user.classroom_id;
+  try {
+    const page = await api("/lessons", { query });
+    lessons = page.data.filter((l) => l.status !== "cancelled" && (user.role !== "terminal" || l.main_classroom_id === user.classroom_id));
+  } catch (e) {
+    $("picker-note").textContent = e instanceof ApiError && e.status === 0 ? "无法连接服务器，稍后自动重试" : `读取课程失败：${e.message}`;
+    return;
+  }
+  $("picker-note").textContent = lessons.length ? "课堂在上课前 10 分钟开放，开放后即可开始上课。" : "今天没有您主讲的课程。";
+  fill($("lesson-list"), ...lessons.map(lessonCard));
+  tick();
+  // a page reload in the middle of a lesson: go straight back in (the session resumes)
+  const back = lessons.find((l) => sessionStorage.getItem(`sanke.lesson.${l.id}`) && l.room_open);
+  if (back && !lc) enterClass(back);
+}
+
+function lessonCard(l) {
+  const btn = el("button", { class: "btn btn-primary btn-lg", type: "button", dataset: { action: "start", lesson: l.id }, onclick: () => start(l) }, l.status === "live" ? "进入课堂" : "开始上课");
+  return el("article", { class: "lesson-card", dataset: { lesson: l.id } },
+    el("div", { class: "lesson-time" }, fmtRange(l.starts_at, l.ends_at)),
+    el("div", { class: "lesson-info" },
+      el("h3", {}, l.title, " ", statusBadge(l.status)),
+      el("div", { class: "muted" }, `${KIND_LABEL[l.kind] || l.kind} · ${l.main_classroom_name} · ${l.teacher_name}`),
+      el("div", { class: "muted small" }, "接收课堂：", l.receivers.map((r) => `${r.school_name} ${r.classroom_name}`).join("、") || "无")),
+    el("div", { class: "lesson-go" }, el("div", { class: "countdown", dataset: { countdown: l.id } }), btn));
+}
+
+function tick() {
+  const now = Date.now();
+  for (const l of lessons) {
+    const node = document.querySelector(`[data-countdown="${l.id}"]`);
+    const btn = document.querySelector(`[data-action="start"][data-lesson="${l.id}"]`);
+    if (!node || !btn) continue;
+    const toStart = wall(l.starts_at) - now;
+    const ended = wall(l.ends_at) - now < 0;
+    btn.disabled = !l.room_open;
+    if (l.status === "live") node.textContent = "上课中";
+    else if (ended) node.textContent = "已过上课时间";
+    else if (!l.room_open) node.textContent = `课堂未开放 · 距上课 ${fmtDuration(toStart)}`;
+    else node.textContent = toStart > 0 ? `课堂已开放 · 距上课 ${fmtDuration(toStart)}` : "已到上课时间";
+  }
+  if (startedAt) $("timer").textContent = fmtDuration(Date.now() - startedAt);
+}
+
+async function start(lesson) {
+  try {
+    const l = await api(`/lessons/${lesson.id}/start`, { method: "POST" });
+    enterClass(l);
+  } catch (e) { showError(e); }
+}
+
+async function enterClass(lesson) {
+  current = lesson;
+  startedAt = lesson.started_at ? wall(lesson.started_at).getTime() : Date.now();
+  $("picker").hidden = true;
+  $("classroom").hidden = false;
+  $("lesson-title").textContent = lesson.title;
+  $("lesson-meta").textContent = `${fmtRange(lesson.starts_at, lesson.ends_at)} · ${lesson.main_classroom_name}`;
+  const myQuality = qualityDot();
+  fill($("my-quality"), myQuality);
+
+  lc = new LessonClient(lesson.id);
+  window.sankeLesson = lc; // for the operator's console and the browser tests
+  lc.on("state", (st) => {
+    renderBanner($("banner"), st);
+    if (st.state === "closed" || st.state === "failed") showEnded(st);
+  });
+  lc.on("localquality", (q) => setQuality(myQuality, q.quality));
+  lc.on("roster", renderGrid);
+  lc.on("room", renderRoom);
+  lc.on("hand", renderHands);
+  lc.on("linkquality", (m) => { quality.set(m.participant_id, m.quality); const t = tiles.get(m.participant_id); if (t) setQuality(t.quality, m.quality); });
+  lc.on("track", onTrack);
+  lc.on("trackended", (t) => { if (t.source === "microphone") stopAudio(t.key); });
+  lc.on("local", ({ source, track }) => {
+    if (source === "camera" && track) showVideo($("local-video"), new MediaStream([track]));
+    if (source === "screen") {
+      $("screen-view").hidden = !track;
+      if (track) showVideo($("screen-video"), new MediaStream([track]));
+      $("btn-screen").textContent = track ? "⏹ 停止共享" : "🖥 共享屏幕";
+    }
+  });
+  lc.on("error", (m) => toast(m.message || m.code, "error"));
+  fill($("chat-box"), chatPanel(lc));
+  lc.setSubscriptions((participants) => {
+    const subs = [];
+    for (const p of participants.values()) {
+      if (p.role !== "receiving" && p.role !== "student") continue;
+      subs.push({ participant_id: p.participant_id, source: "camera" }, { participant_id: p.participant_id, source: "microphone" });
+    }
+    return subs;
+  });
+  bindControls();
+  try {
+    await lc.connect();
+  } catch (e) { return; } // the state banner says why
+  try {
+    await lc.publishUserMedia({ video: { width: 1280, height: 720 }, audio: true });
+  } catch (e) {
+    renderBanner($("banner"), { state: "failed", reason: "media", message: mediaErrorText(e) });
+    $("banner").dataset.state = "media-denied";
+  }
+  fillDevices();
+}
+
+function bindControls() {
+  $("btn-mic").onclick = async () => {
+    const mic = lc.local.get("microphone");
+    if (!mic) return;
+    try { await lc.setMuted("microphone", mic.enabled); } catch (e) { showError(e); }
+    $("btn-mic").textContent = mic.enabled ? "🎤 关闭麦克风" : "🎤 打开麦克风";
+  };
+  $("btn-screen").onclick = async () => {
+    try {
+      if (lc.local.get("screen")) await lc.unpublish("screen");
+      else await lc.publishScreen();
+    } catch (e) {
+      if (e && e.name === "NotAllowedError") toast("已取消屏幕共享", "info");
+      else showError(e);
+    }
+  };
+  $("btn-mute-all").onclick = async () => {
+    try { await lc.muteAll(!(lc.room && lc.room.muted_all)); } catch (e) { showError(e); }
+  };
+  $("btn-unstage").onclick = () => lc.setOnStage(null).catch(showError);
+  $("btn-end").onclick = async () => {
+    if (!(await confirmDialog("确定下课吗？下课后将停止本课堂的音视频。", { okLabel: "下课", kind: "danger" }))) return;
+    await lc.leave();
+  };
+  $("camera-select").onchange = (e) => lc.switchDevice("camera", e.target.value).catch((err) => toast(mediaErrorText(err), "error"));
+  $("mic-select").onchange = (e) => lc.switchDevice("microphone", e.target.value).catch((err) => toast(mediaErrorText(err), "error"));
+}
+
+async function fillDevices() {
+  let devices = [];
+  try { devices = await navigator.mediaDevices.enumerateDevices(); } catch { return; }
+  const opts = (kind, source) => {
+    const currentId = lc.local.get(source) && lc.local.get(source).getSettings().deviceId;
+    return devices.filter((d) => d.kind === kind).map((d, i) => el("option", { value: d.deviceId, selected: d.deviceId === currentId },
+      d.label || `${kind === "videoinput" ? "摄像头" : "麦克风"} ${i + 1}`));
+  };
+  fill($("camera-select"), ...opts("videoinput", "camera"));
+  fill($("mic-select"), ...opts("audioinput", "microphone"));
+}
+
+function remotes() {
+  return [...lc.participants.values()].filter((p) => p.role === "receiving" || p.role === "student");
+}
+
+function renderGrid() {
+  const list = remotes();
+  $("remote-empty").hidden = list.length > 0;
+  $("remote-count").textContent = list.length ? `（${list.length}）` : "";
+  for (const [pid, t] of tiles) if (!lc.participants.has(pid)) { t.root.remove(); tiles.delete(pid); stopAudio(`${pid}/microphone`); }
+  for (const p of list) {
+    let t = tiles.get(p.participant_id);
+    if (!t) {
+      t = makeTile(p);
+      tiles.set(p.participant_id, t);
+      $("remote-grid").appendChild(t.root);
+      const cam = lc.remoteTrack(p.participant_id, "camera");
+      if (cam) showVideo(t.video, cam.stream);
+    }
+    const micOff = (p.muted_by_teacher || []).includes("microphone") || (p.publications || []).some((x) => x.source === "microphone" && x.muted);
+    t.name.textContent = p.display_name;
+    t.root.classList.toggle("on-stage", p.on_stage);
+    t.root.classList.toggle("hand-up", p.hand_raised);
+    t.root.dataset.muted = micOff ? "true" : "false";
+    t.hand.hidden = !p.hand_raised;
+    t.micState.textContent = micOff ? "🔇 已静音" : "🎤";
+    t.stageBtn.textContent = p.on_stage ? "下台" : "上台";
+    t.muteBtn.textContent = (p.muted_by_teacher || []).includes("microphone") ? "取消静音" : "静音";
+  }
+  renderStage();
+  renderHands();
+}
+
+function makeTile(p) {
+  const pid = p.participant_id;
+  const video = el("video", { muted: true, playsinline: true, autoplay: true });
+  const name = el("span", { class: "tile-name" });
+  const q = qualityDot(quality.get(pid));
+  const hand = el("span", { class: "tile-hand", hidden: true, title: "举手" }, "✋");
+  const micState = el("span", { class: "tile-mic" });
+  const stageBtn = el("button", { class: "btn", type: "button", dataset: { action: "stage" }, onclick: () => {
+    const p2 = lc.participants.get(pid);
+    lc.setOnStage(p2 && p2.on_stage ? null : pid).catch(showError);
+  } }, "上台");
+  const muteBtn = el("button", { class: "btn", type: "button", dataset: { action: "mute" }, onclick: () => {
+    const p2 = lc.participants.get(pid);
+    const muted = p2 && (p2.muted_by_teacher || []).includes("microphone");
+    lc.mute(pid, "microphone", !muted).catch(showError);
+  } }, "静音");
+  const root = el("figure", { class: "remote-tile", dataset: { participant: pid } },
+    el("div", { class: "tile-video" }, video, hand),
+    el("figcaption", {}, el("div", { class: "tile-head" }, name, micState, q), el("div", { class: "tile-actions" }, stageBtn, muteBtn)));
+  return { root, video, name, quality: q, hand, micState, stageBtn, muteBtn };
+}
+
+function onTrack(t) {
+  if (t.source === "microphone") { playAudio(t.key, t.track); return; }
+  const tile = tiles.get(t.participantId);
+  if (t.source === "camera" && tile) showVideo(tile.video, t.stream);
+  renderStage();
+}
+
+function renderStage() {
+  const pid = lc && lc.room && lc.room.on_stage;
+  const p = pid && lc.participants.get(pid);
+  $("stage-view").hidden = !p;
+  $("btn-unstage").hidden = !p;
+  if (!p) return;
+  $("stage-caption").textContent = `上台：${p.display_name}`;
+  const cam = lc.remoteTrack(pid, "camera");
+  if (cam) showVideo($("stage-video"), cam.stream);
+}
+
+function renderRoom(room) {
+  $("btn-mute-all").textContent = room.muted_all ? "🔊 取消全体静音" : "🔇 全体静音";
+  $("btn-mute-all").classList.toggle("btn-danger", room.muted_all);
+  renderStage();
+  renderHands();
+}
+
+function renderHands() {
+  const queue = (lc && lc.handQueue) || [];
+  $("hand-count").textContent = String(queue.length);
+  if (!queue.length) { fill($("hand-list"), el("li", { class: "muted" }, "暂无举手")); return; }
+  fill($("hand-list"), ...queue.map((pid) => {
+    const p = lc.participants.get(pid);
+    return el("li", { dataset: { participant: pid } }, el("span", {}, "✋ ", p ? p.display_name : pid),
+      el("button", { class: "btn btn-primary", type: "button", onclick: () => lc.setOnStage(pid).catch(showError) }, "请上台"));
+  }));
+}
+
+function showEnded(st) {
+  $("classroom").hidden = true;
+  $("ended").hidden = false;
+  $("ended-note").textContent = st.reason === "client_left" ? `上课时长 ${fmtDuration(Date.now() - startedAt)}` : (st.message || "");
+  startedAt = null;
+  for (const a of document.querySelectorAll("#audio-sinks audio")) a.remove();
+}

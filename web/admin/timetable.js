@@ -8,7 +8,7 @@ import {
 } from "/assets/api.js";
 import {
   RECEIVER_MODE, WEEK_PATTERN, ISO_WEEKDAY, loadSchools, loadTerms, loadTeachers, fetchAll, field, readForm,
-  conflictList, errorBox, options, guarded, formDialog, byId,
+  conflictList, errorBox, options, guarded, formDialog,
 } from "/admin/common.js";
 
 const audience = document.body.dataset.audience || "admin";
@@ -200,16 +200,9 @@ async function draw() {
 // ------------------------------------------------------------------ booking
 
 async function receiverChoices(schoolId) {
-  // Classrooms of the schools paired with this one (either side), then the rest of the caller's view.
-  const pairings = await fetchAll("/pairings", { school_id: schoolId, active: true }).catch(() => []);
-  const other = new Set(pairings.map((p) => (p.urban_school_id === schoolId ? p.rural_school_id : p.urban_school_id)));
-  const schools = byId(await loadSchools());
-  const out = [];
-  for (const sid of other) {
-    const rooms = await fetchAll("/classrooms", { school_id: sid }).catch(() => []);
-    for (const r of rooms) out.push({ ...r, school_name: schools.get(sid)?.name || "" });
-  }
-  return out;
+  // The classrooms of the schools paired with this one (GET /pairings/classrooms).
+  const out = await api("/pairings/classrooms", { query: { school_id: schoolId } });
+  return out.data.map((r) => ({ id: r.classroom_id, name: r.classroom_name, school_name: r.school_name }));
 }
 
 async function bookingDialog(weekday, period) {

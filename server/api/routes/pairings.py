@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy import select
 
 from scheduler import directory
-from scheduler.models import Pairing
+from scheduler.access import require_school
+from scheduler.models import Classroom, Pairing, School
 from server.api.common import PageDep, changes
 from server.api.deps import ScopeDep, SessionDep, StaffScope
 
@@ -65,6 +67,43 @@ def list_pairings(session: SessionDep, scope: StaffScope, page: PageDep, term_id
                                    active=active)
     rows, count = directory.paginate(session, stmt, offset=page.offset, limit=page.limit)
     return PairingsPublic(data=[PairingPublic.model_validate(p) for p in rows], count=count)
+
+
+class PairedClassroom(BaseModel):
+    classroom_id: int
+    classroom_name: str
+    school_id: int
+    school_name: str
+    pairing_id: int
+
+
+class PairedClassroomsPublic(BaseModel):
+    data: list[PairedClassroom]
+    count: int
+
+
+@router.get("/classrooms", response_model=PairedClassroomsPublic)
+def paired_classrooms(school_id: int, session: SessionDep, scope: StaffScope) -> PairedClassroomsPublic:
+    """The classrooms on the other side of the school's active pairings: what the booking dialog offers
+    as receiving (or main) classrooms. A pairing that names the other side's classroom gives only that one.
+    The school must be in the caller's scope; the paired schools need not be."""
+    require_school(session, scope, school_id)
+    seen: set[int] = set()
+    out: list[PairedClassroom] = []
+    for p in session.scalars(directory.pairing_query(session, scope, school_id=school_id, active=True)):
+        urban_side = p.urban_school_id == school_id
+        other_school = p.rural_school_id if urban_side else p.urban_school_id
+        other_room = p.rural_classroom_id if urban_side else p.urban_classroom_id
+        stmt = (select(Classroom.id, Classroom.name, School.id, School.name).join(School, School.id == Classroom.school_id)
+                .where(Classroom.school_id == other_school).order_by(Classroom.id))
+        if other_room is not None:
+            stmt = stmt.where(Classroom.id == other_room)
+        for cid, cname, sid, sname in session.execute(stmt):
+            if cid not in seen:
+                seen.add(cid)
+                out.append(PairedClassroom(classroom_id=cid, classroom_name=cname, school_id=sid, school_name=sname,
+                                           pairing_id=p.id))
+    return PairedClassroomsPublic(data=out, count=len(out))
 
 
 @router.get("/{pairing_id}", response_model=PairingPublic)

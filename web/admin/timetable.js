@@ -250,13 +250,19 @@ async function bookingDialog(weekday, period) {
       pairing_override_reason: v.pairing_override_reason || null,
     };
   };
-  const showConflicts = (message, conflicts) => fill(result, el("div", { class: "alert alert-error", role: "alert", id: "conflict-box" },
-    el("strong", {}, message), conflictList(conflicts)));
+  const showConflicts = (message, conflicts) => {
+    fill(result, el("div", { class: "alert alert-error", role: "alert", id: "conflict-box" },
+      el("strong", {}, message), conflictList(conflicts)));
+    result.scrollIntoView({ block: "nearest" });
+  };
   const check = async () => {
     if (!form.reportValidity()) return null;
     fill(result, el("p", { class: "muted" }, "正在检查冲突……"));
     const out = await api("/series/check", { method: "POST", body: spec() });
-    if (out.ok) fill(result, el("div", { class: "alert alert-ok", id: "check-ok" }, `没有冲突：将排 ${out.instances} 节课。`));
+    if (out.ok) {
+      fill(result, el("div", { class: "alert alert-ok", id: "check-ok" }, `没有冲突：将排 ${out.instances} 节课。`));
+      result.scrollIntoView({ block: "nearest" });
+    }
     else showConflicts(`有 ${out.conflicts.length} 处冲突，不能排课：`, out.conflicts);
     return out;
   };

@@ -220,17 +220,17 @@ export function fill(container, ...children) {
 }
 
 /**
- * The top bar: product name, page title, role links, the user's name and a logout button.
+ * The top bar: product name, role links, the user's name and a logout button.
  * Inserted as the first child of <body> (or into #app-header if the page has one).
  * @param {object} user
- * @param {{title?: string, links?: Array<{href: string, label: string}>}} [opts]
+ * @param {{title?: string, links?: Array<{href: string, label: string}>}} [opts] title: the document title
  */
 export function mountHeader(user, { title = "", links } = {}) {
   const nav = (links || navLinks(user)).map((l) =>
     el("a", { href: l.href, class: "nav-link" + (isCurrent(l.href) ? " current" : "") }, l.label));
+  if (title) document.title = `${title} · 三课`;
   const header = el("header", { class: "app-header" },
     el("a", { href: "/", class: "brand" }, "三课", el("small", {}, "三个课堂")),
-    title ? el("span", { class: "page-title" }, title) : null,
     el("nav", { class: "nav" }, nav),
     el("span", { class: "who" }, user.display_name, el("small", {}, ROLE_LABEL[user.role] || user.role)),
     el("button", { type: "button", class: "btn btn-ghost", onclick: logout }, "退出"),

@@ -16,3 +16,9 @@ def configure(zone_name: str) -> None:
 def now() -> datetime:
     """Local wall-clock time, naive, to the second (as lesson times are stored)."""
     return datetime.now(_zone).replace(tzinfo=None, microsecond=0)
+
+
+def now_precise() -> datetime:
+    """Local wall-clock time, naive, to the millisecond (for event logs)."""
+    t = datetime.now(_zone).replace(tzinfo=None)
+    return t.replace(microsecond=t.microsecond // 1000 * 1000)

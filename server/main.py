@@ -1,7 +1,7 @@
 """The FastAPI application: API under /api/v1, health, and the web client.
 
-One ``lifespan`` enters the pieces in order (database, bus, media workers,
-lifecycle task) through an ``AsyncExitStack`` and leaves them in reverse order.
+One ``lifespan`` enters the pieces in order (database, bus, session event log,
+media workers, lifecycle task) through an ``AsyncExitStack`` and leaves them in reverse order.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -24,11 +25,14 @@ from signaling.endpoint import router as signaling_router
 from server.core.bus import make_bus
 from server.core.config import Settings, get_settings
 from server.core.db import make_engine, make_session_factory
+from server.core.eventlog import EventLog
 from server.core.lifecycle_task import LifecycleTask
 from server.core.migrate import upgrade
+from server.core.recordkeeper import RecordKeeper
 from media.pool import WorkerPool
 from media.worker_process import DEFAULT_WORKER_CLASS
-from signaling.media import MediaService
+from scheduler.lifecycle import TOPIC as LESSON_TOPIC
+from signaling.media import MEDIA_TOPIC, MediaService
 
 log = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -55,12 +59,16 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
     media = WorkerPool(settings.effective_media_workers, settings.ice_strings(), worker_class=media_worker_class,
                        pin=settings.media_pin_workers)
     media_service = MediaService(media, bus)
+    eventlog = EventLog(session_factory, flush_interval_s=settings.event_flush_interval_seconds)
+    record_keeper = RecordKeeper(session_factory, eventlog,
+                                 late_grace=timedelta(minutes=settings.record_late_grace_minutes))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             stack.callback(engine.dispose)
             await stack.enter_async_context(bus)
+            await stack.enter_async_context(eventlog)  # stops after everything that writes to it
             await media.start()  # a worker that does not come up, or a bad ICE setting, stops the start
             stack.push_async_callback(media.close)
             stack.callback(media_service.close)
@@ -82,13 +90,18 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
     app.state.bus = bus
     app.state.media = media
     app.state.media_factory = media_service.factory
+    app.state.eventlog = eventlog
+    app.state.record_keeper = record_keeper
     app.state.ice_policy = ice_policy
     errors.install(app)
     app.include_router(api_router, prefix="/api/v1")
     # The lesson WebSocket (full path /api/v1/lessons/{id}/ws); before the web mount at "/",
     # which would otherwise catch the upgrade request.
     app.include_router(signaling_router)
-    attach_rooms(app)
+    rooms = attach_rooms(app)
+    eventlog.is_local = lambda instance_id: rooms.get(instance_id) is not None
+    bus.subscribe(MEDIA_TOPIC, eventlog.on_media_event)
+    bus.subscribe(LESSON_TOPIC, record_keeper.on_lesson_event)  # after the rooms: their last leaves are logged
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> JSONResponse:

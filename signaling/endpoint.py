@@ -93,8 +93,10 @@ def _media_factory(app: FastAPI) -> MediaFactory:
 
 
 def attach(app: FastAPI) -> RoomRegistry:
-    """Create the registry, subscribe it to lifecycle events and store it on ``app.state.rooms``."""
-    registry = RoomRegistry(_media_factory(app))
+    """Create the registry, subscribe it to lifecycle events and store it on ``app.state.rooms``.
+
+    Its rooms write their events to ``app.state.eventlog`` when the app has one."""
+    registry = RoomRegistry(_media_factory(app), journal=getattr(app.state, "eventlog", None))
     app.state.rooms = registry
     app.state.rooms_unsubscribe = app.state.bus.subscribe(TOPIC, registry.on_event)
     return registry

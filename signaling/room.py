@@ -190,6 +190,8 @@ class Participant:
     disconnected_at: float | None = None
     """``clock()`` when the socket dropped."""
     grace_timer: asyncio.TimerHandle | None = None
+    logged_sources: frozenset[TrackSource] = frozenset()
+    """The publications the event log last heard of (``publish``/``unpublish`` are logged as differences)."""
 
     @property
     def observer(self) -> bool:
@@ -305,6 +307,15 @@ class RoomMedia(Protocol):
         """The room closed; every participant has been sent away (no ``on_left`` for them)."""
 
 
+class Journal(Protocol):
+    """Where a room writes what happens in it (``server.core.eventlog.EventLog``): the session event log."""
+
+    def record(self, instance_id: int, kind: str, subject: Participant,
+               data: dict[str, Any] | None = None) -> None: ...
+
+    def chat(self, instance_id: int, subject: Participant, text: str) -> None: ...
+
+
 class NullMedia:
     """No SFU: media messages are refused with ``error`` ``MEDIA_UNAVAILABLE``; the other hooks do nothing."""
 
@@ -335,9 +346,10 @@ MediaFactory = Callable[[int], RoomMedia]
 
 
 class Room:
-    def __init__(self, instance_id: int, media: RoomMedia | None = None) -> None:
+    def __init__(self, instance_id: int, media: RoomMedia | None = None, journal: Journal | None = None) -> None:
         self.instance_id = instance_id
         self.media: RoomMedia = media if media is not None else NullMedia()
+        self.journal = journal
         self.state = State.OPEN
         self.live = False
         self.participants: dict[str, Participant] = {}
@@ -373,6 +385,25 @@ class Room:
         except Exception:
             log.exception("media hook %s failed in room %s", name, self.instance_id)
 
+    def _log(self, kind: str, p: Participant, data: dict[str, Any] | None = None) -> None:
+        """Write an event to the journal; its failure is logged, the room goes on."""
+        if self.journal is None:
+            return
+        try:
+            self.journal.record(self.instance_id, kind, p, data)
+        except Exception:
+            log.exception("journal failed in room %s", self.instance_id)
+
+    def _log_publications(self, p: Participant) -> None:
+        now = frozenset(p.publications)
+        if now == p.logged_sources:
+            return
+        for src in sorted(now - p.logged_sources, key=lambda s: s.value):
+            self._log("publish", p, {"source": src.value})
+        for src in sorted(p.logged_sources - now, key=lambda s: s.value):
+            self._log("unpublish", p, {"source": src.value})
+        p.logged_sources = now
+
     @staticmethod
     def _mute_snapshot(ps: Sequence[Participant]) -> dict[tuple[str, TrackSource], bool]:
         return {(q.participant_id, src): q.effective_muted(src) for q in ps for src in TrackSource}
@@ -383,6 +414,7 @@ class Room:
             for src in TrackSource:
                 now = q.effective_muted(src)
                 if before.get((q.participant_id, src)) != now:
+                    self._log("mute" if now else "unmute", q, {"source": src.value})
                     self._hook("on_mute_changed", q, src, now)
 
     def _broadcast(self, msg: Any, *, exclude: Participant | None = None) -> None:
@@ -420,6 +452,7 @@ class Room:
             ping_timeout_s=PING_TIMEOUT_S, resume_grace_s=math.ceil(RESUME_GRACE_S), server_time=now_ms(),
         ))
         self._about(p, ParticipantJoined(participant=p.info()), exclude=p)
+        self._log("join", p)
         self._hook("on_joined", p)
 
     def remove(self, p: Participant, reason: LeaveReason, *, notify_self: bool = False) -> None:
@@ -443,7 +476,9 @@ class Room:
             self.on_stage = None
             p.on_stage = False
             self._broadcast(OnStageChanged(participant_id=None))
+            self._log("stage_off", p)
         self._about(p, ParticipantLeft(participant_id=p.participant_id, reason=reason))
+        self._log("leave", p, {"reason": reason.value})
         if stepped_down:
             self._hook("on_stage_changed", p, None)
         self._hook("on_left", p)
@@ -455,6 +490,7 @@ class Room:
             self._cancel_grace(p)
             p.send(ServerLeave(reason=reason))
             p.close_socket(_CLOSE_FOR_LEAVE.get(reason, CLOSE_NORMAL))
+            self._log("leave", p, {"reason": reason.value})
         self.participants.clear()
         self.hands.clear()
         self.on_stage = None
@@ -476,6 +512,7 @@ class Room:
             p.close_socket(_CLOSE_FOR_LEAVE.get(notify, CLOSE_NORMAL))
         p.connected = False
         p.disconnected_at = clock()
+        self._log("disconnect", p)
         if RESUME_GRACE_S <= 0:
             self.remove(p, LeaveReason.timeout)
             return
@@ -523,6 +560,7 @@ class Room:
         p.link += 1
         p.deliver, p.close = deliver, close
         p.connected, p.disconnected_at = True, None
+        self._log("resume", p)
         p.send_to_socket(Resumed(request_id=request_id, session_id=p.participant_id, last_seq=last_seq))
         for msg in p.replay(last_seq):
             p._deliver(msg)
@@ -557,6 +595,11 @@ class Room:
         elif isinstance(msg, Chat):
             self._broadcast(ChatMessage(from_participant_id=p.participant_id, from_name=p.info().display_name,
                                         text=msg.text, ts=now_ms()))
+            if self.journal is not None:
+                try:
+                    self.journal.chat(self.instance_id, p, msg.text)
+                except Exception:
+                    log.exception("journal failed in room %s", self.instance_id)
         elif isinstance(msg, RaiseHand):
             self._raise_hand(p, msg.raised)
             self.ack(p, rid)
@@ -588,7 +631,9 @@ class Room:
             p.send(Ack(request_id=request_id))
 
     def updated(self, subject: Participant, *, exclude: Participant | None = None) -> None:
-        """``participant_updated`` about ``subject`` to everyone (nothing for an observer)."""
+        """``participant_updated`` about ``subject`` to everyone (nothing for an observer); publications
+        that came or went since the last update are written to the journal."""
+        self._log_publications(subject)
         self._about(subject, ParticipantUpdated(participant=subject.info()), exclude=exclude)
 
     def _raise_hand(self, p: Participant, raised: bool) -> None:
@@ -600,6 +645,7 @@ class Room:
         else:
             self.hands.remove(p.participant_id)
         p.hand_raised = raised
+        self._log("hand_raise" if raised else "hand_lower", p)
         self._to_mains(HandRaised(participant_id=p.participant_id, raised=raised, queue=list(self.hands)), also=p)
         self.updated(p)
 
@@ -626,12 +672,15 @@ class Room:
         self._broadcast(OnStageChanged(participant_id=pid))
         if previous is not None:
             previous.on_stage = False
+            self._log("stage_off", previous)
             self.updated(previous)
         if target is not None:
             target.on_stage = True
+            self._log("stage_on", target)
             if target.participant_id in self.hands:  # going on stage lowers the hand
                 self.hands.remove(target.participant_id)
                 target.hand_raised = False
+                self._log("hand_lower", target)
                 self._to_mains(HandRaised(participant_id=target.participant_id, raised=False,
                                           queue=list(self.hands)), also=target)
             self.updated(target)
@@ -705,11 +754,13 @@ class RoomRegistry:
     the close cannot reopen the room.
     """
 
-    def __init__(self, media_factory: MediaFactory | None = None) -> None:
+    def __init__(self, media_factory: MediaFactory | None = None, journal: Journal | None = None) -> None:
         self.rooms: dict[int, Room] = {}
         self._closed: set[int] = set()
         self.media_factory = media_factory
         """Makes each new room's ``RoomMedia``; ``None``: ``NullMedia``."""
+        self.journal = journal
+        """The session event log every room writes to; ``None``: nothing is logged."""
 
     def get(self, instance_id: int) -> Room | None:
         return self.rooms.get(instance_id)
@@ -720,7 +771,7 @@ class RoomRegistry:
         room = self.rooms.get(instance_id)
         if room is None:
             media = self.media_factory(instance_id) if self.media_factory is not None else None
-            room = self.rooms[instance_id] = Room(instance_id, media)
+            room = self.rooms[instance_id] = Room(instance_id, media, self.journal)
         return room
 
     def close(self, instance_id: int, reason: LeaveReason = LeaveReason.room_closed) -> None:

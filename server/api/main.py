@@ -13,6 +13,7 @@ from server.api.routes import (
     pairings,
     patrol,
     period_schemes,
+    records,
     regions,
     schools,
     series,
@@ -23,5 +24,5 @@ from server.api.routes import (
 
 api_router = APIRouter()
 for module in (auth, regions, schools, classrooms, users, pairings, terms, period_schemes, series, lessons,
-               audit, timetable, demand_orders, patrol):
+               audit, timetable, demand_orders, patrol, records):
     api_router.include_router(module.router)

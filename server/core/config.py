@@ -54,6 +54,14 @@ class Settings(BaseSettings):
     room_close_grace_minutes: int = 10
     """How long after a lesson ends its room stays open."""
 
+    record_late_grace_minutes: int = 5
+    """A lesson that starts (the main classroom's first publish) later than this after its
+    scheduled start is recorded as late (准时率)."""
+
+    event_flush_interval_seconds: float = 0.5
+    """How often the session event log writes what has gathered (at most this much is lost if
+    the process is killed; a graceful shutdown writes everything)."""
+
     lifecycle_interval_seconds: float = 15.0
     """How often the lifecycle task opens and closes rooms."""
 

@@ -1,0 +1,165 @@
+"""Online-teaching records (在线教学记录) of lessons: the record, attendance, link quality, the event log.
+
+Staff only (admins by scope, teachers for lessons they can see, researchers in
+their region): ``StaffScope`` plus the lesson's own visibility rule.  The
+record is computed from the event log on every read, after the log's pending
+events are written, so a lesson in progress shows its minutes so far; the
+stored copy (``teaching_record``, made when the room closes) feeds reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel
+from sqlalchemy import select
+
+from scheduler import clock, records
+from scheduler.access import require_instance
+from scheduler.models import Classroom, User
+from scheduler.records_models import EventKind, RecordStatus, SessionEvent
+from server.api.deps import SessionDep, StaffScope
+
+router = APIRouter(prefix="/records", tags=["records"])
+
+STATUS_ZH = {
+    RecordStatus.held: "已开课",
+    RecordStatus.partly_held: "部分开课",
+    RecordStatus.missed: "未开课",
+    RecordStatus.cancelled: "已停课",
+}
+
+
+class LinkSampleOut(BaseModel):
+    at: datetime
+    loss: float | None
+    rtt_ms: float | None
+    jitter_ms: float | None
+    bitrate_kbps: float | None
+
+
+class AttendanceOut(BaseModel):
+    role: str
+    classroom_id: int | None
+    classroom_name: str | None
+    user_id: int | None
+    user_name: str | None
+    expected: bool
+    first_join: datetime | None
+    last_leave: datetime | None
+    present_s: int
+    disconnects: int
+    stage_count: int
+    stage_s: int
+    loss_p50: float | None
+    loss_p95: float | None
+    rtt_p50_ms: float | None
+    rtt_p95_ms: float | None
+    poor_link_s: int
+    link_samples: int
+    timeline: list[LinkSampleOut] | None = None
+
+
+class RecordOut(BaseModel):
+    instance_id: int
+    status: RecordStatus
+    status_label: str
+    scheduled_start: datetime
+    scheduled_end: datetime
+    actual_start: datetime | None
+    actual_end: datetime | None
+    duration_s: int
+    late_s: int | None
+    on_time: bool | None
+    expected_receivers: int
+    attended_receivers: int
+    attendance: list[AttendanceOut]
+
+
+class EventOut(BaseModel):
+    id: int
+    at: datetime
+    kind: EventKind
+    participant_id: str
+    user_id: int | None
+    classroom_id: int | None
+    role: str
+    data: dict[str, Any] | None
+
+
+class EventsOut(BaseModel):
+    data: list[EventOut]
+    next_after_id: int | None
+
+
+async def _flush(request: Request) -> None:
+    eventlog = getattr(request.app.state, "eventlog", None)
+    if eventlog is not None:
+        await eventlog.flush()
+
+
+def _record_out(session: Any, record: records.Record, timeline: bool) -> RecordOut:
+    rooms = {c.id: c.name for c in session.scalars(
+        select(Classroom).where(Classroom.id.in_({a.classroom_id for a in record.attendance if a.classroom_id})))}
+    users = {u.id: u.display_name for u in session.scalars(
+        select(User).where(User.id.in_({a.user_id for a in record.attendance if a.user_id})))}
+    return RecordOut(
+        instance_id=record.instance_id, status=record.status, status_label=STATUS_ZH[record.status],
+        scheduled_start=record.scheduled_start, scheduled_end=record.scheduled_end,
+        actual_start=record.actual_start, actual_end=record.actual_end, duration_s=record.duration_s,
+        late_s=record.late_s, on_time=record.on_time, expected_receivers=record.expected_receivers,
+        attended_receivers=record.attended_receivers,
+        attendance=[AttendanceOut(
+            role=a.role, classroom_id=a.classroom_id, classroom_name=rooms.get(a.classroom_id or 0),
+            user_id=a.user_id, user_name=users.get(a.user_id or 0), expected=a.expected, first_join=a.first_join,
+            last_leave=a.last_leave, present_s=a.present_s, disconnects=a.disconnects, stage_count=a.stage_count,
+            stage_s=a.stage_s, loss_p50=a.loss_p50, loss_p95=a.loss_p95, rtt_p50_ms=a.rtt_p50_ms,
+            rtt_p95_ms=a.rtt_p95_ms, poor_link_s=a.poor_link_s, link_samples=a.link_samples,
+            timeline=[LinkSampleOut(at=s.at, loss=s.loss, rtt_ms=s.rtt_ms, jitter_ms=s.jitter_ms,
+                                    bitrate_kbps=s.bitrate_kbps) for s in a.timeline] if timeline else None,
+        ) for a in record.attendance],
+    )
+
+
+@router.get("/lessons/{instance_id}", response_model=RecordOut)
+async def lesson_record(instance_id: int, request: Request, session: SessionDep, scope: StaffScope,
+                        timeline: bool = False) -> RecordOut:
+    """The lesson's teaching record as of now (``timeline``: with every link sample per classroom)."""
+    await _flush(request)
+    settings = request.app.state.settings
+
+    def work() -> RecordOut:
+        require_instance(session, scope, instance_id)
+        record = records.compute(session, instance_id, now=clock.now(),
+                                 late_grace=timedelta(minutes=settings.record_late_grace_minutes))
+        return _record_out(session, record, timeline)
+
+    return await asyncio.to_thread(work)
+
+
+@router.get("/lessons/{instance_id}/events", response_model=EventsOut)
+async def lesson_events(instance_id: int, request: Request, session: SessionDep, scope: StaffScope,
+                        after_id: Annotated[int, Query(ge=0)] = 0,
+                        limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+                        kind: EventKind | None = None) -> EventsOut:
+    """The lesson's session event log, oldest first, in pages (``after_id`` of the last row seen)."""
+    await _flush(request)
+
+    def work() -> EventsOut:
+        require_instance(session, scope, instance_id)
+        q = select(SessionEvent).where(SessionEvent.instance_id == instance_id, SessionEvent.id > after_id)
+        if kind is not None:
+            q = q.where(SessionEvent.kind == kind)
+        rows = list(session.scalars(q.order_by(SessionEvent.id).limit(limit + 1)))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return EventsOut(
+            data=[EventOut(id=e.id, at=e.at, kind=e.kind, participant_id=e.participant_id, user_id=e.user_id,
+                           classroom_id=e.classroom_id, role=e.role, data=e.data) for e in rows],
+            next_after_id=rows[-1].id if more and rows else None,
+        )
+
+    return await asyncio.to_thread(work)

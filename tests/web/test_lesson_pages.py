@@ -111,3 +111,69 @@ def test_teacher_and_two_receiving_classrooms_see_and_hear_each_other(classroom:
         assert_audio_flows(page, [f"{main}/microphone"])
     screenshot(teacher, "main")
     screenshot(a, "receiving-a")
+
+
+def packets(page: Any, key: str) -> int:
+    return int(stats(page).get(key, {}).get("packets", 0))
+
+
+def assert_audio_stops(page: Any, key: str, timeout: float = 8) -> None:
+    """The inbound audio ``key`` stops growing (a 1.5 s window without a packet)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        before = packets(page, key)
+        time.sleep(1.5)
+        if packets(page, key) == before:
+            return
+        assert time.monotonic() < deadline, f"{page.url}: audio {key} still flows"
+
+
+def test_screen_mute_all_stage_hands_chat_and_a_reload(classroom: dict[str, Any], js_poll: Any,
+                                                        screenshot: Any) -> None:
+    c = classroom
+    teacher, a, b, main, pa, pb = c["teacher"], c["a"], c["b"], c["main"], c["pa"], c["pb"]
+    assert_video_flows(a, [f"{main}/camera"], js_poll)
+
+    # 同屏: the teacher shares the screen; both receiving classrooms show it
+    teacher.click("#btn-screen")
+    # (a captured screen that does not change sends few frames: decoded ones are what counts here)
+    for page in (a, b):
+        js_poll(page, f"({STATS_JS})().then((s) => (s['{main}/screen'] || {{}}).frames > 0)", timeout=15)
+        js_poll(page, "!document.getElementById('screen-view').hidden && document.getElementById('screen-video').videoWidth > 0")
+
+    # 全体静音: the receiving classrooms' microphones go quiet at the teacher, and they are told
+    for p in (pa, pb):
+        assert_audio_flows(teacher, [f"{p}/microphone"])
+    teacher.click("#btn-mute-all")
+    for page in (a, b):
+        js_poll(page, "!document.getElementById('mute-flag').hidden")
+    for p in (pa, pb):
+        assert_audio_stops(teacher, f"{p}/microphone")
+    teacher.click("#btn-mute-all")  # released: each classroom unmutes itself
+    js_poll(teacher, "!window.sankeLesson.room.muted_all")
+
+    # 上台: classroom A on stage is seen and heard at B
+    teacher.click(f"[data-participant='{pa}'] [data-action=stage]")
+    js_poll(a, "!document.getElementById('stage-flag').hidden")
+    assert_video_flows(b, ["stage/camera"], js_poll)
+    assert_audio_flows(b, ["stage/microphone"])
+    js_poll(b, "!document.getElementById('stage-view').hidden && document.getElementById('stage-video').videoWidth > 0")
+    screenshot(b, "receiving-b-with-a-on-stage")
+
+    # 举手 reaches the teacher; chat reaches everyone
+    b.click("#btn-hand")
+    js_poll(teacher, f"document.querySelector(\"#hand-list [data-participant='{pb}']\") !== null")
+    a.fill(".chat-input", "老师，第三题我们班有疑问。")
+    a.press(".chat-input", "Enter")
+    for page in (teacher, a, b):
+        js_poll(page, "document.querySelector('.chat-list').textContent.includes('第三题我们班有疑问')")
+    screenshot(teacher, "main-with-stage-hand-chat")
+
+    # a reloaded receiving classroom is back (same session) within 5 s, and sees the teacher again
+    started = time.monotonic()
+    a.reload()
+    js_poll(a, "window.sankeLesson && window.sankeLesson.state === 'joined'", timeout=5)
+    assert time.monotonic() - started < 5
+    assert pid(a) == pa
+    assert_video_flows(a, [f"{main}/camera"], js_poll)
+    screenshot(a, "receiving-a-after-reload")

@@ -15,6 +15,7 @@
  * Options (all optional):
  *   getToken()      → Promise<{token, room_open, room_opens_at, lesson_role}>; default: POST
  *                     /api/v1/lessons/{id}/join-token through /assets/api.js
+ *   simulcast       false: the camera in one layer instead of CAMERA_LAYERS (low + high)
  *   observer        receive only, lowest simulcast layer for every video (巡课); also implied by
  *                   an `observer` join token
  *   waitPollMs      how often to ask again while the room is not open (default 5000)
@@ -58,6 +59,16 @@ export const PROTOCOL_VERSION = 1;
 const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 10000];
 const STORE_PREFIX = "sanke.lesson.";
 const LINK_REPORT_MS = 4000;
+/**
+ * The camera goes out in two simulcast layers, so the SFU can give a weak link the low one (and an
+ * observer's grid always gets it); `simulcast: false` sends one layer.
+ */
+export const CAMERA_LAYERS = [
+  { layer: "low", rid: "q", scale: 4, max_bitrate_kbps: 150 },
+  { layer: "high", rid: "f", scale: 1, max_bitrate_kbps: 1200 },
+];
+const CAMERA_KBPS = 1200;
+const SCREEN_KBPS = 1000;
 
 /** An `error` answer of the server to one request. */
 export class LessonError extends Error {
@@ -196,10 +207,24 @@ export class LessonClient {
 
   _store() {
     if (!this.opts.resume || !this.sessionId) return;
+    // the snapshot as it is now, too: a reloaded page resumes with it (the server replays only deltas)
     sessionStorage.setItem(STORE_PREFIX + this.lessonId, JSON.stringify({
       sessionId: this.sessionId, lastSeq: this.lastSeq, at: Date.now(),
       grace: (this.joined && this.joined.resume_grace_s) || 30,
+      joined: this.joined, me: this.me, room: this.room, participants: [...this.participants.values()],
     }));
+  }
+
+  _restore(stored) {
+    this.joined = stored.joined;
+    this.sessionId = stored.sessionId;
+    this.lastSeq = stored.lastSeq;
+    this.me = stored.me;
+    this.participantId = stored.me.participant_id;
+    this.role = stored.me.role;
+    this.room = stored.room;
+    this.handQueue = (stored.room && stored.room.hands_raised) || [];
+    this.participants = new Map((stored.participants || []).map((p) => [p.participant_id, p]));
   }
 
   _forget() { try { sessionStorage.removeItem(STORE_PREFIX + this.lessonId); } catch { /* ignore */ } }
@@ -232,7 +257,11 @@ export class LessonClient {
     this._ws = ws;
     ws.onopen = () => {
       const join = { type: "join", request_id: "join", protocol_version: PROTOCOL_VERSION, token: tok.token };
-      const stored = this.sessionId ? { sessionId: this.sessionId, lastSeq: this.lastSeq } : this._stored();
+      let stored = this.sessionId ? { sessionId: this.sessionId, lastSeq: this.lastSeq } : this._stored();
+      if (stored && !this.sessionId) {
+        if (stored.joined && stored.me) this._restore(stored);
+        else stored = null;
+      }
       if (stored) {
         join.resume_session_id = stored.sessionId;
         join.last_seq = stored.lastSeq;
@@ -471,6 +500,9 @@ export class LessonClient {
       if (keepTracks.size && this.role !== "observer") this._republish(keepTracks);
     }
     this._emit("joined", msg);
+    this._emit("roster", this.participants);
+    this._emit("room", this.room);
+    this._applySubscriptions();
     this._settleJoin(null, msg);
   }
 
@@ -522,7 +554,7 @@ export class LessonClient {
    * Publish tracks `{source: MediaStreamTrack}` (camera, microphone, screen) on the publisher
    * connection: `publish` for each, then one offer. Resolves with the server's answer.
    */
-  publishTracks(tracks, { simulcast = null } = {}) {
+  publishTracks(tracks, { simulcast = this.opts.simulcast === false ? null : CAMERA_LAYERS } = {}) {
     if (this.isObserver) return Promise.reject(new LessonError({ code: "not_allowed", message: "巡课人员不能发布音视频" }));
     for (const [source, track] of Object.entries(tracks)) {
       const old = this.local.get(source);
@@ -535,7 +567,8 @@ export class LessonClient {
 
   _republish(tracks) {
     for (const [source, track] of tracks) this.local.set(source, track);
-    this._queuePub(() => this._negotiatePublish(Object.fromEntries(tracks), null)).catch((e) => {
+    const simulcast = this.opts.simulcast === false ? null : CAMERA_LAYERS;
+    this._queuePub(() => this._negotiatePublish(Object.fromEntries(tracks), simulcast)).catch((e) => {
       console.warn("lesson-client: publishing again failed", e);
     });
   }
@@ -554,7 +587,11 @@ export class LessonClient {
         continue;
       }
       const init = { direction: "sendonly", streams: [] };
-      if (simulcast && source === "camera") init.sendEncodings = simulcast.map((l) => ({ rid: l.rid, maxBitrate: l.max_bitrate_kbps * 1000, scaleResolutionDownBy: l.scale || 1 }));
+      if (source === "camera" && simulcast) {
+        init.sendEncodings = simulcast.map((l) => ({ rid: l.rid, maxBitrate: l.max_bitrate_kbps * 1000, scaleResolutionDownBy: l.scale }));
+      } else if (track.kind === "video") {
+        init.sendEncodings = [{ maxBitrate: (source === "screen" ? SCREEN_KBPS : CAMERA_KBPS) * 1000 }];
+      }
       const t = pc.addTransceiver(track, init);
       this._senders.set(source, t);
       added[source] = t;
@@ -570,7 +607,10 @@ export class LessonClient {
     await waitGathering(pc);
     for (const [source, t] of Object.entries(added)) {
       const msg = { type: "publish", source, track_id: t.sender.track ? t.sender.track.id : `${source}-${t.mid}`, mid: t.mid };
-      if (simulcast && source === "camera") msg.simulcast = simulcast.map(({ scale, ...l }) => l);
+      if (simulcast && source === "camera") {
+        const { width = 640, height = 480 } = t.sender.track.getSettings();
+        msg.simulcast = simulcast.map(({ scale, ...l }) => ({ ...l, width: Math.max(16, Math.round(width / scale)), height: Math.max(16, Math.round(height / scale)) }));
+      }
       await this.request(msg);
     }
     const answer = await this.request({ type: "offer", sdp: filterSdp(pc.localDescription.sdp, this.opts.candidateFilter) });

@@ -166,6 +166,18 @@ class ListenerPage {
     }
   }
 
+  /** Brought on stage: the teacher wants to hear this classroom, so its microphone opens (unless the teacher muted it). */
+  async speakUp() {
+    const lc = this.lc;
+    const me = lc.me || {};
+    const mic = lc.local.get("microphone");
+    const pub = (me.publications || []).find((p) => p.source === "microphone");
+    if (!mic || (me.muted_by_teacher || []).includes("microphone")) return;
+    if (mic.enabled && !(pub && pub.muted)) return;
+    try { await lc.setMuted("microphone", false); } catch (e) { toast(`无法打开麦克风：${e.message}`, "warn"); }
+    this.render();
+  }
+
   onTrack(t) {
     const lc = this.lc;
     if (t.source === "microphone") { playAudio(t.key, t.track); return; }
@@ -191,6 +203,8 @@ class ListenerPage {
     $("stage-view").hidden = !stageP;
     if (stageP) $("stage-caption").textContent = `上台：${stageP.display_name}`;
     $("stage-flag").hidden = !me.on_stage;
+    if (me.on_stage && !this.wasOnStage) this.speakUp();
+    this.wasOnStage = !!me.on_stage;
     document.body.classList.toggle("me-on-stage", !!me.on_stage);
     const mutedByTeacher = (me.muted_by_teacher || []).includes("microphone");
     const mutedAll = room.muted_all && !me.on_stage;

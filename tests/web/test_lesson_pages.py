@@ -177,3 +177,30 @@ def test_screen_mute_all_stage_hands_chat_and_a_reload(classroom: dict[str, Any]
     assert pid(a) == pa
     assert_video_flows(a, [f"{main}/camera"], js_poll)
     screenshot(a, "receiving-a-after-reload")
+
+
+def test_a_student_waits_for_the_room_and_the_teachers_list_counts_down(web_server: Any, open_page: Any,
+                                                                         js_poll: Any, screenshot: Any) -> None:
+    w = web_server.world
+    web_server.book(kind="famous_school", title="名校语文", subject="语文", period_from=3,
+                    participant_ids=[w.student.id])
+    later = next(l for l in web_server.lessons(w.urban_admin, date_from="2026-09-07", date_to="2026-09-07")
+                 if l["title"] == "名校语文")
+    student = open_page(w.student, f"/lesson/student.html?lesson={later['id']}", viewport=(1366, 768))
+    js_poll(student, "document.getElementById('banner').dataset.state === 'waiting'")
+    assert "课堂尚未开放" in student.inner_text("#banner")
+    js_poll(student, "document.getElementById('next-countdown').textContent.includes('距上课还有')")
+    # a student publishes nothing before being brought on stage
+    assert student.evaluate("window.sankeLesson.local.size") == 0
+    screenshot(student, "student-waiting")
+
+    teacher = open_page(w.teacher, "/lesson/main.html", viewport=(1366, 768))
+    js_poll(teacher, f"(document.querySelector(\"[data-countdown='{later['id']}']\") || {{}}).textContent"
+                     f"?.includes('课堂未开放')")
+    assert teacher.is_disabled(f"[data-action=start][data-lesson='{later['id']}']")
+    assert teacher.is_enabled(f"[data-action=start][data-lesson='{web_server.lesson_id}']")
+    screenshot(teacher, "main-lesson-list")
+
+    web_server.open_room(later["id"])  # the student's page joins by itself once the room opens
+    js_poll(student, "window.sankeLesson.state === 'joined'", timeout=20)
+    assert student.evaluate("window.sankeLesson.local.size") == 0

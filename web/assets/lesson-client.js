@@ -18,7 +18,8 @@
  *   simulcast       false: the camera in one layer instead of CAMERA_LAYERS (low + high)
  *   observer        receive only, lowest simulcast layer for every video (巡课); also implied by
  *                   an `observer` join token
- *   waitPollMs      how often to ask again while the room is not open (default 5000)
+ *   waitPollMs      least time between asks while the room is not open (default 5000; at most 15 s,
+ *                   or until the room_opens_at of the token)
  *   resume          keep session_id + last seq in sessionStorage so a reload resumes within the
  *                   grace period (default true)
  *   candidateFilter (candidateLine) → bool: which local ICE candidates go into the SDP; default drops
@@ -246,9 +247,9 @@ export class LessonClient {
     this.role = tok.lesson_role;
     if (tok.room_open === false) {
       this._setState("waiting", { reason: "room_not_open", opensAt: tok.room_opens_at, startsAt: tok.starts_at });
-      // ask again shortly before the room opens (never more often than waitPollMs, at least every 30 s)
+      // ask again shortly before the room opens (never more often than waitPollMs, at least every 15 s)
       const untilOpen = tok.room_opens_at ? new Date(tok.room_opens_at).getTime() - Date.now() : 0;
-      this._later(() => this._open(), Math.min(30000, Math.max(this.opts.waitPollMs, untilOpen)));
+      this._later(() => this._open(), Math.min(15000, Math.max(this.opts.waitPollMs, untilOpen)));
       return;
     }
     const url = location.origin.replace(/^http/, "ws") + `/api/v1/lessons/${this.lessonId}/ws`;

@@ -354,17 +354,15 @@ def _evaluation_out(session: Session, e: Evaluation) -> EvaluationOut:
     )
 
 
-@router.get("/lessons/{instance_id}/evaluation", response_model=EvaluationOut)
-def my_evaluation(instance_id: int, session: SessionDep, user: CurrentUser, scope: ScopeDep) -> EvaluationOut:
-    """The caller's own evaluation of this lesson (404 while there is none)."""
+@router.get("/lessons/{instance_id}/evaluation", response_model=EvaluationOut | None)
+def my_evaluation(instance_id: int, session: SessionDep, user: CurrentUser, scope: ScopeDep) -> EvaluationOut | None:
+    """The caller's own evaluation of this lesson, or null while there is none."""
     inst = session.get(LessonInstance, instance_id)
     if inst is None:
         raise ApiError(404, "not_found", f"课次 #{instance_id} 不存在")
     patrol.require_evaluator(session, user, scope, inst)
     e = patrol.own_evaluation(session, user, instance_id)
-    if e is None:
-        raise ApiError(404, "not_found", "尚未评价该课")
-    return _evaluation_out(session, e)
+    return _evaluation_out(session, e) if e is not None else None
 
 
 @router.put("/lessons/{instance_id}/evaluation", response_model=EvaluationOut)

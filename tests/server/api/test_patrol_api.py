@@ -77,6 +77,9 @@ def test_visits_evaluation_notes_and_the_teachers_reply(client, world, auth, ses
     lid = live_lesson(client, world, auth, session_factory)
     t = rubric(client, world, auth)
     ra = auth(world.researcher_a)
+    r = client.get(f"{P}/lessons/{lid}/evaluation", headers=ra)
+    assert r.status_code == 200 and r.json() is None  # not evaluated yet
+    assert_error(client.get(f"{P}/lessons/{lid}/evaluation", headers=auth(world.researcher_b)), 403, "forbidden")
     assert_error(client.put(f"{P}/lessons/{lid}/evaluation", json={}, headers=ra), 409, "invalid_state")
     assert_error(client.post(f"{P}/lessons/{lid}/visits", headers=auth(world.researcher_b)), 403, "forbidden")
     visit = client.post(f"{P}/lessons/{lid}/visits", headers=ra)

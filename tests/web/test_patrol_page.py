@@ -1,0 +1,120 @@
+"""The patrol dashboard (web/patrol/) in real Chromium against a server the test starts (127.0.0.1 only).
+
+The teacher starts the dedicated lesson from the main-classroom page (Chromium's fake camera is
+the classroom); a researcher of the district opens the patrol wall, sees the lesson live on it,
+watches it in full, silently: the video decodes, the researcher is in nobody's roster, and the
+server refuses a publish sent from the researcher's page. The evaluation panel saves scores,
+notes and a server-side snapshot.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+STATS_JS = """async () => {
+  const lc = window.sankeLesson;
+  const out = {};
+  if (!lc || !lc.subscriber) return out;
+  (await lc.subscriber.getStats()).forEach((s) => {
+    if (s.type !== 'inbound-rtp' || s.kind !== 'video') return;
+    const m = lc._mids.get(s.mid);
+    if (m) out[m.participantId + '/' + m.source] = s.framesDecoded || 0;
+  });
+  return out;
+}"""
+
+PUBLISH_JS = """async () => {
+  try {
+    await window.sankeLesson.request({type: 'publish', source: 'camera', track_id: 'patrol-cam'});
+    return 'accepted';
+  } catch (e) { return e.code || String(e); }
+}"""
+
+
+def test_a_researcher_patrols_silently_sees_the_lesson_and_cannot_publish(web_server: Any, open_page: Any,
+                                                                           js_poll: Any, screenshot: Any) -> None:
+    w, lid = web_server.world, web_server.lesson_id
+    r = web_server.http.post("/api/v1/patrol/rubrics", headers=web_server.headers(w.city_admin), json={
+        "region_id": w.city.id, "name": "课堂教学评价表",
+        "items": [{"name": "教学目标", "max_score": 10}, {"name": "师生互动", "max_score": 20, "weight": 2}]})
+    assert r.status_code == 201, r.text
+
+    teacher = open_page(w.teacher, "/lesson/main.html")
+    teacher.click(f"[data-action=start][data-lesson='{lid}']")
+    js_poll(teacher, "window.sankeLesson && window.sankeLesson.state === 'joined'", timeout=15)
+    js_poll(teacher, "window.sankeLesson.local.has('camera')", timeout=10)
+
+    patrol = open_page(w.researcher_a, "/patrol/")
+    # the wall: the live lesson's thumbnail plays (lowest layer, observer)
+    tile = f".wall-tile[data-lesson='{lid}']"
+    patrol.wait_for_selector(tile, timeout=10000)
+    js_poll(patrol, f"document.querySelector(\"{tile} video\").videoWidth > 0", timeout=15)
+    for size in ("4", "16", "9"):
+        patrol.click(f"[data-size='{size}']")
+        assert patrol.eval_on_selector("#wall", "w => w.dataset.size") == size
+        assert patrol.locator(".wall-tile").count() == int(size)  # the lesson and empty slots
+    screenshot(patrol, "patrol-wall")
+
+    # one click: watch in full, silently
+    patrol.click(f"{tile} [data-action=watch]")
+    js_poll(patrol, "window.sankeLesson && window.sankeLesson.state === 'joined'", timeout=15)
+    js_poll(patrol, "document.getElementById('watch-camera').videoWidth > 0", timeout=15)
+    main = str(teacher.evaluate("window.sankeLesson.participantId"))
+    key = f"{main}/camera"
+    js_poll(patrol, f"({STATS_JS})().then((s) => (s['{key}'] || 0) > 0)", timeout=15)
+    before = patrol.evaluate(STATS_JS)[key]
+    time.sleep(2)
+    after = patrol.evaluate(STATS_JS)[key]
+    assert after - before >= 10, (before, after)
+
+    # the researcher is in no roster: not the teacher's, not the server's
+    observer = str(patrol.evaluate("window.sankeLesson.participantId"))
+    assert patrol.evaluate("window.sankeLesson.role") == "observer"
+    roster = teacher.evaluate("[...window.sankeLesson.participants.values()].map(p => [p.participant_id, p.role])")
+    assert observer not in {pid for pid, _ in roster} and "observer" not in {role for _, role in roster}, roster
+    assert teacher.locator(f"[data-participant='{observer}']").count() == 0
+    assert observer not in str(teacher.evaluate("window.sankeLesson.joined"))
+
+    # a publish sent on the researcher's lesson socket is refused by the server
+    assert patrol.evaluate(PUBLISH_JS) == "not_allowed"
+    assert patrol.evaluate("window.sankeLesson.publisher") is None
+
+    # the visit is open; the evaluation panel saves scores, a note and a snapshot of the main camera
+    visits = web_server.http.get("/api/v1/patrol/visits", headers=web_server.headers(w.researcher_a)).json()
+    assert visits["count"] == 1 and visits["data"][0]["ended_at"] is None
+    js_poll(patrol, "document.querySelectorAll('#rubric-items input').length === 2")
+    inputs = patrol.locator("#rubric-items input")
+    inputs.nth(0).fill("8")
+    inputs.nth(1).fill("15")
+    assert patrol.text_content("#total-score") == str(round((8 / 10 + 2 * 15 / 20) / 3 * 100, 1))
+    patrol.fill("#eval-comment", "师生互动充分")
+    patrol.click("#btn-save")
+    js_poll(patrol, "document.getElementById('eval-saved').textContent.startsWith('已保存')")
+    patrol.fill("#note-input", "第一次小组讨论")
+    patrol.press("#note-input", "Enter")
+    js_poll(patrol, "document.querySelector('#note-list li .note-time') !== null")
+    patrol.click("#btn-snapshot")
+    js_poll(patrol, "document.querySelector('#snapshots img') && document.querySelector('#snapshots img').naturalWidth > 0",
+            timeout=15)
+    ev = web_server.http.get(f"/api/v1/patrol/lessons/{lid}/evaluation",
+                             headers=web_server.headers(w.researcher_a)).json()
+    assert ev["total_score"] == 76.7 and ev["notes"][0]["text"] == "第一次小组讨论" and len(ev["snapshots"]) == 1
+    screenshot(patrol, "patrol-watch")
+
+    # back to the wall: the visit ends
+    patrol.click("#btn-back")
+    patrol.wait_for_selector(tile, timeout=10000)
+    deadline = time.monotonic() + 5
+    while True:
+        v = web_server.http.get("/api/v1/patrol/visits", headers=web_server.headers(w.researcher_a)).json()["data"][0]
+        if v["ended_at"] is not None:
+            break
+        assert time.monotonic() < deadline, v
+        time.sleep(0.1)
+    assert v["end_reason"] == "left"
+
+
+def test_the_patrol_page_is_for_researchers(web_server: Any, open_page: Any, js_poll: Any) -> None:
+    page = open_page(web_server.world.teacher, "/patrol/")
+    js_poll(page, "!location.pathname.startsWith('/patrol')")

@@ -1,0 +1,509 @@
+// 巡课 (patrol) for researchers: a wall of 4 / 9 / 16 live lessons of the region, rotating through
+// all of them (轮巡) or pinned, filters, one click to watch a lesson in full, silently, with the
+// evaluation panel (rubric scores, timestamped notes, server-side snapshots).
+//
+// Every tile and the full view is a LessonClient in observer mode: it receives only (the lowest
+// simulcast layer), never publishes and is never listed in anyone's roster. Watching in full opens
+// a patrol visit (POST /patrol/lessons/{id}/visits), heartbeats it and ends it on leave.
+import { api, ApiError, el, fill, fmtRange, KIND_LABEL, mountHeader, requireLogin, session, showError, toast }
+  from "/assets/api.js";
+import { LessonClient } from "/assets/lesson-client.js";
+
+const SIZES = [4, 9, 16];
+const PREFS_KEY = "sanke.patrol.prefs";
+const REFRESH_MS = 30000;
+
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  lessons: [],          // live lessons passing the filters (LessonOut)
+  facets: null,
+  filters: { school_id: "", kind: "", subject: "", grade: "" },
+  size: 9,
+  rotate: true,
+  interval: 30,
+  offset: 0,            // rotation position in the list of unpinned lessons
+  pinned: new Set(),    // lesson ids kept on the wall while the rest rotates
+  tiles: [],            // [{lessonId, client, node}]
+  heartbeatS: 30,
+  watching: null,       // {lesson, client, visit, evaluation, rubrics, timers}
+};
+let rotateTimer = null;
+let refreshTimer = null;
+
+// ------------------------------------------------------------------ helpers
+
+function loadPrefs() {
+  try {
+    const p = JSON.parse(localStorage.getItem(PREFS_KEY) || "{}");
+    if (SIZES.includes(p.size)) state.size = p.size;
+    if (typeof p.rotate === "boolean") state.rotate = p.rotate;
+    if (Number(p.interval) >= 5) state.interval = Number(p.interval);
+  } catch { /* defaults */ }
+}
+
+function savePrefs() {
+  localStorage.setItem(PREFS_KEY, JSON.stringify({ size: state.size, rotate: state.rotate, interval: state.interval }));
+}
+
+function showVideo(video, stream) {
+  if (video.srcObject !== stream) video.srcObject = stream;
+  video.muted = true;
+  video.play().catch(() => { /* plays once data arrives */ });
+}
+
+/** The main classroom participant that publishes `source` (a teacher and the terminal may both be "main"). */
+function mainPublishing(participants, source = "camera") {
+  const mains = [...participants.values()].filter((p) => p.role === "main");
+  return mains.find((p) => (p.publications || []).some((x) => x.source === source)) || mains[0] || null;
+}
+
+function lessonMeta(l) {
+  return `${l.main_school_name} · ${l.teacher_name} · ${KIND_LABEL[l.kind] || l.kind} · ${l.subject} ${l.grade} · ${fmtRange(l.starts_at, l.ends_at)}`;
+}
+
+function mmss(seconds) {
+  const s = Math.max(0, Math.floor(seconds || 0));
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = s % 60;
+  const two = (n) => String(n).padStart(2, "0");
+  return h ? `${h}:${two(m)}:${two(r)}` : `${two(m)}:${two(r)}`;
+}
+
+function observerClient(lessonId) {
+  // resume: false — a wall tile that rotates away must not leave a session to resume behind it
+  return new LessonClient(lessonId, { observer: true, resume: false });
+}
+
+// ------------------------------------------------------------------ the wall
+
+async function loadLive() {
+  const page = await api("/patrol/live", { query: state.filters });
+  state.lessons = page.data;
+  state.facets = page.facets;
+  state.heartbeatS = page.heartbeat_interval_s || 30;
+  const liveIds = new Set(page.data.map((l) => l.id));
+  for (const id of [...state.pinned]) if (!liveIds.has(id)) state.pinned.delete(id);
+  renderFacets();
+}
+
+function renderFacets() {
+  const f = state.facets;
+  if (!f) return;
+  const fillSelect = (select, all, options, current) => {
+    fill(select, el("option", { value: "" }, all),
+      options.map(([v, label]) => el("option", { value: String(v), selected: String(v) === String(current) }, label)));
+  };
+  fillSelect($("f-school"), "全部学校", f.schools.map((s) => [s.id, s.name]), state.filters.school_id);
+  fillSelect($("f-kind"), "全部类型", f.kinds.map((k) => [k, KIND_LABEL[k] || k]), state.filters.kind);
+  fillSelect($("f-subject"), "全部学科", f.subjects.map((s) => [s, s]), state.filters.subject);
+  fillSelect($("f-grade"), "全部年级", f.grades.map((g) => [g, g]), state.filters.grade);
+}
+
+/** Which lessons the wall shows now: the pinned ones, then the rotation window over the others. */
+function chooseLessons() {
+  const byId = new Map(state.lessons.map((l) => [l.id, l]));
+  const pinned = [...state.pinned].filter((id) => byId.has(id)).slice(0, state.size).map((id) => byId.get(id));
+  const others = state.lessons.filter((l) => !state.pinned.has(l.id));
+  const free = state.size - pinned.length;
+  const window = [];
+  if (others.length && free > 0) {
+    if (state.offset >= others.length) state.offset = 0;
+    for (let i = 0; i < Math.min(free, others.length); i += 1) window.push(others[(state.offset + i) % others.length]);
+  }
+  return [...pinned, ...window];
+}
+
+function layoutWall() {
+  if (state.watching) return;  // the wall's connections stay released while one lesson is watched
+  const wall = $("wall");
+  wall.dataset.size = String(state.size);
+  const chosen = chooseLessons();
+  const keep = new Map(state.tiles.map((t) => [t.lessonId, t]));
+  const next = [];
+  for (const lesson of chosen) {
+    let tile = keep.get(lesson.id);
+    if (tile) keep.delete(lesson.id);
+    else tile = makeTile(lesson);
+    tile.lesson = lesson;
+    tile.node.classList.toggle("pinned", state.pinned.has(lesson.id));
+    tile.node.querySelector("[data-action=pin]").textContent = state.pinned.has(lesson.id) ? "📌 已固定" : "📌 固定";
+    next.push(tile);
+  }
+  for (const gone of keep.values()) closeTile(gone);
+  state.tiles = next;
+  const empties = [];
+  for (let i = next.length; i < state.size; i += 1) {
+    empties.push(el("div", { class: "wall-tile wall-empty" },
+      el("div", { class: "tile-media" }, el("div", { class: "tile-status" }, "空闲画面")), el("figcaption", {})));
+  }
+  wall.replaceChildren(...next.map((t) => t.node), ...empties);
+  const total = state.lessons.length;
+  const screens = Math.max(1, Math.ceil(Math.max(0, total - state.pinned.size) / Math.max(1, state.size - state.pinned.size)));
+  $("wall-status").textContent = total
+    ? `正在上课 ${total} 节 · ${!state.rotate ? "轮巡已暂停" : total > state.size
+      ? `轮巡中，共 ${screens} 屏，每 ${state.interval} 秒切换` : "轮巡已开启（课堂不足一屏）"}`
+    : "本区域当前没有正在上课的课堂";
+  if (!total) wall.replaceChildren(el("p", { class: "empty wall-none" }, "本区域当前没有正在上课的课堂，有课堂开始上课后会自动出现在这里。"));
+}
+
+function makeTile(lesson) {
+  const video = el("video", { muted: true, playsinline: true, autoplay: true });
+  const status = el("div", { class: "tile-status" }, "正在连接…");
+  const node = el("figure", { class: "wall-tile", dataset: { lesson: String(lesson.id) } },
+    el("div", { class: "tile-media", title: "点击全屏观看", onclick: () => watch(tile.lesson) }, video, status),
+    el("figcaption", {},
+      el("div", { class: "tile-text" }, el("b", {}, lesson.title), el("small", {}, lessonMeta(lesson))),
+      el("div", { class: "tile-buttons" },
+        el("button", { type: "button", class: "btn btn-ghost", dataset: { action: "pin" }, onclick: () => togglePin(lesson.id) }, "📌 固定"),
+        el("button", { type: "button", class: "btn btn-ghost", dataset: { action: "watch" }, onclick: () => watch(tile.lesson) }, "⛶ 观看"))));
+  const client = observerClient(lesson.id);
+  const tile = { lessonId: lesson.id, lesson, client, node, video };
+  client.setSubscriptions((participants) => {
+    const main = mainPublishing(participants);
+    return main ? [{ participant_id: main.participant_id, source: "camera" }] : [];
+  });
+  client.on("track", ({ source, stream }) => {
+    if (source !== "camera") return;
+    showVideo(video, stream);
+    status.hidden = true;
+  });
+  client.on("trackended", ({ source }) => { if (source === "camera") { status.hidden = false; status.textContent = "等待主讲画面…"; } });
+  client.on("state", ({ state: s, message }) => {
+    if (s === "joined") { status.textContent = "等待主讲画面…"; return; }
+    status.hidden = false;
+    status.textContent = { connecting: "正在连接…", reconnecting: "网络中断，正在重连…", waiting: "课堂尚未开放",
+      closed: "课堂已结束", failed: message || "无法进入课堂" }[s] || "";
+  });
+  client.connect().catch(() => { /* shown by the state listener */ });
+  return tile;
+}
+
+function closeTile(tile) {
+  tile.client.leave().catch(() => {});
+  tile.video.srcObject = null;
+}
+
+function closeWall() {
+  for (const t of state.tiles) closeTile(t);
+  state.tiles = [];
+}
+
+function togglePin(id) {
+  if (state.pinned.has(id)) state.pinned.delete(id);
+  else if (state.pinned.size < state.size) state.pinned.add(id);
+  else { toast(`最多固定 ${state.size} 个画面`, "warn"); return; }
+  layoutWall();
+}
+
+function rotateNow() {
+  const others = state.lessons.filter((l) => !state.pinned.has(l.id)).length;
+  const free = state.size - Math.min(state.pinned.size, state.size);
+  if (others > free && free > 0) state.offset = (state.offset + free) % others;
+  layoutWall();
+}
+
+function scheduleRotation() {
+  clearInterval(rotateTimer);
+  rotateTimer = null;
+  const btn = $("btn-rotate");
+  btn.setAttribute("aria-pressed", String(state.rotate));
+  btn.textContent = state.rotate ? "⏸ 暂停轮巡" : "▶ 开始轮巡";
+  if (state.rotate) rotateTimer = setInterval(() => { if (!state.watching) rotateNow(); }, state.interval * 1000);
+}
+
+async function refresh() {
+  try {
+    await loadLive();
+    if (!state.watching) layoutWall();
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 0) $("wall-status").textContent = "无法连接服务器，稍后自动重试…";
+    else showError(e);
+  }
+}
+
+function bindToolbar() {
+  for (const [id, key] of [["f-school", "school_id"], ["f-kind", "kind"], ["f-subject", "subject"], ["f-grade", "grade"]]) {
+    $(id).addEventListener("change", (e) => { state.filters[key] = e.target.value; state.offset = 0; refresh(); });
+  }
+  for (const b of document.querySelectorAll(".seg [data-size]")) {
+    b.classList.toggle("btn-primary", Number(b.dataset.size) === state.size);
+    b.addEventListener("click", () => {
+      state.size = Number(b.dataset.size);
+      for (const x of document.querySelectorAll(".seg [data-size]")) x.classList.toggle("btn-primary", x === b);
+      while (state.pinned.size > state.size) state.pinned.delete([...state.pinned].pop());
+      savePrefs();
+      layoutWall();
+    });
+  }
+  $("f-interval").value = String(state.interval);
+  $("f-interval").addEventListener("change", (e) => { state.interval = Number(e.target.value); savePrefs(); scheduleRotation(); layoutWall(); });
+  $("btn-rotate").addEventListener("click", () => { state.rotate = !state.rotate; savePrefs(); scheduleRotation(); layoutWall(); });
+}
+
+// ------------------------------------------------------------------ watching one lesson in full
+
+async function watch(lesson) {
+  if (state.watching) return;
+  closeWall();  // one lesson at full attention: the wall's connections are released meanwhile
+  $("wall-view").hidden = true;
+  $("watch-view").hidden = false;
+  $("watch-title").textContent = lesson.title;
+  $("watch-meta").textContent = lessonMeta(lesson);
+  const w = { lesson, client: null, visit: null, evaluation: null, rubrics: [], timers: [], startedAt: Date.now() };
+  state.watching = w;
+  history.replaceState(null, "", `#lesson=${lesson.id}`);
+
+  const client = observerClient(lesson.id);
+  w.client = client;
+  window.sankeLesson = client;
+  client.setSubscriptions((participants) => {
+    const main = mainPublishing(participants);
+    const subs = [{ participant_id: "stage", source: "camera" }, { participant_id: "stage", source: "microphone" }];
+    if (main) {
+      subs.push({ participant_id: main.participant_id, source: "camera" },
+        { participant_id: main.participant_id, source: "microphone" },
+        { participant_id: main.participant_id, source: "screen" });
+    }
+    return subs;
+  });
+  client.on("track", ({ participantId, source, stream, track, key }) => {
+    if (source === "microphone") return playAudio(key, track);
+    if (participantId === "stage") { $("wview-stage").hidden = false; return showVideo($("watch-stage"), stream); }
+    if (source === "screen") { $("wview-screen").hidden = false; return showVideo($("watch-screen"), stream); }
+    showVideo($("watch-camera"), stream);
+  });
+  client.on("trackended", ({ participantId, source, key }) => {
+    if (source === "microphone") return stopAudio(key);
+    if (participantId === "stage") $("wview-stage").hidden = true;
+    else if (source === "screen") $("wview-screen").hidden = true;
+  });
+  client.on("state", ({ state: s, reason, message }) => {
+    const banner = $("watch-banner");
+    banner.dataset.reason = reason || "";
+    const text = { connecting: "正在进入课堂…", reconnecting: "网络中断，正在重新连接…", waiting: "课堂尚未开放",
+      closed: "本节课已结束，课堂已关闭", failed: message || "无法进入课堂" }[s];
+    banner.hidden = !text;
+    banner.textContent = text || "";
+    banner.dataset.state = s;
+  });
+  client.connect().catch(() => { /* shown in the banner */ });
+
+  try {
+    w.visit = await api(`/patrol/lessons/${lesson.id}/visits`, { method: "POST" });
+    const beat = setInterval(() => heartbeat(w), (w.visit.heartbeat_interval_s || state.heartbeatS) * 1000);
+    w.timers.push(beat);
+  } catch (e) { showError(e); }
+  const tick = setInterval(() => { $("visit-timer").textContent = mmss((Date.now() - w.startedAt) / 1000); }, 1000);
+  w.timers.push(tick);
+  await loadEvaluation(w);
+}
+
+async function heartbeat(w) {
+  if (!w.visit || state.watching !== w) return;
+  try {
+    await api(`/patrol/visits/${w.visit.id}/heartbeat`, { method: "POST" });
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 409) {  // closed meanwhile (e.g. a long network gap): a new visit
+      try { w.visit = await api(`/patrol/lessons/${w.lesson.id}/visits`, { method: "POST" }); } catch { /* room closed */ }
+    }
+  }
+}
+
+function endVisitOnUnload() {
+  const w = state.watching;
+  const s = session();
+  if (!w || !w.visit || !s) return;
+  // the page is going away: a keepalive request outlives it (the stale rule closes the visit otherwise)
+  fetch(`/api/v1/patrol/visits/${w.visit.id}/end`, { method: "POST", keepalive: true,
+    headers: { Authorization: `Bearer ${s.token}` } }).catch(() => {});
+}
+
+async function leaveWatch() {
+  const w = state.watching;
+  if (!w) return;
+  state.watching = null;
+  for (const t of w.timers) clearInterval(t);
+  await w.client.leave().catch(() => {});
+  if (window.sankeLesson === w.client) window.sankeLesson = null;
+  document.querySelectorAll("#audio-sinks audio").forEach((a) => { a.srcObject = null; a.remove(); });
+  for (const id of ["watch-camera", "watch-screen", "watch-stage"]) $(id).srcObject = null;
+  $("wview-screen").hidden = true;
+  $("wview-stage").hidden = true;
+  if (w.visit) api(`/patrol/visits/${w.visit.id}/end`, { method: "POST" }).catch(() => {});
+  history.replaceState(null, "", location.pathname);
+  $("watch-view").hidden = true;
+  $("wall-view").hidden = false;
+  await refresh();
+}
+
+function playAudio(key, track) {
+  let box = document.getElementById("audio-sinks");
+  if (!box) { box = el("div", { id: "audio-sinks", hidden: true }); document.body.appendChild(box); }
+  let audio = box.querySelector(`audio[data-key="${CSS.escape(key)}"]`);
+  if (!audio) { audio = el("audio", { dataset: { key }, autoplay: true }); box.appendChild(audio); }
+  audio.srcObject = new MediaStream([track]);
+  audio.play().catch(() => toast("浏览器阻止了自动播放声音，请点击页面任意位置开启声音", "warn"));
+}
+
+function stopAudio(key) {
+  const audio = document.querySelector(`#audio-sinks audio[data-key="${CSS.escape(key)}"]`);
+  if (audio) { audio.srcObject = null; audio.remove(); }
+}
+
+// ------------------------------------------------------------------ the evaluation panel
+
+async function loadEvaluation(w) {
+  try {
+    w.rubrics = await api(`/patrol/lessons/${w.lesson.id}/rubrics`);
+  } catch (e) { w.rubrics = []; showError(e); }
+  try {
+    w.evaluation = await api(`/patrol/lessons/${w.lesson.id}/evaluation`);  // null: not evaluated yet
+  } catch (e) { w.evaluation = null; showError(e); }
+  if (state.watching !== w) return;
+  renderEvaluation(w);
+}
+
+function currentRubric(w) {
+  const id = Number($("rubric-select").value);
+  return w.rubrics.find((r) => r.id === id) || null;
+}
+
+function renderEvaluation(w) {
+  const ev = w.evaluation;
+  const select = $("rubric-select");
+  fill(select, el("option", { value: "" }, w.rubrics.length ? "请选择量表" : "本区域暂无评课量表"),
+    w.rubrics.map((r) => el("option", { value: String(r.id), selected: ev && ev.template_id === r.id }, `${r.name}（${r.region_name}）`)));
+  if (!ev && w.rubrics.length === 1) select.value = String(w.rubrics[0].id);
+  renderItems(w);
+  $("eval-comment").value = ev ? ev.comment : "";
+  $("eval-saved").textContent = ev ? `已保存 · ${ev.updated_at.replace("T", " ").slice(0, 16)}` : "尚未评价";
+  renderNotes(w);
+  renderSnapshots(w);
+}
+
+function renderItems(w) {
+  const rubric = currentRubric(w);
+  const scores = (w.evaluation && w.evaluation.template_id === (rubric && rubric.id)) ? w.evaluation.scores : {};
+  const box = $("rubric-items");
+  if (!rubric) { fill(box, el("p", { class: "muted small" }, "选择量表后逐项打分")); updateTotal(w); return; }
+  fill(box, rubric.items.map((item) => el("label", { class: "rubric-item", title: item.description || "" },
+    el("span", { class: "item-name" }, item.name, el("small", { class: "muted" }, ` 满分 ${item.max_score} · 权重 ${item.weight}`)),
+    el("input", { type: "number", min: 0, max: item.max_score, step: 0.5, inputmode: "decimal",
+      dataset: { item: String(item.id) }, value: scores[String(item.id)] ?? "", oninput: () => updateTotal(w) }))));
+  updateTotal(w);
+}
+
+/** The same total as the server: 100 · Σ wᵢ·sᵢ/maxᵢ / Σ wᵢ, once every item has a score. */
+function readScores(w) {
+  const rubric = currentRubric(w);
+  const scores = {};
+  let complete = !!rubric;
+  for (const input of document.querySelectorAll("#rubric-items input[data-item]")) {
+    if (input.value === "") { complete = false; continue; }
+    scores[input.dataset.item] = Number(input.value);
+  }
+  let total = null;
+  if (rubric && complete) {
+    const weights = rubric.items.reduce((a, i) => a + i.weight, 0);
+    total = Math.round(rubric.items.reduce((a, i) => a + (i.weight * scores[String(i.id)]) / i.max_score, 0) / weights * 1000) / 10;
+  }
+  return { rubric, scores, total };
+}
+
+function updateTotal(w) {
+  const { total } = readScores(w);
+  $("total-score").textContent = total === null ? "—" : String(total);
+}
+
+async function saveEvaluation(w) {
+  const { rubric, scores } = readScores(w);
+  w.evaluation = await api(`/patrol/lessons/${w.lesson.id}/evaluation`, { method: "PUT",
+    body: { mode: "live", template_id: rubric ? rubric.id : null, scores: rubric ? scores : {}, comment: $("eval-comment").value } });
+  renderEvaluation(w);
+  toast("评课已保存", "ok");
+}
+
+async function ensureEvaluation(w) {
+  if (!w.evaluation) {
+    w.evaluation = await api(`/patrol/lessons/${w.lesson.id}/evaluation`, { method: "PUT", body: { mode: "live" } });
+  }
+  return w.evaluation;
+}
+
+function renderNotes(w) {
+  const notes = (w.evaluation && w.evaluation.notes) || [];
+  fill($("note-list"), notes.length ? notes.slice().reverse().map((n) => el("li", {},
+    el("span", { class: "note-time", title: n.at.replace("T", " ") }, n.lesson_offset_seconds != null ? mmss(n.lesson_offset_seconds) : n.at.slice(11, 16)),
+    el("span", {}, n.text))) : el("li", { class: "muted small" }, "尚无记录"));
+}
+
+async function addNote(w) {
+  const input = $("note-input");
+  const text = input.value.trim();
+  if (!text) return;
+  const ev = await ensureEvaluation(w);
+  await api(`/patrol/evaluations/${ev.id}/notes`, { method: "POST", body: { text } });
+  input.value = "";
+  w.evaluation = await api(`/patrol/evaluations/${ev.id}`);
+  renderNotes(w);
+}
+
+const snapshotUrls = new Map();
+
+async function renderSnapshots(w) {
+  const snaps = (w.evaluation && w.evaluation.snapshots) || [];
+  const box = $("snapshots");
+  if (!snaps.length) { fill(box, el("p", { class: "muted small" }, "截取主讲课堂当前画面，保存在本次评课中")); return; }
+  const nodes = [];
+  for (const s of snaps.slice().reverse()) {
+    if (!snapshotUrls.has(s.id)) {
+      const resp = await api(s.url, { raw: true });  // the JPEG needs the login: fetched, not linked
+      snapshotUrls.set(s.id, URL.createObjectURL(await resp.blob()));
+    }
+    nodes.push(el("figure", { class: "snap" }, el("img", { src: snapshotUrls.get(s.id), alt: "课堂截图", dataset: { snapshot: String(s.id) } }),
+      el("figcaption", {}, s.lesson_offset_seconds != null ? mmss(s.lesson_offset_seconds) : "")));
+  }
+  fill(box, nodes);
+}
+
+async function takeSnapshot(w) {
+  const btn = $("btn-snapshot");
+  btn.disabled = true;
+  try {
+    await api(`/patrol/lessons/${w.lesson.id}/snapshots`, { method: "POST" });
+    w.evaluation = await api(`/patrol/lessons/${w.lesson.id}/evaluation`);
+    await renderSnapshots(w);
+    toast("已截图", "ok");
+  } finally { btn.disabled = false; }
+}
+
+function bindWatch() {
+  const guarded = (fn) => async () => { const w = state.watching; if (!w) return; try { await fn(w); } catch (e) { showError(e); } };
+  $("btn-back").addEventListener("click", () => leaveWatch());
+  $("rubric-select").addEventListener("change", () => { if (state.watching) renderItems(state.watching); });
+  $("btn-save").addEventListener("click", guarded(saveEvaluation));
+  $("btn-note").addEventListener("click", guarded(addNote));
+  $("note-input").addEventListener("keydown", (e) => { if (e.key === "Enter") guarded(addNote)(); });
+  $("btn-snapshot").addEventListener("click", guarded(takeSnapshot));
+  window.addEventListener("pagehide", endVisitOnUnload);
+}
+
+// ------------------------------------------------------------------ start
+
+async function main() {
+  const user = requireLogin(["researcher"]);
+  if (!user) return;
+  mountHeader(user, { title: "巡课" });
+  loadPrefs();
+  bindToolbar();
+  bindWatch();
+  scheduleRotation();
+  window.sankePatrol = { state, watch: (id) => watch(state.lessons.find((l) => l.id === id)), leave: leaveWatch, rotateNow };
+  await refresh();
+  refreshTimer = setInterval(() => { if (!state.watching) refresh(); }, REFRESH_MS);
+  const m = /lesson=(\d+)/.exec(location.hash);
+  const wanted = m && state.lessons.find((l) => l.id === Number(m[1]));
+  if (wanted) watch(wanted);
+}
+
+main().catch(showError);

@@ -118,3 +118,55 @@ def test_a_researcher_patrols_silently_sees_the_lesson_and_cannot_publish(web_se
 def test_the_patrol_page_is_for_researchers(web_server: Any, open_page: Any, js_poll: Any) -> None:
     page = open_page(web_server.world.teacher, "/patrol/")
     js_poll(page, "!location.pathname.startsWith('/patrol')")
+
+
+def test_the_wall_rotates_through_every_live_lesson_keeps_pinned_ones_and_filters(
+        web_server: Any, open_page: Any, js_poll: Any, screenshot: Any) -> None:
+    from scheduler.models import Classroom, InstanceStatus, LessonInstance, Role
+    from tests.utils.factory import add_user
+
+    from .conftest import LESSON_DAY, NOW
+
+    w = web_server.world
+    with web_server.session_factory() as s:  # four more classrooms of the urban school, each with its teacher
+        rooms = [Classroom(school_id=w.urban.id, name=f"实验小学 40{i} 教室", capacity=40) for i in range(4)]
+        s.add_all(rooms)
+        s.flush()
+        people = [add_user(s, f"t_extra{i}", Role.teacher, school=s.merge(w.urban), name=f"教师{i}") for i in range(4)]
+        s.commit()
+        pairs = [(r.id, p.id) for r, p in zip(rooms, people, strict=True)]
+    for i, (room, teacher) in enumerate(pairs):
+        web_server.book(kind="master", title=f"名师课{i}", subject="语文" if i % 2 else "数学", grade="四年级",
+                        main_classroom_id=room, main_teacher_id=teacher, receivers=[])
+    day = LESSON_DAY.isoformat()
+    ids = [int(x["id"]) for x in web_server.lessons(w.urban_admin, date_from=day, date_to=day)]
+    assert len(ids) == 5
+    with web_server.session_factory() as s:
+        for lid in ids:
+            inst = s.get(LessonInstance, lid)
+            inst.room_opened_at, inst.status, inst.started_at = NOW, InstanceStatus.live, NOW
+        s.commit()
+
+    patrol = open_page(w.researcher_a, "/patrol/")
+    patrol.click(".seg [data-size='4']")
+    shown = "[...document.querySelectorAll('.wall-tile[data-lesson]')].map(t => Number(t.dataset.lesson))"
+    js_poll(patrol, f"{shown}.length === 4")
+    first = patrol.evaluate(shown)
+    pinned = first[1]
+    patrol.click(f".wall-tile[data-lesson='{pinned}'] [data-action=pin]")
+    patrol.evaluate("window.sankePatrol.rotateNow()")
+    second = patrol.evaluate(shown)
+    assert second[0] == pinned and len(second) == 4  # the pinned lesson stays, first on the wall
+    patrol.evaluate("window.sankePatrol.rotateNow()")
+    third = patrol.evaluate(shown)
+    assert set(first) | set(second) | set(third) == set(ids)  # every live lesson comes round
+    assert "轮巡中" in patrol.text_content("#wall-status")
+    screenshot(patrol, "patrol-wall-rotating")
+
+    patrol.select_option("#f-subject", "语文")
+    js_poll(patrol, f"{shown}.length === 2 || ({shown}.length === 3 && {shown}.includes({pinned}))")
+    lessons = {x["id"]: x for x in web_server.lessons(w.urban_admin, date_from=day, date_to=day)}
+    unpinned = [i for i in patrol.evaluate(shown) if i != pinned]
+    assert unpinned and all(lessons[i]["subject"] == "语文" for i in unpinned)
+    patrol.click("#btn-rotate")
+    assert "轮巡已暂停" in patrol.text_content("#wall-status")

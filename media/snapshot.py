@@ -155,7 +155,7 @@ async def capture(router: Router, producer_id: str, *, timeout: float = CAPTURE_
         for stream in reversed(flowing):  # the best layer first
             cache = stream.cache
             assert cache is not None
-            packets = find_keyframe(lambda seq, c=cache: c.get(seq, now), stream.stats.extended_highest_seq, mime)
+            packets = find_keyframe(lambda seq, c=cache, t=now: c.get(seq, t), stream.stats.extended_highest_seq, mime)
             if packets is not None:
                 frame = depacketize(mime, packets)
                 if len(frame) > MAX_FRAME_BYTES:

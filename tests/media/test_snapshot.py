@@ -19,6 +19,14 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from media.snapshot import decode_jpeg, depacketize, find_keyframe
 from tests.media.sfu_helpers import BLUE, GREEN, RED, ColorTrack, close_to, mean_rgb
+from tests.media.test_sfu import (  # noqa: F401 - fixtures of the SFU tests: a live lesson on 127.0.0.1
+    Lesson,
+    db_url,
+    lesson,
+    loopback_clients,
+    media_workers,
+    settings,
+)
 
 CODECS = {
     "video/VP8": RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96),
@@ -109,12 +117,11 @@ def test_garbage_does_not_decode() -> None:
 
 # ---------------------------------------------------------------------------- end to end, through the SFU
 
-from tests.media.test_sfu import Lesson, db_url, lesson, loopback_clients, media_workers, settings  # noqa: E402,F401
-
 
 @pytest.mark.parametrize(("media_workers", "codec"), [(0, "video/VP8"), (1, "video/VP8"), (0, "video/H264")],
                          ids=["in-process-vp8", "worker-process-vp8", "in-process-h264"])
-def test_a_patrol_snapshot_shows_what_the_main_camera_films(lesson: Lesson, media_workers: int, codec: str) -> None:
+def test_a_patrol_snapshot_shows_what_the_main_camera_films(lesson: Lesson, media_workers: int,  # noqa: F811
+                                                            codec: str) -> None:
     w, http, auth, lid = lesson.world, lesson.http, lesson.auth, lesson.lid
 
     def post(path: str, user) -> httpx.Response:  # type: ignore[no-untyped-def]

@@ -177,9 +177,9 @@ def test_live_evaluation_needs_a_visit_replay_needs_a_held_lesson(session, world
                            lesson_offset_seconds=720).lesson_offset_seconds == 720
     mine, _ = patrol.readable_evaluations(session, city, sc(session, world.researcher_city))
     assert [x.id for x in mine] == [r.id]
-    admin_rows, n = patrol.readable_evaluations(session, u(session, world.city_admin), sc(session, world.city_admin))
+    _, n = patrol.readable_evaluations(session, u(session, world.city_admin), sc(session, world.city_admin))
     assert n == 2
-    teacher_rows, n = patrol.readable_evaluations(session, u(session, world.teacher), sc(session, world.teacher))
+    _, n = patrol.readable_evaluations(session, u(session, world.teacher), sc(session, world.teacher))
     assert n == 2
 
 
@@ -261,7 +261,7 @@ def test_snapshots_are_kept_in_the_evaluation_and_limited(session, world, tmp_pa
 
 
 def test_the_wall_lists_live_lessons_in_region_with_filters(session, world):
-    first, second = booked(session, world)
+    first, _ = booked(session, world)
     live(session, first)
     chosen, everything = patrol.live_lessons(session, sc(session, world.researcher_a), patrol.LiveFilter())
     assert [i.id for i in chosen] == [first.id] == [i.id for i in everything]

@@ -3,7 +3,8 @@
 Only people booked into the instance get a role: the teacher (or substitute)
 and the main classroom's terminal as ``main``; receiving classrooms' terminals
 and assistant teachers as ``receiving``; enrolled home students and attending
-teachers as ``student``; researchers of the lesson's region as ``observer``.
+teachers as ``student``; researchers of the lesson's region, and the evaluators invited to the
+lesson (``scheduler.patrol``), as ``observer``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,15 @@ from sqlalchemy.orm import Session
 
 from scheduler.access import region_path_for
 from scheduler.errors import Forbidden, InvalidState
-from scheduler.models import Classroom, InstanceStatus, LessonInstance, Role, School, User
+from scheduler.models import (
+    Classroom,
+    InstanceStatus,
+    LessonInstance,
+    Role,
+    School,
+    User,
+)
+from scheduler.patrol_models import EvaluatorInvitation
 
 
 @dataclass(frozen=True)
@@ -53,4 +62,7 @@ def seat_for(session: Session, user: User, inst: LessonInstance) -> LessonSeat:
         ).all()
         if any(region_path_for(session, rid).startswith(prefix) for rid in set(paths)):
             return LessonSeat("observer", None)
+    if user.role in (Role.researcher, Role.teacher) and session.scalar(select(EvaluatorInvitation.id).where(
+            EvaluatorInvitation.instance_id == inst.id, EvaluatorInvitation.invitee_id == user.id)) is not None:
+        return LessonSeat("observer", None)  # invited to evaluate it (评课): watches silently
     raise Forbidden("您没有被安排参加该课次")

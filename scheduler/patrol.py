@@ -5,7 +5,8 @@
   lessons given or received in that region's subtree.  The total of an
   evaluation is the weighted share of the maximum, on 100:
   ``100 · Σ wᵢ·sᵢ/maxᵢ / Σ wᵢ``, and exists once every item is scored.
-- **Visits**: a researcher with an observer seat opens a visit when they start
+- **Visits**: a researcher with an observer seat (a researcher of the lesson's
+  region, or anyone invited to evaluate it) opens a visit when they start
   watching a lesson whose room is open, the watching page heartbeats, and
   closes it on leave.  A visit left open (page killed, network gone) is closed
   at its last heartbeat once it has been silent for ``VISIT_TIMEOUT`` or once
@@ -267,11 +268,11 @@ def close_stale_visits(session: Session, now: datetime) -> int:
 def start_visit(session: Session, user: User, instance_id: int, now: datetime) -> PatrolVisit:
     """The researcher starts watching: their open visit of this lesson, or a new one."""
     close_stale_visits(session, now)
-    if user.role is not Role.researcher:
-        raise Forbidden("只有教研员可以巡课")
+    if user.role not in (Role.researcher, Role.teacher):
+        raise Forbidden("只有教研员和受邀评课人可以巡课")
     inst = _get_instance(session, instance_id)
     if seat_for(session, user, inst).lesson_role != "observer":
-        raise Forbidden("只能巡查本区域的课堂")
+        raise Forbidden("只能巡查本区域或受邀评价的课堂")
     if not room_is_open(inst):
         raise InvalidState("该课堂尚未开放或已关闭，不能巡课")
     open_visit = session.scalar(select(PatrolVisit).where(

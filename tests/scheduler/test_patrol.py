@@ -274,3 +274,24 @@ def test_the_wall_lists_live_lessons_in_region_with_filters(session, world):
         assert [i.id for i in patrol.live_lessons(session, sc(session, world.researcher_a), f)[0]] == [first.id]
     with pytest.raises(Forbidden):
         patrol.live_lessons(session, sc(session, world.teacher), patrol.LiveFilter())
+
+
+def test_an_invited_evaluator_watches_live_as_a_silent_observer(session, world):
+    from scheduler.joining import seat_for
+
+    first, _ = booked(session, world)
+    t0 = live(session, first)
+    researcher_b, teacher_b = u(session, world.researcher_b), u(session, world.teacher_b)
+    for outsider in (researcher_b, teacher_b):
+        with pytest.raises(Forbidden):
+            seat_for(session, outsider, first)
+    for invitee in (world.researcher_b, world.teacher_b):
+        patrol.invite(session, u(session, world.researcher_a), sc(session, world.researcher_a), first.id,
+                      invitee_id=invitee.id, now=t0)
+    for invitee in (researcher_b, teacher_b):
+        assert seat_for(session, invitee, first).lesson_role == "observer"
+        visit = patrol.start_visit(session, invitee, first.id, t0)
+        e = patrol.save_evaluation(session, invitee, scope_of(session, invitee), first.id, mode=EvaluationMode.live,
+                                   template_id=None, scores={}, comment="受邀评课", now=t0)
+        assert visit.researcher_id == invitee.id and e.mode is EvaluationMode.live
+    assert seat_for(session, u(session, world.teacher), first).lesson_role == "main"  # unchanged for the teacher

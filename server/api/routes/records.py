@@ -95,9 +95,14 @@ class EventsOut(BaseModel):
     next_after_id: int | None
 
 
-async def _flush(request: Request) -> None:
+async def _flush(request: Request, session: Any) -> None:
+    """Write the event log's pending events first, so the answer includes what just happened.
+
+    The request's session ends its transaction before: on SQLite every transaction holds the
+    write lock (``BEGIN IMMEDIATE``), and the log's writer needs it."""
     eventlog = getattr(request.app.state, "eventlog", None)
     if eventlog is not None:
+        session.commit()
         await eventlog.flush()
 
 
@@ -128,7 +133,7 @@ def _record_out(session: Any, record: records.Record, timeline: bool) -> RecordO
 async def lesson_record(instance_id: int, request: Request, session: SessionDep, scope: StaffScope,
                         timeline: bool = False) -> RecordOut:
     """The lesson's teaching record as of now (``timeline``: with every link sample per classroom)."""
-    await _flush(request)
+    await _flush(request, session)
     settings = request.app.state.settings
 
     def work() -> RecordOut:
@@ -146,7 +151,7 @@ async def lesson_events(instance_id: int, request: Request, session: SessionDep,
                         limit: Annotated[int, Query(ge=1, le=1000)] = 200,
                         kind: EventKind | None = None) -> EventsOut:
     """The lesson's session event log, oldest first, in pages (``after_id`` of the last row seen)."""
-    await _flush(request)
+    await _flush(request, session)
 
     def work() -> EventsOut:
         require_instance(session, scope, instance_id)

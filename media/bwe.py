@@ -6,11 +6,19 @@ the audio on the same link, and in a lesson the teacher's voice matters more
 than the picture.  So each consumer has a gate that follows the receiver's
 bandwidth estimate (REMB) and loss (receiver reports):
 
-* forward the highest layer whose bitrate × 1.15 fits the estimate (no estimate
-  yet: the highest layer allowed by :attr:`VideoGate.max_layer`);
+* start with the highest layer allowed by :attr:`VideoGate.max_layer`, and
+  ignore the estimate for the first ``PROBE_S``: a receiver estimates the link
+  from the video it gets, so its first REMBs are far below what the link carries;
+* keep the current layer while the estimate holds it (≥ bitrate × 0.8): a
+  receive-side estimate of a link that is not congested hovers around the rate
+  it receives, so asking for a margin above the *current* rate would drop a
+  layer the link carries well (and pause a single-layer camera or screen);
+* when it does not hold, step down to the highest layer whose bitrate × 1.15
+  fits the estimate, or to the lowest layer;
 * step one more layer down when loss stays above 10 % for 2 s;
-* pause video (-1) when even the lowest layer does not fit, or loss stays above
-  20 % on the lowest layer for 3 s — audio keeps flowing;
+* pause video (-1) when the estimate stays below what even the lowest layer
+  needs for ``STARVED_PAUSE_S``, or loss stays above 20 % on the lowest layer
+  for 3 s — audio keeps flowing;
 * step up one layer only after 5 s of headroom (estimate ≥ next layer × 1.3
   and loss < 2 %), so the gate does not flap;
 * while paused, the receiver's REMB cannot grow (no video to measure), so
@@ -27,7 +35,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 FIT_MARGIN = 1.15
-"""A layer fits when bitrate × this ≤ estimate."""
+"""Stepping down: a layer fits when bitrate × this ≤ estimate."""
+KEEP_MARGIN = 0.8
+"""The current layer holds while bitrate × this ≤ estimate."""
+STARVED_PAUSE_S = 3.0
+"""The estimate must stay below the lowest layer's needs this long before video pauses."""
 UP_MARGIN = 1.3
 """Headroom needed to go up: estimate ≥ next layer × this."""
 UP_AFTER_S = 5.0
@@ -70,6 +82,7 @@ class VideoGate:
         self._resume_at: float = 0.0
         self._resumed_at: float | None = None
         self._probe_until: float = 0.0
+        self._starved_since: float | None = None
 
     # -- inputs ------------------------------------------------------------
 
@@ -127,6 +140,9 @@ class VideoGate:
                 return i
         return -1
 
+    def _holds(self, layer: int, estimate: int) -> bool:
+        return self.layers_bps[layer] * KEEP_MARGIN <= estimate
+
     def _next_up(self, layer: int, top: int) -> int:
         i = layer + 1
         while i <= top and self.layers_bps[i] <= 0:
@@ -168,9 +184,10 @@ class VideoGate:
     def decide(self, now_s: float) -> int:
         """The layer index to forward now, or -1 = video paused."""
         top = self._top()
-        if self._layer == -2:
+        if self._layer == -2:  # the first decision: the receiver has no estimate worth the name yet
             self._layer = top
             self._layer_since = now_s
+            self._probe_until = now_s + PROBE_S
         if self._layer == -1:
             if now_s < self._resume_at:
                 return -1
@@ -178,17 +195,30 @@ class VideoGate:
             self._set(self._lowest(top), now_s)
             self._resumed_at = now_s
             self._probe_until = now_s + PROBE_S
+            self._starved_since = None
             self.estimate_bps = None
         layer = min(self._layer, top)
         self._set(layer, now_s)
 
-        if self.estimate_bps is not None and now_s >= self._probe_until:
-            fit = self._fit(top, self.estimate_bps)
+        estimate = self.estimate_bps
+        if estimate is not None and now_s >= self._probe_until and not self._holds(layer, estimate):
+            lowest = self._lowest(top)
+            fit = self._fit(top, estimate)
+            if fit < 0 and not self._holds(lowest, estimate):  # starved: not even the lowest layer
+                if self._starved_since is None:
+                    self._starved_since = now_s
+                if now_s - self._starved_since >= STARVED_PAUSE_S:
+                    self._starved_since = None
+                    self._set(-1, now_s)
+                    return -1
+            else:
+                self._starved_since = None
+            fit = max(fit, lowest)
             if fit < layer:
                 self._set(fit, now_s)
-                if fit < 0:
-                    return -1
                 layer = fit
+        elif estimate is not None and now_s >= self._probe_until:
+            self._starved_since = None
 
         since = self._layer_since
         if layer > self._lowest(top):

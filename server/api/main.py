@@ -15,6 +15,7 @@ from server.api.routes import (
     period_schemes,
     records,
     regions,
+    reports,
     schools,
     series,
     terms,
@@ -24,5 +25,5 @@ from server.api.routes import (
 
 api_router = APIRouter()
 for module in (auth, regions, schools, classrooms, users, pairings, terms, period_schemes, series, lessons,
-               audit, timetable, demand_orders, patrol, records):
+               audit, timetable, demand_orders, patrol, records, reports):
     api_router.include_router(module.router)

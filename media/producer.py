@@ -13,12 +13,18 @@ from __future__ import annotations
 
 import struct
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from media._fastpath import ffi, lib
 from media.cache import PacketCache
 from media.codecs import is_keyframe
-from media.rtp import find_extension, header_size, remap_extension_ids, write_abs_send_time
+from media.rtp import (
+    find_extension,
+    header_size,
+    remap_extension_ids,
+    write_abs_send_time,
+)
 from media.rtpstats import ReceiveStats
 
 if TYPE_CHECKING:
@@ -38,8 +44,21 @@ class ProducerStream:
     """One SSRC of a producer (one simulcast layer)."""
 
     __slots__ = (
-        "producer", "layer", "rid", "ssrc", "stats", "cache", "consumers", "waiting", "last_ts",
-        "last_arrival", "sr_rtp", "sr_arrival", "last_pli", "groups",
+        "cache",
+        "consumers",
+        "groups",
+        "last_arrival",
+        "last_pli",
+        "last_ts",
+        "layer",
+        "producer",
+        "recorder",
+        "rid",
+        "sr_arrival",
+        "sr_rtp",
+        "ssrc",
+        "stats",
+        "waiting",
     )
 
     def __init__(self, producer: Producer, layer: int, rid: str | None, ssrc: int | None) -> None:
@@ -61,6 +80,8 @@ class ProducerStream:
         self.sr_rtp = 0
         self.sr_arrival = 0.0
         self.last_pli = -1e9
+        self.recorder: Callable[[bytes, float], None] | None = None
+        """A recorder's hook (``media.recorder.TrackWriter.feed``: it only queues the packet), or None."""
 
     def receive(self, plain: bytes, now: float) -> None:
         """The hot loop: one decrypted packet of this stream → every attached consumer."""
@@ -76,6 +97,9 @@ class ProducerStream:
         cache = self.cache
         if cache is not None:
             cache.put(seq, plain, now)
+        recorder = self.recorder
+        if recorder is not None:
+            recorder(plain, now)
         keyframe = False
         if self.waiting:
             try:
@@ -196,6 +220,7 @@ class Producer:
     def close(self) -> None:
         self.closed = True
         for stream in self.streams:
+            stream.recorder = None
             stream.consumers.clear()
             stream.groups = []
             if stream.cache is not None:

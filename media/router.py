@@ -11,9 +11,11 @@ producer or consumer objects, only ids, so a router can live in another process.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from aiortc import sdp as aiortc_sdp
@@ -21,6 +23,7 @@ from aiortc import sdp as aiortc_sdp
 from media.consumer import Consumer
 from media.ice import IcePolicy
 from media.producer import Producer, ProducerStream
+from media.recorder import RoomRecorder
 from media.rtp import URI_MID, URI_REPAIRED_RID, URI_RID, read_extension_str
 from media.sdp import OfferedMedia, accept_simulcast, parse_offer
 from media.transport import _IGNORED, WebRtcTransport
@@ -53,6 +56,8 @@ class Router:
         self._publications: dict[str, dict[str, dict[str, Any]]] = {}
         """Per send transport: producer_id → publication (source, mid, track_id, rids)."""
         self._offers: dict[str, list[OfferedMedia]] = {}
+        self.recorder: RoomRecorder | None = None
+        """The lesson's recording (``media.recorder``), while one runs."""
         self.closed = False
 
     def emit(self, event: str, data: dict[str, Any]) -> None:
@@ -174,9 +179,13 @@ class Router:
         for consumer in self.consumers.values():
             if consumer.producer_id == producer_id and consumer.ready:
                 self._bind(consumer, producer, now)
+        if self.recorder is not None:
+            self.recorder.producer_added(producer)
         return producer
 
     def _close_producer(self, producer: Producer) -> None:
+        if self.recorder is not None:
+            self.recorder.producer_closed(producer)
         for consumer in self.consumers.values():
             if consumer.producer is producer:
                 consumer.unbind()
@@ -318,6 +327,24 @@ class Router:
             return await self.offer(transport_id)
         return None
 
+    # ------------------------------------------------------------------ recording
+
+    def record(self, directory: str, producer_ids: list[str]) -> None:
+        """Record these producers (now, and whenever one with such an id is created) into ``directory``."""
+        if self.recorder is None or self.recorder.stopped:
+            self.recorder = RoomRecorder(self.router_id, Path(directory), asyncio.get_running_loop())
+        self.recorder.wanted.update(producer_ids)
+        self.recorder.want([p for pid, p in self.producers.items() if pid in producer_ids])
+
+    async def stop_recording(self) -> dict[str, Any] | None:
+        """End the recording; its summary (``media.recorder.RoomRecorder.stop``), or None if none ran."""
+        recorder, self.recorder = self.recorder, None
+        if recorder is None:
+            return None
+        summary = await recorder.stop()
+        self.emit("recording_stopped", summary)
+        return summary
+
     # ------------------------------------------------------------------ stats / close
 
     def samples(self) -> list[dict[str, Any]]:
@@ -339,6 +366,11 @@ class Router:
 
     async def close(self) -> None:
         self.closed = True
+        if self.recorder is not None:
+            try:
+                await self.stop_recording()
+            except Exception:
+                log.exception("router %s: ending the recording failed", self.router_id)
         for transport_id in list(self.transports):
             await self.close_transport(transport_id)
 

@@ -8,8 +8,8 @@ video layer in ``ProducerStream.cache`` (for NACKs), so a snapshot is:
    find the newest complete keyframe in the cache of the best layer that is
    flowing — a run of packets with one RTP timestamp, no sequence gap, ending
    with the marker bit — or ask the publisher for one (PLI, throttled like any
-   other) and wait for it; depacketize it (VP8: RFC 7741 descriptor off; H.264:
-   RFC 6184 single NAL / STAP-A / FU-A → Annex B) and answer the encoded frame;
+   other) and wait for it; depacketize it (``media.depacketize``, shared with the
+   recorder) and answer the encoded frame;
 2. **in the caller's process** (``decode_jpeg``): decode that one frame with a
    fresh PyAV decoder and encode it as one JPEG.  The decoder lives for one
    frame; nothing decodes on the worker's forwarding loop.
@@ -24,16 +24,17 @@ import asyncio
 import base64
 import fractions
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import av
-from aiortc.codecs.h264 import H264PayloadDescriptor
-from aiortc.codecs.vpx import VpxPayloadDescriptor
 
 from media.channel import ChannelError
 from media.codecs import is_keyframe
-from media.rtp import header_size
+from media.depacketize import depacketize
+from media.depacketize import marker as _marker
+from media.depacketize import payload as _payload
+from media.depacketize import ts_of as _ts
 
 if TYPE_CHECKING:
     from media.router import Router
@@ -46,25 +47,6 @@ POLL_INTERVAL_S = 0.04
 FRESH_S = 1.0
 """A layer whose last packet is older than this is not flowing (simulcast layer switched off)."""
 MAX_FRAME_BYTES = 3 * 1024 * 1024
-
-
-def _payload(pkt: bytes) -> bytes:
-    """The RTP payload without padding."""
-    start = header_size(pkt)
-    end = len(pkt)
-    if pkt[0] & 0x20:  # P: the last byte counts the padding
-        end -= pkt[-1]
-    if end < start:
-        raise ValueError("RTP padding longer than the payload")
-    return pkt[start:end]
-
-
-def _ts(pkt: bytes) -> int:
-    return int.from_bytes(pkt[4:8], "big")
-
-
-def _marker(pkt: bytes) -> bool:
-    return bool(pkt[1] & 0x80)
 
 
 def find_keyframe(get: Callable[[int], bytes | None], highest_seq: int, mime: str,
@@ -113,22 +95,6 @@ def _frame_at(get: Callable[[int], bytes | None], s: int, pkt: bytes, *, highest
         if cur == highest_seq:
             return None  # the rest has not arrived yet
         cur = (cur + 1) & 0xFFFF
-
-
-def depacketize(mime: str, packets: Sequence[bytes]) -> bytes:
-    """The encoded frame carried by ``packets`` (VP8 bitstream, or H.264 Annex B)."""
-    m = mime.lower()
-    if m == "video/vp8":
-        parse = VpxPayloadDescriptor.parse
-    elif m == "video/h264":
-        parse = H264PayloadDescriptor.parse
-    else:
-        raise ValueError(f"no depacketizer for {mime}")
-    out = bytearray()
-    for pkt in packets:
-        _, data = parse(_payload(pkt))
-        out += data
-    return bytes(out)
 
 
 async def capture(router: Router, producer_id: str, *, timeout: float = CAPTURE_TIMEOUT_S) -> dict[str, Any]:

@@ -5,7 +5,7 @@ starts one per core) or, for tests and small machines, in the server process
 over the same channel code.  Signaling never touches media objects: it sends
 requests naming a router, transport, producer or consumer by id, and gets
 notifications (``offer``, ``transport_state``, ``consumer_state``, ``stats``,
-``producer_added``, ``producer_closed``) back.  That keeps a lesson's media
+``producer_added``, ``producer_closed``, ``recording_stopped``) back.  That keeps a lesson's media
 movable to another process or node.
 
 Requests (``method``: params → result):
@@ -21,6 +21,11 @@ Requests (``method``: params → result):
 - ``producer.pause``: ``router_id, producer_id, paused`` → {}
 - ``producer.snapshot``: ``router_id, producer_id`` → ``{mime, layer, frame}``: the newest keyframe, encoded,
   base64 (``media.snapshot``; the caller decodes it)
+- ``router.record``: ``router_id, directory, producer_ids`` → {}: record these producers (now and when
+  re-created) into files under ``directory`` (``media.recorder``); called again, adds producers
+- ``router.record_stop``: ``router_id`` → the recording's summary ``{directory, started_at, files,
+  duration_s, size}`` or ``{}`` when none ran (``router.close`` ends a recording too and notifies
+  ``recording_stopped`` with the summary)
 - ``router.stats``: ``router_id`` → ``{transports: [sample, ...]}``
 - ``router.dump``: ``router_id`` → counters for tests and operators
 """
@@ -106,6 +111,11 @@ class Worker:
             return {}
         if method == "producer.snapshot":
             return await capture(router, str(p["producer_id"]))
+        if method == "router.record":
+            router.record(str(p["directory"]), [str(x) for x in p.get("producer_ids") or []])
+            return {}
+        if method == "router.record_stop":
+            return await router.stop_recording() or {}
         if method == "router.stats":
             return {"transports": router.samples()}
         if method == "router.dump":

@@ -77,6 +77,11 @@ class _Ignored:
 _IGNORED = _Ignored()
 
 
+DRAIN_MAX = 64
+"""Datagrams read in one go from a publisher's socket after the event loop reported it readable."""
+RECV_SIZE = 4096
+
+
 class WebRtcTransport:
     """One RTCPeerConnection of one participant, direction ``send`` (publish) or ``recv`` (subscribe)."""
 
@@ -223,8 +228,10 @@ class WebRtcTransport:
         transport = self
         monotonic = time.monotonic
         from_bytes = int.from_bytes
+        sock = protocol.transport.get_extra_info("socket")
+        recvfrom = getattr(sock, "_sock", sock).recvfrom
 
-        def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
+        def handle(data: bytes, addr: tuple[Any, ...]) -> None:
             if len(data) < 12 or not 127 < data[0] < 192 or addr[1] != rport or addr[0] != rhost:
                 original(data, addr)
                 return
@@ -246,6 +253,17 @@ class WebRtcTransport:
             if stream is None:
                 stream = discover(plain, ssrc)
             stream.receive(plain, monotonic())
+
+        def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
+            handle(data, addr)
+            # A burst (a keyframe is dozens of packets) is read here in one go, not one event-loop
+            # turn (epoll_wait, callbacks) per packet; bounded, so other sockets get their turn.
+            for _ in range(DRAIN_MAX):
+                try:
+                    data, addr = recvfrom(RECV_SIZE)
+                except OSError:  # BlockingIOError: drained
+                    return
+                handle(data, addr)
 
         protocol.datagram_received = datagram_received
 

@@ -368,8 +368,13 @@ class RoomRecorder:
             return
         self.producer_closed(producer)  # a writer of an older producer with this id ends its file
         stream = producer.streams[-1]  # the best simulcast layer
-        n = self._segments[producer.source] = self._segments.get(producer.source, 0) + 1
-        path = self.directory / f"{producer.source}-{n}.{CONTAINERS[mime][1]}"
+        n = self._segments.get(producer.source, 0)
+        while True:  # a recording restarted in the same folder (its worker died) never overwrites a file
+            n += 1
+            path = self.directory / f"{producer.source}-{n}.{CONTAINERS[mime][1]}"
+            if not path.exists():
+                break
+        self._segments[producer.source] = n
         writer = TrackWriter(producer, stream, path,
                              ask_keyframe=lambda s=stream: self._ask_keyframe(s))
         with self._lock:

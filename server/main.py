@@ -29,6 +29,7 @@ from server.core.eventlog import EventLog
 from server.core.lifecycle_task import LifecycleTask
 from server.core.migrate import upgrade
 from server.core.recordkeeper import RecordKeeper
+from server.jobs.recording import RecordingService
 from media.pool import WorkerPool
 from media.worker_process import DEFAULT_WORKER_CLASS
 from scheduler.lifecycle import TOPIC as LESSON_TOPIC
@@ -59,6 +60,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
     media = WorkerPool(settings.effective_media_workers, settings.ice_strings(), worker_class=media_worker_class,
                        pin=settings.media_pin_workers)
     media_service = MediaService(media, bus)
+    recording_service = RecordingService(session_factory, settings)
+    media_service.recordings = recording_service
     eventlog = EventLog(session_factory, flush_interval_s=settings.event_flush_interval_seconds)
     record_keeper = RecordKeeper(session_factory, eventlog,
                                  late_grace=timedelta(minutes=settings.record_late_grace_minutes))
@@ -72,6 +75,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
             await media.start()  # a worker that does not come up, or a bad ICE setting, stops the start
             stack.push_async_callback(media.close)
             stack.callback(media_service.close)
+            await stack.enter_async_context(recording_service)  # its compose jobs stop before the workers
             if run_lifecycle:
                 task = LifecycleTask(session_factory, bus, settings)
                 await stack.enter_async_context(task)
@@ -92,6 +96,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
     app.state.media_factory = media_service.factory
     app.state.eventlog = eventlog
     app.state.record_keeper = record_keeper
+    app.state.recordings = recording_service
     app.state.ice_policy = ice_policy
     errors.install(app)
     app.include_router(api_router, prefix="/api/v1")
@@ -102,6 +107,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
     eventlog.is_local = lambda instance_id: rooms.get(instance_id) is not None
     bus.subscribe(MEDIA_TOPIC, eventlog.on_media_event)
     bus.subscribe(LESSON_TOPIC, record_keeper.on_lesson_event)  # after the rooms: their last leaves are logged
+    bus.subscribe(LESSON_TOPIC, recording_service.on_lesson_event)  # after the record keeper: links its record
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> JSONResponse:

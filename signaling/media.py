@@ -64,6 +64,8 @@ STAGE = "stage"
 """The on-stage slot in a subscription's ``participant_id``."""
 KIND = {TrackSource.camera: "video", TrackSource.screen: "video", TrackSource.microphone: "audio"}
 LAYER_INDEX = {VideoLayer.low: 0, VideoLayer.medium: 1, VideoLayer.high: 2}
+RECORDED_SOURCES = ("camera", "screen", "microphone")
+"""The main classroom's tracks a recorded lesson keeps."""
 MEDIA_TOPIC = "media"
 """Bus topic of link-quality samples (for the online-teaching records)."""
 
@@ -94,6 +96,9 @@ class LessonMedia:
         self._transport_seq = 0
         self.samples: dict[str, dict[str, dict[str, Any]]] = {}
         """Per participant: direction → the last link sample from the worker."""
+        self.recording: dict[str, Any] | None = None
+        """``{id, directory}`` once the lesson's recording started (``MediaService.recordings``)."""
+        self._not_recorded = False
 
     # ------------------------------------------------------------------ running requests in order
 
@@ -238,6 +243,7 @@ class LessonMedia:
 
         async def close() -> None:
             self.closed = True
+            await self._stop_recording()
             for pid in list(self.transports):
                 for tid in self.transports.pop(pid).values():
                     self.service.transport_owner.pop(tid, None)
@@ -285,6 +291,8 @@ class LessonMedia:
         if now_published != p.publications:
             p.publications = now_published
             self.room.updated(p)
+        if p.role is LessonRole.main and result.get("producers"):
+            await self._record(result["producers"])
 
     async def _pause(self, pid: str, paused: bool) -> None:
         if not self._router_created:
@@ -379,6 +387,39 @@ class LessonMedia:
             tracks.append({"mid": t["mid"], "participant_id": target, "source": source})
         p.send(ServerOffer(sdp=offer["sdp"], tracks=tracks))
 
+    # ------------------------------------------------------------------ recording (录播)
+
+    async def _record(self, producers: list[dict[str, Any]]) -> None:
+        """The main classroom published: start the lesson's recording (if it is recorded), or add its new
+        tracks to it.  A failure here never fails the publish."""
+        hooks = self.service.recordings
+        if hooks is None or self._not_recorded:
+            return
+        try:
+            if self.recording is None:
+                self.recording = await hooks.begin(self.instance_id)
+                if self.recording is None:
+                    self._not_recorded = True
+                    return
+            ids = [pr["producer_id"] for pr in producers if pr.get("source") in RECORDED_SOURCES]
+            await self._request("router.record", {"directory": self.recording["directory"], "producer_ids": ids})
+        except Exception:
+            log.exception("lesson %s: starting the recording failed", self.instance_id)
+
+    async def _stop_recording(self) -> None:
+        recording, self.recording = self.recording, None
+        hooks = self.service.recordings
+        if recording is None or hooks is None:
+            return
+        summary: dict[str, Any] | None = None
+        error = "媒体进程异常，录播中断"
+        if self._router_created:
+            try:
+                summary = await self._request("router.record_stop", {}) or None
+            except ChannelError as exc:
+                error = f"录播未能正常结束：{exc}"
+        await hooks.finish(int(recording["id"]), summary, error)
+
     # ------------------------------------------------------------------ patrol snapshots
 
     async def snapshot(self, source: TrackSource = TrackSource.camera) -> dict[str, Any]:
@@ -429,6 +470,8 @@ class MediaService:
         self.pool = pool
         self.bus = bus
         self.rooms: dict[str, LessonMedia] = {}
+        self.recordings: Any | None = None
+        """``server.jobs.recording.RecordingService`` (``begin``/``finish``), or None: nothing is recorded."""
         self.transport_owner: dict[str, tuple[LessonMedia, str]] = {}
         self._unsubscribe = pool.add_listener(self._on_event)
         self._pending: set[asyncio.Task[None]] = set()

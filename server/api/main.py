@@ -13,6 +13,7 @@ from server.api.routes import (
     pairings,
     patrol,
     period_schemes,
+    recordings,
     records,
     regions,
     reports,
@@ -25,5 +26,5 @@ from server.api.routes import (
 
 api_router = APIRouter()
 for module in (auth, regions, schools, classrooms, users, pairings, terms, period_schemes, series, lessons,
-               audit, timetable, demand_orders, patrol, records, reports):
+               audit, timetable, demand_orders, patrol, records, reports, recordings):
     api_router.include_router(module.router)

@@ -98,6 +98,13 @@ class Settings(BaseSettings):
     (``docs/performance.md`` has the measurements); on a dedicated media node with one worker per
     core it keeps each forwarding loop on its own core."""
 
+    recording_retention_days: int = Field(default=180, ge=0)
+    """Lesson recordings (录播) are kept this many days after the lesson, then their files are deleted
+    and the recording is marked expired (``SANKE_RECORDING_RETENTION_DAYS``; 0 keeps them for ever)."""
+
+    compose_workers: int = Field(default=1, ge=1, le=2)
+    """How many one-MP4 downloads of recordings are composed at the same time (1 or 2; each uses a core)."""
+
     @field_validator("media_workers")
     @classmethod
     def _check_media_workers(cls, value: int | None) -> int | None:

@@ -1,0 +1,277 @@
+"""Rules of lesson recordings (录播) and the resource pool (资源池).
+
+- **Which lessons are recorded.** Every famous-school lesson (名校网络课堂), and a
+  dedicated or master lesson whose series has ``recording`` switched on
+  (``should_record``).
+- **A recording's life.** ``begin`` when the main classroom first publishes (the
+  media worker then writes files under ``<data_dir>/<directory>``), ``finish``
+  with the worker's summary when the room closes, or ``fail``.  ``link_record``
+  puts the recording's id on the lesson's teaching record (whichever of the
+  two is written last does it).
+- **Who sees what.** Admins by scope, researchers their region, teachers the
+  lessons they may see, students only the famous-school lessons they are
+  enrolled in (``scheduler.access.instance_clause``); terminals none.
+- **Retention.** ``expire`` deletes the files of recordings older than the
+  retention and marks them ``expired``; the row stays for the records.
+
+Plain functions with ``session=``; no FastAPI, no PyAV.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, func, select
+from sqlalchemy.orm import Session
+
+from scheduler.access import Scope, instance_clause
+from scheduler.errors import Forbidden, NotFound
+from scheduler.models import (
+    Classroom,
+    LessonInstance,
+    LessonKind,
+    LessonSeries,
+    Role,
+    School,
+    User,
+)
+from scheduler.recordings_models import Recording, RecordingStatus
+from scheduler.records_models import TeachingRecord
+
+RECORDINGS_DIR = "recordings"
+"""Folder of all recordings inside ``SANKE_DATA_DIR``."""
+READABLE_ROLES = (Role.admin, Role.researcher, Role.teacher, Role.student)
+
+
+def should_record(session: Session, instance_id: int) -> bool:
+    inst = session.get(LessonInstance, instance_id)
+    if inst is None:
+        return False
+    series = inst.series
+    return bool(series.recording) or series.kind is LessonKind.famous_school
+
+
+def begin(session: Session, instance_id: int, *, now: datetime) -> Recording | None:
+    """A new recording of a lesson that is to be recorded (None otherwise); the caller commits."""
+    if not should_record(session, instance_id):
+        return None
+    row = Recording(instance_id=instance_id, status=RecordingStatus.recording, directory="", started_at=now,
+                    duration_s=0.0, size_bytes=0, codecs="", files=[])
+    session.add(row)
+    session.flush()
+    row.directory = f"{RECORDINGS_DIR}/{instance_id}/{row.id}"
+    return row
+
+
+def finish(session: Session, recording_id: int, summary: dict[str, Any], *, now: datetime) -> Recording | None:
+    """Store the media worker's summary (``media.recorder.RoomRecorder.summary``) of a recording that ended."""
+    row = session.get(Recording, recording_id)
+    if row is None:
+        return None
+    files = [f for f in summary.get("files") or [] if f.get("size")]
+    row.files = files
+    row.duration_s = float(summary.get("duration_s") or 0.0)
+    row.size_bytes = sum(int(f["size"]) for f in files)
+    row.codecs = ",".join(sorted({str(f["codec"]) for f in files}))
+    row.ended_at = now
+    if files:
+        row.status = RecordingStatus.ready
+        errors = [f"{f['name']}: {f['error']}" for f in files if f.get("error")]
+        row.error = "; ".join(errors)[:1000] or None
+    else:
+        row.status = RecordingStatus.failed
+        row.error = "没有录到任何画面或声音"
+    session.flush()
+    link_record(session, row.instance_id)
+    return row
+
+
+def fail(session: Session, recording_id: int, error: str, *, now: datetime) -> None:
+    row = session.get(Recording, recording_id)
+    if row is not None and row.status is RecordingStatus.recording:
+        row.status = RecordingStatus.failed
+        row.error = error[:1000]
+        row.ended_at = now
+
+
+def link_record(session: Session, instance_id: int) -> None:
+    """Point the lesson's teaching record (if it exists yet) at its newest playable recording."""
+    record = session.get(TeachingRecord, instance_id)
+    if record is None:
+        return
+    newest = session.scalar(select(Recording.id).where(
+        Recording.instance_id == instance_id, Recording.status == RecordingStatus.ready).order_by(Recording.id.desc()))
+    if newest is not None and record.recording_id != newest:
+        record.recording_id = newest
+
+
+# ---------------------------------------------------------------------------- who may see what
+
+
+def _visible(scope: Scope) -> ColumnElement[bool]:
+    clause = instance_clause(scope)
+    if scope.role is Role.student:
+        return and_(clause, LessonSeries.kind == LessonKind.famous_school)
+    return clause
+
+
+def require_reader(scope: Scope) -> None:
+    if scope.role not in READABLE_ROLES:
+        raise Forbidden("当前角色无权查看录播")
+
+
+def require_recording(session: Session, scope: Scope, recording_id: int) -> Recording:
+    require_reader(scope)
+    row = session.get(Recording, recording_id)
+    if row is None:
+        raise NotFound(f"录播 #{recording_id} 不存在")
+    visible = session.scalar(
+        select(LessonInstance.id).join(LessonSeries, LessonSeries.id == LessonInstance.series_id)
+        .where(LessonInstance.id == row.instance_id, _visible(scope)))
+    if visible is None:
+        raise Forbidden("无权查看该录播")
+    return row
+
+
+def may_manage(session: Session, scope: Scope, row: Recording) -> bool:
+    """Admins in scope and the lesson's teacher (compose a download; see it before it is ready)."""
+    if scope.is_admin:
+        return True
+    inst = session.get(LessonInstance, row.instance_id)
+    return inst is not None and scope.role is Role.teacher and scope.user_id in (inst.teacher_id,
+                                                                               inst.series.main_teacher_id)
+
+
+@dataclass(frozen=True)
+class LibraryFilter:
+    subject: str | None = None
+    grade: str | None = None
+    teacher_id: int | None = None
+    school_id: int | None = None
+    kind: LessonKind | None = None
+    date_from: date | None = None
+    date_to: date | None = None
+    q: str | None = None
+    """Part of the lesson title."""
+
+
+@dataclass(frozen=True)
+class LibraryItem:
+    recording: Recording
+    instance: LessonInstance
+    series: LessonSeries
+    teacher_name: str
+    school_id: int
+    school_name: str
+
+
+def _library_query_all() -> Select[Any]:
+    return (
+        select(Recording, LessonInstance, LessonSeries, User.display_name, School.id, School.name)
+        .join(LessonInstance, LessonInstance.id == Recording.instance_id)
+        .join(LessonSeries, LessonSeries.id == LessonInstance.series_id)
+        .join(User, User.id == LessonInstance.teacher_id)
+        .join(Classroom, Classroom.id == LessonInstance.main_classroom_id)
+        .join(School, School.id == Classroom.school_id)
+    )
+
+
+def _library_query(scope: Scope, f: LibraryFilter) -> Select[Any]:
+    stmt = _library_query_all().where(_visible(scope), Recording.status == RecordingStatus.ready)
+    if f.subject:
+        stmt = stmt.where(LessonSeries.subject == f.subject)
+    if f.grade:
+        stmt = stmt.where(LessonSeries.grade == f.grade)
+    if f.teacher_id is not None:
+        stmt = stmt.where(LessonInstance.teacher_id == f.teacher_id)
+    if f.school_id is not None:
+        stmt = stmt.where(School.id == f.school_id)
+    if f.kind is not None:
+        stmt = stmt.where(LessonSeries.kind == f.kind)
+    if f.date_from is not None:
+        stmt = stmt.where(LessonInstance.day >= f.date_from)
+    if f.date_to is not None:
+        stmt = stmt.where(LessonInstance.day <= f.date_to)
+    if f.q:
+        stmt = stmt.where(LessonSeries.title.contains(f.q))
+    return stmt
+
+
+def describe(session: Session, row: Recording) -> LibraryItem:
+    """The lesson, teacher and school of one recording."""
+    r = session.execute(_library_query_all().where(Recording.id == row.id)).one()
+    return LibraryItem(r[0], r[1], r[2], r[3], r[4], r[5])
+
+
+def expiry_day(ended: datetime, retention_days: int) -> date:
+    return (ended + timedelta(days=retention_days)).date()
+
+
+def library(session: Session, scope: Scope, f: LibraryFilter, *, limit: int = 50,
+            offset: int = 0) -> tuple[list[LibraryItem], int]:
+    """Playable recordings the caller may see, newest lesson first, and how many there are."""
+    require_reader(scope)
+    stmt = _library_query(scope, f)
+    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    rows = session.execute(stmt.order_by(LessonInstance.starts_at.desc(), Recording.id.desc())
+                           .limit(limit).offset(offset)).all()
+    return [LibraryItem(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows], total
+
+
+def facets(session: Session, scope: Scope) -> dict[str, list[Any]]:
+    """The filter choices of the caller's library: subjects, grades, teachers and schools that have recordings."""
+    require_reader(scope)
+    stmt = _library_query(scope, LibraryFilter()).with_only_columns(
+        LessonSeries.subject, LessonSeries.grade, LessonInstance.teacher_id, User.display_name, School.id, School.name,
+    ).distinct()
+    rows = session.execute(stmt).all()
+    return {
+        "subjects": sorted({r[0] for r in rows}),
+        "grades": sorted({r[1] for r in rows}),
+        "teachers": sorted(({"id": i, "name": n} for i, n in {(r[2], r[3]) for r in rows}), key=lambda t: t["name"]),
+        "schools": sorted(({"id": i, "name": n} for i, n in {(r[4], r[5]) for r in rows}), key=lambda t: t["name"]),
+    }
+
+
+# ---------------------------------------------------------------------------- retention
+
+
+def expire(session: Session, *, now: datetime, retention_days: int, data_dir: Path) -> list[int]:
+    """Delete the files of recordings that ended more than ``retention_days`` ago and mark them expired.
+
+    ``retention_days`` 0 keeps everything.  Answers the ids expired; the caller commits.
+    """
+    if retention_days <= 0:
+        return []
+    cutoff = now - timedelta(days=retention_days)
+    rows = session.scalars(select(Recording).where(
+        Recording.status.in_([RecordingStatus.ready, RecordingStatus.failed]),
+        func.coalesce(Recording.ended_at, Recording.started_at) < cutoff)).all()
+    done: list[int] = []
+    root = data_dir.resolve()
+    for row in rows:
+        folder = (data_dir / row.directory).resolve()
+        if row.directory and folder.is_relative_to(root / RECORDINGS_DIR):
+            shutil.rmtree(folder, ignore_errors=True)
+        row.status = RecordingStatus.expired
+        row.expired_at = now
+        row.composed_name = None
+        done.append(row.id)
+    return done
+
+
+def file_path(data_dir: Path, row: Recording, name: str) -> Path:
+    """A file of a recording (one of its ``files`` or its composed download); NotFound otherwise."""
+    names = {str(f["name"]) for f in row.files or []}
+    if row.composed_name:
+        names.add(row.composed_name)
+    if name not in names or row.status is RecordingStatus.expired:
+        raise NotFound("录播文件不存在或已过期")
+    path = data_dir / row.directory / name
+    if not path.is_file():
+        raise NotFound("录播文件不存在或已过期")
+    return path

@@ -1,0 +1,290 @@
+"""Recordings (录播) and the resource pool (资源池): list, details, playback, one-MP4 download, retention.
+
+Readers: admins by scope, researchers their region, teachers the lessons they
+may see, students the famous-school lessons they are enrolled in; terminals
+none (``scheduler.recordings``).  A ``<video>`` element cannot send a bearer
+header, so files are served to a short-lived signed URL instead
+(``?token=``, ``MEDIA_TOKEN_SECONDS``) that the details answer hands out to a
+reader; the file answer supports HTTP ranges, so the player can seek.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import date, datetime
+from typing import Annotated
+
+import jwt
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse
+from pydantic import BaseModel
+
+from scheduler import recordings
+from scheduler.access import Scope
+from scheduler.errors import Forbidden
+from scheduler.models import LessonKind
+from scheduler.recordings_models import Recording, RecordingStatus
+from server.api.deps import AdminScope, ScopeDep, SessionDep, SettingsDep
+from server.api.errors import ApiError
+from server.core.config import Settings
+
+router = APIRouter(prefix="/recordings", tags=["recordings"])
+
+MEDIA_TOKEN_SECONDS = 6 * 3600
+"""Lifetime of a file URL: long enough to watch a lesson with pauses; the page asks again on reload."""
+STATUS_ZH = {
+    RecordingStatus.recording: "录制中",
+    RecordingStatus.ready: "可回放",
+    RecordingStatus.failed: "录制失败",
+    RecordingStatus.expired: "已过期删除",
+}
+SOURCE_ZH = {"camera": "教师画面", "screen": "屏幕共享", "microphone": "声音"}
+JOB_ZH = {"queued": "排队中", "running": "合成中", "done": "已完成", "failed": "合成失败"}
+
+
+class FileOut(BaseModel):
+    name: str
+    source: str
+    source_label: str
+    kind: str
+    codec: str
+    start_s: float
+    duration_s: float
+    size: int
+    width: int = 0
+    height: int = 0
+    url: str
+    mime: str
+
+
+class RecordingSummaryOut(BaseModel):
+    id: int
+    instance_id: int
+    title: str
+    kind: LessonKind
+    subject: str
+    grade: str
+    day: date
+    starts_at: datetime
+    teacher_id: int
+    teacher_name: str
+    school_id: int
+    school_name: str
+    status: RecordingStatus
+    status_label: str
+    duration_s: float
+    size_bytes: int
+    codecs: str
+
+
+class RecordingListOut(BaseModel):
+    data: list[RecordingSummaryOut]
+    count: int
+
+
+class FacetOut(BaseModel):
+    id: int
+    name: str
+
+
+class FacetsOut(BaseModel):
+    subjects: list[str]
+    grades: list[str]
+    teachers: list[FacetOut]
+    schools: list[FacetOut]
+
+
+class ComposeOut(BaseModel):
+    status: str
+    """none (never asked), queued, running, done, failed"""
+    status_label: str
+    progress: float
+    error: str | None = None
+    url: str | None = None
+
+
+class RecordingOut(BaseModel):
+    id: int
+    instance_id: int
+    title: str
+    kind: LessonKind
+    subject: str
+    grade: str
+    starts_at: datetime
+    teacher_name: str
+    school_name: str
+    status: RecordingStatus
+    status_label: str
+    started_at: datetime
+    ended_at: datetime | None
+    duration_s: float
+    size_bytes: int
+    codecs: str
+    error: str | None
+    files: list[FileOut]
+    compose: ComposeOut
+    expires_on: date | None
+    """The day the files are deleted (``SANKE_RECORDING_RETENTION_DAYS``), or None when they are kept."""
+
+
+class CleanupOut(BaseModel):
+    expired: list[int]
+
+
+# ---------------------------------------------------------------------------- signed file URLs
+
+
+def media_token(settings: Settings, recording_id: int, name: str) -> str:
+    now = int(time.time())
+    claims = {"sub": str(recording_id), "typ": "media", "file": name, "iat": now, "exp": now + MEDIA_TOKEN_SECONDS,
+              "jti": uuid.uuid4().hex}
+    return jwt.encode(claims, settings.effective_secret_key(), "HS256")
+
+
+def _check_media_token(settings: Settings, token: str | None, recording_id: int, name: str) -> None:
+    if not token:
+        raise ApiError(401, "not_authenticated", "缺少录播访问凭证")
+    try:
+        claims = jwt.decode(token, settings.effective_secret_key(), algorithms=["HS256"],
+                            options={"require": ["exp", "sub", "typ"]})
+    except jwt.ExpiredSignatureError:
+        raise ApiError(401, "token_expired", "录播链接已过期，请刷新页面") from None
+    except jwt.PyJWTError:
+        raise ApiError(401, "token_invalid", "录播访问凭证无效") from None
+    if claims.get("typ") != "media" or claims.get("sub") != str(recording_id) or claims.get("file") != name:
+        raise ApiError(403, "forbidden", "该凭证不能访问此文件")
+
+
+def _file_url(settings: Settings, row: Recording, name: str) -> str:
+    return f"/api/v1/recordings/{row.id}/files/{name}?token={media_token(settings, row.id, name)}"
+
+
+MIME = {"webm": {"video": "video/webm", "audio": "audio/webm"}, "mp4": {"video": "video/mp4", "audio": "audio/mp4"}}
+
+
+# ---------------------------------------------------------------------------- routes
+
+
+def _scope_reader(scope: Scope) -> Scope:
+    try:
+        recordings.require_reader(scope)
+    except Forbidden as exc:
+        raise ApiError(403, "forbidden", str(exc)) from None
+    return scope
+
+
+@router.get("", response_model=RecordingListOut)
+def list_recordings(
+    session: SessionDep, scope: ScopeDep,
+    subject: str | None = None, grade: str | None = None, teacher_id: int | None = None,
+    school_id: int | None = None, kind: LessonKind | None = None,
+    date_from: date | None = None, date_to: date | None = None, q: Annotated[str | None, Query(max_length=100)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50, offset: Annotated[int, Query(ge=0)] = 0,
+) -> RecordingListOut:
+    """The resource pool: playable recordings the caller may see, filtered by subject, grade, teacher, school."""
+    _scope_reader(scope)
+    items, count = recordings.library(session, scope, recordings.LibraryFilter(
+        subject=subject, grade=grade, teacher_id=teacher_id, school_id=school_id, kind=kind,
+        date_from=date_from, date_to=date_to, q=q), limit=limit, offset=offset)
+    return RecordingListOut(count=count, data=[RecordingSummaryOut(
+        id=i.recording.id, instance_id=i.instance.id, title=i.series.title, kind=i.series.kind,
+        subject=i.series.subject, grade=i.series.grade, day=i.instance.day, starts_at=i.instance.starts_at,
+        teacher_id=i.instance.teacher_id, teacher_name=i.teacher_name, school_id=i.school_id,
+        school_name=i.school_name, status=i.recording.status, status_label=STATUS_ZH[i.recording.status],
+        duration_s=i.recording.duration_s, size_bytes=i.recording.size_bytes, codecs=i.recording.codecs,
+    ) for i in items])
+
+
+@router.get("/facets", response_model=FacetsOut)
+def library_facets(session: SessionDep, scope: ScopeDep) -> FacetsOut:
+    """The filter choices of the caller's resource pool."""
+    _scope_reader(scope)
+    f = recordings.facets(session, scope)
+    return FacetsOut(subjects=f["subjects"], grades=f["grades"], teachers=[FacetOut(**t) for t in f["teachers"]],
+                     schools=[FacetOut(**s) for s in f["schools"]])
+
+
+@router.post("/cleanup", response_model=CleanupOut)
+def cleanup(request: Request, scope: AdminScope) -> CleanupOut:
+    """Apply the retention now (it also runs every hour): system admins only."""
+    if not scope.everywhere:
+        raise ApiError(403, "forbidden", "只有系统管理员可以清理录播")
+    return CleanupOut(expired=request.app.state.recordings.cleanup())
+
+
+def _compose_out(request: Request, settings: Settings, row: Recording) -> ComposeOut:
+    job = request.app.state.recordings.jobs.get(row.id)
+    if job is not None and job.status != "done":
+        return ComposeOut(status=job.status, status_label=JOB_ZH[job.status], progress=job.progress, error=job.error)
+    if row.composed_name and row.status is RecordingStatus.ready:
+        return ComposeOut(status="done", status_label=JOB_ZH["done"], progress=1.0,
+                          url=_file_url(settings, row, row.composed_name))
+    return ComposeOut(status="none", status_label="未合成", progress=0.0)
+
+
+@router.get("/{recording_id}", response_model=RecordingOut)
+def get_recording(recording_id: int, request: Request, session: SessionDep, scope: ScopeDep,
+                  settings: SettingsDep) -> RecordingOut:
+    """A recording with its files (signed URLs, for the replay page) and its one-MP4 download."""
+    row = recordings.require_recording(session, scope, recording_id)
+    item = recordings.describe(session, row)
+    files = []
+    if row.status is RecordingStatus.ready:
+        for f in row.files or []:
+            ext = str(f["name"]).rsplit(".", 1)[-1]
+            files.append(FileOut(
+                name=f["name"], source=f["source"], source_label=SOURCE_ZH.get(f["source"], f["source"]),
+                kind=f["kind"], codec=f["codec"], start_s=f["start_s"], duration_s=f["duration_s"], size=f["size"],
+                width=f.get("width") or 0, height=f.get("height") or 0, url=_file_url(settings, row, f["name"]),
+                mime=MIME.get(ext, {}).get(f["kind"], "application/octet-stream")))
+    days = settings.recording_retention_days
+    ended = row.ended_at or row.started_at
+    return RecordingOut(
+        id=row.id, instance_id=row.instance_id, title=item.series.title, kind=item.series.kind,
+        subject=item.series.subject, grade=item.series.grade, starts_at=item.instance.starts_at,
+        teacher_name=item.teacher_name, school_name=item.school_name, status=row.status,
+        status_label=STATUS_ZH[row.status], started_at=row.started_at, ended_at=row.ended_at,
+        duration_s=row.duration_s, size_bytes=row.size_bytes, codecs=row.codecs, error=row.error, files=files,
+        compose=_compose_out(request, settings, row),
+        expires_on=(recordings.expiry_day(ended, days) if days and row.status is not RecordingStatus.expired else None),
+    )
+
+
+@router.get("/{recording_id}/files/{name}", response_class=FileResponse,
+            responses={200: {"content": {"video/webm": {}, "video/mp4": {}}}, 206: {"description": "a range"}})
+def recording_file(recording_id: int, name: str, session: SessionDep, settings: SettingsDep,
+                   token: str | None = None) -> FileResponse:
+    """A file of a recording, to the signed URL of the details answer; HTTP ranges for seeking."""
+    _check_media_token(settings, token, recording_id, name)
+    row = session.get(Recording, recording_id)
+    if row is None:
+        raise ApiError(404, "not_found", "录播不存在")
+    path = recordings.file_path(settings.data_dir, row, name)
+    ext = name.rsplit(".", 1)[-1]
+    kind = next((f["kind"] for f in row.files or [] if f["name"] == name), "video")
+    download = name == row.composed_name
+    return FileResponse(path, media_type=MIME.get(ext, {}).get(kind, "application/octet-stream"),
+                        filename=f"lesson-{row.instance_id}.mp4" if download else None,
+                        content_disposition_type="attachment" if download else "inline")
+
+
+@router.post("/{recording_id}/compose", response_model=ComposeOut, status_code=202)
+def compose_recording(recording_id: int, request: Request, session: SessionDep, scope: ScopeDep,
+                      settings: SettingsDep) -> ComposeOut:
+    """Start composing the lesson as one MP4 (camera and screen picture-in-picture, with audio); poll the GET."""
+    row = recordings.require_recording(session, scope, recording_id)
+    if row.status is not RecordingStatus.ready:
+        raise ApiError(409, "not_ready", "录播尚未就绪，无法合成下载")
+    service = request.app.state.recordings
+    if not row.composed_name:
+        service.compose(row)
+    return _compose_out(request, settings, row)
+
+
+@router.get("/{recording_id}/compose", response_model=ComposeOut)
+def compose_status(recording_id: int, request: Request, session: SessionDep, scope: ScopeDep,
+                   settings: SettingsDep) -> ComposeOut:
+    """Where the one-MP4 composition stands (status, progress 0…1, and the download URL once done)."""
+    row = recordings.require_recording(session, scope, recording_id)
+    return _compose_out(request, settings, row)

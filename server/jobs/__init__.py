@@ -1,0 +1,1 @@
+"""Offline jobs of the server process (never on the media path): composing recordings."""

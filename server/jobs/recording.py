@@ -1,0 +1,146 @@
+"""The server's side of lesson recordings: rows, the teaching-record link, retention and composing.
+
+``RecordingService`` is what ``signaling.media.LessonMedia`` calls (through
+``MediaService.recordings``) when a lesson's main classroom publishes
+(``begin``: should this lesson be recorded? then a row and a folder) and when
+its room closes (``finish``: the media worker's summary).  Database work runs
+on a thread, never on the event loop.  It also
+
+- follows the bus topic ``lesson`` (subscribed after the record keeper): on
+  ``room_closed`` it links the teaching record, which exists by then, to the
+  recording;
+- runs the retention cleanup (``scheduler.recordings.expire``) at start and
+  every ``CLEANUP_INTERVAL_S``;
+- owns the compose jobs (``server.jobs.compose.ComposeJobs``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any, Self
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from scheduler import clock, recordings
+from scheduler.recordings_models import Recording
+from server.core.config import Settings
+from server.core.db import session_scope
+from server.jobs.compose import ComposeJobs, Job, Layout, compose, segments
+
+log = logging.getLogger(__name__)
+
+CLEANUP_INTERVAL_S = 3600.0
+COMPOSED_NAME = "lesson.mp4"
+
+
+class RecordingService:
+    def __init__(self, session_factory: sessionmaker[Session], settings: Settings) -> None:
+        self._factory = session_factory
+        self.settings = settings
+        self.data_dir = settings.data_dir
+        self.jobs = ComposeJobs(settings.compose_workers)
+        self.layout = Layout()
+        self._cleanup_task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ called by the lesson's media
+
+    async def begin(self, instance_id: int) -> dict[str, Any] | None:
+        """``{id, directory}`` (absolute) of a new recording, or None when the lesson is not recorded."""
+        def run() -> dict[str, Any] | None:
+            with session_scope(self._factory) as session:
+                row = recordings.begin(session, instance_id, now=clock.now())
+                if row is None:
+                    return None
+                return {"id": row.id, "directory": str((self.data_dir / row.directory).resolve())}
+
+        return await asyncio.to_thread(run)
+
+    async def finish(self, recording_id: int, summary: dict[str, Any] | None, error: str | None = None) -> None:
+        def run() -> None:
+            with session_scope(self._factory) as session:
+                if summary is None:
+                    recordings.fail(session, recording_id, error or "录播中断", now=clock.now())
+                else:
+                    recordings.finish(session, recording_id, summary, now=clock.now())
+
+        try:
+            await asyncio.to_thread(run)
+        except Exception:
+            log.exception("recording %s: storing its end failed", recording_id)
+
+    async def on_lesson_event(self, topic: str, event: dict[str, Any]) -> None:
+        """``room_closed``: the teaching record has just been stored; point it at the recording."""
+        if event.get("type") != "room_closed":
+            return
+        try:
+            instance_id = int(event["instance_id"])
+        except (KeyError, TypeError, ValueError):
+            return
+
+        def run() -> None:
+            with session_scope(self._factory) as session:
+                recordings.link_record(session, instance_id)
+
+        try:
+            await asyncio.to_thread(run)
+        except Exception:
+            log.exception("recording of lesson %s: linking the teaching record failed", instance_id)
+
+    # ------------------------------------------------------------------ retention
+
+    def cleanup(self) -> list[int]:
+        with session_scope(self._factory) as session:
+            return recordings.expire(session, now=clock.now(), retention_days=self.settings.recording_retention_days,
+                                     data_dir=self.data_dir)
+
+    async def _run_cleanup(self) -> None:
+        while True:
+            try:
+                expired = await asyncio.to_thread(self.cleanup)
+                if expired:
+                    log.info("recordings expired: %s", expired)
+            except Exception:
+                log.exception("recording cleanup failed")
+            await asyncio.sleep(CLEANUP_INTERVAL_S)
+
+    async def __aenter__(self) -> Self:
+        self._cleanup_task = asyncio.get_running_loop().create_task(self._run_cleanup())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._cleanup_task is not None:
+            self._cleanup_task.cancel()
+            try:
+                await self._cleanup_task
+            except asyncio.CancelledError:
+                pass
+        self.jobs.close()
+
+    # ------------------------------------------------------------------ one MP4
+
+    def compose(self, row: Recording) -> Job:
+        """Queue the one-MP4 composition of a ready recording (one job per recording at a time)."""
+        recording_id = row.id
+        directory = self.data_dir / row.directory
+        files = list(row.files or [])
+        duration = float(row.duration_s)
+        layout = self.layout
+
+        def work(progress: Any) -> dict[str, Any]:
+            return compose(camera=segments(directory, files, "camera"), screen=segments(directory, files, "screen"),
+                           microphone=segments(directory, files, "microphone"), duration_s=duration,
+                           output=directory / COMPOSED_NAME, layout=layout, progress=progress)
+
+        def done(result: dict[str, Any]) -> None:
+            with session_scope(self._factory) as session:
+                stored = session.get(Recording, recording_id)
+                if stored is not None:
+                    stored.composed_name = COMPOSED_NAME
+
+        return self.jobs.submit(recording_id, work, done)
+
+
+def recordings_root(data_dir: Path) -> Path:
+    return data_dir / recordings.RECORDINGS_DIR

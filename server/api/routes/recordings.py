@@ -20,7 +20,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
-from scheduler import recordings
+from scheduler import clock, recordings
 from scheduler.access import Scope
 from scheduler.errors import Forbidden
 from scheduler.models import LessonKind
@@ -206,11 +206,12 @@ def library_facets(session: SessionDep, scope: ScopeDep) -> FacetsOut:
 
 
 @router.post("/cleanup", response_model=CleanupOut)
-def cleanup(request: Request, scope: AdminScope) -> CleanupOut:
+def cleanup(session: SessionDep, scope: AdminScope, settings: SettingsDep) -> CleanupOut:
     """Apply the retention now (it also runs every hour): system admins only."""
     if not scope.everywhere:
         raise ApiError(403, "forbidden", "只有系统管理员可以清理录播")
-    return CleanupOut(expired=request.app.state.recordings.cleanup())
+    return CleanupOut(expired=recordings.expire(session, now=clock.now(), data_dir=settings.data_dir,
+                                                retention_days=settings.recording_retention_days))
 
 
 def _compose_out(request: Request, settings: Settings, row: Recording) -> ComposeOut:

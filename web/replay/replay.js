@@ -1,0 +1,243 @@
+// 录播 (replay) and 资源库 (resource library).
+//
+// /replay/          the library: recordings the user may see, filtered by subject, grade, teacher,
+//                   school, dates and title (GET /recordings, /recordings/facets).
+// /replay/?id=N     the player: the recording's files (GET /recordings/N) on one time axis.
+//
+// A recording keeps each track in its own file (teacher camera, shared screen, microphone; a new
+// file when a track was published again), each with its offset `start_s` on the recording's axis.
+// The player runs one clock and keeps a <video>/<audio> element per source on it: the element of
+// the file that covers the clock's time plays at `t - start_s`, the others wait. Seeking sets the
+// clock. Files come from short-lived signed URLs (a <video> cannot send the bearer header) and
+// are served with HTTP ranges, so the browser seeks without downloading everything.
+import { api, el, fill, fmtDate, fmtTime, KIND_LABEL, mountHeader, navLinks, requireLogin, showError, toast }
+  from "/assets/api.js";
+
+const $ = (id) => document.getElementById(id);
+const PAGE = 50;
+const DRIFT_S = 0.35;
+
+function hms(seconds) {
+  const s = Math.max(0, Math.floor(seconds || 0));
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = s % 60;
+  const two = (n) => String(n).padStart(2, "0");
+  return h ? `${h}:${two(m)}:${two(r)}` : `${two(m)}:${two(r)}`;
+}
+
+function size(bytes) {
+  if (bytes >= 1 << 30) return `${(bytes / (1 << 30)).toFixed(1)} GB`;
+  if (bytes >= 1 << 20) return `${(bytes / (1 << 20)).toFixed(1)} MB`;
+  return `${Math.max(1, Math.round(bytes / 1024))} KB`;
+}
+
+// ------------------------------------------------------------------ library
+
+const lib = { offset: 0, filters: {} };
+
+async function loadFacets() {
+  const f = await api("/recordings/facets");
+  const options = (select, items, label) => {
+    const keep = select.value;
+    fill(select, el("option", { value: "" }, label),
+      items.map((x) => (typeof x === "string" ? el("option", { value: x }, x) : el("option", { value: x.id }, x.name))));
+    select.value = keep;
+  };
+  options($("f-subject"), f.subjects, "全部学科");
+  options($("f-grade"), f.grades, "全部年级");
+  options($("f-teacher"), f.teachers, "全部教师");
+  options($("f-school"), f.schools, "全部学校");
+}
+
+function row(r) {
+  return el("tr", { dataset: { id: r.id } },
+    el("td", { class: "nowrap" }, fmtDate(r.starts_at), " ", fmtTime(r.starts_at)),
+    el("td", {}, r.title),
+    el("td", {}, KIND_LABEL[r.kind] || r.kind),
+    el("td", {}, `${r.subject} / ${r.grade}`),
+    el("td", {}, r.teacher_name),
+    el("td", {}, r.school_name),
+    el("td", { class: "nowrap" }, hms(r.duration_s)),
+    el("td", { class: "nowrap" }, size(r.size_bytes)),
+    el("td", { class: "actions" }, el("a", { class: "btn btn-primary", href: `/replay/?id=${r.id}` }, "回放")));
+}
+
+async function loadLibrary(append = false) {
+  if (!append) lib.offset = 0;
+  const page = await api("/recordings", { query: { ...lib.filters, limit: PAGE, offset: lib.offset } });
+  const body = $("library").tBodies[0];
+  if (!append) body.replaceChildren();
+  page.data.forEach((r) => body.appendChild(row(r)));
+  if (!page.count) body.appendChild(el("tr", {}, el("td", { colspan: 9, class: "empty" }, "没有符合条件的录播")));
+  lib.offset += page.data.length;
+  $("count").textContent = `共 ${page.count} 节`;
+  $("more").hidden = lib.offset >= page.count;
+}
+
+async function library() {
+  $("library-view").hidden = false;
+  document.title = "录播资源库 · 三课";
+  $("filters").addEventListener("submit", (e) => {
+    e.preventDefault();
+    lib.filters = Object.fromEntries(new FormData(e.target).entries());
+    loadLibrary().catch(showError);
+  });
+  $("more").addEventListener("click", () => loadLibrary(true).catch(showError));
+  await Promise.all([loadFacets(), loadLibrary()]);
+}
+
+// ------------------------------------------------------------------ player
+
+const player = {
+  rec: null,
+  duration: 0,
+  playing: false,
+  base: 0,          // clock time at `since`
+  since: 0,         // performance.now() when the clock last (re)started
+  rate: 1,
+  tracks: [],       // [{source, element, segments: [{url, start_s, duration_s}], current}]
+  timer: null,
+  seeking: false,
+};
+
+function clock() {
+  if (!player.playing) return player.base;
+  return Math.min(player.duration, player.base + ((performance.now() - player.since) / 1000) * player.rate);
+}
+
+function setClock(t, playing = player.playing) {
+  player.base = Math.max(0, Math.min(player.duration, t));
+  player.since = performance.now();
+  player.playing = playing;
+}
+
+function segmentAt(track, t) {
+  return track.segments.find((s) => t >= s.start_s && t < s.start_s + s.duration_s) || null;
+}
+
+/** Bring every element in line with the clock (which file, where in it, playing or not). */
+function sync(force = false) {
+  const t = clock();
+  for (const track of player.tracks) {
+    const seg = segmentAt(track, t);
+    const media = track.element;
+    const off = $(`off-${track.source}`);
+    if (off) off.hidden = Boolean(seg);
+    if (!seg) {
+      if (!media.paused) media.pause();
+      continue;
+    }
+    if (track.current !== seg) {
+      track.current = seg;
+      media.src = seg.url;
+      force = true;
+    }
+    const want = t - seg.start_s;
+    if (force || Math.abs(media.currentTime - want) > DRIFT_S) {
+      try { media.currentTime = want; } catch { /* before metadata: set again on the next tick */ }
+    }
+    media.playbackRate = player.rate;
+    if (player.playing && media.paused) media.play().catch(() => { /* the next tick tries again */ });
+    if (!player.playing && !media.paused) media.pause();
+  }
+  if (!player.seeking) $("seek").value = String(t);
+  $("now").textContent = hms(t);
+  if (player.playing && t >= player.duration) pause();
+}
+
+function play() {
+  if (clock() >= player.duration - 0.1) setClock(0);
+  setClock(clock(), true);
+  $("play").textContent = "⏸ 暂停";
+  $("play").setAttribute("aria-label", "暂停");
+  sync(true);
+}
+
+function pause() {
+  setClock(clock(), false);
+  $("play").textContent = "▶ 播放";
+  $("play").setAttribute("aria-label", "播放");
+  sync();
+}
+
+function seek(t) {
+  setClock(t);
+  sync(true);
+}
+
+async function compose(rid) {
+  const show = (job) => {
+    $("compose-progress").hidden = !["queued", "running"].includes(job.status);
+    $("compose-progress").value = job.progress;
+    $("compose-status").textContent = job.status === "running"
+      ? `${job.status_label} ${Math.round(job.progress * 100)}%` : (job.error ? `${job.status_label}：${job.error}` : job.status_label);
+    $("download").hidden = job.status !== "done";
+    if (job.url) $("download").href = job.url;
+    $("compose").disabled = ["queued", "running"].includes(job.status);
+    return job;
+  };
+  let job = show(await api(`/recordings/${rid}/compose`, { method: "POST" }));
+  while (["queued", "running"].includes(job.status)) {
+    await new Promise((r) => setTimeout(r, 1000));
+    job = show(await api(`/recordings/${rid}/compose`));
+  }
+  if (job.status === "done") toast("MP4 已合成，可以下载", "ok");
+}
+
+async function replay(rid) {
+  $("player-view").hidden = false;
+  const rec = await api(`/recordings/${rid}`);
+  player.rec = rec;
+  document.title = `${rec.title} · 录播回放 · 三课`;
+  $("title").textContent = rec.title;
+  $("meta").textContent = `${fmtDate(rec.starts_at)} ${fmtTime(rec.starts_at)} · ${rec.school_name} · ${rec.teacher_name} · `
+    + `${KIND_LABEL[rec.kind] || rec.kind} · ${rec.subject} ${rec.grade}`;
+  if (rec.status !== "ready") {
+    $("player-error").hidden = false;
+    $("player-error").textContent = `该录播${rec.status_label}${rec.error ? "：" + rec.error : ""}，无法回放`;
+    return;
+  }
+  player.duration = rec.duration_s;
+  $("total").textContent = hms(rec.duration_s);
+  $("seek").max = String(rec.duration_s);
+  const elements = { camera: $("v-camera"), screen: $("v-screen"), microphone: $("a-microphone") };
+  for (const source of Object.keys(elements)) {
+    const segments = rec.files.filter((f) => f.source === source)
+      .map((f) => ({ url: f.url, start_s: f.start_s, duration_s: f.duration_s }));
+    if (segments.length) player.tracks.push({ source, element: elements[source], segments, current: null });
+  }
+  const hasScreen = player.tracks.some((t) => t.source === "screen");
+  $("fig-screen").hidden = !hasScreen;
+  document.querySelector(".replay-views").classList.toggle("no-screen", !hasScreen);
+  for (const track of player.tracks) {
+    track.element.addEventListener("error", () => {
+      if (track.element.error) console.warn("replay: cannot play", track.source, track.element.error.message);
+    });
+    track.element.addEventListener("loadedmetadata", () => sync(true));
+  }
+  $("play").addEventListener("click", () => (player.playing ? pause() : play()));
+  const seekInput = $("seek");
+  seekInput.addEventListener("input", () => { player.seeking = true; $("now").textContent = hms(Number(seekInput.value)); });
+  seekInput.addEventListener("change", () => { player.seeking = false; seek(Number(seekInput.value)); });
+  $("rate").addEventListener("change", (e) => { setClock(clock()); player.rate = Number(e.target.value); sync(true); });
+  $("compose").addEventListener("click", () => compose(rid).catch(showError));
+  if (rec.compose.status === "done") {
+    $("download").hidden = false;
+    $("download").href = rec.compose.url;
+    $("compose-status").textContent = "已合成";
+  } else if (["queued", "running"].includes(rec.compose.status)) {
+    compose(rid).catch(showError);
+  }
+  if (rec.expires_on) $("expires").textContent = `按保存期限，本录播将于 ${fmtDate(rec.expires_on, { year: true })} 删除。`;
+  player.timer = setInterval(sync, 250);
+  sync(true);
+  window.sankeReplay = { play, pause, seek, clock: () => clock(), tracks: player.tracks };
+}
+
+// ------------------------------------------------------------------ start
+
+const user = requireLogin(["admin", "teacher", "researcher", "student"]);
+if (user) {
+  mountHeader(user, { links: [...navLinks(user), { href: "/replay/", label: "录播资源库" }] });
+  const rid = new URLSearchParams(location.search).get("id");
+  (rid ? replay(Number(rid)) : library()).catch(showError);
+}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import math
 import struct
 import time
@@ -19,8 +20,8 @@ import av
 import httpx
 import pytest
 
-from scheduler.records_models import TeachingRecord
 from scheduler.recordings_models import Recording
+from scheduler.records_models import TeachingRecord
 from tests.media.sfu_helpers import BLUE, RED, ColorTrack, ToneTrack, close_to, mean_rgb
 from tests.media.test_sfu import (  # noqa: F401 - fixtures of the SFU tests: a live lesson on 127.0.0.1
     Lesson,
@@ -69,7 +70,7 @@ def tone_of(data: bytes) -> tuple[float, float]:
                 pcm.extend(struct.unpack(f"<{len(raw) // 2}h", raw))
     pcm = pcm[len(pcm) // 4:]
     rms = math.sqrt(sum(s * s for s in pcm) / max(1, len(pcm)))
-    crossings = sum(1 for a, b in zip(pcm, pcm[1:], strict=False) if (a < 0) != (b < 0))
+    crossings = sum(1 for a, b in itertools.pairwise(pcm) if (a < 0) != (b < 0))
     return rms, crossings / 2 / (len(pcm) / 48000)
 
 
@@ -84,8 +85,8 @@ def corner_and_centre(frame: av.VideoFrame) -> tuple[tuple[int, ...], tuple[int,
 
 
 @pytest.mark.parametrize("media_workers", [1], ids=["worker-process"])
-def test_a_recorded_lesson_plays_back_what_was_sent(lesson: Lesson, app: Any, session_factory: Any,
-                                                    media_workers: int) -> None:
+def test_a_recorded_lesson_plays_back_what_was_sent(lesson: Lesson, app: Any, session_factory: Any,  # noqa: F811
+                                                    media_workers: int) -> None:  # noqa: F811
     w, http, auth, lid = lesson.world, lesson.http, lesson.auth, lesson.lid
     loops: list[asyncio.AbstractEventLoop] = []
     app.state.bus.subscribe("media", lambda topic, event: loops.append(asyncio.get_running_loop()))

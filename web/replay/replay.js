@@ -147,7 +147,7 @@ function sync(force = false) {
 function play() {
   if (clock() >= player.duration - 0.1) setClock(0);
   setClock(clock(), true);
-  $("play").textContent = "⏸ 暂停";
+  $("play").textContent = "❚❚ 暂停";
   $("play").setAttribute("aria-label", "暂停");
   sync(true);
 }

@@ -1,0 +1,110 @@
+"""The replay page in Chromium: the library lists a recorded lesson, the player plays it and seeks.
+
+The recording is made by the real recorder from RTP packets of aiortc's encoders (6 s: a red
+camera that turns green at 3 s, a blue shared screen from 1 s, a 440 Hz tone), so the files are
+what a lesson leaves behind.  The browser fetches them through the signed URLs, with ranges.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from media.recorder import RoomRecorder
+from scheduler.recordings_models import Recording, RecordingStatus
+from tests.media.sfu_helpers import BLUE, GREEN, RED
+from tests.media.test_recorder import FakeTransport, ToneSource, VideoSource, producer
+from tests.web.conftest import NOW, Site
+
+SECONDS = 6.0
+
+
+def record_lesson(directory: Path) -> dict[str, Any]:
+    async def main() -> dict[str, Any]:
+        t = FakeTransport()
+        cam, mic = producer("video/VP8", "camera", t, 1111), producer("audio/opus", "microphone", t, 2222)
+        screen = producer("video/VP8", "screen", t, 3333)
+        screen.producer_id = "p1:screen"
+        recorder = RoomRecorder("lesson-web", directory, asyncio.get_running_loop())
+        recorder.want([cam, mic, screen])
+        v_cam, v_screen, tone = VideoSource("video/VP8", 1111), VideoSource("video/VP8", 3333), ToneSource()
+        now = 0.0
+        for i in range(int(SECONDS * 50)):  # 20 ms steps: audio every step, video every other (25 fps)
+            mic.streams[0].receive(tone.packet(), now)
+            if i % 2 == 0:
+                for pkt in v_cam.frame(RED if now < 3 else GREEN, key=i % 50 == 0):
+                    cam.streams[0].receive(pkt, now)
+                if now >= 1.0:
+                    for pkt in v_screen.frame(BLUE, key=(i - 50) % 50 == 0):
+                        screen.streams[0].receive(pkt, now)
+            now += 0.02
+            if i % 25 == 0:
+                await asyncio.sleep(0)
+        return await recorder.stop()
+
+    with ThreadPoolExecutor(1) as pool:  # Playwright's loop runs in this thread
+        return pool.submit(asyncio.run, main()).result()
+
+
+def add_recording(site: Site, settings: Any) -> int:
+    with site.session_factory() as s:
+        row = Recording(instance_id=site.lesson_id, status=RecordingStatus.recording, directory="", started_at=NOW,
+                        duration_s=0.0, size_bytes=0, codecs="")
+        s.add(row)
+        s.flush()
+        row.directory = f"recordings/{site.lesson_id}/{row.id}"
+        summary = record_lesson(settings.data_dir / row.directory)
+        row.files, row.duration_s = summary["files"], summary["duration_s"]
+        row.size_bytes, row.codecs, row.status, row.ended_at = summary["size"], "opus,vp8", RecordingStatus.ready, NOW
+        s.commit()
+        return row.id
+
+
+PIXEL = """(id) => { const v = document.getElementById(id); const c = document.createElement('canvas');
+  c.width = 16; c.height = 12; const g = c.getContext('2d'); g.drawImage(v, 0, 0, 16, 12);
+  const d = g.getImageData(8, 6, 1, 1).data; return [d[0], d[1], d[2]]; }"""
+
+
+def near(rgb: list[int], want: tuple[int, int, int], tolerance: int = 60) -> bool:
+    return all(abs(a - b) <= tolerance for a, b in zip(rgb, want, strict=True))
+
+
+def test_the_replay_page_plays_a_recorded_lesson_and_seeks(web_server: Site, settings: Any, open_page: Any,
+                                                          js_poll: Any, screenshot: Any) -> None:
+    w = web_server.world
+    rid = add_recording(web_server, settings)
+
+    page = open_page(w.teacher, "/replay/")
+    js_poll(page, "document.querySelectorAll('#library tbody tr[data-id]').length === 1")
+    assert "三年级数学" in page.inner_text("#library tbody") and "共 1 节" in page.inner_text("#count")
+    page.select_option("#f-subject", "数学")
+    page.click("#filters button[type=submit]")
+    js_poll(page, "document.querySelectorAll('#library tbody tr[data-id]').length === 1")
+    page.click(f"#library tr[data-id='{rid}'] a")
+    page.wait_for_url(f"**/replay/?id={rid}")
+    js_poll(page, "document.getElementById('total').textContent === '00:06'")
+
+    page.click("#play")  # a person presses play: the camera, the screen and the sound run on one clock
+    js_poll(page, "document.getElementById('v-camera').currentTime > 1.2", timeout=15)
+    js_poll(page, "document.getElementById('v-screen').currentTime > 0.2 && !document.getElementById('v-screen').paused")
+    js_poll(page, "document.getElementById('a-microphone').currentTime > 1")
+    js_poll(page, "document.getElementById('v-camera').getVideoPlaybackQuality().totalVideoFrames > 10")
+    assert near(page.evaluate(PIXEL, "v-camera"), RED), page.evaluate(PIXEL, "v-camera")
+    assert near(page.evaluate(PIXEL, "v-screen"), BLUE)
+    screenshot(page, "playing")
+
+    page.click("#play")  # pause, then seek to 4.5 s with the slider: the picture there is green
+    page.eval_on_selector("#seek", "(s) => { s.value = '4.5'; s.dispatchEvent(new Event('change')); }")
+    js_poll(page, "Math.abs(document.getElementById('v-camera').currentTime - 4.5) < 0.4")
+    js_poll(page, f"({PIXEL})('v-camera')[1] > 150 && ({PIXEL})('v-camera')[0] < 100", timeout=10)
+    assert page.inner_text("#now") == "00:04"
+    before = page.evaluate("document.getElementById('v-camera').getVideoPlaybackQuality().totalVideoFrames")
+    page.click("#play")
+    js_poll(page, f"document.getElementById('v-camera').getVideoPlaybackQuality().totalVideoFrames > {before + 5}")
+    js_poll(page, "document.getElementById('v-camera').currentTime > 4.9")
+    page.eval_on_selector("#seek", "(s) => { s.value = '0.5'; s.dispatchEvent(new Event('change')); }")
+    js_poll(page, "document.getElementById('v-camera').currentTime < 2")  # back, while playing
+    js_poll(page, "!document.getElementById('off-screen').hidden")  # before 1 s nothing was shared
+    screenshot(page, "seeked")

@@ -28,8 +28,9 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, func, select
 from sqlalchemy.orm import Session
 
-from scheduler.access import Scope, instance_clause
-from scheduler.errors import Forbidden, NotFound
+from scheduler import audit
+from scheduler.access import Scope, instance_clause, require_school_admin
+from scheduler.errors import Forbidden, Invalid, NotFound
 from scheduler.models import (
     Classroom,
     LessonInstance,
@@ -53,6 +54,23 @@ def should_record(session: Session, instance_id: int) -> bool:
         return False
     series = inst.series
     return bool(series.recording) or series.kind is LessonKind.famous_school
+
+
+def set_series_recording(session: Session, scope: Scope, series_id: int, on: bool) -> LessonSeries:
+    """Switch the recording of a series' lessons (an admin of its main school); famous-school lessons are
+    always recorded.  Applies from the next lesson whose main classroom publishes."""
+    series = session.get(LessonSeries, series_id)
+    if series is None:
+        raise NotFound(f"系列课 #{series_id} 不存在")
+    school_id = session.scalar(select(Classroom.school_id).where(Classroom.id == series.main_classroom_id))
+    require_school_admin(session, scope, int(school_id or 0))
+    if series.kind is LessonKind.famous_school and not on:
+        raise Invalid("名校网络课堂始终录制，不能关闭")
+    if series.recording != on:
+        series.recording = on
+        audit.record(session, actor_id=scope.user_id, entity="series", entity_id=series.id,
+                     action="recording_on" if on else "recording_off")
+    return series
 
 
 def begin(session: Session, instance_id: int, *, now: datetime) -> Recording | None:

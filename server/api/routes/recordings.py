@@ -128,6 +128,16 @@ class RecordingOut(BaseModel):
     """The day the files are deleted (``SANKE_RECORDING_RETENTION_DAYS``), or None when they are kept."""
 
 
+class SeriesRecordingIn(BaseModel):
+    recording: bool
+
+
+class SeriesRecordingOut(BaseModel):
+    series_id: int
+    kind: LessonKind
+    recording: bool
+
+
 class CleanupOut(BaseModel):
     expired: list[int]
 
@@ -203,6 +213,14 @@ def library_facets(session: SessionDep, scope: ScopeDep) -> FacetsOut:
     f = recordings.facets(session, scope)
     return FacetsOut(subjects=f["subjects"], grades=f["grades"], teachers=[FacetOut(**t) for t in f["teachers"]],
                      schools=[FacetOut(**s) for s in f["schools"]])
+
+
+@router.put("/series/{series_id}", response_model=SeriesRecordingOut)
+def set_series_recording(series_id: int, body: SeriesRecordingIn, session: SessionDep,
+                         scope: AdminScope) -> SeriesRecordingOut:
+    """Switch recording on or off for a series' lessons (admins of its main school; famous-school: always on)."""
+    series = recordings.set_series_recording(session, scope, series_id, body.recording)
+    return SeriesRecordingOut(series_id=series.id, kind=series.kind, recording=series.recording)
 
 
 @router.post("/cleanup", response_model=CleanupOut)

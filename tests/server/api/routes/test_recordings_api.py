@@ -143,3 +143,26 @@ def test_the_retention_deletes_expired_files_and_marks_the_rows(client, world, a
     assert rec["old"] not in ids(client, world.urban_admin, auth)
     body = client.get(f"/api/v1/recordings/{rec['old']}", headers=auth(world.urban_admin)).json()
     assert body["status"] == "expired" and body["files"] == [] and body["status_label"] == "已过期删除"
+
+
+def test_recording_is_on_for_famous_school_lessons_and_switchable_for_the_others(client, world, auth, session_factory):
+    from scheduler import recordings
+
+    famous_series = book(client, world, auth, kind="famous_school", participant_ids=[world.student.id])
+    dedicated_series = book(client, world, auth, weekday=2)
+    famous = lessons(client, world.urban_admin, auth, series_id=famous_series, limit=1)["data"][0]["id"]
+    dedicated = lessons(client, world.urban_admin, auth, series_id=dedicated_series, limit=1)["data"][0]["id"]
+    with session_factory() as s:
+        assert recordings.should_record(s, famous) and not recordings.should_record(s, dedicated)
+    url = f"/api/v1/recordings/series/{dedicated_series}"
+    assert client.put(url, json={"recording": True}).status_code == 401
+    for user in (world.teacher, world.researcher_a, world.admin_b, world.rural_admin):
+        assert client.put(url, json={"recording": True}, headers=auth(user)).status_code == 403, user.username
+    r = client.put(url, json={"recording": True}, headers=auth(world.urban_admin))
+    assert r.status_code == 200 and r.json() == {"series_id": dedicated_series, "kind": "dedicated", "recording": True}
+    with session_factory() as s:
+        assert recordings.should_record(s, dedicated)
+    r = client.put(f"/api/v1/recordings/series/{famous_series}", json={"recording": False}, headers=auth(world.city_admin))
+    assert r.status_code == 422 and "始终录制" in r.json()["message"]
+    assert client.put("/api/v1/recordings/series/99999", json={"recording": True},
+                      headers=auth(world.sysadmin)).status_code == 404

@@ -1,5 +1,6 @@
 """A recorded lesson end to end: an aiortc main classroom publishes a red camera, a blue shared screen and
-a 440 Hz tone through the real SFU on 127.0.0.1; the room closes; the recording plays back.
+a 440 Hz tone through the real SFU on 127.0.0.1 (VP8 from a worker process, H.264 in-process); the
+room closes; the recording plays back.
 
 Checks are on what PyAV decodes from the files the API serves: the duration matches the time the
 tracks were published (within 1 s), the pictures show the colours that were sent, the sound is the
@@ -84,9 +85,10 @@ def corner_and_centre(frame: av.VideoFrame) -> tuple[tuple[int, ...], tuple[int,
     return px(56, 30), px(20, 10)
 
 
-@pytest.mark.parametrize("media_workers", [1], ids=["worker-process"])
+@pytest.mark.parametrize(("media_workers", "codec"), [(1, "video/VP8"), (0, "video/H264")],
+                         ids=["worker-process-vp8-webm", "in-process-h264-mp4"])
 def test_a_recorded_lesson_plays_back_what_was_sent(lesson: Lesson, app: Any, session_factory: Any,  # noqa: F811
-                                                    media_workers: int) -> None:  # noqa: F811
+                                                    media_workers: int, codec: str) -> None:  # noqa: F811
     w, http, auth, lid = lesson.world, lesson.http, lesson.auth, lesson.lid
     loops: list[asyncio.AbstractEventLoop] = []
     app.state.bus.subscribe("media", lambda topic, event: loops.append(asyncio.get_running_loop()))
@@ -94,7 +96,8 @@ def test_a_recorded_lesson_plays_back_what_was_sent(lesson: Lesson, app: Any, se
 
     async def scenario() -> None:
         main = await lesson.join(w.teacher)
-        await main.publish({"camera": ColorTrack(RED), "screen": ColorTrack(BLUE), "microphone": ToneTrack()})
+        await main.publish({"camera": ColorTrack(RED), "screen": ColorTrack(BLUE), "microphone": ToneTrack()},
+                           video_codec=codec)
         marks["published"] = time.monotonic()
         await asyncio.sleep(PUBLISH_S)
         await main.close()  # the producers go: their files end
@@ -113,7 +116,8 @@ def test_a_recorded_lesson_plays_back_what_was_sent(lesson: Lesson, app: Any, se
 
     item = poll(ready)
     assert item["instance_id"] == lid and item["status"] == "ready" and item["kind"] == "famous_school"
-    assert set(item["codecs"].split(",")) == {"vp8", "opus"}
+    video, container = ("vp8", "video/webm") if codec == "video/VP8" else ("h264", "video/mp4")
+    assert set(item["codecs"].split(",")) == {video, "opus"}
     rid = item["id"]
     r = http.get(f"/api/v1/recordings/{rid}", headers=auth(w.teacher))
     assert r.status_code == 200, r.text
@@ -124,7 +128,7 @@ def test_a_recorded_lesson_plays_back_what_was_sent(lesson: Lesson, app: Any, se
 
     with httpx.Client(base_url=lesson.base, timeout=20) as anon:  # a <video> sends no bearer: the URL is signed
         camera = anon.get(files["camera"]["url"])
-        assert camera.status_code == 200 and camera.headers["content-type"] == "video/webm"
+        assert camera.status_code == 200 and camera.headers["content-type"] == container
         part = anon.get(files["camera"]["url"], headers={"Range": "bytes=0-99"})
         assert part.status_code == 206 and len(part.content) == 100  # seeking needs ranges
         assert anon.get(files["camera"]["url"].split("?")[0]).status_code == 401

@@ -100,3 +100,20 @@ def mark_started(session: Session, instance_id: int, now: datetime) -> LessonEve
     transition(inst, InstanceStatus.live)
     inst.started_at = now
     return LessonEvent("lesson_live", inst.id, now, inst.status.value)
+
+
+def mark_ended(session: Session, instance_id: int, now: datetime) -> LessonEvent | None:
+    """The main classroom ended the lesson (下课): its room closes now, for everyone.
+
+    A lesson that went live is held; one ended before it went live is closed as missed.
+    Returns the ``room_closed`` event, or None if the room was already closed."""
+    inst = session.get(LessonInstance, instance_id)
+    if inst is None:
+        raise NotFound(f"课次 #{instance_id} 不存在")
+    if inst.room_closed_at is not None:
+        return None
+    if inst.room_opened_at is None:
+        raise InvalidState("课堂尚未开放，不能下课")
+    transition(inst, InstanceStatus.held if inst.status is InstanceStatus.live else InstanceStatus.missed)
+    inst.room_closed_at = now
+    return LessonEvent("room_closed", inst.id, now, inst.status.value)

@@ -111,3 +111,40 @@ def test_records_are_for_staff_who_can_see_the_lesson(lesson: Lesson) -> None:
         assert lesson.http.get(url, headers=lesson.auth(user)).status_code == 200
     with httpx.Client(base_url=lesson.base) as anon:
         assert anon.get(f"{url}/events", headers={"Authorization": "Bearer forged"}).status_code == 401
+
+
+def test_ending_the_lesson_closes_the_room_for_everyone_and_stores_its_record(lesson: Lesson,
+                                                                              session_factory: Any) -> None:
+    from scheduler.records_models import RecordStatus, TeachingRecord
+
+    w = lesson.world
+    url = f"/api/v1/lessons/{lesson.lid}"
+
+    async def scenario() -> None:
+        main = await lesson.join(w.teacher)
+        rural = await lesson.join(w.terminal_recv)
+        await main.publish({"camera": ColorTrack(RED)})
+        r = await asyncio.to_thread(lesson.http.post, f"{url}/start", headers=lesson.auth(w.teacher))
+        assert r.status_code == 200 and r.json()["status"] == "live", (r.status_code, r.text)
+        left = asyncio.ensure_future(rural.next_message("leave"))
+        r = await asyncio.to_thread(lesson.http.post, f"{url}/end", headers=lesson.auth(w.terminal_recv))
+        assert r.status_code == 403  # only the main classroom ends a lesson
+        await asyncio.sleep(1.0)
+        r = await asyncio.to_thread(lesson.http.post, f"{url}/end", headers=lesson.auth(w.teacher))
+        assert r.status_code == 200 and r.json()["status"] == "held", r.text
+        assert (await left)["reason"] == "room_closed"
+        r = await asyncio.to_thread(lesson.http.post, f"{url}/end", headers=lesson.auth(w.teacher))
+        assert r.status_code == 409 and "已结束" in r.json()["message"]  # a second 下课: told, nothing changes
+
+    lesson.play(scenario)
+    deadline = time.monotonic() + 10
+    row = None
+    while time.monotonic() < deadline:  # the record is stored off the request, once the room closed
+        with session_factory() as s:
+            row = s.get(TeachingRecord, lesson.lid)
+        if row is not None:
+            break
+        time.sleep(0.1)
+    assert row is not None and row.actual_start is not None
+    assert row.status in (RecordStatus.held, RecordStatus.partly_held) and row.duration_s >= 1
+    assert row.attended_receivers == 1

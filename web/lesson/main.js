@@ -149,7 +149,12 @@ function bindControls() {
   };
   $("btn-unstage").onclick = () => lc.setOnStage(null).catch(showError);
   $("btn-end").onclick = async () => {
-    if (!(await confirmDialog("确定下课吗？下课后将停止本课堂的音视频。", { okLabel: "下课", kind: "danger" }))) return;
+    if (!(await confirmDialog("确定下课吗？下课后本课堂将关闭，所有接收课堂一同退出。", { okLabel: "下课", kind: "danger" }))) return;
+    try {
+      await api(`/lessons/${current.id}/end`, { method: "POST" }); // closes the room for everyone
+    } catch (e) {
+      showError(e);
+    }
     await lc.leave();
   };
   $("camera-select").onchange = (e) => lc.switchDevice("camera", e.target.value).catch((err) => toast(mediaErrorText(err), "error"));

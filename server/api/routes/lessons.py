@@ -223,3 +223,19 @@ def start(instance_id: int, request: Request, session: SessionDep, user: Current
         # sync handlers run in a worker thread: hand the publish to the event loop
         anyio.from_thread.run(request.app.state.bus.publish, lifecycle.TOPIC, event.as_dict())
     return lesson_rows(session, [inst])[0]
+
+
+@router.post("/{instance_id}/end", response_model=LessonOut)
+def end(instance_id: int, request: Request, session: SessionDep, user: CurrentUser) -> LessonOut:
+    """The main classroom ends the lesson (下课): the room closes now and everyone gets ``leave``
+    ``room_closed``; the teaching record is computed from what happened."""
+    inst = session.get(LessonInstance, instance_id)
+    if inst is None:
+        raise ApiError(404, "not_found", f"课次 #{instance_id} 不存在")
+    if seat_for(session, user, inst).lesson_role != "main":
+        raise ApiError(403, "forbidden", "只有主讲教师或主讲教室可以下课")
+    event = lifecycle.mark_ended(session, instance_id, clock.now())
+    session.commit()  # durable before anyone hears of it
+    if event is not None:
+        anyio.from_thread.run(request.app.state.bus.publish, lifecycle.TOPIC, event.as_dict())
+    return lesson_rows(session, [inst])[0]

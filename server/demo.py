@@ -26,10 +26,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from scheduler import clock
+from scheduler import clock, patrol, records
 from scheduler.access import Scope, scope_of
 from scheduler.bookings import ReceiverSpec, SeriesSpec, create_series
 from scheduler.errors import Conflict, Invalid
@@ -62,6 +62,8 @@ from scheduler.models import (
     User,
     WeekPattern,
 )
+from scheduler.patrol_models import Evaluation, EvaluationMode, EvaluationNote, PatrolVisit, VisitEnd
+from scheduler.records_models import EventKind, RecordStatus, SessionEvent, TeachingRecord
 from scheduler.terms import TermCalendar, calendar_of, timetable_weekday
 from server.core.config import Settings
 from server.core.db import make_engine, make_session_factory, session_scope
@@ -1154,6 +1156,255 @@ class _Builder:
         return user.display_name, hint
 
 
+# ---------------------------------------------------------------- teaching and patrol records
+
+RECORD_DAYS = 30
+"""The last month's lessons are patrolled (visits, evaluations)."""
+LINK_DAYS = 3
+"""Lessons of the last ``LINK_DAYS`` days also get link samples (the bulk of a real log: a sample per
+connection every ``LINK_EVERY_S`` s); every past lesson of the term gets its joins, leaves, drops,
+publishes, stage turns and hands, so every one has a computed record, and the older ones simply have
+no link-quality figures.  Samples for the whole month would make ``sanke demo`` take minutes."""
+LINK_EVERY_S = 10
+"""Link samples per connection, as the event log keeps them (``SANKE_EVENTLOG_LINK_INTERVAL``-like)."""
+
+_EVAL_COMMENTS = [
+    "教学目标明确，城乡两端互动充分，接收课堂学生参与积极。", "板书与同屏课件配合得当，节奏适中。",
+    "建议多给接收课堂学生发言机会，关注远端学生的学习状态。", "导入新颖，小组活动组织有序；远端音量略小，可调整麦克风。",
+    "重难点突出，练习设计有层次。", "连麦环节等待时间稍长，建议提前与助教约定上台顺序。",
+]
+_NOTES = ["开场问候两端学生，氛围好", "接收课堂举手上台回答", "同屏展示课件", "小组讨论", "课堂小结"]
+
+
+class _RecordsBuilder:
+    """Session events of the term's past lessons → ``scheduler.records.refresh`` → teaching and
+    attendance records; then patrol visits and evaluations of the last month's lessons.
+
+    Held lessons: the main classroom joins before the bell and publishes camera and microphone
+    (a few start late, a few stop halfway: 部分开课); receiving classrooms join (a few never do,
+    a few drop and resume), some go on stage after raising a hand; home students join from home.
+    Missed lessons: the receiving classrooms wait ten minutes and leave. Link samples every
+    ``LINK_EVERY_S`` seconds per connection, worse for village schools and teaching points, with
+    an occasional bad spell.  Drawn from its own ``random.Random`` so the timetable stays the same.
+    """
+
+    def __init__(self, b: _Builder) -> None:
+        self.b = b
+        self.s = b.s
+        self.now = b.now
+        self.rng = random.Random(SEED + 1)
+        self.rooms = {r.id: r for r in b.rooms}
+        self.events: list[dict[str, object]] = []
+        self.recorded: list[int] = []
+
+    # ------------------------------------------------------------ events
+
+    def _ev(self, iid: int, at: datetime, kind: EventKind, pid: str, role: str, user_id: int | None,
+            classroom_id: int | None, data: dict[str, object] | None = None) -> None:
+        self.events.append({"instance_id": iid, "at": at, "kind": kind, "participant_id": pid, "user_id": user_id,
+                            "classroom_id": classroom_id, "role": role, "data": data})
+
+    def _quality(self, room: _Room | None) -> tuple[float, float]:
+        """(base RTT ms, base loss) of a connection."""
+        if room is None:
+            return self.rng.uniform(30, 90), 0.004
+        sort = room.school.sort
+        if room.school.short in _MOUNTAIN or sort == "point":
+            return self.rng.uniform(90, 170), 0.015
+        if sort in ("village",):
+            return self.rng.uniform(50, 110), 0.008
+        return self.rng.uniform(15, 45), 0.002
+
+    def _samples(self, iid: int, pid: str, role: str, uid: int | None, cid: int | None, room: _Room | None,
+                 start: datetime, end: datetime) -> None:
+        rng = self.rng
+        rtt0, loss0 = self._quality(room)
+        bad_from = bad_to = -1.0
+        span = (end - start).total_seconds()
+        if span > 120 and rng.random() < 0.2:
+            bad_from = rng.uniform(0, span - 60)
+            bad_to = bad_from + rng.uniform(20, 120)
+        t = rng.uniform(2, LINK_EVERY_S)
+        bitrate = 900 if role != "student" else 600
+        while t < span:
+            bad = bad_from <= t < bad_to
+            loss = min(0.5, rng.expovariate(1 / loss0)) if not bad else rng.uniform(0.06, 0.18)
+            rtt = rtt0 * rng.uniform(0.85, 1.3) * (rng.uniform(3, 6) if bad and rng.random() < 0.5 else 1)
+            self._ev(iid, start + timedelta(seconds=t), EventKind.link_quality, pid, role, uid, cid,
+                     {"loss": round(loss, 4), "rtt_ms": round(rtt, 1), "jitter_ms": round(rtt * 0.08, 1),
+                      "bitrate_kbps": round(bitrate * (0.5 if bad else rng.uniform(0.9, 1.1)))})
+            t += LINK_EVERY_S
+
+    def _lesson(self, iid: int, inst: LessonInstance, status: InstanceStatus, full: bool) -> datetime | None:
+        """Write one lesson's events; returns the first publish (the lesson's real start), if any."""
+        rng = self.rng
+        starts, ends = inst.starts_at, inst.ends_at
+        series = inst.series
+        main_room = self.rooms.get(inst.main_classroom_id)
+        main_uid = main_room.terminal.id if main_room and main_room.terminal else inst.teacher_id
+        n = 0
+
+        def pid() -> str:
+            nonlocal n
+            n += 1
+            return f"demo-{iid}-{n}"
+
+        held = status is InstanceStatus.held
+        first_publish: datetime | None = None
+        if held:
+            roll = rng.random()
+            late = rng.uniform(320, 600) if roll < 0.07 else rng.uniform(0, 200)
+            first_publish = starts + timedelta(seconds=late)
+            stop = ends - timedelta(seconds=rng.uniform(0, 45))
+            if rng.random() < 0.03:  # the main classroom lost its uplink for good: 部分开课
+                stop = first_publish + (ends - starts) * rng.uniform(0.3, 0.6)
+            m = pid()
+            joined = starts - timedelta(seconds=rng.uniform(60, 420))
+            self._ev(iid, joined, EventKind.join, m, "main", main_uid, inst.main_classroom_id)
+            for source in ("camera", "microphone"):
+                self._ev(iid, first_publish, EventKind.publish, m, "main", main_uid, inst.main_classroom_id,
+                         {"source": source})
+            if series.kind is not LessonKind.famous_school and rng.random() < 0.5:
+                shown = first_publish + timedelta(seconds=rng.uniform(120, 600))
+                self._ev(iid, shown, EventKind.publish, m, "main", main_uid, inst.main_classroom_id, {"source": "screen"})
+                self._ev(iid, min(stop, shown + timedelta(seconds=rng.uniform(300, 900))), EventKind.unpublish, m,
+                         "main", main_uid, inst.main_classroom_id, {"source": "screen"})
+            for source in ("camera", "microphone"):
+                self._ev(iid, stop, EventKind.unpublish, m, "main", main_uid, inst.main_classroom_id, {"source": source})
+            self._ev(iid, stop + timedelta(seconds=2), EventKind.leave, m, "main", main_uid, inst.main_classroom_id,
+                     {"reason": "client_left"})
+            if full:
+                self._samples(iid, m, "main", main_uid, inst.main_classroom_id, main_room, joined, stop)
+        on_stage = 0
+        for r in series.receivers:
+            room = self.rooms.get(r.classroom_id)
+            uid = room.terminal.id if room and room.terminal else None
+            if rng.random() < (0.05 if held else 0.5):
+                continue  # never came (or, for a missed lesson, did not bother to wait)
+            p = pid()
+            joined = starts - timedelta(seconds=rng.uniform(30, 400)) if rng.random() < 0.9 \
+                else starts + timedelta(seconds=rng.uniform(60, 600))
+            left = (ends + timedelta(seconds=rng.uniform(0, 90))) if held else starts + timedelta(minutes=10)
+            self._ev(iid, joined, EventKind.join, p, "receiving", uid, r.classroom_id)
+            if held and rng.random() < 0.08:  # dropped and came back
+                drop = joined + (left - joined) * rng.uniform(0.2, 0.8)
+                self._ev(iid, drop, EventKind.disconnect, p, "receiving", uid, r.classroom_id)
+                self._ev(iid, drop + timedelta(seconds=rng.uniform(8, 120)), EventKind.resume, p, "receiving", uid,
+                         r.classroom_id)
+            if held and r.mode is ReceiverMode.interactive and on_stage < 2 and rng.random() < 0.5:
+                on_stage += 1
+                up = starts + timedelta(seconds=rng.uniform(600, 1800))
+                self._ev(iid, up - timedelta(seconds=rng.uniform(5, 40)), EventKind.hand_raise, p, "receiving", uid,
+                         r.classroom_id)
+                self._ev(iid, up, EventKind.stage_on, p, "receiving", uid, r.classroom_id)
+                self._ev(iid, up, EventKind.hand_lower, p, "receiving", uid, r.classroom_id)
+                self._ev(iid, up + timedelta(seconds=rng.uniform(45, 240)), EventKind.stage_off, p, "receiving", uid,
+                         r.classroom_id)
+            self._ev(iid, left, EventKind.leave, p, "receiving", uid, r.classroom_id, {"reason": "client_left"})
+            if full and held:
+                self._samples(iid, p, "receiving", uid, r.classroom_id, room, joined, left)
+        if held:
+            for sp in series.participants:
+                if rng.random() < 0.15:
+                    continue
+                p = pid()
+                joined = starts + timedelta(seconds=rng.uniform(-300, 400))
+                left = ends - timedelta(seconds=rng.uniform(0, 300)) if rng.random() < 0.3 else ends
+                self._ev(iid, joined, EventKind.join, p, "student", sp.user_id, None)
+                if rng.random() < 0.1:
+                    self._ev(iid, joined + timedelta(seconds=rng.uniform(120, 900)), EventKind.chat, p, "student",
+                             sp.user_id, None, {"text": "老师好，听得很清楚"})
+                self._ev(iid, left, EventKind.leave, p, "student", sp.user_id, None, {"reason": "client_left"})
+                if full:
+                    self._samples(iid, p, "student", sp.user_id, None, None, joined, left)
+        return first_publish
+
+    def build(self) -> None:
+        cutoff = self.now.date() - timedelta(days=LINK_DAYS)
+        insts = self.s.scalars(
+            select(LessonInstance)
+            .where(LessonInstance.status.in_([InstanceStatus.held, InstanceStatus.missed]),
+                   LessonInstance.room_closed_at.is_not(None), LessonInstance.room_closed_at <= self.now)
+            .order_by(LessonInstance.starts_at, LessonInstance.id)
+        ).all()
+        starts: list[dict[str, object]] = []
+        for inst in insts:
+            first = self._lesson(inst.id, inst, inst.status, inst.day >= cutoff)
+            if first is not None:
+                starts.append({"id": inst.id, "started_at": first})
+            self.recorded.append(inst.id)
+            if len(self.events) >= 20_000:
+                self._flush()
+        self._flush()
+        if starts:
+            self.s.execute(update(LessonInstance), starts)
+        self.s.flush()
+        # The records are computed in a session of their own on the same connection (the same
+        # transaction): the builder's session holds thousands of objects, which every bulk delete and
+        # autoflush of ``records.store`` would scan; this one is emptied every few hundred lessons.
+        grace = timedelta(minutes=self.b.settings.record_late_grace_minutes)
+        side = Session(bind=self.s.connection(), autoflush=False)
+        for k, iid in enumerate(self.recorded, 1):
+            records.refresh(side, iid, now=self.now, late_grace=grace)
+            if k % 200 == 0:
+                side.flush()
+                side.expunge_all()
+        side.flush()
+        side.expunge_all()
+
+    def _flush(self) -> None:
+        if self.events:
+            self.s.execute(insert(SessionEvent.__table__), self.events)
+            self.events = []
+
+    # ------------------------------------------------------------ patrol
+
+    def patrol(self) -> int:
+        """Researchers patrolled about a quarter of the last month's held lessons and evaluated most of those."""
+        rng = self.rng
+        b = self.b
+        rubric = patrol.create_rubric(
+            self.s, scope_of(self.s, b.sysadmin), region_id=b.city.id, name="专递课堂评课表（清河市）",
+            description="城乡同步课堂课堂教学评价", now=self.now - timedelta(days=60), items=[
+                patrol.ItemSpec("教学目标", 10, 1.0), patrol.ItemSpec("教学过程与方法", 30, 2.0),
+                patrol.ItemSpec("两端互动", 30, 2.0), patrol.ItemSpec("技术应用", 15, 1.0),
+                patrol.ItemSpec("教学效果", 15, 1.5)])
+        cutoff = self.now.date() - timedelta(days=RECORD_DAYS)
+        rows = self.s.execute(
+            select(LessonInstance.id, LessonInstance.starts_at, LessonInstance.ends_at, TeachingRecord.actual_start,
+                   Classroom.school_id)
+            .join(TeachingRecord, TeachingRecord.instance_id == LessonInstance.id)
+            .join(Classroom, Classroom.id == LessonInstance.main_classroom_id)
+            .where(LessonInstance.day >= cutoff, TeachingRecord.status.in_([RecordStatus.held, RecordStatus.partly_held]))
+            .order_by(LessonInstance.starts_at, LessonInstance.id)
+        ).all()
+        district_of = {sc.id: sc.district.id for sc in b.schools}
+        visits = 0
+        for iid, starts, ends, actual, school_id in rows:
+            if rng.random() >= 0.25:
+                continue
+            who = b.researchers[district_of[school_id]] if rng.random() < 0.8 else b.researcher_city
+            begin = (actual or starts) + timedelta(seconds=rng.uniform(0, 900))
+            end = min(ends, begin + timedelta(seconds=rng.uniform(300, 1800)))
+            self.s.add(PatrolVisit(researcher_id=who.id, instance_id=iid, started_at=begin, last_seen_at=end,
+                                   ended_at=end, end_reason=VisitEnd.left,
+                                   duration_seconds=int((end - begin).total_seconds())))
+            visits += 1
+            if rng.random() < 0.7:
+                quality = rng.uniform(0.7, 0.98)
+                scores = {str(i.id): round(min(i.max_score, i.max_score * quality * rng.uniform(0.9, 1.08)))
+                          for i in rubric.items}
+                ev = Evaluation(instance_id=iid, evaluator_id=who.id, mode=EvaluationMode.live, template_id=rubric.id,
+                                scores=scores, total_score=patrol.total_score(rubric.items, scores),
+                                comment=rng.choice(_EVAL_COMMENTS), created_at=begin, updated_at=end)
+                ev.notes = [EvaluationNote(at=begin + timedelta(seconds=30 + 120 * k),
+                                           lesson_offset_seconds=int((begin - starts).total_seconds()) + 30 + 120 * k,
+                                           text=text) for k, text in enumerate(rng.sample(_NOTES, 2))]
+                self.s.add(ev)
+        self.s.flush()
+        return visits
+
+
 # ---------------------------------------------------------------- entry point
 
 
@@ -1260,6 +1511,9 @@ def load_demo(settings: Settings, *, if_empty: bool = True, now: datetime | None
             b.book_all()
             b.pending_requests()
             b.age_past_lessons()
+            rb = _RecordsBuilder(b)
+            rb.build()
+            rb.patrol()
             b.demand_orders()
             accounts = b.pick_accounts()
             summary = _counts(session, now)

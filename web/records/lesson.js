@@ -1,0 +1,153 @@
+// One lesson's teaching record (在线教学记录): status, times, attendance with every stay, link quality
+// per classroom over time, the recording when there is one, and the patrol evaluations this user may read.
+import { api, ApiError, requireLogin, mountHeader, showError, el, fill, fmtDate, fmtRange, fmtTime, fmtDateTime,
+  KIND_LABEL } from "/assets/api.js";
+import { pct, minutes, download, chartIn, COLORS } from "/records/common.js";
+
+const ROLE = { main: "主讲教室", receiving: "接收教室", student: "在家学生 / 听课教师" };
+const STATUS_BADGE = { held: "badge-held", partly_held: "badge-warn", missed: "badge-missed", cancelled: "badge-cancelled" };
+/** Where a recording plays (the recordings pages come with the recording feature). */
+const recordingUrl = (id) => `/recordings/replay.html?id=${encodeURIComponent(id)}`;
+
+const id = new URLSearchParams(location.search).get("id");
+
+function fact(label, value) {
+  return [el("dt", {}, label), el("dd", {}, value)];
+}
+
+function lossText(a, b) {
+  return a === null ? "—" : `${(a * 100).toFixed(1)}% / ${(b * 100).toFixed(1)}%`;
+}
+
+function rttText(a, b) {
+  return a === null ? "—" : `${Math.round(a)} / ${Math.round(b)} ms`;
+}
+
+async function optional(promise) {
+  try { return await promise; } catch (err) {
+    if (err instanceof ApiError && (err.status === 403 || err.status === 404)) return null;
+    throw err;
+  }
+}
+
+function renderHeader(lesson, rec, stored) {
+  document.getElementById("title").textContent = `《${lesson.title}》教学记录`;
+  fill(document.getElementById("status"), el("span", { class: "badge " + (STATUS_BADGE[rec.status] || "") }, rec.status_label));
+  document.getElementById("subtitle").textContent =
+    `${fmtDate(lesson.day, { year: true })} ${fmtRange(lesson.starts_at, lesson.ends_at)} · ${KIND_LABEL[lesson.kind] || lesson.kind} · ` +
+    `${lesson.subject} ${lesson.grade} · ${lesson.teacher_name} · ${lesson.main_school_name} ${lesson.main_classroom_name}`;
+  const late = rec.on_time === null ? "—" : (rec.on_time ? "准时" : `迟到 ${minutes(rec.late_s)} 分钟`);
+  fill(document.getElementById("facts"),
+    fact("计划时间", fmtRange(rec.scheduled_start, rec.scheduled_end)),
+    fact("实际开始", rec.actual_start ? fmtTime(rec.actual_start) : "—"),
+    fact("实际结束", rec.actual_end ? fmtTime(rec.actual_end) : "—"),
+    fact("授课时长", `${minutes(rec.duration_s)} 分钟`),
+    fact("是否准时", late),
+    fact("到课", `${rec.attended_receivers} / ${rec.expected_receivers}（${pct(rec.expected_receivers ? rec.attended_receivers / rec.expected_receivers : null)}）`),
+    fact("巡课", stored ? `${stored.lesson.visits} 次，评课 ${stored.lesson.evaluations} 份` : "—"),
+    fact("记录", stored && stored.lesson.record_status ? "已归档（课堂关闭时生成）" : "实时计算（尚未归档）"));
+  const recId = stored && stored.lesson.recording_id;
+  fill(document.getElementById("recording"),
+    recId ? el("a", { class: "btn btn-primary", href: recordingUrl(recId) }, "观看录像") : null);
+  if (stored) {
+    fill(document.getElementById("exports"), ["csv", "xlsx"].map((fmt) => el("button", { class: "btn", type: "button",
+      dataset: { format: fmt }, onclick: () => download(`/reports/lessons/${id}`, {}, fmt).catch(showError) },
+    `导出到课 ${fmt.toUpperCase()}`)));
+  }
+}
+
+function renderAttendance(rec, stored) {
+  const stays = new Map();
+  for (const a of (stored ? stored.attendance : [])) {
+    const key = a.role === "student" ? `student:${a.person}` : `${a.role}:${a.classroom}`;
+    stays.set(key, a.sessions);
+  }
+  const rows = rec.attendance;
+  document.getElementById("att-note").textContent = `${rows.length} 方`;
+  const tbody = document.querySelector("#attendance tbody");
+  if (!rows.length) { fill(tbody, el("tr", {}, el("td", { colspan: 13, class: "empty" }, "没有进入记录"))); return; }
+  fill(tbody, rows.map((a) => {
+    const key = a.role === "student" ? `student:${a.user_name}` : `${a.role}:${a.classroom_name}`;
+    const st = (stays.get(key) || []).map((s) => `${fmtTime(s.joined)}–${s.left ? fmtTime(s.left) : "结束"}`).join("，");
+    return el("tr", { dataset: { role: a.role } },
+      el("td", { class: "nowrap" }, ROLE[a.role] || a.role),
+      el("td", {}, (stored && (stored.attendance.find((x) => (x.role === "student" ? `student:${x.person}` : `${x.role}:${x.classroom}`) === key) || {}).school) || ""),
+      el("td", {}, a.role === "student" ? (a.user_name || `#${a.user_id}`) : (a.classroom_name || `#${a.classroom_id}`)),
+      el("td", {}, a.expected ? "是" : "—"),
+      el("td", { class: "nowrap" }, a.first_join ? fmtTime(a.first_join) : "未进入"),
+      el("td", { class: "nowrap" }, a.last_leave ? fmtTime(a.last_leave) : "—"),
+      el("td", { class: "num" }, minutes(a.present_s)),
+      el("td", { class: "small" }, st || "—"),
+      el("td", { class: "num" }, a.disconnects),
+      el("td", { class: "num" }, `${a.stage_count} / ${minutes(a.stage_s)}`),
+      el("td", { class: "num nowrap" }, lossText(a.loss_p50, a.loss_p95)),
+      el("td", { class: "num nowrap" }, rttText(a.rtt_p50_ms, a.rtt_p95_ms)),
+      el("td", { class: "num" }, a.poor_link_s));
+  }));
+}
+
+function renderTimelines(rec) {
+  const box = document.getElementById("timelines");
+  const withSamples = rec.attendance.filter((a) => a.timeline && a.timeline.length);
+  if (!withSamples.length) {
+    fill(box, el("p", { class: "muted" }, "这节课没有链路质量采样。"));
+    return;
+  }
+  fill(box, withSamples.map((a) => {
+    const name = a.role === "student" ? (a.user_name || `#${a.user_id}`) : (a.classroom_name || `#${a.classroom_id}`);
+    return el("div", { class: "timeline" }, el("h3", { class: "small", style: "margin:0 0 4px" }, `${ROLE[a.role] || a.role} · ${name}`),
+      el("div", { class: "chart-sm", dataset: { timeline: name } }));
+  }));
+  withSamples.forEach((a, i) => {
+    const node = box.children[i].querySelector(".chart-sm");
+    const t = (s) => s.at.replace("T", " ");
+    chartIn(node).setOption({
+      animation: false,
+      tooltip: { trigger: "axis" },
+      legend: { top: 0, data: ["延迟", "丢包"] },
+      grid: { left: 52, right: 52, top: 30, bottom: 28 },
+      xAxis: { type: "time", axisLabel: { formatter: "{HH}:{mm}" } },
+      yAxis: [{ type: "value", name: "ms" }, { type: "value", name: "%", max: (v) => Math.max(10, Math.ceil(v.max)) }],
+      series: [
+        { name: "延迟", type: "line", showSymbol: false, data: a.timeline.map((s) => [t(s), s.rtt_ms]), itemStyle: { color: COLORS[0] } },
+        { name: "丢包", type: "line", yAxisIndex: 1, showSymbol: false, areaStyle: { opacity: 0.2 },
+          data: a.timeline.map((s) => [t(s), s.loss === null ? null : Math.round(s.loss * 1000) / 10]), itemStyle: { color: COLORS[4] } },
+      ],
+    });
+  });
+}
+
+function renderEvaluations(page) {
+  const card = document.getElementById("evaluations-card");
+  if (!page || !page.data.length) { card.hidden = true; return; }
+  card.hidden = false;
+  fill(document.getElementById("evaluations"), page.data.map((e) => el("div", { class: "eval" },
+    el("div", { class: "row" }, el("strong", {}, e.evaluator_name), el("span", { class: "muted" }, e.mode === "replay" ? "看录像评课" : "巡课评课"),
+      e.template_name ? el("span", { class: "muted" }, e.template_name) : null, el("span", { class: "spacer" }),
+      el("span", { class: "badge badge-ok" }, e.total_score === null ? "未完成评分" : `总分 ${e.total_score.toFixed(1)}`)),
+    e.comment ? el("p", {}, e.comment) : null,
+    e.notes.length ? el("ul", { class: "small" }, e.notes.map((n) => el("li", {}, `${fmtTime(n.at)} ${n.text}`))) : null,
+    e.replies.length ? el("div", { class: "small muted" }, e.replies.map((r) => el("p", {}, `教师回复（${fmtDateTime(r.created_at)}）：${r.text}`))) : null)));
+}
+
+async function main(user) {
+  mountHeader(user, { title: "教学记录" });
+  if (!id) { showError(new Error("缺少课次编号")); return; }
+  try {
+    const [lesson, rec, stored, evals] = await Promise.all([
+      api(`/lessons/${id}`), api(`/records/lessons/${id}`, { query: { timeline: true } }),
+      optional(api(`/reports/lessons/${id}`)), optional(api("/patrol/evaluations", { query: { instance_id: id, limit: 50 } })),
+    ]);
+    renderHeader(lesson, rec, stored);
+    renderAttendance(rec, stored);
+    renderTimelines(rec);
+    renderEvaluations(evals);
+    document.body.dataset.loaded = "1";
+  } catch (err) {
+    showError(err);
+    document.getElementById("title").textContent = err.message || "无法加载教学记录";
+  }
+}
+
+const user = requireLogin(["admin", "researcher", "teacher"]);
+if (user) main(user);

@@ -257,3 +257,42 @@ def test_a_closed_socket_number_reused_by_another_socket_never_gets_srtp() -> No
     stream.receive(rtp(2, 93000, 1000, DELTA), 1.03)
     assert len(sent(consumer)) == 1  # closed: nothing more
     intruder.close()
+
+
+def test_a_large_group_reaches_every_subscriber_once_in_order() -> None:
+    """12 consumers on 9 subscriber transports (three subscribers take the camera twice, as a
+    camera and as the stage slot: one SRTP context and one buffer for two consumers) in one C
+    fan-out call per packet: every subscriber gets every packet once, in order, decryptable,
+    with its own SSRC."""
+    producer, _ = make_producer()
+    transports = [FakeTransport(f"s{i}") for i in range(9)]
+    consumers = []
+    for i in range(12):
+        t = transports[i % 9]
+        c = Consumer(f"c{i}", t, kind="video", producer_id="main:camera")  # type: ignore[arg-type]
+        c.configure(ssrc=0x1000 + i, rtx_ssrc=0x2000 + i, payload_type=96, rtx_payload_type=97, clock_rate=90000,
+                    mime=VP8, extmap={URI_MID: 1, URI_ABS_SEND_TIME: 3})
+        c.bind(producer, 0.0)
+        consumers.append(c)
+    stream = producer.streams[0]
+    assert stream.waiting == 12
+    for k in range(300):
+        stream.receive(rtp(100 + k, 3000 * k, 1000, (KEY if k == 0 else DELTA) + bytes([k % 256]) * 500),
+                       k / 30)
+        if k % 20 == 19:
+            for t in transports:  # read as a subscriber would, so no socket buffer overflows
+                t.capture.sent
+    assert stream.waiting == 0  # every sink's release was counted once
+    for t in transports:
+        got = t.capture.sent
+        by_ssrc: dict[int, list[bytes]] = {}
+        for pkt in got:
+            by_ssrc.setdefault(struct.unpack_from(">I", pkt, 8)[0], []).append(pkt)
+        mine = sorted(c.ssrc for c in consumers if c.transport is t)
+        assert sorted(by_ssrc) == mine
+        for ssrc, pkts in by_ssrc.items():
+            seqs = [struct.unpack_from(">H", p, 2)[0] for p in pkts]
+            assert len(pkts) == 300 and all((b - a) & 0xFFFF == 1 for a, b in zip(seqs, seqs[1:]))
+            start, end = payload_range(pkts[150])
+            assert pkts[150][start:end] == DELTA + bytes([150]) * 500
+    assert sum(c.sent_packets for c in consumers) == 12 * 300

@@ -59,7 +59,7 @@ function renderKpis(s, patrol) {
 function renderTrend(s) {
   const labels = s.series.map((b) => s.bucket === "day" ? fmtDate(b.start) : `${fmtDate(b.start)}起`);
   document.getElementById("trend-note").textContent = s.bucket === "day" ? "按日" : "按周";
-  const line = (name, key, color) => ({ name, type: "line", smooth: true, connectNulls: false, showSymbol: labels.length < 40,
+  const line = (name, key, color) => ({ name, type: "line", smooth: false, connectNulls: false, showSymbol: labels.length < 40,
     data: s.series.map((b) => pctNum(b.tally[key])), itemStyle: { color } });
   chartIn(document.getElementById("trend-chart")).setOption({
     animation: false,

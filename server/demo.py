@@ -1159,12 +1159,14 @@ class _Builder:
 # ---------------------------------------------------------------- teaching and patrol records
 
 RECORD_DAYS = 30
-"""The last month's lessons are patrolled (visits, evaluations)."""
+"""The last month's lessons have session logs and teaching records, and are patrolled.  Lessons
+before that have neither (as if record keeping started a month ago): a report over earlier dates
+counts them missed without a record (``未开课，其中无记录``), as it would any lesson without one."""
 LINK_DAYS = 3
 """Lessons of the last ``LINK_DAYS`` days also get link samples (the bulk of a real log: a sample per
-connection every ``LINK_EVERY_S`` s); every past lesson of the term gets its joins, leaves, drops,
-publishes, stage turns and hands, so every one has a computed record, and the older ones simply have
-no link-quality figures.  Samples for the whole month would make ``sanke demo`` take minutes."""
+connection every ``LINK_EVERY_S`` s); the others of the month get their joins, leaves, drops,
+publishes, stage turns and hands, and simply have no link-quality figures.  Samples for the whole
+month would make ``sanke demo`` take minutes (every record is computed from its log)."""
 LINK_EVERY_S = 10
 """Link samples per connection, as the event log keeps them (``SANKE_EVENTLOG_LINK_INTERVAL``-like)."""
 
@@ -1177,8 +1179,8 @@ _NOTES = ["开场问候两端学生，氛围好", "接收课堂举手上台回�
 
 
 class _RecordsBuilder:
-    """Session events of the term's past lessons → ``scheduler.records.refresh`` → teaching and
-    attendance records; then patrol visits and evaluations of the last month's lessons.
+    """Session events of the last month's lessons → ``scheduler.records.refresh`` → teaching and
+    attendance records; then patrol visits and evaluations of those lessons.
 
     Held lessons: the main classroom joins before the bell and publishes camera and microphone
     (a few start late, a few stop halfway: 部分开课); receiving classrooms join (a few never do,
@@ -1323,7 +1325,8 @@ class _RecordsBuilder:
         cutoff = self.now.date() - timedelta(days=LINK_DAYS)
         insts = self.s.scalars(
             select(LessonInstance)
-            .where(LessonInstance.status.in_([InstanceStatus.held, InstanceStatus.missed]),
+            .where(LessonInstance.day >= self.now.date() - timedelta(days=RECORD_DAYS),
+                   LessonInstance.status.in_([InstanceStatus.held, InstanceStatus.missed]),
                    LessonInstance.room_closed_at.is_not(None), LessonInstance.room_closed_at <= self.now)
             .order_by(LessonInstance.starts_at, LessonInstance.id)
         ).all()

@@ -20,7 +20,7 @@ from scheduler.patrol_models import Evaluation, PatrolVisit
 from scheduler.records_models import AttendanceRecord, RecordStatus, SessionEvent, TeachingRecord
 from server.core.config import Settings
 from server.core.db import make_engine, make_session_factory
-from server.demo import PASSWORD, DemoSummary, load_demo
+from server.demo import PASSWORD, RECORD_DAYS, DemoSummary, load_demo
 
 
 @pytest.fixture(scope="module")
@@ -40,26 +40,27 @@ def session(demo: tuple[Settings, DemoSummary]) -> Iterator[Session]:
 
 
 def test_the_demo_stays_fast(demo: tuple[Settings, DemoSummary]) -> None:
-    assert demo[1].seconds < 90, demo[1].seconds  # ~40 s on a quiet machine; the bound leaves room for a busy one
+    assert demo[1].seconds < 90, demo[1].seconds  # ~30 s on a quiet machine; the bound leaves room for a busy one
 
 
-def test_every_past_lesson_has_a_record_that_agrees_with_its_status(session: Session,
-                                                                     demo: tuple[Settings, DemoSummary]) -> None:
+def test_every_lesson_of_the_past_month_has_a_record_that_agrees_with_its_status(
+        session: Session, demo: tuple[Settings, DemoSummary]) -> None:
     now = demo[1].now
     assert now is not None
     rows = session.execute(
         select(LessonInstance.status, TeachingRecord.status)
         .outerjoin(TeachingRecord, TeachingRecord.instance_id == LessonInstance.id)
-        .where(LessonInstance.room_closed_at.is_not(None), LessonInstance.status != InstanceStatus.cancelled)
+        .where(LessonInstance.room_closed_at.is_not(None), LessonInstance.status != InstanceStatus.cancelled,
+               LessonInstance.day >= now.date() - timedelta(days=RECORD_DAYS))
     ).all()
-    assert len(rows) > 1000
+    assert len(rows) > 800
     for status, record in rows:
         assert record is not None
         if status is InstanceStatus.missed:
             assert record is RecordStatus.missed
         else:
             assert record in (RecordStatus.held, RecordStatus.partly_held)
-    assert session.scalar(select(func.count()).select_from(AttendanceRecord)) > 3000
+    assert session.scalar(select(func.count()).select_from(AttendanceRecord)) > 2500
     assert session.scalar(select(func.count()).select_from(SessionEvent)
                           .where(SessionEvent.kind == "link_quality")) > 10_000
 

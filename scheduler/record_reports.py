@@ -74,7 +74,13 @@ from scheduler.models import (
 )
 from scheduler.patrol_models import Evaluation, PatrolVisit
 from scheduler.queries import InstanceFilter, instance_query
-from scheduler.records_models import AttendanceRecord, EventKind, RecordStatus, SessionEvent, TeachingRecord
+from scheduler.records_models import (
+    AttendanceRecord,
+    EventKind,
+    RecordStatus,
+    SessionEvent,
+    TeachingRecord,
+)
 
 _CHUNK = 500
 MAX_DAYS = 400

@@ -62,8 +62,19 @@ from scheduler.models import (
     User,
     WeekPattern,
 )
-from scheduler.patrol_models import Evaluation, EvaluationMode, EvaluationNote, PatrolVisit, VisitEnd
-from scheduler.records_models import EventKind, RecordStatus, SessionEvent, TeachingRecord
+from scheduler.patrol_models import (
+    Evaluation,
+    EvaluationMode,
+    EvaluationNote,
+    PatrolVisit,
+    VisitEnd,
+)
+from scheduler.records_models import (
+    EventKind,
+    RecordStatus,
+    SessionEvent,
+    TeachingRecord,
+)
 from scheduler.terms import TermCalendar, calendar_of, timetable_weekday
 from server.core.config import Settings
 from server.core.db import make_engine, make_session_factory, session_scope

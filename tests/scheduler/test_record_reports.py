@@ -27,7 +27,12 @@ from scheduler.models import (
     SeriesStatus,
 )
 from scheduler.patrol_models import Evaluation, EvaluationMode, PatrolVisit, VisitEnd
-from scheduler.records_models import AttendanceRecord, RecordStatus, SessionEvent, TeachingRecord
+from scheduler.records_models import (
+    AttendanceRecord,
+    RecordStatus,
+    SessionEvent,
+    TeachingRecord,
+)
 
 NOW = datetime(2026, 9, 12, 9, 0)
 WEEK = rr.ReportFilter(date(2026, 9, 7), date(2026, 9, 14))

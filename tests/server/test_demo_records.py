@@ -17,7 +17,12 @@ from scheduler import records
 from scheduler.access import scope_of
 from scheduler.models import InstanceStatus, LessonInstance, User
 from scheduler.patrol_models import Evaluation, PatrolVisit
-from scheduler.records_models import AttendanceRecord, RecordStatus, SessionEvent, TeachingRecord
+from scheduler.records_models import (
+    AttendanceRecord,
+    RecordStatus,
+    SessionEvent,
+    TeachingRecord,
+)
 from server.core.config import Settings
 from server.core.db import make_engine, make_session_factory
 from server.demo import PASSWORD, RECORD_DAYS, DemoSummary, load_demo

@@ -84,7 +84,8 @@ def test_the_dashboard_downloads_a_report(open_page: Any, web_server: Any, repor
         page.click(".exports[data-report='summary'] [data-format='csv']")
     download = info.value
     assert download.suggested_filename == "sanke-summary-2026-09-07_2026-09-14.csv"
-    text = open(download.path(), encoding="utf-8-sig").read()
+    with open(download.path(), encoding="utf-8-sig") as fh:
+        text = fh.read()
     assert text.splitlines()[0].startswith("日期,应开课,已开课") and "合计" in text
 
 

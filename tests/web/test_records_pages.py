@@ -115,7 +115,7 @@ def test_the_lesson_page_shows_the_recording_and_hides_evaluations_from_other_re
         s.commit()
     page = open_page(web_server.world.researcher_a, f"/records/lesson.html?id={lid}")
     page.wait_for_selector("body[data-loaded='1']", timeout=20_000)
-    assert page.get_attribute("#recording a", "href") == "/recordings/replay.html?id=42"
+    assert page.get_attribute("#recording a", "href") == "/replay/?id=42"
     assert not page.is_visible("#evaluations-card")  # 西区教研员's evaluation is not 东区教研员's to read
 
 

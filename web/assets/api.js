@@ -251,10 +251,14 @@ export function navLinks(user) {
   const home = { href: "/", label: "首页" };
   switch (user.role) {
     case "admin": return [home, { href: "/admin/", label: "管理" }, { href: "/admin/timetable.html", label: "课表" },
-      { href: "/admin/import.html", label: "导入课表" }, { href: "/admin/demand.html", label: "需求订单" }];
-    case "teacher": return [home, { href: "/lesson/main.html", label: "主讲课堂" }, { href: "/timetable.html", label: "我的课表" }];
+      { href: "/admin/import.html", label: "导入课表" }, { href: "/admin/demand.html", label: "需求订单" },
+      { href: "/records/", label: "教学统计" }, { href: "/replay/", label: "录播资源库" }];
+    case "teacher": return [home, { href: "/lesson/main.html", label: "主讲课堂" }, { href: "/timetable.html", label: "我的课表" },
+      { href: "/records/", label: "教学统计" }, { href: "/replay/", label: "录播资源库" }];
     case "terminal": return [home, { href: "/lesson/receiving.html", label: "接收课堂" }];
-    case "researcher": return [home, { href: "/patrol/", label: "巡课" }];
+    case "researcher": return [home, { href: "/patrol/", label: "巡课" }, { href: "/records/", label: "教学统计" },
+      { href: "/replay/", label: "录播资源库" }];
+    case "student": return [home, { href: "/replay/", label: "录播资源库" }];
     default: return [home];
   }
 }

@@ -7,7 +7,7 @@ import { pct, minutes, download, chartIn, COLORS } from "/records/common.js";
 const ROLE = { main: "主讲教室", receiving: "接收教室", student: "在家学生 / 听课教师" };
 const STATUS_BADGE = { held: "badge-held", partly_held: "badge-warn", missed: "badge-missed", cancelled: "badge-cancelled" };
 /** Where a recording plays (the recordings pages come with the recording feature). */
-const recordingUrl = (id) => `/recordings/replay.html?id=${encodeURIComponent(id)}`;
+const recordingUrl = (id) => `/replay/?id=${encodeURIComponent(id)}`;
 
 const id = new URLSearchParams(location.search).get("id");
 

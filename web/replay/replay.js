@@ -10,7 +10,7 @@
 // the file that covers the clock's time plays at `t - start_s`, the others wait. Seeking sets the
 // clock. Files come from short-lived signed URLs (a <video> cannot send the bearer header) and
 // are served with HTTP ranges, so the browser seeks without downloading everything.
-import { api, el, fill, fmtDate, fmtTime, KIND_LABEL, mountHeader, navLinks, requireLogin, showError, toast }
+import { api, el, fill, fmtDate, fmtTime, KIND_LABEL, mountHeader, requireLogin, showError, toast }
   from "/assets/api.js";
 
 const $ = (id) => document.getElementById(id);
@@ -237,7 +237,7 @@ async function replay(rid) {
 
 const user = requireLogin(["admin", "teacher", "researcher", "student"]);
 if (user) {
-  mountHeader(user, { links: [...navLinks(user), { href: "/replay/", label: "录播资源库" }] });
+  mountHeader(user);
   const rid = new URLSearchParams(location.search).get("id");
   (rid ? replay(Number(rid)) : library()).catch(showError);
 }

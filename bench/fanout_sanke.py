@@ -64,7 +64,9 @@ def prepare(data_dir: Path, subscribers: int) -> dict[str, Any]:
         with make_session_factory(engine)() as s:
             w = World.build(s)
             series = create_series(s, SeriesSpec(
-                kind=LessonKind.famous_school, title="名校网络课堂（压测）", subject="数学", grade="三年级",
+                # a master lesson with recording off: Janus records nothing either (a famous-school
+                # lesson is always recorded, which adds the recorder's work to the worker)
+                kind=LessonKind.master, recording=False, title="名师课堂（压测）", subject="数学", grade="三年级",
                 term_id=w.term.id, main_classroom_id=w.main_room.id, main_teacher_id=w.teacher.id,
                 weekday=1, period_from=1, period_to=1, receivers=(ReceiverSpec(w.recv_room.id),),
             ), actor=w.urban_admin, scope=scope_of(s, w.urban_admin))

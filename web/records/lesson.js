@@ -1,6 +1,6 @@
 // One lesson's teaching record (在线教学记录): status, times, attendance with every stay, link quality
 // per classroom over time, the recording when there is one, and the patrol evaluations this user may read.
-import { api, ApiError, requireLogin, mountHeader, showError, el, fill, fmtDate, fmtRange, fmtTime, fmtDateTime,
+import { api, ApiError, requireLogin, mountHeader, showError, toast, el, fill, fmtDate, fmtRange, fmtTime, fmtDateTime,
   KIND_LABEL } from "/assets/api.js";
 import { pct, minutes, download, chartIn, COLORS } from "/records/common.js";
 
@@ -117,17 +117,35 @@ function renderTimelines(rec) {
   });
 }
 
-function renderEvaluations(page) {
+/** Evaluations of the lesson; its teacher answers each one in a reply box, everyone else reads the replies. */
+function renderEvaluations(page, user) {
   const card = document.getElementById("evaluations-card");
   if (!page || !page.data.length) { card.hidden = true; return; }
   card.hidden = false;
-  fill(document.getElementById("evaluations"), page.data.map((e) => el("div", { class: "eval" },
+  fill(document.getElementById("evaluations"), page.data.map((e) => el("div", { class: "eval", dataset: { evaluation: String(e.id) } },
     el("div", { class: "row" }, el("strong", {}, e.evaluator_name), el("span", { class: "muted" }, e.mode === "replay" ? "看录像评课" : "巡课评课"),
       e.template_name ? el("span", { class: "muted" }, e.template_name) : null, el("span", { class: "spacer" }),
       el("span", { class: "badge badge-ok" }, e.total_score === null ? "未完成评分" : `总分 ${e.total_score.toFixed(1)}`)),
     e.comment ? el("p", {}, e.comment) : null,
     e.notes.length ? el("ul", { class: "small" }, e.notes.map((n) => el("li", {}, `${fmtTime(n.at)} ${n.text}`))) : null,
-    e.replies.length ? el("div", { class: "small muted" }, e.replies.map((r) => el("p", {}, `教师回复（${fmtDateTime(r.created_at)}）：${r.text}`))) : null)));
+    el("div", { class: "replies small" }, e.replies.map((r) => el("p", { class: "reply" },
+      el("span", { class: "muted" }, `${r.author_name || "授课教师"}回复（${fmtDateTime(r.created_at)}）：`), r.text))),
+    user.role === "teacher" && user.id === e.teacher_id ? replyBox(e, user) : null)));
+}
+
+function replyBox(e, user) {
+  const text = el("textarea", { rows: 2, maxlength: 2000, placeholder: "回复评课人：感谢、说明或改进打算…", "aria-label": "回复评课" });
+  const send = el("button", { type: "button", class: "btn btn-primary", onclick: async () => {
+    const value = text.value.trim();
+    if (!value) { text.focus(); return; }
+    send.disabled = true;
+    try {
+      await api(`/patrol/evaluations/${e.id}/replies`, { method: "POST", body: { text: value } });
+      toast("回复已发送", "ok");
+      renderEvaluations(await api("/patrol/evaluations", { query: { instance_id: id, limit: 50 } }), user);
+    } catch (err) { showError(err); send.disabled = false; }
+  } }, "回复");
+  return el("div", { class: "reply-box row" }, text, send);
 }
 
 async function main(user) {
@@ -141,7 +159,7 @@ async function main(user) {
     renderHeader(lesson, rec, stored);
     renderAttendance(rec, stored);
     renderTimelines(rec);
-    renderEvaluations(evals);
+    renderEvaluations(evals, user);
     document.body.dataset.loaded = "1";
   } catch (err) {
     showError(err);

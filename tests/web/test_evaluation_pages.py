@@ -33,3 +33,51 @@ def test_the_teacher_replies_to_an_evaluation_and_others_read_the_reply(
     other.wait_for_selector("body[data-loaded='1']", timeout=20_000)
     assert "多留讨论时间" in other.inner_text("#evaluations")
     assert other.locator("#evaluations .reply-box").count() == 0
+
+
+def test_a_researcher_evaluates_a_recorded_lesson_on_the_replay_page(
+        web_server: Any, settings: Any, open_page: Any, js_poll: Any, screenshot: Any) -> None:
+    from scheduler.models import InstanceStatus, LessonInstance
+    from tests.web.test_replay_page import add_recording
+
+    w, lid = web_server.world, web_server.lesson_id
+    r = web_server.http.post("/api/v1/patrol/rubrics", headers=web_server.headers(w.city_admin), json={
+        "region_id": w.city.id, "name": "课堂教学评价表",
+        "items": [{"name": "教学目标", "max_score": 10}, {"name": "师生互动", "max_score": 20, "weight": 2}]})
+    assert r.status_code == 201, r.text
+    rid = add_recording(web_server, settings)
+    with web_server.session_factory() as s:  # the lesson took place: it may be evaluated on its recording
+        s.get(LessonInstance, lid).status = InstanceStatus.held
+        s.commit()
+
+    page = open_page(w.researcher_a, f"/replay/?id={rid}")
+    js_poll(page, "document.getElementById('total').textContent === '00:06'")
+    page.wait_for_selector("#btn-evaluate:not([hidden])", timeout=10000)
+    page.click("#btn-evaluate")
+    js_poll(page, "document.querySelectorAll('#rubric-items input').length === 2")
+    inputs = page.locator("#rubric-items input")
+    inputs.nth(0).fill("9")
+    inputs.nth(1).fill("16")
+    assert page.text_content("#total-score") == str(round((9 / 10 + 2 * 16 / 20) / 3 * 100, 1))
+    page.fill("#eval-comment", "板书清晰，提问有层次")
+
+    page.eval_on_selector("#seek", "(s) => { s.value = '4.5'; s.dispatchEvent(new Event('change')); }")
+    js_poll(page, "Math.abs(document.getElementById('v-camera').currentTime - 4.5) < 0.4")
+    at = float(page.evaluate("window.sankeReplay.clock()"))
+    page.fill("#note-input", "学生上台演示")
+    page.press("#note-input", "Enter")
+    js_poll(page, "document.querySelector('#note-list li[data-offset] .note-time') !== null")
+    assert page.inner_text("#note-list .note-time") == "00:04"
+    page.click("#btn-save")
+    js_poll(page, "document.getElementById('eval-saved').textContent.startsWith('已保存')")
+
+    ev = web_server.http.get(f"/api/v1/patrol/lessons/{lid}/evaluation",
+                             headers=web_server.headers(w.researcher_a)).json()
+    assert ev["mode"] == "replay" and ev["total_score"] == 83.3 and ev["comment"] == "板书清晰，提问有层次"
+    assert [n["text"] for n in ev["notes"]] == ["学生上台演示"]
+    assert abs(ev["notes"][0]["lesson_offset_seconds"] - at) < 1, (ev["notes"][0], at)
+    screenshot(page, "replay-evaluation")
+
+    page.eval_on_selector("#seek", "(s) => { s.value = '0.5'; s.dispatchEvent(new Event('change')); }")
+    page.click("#note-list .note-time")  # a note's time seeks the player back there
+    js_poll(page, "Math.abs(window.sankeReplay.clock() - 4) < 0.2")

@@ -8,6 +8,7 @@
 import { api, ApiError, el, fill, fmtRange, KIND_LABEL, mountHeader, requireLogin, session, showError, toast }
   from "/assets/api.js";
 import { LessonClient } from "/assets/lesson-client.js";
+import { EvaluationPanel, mmss } from "/patrol/evaluation.js";
 
 const SIZES = [4, 9, 16];
 const PREFS_KEY = "sanke.patrol.prefs";
@@ -26,7 +27,7 @@ const state = {
   pinned: new Set(),    // lesson ids kept on the wall while the rest rotates
   tiles: [],            // [{lessonId, client, node}]
   heartbeatS: 30,
-  watching: null,       // {lesson, client, visit, evaluation, rubrics, timers}
+  watching: null,       // {lesson, client, visit, timers, startedAt}
 };
 let rotateTimer = null;
 let refreshTimer = null;
@@ -60,13 +61,6 @@ function mainPublishing(participants, source = "camera") {
 
 function lessonMeta(l) {
   return `${l.main_school_name} · ${l.teacher_name} · ${KIND_LABEL[l.kind] || l.kind} · ${l.subject} ${l.grade} · ${fmtRange(l.starts_at, l.ends_at)}`;
-}
-
-function mmss(seconds) {
-  const s = Math.max(0, Math.floor(seconds || 0));
-  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = s % 60;
-  const two = (n) => String(n).padStart(2, "0");
-  return h ? `${h}:${two(m)}:${two(r)}` : `${two(m)}:${two(r)}`;
 }
 
 function observerClient(lessonId) {
@@ -249,7 +243,7 @@ async function watch(lesson) {
   $("watch-view").hidden = false;
   $("watch-title").textContent = lesson.title;
   $("watch-meta").textContent = lessonMeta(lesson);
-  const w = { lesson, client: null, visit: null, evaluation: null, rubrics: [], timers: [], startedAt: Date.now() };
+  const w = { lesson, client: null, visit: null, timers: [], startedAt: Date.now() };
   state.watching = w;
   history.replaceState(null, "", `#lesson=${lesson.id}`);
 
@@ -295,7 +289,7 @@ async function watch(lesson) {
   } catch (e) { showError(e); }
   const tick = setInterval(() => { $("visit-timer").textContent = mmss((Date.now() - w.startedAt) / 1000); }, 1000);
   w.timers.push(tick);
-  await loadEvaluation(w);
+  if (state.watching === w) await panel.open(lesson.id);
 }
 
 async function heartbeat(w) {
@@ -322,6 +316,7 @@ async function leaveWatch() {
   const w = state.watching;
   if (!w) return;
   state.watching = null;
+  panel.close();
   for (const t of w.timers) clearInterval(t);
   await w.client.leave().catch(() => {});
   if (window.sankeLesson === w.client) window.sankeLesson = null;
@@ -350,108 +345,15 @@ function stopAudio(key) {
   if (audio) { audio.srcObject = null; audio.remove(); }
 }
 
-// ------------------------------------------------------------------ the evaluation panel
+// ------------------------------------------------------------------ the evaluation panel (evaluation.js) and snapshots
 
-async function loadEvaluation(w) {
-  try {
-    w.rubrics = await api(`/patrol/lessons/${w.lesson.id}/rubrics`);
-  } catch (e) { w.rubrics = []; showError(e); }
-  try {
-    w.evaluation = await api(`/patrol/lessons/${w.lesson.id}/evaluation`);  // null: not evaluated yet
-  } catch (e) { w.evaluation = null; showError(e); }
-  if (state.watching !== w) return;
-  renderEvaluation(w);
-}
-
-function currentRubric(w) {
-  const id = Number($("rubric-select").value);
-  return w.rubrics.find((r) => r.id === id) || null;
-}
-
-function renderEvaluation(w) {
-  const ev = w.evaluation;
-  const select = $("rubric-select");
-  fill(select, el("option", { value: "" }, w.rubrics.length ? "请选择量表" : "本区域暂无评课量表"),
-    w.rubrics.map((r) => el("option", { value: String(r.id), selected: ev && ev.template_id === r.id }, `${r.name}（${r.region_name}）`)));
-  if (!ev && w.rubrics.length === 1) select.value = String(w.rubrics[0].id);
-  renderItems(w);
-  $("eval-comment").value = ev ? ev.comment : "";
-  $("eval-saved").textContent = ev ? `已保存 · ${ev.updated_at.replace("T", " ").slice(0, 16)}` : "尚未评价";
-  renderNotes(w);
-  renderSnapshots(w);
-}
-
-function renderItems(w) {
-  const rubric = currentRubric(w);
-  const scores = (w.evaluation && w.evaluation.template_id === (rubric && rubric.id)) ? w.evaluation.scores : {};
-  const box = $("rubric-items");
-  if (!rubric) { fill(box, el("p", { class: "muted small" }, "选择量表后逐项打分")); updateTotal(w); return; }
-  fill(box, rubric.items.map((item) => el("label", { class: "rubric-item", title: item.description || "" },
-    el("span", { class: "item-name" }, item.name, el("small", { class: "muted" }, ` 满分 ${item.max_score} · 权重 ${item.weight}`)),
-    el("input", { type: "number", min: 0, max: item.max_score, step: 0.5, inputmode: "decimal",
-      dataset: { item: String(item.id) }, value: scores[String(item.id)] ?? "", oninput: () => updateTotal(w) }))));
-  updateTotal(w);
-}
-
-/** The same total as the server: 100 · Σ wᵢ·sᵢ/maxᵢ / Σ wᵢ, once every item has a score. */
-function readScores(w) {
-  const rubric = currentRubric(w);
-  const scores = {};
-  let complete = !!rubric;
-  for (const input of document.querySelectorAll("#rubric-items input[data-item]")) {
-    if (input.value === "") { complete = false; continue; }
-    scores[input.dataset.item] = Number(input.value);
-  }
-  let total = null;
-  if (rubric && complete) {
-    const weights = rubric.items.reduce((a, i) => a + i.weight, 0);
-    total = Math.round(rubric.items.reduce((a, i) => a + (i.weight * scores[String(i.id)]) / i.max_score, 0) / weights * 1000) / 10;
-  }
-  return { rubric, scores, total };
-}
-
-function updateTotal(w) {
-  const { total } = readScores(w);
-  $("total-score").textContent = total === null ? "—" : String(total);
-}
-
-async function saveEvaluation(w) {
-  const { rubric, scores } = readScores(w);
-  w.evaluation = await api(`/patrol/lessons/${w.lesson.id}/evaluation`, { method: "PUT",
-    body: { mode: "live", template_id: rubric ? rubric.id : null, scores: rubric ? scores : {}, comment: $("eval-comment").value } });
-  renderEvaluation(w);
-  toast("评课已保存", "ok");
-}
-
-async function ensureEvaluation(w) {
-  if (!w.evaluation) {
-    w.evaluation = await api(`/patrol/lessons/${w.lesson.id}/evaluation`, { method: "PUT", body: { mode: "live" } });
-  }
-  return w.evaluation;
-}
-
-function renderNotes(w) {
-  const notes = (w.evaluation && w.evaluation.notes) || [];
-  fill($("note-list"), notes.length ? notes.slice().reverse().map((n) => el("li", {},
-    el("span", { class: "note-time", title: n.at.replace("T", " ") }, n.lesson_offset_seconds != null ? mmss(n.lesson_offset_seconds) : n.at.slice(11, 16)),
-    el("span", {}, n.text))) : el("li", { class: "muted small" }, "尚无记录"));
-}
-
-async function addNote(w) {
-  const input = $("note-input");
-  const text = input.value.trim();
-  if (!text) return;
-  const ev = await ensureEvaluation(w);
-  await api(`/patrol/evaluations/${ev.id}/notes`, { method: "POST", body: { text } });
-  input.value = "";
-  w.evaluation = await api(`/patrol/evaluations/${ev.id}`);
-  renderNotes(w);
-}
+let panel = null;  // EvaluationPanel, mode live; created in main()
 
 const snapshotUrls = new Map();
 
-async function renderSnapshots(w) {
-  const snaps = (w.evaluation && w.evaluation.snapshots) || [];
+async function renderSnapshots() {
+  const ev = panel.evaluation;
+  const snaps = (ev && ev.snapshots) || [];
   const box = $("snapshots");
   if (!snaps.length) { fill(box, el("p", { class: "muted small" }, "截取主讲课堂当前画面，保存在本次评课中")); return; }
   const nodes = [];
@@ -471,8 +373,8 @@ async function takeSnapshot(w) {
   btn.disabled = true;
   try {
     await api(`/patrol/lessons/${w.lesson.id}/snapshots`, { method: "POST" });
-    w.evaluation = await api(`/patrol/lessons/${w.lesson.id}/evaluation`);
-    await renderSnapshots(w);
+    panel.evaluation = await api(`/patrol/lessons/${w.lesson.id}/evaluation`);
+    await renderSnapshots();
     toast("已截图", "ok");
   } finally { btn.disabled = false; }
 }
@@ -480,10 +382,6 @@ async function takeSnapshot(w) {
 function bindWatch() {
   const guarded = (fn) => async () => { const w = state.watching; if (!w) return; try { await fn(w); } catch (e) { showError(e); } };
   $("btn-back").addEventListener("click", () => leaveWatch());
-  $("rubric-select").addEventListener("change", () => { if (state.watching) renderItems(state.watching); });
-  $("btn-save").addEventListener("click", guarded(saveEvaluation));
-  $("btn-note").addEventListener("click", guarded(addNote));
-  $("note-input").addEventListener("keydown", (e) => { if (e.key === "Enter") guarded(addNote)(); });
   $("btn-snapshot").addEventListener("click", guarded(takeSnapshot));
   window.addEventListener("pagehide", endVisitOnUnload);
 }
@@ -496,6 +394,7 @@ async function main() {
   mountHeader(user, { title: "巡课" });
   loadPrefs();
   bindToolbar();
+  panel = new EvaluationPanel({ mode: "live", onRender: () => { renderSnapshots().catch(showError); } });
   bindWatch();
   scheduleRotation();
   window.sankePatrol = { state, watch: (id) => watch(state.lessons.find((l) => l.id === id)), leave: leaveWatch, rotateNow };

@@ -10,8 +10,9 @@
 // the file that covers the clock's time plays at `t - start_s`, the others wait. Seeking sets the
 // clock. Files come from short-lived signed URLs (a <video> cannot send the bearer header) and
 // are served with HTTP ranges, so the browser seeks without downloading everything.
-import { api, el, fill, fmtDate, fmtTime, KIND_LABEL, mountHeader, requireLogin, showError, toast }
+import { api, ApiError, el, fill, fmtDate, fmtTime, KIND_LABEL, mountHeader, requireLogin, showError, toast }
   from "/assets/api.js";
+import { EvaluationPanel } from "/patrol/evaluation.js";
 
 const $ = (id) => document.getElementById(id);
 const PAGE = 50;
@@ -231,6 +232,49 @@ async function replay(rid) {
   player.timer = setInterval(sync, 250);
   sync(true);
   window.sankeReplay = { play, pause, seek, clock: () => clock(), tracks: player.tracks };
+  offerEvaluation(rec).catch(showError);
+}
+
+// ------------------------------------------------------------------ 评课 on the recording
+
+/**
+ * A researcher of the lesson's region, or anyone invited to evaluate it, may evaluate it here (mode
+ * "replay"): the panel opens beside the player and a note is placed at the player's current time.
+ * A teacher asks only when invited (the lesson's own teacher never evaluates it).
+ */
+async function mayEvaluate(rec) {
+  if (user.role === "teacher") {
+    const mine = await api("/patrol/invitations");
+    return mine.some((i) => i.instance_id === rec.instance_id);
+  }
+  if (user.role !== "researcher") return false;
+  try {
+    await api(`/patrol/lessons/${rec.instance_id}/evaluation`);
+    return true;
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 403) return false;
+    throw e;
+  }
+}
+
+async function offerEvaluation(rec) {
+  if (!(await mayEvaluate(rec))) return;
+  const panel = new EvaluationPanel({ mode: "replay", offset: () => clock() });
+  const btn = $("btn-evaluate");
+  btn.hidden = false;
+  const toggle = async (open) => {
+    $("eval-panel").hidden = !open;
+    $("replay-layout").classList.toggle("with-eval", open);
+    btn.setAttribute("aria-pressed", String(open));
+    if (open && panel.lessonId === null) await panel.open(rec.instance_id);
+  };
+  btn.addEventListener("click", () => toggle($("eval-panel").hidden).catch(showError));
+  $("note-list").addEventListener("click", (e) => {
+    const li = e.target.closest("li[data-offset]");
+    if (li && li.dataset.offset !== "") seek(Number(li.dataset.offset));
+  });
+  window.sankeReplay.evaluation = panel;
+  if (new URLSearchParams(location.search).get("evaluate") === "1") await toggle(true);
 }
 
 // ------------------------------------------------------------------ start

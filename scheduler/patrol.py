@@ -637,6 +637,42 @@ def invite(session: Session, user: User, scope: Scope, instance_id: int, *, invi
     return invitation
 
 
+def invitation_candidates(session: Session, user: User, scope: Scope, instance_id: int, *, q: str | None = None,
+                          limit: int = 50) -> Sequence[tuple[User, str]]:
+    """Whom the caller (an admin or researcher who sees the lesson) may invite, with where each sits.
+
+    The active researchers and teachers of the lesson's province (the top region above its schools),
+    minus the caller, the lesson's teachers and those invited already; ``q`` matches name or username.
+    """
+    if user.role not in (Role.admin, Role.researcher):
+        raise Forbidden("只有管理员和教研员可以邀请评课人")
+    inst = require_instance(session, scope, instance_id)
+    roots = {"/" + p.strip("/").split("/")[0] + "/" for p in _lesson_region_paths(session, inst)}
+    if not roots:
+        return []
+    under = [Region.path.startswith(r) for r in roots]
+    invited = select(EvaluatorInvitation.invitee_id).where(EvaluatorInvitation.instance_id == instance_id)
+    excluded = {user.id, inst.teacher_id, inst.series.main_teacher_id}
+    researcher_region = select(Region.id).where(or_(*under))
+    teacher_school = select(School.id).join(Region, Region.id == School.region_id).where(or_(*under))
+    stmt = (select(User).where(
+        User.is_active.is_(True), User.id.not_in(excluded), User.id.not_in(invited),
+        or_((User.role == Role.researcher) & User.region_id.in_(researcher_region),
+            (User.role == Role.teacher) & User.school_id.in_(teacher_school)))
+        .order_by(User.role, User.display_name, User.id).limit(limit))
+    if q and q.strip():
+        needle = q.strip()
+        stmt = stmt.where(or_(User.username.icontains(needle, autoescape=True),
+                              User.display_name.contains(needle, autoescape=True)))
+    users = session.scalars(stmt).all()
+    regions = dict(session.execute(select(Region.id, Region.name).where(
+        Region.id.in_({u.region_id for u in users if u.region_id is not None}))).all())
+    schools = dict(session.execute(select(School.id, School.name).where(
+        School.id.in_({u.school_id for u in users if u.school_id is not None}))).all())
+    return [(u, regions.get(u.region_id, "") if u.role is Role.researcher else schools.get(u.school_id, ""))
+            for u in users]
+
+
 def list_invitations(session: Session, user: User, scope: Scope, *,
                      instance_id: int | None = None) -> Sequence[EvaluatorInvitation]:
     """Invitations of a lesson (for admins and researchers who see it); without a lesson, one's own."""

@@ -81,3 +81,50 @@ def test_a_researcher_evaluates_a_recorded_lesson_on_the_replay_page(
     page.eval_on_selector("#seek", "(s) => { s.value = '0.5'; s.dispatchEvent(new Event('change')); }")
     page.click("#note-list .note-time")  # a note's time seeks the player back there
     js_poll(page, "Math.abs(window.sankeReplay.clock() - 4) < 0.2")
+
+
+def test_a_researcher_invites_a_teacher_who_sees_the_invitation_and_evaluates_on_replay(
+        web_server: Any, settings: Any, open_page: Any, js_poll: Any, screenshot: Any) -> None:
+    from scheduler.models import InstanceStatus, LessonInstance
+    from tests.web.test_replay_page import add_recording
+
+    w, lid = web_server.world, web_server.lesson_id
+    rid = add_recording(web_server, settings)
+    with web_server.session_factory() as s:
+        s.get(LessonInstance, lid).status = InstanceStatus.held
+        s.commit()
+
+    page = open_page(w.researcher_a, f"/records/lesson.html?id={lid}")
+    page.wait_for_selector("body[data-loaded='1']", timeout=20_000)
+    page.wait_for_selector("#invitations-card:not([hidden])")
+    options = page.eval_on_selector_all("#invitee option", "os => os.map(o => o.value)")
+    assert str(w.teacher2.id) in options and str(w.researcher_b.id) in options and str(w.teacher.id) not in options
+    page.select_option("#invitee", str(w.researcher_b.id))
+    page.click("#btn-invite")
+    page.wait_for_selector("#invitations li[data-invitation]")
+    page.click("#invitations li[data-invitation] button")  # withdraw it again
+    page.click("dialog[open] .btn-danger")
+    js_poll(page, "document.querySelectorAll('#invitations li[data-invitation]').length === 0")
+    assert web_server.http.get(f"/api/v1/patrol/lessons/{lid}/invitations",
+                               headers=web_server.headers(w.researcher_a)).json() == []
+    page.select_option("#invitee", str(w.teacher2.id))
+    page.fill("#invite-note", "请李老师一起看录像评课")
+    page.click("#btn-invite")
+    js_poll(page, "document.querySelector('#invitations li[data-invitation]') && "
+                  "document.querySelector('#invitations').textContent.includes('李老师')")
+    screenshot(page, "invitations")
+
+    home = open_page(w.teacher2, "/")  # the invitee: 邀请我评课 on the home page
+    home.wait_for_selector("#invited-card:not([hidden])")
+    row = home.locator(f"#invited tr[data-lesson='{lid}']")
+    assert "请李老师一起看录像评课" in row.inner_text() and "东区教研员" in row.inner_text()
+    screenshot(home, "home-invited")
+    row.locator("a").click()
+    home.wait_for_url(f"**/replay/?id={rid}&evaluate=1")
+    js_poll(home, "!document.getElementById('eval-panel').hidden")
+    js_poll(home, "document.getElementById('eval-saved').textContent === '尚未评价'")
+    home.fill("#eval-comment", "课堂节奏好")
+    home.click("#btn-save")
+    js_poll(home, "document.getElementById('eval-saved').textContent.startsWith('已保存')")
+    ev = web_server.http.get(f"/api/v1/patrol/lessons/{lid}/evaluation", headers=web_server.headers(w.teacher2)).json()
+    assert ev["mode"] == "replay" and ev["evaluator_id"] == w.teacher2.id

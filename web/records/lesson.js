@@ -1,6 +1,6 @@
 // One lesson's teaching record (在线教学记录): status, times, attendance with every stay, link quality
 // per classroom over time, the recording when there is one, and the patrol evaluations this user may read.
-import { api, ApiError, requireLogin, mountHeader, showError, toast, el, fill, fmtDate, fmtRange, fmtTime, fmtDateTime,
+import { api, ApiError, confirmDialog, requireLogin, mountHeader, showError, toast, el, fill, fmtDate, fmtRange, fmtTime, fmtDateTime,
   KIND_LABEL } from "/assets/api.js";
 import { pct, minutes, download, chartIn, COLORS } from "/records/common.js";
 
@@ -148,6 +148,54 @@ function replyBox(e, user) {
   return el("div", { class: "reply-box row" }, text, send);
 }
 
+// ------------------------------------------------------------------ invitations (admins, researchers)
+
+const ROLE_NAME = { researcher: "教研员", teacher: "教师" };
+
+async function loadInvitations() {
+  const [rows, candidates] = await Promise.all([api(`/patrol/lessons/${id}/invitations`),
+    api(`/patrol/lessons/${id}/invitation-candidates`)]);
+  fill(document.getElementById("invitee"), el("option", { value: "" }, candidates.length ? "选择教研员或教师" : "没有可邀请的人"),
+    candidates.map((c) => el("option", { value: String(c.id) }, `${c.display_name}（${ROLE_NAME[c.role] || c.role} · ${c.place}）`)));
+  fill(document.getElementById("invitations"), rows.length ? rows.map((r) => el("li", { dataset: { invitation: String(r.id) } },
+    el("strong", {}, r.invitee_name), el("span", { class: "muted small" }, `${r.invited_by_name} 邀请 · ${fmtDateTime(r.created_at)}`),
+    r.note ? el("span", { class: "small" }, r.note) : null, el("span", { class: "spacer" }),
+    el("button", { type: "button", class: "btn", onclick: () => withdraw(r) }, "撤销"))) : el("li", { class: "muted small" }, "尚未邀请"));
+}
+
+async function withdraw(r) {
+  if (!(await confirmDialog(`撤销对“${r.invitee_name}”的评课邀请？`, { okLabel: "撤销", kind: "danger" }))) return;
+  try {
+    await api(`/patrol/invitations/${r.id}`, { method: "DELETE" });
+    toast("已撤销邀请", "ok");
+    await loadInvitations();
+  } catch (err) { showError(err); }
+}
+
+async function invite() {
+  const invitee = Number(document.getElementById("invitee").value);
+  if (!invitee) { toast("请选择受邀人", "warn"); return; }
+  const btn = document.getElementById("btn-invite");
+  btn.disabled = true;
+  try {
+    await api(`/patrol/lessons/${id}/invitations`, { method: "POST",
+      body: { invitee_id: invitee, note: document.getElementById("invite-note").value.trim() } });
+    document.getElementById("invite-note").value = "";
+    toast("已发出邀请", "ok");
+    await loadInvitations();
+  } catch (err) { showError(err); } finally { btn.disabled = false; }
+}
+
+async function showInvitations(user) {
+  if (!["admin", "researcher"].includes(user.role)) return;
+  try { await loadInvitations(); } catch (err) {
+    if (err instanceof ApiError && err.status === 403) return;
+    throw err;
+  }
+  document.getElementById("invitations-card").hidden = false;
+  document.getElementById("btn-invite").addEventListener("click", invite);
+}
+
 async function main(user) {
   mountHeader(user, { title: "教学记录" });
   if (!id) { showError(new Error("缺少课次编号")); return; }
@@ -160,6 +208,7 @@ async function main(user) {
     renderAttendance(rec, stored);
     renderTimelines(rec);
     renderEvaluations(evals, user);
+    await showInvitations(user);
     document.body.dataset.loaded = "1";
   } catch (err) {
     showError(err);

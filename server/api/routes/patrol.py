@@ -22,7 +22,16 @@ from media.channel import ChannelError
 from media.snapshot import decode_jpeg
 from scheduler import clock, patrol
 from scheduler.access import require_school
-from scheduler.models import Classroom, LessonInstance, LessonKind, Region, School, User
+from scheduler.models import (
+    Classroom,
+    InstanceStatus,
+    LessonInstance,
+    LessonKind,
+    Region,
+    Role,
+    School,
+    User,
+)
 from scheduler.patrol_models import (
     Evaluation,
     EvaluationMode,
@@ -34,6 +43,7 @@ from scheduler.patrol_models import (
     RubricTemplate,
     VisitEnd,
 )
+from scheduler.recordings_models import Recording, RecordingStatus
 from server.api.common import PageDep
 from server.api.deps import CurrentUser, ScopeDep, SessionDep, SettingsDep
 from server.api.errors import ApiError
@@ -467,14 +477,22 @@ class InvitationOut(BaseModel):
     invited_by_name: str
     note: str
     created_at: datetime
+    lesson_starts_at: datetime | None
+    lesson_status: InstanceStatus | None
+    recording_id: int | None
+    """The lesson's ready recording, to evaluate it on replay (null: none, or not yet ready)."""
 
 
 def _invitation_out(session: Session, inv: EvaluatorInvitation, names: dict[int, str]) -> InvitationOut:
     inst = session.get(LessonInstance, inv.instance_id)
+    recording = session.scalar(select(Recording.id).where(
+        Recording.instance_id == inv.instance_id, Recording.status == RecordingStatus.ready)
+        .order_by(Recording.id.desc()).limit(1))
     return InvitationOut(id=inv.id, instance_id=inv.instance_id, lesson_title=inst.series.title if inst else "",
                          invitee_id=inv.invitee_id, invitee_name=names.get(inv.invitee_id, ""),
                          invited_by_id=inv.invited_by_id, invited_by_name=names.get(inv.invited_by_id, ""),
-                         note=inv.note, created_at=inv.created_at)
+                         note=inv.note, created_at=inv.created_at, lesson_starts_at=inst.starts_at if inst else None,
+                         lesson_status=inst.status if inst else None, recording_id=recording)
 
 
 @router.post("/lessons/{instance_id}/invitations", response_model=InvitationOut, status_code=201)
@@ -484,6 +502,24 @@ def invite(instance_id: int, body: InvitationIn, session: SessionDep, user: Curr
     inv = patrol.invite(session, user, scope, instance_id, invitee_id=body.invitee_id, note=body.note,
                         now=clock.now())
     return _invitation_out(session, inv, _names(session, {inv.invitee_id, inv.invited_by_id}))
+
+
+class CandidateOut(BaseModel):
+    """Someone the caller may invite to evaluate the lesson."""
+
+    id: int
+    display_name: str
+    role: Role
+    place: str
+    """A researcher's region or a teacher's school."""
+
+
+@router.get("/lessons/{instance_id}/invitation-candidates", response_model=list[CandidateOut])
+def invitation_candidates(instance_id: int, session: SessionDep, user: CurrentUser, scope: ScopeDep,
+                          q: Annotated[str | None, Query(max_length=50)] = None) -> list[CandidateOut]:
+    """Researchers and teachers of the lesson's province the caller may invite (admins and researchers who see it)."""
+    rows = patrol.invitation_candidates(session, user, scope, instance_id, q=q)
+    return [CandidateOut(id=u.id, display_name=u.display_name, role=u.role, place=place) for u, place in rows]
 
 
 @router.get("/lessons/{instance_id}/invitations", response_model=list[InvitationOut])

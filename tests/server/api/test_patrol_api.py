@@ -179,3 +179,23 @@ def test_invitations_and_replay_evaluation(client, world, auth, session_factory)
     inv = client.get(f"{P}/invitations", headers=rb).json()[0]["id"]
     assert_error(client.delete(f"{P}/invitations/{inv}", headers=rb), 403, "forbidden")
     assert client.delete(f"{P}/invitations/{inv}", headers=auth(world.researcher_a)).status_code == 204
+
+
+def test_invitation_candidates_are_the_researchers_and_teachers_of_the_province(client, world, auth, session_factory):
+    lid = live_lesson(client, world, auth, session_factory)
+    url = f"{P}/lessons/{lid}/invitation-candidates"
+    r = client.get(url, headers=auth(world.researcher_a))
+    assert r.status_code == 200, r.text
+    got = {x["id"]: x for x in r.json()}
+    assert world.researcher_b.id in got and world.researcher_city.id in got and world.teacher2.id in got
+    assert got[world.researcher_b.id]["place"] == "西区" and got[world.teacher2.id]["role"] == "teacher"
+    assert world.researcher_a.id not in got and world.teacher.id not in got  # not oneself, not the lesson's teacher
+    assert all(x["role"] in ("researcher", "teacher") for x in got.values())
+    assert [x["id"] for x in client.get(url, params={"q": "西区"}, headers=auth(world.researcher_a)).json()] == \
+        [world.researcher_b.id]
+    client.post(f"{P}/lessons/{lid}/invitations", json={"invitee_id": world.researcher_b.id},
+                headers=auth(world.researcher_a))
+    assert world.researcher_b.id not in {x["id"] for x in client.get(url, headers=auth(world.city_admin)).json()}
+    for outsider in (world.researcher_b, world.teacher2, world.admin_b):
+        assert_error(client.get(url, headers=auth(outsider)), 403, "forbidden")
+    assert client.get(url).status_code == 401

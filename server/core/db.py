@@ -8,6 +8,9 @@ nothing special here; its exclusion constraint does the hard work.
 
 from __future__ import annotations
 
+import sqlite3
+import time
+
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -28,8 +31,13 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             # WAL is a property of the database file, kept across connections: switch only once.
             # (Asking again while another connection writes can fail at once with "database is
             # locked": SQLite does not wait for that lock.)
-            if str(cur.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
-                cur.execute("PRAGMA journal_mode=WAL")
+            for _ in range(100):  # a first connection racing another one for the switch: wait, retry
+                try:
+                    if str(cur.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                        cur.execute("PRAGMA journal_mode=WAL")
+                    break
+                except sqlite3.OperationalError:
+                    time.sleep(0.05)
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
 

@@ -3,6 +3,8 @@ publications in the participant info, and the app's ``media_factory`` reaching t
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 from signaling.messages import (
@@ -12,13 +14,16 @@ from signaling.messages import (
     LessonRole,
     Mute,
     MuteAll,
+    Offer,
     Publication,
     Publish,
     SetMuted,
     SetOnStage,
+    Subscription,
     TrackSource,
     UpdateSubscriptions,
 )
+from signaling.media import LessonMedia, MediaService
 from signaling.room import NullMedia, Participant, Room, RoomMedia, RoomRegistry
 from tests.signaling.test_endpoint import (
     join_msg,
@@ -68,11 +73,157 @@ def _member(pid: str, user_id: int, role: str, box: list[Any]) -> Participant:
                        classroom_id=None, listen_only=False, deliver=box.append)
 
 
-def test_recorder_and_null_media_are_room_media() -> None:
-    media: RoomMedia = Recorder()
-    assert media is not None
+class WorkerModel:
+    """The media worker as ``LessonMedia`` sees it (the ``WorkerPool`` interface): a model of which
+    transports, producers and consumers exist, answering like ``media.worker.Worker`` does."""
+
+    def __init__(self) -> None:
+        self.transports: dict[str, tuple[str, str]] = {}
+        """transport id → (participant id, direction)"""
+        self.producers: dict[str, str] = {}
+        """producer id → its send transport"""
+        self.paused: dict[str, bool] = {}
+        self.consumers: dict[str, dict[str, str | None]] = {}
+        """recv transport → consumer id → the producer id it forwards (None: nothing yet)"""
+
+    def add_listener(self, fn: Any) -> Any:
+        return lambda: None
+
+    def release(self, router_id: str) -> None:
+        pass
+
+    async def request(self, router_id: str, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        await asyncio.sleep(0)  # a real request yields to the loop
+        tid = params.get("transport_id")
+        if method == "transport.create":
+            self.transports[tid] = (params["participant_id"], params["direction"])
+        elif method == "transport.close":
+            self.transports.pop(tid, None)
+            self.consumers.pop(tid, None)
+            for pid in [pid for pid, owner in self.producers.items() if owner == tid]:
+                del self.producers[pid]
+        elif method == "transport.publish":
+            assert self.transports[tid][1] == "send"
+            made = []
+            for pub in params["publications"]:
+                self.producers[pub["producer_id"]] = tid
+                made.append({"producer_id": pub["producer_id"], "source": pub["source"], "mid": pub["mid"]})
+            return {"sdp": f"answer-for-{tid}", "producers": made}
+        elif method == "transport.set_consumers":
+            assert self.transports[tid][1] == "recv"
+            wanted = {c["consumer_id"]: c["producer_id"] for c in params["consumers"]}
+            changed = set(wanted) != set(self.consumers.get(tid, {}))
+            self.consumers[tid] = wanted
+            if not changed:
+                return {"offer": None}
+            tracks = [{"mid": str(i), "consumer_id": cid} for i, cid in enumerate(wanted)]
+            return {"offer": {"sdp": f"offer-for-{tid}", "tracks": tracks}}
+        elif method == "producer.pause":
+            self.paused[params["producer_id"]] = params["paused"]
+        return {}
+
+    def receives(self, participant_id: str) -> dict[str, str | None]:
+        """What a participant's subscriber connection forwards: consumer id → producer id."""
+        out: dict[str, str | None] = {}
+        for tid, (pid, direction) in self.transports.items():
+            if pid == participant_id and direction == "recv":
+                out.update(self.consumers.get(tid, {}))
+        return {cid: producer if producer in self.producers else None for cid, producer in out.items()}
+
+    def publishes(self, participant_id: str) -> set[str]:
+        return {prod for prod, tid in self.producers.items() if self.transports[tid][0] == participant_id}
+
+
+async def _settled(media: LessonMedia) -> None:
+    """Wait (5 s at most) until the room's media requests have all been applied."""
+    deadline = time.monotonic() + 5
+    while media._queue or (media._runner is not None and not media._runner.done()):
+        assert time.monotonic() < deadline, "media requests still pending"
+        await asyncio.sleep(0.01)
+
+
+def test_the_sfu_forwards_what_each_role_may_receive() -> None:
+    """Through the real ``LessonMedia``: producers exist for who published, a receiving classroom's
+    subscriber connection forwards the main classroom and whoever is on stage, and nothing else."""
+
+    async def scenario() -> None:
+        worker = WorkerModel()
+        service = MediaService(worker)  # type: ignore[arg-type]
+        media = service.factory(9)
+        room = Room(9, media)
+        got: dict[str, list[Any]] = {"m": [], "r1": [], "r2": []}
+        main = _member("m", 1, "main", got["m"])
+        r1, r2 = _member("r1", 2, "receiving", got["r1"]), _member("r2", 3, "receiving", got["r2"])
+        for p in (main, r1, r2):
+            room.join(p)
+
+        room.handle(main, Publish(request_id="p1", source=CAM, track_id="cam", mid="0"))
+        room.handle(main, Publish(request_id="p2", source=MIC, track_id="mic", mid="1"))
+        room.handle(main, Offer(request_id="o1", sdp="v=0 main"))
+        for p in (r1, r2):
+            room.handle(p, Publish(source=CAM, track_id="cam", mid="0"))
+            room.handle(p, Offer(request_id=f"o-{p.participant_id}", sdp="v=0 rc"))
+        await _settled(media)
+        assert worker.publishes("m") == {"m:camera", "m:microphone"}
+        assert worker.publishes("r1") == {"r1:camera"} and worker.publishes("r2") == {"r2:camera"}
+        answers = [x for x in got["m"] if x.type == "answer"]
+        assert [(a.request_id, a.sdp.startswith("answer-for-m-send")) for a in answers] == [("o1", True)]
+        seen = [x.participant for x in got["r1"] if x.type == "participant_updated" and x.participant.participant_id == "m"]
+        assert [(pub.source, pub.muted) for pub in seen[-1].publications] == [(CAM, False), (MIC, False)]
+
+        room.handle(r1, UpdateSubscriptions(request_id="s1", subscriptions=[
+            Subscription(participant_id="m", source=CAM), Subscription(participant_id="m", source=MIC),
+            Subscription(participant_id="stage", source=CAM)]))
+        await _settled(media)
+        assert worker.receives("r1") == {"r1~m~camera": "m:camera", "r1~m~microphone": "m:microphone",
+                                         "r1~stage~camera": None}
+        offer = [x for x in got["r1"] if x.type == "offer"][-1]
+        assert [(t.participant_id, t.source) for t in offer.tracks] == [("m", CAM), ("m", MIC), ("stage", CAM)]
+
+        # another receiving classroom off stage: refused, and nothing changes
+        room.handle(r1, UpdateSubscriptions(request_id="s2", subscriptions=[Subscription(participant_id="r2", source=CAM)]))
+        assert got["r1"][-1].type == "error" and got["r1"][-1].request_id == "s2"
+        await _settled(media)
+        assert "r1~r2~camera" not in worker.receives("r1")
+
+        # r2 on stage: r1's stage tile forwards r2's camera; then off stage: nothing again
+        room.handle(main, SetOnStage(participant_id="r2"))
+        await _settled(media)
+        assert worker.receives("r1")["r1~stage~camera"] == "r2:camera"
+        assert worker.paused.get("r2:camera") is False
+        room.handle(main, Mute(participant_id="r2", source=CAM, muted=True))  # the teacher mutes its camera
+        await _settled(media)
+        assert worker.paused["r2:camera"] is True
+        room.handle(main, Mute(participant_id="r2", source=CAM, muted=False))
+        room.handle(r2, SetMuted(source=CAM, muted=False))  # the classroom turns it on again itself
+        await _settled(media)
+        assert worker.paused["r2:camera"] is False
+        room.handle(main, SetOnStage(participant_id=None))
+        await _settled(media)
+        assert worker.receives("r1")["r1~stage~camera"] is None
+
+        # the main classroom leaves: its producers and transports are gone, r1 receives nothing from it
+        room.remove(main, LeaveReason.client_left)
+        await _settled(media)
+        assert worker.publishes("m") == set()
+        assert all(owner != "m" for owner, _ in worker.transports.values())
+        assert worker.receives("r1") == {"r1~stage~camera": None}
+        room.close()
+        await _settled(media)
+        assert media.closed and "lesson-9" not in service.rooms
+
+    asyncio.run(scenario())
+
+
+def test_null_media_is_room_media_and_publishes_nothing() -> None:
     null: RoomMedia = NullMedia()
-    assert null is not None
+    room = Room(9, null)
+    got: list[Any] = []
+    main = _member("m", 1, "main", got)
+    room.join(main)
+    room.handle(main, Offer(request_id="o", sdp="v=0"))
+    assert got[-1].type == "error" and got[-1].request_id == "o"
+    assert main.publications == {}
 
 
 def test_hooks_in_order() -> None:

@@ -155,10 +155,22 @@ def _items(specs: Sequence[ItemSpec]) -> list[RubricItem]:
                        weight=float(s.weight)) for i, (n, s) in enumerate(zip(names, specs, strict=True))]
 
 
+def rubric_name(name: str, region: Region) -> str:
+    """A rubric's own name: every list shows the region beside it (``名称（区域）``), so a name that already
+    ends with its region in brackets would read twice (``专递课堂评课表（清河市）（清河市）``); that suffix goes."""
+    name = name.strip()
+    for suffix in (f"（{region.name}）", f"({region.name})"):
+        if name.endswith(suffix) and len(name) > len(suffix):
+            name = name[: -len(suffix)].rstrip()
+    if not name:
+        raise Invalid("评课量表名称不能为空", field="name")
+    return name
+
+
 def create_rubric(session: Session, scope: Scope, *, region_id: int, name: str, items: Sequence[ItemSpec],
                   description: str = "", now: datetime) -> RubricTemplate:
-    _region_admin(session, scope, region_id)
-    template = RubricTemplate(region_id=region_id, name=name.strip(), description=description, active=True,
+    region = _region_admin(session, scope, region_id)
+    template = RubricTemplate(region_id=region_id, name=rubric_name(name, region), description=description, active=True,
                               created_by_id=scope.user_id, created_at=now)
     template.items = _items(items)
     session.add(template)
@@ -178,7 +190,7 @@ def update_rubric(session: Session, scope: Scope, template_id: int, *, name: str
                   items: Sequence[ItemSpec] | None = None) -> RubricTemplate:
     """Rename, describe, (de)activate; the items only while no evaluation uses the template."""
     template = require_rubric(session, template_id)
-    _region_admin(session, scope, template.region_id)
+    region = _region_admin(session, scope, template.region_id)
     if items is not None:
         used = session.scalar(select(func.count()).select_from(Evaluation)
                               .where(Evaluation.template_id == template.id))
@@ -186,7 +198,7 @@ def update_rubric(session: Session, scope: Scope, template_id: int, *, name: str
             raise InvalidState("已有评课记录使用该量表，不能修改评分项；请停用它并新建一份")
         template.items = _items(items)
     if name is not None:
-        template.name = name.strip()
+        template.name = rubric_name(name, region)
     if description is not None:
         template.description = description
     if active is not None:

@@ -1378,7 +1378,7 @@ class _RecordsBuilder:
         rng = self.rng
         b = self.b
         rubric = patrol.create_rubric(
-            self.s, scope_of(self.s, b.sysadmin), region_id=b.city.id, name="专递课堂评课表（清河市）",
+            self.s, scope_of(self.s, b.sysadmin), region_id=b.city.id, name="专递课堂评课表",
             description="城乡同步课堂课堂教学评价", now=self.now - timedelta(days=60), items=[
                 patrol.ItemSpec("教学目标", 10, 1.0), patrol.ItemSpec("教学过程与方法", 30, 2.0),
                 patrol.ItemSpec("两端互动", 30, 2.0), patrol.ItemSpec("技术应用", 15, 1.0),

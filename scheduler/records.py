@@ -14,7 +14,9 @@ Rules (what a district bureau asks of a lesson):
 * **Attendance**, per receiving classroom (by classroom) and per home student
   (by user), from ``join``/``resume`` to ``disconnect``/``leave``: first join,
   seconds present (overlapping sessions of one classroom count once),
-  disconnects, times and seconds on stage.  Observers (patrol) are not
+  disconnects, times and seconds on stage (stage time counts only while the
+  classroom is present: a drop while on stage, until it resumes, is not on
+  stage, so stage seconds never exceed seconds present).  Observers (patrol) are not
   attendance; their visits are the patrol record's.
 * **Link quality** per classroom from the ``link_quality`` samples (written
   every 5 s per participant): median and p95 of loss and RTT, and the seconds
@@ -120,6 +122,18 @@ def _union_seconds(intervals: list[tuple[datetime, datetime]]) -> int:
         total += (b - a).total_seconds()
         end = b
     return round(total)
+
+
+def _clip(intervals: list[tuple[datetime, datetime]],
+          within: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    """The parts of ``intervals`` that lie inside ``within`` (a classroom is on stage only while present)."""
+    out = []
+    for a, b in intervals:
+        for c, d in within:
+            lo, hi = max(a, c), min(b, d)
+            if lo < hi:
+                out.append((lo, hi))
+    return out
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -257,7 +271,7 @@ def compute(session: Session, instance_id: int, *, now: datetime,
         att.disconnects = sum(1 for e in evs if e.kind is EventKind.disconnect)
         att.stage_count = sum(1 for e in evs if e.kind is EventKind.stage_on)
         stage = _intervals(evs, {EventKind.stage_on}, {EventKind.stage_off, EventKind.leave}, end)
-        att.stage_s = _union_seconds(stage)
+        att.stage_s = _union_seconds(_clip(stage, present))  # a drop while on stage is not time on stage
         samples = [LinkSample(at=e.at, loss=_num(e.data, "loss"), rtt_ms=_num(e.data, "rtt_ms"),
                               jitter_ms=_num(e.data, "jitter_ms"), bitrate_kbps=_num(e.data, "bitrate_kbps"))
                    for e in evs if e.kind is EventKind.link_quality]

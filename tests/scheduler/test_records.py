@@ -119,3 +119,33 @@ def test_a_home_student_is_counted_by_user(session, client, world, auth) -> None
     rec = records.compute(session, inst.id, now=inst.ends_at)
     st = next(a for a in rec.attendance if a.role == "student")
     assert st.user_id == world.student.id and st.expected and st.present_s == 120
+
+
+def test_stage_time_counts_only_while_the_classroom_is_present(session, client, world, auth) -> None:
+    """On stage, the classroom's link drops: the room keeps it on stage through the resume grace (it resumes),
+    and later, on stage again, it drops for good and comes back as a new session (the old one is replaced)."""
+    inst = _first_lesson(session, client, world, auth)
+    log = Log(session, inst)
+    recv = dict(user_id=world.terminal_recv.id, classroom_id=world.recv_room.id)
+    log(0, "join", "m1", "main", user_id=world.teacher.id, classroom_id=world.main_room.id)
+    log(0, "publish", "m1", "main", source="camera")
+    log(60, "join", "r1", "receiving", **recv)
+    log(300, "stage_on", "r1", "receiving", **recv)
+    log(400, "disconnect", "r1", "receiving", **recv)  # gone 50 s while still on stage
+    log(450, "resume", "r1", "receiving", **recv)
+    log(600, "stage_off", "r1", "receiving", **recv)
+    log(700, "stage_on", "r1", "receiving", **recv)
+    log(800, "disconnect", "r1", "receiving", **recv)  # did not resume: rejoined as a new session at 900
+    log(900, "stage_off", "r1", "receiving", **recv)
+    log(900, "leave", "r1", "receiving", reason="replaced", **recv)
+    log(900, "join", "r2", "receiving", **recv)
+    log(1000, "leave", "r2", "receiving", reason="client_left", **recv)
+    log(1800, "unpublish", "m1", "main", source="camera")
+    inst.room_closed_at = inst.ends_at
+
+    rec = records.compute(session, inst.id, now=inst.ends_at)
+    r = next(a for a in rec.attendance if a.role == "receiving")
+    assert r.present_s == (400 - 60) + (800 - 450) + (1000 - 900) == 790
+    assert r.stage_count == 2
+    assert r.stage_s == (400 - 300) + (600 - 450) + (800 - 700) == 350  # not 300 + 200 = 500
+    assert r.stage_s <= r.present_s

@@ -595,6 +595,7 @@ class Room:
         elif isinstance(msg, Chat):
             self._broadcast(ChatMessage(from_participant_id=p.participant_id, from_name=p.info().display_name,
                                         text=msg.text, ts=now_ms()))
+            self.ack(p, rid)  # the sender's client waits for it to clear its input
             if self.journal is not None:
                 try:
                     self.journal.chat(self.instance_id, p, msg.text)

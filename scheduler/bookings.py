@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from scheduler import audit, clock
 from scheduler.access import Scope, require_school_admin
 from scheduler.conflicts import Slot, clashes_within, find_conflicts, internal_conflict_items
-from scheduler.errors import Conflict, ConflictItem, Forbidden, Invalid, InvalidState, NotFound
+from scheduler.errors import BellsMismatch, Conflict, ConflictItem, Forbidden, Invalid, InvalidState, NotFound
 from scheduler.models import (
     Classroom,
     InstanceStatus,
@@ -29,6 +29,7 @@ from scheduler.models import (
     LessonSeries,
     Occupancy,
     Pairing,
+    Period,
     PeriodScheme,
     ReceiverMode,
     ResourceType,
@@ -133,26 +134,41 @@ class SeriesContext:
             Slot(ResourceType.classroom, self.main_classroom.id, starts_at, ends_at),
         ]
         main_periods = periods_in(self.main_scheme, period_from, period_to)
+        unfit = [r for r in self.receivers if r.receiving_period is None and self._uncovered(r, main_periods)]
+        if unfit:
+            raise self._bells_mismatch(unfit, main_periods, day, starts_at, ends_at, period_from, period_to)
         for r in self.receivers:
-            r_start, r_end = self._receiving_window(r, main_periods, period_from, period_to, start_t, end_t)
+            r_start, r_end = self._receiving_window(r, period_from, period_to, start_t, end_t)
             window = (datetime.combine(day, min(r_start, start_t)), datetime.combine(day, max(r_end, end_t)))
             slots.append(Slot(ResourceType.classroom, r.classroom.id, *window))
             if r.assistant_id is not None:
                 slots.append(Slot(ResourceType.teacher, r.assistant_id, *window))
         return PlannedInstance(day, starts_at, ends_at, period_from, period_to, teacher_id, slots)
 
-    def _receiving_window(self, r: _Receiver, main_periods: list, period_from: int, period_to: int,  # type: ignore[type-arg]
+    @staticmethod
+    def _uncovered(r: _Receiver, main_periods: list[Period]) -> list[Period]:
+        """The main school's periods that no period of the receiving school's bells contains."""
+        return [p for p in main_periods if containing_period(r.scheme, p.start_time, p.end_time) is None]
+
+    def _bells_mismatch(self, unfit: list[_Receiver], main_periods: list[Period], day: date, starts_at: datetime,
+                        ends_at: datetime, period_from: int, period_to: int) -> BellsMismatch:
+        items = []
+        for r in unfit:
+            missing = "、".join(f"{p.start_time:%H:%M}–{p.end_time:%H:%M}" for p in self._uncovered(r, main_periods))
+            message = (f"接收学校“{r.school.name}”的作息时间中没有包含 {missing} 的节次，"
+                       f"两校铃声不一致，请为接收教室“{r.classroom.name}”（{r.school.name}）指定接收节次")
+            items.append(ConflictItem(
+                resource="classroom", resource_id=r.classroom.id, resource_name=r.classroom.name, day=day,
+                start=starts_at, end=ends_at, message=message, kind="bells", school_name=r.school.name,
+                role="receiving", period_from=period_from, period_to=period_to,
+                week=week_of(self.calendar, day)))
+        return BellsMismatch("；".join(i.message for i in items), items)
+
+    def _receiving_window(self, r: _Receiver, period_from: int, period_to: int,
                           start_t: time, end_t: time) -> tuple[time, time]:
         if r.receiving_period is not None:
             count = period_to - period_from
             return span(r.scheme, r.receiving_period, r.receiving_period + count)
-        for p in main_periods:
-            if containing_period(r.scheme, p.start_time, p.end_time) is None:
-                raise Invalid(
-                    f"接收学校“{r.school.name}”的作息时间中没有包含 {p.start_time:%H:%M}–{p.end_time:%H:%M} 的节次，"
-                    f"两校铃声不一致，请为接收教室“{r.classroom.name}”指定接收节次",
-                    field="receivers",
-                )
         return start_t, end_t
 
 
@@ -223,14 +239,12 @@ def _validate(session: Session, spec: SeriesSpec, ctx: SeriesContext, actor: Use
     if spec.kind is LessonKind.dedicated:
         gaps = _pairing_gaps(session, spec, ctx)
         if gaps:
+            missing = (f"主讲学校“{ctx.main_school.name}”与接收学校{'、'.join(f'“{g}”' for g in gaps)}"
+                       f"之间没有“{spec.subject}”学科的结对关系")
             if actor.role is not Role.admin:
-                raise Invalid(f"主讲学校与 {'、'.join(gaps)} 之间没有该学科的结对关系，专递课堂需要结对",
-                              field="receivers")
+                raise Invalid(f"{missing}，专递课堂需要结对", field="receivers")
             if not (spec.pairing_override_reason or "").strip():
-                raise Invalid(
-                    f"主讲学校与 {'、'.join(gaps)} 之间没有该学科的结对关系；管理员如需越过结对限制，请填写原因",
-                    field="receivers",
-                )
+                raise Invalid(f"{missing}；管理员如需越过结对限制，请填写原因", field="receivers")
     if spec.week_to < spec.week_from:
         raise Invalid("结束周不能早于开始周", field="weeks")
 
@@ -290,7 +304,7 @@ def _write_instances(session: Session, series: LessonSeries, planned: Sequence[P
 
 def _race_item(p: PlannedInstance) -> ConflictItem:
     return ConflictItem(resource="classroom", resource_id=None, resource_name="", day=p.day,
-                        start=p.starts_at, end=p.ends_at,
+                        start=p.starts_at, end=p.ends_at, kind="race",
                         message=f"{p.starts_at:%Y-%m-%d %H:%M} 的时段刚刚被其他排课占用，请刷新后重试")
 
 
@@ -352,13 +366,23 @@ def _context_for(session: Session, series: LessonSeries) -> SeriesContext:
 # ---------------------------------------------------------------- series
 
 
-def create_series(session: Session, spec: SeriesSpec, *, actor: User, scope: Scope,
-                  not_before: date | None = None) -> LessonSeries:
-    """Book a weekly series.
+@dataclass
+class PreparedSeries:
+    """A series that passed every booking rule: what booking it would write."""
 
-    An admin of the main school books it at once (all instances or none).  A
-    teacher's request is checked the same way but waits, as ``pending``, for
-    an admin of the main school to approve it.
+    spec: SeriesSpec
+    status: SeriesStatus
+    planned: list[PlannedInstance]
+
+
+def prepare_series(session: Session, spec: SeriesSpec, *, actor: User, scope: Scope,
+                   not_before: date | None = None) -> PreparedSeries:
+    """Every rule of booking a series, writing nothing: who may book it, the input, pairing, bells, holidays
+    and conflicts.  ``create_series`` books what this returns, and the booking dialog's check calls this
+    alone, so a check and a booking always give the same verdict.
+
+    An admin of the main school books at once; a teacher's request for themselves waits, as ``pending``,
+    for an admin of the main school to approve it.
     """
     ctx = SeriesContext(session, term_id=spec.term_id, main_classroom_id=spec.main_classroom_id,
                         receivers=spec.receivers)
@@ -373,9 +397,16 @@ def create_series(session: Session, spec: SeriesSpec, *, actor: User, scope: Sco
         status = SeriesStatus.pending
     else:
         raise Forbidden("当前角色不能排课")
-    return _book(session, spec, ctx, actor=actor, status=status,
-                 action="book" if status is SeriesStatus.approved else "request",
-                 reason=spec.pairing_override_reason or "", not_before=not_before)
+    return PreparedSeries(spec, status, _checked_plan(session, spec, ctx, actor, not_before))
+
+
+def create_series(session: Session, spec: SeriesSpec, *, actor: User, scope: Scope,
+                  not_before: date | None = None) -> LessonSeries:
+    """Book a weekly series (all instances or none), or file a teacher's request: see ``prepare_series``."""
+    prepared = prepare_series(session, spec, actor=actor, scope=scope, not_before=not_before)
+    approved = prepared.status is SeriesStatus.approved
+    return _write_series(session, prepared, actor=actor, action="book" if approved else "request",
+                         reason=spec.pairing_override_reason or "")
 
 
 def book_agreed_series(session: Session, spec: SeriesSpec, *, actor: User, reason: str,
@@ -387,15 +418,21 @@ def book_agreed_series(session: Session, spec: SeriesSpec, *, actor: User, reaso
     """
     ctx = SeriesContext(session, term_id=spec.term_id, main_classroom_id=spec.main_classroom_id,
                         receivers=spec.receivers)
-    return _book(session, spec, ctx, actor=actor, status=SeriesStatus.approved, action=action, reason=reason,
-                 not_before=not_before)
+    prepared = PreparedSeries(spec, SeriesStatus.approved, _checked_plan(session, spec, ctx, actor, not_before))
+    return _write_series(session, prepared, actor=actor, action=action, reason=reason)
 
 
-def _book(session: Session, spec: SeriesSpec, ctx: SeriesContext, *, actor: User, status: SeriesStatus,
-          action: str, reason: str, not_before: date | None) -> LessonSeries:
+def _checked_plan(session: Session, spec: SeriesSpec, ctx: SeriesContext, actor: User,
+                  not_before: date | None) -> list[PlannedInstance]:
     _validate(session, spec, ctx, actor)
     planned = plan_series(session, spec, ctx, not_before=not_before)
     _check_slots(session, planned)
+    return planned
+
+
+def _write_series(session: Session, prepared: PreparedSeries, *, actor: User, action: str,
+                  reason: str) -> LessonSeries:
+    spec, status, planned = prepared.spec, prepared.status, prepared.planned
     series = _series_row(spec, actor, status)
     session.add(series)
     session.flush()
@@ -481,6 +518,7 @@ _STATUS_ZH = {
 def _holiday_item(cal: TermCalendar, day: date, start: datetime, end: datetime) -> ConflictItem:
     why = "不在学期内" if not cal.contains(day) else "是节假日"
     return ConflictItem(resource="holiday", resource_id=None, resource_name="", day=day, start=start, end=end,
+                        kind="holiday",
                         message=f"{day:%Y-%m-%d} {why}，不能安排课程")
 
 
@@ -532,7 +570,7 @@ def postpone_instance(session: Session, instance_id: int, *, actor: User, scope:
             continue
         return _move(session, inst, planned, actor, "postpone", reason)
     raise Conflict([ConflictItem(resource="term", resource_id=series.term_id, resource_name="", day=inst.day,
-                                 start=inst.starts_at, end=inst.ends_at,
+                                 start=inst.starts_at, end=inst.ends_at, kind="term",
                                  message="本学期剩余时间内没有可顺延的空闲时段")])
 
 

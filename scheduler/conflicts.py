@@ -12,16 +12,15 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import DateTime, Row, select, text
 from sqlalchemy.orm import Session
 
-from scheduler.errors import ConflictItem
-from scheduler.models import Classroom, ResourceType, User
-
-_RESOURCE_ZH = {ResourceType.teacher: "教师", ResourceType.classroom: "教室"}
+from scheduler.errors import ConflictItem, SchedulerError
+from scheduler.models import Classroom, LessonInstance, LessonSeries, ResourceType, School, User
+from scheduler.terms import TermCalendar, load_calendar, week_of
 
 
 @dataclass(frozen=True)
@@ -67,12 +66,6 @@ def _resource_names(session: Session, keys: Iterable[tuple[ResourceType, int]]) 
         for cid, name in session.execute(select(Classroom.id, Classroom.name).where(Classroom.id.in_(room_ids))):
             names[(ResourceType.classroom, cid)] = name
     return names
-
-
-def describe(resource_type: ResourceType, name: str, start: datetime, end: datetime, title: str | None) -> str:
-    when = f"{start:%Y-%m-%d} {start:%H:%M}–{end:%H:%M}"
-    what = f"已有课程《{title}》" if title else "已被占用"
-    return f"{_RESOURCE_ZH[resource_type]}“{name}”在 {when} {what}"
 
 
 # A slot never spans midnight (``SeriesContext.place`` builds every window
@@ -134,43 +127,92 @@ def _booked_overlaps(session: Session, slots: Sequence[Slot], ignore: list[int])
     return list(session.execute(_SQLITE_CONFLICTS, {"windows": windows, "ignore": json.dumps(ignore)}))
 
 
+def _lesson_facts(session: Session, rows: Sequence[Row]) -> tuple[dict[int, Row], dict[int, str]]:  # type: ignore[type-arg]
+    """For the clashing instances: their lesson (teacher, periods, term) and the clashing classrooms' schools;
+    one query each, run only when there is a clash."""
+    ids = {r.instance_id for r in rows}
+    lessons = {l.id: l for l in session.execute(
+        select(LessonInstance.id, LessonInstance.series_id, LessonInstance.teacher_id,
+               LessonInstance.main_classroom_id, LessonInstance.period_from, LessonInstance.period_to,
+               LessonSeries.term_id, User.display_name.label("teacher_name"))
+        .join(LessonSeries, LessonSeries.id == LessonInstance.series_id)
+        .join(User, User.id == LessonInstance.teacher_id)
+        .where(LessonInstance.id.in_(ids)))}
+    room_ids = {r.resource_id for r in rows if r.resource_type == ResourceType.classroom.value}
+    schools = dict(session.execute(select(Classroom.id, School.name).join(School, School.id == Classroom.school_id)
+                                   .where(Classroom.id.in_(room_ids))).all()) if room_ids else {}
+    return lessons, schools
+
+
+def _week(session: Session, calendars: dict[int, TermCalendar | None], term_id: int, day: date) -> int | None:
+    if term_id not in calendars:
+        try:
+            calendars[term_id] = load_calendar(session, term_id)[1]
+        except SchedulerError:
+            calendars[term_id] = None
+    cal = calendars[term_id]
+    return week_of(cal, day) if cal is not None else None
+
+
 def find_conflicts(
     session: Session, slots: Sequence[Slot], *, ignore_instance_ids: Iterable[int] = ()
 ) -> list[ConflictItem]:
-    """Every booked occupancy that overlaps one of ``slots`` (one query, names included), as conflict items."""
+    """Every booked occupancy that overlaps one of ``slots`` (one query, names included), as conflict items
+    naming the existing lesson, its teacher and periods, the classroom's school and role, and the week."""
     if not slots:
         return []
     rows = _booked_overlaps(session, slots, sorted(set(ignore_instance_ids)))
+    if not rows:
+        return []
+    lessons, schools = _lesson_facts(session, rows)
+    calendars: dict[int, TermCalendar | None] = {}
     items: list[ConflictItem] = []
     for r in rows:
         rtype = ResourceType(r.resource_type)
-        name = r.resource_name or f"#{r.resource_id}"
-        items.append(
-            ConflictItem(
-                resource=rtype.value,
-                resource_id=r.resource_id,
-                resource_name=name,
-                day=r.starts_at.date(),
-                start=r.starts_at,
-                end=r.ends_at,
-                instance_id=r.instance_id,
-                lesson_title=r.title,
-                message=describe(rtype, name, r.starts_at, r.ends_at, r.title),
-            )
+        lesson = lessons.get(r.instance_id)
+        if rtype is ResourceType.classroom:
+            role = "main" if lesson is not None and lesson.main_classroom_id == r.resource_id else "receiving"
+        else:
+            role = "main" if lesson is not None and lesson.teacher_id == r.resource_id else "assistant"
+        day = r.starts_at.date()
+        item = ConflictItem(
+            resource=rtype.value,
+            resource_id=r.resource_id,
+            resource_name=r.resource_name or f"#{r.resource_id}",
+            day=day,
+            start=r.starts_at,
+            end=r.ends_at,
+            instance_id=r.instance_id,
+            lesson_title=r.title,
+            school_name=schools.get(r.resource_id) if rtype is ResourceType.classroom else None,
+            role=role,
+            teacher_name=lesson.teacher_name if lesson is not None else None,
+            series_id=lesson.series_id if lesson is not None else None,
+            period_from=lesson.period_from if lesson is not None else None,
+            period_to=lesson.period_to if lesson is not None else None,
+            week=_week(session, calendars, lesson.term_id, day) if lesson is not None else None,
         )
+        items.append(replace(item, message=describe_item(item)))
     return items
+
+
+def describe_item(item: ConflictItem) -> str:
+    """One clash on one date in words: ``接收教室“R1-1”（石桥村小）在 2026-09-07 08:00–08:40 已有课程《英语》（李老师）``."""
+    return f"{item.who()}在 {item.start:%Y-%m-%d} {item.start:%H:%M}–{item.end:%H:%M} {item.what()}"
 
 
 def internal_conflict_items(session: Session, pairs: Sequence[tuple[Slot, Slot]]) -> list[ConflictItem]:
     names = _resource_names(session, ((a.resource_type, a.resource_id) for a, _ in pairs))
+    room_ids = {a.resource_id for a, _ in pairs if a.resource_type is ResourceType.classroom}
+    schools = dict(session.execute(select(Classroom.id, School.name).join(School, School.id == Classroom.school_id)
+                                   .where(Classroom.id.in_(room_ids))).all()) if room_ids else {}
     items = []
     for a, b in pairs:
         name = names.get((a.resource_type, a.resource_id), f"#{a.resource_id}")
-        items.append(
-            ConflictItem(
-                resource=a.resource_type.value, resource_id=a.resource_id, resource_name=name,
-                day=b.starts_at.date(), start=b.starts_at, end=b.ends_at,
-                message=f"{_RESOURCE_ZH[a.resource_type]}“{name}”在本次排课中被重复安排（{b.starts_at:%Y-%m-%d %H:%M}）",
-            )
+        item = ConflictItem(
+            resource=a.resource_type.value, resource_id=a.resource_id, resource_name=name,
+            day=b.starts_at.date(), start=b.starts_at, end=b.ends_at, kind="internal",
+            school_name=schools.get(a.resource_id) if a.resource_type is ResourceType.classroom else None,
         )
+        items.append(replace(item, message=f"{item.who()}在本次排课中被重复安排（{b.starts_at:%Y-%m-%d %H:%M}）"))
     return items

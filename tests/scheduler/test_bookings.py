@@ -73,7 +73,10 @@ def test_teacher_double_booking_is_a_conflict_naming_teacher_and_lesson(session,
     items = err.value.items
     assert {i.resource for i in items} == {"teacher"}
     assert items[0].resource_name == "王老师" and items[0].lesson_title == "三年级数学"
-    assert "教师“王老师”在 2026-09-07 08:00–08:40 已有课程《三年级数学》" in err.value.message
+    assert items[0].message == "教师“王老师”在 2026-09-07 08:00–08:40 已有课程《三年级数学》"
+    # one weekly clash is one sentence: the pattern, then the teaching weeks (week 6 is the National Day holiday)
+    assert err.value.message == ("排课冲突，共 19 处：每周一 第1节 08:00–08:40，第2–5、7–21周，共19次："
+                                 "教师“王老师”已有课程《三年级数学》")
     session.rollback()
     assert session.scalar(select(func.count()).select_from(LessonInstance)) == 19  # nothing half-booked
 
@@ -87,9 +90,49 @@ def test_receiving_classroom_double_booking_conflicts(session, world):
     assert {(i.resource, i.resource_id) for i in err.value.items} == {("classroom", world.recv_room.id)}
 
 
+def test_a_receiving_classroom_clash_names_its_school_role_and_the_lessons_teacher(session, world):
+    book(session, world)
+    # 西区山口村小 has a classroom of the same name: only the school tells them apart
+    session.get(type(world.recv_room_b), world.recv_room_b.id).name = world.recv_room.name
+    session.commit()
+    with pytest.raises(Conflict) as err:
+        book(session, world, main_classroom_id=world.main_room2.id, main_teacher_id=world.teacher2.id,
+             title="三年级英语", receivers=(bookings.ReceiverSpec(world.recv_room.id),))
+    (group,) = err.value.groups
+    assert group.message() == ("每周一 第1节 08:00–08:40，第2–5、7–21周，共19次：接收教室“石桥村小 一年级教室”"
+                               "（东区石桥村小）已有课程《三年级数学》（王老师）")
+    assert len(group.items) == 19 and len(err.value.items) == 19
+    assert err.value.items[0].message == ("接收教室“石桥村小 一年级教室”（东区石桥村小）在 2026-09-07 08:00–08:40 "
+                                          "已有课程《三年级数学》（王老师）")
+    assert "山口村小" not in err.value.message
+
+
+def test_clashes_are_grouped_by_pattern_one_group_per_resource_and_time(session, world):
+    book(session, world)
+    book(session, world, weekday=3, period_from=2, period_to=2, week_from=2, week_to=4, title="三年级科学",
+         main_teacher_id=world.teacher2.id, receivers=(bookings.ReceiverSpec(world.recv_room2.id),))
+    session.commit()
+    with pytest.raises(Conflict) as err:  # three Mondays: one group, not three sentences
+        book(session, world, week_from=2, week_to=4, title="三年级美术", main_teacher_id=world.teacher2.id,
+             receivers=(bookings.ReceiverSpec(world.recv_room2.id),))
+    messages = [g.message() for g in err.value.groups]
+    assert messages == [
+        "每周一 第1节 08:00–08:40，第2–4周，共3次：主讲教室“实验小学 301 主讲教室”（东区实验小学）已有课程《三年级数学》（王老师）",
+    ]
+    session.rollback()
+    with pytest.raises(Conflict) as err:
+        book(session, world, weekday=3, period_from=2, period_to=2, week_from=3, week_to=3, title="三年级美术",
+             main_classroom_id=world.main_room2.id, receivers=(bookings.ReceiverSpec(world.recv_room2.id),))
+    assert [g.message() for g in err.value.groups] == [
+        "2026-09-16（周三）第2节 08:50–09:30：接收教室“石桥村小 二年级教室”（东区石桥村小）已有课程《三年级科学》（李老师）",
+    ]
+
+
 def test_dedicated_needs_pairing_unless_admin_overrides_with_reason(session, world):
-    with pytest.raises(Invalid, match="结对"):
+    with pytest.raises(Invalid, match="结对") as err:
         book(session, world, receivers=(bookings.ReceiverSpec(world.recv_room_b.id),))
+    # the refusal names both schools and the subject
+    assert err.value.message.startswith("主讲学校“东区实验小学”与接收学校“西区山口村小”之间没有“数学”学科的结对关系")
     session.rollback()
     s = book(session, world, actor=world.sysadmin, receivers=(bookings.ReceiverSpec(world.recv_room_b.id),),
              pairing_override_reason="区县统筹安排")
@@ -105,8 +148,14 @@ def test_bells_that_do_not_contain_the_main_slot_need_an_explicit_receiving_peri
     p1 = next(p for p in scheme.periods if p.number == 1)
     p1.start_time = p1.start_time.replace(hour=8, minute=5)  # rural bell now rings after the urban 08:00
     session.flush()
-    with pytest.raises(Invalid, match="指定接收节次"):
+    with pytest.raises(Invalid, match="指定接收节次") as err:
         book(session, world)
+    # also listed as a conflict item of its own kind, for clients that list conflicts
+    (item,) = err.value.items
+    assert (item.kind, item.resource, item.resource_id, item.school_name) == (
+        "bells", "classroom", world.recv_room.id, "东区石桥村小")
+    assert item.message == err.value.message
+    assert "08:00–08:40" in item.message and "（东区石桥村小）指定接收节次" in item.message
 
 
 def test_explicit_receiving_period_books_the_receivers_own_period(session, world):

@@ -7,12 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
-from sqlalchemy import exists, func, or_, select
+from sqlalchemy import exists, false, func, or_, select
 
 from scheduler import bookings
-from scheduler.access import school_clause
-from scheduler.conflicts import clashes_within, find_conflicts, internal_conflict_items
-from scheduler.errors import Forbidden, NotFound
+from scheduler.access import require_school_admin, school_clause
+from scheduler.errors import Forbidden, NotFound, SchedulerError
 from scheduler.models import (
     Classroom,
     LessonInstance,
@@ -24,10 +23,11 @@ from scheduler.models import (
     School,
     SeriesReceiver,
     SeriesStatus,
+    User,
     WeekPattern,
 )
 from server.api.deps import CurrentUser, ScopeDep, SessionDep, StaffScope
-from server.api.errors import ApiError
+from server.api.errors import status_for
 
 router = APIRouter(prefix="/series", tags=["series"])
 
@@ -76,8 +76,8 @@ class ReceiverOut(BaseModel):
     mode: ReceiverMode
     assistant_id: int | None
     receiving_period: int | None
-
-    model_config = {"from_attributes": True}
+    classroom_name: str = ""
+    school_name: str = ""
 
 
 class SeriesOut(BaseModel):
@@ -104,6 +104,12 @@ class SeriesOut(BaseModel):
     receivers: list[ReceiverOut]
     participant_ids: list[int]
     instance_count: int = 0
+    main_teacher_name: str = ""
+    main_classroom_name: str = ""
+    main_school_name: str = ""
+    created_by_name: str = ""
+    can_manage: bool = False
+    """The caller may approve, reject or cancel it (an admin of its main school or above)."""
 
 
 class SeriesPage(BaseModel):
@@ -119,27 +125,66 @@ class ConflictCheckOut(BaseModel):
     ok: bool
     instances: int
     conflicts: list[dict]  # type: ignore[type-arg]
+    """Per date, as in a 409's ``conflicts``."""
+    conflict_groups: list[dict] = []  # type: ignore[type-arg]
+    """Grouped by weekly pattern, as in a 409's ``conflict_groups``."""
     message: str
+    code: str | None = None
+    """Why booking would refuse: the error ``code`` (``conflict``, ``invalid``, ``forbidden``, ``not_found``)."""
+    status: int | None = None
+    """The HTTP status booking would answer with."""
+    field: str | None = None
 
 
-def _out(session, series: LessonSeries) -> SeriesOut:  # type: ignore[no-untyped-def]
+def _out(session, series: LessonSeries, scope=None) -> SeriesOut:  # type: ignore[no-untyped-def]
     count = session.scalar(select(func.count()).select_from(LessonInstance)
                            .where(LessonInstance.series_id == series.id)) or 0
+    main = session.get(Classroom, series.main_classroom_id)
+    teacher = session.get(User, series.main_teacher_id)
+    creator = session.get(User, series.created_by_id)
+    receivers = []
+    for r in series.receivers:
+        room = session.get(Classroom, r.classroom_id)
+        receivers.append(ReceiverOut(
+            classroom_id=r.classroom_id, mode=r.mode, assistant_id=r.assistant_id,
+            receiving_period=r.receiving_period, classroom_name=room.name if room else "",
+            school_name=_school_name(session, room.school_id) if room else ""))
     return SeriesOut(
-        **{k: getattr(series, k) for k in SeriesOut.model_fields if k not in ("receivers", "participant_ids",
-                                                                             "instance_count")},
-        receivers=[ReceiverOut.model_validate(r) for r in series.receivers],
+        **{k: getattr(series, k) for k in SeriesOut.model_fields if k in LessonSeries.__table__.columns},
+        receivers=receivers,
         participant_ids=[p.user_id for p in series.participants],
         instance_count=count,
+        main_teacher_name=teacher.display_name if teacher else "",
+        main_classroom_name=main.name if main else "",
+        main_school_name=_school_name(session, main.school_id) if main else "",
+        created_by_name=creator.display_name if creator else "",
+        can_manage=scope is not None and main is not None and _manages(session, scope, main.school_id),
     )
 
 
-def _visible(scope) -> object:  # type: ignore[no-untyped-def]
-    main_visible = exists(
+def _school_name(session, school_id: int) -> str:  # type: ignore[no-untyped-def]
+    school = session.get(School, school_id)
+    return school.name if school else ""
+
+
+def _manages(session, scope, school_id: int) -> bool:  # type: ignore[no-untyped-def]
+    try:
+        require_school_admin(session, scope, school_id)
+    except SchedulerError:
+        return False
+    return True
+
+
+def _main_visible(scope) -> object:  # type: ignore[no-untyped-def]
+    return exists(
         select(1).select_from(Classroom).join(School, School.id == Classroom.school_id)
         .join(Region, Region.id == School.region_id)
         .where(Classroom.id == LessonSeries.main_classroom_id, school_clause(scope))
     )
+
+
+def _visible(scope) -> object:  # type: ignore[no-untyped-def]
+    main_visible = _main_visible(scope)
     recv_visible = exists(
         select(1).select_from(SeriesReceiver).join(Classroom, Classroom.id == SeriesReceiver.classroom_id)
         .join(School, School.id == Classroom.school_id).join(Region, Region.id == School.region_id)
@@ -168,10 +213,13 @@ def list_series(
     status: SeriesStatus | None = None,
     teacher_id: int | None = None,
     classroom_id: int | None = None,
+    manageable: Annotated[bool, Query(description="只列出调用者可审批、驳回或停课的课程（主讲学校在其管理范围内）")] = False,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> SeriesPage:
     stmt = select(LessonSeries).where(_visible(scope))
+    if manageable:
+        stmt = stmt.where(_main_visible(scope) if scope.is_admin else false())
     if term_id is not None:
         stmt = stmt.where(LessonSeries.term_id == term_id)
     if kind is not None:
@@ -187,47 +235,50 @@ def list_series(
     total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
     rows = session.scalars(stmt.order_by(LessonSeries.weekday, LessonSeries.period_from, LessonSeries.id)
                            .offset(offset).limit(limit)).all()
-    return SeriesPage(data=[_out(session, s) for s in rows], count=total)
+    return SeriesPage(data=[_out(session, s, scope) for s in rows], count=total)
 
 
 @router.post("/check", response_model=ConflictCheckOut)
-def check_series(body: SeriesIn, session: SessionDep, scope: StaffScope) -> ConflictCheckOut:
-    """Dry run for the booking dialog: the instances it would create and every conflict, in words."""
-    spec = body.to_spec()
-    planned = bookings.plan_series(session, spec)
-    slots = [s for p in planned for s in p.slots]
-    items = internal_conflict_items(session, clashes_within(slots)) + find_conflicts(session, slots)
-    message = "没有冲突，可以排课" if not items else f"发现 {len(items)} 处冲突：" + "；".join(i.message for i in items[:5])
-    return ConflictCheckOut(ok=not items, instances=len(planned), conflicts=[i.as_dict() for i in items],
-                            message=message)
+def check_series(body: SeriesIn, session: SessionDep, user: CurrentUser, scope: StaffScope) -> ConflictCheckOut:
+    """Dry run for the booking dialog: every rule of ``POST /series`` (it runs the same code, writing nothing),
+    so ``ok`` is exactly whether booking would succeed; when not, ``code``, ``status``, ``message`` and the
+    conflicts are what booking would answer."""
+    try:
+        prepared = bookings.prepare_series(session, body.to_spec(), actor=user, scope=scope)
+    except SchedulerError as exc:
+        payload = exc.payload()
+        return ConflictCheckOut(ok=False, instances=0, conflicts=payload.get("conflicts", []),
+                                conflict_groups=payload.get("conflict_groups", []), message=exc.message,
+                                code=exc.code, status=status_for(exc), field=exc.field)
+    note = "（教师申请，需管理员审批）" if prepared.status is SeriesStatus.pending else ""
+    return ConflictCheckOut(ok=True, instances=len(prepared.planned), conflicts=[],
+                            message=f"没有冲突，可以排课：共 {len(prepared.planned)} 节{note}")
 
 
 @router.post("", response_model=SeriesOut, status_code=201)
 def create_series(body: SeriesIn, session: SessionDep, user: CurrentUser, scope: ScopeDep) -> SeriesOut:
-    if scope.role not in (Role.admin, Role.teacher):
-        raise ApiError(403, "forbidden", "当前角色不能排课")
     series = bookings.create_series(session, body.to_spec(), actor=user, scope=scope)
-    return _out(session, series)
+    return _out(session, series, scope)
 
 
 @router.get("/{series_id}", response_model=SeriesOut)
 def get_series(series_id: int, session: SessionDep, scope: StaffScope) -> SeriesOut:
-    return _out(session, _get_visible(session, scope, series_id))
+    return _out(session, _get_visible(session, scope, series_id), scope)
 
 
 @router.post("/{series_id}/approve", response_model=SeriesOut)
 def approve(series_id: int, body: ReasonIn, session: SessionDep, user: CurrentUser, scope: ScopeDep) -> SeriesOut:
     series = bookings.approve_series(session, series_id, actor=user, scope=scope, reason=body.reason)
-    return _out(session, series)
+    return _out(session, series, scope)
 
 
 @router.post("/{series_id}/reject", response_model=SeriesOut)
 def reject(series_id: int, body: ReasonIn, session: SessionDep, user: CurrentUser, scope: ScopeDep) -> SeriesOut:
     series = bookings.reject_series(session, series_id, actor=user, scope=scope, reason=body.reason)
-    return _out(session, series)
+    return _out(session, series, scope)
 
 
 @router.post("/{series_id}/cancel", response_model=SeriesOut)
 def cancel(series_id: int, body: ReasonIn, session: SessionDep, user: CurrentUser, scope: ScopeDep) -> SeriesOut:
     series = bookings.cancel_series(session, series_id, actor=user, scope=scope, reason=body.reason)
-    return _out(session, series)
+    return _out(session, series, scope)

@@ -37,6 +37,10 @@ def _status_for(exc: domain.SchedulerError) -> int:
     return 400
 
 
+status_for = _status_for
+"""The HTTP status a domain error leaves the API with (for answers that report a refusal without raising it)."""
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_req: Request, exc: ApiError) -> JSONResponse:

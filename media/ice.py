@@ -8,7 +8,9 @@ Everything here is configuration handed in from outside (``Settings``):
   ``RTCPeerConnection()`` without a configuration would use Google's public STUN
   server.
 * ``host_addresses`` — the only local addresses aioice gathers host candidates on.
-  aioice leaves 127.0.0.1 out by default, so tests set ``("127.0.0.1",)``.
+  aioice leaves 127.0.0.1 out by default, so tests set ``("127.0.0.1",)``.  A server
+  that listens on a loopback address can only be reached from its own machine: unless
+  told otherwise its media then gathers on loopback too (:func:`listen_defaults`).
 * ``allowed_networks`` — when set, local candidates outside are dropped from the
   SDP we send, remote SDP with candidates outside (or mDNS ``.local`` names) is
   refused, and datagrams from sources outside are dropped before aioice sees them.
@@ -40,6 +42,15 @@ from aiortc.sdp import SessionDescription
 logger = logging.getLogger(__name__)
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+LOOPBACK_HOST_ADDRESSES = "127.0.0.1"
+"""Where media gathers when the server listens on loopback (``SANKE_ICE_HOST_ADDRESSES`` form)."""
+
+LOOPBACK_NETWORKS = "127.0.0.0/8,::1/128"
+"""What media accepts when the server listens on loopback (``SANKE_ICE_ALLOWED_NETWORKS`` form)."""
+
+EVERY_INTERFACE = "*"
+"""``SANKE_ICE_HOST_ADDRESSES=*``: every interface (aioice's default), even on a loopback listen address."""
 
 _SCHEMES = ("stun", "stuns", "turn", "turns")
 
@@ -104,15 +115,7 @@ class IcePolicy:
     @classmethod
     def loopback(cls) -> IcePolicy:
         """Tests and benchmarks: gather on 127.0.0.1 only, accept only loopback, no ICE servers."""
-        return cls(
-            ice_servers=(),
-            host_addresses=("127.0.0.1",),
-            allowed_networks=(
-                ipaddress.ip_network("127.0.0.0/8"),
-                ipaddress.ip_network("::1/128"),
-            ),
-            announced_address=None,
-        )
+        return cls.from_strings(None, LOOPBACK_HOST_ADDRESSES, LOOPBACK_NETWORKS, None)
 
     @classmethod
     def from_strings(
@@ -128,13 +131,13 @@ class IcePolicy:
           ``turn:user:password@turn.example.org:3478?transport=udp``.  Alternatively a
           JSON list of ``{"urls": ..., "username": ..., "credential": ...}`` objects
           (needed when a credential contains a comma).
-        * ``host_addresses``: comma-separated IP addresses, e.g. ``127.0.0.1``.
+        * ``host_addresses``: comma-separated IP addresses, e.g. ``127.0.0.1``; ``*``: every interface.
         * ``allowed_networks``: comma-separated networks, e.g. ``127.0.0.0/8,::1/128``.
         * ``announced_address``: one IP address.
         """
         servers = _parse_ice_servers(ice_servers)
         hosts = None
-        if host_addresses is not None and host_addresses.strip():
+        if host_addresses is not None and host_addresses.strip() and host_addresses.strip() != EVERY_INTERFACE:
             hosts = tuple(
                 str(_parse_ip(item, "SANKE_ICE_HOST_ADDRESSES entry"))
                 for item in _split(host_addresses, "SANKE_ICE_HOST_ADDRESSES")
@@ -176,6 +179,37 @@ class IcePolicy:
         except ValueError:
             return False
         return _in_networks(ip, self.allowed_networks)
+
+
+# ---------------------------------------------------------------------- defaults
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether a listen address (``SANKE_HOST`` / ``--host``) is reachable only from this machine."""
+    host = host.strip().strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def listen_defaults(listen_host: str, host_addresses: str | None,
+                    allowed_networks: str | None) -> tuple[str | None, str | None]:
+    """The ``(host_addresses, allowed_networks)`` strings in force for a server listening on ``listen_host``.
+
+    A server on a loopback address can only be reached from its own machine, so when neither
+    setting is given its media gathers on 127.0.0.1 and accepts loopback only, like the pages
+    served from 127.x (``web/assets/lesson-client.js`` offers only loopback candidates there).
+    On any other listen address, or when either setting is given, they stay as given (unset:
+    every interface, any address).  ``*`` as ``host_addresses`` asks for every interface
+    whatever the listen address (a reverse proxy on the same machine in front of SanKe).
+    """
+    given = [v for v in (host_addresses, allowed_networks) if v is not None and v.strip()]
+    if given or not is_loopback_host(listen_host):
+        return host_addresses, allowed_networks
+    return LOOPBACK_HOST_ADDRESSES, LOOPBACK_NETWORKS
 
 
 # ---------------------------------------------------------------------- parsing helpers
@@ -460,6 +494,8 @@ __all__: Sequence[str] = (
     "check_remote_sdp",
     "current_policy",
     "filter_local_sdp",
+    "is_loopback_host",
+    "listen_defaults",
     "reset",
     "rtc_configuration",
 )

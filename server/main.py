@@ -18,6 +18,7 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
+from server import apidocs
 from server.api import errors
 from server.api.main import api_router
 from signaling.endpoint import attach as attach_rooms
@@ -87,6 +88,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
         description="三个课堂：专递课堂、名师课堂、名校网络课堂 — 排课、课堂、巡课与记录",
         lifespan=lifespan,
         generate_unique_id_function=_operation_id,
+        docs_url=None,  # served by server.apidocs from a packaged Swagger UI, not a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -118,6 +121,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
             return JSONResponse({"status": "error", "database": str(exc.__class__.__name__)}, 503)
         return JSONResponse({"status": "ok", "database": engine.dialect.name})
 
+    apidocs.install(app)  # /docs; web/favicon.ico answers /favicon.ico through the web mount
     if WEB_DIR.is_dir():
         app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web")
     return app

@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     """Key that signs access and join tokens. Unset: generated once, stored in ``<data_dir>/secret_key``."""
 
     host: str = "127.0.0.1"
+    """Where ``sanke serve`` listens. A loopback address (the default) is reachable only from this
+    machine, and the media then gathers on loopback too unless the ``ice_*`` addresses say otherwise."""
     port: int = 8000
 
     timezone: str = "Asia/Shanghai"
@@ -80,10 +82,14 @@ class Settings(BaseSettings):
     (``stun:host:3478,turn:user:pass@host:3478?transport=udp``) or a JSON list. Unset: none, never a public default."""
 
     ice_host_addresses: str | None = None
-    """Comma-separated local IPs to gather host candidates on (tests: ``127.0.0.1``). Unset: every interface."""
+    """Comma-separated local IPs to gather host candidates on (tests: ``127.0.0.1``); ``*``: every
+    interface. Unset: loopback when ``host`` is a loopback address and ``ice_allowed_networks`` is
+    unset too (see ``media.ice.listen_defaults``), otherwise every interface."""
 
     ice_allowed_networks: str | None = None
-    """Comma-separated networks (tests: ``127.0.0.0/8,::1/128``). Set: other candidates and sources are refused."""
+    """Comma-separated networks (tests: ``127.0.0.0/8,::1/128``). Set: other candidates and sources are
+    refused. Unset: loopback only when ``host`` is a loopback address and ``ice_host_addresses`` is
+    unset too, otherwise any."""
 
     ice_announced_address: str | None = None
     """Public IP written into the SFU's host candidates when it sits behind NAT."""
@@ -121,19 +127,24 @@ class Settings(BaseSettings):
         return max(1, min(os.cpu_count() or 1, 64))
 
     def ice_strings(self) -> dict[str, str | None]:
-        """The ICE settings as given, for media worker processes (see ``media.worker_process``)."""
+        """The ICE settings in force, for media worker processes (see ``media.worker_process``):
+        as given, with the loopback defaults of a server listening on loopback."""
+        from media.ice import listen_defaults
+
+        hosts, networks = listen_defaults(self.host, self.ice_host_addresses, self.ice_allowed_networks)
         return {
             "ice_servers": self.ice_servers,
-            "ice_host_addresses": self.ice_host_addresses,
-            "ice_allowed_networks": self.ice_allowed_networks,
+            "ice_host_addresses": hosts,
+            "ice_allowed_networks": networks,
             "ice_announced_address": self.ice_announced_address,
         }
 
     def ice_policy(self) -> "IcePolicy":
         from media.ice import IcePolicy
 
-        return IcePolicy.from_strings(self.ice_servers, self.ice_host_addresses,
-                                      self.ice_allowed_networks, self.ice_announced_address)
+        strings = self.ice_strings()
+        return IcePolicy.from_strings(strings["ice_servers"], strings["ice_host_addresses"],
+                                      strings["ice_allowed_networks"], strings["ice_announced_address"])
 
     @field_validator("secret_key")
     @classmethod

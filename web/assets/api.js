@@ -145,6 +145,55 @@ export function homeFor(user) {
     teacher: "/lesson/main.html" }[user.role] || "/";
 }
 
+/**
+ * How `user` takes part in lesson `l` (a row of GET /lessons), as far as the row tells:
+ * "main" (its teacher, or the terminal of its main classroom), "assistant" (助教 of one of its
+ * receiving classrooms), "receiving" (the terminal of a receiving classroom), "student", or null.
+ */
+export function seatIn(user, l) {
+  const receivers = l.receivers || [];
+  switch (user.role) {
+    case "teacher":
+      if (l.teacher_id === user.id) return "main";
+      return receivers.some((r) => r.assistant_id === user.id) ? "assistant" : null;
+    case "terminal":
+      if (l.main_classroom_id === user.classroom_id) return "main";
+      return receivers.some((r) => r.classroom_id === user.classroom_id) ? "receiving" : null;
+    case "student": return "student";
+    default: return null;
+  }
+}
+
+/** The lesson page for a seat (seatIn): the main classroom, the receiving classroom or the student page. */
+export function lessonPageFor(seat, lessonId) {
+  const page = { main: "main", assistant: "receiving", receiving: "receiving", student: "student" }[seat] || "receiving";
+  return `/lesson/${page}.html` + (lessonId ? `?lesson=${lessonId}` : "");
+}
+
+/**
+ * Where `user` lands after login. Teachers and terminals by today's lessons: a teacher who only
+ * assists today lands on the receiving classroom, one who teaches on the main classroom (which
+ * lists the lessons they assist too); a terminal whose next lesson is given in its own classroom on
+ * the main classroom, otherwise on the receiving kiosk.
+ */
+export async function landingFor(user) {
+  if (user.role !== "teacher" && user.role !== "terminal") return homeFor(user);
+  let rows;
+  try {
+    const today = todayISO();
+    rows = (await api("/lessons", { query: { date_from: today, date_to: today, limit: 500 } })).data;
+  } catch { return homeFor(user); }
+  const mine = rows.filter((l) => l.status !== "cancelled" && seatIn(user, l));
+  if (user.role === "teacher") {
+    const seats = new Set(mine.map((l) => seatIn(user, l)));
+    return seats.has("assistant") && !seats.has("main") ? "/lesson/receiving.html" : "/lesson/main.html";
+  }
+  const now = Date.now();
+  const next = mine.filter((l) => ["scheduled", "live"].includes(l.status) && new Date(l.ends_at) > now)
+    .sort((a, b) => a.starts_at.localeCompare(b.starts_at))[0];
+  return next && seatIn(user, next) === "main" ? "/lesson/main.html" : "/lesson/receiving.html";
+}
+
 /** "sysadmin" | "region" | "school" for an admin (bureau admins carry a region). */
 export function adminScope(user) {
   if (user.role !== "admin") return null;

@@ -35,7 +35,8 @@
  * Events (lc.on(type, fn) → unsubscribe function):
  *   state        {state, reason, message, attempt, retryInMs, opensAt}
  *                state: idle | waiting (room not open) | connecting | joined | reconnecting |
- *                       closed (room closed, left, replaced, kicked) | failed (token, role, version)
+ *                       closed (room closed, left, replaced, kicked) | failed (token, role, version;
+                lesson_over: the lesson was held, missed or cancelled before this join)
  *   joined       the `joined` or `resumed` message (after the snapshot is applied)
  *   roster       Map of participants (after any join/leave/update)
  *   room         RoomState
@@ -240,6 +241,8 @@ export class LessonClient {
     } catch (e) {
       if (e instanceof ApiError && e.status === 403) return this._fail("not_allowed", e.message);
       if (e instanceof ApiError && e.status === 404) return this._fail("not_found", e.message);
+      // the lesson is over (held, missed) or cancelled: nothing to wait for
+      if (e instanceof ApiError && e.status === 409) return this._fail("lesson_over", e.message);
       if (e instanceof ApiError && e.status === 401) return this._fail("token_expired", e.message);
       return this._retry(e instanceof ApiError && e.status === 0 ? "unreachable" : "network", e.message);
     }

@@ -1,6 +1,7 @@
 // Pieces shared by the lesson pages (main.js, receiving.js, student.js): video tiles, audio
 // playback, the state banner, the chat panel, countdowns and the link-quality dot.
 import { el, fill, fmtTime } from "/assets/api.js";
+import { icon } from "/assets/icons.js";
 
 export const QUALITY_LABEL = { excellent: "网络极好", good: "网络良好", poor: "网络较差", lost: "网络中断" };
 export const SOURCE_LABEL = { camera: "摄像头", microphone: "麦克风", screen: "屏幕共享" };
@@ -50,7 +51,7 @@ function askForSound() {
   const btn = el("button", { id: "sound-unlock", class: "btn btn-primary btn-lg sound-unlock", onclick: () => {
     document.querySelectorAll("#audio-sinks audio").forEach((a) => a.play().catch(() => {}));
     btn.remove();
-  } }, "🔊 点击开启声音");
+  } }, icon("volume"), " 点击开启声音");
   document.body.appendChild(btn);
 }
 
@@ -72,6 +73,7 @@ export function stateText({ state, reason, message, retryInMs, opensAt }) {
     case "failed":
       if (reason === "token_expired" || reason === "token_invalid") return ["error", "登录或入场凭证已失效，请重新登录"];
       if (reason === "not_allowed") return ["error", message || "当前账号无权进入本节课"];
+      if (reason === "lesson_over") return ["info", message || "本节课已结束"];
       return ["error", message || "无法进入课堂"];
     default: return null;
   }
@@ -99,10 +101,21 @@ export function mediaErrorText(err) {
 export function chatPanel(lc) {
   const list = el("ol", { class: "chat-list", "aria-live": "polite" });
   const input = el("input", { class: "chat-input", maxlength: 500, placeholder: "输入消息，回车发送", "aria-label": "聊天消息" });
+  const sendBtn = el("button", { class: "btn btn-primary", type: "button", onclick: () => send() }, "发送");
+  // One line at a time: the box clears when the server acks the line (everyone has it then), and
+  // says so when it is refused or unanswered; text typed meanwhile is kept.
   const send = async () => {
     const text = input.value.trim();
-    if (!text) return;
-    try { await lc.chat(text); input.value = ""; } catch (e) { addLine({ from_name: "系统", text: `发送失败：${e.message}`, ts: Date.now() }, true); }
+    if (!text || sendBtn.disabled) return;
+    sendBtn.disabled = true;
+    try {
+      await lc.chat(text);
+      if (input.value.trim() === text) input.value = "";
+    } catch (e) {
+      addLine({ from_name: "系统", text: `发送失败：${e.message}`, ts: Date.now() }, true);
+    } finally {
+      sendBtn.disabled = false;
+    }
   };
   input.addEventListener("keydown", (e) => { if (e.key === "Enter") send(); });
   const addLine = (m, system = false) => {
@@ -113,7 +126,7 @@ export function chatPanel(lc) {
   };
   lc.on("chat", (m) => addLine(m));
   return el("section", { class: "card chat" }, el("h3", {}, "聊天"), list,
-    el("div", { class: "row chat-send" }, input, el("button", { class: "btn btn-primary", onclick: send }, "发送")));
+    el("div", { class: "row chat-send" }, input, sendBtn));
 }
 
 /** "mm:ss" / "h:mm:ss" of a duration in ms. */

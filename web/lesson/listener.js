@@ -1,8 +1,9 @@
 // The receiving side of a lesson, shared by the receiving-classroom kiosk (receiving.js) and the
 // home student's page (student.js): teacher video and shared screen large, the on-stage slot,
 // raise hand, chat, link quality; joins by itself when the room opens and after a drop or reload.
-import { api, ApiError, requireLogin, mountHeader, showError, toast, todayISO, fmtRange, KIND_LABEL } from "/assets/api.js";
+import { api, ApiError, requireLogin, mountHeader, showError, toast, todayISO, fmtRange, KIND_LABEL, seatIn, lessonPageFor } from "/assets/api.js";
 import { LessonClient } from "/assets/lesson-client.js";
+import { label } from "/assets/icons.js";
 import { el, fill, qualityDot, setQuality, showVideo, playAudio, stopAudio, renderBanner, mediaErrorText, chatPanel, fmtDuration, wall } from "/lesson/common.js";
 
 const $ = (id) => document.getElementById(id);
@@ -27,7 +28,17 @@ class ListenerPage {
     this.lesson = null;
     this.lc = null;
     this.publishing = false;
+    this.ended = false; // the lesson is over (room closed, held, missed, cancelled): no countdown any more
     setInterval(() => this.tick(), 1000);
+  }
+
+  /** Another page serves this user in this lesson (the main classroom, or the other listener page): go there. */
+  routeTo(seat) {
+    const page = seat === "main" ? lessonPageFor("main", this.lesson.id)
+      : seat === "student" && this.cfg.kind !== "student" ? lessonPageFor("student", this.lesson.id)
+        : seat === "receiving" && this.cfg.kind !== "receiving" ? lessonPageFor("receiving", this.lesson.id) : null;
+    if (page) location.replace(page);
+    return !!page;
   }
 
   async findLesson() {
@@ -36,10 +47,12 @@ class ListenerPage {
       if (wanted) {
         this.lesson = await api(`/lessons/${encodeURIComponent(wanted)}`);
       } else {
-        const query = { date_from: todayISO(), date_to: todayISO(), limit: 50 };
+        const query = { date_from: todayISO(), date_to: todayISO(), limit: 500 };
         if (this.user.classroom_id) query.classroom_id = this.user.classroom_id;
+        // a terminal: its classroom's lessons; a teacher: the lessons they assist (助教)
         const list = (await api("/lessons", { query })).data
           .filter((l) => ["scheduled", "live"].includes(l.status) && wall(l.ends_at) > Date.now())
+          .filter((l) => this.user.role !== "teacher" || seatIn(this.user, l) === "assistant")
           .sort((a, b) => a.starts_at.localeCompare(b.starts_at));
         this.lesson = list[0] || null;
       }
@@ -62,19 +75,45 @@ class ListenerPage {
       return;
     }
     const l = this.lesson;
+    // the terminal of the lesson's main classroom, or its teacher: the main classroom page
+    if (seatIn(this.user, l) === "main" && this.routeTo("main")) return;
     $("next-title").textContent = l.title;
     $("next-meta").textContent = `${KIND_LABEL[l.kind] || l.kind} · ${fmtRange(l.starts_at, l.ends_at)} · 主讲：${l.main_school_name} ${l.teacher_name}`;
+    if (l.status === "held" || l.status === "missed") { this.showEnded("本节课已结束"); return; }
+    if (l.status === "cancelled") { this.showEnded("本节课已停课", l.cancel_reason ? `原因：${l.cancel_reason}` : ""); return; }
+    this.tick();
     this.join();
   }
 
   tick() {
-    if (!this.lesson || !$("next") || $("next").hidden) return;
-    const toStart = wall(this.lesson.starts_at) - Date.now();
-    $("next-countdown").textContent = toStart > 0 ? `距上课还有 ${fmtDuration(toStart)}` : "已到上课时间";
+    if (this.ended || !this.lesson || !$("next") || $("next").hidden) return;
+    const now = Date.now();
+    const toStart = wall(this.lesson.starts_at) - now;
+    $("next-countdown").textContent = toStart > 0 ? `距上课还有 ${fmtDuration(toStart)}`
+      : wall(this.lesson.ends_at) > now ? "已到上课时间" : "已过下课时间";
+  }
+
+  /** One end state: the title says so, no countdown, what comes next. */
+  showEnded(title, note = null) {
+    this.ended = true;
+    $("classroom").hidden = true;
+    $("next").hidden = false;
+    $("next").dataset.state = "ended";
+    $("next-title").textContent = title;
+    $("next-countdown").textContent = "";
+    $("next-countdown").hidden = true;
+    $("next-note").textContent = note ?? (this.cfg.kind === "receiving" ? "稍后自动显示下一节课。" : "课后可在录播资源库回看。");
+    for (const a of document.querySelectorAll("#audio-sinks audio")) a.remove();
   }
 
   join() {
-    const lc = new LessonClient(this.lesson.id);
+    // the join token says which seat this user has: another page's seat goes to that page
+    const getToken = async () => {
+      const tok = await api(`/lessons/${this.lesson.id}/join-token`, { method: "POST" });
+      if (this.routeTo(tok.lesson_role)) return new Promise(() => {}); // leaving this page
+      return tok;
+    };
+    const lc = new LessonClient(this.lesson.id, { getToken });
     this.lc = lc;
     window.sankeLesson = lc; // for the operator's console and the browser tests
     lc.on("state", (st) => this.onState(st));
@@ -85,7 +124,11 @@ class ListenerPage {
     lc.on("hand", () => this.render());
     lc.on("track", (t) => this.onTrack(t));
     lc.on("trackended", (t) => { if (t.source === "microphone") stopAudio(t.key); });
-    lc.on("local", ({ source, track }) => { if (source === "camera" && track) showVideo($("local-video"), new MediaStream([track])); });
+    lc.on("local", ({ source, track }) => {
+      if (source !== "camera") return;
+      if (track) showVideo($("local-video"), new MediaStream([track]));
+      this.render();
+    });
     lc.on("muted", (m) => { if (m.muted) toast(m.source === "microphone" ? "老师已将本课堂静音" : "老师关闭了本课堂的摄像头", "warn"); this.render(); });
     const myQuality = qualityDot();
     fill($("my-quality"), myQuality);
@@ -122,14 +165,12 @@ class ListenerPage {
       $("next-note").textContent = "课堂尚未开放，开放后本终端自动进入。";
     }
     if (st.state === "closed") {
-      $("classroom").hidden = true;
-      $("next").hidden = false;
-      $("next-title").textContent = st.reason === "room_closed" ? "本节课已结束" : "已离开课堂";
-      $("next-countdown").textContent = "";
-      $("next-note").textContent = this.cfg.kind === "receiving" ? "稍后自动显示下一节课。" : "";
-      for (const a of document.querySelectorAll("#audio-sinks audio")) a.remove();
-      if (this.cfg.kind === "receiving" && st.reason === "room_closed") setTimeout(() => location.reload(), 30000);
+      const over = st.reason === "room_closed";
+      if (over) this.showEnded("本节课已结束");
+      else this.showEnded(st.reason === "replaced" ? "已在其他设备进入课堂" : st.reason === "kicked" ? "已被移出课堂" : "已离开课堂", "");
+      if (this.cfg.kind === "receiving" && over) setTimeout(() => location.reload(), 30000);
     }
+    if (st.state === "failed" && st.reason === "lesson_over") this.showEnded("本节课已结束");
   }
 
   onJoined() {
@@ -206,14 +247,20 @@ class ListenerPage {
     if (me.on_stage && !this.wasOnStage) this.speakUp();
     this.wasOnStage = !!me.on_stage;
     document.body.classList.toggle("me-on-stage", !!me.on_stage);
-    const mutedByTeacher = (me.muted_by_teacher || []).includes("microphone");
-    const mutedAll = room.muted_all && !me.on_stage;
-    $("mute-flag").hidden = !(mutedByTeacher || mutedAll);
-    $("mute-flag").textContent = mutedAll ? "🔇 全体静音中" : "🔇 已被老师静音";
+    // muted: by the teacher, or by 全体静音 for as long as this side has not spoken up again
+    // (the classroom on stage may reopen its microphone)
     const mic = lc.local.get("microphone");
+    const micPub = (me.publications || []).find((x) => x.source === "microphone");
+    const speaking = !!(mic && mic.enabled && !(micPub && micPub.muted));
+    const mutedByTeacher = (me.muted_by_teacher || []).includes("microphone");
+    const mutedAll = !!room.muted_all && !speaking;
+    $("mute-flag").hidden = !(mutedByTeacher || mutedAll);
+    $("mute-text").textContent = mutedByTeacher ? "已被老师静音" : "全体静音中";
     $("btn-mic").hidden = !mic;
-    if (mic) $("btn-mic").textContent = mic.enabled ? "🎤 关闭麦克风" : "🎤 打开麦克风";
-    $("btn-hand").textContent = me.hand_raised ? "✋ 放下手" : "✋ 举手";
+    if (mic) label($("btn-mic"), mic.enabled ? "mic" : "mic-off", mic.enabled ? "关闭麦克风" : "打开麦克风");
+    label($("btn-hand"), "hand", me.hand_raised ? "放下手" : "举手");
+    // this side's own picture: only while its camera is out (a student: on stage)
+    $("local-view").hidden = !lc.local.get("camera");
     $("btn-hand").classList.toggle("btn-ok", !!me.hand_raised);
     this.syncPublishing();
   }

@@ -1,15 +1,21 @@
 // Main-classroom terminal (主讲课堂): today's lessons, start, preview, devices, screen share,
-// the grid of receiving classrooms with link quality, on stage, mute / mute all, hands, chat, timer.
-import { api, ApiError, requireLogin, mountHeader, showError, toast, confirmDialog, todayISO, fmtRange, statusBadge, KIND_LABEL } from "/assets/api.js";
+// the grid of receiving classrooms with link quality, home students as a list, on stage,
+// mute / mute all, hands, chat, timer. Lessons the teacher assists (助教), or the terminal's
+// classroom receives, are listed with a link to the receiving classroom page.
+import { api, ApiError, requireLogin, mountHeader, showError, toast, confirmDialog, todayISO, fmtRange, statusBadge, KIND_LABEL,
+  seatIn, lessonPageFor } from "/assets/api.js";
 import { LessonClient } from "/assets/lesson-client.js";
+import { icon, label } from "/assets/icons.js";
 import { el, fill, qualityDot, setQuality, showVideo, playAudio, stopAudio, renderBanner, mediaErrorText, chatPanel, fmtDuration, wall } from "/lesson/common.js";
 
 const $ = (id) => document.getElementById(id);
 const user = requireLogin(["teacher", "terminal"]);
-let lessons = [];
+let lessons = []; // given here: this teacher's lessons, or those of this terminal's classroom
+let received = []; // taken elsewhere's: lessons this teacher assists, or this terminal's classroom receives
 let lc = null;
 let current = null;
-let startedAt = null;
+let startedAt = null; // ms: when the lesson started (the server's started_at), for the timer
+let endedShown = false;
 const tiles = new Map(); // participant_id → {root, video, quality, ...}
 const quality = new Map(); // participant_id → quality
 
@@ -21,18 +27,28 @@ if (user) {
 }
 
 async function loadLessons() {
-  const query = { date_from: todayISO(), date_to: todayISO(), limit: 50 };
-  if (user.role === "teacher") query.teacher_id = user.id;
-  else query.classroom_id = user.classroom_id;
+  const query = { date_from: todayISO(), date_to: todayISO(), limit: 500 };
+  if (user.role === "terminal") query.classroom_id = user.classroom_id;
+  let rows;
   try {
-    const page = await api("/lessons", { query });
-    lessons = page.data.filter((l) => l.status !== "cancelled" && (user.role !== "terminal" || l.main_classroom_id === user.classroom_id));
+    rows = (await api("/lessons", { query })).data.filter((l) => l.status !== "cancelled");
   } catch (e) {
     $("picker-note").textContent = e instanceof ApiError && e.status === 0 ? "无法连接服务器，稍后自动重试" : `读取课程失败：${e.message}`;
     return;
   }
-  $("picker-note").textContent = lessons.length ? "课堂在上课前 10 分钟开放，开放后即可开始上课。" : "今天没有您主讲的课程。";
+  lessons = rows.filter((l) => seatIn(user, l) === "main");
+  received = rows.filter((l) => ["assistant", "receiving"].includes(seatIn(user, l)));
+  // a link to a lesson this user takes part in from a receiving classroom: that page
+  const wanted = Number(new URLSearchParams(location.search).get("lesson"));
+  const there = received.find((l) => l.id === wanted);
+  if (there) { location.replace(lessonPageFor(seatIn(user, there), there.id)); return; }
+  const who = user.role === "terminal" ? "本教室" : "您";
+  $("picker-note").textContent = lessons.length ? "课堂在上课前 10 分钟开放，开放后即可开始上课。"
+    : `今天没有${who}主讲的课程。` + (received.length ? `${who}接收的课程见下方。` : "");
   fill($("lesson-list"), ...lessons.map(lessonCard));
+  $("assist").hidden = !received.length;
+  $("assist-title").textContent = user.role === "terminal" ? "本教室接收的课程" : "接收课堂（助教）";
+  fill($("assist-list"), ...received.map(receivedCard));
   tick();
   // a page reload in the middle of a lesson: go straight back in (the session resumes)
   const back = lessons.find((l) => sessionStorage.getItem(`sanke.lesson.${l.id}`) && l.room_open);
@@ -48,6 +64,17 @@ function lessonCard(l) {
       el("div", { class: "muted" }, `${KIND_LABEL[l.kind] || l.kind} · ${l.main_classroom_name} · ${l.teacher_name}`),
       el("div", { class: "muted small" }, "接收课堂：", l.receivers.map((r) => `${r.school_name} ${r.classroom_name}`).join("、") || "无")),
     el("div", { class: "lesson-go" }, el("div", { class: "countdown", dataset: { countdown: l.id } }), btn));
+}
+
+function receivedCard(l) {
+  return el("article", { class: "lesson-card", dataset: { lesson: l.id, seat: seatIn(user, l) } },
+    el("div", { class: "lesson-time" }, fmtRange(l.starts_at, l.ends_at)),
+    el("div", { class: "lesson-info" },
+      el("h3", {}, l.title, " ", statusBadge(l.status)),
+      el("div", { class: "muted" }, `${KIND_LABEL[l.kind] || l.kind} · 主讲：${l.main_school_name} ${l.teacher_name}`),
+      el("div", { class: "muted small" }, "接收课堂：", l.receivers.map((r) => `${r.school_name} ${r.classroom_name}`).join("、") || "无")),
+    el("div", { class: "lesson-go" },
+      el("a", { class: "btn btn-primary btn-lg", href: lessonPageFor(seatIn(user, l), l.id), dataset: { action: "receive" } }, "进入接收课堂")));
 }
 
 function tick() {
@@ -76,7 +103,9 @@ async function start(lesson) {
 
 async function enterClass(lesson) {
   current = lesson;
-  startedAt = lesson.started_at ? wall(lesson.started_at).getTime() : Date.now();
+  const started = lesson.started_at ? wall(lesson.started_at).getTime() : NaN;
+  startedAt = Number.isFinite(started) && started <= Date.now() ? started : Date.now();
+  endedShown = false;
   $("picker").hidden = true;
   $("classroom").hidden = false;
   $("lesson-title").textContent = lesson.title;
@@ -102,7 +131,7 @@ async function enterClass(lesson) {
     if (source === "screen") {
       $("screen-view").hidden = !track;
       if (track) showVideo($("screen-video"), new MediaStream([track]));
-      $("btn-screen").textContent = track ? "⏹ 停止共享" : "🖥 共享屏幕";
+      label($("btn-screen"), track ? "stop" : "screen", track ? "停止共享" : "共享屏幕");
     }
   });
   lc.on("error", (m) => toast(m.message || m.code, "error"));
@@ -133,7 +162,7 @@ function bindControls() {
     const mic = lc.local.get("microphone");
     if (!mic) return;
     try { await lc.setMuted("microphone", mic.enabled); } catch (e) { showError(e); }
-    $("btn-mic").textContent = mic.enabled ? "🎤 关闭麦克风" : "🎤 打开麦克风";
+    label($("btn-mic"), mic.enabled ? "mic" : "mic-off", mic.enabled ? "关闭麦克风" : "打开麦克风");
   };
   $("btn-screen").onclick = async () => {
     try {
@@ -173,12 +202,20 @@ async function fillDevices() {
   fill($("mic-select"), ...opts("audioinput", "microphone"));
 }
 
+/** Receiving classrooms: a tile each (camera, quality, controls). */
 function remotes() {
-  return [...lc.participants.values()].filter((p) => p.role === "receiving" || p.role === "student");
+  return [...lc.participants.values()].filter((p) => p.role === "receiving");
+}
+
+/** Home students (and attending teachers): no camera unless on stage, so a list, not tiles. */
+function students() {
+  return [...lc.participants.values()].filter((p) => p.role === "student");
 }
 
 function renderGrid() {
   const list = remotes();
+  // the receiving classrooms' grid: when the lesson has receiving classrooms (or one is in)
+  $("remote-section").hidden = !list.length && !(current && current.receivers && current.receivers.length);
   $("remote-empty").hidden = list.length > 0;
   $("remote-count").textContent = list.length ? `（${list.length}）` : "";
   for (const [pid, t] of tiles) if (!lc.participants.has(pid)) { t.root.remove(); tiles.delete(pid); stopAudio(`${pid}/microphone`); }
@@ -197,12 +234,28 @@ function renderGrid() {
     t.root.classList.toggle("hand-up", p.hand_raised);
     t.root.dataset.muted = micOff ? "true" : "false";
     t.hand.hidden = !p.hand_raised;
-    t.micState.textContent = micOff ? "🔇 已静音" : "🎤";
+    if (micOff) label(t.micState, "mic-off", "已静音"); else fill(t.micState, icon("mic"));
     t.stageBtn.textContent = p.on_stage ? "下台" : "上台";
     t.muteBtn.textContent = (p.muted_by_teacher || []).includes("microphone") ? "取消静音" : "静音";
   }
+  renderStudents();
   renderStage();
   renderHands();
+}
+
+function renderStudents() {
+  const list = students();
+  $("students").hidden = !list.length;
+  $("student-count").textContent = String(list.length);
+  fill($("student-list"), ...list.map((p) => {
+    const micOff = (p.muted_by_teacher || []).includes("microphone") || (p.publications || []).some((x) => x.source === "microphone" && x.muted);
+    return el("li", { dataset: { participant: p.participant_id }, class: p.on_stage ? "on-stage" : "" },
+      el("span", { class: "student-name" }, p.display_name),
+      p.hand_raised ? el("span", { class: "student-hand", title: "举手" }, icon("hand")) : null,
+      p.on_stage ? el("span", { class: "student-mic" }, micOff ? icon("mic-off") : icon("mic")) : null,
+      el("button", { class: "btn", type: "button", dataset: { action: "stage" },
+        onclick: () => lc.setOnStage(p.on_stage ? null : p.participant_id).catch(showError) }, p.on_stage ? "下台" : "上台"));
+  }));
 }
 
 function makeTile(p) {
@@ -210,7 +263,7 @@ function makeTile(p) {
   const video = el("video", { muted: true, playsinline: true, autoplay: true });
   const name = el("span", { class: "tile-name" });
   const q = qualityDot(quality.get(pid));
-  const hand = el("span", { class: "tile-hand", hidden: true, title: "举手" }, "✋");
+  const hand = el("span", { class: "tile-hand", hidden: true, title: "举手" }, icon("hand"));
   const micState = el("span", { class: "tile-mic" });
   const stageBtn = el("button", { class: "btn", type: "button", dataset: { action: "stage" }, onclick: () => {
     const p2 = lc.participants.get(pid);
@@ -246,7 +299,7 @@ function renderStage() {
 }
 
 function renderRoom(room) {
-  $("btn-mute-all").textContent = room.muted_all ? "🔊 取消全体静音" : "🔇 全体静音";
+  label($("btn-mute-all"), room.muted_all ? "volume" : "volume-off", room.muted_all ? "取消全体静音" : "全体静音");
   $("btn-mute-all").classList.toggle("btn-danger", room.muted_all);
   renderStage();
   renderHands();
@@ -258,15 +311,27 @@ function renderHands() {
   if (!queue.length) { fill($("hand-list"), el("li", { class: "muted" }, "暂无举手")); return; }
   fill($("hand-list"), ...queue.map((pid) => {
     const p = lc.participants.get(pid);
-    return el("li", { dataset: { participant: pid } }, el("span", {}, "✋ ", p ? p.display_name : pid),
+    return el("li", { dataset: { participant: pid } }, el("span", {}, icon("hand"), " ", p ? p.display_name : pid),
       el("button", { class: "btn btn-primary", type: "button", onclick: () => lc.setOnStage(pid).catch(showError) }, "请上台"));
   }));
 }
 
+/**
+ * The end screen, for the first end only: 下课 ends the lesson twice here (the room closes for
+ * everyone, then this page leaves), and the duration is taken once, from the lesson's start to now.
+ */
 function showEnded(st) {
+  if (endedShown) return;
+  endedShown = true;
   $("classroom").hidden = true;
   $("ended").hidden = false;
-  $("ended-note").textContent = st.reason === "client_left" ? `上课时长 ${fmtDuration(Date.now() - startedAt)}` : (st.message || "");
+  const failed = st.state === "failed";
+  $("ended-title").textContent = failed ? "无法进入课堂" : "本节课已结束";
+  const ms = startedAt === null ? NaN : Date.now() - startedAt;
+  $("ended-duration").hidden = failed || !Number.isFinite(ms) || ms < 0;
+  $("ended-duration").textContent = `上课时长 ${fmtDuration(ms)}`;
+  $("ended-note").textContent = failed ? (st.message || "") : st.reason === "room_closed" ? "课堂已关闭，接收课堂已一同退出。"
+    : st.reason === "client_left" ? "您已离开课堂。" : (st.message || "");
   startedAt = null;
   for (const a of document.querySelectorAll("#audio-sinks audio")) a.remove();
 }

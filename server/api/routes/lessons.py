@@ -40,6 +40,8 @@ class ReceiverBrief(BaseModel):
     classroom_name: str
     school_name: str
     mode: ReceiverMode
+    assistant_id: int | None = None
+    """The teacher assisting in this receiving classroom (助教), if any."""
 
 
 class LessonOut(BaseModel):
@@ -58,6 +60,7 @@ class LessonOut(BaseModel):
     main_classroom_id: int
     main_classroom_name: str
     main_school_name: str
+    main_school_id: int | None = None
     teacher_id: int
     teacher_name: str
     substitute: bool
@@ -84,12 +87,14 @@ def lesson_rows(session: Session, rows: Sequence[LessonInstance]) -> list[Lesson
             receivers.setdefault(rec.series_id, []).append(rec)
     room_ids = {r.main_classroom_id for r in rows} | {x.classroom_id for v in receivers.values() for x in v}
     rooms: dict[int, tuple[str, str]] = {}
+    school_of: dict[int, int] = {}
     if room_ids:
-        for cid, cname, sname in session.execute(
-            select(Classroom.id, Classroom.name, School.name).join(School, School.id == Classroom.school_id)
+        for cid, cname, sname, sid in session.execute(
+            select(Classroom.id, Classroom.name, School.name, School.id).join(School, School.id == Classroom.school_id)
             .where(Classroom.id.in_(room_ids))
         ):
             rooms[cid] = (cname, sname)
+            school_of[cid] = sid
     teacher_ids = {r.teacher_id for r in rows}
     names = dict(session.execute(select(User.id, User.display_name).where(User.id.in_(teacher_ids))).all()) \
         if teacher_ids else {}
@@ -101,12 +106,14 @@ def lesson_rows(session: Session, rows: Sequence[LessonInstance]) -> list[Lesson
             id=r.id, series_id=r.series_id, title=s.title, kind=s.kind, subject=s.subject, grade=s.grade,
             day=r.day, starts_at=r.starts_at, ends_at=r.ends_at, period_from=r.period_from, period_to=r.period_to,
             status=r.status, main_classroom_id=r.main_classroom_id, main_classroom_name=main[0],
-            main_school_name=main[1], teacher_id=r.teacher_id, teacher_name=names.get(r.teacher_id, ""),
+            main_school_name=main[1], main_school_id=school_of.get(r.main_classroom_id),
+            teacher_id=r.teacher_id, teacher_name=names.get(r.teacher_id, ""),
             substitute=r.substitute, rescheduled_from_id=r.rescheduled_from_id, cancel_reason=r.cancel_reason,
             room_open=lifecycle.room_is_open(r), room_opened_at=r.room_opened_at, started_at=r.started_at,
             room_closed_at=r.room_closed_at,
             receivers=[ReceiverBrief(classroom_id=x.classroom_id, classroom_name=rooms.get(x.classroom_id, ("", ""))[0],
-                                     school_name=rooms.get(x.classroom_id, ("", ""))[1], mode=x.mode)
+                                     school_name=rooms.get(x.classroom_id, ("", ""))[1], mode=x.mode,
+                                     assistant_id=x.assistant_id)
                        for x in receivers.get(r.series_id, [])],
         ))
     return out

@@ -630,6 +630,9 @@ class AttendanceLine:
     stage_s: int
     sessions: list[tuple[datetime, datetime | None]]
     """Each stay, from a join (or resume) to a leave (or disconnect); None: still there at the room's close."""
+    classroom_id: int | None = None
+    user_id: int | None = None
+    """The row's classroom (main, receiving) or home student: names repeat across schools, ids do not."""
 
 
 def _sessions(session: Session, ids: Sequence[int]) -> dict[tuple[int, str, int], list[tuple[datetime, datetime | None]]]:
@@ -708,7 +711,8 @@ def attendance_lines(session: Session, scope: Scope, lessons: Sequence[LessonRow
             instance_id=r.id, day=r.day, starts_at=r.starts_at, ends_at=r.ends_at, title=r.title, kind=r.kind,
             outcome=r.outcome, role=a.role, school=school, classroom=room, person=person, expected=expected,
             first_join=a.first_join, last_leave=a.last_leave, present_s=a.present_s, disconnects=a.disconnects,
-            stage_count=a.stage_count, stage_s=a.stage_s, sessions=stays.get((r.id, a.role, unit or 0), [])))
+            stage_count=a.stage_count, stage_s=a.stage_s, sessions=stays.get((r.id, a.role, unit or 0), []),
+            classroom_id=a.classroom_id, user_id=a.user_id))
     return out
 
 

@@ -126,3 +126,23 @@ def test_home_links_the_reports_for_staff_only(open_page: Any, web_server: Any) 
     page = open_page(w.terminal_recv, "/")
     page.wait_for_selector("#lessons")
     assert page.query_selector("#entries a.tile[href='/records/']") is None
+
+
+def test_the_lesson_record_names_each_classroom_by_its_own_school(open_page: Any, web_server: Any) -> None:
+    """Two receiving classrooms of one name at two schools, one absent: each row shows its own school, and the
+    absent one is the other school's, not the present one's."""
+    from tests.server.api.routes.test_records_api import SAME_NAME, build_same_names
+
+    w = web_server.world
+    with web_server.session_factory() as s:
+        sn = build_same_names(s, w)
+    page = open_page(w.city_admin, f"/records/lesson.html?id={sn.lesson_id}")
+    page.wait_for_selector("body[data-loaded='1']", timeout=20_000)
+    came = page.locator(f"#attendance tbody tr[data-unit='receiving:{sn.present_room}']")
+    absent = page.locator(f"#attendance tbody tr[data-unit='receiving:{sn.absent_room}']")
+    cells = lambda row: [c.strip() for c in row.locator("td").all_inner_texts()]  # noqa: E731
+    c, a = cells(came), cells(absent)
+    assert c[1:3] == ["东区石桥村小", SAME_NAME] and a[1:3] == ["西区山口村小", SAME_NAME]
+    assert c[4] == "10:00" and c[7] == "10:00–10:40"  # first join and its stay, from the stored record
+    assert a[4] == "未进入" and a[6] == "0.0" and a[7] == "—"
+    assert "1 / 2" in page.inner_text("#facts")

@@ -346,8 +346,7 @@ function cancelLesson(l) {
 }
 
 async function substitute(l) {
-  const school = (await loadSchools()).find((s) => s.name === l.main_school_name);
-  const teachers = (await guarded(() => loadTeachers(school ? school.id : state.schoolId))) || [];
+  const teachers = (await guarded(() => loadTeachers(l.main_school_id ?? state.schoolId))) || [];
   formDialog({
     title: `代课 · ${l.title} · ${fmtDate(l.day)}`, okLabel: "确认代课",
     fields: [

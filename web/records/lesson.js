@@ -56,22 +56,23 @@ function renderHeader(lesson, rec, stored) {
   }
 }
 
+/** A row's classroom or home student, by id: classroom names repeat across schools (every village school has
+ * its 九年级(1)班 接收教室), so a name would pair a row with another school's classroom. */
+const unitKey = (role, classroomId, userId) => (role === "student" ? `student:${userId}` : `${role}:${classroomId}`);
+
 function renderAttendance(rec, stored) {
   const stays = new Map();
-  for (const a of (stored ? stored.attendance : [])) {
-    const key = a.role === "student" ? `student:${a.person}` : `${a.role}:${a.classroom}`;
-    stays.set(key, a.sessions);
-  }
+  for (const a of (stored ? stored.attendance : [])) stays.set(unitKey(a.role, a.classroom_id, a.user_id), a.sessions);
   const rows = rec.attendance;
   document.getElementById("att-note").textContent = `${rows.length} 方`;
   const tbody = document.querySelector("#attendance tbody");
   if (!rows.length) { fill(tbody, el("tr", {}, el("td", { colspan: 13, class: "empty" }, "没有进入记录"))); return; }
   fill(tbody, rows.map((a) => {
-    const key = a.role === "student" ? `student:${a.user_name}` : `${a.role}:${a.classroom_name}`;
+    const key = unitKey(a.role, a.classroom_id, a.user_id);
     const st = (stays.get(key) || []).map((s) => `${fmtTime(s.joined)}–${s.left ? fmtTime(s.left) : "结束"}`).join("，");
-    return el("tr", { dataset: { role: a.role } },
+    return el("tr", { dataset: { role: a.role, unit: key } },
       el("td", { class: "nowrap" }, ROLE[a.role] || a.role),
-      el("td", {}, (stored && (stored.attendance.find((x) => (x.role === "student" ? `student:${x.person}` : `${x.role}:${x.classroom}`) === key) || {}).school) || ""),
+      el("td", {}, a.school_name || ""),
       el("td", {}, a.role === "student" ? (a.user_name || `#${a.user_id}`) : (a.classroom_name || `#${a.classroom_id}`)),
       el("td", {}, a.expected ? "是" : "—"),
       el("td", { class: "nowrap" }, a.first_join ? fmtTime(a.first_join) : "未进入"),
@@ -95,8 +96,9 @@ function renderTimelines(rec) {
   }
   fill(box, withSamples.map((a) => {
     const name = a.role === "student" ? (a.user_name || `#${a.user_id}`) : (a.classroom_name || `#${a.classroom_id}`);
-    return el("div", { class: "timeline" }, el("h3", { class: "small", style: "margin:0 0 4px" }, `${ROLE[a.role] || a.role} · ${name}`),
-      el("div", { class: "chart-sm", dataset: { timeline: name } }));
+    const where = a.school_name ? `${a.school_name} ${name}` : name;
+    return el("div", { class: "timeline" }, el("h3", { class: "small", style: "margin:0 0 4px" }, `${ROLE[a.role] || a.role} · ${where}`),
+      el("div", { class: "chart-sm", dataset: { timeline: unitKey(a.role, a.classroom_id, a.user_id) } }));
   }));
   withSamples.forEach((a, i) => {
     const node = box.children[i].querySelector(".chart-sm");

@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from scheduler import clock, records
 from scheduler.access import require_instance
-from scheduler.models import Classroom, User
+from scheduler.models import Classroom, School, User
 from scheduler.records_models import EventKind, RecordStatus, SessionEvent
 from server.api.deps import SessionDep, StaffScope
 
@@ -47,6 +47,9 @@ class AttendanceOut(BaseModel):
     classroom_name: str | None
     user_id: int | None
     user_name: str | None
+    school_id: int | None
+    """The classroom's school, or a home student's."""
+    school_name: str | None
     expected: bool
     first_join: datetime | None
     last_leave: datetime | None
@@ -107,25 +110,39 @@ async def _flush(request: Request, session: Any) -> None:
 
 
 def _record_out(session: Any, record: records.Record, timeline: bool) -> RecordOut:
-    rooms = {c.id: c.name for c in session.scalars(
-        select(Classroom).where(Classroom.id.in_({a.classroom_id for a in record.attendance if a.classroom_id})))}
-    users = {u.id: u.display_name for u in session.scalars(
-        select(User).where(User.id.in_({a.user_id for a in record.attendance if a.user_id})))}
-    return RecordOut(
-        instance_id=record.instance_id, status=record.status, status_label=STATUS_ZH[record.status],
-        scheduled_start=record.scheduled_start, scheduled_end=record.scheduled_end,
-        actual_start=record.actual_start, actual_end=record.actual_end, duration_s=record.duration_s,
-        late_s=record.late_s, on_time=record.on_time, expected_receivers=record.expected_receivers,
-        attended_receivers=record.attended_receivers,
-        attendance=[AttendanceOut(
-            role=a.role, classroom_id=a.classroom_id, classroom_name=rooms.get(a.classroom_id or 0),
-            user_id=a.user_id, user_name=users.get(a.user_id or 0), expected=a.expected, first_join=a.first_join,
+    # classroom names repeat across schools (every village school has its 九年级(1)班 接收教室): each row
+    # carries its classroom's (or home student's) id and school, and clients match rows by id
+    rooms: dict[int, tuple[str, int | None, str | None]] = {}
+    for cid, name, sid, school in session.execute(
+            select(Classroom.id, Classroom.name, School.id, School.name).join(School, School.id == Classroom.school_id)
+            .where(Classroom.id.in_({a.classroom_id for a in record.attendance if a.classroom_id}))):
+        rooms[cid] = (name, sid, school)
+    users: dict[int, tuple[str, int | None, str | None]] = {}
+    for uid, name, sid, school in session.execute(
+            select(User.id, User.display_name, School.id, School.name).outerjoin(School, School.id == User.school_id)
+            .where(User.id.in_({a.user_id for a in record.attendance if a.user_id}))):
+        users[uid] = (name, sid, school)
+    none: tuple[str | None, int | None, str | None] = (None, None, None)
+    out = []
+    for a in record.attendance:
+        room = rooms.get(a.classroom_id or 0, none)
+        person = users.get(a.user_id or 0, none)
+        place = person if a.role == "student" else room
+        out.append(AttendanceOut(
+            role=a.role, classroom_id=a.classroom_id, classroom_name=room[0], user_id=a.user_id, user_name=person[0],
+            school_id=place[1], school_name=place[2], expected=a.expected, first_join=a.first_join,
             last_leave=a.last_leave, present_s=a.present_s, disconnects=a.disconnects, stage_count=a.stage_count,
             stage_s=a.stage_s, loss_p50=a.loss_p50, loss_p95=a.loss_p95, rtt_p50_ms=a.rtt_p50_ms,
             rtt_p95_ms=a.rtt_p95_ms, poor_link_s=a.poor_link_s, link_samples=a.link_samples,
             timeline=[LinkSampleOut(at=s.at, loss=s.loss, rtt_ms=s.rtt_ms, jitter_ms=s.jitter_ms,
                                     bitrate_kbps=s.bitrate_kbps) for s in a.timeline] if timeline else None,
-        ) for a in record.attendance],
+        ))
+    return RecordOut(
+        instance_id=record.instance_id, status=record.status, status_label=STATUS_ZH[record.status],
+        scheduled_start=record.scheduled_start, scheduled_end=record.scheduled_end,
+        actual_start=record.actual_start, actual_end=record.actual_end, duration_s=record.duration_s,
+        late_s=record.late_s, on_time=record.on_time, expected_receivers=record.expected_receivers,
+        attended_receivers=record.attended_receivers, attendance=out,
     )
 
 

@@ -263,6 +263,9 @@ class AttendanceLineOut(BaseModel):
     stage_count: int
     stage_s: int
     sessions: list[StayOut]
+    classroom_id: int | None = None
+    user_id: int | None = None
+    """The row's classroom or home student (names repeat across schools: match rows by these)."""
 
 
 def _line_out(a: rr.AttendanceLine) -> AttendanceLineOut:
@@ -270,7 +273,7 @@ def _line_out(a: rr.AttendanceLine) -> AttendanceLineOut:
         instance_id=a.instance_id, day=a.day, title=a.title, role=a.role, school=a.school, classroom=a.classroom,
         person=a.person, expected=a.expected, first_join=a.first_join, last_leave=a.last_leave, present_s=a.present_s,
         disconnects=a.disconnects, stage_count=a.stage_count, stage_s=a.stage_s,
-        sessions=[StayOut(joined=b, left=e) for b, e in a.sessions])
+        sessions=[StayOut(joined=b, left=e) for b, e in a.sessions], classroom_id=a.classroom_id, user_id=a.user_id)
 
 
 class AttendancePage(BaseModel):

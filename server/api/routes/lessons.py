@@ -95,7 +95,6 @@ def lesson_rows(session: Session, rows: Sequence[LessonInstance]) -> list[Lesson
         ):
             rooms[cid] = (cname, sname)
             school_of[cid] = sid
-            school_of[cid] = sid
     teacher_ids = {r.teacher_id for r in rows}
     names = dict(session.execute(select(User.id, User.display_name).where(User.id.in_(teacher_ids))).all()) \
         if teacher_ids else {}

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from aiortc import sdp as aiortc_sdp
+from aiortc.exceptions import InvalidStateError
 
 from media.consumer import Consumer
 from media.ice import IcePolicy
@@ -110,6 +111,8 @@ class Router:
         transport = self.transport(transport_id)
         if transport.direction != "send":
             raise RouterError("bad_sdp", "offers are accepted on a send transport only")
+        if transport.pc_closed:
+            raise RouterError("bad_sdp", "this connection is closed; join again with a new one")
         try:
             offered = parse_offer(sdp)
             answer = await transport.accept_offer(sdp)
@@ -223,7 +226,7 @@ class Router:
                             sdp_mline_index: int | None) -> None:
         """A trickled remote candidate; one outside the ICE policy is refused like in SDP."""
         transport = self.transport(transport_id)
-        if not candidate:
+        if not candidate or transport.pc_closed:
             return
         try:
             await transport.add_candidate(candidate, sdp_mid, sdp_mline_index)
@@ -243,6 +246,10 @@ class Router:
         if transport.direction != "recv":
             raise RouterError("not_allowed", "consumers live on a recv transport")
         wanted = {s["consumer_id"]: s for s in specs}
+        if transport.pc_closed:
+            # The subscriber's connection is gone (it is leaving, or will rejoin with a new one): keep
+            # the wanted set for the bookkeeping, add nothing to the closed connection, offer nothing.
+            wanted = {cid: s for cid, s in wanted.items() if cid in transport.consumers}
         changed = False
         now = time.monotonic()
         for consumer_id in [c for c in transport.consumers if c not in wanted]:
@@ -271,7 +278,7 @@ class Router:
             transport.add_consumer(consumer, producer.mime if producer is not None else DEFAULT_MIME[kind])
             self.consumers[consumer_id] = consumer
             changed = True
-        return changed
+        return changed and not transport.pc_closed
 
     def _consumer_ready(self, consumer: Consumer) -> None:
         producer = self.producers.get(consumer.producer_id) if consumer.producer_id else None
@@ -296,12 +303,20 @@ class Router:
     async def offer(self, transport_id: str) -> dict[str, Any] | None:
         """Create the subscriber offer now, unless one is out (then once its answer is back)."""
         transport = self.transport(transport_id)
+        if transport.pc_closed:
+            return None  # the subscriber left or lost its connection: there is nobody to offer to
         if transport.negotiating:
             transport.renegotiate = True
             return None
         transport.negotiating = True
         transport.renegotiate = False
-        sdp = await transport.create_offer()
+        try:
+            sdp = await transport.create_offer()
+        except InvalidStateError:
+            transport.negotiating = False
+            if transport.pc_closed:  # closed by the remote end while the offer was being made
+                return None
+            raise
         tracks = []
         for consumer in transport.consumers.values():
             mid = transport.mid_of(consumer.consumer_id)
@@ -313,6 +328,9 @@ class Router:
     async def answer(self, transport_id: str, sdp: str) -> dict[str, Any] | None:
         """Apply the subscriber's answer; returns the next offer if consumers changed meanwhile."""
         transport = self.transport(transport_id)
+        if transport.pc_closed:
+            transport.negotiating = False
+            return None  # an answer that crossed the subscriber's own leaving: nothing to apply it to
         if not transport.negotiating:
             raise RouterError("bad_sdp", "no offer is waiting for an answer")
         try:

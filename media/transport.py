@@ -140,6 +140,13 @@ class WebRtcTransport:
 
     # ------------------------------------------------------------------ state
 
+    @property
+    def pc_closed(self) -> bool:
+        """Nothing can be negotiated any more: we closed the peer connection, or aiortc closed it
+        by itself when the remote end closed DTLS (a participant leaving closes its connections
+        before the server has processed its ``leave``)."""
+        return self.closed or self.pc.signalingState == "closed"
+
     def _connection_state(self) -> None:
         state = self.pc.connectionState
         if state == self.state:

@@ -220,6 +220,8 @@ class LessonClient:
             self.subscriber.on("track", self._on_track)
 
         pc = self.subscriber
+        if pc.signalingState == "closed":
+            return  # leaving: an offer that crossed our own close has nothing to apply to
         for t in msg.get("tracks", []):
             self.mids[t["mid"]] = (t["participant_id"], t["source"])
         await pc.setRemoteDescription(RTCSessionDescription(sdp=msg["sdp"], type="offer"))

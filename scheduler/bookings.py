@@ -482,6 +482,8 @@ def reject_series(session: Session, series_id: int, *, actor: User, scope: Scope
 def cancel_series(session: Session, series_id: int, *, actor: User, scope: Scope, reason: str) -> LessonSeries:
     """Cancel every future scheduled lesson of a series (停课 for the rest of the term)."""
     series = _managed_series(session, series_id, scope)
+    if series.status not in (SeriesStatus.pending, SeriesStatus.approved):
+        raise InvalidState("该课程已驳回或已停课，不能再停课")
     if not reason.strip():
         raise Invalid("停课时请填写原因")
     now = clock.now()

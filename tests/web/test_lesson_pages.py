@@ -8,6 +8,7 @@ show (``videoWidth``), as a person in front of them would see it.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -204,3 +205,163 @@ def test_a_student_waits_for_the_room_and_the_teachers_list_counts_down(web_serv
     web_server.open_room(later["id"])  # the student's page joins by itself once the room opens
     js_poll(student, "window.sankeLesson.state === 'joined'", timeout=20)
     assert student.evaluate("window.sankeLesson.local.size") == 0
+
+
+# ---------------------------------------------------------------- what each side sees, start to 下课
+
+EMOJI_JS = r"""() => {
+  // every text a person can meet on the page: text nodes, titles, labels, placeholders, button values
+  const pict = /\p{Extended_Pictographic}|\u{FE0F}/u;
+  const found = [];
+  const walk = document.createTreeWalker(document.documentElement, NodeFilter.SHOW_TEXT);
+  for (let n = walk.nextNode(); n; n = walk.nextNode()) {
+    if (n.parentElement && ["SCRIPT", "STYLE"].includes(n.parentElement.tagName)) continue;
+    if (pict.test(n.nodeValue)) found.push(n.nodeValue.trim());
+  }
+  for (const e of document.querySelectorAll("[title], [aria-label], [placeholder], [alt]")) {
+    for (const a of ["title", "aria-label", "placeholder", "alt"]) {
+      const v = e.getAttribute(a);
+      if (v && pict.test(v)) found.push(`${a}=${v}`);
+    }
+  }
+  if (pict.test(document.title)) found.push(document.title);
+  return found;
+}"""
+
+
+def assert_no_emoji(page: Any) -> None:
+    """No emoji anywhere in the page's text: on a classroom PC without an emoji font they are empty boxes."""
+    found = page.evaluate(EMOJI_JS)
+    assert not found, f"{page.url}: emoji in {found}"
+
+
+def visible(page: Any, selector: str) -> bool:
+    return bool(page.evaluate("(s) => { const e = document.querySelector(s); return !!e && !!e.offsetParent; }", selector))
+
+
+def chat_line(page: Any, text: str) -> None:
+    page.fill(".chat-input", text)
+    page.press(".chat-input", "Enter")
+
+
+def test_chat_mute_all_on_stage_and_the_end_screens_of_a_dedicated_lesson(web_server: Any, open_page: Any,
+                                                                          js_poll: Any, screenshot: Any) -> None:
+    w = web_server.world
+    teacher = open_page(w.teacher, "/lesson/main.html")
+    assert_no_emoji(teacher)
+    teacher.click(f"[data-action=start][data-lesson='{web_server.lesson_id}']")
+    wait_joined(teacher, js_poll)
+    recv = open_page(w.terminal_recv, "/lesson/receiving.html")
+    pr = wait_joined(recv, js_poll)
+    js_poll(teacher, f"document.querySelector(\"[data-participant='{pr}']\") !== null")
+
+    # chat: the line reaches the other side, and the sender's box clears (the server acks it)
+    chat_line(recv, "老师，第三题我们班有疑问。")
+    chat_line(teacher, "好的，马上讲。")
+    for page in (teacher, recv):
+        js_poll(page, "document.querySelector('.chat-list').textContent.includes('第三题我们班有疑问')"
+                      " && document.querySelector('.chat-list').textContent.includes('马上讲')")
+        js_poll(page, "document.querySelector('.chat-input').value === ''", timeout=5)
+        assert "发送失败" not in page.inner_text(".chat-list")
+    # a line that cannot go out says so at once and stays in the box
+    teacher.evaluate("""() => { window.__states = [];
+        window.sankeLesson.on('state', (s) => window.__states.push(s.state));
+        window.sankeLesson.dropSocket();
+        document.querySelector('.chat-input').value = '这句发不出去';
+        document.querySelector('.chat-send button').click(); }""")
+    js_poll(teacher, "document.querySelector('.chat-list .chat-system')?.textContent.includes('发送失败')", timeout=5)
+    assert teacher.input_value(".chat-input") == "这句发不出去"
+    # it reconnects by itself
+    js_poll(teacher, "window.__states.includes('reconnecting') && window.sankeLesson.state === 'joined'", timeout=20)
+
+    # 全体静音 with a classroom on stage: the classroom on stage is muted too, and shows it
+    teacher.click(f"[data-participant='{pr}'] [data-action=stage]")
+    js_poll(recv, "!document.getElementById('stage-flag').hidden")
+    teacher.click("#btn-mute-all")
+    js_poll(recv, "!document.getElementById('mute-flag').hidden", timeout=10)
+    assert "全体静音" in recv.inner_text("#mute-flag")
+    js_poll(recv, "document.getElementById('btn-mic').textContent.includes('打开麦克风')")
+    assert_no_emoji(recv)
+    assert_no_emoji(teacher)
+    screenshot(recv, "receiving-on-stage-muted-all")
+    # it speaks up again (allowed on stage): the flag goes
+    recv.click("#btn-mic")
+    js_poll(recv, "document.getElementById('mute-flag').hidden", timeout=10)
+    teacher.click("#btn-mute-all")
+    js_poll(teacher, "!window.sankeLesson.room.muted_all")
+
+    # 下课: the teacher's end screen shows how long the lesson took (minutes, not half a century)
+    time.sleep(1.2)
+    teacher.click("#btn-end")
+    teacher.click("dialog .btn-danger")
+    js_poll(teacher, "!document.getElementById('ended').hidden")
+    js_poll(teacher, "!document.getElementById('ended-duration').hidden")
+    duration = teacher.inner_text("#ended-duration")
+    assert re.fullmatch(r"上课时长 (\d\d):(\d\d)", duration), duration
+    minutes, seconds = map(int, duration.split()[1].split(":"))
+    assert 0 < minutes * 60 + seconds < 600, duration
+    time.sleep(1.5)  # the page's clock ticks: the screen stays as it is
+    assert teacher.inner_text("#ended-duration") == duration
+    assert_no_emoji(teacher)
+    screenshot(teacher, "main-ended")
+
+    # the receiving kiosk: one end state, no countdown to a lesson that is over
+    js_poll(recv, "document.getElementById('next-title').textContent === '本节课已结束'", timeout=10)
+    time.sleep(1.5)
+    text = recv.inner_text("#next")
+    assert "距上课" not in text and "已到上课时间" not in text, text
+    assert recv.inner_text("#next-countdown").strip() == ""
+    assert_no_emoji(recv)
+    screenshot(recv, "receiving-ended")
+
+
+def test_a_famous_school_lesson_lists_home_students_and_shows_only_panels_with_something_in_them(
+        web_server: Any, open_page: Any, js_poll: Any, screenshot: Any) -> None:
+    w = web_server.world
+    web_server.book(kind="famous_school", title="名校语文", subject="语文", main_classroom_id=w.main_room2.id,
+                    main_teacher_id=w.teacher2.id, receivers=[], participant_ids=[w.student.id])
+    lesson = next(l for l in web_server.lessons(w.urban_admin, date_from="2026-09-07", date_to="2026-09-07")
+                  if l["title"] == "名校语文")
+    web_server.open_room(lesson["id"])
+    teacher = open_page(w.teacher2, "/lesson/main.html")
+    teacher.click(f"[data-action=start][data-lesson='{lesson['id']}']")
+    wait_joined(teacher, js_poll)
+    student = open_page(w.student, f"/lesson/student.html?lesson={lesson['id']}", viewport=(1366, 768))
+    ps = wait_joined(student, js_poll)
+    assert_video_flows(student, [f"{pid(teacher)}/camera"], js_poll)
+
+    # the teacher: the home student in a list with 上台, not a black classroom tile; no empty 接收课堂 grid
+    js_poll(teacher, f"document.querySelector(\"#student-list [data-participant='{ps}']\") !== null")
+    assert "小明" in teacher.inner_text("#students")
+    assert teacher.evaluate("document.querySelectorAll('.remote-tile').length") == 0
+    assert not visible(teacher, "#remote-section")
+    assert not visible(teacher, "#stage-view") and not visible(teacher, "#screen-view")
+    # the student: no box for a camera that is off
+    assert not visible(student, "#local-view") and not visible(student, "#stage-view")
+    assert not visible(student, "#screen-view")
+    for page in (teacher, student):
+        assert_no_emoji(page)
+    screenshot(teacher, "main-famous-school")
+    screenshot(student, "student-listening")
+
+    # on stage: the student's camera opens and the student sees themself; the teacher sees them
+    teacher.click(f"#student-list [data-participant='{ps}'] [data-action=stage]")
+    js_poll(student, "!document.getElementById('stage-flag').hidden")
+    js_poll(student, "!document.getElementById('local-view').hidden && document.getElementById('local-video').videoWidth > 0",
+            timeout=15)
+    js_poll(teacher, "!document.getElementById('stage-view').hidden && document.getElementById('stage-video').videoWidth > 0",
+            timeout=15)
+    assert_no_emoji(student)
+    screenshot(student, "student-on-stage")
+    teacher.click(f"#student-list [data-participant='{ps}'] [data-action=stage]")  # 下台
+    js_poll(student, "document.getElementById('local-view').hidden && window.sankeLesson.local.size === 0", timeout=15)
+
+    # 下课: the student's page says the lesson is over, and nothing else
+    teacher.click("#btn-end")
+    teacher.click("dialog .btn-danger")
+    js_poll(student, "document.getElementById('next-title').textContent === '本节课已结束'", timeout=10)
+    time.sleep(1.5)
+    text = student.inner_text("#next")
+    assert "已到上课时间" not in text and "距上课" not in text, text
+    assert re.fullmatch(r"上课时长 \d\d:\d\d", teacher.inner_text("#ended-duration")), teacher.inner_text("#ended-duration")
+    screenshot(student, "student-ended")

@@ -10,7 +10,7 @@ A series is booked whole or not at all.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time
 
 from sqlalchemy import delete, insert, select
@@ -112,16 +112,16 @@ class SeriesContext:
         self.receivers: list[_Receiver] = []
         seen: set[int] = set()
         for r in receivers:
-            if r.classroom_id in seen:
-                raise Invalid(f"接收教室 #{r.classroom_id} 重复", field="receivers")
-            seen.add(r.classroom_id)
             room = session.get(Classroom, r.classroom_id)
             if room is None:
                 raise NotFound(f"接收教室 #{r.classroom_id} 不存在", field="receivers")
-            if room.id == main.id:
-                raise Invalid("主讲教室不能同时作为接收教室", field="receivers")
             school = session.get(School, room.school_id)
             assert school is not None
+            if r.classroom_id in seen:
+                raise Invalid(f"接收教室“{room.name}”（{school.name}）重复", field="receivers")
+            seen.add(r.classroom_id)
+            if room.id == main.id:
+                raise Invalid("主讲教室不能同时作为接收教室", field="receivers")
             self.receivers.append(_Receiver(room, school, scheme_for(session, room.school_id, term_id),
                                             r.receiving_period, r.assistant_id))
 
@@ -426,7 +426,14 @@ def _checked_plan(session: Session, spec: SeriesSpec, ctx: SeriesContext, actor:
                   not_before: date | None) -> list[PlannedInstance]:
     _validate(session, spec, ctx, actor)
     planned = plan_series(session, spec, ctx, not_before=not_before)
-    _check_slots(session, planned)
+    try:
+        _check_slots(session, planned)
+    except Conflict as exc:
+        if all(i.week is not None for i in exc.items):
+            raise
+        # clashes within the booking itself: their teaching weeks, for the weekly summary
+        raise Conflict([i if i.week is not None else replace(i, week=week_of(ctx.calendar, i.day))
+                        for i in exc.items], field=exc.field or "periods") from None
     return planned
 
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+from sqlalchemy import select
+
+from scheduler.models import PeriodScheme
+
 
 def body(w, **kw):
     b = {"kind": "dedicated", "title": "三年级数学", "subject": "数学", "grade": "三年级", "term_id": w.term.id,
@@ -32,12 +37,20 @@ def test_double_booking_answers_409_with_conflict_list_and_zh_message(client, wo
     assert r.status_code == 409
     err = r.json()
     assert err["code"] == "conflict"
-    assert err["message"].startswith("排课冲突，共 20 处：教师“王老师”在 2026-09-01 09:50–10:30 已有课程《三年级数学》")
+    assert err["message"] == ("排课冲突，共 20 处：每周二 第3节 09:50–10:30，第1–5、7–21周，共20次："
+                              "教师“王老师”已有课程《三年级数学》")
     c = err["conflicts"][0]
     assert c == {"resource": "teacher", "resource_id": world.teacher.id, "resource_name": "王老师",
                  "day": "2026-09-01", "start": "09:50", "end": "10:30", "instance_id": c["instance_id"],
-                 "lesson_title": "三年级数学", "message": c["message"]}
+                 "lesson_title": "三年级数学", "message": "教师“王老师”在 2026-09-01 09:50–10:30 已有课程《三年级数学》",
+                 "kind": "clash", "school_name": None, "role": "main", "teacher_name": "王老师",
+                 "series_id": c["series_id"], "period_from": 3, "period_to": 3, "week": 1}
     assert isinstance(c["instance_id"], int)
+    assert len(err["conflicts"]) == 20
+    (g,) = err["conflict_groups"]
+    assert g["count"] == 20 and g["weekday"] == 2 and g["weeks"] == [1, 2, 3, 4, 5, *range(7, 22)]
+    assert g["dates"][:2] == ["2026-09-01", "2026-09-08"] and len(g["instance_ids"]) == 20
+    assert g["message"] == "每周二 第3节 09:50–10:30，第1–5、7–21周，共20次：教师“王老师”已有课程《三年级数学》"
 
 
 def test_check_endpoint_lists_conflicts_without_booking(client, world, auth):
@@ -46,9 +59,14 @@ def test_check_endpoint_lists_conflicts_without_booking(client, world, auth):
                     headers=auth(world.teacher))
     assert r.status_code == 200
     out = r.json()
-    assert out["ok"] is False and out["instances"] == 20
+    assert out["ok"] is False and out["code"] == "conflict" and out["status"] == 409
     assert {c["resource"] for c in out["conflicts"]} == {"teacher", "classroom"}
-    assert "发现" in out["message"]
+    assert out["message"] == (
+        "排课冲突，共 60 处："
+        "每周二 第3节 09:50–10:30，第1–5、7–21周，共20次：接收教室“石桥村小 一年级教室”（东区石桥村小）已有课程《三年级数学》（王老师）；"
+        "每周二 第3节 09:50–10:30，第1–5、7–21周，共20次：教师“王老师”已有课程《三年级数学》；"
+        "每周二 第3节 09:50–10:30，第1–5、7–21周，共20次：教师“刘助教”（助教）已有课程《三年级数学》（王老师）")
+    assert [g["count"] for g in out["conflict_groups"]] == [20, 20, 20]
 
 
 def test_teacher_request_is_pending_until_school_admin_approves(client, world, auth):
@@ -90,3 +108,97 @@ def test_series_router_requires_login_and_right_role_and_region(client, world, a
     assert client.get(f"/api/v1/series/{sid}", headers=auth(world.researcher_a)).status_code == 200
     assert client.get("/api/v1/series", headers=auth(world.researcher_b)).json()["count"] == 0
     assert client.get("/api/v1/series", headers=auth(world.researcher_city)).json()["count"] == 1
+
+
+def test_a_receiving_school_whose_bells_do_not_cover_the_slot_is_listed_as_a_conflict(client, world, auth, session):
+    scheme = session.scalar(select(PeriodScheme).where(PeriodScheme.school_id == world.rural.id))
+    p3 = next(p for p in scheme.periods if p.number == 3)
+    p3.start_time = p3.start_time.replace(hour=9, minute=55)  # rural period 3 now starts after the urban 09:50
+    session.commit()
+    r = client.post("/api/v1/series", json=body(world), headers=auth(world.urban_admin))
+    assert r.status_code == 422
+    err = r.json()
+    (c,) = err["conflicts"]
+    assert (c["kind"], c["resource"], c["resource_id"], c["school_name"]) == (
+        "bells", "classroom", world.recv_room.id, "东区石桥村小")
+    assert c["message"] == err["message"] and "09:50–10:30" in c["message"]
+    assert err["conflict_groups"][0]["message"] == c["message"]
+
+
+# Each way booking can refuse a series: (who asks, what changes in the request, what is set up before).
+def _clash(client, w, auth):
+    assert client.post("/api/v1/series", json=body(w), headers=auth(w.urban_admin)).status_code == 201
+    return {"main_classroom_id": w.main_room2.id, "receivers": [{"classroom_id": w.recv_room2.id}]}
+
+
+def _bells(client, w, auth, session):
+    scheme = session.scalar(select(PeriodScheme).where(PeriodScheme.school_id == w.rural.id))
+    next(p for p in scheme.periods if p.number == 3).start_time = scheme.periods[2].start_time.replace(minute=55)
+    session.commit()
+    return {}
+
+
+REFUSALS = {
+    "clash with a booked lesson": ("urban_admin", _clash),
+    "the booking holds its teacher twice": ("urban_admin", lambda c, w, a: {
+        "receivers": [{"classroom_id": w.recv_room.id, "assistant_id": w.teacher.id}]}),
+    "unpaired schools (teacher)": ("teacher", lambda c, w, a: {"receivers": [{"classroom_id": w.recv_room_b.id}]}),
+    "unpaired schools (admin, no reason)": ("sysadmin", lambda c, w, a: {
+        "receivers": [{"classroom_id": w.recv_room_b.id}]}),
+    "unpaired subject": ("sysadmin", lambda c, w, a: {
+        "main_classroom_id": w.extra["room_b"], "main_teacher_id": w.teacher_b.id, "subject": "英语",
+        "receivers": [{"classroom_id": w.recv_room_b.id}]}),
+    "bells do not cover the slot": ("urban_admin", _bells),
+    "dedicated without receivers": ("urban_admin", lambda c, w, a: {"receivers": []}),
+    "weeks reversed": ("urban_admin", lambda c, w, a: {"week_from": 5, "week_to": 2}),
+    "weeks outside the term": ("urban_admin", lambda c, w, a: {"week_from": 40, "week_to": 45}),
+    "no such period": ("urban_admin", lambda c, w, a: {"period_from": 12}),
+    "main teacher is not a teacher": ("urban_admin", lambda c, w, a: {"main_teacher_id": w.urban_admin.id}),
+    "assistant is not a teacher": ("urban_admin", lambda c, w, a: {
+        "receivers": [{"classroom_id": w.recv_room.id, "assistant_id": w.student.id}]}),
+    "no such receiving classroom": ("urban_admin", lambda c, w, a: {"receivers": [{"classroom_id": 999999}]}),
+    "receiver listed twice": ("urban_admin", lambda c, w, a: {
+        "receivers": [{"classroom_id": w.recv_room.id}, {"classroom_id": w.recv_room.id}]}),
+    "main classroom as receiver": ("urban_admin", lambda c, w, a: {"receivers": [{"classroom_id": w.main_room.id}]}),
+    "participants in a dedicated lesson": ("urban_admin", lambda c, w, a: {"participant_ids": [w.teacher2.id]}),
+    "teacher books for another teacher": ("teacher", lambda c, w, a: {"main_teacher_id": w.teacher2.id}),
+    "teacher books another school's classroom": ("teacher_b", lambda c, w, a: {"main_teacher_id": w.teacher_b.id}),
+    "admin of another district": ("admin_b", lambda c, w, a: {}),
+    "researcher": ("researcher_a", lambda c, w, a: {}),
+}
+
+
+@pytest.mark.parametrize("reason", list(REFUSALS))
+def test_check_gives_the_verdict_booking_gives_for_every_refusal(client, world, auth, session, reason):
+    from scheduler.models import Classroom
+    room_b = Classroom(school_id=world.urban_b.id, name="西区一小 主讲教室", capacity=40)
+    session.add(room_b)
+    session.commit()
+    world.extra["room_b"] = room_b.id
+    who, setup = REFUSALS[reason]
+    actor = getattr(world, who)
+    change = setup(client, world, auth, session) if setup is _bells else setup(client, world, auth)
+    request = body(world, **change)
+    before = client.get("/api/v1/series", headers=auth(world.sysadmin)).json()["count"]
+
+    check = client.post("/api/v1/series/check", json=request, headers=auth(actor))
+    booking = client.post("/api/v1/series", json=request, headers=auth(actor))
+
+    assert check.status_code == 200, check.text
+    verdict, refusal = check.json(), booking.json()
+    assert booking.status_code in (403, 404, 409, 422), booking.text
+    assert verdict["ok"] is False
+    assert (verdict["status"], verdict["code"], verdict["message"]) == (
+        booking.status_code, refusal["code"], refusal["message"])
+    assert verdict["conflicts"] == refusal.get("conflicts", [])
+    assert verdict["conflict_groups"] == refusal.get("conflict_groups", [])
+    assert client.get("/api/v1/series", headers=auth(world.sysadmin)).json()["count"] == before
+
+
+def test_check_says_ok_exactly_when_booking_succeeds(client, world, auth):
+    for actor, status in ((world.teacher, "pending"), (world.urban_admin, "approved")):
+        check = client.post("/api/v1/series/check", json=body(world), headers=auth(actor)).json()
+        assert check["ok"] is True and check["instances"] == 20 and check["conflicts"] == []
+        assert check["message"].startswith("没有冲突，可以排课：共 20 节")
+        r = client.post("/api/v1/series", json=body(world), headers=auth(actor))
+        assert r.status_code == 201 and r.json()["status"] == status

@@ -1478,13 +1478,68 @@ def format_summary(summary: DemoSummary, term_note: str = "") -> str:
         lines.append(f"  注意：{term_note}")
     if summary.accounts:
         lines.append("")
-        lines.append(f"演示账号（密码均为 {PASSWORD}）：")
-        header = ("角色", "用户名", "密码", "姓名 / 所属", "可以试试")
-        rows = [header] + [(a.role, a.username, a.password, a.name, a.try_this) for a in summary.accounts]
-        widths = [max(_width(r[i]) for r in rows) for i in range(4)]
-        for r in rows:
-            lines.append("  " + "  ".join(_pad(r[i], widths[i]) for i in range(4)) + "  " + r[4])
+        lines.append(format_accounts(summary.accounts))
     return "\n".join(lines)
+
+
+def format_accounts(accounts: Sequence[DemoAccount], title: str = f"演示账号（密码均为 {PASSWORD}）：") -> str:
+    """The demo accounts as a table (the title line first)."""
+    lines = [title]
+    header = ("角色", "用户名", "密码", "姓名 / 所属", "可以试试")
+    rows = [header] + [(a.role, a.username, a.password, a.name, a.try_this) for a in accounts]
+    widths = [max(_width(r[i]) for r in rows) for i in range(4)]
+    for r in rows:
+        lines.append("  " + "  ".join(_pad(r[i], widths[i]) for i in range(4)) + "  " + r[4])
+    return "\n".join(lines)
+
+
+_SAVED_ACCOUNTS = (
+    ("admin", "系统管理员", "全部区域、学校、学期、作息与排课；审批与审计"),
+    ("city_admin", "市教育局管理员", "全市课表与开课率；城乡结对与需求订单"),
+    ("school_admin", "城区学校管理员", "本校排课、调课、停课、代课；审批教师的排课申请"),
+    ("rural_admin", "乡村学校管理员", "本校接收课表；发布需求订单"),
+    ("teacher", "主讲教师", "主讲：开始上课、同屏、连麦、下课"),
+    ("terminal_main", "主讲教室终端", "在主讲教室电脑上登录"),
+    ("terminal_recv", "接收教室终端", "接收课堂：举手、上台发言"),
+    ("assistant", "助教", "接收教室现场助教"),
+    ("student", "学生", "在家收看名校网络课堂，可回看录播"),
+    ("researcher", "教研员（区县）", "巡课本区县的课堂、评课"),
+    ("researcher_city", "教研员（市）", "全市巡课、教学记录与统计"),
+)
+"""The demo accounts ``pick_accounts`` names, as listed again on every later start."""
+
+
+def saved_accounts(session: Session, now: datetime, lead: timedelta | None = None) -> list[DemoAccount]:
+    """The demo accounts found in the database, with the next lesson still to come today of the
+    teacher and of the main classroom's terminal (and when its room opens, ``lead`` before it).
+
+    The password is the demo's, unless someone changed it since.
+    """
+    users = {u.username: u for u in session.scalars(
+        select(User).where(User.username.in_([name for name, _, _ in _SAVED_ACCOUNTS])))}
+
+    def next_lesson(condition) -> str:  # type: ignore[no-untyped-def]
+        inst = session.scalars(
+            select(LessonInstance).where(condition, LessonInstance.day == now.date(),
+                                         LessonInstance.status == InstanceStatus.scheduled,
+                                         LessonInstance.ends_at > now)
+            .order_by(LessonInstance.starts_at, LessonInstance.id)).first()
+        if inst is None:
+            return ""
+        opens = f"（{inst.starts_at - lead:%H:%M} 开放课堂）" if lead is not None else ""
+        return f"今天 {inst.starts_at:%H:%M}《{inst.series.title}》{opens}，"
+
+    accounts = []
+    for username, role, hint in _SAVED_ACCOUNTS:
+        user = users.get(username)
+        if user is None:
+            continue
+        if username == "teacher":
+            hint = next_lesson(LessonInstance.teacher_id == user.id) + hint
+        elif username == "terminal_main" and user.classroom_id is not None:
+            hint = next_lesson(LessonInstance.main_classroom_id == user.classroom_id) + hint
+        accounts.append(DemoAccount(role, username, PASSWORD, user.display_name, hint))
+    return accounts
 
 
 def load_demo(settings: Settings, *, if_empty: bool = True, now: datetime | None = None) -> DemoSummary:
@@ -1508,7 +1563,11 @@ def load_demo(settings: Settings, *, if_empty: bool = True, now: datetime | None
         if users and if_empty:
             print(f"数据库中已有 {users} 个用户，演示数据已经在了，不再重复载入。")
             with factory() as session:
-                return _counts(session, now)
+                summary = _counts(session, now)
+                summary.accounts = saved_accounts(session, now, timedelta(minutes=settings.room_open_lead_minutes))
+            if summary.accounts:
+                print(format_accounts(summary.accounts, f"演示账号（密码均为 {PASSWORD}，除非已修改）："))
+            return summary
         if clash:
             print(f"数据库中已有用户“{clash}”，无法再次载入演示数据；请换一个空的数据目录（SANKE_DATA_DIR）。")
             with factory() as session:

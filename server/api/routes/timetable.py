@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from datetime import date
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
@@ -141,12 +142,16 @@ class FeedTokenOut(BaseModel):
     token: str
     expires_in: int
     feed_path: str | None
-    """The caller's own feed (teacher or classroom terminal), to be given ``?token=``."""
+    """The caller's own feed (teacher or classroom terminal) with the token in its query: a calendar app
+    subscribes to it as it is, with no login (``None`` for roles without a feed of their own)."""
+    feed_url: str | None
+    """``feed_path`` on this server, as a full URL to paste into a calendar app."""
 
 
 @router.post("/feed-token", response_model=FeedTokenOut)
-def issue_feed_token(session: SessionDep, settings: SettingsDep, user: CurrentUser) -> FeedTokenOut:
-    """A long-lived token that lets a calendar app read the caller's feeds, and nothing else."""
+def issue_feed_token(request: Request, session: SessionDep, settings: SettingsDep, user: CurrentUser) -> FeedTokenOut:
+    """A long-lived token that lets a calendar app read the caller's feeds, and nothing else, with the
+    caller's subscribable feed link (revoke every link with ``DELETE /timetable/feed-token``)."""
     ttl = settings.feed_token_days * 86400
     token = create_feed_token(user.id, user.feed_version, settings.effective_secret_key(), ttl)
     path = None
@@ -154,7 +159,11 @@ def issue_feed_token(session: SessionDep, settings: SettingsDep, user: CurrentUs
         path = f"/api/v1/timetable/teachers/{user.id}.ics"
     elif user.role is Role.terminal and user.classroom_id is not None:
         path = f"/api/v1/timetable/classrooms/{user.classroom_id}.ics"
-    return FeedTokenOut(token=token, expires_in=ttl, feed_path=path)
+    if path is None:
+        return FeedTokenOut(token=token, expires_in=ttl, feed_path=None, feed_url=None)
+    path = f"{path}?{urlencode({'token': token})}"
+    return FeedTokenOut(token=token, expires_in=ttl, feed_path=path,
+                        feed_url=str(request.base_url).rstrip("/") + path)
 
 
 @router.delete("/feed-token", status_code=204)

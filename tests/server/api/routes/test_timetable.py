@@ -241,10 +241,16 @@ def test_assistant_teachers_feed_lists_the_lessons_they_assist(client, world, au
 def test_feed_token_reads_own_feed_only_and_can_be_revoked(client, world, auth, session_factory):
     book_monday_maths(session_factory, world)
     out = client.post(f"{URL}/feed-token", headers=auth(world.teacher)).json()
-    assert out["feed_path"] == f"/api/v1/timetable/teachers/{world.teacher.id}.ics"
+    assert out["feed_path"] == f"/api/v1/timetable/teachers/{world.teacher.id}.ics?token={out['token']}"
+    assert out["feed_url"] == f"http://testserver{out['feed_path']}"
     assert out["expires_in"] == 365 * 86400
-    r = client.get(out["feed_path"], params={"token": out["token"]})
-    assert r.status_code == 200 and len(events(r.content)) == 19
+    # a calendar app fetches the link as given: no Authorization header, nothing added
+    r = client.get(out["feed_url"])
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/calendar")
+    evs = events(r.content)
+    assert len(evs) == 19 and {str(e["SUMMARY"]) for e in evs} == {"《三年级数学》 专递课堂"}
+    assert min(e.decoded("DTSTART") for e in evs) == datetime(2026, 9, 7, 8, 0, tzinfo=SHANGHAI)
+    assert client.get(out["feed_path"]).status_code == 200
     # a feed token is not an API login
     r = client.get("/api/v1/lessons", headers={"Authorization": f"Bearer {out['token']}"})
     assert r.status_code == 401
@@ -252,13 +258,20 @@ def test_feed_token_reads_own_feed_only_and_can_be_revoked(client, world, auth, 
     r = client.get(f"{URL}/teachers/{world.teacher2.id}.ics", params={"token": out["token"]})
     assert r.status_code == 403
     assert client.delete(f"{URL}/feed-token", headers=auth(world.teacher)).status_code == 204
-    r = client.get(out["feed_path"], params={"token": out["token"]})
+    r = client.get(out["feed_url"])
     assert r.status_code == 401 and r.json()["code"] == "token_revoked"
-    fresh = client.post(f"{URL}/feed-token", headers=auth(world.teacher)).json()["token"]
-    assert client.get(out["feed_path"], params={"token": fresh}).status_code == 200
+    fresh = client.post(f"{URL}/feed-token", headers=auth(world.teacher)).json()
+    assert fresh["feed_url"] != out["feed_url"] and client.get(fresh["feed_url"]).status_code == 200
 
 
-def test_terminal_feed_token_points_at_its_classroom(client, world, auth):
+def test_terminal_feed_token_points_at_its_classroom(client, world, auth, session_factory):
+    book_monday_maths(session_factory, world)
     out = client.post(f"{URL}/feed-token", headers=auth(world.terminal_recv)).json()
-    assert out["feed_path"] == f"/api/v1/timetable/classrooms/{world.recv_room.id}.ics"
-    assert client.get(out["feed_path"], params={"token": out["token"]}).status_code == 200
+    assert out["feed_path"].startswith(f"/api/v1/timetable/classrooms/{world.recv_room.id}.ics?token=")
+    r = client.get(out["feed_url"])
+    assert r.status_code == 200 and len(events(r.content)) == 19
+
+
+def test_roles_without_a_feed_of_their_own_get_a_token_and_no_link(client, world, auth):
+    out = client.post(f"{URL}/feed-token", headers=auth(world.urban_admin)).json()
+    assert out["token"] and out["feed_path"] is None and out["feed_url"] is None

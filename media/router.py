@@ -340,7 +340,9 @@ class Router:
         except Exception as exc:
             raise RouterError("bad_sdp", f"SDP could not be applied: {type(exc).__name__}") from None
         finally:
-            transport.negotiating = False
+            # An answer that could not be applied leaves the offer waiting: the client may send a
+            # corrected one (otherwise its subscriber connection would stay without media).
+            transport.negotiating = transport.pc.signalingState == "have-local-offer"
         if transport.renegotiate:
             return await self.offer(transport_id)
         return None

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from scheduler import clock
 from scheduler.access import Scope, school_visible, scope_of
 from scheduler.bookings import ReceiverSpec, SeriesSpec, create_series
 from scheduler.errors import Conflict, Forbidden, Invalid, SchedulerError
@@ -672,6 +673,101 @@ def import_timetable(session: Session, data: bytes, filename: str, *, actor: Use
             outer.rollback()
         raise
     return report
+
+
+# ---------------------------------------------------------------- sample file
+
+_WEEKDAY_ZH = ("周一", "周二", "周三", "周四", "周五")
+
+
+def _sample_term(session: Session, today: date) -> Term | None:
+    current = session.scalars(select(Term).where(Term.start_date <= today, Term.end_date >= today)
+                              .order_by(Term.id)).first()
+    return current or session.scalars(select(Term).order_by(Term.end_date.desc(), Term.id)).first()
+
+
+def sample_rows(session: Session, *, actor: User, scope: Scope, tries: int = 60) -> list[dict[str, str]]:
+    """A timetable row that imports cleanly for this caller, from their own data: a paired urban and rural
+    school in their scope, a teacher and classrooms of those schools, the current term and a free slot.
+
+    Each candidate slot goes through ``prepare_series`` (every booking rule, nothing written), so the row
+    passes a dry run as long as nobody books that slot first.  Empty when the caller's schools have no
+    pairing, teacher or bells yet.
+    """
+    from scheduler.bookings import prepare_series
+    from scheduler.models import Pairing, PeriodScheme
+
+    term = _sample_term(session, clock.now().date())
+    if term is None:
+        return []
+    same_name = session.scalars(select(Term.id).where(Term.name == term.name)).all()
+    term_text = term.name if len(same_name) == 1 else str(term.id)
+    pairings = session.scalars(select(Pairing).where(Pairing.active.is_(True)).order_by(Pairing.id)).all()
+    candidates = []
+    for pairing in pairings:
+        if pairing.term_id not in (None, term.id):
+            continue
+        urban, rural = session.get(School, pairing.urban_school_id), session.get(School, pairing.rural_school_id)
+        if urban is None or rural is None:
+            continue
+        # the caller books in a school they manage: the urban side gives the lesson, else the rural side
+        if _manages(session, scope, urban):
+            candidates.append((pairing, urban, pairing.urban_classroom_id, rural, pairing.rural_classroom_id))
+        elif _manages(session, scope, rural):
+            candidates.append((pairing, rural, pairing.rural_classroom_id, urban, pairing.urban_classroom_id))
+    for pairing, main_school, main_id, recv_school, room_id in candidates:
+        main = session.get(Classroom, main_id) if main_id else \
+            session.scalars(select(Classroom).where(Classroom.school_id == main_school.id).order_by(Classroom.id)).first()
+        room = session.get(Classroom, room_id) if room_id else \
+            session.scalars(select(Classroom).where(Classroom.school_id == recv_school.id).order_by(Classroom.id)).first()
+        teacher = session.scalars(select(User).where(User.school_id == main_school.id, User.role == Role.teacher,
+                                                     User.is_active.is_(True)).order_by(User.id)).first()
+        if main is None or room is None or teacher is None:
+            continue
+        subject = pairing.subjects[0] if pairing.subjects else "数学"
+        schemes = session.scalars(select(PeriodScheme).where(PeriodScheme.school_id == main_school.id)).all()
+        numbers = sorted({p.number for sc in schemes for p in sc.periods}) or [1]
+        for period in numbers[::-1]:  # the afternoon is freer than the morning
+            for weekday in range(1, 6):
+                if tries <= 0:
+                    return []
+                tries -= 1
+                spec = SeriesSpec(kind=LessonKind.dedicated, title=f"示例{subject}", subject=subject, grade="四年级",
+                                  term_id=term.id, main_classroom_id=main.id, main_teacher_id=teacher.id,
+                                  weekday=weekday, period_from=period, period_to=period,
+                                  receivers=(ReceiverSpec(room.id),))
+                try:
+                    prepare_series(session, spec, actor=actor, scope=scope)
+                except SchedulerError:
+                    continue
+                return [{
+                    "课程名称": spec.title, "类型": "专递课堂", "学科": subject, "年级": spec.grade, "学期": term_text,
+                    "主讲教室": f"{main_school.name}/{main.name}", "主讲教师": teacher.username,
+                    "星期": _WEEKDAY_ZH[weekday - 1], "节次": str(period), "周次": "", "单双周": "每周",
+                    "接收教室": f"{recv_school.name}/{room.name}", "录播": "否", "越过结对原因": "",
+                    "备注": "示例：可直接预检；导入后请在课表中停课或修改",
+                }]
+    return []
+
+
+def _manages(session: Session, scope: Scope, school: School) -> bool:
+    from scheduler.access import require_school_admin
+
+    try:
+        require_school_admin(session, scope, school.id)
+    except SchedulerError:
+        return False
+    return True
+
+
+def sample_csv(session: Session, *, actor: User, scope: Scope) -> bytes:
+    """The sample file offered on the import page: the header and ``sample_rows``, UTF-8 with BOM for Excel."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow([c.header for c in COLUMNS])
+    for row in sample_rows(session, actor=actor, scope=scope):
+        writer.writerow([row.get(c.header, "") for c in COLUMNS])
+    return ("\ufeff" + buf.getvalue()).encode("utf-8")
 
 
 # ---------------------------------------------------------------- command line

@@ -60,11 +60,13 @@ if (user) {
     { label: "列名", value: (c) => c[0] + (c[2] ? " *" : "") }, { label: "英文列名", value: (c) => c[1] },
     { label: "填写", value: (c) => c[3] || "—" },
   ], COLUMNS));
-  $("sample").addEventListener("click", (e) => {
+  $("sample").addEventListener("click", async (e) => {
     e.preventDefault();
-    const rows = [COLUMNS.map((c) => c[0]).join(","),
-      "三年级数学,专递课堂,数学,三年级,2026—2027学年第一学期,育才小学/三年级(1)班,王老师,1,3,1-18,每周,枣林村小/一年级教室,是,,"];
-    const a = el("a", { href: URL.createObjectURL(new Blob(["\ufeff" + rows.join("\r\n")], { type: "text/csv" })), download: "课表示例.csv" });
-    a.click();
+    // Built by the server from the caller's own schools, pairings and a free slot: it passes the dry run.
+    try {
+      const blob = await (await api("/timetable/import/sample.csv", { raw: true })).blob();
+      const a = el("a", { href: URL.createObjectURL(blob), download: "课表示例.csv" });
+      a.click();
+    } catch (err) { fill($("report"), errorBox(err)); }
   });
 }

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from scheduler import exports
 from scheduler.access import Scope, require_school, scope_of
 from scheduler.models import Classroom, Role, User
-from scheduler.timetable_import import check_filename, import_timetable
+from scheduler.timetable_import import check_filename, import_timetable, sample_csv
 from server.api.common import InstanceFilterDep
 from server.api.deps import AdminScope, CurrentUser, ScopeDep, SessionDep, SettingsDep, get_current_user
 from server.api.errors import ApiError
@@ -107,6 +107,16 @@ async def import_file(file: UploadFile, session: SessionDep, settings: SettingsD
     if report.committed:
         await run_in_threadpool(session.commit)  # durable before we say so
     return body
+
+
+@router.get("/import/sample.csv", response_class=Response, responses={200: {"content": {"text/csv": {}}}})
+def import_sample(session: SessionDep, scope: AdminScope, user: CurrentUser) -> Response:
+    """A sample timetable file for the caller: the header and one row built from their own schools,
+    pairings, teachers and a free slot, so it passes ``POST /timetable/import`` as it is."""
+    body = sample_csv(session, actor=user, scope=scope)
+    return Response(body, media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": "attachment; filename=\"timetable-sample.csv\"; "
+                                                    "filename*=UTF-8''%E8%AF%BE%E8%A1%A8%E7%A4%BA%E4%BE%8B.csv"})
 
 
 # ---------------------------------------------------------------- iCalendar feeds

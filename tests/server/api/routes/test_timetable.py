@@ -131,6 +131,17 @@ def test_import_needs_an_admin(client, world, auth):
     assert upload(client, {}, to_csv([lesson(world)])).status_code == 401
 
 
+def test_the_sample_file_is_the_callers_own_lesson_and_passes_the_dry_run(client, world, auth, session_factory):
+    book_monday_maths(session_factory, world)  # the sample avoids what is already booked
+    r = client.get(f"{URL}/import/sample.csv", headers=auth(world.urban_admin))
+    assert r.status_code == 200 and r.content.startswith("\ufeff".encode())
+    (row,) = list(csv.DictReader(io.StringIO(r.content.decode("utf-8-sig"))))
+    assert row["主讲教室"].startswith("东区实验小学/") and row["接收教室"].startswith("东区石桥村小/")
+    report = upload(client, auth(world.urban_admin), r.content).json()
+    assert report["ok"] is True and report["errors"] == [] and report["rows_ok"] == 1
+    assert client.get(f"{URL}/import/sample.csv", headers=auth(world.teacher)).status_code == 403
+
+
 # ---------------------------------------------------------------- iCalendar
 
 

@@ -13,7 +13,9 @@ Roles, enforced here and not only by the page:
   receives the main classroom's tracks and the on-stage slot;
 - home student: receives like a receiving classroom; publishes only while on stage
   (its producers are paused the moment it leaves the stage);
-- observer: receives only, the lowest simulcast layer; never listed, never publishes.
+- observer: receives only, never listed, never publishes; the lowest simulcast layer unless its
+  subscription names a higher ``layer`` (the patrol's full view of one lesson asks ``high``, its
+  wall of many stays ``low``): the named layer is then the highest it gets.
 
 The on-stage slot is the pseudo participant ``"stage"`` in a subscription: its
 consumers are re-pointed to whoever is on stage, so a receiving classroom's
@@ -328,6 +330,11 @@ class LessonMedia:
                 return "只能接收主讲课堂和上台课堂的音视频"
         return None
 
+    @staticmethod
+    def _observer_max_layer(sub: Subscription) -> int:
+        """An observer gets the lowest layer unless it names one; the named one is its ceiling."""
+        return LAYER_INDEX[sub.layer] if sub.layer is not None else 0
+
     def _consumer_specs(self, p: Participant) -> list[dict[str, Any]]:
         room = self.room
         specs: list[dict[str, Any]] = []
@@ -347,7 +354,7 @@ class LessonMedia:
             seen.add(consumer_id)
             specs.append({
                 "consumer_id": consumer_id, "producer_id": pid, "kind": KIND[sub.source],
-                "max_layer": 0 if p.observer else None,
+                "max_layer": self._observer_max_layer(sub) if p.observer else None,
                 "preferred_layer": LAYER_INDEX[sub.layer] if sub.layer is not None else None,
             })
         return specs

@@ -9,6 +9,7 @@ notes and a server-side snapshot.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -170,3 +171,137 @@ def test_the_wall_rotates_through_every_live_lesson_keeps_pinned_ones_and_filter
     assert unpinned and all(lessons[i]["subject"] == "语文" for i in unpinned)
     patrol.click("#btn-rotate")
     assert "轮巡已暂停" in patrol.text_content("#wall-status")
+
+
+EMOJI = re.compile("[\U0001F000-\U0001FAFF\u2190-\u21FF\u2300-\u23FF\u25A0-\u25FF\u2600-\u27BF\u2B00-\u2BFF\uFE0F]")
+"""Emoji and the symbol blocks drawn as pictures (arrows, media controls, shapes, dingbats): a Debian PC
+without an emoji font shows many as empty boxes; SanKe draws them with its SVG icons."""
+
+TEXT_JS = """() => [document.body.textContent,
+  ...[...document.querySelectorAll('[title], [aria-label], [placeholder]')].map((e) =>
+    [e.getAttribute('title'), e.getAttribute('aria-label'), e.getAttribute('placeholder')].join(' '))].join(' ')"""
+
+FRAME_WIDTH_JS = """async (key) => {
+  const lc = window.sankeLesson;
+  let width = 0;
+  if (!lc || !lc.subscriber) return 0;
+  (await lc.subscriber.getStats()).forEach((s) => {
+    if (s.type !== 'inbound-rtp' || s.kind !== 'video') return;
+    const m = lc._mids.get(s.mid);
+    if (m && m.participantId + '/' + m.source === key) width = s.frameWidth || 0;
+  });
+  return width;
+}"""
+
+
+def assert_no_emoji(page: Any) -> None:
+    """Every text of the page (hidden parts too, titles and labels) is free of emoji; its icons are SVG."""
+    found = EMOJI.findall(page.evaluate(TEXT_JS))
+    assert not found, f"{page.url}: emoji in the page's text: {found}"
+    assert page.evaluate("document.querySelectorAll('svg.icon use').length") > 0
+
+
+def visible(page: Any, element_id: str) -> bool:
+    return bool(page.evaluate(f"!document.getElementById('{element_id}').hidden"))
+
+
+def test_the_full_view_shows_the_high_layer_and_only_panels_with_something_in_them(
+        web_server: Any, open_page: Any, js_poll: Any, screenshot: Any) -> None:
+    w, lid = web_server.world, web_server.lesson_id
+    teacher = open_page(w.teacher, "/lesson/main.html")
+    teacher.click(f"[data-action=start][data-lesson='{lid}']")
+    js_poll(teacher, "window.sankeLesson && window.sankeLesson.state === 'joined'", timeout=15)
+    js_poll(teacher, "window.sankeLesson.local.has('camera')", timeout=10)
+    main = str(teacher.evaluate("window.sankeLesson.participantId"))
+    # the camera goes out in two layers: a quarter of the picture and the whole of it
+    full = int(teacher.evaluate("window.sankeLesson.local.get('camera').getSettings().width"))
+    assert full >= 640, full
+    kiosk = open_page(w.terminal_recv, "/lesson/receiving.html")
+    js_poll(kiosk, "window.sankeLesson && window.sankeLesson.state === 'joined'", timeout=15)
+    js_poll(kiosk, "window.sankeLesson.local.has('camera')", timeout=10)
+    recv = str(kiosk.evaluate("window.sankeLesson.participantId"))
+    recv_name = str(kiosk.evaluate("window.sankeLesson.me.display_name"))
+
+    patrol = open_page(w.researcher_a, "/patrol/")
+    tile = f".wall-tile[data-lesson='{lid}']"
+    js_poll(patrol, f"document.querySelector(\"{tile} video\") && document.querySelector(\"{tile} video\").videoWidth > 0",
+            timeout=20)
+    patrol.click(f"{tile} [data-action=pin]")
+    assert "已固定" in patrol.text_content(f"{tile} [data-action=pin]")
+    assert_no_emoji(patrol)
+    # a wall tile gets the low layer, whatever the link carries
+    time.sleep(1)
+    low = int(patrol.eval_on_selector(f"{tile} video", "v => v.videoWidth"))
+    assert low <= full // 2, (low, full)
+
+    patrol.click(f"{tile} [data-action=watch]")
+    js_poll(patrol, "window.sankeLesson && window.sankeLesson.state === 'joined'", timeout=15)
+    key = f"{main}/camera"
+    # the full view decodes the high layer: the camera's whole picture
+    js_poll(patrol, f"({FRAME_WIDTH_JS})('{key}').then((w) => w >= {full})", timeout=30)
+    js_poll(patrol, f"document.getElementById('watch-camera').videoWidth >= {full}", timeout=10)
+    # nothing is shared, nobody is on stage: no empty black panels, though both are subscribed
+    js_poll(patrol, "window.sankeLesson.remote.has('stage/camera') && "
+                    f"window.sankeLesson.remote.has('{main}/screen')", timeout=10)
+    assert not visible(patrol, "wview-screen") and not visible(patrol, "wview-stage")
+    assert_no_emoji(patrol)
+
+    # 同屏: the screen panel comes with the sharing and goes with it
+    teacher.click("#btn-screen")
+    js_poll(patrol, "!document.getElementById('wview-screen').hidden", timeout=15)
+    js_poll(patrol, "document.getElementById('watch-screen').videoWidth > 0", timeout=15)
+    teacher.click("#btn-screen")
+    js_poll(patrol, "document.getElementById('wview-screen').hidden", timeout=15)
+
+    # 上台: the stage panel shows the classroom on stage, and goes when it steps down
+    teacher.click(f"[data-participant='{recv}'] [data-action=stage]")
+    js_poll(patrol, "!document.getElementById('wview-stage').hidden", timeout=15)
+    js_poll(patrol, "document.getElementById('watch-stage').videoWidth > 0", timeout=15)
+    assert recv_name in patrol.text_content("#wview-stage figcaption")
+    assert not visible(patrol, "wview-screen")
+    screenshot(patrol, "patrol-watch-stage")
+    teacher.evaluate("window.sankeLesson.setOnStage(null)")
+    js_poll(patrol, "document.getElementById('wview-stage').hidden", timeout=15)
+    assert_no_emoji(patrol)
+
+
+def test_heartbeats_stop_when_the_lesson_ends_and_the_view_says_so(
+        web_server: Any, open_page: Any, js_poll: Any, monkeypatch: Any, screenshot: Any) -> None:
+    monkeypatch.setattr("scheduler.patrol.HEARTBEAT_INTERVAL_S", 1)  # the page beats every second
+    w, lid = web_server.world, web_server.lesson_id
+    teacher = open_page(w.teacher, "/lesson/main.html")
+    teacher.click(f"[data-action=start][data-lesson='{lid}']")
+    js_poll(teacher, "window.sankeLesson && window.sankeLesson.state === 'joined'", timeout=15)
+
+    # a heartbeat that crossed the end on the wire may answer 409 (the browser logs it)
+    patrol = open_page(w.researcher_a, "/patrol/", allow_console=(r"status of 409",))
+    sent: list[tuple[float, str]] = []
+    patrol.on("request", lambda r: sent.append((time.monotonic(), r.url))
+              if r.method == "POST" and "/patrol/" in r.url and ("/heartbeat" in r.url or r.url.endswith("/visits"))
+              else None)
+    patrol.click(f".wall-tile[data-lesson='{lid}'] [data-action=watch]")
+    js_poll(patrol, "window.sankeLesson && window.sankeLesson.state === 'joined'", timeout=15)
+    deadline = time.monotonic() + 15
+    while sum("/heartbeat" in url for _, url in sent) < 2:  # the visit is kept alive while the lesson runs
+        assert time.monotonic() < deadline, sent
+        patrol.wait_for_timeout(100)  # (the sync API delivers the page's events while it waits)
+
+    # 下课
+    r = web_server.http.post(f"/api/v1/lessons/{lid}/end", headers=web_server.headers(w.teacher))
+    assert r.status_code == 200, r.text
+    js_poll(patrol, "document.getElementById('watch-banner').dataset.state === 'closed' && "
+                    "document.getElementById('watch-view').classList.contains('ended')", timeout=15)
+    patrol.evaluate("1")  # every request event the page fired so far has been delivered
+    ended_at = time.monotonic()
+    assert "本节课已结束" in patrol.text_content("#watch-banner")
+    assert visible(patrol, "watch-banner")
+    assert patrol.evaluate("document.getElementById('btn-snapshot').disabled")
+    timer = patrol.text_content("#visit-timer")
+    patrol.wait_for_timeout(3500)  # three and a half heartbeat intervals, the page's events delivered
+    late = [(t - ended_at, url) for t, url in sent if t > ended_at]
+    assert not late, f"requests after the end: {late}"
+    assert patrol.text_content("#visit-timer") == timer  # the visit's clock stopped too
+    # the server closed the visit with the room
+    v = web_server.http.get("/api/v1/patrol/visits", headers=web_server.headers(w.researcher_a)).json()["data"][0]
+    assert v["ended_at"] is not None and v["end_reason"] == "room_closed", v
+    screenshot(patrol, "patrol-watch-ended")

@@ -16,8 +16,9 @@
  *   getToken()      → Promise<{token, room_open, room_opens_at, lesson_role}>; default: POST
  *                     /api/v1/lessons/{id}/join-token through /assets/api.js
  *   simulcast       false: the camera in one layer instead of CAMERA_LAYERS (low + high)
- *   observer        receive only, lowest simulcast layer for every video (巡课); also implied by
- *                   an `observer` join token
+ *   observer        receive only, the lowest simulcast layer for every video unless a subscription
+ *                   asks for a layer (巡课: the wall stays low, the full view asks "high"); also
+ *                   implied by an `observer` join token
  *   waitPollMs      least time between asks while the room is not open (default 5000; at most 15 s,
  *                   or until the room_opens_at of the token)
  *   resume          keep session_id + last seq in sessionStorage so a reload resumes within the
@@ -684,7 +685,7 @@ export class LessonClient {
   /**
    * What to receive: a list of `{participant_id, source, layer?}`, or a function
    * `(participants Map, room, client) → list` re-evaluated whenever the roster or the room changes.
-   * Observers get `layer: "low"` for every video.
+   * An observer's video without a `layer` is asked for as "low".
    */
   setSubscriptions(listOrFn) {
     this._subsPolicy = listOrFn;
@@ -697,7 +698,7 @@ export class LessonClient {
     let subs = typeof this._subsPolicy === "function" ? this._subsPolicy(this.participants, this.room, this) : this._subsPolicy;
     subs = (subs || []).map((s) => {
       const out = { participant_id: s.participant_id, source: s.source };
-      if (s.source !== "microphone") out.layer = this.isObserver ? "low" : (s.layer ?? null);
+      if (s.source !== "microphone") out.layer = s.layer ?? (this.isObserver ? "low" : null);
       return out;
     });
     const key = JSON.stringify(subs);

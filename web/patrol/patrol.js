@@ -2,11 +2,15 @@
 // all of them (轮巡) or pinned, filters, one click to watch a lesson in full, silently, with the
 // evaluation panel (rubric scores, timestamped notes, server-side snapshots).
 //
-// Every tile and the full view is a LessonClient in observer mode: it receives only (the lowest
-// simulcast layer), never publishes and is never listed in anyone's roster. Watching in full opens
-// a patrol visit (POST /patrol/lessons/{id}/visits), heartbeats it and ends it on leave.
+// Every tile and the full view is a LessonClient in observer mode: it receives only, never publishes
+// and is never listed in anyone's roster. A tile takes the lowest simulcast layer; the full view
+// asks for the high one (a researcher scoring a lesson needs the best picture the link carries),
+// and shows the screen and the on-stage classroom only while there is one. Watching in full opens
+// a patrol visit (POST /patrol/lessons/{id}/visits), heartbeats it and ends it on leave; when the
+// lesson ends (下课: the room closes) the heartbeats stop and the view says the lesson is over.
 import { api, ApiError, el, fill, fmtRange, KIND_LABEL, mountHeader, requireLogin, session, showError, toast }
   from "/assets/api.js";
+import { label } from "/assets/icons.js";
 import { LessonClient } from "/assets/lesson-client.js";
 import { EvaluationPanel, mmss } from "/patrol/evaluation.js";
 
@@ -120,7 +124,7 @@ function layoutWall() {
     else tile = makeTile(lesson);
     tile.lesson = lesson;
     tile.node.classList.toggle("pinned", state.pinned.has(lesson.id));
-    tile.node.querySelector("[data-action=pin]").textContent = state.pinned.has(lesson.id) ? "📌 已固定" : "📌 固定";
+    label(tile.node.querySelector("[data-action=pin]"), "pin", state.pinned.has(lesson.id) ? "已固定" : "固定");
     next.push(tile);
   }
   for (const gone of keep.values()) closeTile(gone);
@@ -148,8 +152,8 @@ function makeTile(lesson) {
     el("figcaption", {},
       el("div", { class: "tile-text" }, el("b", {}, lesson.title), el("small", {}, lessonMeta(lesson))),
       el("div", { class: "tile-buttons" },
-        el("button", { type: "button", class: "btn btn-ghost", dataset: { action: "pin" }, onclick: () => togglePin(lesson.id) }, "📌 固定"),
-        el("button", { type: "button", class: "btn btn-ghost", dataset: { action: "watch" }, onclick: () => watch(tile.lesson) }, "⛶ 观看"))));
+        label(el("button", { type: "button", class: "btn btn-ghost", dataset: { action: "pin" }, onclick: () => togglePin(lesson.id) }), "pin", "固定"),
+        label(el("button", { type: "button", class: "btn btn-ghost", dataset: { action: "watch" }, onclick: () => watch(tile.lesson) }), "expand", "观看"))));
   const client = observerClient(lesson.id);
   const tile = { lessonId: lesson.id, lesson, client, node, video };
   client.setSubscriptions((participants) => {
@@ -201,7 +205,7 @@ function scheduleRotation() {
   rotateTimer = null;
   const btn = $("btn-rotate");
   btn.setAttribute("aria-pressed", String(state.rotate));
-  btn.textContent = state.rotate ? "⏸ 暂停轮巡" : "▶ 开始轮巡";
+  label(btn, state.rotate ? "pause" : "play", state.rotate ? "暂停轮巡" : "开始轮巡");
   if (state.rotate) rotateTimer = setInterval(() => { if (!state.watching) rotateNow(); }, state.interval * 1000);
 }
 
@@ -250,27 +254,29 @@ async function watch(lesson) {
   const client = observerClient(lesson.id);
   w.client = client;
   window.sankeLesson = client;
+  // the full view asks for the high simulcast layer (a wall tile stays on the low one)
   client.setSubscriptions((participants) => {
     const main = mainPublishing(participants);
-    const subs = [{ participant_id: "stage", source: "camera" }, { participant_id: "stage", source: "microphone" }];
+    const subs = [{ participant_id: "stage", source: "camera", layer: "high" }, { participant_id: "stage", source: "microphone" }];
     if (main) {
-      subs.push({ participant_id: main.participant_id, source: "camera" },
+      subs.push({ participant_id: main.participant_id, source: "camera", layer: "high" },
         { participant_id: main.participant_id, source: "microphone" },
-        { participant_id: main.participant_id, source: "screen" });
+        { participant_id: main.participant_id, source: "screen", layer: "high" });
     }
     return subs;
   });
   client.on("track", ({ participantId, source, stream, track, key }) => {
     if (source === "microphone") return playAudio(key, track);
-    if (participantId === "stage") { $("wview-stage").hidden = false; return showVideo($("watch-stage"), stream); }
-    if (source === "screen") { $("wview-screen").hidden = false; return showVideo($("watch-screen"), stream); }
-    showVideo($("watch-camera"), stream);
+    if (participantId === "stage") showVideo($("watch-stage"), stream);
+    else if (source === "screen") showVideo($("watch-screen"), stream);
+    else showVideo($("watch-camera"), stream);
+    renderPanels(w);
   });
-  client.on("trackended", ({ participantId, source, key }) => {
+  client.on("trackended", ({ source, key }) => {
     if (source === "microphone") return stopAudio(key);
-    if (participantId === "stage") $("wview-stage").hidden = true;
-    else if (source === "screen") $("wview-screen").hidden = true;
+    renderPanels(w);
   });
+  for (const type of ["roster", "room", "stage"]) client.on(type, () => renderPanels(w));
   client.on("state", ({ state: s, reason, message }) => {
     const banner = $("watch-banner");
     banner.dataset.reason = reason || "";
@@ -279,26 +285,78 @@ async function watch(lesson) {
     banner.hidden = !text;
     banner.textContent = text || "";
     banner.dataset.state = s;
+    if (s === "closed" && reason === "room_closed") lessonEnded(w);
   });
   client.connect().catch(() => { /* shown in the banner */ });
 
   try {
     w.visit = await api(`/patrol/lessons/${lesson.id}/visits`, { method: "POST" });
-    const beat = setInterval(() => heartbeat(w), (w.visit.heartbeat_interval_s || state.heartbeatS) * 1000);
-    w.timers.push(beat);
-  } catch (e) { showError(e); }
-  const tick = setInterval(() => { $("visit-timer").textContent = mmss((Date.now() - w.startedAt) / 1000); }, 1000);
-  w.timers.push(tick);
+    if (!w.ended) {
+      const beat = setInterval(() => heartbeat(w), (w.visit.heartbeat_interval_s || state.heartbeatS) * 1000);
+      w.timers.push(beat);
+    }
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 409) lessonEnded(w);  // the room closed meanwhile
+    else showError(e);
+  }
+  if (!w.ended) {
+    const tick = setInterval(() => { $("visit-timer").textContent = mmss((Date.now() - w.startedAt) / 1000); }, 1000);
+    w.timers.push(tick);
+  }
   if (state.watching === w) await panel.open(lesson.id);
 }
 
+/** Does `p` publish `source` now? */
+function publishes(p, source) {
+  return !!p && (p.publications || []).some((x) => x.source === source);
+}
+
+/**
+ * The screen and the on-stage classroom have a panel only while there is something to show: the
+ * main classroom shares its screen, a classroom is on stage with its camera (their m-lines exist
+ * from the start, so a track alone says nothing).
+ */
+function renderPanels(w) {
+  if (state.watching !== w || w.ended) return;
+  const lc = w.client;
+  const main = mainPublishing(lc.participants, "screen");
+  const sharing = publishes(main, "screen") && !!lc.remoteTrack(main.participant_id, "screen");
+  const onStageId = lc.room && lc.room.on_stage;
+  const onStage = onStageId ? lc.participants.get(onStageId) : null;
+  const staged = publishes(onStage, "camera") && !!lc.remoteTrack("stage", "camera");
+  $("wview-screen").hidden = !sharing;
+  $("wview-stage").hidden = !staged;
+  $("wview-stage-caption").textContent = staged ? `上台课堂：${onStage.display_name}` : "上台课堂";
+}
+
+/** 下课: the room closed. No more heartbeats (the server closes the visit with the room), the view says so. */
+function lessonEnded(w) {
+  if (w.ended) return;
+  w.ended = true;
+  for (const t of w.timers) clearInterval(t);
+  w.timers = [];
+  if (state.watching !== w) return;
+  $("wview-screen").hidden = true;
+  $("wview-stage").hidden = true;
+  $("btn-snapshot").disabled = true;
+  const banner = $("watch-banner");
+  banner.hidden = false;
+  banner.dataset.state = "closed";
+  banner.textContent = "本节课已结束，课堂已关闭。可继续填写评课，或返回巡课墙。";
+  $("watch-view").classList.add("ended");
+}
+
 async function heartbeat(w) {
-  if (!w.visit || state.watching !== w) return;
+  if (!w.visit || w.ended || state.watching !== w) return;
   try {
     await api(`/patrol/visits/${w.visit.id}/heartbeat`, { method: "POST" });
   } catch (e) {
-    if (e instanceof ApiError && e.status === 409) {  // closed meanwhile (e.g. a long network gap): a new visit
-      try { w.visit = await api(`/patrol/lessons/${w.lesson.id}/visits`, { method: "POST" }); } catch { /* room closed */ }
+    if (!(e instanceof ApiError && e.status === 409) || w.ended) return;
+    // closed meanwhile: after a long network gap a new visit; when the lesson is over, none
+    try {
+      w.visit = await api(`/patrol/lessons/${w.lesson.id}/visits`, { method: "POST" });
+    } catch (again) {
+      if (again instanceof ApiError && again.status === 409) lessonEnded(w);
     }
   }
 }
@@ -306,7 +364,7 @@ async function heartbeat(w) {
 function endVisitOnUnload() {
   const w = state.watching;
   const s = session();
-  if (!w || !w.visit || !s) return;
+  if (!w || !w.visit || w.ended || !s) return;
   // the page is going away: a keepalive request outlives it (the stale rule closes the visit otherwise)
   fetch(`/api/v1/patrol/visits/${w.visit.id}/end`, { method: "POST", keepalive: true,
     headers: { Authorization: `Bearer ${s.token}` } }).catch(() => {});
@@ -317,6 +375,8 @@ async function leaveWatch() {
   if (!w) return;
   state.watching = null;
   panel.close();
+  const over = w.ended;  // the lesson ended first: the server closed the visit with the room
+  w.ended = true;
   for (const t of w.timers) clearInterval(t);
   await w.client.leave().catch(() => {});
   if (window.sankeLesson === w.client) window.sankeLesson = null;
@@ -324,7 +384,10 @@ async function leaveWatch() {
   for (const id of ["watch-camera", "watch-screen", "watch-stage"]) $(id).srcObject = null;
   $("wview-screen").hidden = true;
   $("wview-stage").hidden = true;
-  if (w.visit) api(`/patrol/visits/${w.visit.id}/end`, { method: "POST" }).catch(() => {});
+  $("btn-snapshot").disabled = false;
+  $("watch-view").classList.remove("ended");
+  $("visit-timer").textContent = "00:00";
+  if (w.visit && !over) api(`/patrol/visits/${w.visit.id}/end`, { method: "POST" }).catch(() => {});
   history.replaceState(null, "", location.pathname);
   $("watch-view").hidden = true;
   $("wall-view").hidden = false;

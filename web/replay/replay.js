@@ -12,6 +12,7 @@
 // are served with HTTP ranges, so the browser seeks without downloading everything.
 import { api, ApiError, el, fill, fmtDate, fmtTime, KIND_LABEL, mountHeader, requireLogin, showError, toast }
   from "/assets/api.js";
+import { label } from "/assets/icons.js";
 import { EvaluationPanel } from "/patrol/evaluation.js";
 
 const $ = (id) => document.getElementById(id);
@@ -148,14 +149,14 @@ function sync(force = false) {
 function play() {
   if (clock() >= player.duration - 0.1) setClock(0);
   setClock(clock(), true);
-  $("play").textContent = "❚❚ 暂停";
+  label($("play"), "pause", "暂停");
   $("play").setAttribute("aria-label", "暂停");
   sync(true);
 }
 
 function pause() {
   setClock(clock(), false);
-  $("play").textContent = "▶ 播放";
+  label($("play"), "play", "播放");
   $("play").setAttribute("aria-label", "播放");
   sync();
 }

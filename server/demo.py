@@ -80,6 +80,7 @@ from server.core.config import Settings
 from server.core.db import make_engine, make_session_factory, session_scope
 from server.core.migrate import upgrade
 from server.core.security import hash_password
+from server.demo_media import add_recordings
 
 PASSWORD = "Sanke@2026"
 """The one password of every demo account (hashed once: argon2 is slow on purpose)."""
@@ -1589,6 +1590,7 @@ def load_demo(settings: Settings, *, if_empty: bool = True, now: datetime | None
             rb.patrol()
             b.demand_orders()
             accounts = b.pick_accounts()
+            add_recordings(session, settings.data_dir, now)  # after the accounts: the student's and teacher's lessons
             summary = _counts(session, now)
         summary.loaded = True
         summary.accounts = accounts

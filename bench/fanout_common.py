@@ -2,7 +2,7 @@
 
 * :func:`ensure_netns` / :func:`setup_netns`: the benchmark runs in a private network namespace
   (``unshare -n`` re-exec), ``lo`` up plus a veth pair with 127.0.0.2/8 on one end; every ICE
-  candidate is 127.0.0.2 (see ``/work/shared/notes/janus-peer.md``).
+  candidate is 127.0.0.2 (see ``../shared/notes/janus-peer.md``).
 * :func:`load_clip`: a pre-encoded 1280x720 VP8 (~1.5 Mbps, keyframe every 2.5 s) + Opus clip,
   :class:`ClipTrack` plays it back as ``av.Packet`` objects at real-time pace, so aiortc's sender
   only packetizes.

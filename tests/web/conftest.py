@@ -2,7 +2,7 @@
 
 Everything runs on 127.0.0.1: the server gathers ICE candidates on loopback only and refuses
 others (``SANKE_ICE_*``), and Chromium is launched with the flags of the verified loopback recipe
-(``/work/shared/notes/webrtc-loopback.md``): fake camera and microphone, permission prompts
+(``../shared/notes/webrtc-loopback.md``): fake camera and microphone, permission prompts
 auto-accepted, loopback candidates allowed, mDNS candidates off and every host name unresolvable.
 Pages create ``new RTCPeerConnection({iceServers: joined.ice_servers})``, and ``ice_servers`` is empty
 here.

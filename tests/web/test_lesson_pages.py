@@ -314,6 +314,11 @@ def test_chat_mute_all_on_stage_and_the_end_screens_of_a_dedicated_lesson(web_se
     assert_no_emoji(recv)
     screenshot(recv, "receiving-ended")
 
+    # back to today's lessons: the lesson is over there too (not "距上课" with a start button)
+    teacher.click("#ended a.btn")
+    js_poll(teacher, f"document.querySelector(\"[data-countdown='{web_server.lesson_id}']\")?.textContent === '已下课'")
+    assert not teacher.is_visible(f"[data-action=start][data-lesson='{web_server.lesson_id}']")
+
 
 def test_a_famous_school_lesson_lists_home_students_and_shows_only_panels_with_something_in_them(
         web_server: Any, open_page: Any, js_poll: Any, screenshot: Any) -> None:
@@ -365,3 +370,8 @@ def test_a_famous_school_lesson_lists_home_students_and_shows_only_panels_with_s
     assert "已到上课时间" not in text and "距上课" not in text, text
     assert re.fullmatch(r"上课时长 \d\d:\d\d", teacher.inner_text("#ended-duration")), teacher.inner_text("#ended-duration")
     screenshot(student, "student-ended")
+    # opened again later: the same end state, without trying to join
+    again = open_page(w.student, f"/lesson/student.html?lesson={lesson['id']}")
+    js_poll(again, "document.getElementById('next-title').textContent === '本节课已结束'")
+    time.sleep(1.2)
+    assert again.inner_text("#next-countdown").strip() == "" and not again.evaluate("!!window.sankeLesson")

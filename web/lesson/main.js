@@ -85,8 +85,11 @@ function tick() {
     if (!node || !btn) continue;
     const toStart = wall(l.starts_at) - now;
     const ended = wall(l.ends_at) - now < 0;
-    btn.disabled = !l.room_open;
-    if (l.status === "live") node.textContent = "上课中";
+    const over = l.status === "held" || l.status === "missed"; // 下课 (maybe early), or never held
+    btn.disabled = !l.room_open || over;
+    btn.hidden = over;
+    if (over) node.textContent = l.status === "held" ? "已下课" : "未开课";
+    else if (l.status === "live") node.textContent = "上课中";
     else if (ended) node.textContent = "已过上课时间";
     else if (!l.room_open) node.textContent = `课堂未开放 · 距上课 ${fmtDuration(toStart)}`;
     else node.textContent = toStart > 0 ? `课堂已开放 · 距上课 ${fmtDuration(toStart)}` : "已到上课时间";

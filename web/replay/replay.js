@@ -18,6 +18,7 @@ import { EvaluationPanel } from "/patrol/evaluation.js";
 const $ = (id) => document.getElementById(id);
 const PAGE = 50;
 const DRIFT_S = 0.35;
+const GAP_HOLD_S = 1.5;
 
 function hms(seconds) {
   const s = Math.max(0, Math.floor(seconds || 0));
@@ -69,7 +70,11 @@ async function loadLibrary(append = false) {
   const body = $("library").tBodies[0];
   if (!append) body.replaceChildren();
   page.data.forEach((r) => body.appendChild(row(r)));
-  if (!page.count) body.appendChild(el("tr", {}, el("td", { colspan: 9, class: "empty" }, "没有符合条件的录播")));
+  const filtered = Object.values(lib.filters).some((v) => v !== "");
+  if (!page.count) {
+    body.appendChild(el("tr", {}, el("td", { colspan: 9, class: "empty" }, filtered ? "没有符合条件的录播"
+      : "还没有可回看的录播：名校网络课堂和开启录制的课程，下课后可在这里回看")));
+  }
   lib.offset += page.data.length;
   $("count").textContent = `共 ${page.count} 节`;
   $("more").hidden = lib.offset >= page.count;
@@ -99,6 +104,7 @@ const player = {
   tracks: [],       // [{source, element, segments: [{url, start_s, duration_s}], current}]
   timer: null,
   seeking: false,
+  started: false,   // play was pressed once (until then the poster asks for it)
 };
 
 function clock() {
@@ -116,11 +122,27 @@ function segmentAt(track, t) {
   return track.segments.find((s) => t >= s.start_s && t < s.start_s + s.duration_s) || null;
 }
 
+/**
+ * What a track shows at `t`: the file that covers it; for the teacher's camera also the first picture of
+ * the next file, held, when that file starts within GAP_HOLD_S (the camera starts a little after the sound,
+ * at its first keyframe; a republish leaves a short gap) or, before play was ever pressed, whenever the first
+ * file starts (the poster). Otherwise nothing: only then is the gap shown ("此时段无教师画面").
+ */
+function shownAt(track, t) {
+  const seg = segmentAt(track, t);
+  if (seg || track.source !== "camera") return { seg, held: false };
+  const next = track.segments.find((s) => s.start_s > t);
+  if (next && (next.start_s - t <= GAP_HOLD_S || (!player.started && next === track.segments[0]))) {
+    return { seg: next, held: true };
+  }
+  return { seg: null, held: false };
+}
+
 /** Bring every element in line with the clock (which file, where in it, playing or not). */
 function sync(force = false) {
   const t = clock();
   for (const track of player.tracks) {
-    const seg = segmentAt(track, t);
+    const { seg, held } = shownAt(track, t);
     const media = track.element;
     const off = $(`off-${track.source}`);
     if (off) off.hidden = Boolean(seg);
@@ -132,6 +154,13 @@ function sync(force = false) {
       track.current = seg;
       media.src = seg.url;
       force = true;
+    }
+    if (held) {  // the next file's first picture, still, until the clock gets there
+      if (!media.paused) media.pause();
+      if (force || media.currentTime > DRIFT_S) {
+        try { media.currentTime = 0; } catch { /* before metadata: set again on the next tick */ }
+      }
+      continue;
     }
     const want = t - seg.start_s;
     if (force || Math.abs(media.currentTime - want) > DRIFT_S) {
@@ -147,6 +176,8 @@ function sync(force = false) {
 }
 
 function play() {
+  player.started = true;
+  $("poster").hidden = true;
   if (clock() >= player.duration - 0.1) setClock(0);
   setClock(clock(), true);
   label($("play"), "pause", "暂停");
@@ -230,6 +261,8 @@ async function replay(rid) {
     compose(rid).catch(showError);
   }
   if (rec.expires_on) $("expires").textContent = `按保存期限，本录播将于 ${fmtDate(rec.expires_on, { year: true })} 删除。`;
+  $("poster").hidden = false;
+  $("poster").addEventListener("click", play);
   player.timer = setInterval(sync, 250);
   sync(true);
   window.sankeReplay = { play, pause, seek, clock: () => clock(), tracks: player.tracks };

@@ -296,6 +296,7 @@ def test_heartbeats_stop_when_the_lesson_ends_and_the_view_says_so(
     assert "本节课已结束" in patrol.text_content("#watch-banner")
     assert visible(patrol, "watch-banner")
     assert patrol.evaluate("document.getElementById('btn-snapshot').disabled")
+    assert visible(patrol, "watch-off") and "本节课已结束" in patrol.text_content("#watch-off")
     timer = patrol.text_content("#visit-timer")
     patrol.wait_for_timeout(3500)  # three and a half heartbeat intervals, the page's events delivered
     late = [(t - ended_at, url) for t, url in sent if t > ended_at]

@@ -338,6 +338,8 @@ function lessonEnded(w) {
   if (state.watching !== w) return;
   $("wview-screen").hidden = true;
   $("wview-stage").hidden = true;
+  $("watch-camera").srcObject = null;  // its track ended with the room: no frozen or black picture
+  $("watch-off").hidden = false;
   $("btn-snapshot").disabled = true;
   const banner = $("watch-banner");
   banner.hidden = false;
@@ -385,6 +387,7 @@ async function leaveWatch() {
   $("wview-screen").hidden = true;
   $("wview-stage").hidden = true;
   $("btn-snapshot").disabled = false;
+  $("watch-off").hidden = true;
   $("watch-view").classList.remove("ended");
   $("visit-timer").textContent = "00:00";
   if (w.visit && !over) api(`/patrol/visits/${w.visit.id}/end`, { method: "POST" }).catch(() => {});

@@ -64,9 +64,13 @@ def test_booking_a_clashing_slot_shows_the_conflict_in_words_and_books_nothing(o
     fill_booking(page, teacher=w.teacher, receivers=(w.recv_room.id,))  # teacher and receiving room both taken
     page.get_by_role("button", name="确认排课").click()
     box = page.wait_for_selector("#conflict-box")
-    sentences = [li.inner_text() for li in box.query_selector_all("li")]
-    assert any(s.startswith("教师“王老师”在 2026-09-07 08:00") and "三年级数学" in s for s in sentences), sentences
-    assert any(s.startswith("教室“石桥村小 一年级教室”") for s in sentences), sentences
+    # one line per weekly pattern, naming the period, the classroom's role and school and the lesson's teacher
+    sentences = [li.inner_text() for li in box.query_selector_all("ul.conflicts > li")]
+    assert len(sentences) == 2, sentences
+    assert any(s.startswith("每周一 第1节 08:00–08:40，第2–5、7–21周，共19次：教师“王老师”已有课程《三年级数学》")
+               for s in sentences), sentences
+    assert any(s.startswith("每周一 第1节 08:00–08:40，第2–5、7–21周，共19次：接收教室“石桥村小 一年级教室”（东区石桥村小）"
+                            "已有课程《三年级数学》（王老师）") for s in sentences), sentences
     screenshot(page, "booking-conflict")
     assert web_server.lessons(w.urban_admin, classroom_id=w.main_room2.id) == []
     assert page.locator("dialog[open]").count() == 1  # the dialog stays for the clerk to change the slot
@@ -194,6 +198,129 @@ def test_import_dry_run_shows_errors_per_row(open_page: Any, web_server: Any, sc
     assert web_server.lessons(w.urban_admin, classroom_id=w.main_room2.id)
 
 
+def test_the_sample_offered_on_the_import_page_passes_its_dry_run(open_page: Any, web_server: Any,
+                                                                   tmp_path: Path) -> None:
+    w = web_server.world
+    page = open_page(w.urban_admin, "/admin/import.html")
+    page.wait_for_selector("#columns table")
+    with page.expect_download() as download:
+        page.click("#sample")
+    sample = tmp_path / "课表示例.csv"
+    download.value.save_as(sample)
+    page.set_input_files("#file", str(sample))
+    page.click("#dry-run")
+    assert "全部可以导入" in page.wait_for_selector("#report-ok").inner_text()
+
+
+# ---------------------------------------------------------------- series: approval queue and cancelling
+
+
+def request_series(site: Any, teacher: Any, room: Any, **kw: Any) -> int:
+    """A teacher's own request (pending until an admin of the main school approves it)."""
+    w = site.world
+    body = {"kind": "dedicated", "title": "四年级科学", "subject": "科学", "grade": "四年级", "term_id": w.term.id,
+            "main_classroom_id": room.id, "main_teacher_id": teacher.id, "weekday": 3, "period_from": 2,
+            "receivers": [{"classroom_id": w.recv_room2.id}]}
+    body.update(kw)
+    r = site.http.post("/api/v1/series", json=body, headers=site.headers(teacher))
+    assert r.status_code == 201 and r.json()["status"] == "pending", r.text
+    return int(r.json()["id"])
+
+
+def series_status(site: Any, series_id: int) -> str:
+    return str(site.http.get(f"/api/v1/series/{series_id}", headers=site.headers(site.world.sysadmin)).json()["status"])
+
+
+def test_an_admin_approves_one_request_and_rejects_another_with_a_reason(open_page: Any, web_server: Any,
+                                                                          screenshot: Any) -> None:
+    site, w = web_server, web_server.world
+    science = request_series(site, w.teacher2, w.main_room2)
+    music = request_series(site, w.teacher2, w.main_room2, title="四年级音乐", subject="音乐", weekday=4)
+    page = open_page(w.urban_admin, "/admin/series.html")
+    page.wait_for_selector(f"tr[data-series='{music}']")
+    row = page.locator(f"tr[data-series='{science}']")
+    text = row.inner_text()
+    assert "四年级科学" in text and "每周三 第2节" in text and "李老师" in text and "石桥村小 二年级教室" in text
+    assert page.inner_text("#pending-count").strip() == "2"
+    screenshot(page, "series-pending")
+
+    row.get_by_role("button", name="批准").click()
+    page.get_by_role("button", name="批准并排课").click()
+    page.wait_for_selector(f"tr[data-series='{science}']", state="detached")
+    assert series_status(site, science) == "approved"
+    booked = site.lessons(w.urban_admin, classroom_id=w.main_room2.id)
+    assert booked and {x["title"] for x in booked} == {"四年级科学"}
+
+    page.locator(f"tr[data-series='{music}']").get_by_role("button", name="驳回").click()
+    page.get_by_role("button", name="驳回", exact=True).last.click()  # empty reason: the form refuses
+    assert page.locator("dialog[open]").count() == 1 and series_status(site, music) == "pending"
+    page.fill("#f-reason", "周四第2节音乐教室已安排教研活动")
+    page.locator("dialog[open]").get_by_role("button", name="驳回").click()
+    page.wait_for_selector(f"tr[data-series='{music}']", state="detached")
+    assert series_status(site, music) == "rejected"
+    trail = site.http.get("/api/v1/audit", params={"entity": "series", "entity_id": music},
+                          headers=site.headers(w.urban_admin)).json()
+    assert trail[-1]["action"] == "reject" and trail[-1]["reason"] == "周四第2节音乐教室已安排教研活动"
+    assert "没有待审批的排课申请" in page.inner_text("#series-list")
+    page.click("#tabs .tab[data-tab='rejected']")
+    page.wait_for_selector(f"tr[data-series='{music}']")
+
+
+def test_cancelling_a_whole_series_takes_its_lessons_off_the_timetable(open_page: Any, web_server: Any,
+                                                                      screenshot: Any) -> None:
+    site, w = web_server, web_server.world
+    sid = site.book(title="三年级英语", subject="英语", main_classroom_id=w.main_room2.id,
+                    main_teacher_id=w.teacher2.id, period_from=3, receivers=[{"classroom_id": w.recv_room2.id}])
+    grid = grid_for_classroom(open_page, site, w.main_room2)
+    grid.wait_for_selector(".wg-lesson.s-scheduled:has-text('三年级英语')")
+
+    page = open_page(w.urban_admin, "/admin/series.html#approved")
+    row = page.locator(f"tr[data-series='{sid}']")
+    row.wait_for()
+    row.get_by_role("button", name="整体停课").click()
+    assert "不能撤销" in page.inner_text("#cancel-warning")
+    page.fill("#f-reason", "英语教师调离，本学期停开")
+    screenshot(page, "series-cancel-confirm")
+    page.get_by_role("button", name="确认停课").click()
+    page.wait_for_selector(f"tr[data-series='{sid}']", state="detached")
+    assert series_status(site, sid) == "cancelled"
+    lessons = [x for x in site.lessons(w.urban_admin, classroom_id=w.main_room2.id) if x["series_id"] == sid]
+    assert lessons and {x["status"] for x in lessons} == {"cancelled"}
+
+    grid.reload()
+    grid.wait_for_selector("#week-grid")
+    assert grid.locator(".wg-lesson.s-scheduled:has-text('三年级英语')").count() == 0
+    assert grid.locator(".wg-lesson.s-cancelled:has-text('三年级英语')").count() == 1
+    assert "共 0 节课" in grid.inner_text("#timetable")
+
+
+def test_a_school_admin_sees_only_their_own_schools_requests(open_page: Any, web_server: Any) -> None:
+    site, w = web_server, web_server.world
+    ours = request_series(site, w.teacher2, w.main_room2)
+    with site.session_factory() as s:  # a classroom of 西区第一小学, where 赵老师 teaches
+        from scheduler.models import Classroom
+        room_b = Classroom(school_id=w.urban_b.id, name="西区一小 主讲教室", capacity=40)
+        s.add(room_b)
+        s.commit()
+        s.refresh(room_b)
+        s.expunge(room_b)
+    theirs = request_series(site, w.teacher_b, room_b, receivers=[{"classroom_id": w.recv_room_b.id}],
+                            subject="数学", title="四年级数学")
+    page = open_page(w.urban_admin, "/admin/series.html")
+    page.wait_for_selector(f"tr[data-series='{ours}']")
+    assert page.locator(f"tr[data-series='{theirs}']").count() == 0
+    page = open_page(w.admin_b, "/admin/series.html")
+    page.wait_for_selector(f"tr[data-series='{theirs}']")
+    assert page.locator(f"tr[data-series='{ours}']").count() == 0
+    # the receiving school's admin sees the request in its timetable, but it is not theirs to approve
+    page = open_page(w.rural_admin, "/admin/series.html")
+    page.wait_for_selector("#series-list")
+    assert page.locator("tr[data-series]").count() == 0
+    page = open_page(w.city_admin, "/admin/series.html")
+    page.wait_for_selector(f"tr[data-series='{theirs}']")
+    assert page.locator(f"tr[data-series='{ours}'] button:has-text('批准')").count() == 1
+
+
 ADMIN_PAGES = [
     ("/admin/#schools", "#panel table"),
     ("/admin/#classrooms", "#panel table"),
@@ -202,6 +329,7 @@ ADMIN_PAGES = [
     ("/admin/#schemes", "#panel .card"),
     ("/admin/timetable.html", "#week-grid"),
     ("/admin/import.html", "#columns table"),
+    ("/admin/series.html", "#series-list table"),
     ("/admin/demand.html", "#board table"),
 ]
 

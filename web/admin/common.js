@@ -87,7 +87,9 @@ export function readForm(form) {
 export function errorBox(err) {
   const items = [];
   if (err instanceof ApiError) {
-    for (const c of err.body.conflicts || []) items.push(conflictSentence(c));
+    const groups = err.body.conflict_groups || [];
+    if (groups.length) for (const g of groups) items.push(groupSentence(g));
+    else for (const c of err.body.conflicts || []) items.push(conflictSentence(c));
     for (const e of err.body.errors || []) if (e.reason && e.loc) items.push(`${e.loc.slice(1).join(".")}：${e.reason}`);
   }
   return el("div", { class: "alert alert-error", role: "alert" }, el("strong", {}, err.message || String(err)),
@@ -126,8 +128,22 @@ export function conflictSentence(c) {
   return `${who}在 ${when.trim()} 已有课程${c.lesson_title ? "《" + c.lesson_title + "》" : ""}`;
 }
 
-/** The conflicts of a check / a 409 as a list of sentences. */
-export function conflictList(conflicts, { limit = 50 } = {}) {
+/** A group of clashes with one weekly pattern (`conflict_groups[]`) as one sentence, its dates on demand. */
+export function groupSentence(g) {
+  return g.message;
+}
+
+/**
+ * The conflicts of a check / a 409 as a list: one line per weekly pattern (`groups`, from `conflict_groups`),
+ * its dates folded underneath; per-date sentences when there are no groups.
+ */
+export function conflictList(conflicts, { groups = [], limit = 50 } = {}) {
+  if (groups.length) {
+    return el("ul", { class: "conflicts" }, groups.slice(0, limit).map((g) => el("li", { dataset: { kind: g.kind } },
+      groupSentence(g),
+      g.count > 1 ? el("details", {}, el("summary", {}, `查看 ${g.count} 个日期`), g.dates.join("、")) : null)),
+    groups.length > limit ? el("li", { class: "muted" }, `……另有 ${groups.length - limit} 组冲突`) : null);
+  }
   const shown = conflicts.slice(0, limit);
   return el("ul", { class: "conflicts" }, shown.map((c) => el("li", {}, conflictSentence(c))),
     conflicts.length > limit ? el("li", { class: "muted" }, `……另有 ${conflicts.length - limit} 处冲突`) : null);

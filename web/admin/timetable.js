@@ -250,9 +250,11 @@ async function bookingDialog(weekday, period) {
       pairing_override_reason: v.pairing_override_reason || null,
     };
   };
-  const showConflicts = (message, conflicts) => {
+  const showConflicts = (message, conflicts, groups = []) => {
+    // with a list below, the heading only counts (the list says each clash once per weekly pattern)
+    const head = conflicts.length ? `不能排课，共 ${conflicts.length} 处冲突：` : message;
     fill(result, el("div", { class: "alert alert-error", role: "alert", id: "conflict-box" },
-      el("strong", {}, message), conflictList(conflicts)));
+      el("strong", {}, head), conflicts.length ? conflictList(conflicts, { groups }) : null));
     result.scrollIntoView({ block: "nearest" });
   };
   const check = async () => {
@@ -263,7 +265,8 @@ async function bookingDialog(weekday, period) {
       fill(result, el("div", { class: "alert alert-ok", id: "check-ok" }, `没有冲突：将排 ${out.instances} 节课。`));
       result.scrollIntoView({ block: "nearest" });
     }
-    else showConflicts(`有 ${out.conflicts.length} 处冲突，不能排课：`, out.conflicts);
+    // the check runs every rule of booking: its message is the reason booking would give
+    else showConflicts(out.message, out.conflicts, out.conflict_groups);
     return out;
   };
   openDialog({
@@ -283,7 +286,7 @@ async function bookingDialog(weekday, period) {
           draw();
           return true;
         } catch (err) {
-          if (err instanceof ApiError && err.body.conflicts) showConflicts(err.message, err.body.conflicts);
+          if (err instanceof ApiError && err.body.conflicts) showConflicts(err.message, err.body.conflicts, err.body.conflict_groups);
           else fill(result, errorBox(err));
           return false;
         }

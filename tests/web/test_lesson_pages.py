@@ -302,6 +302,7 @@ def test_chat_mute_all_on_stage_and_the_end_screens_of_a_dedicated_lesson(web_se
     assert 0 < minutes * 60 + seconds < 600, duration
     time.sleep(1.5)  # the page's clock ticks: the screen stays as it is
     assert teacher.inner_text("#ended-duration") == duration
+    assert not visible(teacher, "#banner")  # no second word on it ("已离开课堂")
     assert_no_emoji(teacher)
     screenshot(teacher, "main-ended")
 
@@ -311,6 +312,7 @@ def test_chat_mute_all_on_stage_and_the_end_screens_of_a_dedicated_lesson(web_se
     text = recv.inner_text("#next")
     assert "距上课" not in text and "已到上课时间" not in text, text
     assert recv.inner_text("#next-countdown").strip() == ""
+    assert not visible(recv, "#banner")
     assert_no_emoji(recv)
     screenshot(recv, "receiving-ended")
 

@@ -96,6 +96,7 @@ class ListenerPage {
   /** One end state: the title says so, no countdown, what comes next. */
   showEnded(title, note = null) {
     this.ended = true;
+    $("banner").hidden = true;
     $("classroom").hidden = true;
     $("next").hidden = false;
     $("next").dataset.state = "ended";
@@ -160,6 +161,7 @@ class ListenerPage {
   }
 
   onState(st) {
+    if (this.ended) return; // the end card says it all
     renderBanner($("banner"), st);
     if (st.state === "waiting") {
       $("next-note").textContent = "课堂尚未开放，开放后本终端自动进入。";

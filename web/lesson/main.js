@@ -119,6 +119,7 @@ async function enterClass(lesson) {
   lc = new LessonClient(lesson.id);
   window.sankeLesson = lc; // for the operator's console and the browser tests
   lc.on("state", (st) => {
+    if (endedShown) return; // the end screen says it all (下课 also leaves: a second "closed")
     renderBanner($("banner"), st);
     if (st.state === "closed" || st.state === "failed") showEnded(st);
   });
@@ -326,6 +327,7 @@ function renderHands() {
 function showEnded(st) {
   if (endedShown) return;
   endedShown = true;
+  $("banner").hidden = true;
   $("classroom").hidden = true;
   $("ended").hidden = false;
   const failed = st.state === "failed";

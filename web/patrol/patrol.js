@@ -168,6 +168,7 @@ function makeTile(lesson) {
   client.on("trackended", ({ source }) => { if (source === "camera") { status.hidden = false; status.textContent = "等待主讲画面…"; } });
   client.on("state", ({ state: s, message }) => {
     if (s === "joined") { status.textContent = "等待主讲画面…"; return; }
+    if (s === "closed" || s === "failed") video.srcObject = null;  // no frozen picture under the status
     status.hidden = false;
     status.textContent = { connecting: "正在连接…", reconnecting: "网络中断，正在重连…", waiting: "课堂尚未开放",
       closed: "课堂已结束", failed: message || "无法进入课堂" }[s] || "";

@@ -547,8 +547,9 @@ class _Builder:
         ]
         for i, (name, code) in enumerate(_DISTRICTS):
             self.researchers[self.districts[i].id] = self._user(
-                f"researcher_{code}", f"{self._person()}（{name}教研员）", Role.researcher, region=self.districts[i])
-        self.researcher_city = self._user("researcher_city", f"{self._person()}（市教研员）", Role.researcher,
+                f"researcher_{code}", self._person(), Role.researcher, region=self.districts[i])
+        # a person's name only: every page shows the role and region beside it (张伟（教研员 · 城关区）)
+        self.researcher_city = self._user("researcher_city", self._person(), Role.researcher,
                                           region=self.city)
         student_no = 0
         for sc in self.schools:
@@ -1148,9 +1149,11 @@ class _Builder:
         if student is not None:
             accounts.append(DemoAccount("学生", "student", PASSWORD, student[0], student[1]))
         accounts += [
-            DemoAccount("教研员（区县）", "researcher", PASSWORD, researcher.display_name,
+            DemoAccount("教研员（区县）", "researcher", PASSWORD,
+                        f"{researcher.display_name}（{main.school.district.name}）",
                         f"巡课{main.school.district.name}的课堂、评课"),
-            DemoAccount("教研员（市）", "researcher_city", PASSWORD, self.researcher_city.display_name,
+            DemoAccount("教研员（市）", "researcher_city", PASSWORD,
+                        f"{self.researcher_city.display_name}（{self.city.name}）",
                         "全市巡课、教学记录与统计"),
         ]
         self.s.flush()

@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from scheduler.models import LessonInstance, LessonKind, Region, User
+from scheduler.models import LessonInstance, LessonKind, Region, Role, User
 from scheduler.patrol_models import RubricTemplate
 from scheduler.recordings_models import Recording, RecordingStatus
 from scheduler.records_models import AttendanceRecord, TeachingRecord
@@ -149,3 +149,15 @@ def test_no_classroom_is_on_stage_longer_than_it_was_present(session: Session) -
                            .where(AttendanceRecord.stage_s > 0)).all()
     assert rows  # some classrooms went on stage
     assert [r for r in rows if r.stage_s > r.present_s] == []
+
+
+def test_no_researcher_carries_a_role_or_region_in_the_name(demo: Demo, session: Session) -> None:
+    """Pages show a researcher as 名字（教研员 · 区域）; a name that already said 城关区教研员 would read twice."""
+    researchers = session.scalars(select(User).where(User.role == Role.researcher)).all()
+    assert len(researchers) == 4
+    for u in researchers:
+        region = session.get(Region, u.region_id)
+        assert "教研员" not in u.display_name and region.name not in u.display_name, u.display_name
+    printed = {a.username: a.name for a in demo.summary.accounts}
+    assert printed["researcher"].endswith("区）") or printed["researcher"].endswith("县）")  # the table says where
+    assert printed["researcher_city"].endswith("（清河市）")

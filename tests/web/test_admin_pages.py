@@ -321,6 +321,31 @@ def test_a_school_admin_sees_only_their_own_schools_requests(open_page: Any, web
     assert page.locator(f"tr[data-series='{ours}'] button:has-text('批准')").count() == 1
 
 
+def test_a_teacher_subscribes_a_calendar_app_to_their_lessons_and_can_revoke_it(open_page: Any, web_server: Any,
+                                                                               screenshot: Any) -> None:
+    import httpx
+    from icalendar import Calendar
+
+    site, w = web_server, web_server.world
+    page = open_page(w.teacher, "/timetable.html")
+    page.wait_for_selector(f".wg-lesson[data-lesson='{site.lesson_id}']")
+    page.click("#tt-subscribe")
+    url = page.wait_for_selector("#feed-url").input_value()
+    assert url.startswith(f"{site.base}/api/v1/timetable/teachers/{w.teacher.id}.ics?token=")
+    screenshot(page, "subscribe-calendar")
+    # a calendar app: a plain GET of the link, no login
+    r = httpx.get(url, timeout=20)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/calendar")
+    events = [c for c in Calendar.from_ical(r.content).walk("VEVENT")]
+    lesson = next(x for x in site.lessons(w.teacher) if x["id"] == site.lesson_id)
+    assert len(events) == len(site.lessons(w.teacher, limit=500)) and len(events) >= 19
+    assert any(e.decoded("DTSTART").replace(tzinfo=None).isoformat() == lesson["starts_at"] for e in events)
+    assert {str(e["SUMMARY"]) for e in events} == {"《三年级数学》 专递课堂"}
+    page.get_by_role("button", name="停用所有订阅链接").click()
+    page.wait_for_selector(".toast-ok")
+    assert httpx.get(url, timeout=20).status_code == 401
+
+
 ADMIN_PAGES = [
     ("/admin/#schools", "#panel table"),
     ("/admin/#classrooms", "#panel table"),

@@ -109,6 +109,9 @@ async function toolbar() {
     }
   }
   const go = (d) => { state.week = d; draw(); };
+  if (audience === "teacher") {
+    bar.append(el("button", { type: "button", class: "btn", id: "tt-subscribe", onclick: () => guarded(subscribeDialog) }, "订阅日历"));
+  }
   bar.append(el("span", { class: "spacer" }),
     el("button", { type: "button", class: "btn", id: "tt-prev", onclick: () => go(addDays(state.week, -7)) }, "‹ 上一周"),
     el("button", { type: "button", class: "btn", id: "tt-this", onclick: () => go(mondayOf(todayISO())) }, "本周"),
@@ -195,6 +198,34 @@ async function draw() {
     showError(err);
     fill(root, el("div", { class: "alert alert-error" }, err.message));
   }
+}
+
+// ------------------------------------------------------------------ calendar subscription
+
+/** A link a calendar app subscribes to as it is (no login): POST /timetable/feed-token → feed_url. */
+async function subscribeDialog() {
+  const out = await api("/timetable/feed-token", { method: "POST" });
+  const input = el("input", { type: "text", id: "feed-url", readonly: true, value: out.feed_url, style: "width:100%",
+    onfocus: (e) => e.target.select() });
+  const msg = el("div", { class: "form-msg" });
+  openDialog({
+    title: "订阅我的课表", wide: true,
+    body: [el("p", {}, "在手机或电脑的日历应用（Outlook、系统日历、钉钉、企业微信等）中选择“订阅日历”或“从网址添加”，粘贴以下链接。课表变动（调课、停课、代课）会随日历自动更新。"),
+      el("label", { class: "field" }, el("span", {}, "订阅链接"), input),
+      el("p", { class: "muted small" }, `链接有效期 ${Math.round(out.expires_in / 86400)} 天，只能读取您的课表。链接泄露时请停用：之前发出的所有订阅链接都会失效。`), msg],
+    actions: [
+      { label: "复制链接", kind: "primary", onClick: async () => {
+        input.select();
+        try { await navigator.clipboard.writeText(out.feed_url); toast("已复制订阅链接", "ok"); } catch { document.execCommand("copy"); }
+        return false;
+      } },
+      { label: "停用所有订阅链接", kind: "danger", onClick: async () => {
+        await api("/timetable/feed-token", { method: "DELETE" });
+        toast("已停用之前的所有订阅链接", "ok");
+        return true;
+      } },
+    ],
+  });
 }
 
 // ------------------------------------------------------------------ booking

@@ -85,6 +85,19 @@ from scheduler.records_models import (
 _CHUNK = 500
 MAX_DAYS = 400
 """The longest date range one report covers (a school year and a bit)."""
+DEFAULT_DAYS = 30
+"""A report without dates covers the last 30 days (:func:`last_days`)."""
+
+
+def last_days(days: int, today: date) -> tuple[date, date]:
+    """"The last ``days`` days" as ``(date_from, date_to)``, both inclusive: ``today`` and the
+    ``days - 1`` days before it (the last 7 days of Sunday 2026-09-13 are Monday 09-07 .. 09-13).
+
+    The one definition of a recent window: the reports' default range and their 7/30-day quick
+    ranges (the dashboard asks the API with ``days``), and the demo's month of records, use it."""
+    if days < 1:
+        raise Invalid("天数至少为 1", field="days")
+    return today - timedelta(days=days - 1), today
 
 
 class Outcome(str, enum.Enum):

@@ -69,6 +69,7 @@ from scheduler.patrol_models import (
     PatrolVisit,
     VisitEnd,
 )
+from scheduler.record_reports import last_days
 from scheduler.records_models import (
     EventKind,
     RecordStatus,
@@ -1174,11 +1175,13 @@ class _Builder:
 # ---------------------------------------------------------------- teaching and patrol records
 
 RECORD_DAYS = 30
-"""The last month's lessons have session logs and teaching records, and are patrolled.  Lessons
+"""The lessons of the last ``RECORD_DAYS`` days (``scheduler.record_reports.last_days``: today and the 29
+before it, the reports' default range) have session logs and teaching records, and are patrolled.  Lessons
 before that have neither (as if record keeping started a month ago): a report over earlier dates
 counts them missed without a record (``未开课，其中无记录``), as it would any lesson without one."""
 LINK_DAYS = 3
-"""Lessons of the last ``LINK_DAYS`` days also get link samples (the bulk of a real log: a sample per
+"""Lessons of the last ``LINK_DAYS`` days with lessons (school days: a Monday's are the Thursday, the
+Friday and the Monday itself) also get link samples (the bulk of a real log: a sample per
 connection every ``LINK_EVERY_S`` s); the others of the month get their joins, leaves, drops,
 publishes, stage turns and hands, and simply have no link-quality figures.  Samples for the whole
 month would make ``sanke demo`` take minutes (every record is computed from its log)."""
@@ -1337,14 +1340,15 @@ class _RecordsBuilder:
         return first_publish
 
     def build(self) -> None:
-        cutoff = self.now.date() - timedelta(days=LINK_DAYS)
         insts = self.s.scalars(
             select(LessonInstance)
-            .where(LessonInstance.day >= self.now.date() - timedelta(days=RECORD_DAYS),
+            .where(LessonInstance.day >= last_days(RECORD_DAYS, self.now.date())[0],
                    LessonInstance.status.in_([InstanceStatus.held, InstanceStatus.missed]),
                    LessonInstance.room_closed_at.is_not(None), LessonInstance.room_closed_at <= self.now)
             .order_by(LessonInstance.starts_at, LessonInstance.id)
         ).all()
+        school_days = sorted({i.day for i in insts})
+        cutoff = school_days[-LINK_DAYS] if len(school_days) >= LINK_DAYS else date.min
         starts: list[dict[str, object]] = []
         for inst in insts:
             first = self._lesson(inst.id, inst, inst.status, inst.day >= cutoff)
@@ -1387,7 +1391,7 @@ class _RecordsBuilder:
                 patrol.ItemSpec("教学目标", 10, 1.0), patrol.ItemSpec("教学过程与方法", 30, 2.0),
                 patrol.ItemSpec("两端互动", 30, 2.0), patrol.ItemSpec("技术应用", 15, 1.0),
                 patrol.ItemSpec("教学效果", 15, 1.5)])
-        cutoff = self.now.date() - timedelta(days=RECORD_DAYS)
+        cutoff, _ = last_days(RECORD_DAYS, self.now.date())
         rows = self.s.execute(
             select(LessonInstance.id, LessonInstance.starts_at, LessonInstance.ends_at, TeachingRecord.actual_start,
                    Classroom.school_id)

@@ -8,7 +8,15 @@ engine and tests stay independent.
 
 Set ``SANKE_TEST_REQUIRE_PG=1`` and ``SANKE_TEST_REQUIRE_REDIS=1`` (the
 README's test command does) to turn a missing PostgreSQL or redis-server into
-a failure instead of a skip.
+a failure instead of a skip; ``SANKE_TEST_REQUIRE_BROWSER=1`` does the same for
+Chromium and Playwright (``tests/web/conftest.py``), and
+``SANKE_HYPOTHESIS_PROFILE=ci`` makes the property tests draw the same examples
+on every run.
+
+The scheduler's clock (``scheduler.clock.now``) reads :data:`TODAY` for the whole
+session, in module- and session-scoped fixtures too, so no test depends on the
+day it runs; ``scripts/test.sh`` with ``SANKE_TEST_FAKETIME`` runs the suite with
+the process's real clock moved to another day to show it.
 """
 
 from __future__ import annotations
@@ -35,11 +43,13 @@ from tests.utils.factory import World, token_for
 # (tests of the worker pool start their own). Set before any Settings is built.
 os.environ.setdefault("SANKE_MEDIA_WORKERS", "0")
 
-# In CI every property test explores the same examples each run: a submission passes or fails on
-# its own merits, not on the draw. Locally hypothesis keeps searching (and its database remembers).
+# Under scripts/test.sh (SANKE_HYPOTHESIS_PROFILE=ci) every property test explores the same examples
+# each run: a submission passes or fails on its own merits, not on the draw. Otherwise hypothesis keeps
+# searching (and its database remembers).
 settings_profiles.register_profile("ci", derandomize=True, database=None, print_blob=True)
-if os.environ.get("CI"):
-    settings_profiles.load_profile("ci")
+_PROFILE = os.environ.get("SANKE_HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "")
+if _PROFILE:
+    settings_profiles.load_profile(_PROFILE)
 
 _counter = itertools.count()
 TEST_SECRET = "sanke-test-secret-key-0123456789abcdef"
@@ -50,9 +60,14 @@ TODAY = datetime(2026, 8, 24, 9, 0)
 a whole term of lessons lies ahead. Tests about time move it themselves with monkeypatch."""
 
 
-@pytest.fixture(autouse=True)
-def _before_term(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("scheduler.clock.now", lambda: TODAY)
+@pytest.fixture(scope="session", autouse=True)
+def _before_term() -> Iterator[None]:
+    """``scheduler.clock.now`` is :data:`TODAY` from the first fixture to the last: an autouse
+    session fixture is set up before every module- or session-scoped one (the demo's, the
+    servers'), and a test's own ``monkeypatch`` of the clock falls back to it afterwards."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("scheduler.clock.now", lambda: TODAY)
+        yield
 
 
 @pytest.fixture(scope="session")

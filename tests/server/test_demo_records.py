@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import time
 from collections.abc import Iterator
-from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -26,13 +26,19 @@ from scheduler.records_models import (
 from server.core.config import Settings
 from server.core.db import make_engine, make_session_factory
 from server.demo import PASSWORD, RECORD_DAYS, DemoSummary, load_demo
+from tests.conftest import TODAY
+
+
+CPU_SECONDS: dict[str, float] = {}
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, DemoSummary]:
     settings = Settings(data_dir=tmp_path_factory.mktemp("demo-records"), secret_key="x" * 32)
+    cpu = time.process_time()
     with contextlib.redirect_stdout(io.StringIO()):
         summary = load_demo(settings)
+    CPU_SECONDS["demo"] = time.process_time() - cpu
     return settings, summary
 
 
@@ -44,8 +50,33 @@ def session(demo: tuple[Settings, DemoSummary]) -> Iterator[Session]:
     engine.dispose()
 
 
+def test_the_demo_reads_the_tests_clock(demo: tuple[Settings, DemoSummary]) -> None:
+    assert demo[1].now == TODAY  # the module's fixture too: the clock is pinned for the whole session
+
+
+def test_the_demo_month_is_the_reports_default_range(session: Session, demo: tuple[Settings, DemoSummary]) -> None:
+    """The days that have records, visits and evaluations are exactly "the last 30 days" of the reports."""
+    now = demo[1].now
+    assert now is not None
+    first, last = rr.last_days(rr.DEFAULT_DAYS, now.date())
+    assert RECORD_DAYS == rr.DEFAULT_DAYS and (last - first).days == RECORD_DAYS - 1
+    recorded = session.execute(select(func.min(LessonInstance.day), func.max(LessonInstance.day))
+                               .join(TeachingRecord, TeachingRecord.instance_id == LessonInstance.id)).one()
+    patrolled = session.execute(select(func.min(LessonInstance.day), func.max(LessonInstance.day))
+                                .join(PatrolVisit, PatrolVisit.instance_id == LessonInstance.id)).one()
+    evaluated = session.execute(select(func.min(LessonInstance.day), func.max(LessonInstance.day))
+                                .join(Evaluation, Evaluation.instance_id == LessonInstance.id)).one()
+    for lo, hi in (recorded, patrolled, evaluated):
+        assert lo is not None and first <= lo and hi <= last, (lo, hi, first, last)
+    ended_before = session.scalar(select(func.count()).select_from(LessonInstance).where(
+        LessonInstance.day < first, LessonInstance.room_closed_at.is_not(None)))
+    assert ended_before > 0  # the term began earlier: the window, not the term, is what cuts the records
+
+
 def test_the_demo_stays_fast(demo: tuple[Settings, DemoSummary]) -> None:
-    assert demo[1].seconds < 90, demo[1].seconds  # ~30 s on a quiet machine; the bound leaves room for a busy one
+    # ~20-30 s on a quiet machine. The processor time of this process (SQLite works in it), not the
+    # wall clock: a machine busy with other work must not fail this test.
+    assert CPU_SECONDS["demo"] < 60, (CPU_SECONDS["demo"], demo[1].seconds)
 
 
 def test_every_lesson_of_the_past_month_has_a_record_that_agrees_with_its_status(
@@ -56,7 +87,7 @@ def test_every_lesson_of_the_past_month_has_a_record_that_agrees_with_its_status
         select(LessonInstance.status, TeachingRecord.status)
         .outerjoin(TeachingRecord, TeachingRecord.instance_id == LessonInstance.id)
         .where(LessonInstance.room_closed_at.is_not(None), LessonInstance.status != InstanceStatus.cancelled,
-               LessonInstance.day >= now.date() - timedelta(days=RECORD_DAYS))
+               LessonInstance.day >= rr.last_days(RECORD_DAYS, now.date())[0])
     ).all()
     assert len(rows) > 800
     for status, record in rows:
@@ -87,7 +118,7 @@ def test_the_month_report_is_real_and_consistent(session: Session, demo: tuple[S
     assert now is not None
     admin = session.scalar(select(User).where(User.username == "city_admin"))
     scope = scope_of(session, admin)
-    f = rr.ReportFilter(now.date() - timedelta(days=29), now.date())
+    f = rr.ReportFilter(*rr.last_days(RECORD_DAYS, now.date()))
     s = rr.summary(session, scope, f, now=now)
     t = s.total
     assert t.due > 500 and t.unrecorded == 0
@@ -117,6 +148,12 @@ def test_the_researcher_account_sees_its_district_report(demo: tuple[Settings, D
         headers = {"Authorization": f"Bearer {token['access_token']}"}
         body = client.get("/api/v1/reports/summary", headers=headers).json()
         assert body["total"]["due"] > 100 and body["total"]["held_rate"] > 0.8
+        today = demo[1].now.date()
+        month = [d.isoformat() for d in rr.last_days(rr.DEFAULT_DAYS, today)]
+        assert [body["filter"]["date_from"], body["filter"]["date_to"]] == month
+        week = client.get("/api/v1/reports/summary", params={"days": 7}, headers=headers).json()
+        assert [week["filter"]["date_from"], week["filter"]["date_to"]] == [d.isoformat() for d in rr.last_days(7, today)]
+        assert 0 < week["total"]["due"] < body["total"]["due"]
         schools = client.get("/api/v1/reports/breakdown", params={"by": "region"}, headers=headers).json()["data"]
         assert len(schools) >= 1
         mine = client.get("/api/v1/reports/patrol", headers=headers).json()

@@ -10,8 +10,9 @@ here.
 Fixtures
 --------
 ``chromium_path`` (session)
-    ``/usr/bin/chromium`` (or ``SANKE_CHROMIUM``). Missing: the test is skipped with the reason,
-    except under ``CI``, where it fails (``scripts/test.sh`` installs it with apt).
+    ``/usr/bin/chromium`` (or ``SANKE_CHROMIUM``). Missing (or the playwright package): the test is
+    skipped with the reason, except with ``SANKE_TEST_REQUIRE_BROWSER=1`` (``scripts/test.sh`` sets it
+    and installs Chromium with apt) or ``CI``, where it fails.
 ``browser`` (session)
     One headless Chromium (``CHROMIUM_ARGS``), closed at the end of the session.
 ``web_server``
@@ -90,18 +91,22 @@ SESSION_KEY = "sanke.session"
 """localStorage key of ``web/assets/api.js``'s session (``{token, user}``)."""
 
 
+def _browser_required() -> bool:
+    return os.environ.get("SANKE_TEST_REQUIRE_BROWSER") == "1" or bool(os.environ.get("CI"))
+
+
 @pytest.fixture(scope="session")
 def chromium_path() -> str:
     if shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists():
         reason = f"{CHROMIUM} is not installed (scripts/test.sh installs Debian's chromium)"
-        if os.environ.get("CI"):
+        if _browser_required():
             pytest.fail(reason)
         pytest.skip(reason)
     try:
         import playwright  # noqa: F401
     except ImportError:
         reason = "the Python package playwright is not installed (pip install -e '.[test]')"
-        if os.environ.get("CI"):
+        if _browser_required():
             pytest.fail(reason)
         pytest.skip(reason)
     return CHROMIUM

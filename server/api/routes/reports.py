@@ -9,7 +9,7 @@ scope answers 403.  Every report is JSON by default and a file with
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
@@ -25,15 +25,16 @@ from server.api.deps import SessionDep, StaffScope
 
 router = APIRouter(prefix="/reports", tags=["reports"])
 
-DEFAULT_DAYS = 30
 Format = Literal["json", "csv", "xlsx"]
 
 
 def _filter(
     session: SessionDep,
     scope: StaffScope,
-    date_from: Annotated[date | None, Query(description="起始日期（含），默认 30 天前")] = None,
+    date_from: Annotated[date | None, Query(description="起始日期（含），默认为结束日期在内的最近 30 天")] = None,
     date_to: Annotated[date | None, Query(description="结束日期（含），默认今天")] = None,
+    days: Annotated[int | None, Query(ge=1, le=rr.MAX_DAYS + 1,
+                                      description="最近 N 天：结束日期（默认今天）及其前 N-1 天（代替起始日期）")] = None,
     region_id: int | None = None,
     school_id: int | None = None,
     kind: LessonKind | None = None,
@@ -45,9 +46,9 @@ def _filter(
         require_school(session, scope, school_id)
     if term_id is not None:
         date_from, date_to = rr.term_range(session, term_id)
-    today = clock.now().date()
-    date_to = date_to or today
-    date_from = date_from or date_to - timedelta(days=DEFAULT_DAYS - 1)
+    date_to = date_to or clock.now().date()
+    if date_from is None or (days is not None and term_id is None):
+        date_from, _ = rr.last_days(days or rr.DEFAULT_DAYS, date_to)
     return rr.ReportFilter(date_from, date_to, region_id, school_id, kind)
 
 

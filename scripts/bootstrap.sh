@@ -6,10 +6,49 @@ cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
+# Another apt (unattended-upgrades, a second bootstrap) may hold apt's or dpkg's lock: wait for it, up to
+# SANKE_APT_LOCK_TIMEOUT seconds, instead of failing at once (apt-get gives up after a few seconds, exit 100).
+APT_LOCK_TIMEOUT=${SANKE_APT_LOCK_TIMEOUT:-900}
+APT_LOCKS=(/var/lib/dpkg/lock-frontend /var/lib/dpkg/lock /var/lib/apt/lists/lock /var/cache/apt/archives/lock)
+apt_locked() {  # is one of apt's locks held? (asks with F_GETLK, never takes a lock itself)
+  as_root python3 - "${APT_LOCKS[@]}" <<'PY'
+import fcntl, os, struct, sys
+for path in sys.argv[1:]:
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        continue
+    try:
+        probe = struct.pack("hhqqi", fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
+        if struct.unpack("hhqqi", fcntl.fcntl(fd, fcntl.F_GETLK, probe))[0] != fcntl.F_UNLCK:
+            sys.exit(0)
+    finally:
+        os.close(fd)
+sys.exit(1)
+PY
+}
+apt_wait() {
+  local deadline=$((SECONDS + APT_LOCK_TIMEOUT)) told=0
+  while apt_locked; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      echo "another apt still holds its lock after ${APT_LOCK_TIMEOUT} s" >&2; return 1
+    fi
+    [ "$told" -eq 1 ] || { echo "==> waiting for another apt to finish (its lock is held)"; told=1; }
+    sleep 2
+  done
+}
+apt_get() {  # the lock can be taken again between apt_wait and apt-get: apt-get waits for dpkg's itself
+  DEBIAN_FRONTEND=noninteractive as_root apt-get -o DPkg::Lock::Timeout="$APT_LOCK_TIMEOUT" "$@"
+}
 apt_updated=0
 apt_install() {
-  if [ "$apt_updated" -eq 0 ]; then as_root apt-get update -qq; apt_updated=1; fi
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  if [ "$apt_updated" -eq 0 ]; then
+    apt_wait
+    apt_get update -qq || { apt_wait && apt_get update -qq; }  # lost the lists lock to a racing apt: once more
+    apt_updated=1
+  fi
+  apt_wait
+  apt_get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
 PY=${PYTHON:-python3}
@@ -19,6 +58,7 @@ PY=${PYTHON:-python3}
 missing=()
 for pkg in "$@"; do
   case "$pkg" in
+    faketime) command -v faketime >/dev/null 2>&1 || missing+=(faketime) ;;
     postgresql) compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || missing+=(postgresql postgresql-contrib) ;;
     *) dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg") ;;
   esac

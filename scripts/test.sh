@@ -4,8 +4,36 @@
 # a CJK font so the pages' screenshots show their Chinese text)
 # and run the whole suite. Every database test runs on SQLite and on a PostgreSQL server the tests
 # start on 127.0.0.1 and stop again; the Redis bus tests start their own redis-server likewise.
+#
+# Arguments go to pytest (e.g. `scripts/test.sh tests/server/test_demo.py -k postgresql`).
+#
+# What this script requires is explicit, so a machine that lacks something fails instead of passing
+# with skips: a missing PostgreSQL, redis-server, Chromium or Playwright is a failure
+# (SANKE_TEST_REQUIRE_PG / _REDIS / _BROWSER), and the property tests draw the same examples on every
+# run (SANKE_HYPOTHESIS_PROFILE=ci).
+#
+# The suite passes on any day. To show it, run it with the clock moved to another day:
+#   SANKE_TEST_FAKETIME="2027-03-08 10:00:00" scripts/test.sh
+# runs pytest under Debian's libfaketime (package faketime, installed with apt only then): the
+# real-time clock of the test process and of every process it starts (servers, PostgreSQL, Chromium)
+# starts at that instant, in the machine's time zone, and runs on from there; the monotonic clock
+# (timeouts, asyncio) stays real.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SANKE_EXTRAS="[test]" bash scripts/bootstrap.sh postgresql redis-server chromium fonts-wqy-microhei
-export SANKE_TEST_REQUIRE_PG=1 SANKE_TEST_REQUIRE_REDIS=1
-exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+SANKE_EXTRAS="[test]" bash scripts/bootstrap.sh postgresql redis-server chromium fonts-wqy-microhei \
+  ${SANKE_TEST_FAKETIME:+faketime}
+export SANKE_TEST_REQUIRE_PG=1 SANKE_TEST_REQUIRE_REDIS=1 SANKE_TEST_REQUIRE_BROWSER=1
+export SANKE_HYPOTHESIS_PROFILE=${SANKE_HYPOTHESIS_PROFILE:-ci}
+PYTEST=(.venv/bin/python -m pytest -q -p no:cacheprovider "$@")
+if [ -n "${SANKE_TEST_FAKETIME:-}" ]; then
+  start=$(date -d "$SANKE_TEST_FAKETIME" '+%Y-%m-%d %H:%M:%S') || { echo "SANKE_TEST_FAKETIME: not a date" >&2; exit 2; }
+  echo "==> the clock starts at $start $(date -d "$start" '+%Z (%A)')"
+  lib=$(dpkg -L libfaketime | grep '/libfaketimeMT\.so\.1$' | head -1)
+  shim=.venv/lib/sanke-faketime-shim.so  # see scripts/faketime_shim.c
+  gcc -shared -fPIC -O2 -o "$shim" scripts/faketime_shim.c -ldl
+  # FAKETIME "@…": start at that instant and run; DONT_RESET: a child process goes on from its parent's
+  # clock instead of starting again at the instant
+  exec env LD_PRELOAD="$PWD/$shim:$lib${LD_PRELOAD:+:$LD_PRELOAD}" FAKETIME="@$start" \
+    FAKETIME_DONT_FAKE_MONOTONIC=1 FAKETIME_DONT_RESET=1 "${PYTEST[@]}"
+fi
+exec "${PYTEST[@]}"

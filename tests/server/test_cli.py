@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import re
 import signal
 import sys
@@ -36,8 +37,6 @@ STRONG = "Qinghe#2026-jky"
 @pytest.fixture
 def sanke_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """``sanke`` in this process reads its settings from a clean environment (and not from a cache)."""
-    import os
-
     for name in [k for k in os.environ if k.startswith("SANKE_")]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("SANKE_DATA_DIR", str(tmp_path / "data"))

@@ -16,7 +16,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -96,7 +96,6 @@ class Served:
     process: subprocess.Popen[str]
     base: str
     log: Path
-    output: list[str] = field(default_factory=list)
 
     def text(self) -> str:
         return self.log.read_text(errors="replace")

@@ -183,7 +183,8 @@ async def chat_until_killed(server: Server, info: dict[str, Any]) -> tuple[list[
                 while flushes >= 2 and time.monotonic() < next_flush - 0.3:
                     old_enough = sent and time.monotonic() - sent[0][2] > FLUSH_S + WRITE_MARGIN_S + 0.5
                     late_enough = time.monotonic() > after + FLUSH_S / 2  # a good part of the interval is buffered
-                    if old_enough and late_enough and any(t_sent > after for _, t_sent, _ in sent):  # a chat only the next flush would write
+                    # a chat sent after this flush was seen: only the next flush would write it
+                    if old_enough and late_enough and any(t_sent > after for _, t_sent, _ in sent):
                         t = time.monotonic()
                         assert server.proc is not None
                         server.proc.send_signal(signal.SIGKILL)

@@ -168,7 +168,8 @@ def test_the_sfu_forwards_what_each_role_may_receive() -> None:
         assert worker.publishes("r1") == {"r1:camera"} and worker.publishes("r2") == {"r2:camera"}
         answers = [x for x in got["m"] if x.type == "answer"]
         assert [(a.request_id, a.sdp.startswith("answer-for-m-send")) for a in answers] == [("o1", True)]
-        seen = [x.participant for x in got["r1"] if x.type == "participant_updated" and x.participant.participant_id == "m"]
+        seen = [x.participant for x in got["r1"]
+                if x.type == "participant_updated" and x.participant.participant_id == "m"]
         assert [(pub.source, pub.muted) for pub in seen[-1].publications] == [(CAM, False), (MIC, False)]
 
         room.handle(r1, UpdateSubscriptions(request_id="s1", subscriptions=[
@@ -181,7 +182,8 @@ def test_the_sfu_forwards_what_each_role_may_receive() -> None:
         assert [(t.participant_id, t.source) for t in offer.tracks] == [("m", CAM), ("m", MIC), ("stage", CAM)]
 
         # another receiving classroom off stage: refused, and nothing changes
-        room.handle(r1, UpdateSubscriptions(request_id="s2", subscriptions=[Subscription(participant_id="r2", source=CAM)]))
+        room.handle(r1, UpdateSubscriptions(request_id="s2",
+                                            subscriptions=[Subscription(participant_id="r2", source=CAM)]))
         assert got["r1"][-1].type == "error" and got["r1"][-1].request_id == "s2"
         await _settled(media)
         assert "r1~r2~camera" not in worker.receives("r1")

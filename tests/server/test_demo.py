@@ -225,7 +225,6 @@ def test_the_term_always_makes_today_a_teaching_day(today: date) -> None:
 
 
 @pytest.mark.postgres
-@pytest.mark.skipif(os.environ.get("SANKE_TEST_SLOW") != "1", reason="a second full load; set SANKE_TEST_SLOW=1")
 def test_loads_on_postgresql_on_a_weekend_outside_the_term(pg_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     url = pg_server.create_database(f"sanke_demo_{os.getpid()}")
     settings = Settings(data_dir=tmp_path, database_url=url, secret_key="x" * 32)

@@ -2,8 +2,8 @@
 
 The server is started exactly as ``run.sh`` starts it (its script, its environment: SQLite, the
 in-process bus, media workers one per core, ``SANKE_HOST`` unset so 127.0.0.1), on a free port and
-a data folder with the demo already loaded (``tests/utils/sanke_proc.py``; its clock stands at
-07:52 of the demo's Monday, so the teacher's 08:00 lesson has its room open). The teacher signs in
+a data folder with the demo already loaded (``tests/utils/sanke_proc.py``; its clock stands eight
+minutes before the demo teacher's first lesson of the demo's Monday, so that lesson's room is open). The teacher signs in
 on one page, a receiving classroom's terminal on another, as a person would, and each must decode
 the other's video: on one machine the media must go over loopback with nothing set.
 """
@@ -13,18 +13,21 @@ from __future__ import annotations
 import re
 import time
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
+from sqlalchemy import create_engine, select
 
+from scheduler.models import InstanceStatus, LessonInstance, User
 from server.demo import PASSWORD
 from tests.utils.live import free_port
-from tests.utils.sanke_proc import REPO, child_env, clock_hook, copy_data, demo_data, served
+from tests.utils.sanke_proc import DEMO_AT, REPO, child_env, clock_hook, copy_data, demo_data, served
 from tests.web.test_lesson_pages import assert_video_flows, wait_joined
 
-AT = datetime(2026, 9, 7, 7, 52)
-"""The server's clock at start: eight minutes before the demo teacher's first lesson (rooms open ten before)."""
+BEFORE = timedelta(minutes=8)
+"""The server's clock at start: this long before the demo teacher's first lesson (rooms open ten before)."""
 
 SELECTED_PAIR_JS = """async () => {
   const pc = window.sankeLesson && window.sankeLesson.subscriber;
@@ -56,11 +59,30 @@ def _sign_in(browser: Any, base: str, now: datetime, username: str) -> Any:
     return page
 
 
+def _teachers_first_lesson(data: Path) -> tuple[int, datetime]:
+    """The demo teacher's first lesson still to come on the day the demo was loaded."""
+    engine = create_engine(f"sqlite:///{data / 'sanke.db'}")
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(
+                select(LessonInstance.id, LessonInstance.starts_at)
+                .join(User, User.id == LessonInstance.teacher_id)
+                .where(User.username == "teacher", LessonInstance.day == DEMO_AT.date(),
+                       LessonInstance.starts_at > DEMO_AT, LessonInstance.status == InstanceStatus.scheduled)
+                .order_by(LessonInstance.starts_at)).first()
+    finally:
+        engine.dispose()
+    assert row is not None, "the demo teacher has no lesson left on the demo's day"
+    return int(row[0]), row[1]
+
+
 def test_run_sh_serves_a_live_lesson_whose_video_decodes_over_loopback(browser, js_poll, tmp_path_factory,
                                                                        tmp_path):
     data, _ = demo_data(tmp_path_factory.getbasetemp())
+    lesson_id, starts_at = _teachers_first_lesson(data)
+    clock_at = starts_at - BEFORE  # the server's clock at start
     port = free_port()
-    env = child_env(clock_hook(tmp_path / "hook"), AT, SANKE_DATA_DIR=str(copy_data(data, tmp_path / "data")),
+    env = child_env(clock_hook(tmp_path / "hook"), clock_at, SANKE_DATA_DIR=str(copy_data(data, tmp_path / "data")),
                     SANKE_PORT=str(port), SANKE_NO_INSTALL="1")
     started = time.monotonic()
     with served(["bash", str(REPO / "scripts" / "run.sh")], env, port, tmp_path / "run.log") as srv:
@@ -71,18 +93,12 @@ def test_run_sh_serves_a_live_lesson_whose_video_decodes_over_loopback(browser, 
         http = httpx.Client(base_url=srv.base, timeout=20)
         token = http.post("/api/v1/auth/login", json={"username": "teacher", "password": PASSWORD}).json()
         headers = {"Authorization": f"Bearer {token['access_token']}"}
-        day = AT.date().isoformat()
-        lessons = [lesson for lesson in http.get("/api/v1/lessons", params={"date_from": day, "date_to": day},
-                                                 headers=headers).json()["data"]
-                   if lesson["starts_at"].endswith("08:00:00")]
-        assert lessons, "the demo teacher has no 08:00 lesson"
-        lesson_id = lessons[0]["id"]
         deadline = time.monotonic() + 60
         while not http.get(f"/api/v1/lessons/{lesson_id}", headers=headers).json()["room_open"]:
             assert time.monotonic() < deadline, "the lesson's room did not open"
             time.sleep(0.5)
 
-        now = AT + timedelta(seconds=time.monotonic() - started)
+        now = clock_at + timedelta(seconds=time.monotonic() - started)
         teacher = _sign_in(browser, srv.base, now, "teacher")
         receiving = _sign_in(browser, srv.base, now, "terminal_recv")
         try:

@@ -1,6 +1,6 @@
 // The reports dashboard (教学统计): held / on-time / attendance rates over a date range and scope,
 // by unit, patrol coverage, the lessons themselves, and every report as CSV / XLSX.
-import { api, requireLogin, mountHeader, showError, el, fill, todayISO, addDays, fmtDate, fmtRange, fmtTime,
+import { api, requireLogin, mountHeader, showError, el, fill, fmtDate, fmtRange, fmtTime,
   KIND_LABEL } from "/assets/api.js";
 import { pct, pctNum, minutes, download, chartIn, COLORS } from "/records/common.js";
 
@@ -19,11 +19,7 @@ function currentFilter() {
   return f;
 }
 
-function setRange(days) {
-  const to = todayISO();
-  form.date_to.value = to;
-  form.date_from.value = addDays(to, -(days - 1));
-}
+const DEFAULT_DAYS = 30;
 
 async function loadScopes(user) {
   const schoolBound = user.role === "teacher" || (user.role === "admin" && user.school_id);
@@ -161,15 +157,25 @@ async function loadBreakdown() {
   renderUnits(await api("/reports/breakdown", { query: { ...state.filter, by: state.dim } }));
 }
 
-async function refresh() {
-  state.filter = currentFilter();
-  const url = new URL(location.href);
-  url.search = new URLSearchParams({ ...state.filter, by: state.dim }).toString();
-  history.replaceState(null, "", url);
+// days: "the last N days" (近 7 天 / 近 30 天) as the server counts them (?days=N: today by the server's
+// clock and the N-1 days before); the form then shows the dates it used, and every other request uses them.
+async function refresh(days) {
+  const query = currentFilter();
+  if (days) {
+    delete query.date_from;
+    delete query.date_to;
+    query.days = days;
+  }
   document.body.dataset.loading = "1";
   try {
-    const [s, p] = await Promise.all([api("/reports/summary", { query: state.filter }),
-      api("/reports/patrol", { query: state.filter })]);
+    const s = await api("/reports/summary", { query });
+    form.date_from.value = s.filter.date_from;
+    form.date_to.value = s.filter.date_to;
+    state.filter = currentFilter();
+    const url = new URL(location.href);
+    url.search = new URLSearchParams({ ...state.filter, by: state.dim }).toString();
+    history.replaceState(null, "", url);
+    const p = await api("/reports/patrol", { query: state.filter });
     renderKpis(s, p);
     renderTrend(s);
     renderKinds(s);
@@ -218,17 +224,16 @@ async function main(user) {
   const params = new URLSearchParams(location.search);
   state.dim = params.get("by") || (user.role === "teacher" ? "subject"
     : (user.school_id ? "teacher" : (user.role === "researcher" ? "school" : "region")));
-  setRange(30);
   for (const k of ["date_from", "date_to"]) if (params.get(k)) form[k].value = params.get(k);
   mountDims();
   mountExports();
   try { await loadScopes(user); } catch (err) { showError(err); }
   for (const k of ["region_id", "school_id", "kind"]) if (params.get(k)) form[k].value = params.get(k);
   form.addEventListener("submit", (e) => { e.preventDefault(); refresh(); });
-  for (const b of form.querySelectorAll("[data-days]")) b.addEventListener("click", () => { setRange(Number(b.dataset.days)); refresh(); });
+  for (const b of form.querySelectorAll("[data-days]")) b.addEventListener("click", () => refresh(Number(b.dataset.days)));
   document.getElementById("outcome").addEventListener("change", () => loadLessons(true).catch(showError));
   document.getElementById("more").addEventListener("click", () => loadLessons(false).catch(showError));
-  await refresh();
+  await refresh(params.get("date_from") && params.get("date_to") ? undefined : DEFAULT_DAYS);
 }
 
 const user = requireLogin(["admin", "researcher", "teacher"]);

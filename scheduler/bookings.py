@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from scheduler import audit, clock
 from scheduler.access import Scope, require_school_admin
-from scheduler.conflicts import Slot, clashes_within, find_conflicts, internal_conflict_items
+from scheduler.conflicts import Slot, clashes_within, described, find_conflicts, internal_conflict_items
 from scheduler.errors import BellsMismatch, Conflict, ConflictItem, Forbidden, Invalid, InvalidState, NotFound
 from scheduler.models import (
     Classroom,
@@ -182,7 +182,7 @@ def _check_slots(session: Session, planned: Sequence[PlannedInstance], ignore: S
         raise Conflict(internal_conflict_items(session, internal))
     items = find_conflicts(session, slots, ignore_instance_ids=ignore)
     if items:
-        raise Conflict(items)
+        raise Conflict(described(session, items))
 
 
 def _check_teacher(session: Session, user_id: int, what: str = "主讲教师", field: str = "main_teacher") -> User:
@@ -297,7 +297,7 @@ def _write_instances(session: Session, series: LessonSeries, planned: Sequence[P
         if "overlap" not in str(exc.orig).lower() and "occupancy_no_overlap" not in str(exc.orig):
             raise
         # Someone booked a clashing slot between our check and our insert.
-        items = find_conflicts(session, [s for p in planned for s in p.slots])
+        items = described(session, find_conflicts(session, [s for p in planned for s in p.slots]))
         raise Conflict(items or [_race_item(planned[0])]) from exc
     return instances
 
@@ -606,7 +606,7 @@ def substitute_instance(
     slot = Slot(ResourceType.teacher, teacher_id, inst.starts_at, inst.ends_at)
     items = find_conflicts(session, [slot], ignore_instance_ids=[inst.id])
     if items:
-        raise Conflict(items)
+        raise Conflict(described(session, items))
     previous = inst.teacher_id
     try:
         with session.begin_nested():
@@ -620,7 +620,7 @@ def substitute_instance(
                                       resource_id=teacher_id, starts_at=inst.starts_at, ends_at=inst.ends_at))
             session.flush()
     except IntegrityError as exc:
-        items = find_conflicts(session, [slot], ignore_instance_ids=[inst.id])
+        items = described(session, find_conflicts(session, [slot], ignore_instance_ids=[inst.id]))
         raise Conflict(items or [_race_item(PlannedInstance(inst.day, inst.starts_at, inst.ends_at,
                                                             inst.period_from, inst.period_to, teacher_id))]) from exc
     inst.teacher_id = teacher_id

@@ -3,8 +3,11 @@
 A *slot* is one resource (a teacher or a classroom) held for one time range by
 one planned instance.  ``clashes_within`` checks a booking against itself (the
 main classroom also listed as a receiver, say); ``find_conflicts`` checks it
-against the database in one query.  The database's own no-overlap rule
-(exclusion constraint / trigger) stays the last word under concurrency.
+against the database in one query; ``described`` then tells a refusal in the
+clerk's terms (the existing lesson's teacher, periods and week, each classroom's
+school and role), and ``scheduler.errors.group_conflicts`` folds a weekly clash
+into one sentence.  The database's own no-overlap rule (exclusion constraint /
+trigger) stays the last word under concurrency.
 """
 
 from __future__ import annotations
@@ -127,23 +130,6 @@ def _booked_overlaps(session: Session, slots: Sequence[Slot], ignore: list[int])
     return list(session.execute(_SQLITE_CONFLICTS, {"windows": windows, "ignore": json.dumps(ignore)}))
 
 
-def _lesson_facts(session: Session, rows: Sequence[Row]) -> tuple[dict[int, Row], dict[int, str]]:  # type: ignore[type-arg]
-    """For the clashing instances: their lesson (teacher, periods, term) and the clashing classrooms' schools;
-    one query each, run only when there is a clash."""
-    ids = {r.instance_id for r in rows}
-    lessons = {l.id: l for l in session.execute(
-        select(LessonInstance.id, LessonInstance.series_id, LessonInstance.teacher_id,
-               LessonInstance.main_classroom_id, LessonInstance.period_from, LessonInstance.period_to,
-               LessonSeries.term_id, User.display_name.label("teacher_name"))
-        .join(LessonSeries, LessonSeries.id == LessonInstance.series_id)
-        .join(User, User.id == LessonInstance.teacher_id)
-        .where(LessonInstance.id.in_(ids)))}
-    room_ids = {r.resource_id for r in rows if r.resource_type == ResourceType.classroom.value}
-    schools = dict(session.execute(select(Classroom.id, School.name).join(School, School.id == Classroom.school_id)
-                                   .where(Classroom.id.in_(room_ids))).all()) if room_ids else {}
-    return lessons, schools
-
-
 def _week(session: Session, calendars: dict[int, TermCalendar | None], term_id: int, day: date) -> int | None:
     if term_id not in calendars:
         try:
@@ -157,43 +143,56 @@ def _week(session: Session, calendars: dict[int, TermCalendar | None], term_id: 
 def find_conflicts(
     session: Session, slots: Sequence[Slot], *, ignore_instance_ids: Iterable[int] = ()
 ) -> list[ConflictItem]:
-    """Every booked occupancy that overlaps one of ``slots`` (one query, names included), as conflict items
-    naming the existing lesson, its teacher and periods, the classroom's school and role, and the week."""
+    """Every booked occupancy that overlaps one of ``slots`` (one query, names included), as conflict items.
+
+    Detection only: ``described`` adds what a refusal tells the clerk (the existing lesson's teacher,
+    periods and week, each classroom's school and role)."""
     if not slots:
         return []
     rows = _booked_overlaps(session, slots, sorted(set(ignore_instance_ids)))
-    if not rows:
-        return []
-    lessons, schools = _lesson_facts(session, rows)
-    calendars: dict[int, TermCalendar | None] = {}
-    items: list[ConflictItem] = []
+    items = []
     for r in rows:
-        rtype = ResourceType(r.resource_type)
-        lesson = lessons.get(r.instance_id)
-        if rtype is ResourceType.classroom:
-            role = "main" if lesson is not None and lesson.main_classroom_id == r.resource_id else "receiving"
-        else:
-            role = "main" if lesson is not None and lesson.teacher_id == r.resource_id else "assistant"
-        day = r.starts_at.date()
-        item = ConflictItem(
-            resource=rtype.value,
-            resource_id=r.resource_id,
-            resource_name=r.resource_name or f"#{r.resource_id}",
-            day=day,
-            start=r.starts_at,
-            end=r.ends_at,
-            instance_id=r.instance_id,
-            lesson_title=r.title,
-            school_name=schools.get(r.resource_id) if rtype is ResourceType.classroom else None,
-            role=role,
-            teacher_name=lesson.teacher_name if lesson is not None else None,
-            series_id=lesson.series_id if lesson is not None else None,
-            period_from=lesson.period_from if lesson is not None else None,
-            period_to=lesson.period_to if lesson is not None else None,
-            week=_week(session, calendars, lesson.term_id, day) if lesson is not None else None,
-        )
+        item = ConflictItem(resource=ResourceType(r.resource_type).value, resource_id=r.resource_id,
+                            resource_name=r.resource_name or f"#{r.resource_id}", day=r.starts_at.date(),
+                            start=r.starts_at, end=r.ends_at, instance_id=r.instance_id, lesson_title=r.title)
         items.append(replace(item, message=describe_item(item)))
     return items
+
+
+def described(session: Session, items: Sequence[ConflictItem]) -> list[ConflictItem]:
+    """``items`` of ``find_conflicts`` with the existing lesson's teacher, series, periods and teaching week,
+    and each classroom's school and role in that lesson (two queries, plus each term's calendar)."""
+    clashes = [i for i in items if i.kind == "clash" and i.instance_id is not None]
+    if not clashes:
+        return list(items)
+    ids = {i.instance_id for i in clashes}
+    lessons = {row.id: row for row in session.execute(
+        select(LessonInstance.id, LessonInstance.series_id, LessonInstance.teacher_id,
+               LessonInstance.main_classroom_id, LessonInstance.period_from, LessonInstance.period_to,
+               LessonSeries.term_id, User.display_name.label("teacher_name"))
+        .join(LessonSeries, LessonSeries.id == LessonInstance.series_id)
+        .join(User, User.id == LessonInstance.teacher_id)
+        .where(LessonInstance.id.in_(ids)))}
+    room_ids = {i.resource_id for i in clashes if i.resource == ResourceType.classroom.value}
+    schools = dict(session.execute(select(Classroom.id, School.name).join(School, School.id == Classroom.school_id)
+                                   .where(Classroom.id.in_(room_ids))).all()) if room_ids else {}
+    calendars: dict[int, TermCalendar | None] = {}
+    out = []
+    for i in items:
+        lesson = lessons.get(i.instance_id) if i.kind == "clash" and i.instance_id is not None else None
+        if lesson is None:
+            out.append(i)
+            continue
+        if i.resource == ResourceType.classroom.value:
+            role = "main" if lesson.main_classroom_id == i.resource_id else "receiving"
+        else:
+            role = "main" if lesson.teacher_id == i.resource_id else "assistant"
+        item = replace(i, school_name=schools.get(i.resource_id) if i.resource == "classroom" else None, role=role,
+                       teacher_name=lesson.teacher_name, series_id=lesson.series_id,
+                       period_from=lesson.period_from, period_to=lesson.period_to,
+                       week=_week(session, calendars, lesson.term_id, i.day))
+        out.append(replace(item, message=describe_item(item)))
+    return out
 
 
 def describe_item(item: ConflictItem) -> str:

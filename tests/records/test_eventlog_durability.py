@@ -172,27 +172,32 @@ async def chat_until_killed(server: Server, info: dict[str, Any]) -> tuple[list[
 
     async def watch() -> None:
         seen, flushes = 0, 0
+        unseen_since = time.monotonic()  # when the last poll that saw no new rows started
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
-            before = time.monotonic()  # a flush this poll does not see committed after this moment
+            before = time.monotonic()
             rows = len(await asyncio.to_thread(chat_rows, server.data_dir))
             after = time.monotonic()
-            if rows > seen:  # a flush: everything it wrote was taken before `after`
-                seen, flushes = rows, flushes + 1
-                next_flush = before + FLUSH_S  # the writer waits a whole interval after each write
-                while flushes >= 2 and time.monotonic() < next_flush - 0.3:
-                    old_enough = sent and time.monotonic() - sent[0][2] > FLUSH_S + WRITE_MARGIN_S + 0.5
-                    late_enough = time.monotonic() > after + FLUSH_S / 2  # a good part of the interval is buffered
-                    # a chat sent after this flush was seen: only the next flush would write it
-                    if old_enough and late_enough and any(t_sent > after for _, t_sent, _ in sent):
-                        t = time.monotonic()
-                        assert server.proc is not None
-                        server.proc.send_signal(signal.SIGKILL)
-                        killed.set_result(t)
-                        return
-                    await asyncio.sleep(0.01)
+            if rows <= seen:
+                unseen_since = before
+                await asyncio.sleep(0.05)
                 continue
-            await asyncio.sleep(0.05)
+            # a flush committed after `unseen_since` and took its rows before `after`; the writer then
+            # waits a whole interval, so the next flush starts after `unseen_since + FLUSH_S`
+            seen, flushes = rows, flushes + 1
+            next_flush = unseen_since + FLUSH_S
+            while flushes >= 2 and time.monotonic() < next_flush - 0.1:
+                old_enough = sent and time.monotonic() - sent[0][2] > FLUSH_S + WRITE_MARGIN_S + 0.5
+                late_enough = time.monotonic() > after + FLUSH_S / 2  # a good part of the interval is buffered
+                # a chat sent after this flush was seen: only the next flush would write it
+                if old_enough and late_enough and any(t_sent > after for _, t_sent, _ in sent):
+                    t = time.monotonic()
+                    assert server.proc is not None
+                    server.proc.send_signal(signal.SIGKILL)
+                    killed.set_result(t)
+                    return
+                await asyncio.sleep(0.01)
+            unseen_since = before  # that poll did not see the next flush either
         killed.set_exception(AssertionError("no moment between two flushes to kill the server in 90 s"))
 
     talker = asyncio.ensure_future(chat())

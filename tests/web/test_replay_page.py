@@ -87,17 +87,19 @@ def test_the_replay_page_plays_a_recorded_lesson_and_seeks(web_server: Site, set
     js_poll(page, "document.getElementById('total').textContent === '00:06'")
 
     page.click("#play")  # a person presses play: the camera, the screen and the sound run on one clock
-    js_poll(page, "document.getElementById('v-camera').currentTime > 1.2", timeout=15)
-    js_poll(page, "document.getElementById('v-screen').currentTime > 0.2 && !document.getElementById('v-screen').paused")
-    js_poll(page, "document.getElementById('a-microphone').currentTime > 1")
+    # Every check waits (with a deadline) for a state that lasts, never for a count reached in a fixed
+    # time: on a busy machine playback may be anywhere in its 6 s by the time a check runs. All three
+    # playing at once holds from 1.2 s to the end; the colours are checked paused, at a chosen time.
+    js_poll(page, "[['v-camera', 1.2], ['v-screen', 0.2], ['a-microphone', 1]].every(([id, t]) => {"
+                  " const m = document.getElementById(id); return m.currentTime > t && !m.paused; })", timeout=20)
     js_poll(page, "document.getElementById('v-camera').getVideoPlaybackQuality().totalVideoFrames > 10")
-    assert near(page.evaluate(PIXEL, "v-camera"), RED), page.evaluate(PIXEL, "v-camera")
-    assert near(page.evaluate(PIXEL, "v-screen"), BLUE)
     screenshot(page, "playing")
 
-    page.click("#play")  # pause, then seek to 4.5 s with the slider: the picture there is green
-    page.eval_on_selector("#seek", "(s) => { s.value = '4.5'; s.dispatchEvent(new Event('change')); }")
-    js_poll(page, "Math.abs(document.getElementById('v-camera').currentTime - 4.5) < 0.4")
+    pause(page, js_poll)  # then the slider to 2 s: the camera was red, the screen blue
+    seek(page, js_poll, 2.0)
+    js_poll(page, f"(() => {{ const c = ({PIXEL})('v-camera'), s = ({PIXEL})('v-screen');"
+                  f" return {near_js(RED, 'c')} && {near_js(BLUE, 's')}; }})()")
+    seek(page, js_poll, 4.5)  # and to 4.5 s: green
     js_poll(page, f"({PIXEL})('v-camera')[1] > 150 && ({PIXEL})('v-camera')[0] < 100", timeout=10)
     assert page.inner_text("#now") == "00:04"
     before = page.evaluate("document.getElementById('v-camera').getVideoPlaybackQuality().totalVideoFrames")
@@ -105,6 +107,26 @@ def test_the_replay_page_plays_a_recorded_lesson_and_seeks(web_server: Site, set
     js_poll(page, f"document.getElementById('v-camera').getVideoPlaybackQuality().totalVideoFrames > {before + 5}")
     js_poll(page, "document.getElementById('v-camera').currentTime > 4.9")
     page.eval_on_selector("#seek", "(s) => { s.value = '0.5'; s.dispatchEvent(new Event('change')); }")
-    js_poll(page, "document.getElementById('v-camera').currentTime < 2")  # back, while playing
+    js_poll(page, "document.getElementById('v-camera').currentTime < 2")  # back, while playing (or ended)
+    pause(page, js_poll)
+    seek(page, js_poll, 0.5)
     js_poll(page, "!document.getElementById('off-screen').hidden")  # before 1 s nothing was shared
     screenshot(page, "seeked")
+
+
+def near_js(want: tuple[int, int, int], var: str, tolerance: int = 60) -> str:
+    """JS: the pixel ``var`` is within ``tolerance`` of ``want`` (as :func:`near`)."""
+    return " && ".join(f"Math.abs({var}[{i}] - {v}) <= {tolerance}" for i, v in enumerate(want))
+
+
+def pause(page: Any, js_poll: Any) -> None:
+    """Pause the player unless it is paused already (it pauses itself at the end)."""
+    if page.get_attribute("#play", "aria-label") == "暂停":
+        page.click("#play")
+    js_poll(page, "document.getElementById('play').getAttribute('aria-label') === '播放'")
+
+
+def seek(page: Any, js_poll: Any, t: float) -> None:
+    """Move the slider to ``t`` s (paused) and wait until the camera is there."""
+    page.eval_on_selector("#seek", f"(s) => {{ s.value = '{t}'; s.dispatchEvent(new Event('change')); }}")
+    js_poll(page, f"Math.abs(document.getElementById('v-camera').currentTime - {t}) < 0.4")

@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -27,6 +29,20 @@ from tests.media.test_sfu import (  # noqa: F401 - the fixtures of the SFU tests
     media_workers,
     settings,
 )
+
+
+def play(lesson: Lesson, scenario: Callable[[], Awaitable[None]]) -> None:
+    """``Lesson.play`` in a thread of its own: it runs after the browser tests too (whose Playwright
+    keeps an event loop running in this thread)."""
+
+    async def main() -> None:
+        try:
+            await asyncio.wait_for(scenario(), 90)
+        finally:
+            await lesson.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, main()).result()
 
 
 def errors(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -101,7 +117,7 @@ def test_leaving_while_the_room_changes_logs_no_error_and_the_others_keep_receiv
         await keeps_receiving(recv_b, m, RED)
         await keeps_receiving(main, b, BLUE)
 
-    lesson.play(scenario)
+    play(lesson, scenario)
     assert not errors(caplog), errors(caplog)
 
 
@@ -151,5 +167,5 @@ def test_leaving_in_the_middle_of_a_renegotiation_logs_no_error(
         await keeps_receiving(staying, m, RED)
         await keeps_receiving(main, staying.participant_id, BLUE)
 
-    lesson.play(scenario)
+    play(lesson, scenario)
     assert not errors(caplog), errors(caplog)

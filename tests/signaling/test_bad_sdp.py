@@ -3,7 +3,8 @@
 the others keep seeing and hearing each other, the sender stays in the room and publishes
 properly afterwards, and a subscriber that answered badly still gets its media.
 
-aiortc clients against a server the test starts (SFU in process), on 127.0.0.1 only.
+aiortc clients against a server the test starts (its SFU in process, or in a worker process: the
+refusal crosses the worker channel), on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ async def _still_red(client: LessonClient, main_id: str) -> None:
     assert all(close_to(rgb, RED) for rgb in seen[-5:]), seen
 
 
-def test_bad_offers_get_a_clear_error_and_the_lesson_loses_nothing(lesson: Lesson) -> None:
+@pytest.mark.parametrize("media_workers", [0, 1], ids=["in-process", "worker-process"])
+def test_bad_offers_get_a_clear_error_and_the_lesson_loses_nothing(lesson: Lesson, media_workers: int) -> None:
     w = lesson.world
 
     async def scenario() -> None:

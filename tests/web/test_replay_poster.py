@@ -83,3 +83,12 @@ def test_a_demo_recording_plays_in_the_browser(web_server: Site, settings: Any, 
     js_poll(page, "document.getElementById('v-camera').currentTime > 1.5")
     js_poll(page, "document.getElementById('v-camera').getVideoPlaybackQuality().totalVideoFrames > 15")
     assert page.is_hidden("#off-camera") and page.is_hidden("#player-error")
+
+
+def test_an_empty_library_says_what_will_appear_there(web_server: Site, open_page: Any, js_poll: Any) -> None:
+    page = open_page(web_server.world.teacher, "/replay/")
+    js_poll(page, "document.getElementById('count').textContent === '共 0 节'")
+    assert "还没有可回看的录播" in page.inner_text("#library tbody")
+    page.fill("#f-q", "物理")
+    page.click("#filters button[type=submit]")
+    js_poll(page, "document.querySelector('#library tbody').textContent.includes('没有符合条件的录播')")

@@ -18,7 +18,7 @@ LUMA = """(id) => { const v = document.getElementById(id); if (v.readyState < 2)
   const c = document.createElement('canvas'); c.width = 32; c.height = 18; const g = c.getContext('2d');
   g.drawImage(v, 0, 0, 32, 18); const d = g.getImageData(0, 0, 32, 18).data; let sum = 0;
   for (let i = 0; i < d.length; i += 4) sum += d[i] + d[i + 1] + d[i + 2]; return sum / (d.length / 4) / 3; }"""
-"""The mean brightness of what the element shows (−1: no picture yet); the demo's classroom is ~170, black ~0."""
+"""The mean brightness of what the element shows (−1: no picture yet); the demo's classroom is ~120-130, black ~0-17."""
 
 
 def _recording(site: Site, settings: Any, make: Any) -> int:
@@ -51,7 +51,7 @@ def test_before_play_the_teacher_view_shows_the_first_picture_and_a_play_prompt(
     page = open_page(web_server.world.teacher, f"/replay/?id={rid}")
     js_poll(page, "document.getElementById('total').textContent === '00:10'")
     assert page.is_visible("#poster") and "点击播放录像" in page.inner_text("#poster")
-    js_poll(page, f"({LUMA})('v-camera') > 100", timeout=15)  # the classroom, not black
+    js_poll(page, f"({LUMA})('v-camera') > 60", timeout=15)  # the classroom, not black
     assert page.is_hidden("#off-camera")
     screenshot(page, "poster")
 
@@ -67,7 +67,7 @@ def test_before_play_the_teacher_view_shows_the_first_picture_and_a_play_prompt(
     page.eval_on_selector("#seek", "(s) => { s.value = '7'; s.dispatchEvent(new Event('change')); }")
     js_poll(page, "document.getElementById('off-camera').hidden")
     js_poll(page, "Math.abs(document.getElementById('v-camera').currentTime - 1) < 0.4")  # 7 s is 1 s into the second file
-    js_poll(page, f"({LUMA})('v-camera') > 100")
+    js_poll(page, f"({LUMA})('v-camera') > 60")
 
 
 def test_a_demo_recording_plays_in_the_browser(web_server: Site, settings: Any, open_page: Any, js_poll: Any) -> None:
@@ -77,7 +77,7 @@ def test_a_demo_recording_plays_in_the_browser(web_server: Site, settings: Any, 
     page.click(f"#library tr[data-id='{rid}'] a")
     page.wait_for_url(f"**/replay/?id={rid}")
     js_poll(page, "document.getElementById('total').textContent === '00:20'")
-    js_poll(page, f"({LUMA})('v-camera') > 100", timeout=15)
+    js_poll(page, f"({LUMA})('v-camera') > 60", timeout=15)
     page.click("#play")
     js_poll(page, "document.getElementById('a-microphone').currentTime > 1.5", timeout=15)
     js_poll(page, "document.getElementById('v-camera').currentTime > 1.5")

@@ -263,7 +263,15 @@ def test_an_admin_approves_one_request_and_rejects_another_with_a_reason(open_pa
     assert trail[-1]["action"] == "reject" and trail[-1]["reason"] == "周四第2节音乐教室已安排教研活动"
     assert "没有待审批的排课申请" in page.inner_text("#series-list")
     page.click("#tabs .tab[data-tab='rejected']")
-    page.wait_for_selector(f"tr[data-series='{music}']")
+    assert "周四第2节音乐教室已安排教研活动" in page.locator(f"tr[data-series='{music}']").inner_text()
+    # the teacher finds the answer under their own week
+    mine = open_page(w.teacher2, "/timetable.html")
+    row = mine.locator(f"#my-requests tr[data-series='{music}']")
+    row.wait_for()
+    assert "已驳回" in row.inner_text() and "周四第2节音乐教室已安排教研活动" in row.inner_text()
+    assert "实验小学教务" in row.inner_text()
+    assert mine.locator(f"#my-requests tr[data-series='{science}']").count() == 0  # approved: in the week grid
+    screenshot(mine, "teacher-requests")
 
 
 def test_cancelling_a_whole_series_takes_its_lessons_off_the_timetable(open_page: Any, web_server: Any,

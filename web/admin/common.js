@@ -1,6 +1,6 @@
 // Shared pieces of the admin / timetable pages: tables, form dialogs, cached look-ups,
 // and conflict sentences. Built on /assets/api.js.
-import { api, el, fill, openDialog, ApiError, showError } from "/assets/api.js";
+import { api, el, fill, openDialog, ApiError, showError, fmtDateTime } from "/assets/api.js";
 
 export const SCHOOL_KIND = { urban: "城区", rural: "乡村" };
 export const DAY_KIND = { holiday: "节假日", makeup: "调休补课日" };
@@ -158,3 +158,20 @@ export function options(rows, label = (r) => r.name, { empty } = {}) {
 export async function guarded(fn) {
   try { return await fn(); } catch (err) { showError(err); return undefined; }
 }
+
+// ---------------------------------------------------------------- series
+
+/** "每周二 第3节，第1–20周" / "单周周一 第1–2节，第2周至学期末" */
+export function whenText(s) {
+  const periods = s.period_from === s.period_to ? `第${s.period_from}节` : `第${s.period_from}–${s.period_to}节`;
+  const weeks = s.week_to >= 60 ? `第${s.week_from}周至学期末` : `第${s.week_from}–${s.week_to}周`;
+  const day = s.week_pattern === "every" ? `每${ISO_WEEKDAY[s.weekday]}` : `${WEEK_PATTERN[s.week_pattern]}${ISO_WEEKDAY[s.weekday]}`;
+  return `${day} ${periods}，${weeks}`;
+}
+
+/** "原因" with who decided and when, for rejected and cancelled series. */
+export function decisionText(s) {
+  return [s.decision_reason || "—", el("br"), el("span", { class: "muted small" },
+    [s.decided_by_name, s.decided_at ? fmtDateTime(s.decided_at) : ""].filter(Boolean).join(" · "))];
+}
+

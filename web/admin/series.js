@@ -3,7 +3,7 @@
 // and the rejected and cancelled ones. Lists only series whose main school the admin manages
 // (GET /series?manageable=true).
 import { api, requireLogin, mountHeader, el, fill, toast, openDialog, fmtDateTime, KIND_LABEL } from "/assets/api.js";
-import { ISO_WEEKDAY, WEEK_PATTERN, RECEIVER_MODE, fetchAll, table, formDialog, errorBox, guarded } from "/admin/common.js";
+import { RECEIVER_MODE, fetchAll, table, formDialog, errorBox, guarded, whenText, decisionText } from "/admin/common.js";
 
 const TABS = {
   pending: { title: "待审批的排课申请", empty: "没有待审批的排课申请" },
@@ -13,14 +13,6 @@ const TABS = {
 };
 const panel = document.getElementById("panel");
 const currentTab = () => (location.hash.slice(1) in TABS ? location.hash.slice(1) : "pending");
-
-/** "每周二 第3节，第1–20周" / "单周周一 第1–2节，第2周至学期末" */
-export function whenText(s) {
-  const periods = s.period_from === s.period_to ? `第${s.period_from}节` : `第${s.period_from}–${s.period_to}节`;
-  const weeks = s.week_to >= 60 ? `第${s.week_from}周至学期末` : `第${s.week_from}–${s.week_to}周`;
-  const day = s.week_pattern === "every" ? `每${ISO_WEEKDAY[s.weekday]}` : `${WEEK_PATTERN[s.week_pattern]}${ISO_WEEKDAY[s.weekday]}`;
-  return `${day} ${periods}，${weeks}`;
-}
 
 const receiversText = (s) => s.receivers.length
   ? s.receivers.map((r) => `${r.school_name} · ${r.classroom_name}${r.mode === "interactive" ? "" : "（" + RECEIVER_MODE[r.mode] + "）"}`).join("、")
@@ -34,7 +26,9 @@ function columns(tab) {
     { label: "接收教室", value: receiversText },
     tab === "pending"
       ? { label: "申请", value: (s) => [s.created_by_name, el("br"), el("span", { class: "muted small" }, fmtDateTime(s.created_at))] }
-      : { label: "课次", value: (s) => `${s.instance_count} 节`, class: "nowrap" },
+      : tab === "approved"
+        ? { label: "课次", value: (s) => `${s.instance_count} 节`, class: "nowrap" }
+        : { label: tab === "rejected" ? "驳回原因" : "停课原因", value: decisionText },
   ];
 }
 

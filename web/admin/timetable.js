@@ -8,7 +8,7 @@ import {
 } from "/assets/api.js";
 import {
   RECEIVER_MODE, WEEK_PATTERN, ISO_WEEKDAY, loadSchools, loadTerms, loadTeachers, fetchAll, field, readForm,
-  conflictList, errorBox, options, guarded, formDialog,
+  conflictList, errorBox, options, guarded, formDialog, table, whenText, decisionText,
 } from "/admin/common.js";
 
 const audience = document.body.dataset.audience || "admin";
@@ -392,8 +392,30 @@ async function substitute(l) {
   }).then(afterChange((n) => `已安排 ${n.teacher_name} 代课`));
 }
 
+// ------------------------------------------------------------------ a teacher's own requests
+
+const REQUEST_STATUS = { pending: "待审批", rejected: "已驳回" };
+
+/** The teacher's booking requests still waiting or turned down (with the reason), under their week. */
+async function myRequests() {
+  const box = document.getElementById("my-requests");
+  if (!box) return;
+  const [pending, rejected] = await Promise.all(["pending", "rejected"].map((status) =>
+    fetchAll("/series", { teacher_id: user.id, status })));
+  const rows = [...pending, ...rejected];
+  box.hidden = !rows.length;
+  fill(box, el("h2", {}, "我的排课申请"), el("div", { id: "request-list" }, table([
+    { label: "课程", value: (s) => s.title },
+    { label: "时间", value: (s) => whenText(s), class: "nowrap" },
+    { label: "接收教室", value: (s) => s.receivers.map((r) => `${r.school_name} · ${r.classroom_name}`).join("、") || "—" },
+    { label: "状态", value: (s) => el("span", { class: "badge" + (s.status === "rejected" ? " badge-warn" : "") }, REQUEST_STATUS[s.status]) },
+    { label: "审批意见", value: (s) => (s.status === "rejected" ? decisionText(s) : "等待本校管理员审批") },
+  ], rows, { rowAttrs: (s) => ({ dataset: { series: s.id } }) })));
+}
+
 if (user) {
   mountHeader(user, { title: audience === "teacher" ? "我的课表" : "周课表" });
   readUrl();
   draw();
+  if (audience === "teacher") guarded(myRequests);
 }

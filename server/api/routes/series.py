@@ -13,6 +13,7 @@ from scheduler import bookings
 from scheduler.access import require_school_admin, school_clause
 from scheduler.errors import Forbidden, NotFound, SchedulerError
 from scheduler.models import (
+    AuditEntry,
     Classroom,
     LessonInstance,
     LessonKind,
@@ -110,6 +111,10 @@ class SeriesOut(BaseModel):
     created_by_name: str = ""
     can_manage: bool = False
     """The caller may approve, reject or cancel it (an admin of its main school or above)."""
+    decision_reason: str | None = None
+    """Why it was rejected or cancelled (the reason given with that decision)."""
+    decided_at: datetime | None = None
+    decided_by_name: str | None = None
 
 
 class SeriesPage(BaseModel):
@@ -142,6 +147,13 @@ def _out(session, series: LessonSeries, scope=None) -> SeriesOut:  # type: ignor
     main = session.get(Classroom, series.main_classroom_id)
     teacher = session.get(User, series.main_teacher_id)
     creator = session.get(User, series.created_by_id)
+    decision = None
+    if series.status in (SeriesStatus.rejected, SeriesStatus.cancelled):
+        action = "reject" if series.status is SeriesStatus.rejected else "cancel"
+        decision = session.scalars(select(AuditEntry).where(
+            AuditEntry.entity == "series", AuditEntry.entity_id == series.id, AuditEntry.action == action)
+            .order_by(AuditEntry.id.desc()).limit(1)).first()
+    decider = session.get(User, decision.actor_id) if decision is not None and decision.actor_id else None
     receivers = []
     for r in series.receivers:
         room = session.get(Classroom, r.classroom_id)
@@ -159,6 +171,9 @@ def _out(session, series: LessonSeries, scope=None) -> SeriesOut:  # type: ignor
         main_school_name=_school_name(session, main.school_id) if main else "",
         created_by_name=creator.display_name if creator else "",
         can_manage=scope is not None and main is not None and _manages(session, scope, main.school_id),
+        decision_reason=decision.reason if decision is not None else None,
+        decided_at=decision.at if decision is not None else None,
+        decided_by_name=decider.display_name if decider is not None else None,
     )
 
 

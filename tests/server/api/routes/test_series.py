@@ -202,3 +202,34 @@ def test_check_says_ok_exactly_when_booking_succeeds(client, world, auth):
         assert check["message"].startswith("没有冲突，可以排课：共 20 节")
         r = client.post("/api/v1/series", json=body(world), headers=auth(actor))
         assert r.status_code == 201 and r.json()["status"] == status
+
+
+def test_a_rejected_or_cancelled_series_says_why_who_and_when(client, world, auth):
+    sid = client.post("/api/v1/series", json=body(world), headers=auth(world.teacher)).json()["id"]
+    assert client.get(f"/api/v1/series/{sid}", headers=auth(world.teacher)).json()["decision_reason"] is None
+    r = client.post(f"/api/v1/series/{sid}/reject", json={"reason": "该时段教室已安排教研"},
+                    headers=auth(world.urban_admin))
+    assert r.status_code == 200
+    mine = client.get("/api/v1/series", params={"teacher_id": world.teacher.id, "status": "rejected"},
+                      headers=auth(world.teacher)).json()["data"]
+    assert [(s["id"], s["decision_reason"], s["decided_by_name"]) for s in mine] == [
+        (sid, "该时段教室已安排教研", "实验小学教务")]
+    assert mine[0]["decided_at"] and mine[0]["can_manage"] is False
+    booked = client.post("/api/v1/series", json=body(world), headers=auth(world.urban_admin)).json()
+    assert booked["can_manage"] is True and booked["main_school_name"] == "东区实验小学"
+    out = client.post(f"/api/v1/series/{booked['id']}/cancel", json={"reason": "教师调离"},
+                      headers=auth(world.urban_admin)).json()
+    assert (out["status"], out["decision_reason"]) == ("cancelled", "教师调离")
+
+
+def test_the_approval_queue_lists_only_series_the_caller_may_decide(client, world, auth):
+    sid = client.post("/api/v1/series", json=body(world), headers=auth(world.teacher)).json()["id"]
+    queue = {"status": "pending", "manageable": "true"}
+    for admin, expected in ((world.urban_admin, [sid]), (world.city_admin, [sid]), (world.sysadmin, [sid]),
+                            (world.rural_admin, []), (world.admin_b, [])):
+        got = client.get("/api/v1/series", params=queue, headers=auth(admin)).json()["data"]
+        assert [s["id"] for s in got] == expected, admin.username
+    # the receiving school's admin still sees it among its series, but may not decide it
+    (seen,) = client.get("/api/v1/series", params={"status": "pending"}, headers=auth(world.rural_admin)).json()["data"]
+    assert seen["can_manage"] is False
+    assert client.get("/api/v1/series", params=queue, headers=auth(world.teacher)).json()["data"] == []

@@ -1129,6 +1129,9 @@ class _Builder:
         when = f"{chosen.starts_at:%H:%M}" if chosen is not None else f"周{_WEEKDAY_ZH[series.weekday]}"
         day_word = "今天" if chosen is not None else "每周"
         lesson = f"{day_word} {when}《{series.title}》"
+        if chosen is not None:  # as listed again on later starts (saved_accounts)
+            lead = timedelta(minutes=self.settings.room_open_lead_minutes)
+            lesson += f"（{chosen.starts_at - lead:%H:%M} 开放课堂）"
         accounts = [
             DemoAccount("系统管理员", "admin", PASSWORD, "系统管理员", "全部区域、学校、学期、作息与排课；审批与审计"),
             DemoAccount("市教育局管理员", "city_admin", PASSWORD, self.city_admin.display_name,

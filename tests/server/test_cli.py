@@ -173,7 +173,8 @@ def test_demo_loads_once_and_prints_the_accounts_every_time(tmp_path_factory, tm
     assert "演示数据已载入" in first and f"演示账号（密码均为 {PASSWORD}）" in first
     rows = _accounts(first)
     assert {"admin", "teacher", "terminal_main", "terminal_recv", "researcher"} <= set(rows)
-    assert PASSWORD in rows["teacher"] and re.search(r"今天 \d\d:\d\d《", rows["teacher"])
+    assert PASSWORD in rows["teacher"]
+    assert re.search(r"今天 \d\d:\d\d《[^》]+》（\d\d:\d\d 开放课堂）", rows["teacher"]), rows["teacher"]
 
     again = run_sanke(["demo"], child_env(clock_hook(tmp_path / "hook"), DEMO_AT,
                                           SANKE_DATA_DIR=str(copy_data(data, tmp_path / "data"))))

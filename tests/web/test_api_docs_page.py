@@ -11,9 +11,10 @@ def test_the_api_docs_render_offline_from_sanke_alone(web_server: Any, open_page
                                                      screenshot: Any) -> None:
     requested: list[str] = []
     failed: list[str] = []
-    page = open_page(None, "/login.html")
+    # a blank page first, so that no earlier page's request (its favicon) is cut off by the navigation
+    page = open_page(None, "about:blank")
     page.on("request", lambda r: requested.append(r.url))
-    page.on("requestfailed", lambda r: failed.append(r.url))
+    page.on("requestfailed", lambda r: failed.append(f"{r.url} {r.failure}"))
     page.goto("/docs")
     title = js_poll(page, "document.querySelector('.swagger-ui .info .title')?.textContent", timeout=20)
     assert "SanKe 三课" in title

@@ -22,11 +22,8 @@ EMOJI_RANGES = [
 """Code points drawn as emoji (Unicode's Extended_Pictographic outside Latin-1, and the emoji
 variation selector). Arrows such as → (U+2192) and the geometric ■ (U+25A0) are ordinary text."""
 
-CHECKED = ["lesson", "assets", "index.html", "login.html", "admin", "records"]
-"""Where an emoji fails the suite."""
-PENDING = sorted(p.name for p in WEB.iterdir() if p.name != "vendor" and p.name not in CHECKED
-                 and (p.is_dir() or p.suffix in SUFFIXES))
-"""The rest (web/patrol, web/replay, ...): reported (xfail) while they are moved to the icon set."""
+PARTS = sorted(p.name for p in WEB.iterdir() if p.name != "vendor" and (p.is_dir() or p.suffix in SUFFIXES))
+"""Every page and asset of the web client (web/vendor holds third-party code)."""
 
 
 def is_emoji(ch: str) -> bool:
@@ -55,14 +52,7 @@ def test_the_detector_knows_the_emoji_seen_in_lessons_and_lets_text_through() ->
         assert not is_emoji(ch), f"U+{ord(ch):04X}"
 
 
-@pytest.mark.parametrize("part", CHECKED)
+@pytest.mark.parametrize("part", PARTS)
 def test_no_emoji_in_the_web_client(part: str) -> None:
     found = emoji_in(part)
     assert not found, "emoji (use icon() from /assets/icons.js instead):\n" + "\n".join(found)
-
-
-@pytest.mark.parametrize("part", PENDING)
-def test_no_emoji_in_the_pages_still_being_converted(part: str) -> None:
-    found = emoji_in(part)
-    if found:
-        pytest.xfail("not yet converted to the icon set:\n" + "\n".join(found))

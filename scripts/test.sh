@@ -31,12 +31,16 @@ if [ -n "${SANKE_TEST_FAKETIME:-}" ]; then
   lib=$(dpkg -L libfaketime | grep '/libfaketimeMT\.so\.1$' | head -1)
   shim=.venv/lib/sanke-faketime-shim.so  # see scripts/faketime_shim.c
   gcc -shared -fPIC -O2 -o "$shim" scripts/faketime_shim.c -ldl
-  # redis-server (its jemalloc) cannot start under libfaketime: the tests find this one first, on the
-  # real clock (the bus's pub/sub does not read it)
+  # Two programs run on the real clock: redis-server (its jemalloc cannot start under libfaketime; the
+  # bus's pub/sub does not read the clock) and Chromium (slowed down many times by it; the browser tests
+  # set the pages' clock themselves, with Playwright). The tests find these wrappers first.
   mkdir -p .venv/faketime-bin
-  printf '#!/bin/sh\nunset LD_PRELOAD FAKETIME\nexec %s "$@"\n' "$(command -v redis-server)" > .venv/faketime-bin/redis-server
-  chmod +x .venv/faketime-bin/redis-server
-  export PATH="$PWD/.venv/faketime-bin:$PATH"
+  for prog in redis-server "${SANKE_CHROMIUM:-/usr/bin/chromium}"; do
+    printf '#!/bin/sh\nunset LD_PRELOAD FAKETIME\nexec %s "$@"\n' "$(command -v "$prog")" \
+      > ".venv/faketime-bin/$(basename "$prog")"
+    chmod +x ".venv/faketime-bin/$(basename "$prog")"
+  done
+  export PATH="$PWD/.venv/faketime-bin:$PATH" SANKE_CHROMIUM="$PWD/.venv/faketime-bin/$(basename "${SANKE_CHROMIUM:-/usr/bin/chromium}")"
   # FAKETIME "@…": start at that instant and run; DONT_RESET: a child process goes on from its parent's
   # clock instead of starting again at the instant
   exec env LD_PRELOAD="$PWD/$shim:$lib${LD_PRELOAD:+:$LD_PRELOAD}" FAKETIME="@$start" \

@@ -31,16 +31,20 @@ if [ -n "${SANKE_TEST_FAKETIME:-}" ]; then
   lib=$(dpkg -L libfaketime | grep '/libfaketimeMT\.so\.1$' | head -1)
   shim=.venv/lib/sanke-faketime-shim.so  # see scripts/faketime_shim.c
   gcc -shared -fPIC -O2 -o "$shim" scripts/faketime_shim.c -ldl
-  # Two programs run on the real clock: redis-server (its jemalloc cannot start under libfaketime; the
-  # bus's pub/sub does not read the clock) and Chromium (slowed down many times by it; the browser tests
-  # set the pages' clock themselves, with Playwright). The tests find these wrappers first.
+  # Three programs run on the real clock, through these wrappers: redis-server (its jemalloc cannot
+  # start under libfaketime; the bus's pub/sub does not read the clock), Chromium (slowed down many
+  # times by it; the browser tests set the pages' clock themselves, with Playwright) and Playwright's
+  # node driver (its page clock must count from the same clock as the browser's).
+  node=$(.venv/bin/python -c 'import pathlib, playwright; print(pathlib.Path(playwright.__file__).parent / "driver" / "node")')
   mkdir -p .venv/faketime-bin
-  for prog in redis-server "${SANKE_CHROMIUM:-/usr/bin/chromium}"; do
+  for prog in redis-server "${SANKE_CHROMIUM:-/usr/bin/chromium}" "${PLAYWRIGHT_NODEJS_PATH:-$node}"; do
     printf '#!/bin/sh\nunset LD_PRELOAD FAKETIME\nexec %s "$@"\n' "$(command -v "$prog")" \
       > ".venv/faketime-bin/$(basename "$prog")"
     chmod +x ".venv/faketime-bin/$(basename "$prog")"
   done
-  export PATH="$PWD/.venv/faketime-bin:$PATH" SANKE_CHROMIUM="$PWD/.venv/faketime-bin/$(basename "${SANKE_CHROMIUM:-/usr/bin/chromium}")"
+  export PATH="$PWD/.venv/faketime-bin:$PATH" \
+    SANKE_CHROMIUM="$PWD/.venv/faketime-bin/$(basename "${SANKE_CHROMIUM:-/usr/bin/chromium}")" \
+    PLAYWRIGHT_NODEJS_PATH="$PWD/.venv/faketime-bin/$(basename "${PLAYWRIGHT_NODEJS_PATH:-$node}")"
   # FAKETIME "@…": start at that instant and run; DONT_RESET: a child process goes on from its parent's
   # clock instead of starting again at the instant
   exec env LD_PRELOAD="$PWD/$shim:$lib${LD_PRELOAD:+:$LD_PRELOAD}" FAKETIME="@$start" \

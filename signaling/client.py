@@ -20,6 +20,7 @@ from typing import Any
 
 import websockets
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.exceptions import InvalidStateError
 
 from media.ice import IcePolicy, filter_local_sdp, rtc_configuration
 
@@ -224,9 +225,14 @@ class LessonClient:
             return  # leaving: an offer that crossed our own close has nothing to apply to
         for t in msg.get("tracks", []):
             self.mids[t["mid"]] = (t["participant_id"], t["source"])
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=msg["sdp"], type="offer"))
-        answer = await pc.createAnswer()
-        await pc.setLocalDescription(answer)
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=msg["sdp"], type="offer"))
+            answer = await pc.createAnswer()
+            await pc.setLocalDescription(answer)
+        except InvalidStateError:
+            if pc.signalingState == "closed":
+                return  # closed while this offer was being applied: leaving, nothing to answer
+            raise
         self.offers += 1
         await self.send({"type": "answer", "request_id": f"a{next(self._ids)}",
                          "sdp": filter_local_sdp(pc.localDescription.sdp, self.policy)})

@@ -29,9 +29,13 @@ class ColorTrack(VideoStreamTrack):
         plane.update(bytes(rgb) * (plane.line_size // 3 * HEIGHT))
         self._frame = frame.reformat(format="yuv420p")
         self.sent = 0
+        self.first_at: float | None = None
+        """``time.monotonic()`` when the first frame went to the encoder (a recording starts there)."""
 
     async def recv(self) -> av.VideoFrame:
         pts, time_base = await self.next_timestamp()
+        if self.first_at is None:
+            self.first_at = time.monotonic()
         frame = self._frame
         frame.pts = pts
         frame.time_base = time_base
@@ -50,11 +54,13 @@ class ToneTrack(AudioStreamTrack):
         self.hz = hz
         self._n = 0
         self._start: float | None = None
+        self.first_at: float | None = None
+        """``time.monotonic()`` when the first frame went to the encoder."""
 
     async def recv(self) -> av.AudioFrame:
         if self._start is None:
-            self._start = time.time()
-        wait = self._start + self._n / self.RATE - time.time()
+            self._start = self.first_at = time.monotonic()
+        wait = self._start + self._n / self.RATE - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
         samples = [int(8000 * math.sin(2 * math.pi * self.hz * (self._n + i) / self.RATE)) for i in range(self.SAMPLES)]

@@ -107,17 +107,11 @@ def _create_admin(args: argparse.Namespace) -> int:
     from scheduler.directory import create_user
     from scheduler.errors import SchedulerError
     from scheduler.models import Role, User
-    from server.core.db import make_engine, make_session_factory, session_scope
-    from server.core.migrate import upgrade
+    from server.core.db import session_scope
+    from server.core.migrate import migrated_database
     from server.core.security import hash_password
 
-    settings = get_settings()
-    settings.ensure_data_dir()
-    url = settings.effective_database_url
-    upgrade(url)
-    engine = make_engine(url)
-    try:
-        factory = make_session_factory(engine)
+    with migrated_database(get_settings()) as factory:
         with factory() as session:
             if session.scalar(select(User.id).where(User.username == args.username.strip())) is not None:
                 print(f"无法创建管理员：用户名“{args.username.strip()}”已存在。", file=sys.stderr)
@@ -141,8 +135,6 @@ def _create_admin(args: argparse.Namespace) -> int:
         except SchedulerError as exc:
             print(f"无法创建管理员：{exc.message}。", file=sys.stderr)
             return 1
-    finally:
-        engine.dispose()
     print(f"已创建系统管理员 {username}（{name}），可以登录了。")
     return 0
 

@@ -78,8 +78,8 @@ from scheduler.records_models import (
 )
 from scheduler.terms import TermCalendar, calendar_of, timetable_weekday
 from server.core.config import Settings
-from server.core.db import make_engine, make_session_factory, session_scope
-from server.core.migrate import upgrade
+from server.core.db import session_scope
+from server.core.migrate import migrated_database
 from server.core.security import hash_password
 from server.demo_media import add_recordings
 
@@ -1562,12 +1562,7 @@ def load_demo(settings: Settings, *, if_empty: bool = True, now: datetime | None
     began = _time.perf_counter()
     clock.configure(settings.timezone)
     now = now or clock.now()
-    settings.ensure_data_dir()
-    url = settings.effective_database_url
-    upgrade(url)
-    engine = make_engine(url)
-    try:
-        factory = make_session_factory(engine)
+    with migrated_database(settings) as factory:
         with factory() as session:
             users = int(session.scalar(select(func.count(User.id))) or 0)
             clash = session.scalar(select(User.username).where(User.username.in_(["admin", "teacher", "city_admin"])))
@@ -1608,5 +1603,3 @@ def load_demo(settings: Settings, *, if_empty: bool = True, now: datetime | None
         summary.seconds = _time.perf_counter() - began
         print(format_summary(summary, b.term_note))
         return summary
-    finally:
-        engine.dispose()

@@ -8,8 +8,9 @@
 # Arguments go to pytest (e.g. `scripts/test.sh tests/server/test_demo.py -k postgresql`).
 #
 # What this script requires is explicit, so a machine that lacks something fails instead of passing
-# with skips: a missing PostgreSQL, redis-server, Chromium or Playwright is a failure
-# (SANKE_TEST_REQUIRE_PG / _REDIS / _BROWSER), and the property tests draw the same examples on every
+# with skips: a missing PostgreSQL, redis-server, Chromium or Playwright, or a machine where the
+# weak-link lab's network namespaces cannot be made (tests/linklab: root, iproute2, ethtool), is a
+# failure (SANKE_TEST_REQUIRE_PG / _REDIS / _BROWSER / _NETNS), and the property tests draw the same examples on every
 # run (SANKE_HYPOTHESIS_PROFILE=ci).
 #
 # The suite passes on any day. To show it, run it with the clock moved to another day:
@@ -21,8 +22,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SANKE_EXTRAS="[test]" bash scripts/bootstrap.sh postgresql redis-server chromium fonts-wqy-microhei \
-  ${SANKE_TEST_FAKETIME:+faketime}
-export SANKE_TEST_REQUIRE_PG=1 SANKE_TEST_REQUIRE_REDIS=1 SANKE_TEST_REQUIRE_BROWSER=1
+  iproute2 ethtool ${SANKE_TEST_FAKETIME:+faketime}
+export SANKE_TEST_REQUIRE_PG=1 SANKE_TEST_REQUIRE_REDIS=1 SANKE_TEST_REQUIRE_BROWSER=1 SANKE_TEST_REQUIRE_NETNS=1
 export SANKE_HYPOTHESIS_PROFILE=${SANKE_HYPOTHESIS_PROFILE:-ci}
 PYTEST=(.venv/bin/python -m pytest -q -p no:cacheprovider "$@")
 if [ -n "${SANKE_TEST_FAKETIME:-}" ]; then

@@ -9,7 +9,8 @@ engine and tests stay independent.
 Set ``SANKE_TEST_REQUIRE_PG=1`` and ``SANKE_TEST_REQUIRE_REDIS=1`` (the
 README's test command does) to turn a missing PostgreSQL or redis-server into
 a failure instead of a skip; ``SANKE_TEST_REQUIRE_BROWSER=1`` does the same for
-Chromium and Playwright (``tests/web/conftest.py``), and
+Chromium and Playwright (``tests/web/conftest.py``) and ``SANKE_TEST_REQUIRE_NETNS=1`` for
+the weak-link lab's network namespaces (``tests/linklab/conftest.py``), and
 ``SANKE_HYPOTHESIS_PROFILE=ci`` makes the property tests draw the same examples
 on every run.
 

@@ -12,6 +12,13 @@ rewriter state, the SSRC and payload type the subscriber negotiated, whether it
 waits for a keyframe, and the transport's writer.  ``ProducerStream.receive``
 hands a packet to all its consumers' sinks in one C call; this class is the
 control side (binding, layers, NACK, reports), which runs far less often.
+
+Repairing a subscriber's loss follows ``media/retransmit.py``: a NACKed packet is
+resent from the producer stream's cache at most once per RTT of that subscriber,
+stamped with the SFU's abs-send-time of the resend (the subscriber's delay-based
+bandwidth estimate must see one clock), and a loss that the cache cannot repair
+or that costs more than a keyframe, or a subscriber whose feedback resumes after
+an outage, asks the publisher for a keyframe at once.
 """
 
 from __future__ import annotations
@@ -24,26 +31,29 @@ from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket
 from media._fastpath import ffi, lib
 from media.bwe import VideoGate
 from media.rewrite import SeqTsRewriter
+from media.retransmit import KEYFRAME_CHEAPER_S, ResendLog, resend_interval
 from media.rtp import (
     URI_ABS_SEND_TIME,
     URI_MID,
     URI_REPAIRED_RID,
     URI_RID,
+    find_extension,
     remap_extension_ids,
     rewrite_header,
     rtx_wrap,
+    write_abs_send_time,
 )
 from media.rtpstats import SendStats
 
 if TYPE_CHECKING:
     from media.producer import Producer, ProducerStream
+    from media.srtp import SrtpWriter
     from media.transport import WebRtcTransport
 
 _TS = struct.Struct(">I")
 
 KEYFRAME_RETRY_S = 1.0
 """A consumer still waiting for its first keyframe asks again after this long (the PLI or the keyframe got lost)."""
-MAX_RETRANSMIT_PER_NACK = 64
 _NEVER_MAP = (URI_MID, URI_RID, URI_REPAIRED_RID)
 """The publisher's MID/RID values name *its* m-line and layers; a subscriber must not see them
 (it would demultiplex the packet onto the wrong track), so their ids are mapped to an id the
@@ -109,8 +119,19 @@ class Consumer:
         self.wait_since = 0.0
         self.stats = SendStats(0, self.clock_rate)
         self.rtx_seq = 0
+        self.resends = ResendLog()
+        """When each outgoing sequence number was last resent (once per RTT at most)."""
+        self.red_negotiated = False
+        """Audio: the subscriber gets RED (redundant Opus frames), so a lost packet is not resent."""
         self.retransmitted = 0
+        self.rtx_suppressed = 0
+        """NACKed packets not resent because they were resent less than one RTT ago (or too often)."""
         self.nack_misses = 0
+        """NACKed packets the cache could not repair (too old, or from before a switch)."""
+        self.nack_keyframes = 0
+        """Keyframes asked for because a NACK could not be repaired, or a keyframe was cheaper."""
+        self.outage_keyframes = 0
+        """Keyframes asked for because the subscriber's feedback resumed after an outage."""
         self.keyframe_requests = 0
         self.gate: VideoGate | None = None
         self.max_layer = max_layer
@@ -240,32 +261,73 @@ class Consumer:
             stream.request_keyframe(now)
 
     def on_nack(self, lost: list[int], now: float) -> None:
-        """Retransmit what the subscriber lost, from the producer stream's cache (RTX when negotiated)."""
+        """Repair what the subscriber lost: resend from the producer stream's cache (RTX when negotiated),
+        each packet once per RTT at most; ask for a keyframe instead when that is the only or cheaper repair."""
         stream = self.stream
         writer = self.transport.writer
-        if stream is None or stream.cache is None or not writer.is_open:
+        cache = stream.cache if stream is not None else None
+        if stream is None or cache is None or not writer.is_open or not lost:
             return
-        for out_seq in lost[:MAX_RETRANSMIT_PER_NACK]:
-            src_seq = self.rewriter.to_source_seq(out_seq)
-            if src_seq < 0:
-                self.nack_misses += 1
-                continue
-            pkt = stream.cache.get(src_seq, now)
+        if self.kind == "audio" and self.red_negotiated:
+            return  # RED already carried the lost frame in the next packets
+        rewriter = self.rewriter
+        found: list[tuple[int, bytes]] = []
+        size = 0
+        for out_seq in lost:
+            src_seq = rewriter.to_source_seq(out_seq)
+            pkt = cache.get(src_seq, now) if src_seq >= 0 else None
             if pkt is None:
                 self.nack_misses += 1
                 continue
-            (ts,) = _TS.unpack_from(pkt, 4)
-            buf = bytearray(pkt)
-            rewrite_header(buf, self.out_pt, out_seq, (ts + self.rewriter.ts_offset) & 0xFFFFFFFF, self.ssrc)
+            found.append((out_seq & 0xFFFF, pkt))
+            size += len(pkt)
+        if self.kind == "video":
+            misses = len(lost) - len(found)
+            # Beyond the cache, the decoder cannot recover without a keyframe; past about a second of
+            # the stream's bytes, a keyframe is the cheaper repair (and the frames are late anyway).
+            too_big = size * 8 > stream.stats.bitrate_bps(now) * KEYFRAME_CHEAPER_S > 0
+            if misses or too_big:
+                self.nack_keyframes += 1
+                self.keyframe_requests += 1
+                stream.request_keyframe(now)
+                if too_big or 2 * misses > len(lost):
+                    return
+        interval = resend_interval(self.stats.rtt_ms)
+        for out_seq, pkt in found:
+            if not self.resends.allow(out_seq, now, interval):
+                self.rtx_suppressed += 1
+                continue
+            self._resend(out_seq, pkt, writer, now)
+
+    def _resend(self, out_seq: int, pkt: bytes, writer: SrtpWriter, now: float) -> None:
+        """Send cached ``pkt`` again as this subscriber's ``out_seq``, stamped with the SFU's send time now."""
+        (ts,) = _TS.unpack_from(pkt, 4)
+        buf = bytearray(pkt)
+        rewrite_header(buf, self.out_pt, out_seq, (ts + self.rewriter.ts_offset) & 0xFFFFFFFF, self.ssrc)
+        try:
             if self.ext_table is not None:
                 remap_extension_ids(buf, self.ext_table)
+            if self.ast_id:
+                offset = find_extension(buf, self.ast_id)
+                if offset >= 0:
+                    write_abs_send_time(buf, offset, now)
             if self.rtx_pt is not None and self.rtx_ssrc:
-                data = rtx_wrap(bytes(buf), self.rtx_pt, self.rtx_ssrc, self.rtx_seq)
+                data = rtx_wrap(buf, self.rtx_pt, self.rtx_ssrc, self.rtx_seq)
                 self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
             else:
-                data = bytes(buf)
-            writer.send_rtp(data)
-            self.retransmitted += 1
+                data = buf
+        except ValueError:
+            return  # the forwarded copy was dropped for the same reason
+        writer.send_rtp(data)
+        self.retransmitted += 1
+
+    def on_outage(self, now: float) -> None:
+        """The subscriber's feedback resumed after an outage: its decoder needs a keyframe, now."""
+        stream = self.stream
+        if stream is not None and self.kind == "video" and not self.waiting:
+            self.outage_keyframes += 1
+            self.keyframe_requests += 1
+            stream.request_keyframe(now)
 
     def on_remb(self, bps: int, now: float) -> None:
         if self.gate is not None:

@@ -35,6 +35,8 @@ _SEQ_TS = struct.Struct(">HI")
 fanout = lib.sk_fanout
 from_buffer = ffi.from_buffer
 
+AUDIO_CACHE_SIZE = 256
+"""Opus sends 50 packets a second: 256 hold the cache's 3 s."""
 KEYFRAME_REQUEST_INTERVAL_S = 0.3
 """At most one PLI per stream in this interval, however many consumers ask: a
 publisher that gets a PLI per subscriber would send nothing but keyframes."""
@@ -67,7 +69,8 @@ class ProducerStream:
         self.rid = rid
         self.ssrc = ssrc
         self.stats = ReceiveStats(ssrc or 0, producer.clock_rate)
-        self.cache: PacketCache | None = PacketCache() if producer.kind == "video" else None
+        self.cache: PacketCache | None = PacketCache(AUDIO_CACHE_SIZE if producer.kind == "audio" else 2048)
+        """Recent packets, to answer subscribers' NACKs (audio too, unless they get RED)."""
         self.consumers: list[Consumer] = []
         self.groups: list[tuple[bytes | None, Any, int, list[Consumer]]] = []
         """``consumers`` grouped by header-extension id table, as (table, C array of their sinks,

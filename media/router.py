@@ -380,6 +380,9 @@ class Router:
             "consumers": {cid: {"producer_id": c.producer_id, "bound": c.stream is not None,
                                 "paused": c.paused, "sent": c.sent_packets,
                                 "retransmitted": c.retransmitted, "keyframe_requests": c.keyframe_requests,
+                                "rtx_suppressed": c.rtx_suppressed, "nack_misses": c.nack_misses,
+                                "nack_keyframes": c.nack_keyframes, "outage_keyframes": c.outage_keyframes,
+                                "lost": c.stats.cumulative_lost,
                                 "layer": c.stream.layer if c.stream is not None else -1}
                           for cid, c in self.consumers.items()},
         }

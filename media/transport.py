@@ -49,6 +49,7 @@ from aiortc.rtp import (
 from aiortc.clock import current_ntp_time
 
 from media.ice import IcePolicy, SdpRejected, check_remote_sdp, filter_local_sdp, rtc_configuration
+from media.retransmit import FeedbackWatch
 from media.srtp import SrtpWriter
 
 if TYPE_CHECKING:
@@ -127,6 +128,8 @@ class WebRtcTransport:
         self.state = "new"
         self.closed = False
         self.remb_bps: int | None = None
+        self.feedback = FeedbackWatch()
+        """Subscriber side: when its RTCP resumes after an outage, its video consumers ask for keyframes."""
         self.srtp_errors = 0
         self.created = time.monotonic()
         self._last_sample = (0, self.created)
@@ -399,6 +402,9 @@ class WebRtcTransport:
         except ValueError:
             return
         now = time.monotonic()
+        if self.direction == "recv" and self.feedback.heard(now):
+            for consumer in self.consumers.values():
+                consumer.on_outage(now)
         for packet in packets:
             if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
                 if isinstance(packet, RtcpSrPacket):
@@ -491,6 +497,7 @@ class WebRtcTransport:
         jitter_ms = 0.0
         rtt: list[float] = []
         bitrate = 0
+        repair = {"retransmitted": 0, "rtx_suppressed": 0, "nack_misses": 0, "lost": 0}
         if self.direction == "send":
             for s in self.streams():
                 if s.ssrc is None:
@@ -504,6 +511,10 @@ class WebRtcTransport:
                 jitter_ms = max(jitter_ms, c.stats.jitter_ms)
                 if c.stats.rtt_ms is not None:
                     rtt.append(c.stats.rtt_ms)
+                repair["retransmitted"] += c.retransmitted
+                repair["rtx_suppressed"] += c.rtx_suppressed
+                repair["nack_misses"] += c.nack_misses
+                repair["lost"] += max(0, c.stats.cumulative_lost)
             writer = self.writer
             sent = writer.sent_bytes
             last_bytes, last_t = self._last_sample
@@ -516,4 +527,5 @@ class WebRtcTransport:
             "loss": round(min(1.0, max(0.0, loss)), 4), "rtt_ms": int(sum(rtt) / len(rtt)) if rtt else 0,
             "jitter_ms": int(jitter_ms), "bitrate_kbps": max(0, bitrate // 1000),
             "paused_video": sum(1 for c in self.consumers.values() if c.paused),
+            **repair,
         }

@@ -408,3 +408,159 @@ def test_the_repair_counters_are_in_the_dump_and_the_link_samples() -> None:
 
     s = asyncio.run(sample())
     assert (s["retransmitted"], s["rtx_suppressed"], s["nack_misses"]) == (1, 1, 2)
+
+
+# ---------------------------------------------------------------------------------------- end to end
+
+
+class SubscriberLink:
+    """The network between the SFU and a subscriber's aiortc, below its SRTP: a delay each way, every
+    n-th video packet lost on the way down, and a blackout (nothing either way) when asked.
+
+    It also reads what arrives, as the subscriber's receiver would: the times keyframes arrive, and
+    how far each packet's abs-send-time is from the SFU's clock (``time.monotonic``, the same clock
+    in this process and in the server's) when it arrives.
+    """
+
+    def __init__(self, pc: Any, *, one_way_delay: float = 0.0, drop_every: int = 0) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.delay = one_way_delay
+        self.drop_every = drop_every
+        self.blackout = False
+        self.video = self.rtx = self.dropped = 0
+        self.keyframes: list[float] = []
+        self.rtx_stamp_errors: list[float] = []
+        self.video_stamp_errors: list[float] = []
+        self.video_pts: dict[int, str] = {}
+        self.rtx_pts: set[int] = set()
+        for t in pc.getTransceivers():
+            for codec in getattr(t, "_codecs", []):
+                mime = codec.mimeType.lower()
+                if mime == "video/rtx":
+                    self.rtx_pts.add(codec.payloadType)
+                elif mime.startswith("video/"):
+                    self.video_pts[codec.payloadType] = mime
+        found = re.search(r"a=extmap:(\d+)\S* " + re.escape(URI_ABS_SEND_TIME), pc.remoteDescription.sdp)
+        assert found, "the SFU offers abs-send-time"
+        self.ast_id = int(found.group(1))
+        dtls = pc.getTransceivers()[0].receiver.transport
+        self._rtp_in, self._rtcp_in, self._out = dtls._handle_rtp_data, dtls._handle_rtcp_data, dtls._send_rtp
+        dtls._handle_rtp_data = self._on_rtp
+        dtls._handle_rtcp_data = self._on_rtcp
+        dtls._send_rtp = self._on_send
+
+    def _later(self, coro_fn: Any, *args: Any) -> None:
+        self.loop.call_later(self.delay, lambda: self.loop.create_task(coro_fn(*args)))
+
+    def _stamp_error(self, data: bytes, now: float) -> float | None:
+        offset = find_extension(data, self.ast_id)
+        if offset < 0:
+            return None
+        diff = (ast_value(now) - int.from_bytes(data[offset:offset + 3], "big")) & 0xFFFFFF
+        return (diff if diff < 0x800000 else diff - 0x1000000) / AST_SCALE
+
+    async def _on_rtp(self, data: bytes, arrival_time_ms: int) -> None:
+        if self.blackout:
+            return
+        now = time.monotonic()
+        pt = data[1] & 0x7F
+        if pt in self.rtx_pts:
+            self.rtx += 1
+            error = self._stamp_error(data, now)
+            if error is not None:
+                self.rtx_stamp_errors.append(error)
+        elif pt in self.video_pts:
+            self.video += 1
+            if self.drop_every and self.video % self.drop_every == 0:
+                self.dropped += 1
+                return
+            error = self._stamp_error(data, now)
+            if error is not None:
+                self.video_stamp_errors.append(error)
+            try:
+                if is_keyframe(self.video_pts[pt], memoryview(data)[header_size(data):]):
+                    self.keyframes.append(now)
+            except ValueError:
+                pass
+        if self.delay:
+            self._later(self._rtp_in, data, arrival_time_ms)
+        else:
+            await self._rtp_in(data, arrival_time_ms)
+
+    async def _on_rtcp(self, data: bytes) -> None:
+        if self.blackout:
+            return
+        if self.delay:
+            self._later(self._rtcp_in, data)
+        else:
+            await self._rtcp_in(data)
+
+    async def _on_send(self, data: bytes) -> None:
+        if self.blackout:
+            return
+        if self.delay:
+            self._later(self._out, data)
+        else:
+            await self._out(data)
+
+
+async def wait_for(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.05)
+
+
+def test_a_far_lossy_subscriber_gets_each_loss_resent_about_once_with_the_sfus_clock(lesson: Lesson) -> None:
+    w = lesson.world
+
+    async def scenario() -> None:
+        main = await lesson.join(w.teacher)
+        far = await lesson.join(w.terminal_recv)
+        await main.publish({"camera": ColorTrack(RED)})
+        await far.subscribe([{"participant_id": main.participant_id, "source": "camera"}])
+        track = await far.track(main.participant_id, "camera")
+        await frames(track, 3)
+        # 300 ms round trip, 1 video packet in 6 lost: a new loss (and a NACK repeating every packet
+        # still missing) about every 170 ms, so each lost packet is NACKed about twice per round trip
+        link = SubscriberLink(far.subscriber, one_way_delay=0.15, drop_every=6)
+        await frames(track, 60, timeout=15)  # the SFU learns the round trip from the first reports
+        rtx0, dropped0 = link.rtx, link.dropped
+        got = await frames(track, 150, timeout=20)
+        rtx, dropped = link.rtx - rtx0, link.dropped - dropped0
+        assert dropped >= 15, (rtx, dropped)
+        assert 0.7 * dropped <= rtx <= 1.5 * dropped, (rtx, dropped)
+        assert all(close_to(x, RED) for x in got), got
+        # every packet, retransmitted or not, carries the SFU's clock of its send (one clock for the
+        # receiver's delay-based estimate), not the publisher's
+        assert link.rtx_stamp_errors and link.video_stamp_errors
+        assert all(-0.01 < e < 0.5 for e in link.rtx_stamp_errors), sorted(link.rtx_stamp_errors)[-5:]
+        assert all(-0.01 < e < 0.5 for e in link.video_stamp_errors), sorted(link.video_stamp_errors)[-5:]
+
+    lesson.play(scenario)
+
+
+def test_after_a_two_second_blackout_a_keyframe_arrives_within_a_second(lesson: Lesson) -> None:
+    w = lesson.world
+
+    async def scenario() -> None:
+        main = await lesson.join(w.teacher)
+        rural = await lesson.join(w.terminal_recv)
+        await main.publish({"camera": ColorTrack(RED)})
+        await rural.subscribe([{"participant_id": main.participant_id, "source": "camera"}])
+        track = await rural.track(main.participant_id, "camera")
+        await frames(track, 30)
+        link = SubscriberLink(rural.subscriber)
+        await wait_for(lambda: link.video > 30, 10, "video flows")
+        link.blackout = True  # nothing either way: media, reports, NACKs
+        await asyncio.sleep(2.0)
+        keyframes_before = len(link.keyframes)
+        back = time.monotonic()
+        link.blackout = False
+        await wait_for(lambda: len(link.keyframes) > keyframes_before, 5, "no keyframe after the blackout")
+        elapsed = link.keyframes[keyframes_before] - back
+        assert elapsed <= 1.0, f"first keyframe {elapsed:.3f} s after the link returned"
+        seen = await frames(track, 10, timeout=10)
+        assert all(close_to(x, RED) for x in seen), seen
+
+    lesson.play(scenario)

@@ -1,0 +1,790 @@
+"""Send-side bandwidth estimation from transport-wide feedback, in the spirit of Google Congestion Control.
+
+Owns the estimate of how many bits per second the path from the SFU to one
+subscriber carries, computed from transport-cc feedback (which packets
+arrived, when, which were lost) and the round-trip time.  It must not send,
+schedule or read anything: no socket, no clock, no asyncio, no logging.
+Every input carries its own time (``now_s``), so tests drive it with a fake
+clock.  Arrival times come from the receiver's clock: only their differences
+are used.
+
+Two estimators, the target is the lower of them (clamped to [min, max]):
+
+* **Delay-based** (draft-ietf-rmcat-gcc-02 §5, libwebrtc ``goog_cc``):
+  packets are grouped into 5 ms send-time bursts; the change of one-way
+  delay between groups is accumulated, smoothed (0.9) and a least-squares
+  trend over the last 20 groups is compared with an adaptive threshold
+  (gain 4, the threshold follows the trend slowly up and faster down, 6..600).
+  *Over-use* (the trend stays above the threshold for >10 ms and grows) cuts
+  the rate to 0.85 × the acknowledged bitrate (what the receiver got over the
+  last 0.5 s), at most once per RTT; *normal* increases it, multiplicatively
+  (8 %/s) far from the last congested rate, additively (about one packet per
+  response time) near it; *under-use* (a queue draining) holds.  The increase
+  never goes above 1.5 × the acknowledged bitrate + 10 kbit/s.
+* **Loss-based**: the loss fraction over windows of ~1 s.  The classic rule
+  (< 2 % increase 8 %/s, 2–10 % hold, > 10 % decrease by (1 − 0.5 × loss))
+  drives the estimate to nothing on a rural link whose loss is *random*
+  (radio, satellite) and does not fall when the sender slows down.  So the
+  rule is applied to the loss **above the link's inherent loss**: an average
+  of the loss seen in windows in which the delay-based detector never saw a
+  queue building (random loss; congestion loss comes with a growing queue),
+  capped at ``MAX_INHERENT_LOSS`` (10 %).  A link with 5 % or 10 % random loss
+  and capacity to spare thus keeps its rate; 20 % random loss still counts as
+  10 % excess and brings the rate down slowly; loss at a full drop-tail queue
+  is never learned as inherent.  This follows the idea of libwebrtc's newer
+  loss-based estimator (LossBasedBweV2: fit an inherent loss and a capacity,
+  bound the inherent loss) in a form small enough to read.  The price: a
+  policer that drops without queueing is taken for up to 10 % inherent loss,
+  so the rate may sit up to ~25 % above a policed rate.  A run of losses over
+  ``BLACKOUT_S`` with nothing delivered is a link that was down, not full (a
+  full link still delivers at its capacity), and is not counted.
+
+Probes: the caller sends a burst of padding above the target, measures what
+got through with :func:`measure_probe` and reports it with
+:meth:`SendSideEstimator.on_probe`; while the delay detector says normal the
+estimate jumps to the probed rate (GCC climbs 8 %/s otherwise: 300 kbit/s to
+2 Mbit/s takes ~25 s).  :meth:`SendSideEstimator.probe_bps` says when a probe
+is worth sending and at what rate.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import NamedTuple
+
+
+class PacketResult(NamedTuple):
+    """One packet as transport-cc feedback reports it."""
+
+    send_time_s: float
+    """When the sender sent it (sender's clock)."""
+    arrival_time_s: float | None
+    """When it arrived (receiver's clock, arbitrary offset); None = lost."""
+    size: int
+    """Bytes on the wire (RTP)."""
+
+
+# -- delay-based: grouping and trendline (libwebrtc inter_arrival_delta / trendline_estimator) --
+GROUP_S = 0.005
+"""Packets sent within this of a group's first packet form one group."""
+BURST_DELTA_S = 0.005
+BURST_MAX_S = 0.1
+ARRIVAL_JUMP_S = 3.0
+"""An arrival clock that jumps this much more than the sender's clock resets the grouping."""
+REORDER_RESET = 3
+STREAM_TIMEOUT_S = 2.0
+"""No feedback for this long: the delay history is stale, start over."""
+
+TREND_WINDOW = 20
+TREND_SMOOTHING = 0.9
+THRESHOLD_GAIN = 4.0
+MIN_NUM_DELTAS = 60
+OVERUSE_TIME_MS = 10.0
+THRESHOLD_INIT_MS = 12.5
+THRESHOLD_MIN_MS = 6.0
+THRESHOLD_MAX_MS = 600.0
+K_UP = 0.0087
+K_DOWN = 0.039
+MAX_ADAPT_OFFSET_MS = 15.0
+
+OVERUSE_CONFIRM_FEEDBACKS = 3
+"""The rate is cut once this many feedbacks in a row say over-use (150 ± 20 ms jitter flickers for one)."""
+
+# -- delay-based: rate control (libwebrtc aimd_rate_control) --
+BETA = 0.85
+"""Over-use: the rate becomes this × the acknowledged bitrate."""
+INCREASE_PER_S = 1.08
+"""Multiplicative increase far from the last congested rate."""
+MIN_ADDITIVE_BPS_PER_S = 4_000.0
+ACKED_WINDOW_S = 0.5
+ACKED_BUCKET_S = 0.05
+
+# -- loss-based --
+LOSS_WINDOW_S = 1.0
+LOSS_WINDOW_MIN_PACKETS = 20
+LOSS_WINDOW_MAX_S = 3.0
+LOSS_LOW = 0.02
+LOSS_HIGH = 0.10
+MAX_INHERENT_LOSS = 0.10
+INHERENT_ALPHA = 0.3
+"""Weight of the newest window in the inherent-loss average."""
+LOSS_DECREASE_INTERVAL_S = 0.3
+"""Loss-based decreases at most once per this + RTT."""
+BLACKOUT_S = 0.5
+"""A run of lost packets spanning this much send time with nothing delivered: the link was down."""
+
+# -- probing --
+PROBE_MIN_RECEIVED = 0.8
+PROBE_UNSATURATED = 0.9
+PROBE_UTILIZATION = 0.95
+PROBE_INTERVAL_S = 3.0
+PROBE_FACTOR = 2.0
+PROBE_STARTUP_FACTORS = (3.0, 6.0)
+PROBE_NORMAL_FOR_S = 1.0
+PROBE_FOUND_ROOM = 0.8
+"""A probe that got this share of its rate through found room: probe again at once, 2× higher."""
+
+DEFAULT_RTT_S = 0.2
+
+_NAMES = ("normal", "overusing", "underusing")
+_NORMAL, _OVER, _UNDER = 0, 1, 2
+
+
+def _finite(x: object) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def measure_probe(results: Sequence[PacketResult]) -> int | None:
+    """The rate a probe cluster got through: min(send rate, receive rate), or None if it says nothing.
+
+    ``results`` are the feedback entries of one probe cluster's packets.
+    None when fewer than 80 % arrived or fewer than 3 did.  When the receive
+    rate is clearly below the send rate the link was saturated: 95 % of the
+    receive rate (libwebrtc's ProbeBitrateEstimator).
+    """
+    n = 0
+    got = 0
+    first_send = last_send = first_arr = last_arr = 0.0
+    size_all = 0
+    first_size = last_size = 0
+    for r in results:
+        if not (_finite(r.send_time_s) and isinstance(r.size, int) and r.size > 0):
+            continue
+        n += 1
+        if r.arrival_time_s is None or not _finite(r.arrival_time_s):
+            continue
+        if got == 0:
+            first_send = last_send = r.send_time_s
+            first_arr = last_arr = r.arrival_time_s
+            first_size = last_size = r.size
+        else:
+            if r.send_time_s < first_send:
+                first_send = r.send_time_s
+            if r.send_time_s >= last_send:
+                last_send, last_size = r.send_time_s, r.size
+            if r.arrival_time_s < first_arr:
+                first_arr, first_size = r.arrival_time_s, r.size
+            if r.arrival_time_s > last_arr:
+                last_arr = r.arrival_time_s
+        got += 1
+        size_all += r.size
+    if got < 3 or got < PROBE_MIN_RECEIVED * n:
+        return None
+    send_s = last_send - first_send
+    recv_s = last_arr - first_arr
+    if send_s <= 0.0 or recv_s <= 0.0:
+        return None
+    send_bps = (size_all - last_size) * 8 / send_s
+    recv_bps = (size_all - first_size) * 8 / recv_s
+    if recv_bps > 2.0 * send_bps:
+        return None  # arrivals bunched by something else than the link: not a measurement
+    res = min(send_bps, recv_bps)
+    if recv_bps < PROBE_UNSATURATED * send_bps:
+        res = PROBE_UTILIZATION * recv_bps
+    return int(res)
+
+
+class _InterArrival:
+    """Groups packets into 5 ms send bursts and yields (send delta, arrival delta) between groups."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.empty = True
+        self.first_send = self.send = self.first_arr = self.complete = self.sys = 0.0
+        self.prev_valid = False
+        self.prev_send = self.prev_complete = self.prev_sys = 0.0
+        self.reordered = 0
+        self.send_delta = 0.0
+        self.arrival_delta = 0.0
+
+    def _belongs_to_burst(self, arrival: float, send: float) -> bool:
+        arr_delta = arrival - self.complete
+        send_delta = send - self.send
+        if send_delta == 0.0:
+            return True
+        return (
+            arr_delta - send_delta < 0.0 and arr_delta <= BURST_DELTA_S and arrival - self.first_arr < BURST_MAX_S
+        )
+
+    def add(self, send: float, arrival: float, sys_now: float) -> bool:
+        """Feed one received packet (arrival order); True when a group completed (deltas set)."""
+        done = False
+        if self.empty:
+            self.empty = False
+            self.first_send = self.send = send
+            self.first_arr = arrival
+        elif send < self.first_send:
+            return False  # older than the current group: reordered, skip
+        elif not self._belongs_to_burst(arrival, send) and send - self.first_send > GROUP_S:
+            if self.prev_valid:
+                self.send_delta = self.send - self.prev_send
+                self.arrival_delta = self.complete - self.prev_complete
+                sys_delta = self.sys - self.prev_sys
+                if self.arrival_delta - sys_delta >= ARRIVAL_JUMP_S:
+                    self.reset()
+                    self.empty = False
+                    self.first_send = self.send = send
+                    self.first_arr = self.complete = arrival
+                    self.sys = sys_now
+                    return False
+                if self.arrival_delta < 0.0:
+                    self.reordered += 1
+                    if self.reordered >= REORDER_RESET:
+                        self.reset()
+                    return False
+                self.reordered = 0
+                done = True
+            self.prev_valid = True
+            self.prev_send, self.prev_complete, self.prev_sys = self.send, self.complete, self.sys
+            self.first_send = self.send = send
+            self.first_arr = arrival
+        elif send > self.send:
+            self.send = send
+        self.complete = arrival
+        self.sys = sys_now
+        return done
+
+
+class _Trendline:
+    """Trend of the smoothed one-way delay over the last groups, and the over-use detector on it."""
+
+    def __init__(self) -> None:
+        self.xs = [0.0] * TREND_WINDOW
+        self.ys = [0.0] * TREND_WINDOW
+        self.reset()
+
+    def reset(self) -> None:
+        self.count = 0  # points in the ring
+        self.head = 0
+        self.num_deltas = 0
+        self.first_arrival_ms: float | None = None
+        self.accumulated = 0.0
+        self.smoothed = 0.0
+        self.prev_trend = 0.0
+        self.threshold = THRESHOLD_INIT_MS
+        self.last_threshold_ms: float | None = None
+        self.time_over = -1.0
+        self.over_count = 0
+        self.state = _NORMAL
+        self.modified_trend = 0.0
+
+    def _slope(self) -> float | None:
+        n = self.count
+        sx = sy = 0.0
+        for i in range(n):
+            sx += self.xs[i]
+            sy += self.ys[i]
+        mx, my = sx / n, sy / n
+        num = den = 0.0
+        for i in range(n):
+            dx = self.xs[i] - mx
+            num += dx * (self.ys[i] - my)
+            den += dx * dx
+        if den <= 0.0:
+            return None
+        return num / den
+
+    def update(self, recv_delta_ms: float, send_delta_ms: float, arrival_ms: float) -> None:
+        delta = recv_delta_ms - send_delta_ms
+        self.num_deltas = min(self.num_deltas + 1, 1000)
+        if self.first_arrival_ms is None:
+            self.first_arrival_ms = arrival_ms
+        self.accumulated += delta
+        self.smoothed = TREND_SMOOTHING * self.smoothed + (1 - TREND_SMOOTHING) * self.accumulated
+        self.xs[self.head] = arrival_ms - self.first_arrival_ms
+        self.ys[self.head] = self.smoothed
+        self.head = (self.head + 1) % TREND_WINDOW
+        if self.count < TREND_WINDOW:
+            self.count += 1
+        trend = self.prev_trend
+        if self.count == TREND_WINDOW:
+            s = self._slope()
+            if s is not None:
+                trend = s
+        self._detect(trend, send_delta_ms, arrival_ms)
+
+    def _detect(self, trend: float, ts_delta_ms: float, now_ms: float) -> None:
+        if self.num_deltas < 2:
+            self.state = _NORMAL
+            return
+        modified = min(self.num_deltas, MIN_NUM_DELTAS) * trend * THRESHOLD_GAIN
+        self.modified_trend = modified
+        if modified > self.threshold:
+            if self.time_over == -1.0:
+                self.time_over = ts_delta_ms / 2
+            else:
+                self.time_over += ts_delta_ms
+            self.over_count += 1
+            if self.time_over > OVERUSE_TIME_MS and self.over_count > 1 and trend >= self.prev_trend:
+                self.time_over = 0.0
+                self.over_count = 0
+                self.state = _OVER
+        elif modified < -self.threshold:
+            self.time_over = -1.0
+            self.over_count = 0
+            self.state = _UNDER
+        else:
+            self.time_over = -1.0
+            self.over_count = 0
+            self.state = _NORMAL
+        self.prev_trend = trend
+        self._update_threshold(modified, now_ms)
+
+    def _update_threshold(self, modified: float, now_ms: float) -> None:
+        if self.last_threshold_ms is None:
+            self.last_threshold_ms = now_ms
+        a = abs(modified)
+        if a > self.threshold + MAX_ADAPT_OFFSET_MS:
+            # a spike (a route change, a burst): do not let it drag the threshold
+            self.last_threshold_ms = now_ms
+            return
+        k = K_DOWN if a < self.threshold else K_UP
+        dt = min(max(now_ms - self.last_threshold_ms, 0.0), 100.0)
+        self.threshold += k * (a - self.threshold) * dt
+        self.threshold = min(max(self.threshold, THRESHOLD_MIN_MS), THRESHOLD_MAX_MS)
+        self.last_threshold_ms = now_ms
+
+
+class _AckedBitrate:
+    """What the receiver got over the last ``ACKED_WINDOW_S`` of its clock, in 50 ms buckets."""
+
+    N = int(round(ACKED_WINDOW_S / ACKED_BUCKET_S))
+
+    def __init__(self) -> None:
+        self.bytes = [0] * self.N
+        self.reset()
+
+    def reset(self) -> None:
+        for i in range(self.N):
+            self.bytes[i] = 0
+        self.first_bucket: int | None = None
+        self.last_bucket = 0
+        self.last_arrival = 0.0
+
+    def add(self, arrival: float, size: int) -> None:
+        b = math.floor(arrival / ACKED_BUCKET_S)
+        if self.first_bucket is None:
+            self.first_bucket = self.last_bucket = b
+            self.last_arrival = arrival
+        elif b > self.last_bucket:
+            if b - self.last_bucket > 40 * self.N:  # the receiver's clock jumped: start over
+                self.reset()
+                self.first_bucket = b
+            else:
+                for k in range(self.last_bucket + 1, min(b, self.last_bucket + self.N) + 1):
+                    self.bytes[k % self.N] = 0
+            self.last_bucket = b
+            self.last_arrival = arrival
+        elif b <= self.last_bucket - self.N:
+            if self.last_bucket - b > 40 * self.N:
+                self.reset()
+                self.first_bucket = self.last_bucket = b
+                self.last_arrival = arrival
+            else:
+                return  # older than the window
+        elif arrival > self.last_arrival:
+            self.last_arrival = arrival
+        self.bytes[b % self.N] += size
+
+    def bps(self) -> float | None:
+        if self.first_bucket is None:
+            return None
+        oldest = max(self.first_bucket, self.last_bucket - self.N + 1)
+        span = self.last_arrival - oldest * ACKED_BUCKET_S
+        if span < 2 * ACKED_BUCKET_S:
+            return None
+        total = 0
+        for k in range(oldest, self.last_bucket + 1):
+            total += self.bytes[k % self.N]
+        return total * 8 / span
+
+
+class _LinkCapacity:
+    """Where the delay-based rate last met congestion (libwebrtc LinkCapacityEstimator), in kbit/s."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.estimate_kbps: float | None = None
+        self.deviation = 0.4
+
+    def _dev(self) -> float:
+        assert self.estimate_kbps is not None
+        return math.sqrt(self.deviation * self.estimate_kbps)
+
+    def upper_bps(self) -> float:
+        if self.estimate_kbps is None:
+            return math.inf
+        return (self.estimate_kbps + 3 * self._dev()) * 1000
+
+    def lower_bps(self) -> float:
+        if self.estimate_kbps is None:
+            return 0.0
+        return max(0.0, self.estimate_kbps - 3 * self._dev()) * 1000
+
+    def update(self, sample_bps: float, alpha: float) -> None:
+        s = sample_bps / 1000
+        if self.estimate_kbps is None:
+            self.estimate_kbps = s
+        else:
+            self.estimate_kbps = (1 - alpha) * self.estimate_kbps + alpha * s
+        norm = max(self.estimate_kbps, 1.0)
+        err = self.estimate_kbps - s
+        self.deviation = (1 - alpha) * self.deviation + alpha * err * err / norm
+        self.deviation = min(max(self.deviation, 0.4), 2.5)
+
+
+_HOLD, _INCREASE, _DECREASE = 0, 1, 2
+
+
+class SendSideEstimator:
+    """The bitrate to send to one subscriber, from its transport-cc feedback.
+
+    Feed :meth:`on_feedback` with each feedback's packets (in feedback order),
+    :meth:`on_rtt` with RTT samples, :meth:`on_probe` with probe results; read
+    :attr:`target_bps`.  Nothing here raises on odd input: packets with
+    non-finite times or non-positive sizes are skipped.
+    """
+
+    def __init__(self, *, start_bps: int, min_bps: int, max_bps: int) -> None:
+        if not (0 < min_bps <= max_bps):
+            raise ValueError("need 0 < min_bps <= max_bps")
+        self.min_bps = int(min_bps)
+        self.max_bps = int(max_bps)
+        start = float(min(max(int(start_bps), self.min_bps), self.max_bps))
+        self._rtt_s = DEFAULT_RTT_S
+        self._inter = _InterArrival()
+        self._trend = _Trendline()
+        self._acked = _AckedBitrate()
+        self._link = _LinkCapacity()
+        self._last_feedback_s: float | None = None
+        # delay-based (AIMD)
+        self._delay_bps = start
+        self._rc_state = _HOLD
+        self._last_change_s: float | None = None
+        self._last_throughput = start
+        self._state = _NORMAL
+        self._normal_since_s: float | None = None
+        self._over_feedbacks = 0
+        # loss-based
+        self._loss_bps = start
+        self._win_start_s: float | None = None
+        self._win_lost = 0
+        self._win_recv = 0
+        self._win_congested = False
+        self._run_lost = 0
+        self._run_first_send = 0.0
+        self._run_last_send = 0.0
+        self._inherent: float | None = None
+        self._loss_fraction = 0.0
+        self._excess = 0.0
+        self._last_loss_update_s: float | None = None
+        self._last_loss_decrease_s: float | None = None
+        # probing
+        self._start_bps = start
+        self._startup_probes = 0
+        self._last_probe_s: float | None = None
+        self._probe_sent_s: float | None = None
+        self._probe_target = 0.0
+        self._probe_found_room = False
+
+    # -- read-only --------------------------------------------------------
+
+    @property
+    def target_bps(self) -> int:
+        """min(delay-based, loss-based), clamped to [min_bps, max_bps]."""
+        t = min(self._delay_bps, self._loss_bps)
+        return int(min(max(t, self.min_bps), self.max_bps))
+
+    @property
+    def delay_based_bps(self) -> int:
+        return int(self._delay_bps)
+
+    @property
+    def loss_based_bps(self) -> int:
+        return int(self._loss_bps)
+
+    @property
+    def delay_state(self) -> str:
+        """The delay detector's last verdict: "normal", "overusing" or "underusing"."""
+        return _NAMES[self._state]
+
+    @property
+    def loss_fraction(self) -> float:
+        """Loss over the last completed window (0..1)."""
+        return self._loss_fraction
+
+    @property
+    def inherent_loss(self) -> float:
+        """The loss taken for the link's own (random) loss, not caused by sending too much."""
+        return self._inherent or 0.0
+
+    @property
+    def acked_bps(self) -> int:
+        """What the receiver got over the last 0.5 s (0 = not known yet)."""
+        b = self._acked.bps()
+        return int(b) if b is not None else 0
+
+    @property
+    def rtt_s(self) -> float:
+        return self._rtt_s
+
+    # -- inputs -----------------------------------------------------------
+
+    def on_rtt(self, rtt_s: float, now_s: float) -> None:
+        """A round-trip time sample (from RTCP); bounds how fast the rate may fall again and rise."""
+        if _finite(rtt_s) and 0.0 < rtt_s < 60.0:
+            self._rtt_s = float(rtt_s)
+
+    def on_feedback(self, results: Sequence[PacketResult], now_s: float) -> None:
+        """One transport-cc feedback: its packets in feedback (sequence) order, lost ones included."""
+        if not _finite(now_s):
+            return
+        if self._last_feedback_s is not None and now_s - self._last_feedback_s > STREAM_TIMEOUT_S:
+            self._inter.reset()
+            self._trend.reset()
+        self._last_feedback_s = now_s
+        received: list[PacketResult] = []
+        for r in results:
+            if not (_finite(r.send_time_s) and isinstance(r.size, int) and r.size > 0):
+                continue
+            if r.arrival_time_s is None:
+                if self._run_lost == 0:
+                    self._run_first_send = self._run_last_send = r.send_time_s
+                else:
+                    self._run_first_send = min(self._run_first_send, r.send_time_s)
+                    self._run_last_send = max(self._run_last_send, r.send_time_s)
+                self._run_lost += 1
+                continue
+            if not _finite(r.arrival_time_s):
+                continue
+            self._end_lost_run()
+            self._win_recv += 1
+            received.append(r)
+        received.sort(key=_arrival)
+        for r in received:
+            arrival = r.arrival_time_s
+            assert arrival is not None
+            self._acked.add(arrival, r.size)
+            if self._inter.add(r.send_time_s, arrival, now_s):
+                self._trend.update(self._inter.arrival_delta * 1000, self._inter.send_delta * 1000, arrival * 1000)
+        if received:
+            # nothing received, nothing learnt about delay or throughput (libwebrtc skips it too)
+            self._set_state(self._trend.state, now_s)
+            self._update_delay_based(now_s)
+        self._update_loss_based(now_s)
+
+    def on_probe(self, bitrate_bps: int, now_s: float) -> None:
+        """A probe got ``bitrate_bps`` through (see :func:`measure_probe`): raise the estimate to it.
+
+        Ignored while the delay detector says over-use (the probe built a queue).
+        """
+        if not _finite(bitrate_bps) or bitrate_bps <= 0 or not _finite(now_s):
+            return
+        if self._probe_sent_s is not None:
+            self._probe_found_room = bitrate_bps >= PROBE_FOUND_ROOM * self._probe_target
+            if bitrate_bps < 0.7 * self._probe_target:
+                self._startup_probes = len(PROBE_STARTUP_FACTORS)  # the link is below what we probed: stop climbing
+        self._probe_sent_s = None
+        if self._state == _OVER:
+            return
+        p = min(float(bitrate_bps), float(self.max_bps))
+        self._link.update(p, 0.5)
+        if p > self._delay_bps:
+            self._delay_bps = p
+            self._last_change_s = now_s
+        if self._excess <= LOSS_HIGH and p > self._loss_bps:
+            self._loss_bps = p
+
+    def probe_bps(self, now_s: float) -> int:
+        """The rate worth probing at now (0 = none); call :meth:`on_probe` with the result.
+
+        At the start 3× then 6× the start rate (libwebrtc's initial probes);
+        then 2× the target while the delay detector says normal, the loss is
+        not above the link's inherent loss and the sender is not
+        application-limited (sending < 80 % of the target: more room would not
+        be used, and a probe's short queue could only cost): right after a
+        probe that found room, else every ``PROBE_INTERVAL_S`` once the
+        detector has said normal for ``PROBE_NORMAL_FOR_S``.  Never above
+        ``max_bps``; a probe whose result does not come back within 1 s failed.
+        """
+        target = self.target_bps
+        if target >= self.max_bps or not _finite(now_s):
+            return 0
+        if self._probe_sent_s is not None:
+            if now_s - self._probe_sent_s < 1.0:
+                return 0
+            self._probe_sent_s = None  # lost in the link: give up on it
+            self._probe_found_room = False
+        if self._startup_probes < len(PROBE_STARTUP_FACTORS):
+            rate = self._start_bps * PROBE_STARTUP_FACTORS[self._startup_probes]
+            self._startup_probes += 1
+        else:
+            if self._state != _NORMAL or self._normal_since_s is None or self._excess >= LOSS_LOW:
+                return 0
+            if self._sent_bps() < 0.8 * target:
+                return 0
+            if not self._probe_found_room:
+                if now_s - self._normal_since_s < PROBE_NORMAL_FOR_S:
+                    return 0
+                if self._last_probe_s is not None and now_s - self._last_probe_s < PROBE_INTERVAL_S:
+                    return 0
+            rate = target * PROBE_FACTOR
+        rate = min(rate, float(self.max_bps))
+        if rate <= target:
+            return 0
+        self._last_probe_s = now_s
+        self._probe_sent_s = now_s
+        self._probe_target = rate
+        self._probe_found_room = False
+        return int(rate)
+
+    def _sent_bps(self) -> float:
+        """What the sender sent lately, as the receiver's acknowledged rate undone by the loss."""
+        acked = self._acked.bps()
+        if acked is None:
+            return 0.0
+        return acked / (1.0 - min(self._loss_fraction, 0.5))
+
+    # -- internals --------------------------------------------------------
+
+    def _end_lost_run(self) -> None:
+        if self._run_lost:
+            if self._run_last_send - self._run_first_send < BLACKOUT_S:
+                self._win_lost += self._run_lost
+            self._run_lost = 0
+
+    def _set_state(self, state: int, now_s: float) -> None:
+        if state == _NORMAL:
+            if self._state != _NORMAL or self._normal_since_s is None:
+                self._normal_since_s = now_s
+        else:
+            self._normal_since_s = None
+            if state == _OVER:
+                self._win_congested = True
+        self._state = state
+
+    def _update_delay_based(self, now_s: float) -> None:
+        acked = self._acked.bps()
+        if self._state == _OVER:
+            self._over_feedbacks += 1
+            if self._over_feedbacks < OVERUSE_CONFIRM_FEEDBACKS:
+                return  # one feedback's worth of over-use on a jittery link is noise; a queue persists
+            if acked is not None and self._time_to_reduce(now_s, acked):
+                self._rate_control(now_s, acked)
+            elif acked is None and (self._last_change_s is None or now_s - self._last_change_s >= 0.2):
+                # over-use before anything was acknowledged: halve every 200 ms
+                self._delay_bps = max(self._delay_bps / 2, float(self.min_bps))
+                self._last_change_s = now_s
+        else:
+            self._over_feedbacks = 0
+            self._rate_control(now_s, acked)
+
+    def _time_to_reduce(self, now_s: float, acked: float) -> bool:
+        interval = min(max(self._rtt_s, 0.01), 0.2)
+        if self._last_change_s is None or now_s - self._last_change_s >= interval:
+            return True
+        return acked < 0.5 * self._delay_bps
+
+    def _rate_control(self, now_s: float, acked: float | None) -> None:
+        if acked is not None:
+            # what the sender can push through: the link's own random loss is not a rate limit
+            self._last_throughput = acked / (1.0 - (self._inherent or 0.0))
+        throughput = self._last_throughput
+        # state machine: over-use → decrease; normal after hold → increase; under-use → hold
+        if self._state == _NORMAL:
+            if self._rc_state == _HOLD:
+                self._last_change_s = now_s
+                self._rc_state = _INCREASE
+        elif self._state == _OVER:
+            if self._rc_state != _DECREASE:
+                self._rc_state = _DECREASE
+        else:
+            self._rc_state = _HOLD
+        cur = self._delay_bps
+        new = cur
+        if self._rc_state == _INCREASE:
+            limit = 1.5 * throughput + 10_000
+            if throughput > self._link.upper_bps():
+                self._link.reset()
+            if cur < limit:
+                dt = 0.0 if self._last_change_s is None else min(max(now_s - self._last_change_s, 0.0), 1.0)
+                if self._link.estimate_kbps is not None:
+                    inc = self._additive_per_s(cur) * dt
+                else:
+                    inc = max(cur * (INCREASE_PER_S**dt - 1), 1000.0 * dt)
+                new = min(cur + inc, limit)
+            self._last_change_s = now_s
+        elif self._rc_state == _DECREASE:
+            dec = BETA * throughput
+            if dec > 5_000:
+                dec -= 5_000
+            if dec > cur and self._link.estimate_kbps is not None:
+                dec = BETA * self._link.estimate_kbps * 1000
+            if dec < cur:
+                new = dec
+            if throughput < self._link.lower_bps():
+                self._link.reset()
+            self._link.update(throughput, 0.05)
+            self._rc_state = _HOLD
+            self._last_change_s = now_s
+        self._delay_bps = min(max(new, float(self.min_bps)), float(self.max_bps))
+
+    def _additive_per_s(self, bps: float) -> float:
+        """About one average packet per response time (RTT + 100 ms), as libwebrtc near convergence."""
+        frame_bytes = bps / 30 / 8
+        packets = max(1.0, math.ceil(frame_bytes / 1200))
+        avg_bits = frame_bytes / packets * 8
+        return max(MIN_ADDITIVE_BPS_PER_S, avg_bits / (self._rtt_s + 0.1))
+
+    def _update_loss_based(self, now_s: float) -> None:
+        if self._win_start_s is None:
+            self._win_start_s = now_s
+            self._last_loss_update_s = now_s
+        elapsed = now_s - self._win_start_s
+        total = self._win_lost + self._win_recv
+        if elapsed < 0.0:
+            self._win_start_s = now_s  # the caller's clock went back: start the window again
+            return
+        complete = (elapsed >= LOSS_WINDOW_S and total >= LOSS_WINDOW_MIN_PACKETS) or (
+            elapsed >= LOSS_WINDOW_MAX_S and total > 0
+        )
+        if complete:
+            p = self._win_lost / total
+            self._loss_fraction = p
+            first = self._inherent is None
+            base = self._inherent or 0.0
+            self._excess = max(0.0, p - base)
+            if not self._win_congested:
+                sample = min(p, MAX_INHERENT_LOSS)
+                self._inherent = sample if first else (1 - INHERENT_ALPHA) * base + INHERENT_ALPHA * sample
+            if first and not self._win_congested:
+                self._excess = 0.0  # nothing to compare the first window with: learn, hold
+            self._win_start_s = now_s
+            self._win_lost = self._win_recv = 0
+            self._win_congested = self._state == _OVER
+            if self._excess > LOSS_HIGH:
+                interval = LOSS_DECREASE_INTERVAL_S + self._rtt_s
+                if self._last_loss_decrease_s is None or now_s - self._last_loss_decrease_s >= interval:
+                    cur = min(self._loss_bps, self._delay_bps)
+                    self._loss_bps = max(cur * (1 - 0.5 * self._excess), float(self.min_bps))
+                    self._last_loss_decrease_s = now_s
+        last = self._last_loss_update_s if self._last_loss_update_s is not None else now_s
+        dt = min(max(now_s - last, 0.0), 1.0)
+        self._last_loss_update_s = now_s
+        if self._excess < LOSS_LOW and dt > 0.0:
+            grown = self._loss_bps * INCREASE_PER_S**dt + 1000.0 * dt
+            self._loss_bps = min(grown, max(self._delay_bps, self._loss_bps))
+        # the loss-based rate never stands above the delay-based one (libwebrtc caps it the same way)
+        if self._loss_bps > self._delay_bps:
+            self._loss_bps = self._delay_bps
+        self._loss_bps = min(max(self._loss_bps, float(self.min_bps)), float(self.max_bps))
+
+
+def _arrival(r: PacketResult) -> float:
+    a = r.arrival_time_s
+    return a if a is not None else 0.0

@@ -1,0 +1,397 @@
+"""media.gcc.SendSideEstimator on a simulated link: convergence, a capacity drop and return, random loss, bad input.
+
+The link is a small deterministic model of what `/work/shared/notes/weak-link-lab.md` builds with
+namespaces: a drop-tail bottleneck (like `tbf`: capacity, at most ``queue_s`` of backlog), a base
+one-way delay with uniform jitter released in FIFO order, Bernoulli loss from a seeded RNG, and
+blackouts.  The sender sends what the estimator allows (or a fixed stream, capped by it), the
+receiver reports every packet in transport-cc style every 50–100 ms on its own clock (offset by
+an arbitrary 1000 s), and the report reaches the sender one base delay later.  Probes are sent
+when the estimator asks (`probe_bps`) and measured with `measure_probe`, as the SFU does.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from media.gcc import PacketResult, SendSideEstimator, measure_probe
+
+PACKET = 1200
+RECEIVER_CLOCK_OFFSET = 1000.0
+FEEDBACK_INTERVALS = (0.05, 0.1, 0.075)
+PROBE_DURATION_S = 0.03
+PROBE_MIN_PACKETS = 5
+
+
+class Link:
+    """One direction of a bottleneck: drop-tail FIFO + delay/jitter + random loss + blackouts."""
+
+    def __init__(
+        self,
+        *,
+        capacity_bps: float,
+        delay_s: float,
+        jitter_s: float = 0.0,
+        loss: float = 0.0,
+        queue_s: float = 0.5,
+        seed: int = 1,
+    ) -> None:
+        self.capacity_bps = capacity_bps
+        self.delay_s = delay_s
+        self.jitter_s = jitter_s
+        self.loss = loss
+        self.queue_s = queue_s
+        self.rng = random.Random(seed)
+        self.free_at = 0.0
+        self.last_release = 0.0
+        self.blackouts: list[tuple[float, float]] = []
+
+    def backlog_s(self, t: float) -> float:
+        return max(0.0, self.free_at - t)
+
+    def set_capacity(self, t: float, bps: float) -> None:
+        bits = self.backlog_s(t) * self.capacity_bps
+        self.capacity_bps = bps
+        self.free_at = t + bits / bps
+
+    def send(self, t: float, size: int) -> float | None:
+        if any(a <= t < b for a, b in self.blackouts):
+            return None
+        if self.loss and self.rng.random() < self.loss:
+            return None
+        if self.backlog_s(t) > self.queue_s:
+            return None  # tail drop
+        self.free_at = max(t, self.free_at) + size * 8 / self.capacity_bps
+        arrival = self.free_at + self.delay_s
+        if self.jitter_s:
+            arrival += self.rng.uniform(-self.jitter_s, self.jitter_s)
+        arrival = max(arrival, self.last_release)  # FIFO: never overtakes
+        self.last_release = arrival
+        return arrival
+
+
+@dataclass
+class Sent:
+    send: float
+    arrival: float | None
+    size: int
+    cluster: int = -1
+
+
+@dataclass
+class Trace:
+    t: list[float] = field(default_factory=list)
+    target: list[int] = field(default_factory=list)
+    queue_s: list[float] = field(default_factory=list)
+    state: list[str] = field(default_factory=list)
+
+    def at(self, t: float) -> int:
+        for ti, v in zip(self.t, self.target):
+            if ti >= t:
+                return v
+        return self.target[-1]
+
+    def first_time(self, after: float, pred) -> float | None:  # type: ignore[no-untyped-def]
+        for ti, v in zip(self.t, self.target):
+            if ti >= after and pred(v):
+                return ti
+        return None
+
+    def between(self, a: float, b: float) -> list[int]:
+        return [v for ti, v in zip(self.t, self.target) if a <= ti <= b]
+
+    def queue_between(self, a: float, b: float) -> list[float]:
+        return [q for ti, q in zip(self.t, self.queue_s) if a <= ti <= b]
+
+
+class Sim:
+    """Sender + link + transport-cc receiver, stepped every millisecond."""
+
+    def __init__(
+        self,
+        est: SendSideEstimator,
+        link: Link,
+        *,
+        stream_bps: float | None = None,
+        probing: bool = True,
+    ) -> None:
+        self.est = est
+        self.link = link
+        self.stream_bps = stream_bps
+        self.probing = probing
+        self.t = 0.0
+        self.pkts: list[Sent] = []
+        self.budget = 0.0
+        self.next_report = 0
+        self.next_feedback = 0.05
+        self.fb_i = 0
+        self.in_flight: list[tuple[float, list[PacketResult], list[int]]] = []
+        self.next_rtt = 1.0
+        self.probe: tuple[float, float, int] | None = None  # (end, rate, id)
+        self.probe_budget = 0.0
+        self.clusters: dict[int, list[int]] = {}
+        self.cluster_seen: dict[int, int] = {}
+        self.trace = Trace()
+        self.on_step = None
+
+    def _send(self, size: int, cluster: int = -1) -> None:
+        arr = self.link.send(self.t, size)
+        self.pkts.append(Sent(self.t, arr, size, cluster))
+        if cluster >= 0:
+            self.clusters.setdefault(cluster, []).append(len(self.pkts) - 1)
+
+    def _feedback(self) -> None:
+        """The receiver reports up to the newest packet it has (losses before it included)."""
+        tr = self.t
+        hi = -1
+        j = self.next_report
+        while j < len(self.pkts) and self.pkts[j].send <= tr:
+            a = self.pkts[j].arrival
+            if a is not None and a <= tr:
+                hi = j
+            j += 1
+        if hi < 0:
+            return
+        results = []
+        seqs = []
+        for k in range(self.next_report, hi + 1):
+            p = self.pkts[k]
+            arr = p.arrival + RECEIVER_CLOCK_OFFSET if p.arrival is not None and p.arrival <= tr else None
+            results.append(PacketResult(p.send, arr, p.size))
+            seqs.append(k)
+        self.next_report = hi + 1
+        self.in_flight.append((tr + self.link.delay_s, results, seqs))
+
+    def _deliver(self) -> None:
+        while self.in_flight and self.in_flight[0][0] <= self.t:
+            _, results, seqs = self.in_flight.pop(0)
+            self.est.on_feedback(results, self.t)
+            for k, r in zip(seqs, results):
+                c = self.pkts[k].cluster
+                if c >= 0:
+                    self.cluster_seen[c] = self.cluster_seen.get(c, 0) + 1
+                    if self.cluster_seen[c] == len(self.clusters[c]) and (self.probe is None or self.probe[2] != c):
+                        rs = [
+                            PacketResult(
+                                self.pkts[i].send,
+                                None if self.pkts[i].arrival is None else self.pkts[i].arrival + RECEIVER_CLOCK_OFFSET,
+                                self.pkts[i].size,
+                            )
+                            for i in self.clusters[c]
+                        ]
+                        got = measure_probe(rs)
+                        if got is not None:
+                            self.est.on_probe(got, self.t)
+
+    def run(self, until_s: float, dt: float = 0.001) -> Trace:
+        while self.t < until_s:
+            if self.on_step is not None:
+                self.on_step(self)
+            target = self.est.target_bps
+            rate = target if self.stream_bps is None else min(target, self.stream_bps)
+            if self.probing and self.probe is None:
+                p = self.est.probe_bps(self.t)
+                if p:
+                    cid = len(self.clusters)
+                    self.clusters[cid] = []
+                    self.probe = (self.t + PROBE_DURATION_S, float(p), cid)
+                    self.probe_budget = PACKET * 8  # the first probe packet goes now
+            if self.probe is not None:
+                end, prate, cid = self.probe
+                self.probe_budget += prate * dt
+                while self.probe_budget >= PACKET * 8:
+                    self.probe_budget -= PACKET * 8
+                    self._send(PACKET, cid)  # media rides in the probe: its budget is spent here
+                self.budget = 0.0
+                if self.t >= end and len(self.clusters[cid]) >= PROBE_MIN_PACKETS:
+                    self.probe = None
+            else:
+                self.budget = min(self.budget + rate * dt, 4 * PACKET * 8)
+                while self.budget >= PACKET * 8:
+                    self.budget -= PACKET * 8
+                    self._send(PACKET)
+            if self.t >= self.next_feedback:
+                self._feedback()
+                self.next_feedback = self.t + FEEDBACK_INTERVALS[self.fb_i % len(FEEDBACK_INTERVALS)]
+                self.fb_i += 1
+            self._deliver()
+            if self.t >= self.next_rtt:
+                self.est.on_rtt(2 * self.link.delay_s + self.link.backlog_s(self.t), self.t)
+                self.next_rtt = self.t + 1.0
+            if not self.trace.t or self.t - self.trace.t[-1] >= 0.05:
+                self.trace.t.append(self.t)
+                self.trace.target.append(self.est.target_bps)
+                self.trace.queue_s.append(self.link.backlog_s(self.t))
+                self.trace.state.append(self.est.delay_state)
+            self.t = round(self.t + dt, 6)
+        return self.trace
+
+
+def _est(start: int, *, lo: int = 50_000, hi: int = 10_000_000) -> SendSideEstimator:
+    return SendSideEstimator(start_bps=start, min_bps=lo, max_bps=hi)
+
+
+def test_converges_on_a_2mbit_link_from_300kbit() -> None:
+    link = Link(capacity_bps=2_000_000, delay_s=0.04)
+    sim = Sim(_est(300_000), link)
+    tr = sim.run(30.0)
+    t_in = tr.first_time(0.0, lambda v: v >= 0.7 * 2_000_000)
+    assert t_in is not None and t_in <= 10.0, (t_in, tr.at(10.0))
+    late = tr.between(10.0, 30.0)
+    assert min(late) >= 0.7 * 2_000_000, min(late)
+    assert max(late) <= 1.1 * 2_000_000, max(late)
+    assert max(tr.queue_between(10.0, 30.0)) < 0.3
+
+
+def test_without_probes_it_still_converges_at_8_percent_per_second() -> None:
+    link = Link(capacity_bps=2_000_000, delay_s=0.04)
+    sim = Sim(_est(300_000), link, probing=False)
+    tr = sim.run(45.0)
+    t_in = tr.first_time(0.0, lambda v: v >= 0.7 * 2_000_000)
+    # 300k × 1.08^t = 1.4M → t ≈ 20 s
+    assert t_in is not None and 15.0 <= t_in <= 30.0, t_in
+    late = tr.between(35.0, 45.0)
+    assert 0.7 * 2_000_000 <= min(late) and max(late) <= 1.1 * 2_000_000, (min(late), max(late))
+
+
+def test_capacity_drop_then_return() -> None:
+    link = Link(capacity_bps=2_000_000, delay_s=0.04, queue_s=1.0)
+    sim = Sim(_est(1_000_000), link)
+
+    def cap(s: Sim) -> None:
+        if s.t == 20.0:
+            s.link.set_capacity(s.t, 300_000)
+        if s.t == 40.0:
+            s.link.set_capacity(s.t, 2_000_000)
+
+    sim.on_step = cap
+    tr = sim.run(60.0)
+    assert tr.at(19.9) >= 1_400_000
+    fell = tr.first_time(20.0, lambda v: v < 350_000)
+    assert fell is not None and fell - 20.0 <= 2.0, fell
+    assert max(tr.queue_between(30.0, 40.0)) < 0.2, max(tr.queue_between(30.0, 40.0))
+    assert max(tr.between(22.0, 40.0)) <= 400_000
+    back = tr.first_time(40.0, lambda v: v > 1_500_000)
+    assert back is not None and back - 40.0 <= 8.0, back
+
+
+@pytest.mark.parametrize("loss", [0.05, 0.10])
+@pytest.mark.parametrize("seed", [7, 11])
+def test_random_loss_on_a_far_link_keeps_the_stream(loss: float, seed: int) -> None:
+    # 3 Mbit/s, 150 ± 20 ms each way (≈ 300 ms RTT, the weak-link lab's jitter), the teacher's 1.5 Mbit/s layer
+    link = Link(capacity_bps=3_000_000, delay_s=0.15, jitter_s=0.02, loss=loss, seed=seed)
+    sim = Sim(_est(1_500_000), link, stream_bps=1_500_000)
+    tr = sim.run(60.0)
+    assert min(tr.target) >= 1_500_000, (loss, min(tr.target), sim.est.inherent_loss)
+
+
+def test_twenty_percent_loss_goes_down_but_not_below_min() -> None:
+    link = Link(capacity_bps=3_000_000, delay_s=0.15, jitter_s=0.02, loss=0.20, seed=3)
+    est = _est(1_500_000, lo=100_000)
+    sim = Sim(est, link, stream_bps=1_500_000)
+    tr = sim.run(60.0)
+    assert tr.at(59.0) < 0.8 * 1_500_000, tr.at(59.0)
+    assert min(tr.target) >= 100_000
+    assert 0.15 <= est.loss_fraction <= 0.3
+
+
+def test_a_blackout_does_not_count_as_congestion() -> None:
+    link = Link(capacity_bps=3_000_000, delay_s=0.05, seed=5)
+    link.blackouts.append((20.0, 22.0))
+    sim = Sim(_est(1_500_000), link, stream_bps=1_500_000)
+    tr = sim.run(30.0)
+    assert min(tr.between(18.0, 30.0)) >= 1_500_000, min(tr.between(18.0, 30.0))
+
+
+# -- pieces --------------------------------------------------------------------------------------
+
+
+def test_measure_probe() -> None:
+    # 10 packets sent at 4 Mbit/s (2.4 ms apart) arrive 4.8 ms apart: the link carries 2 Mbit/s
+    sent = [PacketResult(i * 0.0024, 5.0 + i * 0.0048, 1200) for i in range(10)]
+    got = measure_probe(sent)
+    assert got is not None and 0.9 * 1_900_000 <= got <= 2_000_000
+    # not saturated: the send rate
+    fast = [PacketResult(i * 0.0024, 5.0 + i * 0.0024, 1200) for i in range(10)]
+    assert measure_probe(fast) == pytest.approx(4_000_000, rel=1e-3)
+    lossy = [PacketResult(i * 0.0024, None if i % 3 else 5.0 + i * 0.0024, 1200) for i in range(10)]
+    assert measure_probe(lossy) is None
+    assert measure_probe([]) is None
+
+
+def test_a_growing_queue_is_over_use_and_a_steady_one_is_normal() -> None:
+    est = _est(1_000_000)
+    t = 0.0
+    seq_t = 0.0
+    for k in range(40):  # 2 s at ~1 Mbit/s, constant delay
+        batch = []
+        for _ in range(5):
+            batch.append(PacketResult(seq_t, seq_t + 0.03, 1200))
+            seq_t += 0.0096
+        t = seq_t + 0.05
+        est.on_feedback(batch, t)
+    assert est.delay_state == "normal"
+    assert 900_000 <= est.acked_bps <= 1_100_000
+    before = est.target_bps
+    extra = 0.0
+    for k in range(10):  # each packet 4 ms later than the one before: a queue builds
+        batch = []
+        for _ in range(5):
+            extra += 0.004
+            batch.append(PacketResult(seq_t, seq_t + 0.03 + extra, 1200))
+            seq_t += 0.0096
+        t = seq_t + 0.05
+        est.on_feedback(batch, t)
+    assert est.delay_state == "overusing"
+    assert est.target_bps < before
+
+
+_times = st.one_of(
+    st.floats(min_value=-1e6, max_value=1e6),
+    st.sampled_from([math.nan, math.inf, -math.inf, 0.0]),
+)
+_packet = st.builds(
+    PacketResult,
+    send_time_s=_times,
+    arrival_time_s=st.one_of(st.none(), _times),
+    size=st.integers(min_value=-10, max_value=70_000),
+)
+
+
+@given(
+    st.lists(
+        st.tuples(st.lists(_packet, max_size=30), st.floats(min_value=0.0, max_value=1e5)),
+        max_size=40,
+    ),
+    st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=5),
+)
+@settings(max_examples=200, deadline=None)
+def test_bad_input_never_breaks_the_estimate(feedbacks, rtts) -> None:  # type: ignore[no-untyped-def]
+    est = _est(500_000, lo=30_000, hi=5_000_000)
+    now = 0.0
+    for i, (batch, dt) in enumerate(feedbacks):
+        now += dt if i % 7 else -dt / 3  # the caller's clock may even step back
+        est.on_feedback(batch, now)
+        if i < len(rtts):
+            est.on_rtt(rtts[i], now)
+        est.on_probe(int(abs(dt) * 1000), now)
+        est.probe_bps(now)
+        v = est.target_bps
+        assert isinstance(v, int) and 30_000 <= v <= 5_000_000
+        assert est.acked_bps >= 0 and not math.isnan(est.loss_fraction)
+        assert 0.0 <= est.loss_fraction <= 1.0
+        assert est.delay_state in ("normal", "overusing", "underusing")
+
+
+def test_all_lost_and_empty_feedback_hold_the_estimate() -> None:
+    est = _est(800_000)
+    for k in range(50):
+        est.on_feedback([], k * 0.1)
+        est.on_feedback([PacketResult(k * 0.1 + i * 0.01, None, 1200) for i in range(10)], k * 0.1 + 0.05)
+    assert est.target_bps == 800_000
+    assert est.acked_bps == 0

@@ -25,19 +25,23 @@ Two estimators, the target is the lower of them (clamped to [min, max]):
   (< 2 % increase 8 %/s, 2–10 % hold, > 10 % decrease by (1 − 0.5 × loss))
   drives the estimate to nothing on a rural link whose loss is *random*
   (radio, satellite) and does not fall when the sender slows down.  So the
-  rule is applied to the loss **above the link's inherent loss**: an average
-  of the loss seen in windows in which the delay-based detector never saw a
-  queue building (random loss; congestion loss comes with a growing queue),
-  capped at ``MAX_INHERENT_LOSS`` (10 %).  A link with 5 % or 10 % random loss
-  and capacity to spare thus keeps its rate; 20 % random loss still counts as
-  10 % excess and brings the rate down slowly; loss at a full drop-tail queue
-  is never learned as inherent.  This follows the idea of libwebrtc's newer
-  loss-based estimator (LossBasedBweV2: fit an inherent loss and a capacity,
-  bound the inherent loss) in a form small enough to read.  The price: a
-  policer that drops without queueing is taken for up to 10 % inherent loss,
-  so the rate may sit up to ~25 % above a policed rate.  A run of losses over
+  rule is applied to the loss **above the link's inherent loss** (averaged
+  over two windows: random loss over 100 packets is noisy): the inherent loss
+  is an average of the loss seen in windows in which the delay-based detector
+  never saw a queue building (congestion loss comes with a growing queue),
+  bounded as libwebrtc's newer loss-based estimator (LossBasedBweV2, which
+  fits an inherent loss and a capacity) bounds it: at most 5 % + 75 kbit/s ÷
+  the sending rate (10 % at 1.5 Mbit/s, 20 % at 500 kbit/s).  A link with
+  5 % or 10 % random loss and capacity to spare thus keeps its rate; 20 %
+  random loss is 10 % excess at 1.5 Mbit/s and brings the rate down until the
+  bound covers it (around 1 Mbit/s in the tests), never to nothing; loss at a
+  full drop-tail queue is never learned as inherent.  The price: a policer
+  that drops without queueing is taken for inherent loss up to that bound, so
+  the rate may sit 10–25 % above a policed rate.  A run of losses over
   ``BLACKOUT_S`` with nothing delivered is a link that was down, not full (a
   full link still delivers at its capacity), and is not counted.
+* The delay-based "acknowledged bitrate" is divided by (1 − inherent loss):
+  what the sender can push through, since random loss is not a rate limit.
 
 Probes: the caller sends a burst of padding above the target, measures what
 got through with :func:`measure_probe` and reports it with
@@ -106,7 +110,13 @@ LOSS_WINDOW_MIN_PACKETS = 20
 LOSS_WINDOW_MAX_S = 3.0
 LOSS_LOW = 0.02
 LOSS_HIGH = 0.10
-MAX_INHERENT_LOSS = 0.10
+INHERENT_LOSS_OFFSET = 0.05
+INHERENT_LOSS_BALANCE_BPS = 75_000.0
+"""The inherent loss is capped at OFFSET + BALANCE / sending rate (libwebrtc LossBasedBweV2's bound):
+10 % at 1.5 Mbit/s, 20 % at 500 kbit/s, so heavy random loss settles at a low rate instead of zero."""
+INHERENT_LOSS_MAX = 0.5
+LOSS_AVG_ALPHA = 0.5
+"""Weight of the newest window in the loss the decisions use."""
 INHERENT_ALPHA = 0.3
 """Weight of the newest window in the inherent-loss average."""
 LOSS_DECREASE_INTERVAL_S = 0.3
@@ -481,6 +491,7 @@ class SendSideEstimator:
         self._run_last_send = 0.0
         self._inherent: float | None = None
         self._loss_fraction = 0.0
+        self._loss_avg = 0.0
         self._excess = 0.0
         self._last_loss_update_s: float | None = None
         self._last_loss_decrease_s: float | None = None
@@ -597,7 +608,7 @@ class SendSideEstimator:
         if p > self._delay_bps:
             self._delay_bps = p
             self._last_change_s = now_s
-        if self._excess <= LOSS_HIGH and p > self._loss_bps:
+        if self._excess < LOSS_LOW and p > self._loss_bps:
             self._loss_bps = p
 
     def probe_bps(self, now_s: float) -> int:
@@ -642,6 +653,10 @@ class SendSideEstimator:
         self._probe_target = rate
         self._probe_found_room = False
         return int(rate)
+
+    def _inherent_cap(self) -> float:
+        rate = self._sent_bps() or float(self.target_bps)
+        return min(INHERENT_LOSS_OFFSET + INHERENT_LOSS_BALANCE_BPS / max(rate, 1.0), INHERENT_LOSS_MAX)
 
     def _sent_bps(self) -> float:
         """What the sender sent lately, as the receiver's acknowledged rate undone by the loss."""
@@ -758,9 +773,12 @@ class SendSideEstimator:
             self._loss_fraction = p
             first = self._inherent is None
             base = self._inherent or 0.0
-            self._excess = max(0.0, p - base)
+            # random loss over ~100 packets is noisy (±4 % at 20 %): decide on two windows' average,
+            # except when a queue was building (then the loss is news, act on it)
+            self._loss_avg = p if first or self._win_congested else LOSS_AVG_ALPHA * p + (1 - LOSS_AVG_ALPHA) * self._loss_avg
+            self._excess = max(0.0, self._loss_avg - base)
             if not self._win_congested:
-                sample = min(p, MAX_INHERENT_LOSS)
+                sample = min(p, self._inherent_cap())
                 self._inherent = sample if first else (1 - INHERENT_ALPHA) * base + INHERENT_ALPHA * sample
             if first and not self._win_congested:
                 self._excess = 0.0  # nothing to compare the first window with: learn, hold

@@ -24,7 +24,7 @@ from media.gcc import PacketResult, SendSideEstimator, measure_probe
 PACKET = 1200
 RECEIVER_CLOCK_OFFSET = 1000.0
 FEEDBACK_INTERVALS = (0.05, 0.1, 0.075)
-PROBE_DURATION_S = 0.03
+PROBE_DURATION_S = 0.06
 PROBE_MIN_PACKETS = 5
 
 
@@ -138,6 +138,7 @@ class Sim:
         self.cluster_seen: dict[int, int] = {}
         self.trace = Trace()
         self.on_step = None
+        self.clock_offset = RECEIVER_CLOCK_OFFSET
 
     def _send(self, size: int, cluster: int = -1) -> None:
         arr = self.link.send(self.t, size)
@@ -161,7 +162,7 @@ class Sim:
         seqs = []
         for k in range(self.next_report, hi + 1):
             p = self.pkts[k]
-            arr = p.arrival + RECEIVER_CLOCK_OFFSET if p.arrival is not None and p.arrival <= tr else None
+            arr = p.arrival + self.clock_offset if p.arrival is not None and p.arrival <= tr else None
             results.append(PacketResult(p.send, arr, p.size))
             seqs.append(k)
         self.next_report = hi + 1
@@ -179,7 +180,7 @@ class Sim:
                         rs = [
                             PacketResult(
                                 self.pkts[i].send,
-                                None if self.pkts[i].arrival is None else self.pkts[i].arrival + RECEIVER_CLOCK_OFFSET,
+                                None if self.pkts[i].arrival is None else self.pkts[i].arrival + self.clock_offset,
                                 self.pkts[i].size,
                             )
                             for i in self.clusters[c]
@@ -236,9 +237,11 @@ def _est(start: int, *, lo: int = 50_000, hi: int = 10_000_000) -> SendSideEstim
     return SendSideEstimator(start_bps=start, min_bps=lo, max_bps=hi)
 
 
-def test_converges_on_a_2mbit_link_from_300kbit() -> None:
+@pytest.mark.parametrize("clock_offset", [1000.0, -5000.0])
+def test_converges_on_a_2mbit_link_from_300kbit(clock_offset: float) -> None:
     link = Link(capacity_bps=2_000_000, delay_s=0.04)
     sim = Sim(_est(300_000), link)
+    sim.clock_offset = clock_offset  # the receiver's clock: arrivals may even read "before" their sending
     tr = sim.run(30.0)
     t_in = tr.first_time(0.0, lambda v: v >= 0.7 * 2_000_000)
     assert t_in is not None and t_in <= 10.0, (t_in, tr.at(10.0))
@@ -295,9 +298,11 @@ def test_twenty_percent_loss_goes_down_but_not_below_min() -> None:
     est = _est(1_500_000, lo=100_000)
     sim = Sim(est, link, stream_bps=1_500_000)
     tr = sim.run(60.0)
-    assert tr.at(59.0) < 0.8 * 1_500_000, tr.at(59.0)
-    assert min(tr.target) >= 100_000
-    assert 0.15 <= est.loss_fraction <= 0.3
+    late = tr.between(5.0, 60.0)
+    assert min(late) < 0.8 * 1_500_000, min(late)  # 10 % above the inherent bound at 1.5 Mbit/s: down
+    assert min(tr.target) >= 500_000, min(tr.target)  # settles where the bound covers it, not at the floor
+    assert 0.12 <= est.loss_fraction <= 0.3
+    assert 0.08 <= est.inherent_loss <= 0.2
 
 
 def test_a_blackout_does_not_count_as_congestion() -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 import pylibsrtp
 import pytest
-from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket, RtcpRtpfbPacket, RTCP_RTPFB_NACK
+from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket
 
 from media.codecs import is_keyframe
 from media.consumer import Consumer

@@ -511,8 +511,19 @@ async def wait_for(predicate: Any, timeout: float, what: str) -> None:
         await asyncio.sleep(0.05)
 
 
-def test_a_far_lossy_subscriber_gets_each_loss_resent_about_once_with_the_sfus_clock(lesson: Lesson) -> None:
+def test_a_far_lossy_subscriber_gets_each_loss_resent_about_once_with_the_sfus_clock(lesson: Lesson, app: Any) -> None:
     w = lesson.world
+    samples: list[dict[str, Any]] = []  # the worker's link samples, every 2 s
+
+    def on_stats(index: int, event: str, data: dict[str, Any]) -> None:
+        if event == "stats":
+            samples.extend(data.get("transports") or [])
+
+    app.state.media.add_listener(on_stats)
+
+    def recv_sample(participant_id: str) -> dict[str, Any] | None:
+        return next((x for x in reversed(samples) if x["participant_id"] == participant_id
+                     and x["direction"] == "recv"), None)
 
     async def scenario() -> None:
         main = await lesson.join(w.teacher)
@@ -524,7 +535,20 @@ def test_a_far_lossy_subscriber_gets_each_loss_resent_about_once_with_the_sfus_c
         # 300 ms round trip, 1 video packet in 6 lost: a new loss (and a NACK repeating every packet
         # still missing) about every 170 ms, so each lost packet is NACKed about twice per round trip
         link = SubscriberLink(far.subscriber, one_way_delay=0.15, drop_every=6)
-        await frames(track, 60, timeout=15)  # the SFU learns the round trip from the first reports
+
+        def far_rtt() -> int:
+            sample = recv_sample(far.participant_id)
+            return sample["rtt_ms"] if sample else 0
+
+        async def watch() -> None:
+            while True:
+                await frames(track, 1, timeout=15)  # keep decoding (aiortc's queue is unbounded)
+
+        watching = asyncio.get_running_loop().create_task(watch())
+        try:  # the SFU learns the round trip from the subscriber's receiver reports about its SRs
+            await wait_for(lambda: far_rtt() >= 250, 20, f"the SFU never measured the RTT: {recv_sample(far.participant_id)}")
+        finally:
+            watching.cancel()
         rtx0, dropped0 = link.rtx, link.dropped
         got = await frames(track, 150, timeout=20)
         rtx, dropped = link.rtx - rtx0, link.dropped - dropped0
@@ -536,6 +560,12 @@ def test_a_far_lossy_subscriber_gets_each_loss_resent_about_once_with_the_sfus_c
         assert link.rtx_stamp_errors and link.video_stamp_errors
         assert all(-0.01 < e < 0.5 for e in link.rtx_stamp_errors), sorted(link.rtx_stamp_errors)[-5:]
         assert all(-0.01 < e < 0.5 for e in link.video_stamp_errors), sorted(link.video_stamp_errors)[-5:]
+        # the worker's next sample counts what it resent (all the subscriber got, at least) and what it held back
+        received, seen = link.rtx, len(samples)
+        await wait_for(lambda: any(x["participant_id"] == far.participant_id and x["direction"] == "recv"
+                                   for x in samples[seen:]), 10, "no link sample")
+        sample = recv_sample(far.participant_id)
+        assert sample is not None and sample["retransmitted"] >= received and sample["rtx_suppressed"] > 0, sample
 
     lesson.play(scenario)
 

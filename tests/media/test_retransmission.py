@@ -42,6 +42,7 @@ from tests.media.test_sfu import (  # noqa: F401 - the fixtures of the SFU tests
     settings,
 )
 
+
 class LossyCapture(Capture):
     """What a subscriber receives over a link that loses the packets with the sequence numbers in
     ``lose`` (the first time each is sent): the sender allows a repeated index (as aiortc's SRTP

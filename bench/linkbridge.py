@@ -18,7 +18,8 @@ Per direction (``down`` = server side → classroom side, ``up`` = classroom →
 The condition is a small JSON file (``{"down": {...}, "up": {...}}``) that the lab rewrites
 atomically while a test runs; it is re-read when its inode or mtime changes (checked every 20 ms).
 On SIGUSR1 and on exit (SIGTERM/SIGINT) the counters (frames seen, dropped, forwarded, cap drops per
-direction) are written to the statistics file as JSON.
+direction, and the dropped RTP packets by payload type, so a benchmark can tell lost video from lost
+audio or retransmissions) are written to the statistics file as JSON.
 
 This module must not log per packet, configure interfaces or touch any namespace but its own.
 """
@@ -88,6 +89,19 @@ class Counters:
     dropped_queue: int = 0
     dropped_cap: int = 0
     passed_other: int = 0
+    dropped_rtp_pt: dict = field(default_factory=dict)
+    """Dropped RTP packets by payload type (RTP over UDP over IPv4, RTCP excluded)."""
+
+
+def rtp_payload_type(frame: bytes) -> int:
+    """The RTP payload type of an Ethernet/IPv4/UDP frame carrying RTP, else -1 (RTCP, STUN, DTLS, ...)."""
+    if len(frame) < 34 or frame[23] != 17:
+        return -1
+    off = 14 + (frame[14] & 0x0F) * 4 + 8
+    if len(frame) < off + 2 or frame[off] & 0xC0 != 0x80:
+        return -1
+    pt = frame[off + 1] & 0x7F
+    return -1 if 64 <= pt <= 95 else pt
 
 
 @dataclass
@@ -100,6 +114,12 @@ class Direction:
     last_release: float = 0.0
     queue: deque = field(default_factory=deque)
     counters: Counters = field(default_factory=Counters)
+
+    def _count_rtp_drop(self, frame: bytes) -> None:
+        pt = rtp_payload_type(frame)
+        if pt >= 0:
+            drops = self.counters.dropped_rtp_pt
+            drops[pt] = drops.get(pt, 0) + 1
 
     def admit(self, frame: bytes, now: float, rng: random.Random) -> None:
         """Decide the fate of one IPv4 frame: drop it, or queue it with its release time."""
@@ -114,12 +134,15 @@ class Direction:
             self.bad = True
         if imp.blackout:
             c.dropped_blackout += 1
+            self._count_rtp_drop(frame)
             return
         if self.bad and rng.random() < imp.loss_bad:
             c.dropped_burst += 1
+            self._count_rtp_drop(frame)
             return
         if imp.loss > 0.0 and rng.random() < imp.loss:
             c.dropped_loss += 1
+            self._count_rtp_drop(frame)
             return
         if len(self.queue) >= MAX_QUEUE:
             c.dropped_queue += 1
@@ -222,6 +245,7 @@ class Bridge:
                 c.forwarded += 1
             except OSError:  # ENOBUFS: the tbf queue behind this veth is full (the cap's drop)
                 c.dropped_cap += 1
+                direction._count_rtp_drop(frame)
 
     def run(self) -> None:
         poller = select.epoll()

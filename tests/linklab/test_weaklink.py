@@ -1,0 +1,72 @@
+"""A receiving classroom's Chromium through the weak-link lab, SanKe serving (``bench/weaklink.py``).
+
+Shortened conditions (``WINDOW_S`` each, after ``SETTLE_S`` of a clean link), one SanKe server, an
+aiortc main classroom (live VP8 encoder, 1.5 Mbit/s, Opus tone) in the server namespace and
+Debian's Chromium as the receiving classroom in the classroom namespace, on the real
+``/assets/lesson-client.js``.
+
+Asserted here (what SanKe already meets, and what is not timing-sensitive on a shared machine):
+
+- clean link: video flows at ``CLEAN_MIN_FPS`` or more, never paused by the SFU;
+- 5 % loss + 300 ms RTT: the audio keeps flowing (samples arrive, concealment under
+  ``LOSS5_MAX_AUDIO_CONCEALED_PCT``) and the video keeps decoding (``LOSS5_MIN_FPS``);
+- a 2 s blackout: the video resumes (a frame is rendered within ``BLACKOUT_MAX_RECOVERY_S`` of the
+  link's return).
+
+Bench-only (``python -m bench.weaklink``, figures in docs/performance.md "Weak links"), because they
+are not met yet or depend on timing a loaded 2-core machine cannot promise: the issue's goals of
+≥ 25 fps with no freeze > 1 s and never paused at 5 % loss + 300 ms RTT, audio concealment < 2 %
+(5 %), < 3 % (10 %), < 5 % (20 %), a decodable picture ≤ 1 s after a 2 s blackout, the 300 kbit/s
+cap (audio < 2 %, back to the top layer ≤ 5 s after it lifts) and retransmissions ≤ 1.5 × the
+packets lost. Tighten the constants below towards those goals as the SFU meets them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bench.linklab import Impairment
+from bench.weaklink import CONDITIONS, Condition, Phase, run
+
+WINDOW_S = 12.0
+SETTLE_S = 3.0
+
+CLEAN_MIN_FPS = 25.0
+"""Issue goal table, clean link: the full 30 fps of the publisher (25 allows for a loaded machine)."""
+LOSS5_MIN_FPS = 5.0
+"""Issue goal at 5 % loss + 300 ms RTT: ≥ 25 fps, never paused (bench-only for now): here, video decodes."""
+LOSS5_MAX_AUDIO_CONCEALED_PCT = 10.0
+"""Issue goal at 5 % loss + 300 ms RTT: audio concealment < 2 % (bench-only for now)."""
+BLACKOUT_MAX_RECOVERY_S = 8.0
+"""Issue goal after a 2 s blackout: a decodable picture ≤ 1 s after the link returns (bench-only for now)."""
+
+BLACKOUT = Condition("blackout_2s", lambda s: [
+    Phase(0), Phase(s / 3, Impairment(blackout=True), Impairment(blackout=True)), Phase(s / 3 + 2, mark="link_back"),
+])
+
+
+@pytest.fixture(scope="module")
+def rows(netns_ok, tmp_path_factory):
+    conditions = [c for c in CONDITIONS if c.name in ("clean", "loss5_rtt300")] + [BLACKOUT]
+    result = run(conditions, WINDOW_S, SETTLE_S, workdir=tmp_path_factory.mktemp("weaklink"))
+    return {row.name: row for row in result}
+
+
+def test_clean_link_video_flows_at_full_rate(rows):
+    clean = rows["clean"]
+    assert clean.fps >= CLEAN_MIN_FPS, clean
+    assert clean.paused_s == 0, clean
+
+
+def test_audio_keeps_flowing_at_5_percent_loss(rows):
+    lossy = rows["loss5_rtt300"]
+    assert lossy.audio_concealed_pct < LOSS5_MAX_AUDIO_CONCEALED_PCT, lossy
+    assert lossy.fps >= LOSS5_MIN_FPS, lossy
+
+
+def test_video_resumes_after_a_blackout(rows):
+    blackout = rows["blackout_2s"]
+    (recovery,) = blackout.recoveries_s
+    assert not math.isnan(recovery) and recovery <= BLACKOUT_MAX_RECOVERY_S, blackout

@@ -79,6 +79,8 @@ class Condition:
     name: str
     phases: Callable[[float], list[Phase]]
     """The window's phases for a window of ``seconds``."""
+    seconds: float | None = None
+    """This condition's own window (None: the run's ``seconds``)."""
 
 
 def _lossy(loss: float) -> Impairment:
@@ -712,13 +714,14 @@ def run_conditions(lab: LinkLab, stack: Stack, conditions: list[Condition], seco
     log(f"weaklink: {stack.target}: video flows; conditions of {seconds:.0f} s after {settle:.0f} s clean")
     rows = []
     for cond in conditions:
+        seconds_here = cond.seconds or seconds
         lab.set_both(Impairment())
         lab.set_cap(None, None)
         time.sleep(settle)
         bridge0 = lab.bridge_stats()
         t0 = time.time()
         marks: list[tuple[str, float]] = []
-        for phase in cond.phases(seconds):
+        for phase in cond.phases(seconds_here):
             wait = t0 + phase.at - time.time()
             if wait > 0:
                 time.sleep(wait)
@@ -729,7 +732,7 @@ def run_conditions(lab: LinkLab, stack: Stack, conditions: list[Condition], seco
                 lab.set_cap(phase.cap_down_kbit, phase.cap_up_kbit)
             if phase.mark:
                 marks.append((phase.mark, time.time()))
-        wait = t0 + seconds - time.time()
+        wait = t0 + seconds_here - time.time()
         if wait > 0:
             time.sleep(wait)
         t1 = time.time()
@@ -756,7 +759,7 @@ def run(conditions: list[Condition], seconds: float, settle: float = 5.0, *, tar
     work = Path(tempfile.mkdtemp(prefix="weaklink-")) if workdir is None else workdir
     work.mkdir(parents=True, exist_ok=True)
     rows: list[Row] = []
-    total = len(conditions) * (seconds + settle) + 150
+    total = sum((c.seconds or seconds) + settle for c in conditions) + 150
     with LinkLab(workdir=work / "lab") as lab:
         for target in targets:
             (work / target).mkdir(exist_ok=True)

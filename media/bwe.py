@@ -1,68 +1,114 @@
-"""Per-consumer video decision for weak rural links: which simulcast layer, or no video at all.
+"""Per-consumer video decision for weak rural links: which simulcast layer, when to probe, or no video.
 
-Classrooms in villages watch over 4G or satellite links whose capacity drops
-below what even the lowest video layer needs.  Sending video anyway starves
-the audio on the same link, and in a lesson the teacher's voice matters more
-than the picture.  So each consumer has a gate that follows the receiver's
-bandwidth estimate (REMB) and loss (receiver reports):
+Classrooms in villages watch over 4G or satellite links that lose packets, are
+far away and sometimes carry less than even the lowest video layer needs.  A
+picture at a lower layer is always better than none, so each video consumer has
+a gate that gives it the best layer its bandwidth estimate carries and pauses the
+video only as the very last step.  It owns the decision and the probe schedule;
+it must not send anything or read a clock (the consumer does that, see
+``media/probe.py``), so tests drive it with a fake clock.
 
-* start with the highest layer allowed by :attr:`VideoGate.max_layer`, and
-  ignore the estimate for the first ``PROBE_S``: a receiver estimates the link
-  from the video it gets, so its first REMBs are far below what the link carries;
-* keep the current layer while the estimate holds it (≥ bitrate × 0.8): a
-  receive-side estimate of a link that is not congested hovers around the rate
-  it receives, so asking for a margin above the *current* rate would drop a
-  layer the link carries well (and pause a single-layer camera or screen);
-* when it does not hold, step down to the highest layer whose bitrate × 1.15
-  fits the estimate, or to the lowest layer;
-* step one more layer down when loss stays above 10 % for 2 s;
-* pause video (-1) when the estimate stays below what even the lowest layer
-  needs for ``STARVED_PAUSE_S``, or loss stays above 20 % on the lowest layer
-  for 3 s — audio keeps flowing;
-* step up one layer only after 5 s of headroom (estimate ≥ next layer × 1.3
-  and loss < 2 %), so the gate does not flap;
-* while paused, the receiver's REMB cannot grow (no video to measure), so
-  resuming is a probe: after a back-off (5 s, doubling on each failed probe up
-  to 60 s) the lowest layer is sent again and the stale estimate is ignored
-  for ``PROBE_S``.  A probe fails when video pauses again within ``PROBE_OK_S``.
+The estimate is fed through :meth:`VideoGate.on_estimate`: the receiver's REMB
+today, a send-side (transport-cc) estimate the same way.  Both are delay-based
+AIMD estimators with the same two properties the gate relies on:
+
+* while the link is not congested the estimate stays at or above what is sent,
+  but it cannot grow much past it (libwebrtc caps it at 1.5 × the throughput it
+  measures and raises it by at most 8 %/s): a low layer's estimate never shows
+  that the link would carry the next one — that has to be *probed*;
+* when a queue builds (over-use) the estimate *falls*, to about 0.85 × the
+  throughput.  Random loss does not lower it.
+
+Rules:
+
+* start on the highest allowed layer and ignore the estimate for ``START_S``
+  (a receiver's first estimates are far below what the link carries);
+* keep the layer while the estimate holds it (≥ bitrate × ``KEEP_MARGIN``); when
+  it does not, step down to the highest layer whose bitrate × ``FIT_MARGIN``
+  fits, never below the lowest layer;
+* step one layer down when loss stays above ``LOSS_STEP_DOWN`` for
+  ``LOSS_STEP_DOWN_S`` (the repairs cost less on a smaller layer);
+* pause (-1, audio goes on) only on the lowest layer, when the estimate stays
+  below ``STARVED_FRACTION`` × what it needs *and* loss says the link is
+  congested (> ``LOSS_CONGESTED``), both for ``STARVED_PAUSE_S``.  Random loss
+  alone, or an estimate that hovers somewhat below a single layer (a shared
+  screen, a camera without simulcast), never pauses;
+* go up only through a probe: padding at the next layer's rate on top of the
+  current one for ``PROBE_S`` (:attr:`VideoGate.probe`), then ``PROBE_GRACE_S``
+  to see the receiver's reaction.  The probe passes when the estimate rose (it
+  only rises while the link is not over-used) or already carries the target,
+  did not fall (> ``PROBE_DROP`` below where it was) and loss did not rise by
+  more than ``PROBE_LOSS_RISE``; then the gate switches up and gives the new layer a
+  ``TRIAL_S`` trial in which only a falling estimate or loss brings it down (the
+  estimate needs a few seconds to climb to the new rate).  Probes up start
+  ``UP_WAIT_MIN_S`` after a change, doubling after each failed probe or trial
+  up to ``UP_WAIT_MAX_S``;
+* while paused, probe every ``PAUSED_PROBE_EVERY_S`` with a short padding burst
+  (``PAUSED_PROBE_S``) — never the layer itself — starting at a rate the
+  estimate suggests and doubling on each pass; a pass at the lowest layer's rate
+  resumes the video on it (so a link that recovers gets the picture back within
+  about two seconds, and a starved link is never sent a whole layer).
 
 Pure and clock-driven: every method takes the current time, nothing reads a
-clock, so tests use a fake one.
+clock and nothing is sent from here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+START_S = 3.0
+"""At start the estimate is ignored this long (the receiver is still learning the link)."""
 FIT_MARGIN = 1.15
 """Stepping down: a layer fits when bitrate × this ≤ estimate."""
 KEEP_MARGIN = 0.8
 """The current layer holds while bitrate × this ≤ estimate."""
+STARVED_FRACTION = 0.7
+"""The lowest layer is starved when the estimate is below its bitrate × this..."""
+LOSS_CONGESTED = 0.10
+"""...and loss above this says the link is congested (not merely lossy)..."""
 STARVED_PAUSE_S = 3.0
-"""The estimate must stay below the lowest layer's needs this long before video pauses."""
-UP_MARGIN = 1.3
-"""Headroom needed to go up: estimate ≥ next layer × this."""
-UP_AFTER_S = 5.0
+"""...both for this long: then video pauses."""
 LOSS_STEP_DOWN = 0.10
 LOSS_STEP_DOWN_S = 2.0
-LOSS_PAUSE = 0.20
-LOSS_PAUSE_S = 3.0
-LOSS_UP_MAX = 0.02
-BACKOFF_MIN_S = 5.0
-BACKOFF_MAX_S = 60.0
-PROBE_S = 3.0
-"""After resuming, the estimate from before is ignored this long."""
-PROBE_OK_S = 15.0
-"""A resume that lasts this long without pausing again resets the back-off."""
+PROBE_S = 0.5
+"""Length of a padding probe before switching up."""
+PROBE_GRACE_S = 0.5
+"""After a probe, the receiver's reaction (an estimate that falls) is awaited this long."""
+PROBE_DROP = 0.10
+"""A probe fails when the estimate falls by more than this fraction below its value at the start."""
+PROBE_RISE = 0.005
+"""A probe passes when the estimate rose at least this fraction (or already carries the target)."""
+PROBE_LOSS_RISE = 0.05
+"""A probe fails when loss rises by more than this (fraction) above its value at the start."""
+UP_WAIT_MIN_S = 4.0
+UP_WAIT_MAX_S = 10.0
+TRIAL_S = 8.0
+"""After switching up, the new layer is judged by a falling estimate or loss only, this long."""
+PAUSED_PROBE_EVERY_S = 1.5
+"""While paused, a padding burst starts this often (start to start)."""
+PAUSED_PROBE_S = 0.4
+PAUSED_PROBE_START_BPS = 300_000
+"""The first paused probe is at the lowest layer's rate up to this, or at twice the estimate."""
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Padding to send on top of the forwarded layer: ``bps`` until ``until_s``."""
+
+    bps: int
+    until_s: float
 
 
 class VideoGate:
     """Chooses the simulcast layer (index, lowest first) to forward to one consumer, or -1 = paused.
 
-    Feed it :meth:`on_remb`, :meth:`on_loss` and :meth:`on_producer_bitrate`;
-    call :meth:`decide` whenever a decision is needed (on each input and
-    periodically).  ``max_layer`` caps the layer (observers get 0).
-    Layers whose producer bitrate is 0 are not being sent and are skipped.
+    Feed it :meth:`on_estimate` (or :meth:`on_remb`), :meth:`on_loss` and
+    :meth:`on_producer_bitrate`; call :meth:`decide` periodically (about once a
+    second) and send the padding :attr:`probe` asks for.  ``max_layer`` caps the
+    layer (observers get 0).  Layers whose producer bitrate is 0 are not being
+    sent and are skipped.
     """
 
     def __init__(self, layers_bps: Sequence[int], *, now_s: float) -> None:
@@ -73,23 +119,52 @@ class VideoGate:
         """Highest layer index allowed (None = no cap); observers get 0."""
         self.estimate_bps: int | None = None
         self.loss: float = 0.0
+        self.probe: Probe | None = None
+        """The padding probe running now, if any (set by :meth:`decide`)."""
+        self.probes = 0
+        self.probes_passed = 0
         self._layer: int = -2  # not decided yet
         self._layer_since: float = now_s
+        self._start_until: float = 0.0
         self._high_loss_since: float | None = None
-        self._severe_loss_since: float | None = None
-        self._headroom_since: float | None = None
-        self._backoff_s: float = BACKOFF_MIN_S
-        self._resume_at: float = 0.0
-        self._resumed_at: float | None = None
-        self._probe_until: float = 0.0
         self._starved_since: float | None = None
+        # probing
+        self._probe_target: int = -1  # the layer a probe is for (-1: none running)
+        self._probe_started: float = 0.0
+        self._probe_end: float = 0.0
+        self._probe_e0: int | None = None
+        self._probe_loss0: float = 0.0
+        self._probe_fell = False
+        self._probe_heard = False
+        self._probe_max = 0
+        self._probe_enough = 0
+        self._probe_lossy = False
+        self._up_wait_s: float = UP_WAIT_MIN_S
+        self._next_probe_at: float = 0.0
+        self._trial_until: float = 0.0
+        self._trial_peak: int = 0
+        self._trial_fell = False
+        self._paused_rate: int = 0
 
     # -- inputs ------------------------------------------------------------
 
-    def on_remb(self, bps: int, now_s: float) -> None:
-        """The receiver's estimated maximum bitrate (REMB) for this consumer's streams."""
+    def on_estimate(self, bps: int, now_s: float) -> None:
+        """The link's estimated bitrate for this consumer (a receiver's REMB, or a send-side estimate)."""
         self.estimate_bps = bps
-        self._track_headroom(now_s)
+        if self._probe_target != -1 and now_s > self._probe_started + 0.05:
+            self._probe_heard = True
+            self._probe_max = max(self._probe_max, bps)
+            if self._probe_e0 is not None and bps < self._probe_e0 * (1.0 - PROBE_DROP):
+                self._probe_fell = True
+        if now_s < self._trial_until:
+            if self._layer >= 0 and bps >= self.layers_bps[self._layer] * KEEP_MARGIN and not self._trial_fell:
+                self._trial_until = now_s  # it holds the new layer: the switch up worked
+            elif bps > self._trial_peak:
+                self._trial_peak = bps
+            elif bps < self._trial_peak * (1.0 - PROBE_DROP):
+                self._trial_fell = True
+
+    on_remb = on_estimate
 
     def on_loss(self, fraction: float, now_s: float) -> None:
         """Loss fraction (0..1) from the consumer's latest receiver report."""
@@ -99,12 +174,8 @@ class VideoGate:
                 self._high_loss_since = now_s
         else:
             self._high_loss_since = None
-        if fraction > LOSS_PAUSE:
-            if self._severe_loss_since is None:
-                self._severe_loss_since = now_s
-        else:
-            self._severe_loss_since = None
-        self._track_headroom(now_s)
+        if self._probe_target != -1 and fraction > self._probe_loss0 + PROBE_LOSS_RISE:
+            self._probe_lossy = True
 
     def on_producer_bitrate(self, layer: int, bps: int) -> None:
         """Measured bitrate of one of the producer's layers (0 = layer not sent)."""
@@ -112,7 +183,7 @@ class VideoGate:
             raise ValueError("no such layer")
         self.layers_bps[layer] = bps
 
-    # -- decision ----------------------------------------------------------
+    # -- layers ------------------------------------------------------------
 
     @property
     def layer(self) -> int:
@@ -140,102 +211,168 @@ class VideoGate:
                 return i
         return -1
 
-    def _holds(self, layer: int, estimate: int) -> bool:
-        return self.layers_bps[layer] * KEEP_MARGIN <= estimate
-
     def _next_up(self, layer: int, top: int) -> int:
         i = layer + 1
         while i <= top and self.layers_bps[i] <= 0:
             i += 1
         return i if i <= top else -1
 
-    def _headroom(self, layer: int, now_s: float) -> bool:
-        if layer < 0 or self.loss >= LOSS_UP_MAX:
-            return False
-        up = self._next_up(layer, self._top())
-        if up < 0:
-            return False
-        if self.estimate_bps is None or now_s < self._probe_until:
-            return True  # nothing limits us but loss
-        return self.estimate_bps >= self.layers_bps[up] * UP_MARGIN
-
-    def _track_headroom(self, now_s: float) -> None:
-        if self._headroom(self._layer, now_s):
-            if self._headroom_since is None:
-                self._headroom_since = now_s
-        else:
-            self._headroom_since = None
-
     def _set(self, layer: int, now_s: float) -> None:
         if layer == self._layer:
             return
         if layer == -1:
-            recent = self._resumed_at is not None and now_s - self._resumed_at < PROBE_OK_S
-            if recent:
-                self._backoff_s = min(self._backoff_s * 2, BACKOFF_MAX_S)
-            else:
-                self._backoff_s = BACKOFF_MIN_S
-            self._resume_at = now_s + self._backoff_s
+            self._paused_rate = 0
+            self._next_probe_at = now_s + PAUSED_PROBE_EVERY_S
+        elif self._layer >= 0 and layer < self._layer:  # stepped down
+            if now_s < self._trial_until:  # the last switch up did not hold
+                self._up_wait_s = min(self._up_wait_s * 2, UP_WAIT_MAX_S)
+            self._next_probe_at = now_s + self._up_wait_s
+            self._trial_until = 0.0
+        self._cancel_probe()
         self._layer = layer
         self._layer_since = now_s
-        self._headroom_since = None
-        self._track_headroom(now_s)  # headroom for the next layer up counts from now
+        self._starved_since = None
+
+    def _switch_up(self, layer: int, now_s: float) -> None:
+        self._set(layer, now_s)
+        self._trial_until = now_s + TRIAL_S
+        self._trial_peak = self.estimate_bps or 0
+        self._trial_fell = False
+        self._next_probe_at = now_s + self._up_wait_s
+
+    # -- probes ------------------------------------------------------------
+
+    def _start_probe(self, target: int, bps: int, length_s: float, now_s: float) -> None:
+        """Padding at ``bps`` for ``length_s``, to see whether the link carries ``target``."""
+        self._probe_target = target
+        self._probe_max = 0
+        self._probe_enough = int(self.layers_bps[target] * KEEP_MARGIN)
+        self._probe_started = now_s
+        self._probe_end = now_s + length_s
+        self._probe_e0 = self.estimate_bps
+        self._probe_loss0 = self.loss
+        self._probe_fell = self._probe_heard = self._probe_lossy = False
+        self.probe = Probe(max(0, bps), self._probe_end)
+        self.probes += 1
+
+    def _cancel_probe(self) -> None:
+        self._probe_target = -1
+        self.probe = None
+
+    def _probe_result(self, now_s: float) -> bool | None:
+        """None while the probe (and its grace) runs; then whether it passed."""
+        if self._probe_fell or self._probe_lossy:
+            self._cancel_probe()
+            return False
+        if now_s < self._probe_end + PROBE_GRACE_S:
+            if now_s >= self._probe_end:
+                self.probe = None  # padding over, the reaction is awaited
+            return None
+        # An estimator that has spoken before must speak during the probe (a dead link does not), and
+        # say it is not over-used: it rose (it only rises while the link is not congested; over-use
+        # holds or lowers it), or it already carries the target.
+        e0 = self._probe_e0
+        passed = e0 is None or (self._probe_heard and (
+            self._probe_max > e0 * (1.0 + PROBE_RISE) or self._probe_max >= self._probe_enough))
+        self._cancel_probe()
+        if passed:
+            self.probes_passed += 1
+        return passed
+
+    # -- decision ----------------------------------------------------------
 
     def decide(self, now_s: float) -> int:
         """The layer index to forward now, or -1 = video paused."""
         top = self._top()
+        lowest = self._lowest(top)
         if self._layer == -2:  # the first decision: the receiver has no estimate worth the name yet
             self._layer = top
             self._layer_since = now_s
-            self._probe_until = now_s + PROBE_S
+            self._start_until = now_s + START_S
+            self._next_probe_at = now_s + START_S + UP_WAIT_MIN_S
         if self._layer == -1:
-            if now_s < self._resume_at:
-                return -1
-            # probe: lowest layer, forget the estimate measured without video
-            self._set(self._lowest(top), now_s)
-            self._resumed_at = now_s
-            self._probe_until = now_s + PROBE_S
-            self._starved_since = None
-            self.estimate_bps = None
+            return self._decide_paused(lowest, now_s)
         layer = min(self._layer, top)
-        self._set(layer, now_s)
+        if layer != self._layer:  # capped (observer) or the top layer stopped
+            self._set(layer, now_s)
+        if self._probe_target > top:
+            self._cancel_probe()
 
         estimate = self.estimate_bps
-        if estimate is not None and now_s >= self._probe_until and not self._holds(layer, estimate):
-            lowest = self._lowest(top)
-            fit = self._fit(top, estimate)
-            if fit < 0 and not self._holds(lowest, estimate):  # starved: not even the lowest layer
-                if self._starved_since is None:
-                    self._starved_since = now_s
-                if now_s - self._starved_since >= STARVED_PAUSE_S:
-                    self._starved_since = None
-                    self._set(-1, now_s)
-                    return -1
-            else:
-                self._starved_since = None
-            fit = max(fit, lowest)
-            if fit < layer:
+        trial = now_s < self._trial_until
+        judged = estimate is not None and now_s >= self._start_until
+        if judged and trial and self._trial_fell:
+            trial = False  # the estimate fell after switching up: judge the layer by its level now
+            self._trial_until = now_s + 1e-9  # still counts as a failed switch in ``_set``
+        if judged and not trial:
+            assert estimate is not None
+            if self.layers_bps[layer] * KEEP_MARGIN > estimate and layer > lowest:
+                fit = max(self._fit(layer - 1, estimate), lowest)
                 self._set(fit, now_s)
                 layer = fit
-        elif estimate is not None and now_s >= self._probe_until:
+            if layer == lowest and estimate < self.layers_bps[lowest] * STARVED_FRACTION:
+                if self._starved_since is None:
+                    self._starved_since = now_s
+            else:
+                self._starved_since = None
+        elif not trial:
             self._starved_since = None
+        if now_s >= self._trial_until > 0.0 and layer == self._layer and not self._trial_fell:
+            self._trial_until = 0.0  # the switch up held: probe again soon
+            self._up_wait_s = UP_WAIT_MIN_S
+            self._next_probe_at = min(self._next_probe_at, self._layer_since + UP_WAIT_MIN_S)
 
         since = self._layer_since
-        if layer > self._lowest(top):
-            if self._high_loss_since is not None and now_s - max(self._high_loss_since, since) >= LOSS_STEP_DOWN_S:
-                i = layer - 1
-                while i > 0 and self.layers_bps[i] <= 0:
-                    i -= 1
-                self._set(i, now_s)
-                return i
-        elif self._severe_loss_since is not None and now_s - max(self._severe_loss_since, since) >= LOSS_PAUSE_S:
+        loss_for = now_s - max(self._high_loss_since, since) if self._high_loss_since is not None else -1.0
+        if layer > lowest and loss_for >= LOSS_STEP_DOWN_S:
+            i = layer - 1
+            while i > lowest and self.layers_bps[i] <= 0:
+                i -= 1
+            self._set(i, now_s)
+            return i
+        if (layer == lowest and self._starved_since is not None and self._high_loss_since is not None
+                and now_s - max(self._starved_since, self._high_loss_since) >= STARVED_PAUSE_S):
             self._set(-1, now_s)
             return -1
 
-        self._track_headroom(now_s)
-        if self._headroom_since is not None and now_s - max(self._headroom_since, since) >= UP_AFTER_S:
-            up = self._next_up(layer, top)
-            if up >= 0:
-                self._set(up, now_s)
-                return up
+        # probing up
+        if self._probe_target != -1:
+            result = self._probe_result(now_s)
+            if result:
+                up = self._next_up(layer, top)
+                if up >= 0:
+                    self._switch_up(up, now_s)
+                    return up
+            elif result is False:
+                self._up_wait_s = min(self._up_wait_s * 2, UP_WAIT_MAX_S)
+                self._next_probe_at = now_s + self._up_wait_s
+            return layer
+        up = self._next_up(layer, top)
+        if (up >= 0 and now_s >= self._next_probe_at and now_s >= self._start_until and not trial
+                and self.loss <= LOSS_STEP_DOWN and self._high_loss_since is None
+                and (estimate is None or estimate >= self.layers_bps[layer] * KEEP_MARGIN)):
+            self._start_probe(up, self.layers_bps[up] - self.layers_bps[layer], PROBE_S, now_s)
         return layer
+
+    def _decide_paused(self, lowest: int, now_s: float) -> int:
+        need = self.layers_bps[lowest]
+        if self._probe_target != -1:
+            result = self._probe_result(now_s)
+            if result is None:
+                return -1
+            if result and self._paused_rate >= need:
+                self._paused_rate = 0
+                self._switch_up(lowest, now_s)
+                return lowest
+            if result:
+                self._paused_rate = min(need, self._paused_rate * 2)
+                self._next_probe_at = now_s  # the next step at once
+            else:
+                self._next_probe_at = self._probe_started + PAUSED_PROBE_EVERY_S
+        if now_s < self._next_probe_at:
+            return -1
+        if self._paused_rate <= 0:
+            guess = 2 * (self.estimate_bps or 0)
+            self._paused_rate = min(need, max(PAUSED_PROBE_START_BPS, guess))
+        self._start_probe(lowest, self._paused_rate, PAUSED_PROBE_S, now_s)
+        return -1

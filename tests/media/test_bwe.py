@@ -1,12 +1,29 @@
-"""media.bwe.VideoGate: layer choice, pause and probing resume on a fake clock."""
+"""media.bwe.VideoGate: layer choice, probing up, pausing as the last step and coming back, on a fake clock."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
+from media import bwe
 from media.bwe import VideoGate
 
 LAYERS = [150_000, 500_000, 1_500_000]
+
+
+def run(g: VideoGate, t0: float, t1: float, remb: int | None = None, step: float = 0.1,
+        grow: float = 0.0) -> list[int]:
+    """Decide every ``step`` from ``t0`` to ``t1`` (feeding ``remb`` each time when given, growing by
+    ``grow`` a second: an estimator that is not over-used); the decisions."""
+    out = []
+    t = t0
+    while t < t1 - 1e-9:
+        if remb is not None:
+            g.on_estimate(int(remb * (1.0 + grow) ** (t - t0)), t)
+        out.append(g.decide(t))
+        t = round(t + step, 6)
+    return out
 
 
 def test_no_estimate_forwards_highest_allowed() -> None:
@@ -28,13 +45,19 @@ def test_the_first_estimates_are_ignored_while_the_receiver_learns_the_link() ->
     assert g.decide(3.0) == 2  # 1.5M × 0.8 = 1.2M ≤ 1.6M: the layer holds
 
 
-def test_a_single_layer_holds_on_an_estimate_around_its_own_rate() -> None:
-    """A shared screen or a camera without simulcast: the receive-side estimate of a link that is
-    not congested hovers around the rate it receives, and the video must go on."""
+def test_a_single_layer_never_pauses_on_an_estimate_below_it_without_congestion() -> None:
+    """A shared screen or a camera without simulcast: a receive-side estimate that hovers (even well)
+    below the layer, with random loss, must not take the picture away."""
     g = VideoGate([1_000_000], now_s=0.0)
     assert g.decide(0.0) == 0
-    for t in range(3, 60):
-        g.on_remb(950_000 + (t % 3) * 50_000, float(t))
+    for t in range(3, 120):
+        g.on_remb(600_000 + (t % 3) * 150_000, float(t))
+        g.on_loss(0.05, float(t))
+        assert g.decide(float(t)) == 0
+    # far below it but the link loses little: still not congested, still not paused
+    for t in range(120, 180):
+        g.on_remb(300_000, float(t))
+        g.on_loss(0.03, float(t))
         assert g.decide(float(t)) == 0
 
 
@@ -49,9 +72,11 @@ def test_step_down_to_fitting_layer() -> None:
     assert g.decide(6.0) == 1
     g.on_remb(399_999, 7.0)
     assert g.decide(7.0) == 0
+    g.on_remb(10_000, 8.0)  # far below even the lowest layer: still the lowest, not paused (no loss)
+    assert g.decide(8.0) == 0 and g.decide(30.0) == 0
 
 
-def test_step_down_one_more_on_sustained_loss() -> None:
+def test_step_down_one_more_on_sustained_loss_but_random_loss_never_pauses() -> None:
     g = VideoGate(LAYERS, now_s=0.0)
     g.on_remb(5_000_000, 0.0)
     assert g.decide(0.0) == 2
@@ -60,106 +85,145 @@ def test_step_down_one_more_on_sustained_loss() -> None:
     assert g.decide(2.0) == 1
     assert g.decide(3.9) == 1  # another 2 s on the new layer
     assert g.decide(4.0) == 0
-    assert g.decide(30.0) == 0  # 10-20 % loss does not pause
-    g.on_loss(0.05, 30.0)  # loss fell below 10 %: timer reset
-    g.on_loss(0.15, 31.0)
-    assert g.decide(32.0) == 0
+    for t in range(5, 60):  # 25 % random loss, the estimate above the lowest layer: never paused
+        g.on_loss(0.25, float(t))
+        g.on_remb(400_000, float(t))
+        assert g.decide(float(t)) == 0
 
 
-def test_pause_when_even_the_lowest_layer_is_starved_for_3_s() -> None:
+def test_pause_only_when_starved_and_congested_for_3_s() -> None:
     g = VideoGate(LAYERS, now_s=0.0)
     g.decide(0.0)
-    g.on_remb(119_999, 4.0)  # 150k × 0.8 = 120k
+    g.on_remb(70_000, 4.0)  # < 150k × 0.5
     assert g.decide(4.0) == 0  # the lowest layer first
-    assert g.decide(6.9) == 0
-    assert g.decide(7.0) == -1
+    g.on_loss(0.3, 5.0)  # and the link is congested
+    assert g.decide(7.9) == 0
+    assert g.decide(8.0) == -1
     assert g.layer == -1
-    # a starved moment that recovers does not pause
+    # a congested moment that recovers does not pause
     g = VideoGate(LAYERS, now_s=0.0)
     g.decide(0.0)
-    g.on_remb(100_000, 4.0)
-    assert g.decide(4.0) == 0
-    g.on_remb(130_000, 5.0)
-    assert g.decide(5.0) == 0  # the lowest layer holds again
-    g.on_remb(100_000, 6.0)
+    g.on_remb(70_000, 4.0)
+    g.on_loss(0.3, 4.0)
     assert g.decide(6.0) == 0
-    assert g.decide(8.9) == 0  # the 3 s started again
-    assert g.decide(9.0) == -1
+    g.on_loss(0.02, 6.5)
+    assert g.decide(7.5) == 0
+    g.on_loss(0.3, 8.0)
+    assert g.decide(10.9) == 0  # the 3 s started again
+    assert g.decide(11.0) == -1
 
 
-def test_pause_on_severe_loss_on_lowest_layer() -> None:
-    g = VideoGate([300_000], now_s=0.0)
-    assert g.decide(0.0) == 0
-    g.on_loss(0.25, 0.0)
-    assert g.decide(2.9) == 0
-    assert g.decide(3.0) == -1
-
-
-def test_resume_after_backoff_and_backoff_doubling() -> None:
+def test_paused_video_is_probed_with_small_padding_bursts_and_comes_back_when_the_link_does() -> None:
     g = VideoGate(LAYERS, now_s=0.0)
     g.decide(0.0)
-    g.on_remb(100_000, 10.0)
-    assert g.decide(10.0) == 0 and g.decide(13.0) == -1
-    assert g.decide(17.9) == -1
-    assert g.decide(18.0) == 0  # probe with the lowest layer after 5 s, stale estimate ignored
-    assert g.estimate_bps is None
-    g.on_remb(100_000, 19.0)  # still too little
-    assert g.decide(19.0) == 0  # within the probe window
-    assert g.decide(21.0) == 0  # starved from here...
-    assert g.decide(24.0) == -1  # ...for 3 s: the probe failed
-    assert g.decide(33.9) == -1  # back-off doubled to 10 s
-    assert g.decide(34.0) == 0
-    g.on_remb(100_000, 35.0)
-    assert g.decide(37.0) == 0 and g.decide(40.0) == -1
-    assert g.decide(59.9) == -1 and g.decide(60.0) == 0  # 20 s
-    # keep failing: 40 s, then capped at 60 s
-    g.on_remb(1, 61.0)
-    assert g.decide(63.0) == 0 and g.decide(66.0) == -1
-    assert g.decide(105.9) == -1 and g.decide(106.0) == 0
-    g.on_remb(1, 107.0)
-    assert g.decide(109.0) == 0 and g.decide(112.0) == -1
-    assert g.decide(171.9) == -1 and g.decide(172.0) == 0
-
-
-def test_successful_resume_resets_backoff() -> None:
-    g = VideoGate(LAYERS, now_s=0.0)
-    g.decide(0.0)
-    g.on_remb(100_000, 3.0)
+    g.on_remb(40_000, 3.0)
+    g.on_loss(0.5, 3.0)
     assert g.decide(3.0) == 0 and g.decide(6.0) == -1
-    assert g.decide(11.0) == 0  # probe after 5 s
-    g.on_remb(200_000, 12.0)  # the probe works: the lowest layer holds
-    assert g.decide(14.0) == 0 and g.decide(30.0) == 0
-    g.on_remb(100_000, 40.0)  # a new drop long after the resume
-    assert g.decide(40.0) == 0 and g.decide(43.0) == -1
-    assert g.decide(47.9) == -1 and g.decide(48.0) == 0  # back to 5 s
+    # still a dead link: every 1.5 s a padding burst of at most the lowest layer's rate, the estimate
+    # falls under it, video stays paused
+    bursts = []
+    t = 6.0
+    while t < 20.0:
+        if g.probe is not None:
+            bursts.append((round(t, 1), g.probe.bps))
+            g.on_remb(28_000, t)  # over-use: the estimate falls...
+        else:
+            g.on_remb(40_000, t)  # ...and recovers when the burst is over
+        assert g.decide(t) == -1
+        t = round(t + 0.1, 6)
+    starts = sorted({b for b, _ in bursts if (round(b - 0.1, 1), _) not in bursts})
+    assert all(bps <= LAYERS[0] for _, bps in bursts)
+    assert len(starts) >= 6 and all(b - a <= 2.2 for a, b in zip(starts, starts[1:]))
+    # the link comes back at t = 20: within 2 s the video is back, on the lowest layer
+    g.on_loss(0.0, 20.0)
+    t, back = 20.0, None
+    while t < 25.0 and back is None:
+        g.on_remb(int(40_000 * 1.08 ** (t - 20.0)), t)  # not over-used: it climbs (8 %/s at most)
+        if g.decide(t) == 0:
+            back = t
+        t = round(t + 0.1, 6)
+    assert back is not None and back - 20.0 <= 2.0
+    # the low estimate right after resuming does not pause it again (trial: only a fall counts)
+    assert run(g, t, t + 10.0, remb=60_000) == [0] * 100
 
 
-def test_step_up_after_sustained_headroom() -> None:
+def test_a_big_single_layer_is_probed_up_in_steps_not_with_the_whole_layer() -> None:
+    g = VideoGate([1_500_000], now_s=0.0)
+    g.decide(0.0)
+    g.on_remb(200_000, 3.0)
+    g.on_loss(0.4, 3.0)
+    assert g.decide(3.0) == 0 and g.decide(6.0) == -1
+    g.on_loss(0.0, 7.0)
+    rates = []
+    t = 6.0
+    while g.decide(t) == -1:
+        if g.probe is not None and (not rates or rates[-1] != g.probe.bps):
+            rates.append(g.probe.bps)
+        g.on_remb(int(200_000 * 1.05 ** (t - 6.0)), t)
+        t = round(t + 0.1, 6)
+        assert t < 30.0
+    assert rates[0] <= 800_000 and rates[-1] == 1_500_000 and rates == sorted(rates)
+
+
+def test_going_up_only_after_a_padding_probe_that_the_link_carries() -> None:
     g = VideoGate(LAYERS, now_s=0.0)
     g.decide(0.0)
     g.on_remb(600_000, 3.0)  # 1.5M does not hold; 500k × 1.15 fits
     assert g.decide(3.0) == 1
-    g.on_remb(1_950_000, 10.0)  # 1.5M × 1.3
-    assert g.decide(10.0) == 1
-    assert g.decide(14.9) == 1
-    assert g.decide(15.0) == 2
+    assert g.probe is None
+    # a receive-side estimate on 500k cannot show the 1.5M the link carries: a probe must
+    out = run(g, 3.1, 7.0, remb=760_000)
+    assert set(out) == {1} and g.probe is None  # waits 4 s after the change
+    assert g.decide(7.0) == 1
+    assert g.probe is not None and g.probe.bps == 1_000_000 and g.probe.until_s == pytest.approx(7.5)
+    out = run(g, 7.1, 8.0, remb=760_000, grow=0.05)  # the estimate climbs: the link carries the probe
+    assert set(out) == {1}
+    assert g.decide(8.0) == 2 and g.probe is None
+    # on trial: the estimate climbs slowly from below 0.8 × 1.5M and that is fine
+    est = 790_000.0
+    for i in range(60):
+        est *= 1.01
+        g.on_remb(int(est), 8.6 + i * 0.1)
+        assert g.decide(8.6 + i * 0.1) == 2
+    assert g.probes == 1 and g.probes_passed == 1
 
 
-def test_step_up_interrupted_by_dip_or_loss() -> None:
+def test_a_probe_that_makes_the_estimate_fall_or_loss_rise_fails_and_waits_longer() -> None:
     g = VideoGate(LAYERS, now_s=0.0)
     g.decide(0.0)
     g.on_remb(300_000, 3.0)
     assert g.decide(3.0) == 0
-    g.on_remb(650_000, 4.0)  # 500k × 1.3
-    g.on_remb(640_000, 6.0)  # dip: headroom restarts
-    g.on_remb(650_000, 7.0)
-    assert g.decide(11.9) == 0
-    assert g.decide(12.0) == 1
-    g.on_remb(2_000_000, 13.0)
-    g.on_loss(0.03, 15.0)  # loss ≥ 2 %: no headroom
-    g.on_loss(0.0, 16.0)
-    assert g.decide(20.9) == 1
-    assert g.decide(21.0) == 2
+    assert set(run(g, 3.1, 7.0, remb=235_000)) == {0}
+    assert g.decide(7.0) == 0 and g.probe is not None and g.probe.bps == 350_000
+    g.on_remb(180_000, 7.5)  # over-use: it falls
+    assert g.decide(7.6) == 0 and g.probe is None
+    assert set(run(g, 7.7, 15.6, remb=235_000)) == {0} and g.probes == 1  # 8 s now
+    assert g.decide(15.6) == 0 and g.probes == 2
+    g.on_loss(0.12, 16.0)  # loss rises by more than 5 points: fails too
+    assert set(run(g, 16.1, 17.5, remb=235_000)) == {0}
+    assert g.probe is None and g.probes_passed == 0
+    g.on_loss(0.0, 17.6)
+    assert set(run(g, 17.6, 26.0, remb=235_000)) == {0} and g.probes == 2  # 10 s (the most)
+    assert g.decide(26.1) == 0 and g.probes == 3
+    assert set(run(g, 26.2, 28.0, remb=235_000)) == {0} and g.probes_passed == 0  # flat: not a pass either
+    assert set(run(g, 28.0, 37.0, remb=235_000)) == {0} and g.probes == 3
+    assert set(run(g, 37.0, 39.0, remb=235_000, grow=0.05)) == {0, 1} and g.probes == 4
+
+
+def test_a_switch_up_that_makes_the_estimate_fall_is_undone_and_doubles_the_wait() -> None:
+    g = VideoGate(LAYERS, now_s=0.0)
+    g.decide(0.0)
+    g.on_remb(600_000, 3.0)
+    assert g.decide(3.0) == 1
+    run(g, 3.1, 8.0, remb=760_000, grow=0.01)
+    assert g.decide(8.0) == 2
+    g.on_remb(900_000, 9.0)
+    assert g.decide(9.0) == 2
+    g.on_remb(700_000, 10.0)  # fell from 900k: the link does not carry 1.5M
+    assert g.decide(10.0) == 1
+    out = run(g, 10.1, 17.9, remb=760_000)
+    assert set(out) == {1} and g.probe is None  # 8 s wait, not 4
+    assert g.decide(18.0) == 1 and g.probe is not None
 
 
 def test_max_layer_cap_for_observers() -> None:
@@ -167,21 +231,86 @@ def test_max_layer_cap_for_observers() -> None:
     g.max_layer = 0
     g.on_remb(10_000_000, 0.0)
     assert g.decide(0.0) == 0
-    assert g.decide(100.0) == 0
-    g.max_layer = None  # promoted: climbs one layer per 5 s of headroom
-    assert g.decide(100.0) == 0
-    assert g.decide(105.0) == 1
-    assert g.decide(110.0) == 2
+    assert set(run(g, 0.1, 100.0)) == {0} and g.probes == 0  # never probes above its cap
+    g.max_layer = None  # promoted: probes, then climbs one layer at a time
+    out = run(g, 100.0, 130.0, remb=10_000_000)  # an estimate that carries every layer
+    assert out[0] == 0 and out[-1] == 2 and out == sorted(out)
     g.max_layer = 1
-    assert g.decide(110.1) == 1
+    assert g.decide(130.1) == 1
 
 
 def test_producer_bitrate_updates_and_missing_layers() -> None:
     g = VideoGate(LAYERS, now_s=0.0)
-    g.on_producer_bitrate(2, 0)  # top layer not sent (publisher's own uplink is weak)
+    g.on_producer_bitrate(2, 0)  # top layer not sent (publisher's own uplink is weak, or nobody wants it)
     assert g.decide(0.0) == 1
     g.on_producer_bitrate(1, 900_000)
     g.on_remb(700_000, 4.0)  # 900k × 0.8 = 720k does not hold; 150k × 1.15 fits
     assert g.decide(4.0) == 0
     with pytest.raises(ValueError):
         g.on_producer_bitrate(3, 1)
+
+
+class Link:
+    """A bottleneck with a capacity and random loss, and a receive-side AIMD estimator behind it
+    (libwebrtc's: falls to 0.85 × throughput on over-use, otherwise +8 %/s at most, capped at
+    1.5 × throughput + 10 kbit/s)."""
+
+    def __init__(self, capacity: int, loss: float) -> None:
+        self.capacity = capacity
+        self.loss = loss
+        self.estimate = 300_000.0
+        self.rng = random.Random(7)
+
+    def step(self, sent: float, dt: float) -> tuple[int, float]:
+        through = min(sent, self.capacity)
+        if sent > self.capacity * 1.05:
+            self.estimate = 0.85 * through
+        else:
+            self.estimate = min(self.estimate * 1.08 ** dt, max(self.estimate, 1.5 * sent + 10_000))
+        overflow = max(0.0, 1.0 - self.capacity / sent) if sent > 0 else 0.0
+        loss = 1.0 - (1.0 - overflow) * (1.0 - self.loss * self.rng.uniform(0.6, 1.4))
+        return int(self.estimate), loss
+
+
+def simulate(link: Link, g: VideoGate, t0: float, t1: float, audio: int = 40_000) -> list[int]:
+    out = []
+    t = t0
+    while t < t1 - 1e-9:
+        layer = g.decide(t)
+        out.append(layer)
+        sent = audio + (LAYERS[layer] if layer >= 0 else 0)
+        if g.probe is not None and t < g.probe.until_s:
+            sent += g.probe.bps
+        est, loss = link.step(sent, 0.2)
+        g.on_estimate(est, t)
+        if round(t * 5) % 5 == 0:  # a receiver report a second
+            g.on_loss(loss, t)
+        t = round(t + 0.2, 6)
+    return out
+
+
+def test_a_lossy_far_link_that_carries_the_middle_layer_never_pauses() -> None:
+    """5 % random loss on a 1.2 Mbit/s link: the top layer does not fit, the middle one does."""
+    g = VideoGate(LAYERS, now_s=0.0)
+    out = simulate(Link(1_200_000, 0.05), g, 0.0, 120.0)
+    assert -1 not in out
+    settled = out[len(out) // 4:]
+    assert settled.count(1) / len(settled) >= 0.7
+
+
+def test_a_300_kbit_cap_keeps_the_lowest_layer_and_the_lifted_cap_brings_the_top_back() -> None:
+    g = VideoGate(LAYERS, now_s=0.0)
+    link = Link(300_000, 0.01)
+    out = simulate(link, g, 0.0, 60.0)
+    assert -1 not in out and set(out[len(out) // 4:]) == {0}
+    link.capacity = 5_000_000
+    out = simulate(link, g, 60.0, 120.0)
+    assert out[-1] == 2 and -1 not in out
+    top_at = 60.0 + out.index(2) * 0.2
+    print("top layer back", top_at - 60.0, "s after the cap lifted")
+    assert top_at - 60.0 <= 30.0, top_at
+
+
+def test_constants_are_consistent() -> None:
+    assert bwe.PAUSED_PROBE_EVERY_S + bwe.PAUSED_PROBE_S + bwe.PROBE_GRACE_S <= 2.5
+    assert bwe.STARVED_FRACTION < bwe.KEEP_MARGIN < 1.0 < bwe.FIT_MARGIN

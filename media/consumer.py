@@ -23,13 +23,16 @@ an outage, asks the publisher for a keyframe at once.
 
 from __future__ import annotations
 
+import asyncio
 import struct
+import time
 from typing import TYPE_CHECKING
 
 from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket
 
 from media._fastpath import ffi, lib
-from media.bwe import VideoGate
+from media.bwe import Probe, VideoGate
+from media.probe import PADDING_BYTES, Pacer, padding_packet
 from media.rewrite import SeqTsRewriter
 from media.retransmit import KEYFRAME_CHEAPER_S, ResendLog, resend_interval
 from media.rtp import (
@@ -134,6 +137,10 @@ class Consumer:
         """Keyframes asked for because the subscriber's feedback resumed after an outage."""
         self.keyframe_requests = 0
         self.gate: VideoGate | None = None
+        self.pacer: Pacer | None = None
+        """The padding probe the gate asked for, while it runs (``media.probe``)."""
+        self._probe: Probe | None = None
+        self.probe_packets = 0
         self.max_layer = max_layer
         self.preferred_layer = preferred_layer
         self.paused = False
@@ -330,8 +337,9 @@ class Consumer:
             stream.request_keyframe(now)
 
     def on_remb(self, bps: int, now: float) -> None:
+        """The receiver's estimate for the whole connection (REMB; a send-side estimate comes the same way)."""
         if self.gate is not None:
-            self.gate.on_remb(bps, now)
+            self.gate.on_estimate(bps, now)
 
     def on_receiver_report(self, report: object, now: float) -> None:
         self.stats.on_receiver_report(report, now)  # type: ignore[arg-type]
@@ -372,6 +380,7 @@ class Consumer:
         for i, bps in enumerate(producer.layer_bitrates(now)):
             gate.on_producer_bitrate(i, bps)
         target = gate.decide(now)
+        self._start_probe(gate.probe, now)
         if target < 0:
             if not self.paused:
                 self._detach()
@@ -387,3 +396,40 @@ class Consumer:
             self._attach(producer.stream_for_layer(target), now)
             return "layer"
         return None
+
+    # ------------------------------------------------------------------ probing
+
+    def _start_probe(self, probe: Probe | None, now: float) -> None:
+        """Send the padding the gate asks for, on the RTX stream, paced by a 20 ms timer."""
+        if probe is self._probe:
+            return
+        self._probe = probe
+        if probe is None or probe.bps <= 0 or not self.rtx_ssrc or self.rtx_pt is None:
+            self.pacer = None  # no RTX negotiated: the probe only waits for the receiver's reaction
+            return
+        size = 12 + (8 if self.ast_id else 0) + PADDING_BYTES
+        self.pacer = Pacer(probe.bps, probe.until_s, now, size)
+        try:
+            asyncio.get_running_loop().call_soon(self._pace)
+        except RuntimeError:
+            pass  # driven by hand (tests call ``pace`` themselves)
+
+    def pace(self, now: float) -> bool:
+        """Send the padding packets due now; True while the probe goes on."""
+        pacer = self.pacer
+        writer = self.transport.writer
+        if pacer is None or self.closed or not writer.is_open or self.rtx_pt is None:
+            return False
+        for _ in range(pacer.due(now)):
+            writer.send_rtp(padding_packet(self.rtx_pt, self.rtx_seq, self.rewriter.out_ts, self.rtx_ssrc,
+                                           ast_id=self.ast_id, now_s=now))
+            self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
+            self.probe_packets += 1
+        if pacer.active(now):
+            return True
+        self.pacer = None
+        return False
+
+    def _pace(self) -> None:
+        if self.pace(time.monotonic()):
+            asyncio.get_running_loop().call_later(0.02, self._pace)

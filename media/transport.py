@@ -427,14 +427,14 @@ class WebRtcTransport:
                             consumer.on_keyframe_request(now)
                 elif packet.fmt == RTCP_PSFB_APP:
                     try:
-                        bitrate, ssrcs = unpack_remb_fci(packet.fci)
+                        bitrate, _ = unpack_remb_fci(packet.fci)
                     except ValueError:
                         continue
                     self.remb_bps = bitrate
-                    for ssrc in ssrcs or list(self.consumers_by_ssrc):
-                        consumer = self.consumers_by_ssrc.get(ssrc)
-                        if consumer is not None:
-                            consumer.on_remb(bitrate, now)
+                    # the estimate is the receiver's for the whole connection, and it lists only the
+                    # SSRCs it heard lately (not a paused video's): every consumer gets it
+                    for consumer in list(self.consumers.values()):
+                        consumer.on_remb(bitrate, now)
             elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
                 consumer = self.consumers_by_ssrc.get(packet.media_ssrc)
                 if consumer is not None:

@@ -12,6 +12,8 @@ from typing import Any
 import av
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPacket, RtcpPsfbPacket, pack_remb_fci, unpack_remb_fci
+from media.rtp import payload_range
 
 RED = (230, 30, 30)
 GREEN = (30, 200, 30)
@@ -123,14 +125,45 @@ async def tone(track: MediaStreamTrack, seconds: float = 1.0, timeout: float = 1
 def rtp_tap(pc: Any, *, drop_every: int = 0) -> dict[str, Any]:
     """Count (and optionally drop every n-th) incoming video RTP below aiortc's receiver of ``pc``.
 
-    Returns live counters: ``packets``, ``dropped``, ``rtx`` (retransmissions received) and
-    ``by_pt``; setting ``drop_every`` changes the loss.  Dropping happens before aiortc sees the
-    packet, as on a lossy link.
+    Returns live counters: ``packets``, ``dropped``, ``rtx`` (retransmissions received), ``padding``
+    (padding-only RTX: bandwidth probes) and ``by_pt``; setting ``drop_every`` changes the loss.
+    Dropping happens before aiortc sees the packet, as on a lossy link.  Setting ``remb_bps``
+    makes ``pc`` behave like Chromium's receiver with that estimate: its own (rare) REMBs carry
+    it instead, and one more REMB goes out every 200 ms; ``remb_growth`` (per second) lets it
+    climb, as an estimator does on a link that is not congested; ``None`` stops all that.
     """
     counters: dict[str, Any] = {"packets": 0, "dropped": 0, "rtx": 0, "by_pt": {}, "video": 0, "audio": 0,
-                                "drop_every": drop_every}
+                                "padding": 0, "drop_every": drop_every, "remb_bps": None, "remb_growth": 1.0}
     dtls = pc.getTransceivers()[0].receiver.transport
     original = dtls._handle_rtp_data
+    original_send = dtls._send_rtp
+
+    async def send(data: bytes) -> None:
+        bps = counters["remb_bps"]
+        if bps is not None and len(data) > 1 and 192 <= data[1] <= 223:  # RTCP
+            packets = RtcpPacket.parse(data)
+            for packet in packets:
+                if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+                    _, ssrcs = unpack_remb_fci(packet.fci)
+                    packet.fci = pack_remb_fci(int(bps), ssrcs)
+            data = b"".join(bytes(p) for p in packets)
+        await original_send(data)
+
+    async def remb_every_200_ms() -> None:
+        while pc.connectionState not in ("closed", "failed"):
+            await asyncio.sleep(0.2)
+            bps = counters["remb_bps"]
+            if bps is None:
+                continue
+            counters["remb_bps"] = bps = bps * counters["remb_growth"] ** 0.2
+            remb = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=pack_remb_fci(int(bps), []))
+            try:
+                await original_send(bytes(remb))
+            except ConnectionError:
+                return
+
+    dtls._send_rtp = send
+    counters["task"] = asyncio.get_running_loop().create_task(remb_every_200_ms())
     rtx_pts: set[int] = set()
     video_pts: set[int] = set()
     for t in pc.getTransceivers():
@@ -146,6 +179,9 @@ def rtp_tap(pc: Any, *, drop_every: int = 0) -> dict[str, Any]:
         counters["by_pt"][pt] = counters["by_pt"].get(pt, 0) + 1
         if pt in rtx_pts:
             counters["rtx"] += 1
+            start, end = payload_range(data)
+            if start == end:
+                counters["padding"] += 1
         elif pt in video_pts:
             counters["video"] += 1
             every = counters["drop_every"]  # may be changed while the tap runs

@@ -230,7 +230,9 @@ def test_video_pauses_on_a_link_that_cannot_carry_it_and_audio_goes_on() -> None
         video.streams[0].receive(rtp(t, t * 22500, 1000, (KEY if t % 8 == 0 else DELTA) + bytes(900)), now)
         audio.streams[0].receive(rtp(t, t * 12000, 1000, b"opus" * 20, exts=()), now)
         if t % 4 == 3:
-            cam.on_remb(10_000, now)  # far below the ~29 kbps the camera sends here
+            cam.on_remb(10_000, now)  # far below the ~29 kbps the camera sends here...
+            cam.on_receiver_report(RtcpReceiverInfo(ssrc=0xC0FFEE, fraction_lost=80, packets_lost=t, highest_sequence=t,
+                                                    jitter=0, lsr=0, dlsr=0), now)  # ...and 30 % lost: congested
             changes.append(cam.tick(now))
     assert "paused" in changes and cam.paused
     before = len(sent(cam))

@@ -249,23 +249,29 @@ def test_a_link_too_weak_for_video_keeps_the_audio_and_gets_the_video_back(lesso
                                {"participant_id": main.participant_id, "source": "microphone"}])
         await frames(await rural.track(main.participant_id, "camera"), 3)
         await rural.track(main.participant_id, "microphone")
-        tap = rtp_tap(rural.subscriber, drop_every=2)  # half the video is lost on the way
+        tap = rtp_tap(rural.subscriber, drop_every=2)  # half the video is lost on the way...
+        tap["remb_bps"] = 5_000  # ...and the receiver's estimate says the link is congested (the camera sends ~15-30k)
 
         async def video_rate(seconds: float) -> tuple[float, float]:
             v0, a0 = tap["video"], tap["audio"]
             await asyncio.sleep(seconds)
             return (tap["video"] - v0) / seconds, (tap["audio"] - a0) / seconds
 
-        deadline = time.monotonic() + 12
-        while True:  # the SFU sees the loss in the receiver reports and pauses the video
+        t0 = time.monotonic()
+        deadline = t0 + 12
+        while True:  # the SFU sees the loss and the low estimate in the receiver's reports and pauses the video
             video, audio = await video_rate(1.0)
             if video < 1:
                 break
             assert time.monotonic() < deadline, "video was never paused"
         assert audio > 30, audio  # Opus at 50 packets/s goes on: the class still hears the teacher
-        tap["drop_every"] = 0  # the link recovers
-        deadline = time.monotonic() + 15
-        while True:  # after its back-off the SFU tries video again, and it stays
+        padding = tap["padding"]
+        await video_rate(2.0)
+        assert tap["padding"] > padding  # paused: the SFU probes the link with padding, not with video
+        tap["drop_every"] = 0  # the link recovers: the receiver's estimate climbs again
+        tap["remb_growth"] = 1.08
+        deadline = time.monotonic() + 10
+        while True:  # a probe passes, the SFU sends the video again, and it stays
             video, _ = await video_rate(1.0)
             if video > 15:
                 break

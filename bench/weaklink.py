@@ -14,10 +14,16 @@
   the main classroom's camera and microphone, and reports ``getStats`` and every rendered frame's
   time (``requestVideoFrameCallback``) once a second.
 
+Then the same for Janus 1.1.2 (``--targets``, default ``sanke,janus``): Janus's VideoRoom in the
+server namespace (``bench/fanout_janus.py``'s trimmed config, its HTTP API and ICE on the namespace
+address), the same aiortc publisher content, and the same Chromium receiver on a page served by
+Janus's HTTP transport that subscribes with Janus's JSON API. Janus exposes no counters here, so its
+paused seconds and RTX are not reported.
+
 Each condition (``CONDITIONS``) holds for ``--seconds``, after ``--settle`` seconds of a clean
-link; one row per condition is printed. ``run()`` is what ``tests/linklab/test_weaklink.py`` calls
-with short windows. Every process is stopped and the namespaces are deleted at the end (also on
-Ctrl-C). Janus is not driven yet (see ``bench/README.md``).
+link; one row per target and condition is printed. ``run()`` is what
+``tests/linklab/test_weaklink.py`` calls with short windows. Every process is stopped and the
+namespaces are deleted at the end (also on Ctrl-C).
 
 This module must not change what SanKe does; it only observes it (page stats, the worker's dump,
 the bridge's counters).

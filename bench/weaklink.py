@@ -452,6 +452,59 @@ PAGE_SAMPLE = """async () => {
 }"""
 
 
+def _launch(pw: Any, base: str) -> Any:
+    """Debian's Chromium with the browser tests' flags, resolving no name and taking ``base`` as secure."""
+    host = base.split("//", 1)[1].split(":", 1)[0]
+    # the page comes from a lab address, not a secure context: getUserMedia needs the flag
+    args = [*CHROMIUM_ARGS, f"--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE {host}",
+            f"--unsafely-treat-insecure-origin-as-secure={base}"]
+    return pw.chromium.launch(executable_path=CHROMIUM, args=args)
+
+
+PAGE_PUBLISH = """async ({token, lesson, prefix}) => {
+  const { LessonClient } = await import("/assets/lesson-client.js");
+  const lc = new LessonClient(lesson, {
+    getToken: async () => ({ token, room_open: true, lesson_role: "main" }),
+    resume: false, candidateFilter: (line) => line.includes(" " + prefix),
+  });
+  window.__pub = lc;
+  await lc.connect();
+  await lc.publishUserMedia({ video: { width: 1280, height: 720, frameRate: 30 }, audio: true });
+  return lc.participantId;
+}"""
+
+
+def publish_chromium(base: str, lesson: int, token: str, prefix: str, out: Path, seconds: float) -> None:
+    """The main classroom as Chromium on the real lesson client (fake 720p camera, simulcast as the main
+    page publishes it); samples the SFU's dump each second into ``out``, like ``publish``."""
+    import urllib.request
+
+    from playwright.sync_api import sync_playwright
+
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    with sync_playwright() as pw:
+        browser = _launch(pw, base)
+        try:
+            page = browser.new_page()
+            page.on("console", lambda m: m.type == "error" and print("page:", m.text, file=sys.stderr, flush=True))
+            page.goto(f"{base}/healthz")
+            me = page.evaluate(PAGE_PUBLISH, {"token": token, "lesson": lesson, "prefix": prefix})
+            print(f"main classroom published as {me}", file=sys.stderr, flush=True)
+            deadline = time.monotonic() + seconds
+            with out.open("a") as f:
+                while time.monotonic() < deadline and not stop["now"]:
+                    try:
+                        with urllib.request.urlopen(f"{base}/bench/dump?router=lesson-{lesson}", timeout=5) as r:
+                            f.write(json.dumps({"at": time.time(), "dump": json.loads(r.read())}) + "\n")
+                            f.flush()
+                    except (OSError, ValueError):
+                        pass
+                    page.wait_for_timeout(1000)
+        finally:
+            browser.close()
+
+
 def receive(target: str, base: str, first: str, second: str, prefix: str, out: Path, seconds: float) -> None:
     """Chromium as the receiving classroom; one JSON line of page stats per second into ``out``.
 
@@ -462,11 +515,7 @@ def receive(target: str, base: str, first: str, second: str, prefix: str, out: P
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     with sync_playwright() as pw:
-        host = base.split("//", 1)[1].split(":", 1)[0]
-        # the page comes from a lab address, not a secure context: getUserMedia needs the flag
-        args = [*CHROMIUM_ARGS, f"--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE {host}",
-                f"--unsafely-treat-insecure-origin-as-secure={base}"]
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=args)
+        browser = _launch(pw, base)
         try:
             page = browser.new_page()
             page.on("console", lambda m: m.type == "error" and print("page:", m.text, file=sys.stderr, flush=True))
@@ -530,6 +579,8 @@ class Row:
     paused_s: float = 0.0
     audio_concealed_pct: float = 0.0
     video_jb_ms: float = 0.0
+    height: int = 0
+    """The median decoded frame height in the window (which layer arrived)."""
     rtx_sent: int = 0
     video_lost: int = 0
     recoveries_s: list[float] = field(default_factory=list)
@@ -552,6 +603,8 @@ def measure(name: str, t0: float, t1: float, page: list[dict], sfu: list[dict], 
         row.freeze_s = _delta(win, "video", "totalFreezesDuration")
         total = _delta(win, "audio", "totalSamplesReceived")
         row.audio_concealed_pct = 100 * _delta(win, "audio", "concealedSamples") / total if total else 100.0
+        heights = sorted(s["video"].get("frameHeight") or 0 for s in win if s.get("video"))
+        row.height = heights[len(heights) // 2] if heights else 0
         emitted = _delta(win, "video", "jitterBufferEmittedCount")
         row.video_jb_ms = 1000 * _delta(win, "video", "jitterBufferDelay") / emitted if emitted else 0.0
     # freezes as rendered: gaps between frames (page clock, epoch ms), clipped to the window
@@ -590,12 +643,16 @@ def measure(name: str, t0: float, t1: float, page: list[dict], sfu: list[dict], 
 
 
 def _time_to_full(page: list[dict], sfu: list[dict], at: float, t1: float) -> float:
-    """Seconds from ``at`` until a 1-s sample decodes ≥ 25 fps at full height with the SFU not pausing."""
+    """Seconds from ``at`` until a 1-s sample decodes ≥ 25 fps at the full height (the largest seen before
+    ``at``: the top layer) with the SFU not pausing; NaN if not within the window."""
+    full = max((s["video"].get("frameHeight") or 0 for s in page if s["at"] < at and s.get("video")), default=0)
     prev = None
     for s in page:
         if s["at"] < at:
             prev = s
             continue
+        if s["at"] > t1 + 0.5:
+            break
         if prev is None or not s.get("video") or not prev.get("video"):
             prev = s
             continue
@@ -603,16 +660,16 @@ def _time_to_full(page: list[dict], sfu: list[dict], at: float, t1: float) -> fl
         fps = (s["video"]["framesDecoded"] - prev["video"]["framesDecoded"]) / dt if dt > 0 else 0
         paused = any(_video_consumer(d["dump"]) and _video_consumer(d["dump"]).get("paused")
                      for d in sfu if prev["at"] <= d["at"] <= s["at"])
-        if fps >= 25 and s["video"].get("frameHeight", 0) >= 360 and not paused:
+        if fps >= 25 and (s["video"].get("frameHeight") or 0) >= full and not paused:
             return round(s["at"] - at, 1)
         prev = s
     return float("nan")
 
 
 def format_table(rows: list[Row]) -> str:
-    head = (f"{'sfu':<6} {'condition':<15} {'fps':>5} {'longest':>8} {'freezes':>8} {'paused':>7} {'audio':>7} "
+    head = (f"{'sfu':<6} {'condition':<15} {'fps':>5} {'px':>4} {'longest':>8} {'freezes':>8} {'paused':>7} {'audio':>7} "
             f"{'jb':>5} {'rtx/lost video':>15} {'recovery s':>14}")
-    sub = (f"{'':<6} {'':<15} {'':>5} {'freeze s':>8} {'n / s':>8} {'s':>7} {'conc %':>7} "
+    sub = (f"{'':<6} {'':<15} {'':>5} {'':>4} {'freeze s':>8} {'n / s':>8} {'s':>7} {'conc %':>7} "
            f"{'ms':>5} {'':>15} {'':>14}")
     lines = [head, sub, "-" * len(head)]
     for r in rows:
@@ -622,7 +679,7 @@ def format_table(rows: list[Row]) -> str:
         else:
             ratio, paused = f"n/a/{r.video_lost}", f"{'n/a':>7}"
         rec = ",".join("never" if math.isnan(x) else f"{x:.1f}" for x in r.recoveries_s) or "-"
-        lines.append(f"{r.target:<6} {r.name:<15} {r.fps:5.1f} {r.longest_freeze_s:8.1f} "
+        lines.append(f"{r.target:<6} {r.name:<15} {r.fps:5.1f} {r.height:4d} {r.longest_freeze_s:8.1f} "
                      f"{f'{r.freezes}/{r.freeze_s:.1f}':>8} {paused} {r.audio_concealed_pct:7.2f} {r.video_jb_ms:5.0f} "
                      f"{ratio:>15} {rec:>14}")
     return "\n".join(lines)
@@ -670,7 +727,7 @@ def _receiver(lab: LinkLab, work: Path, target: str, base: str, first: str, seco
     return proc, page_file
 
 
-def start_sanke(lab: LinkLab, work: Path, total: float) -> Stack:
+def start_sanke(lab: LinkLab, work: Path, total: float, publisher: str = "aiortc") -> Stack:
     py, logs = sys.executable, []
     base = f"http://{lab.server_address}:{PORT}"
     data = work / "data"
@@ -681,16 +738,23 @@ def start_sanke(lab: LinkLab, work: Path, total: float) -> Stack:
     _wait_for("the SanKe server", lambda: lab.run(lab.server_ns, health, check=False).returncode == 0, 60,
               lambda: server.poll() is None)
     sfu_file = work / "sfu.jsonl"
-    publisher = _spawn(lab, lab.server_ns, [py, "-m", "bench.weaklink", "--publish", base, str(info["lesson"]),
-                                            info["main"], lab.server_address, str(sfu_file), str(total)],
-                       work / "publisher.log", logs)
+    if publisher == "chromium":
+        prefix = lab.subnet.rsplit(".", 2)[0] + "."
+        argv = [py, "-m", "bench.weaklink", "--publish-chromium", base, str(info["lesson"]), info["main"], prefix,
+                str(sfu_file), str(total)]
+    else:
+        argv = [py, "-m", "bench.weaklink", "--publish", base, str(info["lesson"]), info["main"],
+                lab.server_address, str(sfu_file), str(total)]
+    main = _spawn(lab, lab.server_ns, argv, work / "publisher.log", logs)
     receiver, page_file = _receiver(lab, work, "sanke", base, str(info["lesson"]), info["receiving"], total, logs)
-    return Stack("sanke", [server, publisher, receiver], page_file, sfu_file, logs)
+    return Stack("sanke", [server, main, receiver], page_file, sfu_file, logs)
 
 
-def start_janus(lab: LinkLab, work: Path, total: float) -> Stack:
+def start_janus(lab: LinkLab, work: Path, total: float, publisher: str = "aiortc") -> Stack:
     from bench import fanout_janus as fj
 
+    if publisher != "aiortc":
+        raise ValueError("Janus is driven with the aiortc publisher only")
     py, logs = sys.executable, []
     fj.ensure_janus_installed()
     folder = work / "janus-config"
@@ -755,12 +819,12 @@ def run_conditions(lab: LinkLab, stack: Stack, conditions: list[Condition], seco
     return rows
 
 
-STARTERS: dict[str, Callable[[LinkLab, Path, float], Stack]] = {"sanke": start_sanke, "janus": start_janus}
+STARTERS: dict[str, Callable[..., Stack]] = {"sanke": start_sanke, "janus": start_janus}
 
 
 def run(conditions: list[Condition], seconds: float, settle: float = 5.0, *, targets: tuple[str, ...] = ("sanke",),
         workdir: Path | None = None, log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),
-        ) -> list[Row]:
+        publisher: str = "aiortc") -> list[Row]:
     """Run ``conditions`` for each target SFU in turn, in one lab; the rows (see ``measure``)."""
     work = Path(tempfile.mkdtemp(prefix="weaklink-")) if workdir is None else workdir
     work.mkdir(parents=True, exist_ok=True)
@@ -769,7 +833,7 @@ def run(conditions: list[Condition], seconds: float, settle: float = 5.0, *, tar
     with LinkLab(workdir=work / "lab") as lab:
         for target in targets:
             (work / target).mkdir(exist_ok=True)
-            stack = STARTERS[target](lab, work / target, total)
+            stack = STARTERS[target](lab, work / target, total, publisher)
             try:
                 rows += run_conditions(lab, stack, conditions, seconds, settle, log)
             finally:
@@ -796,6 +860,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--publish", nargs=6, metavar=("BASE", "LESSON", "TOKEN", "ADDRESS", "OUT", "SECONDS"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--targets", default="sanke,janus", help="SFUs to run, in turn (default sanke,janus)")
+    parser.add_argument("--publisher", choices=["aiortc", "chromium"], default="aiortc",
+                        help="the main classroom: aiortc, one 640x360 VP8 layer (default; also for Janus), or "
+                             "Chromium on the real lesson client with simulcast (SanKe only)")
+    parser.add_argument("--publish-chromium", nargs=6, metavar=("BASE", "LESSON", "TOKEN", "PREFIX", "OUT", "SECONDS"),
+                        help=argparse.SUPPRESS)
     parser.add_argument("--receive", nargs=7, metavar=("TARGET", "BASE", "A", "B", "PREFIX", "OUT", "SECONDS"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--publish-janus", nargs=3, metavar=("ADDRESS", "SPEC", "SECONDS"), help=argparse.SUPPRESS)
@@ -811,6 +880,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.publish:
         base, lesson, token, address, out, seconds = args.publish
         asyncio.run(publish(base, int(lesson), token, address, Path(out), float(seconds)))
+        return 0
+    if args.publish_chromium:
+        base, lesson, token, prefix, out, seconds = args.publish_chromium
+        publish_chromium(base, int(lesson), token, prefix, Path(out), float(seconds))
         return 0
     if args.publish_janus:
         address, spec, seconds = args.publish_janus
@@ -828,9 +901,11 @@ def main(argv: list[str] | None = None) -> int:
     targets = tuple(t for t in args.targets.split(",") if t)
     if set(targets) - set(STARTERS):
         raise SystemExit(f"unknown targets: {sorted(set(targets) - set(STARTERS))}")
-    rows = run(conditions, args.seconds, args.settle, targets=targets, workdir=args.workdir)
-    print(f"bench.weaklink: {', '.join(targets)}; Chromium receiver; {args.seconds:.0f} s per condition "
-          f"after {args.settle:.0f} s clean")
+    if args.publisher == "chromium" and "janus" in targets:
+        raise SystemExit("--publisher chromium drives SanKe only: add --targets sanke")
+    rows = run(conditions, args.seconds, args.settle, targets=targets, workdir=args.workdir, publisher=args.publisher)
+    print(f"bench.weaklink: {', '.join(targets)}; {args.publisher} publisher, Chromium receiver; "
+          f"{args.seconds:.0f} s per condition after {args.settle:.0f} s clean")
     print(format_table(rows))
     return 0
 

@@ -44,6 +44,7 @@ ETH_P_IP = 0x0800
 PACKET_OUTGOING = 4
 SOL_PACKET = 263
 PACKET_IGNORE_OUTGOING = 23
+SO_RCVBUFFORCE = 33
 RCVBUF = 4 * 1024 * 1024
 CONTROL_CHECK_S = 0.02
 MAX_QUEUE = 20000
@@ -159,7 +160,10 @@ class Direction:
 
 def open_socket(ifname: str) -> socket.socket:
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+    try:  # root: past net.core.rmem_max, so a loaded machine's scheduling gaps do not overflow it
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, RCVBUF)
     try:  # Linux >= 4.20: our own writes never come back to us
         sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)

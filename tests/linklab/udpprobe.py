@@ -24,6 +24,15 @@ import struct
 import time
 
 HEADER = struct.Struct("!Id")
+SO_RCVBUFFORCE = 33
+
+
+def _big_buffer(sock: socket.socket) -> None:
+    """4 MiB of receive buffer (past rmem_max as root), so a loaded machine does not drop probes here."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 4 << 20)
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
 
 
 def _addr(text: str) -> tuple[str, int]:
@@ -33,6 +42,7 @@ def _addr(text: str) -> tuple[str, int]:
 
 def echo(port: int, seconds: float) -> dict:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    _big_buffer(sock)
     sock.bind(("0.0.0.0", port))
     sock.settimeout(0.2)
     end = time.monotonic() + seconds
@@ -49,7 +59,7 @@ def echo(port: int, seconds: float) -> dict:
 
 def ping(to: tuple[str, int], count: int, interval_ms: float, wait_s: float, size: int) -> dict:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    _big_buffer(sock)
     sock.setblocking(False)
     order: list[int] = []
     rtts: list[float] = []
@@ -85,7 +95,7 @@ def ping(to: tuple[str, int], count: int, interval_ms: float, wait_s: float, siz
 
 def sink(port: int, seconds: float) -> dict:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    _big_buffer(sock)
     sock.bind(("0.0.0.0", port))
     sock.settimeout(0.2)
     end = time.monotonic() + seconds

@@ -6,7 +6,10 @@ Everything here is configuration handed in from outside (``Settings``):
   its :class:`aiortc.RTCConfiguration`, browsers get them in ``joined.ice_servers``.
   When there are none, aiortc is still given an explicit empty list, because
   ``RTCPeerConnection()`` without a configuration would use Google's public STUN
-  server.
+  server.  A TURN URL written without credentials is *minted*: each participant gets
+  its own time-limited credentials from the shared secret (``turn``, see
+  :mod:`media.turn`), and only browsers get it — the SFU has an address classrooms
+  reach (relayed through TURN if their firewall wants), it never relays itself.
 * ``host_addresses`` — the only local addresses aioice gathers host candidates on.
   aioice leaves 127.0.0.1 out by default, so tests set ``("127.0.0.1",)``.  A server
   that listens on a loopback address can only be reached from its own machine: unless
@@ -31,6 +34,7 @@ import ipaddress
 import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +42,8 @@ import aioice.ice
 from aiortc import RTCConfiguration, RTCIceServer
 from aiortc.rtcicetransport import parse_stun_turn_uri
 from aiortc.sdp import SessionDescription
+
+from media.turn import TurnSecret
 
 logger = logging.getLogger(__name__)
 
@@ -67,17 +73,26 @@ class IceServer:
     """``stun:host[:port]``, ``turn:host[:port][?transport=udp|tcp]``, ``turns:...``."""
 
     username: str | None = None
-    """TURN username (for coturn with ``lt-cred-mech``); None for STUN."""
+    """TURN username (for coturn with ``lt-cred-mech``); None for STUN and for a minted TURN server."""
 
     credential: str | None = None
-    """TURN password; None for STUN."""
+    """TURN password; None for STUN and for a minted TURN server."""
+
+    minted: bool = False
+    """A TURN server whose credentials are minted per participant from the shared secret
+    (coturn's ``use-auth-secret``; :class:`media.turn.TurnSecret`): written without credentials."""
 
     def __post_init__(self) -> None:
         if not self.urls:
             raise ValueError("an ICE server needs at least one URL")
         for url in self.urls:
             _validate_url(url)
-            if url.startswith("turn") and (not self.username or not self.credential):
+            if self.minted:
+                if not url.startswith("turn"):
+                    raise ValueError(f"{url!r}: only TURN servers take minted credentials")
+                if self.username is not None or self.credential is not None:
+                    raise ValueError(f"TURN server {url!r}: minted credentials replace a username and a credential")
+            elif url.startswith("turn") and (not self.username or not self.credential):
                 raise ValueError(f"TURN server {url!r} needs a username and a credential")
 
 
@@ -97,7 +112,17 @@ class IcePolicy:
     announced_address: str | None = None
     """Address written into our host candidates instead of the bound one (server behind NAT)."""
 
+    turn: TurnSecret | None = None
+    """The secret shared with coturn that mints the credentials of the ``minted`` TURN servers for
+    browsers. None: nothing is minted (the SFU's own policy in a media worker never needs it); a
+    server that hands out minted servers checks it is set at start (:meth:`check_minting`)."""
+
     def __post_init__(self) -> None:
+        if self.turn is not None and not any(s.minted for s in self.ice_servers):
+            raise ValueError(
+                "SANKE_TURN_SECRET 已设置，但 SANKE_ICE_SERVERS 里没有不带用户名密码的 TURN 地址 / "
+                "SANKE_TURN_SECRET is set but no TURN URL in SANKE_ICE_SERVERS is written without credentials "
+                "(write e.g. turn:turn.example.edu.cn:3478?transport=tcp)")
         if self.host_addresses is not None:
             if not self.host_addresses:
                 raise ValueError("host_addresses must be None (aioice's default) or name at least one address")
@@ -124,13 +149,18 @@ class IcePolicy:
         host_addresses: str | None = None,
         allowed_networks: str | None = None,
         announced_address: str | None = None,
+        turn_secret: str | None = None,
+        turn_ttl_seconds: str | int | None = None,
     ) -> IcePolicy:
         """Build a policy from environment-style strings (empty or None means unset).
 
         * ``ice_servers``: comma-separated URLs; TURN credentials go before the host,
           ``turn:user:password@turn.example.org:3478?transport=udp``.  Alternatively a
           JSON list of ``{"urls": ..., "username": ..., "credential": ...}`` objects
-          (needed when a credential contains a comma).
+          (needed when a credential contains a comma).  A TURN URL without credentials
+          is minted per participant from ``turn_secret``.
+        * ``turn_secret``, ``turn_ttl_seconds``: coturn's ``static-auth-secret`` and the
+          lifetime of the credentials minted from it (:class:`media.turn.TurnSecret`).
         * ``host_addresses``: comma-separated IP addresses, e.g. ``127.0.0.1``; ``*``: every interface.
         * ``allowed_networks``: comma-separated networks, e.g. ``127.0.0.0/8,::1/128``.
         * ``announced_address``: one IP address.
@@ -150,17 +180,53 @@ class IcePolicy:
         announced = None
         if announced_address is not None and announced_address.strip():
             announced = str(_parse_ip(announced_address.strip(), "SANKE_ICE_ANNOUNCED_ADDRESS"))
+        turn = TurnSecret.from_strings(turn_secret, turn_ttl_seconds)
         try:
             return cls(
                 ice_servers=servers,
                 host_addresses=hosts,
                 allowed_networks=networks,
                 announced_address=announced,
+                turn=turn,
             )
         except ValueError as exc:
             raise ValueError(f"ICE settings are inconsistent: {exc}") from None
 
     # ------------------------------------------------------------------ checks
+
+    def check_minting(self) -> None:
+        """Raise :class:`ValueError` (zh-CN / English) if a TURN server is to be minted but no secret is set."""
+        if self.turn is None:
+            for server in self.ice_servers:
+                if server.minted:
+                    raise ValueError(
+                        f"SANKE_ICE_SERVERS 中的 {server.urls[0]} 没有用户名密码：请设置 SANKE_TURN_SECRET"
+                        "（与 coturn 的 static-auth-secret 相同），或写成 turn:用户名:密码@主机 / "
+                        f"{server.urls[0]} in SANKE_ICE_SERVERS has no credentials: set SANKE_TURN_SECRET "
+                        "(coturn's static-auth-secret) or write turn:user:password@host")
+
+    def relay_outside_allowed_networks(self) -> list[str]:
+        """TURN server addresses (IP literals) that ``allowed_networks`` would refuse.
+
+        Media relayed by TURN reaches the SFU from the TURN server's relay address: when that
+        lies outside the allowed networks, relayed classrooms are refused.  Host names cannot be
+        checked here (coturn's ``relay-ip`` may differ from its listening address anyway).
+        """
+        if self.allowed_networks is None:
+            return []
+        outside = []
+        for server in self.ice_servers:
+            for url in server.urls:
+                if not url.startswith("turn"):
+                    continue
+                host = parse_stun_turn_uri(url)["host"]
+                try:
+                    ip = ipaddress.ip_address(host.strip("[]"))
+                except ValueError:
+                    continue
+                if not _in_networks(ip, self.allowed_networks) and str(ip) not in outside:
+                    outside.append(str(ip))
+        return outside
 
     @property
     def restricted(self) -> bool:
@@ -278,8 +344,9 @@ def _parse_ice_servers(value: str | None) -> tuple[IceServer, ...]:
                     f"SANKE_ICE_SERVERS: {scheme}:...@{rest}: credentials must be written user:password@host"
                 )
         url = f"{scheme}:{rest}"
+        minted = scheme.startswith("turn") and username is None
         try:
-            servers.append(IceServer(urls=(url,), username=username, credential=credential))
+            servers.append(IceServer(urls=(url,), username=username, credential=credential, minted=minted))
         except ValueError as exc:
             raise ValueError(f"SANKE_ICE_SERVERS: {exc}") from None
     return tuple(servers)
@@ -300,10 +367,10 @@ def _parse_ice_servers_json(value: str) -> tuple[IceServer, ...]:
         urls = (urls,) if isinstance(urls, str) else tuple(urls)
         if not all(isinstance(u, str) for u in urls):
             raise ValueError("SANKE_ICE_SERVERS: 'urls' must be a string or a list of strings")
+        username, credential = entry.get("username"), entry.get("credential")
+        minted = any(u.startswith("turn") for u in urls) and username is None and credential is None
         try:
-            servers.append(
-                IceServer(urls=urls, username=entry.get("username"), credential=entry.get("credential"))
-            )
+            servers.append(IceServer(urls=urls, username=username, credential=credential, minted=minted))
         except ValueError as exc:
             raise ValueError(f"SANKE_ICE_SERVERS: {exc}") from None
     return tuple(servers)
@@ -313,19 +380,32 @@ def _parse_ice_servers_json(value: str) -> tuple[IceServer, ...]:
 
 
 def rtc_configuration(policy: IcePolicy) -> RTCConfiguration:
-    """aiortc configuration with the policy's servers; an explicit empty list when there are none."""
+    """aiortc configuration with the policy's servers; an explicit empty list when there are none.
+
+    Minted TURN servers are left out: they are for browsers behind firewalls, the SFU itself
+    is reached on its own (or announced) address and never relays through TURN."""
     servers = [
         RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential)
         for s in policy.ice_servers
+        if not s.minted
     ]
     return RTCConfiguration(iceServers=servers)
 
 
-def browser_ice_servers(policy: IcePolicy) -> list[dict[str, Any]]:
-    """The ``iceServers`` list for browsers (``joined.ice_servers``)."""
+def browser_ice_servers(policy: IcePolicy, user: str | int | None = None,
+                        now: float | None = None) -> list[dict[str, Any]]:
+    """The ``iceServers`` list for browsers (``joined.ice_servers``, ``resumed.ice_servers``).
+
+    Minted TURN servers carry credentials minted for ``user`` (its user id) at ``now`` (default:
+    the current time); a policy with minted servers needs both a ``user`` and its secret."""
     result: list[dict[str, Any]] = []
     for s in policy.ice_servers:
         entry: dict[str, Any] = {"urls": list(s.urls)}
+        if s.minted:
+            if policy.turn is None or user is None:
+                raise ValueError("minted TURN credentials need SANKE_TURN_SECRET and a user")
+            minted = policy.turn.mint(user, time.time() if now is None else now)
+            entry["username"], entry["credential"] = minted.username, minted.credential
         if s.username is not None:
             entry["username"] = s.username
         if s.credential is not None:

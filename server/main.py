@@ -51,6 +51,9 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
     settings.ensure_data_dir()
     settings.effective_secret_key()  # generate and store it before the first request
     ice_policy = settings.ice_policy()  # a bad ICE setting fails here, not at the first join
+    for address in ice_policy.relay_outside_allowed_networks():
+        log.warning("TURN server %s lies outside SANKE_ICE_ALLOWED_NETWORKS: media relayed through it will be "
+                    "refused unless coturn's relay-ip is inside", address)
     url = settings.effective_database_url
     if migrate:
         upgrade(url)

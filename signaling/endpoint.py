@@ -234,7 +234,8 @@ def _enter(ws: WebSocket, conn: Connection, instance_id: int, join: Join, adm: _
     room = _registry(ws).get_or_open(instance_id)
     if join.resume_session_id is not None and join.last_seq is not None:
         resumed = room.resume(join.resume_session_id, join.last_seq, adm.user_id, adm.role, conn.deliver,
-                              conn.close, request_id=join.request_id, keep_media=join.keep_media)
+                              conn.close, request_id=join.request_id, keep_media=join.keep_media,
+                              ice_servers=_ice_servers(ws, adm.user_id))
         if resumed is not None:
             return room, resumed
     participant = Participant(
@@ -242,14 +243,17 @@ def _enter(ws: WebSocket, conn: Connection, instance_id: int, join: Join, adm: _
         classroom_id=adm.classroom_id, listen_only=adm.seat.listen_only, deliver=conn.deliver, close=conn.close,
         seq=conn.seq,  # the session's numbering goes on from the socket's errors before joined
     )
-    room.join(participant, join.request_id, _ice_servers(ws))
+    room.join(participant, join.request_id, _ice_servers(ws, adm.user_id))
     return room, participant
 
 
-def _ice_servers(ws: WebSocket) -> list[IceServer]:
-    """The configured STUN/TURN servers, as browsers take them (``joined.ice_servers``)."""
+def _ice_servers(ws: WebSocket, user_id: int) -> list[IceServer]:
+    """The configured STUN/TURN servers as browsers take them (``joined``/``resumed`` ``ice_servers``):
+    TURN credentials minted for ``user_id`` now, when the server mints them (``SANKE_TURN_SECRET``)."""
     policy = getattr(ws.app.state, "ice_policy", None)
-    return [IceServer.model_validate(d) for d in browser_ice_servers(policy)] if policy is not None else []
+    if policy is None:
+        return []
+    return [IceServer.model_validate(d) for d in browser_ice_servers(policy, user_id)]
 
 
 def _registry(ws: WebSocket) -> RoomRegistry:

@@ -434,11 +434,14 @@ class Resumed(_ServerBase):
     """Server → client, the reply to a resuming ``join``: the session is back.
 
     Every message after ``last_seq`` is replayed next, in order, with its original ``seq``.
+    ``ice_servers`` replaces the ones of ``joined`` for new connections (TURN credentials are
+    minted afresh: they expire).
     """
 
     type: Literal["resumed"] = "resumed"
     session_id: SessionId
     last_seq: int = Field(ge=0)
+    ice_servers: list[IceServer] | None = Field(default=None, max_length=8)
 
 
 class ParticipantJoined(_ServerBase):

@@ -534,13 +534,15 @@ class Room:
             p.grace_timer = None
 
     def resume(self, session_id: str, last_seq: int, user_id: int, role: LessonRole, deliver: Deliver,
-               close: CloseFn, *, request_id: str | None = None, keep_media: bool = False) -> Participant | None:
+               close: CloseFn, *, request_id: str | None = None, keep_media: bool = False,
+               ice_servers: Sequence[IceServer] | None = None) -> Participant | None:
         """Attach a new socket to the session ``session_id``; ``None`` if it cannot be resumed.
 
         It can if the session is in the room, belongs to ``user_id`` with ``role``, has not
         outlived its grace period and still keeps every message after ``last_seq``.  The new
-        socket gets ``resumed`` and then those messages with their original ``seq``; an old
-        socket of the session still open gets ``leave`` ``replaced`` and is closed.
+        socket gets ``resumed`` (with ``ice_servers``, fresh TURN credentials, when given) and then
+        those messages with their original ``seq``; an old socket of the session still open gets
+        ``leave`` ``replaced`` and is closed.
         """
         if self.closed:
             raise RoomClosedError(self.instance_id)
@@ -561,7 +563,8 @@ class Room:
         p.deliver, p.close = deliver, close
         p.connected, p.disconnected_at = True, None
         self._log("resume", p)
-        p.send_to_socket(Resumed(request_id=request_id, session_id=p.participant_id, last_seq=last_seq))
+        p.send_to_socket(Resumed(request_id=request_id, session_id=p.participant_id, last_seq=last_seq,
+                                 ice_servers=None if ice_servers is None else list(ice_servers)))
         for msg in p.replay(last_seq):
             p._deliver(msg)
         self._hook("on_resumed", p, keep_media)

@@ -18,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
@@ -79,7 +79,17 @@ class Settings(BaseSettings):
 
     ice_servers: str | None = None
     """STUN/TURN servers for the SFU and browsers, comma-separated
-    (``stun:host:3478,turn:user:pass@host:3478?transport=udp``) or a JSON list. Unset: none, never a public default."""
+    (``stun:host:3478,turn:user:pass@host:3478?transport=udp``) or a JSON list. Unset: none, never a public default.
+    A TURN URL without ``user:pass@`` (``turn:host:3478?transport=tcp``, ``turns:host:443?transport=tcp``) gets
+    credentials minted per participant from ``turn_secret``; only browsers get those, the SFU never relays."""
+
+    turn_secret: SecretStr | None = None
+    """coturn's ``static-auth-secret`` (``use-auth-secret``, the TURN REST API): each ``joined`` (and
+    ``resumed``) carries credentials minted from it for that user (``media.turn``). Never sent or logged."""
+
+    turn_ttl_seconds: int | str | None = None
+    """Lifetime of a minted TURN credential, in seconds (``SANKE_TURN_TTL_SECONDS``). Unset: 6 h, longer
+    than a lesson (coturn refuses to refresh an allocation whose credential expired)."""
 
     ice_host_addresses: str | None = None
     """Comma-separated local IPs to gather host candidates on (tests: ``127.0.0.1``); ``*``: every
@@ -140,11 +150,19 @@ class Settings(BaseSettings):
         }
 
     def ice_policy(self) -> "IcePolicy":
+        """The server's ICE policy, with the TURN secret that mints browsers' credentials.
+
+        Raises ``ValueError`` (zh-CN / English, naming the variable, never showing the secret) for a
+        bad setting: ``create_app`` calls it, so ``sanke serve`` stops at start, not at the first join."""
         from media.ice import IcePolicy
 
         strings = self.ice_strings()
-        return IcePolicy.from_strings(strings["ice_servers"], strings["ice_host_addresses"],
-                                      strings["ice_allowed_networks"], strings["ice_announced_address"])
+        secret = self.turn_secret.get_secret_value() if self.turn_secret is not None else None
+        policy = IcePolicy.from_strings(strings["ice_servers"], strings["ice_host_addresses"],
+                                        strings["ice_allowed_networks"], strings["ice_announced_address"],
+                                        secret, self.turn_ttl_seconds)
+        policy.check_minting()
+        return policy
 
     @field_validator("secret_key")
     @classmethod

@@ -494,6 +494,11 @@ export class LessonClient {
   _onResumed(msg) {
     this._attempt = 0;
     this._closeReason = null;
+    // fresh TURN credentials (they expire) for the connections made from now on
+    if (msg.ice_servers && this.joined) {
+      this.joined = { ...this.joined, ice_servers: msg.ice_servers };
+      this._store();
+    }
     // the replayed messages that follow carry their own seq; `resumed` itself is the next one
     this.lastSeq = Math.max(this.lastSeq, msg.last_seq);
     this._setState("joined", { resumed: true });

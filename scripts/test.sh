@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up everything the tests need (Debian: PostgreSQL, redis-server, chromium; Python: SanKe + test
+# Set up everything the tests need (Debian: PostgreSQL, redis-server, chromium, coturn; Python: SanKe + test
 # extras, incl. the playwright package that drives /usr/bin/chromium — never `playwright install`;
 # a CJK font so the pages' screenshots show their Chinese text)
 # and run the whole suite. Every database test runs on SQLite and on a PostgreSQL server the tests
@@ -9,8 +9,9 @@
 #
 # What this script requires is explicit, so a machine that lacks something fails instead of passing
 # with skips: a missing PostgreSQL, redis-server, Chromium or Playwright, or a machine where the
-# weak-link lab's network namespaces cannot be made (tests/linklab: root, iproute2, ethtool), is a
-# failure (SANKE_TEST_REQUIRE_PG / _REDIS / _BROWSER / _NETNS), and the property tests draw the same examples on every
+# weak-link lab's network namespaces cannot be made (tests/linklab: root, iproute2, ethtool) or the
+# firewalled school's coturn cannot run (tests/turn: coturn, nftables, openssl), is a failure
+# (SANKE_TEST_REQUIRE_PG / _REDIS / _BROWSER / _NETNS / _TURN), and the property tests draw the same examples on every
 # run (SANKE_HYPOTHESIS_PROFILE=ci).
 #
 # The suite passes on any day. To show it, run it with the clock moved to another day:
@@ -21,9 +22,11 @@
 # (timeouts, asyncio) stays real.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# iproute2, ethtool: tests/linklab; coturn, nftables, openssl: tests/turn (coturn in network namespaces)
 SANKE_EXTRAS="[test]" bash scripts/bootstrap.sh postgresql redis-server chromium fonts-wqy-microhei \
-  iproute2 ethtool ${SANKE_TEST_FAKETIME:+faketime}
-export SANKE_TEST_REQUIRE_PG=1 SANKE_TEST_REQUIRE_REDIS=1 SANKE_TEST_REQUIRE_BROWSER=1 SANKE_TEST_REQUIRE_NETNS=1
+  iproute2 ethtool coturn nftables openssl ${SANKE_TEST_FAKETIME:+faketime}
+export SANKE_TEST_REQUIRE_PG=1 SANKE_TEST_REQUIRE_REDIS=1 SANKE_TEST_REQUIRE_BROWSER=1 SANKE_TEST_REQUIRE_NETNS=1 \
+  SANKE_TEST_REQUIRE_TURN=1
 export SANKE_HYPOTHESIS_PROFILE=${SANKE_HYPOTHESIS_PROFILE:-ci}
 PYTEST=(.venv/bin/python -m pytest -q -p no:cacheprovider "$@")
 if [ -n "${SANKE_TEST_FAKETIME:-}" ]; then

@@ -4,7 +4,7 @@ Owns minting a ``(username, credential)`` pair for one participant from the secr
 with coturn (``static-auth-secret``): the username is ``"<expiry unix time>:<user id>"`` and the
 credential ``base64(hmac-sha1(secret, username))`` — what coturn computes itself from the username
 it is sent, so coturn needs no user database, and a credential stops working at its expiry (coturn
-refuses an allocation, and its refreshes, once the time in the username has passed).
+refuses a new allocation once the time in the username has passed; one made before goes on).
 
 It must not log, print or return the secret: :class:`TurnSecret` keeps it out of ``repr``, and
 nothing here puts it in an exception message.  It knows nothing of URLs or participants' roles;
@@ -22,12 +22,13 @@ MIN_SECRET_CHARS = 16
 """Shorter shared secrets are refused: anyone who learns it can mint credentials for any user."""
 
 DEFAULT_TTL_S = 6 * 3600
-"""A credential lives 6 h: longer than any lesson with its opening lead and closing grace, so an
-allocation is never refused its refresh mid-lesson; a resume mints a fresh one anyway."""
+"""A credential lives 6 h: longer than any lesson with its opening lead and closing grace (a resume
+mints a fresh one anyway)."""
 
 MIN_TTL_S = 3600
-"""Shorter lifetimes are refused: coturn refuses the refresh of an allocation whose credential has
-expired, so a classroom relayed through TURN would lose its media in the middle of a lesson."""
+"""Shorter lifetimes are refused: a page makes new connections in the middle of a lesson (it
+publishes when called on stage, it reconnects after a failure) with the credentials it was given,
+and coturn refuses a new allocation with an expired one: the classroom would lose its media."""
 
 MAX_TTL_S = 7 * 24 * 3600
 """Longer lifetimes are refused: a leaked credential would stay usable for too long."""

@@ -89,7 +89,7 @@ class Settings(BaseSettings):
 
     turn_ttl_seconds: int | str | None = None
     """Lifetime of a minted TURN credential, in seconds (``SANKE_TURN_TTL_SECONDS``). Unset: 6 h, longer
-    than a lesson (coturn refuses to refresh an allocation whose credential expired)."""
+    than a lesson (a page connecting mid-lesson with an expired credential gets no relay)."""
 
     ice_host_addresses: str | None = None
     """Comma-separated local IPs to gather host candidates on (tests: ``127.0.0.1``); ``*``: every

@@ -104,6 +104,16 @@ def test_browsers_get_minted_credentials_and_the_sfu_never_relays() -> None:
         browser_ice_servers(worker, 42)
 
 
+def test_media_workers_are_not_handed_the_secret_and_do_not_relay(tmp_path: Path) -> None:
+    from media.worker_process import policy_from_strings
+
+    settings = Settings(data_dir=tmp_path, host="203.0.113.10", ice_servers=URLS, turn_secret=SECRET)
+    strings = settings.ice_strings()  # what the pool hands its worker processes
+    assert SECRET not in repr(strings)
+    worker = policy_from_strings(strings)
+    assert worker.turn is None and rtc_configuration(worker).iceServers == []
+
+
 def test_static_turn_credentials_still_work_beside_minted_ones() -> None:
     policy = IcePolicy.from_strings(f"turn:school:pw@turn.old.example:3478,{URLS}", turn_secret=SECRET)
     servers = browser_ice_servers(policy, 5, now=1000)

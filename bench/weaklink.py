@@ -7,7 +7,9 @@
   the namespace address only, plus a ``/bench/dump`` route with the worker's ``router.dump``) and a
   main-classroom publisher (``--publish``): aiortc with its own VP8 encoder (640×360 test pattern,
   30 fps, the encoder's target set to 1.5 Mbit/s, answering PLI with a key frame) and an Opus tone;
-  it also samples the SFU's counters once a second;
+  it also samples the SFU's counters once a second. ``--publisher chromium`` makes the main
+  classroom a second Chromium instead (``--publish-chromium``: the real lesson client, a fake 720p
+  camera in the main page's simulcast layers), so the SFU can choose a layer (SanKe only);
 - classroom namespace: Debian's Chromium (``--receive``: Playwright, fake devices) on a minimal page
   that imports the real ``/assets/lesson-client.js`` from the server, joins as the receiving
   classroom (publishing its own fake camera and microphone, as the real page does), subscribes to

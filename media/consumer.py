@@ -106,6 +106,10 @@ class Consumer:
         self.rtx_ssrc = 0
         self.out_pt = 0
         self.rtx_pt: int | None = None
+        self.red_pt: int | None = None
+        """Audio: the subscriber negotiated RED (RFC 2198) with this payload type; it gets RED."""
+        self.opus_pt = 0
+        """The payload type of the codec itself (inside RED blocks when ``red``)."""
         self.clock_rate = 90000 if kind == "video" else 48000
         self.mime = ""
         self.extmap: dict[str, int] = {}
@@ -169,15 +173,24 @@ class Consumer:
 
     # ------------------------------------------------------------------ negotiation
 
+    @property
+    def red(self) -> bool:
+        """Audio sent as RED (redundant Opus): a lost packet is repaired by the next one, not by RTX."""
+        return self.red_pt is not None
+
     def configure(self, *, ssrc: int, rtx_ssrc: int, payload_type: int, rtx_payload_type: int | None,
-                  clock_rate: int, mime: str, extmap: dict[str, int]) -> None:
-        """The subscriber's answer is applied: these are the values its decoder expects."""
+                  clock_rate: int, mime: str, extmap: dict[str, int], red_payload_type: int | None = None) -> None:
+        """The subscriber's answer is applied: these are the values its decoder expects.
+
+        ``red_payload_type``: audio only, the subscriber negotiated RED; packets go out with it."""
         if not self.ready or clock_rate != self.clock_rate:  # first answer, or another clock: start afresh
             self.rewriter = self._new_rewriter(clock_rate)
             self.stats = SendStats(ssrc, clock_rate)
         self.ssrc = ssrc
         self.sink.ssrc = ssrc
-        self.sink.pt = payload_type
+        self.red_pt = red_payload_type if self.kind == "audio" else None
+        self.opus_pt = payload_type
+        self.sink.pt = payload_type if self.red_pt is None else self.red_pt
         self.rtx_ssrc = rtx_ssrc
         self.out_pt = payload_type
         self.rtx_pt = rtx_payload_type

@@ -19,9 +19,12 @@ from typing import TYPE_CHECKING, Any
 from media._fastpath import ffi, lib
 from media.cache import PacketCache
 from media.codecs import is_keyframe
+from media.red import primary_offset, set_block_payload_type
+from media.redforward import RedUnwrapper, RedWrapper
 from media.rtp import (
     find_extension,
     header_size,
+    payload_range,
     remap_extension_ids,
     write_abs_send_time,
 )
@@ -60,7 +63,9 @@ class ProducerStream:
         "sr_rtp",
         "ssrc",
         "stats",
+        "unwrapper",
         "waiting",
+        "wrapper",
     )
 
     def __init__(self, producer: Producer, layer: int, rid: str | None, ssrc: int | None) -> None:
@@ -72,10 +77,15 @@ class ProducerStream:
         self.cache: PacketCache | None = PacketCache(AUDIO_CACHE_SIZE if producer.kind == "audio" else 2048)
         """Recent packets, to answer subscribers' NACKs (audio too, unless they get RED)."""
         self.consumers: list[Consumer] = []
-        self.groups: list[tuple[bytes | None, Any, int, list[Consumer]]] = []
-        """``consumers`` grouped by header-extension id table, as (table, C array of their sinks,
-        count, the consumers, who own the sinks): the header is renumbered once per table and packet, not once per consumer (all
+        self.groups: list[tuple[bytes | None, Any, int, list[Consumer], bool, int]] = []
+        """``consumers`` grouped by header-extension id table and audio form, as (table, C array of
+        their sinks, count, the consumers, who own the sinks, RED negotiated, their Opus payload
+        type): the header is renumbered once per table and packet, not once per consumer (all
         browsers of one kind share a table), and each group is one C call."""
+        self.unwrapper: RedUnwrapper | None = None
+        """RED → plain Opus (``media.redforward``), while a plain subscriber or the recorder takes a RED publisher."""
+        self.wrapper: RedWrapper | None = None
+        """Plain Opus → RED, while a subscriber that negotiated RED takes a plain publisher."""
         self.waiting = 0
         """Attached consumers waiting for a keyframe: only then is the payload inspected."""
         self.last_ts = 0
@@ -91,7 +101,9 @@ class ProducerStream:
         producer = self.producer
         if producer.paused:
             return
-        if plain[1] & 0x7F != producer.payload_type:
+        pt = plain[1] & 0x7F
+        red_in = pt == producer.red_payload_type
+        if pt != producer.payload_type and not red_in:
             return  # RTX or FEC from the publisher: the SFU does not NACK publishers
         seq, ts = _SEQ_TS.unpack_from(plain, 2)
         self.stats.update(seq, ts, now, len(plain))
@@ -101,8 +113,21 @@ class ProducerStream:
         if cache is not None:
             cache.put(seq, plain, now)
         recorder = self.recorder
+        unwrapped = None
+        if red_in and (recorder is not None or self.unwrapper is not None):
+            unwrapper = self.unwrapper
+            if unwrapper is None:
+                unwrapper = self.unwrapper = RedUnwrapper(producer.payload_type)
+            try:
+                unwrapped = unwrapper.unwrap(plain)
+            except ValueError:
+                return
         if recorder is not None:
-            recorder(plain, now)
+            if unwrapped is None:
+                recorder(plain, now)
+            else:  # the recorder muxes plain Opus
+                for pkt, _, _ in unwrapped:
+                    recorder(pkt, now)
         keyframe = False
         if self.waiting:
             try:
@@ -111,9 +136,22 @@ class ProducerStream:
                 return
         ast = producer.abs_send_time_id
         ast_offset = find_extension(plain, ast) if ast else -1
-        for table, sinks, count, _ in self.groups:
+        wrapped = None
+        for table, sinks, count, _, red, opus_pt in self.groups:
+            if red != red_in:  # the other audio form: converted once per packet, whatever the groups
+                if red:
+                    if wrapped is None:
+                        try:
+                            wrapped = self.wrapper.wrap(plain)  # type: ignore[union-attr]
+                        except (ValueError, AttributeError):
+                            continue
+                    self._send_converted(wrapped, seq, ts, table, ast_offset, sinks, count, opus_pt, now)
+                elif unwrapped is not None:
+                    for pkt_u, seq_u, ts_u in unwrapped:
+                        self._send_converted(pkt_u, seq_u, ts_u, table, ast_offset, sinks, count, -1, now)
+                continue
             pkt: bytes | bytearray = plain
-            if table is not None or ast_offset >= 0:
+            if table is not None or ast_offset >= 0 or (red and opus_pt != producer.payload_type):
                 pkt = bytearray(plain)
                 if table is not None:
                     try:
@@ -122,9 +160,33 @@ class ProducerStream:
                         continue
                 if ast_offset >= 0:  # the SFU's send time, for the subscribers' bandwidth estimate
                     write_abs_send_time(pkt, ast_offset, now)
+                if red and opus_pt != producer.payload_type:  # the RED blocks name the subscriber's Opus
+                    try:
+                        start, end = payload_range(pkt)
+                        primary_offset(memoryview(pkt)[start:end])
+                    except ValueError:
+                        continue
+                    set_block_payload_type(pkt, start, opus_pt)
             released = fanout(sinks, count, from_buffer(pkt), len(pkt), seq, ts, keyframe, now)
             if released:
                 self.waiting -= released
+
+    def _send_converted(self, packet: bytes, seq: int, ts: int, table: bytes | None, ast_offset: int,
+                        sinks: Any, count: int, opus_pt: int, now: float) -> None:
+        """One packet made by the RED wrapper/unwrapper (same header as the original) to one group."""
+        pkt: bytes | bytearray = packet
+        if table is not None or ast_offset >= 0 or (opus_pt >= 0 and opus_pt != self.producer.payload_type):
+            pkt = bytearray(packet)
+            if table is not None:
+                try:
+                    remap_extension_ids(pkt, table)
+                except ValueError:
+                    return
+            if ast_offset >= 0:
+                write_abs_send_time(pkt, ast_offset, now)
+            if opus_pt >= 0 and opus_pt != self.producer.payload_type:
+                set_block_payload_type(pkt, header_size(pkt), opus_pt)
+        fanout(sinks, count, from_buffer(pkt), len(pkt), seq, ts, False, now)
 
     def on_sender_report(self, ntp_timestamp: int, rtp_timestamp: int, now: float) -> None:
         """Remember the publisher's NTP↔RTP mapping (consumers' SRs derive from it: lip sync)."""
@@ -163,13 +225,26 @@ class ProducerStream:
 
     def regroup(self) -> None:
         """Rebuild ``groups`` (after a consumer came, went or renegotiated its extension ids)."""
-        groups: dict[bytes | None, list[Consumer]] = {}
+        groups: dict[tuple[bytes | None, bool, int], list[Consumer]] = {}
         for consumer in self.consumers:
-            groups.setdefault(consumer.ext_table, []).append(consumer)
+            red = consumer.red and self.producer.kind == "audio"
+            groups.setdefault((consumer.ext_table, red, consumer.opus_pt if red else -1), []).append(consumer)
         self.groups = [
-            (table, ffi.new("sk_sink *[]", [c.sink for c in members]), len(members), members)
-            for table, members in groups.items()
+            (table, ffi.new("sk_sink *[]", [c.sink for c in members]), len(members), members, red, opus_pt)
+            for (table, red, opus_pt), members in groups.items()
         ]
+        producer = self.producer
+        if producer.kind == "audio":
+            wants_red = any(red for _, red, _ in groups)
+            wants_plain = any(not red for _, red, _ in groups)
+            if not wants_red:
+                self.wrapper = None
+            elif self.wrapper is None:
+                self.wrapper = RedWrapper(producer.payload_type)
+            if not wants_plain:
+                self.unwrapper = None
+            elif self.unwrapper is None and producer.red_payload_type is not None:
+                self.unwrapper = RedUnwrapper(producer.payload_type)
 
 
 class Producer:
@@ -189,6 +264,7 @@ class Producer:
         rtx_payload_type: int | None,
         extmap: dict[str, int],
         layers: list[tuple[str | None, int | None]],
+        red_payload_type: int | None = None,
     ) -> None:
         self.producer_id = producer_id
         self.transport = transport
@@ -199,6 +275,8 @@ class Producer:
         self.clock_rate = clock_rate
         self.payload_type = payload_type
         self.rtx_payload_type = rtx_payload_type
+        self.red_payload_type = red_payload_type
+        """Audio: the publisher sends its Opus (``payload_type``) inside RED with this payload type."""
         self.extmap = dict(extmap)
         """Header extension URI → id, as this publisher sends them."""
         from media.rtp import URI_ABS_SEND_TIME

@@ -26,7 +26,7 @@ from media.ice import IcePolicy
 from media.producer import Producer, ProducerStream
 from media.recorder import RoomRecorder
 from media.rtp import URI_MID, URI_REPAIRED_RID, URI_RID, read_extension_str
-from media.sdp import OfferedMedia, accept_simulcast, parse_offer
+from media.sdp import OfferedMedia, accept_red, accept_simulcast, offer_red, parse_offer, red_payload_types
 from media.transport import _IGNORED, WebRtcTransport
 
 log = logging.getLogger(__name__)
@@ -123,6 +123,11 @@ class Router:
             raise RouterError("bad_sdp", f"SDP could not be applied: {type(exc).__name__}") from None
         self._offers[transport_id] = offered
         negotiated = _negotiated(transport.pc.localDescription.sdp)
+        answer = accept_red(sdp, accept_simulcast(offered, answer))
+        for mid, (red_pt, opus_pt) in red_payload_types(answer).items():
+            codecs = negotiated.get(mid)
+            if codecs is not None and codecs["pt"] == opus_pt:
+                codecs["red_pt"] = red_pt
         pubs = {p["producer_id"]: p for p in publications}
         self._publications[transport_id] = pubs
         by_mid = {m.mid: m for m in offered}
@@ -148,7 +153,7 @@ class Router:
         for producer in [p for p in self.producers.values() if p.transport is transport]:
             if producer.producer_id not in live:
                 self._close_producer(producer)
-        return {"sdp": accept_simulcast(offered, answer), "producers": result}
+        return {"sdp": answer, "producers": result}
 
     def _create_producer(self, transport: WebRtcTransport, producer_id: str, pub: dict[str, Any],
                          media: OfferedMedia, codecs: dict[str, Any]) -> Producer:
@@ -169,6 +174,7 @@ class Router:
             producer_id, transport, kind=media.kind, mid=media.mid, source=str(pub.get("source", "")),
             mime=codecs["mime"], clock_rate=codecs["clock_rate"], payload_type=codecs["pt"],
             rtx_payload_type=codecs["rtx_pt"], extmap=extmap, layers=layers,
+            red_payload_type=codecs.get("red_pt") if media.kind == "audio" else None,
         )
         for stream in producer.streams:
             if stream.ssrc is not None:
@@ -311,7 +317,7 @@ class Router:
         transport.negotiating = True
         transport.renegotiate = False
         try:
-            sdp = await transport.create_offer()
+            sdp = offer_red(await transport.create_offer())
         except InvalidStateError:
             transport.negotiating = False
             if transport.pc_closed:  # closed by the remote end while the offer was being made
@@ -334,6 +340,7 @@ class Router:
         if not transport.negotiating:
             raise RouterError("bad_sdp", "no offer is waiting for an answer")
         try:
+            transport.red_answered = red_payload_types(sdp)
             await transport.accept_answer(sdp)
         except ValueError as exc:
             raise RouterError("bad_sdp", str(exc)[:200]) from None

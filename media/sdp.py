@@ -135,3 +135,177 @@ def accept_simulcast(offer: list[OfferedMedia], answer_sdp: str) -> str:
             current = wanted.get(m.group(1))
     close_section()
     return "\r\n".join(out) + "\r\n"
+
+
+# ---------------------------------------------------------------------- RED and Opus FEC
+
+_RTPMAP = re.compile(r"^a=rtpmap:(\d+) ([A-Za-z0-9_.-]+)/(\d+)")
+_FMTP = re.compile(r"^a=fmtp:(\d+) (.*)$")
+_MLINE = re.compile(r"^m=(\w+) (\d+) (\S+)((?: \d+)*)\s*$")
+RED_PAYLOAD_TYPE = 63
+"""The payload type the SFU offers RED with (Chromium's own choice; free among aiortc's)."""
+OPUS_FMTP = {"minptime": "10", "useinbandfec": "1"}
+"""Opus parameters the SFU signals both ways: in-band FEC (RFC 7587 §6.1) is wanted."""
+
+
+@dataclass
+class _AudioSection:
+    mid: str
+    port: int
+    formats: list[int]
+    opus: int | None
+    red: int | None
+    red_primary: int | None
+    """The payload type RED's fmtp names as its blocks' (``111/111`` → 111), or None without fmtp."""
+
+
+def _audio_section(lines: list[str]) -> _AudioSection | None:
+    m = _MLINE.match(lines[0])
+    if m is None or m.group(1) != "audio":
+        return None
+    formats = [int(x) for x in m.group(4).split()]
+    mid = ""
+    opus = red = red_primary = None
+    for line in lines[1:]:
+        mm = _MID.match(line)
+        if mm:
+            mid = mm.group(1)
+            continue
+        mm = _RTPMAP.match(line)
+        if mm and int(mm.group(1)) in formats and mm.group(3) == "48000":
+            name = mm.group(2).lower()
+            if name == "opus" and opus is None:
+                opus = int(mm.group(1))
+            elif name == "red" and red is None:
+                red = int(mm.group(1))
+    if red is not None:
+        for line in lines[1:]:
+            mm = _FMTP.match(line)
+            if mm and int(mm.group(1)) == red:
+                first = mm.group(2).strip().split("/")[0]
+                red_primary = int(first) if first.isdigit() else -1
+    return _AudioSection(mid, int(m.group(2)), formats, opus, red, red_primary)
+
+
+def red_payload_types(sdp: str) -> dict[str, tuple[int, int]]:
+    """Per audio mid: (RED payload type, Opus payload type) where RED of Opus is negotiated.
+
+    RED counts only with 48 kHz Opus in the same m-line as its blocks' format (``a=fmtp:63 111/111``,
+    or no fmtp at all).  Rejected m-lines (port 0) count for nothing.
+    """
+    result: dict[str, tuple[int, int]] = {}
+    for lines in _sections(sdp):
+        section = _audio_section(lines)
+        if section is None or section.port == 0 or section.red is None or section.opus is None:
+            continue
+        if section.red_primary is not None and section.red_primary != section.opus:
+            continue
+        result[section.mid] = (section.red, section.opus)
+    return result
+
+
+def _with_opus_fec(lines: list[str], opus: int) -> list[str]:
+    """``lines`` with the Opus fmtp asking for in-band FEC (other parameters kept)."""
+    out: list[str] = []
+    done = False
+    for line in lines:
+        mm = _FMTP.match(line)
+        if mm and int(mm.group(1)) == opus:
+            params = dict(OPUS_FMTP)
+            for item in mm.group(2).split(";"):
+                key, _, value = item.strip().partition("=")
+                if key and key not in params:
+                    params[key] = value
+            params["useinbandfec"] = "1"
+            line = f"a=fmtp:{opus} " + ";".join(f"{k}={v}" if v else k for k, v in params.items())
+            done = True
+        out.append(line)
+    if not done:
+        for i, line in enumerate(out):
+            mm = _RTPMAP.match(line)
+            if mm and int(mm.group(1)) == opus:
+                out.insert(i + 1, f"a=fmtp:{opus} " + ";".join(f"{k}={v}" for k, v in OPUS_FMTP.items()))
+                break
+    return out
+
+
+def _add_red(lines: list[str], red: int, opus: int, first: bool) -> list[str]:
+    """``lines`` (an audio m-section) with RED of Opus added, before or after Opus in the m-line."""
+    m = _MLINE.match(lines[0])
+    assert m is not None
+    formats = [int(x) for x in m.group(4).split()]
+    if red in formats:
+        return lines
+    at = formats.index(opus) if opus in formats else len(formats)
+    formats.insert(at if first else at + 1, red)
+    out = [f"m={m.group(1)} {m.group(2)} {m.group(3)} " + " ".join(str(f) for f in formats)]
+    body = lines[1:]
+    at_line = len(body)
+    for i, line in enumerate(body):
+        mm = _RTPMAP.match(line)
+        if mm and int(mm.group(1)) == opus:
+            at_line = i + 1
+            while at_line < len(body) and body[at_line].startswith(("a=fmtp:", "a=rtcp-fb:")) \
+                    and body[at_line].split(":", 1)[1].split(" ", 1)[0] == str(opus):
+                at_line += 1
+            break
+    return out + body[:at_line] + [f"a=rtpmap:{red} red/48000/2", f"a=fmtp:{red} {opus}/{opus}"] + body[at_line:]
+
+
+def _join(sdp: str, sections: list[list[str]]) -> str:
+    head: list[str] = []
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            break
+        head.append(line)
+    return "\r\n".join(head + [line for section in sections for line in section]) + "\r\n"
+
+
+def accept_red(offer_sdp: str, answer_sdp: str) -> str:
+    """A publisher's answer with RED of Opus accepted where offered, and Opus FEC asked for.
+
+    aiortc answers Opus only (it knows no RED).  Where the offer has RED of the Opus the answer
+    kept, RED is added with the offer's payload types and in the offer's order: a browser sends RED
+    when it is first (``setCodecPreferences``), Opus otherwise.  Every answered Opus gets
+    ``useinbandfec=1``, so the browser adds Opus FEC once its receiver reports loss.
+    """
+    offered: dict[str, tuple[int, int, bool]] = {}
+    for lines in _sections(offer_sdp):
+        section = _audio_section(lines)
+        if section is None or section.red is None or section.opus is None:
+            continue
+        if section.red_primary is not None and section.red_primary != section.opus:
+            continue
+        first = section.formats.index(section.red) < section.formats.index(section.opus)
+        offered[section.mid] = (section.red, section.opus, first)
+    sections = _sections(answer_sdp)
+    out: list[list[str]] = []
+    for lines in sections:
+        section = _audio_section(lines)
+        if section is not None and section.port != 0 and section.opus is not None:
+            lines = _with_opus_fec(lines, section.opus)
+            red = offered.get(section.mid)
+            if red is not None and red[1] == section.opus:
+                lines = _add_red(lines, red[0], section.opus, red[2])
+        out.append(lines)
+    return _join(answer_sdp, out)
+
+
+def offer_red(offer_sdp: str) -> str:
+    """The SFU's offer to a subscriber with RED of Opus offered (after Opus) and Opus FEC signalled.
+
+    A browser that answers with RED gets the audio as RED (``Consumer.red``); one that does not
+    (aiortc) gets plain Opus.  RED takes :data:`RED_PAYLOAD_TYPE` unless the offer uses it already.
+    """
+    sections = _sections(offer_sdp)
+    used = {int(m.group(1)) for lines in sections for line in lines for m in [_RTPMAP.match(line)] if m}
+    red = RED_PAYLOAD_TYPE
+    while red in used and red > 35:
+        red -= 1
+    out: list[list[str]] = []
+    for lines in sections:
+        section = _audio_section(lines)
+        if section is not None and section.port != 0 and section.opus is not None and red not in used:
+            lines = _add_red(_with_opus_fec(lines, section.opus), red, section.opus, False)
+        out.append(lines)
+    return _join(offer_sdp, out)

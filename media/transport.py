@@ -119,6 +119,8 @@ class WebRtcTransport:
         self.extension_ids: set[int] = set()
         """Every header extension id negotiated on this connection (all m-lines share them under BUNDLE)."""
         self._transceiver_of: dict[str, RTCRtpTransceiver] = {}
+        self.red_answered: dict[str, tuple[int, int]] = {}
+        """Subscriber side: per mid, (RED, Opus) payload types where the answer took RED (aiortc drops it)."""
         self._free: dict[str, list[RTCRtpTransceiver]] = {"audio": [], "video": []}
         self._configure: dict[int, Callable[[RTCRtpSendParameters], None]] = {}
         self._on_state = on_state
@@ -350,9 +352,11 @@ class WebRtcTransport:
         extmap = {e.uri: e.id for e in parameters.headerExtensions}
         self.extension_ids.update(extmap.values())
         was_ready = consumer.ready
+        red = self.red_answered.get(getattr(consumer.transceiver, "mid", None) or "")
         consumer.configure(ssrc=consumer.ssrc, rtx_ssrc=consumer.rtx_ssrc, payload_type=main.payloadType,
                            rtx_payload_type=rtx.payloadType if rtx else None, clock_rate=main.clockRate,
-                           mime=main.mimeType, extmap=extmap)
+                           mime=main.mimeType, extmap=extmap,
+                           red_payload_type=red[0] if red is not None and red[1] == main.payloadType else None)
         if not was_ready and self._on_consumer_ready is not None:
             self._on_consumer_ready(consumer)
 

@@ -58,6 +58,7 @@ class ProducerStream:
         "layer",
         "producer",
         "recorder",
+        "red_received",
         "rid",
         "sr_arrival",
         "sr_rtp",
@@ -86,6 +87,8 @@ class ProducerStream:
         """RED → plain Opus (``media.redforward``), while a plain subscriber or the recorder takes a RED publisher."""
         self.wrapper: RedWrapper | None = None
         """Plain Opus → RED, while a subscriber that negotiated RED takes a plain publisher."""
+        self.red_received = 0
+        """Packets that came as RED."""
         self.waiting = 0
         """Attached consumers waiting for a keyframe: only then is the payload inspected."""
         self.last_ts = 0
@@ -103,8 +106,10 @@ class ProducerStream:
             return
         pt = plain[1] & 0x7F
         red_in = pt == producer.red_payload_type
-        if pt != producer.payload_type and not red_in:
-            return  # RTX or FEC from the publisher: the SFU does not NACK publishers
+        if pt != producer.payload_type:
+            if not red_in:
+                return  # RTX or FEC from the publisher: the SFU does not NACK publishers
+            self.red_received += 1
         seq, ts = _SEQ_TS.unpack_from(plain, 2)
         self.stats.update(seq, ts, now, len(plain))
         self.last_ts = ts

@@ -382,10 +382,11 @@ class Router:
         return {
             "transports": len(self.transports),
             "producers": {pid: {"layers": [s.ssrc for s in p.streams], "paused": p.paused,
-                                "received": [s.stats.received for s in p.streams]}
+                                "received": [s.stats.received for s in p.streams],
+                                "red_received": [s.red_received for s in p.streams]}
                           for pid, p in self.producers.items()},
             "consumers": {cid: {"producer_id": c.producer_id, "bound": c.stream is not None,
-                                "paused": c.paused, "sent": c.sent_packets,
+                                "paused": c.paused, "sent": c.sent_packets, "red": c.red,
                                 "retransmitted": c.retransmitted, "keyframe_requests": c.keyframe_requests,
                                 "rtx_suppressed": c.rtx_suppressed, "nack_misses": c.nack_misses,
                                 "nack_keyframes": c.nack_keyframes, "outage_keyframes": c.outage_keyframes,

@@ -1,10 +1,18 @@
-"""What the SFU reads from SDP beyond what aiortc keeps, and the one thing it adds.
+"""What the SFU reads from SDP beyond what aiortc keeps, and what it adds to aiortc's SDP text.
 
 aiortc parses SDP into its own parameters but ignores RFC 8853 simulcast
 (``a=rid`` / ``a=simulcast``).  The SFU never needs aiortc to *receive*
 simulcast (it reads the RID header extension itself), it only needs the
 publisher to *send* it, which a browser does when the answer accepts the
 offered RIDs.  So the answer text is completed here, after aiortc made it.
+
+aiortc knows no RED (RFC 2198) either, and signals no Opus parameters.  The
+SFU never has aiortc encode or decode, so RED is added to its text here too:
+accepted in a publisher's answer where offered (``accept_red``), offered to
+every subscriber (``offer_red``), and read back from the peer's description
+(``red_payload_types``); every Opus the SFU signals asks for in-band FEC.
+The global codec table of aiortc is left alone (aiortc clients in the same
+process must not think they can decode RED).
 """
 
 from __future__ import annotations

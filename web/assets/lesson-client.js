@@ -23,6 +23,8 @@
  *                   or until the room_opens_at of the token)
  *   resume          keep session_id + last seq in sessionStorage so a reload resumes within the
  *                   grace period (default true)
+ *   audioRed        false: send the microphone as plain Opus instead of RED (RFC 2198: each packet
+ *                   repeats the two before it, so a lost one is repaired without a round trip)
  *   candidateFilter (candidateLine) → bool: which local ICE candidates go into the SDP; default drops
  *                   mDNS ".local" candidates, and keeps only loopback ones when the page comes from
  *                   127.x / [::1] (the server refuses an SDP with a candidate outside its
@@ -101,6 +103,20 @@ function defaultCandidateFilter(line) {
 function filterSdp(sdp, keep) {
   const lines = sdp.split(/\r?\n/).filter((l) => l && (!l.startsWith("a=candidate:") || keep(l)));
   return lines.join("\r\n") + "\r\n";
+}
+
+/** Offer RED of Opus first on an audio transceiver, so the browser sends it when the server accepts it
+ * (Chromium offers RED after Opus by default, and then sends plain Opus). Opus stays offered. */
+function preferRed(transceiver) {
+  if (typeof transceiver.setCodecPreferences !== "function" || !RTCRtpSender.getCapabilities) return;
+  const codecs = (RTCRtpSender.getCapabilities("audio") || {}).codecs || [];
+  const isRed = (c) => c.mimeType.toLowerCase() === "audio/red";
+  if (!codecs.some(isRed) || !codecs.some((c) => c.mimeType.toLowerCase() === "audio/opus")) return;
+  try {
+    transceiver.setCodecPreferences([...codecs.filter(isRed), ...codecs.filter((c) => !isRed(c))]);
+  } catch (e) {
+    console.warn("lesson-client: RED audio not available", e);
+  }
 }
 
 function waitGathering(pc, timeoutMs = 5000) {
@@ -603,6 +619,7 @@ export class LessonClient {
         init.sendEncodings = [{ maxBitrate: (source === "screen" ? SCREEN_KBPS : CAMERA_KBPS) * 1000 }];
       }
       const t = pc.addTransceiver(track, init);
+      if (track.kind === "audio" && this.opts.audioRed !== false) preferRed(t);
       this._senders.set(source, t);
       added[source] = t;
     }

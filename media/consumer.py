@@ -189,6 +189,7 @@ class Consumer:
         self.ssrc = ssrc
         self.sink.ssrc = ssrc
         self.red_pt = red_payload_type if self.kind == "audio" else None
+        self.red_negotiated = self.red_pt is not None
         self.opus_pt = payload_type
         self.sink.pt = payload_type if self.red_pt is None else self.red_pt
         self.rtx_ssrc = rtx_ssrc

@@ -115,7 +115,7 @@ class ProducerStream:
         self.last_ts = ts
         self.last_arrival = now
         cache = self.cache
-        if cache is not None:
+        if cache is not None and not red_in:
             cache.put(seq, plain, now)
         recorder = self.recorder
         unwrapped = None
@@ -127,6 +127,9 @@ class ProducerStream:
                 unwrapped = unwrapper.unwrap(plain)
             except ValueError:
                 return
+            if cache is not None:  # only plain subscribers NACK audio: they get these packets resent
+                for pkt, seq_u, _ in unwrapped:
+                    cache.put(seq_u, pkt, now)
         if recorder is not None:
             if unwrapped is None:
                 recorder(plain, now)

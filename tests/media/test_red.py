@@ -240,6 +240,33 @@ def test_plain_opus_to_a_red_subscriber_carries_the_previous_two_payloads() -> N
     assert [p for _, _, _, p in payloads(sent(plain_sub))] == [opus(i) for i in range(10) if i != 6]
 
 
+class _Writer:
+    """A subscriber transport's writer that keeps the packets resent to it (plain RTP)."""
+
+    is_open = True
+
+    def __init__(self, keep: list[bytes]) -> None:
+        self.send_rtp = keep.append
+
+
+def test_a_nack_of_a_plain_subscriber_of_a_red_publisher_is_answered_with_opus_and_red_needs_none() -> None:
+    producer = audio_producer(RED_PT)
+    plain, redsub = audio_consumer(None), audio_consumer(RED_PT)
+    for c in (plain, redsub):
+        c.bind(producer, time.monotonic())
+    for i in (1, 2, 4, 5):  # 3 is rebuilt from 4's redundancy
+        producer.streams[0].receive(rtp(i, 960 * i, 1000, red_of(i), pt=RED_PT), time.monotonic())
+    first = payloads(sent(plain))[0][0]
+    resends: dict[Any, list[bytes]] = {plain: [], redsub: []}
+    for c in (plain, redsub):  # read below SRTP: a resend without RTX repeats a sequence number,
+        c.transport.writer = _Writer(resends[c])  # which a replay check would refuse
+        c.on_nack([(first + 1) & 0xFFFF, (first + 2) & 0xFFFF], time.monotonic())  # 2 and the rebuilt 3
+    resent = payloads([bytes(p) for p in resends[plain]])
+    assert [(s, pt, p) for s, _, pt, p in resent] == [((first + 1) & 0xFFFF, 96, opus(2)),
+                                                      ((first + 2) & 0xFFFF, 96, opus(3))]
+    assert resends[redsub] == []  # RED carried the lost frame already: nothing resent
+
+
 def test_the_recorder_gets_plain_opus_from_a_red_publisher() -> None:
     producer = audio_producer(RED_PT)
     fed: list[bytes] = []

@@ -623,7 +623,7 @@ def measure(name: str, t0: float, t1: float, page: list[dict], sfu: list[dict], 
         covering = [b - at for a, b in gaps if a <= at <= b]
         row.recoveries_s.append(round(covering[0], 2) if covering else 0.0)
         if mark == "cap_lifted":
-            row.recoveries_s[-1] = _time_to_full(page, sfu, at, t1)
+            row.recoveries_s[-1] = _time_to_full(page, sfu, at, t0, t1)
     # SFU: paused seconds and retransmissions of the video consumer
     swin = [s for s in sfu if t0 <= s["at"] <= t1 + 0.5]
     prev = None
@@ -644,10 +644,15 @@ def measure(name: str, t0: float, t1: float, page: list[dict], sfu: list[dict], 
     return row
 
 
-def _time_to_full(page: list[dict], sfu: list[dict], at: float, t1: float) -> float:
-    """Seconds from ``at`` until a 1-s sample decodes ≥ 25 fps at the full height (the largest seen before
-    ``at``: the top layer) with the SFU not pausing; NaN if not within the window."""
+def _time_to_full(page: list[dict], sfu: list[dict], at: float, t0: float, t1: float) -> float:
+    """Seconds from ``at`` until a 1-s sample decodes at the full height (the largest seen before ``at``: the
+    top layer) and frame rate (25 fps, or 0.8 × the rate of the clean seconds before ``t0`` when the
+    publisher itself sends less) with the SFU not pausing; NaN if not within the window."""
     full = max((s["video"].get("frameHeight") or 0 for s in page if s["at"] < at and s.get("video")), default=0)
+    before = [s for s in page if t0 - 5 <= s["at"] <= t0 and s.get("video")]
+    clean_fps = (_delta(before, "video", "framesDecoded") / (before[-1]["at"] - before[0]["at"])
+                 if len(before) >= 2 and before[-1]["at"] > before[0]["at"] else 30.0)
+    min_fps = min(25.0, 0.8 * clean_fps)
     prev = None
     for s in page:
         if s["at"] < at:
@@ -662,7 +667,7 @@ def _time_to_full(page: list[dict], sfu: list[dict], at: float, t1: float) -> fl
         fps = (s["video"]["framesDecoded"] - prev["video"]["framesDecoded"]) / dt if dt > 0 else 0
         paused = any(_video_consumer(d["dump"]) and _video_consumer(d["dump"]).get("paused")
                      for d in sfu if prev["at"] <= d["at"] <= s["at"])
-        if fps >= 25 and (s["video"].get("frameHeight") or 0) >= full and not paused:
+        if fps >= min_fps and (s["video"].get("frameHeight") or 0) >= full and not paused:
             return round(s["at"] - at, 1)
         prev = s
     return float("nan")

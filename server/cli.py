@@ -36,6 +36,11 @@ def _serve(args: argparse.Namespace) -> int:
     from server.main import create_app
 
     settings = serve_settings(args)
+    try:
+        settings.ice_policy()  # ICE/TURN settings: a clear message, not a traceback (create_app checks again)
+    except ValueError as exc:
+        print(f"配置错误 / configuration error: {exc}", file=sys.stderr)
+        return 2
     if args.demo:
         from server.demo import load_demo
 

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import hmac
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -168,6 +169,27 @@ def test_a_bad_turn_setting_stops_the_start_with_a_clear_message(
     assert names in message
     assert CJK.search(message) and re.search(r"[a-z]{3,} [a-z]{3,}", message), message  # zh-CN and English
     assert SECRET not in message
+
+
+def test_sanke_serve_says_what_is_wrong_and_exits_2(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from server import cli
+    from server.core.config import get_settings
+
+    for name in [k for k in os.environ if k.startswith("SANKE_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("SANKE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("SANKE_ICE_SERVERS", URLS)
+    monkeypatch.setenv("SANKE_TURN_SECRET", SECRET)
+    monkeypatch.setenv("SANKE_TURN_TTL_SECONDS", "600")
+    get_settings.cache_clear()
+    try:
+        assert cli.main(["serve", "--port", "1"]) == 2
+    finally:
+        get_settings.cache_clear()
+    out = capsys.readouterr()
+    assert "配置错误 / configuration error: SANKE_TURN_TTL_SECONDS" in out.err, out
+    assert "Traceback" not in out.err and SECRET not in out.err + out.out
 
 
 # ----------------------------------------------------------------------------- joined / resumed

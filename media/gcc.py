@@ -92,8 +92,10 @@ K_UP = 0.0087
 K_DOWN = 0.039
 MAX_ADAPT_OFFSET_MS = 15.0
 
-OVERUSE_CONFIRM_FEEDBACKS = 3
-"""The rate is cut once this many feedbacks in a row say over-use (150 ± 20 ms jitter flickers for one)."""
+OVERUSE_CONFIRM_S = 0.25
+"""The rate is cut once feedbacks have said over-use without a break for this long: on a link with
+150 ± 20 ms of jitter the detector flickers into over-use for up to ~0.15 s (three feedbacks) a few
+times a minute; a real queue keeps it there."""
 
 # -- delay-based: rate control (libwebrtc aimd_rate_control) --
 BETA = 0.85
@@ -128,12 +130,15 @@ BLACKOUT_S = 0.5
 PROBE_MIN_RECEIVED = 0.8
 PROBE_UNSATURATED = 0.9
 PROBE_UTILIZATION = 0.95
-PROBE_INTERVAL_S = 3.0
+PROBE_INTERVAL_S = 2.0
 PROBE_FACTOR = 2.0
 PROBE_STARTUP_FACTORS = (3.0, 6.0)
 PROBE_NORMAL_FOR_S = 1.0
 PROBE_FOUND_ROOM = 0.8
 """A probe that got this share of its rate through found room: probe again at once, 2× higher."""
+PROBE_ROOM_OVER_TARGET = 1.2
+"""So did one that got this × the target through (on a jittery link the arrivals of a short cluster
+spread out and a probe measures low, so "most of the probe" is too strict a test)."""
 
 DEFAULT_RTT_S = 0.2
 
@@ -148,16 +153,21 @@ def _finite(x: object) -> bool:
 def measure_probe(results: Sequence[PacketResult]) -> int | None:
     """The rate a probe cluster got through: min(send rate, receive rate), or None if it says nothing.
 
-    ``results`` are the feedback entries of one probe cluster's packets.
-    None when fewer than 80 % arrived or fewer than 3 did.  When the receive
-    rate is clearly below the send rate the link was saturated: 95 % of the
-    receive rate (libwebrtc's ProbeBitrateEstimator).
+    ``results`` are the feedback entries of one probe cluster's packets (send
+    a cluster of at least 5 packets over ≥ 60 ms: on a link with ±20 ms of
+    jitter a shorter one measures mostly jitter).  None when fewer than 80 %
+    arrived or fewer than 3 did.  The receive rate is the least-squares slope
+    of bytes received against arrival time (the first and last arrivals alone
+    carry the jitter of two packets, and a late packet delays every one behind
+    it).  When the receive rate is clearly below the send rate the link was
+    saturated: 95 % of the receive rate (libwebrtc's ProbeBitrateEstimator).
     """
     n = 0
     got = 0
-    first_send = last_send = first_arr = last_arr = 0.0
+    first_send = last_send = 0.0
     size_all = 0
-    first_size = last_size = 0
+    last_size = 0
+    arr: list[tuple[float, int]] = []
     for r in results:
         if not (_finite(r.send_time_s) and isinstance(r.size, int) and r.size > 0):
             continue
@@ -166,29 +176,41 @@ def measure_probe(results: Sequence[PacketResult]) -> int | None:
             continue
         if got == 0:
             first_send = last_send = r.send_time_s
-            first_arr = last_arr = r.arrival_time_s
-            first_size = last_size = r.size
+            last_size = r.size
         else:
             if r.send_time_s < first_send:
                 first_send = r.send_time_s
             if r.send_time_s >= last_send:
                 last_send, last_size = r.send_time_s, r.size
-            if r.arrival_time_s < first_arr:
-                first_arr, first_size = r.arrival_time_s, r.size
-            if r.arrival_time_s > last_arr:
-                last_arr = r.arrival_time_s
         got += 1
         size_all += r.size
+        arr.append((r.arrival_time_s, r.size))
     if got < 3 or got < PROBE_MIN_RECEIVED * n:
         return None
     send_s = last_send - first_send
-    recv_s = last_arr - first_arr
-    if send_s <= 0.0 or recv_s <= 0.0:
+    if send_s <= 0.0:
         return None
     send_bps = (size_all - last_size) * 8 / send_s
-    recv_bps = (size_all - first_size) * 8 / recv_s
-    if recv_bps > 2.0 * send_bps:
-        return None  # arrivals bunched by something else than the link: not a measurement
+    # bytes that had arrived before each packet, against its arrival time: the slope is the rate
+    arr.sort()
+    t0 = arr[0][0]
+    cum = 0
+    sx = sy = sxx = sxy = 0.0
+    for t, size in arr:
+        x = t - t0
+        sx += x
+        sy += cum
+        sxx += x * x
+        sxy += x * cum
+        cum += size
+    den = got * sxx - sx * sx
+    if den <= 0.0:
+        return int(send_bps)  # arrived all at once: the link carried at least the send rate
+    recv_bps = (got * sxy - sx * sy) / den * 8
+    if recv_bps <= 0.0:
+        return None
+    # arrivals bunched closer than they were sent (jitter released in a burst): the link carried the
+    # send rate at least (libwebrtc discards such a cluster; on a jittery link that is most of them)
     res = min(send_bps, recv_bps)
     if recv_bps < PROBE_UNSATURATED * send_bps:
         res = PROBE_UTILIZATION * recv_bps
@@ -282,16 +304,14 @@ class _Trendline:
         self.modified_trend = 0.0
 
     def _slope(self) -> float | None:
-        n = self.count
-        sx = sy = 0.0
-        for i in range(n):
-            sx += self.xs[i]
-            sy += self.ys[i]
-        mx, my = sx / n, sy / n
+        """Least-squares slope of the (full) window; the ring's order does not matter."""
+        xs, ys = self.xs, self.ys
+        mx = sum(xs) / TREND_WINDOW
+        my = sum(ys) / TREND_WINDOW
         num = den = 0.0
-        for i in range(n):
-            dx = self.xs[i] - mx
-            num += dx * (self.ys[i] - my)
+        for x, y in zip(xs, ys):
+            dx = x - mx
+            num += dx * (y - my)
             den += dx * dx
         if den <= 0.0:
             return None
@@ -479,9 +499,9 @@ class SendSideEstimator:
         self._last_throughput = start
         self._state = _NORMAL
         self._normal_since_s: float | None = None
-        self._over_feedbacks = 0
+        self._over_since_s: float | None = None
         # loss-based
-        self._loss_bps = start
+        self._loss_bps = float(self.max_bps)  # no loss seen: no loss limit
         self._win_start_s: float | None = None
         self._win_lost = 0
         self._win_recv = 0
@@ -492,6 +512,8 @@ class SendSideEstimator:
         self._inherent: float | None = None
         self._loss_fraction = 0.0
         self._loss_avg = 0.0
+        self._loss_n = 0.0
+        self._excess_sig = 0.0
         self._excess = 0.0
         self._last_loss_update_s: float | None = None
         self._last_loss_decrease_s: float | None = None
@@ -501,7 +523,9 @@ class SendSideEstimator:
         self._last_probe_s: float | None = None
         self._probe_sent_s: float | None = None
         self._probe_target = 0.0
+        self._probe_base = 0.0
         self._probe_found_room = False
+        self._probe_timeouts = 0
 
     # -- read-only --------------------------------------------------------
 
@@ -590,14 +614,18 @@ class SendSideEstimator:
         self._update_loss_based(now_s)
 
     def on_probe(self, bitrate_bps: int, now_s: float) -> None:
-        """A probe got ``bitrate_bps`` through (see :func:`measure_probe`): raise the estimate to it.
+        """A probe got ``bitrate_bps`` through (see :func:`measure_probe`): raise the delay-based estimate to it.
 
-        Ignored while the delay detector says over-use (the probe built a queue).
+        Ignored while the delay detector says over-use (the probe built a queue).  The
+        loss-based limit is left alone: a probe measures capacity, not loss.
         """
         if not _finite(bitrate_bps) or bitrate_bps <= 0 or not _finite(now_s):
             return
+        self._probe_timeouts = 0
         if self._probe_sent_s is not None:
-            self._probe_found_room = bitrate_bps >= PROBE_FOUND_ROOM * self._probe_target
+            self._probe_found_room = (
+                bitrate_bps >= PROBE_FOUND_ROOM * self._probe_target or bitrate_bps >= PROBE_ROOM_OVER_TARGET * self._probe_base
+            )
             if bitrate_bps < 0.7 * self._probe_target:
                 self._startup_probes = len(PROBE_STARTUP_FACTORS)  # the link is below what we probed: stop climbing
         self._probe_sent_s = None
@@ -608,8 +636,6 @@ class SendSideEstimator:
         if p > self._delay_bps:
             self._delay_bps = p
             self._last_change_s = now_s
-        if self._excess < LOSS_LOW and p > self._loss_bps:
-            self._loss_bps = p
 
     def probe_bps(self, now_s: float) -> int:
         """The rate worth probing at now (0 = none); call :meth:`on_probe` with the result.
@@ -629,13 +655,17 @@ class SendSideEstimator:
         if self._probe_sent_s is not None:
             if now_s - self._probe_sent_s < 1.0:
                 return 0
-            self._probe_sent_s = None  # lost in the link: give up on it
-            self._probe_found_room = False
+            # no result: lost in the link, or too few packets arrived to measure; after a probe that
+            # found room, try once more at once, then go back to the periodic pace
+            self._probe_sent_s = None
+            self._probe_timeouts += 1
+            if self._probe_timeouts > 1:
+                self._probe_found_room = False
         if self._startup_probes < len(PROBE_STARTUP_FACTORS):
             rate = self._start_bps * PROBE_STARTUP_FACTORS[self._startup_probes]
             self._startup_probes += 1
         else:
-            if self._state != _NORMAL or self._normal_since_s is None or self._excess >= LOSS_LOW:
+            if self._state != _NORMAL or self._normal_since_s is None or self._excess_sig >= LOSS_LOW:
                 return 0
             if self._sent_bps() < 0.8 * target:
                 return 0
@@ -651,7 +681,7 @@ class SendSideEstimator:
         self._last_probe_s = now_s
         self._probe_sent_s = now_s
         self._probe_target = rate
-        self._probe_found_room = False
+        self._probe_base = float(target)
         return int(rate)
 
     def _inherent_cap(self) -> float:
@@ -686,9 +716,10 @@ class SendSideEstimator:
     def _update_delay_based(self, now_s: float) -> None:
         acked = self._acked.bps()
         if self._state == _OVER:
-            self._over_feedbacks += 1
-            if self._over_feedbacks < OVERUSE_CONFIRM_FEEDBACKS:
-                return  # one feedback's worth of over-use on a jittery link is noise; a queue persists
+            if self._over_since_s is None:
+                self._over_since_s = now_s
+            if now_s - self._over_since_s < OVERUSE_CONFIRM_S:
+                return  # a short over-use on a jittery link is noise; a queue persists
             if acked is not None and self._time_to_reduce(now_s, acked):
                 self._rate_control(now_s, acked)
             elif acked is None and (self._last_change_s is None or now_s - self._last_change_s >= 0.2):
@@ -696,7 +727,7 @@ class SendSideEstimator:
                 self._delay_bps = max(self._delay_bps / 2, float(self.min_bps))
                 self._last_change_s = now_s
         else:
-            self._over_feedbacks = 0
+            self._over_since_s = None
             self._rate_control(now_s, acked)
 
     def _time_to_reduce(self, now_s: float, acked: float) -> bool:
@@ -712,7 +743,9 @@ class SendSideEstimator:
         throughput = self._last_throughput
         # state machine: over-use → decrease; normal after hold → increase; under-use → hold
         if self._state == _NORMAL:
-            if self._rc_state == _HOLD:
+            # the adaptive threshold rises with a long drain, so "normal" comes while a queue is still
+            # draining; increasing then would keep a standing queue (bufferbloat): wait until it stops
+            if self._rc_state == _HOLD and self._trend.prev_trend >= 0.0:
                 self._last_change_s = now_s
                 self._rc_state = _INCREASE
         elif self._state == _OVER:
@@ -756,6 +789,36 @@ class SendSideEstimator:
         avg_bits = frame_bytes / packets * 8
         return max(MIN_ADDITIVE_BPS_PER_S, avg_bits / (self._rtt_s + 0.1))
 
+    def _loss_window(self, p: float, total: int, now_s: float) -> None:
+        """A window of loss ``p`` over ``total`` packets without a queue building: learn, then decide."""
+        first = self._inherent is None
+        base = self._inherent or 0.0
+        # random loss over ~100 packets is noisy (±4 % at 20 %): decide on two windows' average, less
+        # one standard error of a Bernoulli count at the inherent rate (at 300 kbit/s, 30 packets a
+        # second, 5 % random loss reads anywhere from 0 to 10 %)
+        if first:
+            self._loss_avg, self._loss_n = p, float(total)
+        else:
+            self._loss_avg = LOSS_AVG_ALPHA * p + (1 - LOSS_AVG_ALPHA) * self._loss_avg
+            self._loss_n = LOSS_AVG_ALPHA * total + (1 - LOSS_AVG_ALPHA) * self._loss_n
+        q = max(base, 0.01)
+        noise = math.sqrt(q * (1 - q) / max(2 * self._loss_n, 1.0))
+        # nothing to compare the first window with: learn, hold
+        self._excess = 0.0 if first else max(0.0, self._loss_avg - base)
+        # growing (and probing) needs the loss to be within noise of the inherent loss; cutting needs
+        # it 10 % above, where noise no longer matters
+        self._excess_sig = 0.0 if first else max(0.0, self._excess - noise)
+        sample = min(p, self._inherent_cap())
+        self._inherent = sample if first else (1 - INHERENT_ALPHA) * base + INHERENT_ALPHA * sample
+        if self._excess > LOSS_HIGH:
+            interval = LOSS_DECREASE_INTERVAL_S + self._rtt_s
+            if self._last_loss_decrease_s is None or now_s - self._last_loss_decrease_s >= interval:
+                # from what was sent when the loss happened: an application-limited sender's target
+                # stands above it, and cutting the target there would change nothing
+                cur = min(self._loss_bps, self._delay_bps, self._sent_bps() or math.inf)
+                self._loss_bps = max(cur * (1 - 0.5 * self._excess), float(self.min_bps))
+                self._last_loss_decrease_s = now_s
+
     def _update_loss_based(self, now_s: float) -> None:
         if self._win_start_s is None:
             self._win_start_s = now_s
@@ -771,35 +834,21 @@ class SendSideEstimator:
         if complete:
             p = self._win_lost / total
             self._loss_fraction = p
-            first = self._inherent is None
-            base = self._inherent or 0.0
-            # random loss over ~100 packets is noisy (±4 % at 20 %): decide on two windows' average,
-            # except when a queue was building (then the loss is news, act on it)
-            self._loss_avg = p if first or self._win_congested else LOSS_AVG_ALPHA * p + (1 - LOSS_AVG_ALPHA) * self._loss_avg
-            self._excess = max(0.0, self._loss_avg - base)
-            if not self._win_congested:
-                sample = min(p, self._inherent_cap())
-                self._inherent = sample if first else (1 - INHERENT_ALPHA) * base + INHERENT_ALPHA * sample
-            if first and not self._win_congested:
-                self._excess = 0.0  # nothing to compare the first window with: learn, hold
+            congested = self._win_congested
             self._win_start_s = now_s
             self._win_lost = self._win_recv = 0
             self._win_congested = self._state == _OVER
-            if self._excess > LOSS_HIGH:
-                interval = LOSS_DECREASE_INTERVAL_S + self._rtt_s
-                if self._last_loss_decrease_s is None or now_s - self._last_loss_decrease_s >= interval:
-                    cur = min(self._loss_bps, self._delay_bps)
-                    self._loss_bps = max(cur * (1 - 0.5 * self._excess), float(self.min_bps))
-                    self._last_loss_decrease_s = now_s
+            if not congested:
+                self._loss_window(p, total, now_s)
+            # else: a queue was building, and the delay-based rate answers that (0.85 × what got
+            # through); cutting again for the losses of the same overshoot would undershoot the link
         last = self._last_loss_update_s if self._last_loss_update_s is not None else now_s
         dt = min(max(now_s - last, 0.0), 1.0)
         self._last_loss_update_s = now_s
-        if self._excess < LOSS_LOW and dt > 0.0:
-            grown = self._loss_bps * INCREASE_PER_S**dt + 1000.0 * dt
-            self._loss_bps = min(grown, max(self._delay_bps, self._loss_bps))
-        # the loss-based rate never stands above the delay-based one (libwebrtc caps it the same way)
-        if self._loss_bps > self._delay_bps:
-            self._loss_bps = self._delay_bps
+        if self._excess_sig < LOSS_LOW and dt > 0.0:
+            # not capped by the delay-based rate: a cut starts from the target (the lower of the two),
+            # and a link whose loss is low should not have to climb back at 8 %/s after a delay cut
+            self._loss_bps = self._loss_bps * INCREASE_PER_S**dt + 1000.0 * dt
         self._loss_bps = min(max(self._loss_bps, float(self.min_bps)), float(self.max_bps))
 
 

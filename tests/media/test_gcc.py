@@ -28,8 +28,19 @@ PROBE_DURATION_S = 0.06
 PROBE_MIN_PACKETS = 5
 
 
+@dataclass
+class Sent:
+    send: float
+    arrival: float | None
+    size: int
+    cluster: int = -1
+
+
 class Link:
-    """One direction of a bottleneck: drop-tail FIFO + delay/jitter + random loss + blackouts."""
+    """One direction of a bottleneck: drop-tail FIFO + delay/jitter + random loss + blackouts.
+
+    A capacity change applies to the packets still queued too (they drain at the new rate).
+    """
 
     def __init__(
         self,
@@ -50,37 +61,47 @@ class Link:
         self.free_at = 0.0
         self.last_release = 0.0
         self.blackouts: list[tuple[float, float]] = []
+        self.in_flight: list[tuple[Sent, float, float]] = []  # (packet, transmission end, jitter)
 
     def backlog_s(self, t: float) -> float:
         return max(0.0, self.free_at - t)
 
     def set_capacity(self, t: float, bps: float) -> None:
-        bits = self.backlog_s(t) * self.capacity_bps
+        old = self.capacity_bps
         self.capacity_bps = bps
-        self.free_at = t + bits / bps
+        self.in_flight = [e for e in self.in_flight if e[0].arrival is not None and e[0].arrival > t]
+        release = max([e[0].arrival for e in self.in_flight if e[1] <= t] + [0.0])  # type: ignore[type-var]
+        cur = t
+        kept = []
+        for pkt, end, jit in self.in_flight:
+            if end > t:  # still queued or being sent: drains at the new rate
+                start = end - pkt.size * 8 / old
+                end = t + (end - t) * old / bps if start < t else cur + pkt.size * 8 / bps
+                cur = end
+                pkt.arrival = max(end + self.delay_s + jit, release)
+                release = pkt.arrival
+            kept.append((pkt, end, jit))
+        self.in_flight = kept
+        if cur > t:
+            self.free_at = cur
+        if kept:
+            self.last_release = release
 
-    def send(self, t: float, size: int) -> float | None:
+    def send(self, t: float, pkt: Sent) -> None:
+        pkt.arrival = None
         if any(a <= t < b for a, b in self.blackouts):
-            return None
+            return
         if self.loss and self.rng.random() < self.loss:
-            return None
+            return
         if self.backlog_s(t) > self.queue_s:
-            return None  # tail drop
-        self.free_at = max(t, self.free_at) + size * 8 / self.capacity_bps
-        arrival = self.free_at + self.delay_s
-        if self.jitter_s:
-            arrival += self.rng.uniform(-self.jitter_s, self.jitter_s)
-        arrival = max(arrival, self.last_release)  # FIFO: never overtakes
-        self.last_release = arrival
-        return arrival
-
-
-@dataclass
-class Sent:
-    send: float
-    arrival: float | None
-    size: int
-    cluster: int = -1
+            return  # tail drop
+        self.free_at = max(t, self.free_at) + pkt.size * 8 / self.capacity_bps
+        jit = self.rng.uniform(-self.jitter_s, self.jitter_s) if self.jitter_s else 0.0
+        pkt.arrival = max(self.free_at + self.delay_s + jit, self.last_release)  # FIFO: never overtakes
+        self.last_release = pkt.arrival
+        self.in_flight.append((pkt, self.free_at, jit))
+        if len(self.in_flight) > 4096:
+            self.in_flight = [e for e in self.in_flight if e[0].arrival is not None and e[0].arrival > t]
 
 
 @dataclass
@@ -141,8 +162,9 @@ class Sim:
         self.clock_offset = RECEIVER_CLOCK_OFFSET
 
     def _send(self, size: int, cluster: int = -1) -> None:
-        arr = self.link.send(self.t, size)
-        self.pkts.append(Sent(self.t, arr, size, cluster))
+        pkt = Sent(self.t, None, size, cluster)
+        self.link.send(self.t, pkt)
+        self.pkts.append(pkt)
         if cluster >= 0:
             self.clusters.setdefault(cluster, []).append(len(self.pkts) - 1)
 

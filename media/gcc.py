@@ -15,39 +15,50 @@ Two estimators, the target is the lower of them (clamped to [min, max]):
   delay between groups is accumulated, smoothed (0.9) and a least-squares
   trend over the last 20 groups is compared with an adaptive threshold
   (gain 4, the threshold follows the trend slowly up and faster down, 6..600).
-  *Over-use* (the trend stays above the threshold for >10 ms and grows) cuts
-  the rate to 0.85 × the acknowledged bitrate (what the receiver got over the
-  last 0.5 s), at most once per RTT; *normal* increases it, multiplicatively
+  *Over-use* (the trend stays above the threshold and grows) cuts the rate to
+  0.85 × the acknowledged bitrate (what the receiver got over the last 0.5 s,
+  divided by 1 − the link's inherent loss: random loss is no rate limit), at
+  most once per RTT, once the feedbacks have said over-use for 0.25 s without
+  a break (with 150 ± 20 ms of jitter the detector flickers into over-use for
+  up to ~0.15 s a few times a minute); *normal* increases it, multiplicatively
   (8 %/s) far from the last congested rate, additively (about one packet per
-  response time) near it; *under-use* (a queue draining) holds.  The increase
-  never goes above 1.5 × the acknowledged bitrate + 10 kbit/s.
+  response time) near it, never above 1.5 × the acknowledged bitrate
+  + 10 kbit/s; *under-use* (a queue draining) holds, and so does "normal"
+  until the delay stops falling (the threshold adapts to a long drain, and
+  increasing then would keep a standing queue).
 * **Loss-based**: the loss fraction over windows of ~1 s.  The classic rule
   (< 2 % increase 8 %/s, 2–10 % hold, > 10 % decrease by (1 − 0.5 × loss))
   drives the estimate to nothing on a rural link whose loss is *random*
   (radio, satellite) and does not fall when the sender slows down.  So the
-  rule is applied to the loss **above the link's inherent loss** (averaged
-  over two windows: random loss over 100 packets is noisy): the inherent loss
-  is an average of the loss seen in windows in which the delay-based detector
-  never saw a queue building (congestion loss comes with a growing queue),
-  bounded as libwebrtc's newer loss-based estimator (LossBasedBweV2, which
-  fits an inherent loss and a capacity) bounds it: at most 5 % + 75 kbit/s ÷
-  the sending rate (10 % at 1.5 Mbit/s, 20 % at 500 kbit/s).  A link with
-  5 % or 10 % random loss and capacity to spare thus keeps its rate; 20 %
-  random loss is 10 % excess at 1.5 Mbit/s and brings the rate down until the
-  bound covers it (around 1 Mbit/s in the tests), never to nothing; loss at a
-  full drop-tail queue is never learned as inherent.  The price: a policer
-  that drops without queueing is taken for inherent loss up to that bound, so
-  the rate may sit 10–25 % above a policed rate.  A run of losses over
-  ``BLACKOUT_S`` with nothing delivered is a link that was down, not full (a
-  full link still delivers at its capacity), and is not counted.
-* The delay-based "acknowledged bitrate" is divided by (1 − inherent loss):
-  what the sender can push through, since random loss is not a rate limit.
+  rule is applied to the loss **above the link's inherent loss**: an average
+  of the loss in windows with no queue (neither a growing one nor a standing
+  one), bounded as libwebrtc's newer loss-based estimator (LossBasedBweV2,
+  which fits an inherent loss and a capacity) bounds it: at most 5 % +
+  75 kbit/s ÷ the sending rate (10 % at 1.5 Mbit/s, 20 % at 500 kbit/s).
+  Growing needs the loss (two windows' average) within one standard error of
+  the inherent loss + 2 %; a cut needs it 10 % above and starts from what was
+  sent.  A link with 5 % or 10 % random loss and capacity to spare thus keeps
+  its rate; 20 % random loss is 10 % excess at 1.5 Mbit/s and brings the rate
+  down until the bound covers it (about 1 Mbit/s in the tests), never to
+  nothing.  Windows in which a queue was growing are left to the delay-based
+  rate (cutting again for the same overshoot's losses would undershoot the
+  link).  A run of losses over ``BLACKOUT_S`` with nothing delivered is a link
+  that was down, not full (a full link still delivers at its capacity), and is
+  not counted.  The price: a policer that drops without any queue is taken for
+  inherent loss up to that bound, so the rate may sit 10–25 % above a policed
+  rate.
+* **Standing queue**: the delay trend cannot see a drop-tail queue that stays
+  full (a shaper at its limit, bufferbloat).  The one-way delay above the
+  lowest of the last 30 s is the queue standing now; a queue of > 100 ms for a
+  whole window is drained (0.85 × what gets through, as an over-use), its
+  tail drops are acted on and never learned as inherent loss, and if it does
+  not shrink after the cut the path got longer, so its delay becomes the base.
 
 Probes: the caller sends a burst of padding above the target, measures what
 got through with :func:`measure_probe` and reports it with
 :meth:`SendSideEstimator.on_probe`; while the delay detector says normal the
 estimate jumps to the probed rate (GCC climbs 8 %/s otherwise: 300 kbit/s to
-2 Mbit/s takes ~25 s).  :meth:`SendSideEstimator.probe_bps` says when a probe
+2 Mbit/s takes ~20 s).  :meth:`SendSideEstimator.probe_bps` says when a probe
 is worth sending and at what rate.
 """
 
@@ -125,6 +136,11 @@ LOSS_DECREASE_INTERVAL_S = 0.3
 """Loss-based decreases at most once per this + RTT."""
 BLACKOUT_S = 0.5
 """A run of lost packets spanning this much send time with nothing delivered: the link was down."""
+
+BASE_WINDOW_S = 30
+"""The path's base one-way delay is the lowest of this many seconds."""
+STANDING_QUEUE_S = 0.1
+"""A queue standing this long (above the base delay) makes the window's loss congestion loss."""
 
 # -- probing --
 PROBE_MIN_RECEIVED = 0.8
@@ -432,6 +448,45 @@ class _AckedBitrate:
         return total * 8 / span
 
 
+class _StandingQueue:
+    """How much one-way delay the path carries above its lowest of the last ``BASE_WINDOW_S``.
+
+    The delay detector sees only the delay's *trend*: a drop-tail queue that stays full (a shaper
+    at its limit, bufferbloat) has none, and its tail drops look like random loss.  The lowest
+    one-way delay of the last 30 s (per-second minima, as LEDBAT keeps its base delay) is the path
+    without a queue; the lowest of the latest feedback, less that, is the queue standing now.
+    """
+
+    def __init__(self) -> None:
+        self.mins = [0.0] * BASE_WINDOW_S
+        self.ids = [0] * BASE_WINDOW_S
+        self.reset()
+
+    def reset(self) -> None:
+        for i in range(BASE_WINDOW_S):
+            self.ids[i] = -(1 << 62)
+        self.newest = -(1 << 62)
+
+    def add(self, owd: float, arrival: float) -> None:
+        sec = math.floor(arrival)
+        i = sec % BASE_WINDOW_S
+        if self.ids[i] != sec:
+            self.ids[i] = sec
+            self.mins[i] = owd
+        elif owd < self.mins[i]:
+            self.mins[i] = owd
+        if sec > self.newest:
+            self.newest = sec
+
+    def queue_s(self, recent_owd: float) -> float:
+        base = math.inf
+        lo = self.newest - BASE_WINDOW_S
+        for i in range(BASE_WINDOW_S):
+            if lo < self.ids[i] <= self.newest and self.mins[i] < base:
+                base = self.mins[i]
+        return 0.0 if base == math.inf else max(0.0, recent_owd - base)
+
+
 class _LinkCapacity:
     """Where the delay-based rate last met congestion (libwebrtc LinkCapacityEstimator), in kbit/s."""
 
@@ -491,6 +546,12 @@ class SendSideEstimator:
         self._trend = _Trendline()
         self._acked = _AckedBitrate()
         self._link = _LinkCapacity()
+        self._queue = _StandingQueue()
+        self._queue_s = 0.0
+        self._win_queue = False
+        self._win_queue_min = math.inf
+        self._drained_queue_s: float | None = None
+        self._last_raw_excess = 0.0
         self._last_feedback_s: float | None = None
         # delay-based (AIMD)
         self._delay_bps = start
@@ -565,6 +626,11 @@ class SendSideEstimator:
         return int(b) if b is not None else 0
 
     @property
+    def standing_queue_s(self) -> float:
+        """One-way delay above the path's lowest of the last 30 s, at the latest feedback."""
+        return self._queue_s
+
+    @property
     def rtt_s(self) -> float:
         return self._rtt_s
 
@@ -582,6 +648,7 @@ class SendSideEstimator:
         if self._last_feedback_s is not None and now_s - self._last_feedback_s > STREAM_TIMEOUT_S:
             self._inter.reset()
             self._trend.reset()
+            self._queue.reset()
         self._last_feedback_s = now_s
         received: list[PacketResult] = []
         for r in results:
@@ -601,13 +668,23 @@ class SendSideEstimator:
             self._win_recv += 1
             received.append(r)
         received.sort(key=_arrival)
+        recent_owd = math.inf
         for r in received:
             arrival = r.arrival_time_s
             assert arrival is not None
             self._acked.add(arrival, r.size)
+            owd = arrival - r.send_time_s
+            self._queue.add(owd, arrival)
+            if owd < recent_owd:
+                recent_owd = owd
             if self._inter.add(r.send_time_s, arrival, now_s):
                 self._trend.update(self._inter.arrival_delta * 1000, self._inter.send_delta * 1000, arrival * 1000)
         if received:
+            self._queue_s = self._queue.queue_s(recent_owd)
+            if self._queue_s > STANDING_QUEUE_S:
+                self._win_queue = True
+            if self._queue_s < self._win_queue_min:
+                self._win_queue_min = self._queue_s
             # nothing received, nothing learnt about delay or throughput (libwebrtc skips it too)
             self._set_state(self._trend.state, now_s)
             self._update_delay_based(now_s)
@@ -617,7 +694,8 @@ class SendSideEstimator:
         """A probe got ``bitrate_bps`` through (see :func:`measure_probe`): raise the delay-based estimate to it.
 
         Ignored while the delay detector says over-use (the probe built a queue).  The
-        loss-based limit is left alone: a probe measures capacity, not loss.
+        loss-based limit follows only while the loss is at the link's own level (in the
+        average and in the last window): a probe measures capacity, not loss.
         """
         if not _finite(bitrate_bps) or bitrate_bps <= 0 or not _finite(now_s):
             return
@@ -636,6 +714,9 @@ class SendSideEstimator:
         if p > self._delay_bps:
             self._delay_bps = p
             self._last_change_s = now_s
+        if self._excess_sig < LOSS_LOW and self._last_raw_excess < LOSS_LOW and p > self._loss_bps:
+            # the loss is back at the link's own level: an older loss cut no longer says anything
+            self._loss_bps = p
 
     def probe_bps(self, now_s: float) -> int:
         """The rate worth probing at now (0 = none); call :meth:`on_probe` with the result.
@@ -789,27 +870,58 @@ class SendSideEstimator:
         avg_bits = frame_bytes / packets * 8
         return max(MIN_ADDITIVE_BPS_PER_S, avg_bits / (self._rtt_s + 0.1))
 
-    def _loss_window(self, p: float, total: int, now_s: float) -> None:
+    def _standing_queue(self, queue_min: float) -> None:
+        """A queue that stood a whole window without a trend (bufferbloat, a full shaper): drain it.
+
+        Cut to 0.85 × what gets through, as an over-use would; if the next window's queue did
+        not shrink, it was the path that got longer (a route change), not a queue: take the new
+        delay as the base.
+        """
+        if queue_min == math.inf or queue_min <= STANDING_QUEUE_S:
+            self._drained_queue_s = None
+            return
+        if self._drained_queue_s is not None:
+            if queue_min >= 0.8 * self._drained_queue_s:
+                self._queue.reset()
+                self._queue_s = 0.0
+                self._drained_queue_s = None
+            else:
+                self._drained_queue_s = queue_min  # draining: let it
+            return
+        acked = self._acked.bps()
+        if acked is None:
+            return
+        throughput = acked / (1.0 - (self._inherent or 0.0))
+        self._loss_bps = max(min(self._loss_bps, BETA * throughput), float(self.min_bps))
+        self._drained_queue_s = queue_min
+
+    def _loss_window(self, p: float, total: int, now_s: float, *, learn: bool) -> None:
         """A window of loss ``p`` over ``total`` packets without a queue building: learn, then decide."""
-        first = self._inherent is None
+        first = self._inherent is None and learn
         base = self._inherent or 0.0
         # random loss over ~100 packets is noisy (±4 % at 20 %): decide on two windows' average, less
         # one standard error of a Bernoulli count at the inherent rate (at 300 kbit/s, 30 packets a
         # second, 5 % random loss reads anywhere from 0 to 10 %)
-        if first:
-            self._loss_avg, self._loss_n = p, float(total)
+        if not learn:
+            # tail drops at a standing queue: this window's own loss, not mixed into the average
+            self._excess = self._excess_sig = max(0.0, p - base)
         else:
-            self._loss_avg = LOSS_AVG_ALPHA * p + (1 - LOSS_AVG_ALPHA) * self._loss_avg
-            self._loss_n = LOSS_AVG_ALPHA * total + (1 - LOSS_AVG_ALPHA) * self._loss_n
-        q = max(base, 0.01)
-        noise = math.sqrt(q * (1 - q) / max(2 * self._loss_n, 1.0))
-        # nothing to compare the first window with: learn, hold
-        self._excess = 0.0 if first else max(0.0, self._loss_avg - base)
-        # growing (and probing) needs the loss to be within noise of the inherent loss; cutting needs
-        # it 10 % above, where noise no longer matters
-        self._excess_sig = 0.0 if first else max(0.0, self._excess - noise)
-        sample = min(p, self._inherent_cap())
-        self._inherent = sample if first else (1 - INHERENT_ALPHA) * base + INHERENT_ALPHA * sample
+            if first:
+                self._loss_avg, self._loss_n = p, float(total)
+            else:
+                self._loss_avg = LOSS_AVG_ALPHA * p + (1 - LOSS_AVG_ALPHA) * self._loss_avg
+                self._loss_n = LOSS_AVG_ALPHA * total + (1 - LOSS_AVG_ALPHA) * self._loss_n
+            q = max(base, 0.01)
+            noise = math.sqrt(q * (1 - q) / max(2 * self._loss_n, 1.0))
+            # nothing to compare the first window with: learn, hold
+            self._excess = 0.0 if first else max(0.0, self._loss_avg - base)
+            # growing (and probing) needs the loss to be within noise of the inherent loss; cutting
+            # needs it 10 % above, where noise no longer matters
+            self._excess_sig = 0.0 if first else max(0.0, self._excess - noise)
+        self._last_raw_excess = 0.0 if first else max(0.0, p - base)
+        if learn:
+            sample = min(p, self._inherent_cap())
+            self._inherent = sample if first else (1 - INHERENT_ALPHA) * base + INHERENT_ALPHA * sample
         if self._excess > LOSS_HIGH:
             interval = LOSS_DECREASE_INTERVAL_S + self._rtt_s
             if self._last_loss_decrease_s is None or now_s - self._last_loss_decrease_s >= interval:
@@ -835,11 +947,17 @@ class SendSideEstimator:
             p = self._win_lost / total
             self._loss_fraction = p
             congested = self._win_congested
+            queue = self._win_queue
+            queue_min = self._win_queue_min
             self._win_start_s = now_s
             self._win_lost = self._win_recv = 0
             self._win_congested = self._state == _OVER
+            self._win_queue = self._queue_s > STANDING_QUEUE_S
+            self._win_queue_min = math.inf
             if not congested:
-                self._loss_window(p, total, now_s)
+                self._standing_queue(queue_min)
+                # a standing queue's losses are tail drops: act on them, never learn them as the link's
+                self._loss_window(p, total, now_s, learn=not queue)
             # else: a queue was building, and the delay-based rate answers that (0.85 × what got
             # through); cutting again for the losses of the same overshoot would undershoot the link
         last = self._last_loss_update_s if self._last_loss_update_s is not None else now_s

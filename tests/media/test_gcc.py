@@ -284,9 +284,9 @@ def test_without_probes_it_still_converges_at_8_percent_per_second() -> None:
     assert 0.7 * 2_000_000 <= min(late) and max(late) <= 1.1 * 2_000_000, (min(late), max(late))
 
 
-def test_capacity_drop_then_return() -> None:
-    link = Link(capacity_bps=2_000_000, delay_s=0.04, queue_s=1.0)
-    sim = Sim(_est(1_000_000), link)
+def _drop_and_return(link: Link, start: int = 1_000_000) -> Trace:
+    """2 Mbit/s for 20 s, 300 kbit/s for 20 s, 2 Mbit/s again for 20 s."""
+    sim = Sim(_est(start), link)
 
     def cap(s: Sim) -> None:
         if s.t == 20.0:
@@ -295,12 +295,35 @@ def test_capacity_drop_then_return() -> None:
             s.link.set_capacity(s.t, 2_000_000)
 
     sim.on_step = cap
-    tr = sim.run(60.0)
+    return sim.run(60.0)
+
+
+def test_capacity_drop_then_return() -> None:
+    # a deep buffer (1 s): what the delay trend cannot see, a standing queue, must drain too
+    tr = _drop_and_return(Link(capacity_bps=2_000_000, delay_s=0.04, queue_s=1.0))
     assert tr.at(19.9) >= 1_400_000
     fell = tr.first_time(20.0, lambda v: v < 350_000)
     assert fell is not None and fell - 20.0 <= 2.0, fell
-    assert max(tr.queue_between(30.0, 40.0)) < 0.2, max(tr.queue_between(30.0, 40.0))
     assert max(tr.between(22.0, 40.0)) <= 400_000
+    late_q = tr.queue_between(30.0, 40.0)
+    assert sum(late_q) / len(late_q) < 0.1, late_q  # drained: what remains is the probes' and the increases'
+    assert max(late_q) < 0.3, max(late_q)
+    back = tr.first_time(40.0, lambda v: v > 1_500_000)
+    assert back is not None and back - 40.0 <= 5.0, back
+    assert min(tr.between(48.0, 60.0)) >= 1_400_000
+
+
+@pytest.mark.parametrize("seed", [1, 4])
+def test_rural_link_capped_to_300kbit_then_lifted(seed: int) -> None:
+    # the weak-link lab's rural link: 150 ± 20 ms each way, 5 % loss, `tbf` holding at most 250 ms
+    link = Link(capacity_bps=2_000_000, delay_s=0.15, jitter_s=0.02, loss=0.05, queue_s=0.25, seed=seed)
+    tr = _drop_and_return(link)
+    fell = tr.first_time(20.0, lambda v: v < 350_000)
+    assert fell is not None and fell - 20.0 <= 2.0, fell
+    during = tr.between(22.0, 40.0)
+    assert 200_000 <= min(during) and max(during) <= 450_000, (min(during), max(during))  # the layer that fits
+    q = tr.queue_between(25.0, 40.0)
+    assert sum(q) / len(q) < 0.15, sum(q) / len(q)  # not sitting in a full shaper
     back = tr.first_time(40.0, lambda v: v > 1_500_000)
     assert back is not None and back - 40.0 <= 8.0, back
 
@@ -315,15 +338,17 @@ def test_random_loss_on_a_far_link_keeps_the_stream(loss: float, seed: int) -> N
     assert min(tr.target) >= 1_500_000, (loss, min(tr.target), sim.est.inherent_loss)
 
 
-def test_twenty_percent_loss_goes_down_but_not_below_min() -> None:
-    link = Link(capacity_bps=3_000_000, delay_s=0.15, jitter_s=0.02, loss=0.20, seed=3)
+@pytest.mark.parametrize("seed", [3, 5])
+def test_twenty_percent_loss_goes_down_but_not_below_min(seed: int) -> None:
+    link = Link(capacity_bps=3_000_000, delay_s=0.15, jitter_s=0.02, loss=0.20, seed=seed)
     est = _est(1_500_000, lo=100_000)
     sim = Sim(est, link, stream_bps=1_500_000)
     tr = sim.run(60.0)
-    late = tr.between(5.0, 60.0)
-    assert min(late) < 0.8 * 1_500_000, min(late)  # 10 % above the inherent bound at 1.5 Mbit/s: down
-    assert min(tr.target) >= 500_000, min(tr.target)  # settles where the bound covers it, not at the floor
-    assert 0.12 <= est.loss_fraction <= 0.3
+    late = tr.between(20.0, 60.0)
+    # 10 % above the inherent-loss bound at 1.5 Mbit/s: down, to where the bound covers the loss
+    assert sum(late) / len(late) < 1_300_000, sum(late) / len(late)
+    assert min(tr.target) >= 500_000, min(tr.target)  # not to the floor
+    assert 0.1 <= est.loss_fraction <= 0.3
     assert 0.08 <= est.inherent_loss <= 0.2
 
 

@@ -431,7 +431,7 @@ ATTACH_JS = """window.__wlAttach = (w, source, stream) => {
 
 PAGE_SAMPLE = """async () => {
   const w = window.__wl;
-  const out = { at: Date.now() / 1000, state: w.state, frames: w.frames, lastFrame: w.lastFrame,
+  const out = { at: Date.now() / 1000, me: w.lc.participantId || null, state: w.state, frames: w.frames, lastFrame: w.lastFrame,
                 gaps: w.gaps.splice(0) };
   const pc = w.lc.subscriber;
   if (pc) {
@@ -560,9 +560,15 @@ def _delta(samples: list[dict], kind: str, key: str) -> float:
     return float(vals[-1] - vals[0]) if len(vals) >= 2 else 0.0
 
 
+_RECEIVER: dict[str, str | None] = {"me": None}
+"""The receiving classroom's participant id (from the page's samples), set by ``measure``."""
+
+
 def _video_consumer(dump: dict) -> dict | None:
-    for c in (dump.get("consumers") or {}).values():
-        if str(c.get("producer_id", "")).endswith(":camera"):
+    """The receiving classroom's consumer of the main classroom's camera in a worker dump."""
+    me = _RECEIVER["me"]
+    for cid, c in (dump.get("consumers") or {}).items():
+        if str(c.get("producer_id", "")).endswith(":camera") and (me is None or cid.startswith(f"{me}~")):
             return c
     return None
 
@@ -597,6 +603,7 @@ def measure(name: str, t0: float, t1: float, page: list[dict], sfu: list[dict], 
             marks: list[tuple[str, float]]) -> Row:
     """One condition's row from the samples taken between epoch times ``t0`` and ``t1``."""
     row = Row(name, t1 - t0)
+    _RECEIVER["me"] = next((s["me"] for s in reversed(page) if s.get("me")), None)
     win = [s for s in page if t0 <= s["at"] <= t1 + 0.5]
     if len(win) >= 2:
         span = win[-1]["at"] - win[0]["at"]

@@ -254,7 +254,9 @@ class _InterArrival:
         if send_delta == 0.0:
             return True
         return (
-            arr_delta - send_delta < 0.0 and arr_delta <= BURST_DELTA_S and arrival - self.first_arr < BURST_MAX_S
+            arr_delta - send_delta < 0.0
+            and arr_delta <= BURST_DELTA_S
+            and arrival - self.first_arr < BURST_MAX_S
         )
 
     def add(self, send: float, arrival: float, sys_now: float) -> bool:
@@ -678,7 +680,8 @@ class SendSideEstimator:
             if owd < recent_owd:
                 recent_owd = owd
             if self._inter.add(r.send_time_s, arrival, now_s):
-                self._trend.update(self._inter.arrival_delta * 1000, self._inter.send_delta * 1000, arrival * 1000)
+                inter = self._inter
+                self._trend.update(inter.arrival_delta * 1000, inter.send_delta * 1000, arrival * 1000)
         if received:
             self._queue_s = self._queue.queue_s(recent_owd)
             if self._queue_s > STANDING_QUEUE_S:
@@ -691,7 +694,7 @@ class SendSideEstimator:
         self._update_loss_based(now_s)
 
     def on_probe(self, bitrate_bps: int, now_s: float) -> None:
-        """A probe got ``bitrate_bps`` through (see :func:`measure_probe`): raise the delay-based estimate to it.
+        """A probe got ``bitrate_bps`` through (see :func:`measure_probe`): raise the delay-based rate to it.
 
         Ignored while the delay detector says over-use (the probe built a queue).  The
         loss-based limit follows only while the loss is at the link's own level (in the
@@ -702,10 +705,12 @@ class SendSideEstimator:
         self._probe_timeouts = 0
         if self._probe_sent_s is not None:
             self._probe_found_room = (
-                bitrate_bps >= PROBE_FOUND_ROOM * self._probe_target or bitrate_bps >= PROBE_ROOM_OVER_TARGET * self._probe_base
+                bitrate_bps >= PROBE_FOUND_ROOM * self._probe_target
+                or bitrate_bps >= PROBE_ROOM_OVER_TARGET * self._probe_base
             )
             if bitrate_bps < 0.7 * self._probe_target:
-                self._startup_probes = len(PROBE_STARTUP_FACTORS)  # the link is below what we probed: stop climbing
+                # the link is below what we probed: stop climbing
+                self._startup_probes = len(PROBE_STARTUP_FACTORS)
         self._probe_sent_s = None
         if self._state == _OVER:
             return

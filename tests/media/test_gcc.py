@@ -360,6 +360,22 @@ def test_a_blackout_does_not_count_as_congestion() -> None:
     assert min(tr.between(18.0, 30.0)) >= 1_500_000, min(tr.between(18.0, 30.0))
 
 
+def test_a_longer_path_is_not_taken_for_a_standing_queue() -> None:
+    # a route change: 150 ms more each way for good, no queue. One cut at most, then the new delay is the base.
+    link = Link(capacity_bps=2_000_000, delay_s=0.04)
+    sim = Sim(_est(1_000_000), link)
+
+    def reroute(s: Sim) -> None:
+        if s.t == 20.0:
+            s.link.delay_s = 0.19
+
+    sim.on_step = reroute
+    tr = sim.run(40.0)
+    assert min(tr.between(20.0, 40.0)) >= 0.5 * 2_000_000
+    assert min(tr.between(26.0, 40.0)) >= 0.7 * 2_000_000
+    assert sim.est.standing_queue_s < 0.05
+
+
 # -- pieces --------------------------------------------------------------------------------------
 
 

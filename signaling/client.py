@@ -53,6 +53,8 @@ class LessonClient:
         self.messages: list[dict[str, Any]] = []
         self.publisher: RTCPeerConnection | None = publisher
         self.subscriber: RTCPeerConnection | None = subscriber
+        self.closing = False
+        """``close()`` began: offers still in flight are not answered."""
         if subscriber is not None:
             subscriber.on("track", self._on_track)
         self.tracks: dict[tuple[str, str], MediaStreamTrack] = {}
@@ -118,6 +120,7 @@ class LessonClient:
             await self.ws.close()
 
     async def close(self) -> None:
+        self.closing = True
         if self._pinger is not None:
             self._pinger.cancel()
         for pc in (self.publisher, self.subscriber):
@@ -221,7 +224,7 @@ class LessonClient:
             self.subscriber.on("track", self._on_track)
 
         pc = self.subscriber
-        if pc.signalingState == "closed":
+        if self.closing or pc.signalingState == "closed":
             return  # leaving: an offer that crossed our own close has nothing to apply to
         for t in msg.get("tracks", []):
             self.mids[t["mid"]] = (t["participant_id"], t["source"])
@@ -230,8 +233,10 @@ class LessonClient:
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)
         except InvalidStateError:
-            if pc.signalingState == "closed":
-                return  # closed while this offer was being applied: leaving, nothing to answer
+            # closed while this offer was being applied: leaving, nothing to answer (aiortc's
+            # setRemoteDescription may set its signaling state again after close() set "closed")
+            if self.closing or pc is not self.subscriber or pc.signalingState == "closed":
+                return
             raise
         self.offers += 1
         await self.send({"type": "answer", "request_id": f"a{next(self._ids)}",

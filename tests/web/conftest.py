@@ -233,6 +233,7 @@ def open_page(browser: Any, web_server: Site) -> Iterator[Callable[..., Any]]:
         page.on("console", on_console)
         page.on("pageerror", lambda exc: page.console_errors.append(f"uncaught: {exc}"))
         pages.append((page, allow_console))
+        page.set_default_navigation_timeout(60_000)  # a loaded CI machine takes its time to load a page
         page.goto(path, wait_until=wait_until)
         return page
 

@@ -382,7 +382,9 @@ class Router:
         return {
             "transports": len(self.transports),
             "producers": {pid: {"layers": [s.ssrc for s in p.streams], "paused": p.paused,
+                                "rids": [s.rid for s in p.streams],
                                 "received": [s.stats.received for s in p.streams],
+                                "bitrates": p.layer_bitrates(time.monotonic()),
                                 "red_received": [s.red_received for s in p.streams]}
                           for pid, p in self.producers.items()},
             "consumers": {cid: {"producer_id": c.producer_id, "bound": c.stream is not None,

@@ -17,6 +17,11 @@ Roles, enforced here and not only by the page:
   subscription names a higher ``layer`` (the patrol's full view of one lesson asks ``high``, its
   wall of many stays ``low``): the named layer is then the highest it gets.
 
+Dynacast: a simulcast camera's layers that no subscription can get are paused at the publisher
+(``layers_wanted``, sent whenever the set changes): a classroom watched only by the patrol wall
+sends its low layer alone.  The main classroom's camera sends all of them while its lesson is
+recorded.
+
 The on-stage slot is the pseudo participant ``"stage"`` in a subscription: its
 consumers are re-pointed to whoever is on stage, so a receiving classroom's
 "stage" tile switches without renegotiation and without a decoding glitch.
@@ -40,6 +45,7 @@ from signaling.messages import (
     ClientMessage,
     ErrorCode,
     IceCandidate,
+    LayersWanted,
     LessonRole,
     LinkQualityReport,
     Offer,
@@ -98,6 +104,8 @@ class LessonMedia:
         self._transport_seq = 0
         self.samples: dict[str, dict[str, dict[str, Any]]] = {}
         """Per participant: direction → the last link sample from the worker."""
+        self.layers_sent: dict[str, list[str]] = {}
+        """Per producer id: the rids last sent to its publisher in ``layers_wanted`` (dynacast)."""
         self.recording: dict[str, Any] | None = None
         """``{id, directory}`` once the lesson's recording started (``MediaService.recordings``)."""
         self._not_recorded = False
@@ -202,6 +210,7 @@ class LessonMedia:
         async def left() -> None:
             await self._close_transports(pid)
             await self._sync_all()
+            self._dynacast()
 
         self._enqueue(left)
 
@@ -293,8 +302,11 @@ class LessonMedia:
         if now_published != p.publications:
             p.publications = now_published
             self.room.updated(p)
+        for producer in result.get("producers", []):  # a new sender sends all its layers: tell it again
+            self.layers_sent.pop(producer["producer_id"], None)
         if p.role is LessonRole.main and result.get("producers"):
             await self._record(result["producers"])
+        self._dynacast()
 
     async def _pause(self, pid: str, paused: bool) -> None:
         if not self._router_created:
@@ -335,6 +347,7 @@ class LessonMedia:
         """An observer gets the lowest layer unless it names one; the named one is its ceiling."""
         return LAYER_INDEX[sub.layer] if sub.layer is not None else 0
 
+
     def _consumer_specs(self, p: Participant) -> list[dict[str, Any]]:
         room = self.room
         specs: list[dict[str, Any]] = []
@@ -369,6 +382,49 @@ class LessonMedia:
         result = await self._request("transport.set_consumers", {"transport_id": tid, "consumers": specs})
         if result.get("offer"):
             self._send_offer(p, result["offer"])
+        self._dynacast()
+
+    # ------------------------------------------------------------------ dynacast
+
+    def _wanted_layers(self) -> dict[str, int]:
+        """Per camera producer id: the highest layer index any subscription can get (absent: nobody)."""
+        room = self.room
+        wanted: dict[str, int] = {}
+        if room is None:
+            return wanted
+        for q in room.participants.values():
+            for sub in self.subscriptions.get(q.participant_id, []):
+                if sub.source is not TrackSource.camera:
+                    continue
+                target = room.on_stage if sub.participant_id == STAGE else sub.participant_id
+                if not target or target == q.participant_id:
+                    continue  # the stage is empty, or it is q itself (it gets nothing of its own)
+                top = self._observer_max_layer(sub) if q.observer else len(LAYER_INDEX) - 1
+                pid = producer_id(target, TrackSource.camera)
+                wanted[pid] = max(wanted.get(pid, 0), top)
+        if self.recording is not None:  # the recording keeps the main classroom's best picture
+            for q in room.participants.values():
+                if q.role is LessonRole.main:
+                    wanted[producer_id(q.participant_id, TrackSource.camera)] = len(LAYER_INDEX) - 1
+        return wanted
+
+    def _dynacast(self) -> None:
+        """Tell each simulcast publisher which of its camera layers someone can receive (``layers_wanted``)."""
+        room = self.room
+        if room is None:
+            return
+        wanted = self._wanted_layers()
+        for p in room.participants.values():
+            pub = self.announced.get(p.participant_id, {}).get(TrackSource.camera)
+            if pub is None or not pub.simulcast or TrackSource.camera not in p.publications:
+                continue
+            pid = producer_id(p.participant_id, TrackSource.camera)
+            top = wanted.get(pid, 0)
+            ordered = sorted(pub.simulcast, key=lambda layer: LAYER_INDEX[layer.layer])
+            rids = [layer.rid for layer in ordered if LAYER_INDEX[layer.layer] <= top] or [ordered[0].rid]
+            if self.layers_sent.get(pid) != rids:
+                self.layers_sent[pid] = rids
+                p.send(LayersWanted(source=TrackSource.camera, rids=rids))
 
     async def _sync_all(self) -> None:
         if self.room is None:

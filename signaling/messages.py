@@ -584,6 +584,21 @@ class Error(_ServerBase):
     """For people, in zh-CN."""
 
 
+class LayersWanted(_ServerBase):
+    """Server → a publisher (dynacast): the simulcast layers of one of its tracks that someone receives.
+
+    The client keeps exactly these ``rids`` sending (``RTCRtpSender.setParameters``, ``active``) and
+    pauses the others, so a camera whose only viewers are thumbnails (the patrol wall) does not send
+    its top layers over its uplink.  Sent after each change, and after each publish of the track;
+    the lowest layer is always among them.
+    """
+
+    type: Literal["layers_wanted"] = "layers_wanted"
+    source: TrackSource
+    rids: list[Annotated[str, StringConstraints(min_length=1, max_length=16, pattern=r"^[A-Za-z0-9_-]+$")]] = Field(
+        min_length=1, max_length=3)
+
+
 class ServerLeave(_ServerBase):
     """Server → client, last message before the server closes the socket."""
 
@@ -601,7 +616,7 @@ ClientMessage = Annotated[
 ServerMessage = Annotated[
     Joined | Resumed | ParticipantJoined | ParticipantLeft | ParticipantUpdated | RoomUpdated
     | ServerOffer | ServerAnswer | ServerIceCandidate | OnStageChanged | Muted | HandRaised
-    | ChatMessage | LinkQualityUpdate | Pong | Ack | Error | ServerLeave,
+    | ChatMessage | LinkQualityUpdate | Pong | Ack | Error | ServerLeave | LayersWanted,
     Field(discriminator="type"),
 ]
 

@@ -15,7 +15,7 @@
  * Options (all optional):
  *   getToken()      → Promise<{token, room_open, room_opens_at, lesson_role}>; default: POST
  *                     /api/v1/lessons/{id}/join-token through /assets/api.js
- *   simulcast       false: the camera in one layer instead of CAMERA_LAYERS (low + high)
+ *   simulcast       false: the camera in one layer instead of CAMERA_LAYERS (low, medium, high)
  *   observer        receive only, the lowest simulcast layer for every video unless a subscription
  *                   asks for a layer (巡课: the wall stays low, the full view asks "high"); also
  *                   implied by an `observer` join token
@@ -65,12 +65,15 @@ const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 10000];
 const STORE_PREFIX = "sanke.lesson.";
 const LINK_REPORT_MS = 4000;
 /**
- * The camera goes out in two simulcast layers, so the SFU can give a weak link the low one (and an
- * observer's grid always gets it); `simulcast: false` sends one layer.
+ * The camera goes out in three simulcast layers, lowest first, so the SFU can give each subscriber
+ * the best one its link carries (a village link on 300 kbit/s still gets the low one, and an
+ * observer's grid always gets it); `simulcast: false` sends one layer. Layers nobody receives are
+ * paused here when the server says so (`layers_wanted`: dynacast).
  */
 export const CAMERA_LAYERS = [
   { layer: "low", rid: "q", scale: 4, max_bitrate_kbps: 150 },
-  { layer: "high", rid: "f", scale: 1, max_bitrate_kbps: 1200 },
+  { layer: "medium", rid: "h", scale: 2, max_bitrate_kbps: 500 },
+  { layer: "high", rid: "f", scale: 1, max_bitrate_kbps: 1500 },
 ];
 const CAMERA_KBPS = 1200;
 const SCREEN_KBPS = 1000;
@@ -160,6 +163,7 @@ export class LessonClient {
     this._rid = 0;
     this._pending = new Map();      // request_id → {resolve, reject}
     this._senders = new Map();      // source → RTCRtpTransceiver
+    this._layersWanted = new Map(); // source → rids the server wants sent (dynacast)
     this._mids = new Map();         // mid → {participantId, source}
     this._subsPolicy = null;
     this._subsSent = null;
@@ -459,6 +463,7 @@ export class LessonClient {
       case "hand_raised": this.handQueue = msg.queue; this._emit("hand", msg); break;
       case "muted": this._onMuted(msg); break;
       case "link_quality_update": this._emit("linkquality", msg); break;
+      case "layers_wanted": this._onLayersWanted(msg); break;
       case "leave": this._onLeave(msg); break;
       case "error":
         if (msg.request_id === "join") this._onJoinError(msg);
@@ -589,6 +594,28 @@ export class LessonClient {
       this._emit("local", { source, track });
     }
     return this._queuePub(() => this._negotiatePublish(tracks, simulcast));
+  }
+
+  /** Dynacast: keep sending only the simulcast layers someone receives (`encodings[i].active`). */
+  _onLayersWanted(msg) {
+    this._layersWanted.set(msg.source, msg.rids);
+    this._queuePub(() => this._applyLayers(msg.source)).catch((e) => {
+      console.warn("lesson-client: pausing unwatched layers failed", e);
+    });
+  }
+
+  async _applyLayers(source) {
+    const rids = this._layersWanted.get(source);
+    const t = this._senders.get(source);
+    if (!rids || !t || t.currentDirection === "stopped") return;
+    const params = t.sender.getParameters();
+    let changed = false;
+    for (const enc of params.encodings || []) {
+      if (!enc.rid) continue;
+      const active = rids.includes(enc.rid);
+      if (enc.active !== active) { enc.active = active; changed = true; }
+    }
+    if (changed) await t.sender.setParameters(params);
   }
 
   _republish(tracks) {

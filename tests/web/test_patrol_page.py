@@ -223,11 +223,12 @@ def test_the_full_view_shows_the_high_layer_and_only_panels_with_something_in_th
     js_poll(teacher, "window.sankeLesson && window.sankeLesson.state === 'joined'", timeout=15)
     js_poll(teacher, "window.sankeLesson.local.has('camera')", timeout=10)
     main = str(teacher.evaluate("window.sankeLesson.participantId"))
-    # the camera goes out in two layers: a quarter of the picture and the whole of it
-    js_poll(teacher, f"({SENT_WIDTHS_JS})().then((w) => w.f > 0 && w.q > 0 && w.f >= 2 * w.q)", timeout=20)
     kiosk = open_page(w.terminal_recv, "/lesson/receiving.html")
     js_poll(kiosk, "window.sankeLesson && window.sankeLesson.state === 'joined'", timeout=15)
     js_poll(kiosk, "window.sankeLesson.local.has('camera')", timeout=10)
+    # the camera goes out in layers from a quarter of the picture to the whole of it (all of them now
+    # that a classroom receives it: layers nobody receives are paused at the teacher's page)
+    js_poll(teacher, f"({SENT_WIDTHS_JS})().then((w) => w.f > 0 && w.q > 0 && w.f >= 2 * w.q)", timeout=30)
     recv = str(kiosk.evaluate("window.sankeLesson.participantId"))
     recv_name = str(kiosk.evaluate("window.sankeLesson.me.display_name"))
 

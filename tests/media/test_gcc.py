@@ -463,3 +463,30 @@ def test_all_lost_and_empty_feedback_hold_the_estimate() -> None:
         est.on_feedback([PacketResult(k * 0.1 + i * 0.01, None, 1200) for i in range(10)], k * 0.1 + 0.05)
     assert est.target_bps == 800_000
     assert est.acked_bps == 0
+
+
+def _figures() -> None:  # pragma: no cover - `python -m tests.media.test_gcc` prints the figures in the docs
+    tr = Sim(_est(300_000), Link(capacity_bps=2_000_000, delay_s=0.04), probing=False).run(45.0)
+    t = tr.first_time(0.0, lambda v: v >= 1_400_000)
+    print(f"2 Mbit/s from 300 kbit/s without probes: 0.7 × capacity after {t} s")
+    for seed in range(1, 9):
+        link = Link(capacity_bps=2_000_000, delay_s=0.15, jitter_s=0.02, loss=0.05, queue_s=0.25, seed=seed)
+        tr = _drop_and_return(link)
+        fell = (tr.first_time(20.0, lambda v: v < 350_000) or math.nan) - 20
+        back = (tr.first_time(40.0, lambda v: v > 1_500_000) or math.nan) - 40
+        d, q = tr.between(22, 40), tr.queue_between(25, 40)
+        print(
+            f"rural 2M→300k→2M seed {seed}: <350k after {fell:.2f} s,"
+            f" {min(d) // 1000}-{max(d) // 1000}k under the cap, queue mean {1000 * sum(q) / len(q):.0f} ms,"
+            f" >1.5M {back:.2f} s after the lift"
+        )
+    for loss in (0.05, 0.10, 0.20):
+        lows = []
+        for seed in range(1, 11):
+            link = Link(capacity_bps=3_000_000, delay_s=0.15, jitter_s=0.02, loss=loss, seed=seed)
+            lows.append(min(Sim(_est(1_500_000), link, stream_bps=1_500_000).run(60.0).target))
+        print(f"3 Mbit/s, {loss:.0%} random loss, 1.5 Mbit/s stream, 10 seeds: lowest target {min(lows) // 1000}k")
+
+
+if __name__ == "__main__":
+    _figures()

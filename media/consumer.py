@@ -270,7 +270,7 @@ class Consumer:
         """Forward one packet to this consumer alone (``ProducerStream.receive`` does all of a group at once).
 
         ``plain`` has this consumer's extension ids already (``ProducerStream.groups``)."""
-        if lib.sk_fanout(self._one, 1, ffi.from_buffer(plain), len(plain), seq, ts, keyframe, now):
+        if lib.sk_fanout(self._one, 1, ffi.from_buffer(plain), len(plain), seq, ts, keyframe, now, -1):
             self.stream.waiting -= 1  # type: ignore[union-attr]
 
     # ------------------------------------------------------------------ feedback
@@ -339,7 +339,7 @@ class Consumer:
                 data = buf
         except ValueError:
             return  # the forwarded copy was dropped for the same reason
-        writer.send_rtp(data)
+        writer.send_rtp(data, now)
         self.retransmitted += 1
 
     def on_outage(self, now: float) -> None:

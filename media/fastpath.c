@@ -15,6 +15,12 @@
  *   sk_sink      one consumer: a rewriter, the transport's writer, the SSRC and payload type
  *                the subscriber negotiated, and whether it waits for a keyframe.
  *
+ * Transport-wide congestion control (media/twcc.py): when the subscriber negotiated the
+ * transport-cc header extension, every RTP packet a writer sends carries the writer's next
+ * transport-wide sequence number (the caller leaves a 2-byte element for it at a given offset,
+ * only those 2 bytes are patched here), and the writer remembers (sequence number, send time,
+ * size) in a fixed ring that the control side reads when the subscriber's feedback arrives.
+ *
  * libsrtp is linked into pylibsrtp's extension, whose symbols are private to it, so its
  * srtp_protect/srtp_protect_rtcp are handed over once as function pointers (sk_init).
  * Nothing here allocates, logs or blocks: sockets are non-blocking, and a full socket buffer
@@ -33,6 +39,7 @@
 #define SK_SRTP_TRAILER 148
 #define SK_MAX_DROPOUT 3000
 #define SK_MAX_MISORDER 100
+#define SK_TWCC_RING 4096 /* power of two; ~16 s at 250 packets/s */
 
 typedef int (*sk_protect_fn)(void *ctx, void *packet, int *len);
 
@@ -56,6 +63,12 @@ typedef struct {
 } sk_rewriter;
 
 typedef struct {
+    uint32_t send_us; /* low 32 bits of the send time in microseconds (the caller's clock) */
+    uint16_t seq;
+    uint16_t size; /* bytes on the wire; 0: slot never used */
+} sk_twcc_rec;
+
+typedef struct {
     uintptr_t srtp; /* srtp_t; 0 while not connected or closed */
     int fd;
     uint32_t addrlen;
@@ -63,6 +76,9 @@ typedef struct {
     uint64_t sent_packets;
     uint64_t sent_bytes;
     uint64_t dropped;
+    uint8_t twcc_on;   /* stamp transport-wide sequence numbers */
+    uint16_t twcc_seq; /* the next one */
+    sk_twcc_rec twcc_ring[SK_TWCC_RING];
     uint8_t buf[SK_MAX_PACKET + SK_SRTP_TRAILER];
 } sk_writer;
 
@@ -206,6 +222,19 @@ void sk_writer_close(sk_writer *w)
     w->fd = -1;
 }
 
+/* Put the next transport-wide sequence number at ``offset`` of the buffer (2 bytes, inside the
+ * packet's header extension) and remember it; returns its ring slot for the size. */
+static inline sk_twcc_rec *writer_twcc(sk_writer *w, int offset, double now)
+{
+    uint16_t seq = w->twcc_seq++;
+    sk_twcc_rec *rec = &w->twcc_ring[seq & (SK_TWCC_RING - 1)];
+    w->buf[offset] = (uint8_t)(seq >> 8);
+    w->buf[offset + 1] = (uint8_t)seq;
+    rec->seq = seq;
+    rec->send_us = (uint32_t)(uint64_t)(int64_t)(now * 1e6);
+    return rec;
+}
+
 static inline int writer_emit(sk_writer *w, int len, sk_protect_fn protect)
 {
     int n = len;
@@ -231,18 +260,38 @@ int sk_writer_send(sk_writer *w, const uint8_t *packet, int len, int rtcp)
     return writer_emit(w, len, rtcp ? sk_protect_rtcp : sk_protect_rtp);
 }
 
+/* Protect and send a plain RTP packet, stamping the transport-wide sequence number at
+ * ``twcc_offset`` when the writer stamps (and ``twcc_offset`` >= 0); returns the bytes sent. */
+int sk_writer_send_rtp(sk_writer *w, const uint8_t *packet, int len, int twcc_offset, double now)
+{
+    sk_twcc_rec *rec = 0;
+    int sent;
+    if (!w->srtp || len < 12 || len > SK_MAX_PACKET)
+        return 0;
+    memcpy(w->buf, packet, (size_t)len);
+    if (twcc_offset >= 12 && twcc_offset + 2 <= len && w->twcc_on)
+        rec = writer_twcc(w, twcc_offset, now);
+    sent = writer_emit(w, len, sk_protect_rtp);
+    if (rec)
+        rec->size = (uint16_t)(sent ? sent : len);
+    return sent;
+}
+
 /* ------------------------------------------------------------------ fan-out */
 
-/* Forward one plain RTP packet (``seq``/``ts`` parsed by the caller) to ``n`` sinks.
+/* Forward one plain RTP packet (``seq``/``ts`` parsed by the caller) to ``n`` sinks; ``twcc_offset``
+ * is where the transport-wide sequence number goes (-1: the packet has no room for one).
  * A sink waiting for a keyframe takes this packet only if ``keyframe`` and then starts a new
  * epoch; returns how many sinks stopped waiting. */
 int sk_fanout(sk_sink **sinks, int n, const uint8_t *packet, int len, uint16_t seq, uint32_t ts,
-              int keyframe, double now)
+              int keyframe, double now, int twcc_offset)
 {
     int released = 0;
     uint8_t marker;
     if (len < 12 || len > SK_MAX_PACKET)
         return 0;
+    if (twcc_offset < 12 || twcc_offset + 2 > len)
+        twcc_offset = -1;
     marker = packet[1] & 0x80;
     for (int i = 0; i < n; i++) {
         sk_sink *s = sinks[i];
@@ -271,7 +320,13 @@ int sk_fanout(sk_sink **sinks, int n, const uint8_t *packet, int len, uint16_t s
         w->buf[9] = (uint8_t)(s->ssrc >> 16);
         w->buf[10] = (uint8_t)(s->ssrc >> 8);
         w->buf[11] = (uint8_t)s->ssrc;
-        sent = writer_emit(w, len, sk_protect_rtp);
+        if (twcc_offset >= 0 && w->twcc_on) {
+            sk_twcc_rec *rec = writer_twcc(w, twcc_offset, now);
+            sent = writer_emit(w, len, sk_protect_rtp);
+            rec->size = (uint16_t)(sent ? sent : len);
+        } else {
+            sent = writer_emit(w, len, sk_protect_rtp);
+        }
         if (sent) {
             s->packets++;
             s->octets += (uint64_t)sent;

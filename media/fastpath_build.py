@@ -24,9 +24,20 @@ typedef struct {
 } sk_rewriter;
 
 typedef struct {
+    uint32_t send_us;
+    uint16_t seq;
+    uint16_t size;
+} sk_twcc_rec;
+
+#define SK_TWCC_RING 4096
+
+typedef struct {
     uint64_t sent_packets;
     uint64_t sent_bytes;
     uint64_t dropped;
+    uint8_t twcc_on;
+    uint16_t twcc_seq;
+    sk_twcc_rec twcc_ring[SK_TWCC_RING];
     ...;
 } sk_writer;
 
@@ -47,8 +58,9 @@ int32_t sk_to_source_seq(const sk_rewriter *r, uint16_t out_seq);
 int sk_writer_open(sk_writer *w, uintptr_t srtp, int fd, const char *host, int port);
 void sk_writer_close(sk_writer *w);
 int sk_writer_send(sk_writer *w, const uint8_t *packet, int len, int rtcp);
+int sk_writer_send_rtp(sk_writer *w, const uint8_t *packet, int len, int twcc_offset, double now);
 int sk_fanout(sk_sink **sinks, int n, const uint8_t *packet, int len, uint16_t seq, uint32_t ts,
-              int keyframe, double now);
+              int keyframe, double now, int twcc_offset);
 """
 
 ffibuilder = FFI()

@@ -22,6 +22,7 @@ from media.codecs import is_keyframe
 from media.red import primary_offset, set_block_payload_type
 from media.redforward import RedUnwrapper, RedWrapper
 from media.rtp import (
+    add_extension,
     find_extension,
     header_size,
     payload_range,
@@ -40,6 +41,18 @@ from_buffer = ffi.from_buffer
 
 AUDIO_CACHE_SIZE = 256
 """Opus sends 50 packets a second: 256 hold the cache's 3 s."""
+def twcc_room(pkt: bytearray, twcc_id: int) -> tuple[bytearray, int]:
+    """``pkt`` with room for the transport-wide sequence number that C writes per subscriber
+    (the element found, or appended once per packet and group), and its offset (-1: none)."""
+    try:
+        offset = find_extension(pkt, twcc_id)
+        if offset < 0:
+            pkt, offset = add_extension(pkt, twcc_id, 2)
+    except ValueError:
+        return pkt, -1
+    return pkt, offset
+
+
 KEYFRAME_REQUEST_INTERVAL_S = 0.3
 """At most one PLI per stream in this interval, however many consumers ask: a
 publisher that gets a PLI per subscriber would send nothing but keyframes."""
@@ -78,10 +91,10 @@ class ProducerStream:
         self.cache: PacketCache | None = PacketCache(AUDIO_CACHE_SIZE if producer.kind == "audio" else 2048)
         """Recent packets, to answer subscribers' NACKs (audio too, unless they get RED)."""
         self.consumers: list[Consumer] = []
-        self.groups: list[tuple[bytes | None, Any, int, list[Consumer], bool, int]] = []
-        """``consumers`` grouped by header-extension id table and audio form, as (table, C array of
-        their sinks, count, the consumers, who own the sinks, RED negotiated, their Opus payload
-        type): the header is renumbered once per table and packet, not once per consumer (all
+        self.groups: list[tuple[bytes | None, Any, int, list[Consumer], bool, int, int]] = []
+        """``consumers`` grouped by header-extension id table, audio form and transport-cc id, as
+        (table, C array of their sinks, count, the consumers, who own the sinks, RED negotiated, their
+        Opus payload type, the transport-cc id or 0): the header is renumbered once per table and packet, not once per consumer (all
         browsers of one kind share a table), and each group is one C call."""
         self.unwrapper: RedUnwrapper | None = None
         """RED → plain Opus (``media.redforward``), while a plain subscriber or the recorder takes a RED publisher."""
@@ -145,7 +158,7 @@ class ProducerStream:
         ast = producer.abs_send_time_id
         ast_offset = find_extension(plain, ast) if ast else -1
         wrapped = None
-        for table, sinks, count, _, red, opus_pt in self.groups:
+        for table, sinks, count, _, red, opus_pt, twcc_id in self.groups:
             if red != red_in:  # the other audio form: converted once per packet, whatever the groups
                 if red:
                     if wrapped is None:
@@ -153,13 +166,16 @@ class ProducerStream:
                             wrapped = self.wrapper.wrap(plain)  # type: ignore[union-attr]
                         except (ValueError, AttributeError):
                             continue
-                    self._send_converted(wrapped, seq, ts, table, ast_offset, sinks, count, opus_pt, now)
+                    self._send_converted(wrapped, seq, ts, table, ast_offset, sinks, count, opus_pt, now,
+                                         twcc_id)
                 elif unwrapped is not None:
                     for pkt_u, seq_u, ts_u in unwrapped:
-                        self._send_converted(pkt_u, seq_u, ts_u, table, ast_offset, sinks, count, -1, now)
+                        self._send_converted(pkt_u, seq_u, ts_u, table, ast_offset, sinks, count, -1, now,
+                                             twcc_id)
                 continue
             pkt: bytes | bytearray = plain
-            if table is not None or ast_offset >= 0 or (red and opus_pt != producer.payload_type):
+            twcc_offset = -1
+            if table is not None or ast_offset >= 0 or twcc_id or (red and opus_pt != producer.payload_type):
                 pkt = bytearray(plain)
                 if table is not None:
                     try:
@@ -175,15 +191,18 @@ class ProducerStream:
                     except ValueError:
                         continue
                     set_block_payload_type(pkt, start, opus_pt)
-            released = fanout(sinks, count, from_buffer(pkt), len(pkt), seq, ts, keyframe, now)
+                if twcc_id:  # room for the transport-wide sequence number that C writes per subscriber
+                    pkt, twcc_offset = twcc_room(pkt, twcc_id)
+            released = fanout(sinks, count, from_buffer(pkt), len(pkt), seq, ts, keyframe, now, twcc_offset)
             if released:
                 self.waiting -= released
 
     def _send_converted(self, packet: bytes, seq: int, ts: int, table: bytes | None, ast_offset: int,
-                        sinks: Any, count: int, opus_pt: int, now: float) -> None:
+                        sinks: Any, count: int, opus_pt: int, now: float, twcc_id: int = 0) -> None:
         """One packet made by the RED wrapper/unwrapper (same header as the original) to one group."""
         pkt: bytes | bytearray = packet
-        if table is not None or ast_offset >= 0 or (opus_pt >= 0 and opus_pt != self.producer.payload_type):
+        twcc_offset = -1
+        if table is not None or ast_offset >= 0 or twcc_id or (opus_pt >= 0 and opus_pt != self.producer.payload_type):
             pkt = bytearray(packet)
             if table is not None:
                 try:
@@ -194,7 +213,9 @@ class ProducerStream:
                 write_abs_send_time(pkt, ast_offset, now)
             if opus_pt >= 0 and opus_pt != self.producer.payload_type:
                 set_block_payload_type(pkt, header_size(pkt), opus_pt)
-        fanout(sinks, count, from_buffer(pkt), len(pkt), seq, ts, False, now)
+            if twcc_id:
+                pkt, twcc_offset = twcc_room(pkt, twcc_id)
+        fanout(sinks, count, from_buffer(pkt), len(pkt), seq, ts, False, now, twcc_offset)
 
     def on_sender_report(self, ntp_timestamp: int, rtp_timestamp: int, now: float) -> None:
         """Remember the publisher's NTP↔RTP mapping (consumers' SRs derive from it: lip sync)."""
@@ -233,13 +254,14 @@ class ProducerStream:
 
     def regroup(self) -> None:
         """Rebuild ``groups`` (after a consumer came, went or renegotiated its extension ids)."""
-        groups: dict[tuple[bytes | None, bool, int], list[Consumer]] = {}
+        groups: dict[tuple[bytes | None, bool, int, int], list[Consumer]] = {}
         for consumer in self.consumers:
             red = consumer.red and self.producer.kind == "audio"
-            groups.setdefault((consumer.ext_table, red, consumer.opus_pt if red else -1), []).append(consumer)
+            key = (consumer.ext_table, red, consumer.opus_pt if red else -1, consumer.transport.writer.twcc_id)
+            groups.setdefault(key, []).append(consumer)
         self.groups = [
-            (table, ffi.new("sk_sink *[]", [c.sink for c in members]), len(members), members, red, opus_pt)
-            for (table, red, opus_pt), members in groups.items()
+            (table, ffi.new("sk_sink *[]", [c.sink for c in members]), len(members), members, red, opus_pt, twcc_id)
+            for (table, red, opus_pt, twcc_id), members in groups.items()
         ]
         producer = self.producer
         if producer.kind == "audio":

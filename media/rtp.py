@@ -296,3 +296,40 @@ def read_extension_str(pkt: bytes | bytearray | memoryview, ext_id: int) -> str 
         return bytes(pkt[off : off + length]).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ValueError("RTP header extension string is not UTF-8") from exc
+
+
+def add_extension(pkt: bytes | bytearray, ext_id: int, length: int) -> tuple[bytearray, int]:
+    """A copy of ``pkt`` with a zeroed element ``ext_id`` of ``length`` bytes, and the offset of its data.
+
+    For a value the SFU writes per subscriber (the transport-wide sequence number) into packets
+    that arrived without the element.  The element is appended at the end of the extension
+    block (padding bytes may precede it, RFC 8285 §4.1), so offsets of the elements already
+    there do not move; a packet without extensions gets a one-byte-profile block after its CSRCs.
+    One-byte profile: ids 1..14, 1..16 bytes; two-byte profile: ids 1..255, 0..255 bytes.
+    """
+    profile, pos, end = _ext_block(pkt)
+    if profile == 0 or profile == ONE_BYTE_PROFILE:
+        if not 1 <= ext_id <= 14 or not 1 <= length <= 16:
+            raise ValueError("one-byte header extension element needs id 1..14 and 1..16 bytes")
+        element = bytes([(ext_id << 4) | (length - 1)]) + bytes(length)
+    elif profile & 0xFFF0 == TWO_BYTE_PROFILE:
+        if not 1 <= ext_id <= 255 or not 0 <= length <= 255:
+            raise ValueError("two-byte header extension element needs id 1..255 and 0..255 bytes")
+        element = bytes([ext_id, length]) + bytes(length)
+    else:
+        raise ValueError("unknown header extension profile")
+    element += bytes(-len(element) % 4)
+    if profile == 0:
+        out = bytearray(pkt[:pos]) + ONE_BYTE_PROFILE.to_bytes(2, "big") + (len(element) // 4).to_bytes(2, "big")
+        data = len(out) + 1
+        out += element
+        out += pkt[pos:]
+        out[0] |= 0x10
+        return out, data
+    words = (end - pos + len(element)) // 4
+    if words > 0xFFFF:
+        raise ValueError("header extension block too long")
+    out = bytearray(pkt[:end]) + element + pkt[end:]
+    out[pos - 2] = words >> 8
+    out[pos - 1] = words & 0xFF
+    return out, end + (1 if profile == ONE_BYTE_PROFILE else 2)

@@ -13,21 +13,31 @@ every subscriber (``offer_red``), and read back from the peer's description
 (``red_payload_types``); every Opus the SFU signals asks for in-band FEC.
 The global codec table of aiortc is left alone (aiortc clients in the same
 process must not think they can decode RED).
+
+aiortc does not know transport-wide congestion control either; the SFU does it itself
+(``media/twcc.py``), so the transport-cc header extension and ``a=rtcp-fb:PT transport-cc``
+are added here to the SFU's offers (subscriber connections) and to its answers when the
+publisher offered them, and the id a remote description uses is read back.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiortc import sdp as aiortc_sdp
 
 from media.rtp import URI_MID, URI_REPAIRED_RID, URI_RID
+from media.twcc import URI_TRANSPORT_CC
 
 _RID = re.compile(r"^a=rid:([A-Za-z0-9_-]{1,16}) send\b")
 _SIMULCAST = re.compile(r"^a=simulcast:send (\S+)")
 _EXTMAP = re.compile(r"^a=extmap:(\d+)(?:/\w+)? (\S+)")
 _MID = re.compile(r"^a=mid:(\S+)")
+_TRANSPORT_CC_FB = re.compile(r"^a=rtcp-fb:(\d+|\*) transport-cc\s*$")
+TRANSPORT_CC_ID = 5
+"""The id the SFU offers transport-cc with (aiortc's own extensions use 1–3, on every m-line)."""
 
 
 @dataclass
@@ -317,3 +327,113 @@ def offer_red(offer_sdp: str) -> str:
             lines = _add_red(_with_opus_fec(lines, section.opus), red, section.opus, False)
         out.append(lines)
     return _join(offer_sdp, out)
+
+
+# ---------------------------------------------------------------------- transport-cc
+
+def _rtp_section(section: list[str]) -> bool:
+    m = section[0]
+    return (m.startswith("m=audio ") or m.startswith("m=video ")) and not m.split()[1] == "0"
+
+
+def _media_pts(section: list[str]) -> list[int]:
+    """Payload types of the section's codecs, RTX/RED/FEC excluded."""
+    out = []
+    for line in section:
+        m = _RTPMAP.match(line)
+        if m and m.group(2).lower() not in ("rtx", "red", "ulpfec", "flexfec-03"):
+            out.append(int(m.group(1)))
+    return out
+
+
+def _rebuild(sdp: str, edit: Callable[[list[str]], list[str]]) -> str:
+    """Apply ``edit`` to each m-section (session part kept as is)."""
+    head: list[str] = []
+    sections: list[list[str]] = []
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            sections.append([line])
+        elif sections:
+            sections[-1].append(line)
+        else:
+            head.append(line)
+    out = head[:]
+    for section in sections:
+        out.extend(edit(section))
+    return "\r\n".join(out) + "\r\n"
+
+
+def _with_transport_cc(section: list[str], ext_id: int, pts: list[int]) -> list[str]:
+    lines = [line for line in section if not (_EXTMAP.match(line) and _EXTMAP.match(line).group(2) == URI_TRANSPORT_CC)]  # type: ignore[union-attr]
+    lines.append(f"a=extmap:{ext_id} {URI_TRANSPORT_CC}")
+    have = {m.group(1) for line in lines for m in [_TRANSPORT_CC_FB.match(line)] if m}
+    for pt in pts:
+        if str(pt) not in have:
+            lines.append(f"a=rtcp-fb:{pt} transport-cc")
+    return lines
+
+
+def offer_transport_cc(offer_sdp: str, ext_id: int = TRANSPORT_CC_ID) -> str:
+    """The SFU's offer with transport-cc on every audio/video m-section (extension and feedback)."""
+
+    def edit(section: list[str]) -> list[str]:
+        if not _rtp_section(section):
+            return section
+        return _with_transport_cc(section, ext_id, _media_pts(section))
+
+    return _rebuild(offer_sdp, edit)
+
+
+def transport_cc_id(sdp: str) -> int:
+    """The transport-cc extension id a description uses (BUNDLE: one for all m-lines), 0 if none.
+
+    Both the header extension and ``a=rtcp-fb:… transport-cc`` must be there (a browser sends
+    feedback only then); ``ValueError`` if m-sections disagree on the id.
+    """
+    found = 0
+    for section in _sections(sdp):
+        if not _rtp_section(section):
+            continue
+        ext = next((int(m.group(1)) for line in section for m in [_EXTMAP.match(line)]
+                    if m and m.group(2) == URI_TRANSPORT_CC), 0)
+        if not ext or not any(_TRANSPORT_CC_FB.match(line) for line in section):
+            continue
+        if not 1 <= ext <= 14:
+            continue  # the SFU writes one-byte elements only
+        if found and ext != found:
+            raise ValueError("m-sections use different transport-cc extension ids")
+        found = ext
+    return found
+
+
+def accept_transport_cc(offer_sdp: str, answer_sdp: str) -> tuple[str, int]:
+    """A publisher offered transport-cc: add it to the answer's matching m-sections (the offer's
+    id, feedback for the payload types the offer had it for); returns (answer, id or 0)."""
+    offered: dict[str, tuple[int, set[str]]] = {}
+    for section in _sections(offer_sdp):
+        if not _rtp_section(section):
+            continue
+        mid = next((m.group(1) for line in section for m in [_MID.match(line)] if m), None)
+        ext = next((int(m.group(1)) for line in section for m in [_EXTMAP.match(line)]
+                    if m and m.group(2) == URI_TRANSPORT_CC), 0)
+        fb = {m.group(1) for line in section for m in [_TRANSPORT_CC_FB.match(line)] if m}
+        if mid is not None and 1 <= ext <= 14 and fb:
+            offered[mid] = (ext, fb)
+    if not offered:
+        return answer_sdp, 0
+
+    def edit(section: list[str]) -> list[str]:
+        if not _rtp_section(section):
+            return section
+        mid = next((m.group(1) for line in section for m in [_MID.match(line)] if m), None)
+        if mid not in offered:
+            return section
+        ext, fb = offered[mid]
+        pts = [pt for pt in _media_pts(section) if "*" in fb or str(pt) in fb]
+        return _with_transport_cc(section, ext, pts)
+
+    answer = _rebuild(answer_sdp, edit)
+    try:
+        return answer, transport_cc_id(answer)
+    except ValueError:
+        return answer_sdp, 0

@@ -19,6 +19,10 @@ say) that would then receive SRTP.
 
 Everything runs on the worker's event-loop thread, so one buffer per transport
 is safe: a packet is fully sent before the next one is prepared.
+
+When the subscriber negotiated transport-cc (``twcc_id``), every RTP packet the writer sends
+carries its next transport-wide sequence number, and ``sent_record`` finds the send time and
+size of a number again when the subscriber's feedback arrives (``media/transportcc.py``).
 """
 
 from __future__ import annotations
@@ -32,8 +36,10 @@ from pylibsrtp._binding import ffi as srtp_ffi
 from pylibsrtp._binding import lib as srtp_lib
 
 from media._fastpath import ffi, lib
+from media.rtp import add_extension, find_extension
 
 MAX_PACKET = 1500
+TWCC_RING = int(lib.SK_TWCC_RING)
 
 lib.sk_init(
     int(srtp_ffi.cast("uintptr_t", srtp_ffi.addressof(srtp_lib, "srtp_protect"))),
@@ -44,13 +50,14 @@ lib.sk_init(
 class SrtpWriter:
     """Protects with one SRTP session and writes to one socket address."""
 
-    __slots__ = ("c", "_srtp", "_fd")
+    __slots__ = ("c", "_srtp", "_fd", "_twcc_id")
 
     def __init__(self) -> None:
         self.c = ffi.new("sk_writer *")
         """The C writer the transport's consumers send through (``sk_sink.writer``)."""
         self._srtp: Any = None
         self._fd = -1
+        self._twcc_id = 0
 
     def open(self, session: pylibsrtp.Session, sock: socket.socket, addr: tuple[Any, ...]) -> None:
         """Send with ``session`` from ``sock`` to ``addr`` (host, port) from now on."""
@@ -93,11 +100,45 @@ class SrtpWriter:
         """Packets not sent: protect failed or the socket refused them (full buffer), as UDP drops."""
         return int(self.c.dropped)
 
-    def send_rtp(self, plain: bytes | bytearray) -> int:
-        """Protect and send a plain RTP packet that is already rewritten (retransmissions); bytes sent."""
+    @property
+    def twcc_id(self) -> int:
+        """The transport-cc header extension id the subscriber negotiated (0: none, nothing is stamped)."""
+        return self._twcc_id
+
+    @twcc_id.setter
+    def twcc_id(self, value: int) -> None:
+        self._twcc_id = value
+        self.c.twcc_on = 1 if value else 0
+
+    def send_rtp(self, plain: bytes | bytearray, now: float = 0.0) -> int:
+        """Protect and send a plain RTP packet that is already rewritten (retransmissions); bytes sent.
+
+        With transport-cc on, the packet gets the next transport-wide sequence number (its
+        element is added when missing); ``now`` is the send time recorded for it."""
+        offset = -1
+        if self._twcc_id:
+            try:
+                offset = find_extension(plain, self._twcc_id)
+                if offset < 0:
+                    plain, offset = add_extension(plain, self._twcc_id, 2)
+            except ValueError:
+                offset = -1
         if len(plain) > MAX_PACKET:
             return 0
-        return int(lib.sk_writer_send(self.c, ffi.from_buffer(plain), len(plain), 0))
+        return int(lib.sk_writer_send_rtp(self.c, ffi.from_buffer(plain), len(plain), offset, now))
+
+    def sent_record(self, seq: int, now: float) -> tuple[float, int] | None:
+        """(send time, bytes) of transport-wide sequence number ``seq`` if it is still in the ring
+        and was sent within the last 30 s of ``now`` (same clock as the send times)."""
+        rec = self.c.twcc_ring[seq & (TWCC_RING - 1)]
+        size = rec.size
+        if not size or rec.seq != seq:
+            return None
+        now_us = int(now * 1e6)
+        age_us = (now_us - rec.send_us) & 0xFFFFFFFF
+        if age_us > 30_000_000:
+            return None
+        return (now_us - age_us) / 1e6, size
 
     def send_rtcp(self, plain: bytes) -> int:
         """Protect a compound RTCP packet and send it; bytes sent."""

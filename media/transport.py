@@ -50,7 +50,17 @@ from aiortc.clock import current_ntp_time
 
 from media.ice import IcePolicy, SdpRejected, check_remote_sdp, filter_local_sdp, rtc_configuration
 from media.retransmit import FeedbackWatch
+from media.sdp import accept_transport_cc, offer_transport_cc, transport_cc_id
 from media.srtp import SrtpWriter
+from media.transportcc import ArrivalRecorder, match_feedback, split_estimate
+from media.twcc import URI_TRANSPORT_CC, feedback_packets
+from media.twcc import parse as parse_twcc
+
+try:  # the send-side estimator (GCC)
+    from media.gcc import PacketResult, SendSideEstimator
+except ImportError:  # pragma: no cover - until media/gcc.py is installed
+    PacketResult = None  # type: ignore[assignment,misc]
+    SendSideEstimator = None  # type: ignore[assignment,misc]
 
 if TYPE_CHECKING:
     from media.consumer import Consumer
@@ -64,6 +74,12 @@ PUBLISHER_REMB_BPS = 2_500_000
 """What the SFU tells publishers it can take: enough for a 720p camera plus a screen,
 low enough that a classroom PC does not flood a school's uplink."""
 MAX_UNKNOWN_SSRCS = 32
+TWCC_START_BPS = 2_000_000
+TWCC_MIN_BPS = 50_000
+TWCC_MAX_BPS = 10_000_000
+"""The send-side estimate of a subscriber's link starts, and stays, in these bounds."""
+TWCC_FRESH_S = 2.0
+"""Transport-cc feedback this recent makes its estimate, not the subscriber's REMB, drive the video gates."""
 
 
 class _Ignored:
@@ -141,6 +157,15 @@ class WebRtcTransport:
         self.renegotiate = False
         """Consumers changed while an offer was out: offer again once the answer arrives."""
         self._rtcp_task: asyncio.Task[None] | None = None
+        self.arrivals = ArrivalRecorder()
+        """Publisher side: arrival times of the publisher's transport-wide sequence numbers."""
+        self.estimator: Any = None
+        """Subscriber side: the send-side estimate of this link, from transport-cc feedback."""
+        self.packet_result: Any = PacketResult
+        """What the estimator takes per packet (``media.gcc.PacketResult``)."""
+        self.twcc_feedback_at = -1e9
+        self.twcc_feedbacks = 0
+        self.twcc_bad = 0
         self.pc.on("connectionstatechange", self._connection_state)
 
     # ------------------------------------------------------------------ state
@@ -242,6 +267,7 @@ class WebRtcTransport:
         from_bytes = int.from_bytes
         sock = protocol.transport.get_extra_info("socket")
         recvfrom = getattr(sock, "_sock", sock).recvfrom
+        arrivals = self.arrivals
 
         def handle(data: bytes, addr: tuple[Any, ...]) -> None:
             if len(data) < 12 or not 127 < data[0] < 192 or addr[1] != rport or addr[0] != rhost:
@@ -264,7 +290,10 @@ class WebRtcTransport:
             stream = table.get(ssrc)
             if stream is None:
                 stream = discover(plain, ssrc)
-            stream.receive(plain, monotonic())
+            now = monotonic()
+            if arrivals.ext_id and arrivals.record(plain, now):
+                transport.send_twcc_feedback(now)
+            stream.receive(plain, now)
 
         def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
             handle(data, addr)
@@ -305,7 +334,20 @@ class WebRtcTransport:
                 transceiver.direction = "recvonly"  # the SFU never sends on a publisher's connection
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
-        return filter_local_sdp(self.pc.localDescription.sdp, self.policy)
+        sdp_answer, self.arrivals.ext_id = accept_transport_cc(checked, filter_local_sdp(
+            self.pc.localDescription.sdp, self.policy))
+        return sdp_answer
+
+    def send_twcc_feedback(self, now: float) -> int:
+        """Transport-cc feedback on what arrived from the publisher since the last one; packets sent."""
+        writer = self.writer
+        if not writer.is_open:
+            return 0
+        media_ssrc = next((s.ssrc for s in self.ssrc_table.values() if getattr(s, "ssrc", None)), 0)
+        packets = self.arrivals.feedback(self.rtcp_ssrc, media_ssrc, now)
+        for packet in packets:
+            writer.send_rtcp(packet)
+        return len(packets)
 
     def send_pli(self, media_ssrc: int) -> None:
         writer = self.writer
@@ -350,6 +392,8 @@ class WebRtcTransport:
         rtx = next((c for c in parameters.codecs if c.mimeType.lower().endswith("/rtx")
                     and c.parameters.get("apt") == main.payloadType), None)
         extmap = {e.uri: e.id for e in parameters.headerExtensions}
+        if self.writer.twcc_id:  # negotiated outside aiortc (media/sdp.py)
+            extmap[URI_TRANSPORT_CC] = self.writer.twcc_id
         self.extension_ids.update(extmap.values())
         was_ready = consumer.ready
         red = self.red_answered.get(getattr(consumer.transceiver, "mid", None) or "")
@@ -383,10 +427,18 @@ class WebRtcTransport:
         await self.pc.setLocalDescription(offer)
         for transceiver in self.pc.getTransceivers():
             self._hook(transceiver)
-        return filter_local_sdp(self.pc.localDescription.sdp, self.policy)
+        return offer_transport_cc(filter_local_sdp(self.pc.localDescription.sdp, self.policy))
 
     async def accept_answer(self, sdp: str) -> None:
         checked = check_remote_sdp(sdp, self.policy)
+        try:
+            twcc_id = transport_cc_id(checked)
+        except ValueError:
+            twcc_id = 0
+        self.writer.twcc_id = twcc_id  # before the consumers are configured: their id tables include it
+        if twcc_id and self.estimator is None and SendSideEstimator is not None:
+            self.estimator = SendSideEstimator(start_bps=TWCC_START_BPS, min_bps=TWCC_MIN_BPS,
+                                               max_bps=TWCC_MAX_BPS)
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=checked, type="answer"))
 
     async def add_candidate(self, candidate: str, sdp_mid: str | None, sdp_mline_index: int | None) -> None:
@@ -401,11 +453,17 @@ class WebRtcTransport:
     # ------------------------------------------------------------------ RTCP
 
     def _handle_rtcp(self, plain: bytes) -> None:
+        now = time.monotonic()
+        if self.writer.twcc_id:
+            for raw in feedback_packets(plain):
+                try:
+                    self.on_twcc_feedback(parse_twcc(raw), now)
+                except ValueError:
+                    self.twcc_bad += 1
         try:
             packets = RtcpPacket.parse(plain)
         except ValueError:
             return
-        now = time.monotonic()
         if self.direction == "recv" and self.feedback.heard(now):
             for consumer in self.consumers.values():
                 consumer.on_outage(now)
@@ -435,6 +493,8 @@ class WebRtcTransport:
                     except ValueError:
                         continue
                     self.remb_bps = bitrate
+                    if self.twcc_active(now):
+                        continue  # the send-side estimate drives the gates
                     # the estimate is the receiver's for the whole connection, and it lists only the
                     # SSRCs it heard lately (not a paused video's): every consumer gets it
                     for consumer in list(self.consumers.values()):
@@ -443,6 +503,39 @@ class WebRtcTransport:
                 consumer = self.consumers_by_ssrc.get(packet.media_ssrc)
                 if consumer is not None:
                     consumer.on_nack(packet.lost, now)
+
+    def on_twcc_feedback(self, fb: Any, now: float) -> None:
+        """A subscriber's transport-cc feedback: match it with what was sent, feed the estimator."""
+        self.twcc_feedbacks += 1
+        self.twcc_feedback_at = now
+        estimator = self.estimator
+        if estimator is None:
+            return
+        results = match_feedback(fb, lambda seq: self.writer.sent_record(seq, now), self.packet_result)
+        if results:
+            estimator.on_feedback(results, now)
+
+    def twcc_active(self, now: float) -> bool:
+        """The subscriber's transport-cc feedback is recent and there is an estimator to use it."""
+        return self.estimator is not None and now - self.twcc_feedback_at < TWCC_FRESH_S
+
+    def _share_estimate(self, now: float) -> None:
+        """Give each video consumer its share of the transport's send-side estimate (audio first)."""
+        estimator = self.estimator
+        rtts = [c.stats.rtt_ms for c in self.consumers.values() if c.stats.rtt_ms is not None]
+        if rtts:
+            estimator.on_rtt(sum(rtts) / len(rtts) / 1000.0, now)
+        consumers = [c for c in self.consumers.values() if c.ready and not c.closed]
+        audio = sum(1 for c in consumers if c.kind == "audio" and c.producer is not None)
+        video = [c for c in consumers if c.kind == "video" and c.gate is not None]
+        needs = []
+        for c in video:
+            rates = c.producer.layer_bitrates(now) if c.producer is not None else []
+            if c.max_layer is not None:
+                rates = rates[:c.max_layer + 1]
+            needs.append(max(rates, default=0))
+        for c, share in zip(video, split_estimate(int(estimator.target_bps), audio, needs), strict=True):
+            c.on_remb(share, now)
 
     def streams(self) -> list[ProducerStream]:
         from media.producer import ProducerStream
@@ -475,9 +568,12 @@ class WebRtcTransport:
             if streams:
                 reports = [s.stats.report_block(now) for s in streams]
                 packets.append(RtcpRrPacket(ssrc=self.rtcp_ssrc, reports=reports[:31]))
-                packets.append(RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=self.rtcp_ssrc, media_ssrc=0,
-                                              fci=pack_remb_fci(PUBLISHER_REMB_BPS, [s.ssrc for s in streams])))
+                if not self.arrivals.active:  # a publisher on transport-cc gets its feedback instead
+                    packets.append(RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=self.rtcp_ssrc, media_ssrc=0,
+                                                  fci=pack_remb_fci(PUBLISHER_REMB_BPS, [s.ssrc for s in streams])))
         else:
+            if self.twcc_active(now):
+                self._share_estimate(now)
             ntp = current_ntp_time()
             for consumer in list(self.consumers.values()):
                 change = consumer.tick(now)
@@ -532,4 +628,6 @@ class WebRtcTransport:
             "jitter_ms": int(jitter_ms), "bitrate_kbps": max(0, bitrate // 1000),
             "paused_video": sum(1 for c in self.consumers.values() if c.paused),
             **repair,
+            "estimate_kbps": (int(self.estimator.target_bps) // 1000
+                              if self.direction == "recv" and self.twcc_active(now) else None),
         }

@@ -1,0 +1,139 @@
+"""Transport-wide congestion control state of one transport: both ends of the feedback loop.
+
+* **Send side** (a subscriber's transport): ``match_feedback`` pairs a subscriber's
+  ``TransportFeedback`` with what the transport's writer remembers of each transport-wide
+  sequence number it stamped (send time, size; ``SrtpWriter.sent_record``) and gives the
+  estimator's ``PacketResult`` list.  ``split_estimate`` shares the transport's estimate
+  among its consumers (audio first).
+* **Receive side** (a publisher's transport): ``ArrivalRecorder`` remembers when each
+  transport-wide sequence number arrived, in a fixed ring (no allocation per packet), and
+  builds the feedback packets the publisher's own congestion controller needs.
+
+Wire format lives in ``media/twcc.py``; sending, timers and the estimator's policy live in
+``media/transport.py``.  Nothing here touches sockets or clocks: every call gets ``now``.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from media.rtp import find_extension
+from media.twcc import TransportFeedback, build_feedback
+
+RING = 4096
+"""Arrival slots per publisher transport (~16 s at 250 packets/s); a power of two."""
+FEEDBACK_INTERVAL_S = 0.1
+"""How often a publisher gets feedback (libwebrtc sends every 50–250 ms, by rate)."""
+MAX_STATUSES = 250
+"""Sequence numbers per feedback packet (keeps a packet well under the MTU)."""
+MAX_PENDING = 2000
+"""A longer backlog (the publisher's numbers jumped, or a long silence) is skipped, not reported."""
+AUDIO_SHARE_BPS = 64_000
+"""What the estimate reserves per audio consumer before video gets the rest."""
+
+
+def match_feedback(fb: TransportFeedback, lookup: Callable[[int], tuple[float, int] | None],
+                   make: Callable[[float, float | None, int], Any]) -> list[Any]:
+    """``make(send_time_s, arrival_time_s or None, size)`` for every reported number the sender knows,
+    in sequence order; arrival times are on the receiver's clock (only differences matter)."""
+    out = []
+    for seq, arrival_us in fb.arrivals_us():
+        sent = lookup(seq)
+        if sent is None:
+            continue
+        out.append(make(sent[0], None if arrival_us is None else arrival_us / 1e6, sent[1]))
+    return out
+
+
+def split_estimate(target_bps: int, audio: int, video_needs: Sequence[int]) -> list[int]:
+    """Each video consumer's share of ``target_bps`` after ``audio`` consumers took
+    ``AUDIO_SHARE_BPS`` each; video shares are proportional to ``video_needs`` (what each
+    consumer's best allowed layer sends; equal when unknown)."""
+    rest = max(0, target_bps - AUDIO_SHARE_BPS * audio)
+    if not video_needs:
+        return []
+    needs = [max(1, n) for n in video_needs]
+    total = sum(needs)
+    return [rest * n // total for n in needs]
+
+
+class ArrivalRecorder:
+    """Arrival times of a publisher's transport-wide sequence numbers, and the feedback about them."""
+
+    __slots__ = ("ext_id", "_times", "_seqs", "_highest", "_next", "fb_count", "next_feedback", "received",
+                 "sent_feedback")
+
+    def __init__(self) -> None:
+        self.ext_id = 0
+        """The transport-cc id the publisher's packets carry (0: not negotiated, nothing recorded)."""
+        self._times = array("q", bytes(8 * RING))
+        """Arrival time in µs per slot."""
+        self._seqs = array("q", [-1]) * RING
+        """Extended (unwrapped) sequence number per slot, -1: empty."""
+        self._highest = -1
+        self._next = -1
+        """First extended number not yet reported (-1: nothing received yet)."""
+        self.fb_count = 0
+        self.next_feedback = 0.0
+        self.received = 0
+        self.sent_feedback = 0
+
+    @property
+    def active(self) -> bool:
+        """The publisher does send transport-wide sequence numbers."""
+        return self.received > 0
+
+    def record(self, plain: bytes, now: float) -> bool:
+        """Note the arrival of one plain RTP packet; True when a feedback is due."""
+        try:
+            off = find_extension(plain, self.ext_id)
+        except ValueError:
+            return False
+        if off < 0 or off + 2 > len(plain):
+            return False
+        seq = (plain[off] << 8) | plain[off + 1]
+        highest = self._highest
+        if highest < 0:
+            ext = seq + (1 << 16)  # room to unwrap backwards
+            self._next = ext
+            self.next_feedback = now + FEEDBACK_INTERVAL_S
+        else:
+            d = (seq - highest) & 0xFFFF
+            ext = highest + d if d < 0x8000 else highest + d - 0x10000
+        if ext > highest:
+            self._highest = ext
+        slot = ext & (RING - 1)
+        self._seqs[slot] = ext
+        self._times[slot] = int(now * 1e6)
+        self.received += 1
+        return now >= self.next_feedback
+
+    def feedback(self, sender_ssrc: int, media_ssrc: int, now: float) -> list[bytes]:
+        """The feedback packets for everything received since the previous call (none if nothing new)."""
+        self.next_feedback = now + FEEDBACK_INTERVAL_S
+        start, end = self._next, self._highest + 1
+        if start < 0 or end <= start:
+            return []
+        if end - start > MAX_PENDING:
+            start = end - MAX_PENDING
+        self._next = end
+        packets: list[bytes] = []
+        seqs, times = self._seqs, self._times
+        while start < end:
+            stop = min(end, start + MAX_STATUSES)
+            arrivals: list[int | None] = []
+            for ext in range(start, stop):
+                slot = ext & (RING - 1)
+                arrivals.append(times[slot] if seqs[slot] == ext else None)
+            try:
+                fb = build_feedback(sender_ssrc, media_ssrc, start, arrivals, self.fb_count)
+            except ValueError:  # nothing received in this span, or arrivals too far apart for 16-bit deltas
+                start = stop
+                continue
+            self.fb_count = (self.fb_count + 1) & 0xFF
+            packets.append(fb.serialize())
+            start = stop
+        self.sent_feedback += len(packets)
+        return packets

@@ -1,0 +1,89 @@
+"""Transport-wide congestion control with real Chromium on both ends of the SFU (127.0.0.1 only).
+
+The teacher's page publishes, a receiving classroom's page subscribes.  Chromium accepts the
+SFU's transport-cc offer on its subscriber connection and sends feedback that the SFU matches
+with the transport-wide numbers it stamped; the teacher's Chromium offers transport-cc, the
+SFU's answer accepts it, and the SFU sends the publisher feedback (instead of REMB) from the
+arrival times of its packets.  The SFU side is read from its in-process worker's transports.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from typing import Any
+
+from media.transport import WebRtcTransport
+from media.twcc import URI_TRANSPORT_CC
+from tests.media.test_twcc import PacketResult, RecordingEstimator
+from tests.web.test_lesson_pages import assert_video_flows, wait_joined
+
+
+def _transports(participant_id: str, direction: str) -> list[WebRtcTransport]:
+    return [o for o in gc.get_objects() if isinstance(o, WebRtcTransport)
+            and o.participant_id == participant_id and o.direction == direction and not o.closed]
+
+
+def _wait(what: str, check: Any, timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        time.sleep(0.2)
+
+
+def test_chromium_negotiates_transport_cc_both_ways_and_feedback_flows(web_server: Any, open_page: Any,
+                                                                       js_poll: Any) -> None:
+    w = web_server.world
+    teacher = open_page(w.teacher, "/lesson/main.html")
+    teacher.click(f"[data-action=start][data-lesson='{web_server.lesson_id}']")
+    main = wait_joined(teacher, js_poll)
+    recv = open_page(w.terminal_recv, "/lesson/receiving.html")
+    pa = wait_joined(recv, js_poll)
+    assert_video_flows(recv, [f"{main}/camera"], js_poll)
+
+    # SDP: Chromium's subscriber answer and the SFU's publisher answer both carry transport-cc
+    sub_answer = str(recv.evaluate("window.sankeLesson.subscriber.currentLocalDescription.sdp"))
+    assert URI_TRANSPORT_CC in sub_answer and "transport-cc" in sub_answer.replace(URI_TRANSPORT_CC, "")
+    pub_answer = str(teacher.evaluate("window.sankeLesson.publisher.currentRemoteDescription.sdp"))
+    assert URI_TRANSPORT_CC in pub_answer and "a=rtcp-fb:" in pub_answer
+
+    # subscriber side: every packet is stamped, Chromium's feedback arrives and is matched
+    (sub,) = _wait("the receiving classroom's subscriber transport", lambda: _transports(pa, "recv"))
+    assert sub.writer.twcc_id == 5
+    _wait("feedback from the subscribing Chromium", lambda: sub.twcc_feedbacks >= 5)
+    assert sub.twcc_bad == 0
+    stamped = int(sub.writer.c.twcc_seq)
+    assert stamped > 50
+    now = time.monotonic()
+    recent = [sub.writer.sent_record((stamped - 1 - i) & 0xFFFF, now) for i in range(20)]
+    assert all(r is not None and now - r[0] < 5 for r in recent)
+    if sub.estimator is not None:  # the send-side estimator (media/gcc.py) is installed
+        _wait("a transport-cc estimate in the link sample", lambda: sub.sample(time.monotonic())["estimate_kbps"])
+    else:  # until it is: a recording stand-in shows what the transport hands an estimator
+        recorder = RecordingEstimator()
+        sub.packet_result = PacketResult
+        sub.estimator = recorder
+        _wait("matched packet results", lambda: len(recorder.results) >= 200)
+        results = list(recorder.results)
+        arrived = [r for r in results if r.arrival_time_s is not None]
+        assert len(arrived) >= 0.95 * len(results)  # loopback: next to nothing lost
+        delays = [r.arrival_time_s - r.send_time_s for r in arrived]
+        assert max(delays) - min(delays) < 0.5  # one clock each side: a steady offset, not noise
+        assert all(20 < r.size <= 1500 + 10 for r in results)  # RTP packets, SRTP tag included
+
+    # publisher side: the teacher's Chromium numbers its packets and gets the SFU's feedback
+    (pub,) = _wait("the teacher's publisher transport", lambda: _transports(main, "send"))
+    _wait("transport-wide numbers from the publishing Chromium", lambda: pub.arrivals.active)
+    _wait("feedback to the publishing Chromium", lambda: pub.arrivals.sent_feedback >= 20)
+    # Chromium's send-side estimate runs on that feedback: its outbound video has a target bitrate
+    target = _wait("the publisher's estimate", lambda: teacher.evaluate("""async () => {
+        const stats = await window.sankeLesson.publisher.getStats();
+        let pair = 0;
+        stats.forEach((s) => { if (s.type === 'candidate-pair' && s.nominated && s.availableOutgoingBitrate)
+                                 pair = s.availableOutgoingBitrate; });
+        return pair;
+    }"""))
+    assert target > 100_000

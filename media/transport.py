@@ -48,6 +48,7 @@ from aiortc.rtp import (
 )
 from aiortc.clock import current_ntp_time
 
+from media.gcc import PacketResult, SendSideEstimator
 from media.ice import IcePolicy, SdpRejected, check_remote_sdp, filter_local_sdp, rtc_configuration
 from media.retransmit import FeedbackWatch
 from media.sdp import accept_transport_cc, offer_transport_cc, transport_cc_id
@@ -55,12 +56,6 @@ from media.srtp import SrtpWriter
 from media.transportcc import ArrivalRecorder, match_feedback, split_estimate
 from media.twcc import URI_TRANSPORT_CC, feedback_packets
 from media.twcc import parse as parse_twcc
-
-try:  # the send-side estimator (GCC)
-    from media.gcc import PacketResult, SendSideEstimator
-except ImportError:  # pragma: no cover - until media/gcc.py is installed
-    PacketResult = None  # type: ignore[assignment,misc]
-    SendSideEstimator = None  # type: ignore[assignment,misc]
 
 if TYPE_CHECKING:
     from media.consumer import Consumer
@@ -436,7 +431,7 @@ class WebRtcTransport:
         except ValueError:
             twcc_id = 0
         self.writer.twcc_id = twcc_id  # before the consumers are configured: their id tables include it
-        if twcc_id and self.estimator is None and SendSideEstimator is not None:
+        if twcc_id and self.estimator is None:
             self.estimator = SendSideEstimator(start_bps=TWCC_START_BPS, min_bps=TWCC_MIN_BPS,
                                                max_bps=TWCC_MAX_BPS)
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=checked, type="answer"))

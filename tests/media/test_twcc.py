@@ -7,18 +7,20 @@ from __future__ import annotations
 
 import struct
 import time
-from typing import Any, NamedTuple
+from typing import Any
 
 import pytest
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from media import twcc
+from media.gcc import PacketResult, SendSideEstimator
 from media.rtp import URI_ABS_SEND_TIME, URI_MID, add_extension, extension_offsets, find_extension, payload_range
 from media.sdp import accept_transport_cc, offer_transport_cc, transport_cc_id
 from media.transportcc import ArrivalRecorder, match_feedback, split_estimate
 from media.twcc import URI_TRANSPORT_CC, TransportFeedback, build_feedback, feedback_packets, parse
-from tests.media.test_forwarding import DELTA, KEY, make_consumer, make_producer, rtp, sent
+from tests.media.test_forwarding import DELTA, Capture, KEY, make_consumer, make_producer, rtp, sent
 
 # A feedback Chromium sent (kept in mediasoup's parser tests): base 39, 13 statuses in one one-bit
 # vector (7 received, 3 lost, 3 received), reference time 0x5FC2F1, feedback count 3.
@@ -261,14 +263,8 @@ def test_a_subscriber_sees_consecutive_transport_wide_numbers_across_its_tracks_
 # ---------------------------------------------------------------- feedback → estimator
 
 
-class PacketResult(NamedTuple):
-    send_time_s: float
-    arrival_time_s: float | None
-    size: int
-
-
 class RecordingEstimator:
-    """Stand-in for media.gcc.SendSideEstimator: records what the transport hands it."""
+    """Records what the transport hands its estimator (the interface of ``SendSideEstimator``)."""
 
     def __init__(self, target_bps: int = 1_000_000) -> None:
         self.results: list[PacketResult] = []
@@ -304,7 +300,6 @@ def test_the_transport_feeds_its_estimator_and_the_video_gates_from_feedback() -
     transport = WebRtcTransport("t", "p", "recv", IcePolicy(), on_state=lambda t, s: None)
     transport.writer.twcc_id = 5
     transport.estimator = RecordingEstimator(target_bps=1_000_000)
-    transport.packet_result = PacketResult
     # packets 0..9 as the C fan-out records them in the writer's ring, sent 1 s ago
     ring = transport.writer.c.twcc_ring
     sent_at = time.monotonic() - 1.0
@@ -321,8 +316,46 @@ def test_the_transport_feeds_its_estimator_and_the_video_gates_from_feedback() -
     assert abs(results[9].send_time_s - results[0].send_time_s - 0.09) < 1e-5
     assert abs(results[9].arrival_time_s - results[0].arrival_time_s - 0.09) < 0.0005
     assert transport.twcc_active(transport.twcc_feedback_at) and transport.twcc_bad == 1
+
+    # the estimate, audio first, is what the video gates see; the subscriber's REMB no longer counts
+    camera, _ = make_producer(pid="main:camera")
+    screen, _ = make_producer(pid="main:screen")
+    voice, _ = make_producer(pid="main:microphone", kind="audio")
+    video_a, video_b, audio = (_twcc_consumer("a", "main:camera"), _twcc_consumer("b", "main:screen"),
+                               _twcc_consumer("m", "main:microphone", kind="audio"))
+    now = time.monotonic()
+    for i, (c, p) in enumerate(((video_a, camera), (video_b, screen), (audio, voice))):
+        c.bind(p, now)
+        c.ssrc = 0xA0 + i
+        transport.consumers[c.consumer_id] = c
+        transport.consumers_by_ssrc[c.ssrc] = c
+    camera.layer_bitrates = lambda now: [1_500_000]  # type: ignore[method-assign]
+    screen.layer_bitrates = lambda now: [500_000]  # type: ignore[method-assign]
+    capture = Capture(transport.writer)  # the once-a-second RTCP tick needs an open writer
+    transport.rtcp_tick(now)
+    capture.close()
+    assert video_a.gate.estimate_bps == 702_000 and video_b.gate.estimate_bps == 234_000  # type: ignore[union-attr]
+    remb = bytes(RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=pack_remb_fci(50_000, [video_a.ssrc])))
+    transport._handle_rtcp(remb)
+    assert transport.remb_bps == 50_000 and video_a.gate.estimate_bps == 702_000  # type: ignore[union-attr]
+    assert transport.sample(now)["estimate_kbps"] == 1000
+    transport.twcc_feedback_at = now - 10  # feedback stopped: REMB is back in charge
+    transport._handle_rtcp(remb)
+    assert video_a.gate.estimate_bps == 50_000 and transport.sample(now)["estimate_kbps"] is None  # type: ignore[union-attr]
     assert split_estimate(1_000_000, 2, [1_500_000, 500_000]) == [654_000, 218_000]
     assert split_estimate(100_000, 2, [1_000_000]) == [0]
+
+
+def test_the_real_estimator_takes_matched_feedback() -> None:
+    estimator = SendSideEstimator(start_bps=1_000_000, min_bps=50_000, max_bps=5_000_000)
+    sent_at = {s: (10.0 + s * 0.004, 1200) for s in range(500)}  # 2.4 Mbit/s for 2 s
+    t = 10.0
+    for start in range(0, 500, 25):  # feedback every 100 ms, 40 ms one-way, nothing lost
+        arrivals: list[int | None] = [int((sent_at[s][0] + 0.04) * 1e6) for s in range(start, start + 25)]
+        fb = parse(build_feedback(1, 2, start, arrivals, start // 25).serialize())
+        t = sent_at[start + 24][0] + 0.05
+        estimator.on_feedback(match_feedback(fb, sent_at.get, PacketResult), t)
+    assert estimator.acked_bps > 2_000_000 and estimator.target_bps >= 1_000_000
 
 
 # ---------------------------------------------------------------- publisher side (receive)

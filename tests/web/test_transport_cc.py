@@ -57,8 +57,9 @@ def test_chromium_negotiates_transport_cc_both_ways_and_feedback_flows(web_serve
     stamped = int(sub.writer.c.twcc_seq)
     assert stamped > 50
     now = time.monotonic()
-    recent = [sub.writer.sent_record((stamped - 1 - i) & 0xFFFF, now) for i in range(20)]
-    assert all(r is not None and now - r[0] < 5 for r in recent)
+    # (the newest few may be mid-send on the server's thread: look a little further back)
+    recent = [sub.writer.sent_record((stamped - 1 - i) & 0xFFFF, now) for i in range(10, 30)]
+    assert all(r is not None and now - r[0] < 10 for r in recent), recent
     # the send-side estimator gets the matched packets and drives the video gates (not REMB)
     assert sub.estimator is not None
     _wait("the transport-cc estimate in charge", lambda: sub.twcc_active(time.monotonic()))

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from typing import Any
 
 import pylibsrtp
@@ -110,13 +111,17 @@ class SrtpWriter:
         self._twcc_id = value
         self.c.twcc_on = 1 if value else 0
 
-    def send_rtp(self, plain: bytes | bytearray, now: float = 0.0) -> int:
-        """Protect and send a plain RTP packet that is already rewritten (retransmissions); bytes sent.
+    def send_rtp(self, plain: bytes | bytearray, now: float | None = None) -> int:
+        """Protect and send a plain RTP packet that is already rewritten (retransmissions, padding
+        probes); bytes sent.
 
         With transport-cc on, the packet gets the next transport-wide sequence number (its
-        element is added when missing); ``now`` is the send time recorded for it."""
+        element is added when missing); ``now`` (``time.monotonic()``, the fan-out's clock, by
+        default) is the send time recorded for it."""
         offset = -1
         if self._twcc_id:
+            if now is None:
+                now = time.monotonic()
             try:
                 offset = find_extension(plain, self._twcc_id)
                 if offset < 0:
@@ -125,7 +130,7 @@ class SrtpWriter:
                 offset = -1
         if len(plain) > MAX_PACKET:
             return 0
-        return int(lib.sk_writer_send_rtp(self.c, ffi.from_buffer(plain), len(plain), offset, now))
+        return int(lib.sk_writer_send_rtp(self.c, ffi.from_buffer(plain), len(plain), offset, now or 0.0))
 
     def sent_record(self, seq: int, now: float) -> tuple[float, int] | None:
         """(send time, bytes) of transport-wide sequence number ``seq`` if it is still in the ring

@@ -400,3 +400,20 @@ def test_feedback_to_a_publisher_covers_its_numbers_and_says_which_were_lost() -
     rec.record(bytes(late), t0 + 1.2)
     (only,) = rec.feedback(1, 2, t0 + 1.2)
     assert [s for s, _ in parse(only).arrivals_us()] == [34]
+
+
+def test_padding_probes_are_numbered_and_timed_on_the_fan_outs_clock() -> None:
+    from media.probe import padding_packet
+
+    consumer = _twcc_consumer("p", "main:camera")
+    writer = consumer.transport.writer
+    writer.twcc_id = 5
+    writer.send_rtp(padding_packet(97, 1, 0, 0xBEEF, ast_id=3, now_s=1.0))
+    writer.send_rtp(padding_packet(97, 2, 0, 0xBEEF))  # no extension at all: the element is added
+    (first, second) = sent(consumer)
+    assert _twcc_seq(first) == 0 and _twcc_seq(second) == 1
+    assert payload_range(second)[1] == payload_range(second)[0]  # still padding only
+    now = time.monotonic()
+    for seq in (0, 1):
+        rec = writer.sent_record(seq, now)
+        assert rec is not None and 0 <= now - rec[0] < 1.0

@@ -339,7 +339,7 @@ class Consumer:
                 data = buf
         except ValueError:
             return  # the forwarded copy was dropped for the same reason
-        writer.send_rtp(data, now)
+        writer.send_rtp(data)
         self.retransmitted += 1
 
     def on_outage(self, now: float) -> None:

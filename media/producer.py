@@ -265,8 +265,8 @@ class ProducerStream:
         ]
         producer = self.producer
         if producer.kind == "audio":
-            wants_red = any(red for _, red, _ in groups)
-            wants_plain = any(not red for _, red, _ in groups)
+            wants_red = any(red for _, red, _, _ in groups)
+            wants_plain = any(not red for _, red, _, _ in groups)
             if not wants_red:
                 self.wrapper = None
             elif self.wrapper is None:

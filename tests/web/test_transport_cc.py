@@ -19,7 +19,8 @@ from tests.web.test_lesson_pages import assert_video_flows, wait_joined
 
 
 def _transports(participant_id: str, direction: str) -> list[WebRtcTransport]:
-    return [o for o in gc.get_objects() if isinstance(o, WebRtcTransport)
+    # type(), not isinstance(): a dead weak proxy among the objects raises on any attribute access
+    return [o for o in gc.get_objects() if type(o) is WebRtcTransport
             and o.participant_id == participant_id and o.direction == direction and not o.closed]
 
 

@@ -81,7 +81,8 @@ PROBE_DROP = 0.10
 PROBE_RISE = 0.005
 """A probe passes when the estimate rose at least this fraction (or already carries the target)."""
 PROBE_LOSS_RISE = 0.05
-"""A probe fails when loss rises by more than this (fraction) above its value at the start."""
+"""A probe fails when loss rises by more than this (fraction) above its usual level (a moving average:
+one receiver report of a link with random loss is noisy) and above ``LOSS_STEP_DOWN``."""
 UP_WAIT_MIN_S = 4.0
 UP_WAIT_MAX_S = 10.0
 TRIAL_S = 8.0
@@ -119,6 +120,7 @@ class VideoGate:
         """Highest layer index allowed (None = no cap); observers get 0."""
         self.estimate_bps: int | None = None
         self.loss: float = 0.0
+        self._loss_avg: float = 0.0
         self.probe: Probe | None = None
         """The padding probe running now, if any (set by :meth:`decide`)."""
         self.probes = 0
@@ -169,12 +171,13 @@ class VideoGate:
     def on_loss(self, fraction: float, now_s: float) -> None:
         """Loss fraction (0..1) from the consumer's latest receiver report."""
         self.loss = fraction
+        self._loss_avg += 0.3 * (fraction - self._loss_avg)
         if fraction > LOSS_STEP_DOWN:
             if self._high_loss_since is None:
                 self._high_loss_since = now_s
         else:
             self._high_loss_since = None
-        if self._probe_target != -1 and fraction > self._probe_loss0 + PROBE_LOSS_RISE:
+        if self._probe_target != -1 and fraction > max(self._probe_loss0 + PROBE_LOSS_RISE, LOSS_STEP_DOWN):
             self._probe_lossy = True
 
     def on_producer_bitrate(self, layer: int, bps: int) -> None:
@@ -250,7 +253,7 @@ class VideoGate:
         self._probe_started = now_s
         self._probe_end = now_s + length_s
         self._probe_e0 = self.estimate_bps
-        self._probe_loss0 = self.loss
+        self._probe_loss0 = self._loss_avg
         self._probe_fell = self._probe_heard = self._probe_lossy = False
         self.probe = Probe(max(0, bps), self._probe_end)
         self.probes += 1

@@ -393,7 +393,11 @@ class Router:
                                 "rtx_suppressed": c.rtx_suppressed, "nack_misses": c.nack_misses,
                                 "nack_keyframes": c.nack_keyframes, "outage_keyframes": c.outage_keyframes,
                                 "lost": c.stats.cumulative_lost,
-                                "layer": c.stream.layer if c.stream is not None else -1}
+                                "layer": c.stream.layer if c.stream is not None else -1,
+                                "estimate": c.gate.estimate_bps if c.gate is not None else None,
+                                "probes": c.gate.probes if c.gate is not None else 0,
+                                "probes_passed": c.gate.probes_passed if c.gate is not None else 0,
+                                "probe_packets": c.probe_packets}
                           for cid, c in self.consumers.items()},
         }
 

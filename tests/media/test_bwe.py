@@ -314,3 +314,20 @@ def test_a_300_kbit_cap_keeps_the_lowest_layer_and_the_lifted_cap_brings_the_top
 def test_constants_are_consistent() -> None:
     assert bwe.PAUSED_PROBE_EVERY_S + bwe.PAUSED_PROBE_S + bwe.PROBE_GRACE_S <= 2.5
     assert bwe.STARVED_FRACTION < bwe.KEEP_MARGIN < 1.0 < bwe.FIT_MARGIN
+
+
+def test_noisy_random_loss_does_not_fail_a_probe() -> None:
+    """5 % random loss reads 1-9 % from one receiver report to the next: not a rise caused by the probe."""
+    g = VideoGate(LAYERS, now_s=0.0)
+    g.decide(0.0)
+    g.on_remb(600_000, 3.0)
+    assert g.decide(3.0) == 1
+    t, est, layer = 3.0, 600_000.0, 1
+    while t < 12.0 and layer == 1:
+        est *= 1.01
+        g.on_remb(int(est), t)
+        if round(t * 10) % 10 == 0:
+            g.on_loss(0.01 if round(t) % 2 else 0.09, t)
+        layer = g.decide(t)
+        t = round(t + 0.1, 6)
+    assert layer == 2 and g.probes == 1

@@ -36,7 +36,9 @@ Rules:
 * go up only through a probe: padding at the next layer's rate on top of the
   current one for ``PROBE_S`` (:attr:`VideoGate.probe`), then ``PROBE_GRACE_S``
   to see the receiver's reaction.  The probe passes when the estimate rose (it
-  only rises while the link is not over-used) or already carries the target,
+  only rises while the link is not over-used), held while it showed room on the
+  current layer (≥ ``PROBE_ROOMY`` × it: Chromium's REMB repeats one value for
+  seconds; over-use would have cut it) or already carries the target,
   did not fall (> ``PROBE_DROP`` below where it was) and loss did not rise by
   more than ``PROBE_LOSS_RISE``; then the gate switches up and gives the new layer a
   ``TRIAL_S`` trial in which only a falling estimate or loss brings it down (the
@@ -80,6 +82,8 @@ PROBE_DROP = 0.10
 """A probe fails when the estimate falls by more than this fraction below its value at the start."""
 PROBE_RISE = 0.005
 """A probe passes when the estimate rose at least this fraction (or already carries the target)."""
+PROBE_ROOMY = 1.3
+"""A probe from a layer whose estimate is ≥ this × its bitrate passes when the estimate merely held."""
 PROBE_LOSS_RISE = 0.05
 """A probe fails when loss rises by more than this (fraction) above its usual level (a moving average:
 one receiver report of a link with random loss is noisy) and above ``LOSS_STEP_DOWN``."""
@@ -140,6 +144,7 @@ class VideoGate:
         self._probe_heard = False
         self._probe_max = 0
         self._probe_enough = 0
+        self._probe_roomy = False
         self._probe_lossy = False
         self._up_wait_s: float = UP_WAIT_MIN_S
         self._next_probe_at: float = 0.0
@@ -250,6 +255,8 @@ class VideoGate:
         self._probe_target = target
         self._probe_max = 0
         self._probe_enough = int(self.layers_bps[target] * KEEP_MARGIN)
+        self._probe_roomy = (self._layer >= 0 and self.estimate_bps is not None
+                             and self.estimate_bps >= self.layers_bps[self._layer] * PROBE_ROOMY)
         self._probe_started = now_s
         self._probe_end = now_s + length_s
         self._probe_e0 = self.estimate_bps
@@ -275,8 +282,11 @@ class VideoGate:
         # say it is not over-used: it rose (it only rises while the link is not congested; over-use
         # holds or lowers it), or it already carries the target.
         e0 = self._probe_e0
+        # A layer whose estimate already shows room (a receive-side one sits at ~1.5 × what it gets)
+        # passes on an estimate that held: over-use would have cut it to 0.85 × the throughput.
         passed = e0 is None or (self._probe_heard and (
-            self._probe_max > e0 * (1.0 + PROBE_RISE) or self._probe_max >= self._probe_enough))
+            self._probe_max > e0 * (1.0 + PROBE_RISE) or self._probe_max >= self._probe_enough
+            or self._probe_roomy))
         self._cancel_probe()
         if passed:
             self.probes_passed += 1

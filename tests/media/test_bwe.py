@@ -203,11 +203,22 @@ def test_a_probe_that_makes_the_estimate_fall_or_loss_rise_fails_and_waits_longe
     assert set(run(g, 16.1, 17.5, remb=235_000)) == {0}
     assert g.probe is None and g.probes_passed == 0
     g.on_loss(0.0, 17.6)
-    assert set(run(g, 17.6, 26.0, remb=235_000)) == {0} and g.probes == 2  # 10 s (the most)
+    assert set(run(g, 17.6, 26.0, remb=180_000)) == {0} and g.probes == 2  # 10 s (the most)
     assert g.decide(26.1) == 0 and g.probes == 3
-    assert set(run(g, 26.2, 28.0, remb=235_000)) == {0} and g.probes_passed == 0  # flat: not a pass either
-    assert set(run(g, 28.0, 37.0, remb=235_000)) == {0} and g.probes == 3
-    assert set(run(g, 37.0, 39.0, remb=235_000, grow=0.05)) == {0, 1} and g.probes == 4
+    # an estimate without room on its layer (< 1.3 × 150k) that stays flat: not a pass either
+    assert set(run(g, 26.2, 28.0, remb=180_000)) == {0} and g.probes_passed == 0
+    assert set(run(g, 28.0, 37.0, remb=180_000)) == {0} and g.probes == 3
+    assert set(run(g, 37.0, 39.0, remb=180_000, grow=0.05)) == {0, 1} and g.probes == 4
+
+
+def test_a_flat_estimate_with_room_on_its_layer_passes_a_probe() -> None:
+    """Chromium's REMB often repeats one value for seconds; at ~1.5 × the layer it shows no over-use."""
+    g = VideoGate(LAYERS, now_s=0.0)
+    g.decide(0.0)
+    g.on_remb(300_000, 3.0)
+    assert g.decide(3.0) == 0
+    out = run(g, 3.1, 10.0, remb=235_000)  # 1.57 × 150k, flat
+    assert out[-1] == 1 and g.probes == 1 and g.probes_passed == 1
 
 
 def test_a_switch_up_that_makes_the_estimate_fall_is_undone_and_doubles_the_wait() -> None:

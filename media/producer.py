@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from media._fastpath import ffi, lib
 from media.cache import PacketCache
 from media.codecs import is_keyframe
+from media.nack_generator import CACHE_ONLY, DROP, SCHEDULE, NackGenerator
 from media.red import primary_offset, set_block_payload_type
 from media.redforward import RedUnwrapper, RedWrapper
 from media.rtp import (
@@ -27,6 +28,7 @@ from media.rtp import (
     header_size,
     payload_range,
     remap_extension_ids,
+    rtx_unwrap,
     write_abs_send_time,
 )
 from media.rtpstats import ReceiveStats
@@ -69,6 +71,7 @@ class ProducerStream:
         "last_pli",
         "last_ts",
         "layer",
+        "nack",
         "producer",
         "recorder",
         "red_received",
@@ -109,6 +112,8 @@ class ProducerStream:
         self.sr_rtp = 0
         self.sr_arrival = 0.0
         self.last_pli = -1e9
+        self.nack: NackGenerator | None = NackGenerator() if producer.kind == "video" else None
+        """The publisher's losses on its uplink, NACKed by the transport (video: audio has RED)."""
         self.recorder: Callable[[bytes, float], None] | None = None
         """A recorder's hook (``media.recorder.TrackWriter.feed``: it only queues the packet), or None."""
 
@@ -119,14 +124,32 @@ class ProducerStream:
             return
         pt = plain[1] & 0x7F
         red_in = pt == producer.red_payload_type
+        nack = self.nack
+        rtx = False
         if pt != producer.payload_type:
-            if not red_in:
-                return  # RTX or FEC from the publisher: the SFU does not NACK publishers
-            self.red_received += 1
+            if red_in:
+                self.red_received += 1
+            elif pt == producer.rtx_payload_type and nack is not None and self.ssrc is not None:
+                try:
+                    plain = rtx_unwrap(plain, producer.payload_type, self.ssrc)  # RFC 4588: the original packet
+                except ValueError:
+                    return  # a padding-only probe
+                rtx = True
+            else:
+                return  # FEC, or RTX the SFU did not ask for
         seq, ts = _SEQ_TS.unpack_from(plain, 2)
-        self.stats.update(seq, ts, now, len(plain))
-        self.last_ts = ts
-        self.last_arrival = now
+        verdict = nack.update(seq, now, rtx) if nack is not None else 0
+        if verdict:
+            if verdict == DROP:
+                return
+            if verdict == SCHEDULE:
+                producer.transport.nack_due(now)
+        if rtx:
+            self.stats.received += 1  # late: not a jitter sample
+        else:
+            self.stats.update(seq, ts, now, len(plain))
+            self.last_ts = ts
+            self.last_arrival = now
         cache = self.cache
         if cache is not None and not red_in:
             cache.put(seq, plain, now)
@@ -149,6 +172,8 @@ class ProducerStream:
             else:  # the recorder muxes plain Opus
                 for pkt, _, _ in unwrapped:
                     recorder(pkt, now)
+        if verdict == CACHE_ONLY:
+            return
         keyframe = False
         if self.waiting:
             try:

@@ -179,8 +179,9 @@ class Router:
         for stream in producer.streams:
             if stream.ssrc is not None:
                 transport.ssrc_table[stream.ssrc] = stream
-        for rtx in media.rtx_of:
-            transport.ssrc_table[rtx] = _IGNORED
+        for rtx, primary in media.rtx_of.items():  # RTX is unwrapped by the stream it repairs
+            repaired = next((s for s in producer.streams if s.ssrc == primary), None)
+            transport.ssrc_table[rtx] = repaired if repaired is not None else _IGNORED
         self.producers[producer_id] = producer
         self.emit("producer_added", {"producer_id": producer_id, "participant_id": transport.participant_id,
                                      "kind": producer.kind, "layers": len(producer.streams)})
@@ -214,9 +215,15 @@ class Router:
             return None
         extmap = offered[0].extmap
         mid_id, rid_id, rrid_id = extmap.get(URI_MID, 0), extmap.get(URI_RID, 0), extmap.get(URI_REPAIRED_RID, 0)
-        if rrid_id and read_extension_str(plain, rrid_id) is not None:
-            return None  # an RTX stream of a layer
         mid = read_extension_str(plain, mid_id) if mid_id else None
+        repaired = read_extension_str(plain, rrid_id) if rrid_id else None
+        if repaired is not None:  # the RTX stream of a layer: the layer's stream unwraps it
+            for producer in self.producers.values():
+                if producer.transport is transport and (mid is None or producer.mid == mid):
+                    for stream in producer.streams:
+                        if stream.rid == repaired and stream.ssrc is not None:
+                            return stream
+            return None
         rid = read_extension_str(plain, rid_id) if rid_id else None
         for producer in self.producers.values():
             if producer.transport is not transport or (mid is not None and producer.mid != mid):
@@ -385,7 +392,9 @@ class Router:
                                 "rids": [s.rid for s in p.streams],
                                 "received": [s.stats.received for s in p.streams],
                                 "bitrates": p.layer_bitrates(time.monotonic()),
-                                "red_received": [s.red_received for s in p.streams]}
+                                "red_received": [s.red_received for s in p.streams],
+                                "nacks_sent": [s.nack.nacks_sent if s.nack else 0 for s in p.streams],
+                                "recovered": [s.nack.recovered if s.nack else 0 for s in p.streams]}
                           for pid, p in self.producers.items()},
             "consumers": {cid: {"producer_id": c.producer_id, "bound": c.stream is not None,
                                 "paused": c.paused, "sent": c.sent_packets, "red": c.red,

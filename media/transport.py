@@ -50,6 +50,7 @@ from aiortc.clock import current_ntp_time
 
 from media.gcc import PacketResult, SendSideEstimator
 from media.ice import IcePolicy, SdpRejected, check_remote_sdp, filter_local_sdp, rtc_configuration
+from media.nack_generator import MIN_RETRY_S, pack_nack
 from media.retransmit import FeedbackWatch
 from media.sdp import accept_transport_cc, offer_transport_cc, transport_cc_id
 from media.srtp import SrtpWriter
@@ -161,6 +162,8 @@ class WebRtcTransport:
         self.twcc_feedback_at = -1e9
         self.twcc_feedbacks = 0
         self.twcc_bad = 0
+        self._nack_timer: asyncio.TimerHandle | None = None
+        """Publisher side: the next batch of NACKs (armed only while packets are missing)."""
         self.pc.on("connectionstatechange", self._connection_state)
 
     # ------------------------------------------------------------------ state
@@ -188,6 +191,9 @@ class WebRtcTransport:
         self.closed = True
         if self._rtcp_task is not None:
             self._rtcp_task.cancel()
+        if self._nack_timer is not None:
+            self._nack_timer.cancel()
+            self._nack_timer = None
         if self.writer.is_open:
             try:
                 ssrcs = [c.ssrc for c in self.consumers.values() if c.ready] or [self.rtcp_ssrc]
@@ -349,6 +355,41 @@ class WebRtcTransport:
         if writer.is_open:
             writer.send_rtcp(bytes(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=self.rtcp_ssrc, media_ssrc=media_ssrc)))
 
+    def nack_due(self, now: float) -> None:
+        """A producer stream saw a gap: send its NACKs (and those of every stream of this publisher)
+        once its reorder wait is over, then again while packets stay missing."""
+        if self._nack_timer is None and not self.closed:
+            self._arm_nacks(now, now)
+
+    def _arm_nacks(self, at: float, now: float) -> None:
+        self._nack_timer = asyncio.get_running_loop().call_later(max(at - now, 0.0), self._send_nacks)
+
+    def _send_nacks(self) -> None:
+        """One RTCP packet with the NACKs due on every stream (and a PLI where a gap was too large)."""
+        self._nack_timer = None
+        writer = self.writer
+        if self.closed or not writer.is_open:
+            return
+        now = time.monotonic()
+        out: list[bytes] = []
+        wake = float("inf")
+        for stream in self.streams():
+            nack = stream.nack
+            if nack is None or stream.ssrc is None:
+                continue
+            if nack.keyframe_wanted:
+                nack.keyframe_wanted = False
+                stream.request_keyframe(now)
+            lost = nack.due(now)
+            if lost:
+                out.append(pack_nack(self.rtcp_ssrc, stream.ssrc, lost))
+            if nack.next_due < wake:
+                wake = nack.next_due
+        if out:
+            writer.send_rtcp(b"".join(out))
+        if wake < float("inf"):
+            self._arm_nacks(max(wake, now + MIN_RETRY_S), now)
+
     # ------------------------------------------------------------------ subscriber side (direction recv)
 
     def add_consumer(self, consumer: Consumer, mime: str | None) -> None:
@@ -466,7 +507,7 @@ class WebRtcTransport:
             if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
                 if isinstance(packet, RtcpSrPacket):
                     stream = self.ssrc_table.get(packet.ssrc)
-                    if stream is not None and stream is not _IGNORED:
+                    if stream is not None and stream is not _IGNORED and stream.ssrc == packet.ssrc:  # not its RTX
                         stream.on_sender_report(packet.sender_info.ntp_timestamp,
                                                 packet.sender_info.rtp_timestamp, now)
                 for report in packet.reports:
@@ -593,10 +634,15 @@ class WebRtcTransport:
         rtt: list[float] = []
         bitrate = 0
         repair = {"retransmitted": 0, "rtx_suppressed": 0, "nack_misses": 0, "lost": 0}
+        uplink = {"nacks_sent": 0, "recovered": 0, "nack_given_up": 0}
         if self.direction == "send":
             for s in self.streams():
                 if s.ssrc is None:
                     continue
+                if s.nack is not None:
+                    uplink["nacks_sent"] += s.nack.nacks_sent
+                    uplink["recovered"] += s.nack.recovered
+                    uplink["nack_given_up"] += s.nack.given_up
                 loss = max(loss, s.stats.loss_fraction)
                 jitter_ms = max(jitter_ms, s.stats.jitter_ms)
                 bitrate += s.stats.bitrate_bps(now)
@@ -622,7 +668,7 @@ class WebRtcTransport:
             "loss": round(min(1.0, max(0.0, loss)), 4), "rtt_ms": int(sum(rtt) / len(rtt)) if rtt else 0,
             "jitter_ms": int(jitter_ms), "bitrate_kbps": max(0, bitrate // 1000),
             "paused_video": sum(1 for c in self.consumers.values() if c.paused),
-            **repair,
+            **repair, **uplink,
             "estimate_kbps": (int(self.estimator.target_bps) // 1000
                               if self.direction == "recv" and self.twcc_active(now) else None),
         }

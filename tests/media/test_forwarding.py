@@ -69,6 +69,9 @@ class FakeTransport:
     def send_pli(self, ssrc: int) -> None:
         self.plis.append(ssrc)
 
+    def nack_due(self, now: float) -> None:
+        """A gap opened: the real transport sends the stream's NACKs (``media/transport.py``)."""
+
 
 def rtp(seq: int, ts: int, ssrc: int, payload: bytes, pt: int = 100, marker: bool = True,
         exts: tuple[tuple[int, bytes], ...] = ((4, b"1"), (2, b"\x00\x00\x00"))) -> bytes:

@@ -40,6 +40,9 @@ class FakeTransport:
     def send_pli(self, ssrc: int) -> None:
         self.plis.append(ssrc)
 
+    def nack_due(self, now: float) -> None:
+        """A gap opened: the real transport sends the stream's NACKs (``media/transport.py``)."""
+
 
 def producer(mime: str, source: str, transport: FakeTransport, ssrc: int) -> Producer:
     codec = CODECS[mime]

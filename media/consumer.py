@@ -294,16 +294,20 @@ class Consumer:
         rewriter = self.rewriter
         found: list[tuple[int, bytes]] = []
         size = 0
+        lost_upstream = 0
         for out_seq in lost:
             src_seq = rewriter.to_source_seq(out_seq)
             pkt = cache.get(src_seq, now) if src_seq >= 0 else None
             if pkt is None:
+                if stream.nack is not None and src_seq >= 0 and stream.nack.is_missing(src_seq):
+                    lost_upstream += 1  # being repaired from the publisher: forwarded when it arrives
+                    continue
                 self.nack_misses += 1
                 continue
             found.append((out_seq & 0xFFFF, pkt))
             size += len(pkt)
         if self.kind == "video":
-            misses = len(lost) - len(found)
+            misses = len(lost) - len(found) - lost_upstream
             # Beyond the cache, the decoder cannot recover without a keyframe; past about a second of
             # the stream's bytes, a keyframe is the cheaper repair (and the frames are late anyway).
             too_big = size * 8 > stream.stats.bitrate_bps(now) * KEYFRAME_CHEAPER_S > 0

@@ -185,6 +185,14 @@ class NackGenerator:
             self.rtt_s = min(r for r in self._rtt if r > 0.0)
         return CACHE_ONLY if -d > FORWARD_BEHIND else FORWARD
 
+    def is_missing(self, seq: int) -> bool:
+        """``seq`` (16 bits) is missing and still being asked for: it may yet arrive."""
+        h = self._highest
+        if h < 0 or not self.pending:
+            return False
+        ext = h + ((seq - h + 0x8000) & 0xFFFF) - 0x8000
+        return self._seq[ext & self._mask] == ext
+
     def retry_interval(self) -> float:
         rtt = DEFAULT_RTT_S if self.rtt_s is None else self.rtt_s
         return rtt if rtt > MIN_RETRY_S else MIN_RETRY_S

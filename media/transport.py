@@ -576,7 +576,8 @@ class WebRtcTransport:
     def streams(self) -> list[ProducerStream]:
         from media.producer import ProducerStream
 
-        return [s for s in self.ssrc_table.values() if isinstance(s, ProducerStream)]
+        # (an RTX SSRC maps to the stream it repairs: each stream once, under its own SSRC)
+        return [s for ssrc, s in self.ssrc_table.items() if isinstance(s, ProducerStream) and s.ssrc == ssrc]
 
     async def _run_rtcp(self) -> None:
         """Receiver reports (+REMB) to a publisher, sender reports to a subscriber, once a second."""

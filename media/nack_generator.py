@@ -172,6 +172,10 @@ class NackGenerator:
             return SCHEDULE
         if d == 0:
             return DROP if rtx else FORWARD
+        if d < -self._mask and not rtx:  # far behind anything tracked: the source restarted
+            self._clear(0)
+            self._highest = self._oldest = seq + _EXT_BASE
+            return FORWARD
         ext = h + d
         i = ext & self._mask
         if self._seq[i] != ext:

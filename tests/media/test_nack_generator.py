@@ -139,6 +139,14 @@ def test_sequence_numbers_wrap_at_65535() -> None:
     assert gen.due(0.2) == [65534, 65535, 1]
 
 
+def test_a_source_that_restarts_far_behind_is_followed_afresh() -> None:
+    gen = NackGenerator()
+    feed(gen, [30000, 30002], 0.0)
+    assert gen.pending == 1
+    assert feed(gen, [20000, 20001, 20003], 0.1) == [FORWARD, FORWARD, SCHEDULE]
+    assert gen.highest == 20003 and gen.pending == 1 and gen.due(0.2) == [20002]
+
+
 def test_a_gap_too_large_to_nack_asks_for_a_keyframe_instead() -> None:
     gen = NackGenerator()
     feed(gen, [100], 0.0)

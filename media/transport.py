@@ -50,7 +50,7 @@ from aiortc.clock import current_ntp_time
 
 from media.gcc import PacketResult, SendSideEstimator
 from media.ice import IcePolicy, SdpRejected, check_remote_sdp, filter_local_sdp, rtc_configuration
-from media.nack_generator import MIN_RETRY_S, pack_nack
+from media.nack_generator import MIN_RETRY_S, REORDER_WAIT_S, pack_nack
 from media.retransmit import FeedbackWatch
 from media.sdp import accept_transport_cc, offer_transport_cc, transport_cc_id
 from media.srtp import SrtpWriter
@@ -163,6 +163,7 @@ class WebRtcTransport:
         self.twcc_feedbacks = 0
         self.twcc_bad = 0
         self._nack_timer: asyncio.TimerHandle | None = None
+        self._nack_at = 0.0
         """Publisher side: the next batch of NACKs (armed only while packets are missing)."""
         self.pc.on("connectionstatechange", self._connection_state)
 
@@ -358,19 +359,29 @@ class WebRtcTransport:
     def nack_due(self, now: float) -> None:
         """A producer stream saw a gap: send its NACKs (and those of every stream of this publisher)
         once its reorder wait is over, then again while packets stay missing."""
-        if self._nack_timer is None and not self.closed:
-            self._arm_nacks(now, now)
+        at = now + REORDER_WAIT_S
+        if self.closed or (self._nack_timer is not None and self._nack_at <= at):
+            return
+        if self._nack_timer is not None:  # armed for a later retry: the new gap goes first
+            self._nack_timer.cancel()
+        self._arm_nacks(at, now)
 
     def _arm_nacks(self, at: float, now: float) -> None:
+        self._nack_at = at
         self._nack_timer = asyncio.get_running_loop().call_later(max(at - now, 0.0), self._send_nacks)
 
     def _send_nacks(self) -> None:
         """One RTCP packet with the NACKs due on every stream (and a PLI where a gap was too large)."""
         self._nack_timer = None
-        writer = self.writer
-        if self.closed or not writer.is_open:
+        if self.closed or not self.writer.is_open:
             return
-        now = time.monotonic()
+        try:
+            self._nack_tick(time.monotonic())
+        except Exception:
+            log.exception("transport %s: NACK tick failed", self.transport_id)
+
+    def _nack_tick(self, now: float) -> None:
+        writer = self.writer
         out: list[bytes] = []
         wake = float("inf")
         for stream in self.streams():

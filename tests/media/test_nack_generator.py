@@ -10,11 +10,14 @@ to the SFU (and never a retransmission).
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import struct
 import time
 import tracemalloc
 from typing import Any
 
+import pylibsrtp
 from aiortc.rtp import RTCP_RTPFB_NACK, RtcpPacket, RtcpRtpfbPacket
 
 from media.nack_generator import (
@@ -34,11 +37,14 @@ from media.nack_generator import (
     NackGenerator,
     pack_nack,
 )
+from media.producer import Producer
 from media.rtp import rtx_wrap
+from media.transport import WebRtcTransport
 from tests.media.sfu_helpers import RED, ColorTrack, close_to, frames
 from tests.media.test_forwarding import KEY, FakeTransport, make_consumer, make_producer, rtp
 from tests.media.test_retransmission import wait_for
 from tests.media.test_sfu import (  # noqa: F401 - the fixtures of the SFU tests
+    POLICY,
     Lesson,
     db_url,
     lesson,
@@ -418,3 +424,73 @@ def test_a_lossy_uplink_is_repaired_by_the_sfu_before_the_subscribers_notice(les
         assert sample["nacks_sent"] <= 2 * uplink.dropped, (sample, uplink.dropped)
 
     lesson.play(scenario)
+
+
+# ------------------------------------------------------------------------------------------ transport
+
+
+def test_the_send_transport_batches_the_nacks_of_its_streams_on_a_timer() -> None:
+    async def main() -> None:
+        transport = WebRtcTransport("t", "p", "send", POLICY, on_state=lambda t, s: None)
+        key = os.urandom(30)
+        profile = pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80
+        rx = pylibsrtp.Session(pylibsrtp.Policy(key=key, srtp_profile=profile,
+                                                ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND))
+        tx = pylibsrtp.Session(pylibsrtp.Policy(key=key, srtp_profile=profile,
+                                                ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+        publisher = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        publisher.bind(("127.0.0.1", 0))
+        publisher.setblocking(False)
+        out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        out.bind(("127.0.0.1", 0))
+        transport.writer.open(tx, out, publisher.getsockname())
+        producer = Producer("p:camera", transport, kind="video", mid="0", source="camera", mime="video/VP8",
+                            clock_rate=90000, payload_type=100, rtx_payload_type=101, extmap={},
+                            layers=[("l", 1000), ("h", 1001)])
+        low, high = producer.streams
+        transport.ssrc_table.update({1000: low, 1001: high, 2000: low})  # 2000: the low layer's RTX
+        received: list[tuple[float, list[tuple[int, list[int]]]]] = []
+
+        async def next_rtcp(timeout: float) -> bool:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                try:
+                    data = publisher.recv(2048)
+                except BlockingIOError:
+                    await asyncio.sleep(0.002)
+                    continue
+                packets = RtcpPacket.parse(rx.unprotect_rtcp(data))
+                received.append((time.monotonic(), [(p.media_ssrc, [s & 0xFFFF for s in p.lost])
+                                                    for p in packets if isinstance(p, RtcpRtpfbPacket)]))
+                return True
+            return False
+
+        try:
+            pkt = {(ssrc, seq): rtp(seq, 3000 * seq, ssrc, KEY) for ssrc in (1000, 1001) for seq in range(1, 5)}
+            for seq in (1, 2, 4):
+                low.receive(pkt[1000, seq], time.monotonic())
+            for seq in (1, 3, 4):
+                high.receive(pkt[1001, seq], time.monotonic())
+            gap = time.monotonic()
+            assert await next_rtcp(2.0), "no NACK"
+            at, nacks = received[-1]
+            assert sorted(nacks) == [(1000, [3]), (1001, [2])], "both layers' NACKs in one RTCP packet"
+            assert REORDER_WAIT_S - 0.002 <= at - gap, at - gap
+            # nothing more until the retry, 100 ms later (the RTT is not known yet)
+            assert await next_rtcp(2.0), "no retry"
+            retry_at, nacks = received[-1]
+            assert sorted(nacks) == [(1000, [3]), (1001, [2])] and retry_at - at >= DEFAULT_RTT_S - 0.005
+            # the low layer's RTX arrives (its own SSRC, routed to the stream it repairs); the high
+            # layer's original comes late: nothing is NACKed any more
+            transport.ssrc_table[2000].receive(rtx_wrap(pkt[1000, 3], 101, 2000, 1), time.monotonic())
+            high.receive(pkt[1001, 2], time.monotonic())
+            assert low.nack is not None and high.nack is not None
+            assert low.nack.recovered == 1 and high.nack.recovered == 1 and low.nack.rtt_s is not None
+            assert not await next_rtcp(0.4), received[-1]
+            assert transport.sample(time.monotonic())["recovered"] == 2
+            assert transport.sample(time.monotonic())["nacks_sent"] == 4
+        finally:
+            await transport.close()
+            publisher.close()
+
+    asyncio.run(main())

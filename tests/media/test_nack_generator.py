@@ -492,5 +492,6 @@ def test_the_send_transport_batches_the_nacks_of_its_streams_on_a_timer() -> Non
         finally:
             await transport.close()
             publisher.close()
+            out.close()
 
     asyncio.run(main())

@@ -1,6 +1,6 @@
 """media.gcc.SendSideEstimator on a simulated link: convergence, a capacity drop and return, random loss, bad input.
 
-The link is a small deterministic model of what `/work/shared/notes/weak-link-lab.md` builds with
+The link is a small deterministic model of what `../shared/notes/weak-link-lab.md` builds with
 namespaces: a drop-tail bottleneck (like `tbf`: capacity, at most ``queue_s`` of backlog), a base
 one-way delay with uniform jitter released in FIFO order, Bernoulli loss from a seeded RNG, and
 blackouts.  The sender sends what the estimator allows (or a fixed stream, capped by it), the

@@ -429,6 +429,19 @@ ATTACH_JS = """window.__wlAttach = (w, source, stream) => {
   }
 }"""
 
+def _shifted(sample: dict[str, Any], shift_s: float) -> dict[str, Any]:
+    """A page sample with its times (``at`` in s, ``lastFrame`` and ``gaps`` in epoch ms) moved by ``shift_s``.
+
+    The browser runs on the real clock; this process may not (the suite runs under libfaketime), and the
+    windows are cut on this process's clock.
+    """
+    sample["at"] += shift_s
+    if sample.get("lastFrame") is not None:
+        sample["lastFrame"] += shift_s * 1000
+    sample["gaps"] = [[a + shift_s * 1000, b + shift_s * 1000] for a, b in sample.get("gaps", [])]
+    return sample
+
+
 PAGE_SAMPLE = """async () => {
   const w = window.__wl;
   const out = { at: Date.now() / 1000, me: w.lc.participantId || null, state: w.state, frames: w.frames, lastFrame: w.lastFrame,
@@ -531,9 +544,13 @@ def receive(target: str, base: str, first: str, second: str, prefix: str, out: P
                 me = page.evaluate(JANUS_PAGE_SETUP, {"room": int(first), "feed": int(second), "prefix": prefix})
             print(f"receiver joined {target} as {me}", file=sys.stderr, flush=True)
             deadline = time.monotonic() + seconds
+            shift_s: float | None = None  # the page's clock onto this process's (they differ under a faked clock)
             with out.open("a") as f:
                 while time.monotonic() < deadline and not stop["now"]:
-                    f.write(json.dumps(page.evaluate(PAGE_SAMPLE)) + "\n")
+                    sample = page.evaluate(PAGE_SAMPLE)
+                    if shift_s is None:
+                        shift_s = time.time() - sample["at"]
+                    f.write(json.dumps(_shifted(sample, shift_s)) + "\n")
                     f.flush()
                     page.wait_for_timeout(1000)
         finally:

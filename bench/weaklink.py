@@ -146,35 +146,27 @@ def prepare(data_dir: Path, address: str, subnet: str) -> dict[str, Any]:
     from scheduler.access import scope_of
     from scheduler.bookings import ReceiverSpec, SeriesSpec, create_series
     from scheduler.models import LessonInstance, LessonKind
-    from server.core.db import make_engine, make_session_factory
-    from server.core.migrate import upgrade
+    from server.core.migrate import migrated_database
     from server.core.security import JoinClaims, create_join_token
     from tests.utils.factory import World
 
     settings = _settings(data_dir, address, subnet)
-    settings.ensure_data_dir()
-    url = settings.effective_database_url
-    upgrade(url)
-    engine = make_engine(url)
-    try:
-        with make_session_factory(engine)() as s:
-            w = World.build(s)
-            series = create_series(s, SeriesSpec(
-                kind=LessonKind.master, recording=False, title="名师课堂（弱网）", subject="数学", grade="三年级",
-                term_id=w.term.id, main_classroom_id=w.main_room.id, main_teacher_id=w.teacher.id,
-                weekday=1, period_from=1, period_to=1, receivers=(ReceiverSpec(w.recv_room.id),),
-            ), actor=w.urban_admin, scope=scope_of(s, w.urban_admin))
-            inst = s.scalars(select(LessonInstance).where(LessonInstance.series_id == series.id)
-                             .order_by(LessonInstance.starts_at)).first()
-            inst.room_opened_at = datetime.now()
-            s.commit()
-            expires = int(time.time()) + 6 * 3600
-            main = create_join_token(JoinClaims(w.teacher.id, inst.id, "main", w.main_room.id, expires), SECRET)
-            recv = create_join_token(JoinClaims(w.terminal_recv.id, inst.id, "receiving", w.recv_room.id, expires),
-                                     SECRET)
-            return {"lesson": inst.id, "main": main, "receiving": recv}
-    finally:
-        engine.dispose()
+    with migrated_database(settings) as factory, factory() as s:
+        w = World.build(s)
+        series = create_series(s, SeriesSpec(
+            kind=LessonKind.master, recording=False, title="名师课堂（弱网）", subject="数学", grade="三年级",
+            term_id=w.term.id, main_classroom_id=w.main_room.id, main_teacher_id=w.teacher.id,
+            weekday=1, period_from=1, period_to=1, receivers=(ReceiverSpec(w.recv_room.id),),
+        ), actor=w.urban_admin, scope=scope_of(s, w.urban_admin))
+        inst = s.scalars(select(LessonInstance).where(LessonInstance.series_id == series.id)
+                         .order_by(LessonInstance.starts_at)).first()
+        inst.room_opened_at = datetime.now()
+        s.commit()
+        expires = int(time.time()) + 6 * 3600
+        main = create_join_token(JoinClaims(w.teacher.id, inst.id, "main", w.main_room.id, expires), SECRET)
+        recv = create_join_token(JoinClaims(w.terminal_recv.id, inst.id, "receiving", w.recv_room.id, expires),
+                                 SECRET)
+        return {"lesson": inst.id, "main": main, "receiving": recv}
 
 
 def serve(data_dir: Path, address: str, subnet: str, port: int) -> None:

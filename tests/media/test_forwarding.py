@@ -251,7 +251,18 @@ def test_a_closed_socket_number_reused_by_another_socket_never_gets_srtp() -> No
     capture: Capture = consumer.transport.capture  # type: ignore[attr-defined]
     number = capture.out.fileno()
     capture.out.close()  # aioice closed the selected pair's socket
-    intruder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # takes the lowest free number
+    # another socket gets that number: a new descriptor takes the lowest free one, so open sockets
+    # until one lands on it (lower numbers other tests left free are filled on the way)
+    fillers: list[socket.socket] = []
+    for _ in range(4096):
+        intruder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        if intruder.fileno() == number:
+            break
+        fillers.append(intruder)
+    else:
+        raise AssertionError(f"descriptor {number} was never reused")
+    for filler in fillers:
+        filler.close()
     intruder.bind(("127.0.0.1", 0))
     intruder.setblocking(False)
     stream = producer.streams[0]

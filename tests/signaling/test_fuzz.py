@@ -10,7 +10,7 @@ import json
 import logging
 import random
 from contextlib import ExitStack
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
@@ -131,7 +131,9 @@ class _Fuzzer:
 
     ROLE = LessonRole.receiving
 
-    def __init__(self, client: Any, url: str, token: str, stack: ExitStack) -> None:
+    def __init__(self, client: Any, url: str, token: Callable[[], str], stack: ExitStack) -> None:
+        # a fresh join token on every (re)connect, as the pages do: a token lives join_token_seconds,
+        # and a loaded machine fuzzes for longer than that
         self.client, self.url, self.token, self.stack = client, url, token, stack
         self.frames = 0
         self.reconnects = 0
@@ -140,7 +142,7 @@ class _Fuzzer:
 
     def connect(self) -> None:
         self.ws = self.stack.enter_context(self.client.websocket_connect(self.url))
-        self.ws.send_json(join_msg(self.token))
+        self.ws.send_json(join_msg(self.token()))
         joined = recv(self.ws)
         assert joined["type"] == "joined", joined
         self.seq = joined["seq"]
@@ -215,7 +217,7 @@ def test_thousands_of_hostile_frames(client, world, auth, session_factory, caplo
         mn = stack.enter_context(client.websocket_connect(url))
         mn.send_json(join_msg(join_token(client, auth, world.teacher, lid)))
         assert recv(mn)["type"] == "joined"
-        fuzzer = _Fuzzer(client, url, join_token(client, auth, world.terminal_recv, lid), stack)
+        fuzzer = _Fuzzer(client, url, lambda: join_token(client, auth, world.terminal_recv, lid), stack)
 
         @settings(max_examples=120, deadline=None, database=None, derandomize=True,
                   phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))

@@ -72,12 +72,13 @@ def test_chromium_negotiates_transport_cc_both_ways_and_feedback_flows(web_serve
     (pub,) = _wait("the teacher's publisher transport", lambda: _transports(main, "send"))
     _wait("transport-wide numbers from the publishing Chromium", lambda: pub.arrivals.active)
     _wait("feedback to the publishing Chromium", lambda: pub.arrivals.sent_feedback >= 20)
-    # Chromium's send-side estimate runs on that feedback: its outbound video has a target bitrate
-    target = _wait("the publisher's estimate", lambda: teacher.evaluate("""async () => {
+    # Chromium's send-side estimate runs on that feedback: its outbound video has a target bitrate above
+    # 100 kbit/s (waited for: on a loaded machine the feedback's arrival times jitter and the estimate
+    # may dip at first, as it would on a real link, before it climbs)
+    _wait("the publisher's estimate above 100 kbit/s", lambda: teacher.evaluate("""async () => {
         const stats = await window.sankeLesson.publisher.getStats();
         let pair = 0;
         stats.forEach((s) => { if (s.type === 'candidate-pair' && s.nominated && s.availableOutgoingBitrate)
                                  pair = s.availableOutgoingBitrate; });
         return pair;
-    }"""))
-    assert target > 100_000
+    }""") > 100_000, timeout=40.0)

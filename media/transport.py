@@ -54,7 +54,7 @@ from media.nack_generator import MIN_RETRY_S, REORDER_WAIT_S, pack_nack
 from media.retransmit import FeedbackWatch
 from media.sdp import accept_transport_cc, offer_transport_cc, transport_cc_id
 from media.srtp import SrtpWriter
-from media.transportcc import ArrivalRecorder, match_feedback, split_estimate
+from media.transportcc import FEEDBACK_INTERVAL_S, ArrivalRecorder, match_feedback, split_estimate
 from media.twcc import URI_TRANSPORT_CC, feedback_packets
 from media.twcc import parse as parse_twcc
 
@@ -164,6 +164,8 @@ class WebRtcTransport:
         self.twcc_bad = 0
         self._nack_timer: asyncio.TimerHandle | None = None
         self._nack_at = 0.0
+        self._twcc_timer: asyncio.TimerHandle | None = None
+        """Publisher side: the next transport-cc feedback (armed while transport-cc is negotiated)."""
         """Publisher side: the next batch of NACKs (armed only while packets are missing)."""
         self.pc.on("connectionstatechange", self._connection_state)
 
@@ -195,6 +197,9 @@ class WebRtcTransport:
         if self._nack_timer is not None:
             self._nack_timer.cancel()
             self._nack_timer = None
+        if self._twcc_timer is not None:
+            self._twcc_timer.cancel()
+            self._twcc_timer = None
         if self.writer.is_open:
             try:
                 ssrcs = [c.ssrc for c in self.consumers.values() if c.ready] or [self.rtcp_ssrc]
@@ -251,6 +256,7 @@ class WebRtcTransport:
         self._install(protocol, remote)
         if self._rtcp_task is None:
             self._rtcp_task = asyncio.get_running_loop().create_task(self._run_rtcp())
+        self.arm_twcc_feedback()
 
     def _install(self, protocol: Any, remote: tuple[Any, ...]) -> None:
         """Put the SRTP fast path in front of aioice for datagrams from ``remote``.
@@ -293,8 +299,8 @@ class WebRtcTransport:
             if stream is None:
                 stream = discover(plain, ssrc)
             now = monotonic()
-            if arrivals.ext_id and arrivals.record(plain, now):
-                transport.send_twcc_feedback(now)
+            if arrivals.ext_id:
+                arrivals.record(plain, now)
             stream.receive(plain, now)
 
         def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
@@ -338,7 +344,26 @@ class WebRtcTransport:
         await self.pc.setLocalDescription(answer)
         sdp_answer, self.arrivals.ext_id = accept_transport_cc(checked, filter_local_sdp(
             self.pc.localDescription.sdp, self.policy))
+        self.arm_twcc_feedback()
         return sdp_answer
+
+    def arm_twcc_feedback(self) -> None:
+        """Publisher side, once transport-cc is negotiated and SRTP is up: feedback every
+        ``FEEDBACK_INTERVAL_S`` from now on, whether packets arrive or not (until closed)."""
+        if (self.direction != "send" or self.closed or not self.arrivals.ext_id or not self.writer.is_open
+                or self._twcc_timer is not None):
+            return
+        self._twcc_timer = asyncio.get_running_loop().call_later(FEEDBACK_INTERVAL_S, self._twcc_tick)
+
+    def _twcc_tick(self) -> None:
+        self._twcc_timer = None
+        if self.closed:
+            return
+        try:
+            self.send_twcc_feedback(time.monotonic())
+        except Exception:
+            log.exception("transport %s: transport-cc feedback failed", self.transport_id)
+        self.arm_twcc_feedback()
 
     def send_twcc_feedback(self, now: float) -> int:
         """Transport-cc feedback on what arrived from the publisher since the last one; packets sent."""

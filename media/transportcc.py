@@ -7,7 +7,11 @@
   among its consumers (audio first).
 * **Receive side** (a publisher's transport): ``ArrivalRecorder`` remembers when each
   transport-wide sequence number arrived, in a fixed ring (no allocation per packet), and
-  builds the feedback packets the publisher's own congestion controller needs.
+  builds the feedback packets the publisher's own congestion controller needs.  The
+  transport asks for them on a timer (every ``FEEDBACK_INTERVAL_S``, as libwebrtc's
+  ``RemoteEstimatorProxy`` and mediasoup's ``TransportCongestionControlServer`` do), not
+  per packet: on a weak uplink the feedback that says "lost" must go out even when
+  nothing more arrives.
 
 Wire format lives in ``media/twcc.py``; sending, timers and the estimator's policy live in
 ``media/transport.py``.  Nothing here touches sockets or clocks: every call gets ``now``.
@@ -24,8 +28,8 @@ from media.twcc import TransportFeedback, build_feedback
 
 RING = 4096
 """Arrival slots per publisher transport (~16 s at 250 packets/s); a power of two."""
-FEEDBACK_INTERVAL_S = 0.1
-"""How often a publisher gets feedback (libwebrtc sends every 50–250 ms, by rate)."""
+FEEDBACK_INTERVAL_S = 0.05
+"""How often a publisher gets feedback (libwebrtc sends every 50–250 ms, 50 ms from ~250 kbit/s up)."""
 MAX_STATUSES = 250
 """Sequence numbers per feedback packet (keeps a packet well under the MTU)."""
 MAX_PENDING = 2000
@@ -62,8 +66,7 @@ def split_estimate(target_bps: int, audio: int, video_needs: Sequence[int]) -> l
 class ArrivalRecorder:
     """Arrival times of a publisher's transport-wide sequence numbers, and the feedback about them."""
 
-    __slots__ = ("ext_id", "_times", "_seqs", "_highest", "_next", "fb_count", "next_feedback", "received",
-                 "sent_feedback")
+    __slots__ = ("ext_id", "_times", "_seqs", "_highest", "_next", "fb_count", "received", "sent_feedback")
 
     def __init__(self) -> None:
         self.ext_id = 0
@@ -76,7 +79,6 @@ class ArrivalRecorder:
         self._next = -1
         """First extended number not yet reported (-1: nothing received yet)."""
         self.fb_count = 0
-        self.next_feedback = 0.0
         self.received = 0
         self.sent_feedback = 0
 
@@ -85,34 +87,43 @@ class ArrivalRecorder:
         """The publisher does send transport-wide sequence numbers."""
         return self.received > 0
 
-    def record(self, plain: bytes, now: float) -> bool:
-        """Note the arrival of one plain RTP packet; True when a feedback is due."""
+    def record(self, plain: bytes, now: float) -> None:
+        """Note the arrival of one plain RTP packet (the per-packet path: nothing is sent here).
+
+        A duplicate keeps its first arrival time.  A late packet (reordered, or a retransmission
+        of a number already reported lost) moves the next feedback's start back to it, as
+        libwebrtc's receiver does: the publisher learns it did arrive; numbers between it and
+        the newest are listed again with the same times (a sender ignores what it already
+        matched)."""
         try:
             off = find_extension(plain, self.ext_id)
         except ValueError:
-            return False
+            return
         if off < 0 or off + 2 > len(plain):
-            return False
+            return
         seq = (plain[off] << 8) | plain[off + 1]
         highest = self._highest
         if highest < 0:
             ext = seq + (1 << 16)  # room to unwrap backwards
             self._next = ext
-            self.next_feedback = now + FEEDBACK_INTERVAL_S
         else:
             d = (seq - highest) & 0xFFFF
             ext = highest + d if d < 0x8000 else highest + d - 0x10000
+        slot = ext & (RING - 1)
+        if self._seqs[slot] == ext:
+            return  # a duplicate
         if ext > highest:
             self._highest = ext
-        slot = ext & (RING - 1)
+        elif ext < self._next and highest - ext < MAX_PENDING:
+            self._next = ext
         self._seqs[slot] = ext
         self._times[slot] = int(now * 1e6)
         self.received += 1
-        return now >= self.next_feedback
 
     def feedback(self, sender_ssrc: int, media_ssrc: int, now: float) -> list[bytes]:
-        """The feedback packets for everything received since the previous call (none if nothing new)."""
-        self.next_feedback = now + FEEDBACK_INTERVAL_S
+        """The feedback packets for every number from the last one reported to the newest received
+        (none if nothing new arrived), at most ``MAX_STATUSES`` numbers per packet; a number not
+        received by now is reported lost (it may be reported again if it arrives late)."""
         start, end = self._next, self._highest + 1
         if start < 0 or end <= start:
             return []

@@ -459,6 +459,28 @@ PAGE_SAMPLE = """async () => {
 }"""
 
 
+PUBLISHER_SAMPLE = """async (which) => {
+  // what a page's own publisher connection sends: per video layer (rid) and the microphone
+  const lc = which === "main" ? window.__pub : (window.__wl && window.__wl.lc);
+  const pc = lc && lc.publisher;
+  const out = { at: Date.now() / 1000, me: (lc && lc.participantId) || null, layers: {}, audio: null, available: null };
+  if (!pc) return out;
+  (await pc.getStats()).forEach((s) => {
+    if (s.type === "outbound-rtp" && s.kind === "video")
+      out.layers[s.rid || "-"] = { bytesSent: s.bytesSent || 0, targetBitrate: s.targetBitrate || 0,
+        limit: s.qualityLimitationReason || "none", framesEncoded: s.framesEncoded || 0, height: s.frameHeight || 0,
+        active: s.active !== false };
+    if (s.type === "outbound-rtp" && s.kind === "audio") out.audio = { packetsSent: s.packetsSent, bytesSent: s.bytesSent };
+    if (s.type === "candidate-pair" && s.nominated && s.availableOutgoingBitrate !== undefined)
+      out.available = s.availableOutgoingBitrate;
+  });
+  return out;
+}"""
+"""A page's publisher side (``which``: ``"main"`` = the ``PAGE_PUBLISH`` page, else the receiving classroom's
+page): per rid its bytes sent, target bitrate and quality limitation; the microphone's packets sent; the
+send-side estimate (``availableOutgoingBitrate``)."""
+
+
 def _launch(pw: Any, base: str) -> Any:
     """Debian's Chromium with the browser tests' flags, resolving no name and taking ``base`` as secure."""
     host = base.split("//", 1)[1].split(":", 1)[0]

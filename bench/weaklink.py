@@ -44,7 +44,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -562,6 +562,8 @@ def receive(target: str, base: str, first: str, second: str, prefix: str, out: P
             with out.open("a") as f:
                 while time.monotonic() < deadline and not stop["now"]:
                     sample = page.evaluate(PAGE_SAMPLE)
+                    if target == "sanke":  # the receiving classroom's own camera and microphone going up
+                        sample["pub"] = page.evaluate(PUBLISHER_SAMPLE, "recv")
                     if shift_s is None:
                         shift_s = time.time() - sample["at"]
                     f.write(json.dumps(_shifted(sample, shift_s)) + "\n")
@@ -624,6 +626,16 @@ class Row:
     video_lost: int = 0
     recoveries_s: list[float] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    uplink: bool = False
+    """The condition impairs the receiving classroom's uplink: ``up_*`` are printed under the table."""
+    up_kbps: float | None = None
+    """What the receiving classroom's Chromium sent (its camera layers and microphone, payload bytes)."""
+    up_layers: str = ""
+    """Its camera layers (rids) that sent more than 30 kbit/s in the window."""
+    up_estimate_kbps: float | None = None
+    """Its send-side estimate (``availableOutgoingBitrate``), median of the window."""
+    up_mic_pps: float | None = None
+    """Its microphone's packets per second arriving at the SFU (its producer's ``received``)."""
 
     @property
     def rtx_per_lost(self) -> float | None:
@@ -673,6 +685,7 @@ def measure(name: str, t0: float, t1: float, page: list[dict], sfu: list[dict], 
     cons = [c for c in (_video_consumer(s["dump"]) for s in swin) if c is not None]
     if len(cons) >= 2:
         row.rtx_sent = int(cons[-1].get("retransmitted", 0) - cons[0].get("retransmitted", 0))
+    _uplink(row, win, swin)
     pts = [s["video"]["payloadType"] for s in win if s.get("video") and s["video"].get("payloadType") is not None]
     if pts:
         key = str(pts[-1])
@@ -680,6 +693,30 @@ def measure(name: str, t0: float, t1: float, page: list[dict], sfu: list[dict], 
         lost0 = bridge0.get("down", {}).get("dropped_rtp_pt", {}).get(key, 0)
         row.video_lost = int(lost1 - lost0)
     return row
+
+
+def _uplink(row: Row, win: list[dict], swin: list[dict]) -> None:
+    """The receiving classroom's publisher side in the window: its send rate, layers and estimate (page),
+    its microphone's arrival rate at the SFU (dump)."""
+    pubs = [s for s in win if s.get("pub")]
+    if len(pubs) >= 2 and pubs[-1]["at"] > pubs[0]["at"]:
+        a, b = pubs[0]["pub"], pubs[-1]["pub"]
+        span = pubs[-1]["at"] - pubs[0]["at"]
+
+        def sent(p: dict) -> float:
+            return sum(v["bytesSent"] for v in p["layers"].values()) + ((p.get("audio") or {}).get("bytesSent") or 0)
+
+        row.up_kbps = 8 * (sent(b) - sent(a)) / span / 1000
+        row.up_layers = "".join(rid for rid in sorted(b["layers"], key=lambda r: {"q": 0, "h": 1, "f": 2}.get(r, 3))
+                                if 8 * (b["layers"][rid]["bytesSent"] - a["layers"].get(rid, {}).get("bytesSent", 0))
+                                / span / 1000 > 30) or "-"
+        est = sorted(s["pub"]["available"] for s in pubs if s["pub"].get("available") is not None)
+        row.up_estimate_kbps = est[len(est) // 2] / 1000 if est else None
+    me = _RECEIVER["me"]
+    mics = [(s["at"], sum(s["dump"]["producers"][f"{me}:microphone"]["received"])) for s in swin
+            if me and f"{me}:microphone" in (s["dump"].get("producers") or {})]
+    if len(mics) >= 2 and mics[-1][0] > mics[0][0]:
+        row.up_mic_pps = (mics[-1][1] - mics[0][1]) / (mics[-1][0] - mics[0][0])
 
 
 def _time_to_full(page: list[dict], sfu: list[dict], at: float, t0: float, t1: float) -> float:
@@ -727,7 +764,20 @@ def format_table(rows: list[Row]) -> str:
         lines.append(f"{r.target:<6} {r.name:<15} {r.fps:5.1f} {r.height:4d} {r.longest_freeze_s:8.1f} "
                      f"{f'{r.freezes}/{r.freeze_s:.1f}':>8} {paused} {r.audio_concealed_pct:7.2f} {r.video_jb_ms:5.0f} "
                      f"{ratio:>15} {rec:>14}")
+    for r in rows:
+        if r.uplink:
+            lines.append(uplink_line(r))
     return "\n".join(lines)
+
+
+def uplink_line(r: Row) -> str:
+    """What the receiving classroom's Chromium did on its own (impaired) uplink in condition ``r``."""
+    def num(x: float | None, fmt: str) -> str:
+        return "n/a" if x is None else format(x, fmt)
+
+    return (f"{r.target:<6} {r.name:<15} uplink: the receiving classroom sent {num(r.up_kbps, '.0f')} kbit/s "
+            f"(layers {r.up_layers or 'n/a'}; its estimate {num(r.up_estimate_kbps, '.0f')} kbit/s), "
+            f"its microphone arrived at the SFU at {num(r.up_mic_pps, '.1f')} packets/s")
 
 
 # ---------------------------------------------------------------------- the run
@@ -857,8 +907,12 @@ def run_conditions(lab: LinkLab, stack: Stack, conditions: list[Condition], seco
         row = measure(cond.name, t0, t1, _read_jsonl(stack.page_file), sfu, bridge0, bridge1, marks)
         row.target = stack.target
         row.sfu_counters = stack.sfu_file is not None
+        row.uplink = stack.target == "sanke" and any(p.cap_up_kbit or p.up.loss or p.up.blackout
+                                                     for p in cond.phases(seconds_here))
         rows.append(row)
-        log(format_table([row]).splitlines()[-1])
+        log(format_table([replace(row, uplink=False)]).splitlines()[-1])
+        if row.uplink:
+            log(uplink_line(row))
     lab.set_both(Impairment())
     lab.set_cap(None, None)
     return rows

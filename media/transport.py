@@ -164,9 +164,9 @@ class WebRtcTransport:
         self.twcc_bad = 0
         self._nack_timer: asyncio.TimerHandle | None = None
         self._nack_at = 0.0
+        """Publisher side: the next batch of NACKs (armed only while packets are missing)."""
         self._twcc_timer: asyncio.TimerHandle | None = None
         """Publisher side: the next transport-cc feedback (armed while transport-cc is negotiated)."""
-        """Publisher side: the next batch of NACKs (armed only while packets are missing)."""
         self.pc.on("connectionstatechange", self._connection_state)
 
     # ------------------------------------------------------------------ state

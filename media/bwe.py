@@ -29,13 +29,24 @@ Rules:
 * step one layer down when loss stays above ``LOSS_STEP_DOWN`` for
   ``LOSS_STEP_DOWN_S`` (the repairs cost less on a smaller layer);
 * pause (-1, audio goes on) only on the lowest layer, when the estimate stays
-  below ``STARVED_FRACTION`` × what it needs *and* loss says the link is
-  congested (> ``LOSS_CONGESTED``), both for ``STARVED_PAUSE_S``.  Random loss
-  alone, or an estimate that hovers somewhat below a single layer (a shared
-  screen, a camera without simulcast), never pauses;
+  below ``STARVED_FRACTION`` × what it needs *and* the link is congested, both
+  for ``STARVED_PAUSE_S``.  Congested: the receiver reports loss above
+  ``LOSS_CONGESTED`` (:meth:`VideoGate.on_loss`), or the send-side estimator
+  says the path is full — a queue, or loss well above the link's own
+  (:meth:`VideoGate.on_congestion`; a browser's receiver reports count the
+  packets retransmission repaired, so under a cap their loss stays low while
+  the link drops most of what is sent).  Random loss alone, or an estimate
+  that hovers somewhat below a single layer (a shared screen, a camera
+  without simulcast), never pauses.  An estimate below ``STARVED_DEEP_FRACTION``
+  of the lowest layer on a path the send-side estimator finds full pauses
+  after ``STARVED_DEEP_PAUSE_S`` already;
 * go up only through a probe: padding at the next layer's rate on top of the
   current one for ``PROBE_S`` (:attr:`VideoGate.probe`), then ``PROBE_GRACE_S``
-  to see the receiver's reaction.  The probe passes when the estimate rose (it
+  to see the result.  With transport-cc the result is measured: the share of
+  what was sent in the probe's window that the path delivered
+  (:meth:`VideoGate.on_probe_measured`, ``gcc.probe_delivery``); the probe
+  passes when it is at least ``PROBE_DELIVERED``.  Without it, the receiver's
+  reaction is all there is: the probe passes when the estimate rose (it
   only rises while the link is not over-used), held while it showed room on the
   current layer (≥ ``PROBE_ROOMY`` × it: Chromium's REMB repeats one value for
   seconds; over-use would have cut it) or already carries the target,
@@ -47,7 +58,8 @@ Rules:
   up to ``UP_WAIT_MAX_S``;
 * while paused, probe every ``PAUSED_PROBE_EVERY_S`` with a short padding burst
   (``PAUSED_PROBE_S``) — never the layer itself — starting at a rate the
-  estimate suggests and doubling on each pass; a pass at the lowest layer's rate
+  estimate suggests and doubling on each pass (going straight to the layer's
+  rate after a measured pass); a pass at the lowest layer's rate
   resumes the video on it (so a link that recovers gets the picture back within
   about two seconds, and a starved link is never sent a whole layer).
 
@@ -72,6 +84,10 @@ LOSS_CONGESTED = 0.10
 """...and loss above this says the link is congested (not merely lossy)..."""
 STARVED_PAUSE_S = 3.0
 """...both for this long: then video pauses."""
+STARVED_DEEP_FRACTION = 0.3
+STARVED_DEEP_PAUSE_S = 1.0
+"""An estimate below this fraction of the lowest layer on a path the send-side estimator finds full (a
+queue) pauses after this long: a single big layer into a capped link starves the audio meanwhile."""
 LOSS_STEP_DOWN = 0.10
 LOSS_STEP_DOWN_S = 2.0
 PROBE_S = 0.5
@@ -82,6 +98,8 @@ PROBE_DROP = 0.10
 """A probe fails when the estimate falls by more than this fraction below its value at the start."""
 PROBE_RISE = 0.005
 """A probe passes when the estimate rose at least this fraction (or already carries the target)."""
+PROBE_DELIVERED = 0.85
+"""A measured probe passes when the path delivered this share of what was sent in its window."""
 PROBE_ROOMY = 1.3
 """A probe from a layer whose estimate is ≥ this × its bitrate passes when the estimate merely held."""
 PROBE_LOSS_RISE = 0.05
@@ -89,6 +107,11 @@ PROBE_LOSS_RISE = 0.05
 one receiver report of a link with random loss is noisy) and above ``LOSS_STEP_DOWN``."""
 UP_WAIT_MIN_S = 4.0
 UP_WAIT_MAX_S = 10.0
+MEASURED_UP_WAIT_MIN_S = 1.5
+MEASURED_UP_WAIT_MAX_S = 2.0
+"""With measured probes (transport-cc) a probe costs half a second of padding and says exactly whether
+the link carried it: probe up sooner, and keep trying every few seconds on a capped link, so the top
+layer is back within seconds of a cap lifting."""
 TRIAL_S = 8.0
 """After switching up, the new layer is judged by a falling estimate or loss only, this long."""
 PAUSED_PROBE_EVERY_S = 1.5
@@ -134,6 +157,8 @@ class VideoGate:
         self._start_until: float = 0.0
         self._high_loss_since: float | None = None
         self._starved_since: float | None = None
+        self._congested_since: float | None = None
+        self._deep_since: float | None = None
         # probing
         self._probe_target: int = -1  # the layer a probe is for (-1: none running)
         self._probe_started: float = 0.0
@@ -152,6 +177,9 @@ class VideoGate:
         self._trial_peak: int = 0
         self._trial_fell = False
         self._paused_rate: int = 0
+        self.measured: bool = False
+        """The consumer's transport measures probes (transport-cc): :meth:`on_probe_measured` gives results."""
+        self._probe_delivery: float | None = None
 
     # -- inputs ------------------------------------------------------------
 
@@ -184,6 +212,31 @@ class VideoGate:
             self._high_loss_since = None
         if self._probe_target != -1 and fraction > max(self._probe_loss0 + PROBE_LOSS_RISE, LOSS_STEP_DOWN):
             self._probe_lossy = True
+
+    @property
+    def next_probe_at(self) -> float:
+        """When the next probe may start (the caller may :meth:`decide` then rather than at its next tick)."""
+        return self._next_probe_at
+
+    def on_probe_measured(self, delivered: float | None) -> None:
+        """The share (0..1) of what was sent in the probe's window that the path delivered (None: unknown)."""
+        if self._probe_target != -1:
+            self._probe_delivery = delivered
+
+    def _up_wait(self, wait_s: float) -> float:
+        """The wait before the next probe up: ``wait_s``, or with measured probes scaled from
+        [``UP_WAIT_MIN_S``, ``UP_WAIT_MAX_S``] down to [``MEASURED_UP_WAIT_MIN_S``, ``MEASURED_UP_WAIT_MAX_S``]."""
+        if self.measured:
+            return min(wait_s * MEASURED_UP_WAIT_MIN_S / UP_WAIT_MIN_S, MEASURED_UP_WAIT_MAX_S)
+        return wait_s
+
+    def on_congestion(self, congested: bool, now_s: float) -> None:
+        """The send-side estimator's verdict: the path to this subscriber is full (a queue, or loss
+        above the link's own), not merely lossy."""
+        if not congested:
+            self._congested_since = None
+        elif self._congested_since is None:
+            self._congested_since = now_s
 
     def on_producer_bitrate(self, layer: int, bps: int) -> None:
         """Measured bitrate of one of the producer's layers (0 = layer not sent)."""
@@ -234,19 +287,19 @@ class VideoGate:
         elif self._layer >= 0 and layer < self._layer:  # stepped down
             if now_s < self._trial_until:  # the last switch up did not hold
                 self._up_wait_s = min(self._up_wait_s * 2, UP_WAIT_MAX_S)
-            self._next_probe_at = now_s + self._up_wait_s
+            self._next_probe_at = now_s + self._up_wait(self._up_wait_s)
             self._trial_until = 0.0
         self._cancel_probe()
         self._layer = layer
         self._layer_since = now_s
-        self._starved_since = None
+        self._starved_since = self._deep_since = None
 
     def _switch_up(self, layer: int, now_s: float) -> None:
         self._set(layer, now_s)
         self._trial_until = now_s + TRIAL_S
         self._trial_peak = self.estimate_bps or 0
         self._trial_fell = False
-        self._next_probe_at = now_s + self._up_wait_s
+        self._next_probe_at = now_s + self._up_wait(self._up_wait_s)
 
     # -- probes ------------------------------------------------------------
 
@@ -262,6 +315,7 @@ class VideoGate:
         self._probe_e0 = self.estimate_bps
         self._probe_loss0 = self._loss_avg
         self._probe_fell = self._probe_heard = self._probe_lossy = False
+        self._probe_delivery = None
         self.probe = Probe(max(0, bps), self._probe_end)
         self.probes += 1
 
@@ -271,13 +325,19 @@ class VideoGate:
 
     def _probe_result(self, now_s: float) -> bool | None:
         """None while the probe (and its grace) runs; then whether it passed."""
-        if self._probe_fell or self._probe_lossy:
+        if (self._probe_fell or self._probe_lossy) and not self.measured:
             self._cancel_probe()
             return False
         if now_s < self._probe_end + PROBE_GRACE_S:
             if now_s >= self._probe_end:
                 self.probe = None  # padding over, the reaction is awaited
             return None
+        if self.measured:
+            passed = self._probe_delivery is not None and self._probe_delivery >= PROBE_DELIVERED
+            self._cancel_probe()
+            if passed:
+                self.probes_passed += 1
+            return passed
         # An estimator that has spoken before must speak during the probe (a dead link does not), and
         # say it is not over-used: it rose (it only rises while the link is not congested; over-use
         # holds or lowers it), or it already carries the target.
@@ -328,12 +388,17 @@ class VideoGate:
                     self._starved_since = now_s
             else:
                 self._starved_since = None
+            if layer == lowest and estimate < self.layers_bps[lowest] * STARVED_DEEP_FRACTION:
+                if self._deep_since is None:
+                    self._deep_since = now_s
+            else:
+                self._deep_since = None
         elif not trial:
-            self._starved_since = None
+            self._starved_since = self._deep_since = None
         if now_s >= self._trial_until > 0.0 and layer == self._layer and not self._trial_fell:
             self._trial_until = 0.0  # the switch up held: probe again soon
             self._up_wait_s = UP_WAIT_MIN_S
-            self._next_probe_at = min(self._next_probe_at, self._layer_since + UP_WAIT_MIN_S)
+            self._next_probe_at = min(self._next_probe_at, self._layer_since + self._up_wait(UP_WAIT_MIN_S))
 
         since = self._layer_since
         loss_for = now_s - max(self._high_loss_since, since) if self._high_loss_since is not None else -1.0
@@ -343,8 +408,13 @@ class VideoGate:
                 i -= 1
             self._set(i, now_s)
             return i
-        if (layer == lowest and self._starved_since is not None and self._high_loss_since is not None
-                and now_s - max(self._starved_since, self._high_loss_since) >= STARVED_PAUSE_S):
+        congested = [t for t in (self._high_loss_since, self._congested_since) if t is not None]
+        if (layer == lowest and self._starved_since is not None and congested
+                and now_s - max(self._starved_since, min(congested)) >= STARVED_PAUSE_S):
+            self._set(-1, now_s)
+            return -1
+        if (layer == lowest and self._deep_since is not None and self._congested_since is not None
+                and now_s - max(self._deep_since, self._congested_since) >= STARVED_DEEP_PAUSE_S):
             self._set(-1, now_s)
             return -1
 
@@ -358,7 +428,7 @@ class VideoGate:
                     return up
             elif result is False:
                 self._up_wait_s = min(self._up_wait_s * 2, UP_WAIT_MAX_S)
-                self._next_probe_at = now_s + self._up_wait_s
+                self._next_probe_at = now_s + self._up_wait(self._up_wait_s)
             return layer
         up = self._next_up(layer, top)
         if (up >= 0 and now_s >= self._next_probe_at and now_s >= self._start_until and not trial
@@ -378,7 +448,8 @@ class VideoGate:
                 self._switch_up(lowest, now_s)
                 return lowest
             if result:
-                self._paused_rate = min(need, self._paused_rate * 2)
+                # a measured pass says the link carried it, queue-free: try the layer's whole rate next
+                self._paused_rate = need if self.measured else min(need, self._paused_rate * 2)
                 self._next_probe_at = now_s  # the next step at once
             else:
                 self._next_probe_at = self._probe_started + PAUSED_PROBE_EVERY_S

@@ -26,7 +26,8 @@ from __future__ import annotations
 import asyncio
 import struct
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket
 
@@ -34,7 +35,7 @@ from media._fastpath import ffi, lib
 from media.bwe import Probe, VideoGate
 from media.probe import PADDING_BYTES, Pacer, padding_packet
 from media.rewrite import SeqTsRewriter
-from media.retransmit import KEYFRAME_CHEAPER_S, ResendLog, resend_interval
+from media.retransmit import KEYFRAME_CHEAPER_S, NACK_KEYFRAME_INTERVAL_S, ResendLog, resend_interval
 from media.rtp import (
     URI_ABS_SEND_TIME,
     URI_MID,
@@ -133,10 +134,13 @@ class Consumer:
         self.retransmitted = 0
         self.rtx_suppressed = 0
         """NACKed packets not resent because they were resent less than one RTT ago (or too often)."""
+        self.rtx_over_budget = 0
+        """NACKed packets not resent because the subscriber's link had no room for them."""
         self.nack_misses = 0
         """NACKed packets the cache could not repair (too old, or from before a switch)."""
         self.nack_keyframes = 0
         """Keyframes asked for because a NACK could not be repaired, or a keyframe was cheaper."""
+        self._nack_keyframe_at = -NACK_KEYFRAME_INTERVAL_S
         self.outage_keyframes = 0
         """Keyframes asked for because the subscriber's feedback resumed after an outage."""
         self.keyframe_requests = 0
@@ -144,6 +148,10 @@ class Consumer:
         self.pacer: Pacer | None = None
         """The padding probe the gate asked for, while it runs (``media.probe``)."""
         self._probe: Probe | None = None
+        self.probe_window: tuple[float, float] | None = None
+        """(start, end) of the gate's last probe while its result is awaited (``media.transport`` measures it)."""
+        self.probe_results: list[Any] = []
+        """The transport's feedback about every packet it sent within ``probe_window``."""
         self.probe_packets = 0
         self.max_layer = max_layer
         self.preferred_layer = preferred_layer
@@ -312,9 +320,11 @@ class Consumer:
             # the stream's bytes, a keyframe is the cheaper repair (and the frames are late anyway).
             too_big = size * 8 > stream.stats.bitrate_bps(now) * KEYFRAME_CHEAPER_S > 0
             if misses or too_big:
-                self.nack_keyframes += 1
-                self.keyframe_requests += 1
-                stream.request_keyframe(now)
+                if now - self._nack_keyframe_at >= NACK_KEYFRAME_INTERVAL_S:
+                    self._nack_keyframe_at = now
+                    self.nack_keyframes += 1
+                    self.keyframe_requests += 1
+                    stream.request_keyframe(now)
                 if too_big or 2 * misses > len(lost):
                     return
         interval = resend_interval(self.stats.rtt_ms)
@@ -325,7 +335,11 @@ class Consumer:
             self._resend(out_seq, pkt, writer, now)
 
     def _resend(self, out_seq: int, pkt: bytes, writer: SrtpWriter, now: float) -> None:
-        """Send cached ``pkt`` again as this subscriber's ``out_seq``, stamped with the SFU's send time now."""
+        """Send cached ``pkt`` again as this subscriber's ``out_seq``, stamped with the SFU's send time now,
+        if the link has room for it (``RetransmitBudget``)."""
+        if not self.transport.rtx_budget.take(len(pkt) + 2, now):  # (+2: RTX's original sequence number)
+            self.rtx_over_budget += 1
+            return
         (ts,) = _TS.unpack_from(pkt, 4)
         buf = bytearray(pkt)
         rewrite_header(buf, self.out_pt, out_seq, (ts + self.rewriter.ts_offset) & 0xFFFFFFFF, self.ssrc)
@@ -358,6 +372,19 @@ class Consumer:
         """The receiver's estimate for the whole connection (REMB; a send-side estimate comes the same way)."""
         if self.gate is not None:
             self.gate.on_estimate(bps, now)
+
+    def on_congestion(self, congested: bool, now: float) -> None:
+        """The send-side estimator's verdict on this subscriber's path (see ``VideoGate.on_congestion``)."""
+        if self.gate is not None:
+            self.gate.on_congestion(congested, now)
+
+    def on_probe_feedback(self, results: Sequence[Any], now: float) -> None:
+        """The transport's feedback (``PacketResult``s) arrived: keep what was sent within the probe window."""
+        window = self.probe_window
+        if window is None:
+            return
+        start, end = window
+        self.probe_results.extend(r for r in results if start <= r.send_time_s < end)
 
     def on_receiver_report(self, report: object, now: float) -> None:
         self.stats.on_receiver_report(report, now)  # type: ignore[arg-type]
@@ -422,6 +449,9 @@ class Consumer:
         if probe is self._probe:
             return
         self._probe = probe
+        if probe is not None:
+            self.probe_window = (now, probe.until_s)
+            self.probe_results = []
         if probe is None or probe.bps <= 0 or not self.rtx_ssrc or self.rtx_pt is None:
             self.pacer = None  # no RTX negotiated: the probe only waits for the receiver's reaction
             return

@@ -123,6 +123,8 @@ LOSS_WINDOW_MIN_PACKETS = 20
 LOSS_WINDOW_MAX_S = 3.0
 LOSS_LOW = 0.02
 LOSS_HIGH = 0.10
+LOSS_CONGESTED = 0.30
+"""Loss this far above the link's own says the path is full (``SendSideEstimator.congested``)."""
 INHERENT_LOSS_OFFSET = 0.05
 INHERENT_LOSS_BALANCE_BPS = 75_000.0
 """The inherent loss is capped at OFFSET + BALANCE / sending rate (libwebrtc LossBasedBweV2's bound):
@@ -166,18 +168,13 @@ def _finite(x: object) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
 
 
-def measure_probe(results: Sequence[PacketResult]) -> int | None:
-    """The rate a probe cluster got through: min(send rate, receive rate), or None if it says nothing.
+def _probe_rates(results: Sequence[PacketResult]) -> tuple[int, int, float, float] | None:
+    """(packets, arrived, send bps, receive bps) of a cluster, or None when fewer than 3 arrived.
 
-    ``results`` are the feedback entries of one probe cluster's packets (send
-    a cluster of at least 5 packets over ≥ 60 ms: on a link with ±20 ms of
-    jitter a shorter one measures mostly jitter).  None when fewer than 80 %
-    arrived or fewer than 3 did.  The receive rate is the least-squares slope
-    of bytes received against arrival time (the first and last arrivals alone
-    carry the jitter of two packets, and a late packet delays every one behind
-    it).  When the receive rate is clearly below the send rate the link was
-    saturated: 95 % of the receive rate (libwebrtc's ProbeBitrateEstimator).
-    """
+    The send rate counts every arrived packet's bytes but the last sent over the send span; the
+    receive rate is the least-squares slope of bytes received against arrival time (the first and
+    last arrivals alone carry the jitter of two packets, and a late packet delays every one behind
+    it); ``math.inf`` when everything arrived at once."""
     n = 0
     got = 0
     first_send = last_send = 0.0
@@ -201,7 +198,7 @@ def measure_probe(results: Sequence[PacketResult]) -> int | None:
         got += 1
         size_all += r.size
         arr.append((r.arrival_time_s, r.size))
-    if got < 3 or got < PROBE_MIN_RECEIVED * n:
+    if got < 3:
         return None
     send_s = last_send - first_send
     if send_s <= 0.0:
@@ -221,8 +218,28 @@ def measure_probe(results: Sequence[PacketResult]) -> int | None:
         cum += size
     den = got * sxx - sx * sx
     if den <= 0.0:
+        return n, got, send_bps, math.inf
+    return n, got, send_bps, (got * sxy - sx * sy) / den * 8
+
+
+def measure_probe(results: Sequence[PacketResult]) -> int | None:
+    """The rate a probe cluster got through: min(send rate, receive rate), or None if it says nothing.
+
+    ``results`` are the feedback entries of one probe cluster's packets (send
+    a cluster of at least 5 packets over ≥ 60 ms: on a link with ±20 ms of
+    jitter a shorter one measures mostly jitter).  None when fewer than 80 %
+    arrived or fewer than 3 did.  When the receive rate is clearly below the
+    send rate the link was saturated: 95 % of the receive rate (libwebrtc's
+    ProbeBitrateEstimator).
+    """
+    rates = _probe_rates(results)
+    if rates is None:
+        return None
+    n, got, send_bps, recv_bps = rates
+    if got < PROBE_MIN_RECEIVED * n:
+        return None
+    if recv_bps == math.inf:
         return int(send_bps)  # arrived all at once: the link carried at least the send rate
-    recv_bps = (got * sxy - sx * sy) / den * 8
     if recv_bps <= 0.0:
         return None
     # arrivals bunched closer than they were sent (jitter released in a burst): the link carried the
@@ -231,6 +248,46 @@ def measure_probe(results: Sequence[PacketResult]) -> int | None:
     if recv_bps < PROBE_UNSATURATED * send_bps:
         res = PROBE_UTILIZATION * recv_bps
     return int(res)
+
+
+def probe_delivery(results: Sequence[PacketResult], inherent_loss: float = 0.0) -> tuple[float, int] | None:
+    """How much of what was sent during a probe window the path carried: (delivered share, bits per second).
+
+    ``results`` are the feedback entries of every packet sent on the transport in the window
+    (the media and the probe's padding).  The share is the receive rate, undone by the link's
+    own random loss (``inherent_loss``: those packets were not lost to a full queue), over the
+    send rate, at most 1; the rate is that share of the send rate.  A probe into a link that
+    cannot carry it delivers its capacity's share of it (a 600 kbit/s window through a
+    300 kbit/s cap: 0.5); one that fits delivers about 1 whatever the link's random loss.
+    (0, 0) when packets were sent and (almost) none arrived; None when fewer than 5 were sent.
+    """
+    # what was sent: every packet, lost or not (a full queue drops what exceeds the link, so the packets
+    # that arrived were sent at about the link's rate)
+    n = size_all = last_size = 0
+    first = last = 0.0
+    for r in results:
+        if not (_finite(r.send_time_s) and isinstance(r.size, int) and r.size > 0):
+            continue
+        if n == 0:
+            first = last = r.send_time_s
+            last_size = r.size
+        elif r.send_time_s >= last:
+            last, last_size = r.send_time_s, r.size
+        elif r.send_time_s < first:
+            first = r.send_time_s
+        n += 1
+        size_all += r.size
+    if n < 5 or last <= first:
+        return None
+    send_bps = (size_all - last_size) * 8 / (last - first)
+    rates = _probe_rates(results)
+    if rates is None:
+        return 0.0, 0
+    recv_bps = rates[3]
+    keep = 1.0 - min(max(inherent_loss, 0.0), 0.5)
+    share = min(1.0, recv_bps / keep / send_bps) if recv_bps != math.inf else 1.0
+    share = max(share, 0.0)
+    return share, int(share * send_bps)
 
 
 class _InterArrival:
@@ -620,6 +677,16 @@ class SendSideEstimator:
     def inherent_loss(self) -> float:
         """The loss taken for the link's own (random) loss, not caused by sending too much."""
         return self._inherent or 0.0
+
+    @property
+    def congested(self) -> bool:
+        """The path is full now, not merely lossy: the delay detector says over-use, a queue stands
+        (> ``STANDING_QUEUE_S``), or the last window lost ``LOSS_CONGESTED`` more than the link's own
+        loss (so little arrives through a flooded link that its delay says nothing).  Moderate loss
+        alone never says so: a rural link's random loss looks like a policer's to the loss-based rate
+        (see above), but it builds no queue."""
+        return (self._state == _OVER or self._queue_s > STANDING_QUEUE_S
+                or self._loss_fraction - (self._inherent or 0.0) > LOSS_CONGESTED)
 
     @property
     def acked_bps(self) -> int:

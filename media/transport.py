@@ -48,10 +48,11 @@ from aiortc.rtp import (
 )
 from aiortc.clock import current_ntp_time
 
-from media.gcc import PacketResult, SendSideEstimator
+from media.bwe import PROBE_DELIVERED, PROBE_GRACE_S
+from media.gcc import PacketResult, SendSideEstimator, probe_delivery
 from media.ice import IcePolicy, SdpRejected, check_remote_sdp, filter_local_sdp, rtc_configuration
 from media.nack_generator import MIN_RETRY_S, REORDER_WAIT_S, pack_nack
-from media.retransmit import FeedbackWatch
+from media.retransmit import FeedbackWatch, RetransmitBudget
 from media.sdp import accept_transport_cc, offer_transport_cc, transport_cc_id
 from media.srtp import SrtpWriter
 from media.transportcc import FEEDBACK_INTERVAL_S, ArrivalRecorder, match_feedback, split_estimate
@@ -142,6 +143,12 @@ class WebRtcTransport:
         self.state = "new"
         self.closed = False
         self.remb_bps: int | None = None
+        self.rtx_budget = RetransmitBudget()
+        """Subscriber side: room for retransmissions on this link (set from the estimate each RTCP tick)."""
+        self._probe_timers: set[str] = set()
+        """Consumers whose probe result is awaited on a timer (``_schedule_probe_result``)."""
+        self._budget_sample: tuple[int, int, float] | None = None
+        """(bytes sent, retransmitted bytes, when) at the previous budget update."""
         self.feedback = FeedbackWatch()
         """Subscriber side: when its RTCP resumes after an outage, its video consumers ask for keyframes."""
         self.srtp_errors = 0
@@ -586,6 +593,9 @@ class WebRtcTransport:
         results = match_feedback(fb, lambda seq: self.writer.sent_record(seq, now), self.packet_result)
         if results:
             estimator.on_feedback(results, now)
+            for consumer in self.consumers.values():
+                if consumer.probe_window is not None:
+                    consumer.on_probe_feedback(results, now)
 
     def twcc_active(self, now: float) -> bool:
         """The subscriber's transport-cc feedback is recent and there is an estimator to use it."""
@@ -606,8 +616,78 @@ class WebRtcTransport:
             if c.max_layer is not None:
                 rates = rates[:c.max_layer + 1]
             needs.append(max(rates, default=0))
+        congested = estimator.congested
         for c, share in zip(video, split_estimate(int(estimator.target_bps), audio, needs), strict=True):
             c.on_remb(share, now)
+            c.on_congestion(congested, now)
+
+    def _measure_probes(self, now: float) -> None:
+        """Tell each video gate what its finished probe delivered (transport-cc feedback about every packet
+        sent in the probe's window); a probe that got through lifts the estimate to the rate it carried."""
+        estimator = self.estimator
+        for consumer in self.consumers.values():
+            gate = consumer.gate
+            if gate is None:
+                continue
+            gate.measured = True
+            window = consumer.probe_window
+            if window is None or now < window[1] + PROBE_GRACE_S:
+                continue
+            delivered = probe_delivery(consumer.probe_results, estimator.inherent_loss)
+            consumer.probe_window, consumer.probe_results = None, []
+            gate.on_probe_measured(None if delivered is None else delivered[0])
+            if delivered is not None and delivered[0] >= PROBE_DELIVERED:
+                estimator.on_probe(delivered[1], now)
+
+    def _schedule_probe_result(self, consumer: Consumer, now: float) -> None:
+        """Judge a measured probe as soon as its feedback is in, and start the next one when it is due,
+        not at the next RTCP tick (up to ~1 s later): each step of a paused video's probes, and each
+        layer up, then costs about a second."""
+        window, gate = consumer.probe_window, consumer.gate
+        if gate is None or consumer.consumer_id in self._probe_timers:
+            return
+        if window is not None:
+            due = window[1] + PROBE_GRACE_S
+        elif now < gate.next_probe_at < now + RTCP_INTERVAL_S * 0.75:
+            due = gate.next_probe_at
+        else:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # driven by hand (tests call rtcp_tick themselves)
+        self._probe_timers.add(consumer.consumer_id)
+        loop.call_later(max(0.0, due - now) + 0.01, self._probe_result_due, consumer)
+
+    def _probe_result_due(self, consumer: Consumer) -> None:
+        self._probe_timers.discard(consumer.consumer_id)
+        now = time.monotonic()
+        if (self.closed or consumer.closed or self.consumers.get(consumer.consumer_id) is not consumer
+                or not self.twcc_active(now)):
+            return
+        try:
+            self._measure_probes(now)
+            change = consumer.tick(now)
+            if change and self._on_consumer_change is not None:
+                self._on_consumer_change(consumer, change)
+        except Exception:
+            log.exception("transport %s: judging a probe failed", self.transport_id)
+            return
+        self._schedule_probe_result(consumer, now)
+
+    def _update_rtx_budget(self, twcc: bool, now: float) -> None:
+        """While the path is congested (a queue: ``SendSideEstimator.congested``), retransmissions get what
+        the send-side estimate leaves above the media sent since the last tick; resending into a full
+        queue only multiplies the loss.  Otherwise they are not limited: a link that loses packets at
+        random without a queue has room for its repairs, whatever its loss-based rate says.  (A
+        receiver's REMB is no limit either: aiortc's starts far below what a link carries.)"""
+        sent, spent = self.writer.sent_bytes, self.rtx_budget.spent_bytes
+        last, self._budget_sample = self._budget_sample, (sent, spent, now)
+        if last is None or now <= last[2]:
+            return
+        media_bps = ((sent - last[0]) - (spent - last[1])) * 8 / (now - last[2])
+        congested = twcc and self.estimator.congested
+        self.rtx_budget.set_rate(self.estimator.target_bps if congested else None, media_bps, now)
 
     def streams(self) -> list[ProducerStream]:
         from media.producer import ProducerStream
@@ -645,13 +725,23 @@ class WebRtcTransport:
                     packets.append(RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=self.rtcp_ssrc, media_ssrc=0,
                                                   fci=pack_remb_fci(PUBLISHER_REMB_BPS, [s.ssrc for s in streams])))
         else:
-            if self.twcc_active(now):
+            twcc = self.twcc_active(now)
+            if twcc:
+                self._measure_probes(now)
                 self._share_estimate(now)
+            else:
+                for consumer in self.consumers.values():
+                    consumer.on_congestion(False, now)
+                    if consumer.gate is not None:
+                        consumer.gate.measured = False
+            self._update_rtx_budget(twcc, now)
             ntp = current_ntp_time()
             for consumer in list(self.consumers.values()):
                 change = consumer.tick(now)
                 if change:
                     changes.append((consumer, change))
+                if twcc:
+                    self._schedule_probe_result(consumer, now)
                 sr = consumer.sender_report(ntp, now)
                 if sr is not None:
                     packets.append(sr)

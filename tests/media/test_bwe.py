@@ -342,3 +342,115 @@ def test_noisy_random_loss_does_not_fail_a_probe() -> None:
         layer = g.decide(t)
         t = round(t + 0.1, 6)
     assert layer == 2 and g.probes == 1
+
+
+# -- send-side (transport-cc) signals: congestion and measured probes --------------------------------
+
+
+def test_a_single_big_layer_into_a_full_link_pauses_within_about_a_second_and_random_loss_never_does() -> None:
+    # a camera without simulcast (1.5 Mbit/s) and a link the send-side estimator finds full: the estimate
+    # falls far below the layer, the receiver's reports show little loss (retransmission repaired it)
+    g = VideoGate([1_500_000], now_s=0.0)
+    g.measured = True
+    g.decide(0.0)
+    for t in (3.0, 3.5):
+        g.on_estimate(120_000, t)
+        g.on_congestion(True, t)
+        g.on_loss(0.01, t)
+        assert g.decide(t) == 0
+    assert g.decide(4.0) == -1  # deep starvation on a full path: 1 s
+    # somewhat starved (below 0.7 × but above 0.3 × the layer) and full: the 3 s rule
+    g = VideoGate([1_500_000], now_s=0.0)
+    g.decide(0.0)
+    g.on_congestion(True, 3.0)
+    assert run(g, 3.0, 5.9, remb=900_000) == [0] * 29
+    assert g.decide(6.0) == -1
+    # the same estimates on a link that only loses at random (no queue): never paused
+    g = VideoGate([1_500_000], now_s=0.0)
+    g.decide(0.0)
+    for k in range(60):
+        t = 3.0 + k * 0.5
+        g.on_estimate(120_000 if k % 2 else 900_000, t)
+        g.on_congestion(False, t)
+        g.on_loss(0.02, t)
+        assert g.decide(t) == 0
+    # a full moment that clears does not pause: the 1 s starts again
+    g = VideoGate([1_500_000], now_s=0.0)
+    g.decide(0.0)
+    g.on_estimate(120_000, 3.0)
+    g.on_congestion(True, 3.0)
+    assert g.decide(3.9) == 0
+    g.on_congestion(False, 3.95)
+    g.on_congestion(True, 4.0)
+    assert g.decide(4.9) == 0 and g.decide(5.0) == -1
+
+
+def _measured_probe(g: VideoGate, t: float, delivered: float | None) -> tuple[int, float]:
+    """Run the probe that started at ``t`` to its end, report ``delivered``; (decision, when)."""
+    assert g.probe is not None
+    end = g.probe.until_s + bwe.PROBE_GRACE_S  # (the transport measures at this instant, then decides)
+    while t < end:
+        assert g.decide(t) == g.layer
+        t = round(t + 0.05, 6)
+    g.on_probe_measured(delivered)
+    return g.decide(t), t
+
+
+def test_measured_probes_pass_on_what_the_path_delivered_not_on_the_estimate() -> None:
+    g = VideoGate(LAYERS, now_s=0.0)
+    g.measured = True
+    g.decide(0.0)
+    g.on_estimate(170_000, 3.0)
+    assert g.decide(3.0) == 0  # the link carries the lowest layer only
+    t = 3.0
+    while g.probe is None:
+        t = round(t + 0.1, 6)
+        g.on_estimate(170_000, t)
+        g.decide(t)
+    assert g.probe.bps == LAYERS[1] - LAYERS[0] and t - 3.0 <= bwe.MEASURED_UP_WAIT_MIN_S + 0.1
+    # the estimate rose during the probe, but the path delivered only 60 % of it: a cap, not passed
+    g.on_estimate(400_000, t + 0.2)
+    layer, t = _measured_probe(g, t, 0.6)
+    assert layer == 0 and g.probes_passed == 0
+    # the next try comes within the measured wait (a few seconds), not the REMB gate's 8-10 s
+    t0 = t
+    while g.probe is None:
+        t = round(t + 0.1, 6)
+        g.on_estimate(170_000, t)
+        g.decide(t)
+    assert t - t0 <= bwe.MEASURED_UP_WAIT_MAX_S + 0.1
+    # the cap lifted: the estimate did not move (it cannot see room it is not sent), but the path
+    # delivered everything: up at once
+    layer, t = _measured_probe(g, t, 0.97)
+    assert layer == 1 and g.probes_passed == 1
+    # a probe whose feedback never came (the link went down) fails
+    g2 = VideoGate(LAYERS, now_s=0.0)
+    g2.measured = True
+    g2.decide(0.0)
+    g2.on_estimate(170_000, 3.0)
+    t = 3.0
+    while g2.probe is None:
+        t = round(t + 0.1, 6)
+        g2.decide(t)
+    layer, _ = _measured_probe(g2, t, None)
+    assert layer == 0 and g2.probes_passed == 0
+
+
+def test_a_paused_video_on_a_measured_path_resumes_in_two_probes_when_the_link_returns() -> None:
+    g = VideoGate([1_500_000], now_s=0.0)
+    g.measured = True
+    g.decide(0.0)
+    g.on_estimate(60_000, 3.0)
+    g.on_congestion(True, 3.0)
+    g.decide(3.0)
+    assert g.decide(4.0) == -1
+    g.on_congestion(False, 4.5)
+    t = 4.0
+    while g.probe is None:
+        t = round(t + 0.1, 6)
+        g.decide(t)
+    assert g.probe.bps == bwe.PAUSED_PROBE_START_BPS  # a small burst first, never the layer
+    layer, t = _measured_probe(g, t, 0.98)
+    assert layer == -1 and g.probe is not None and g.probe.bps == 1_500_000  # then the layer's whole rate
+    layer, t2 = _measured_probe(g, t, 0.95)
+    assert layer == 0 and t2 - 4.5 <= 3.0  # (the link came back at 4.5)

@@ -15,6 +15,7 @@ from aiortc.rtp import RtcpReceiverInfo
 
 from media.consumer import Consumer, extension_table
 from media.producer import Producer
+from media.retransmit import RetransmitBudget
 from media.srtp import SrtpWriter
 from media.rtp import URI_ABS_SEND_TIME, URI_MID, find_extension, payload_range, rtx_unwrap
 
@@ -65,6 +66,7 @@ class FakeTransport:
         self.extension_ids: set[int] = set()
         self.participant_id = participant_id
         self.plis: list[int] = []
+        self.rtx_budget = RetransmitBudget()
 
     def send_pli(self, ssrc: int) -> None:
         self.plis.append(ssrc)

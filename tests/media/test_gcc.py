@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from media.gcc import PacketResult, SendSideEstimator, measure_probe
+from media.gcc import PacketResult, SendSideEstimator, measure_probe, probe_delivery
 
 PACKET = 1200
 RECEIVER_CLOCK_OFFSET = 1000.0
@@ -144,6 +144,8 @@ class Sim:
         self.est = est
         self.link = link
         self.stream_bps = stream_bps
+        self.fixed_bps: float | None = None
+        """A sender that ignores the estimate (one simulcast layer forwarded as it comes)."""
         self.probing = probing
         self.t = 0.0
         self.pkts: list[Sent] = []
@@ -217,6 +219,8 @@ class Sim:
                 self.on_step(self)
             target = self.est.target_bps
             rate = target if self.stream_bps is None else min(target, self.stream_bps)
+            if self.fixed_bps is not None:
+                rate = self.fixed_bps
             if self.probing and self.probe is None:
                 p = self.est.probe_bps(self.t)
                 if p:
@@ -374,6 +378,51 @@ def test_a_longer_path_is_not_taken_for_a_standing_queue() -> None:
     assert min(tr.between(20.0, 40.0)) >= 0.5 * 2_000_000
     assert min(tr.between(26.0, 40.0)) >= 0.7 * 2_000_000
     assert sim.est.standing_queue_s < 0.05
+
+
+def _congested_share(sim: Sim, start: float, until: float) -> float:
+    samples: list[bool] = []
+
+    def look(s: Sim) -> None:
+        if s.t >= start and round(s.t * 1000) % 50 == 0:
+            samples.append(s.est.congested)
+
+    sim.on_step = look
+    sim.run(until)
+    return sum(samples) / len(samples)
+
+
+def test_a_full_link_is_congested_and_a_lossy_one_is_not() -> None:
+    # one 1.5 Mbit/s layer forwarded as it comes into the lab's 300 kbit/s cap (tbf: 250 ms of queue)
+    capped = Sim(_est(1_500_000), Link(capacity_bps=300_000, delay_s=0.15, jitter_s=0.02, queue_s=0.25, seed=2),
+                 probing=False)
+    capped.fixed_bps = 1_500_000
+    assert _congested_share(capped, 2.0, 20.0) >= 0.9
+    # the same layer over a far link that loses 10 % or 20 % at random, with room to spare: never full
+    for loss, seed in ((0.10, 3), (0.20, 5)):
+        lossy = Sim(_est(1_500_000), Link(capacity_bps=3_000_000, delay_s=0.15, jitter_s=0.02, loss=loss, seed=seed),
+                    probing=False)
+        lossy.fixed_bps = 1_500_000
+        assert _congested_share(lossy, 2.0, 30.0) <= 0.05, loss
+
+
+def test_probe_delivery() -> None:
+    # 0.4 s at 600 kbit/s (1200 bytes every 16 ms) through a 300 kbit/s link: half of it delivered
+    capped = [PacketResult(i * 0.016, 7.0 + i * 0.032, 1200) for i in range(25)]
+    share, bps = probe_delivery(capped)  # type: ignore[misc]
+    assert share == pytest.approx(0.5, abs=0.03) and bps == pytest.approx(300_000, rel=0.06)
+    # a link with room that loses a fifth at random (its own loss): all of it delivered
+    lossy = [PacketResult(i * 0.016, None if i % 5 == 2 else 7.0 + i * 0.016, 1200) for i in range(25)]
+    share, bps = probe_delivery(lossy, inherent_loss=0.2)  # type: ignore[misc]
+    assert share >= 0.95 and bps >= 0.95 * 600_000
+    share, _ = probe_delivery(lossy)  # type: ignore[misc]
+    assert share < 0.85  # taken as the path's, the same loss fails the probe
+    assert probe_delivery([PacketResult(i * 0.016, None, 1200) for i in range(25)]) == (0.0, 0)  # nothing through
+    assert probe_delivery(capped[:2]) is None and probe_delivery([]) is None
+    # a full drop-tail queue: only every other packet gets through, at the link's rate
+    dropped = [PacketResult(i * 0.016, 7.0 + i * 0.016 if i % 2 == 0 else None, 1200) for i in range(25)]
+    share, _ = probe_delivery(dropped)  # type: ignore[misc]
+    assert share == pytest.approx(0.5, abs=0.05)
 
 
 # -- pieces --------------------------------------------------------------------------------------

@@ -407,10 +407,11 @@ def test_a_lossy_uplink_is_repaired_by_the_sfu_before_the_subscribers_notice(les
         await wait_for(lambda: uplink.dropped >= 30, 30, "the publisher sent too little")
         assert all(close_to(x, RED) for x in seen), seen
         # every packet the publisher sent reached the subscriber, the lost ones resent by the
-        # publisher on the SFU's NACK and forwarded as the originals (up to the last second's)
-        upto = len(tap.seqs) - 30
-        got = sorted({(s - tap.seqs[0]) & 0xFFFF for s in tap.seqs[:upto]})
-        assert got == list(range(got[-1] + 1)), [s for s in range(got[-1] + 1) if s not in got][:20]
+        # publisher on the SFU's NACK and forwarded as the originals (all but the newest 60, whose
+        # repairs may still be on their way on a loaded machine: a repair arrives after its successors)
+        got = {d for d in ((s - tap.seqs[0]) & 0xFFFF for s in tap.seqs) if d < 30000}
+        missing = [s for s in range(max(got) - 60) if s not in got]
+        assert max(got) > 200 and not missing, missing[:20]
         assert uplink.rtx >= uplink.dropped - 5, (uplink.rtx, uplink.dropped)
         assert tap.rtx <= uplink.dropped // 2, "the subscriber had to ask the SFU for most repairs"
         # the publisher's link sample shows the repair

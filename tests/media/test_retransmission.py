@@ -25,7 +25,7 @@ from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket
 
 from media.codecs import is_keyframe
 from media.consumer import Consumer
-from media.retransmit import MAX_RESENDS, FeedbackWatch, ResendLog, resend_interval
+from media.retransmit import MAX_RESENDS, FeedbackWatch, ResendLog, RetransmitBudget, resend_interval
 from media.router import Router
 from media.rtp import URI_ABS_SEND_TIME, URI_MID, find_extension, header_size, rtx_unwrap
 from media.srtp import SrtpWriter
@@ -87,6 +87,7 @@ class LossyTransport(FakeTransport):
         self.extension_ids = {1, 3}
         self.participant_id = "sub"
         self.plis: list[int] = []
+        self.rtx_budget = RetransmitBudget()
 
 
 def make_consumer(producer_id: str = "main:camera", *, kind: str = "video") -> Consumer:
@@ -282,11 +283,14 @@ def test_a_nack_beyond_the_cache_asks_for_a_keyframe_at_once() -> None:
     recent = [out_seq(p) for p in sent(consumer)[-4:]]
     nack(consumer, [old] + recent, 10.5)
     assert consumer.retransmitted == 4 and pub.plis[plis:] == [1000]
-    # mostly gone: the keyframe alone (resending the rest would not make the picture decodable)
+    # mostly gone: the keyframe alone (resending the rest would not make the picture decodable); within
+    # a second of the last one it is not asked for again (it is on its way)
     plis = len(pub.plis)
     gone = [(old + k) & 0xFFFF for k in range(4)]
     nack(consumer, gone + [recent[0]], 11.0)
-    assert consumer.retransmitted == 4 and len(pub.plis) == plis + 1 and consumer.nack_misses == 6
+    assert consumer.retransmitted == 4 and len(pub.plis) == plis and consumer.nack_misses == 6
+    nack(consumer, gone + [recent[0]], 11.6)
+    assert consumer.retransmitted == 4 and len(pub.plis) == plis + 1 and consumer.nack_misses == 10
 
 
 def test_a_nack_for_packets_from_before_a_layer_switch_asks_for_a_keyframe() -> None:
@@ -396,7 +400,7 @@ def test_the_repair_counters_are_in_the_dump_and_the_link_samples() -> None:
     router.consumers[consumer.consumer_id] = consumer
     dumped = router.dump()["consumers"][consumer.consumer_id]
     assert dumped["retransmitted"] == 1 and dumped["rtx_suppressed"] == 1 and dumped["nack_misses"] == 2
-    assert dumped["nack_keyframes"] == 2 and dumped["outage_keyframes"] == 0
+    assert dumped["nack_keyframes"] == 1 and dumped["outage_keyframes"] == 0  # (the second within 1 s: not asked)
 
     async def sample() -> dict[str, Any]:
         transport = WebRtcTransport("t", "p", "recv", POLICY, on_state=lambda t, s: None)
@@ -595,3 +599,33 @@ def test_after_a_two_second_blackout_a_keyframe_arrives_within_a_second(lesson: 
         assert all(close_to(x, RED) for x in seen), seen
 
     lesson.play(scenario)
+
+
+def test_the_budget_holds_retransmissions_to_what_a_full_link_has_room_for() -> None:
+    budget = RetransmitBudget()
+    assert all(budget.take(1200, 1.0) for _ in range(100))  # no estimate: no limit
+    # a congested 300 kbit/s link already carrying 280 kbit/s of media: RTX get the 10 % floor, 30 kbit/s
+    budget.set_rate(300_000, 280_000, 10.0)
+    assert budget.rate_bps == pytest.approx(30_000)
+    sent = sum(budget.take(1200, 10.0 + k * 0.01) for k in range(1000))  # NACKs for 10 s worth
+    assert 28 <= sent <= 33 and budget.refused == 1000 - sent  # ~30 kbit/s × 10 s ÷ 9.6 kbit
+    # room above the media: the difference
+    budget.set_rate(2_000_000, 1_500_000, 20.0)
+    assert budget.rate_bps == pytest.approx(500_000)
+    budget.set_rate(None, 0.0, 21.0)
+    assert budget.take(10**6, 21.0)
+
+
+def test_a_subscriber_on_a_full_link_gets_only_the_retransmissions_its_budget_allows() -> None:
+    producer, _ = make_producer()
+    consumer = make_consumer()
+    consumer.bind(producer, 0.0)
+    publish(producer, 60, start=1.0, size=1100)
+    ids = [out_seq(p) for p in sent(consumer)[40:50]]
+    consumer.transport.rtx_budget.set_rate(200_000, 190_000, 1.5)  # type: ignore[attr-defined]
+    nack(consumer, ids, 2.5)  # 10 packets NACKed at once; 20 kbit/s saved up for 1 s buys two
+    assert consumer.retransmitted == 2 and consumer.rtx_over_budget == 8, (
+        consumer.retransmitted, consumer.rtx_over_budget, consumer.nack_misses, consumer.rtx_suppressed)
+    consumer.transport.rtx_budget.set_rate(None, 0.0, 2.6)  # not congested: everything may be repaired
+    nack(consumer, ids, 3.0)
+    assert consumer.retransmitted == 2 + 10  # (the two resent at 2.5 s are due again one RTT later)

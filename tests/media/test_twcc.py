@@ -271,6 +271,7 @@ class RecordingEstimator:
         self.results: list[PacketResult] = []
         self.rtts: list[float] = []
         self.target_bps = target_bps
+        self.congested = False
 
     def on_feedback(self, results: list[PacketResult], now_s: float) -> None:
         self.results.extend(results)

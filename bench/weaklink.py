@@ -6,7 +6,8 @@
 - server namespace: the SanKe server (``--serve``: the real app, one media worker process, ICE on
   the namespace address only, plus a ``/bench/dump`` route with the worker's ``router.dump``) and a
   main-classroom publisher (``--publish``): aiortc with its own VP8 encoder (640×360 test pattern,
-  30 fps, the encoder's target set to 1.5 Mbit/s, answering PLI with a key frame) and an Opus tone;
+  30 fps, the encoder's target set to 1.5 Mbit/s, answering PLI with a key frame) and an Opus tone
+  at 32 kbit/s (what Chromium's Opus sends by default; aiortc's own default is 96 kbit/s stereo);
   it also samples the SFU's counters once a second. ``--publisher chromium`` makes the main
   classroom a second Chromium instead (``--publish-chromium``: the real lesson client, a fake 720p
   camera in the main page's simulcast layers), so the SFU can choose a layer (SanKe only);
@@ -191,17 +192,26 @@ def serve(data_dir: Path, address: str, subnet: str, port: int) -> None:
 
 
 def media_tracks() -> tuple[Any, Any]:
-    """(microphone, camera) of the main classroom: a 440 Hz Opus tone and a moving 640×360 pattern that
-    aiortc encodes live with VP8 (starting at 1.5 Mbit/s; a PLI gets a key frame)."""
+    """(microphone, camera) of the main classroom: a 440 Hz tone that aiortc encodes with Opus at
+    32 kbit/s, as Chromium does by default, and a moving 640×360 pattern that aiortc encodes live
+    with VP8 (starting at 1.5 Mbit/s; a PLI gets a key frame)."""
     import array
     import fractions
     import math
 
+    import aiortc.codecs.opus as opus
     import aiortc.codecs.vpx as vpx
     import av
     from aiortc import AudioStreamTrack, VideoStreamTrack
 
     vpx.DEFAULT_BITRATE = 1_500_000  # the encoder starts (and stays, unless told less) at 1.5 Mbit/s
+    opus_init = opus.OpusEncoder.__init__
+
+    def voice_rate(encoder: Any) -> None:
+        opus_init(encoder)
+        encoder.codec.bit_rate = 32_000  # (the codec opens at the first frame, so this is in time)
+
+    opus.OpusEncoder.__init__ = voice_rate  # type: ignore[method-assign]
 
     # 30 frames of a moving test pattern (a bright bar over gradients), prepared once, played in a loop
     width, height = 640, 360

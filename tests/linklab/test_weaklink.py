@@ -5,20 +5,20 @@ aiortc main classroom (live VP8 encoder, 1.5 Mbit/s, Opus tone) in the server na
 Debian's Chromium as the receiving classroom in the classroom namespace, on the real
 ``/assets/lesson-client.js``.
 
-Asserted here (what SanKe already meets, and what is not timing-sensitive on a shared machine):
+Asserted here, the goals of the weak-link table with a margin for a loaded 2-core machine (the
+bench, ``python -m bench.weaklink``, measures them in full; figures in docs/performance.md):
 
 - clean link: video flows at ``CLEAN_MIN_FPS`` or more, never paused by the SFU;
-- 5 % loss + 300 ms RTT: the audio keeps flowing (samples arrive, concealment under
-  ``LOSS5_MAX_AUDIO_CONCEALED_PCT``) and the video keeps decoding (``LOSS5_MIN_FPS``);
-- a 2 s blackout: the video resumes (a frame is rendered within ``BLACKOUT_MAX_RECOVERY_S`` of the
-  link's return).
+- 5 % loss + 300 ms RTT: never paused, ``LOSS5_MIN_FPS`` decoded, audio concealment under
+  ``LOSS5_MAX_AUDIO_CONCEALED_PCT``, retransmissions at most ``MAX_RTX_PER_LOST`` × the packets lost;
+- 20 % loss + 300 ms RTT: the video is not paused (random loss builds no queue: the SFU repairs it)
+  and the audio, under RED, conceals less than ``LOSS20_MAX_AUDIO_CONCEALED_PCT``;
+- a 2 s blackout: a frame is rendered within ``BLACKOUT_MAX_RECOVERY_S`` of the link's return;
+- a 300 kbit/s cap under the one 1.5 Mbit/s layer: the SFU pauses the video (no layer fits) and the
+  audio conceals less than ``CAP_MAX_AUDIO_CONCEALED_PCT``.
 
-Bench-only (``python -m bench.weaklink``, figures in docs/performance.md "Weak links"), because they
-are not met yet or depend on timing a loaded 2-core machine cannot promise: the issue's goals of
-≥ 25 fps with no freeze > 1 s and never paused at 5 % loss + 300 ms RTT, audio concealment < 2 %
-(5 %), < 3 % (10 %), < 5 % (20 %), a decodable picture ≤ 1 s after a 2 s blackout, the 300 kbit/s
-cap (audio < 2 %, back to the top layer ≤ 5 s after it lifts) and retransmissions ≤ 1.5 × the
-packets lost. Tighten the constants below towards those goals as the SFU meets them.
+Bench-only, because a loaded machine cannot promise their timing: ≥ 25 fps with no freeze > 1 s, a
+decodable picture ≤ 1 s after a blackout, back on the top layer ≤ 5 s after a cap lifts.
 """
 
 from __future__ import annotations
@@ -37,19 +37,22 @@ SETTLE_S = 3.0
 
 CLEAN_MIN_FPS = 25.0
 """Issue goal table, clean link: the full 30 fps of the publisher (25 allows for a loaded machine)."""
-LOSS5_MIN_FPS = 1.0
-"""Issue goal at 5 % loss + 300 ms RTT: ≥ 25 fps, never paused (bench-only for now). The SFU's gate may
-pause the video for 5-10 s of such a window, so here the only check is that video still decodes."""
-LOSS5_MAX_AUDIO_CONCEALED_PCT = 25.0
-"""Issue goal at 5 % loss + 300 ms RTT: audio concealment < 2 % (bench-only for now). Unprotected audio
-conceals about 5-8 % here, and more on a machine loaded by other jobs. Audio that stopped would conceal
-nearly 100 %, so this bound checks only that the audio keeps flowing."""
-BLACKOUT_MAX_RECOVERY_S = 14.0
-"""Issue goal after a 2 s blackout: a decodable picture ≤ 1 s after the link returns (bench-only for now).
-
-Usually the picture is back within 0.3 s, but in about one run in three the SFU's video gate pauses the
-video right after the outage (the receiver's REMB has fallen below 0.8 × the 1.5 Mbit/s layer) and
-resumes it ~10 s later: the bound here is what that gate guarantees today."""
+LOSS5_MIN_FPS = 15.0
+"""Issue goal at 5 % loss + 300 ms RTT: ≥ 25 fps (measured 29-30 on a quiet machine)."""
+LOSS5_MAX_AUDIO_CONCEALED_PCT = 5.0
+"""Issue goal: < 2 % (measured 0-1.2 %, RED carries each lost frame in the next packet)."""
+MAX_RTX_PER_LOST = 1.5
+"""Issue goal: retransmissions ≤ 1.5 × the packets lost (measured 1.0-1.2 ×)."""
+LOSS20_MAX_AUDIO_CONCEALED_PCT = 5.0
+"""Issue goal at 20 % loss: < 5 % (measured 0.5-1.3 %)."""
+BLACKOUT_MAX_RECOVERY_S = 3.0
+"""Issue goal after a 2 s blackout: ≤ 1 s (measured 0.2-0.3 s)."""
+CAP_MAX_AUDIO_CONCEALED_PCT = 6.0
+"""Issue goal under a 300 kbit/s cap: < 2 % (measured 0.3-2.1 % with one layer, which the SFU pauses
+within 1-2 s; 25 % before it paused)."""
+CAP_MIN_PAUSED_FRACTION = 0.5
+"""The one 1.5 Mbit/s layer cannot fit 300 kbit/s: paused most of the window (the first 1-2 s it is
+still sent, then a probe may resume it for a second now and then)."""
 
 BLACKOUT = Condition("blackout_2s", lambda s: [
     Phase(0), Phase(2, Impairment(blackout=True), Impairment(blackout=True)), Phase(4, mark="link_back"),
@@ -62,7 +65,7 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts" / "linklab-weak
 
 @pytest.fixture(scope="module")
 def rows(netns_ok):
-    conditions = [c for c in CONDITIONS if c.name in ("clean", "loss5_rtt300")] + [BLACKOUT]
+    conditions = [c for c in CONDITIONS if c.name in ("clean", "loss5_rtt300", "loss20_rtt300", "cap300k")] + [BLACKOUT]
     shutil.rmtree(ARTIFACTS, ignore_errors=True)
     result = run(conditions, WINDOW_S, SETTLE_S, workdir=ARTIFACTS)
     return {row.name: row for row in result}
@@ -78,6 +81,21 @@ def test_audio_keeps_flowing_at_5_percent_loss(rows):
     lossy = rows["loss5_rtt300"]
     assert lossy.audio_concealed_pct < LOSS5_MAX_AUDIO_CONCEALED_PCT, f"audio concealment: {lossy}"
     assert lossy.fps >= LOSS5_MIN_FPS, f"decoded fps: {lossy}"
+    assert lossy.paused_s == 0, lossy
+    assert lossy.rtx_per_lost is not None and lossy.rtx_per_lost <= MAX_RTX_PER_LOST, lossy
+
+
+def test_random_loss_of_20_percent_keeps_the_video_and_the_audio(rows):
+    lossy = rows["loss20_rtt300"]
+    assert lossy.paused_s == 0, lossy
+    assert lossy.fps > 0, lossy
+    assert lossy.audio_concealed_pct < LOSS20_MAX_AUDIO_CONCEALED_PCT, lossy
+
+
+def test_a_cap_below_the_only_layer_pauses_the_video_and_keeps_the_audio(rows):
+    capped = rows["cap300k"]
+    assert capped.paused_s >= CAP_MIN_PAUSED_FRACTION * capped.seconds, capped
+    assert capped.audio_concealed_pct < CAP_MAX_AUDIO_CONCEALED_PCT, capped
 
 
 def test_video_resumes_after_a_blackout(rows):

@@ -513,11 +513,11 @@ PAGE_PUBLISH = """async ({token, lesson, prefix}) => {
 }"""
 
 
-def publish_chromium(base: str, lesson: int, token: str, prefix: str, out: Path, seconds: float) -> None:
+def run_chromium_publisher(base: str, lesson: int, token: str, prefix: str, out: Path, seconds: float,
+                           sample: Callable[[Any], dict[str, Any] | None], every_s: float) -> None:
     """The main classroom as Chromium on the real lesson client (fake 720p camera, simulcast as the main
-    page publishes it); samples the SFU's dump each second into ``out``, like ``publish``."""
-    import urllib.request
-
+    page publishes it); every ``every_s`` one JSON line of ``sample(page)`` (None: nothing this time)
+    into ``out``, until ``seconds`` have passed or SIGTERM."""
     from playwright.sync_api import sync_playwright
 
     stop = {"now": False}
@@ -533,15 +533,27 @@ def publish_chromium(base: str, lesson: int, token: str, prefix: str, out: Path,
             deadline = time.monotonic() + seconds
             with out.open("a") as f:
                 while time.monotonic() < deadline and not stop["now"]:
-                    try:
-                        with urllib.request.urlopen(f"{base}/bench/dump?router=lesson-{lesson}", timeout=5) as r:
-                            f.write(json.dumps({"at": time.time(), "dump": json.loads(r.read())}) + "\n")
-                            f.flush()
-                    except (OSError, ValueError):
-                        pass
-                    page.wait_for_timeout(1000)
+                    line = sample(page)
+                    if line is not None:
+                        f.write(json.dumps(line) + "\n")
+                        f.flush()
+                    page.wait_for_timeout(every_s * 1000)
         finally:
             browser.close()
+
+
+def publish_chromium(base: str, lesson: int, token: str, prefix: str, out: Path, seconds: float) -> None:
+    """``run_chromium_publisher`` sampling the SFU's dump each second into ``out``, like ``publish``."""
+    import urllib.request
+
+    def dump(page: Any) -> dict[str, Any] | None:
+        try:
+            with urllib.request.urlopen(f"{base}/bench/dump?router=lesson-{lesson}", timeout=5) as r:
+                return {"at": time.time(), "dump": json.loads(r.read())}
+        except (OSError, ValueError):
+            return None
+
+    run_chromium_publisher(base, lesson, token, prefix, out, seconds, dump, 1.0)
 
 
 def receive(target: str, base: str, first: str, second: str, prefix: str, out: Path, seconds: float) -> None:

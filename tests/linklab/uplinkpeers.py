@@ -20,35 +20,20 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-from bench.weaklink import PAGE_PUBLISH, PUBLISHER_SAMPLE, _launch, _policy
+from bench.weaklink import PUBLISHER_SAMPLE, _policy, run_chromium_publisher
 
 SAMPLE_S = 0.5
 
 
 def publish(base: str, lesson: int, token: str, prefix: str, out: Path, seconds: float) -> None:
-    from playwright.sync_api import sync_playwright
+    def stats(page: Any) -> dict[str, Any]:
+        sample: dict[str, Any] = page.evaluate(PUBLISHER_SAMPLE, "main")
+        sample["at"] = time.time()  # this process's clock (the test's), not the page's
+        return sample
 
-    stop = {"now": False}
-    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
-    with sync_playwright() as pw:
-        browser = _launch(pw, base)
-        try:
-            page = browser.new_page()
-            page.on("console", lambda m: m.type == "error" and print("page:", m.text, file=sys.stderr, flush=True))
-            page.goto(f"{base}/healthz")
-            me = page.evaluate(PAGE_PUBLISH, {"token": token, "lesson": lesson, "prefix": prefix})
-            print(f"main classroom published as {me}", file=sys.stderr, flush=True)
-            deadline = time.monotonic() + seconds
-            with out.open("a") as f:
-                while time.monotonic() < deadline and not stop["now"]:
-                    sample = page.evaluate(PUBLISHER_SAMPLE, "main")
-                    sample["at"] = time.time()  # this process's clock (the test's), not the page's
-                    f.write(json.dumps(sample) + "\n")
-                    f.flush()
-                    page.wait_for_timeout(SAMPLE_S * 1000)
-        finally:
-            browser.close()
+    run_chromium_publisher(base, lesson, token, prefix, out, seconds, stats, SAMPLE_S)
 
 
 async def watch(base: str, lesson: int, token: str, address: str, out: Path, seconds: float) -> None:

@@ -108,7 +108,7 @@ one receiver report of a link with random loss is noisy) and above ``LOSS_STEP_D
 UP_WAIT_MIN_S = 4.0
 UP_WAIT_MAX_S = 10.0
 MEASURED_UP_WAIT_MIN_S = 1.5
-MEASURED_UP_WAIT_MAX_S = 2.0
+MEASURED_UP_WAIT_MAX_S = 1.5
 """With measured probes (transport-cc) a probe costs half a second of padding and says exactly whether
 the link carried it: probe up sooner, and keep trying every few seconds on a capped link, so the top
 layer is back within seconds of a cap lifting."""

@@ -152,6 +152,8 @@ PROBE_INTERVAL_S = 2.0
 PROBE_FACTOR = 2.0
 PROBE_STARTUP_FACTORS = (3.0, 6.0)
 PROBE_NORMAL_FOR_S = 1.0
+PROBE_CLEAN = 0.95
+"""A probe window delivered this share of what was sent (``probe_delivery``): no loss of the path's own."""
 PROBE_FOUND_ROOM = 0.8
 """A probe that got this share of its rate through found room: probe again at once, 2× higher."""
 PROBE_ROOM_OVER_TARGET = 1.2
@@ -760,12 +762,15 @@ class SendSideEstimator:
             self._update_delay_based(now_s)
         self._update_loss_based(now_s)
 
-    def on_probe(self, bitrate_bps: int, now_s: float) -> None:
+    def on_probe(self, bitrate_bps: int, now_s: float, *, delivered: float | None = None) -> None:
         """A probe got ``bitrate_bps`` through (see :func:`measure_probe`): raise the delay-based rate to it.
 
         Ignored while the delay detector says over-use (the probe built a queue).  The
         loss-based limit follows only while the loss is at the link's own level (in the
-        average and in the last window): a probe measures capacity, not loss.
+        average and in the last window): a probe measures capacity, not loss — unless the
+        probe itself says so: ``delivered`` (``probe_delivery``'s share) of at least
+        ``PROBE_CLEAN`` means the path carried it at its own loss, so a loss cut from before
+        (a cap since lifted) no longer holds either.
         """
         if not _finite(bitrate_bps) or bitrate_bps <= 0 or not _finite(now_s):
             return
@@ -786,7 +791,8 @@ class SendSideEstimator:
         if p > self._delay_bps:
             self._delay_bps = p
             self._last_change_s = now_s
-        if self._excess_sig < LOSS_LOW and self._last_raw_excess < LOSS_LOW and p > self._loss_bps:
+        clean = delivered is not None and delivered >= PROBE_CLEAN
+        if (clean or self._excess_sig < LOSS_LOW and self._last_raw_excess < LOSS_LOW) and p > self._loss_bps:
             # the loss is back at the link's own level: an older loss cut no longer says anything
             self._loss_bps = p
 

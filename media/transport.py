@@ -637,7 +637,7 @@ class WebRtcTransport:
             consumer.probe_window, consumer.probe_results = None, []
             gate.on_probe_measured(None if delivered is None else delivered[0])
             if delivered is not None and delivered[0] >= PROBE_DELIVERED:
-                estimator.on_probe(delivered[1], now)
+                estimator.on_probe(delivered[1], now, delivered=delivered[0])
 
     def _schedule_probe_result(self, consumer: Consumer, now: float) -> None:
         """Judge a measured probe as soon as its feedback is in, and start the next one when it is due,
@@ -667,6 +667,7 @@ class WebRtcTransport:
             return
         try:
             self._measure_probes(now)
+            self._share_estimate(now)  # (a passed probe lifted the estimate: the gate sees it now)
             change = consumer.tick(now)
             if change and self._on_consumer_change is not None:
                 self._on_consumer_change(consumer, change)

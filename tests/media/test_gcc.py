@@ -539,3 +539,23 @@ def _figures() -> None:  # pragma: no cover - `python -m tests.media.test_gcc` p
 
 if __name__ == "__main__":
     _figures()
+
+
+def test_a_clean_measured_probe_lifts_a_loss_cut_from_a_cap_since_lifted() -> None:
+    # one 1.5 Mbit/s layer into a 300 kbit/s cap for 10 s: the losses cut the loss-based rate
+    sim = Sim(_est(1_500_000), Link(capacity_bps=300_000, delay_s=0.05, queue_s=0.25, seed=3), probing=False)
+    sim.fixed_bps = 1_500_000
+    sim.run(10.0)
+    # the cap lifts; the video is paused, only ~100 kbit/s flows, the path drains and is calm
+    sim.link.set_capacity(sim.t, 5_000_000)
+    sim.fixed_bps = 100_000
+    sim.run(14.0)
+    est = sim.est
+    assert est.loss_based_bps < 700_000 and est.delay_state != "overusing", (est.loss_based_bps, est.delay_state)
+    low = est.target_bps
+    # a probe measured only as a rate (no delivered share) does not undo the loss cut...
+    est.on_probe(1_500_000, sim.t)
+    assert est.target_bps < 700_000
+    # ...one the path delivered whole (probe_delivery's share) does: the cut was the cap's
+    est.on_probe(1_500_000, sim.t, delivered=0.98)
+    assert est.target_bps >= 1_400_000 > low

@@ -40,7 +40,9 @@ Two estimators, the target is the lower of them (clamped to [min, max]):
   sent.  A link with 5 % or 10 % random loss and capacity to spare thus keeps
   its rate; 20 % random loss is 10 % excess at 1.5 Mbit/s and brings the rate
   down until the bound covers it (about 1 Mbit/s in the tests), never to
-  nothing.  Windows in which a queue was growing are left to the delay-based
+  nothing: a sender that cannot slow down (one layer forwarded as it comes)
+  sees the same loss after every cut, so no cut goes below the rate at which
+  the bound takes all of the loss for the link's own (500 kbit/s at 20 %).  Windows in which a queue was growing are left to the delay-based
   rate (cutting again for the same overshoot's losses would undershoot the
   link).  A run of losses over ``BLACKOUT_S`` with nothing delivered is a link
   that was down, not full (a full link still delivers at its capacity), and is
@@ -53,6 +55,10 @@ Two estimators, the target is the lower of them (clamped to [min, max]):
   whole window is drained (0.85 × what gets through, as an over-use), its
   tail drops are acted on and never learned as inherent loss, and if it does
   not shrink after the cut the path got longer, so its delay becomes the base.
+  A delay that jumps from one packet to the next by more than any queue could
+  have grown in between (a new route, a radio link's stall, the lab switching
+  to a far link) is taken as the path's new delay at once, and the jump is
+  no trend for the delay detector.
 
 Probes: the caller sends a burst of padding above the target, measures what
 got through with :func:`measure_probe` and reports it with
@@ -143,6 +149,14 @@ BASE_WINDOW_S = 30
 """The path's base one-way delay is the lowest of this many seconds."""
 STANDING_QUEUE_S = 0.1
 """A queue standing this long (above the base delay) makes the window's loss congestion loss."""
+PATH_STEP_S = 0.05
+"""A one-way delay that rises this much from one received packet to the next, beyond what a queue could
+have grown in between, is a path that got longer (a new route, a radio link's stall), not a queue.  A
+queue grows by at most one packet's time at the delivered rate per packet, and by at most the time
+between two sends while the sender sends under twice the delivered rate; the allowance is two packets'
+time plus that gap."""
+PATH_STEP_GAP_S = 0.2
+"""Packets sent further apart than this (a lost feedback, a pause) are not compared."""
 
 # -- probing --
 PROBE_MIN_RECEIVED = 0.8
@@ -614,6 +628,8 @@ class SendSideEstimator:
         self._drained_queue_s: float | None = None
         self._last_raw_excess = 0.0
         self._last_feedback_s: float | None = None
+        self._prev_owd = math.inf
+        self._prev_send = -math.inf
         # delay-based (AIMD)
         self._delay_bps = start
         self._rc_state = _HOLD
@@ -740,11 +756,20 @@ class SendSideEstimator:
             received.append(r)
         received.sort(key=_arrival)
         recent_owd = math.inf
+        acked = self._acked.bps()
         for r in received:
             arrival = r.arrival_time_s
             assert arrival is not None
             self._acked.add(arrival, r.size)
             owd = arrival - r.send_time_s
+            gap = r.send_time_s - self._prev_send
+            if acked and gap < PATH_STEP_GAP_S and owd - self._prev_owd > PATH_STEP_S + gap + 2 * r.size * 8 / acked:
+                # the path got longer at once: its new delay is the base, and the jump is no trend
+                self._queue.reset()
+                self._inter.reset()
+                self._trend.reset()
+                recent_owd = math.inf
+            self._prev_owd, self._prev_send = owd, r.send_time_s
             self._queue.add(owd, arrival)
             if owd < recent_owd:
                 recent_owd = owd
@@ -1006,7 +1031,11 @@ class SendSideEstimator:
                 # from what was sent when the loss happened: an application-limited sender's target
                 # stands above it, and cutting the target there would change nothing
                 cur = min(self._loss_bps, self._delay_bps, self._sent_bps() or math.inf)
-                self._loss_bps = max(cur * (1 - 0.5 * self._excess), float(self.min_bps))
+                # never below the rate at which the inherent-loss bound takes all this loss for the
+                # link's own: a sender that cannot slow down (one layer forwarded as it comes) would
+                # otherwise see the same loss at every cut and be cut to nothing
+                floor = INHERENT_LOSS_BALANCE_BPS / max(base + self._excess - INHERENT_LOSS_OFFSET, 1e-6)
+                self._loss_bps = max(cur * (1 - 0.5 * self._excess), min(floor, cur), float(self.min_bps))
                 self._last_loss_decrease_s = now_s
 
     def _update_loss_based(self, now_s: float) -> None:

@@ -307,8 +307,12 @@ class Router:
 
     def _consumer_change(self, consumer: Consumer, change: str) -> None:
         gate = consumer.gate
-        log.info("router %s: consumer %s %s (estimate %s bps, loss %s)", self.router_id, consumer.consumer_id,
-                 change, getattr(gate, "estimate_bps", None), getattr(gate, "loss", None))
+        est = consumer.transport.estimator
+        log.info("router %s: consumer %s %s (estimate %s bps, loss %s; path: congested %s, queue %.0f ms, "
+                 "loss %.2f, inherent %.2f)", self.router_id, consumer.consumer_id,
+                 change, getattr(gate, "estimate_bps", None), getattr(gate, "loss", None),
+                 est is not None and est.congested, 1000 * est.standing_queue_s if est is not None else 0.0,
+                 est.loss_fraction if est is not None else 0.0, est.inherent_loss if est is not None else 0.0)
         self.emit("consumer_state", {"consumer_id": consumer.consumer_id, "change": change,
                                      "participant_id": consumer.transport.participant_id,
                                      "layer": consumer.stream.layer if consumer.stream is not None else -1})

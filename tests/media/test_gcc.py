@@ -380,6 +380,42 @@ def test_a_longer_path_is_not_taken_for_a_standing_queue() -> None:
     assert sim.est.standing_queue_s < 0.05
 
 
+def _far_and_lossy_at(t0: float, loss: float):
+    """The weak-link lab's step from a clean link to a far lossy one: 150 ms more each way, random loss."""
+
+    def step(s: Sim) -> None:
+        if s.t == t0:
+            s.link.delay_s = 0.15
+            s.link.jitter_s = 0.01
+            s.link.loss = loss
+
+    return step
+
+
+@pytest.mark.parametrize("seed", [3, 5, 8])
+def test_a_path_that_gets_far_and_lossy_at_once_is_not_a_queue(seed: int) -> None:
+    # one 1.5 Mbit/s layer forwarded as it comes (it cannot slow down); at 20 s the path becomes 150 ms
+    # longer each way and loses a fifth at random, with capacity to spare: never "full"
+    sim = Sim(_est(1_500_000, lo=30_000), Link(capacity_bps=3_000_000, delay_s=0.001, seed=seed), probing=False)
+    sim.fixed_bps = 1_500_000
+    samples: list[tuple[float, bool, int]] = []
+    step = _far_and_lossy_at(20.0, 0.20)
+
+    def look(s: Sim) -> None:
+        step(s)
+        if s.t >= 20.0 and round(s.t * 1000) % 50 == 0:
+            samples.append((s.t, s.est.congested, s.est.target_bps))
+
+    sim.on_step = look
+    sim.run(80.0)
+    congested = [t for t, c, _ in samples if c]
+    assert len(congested) <= 2, congested  # a feedback or two at most, never a second of "full"
+    # the loss-based rate settles where the inherent-loss bound covers the loss, however long it
+    # lasts: the same loss after every cut is the link's own, not the sender's doing
+    low = min(b for _, _, b in samples)
+    assert low >= 300_000, low
+
+
 def _congested_share(sim: Sim, start: float, until: float) -> float:
     samples: list[bool] = []
 

@@ -55,7 +55,9 @@ Rules:
   ``TRIAL_S`` trial in which only a falling estimate or loss brings it down (the
   estimate needs a few seconds to climb to the new rate).  Probes up start
   ``UP_WAIT_MIN_S`` after a change, doubling after each failed probe or trial
-  up to ``UP_WAIT_MAX_S``;
+  up to ``UP_WAIT_MAX_S`` (measured: ``MEASURED_UP_WAIT_MIN_S``; after a
+  measured probe that the link carried whole, ≥ ``PROBE_ROOM``, the next one
+  ``MEASURED_ROOM_WAIT_S`` after the switch);
 * while paused, probe every ``PAUSED_PROBE_EVERY_S`` with a short padding burst
   (``PAUSED_PROBE_S``) — never the layer itself — starting at a rate the
   estimate suggests and doubling on each pass (going straight to the layer's
@@ -85,9 +87,10 @@ LOSS_CONGESTED = 0.10
 STARVED_PAUSE_S = 3.0
 """...both for this long: then video pauses."""
 STARVED_DEEP_FRACTION = 0.3
-STARVED_DEEP_PAUSE_S = 1.0
+STARVED_DEEP_PAUSE_S = 0.5
 """An estimate below this fraction of the lowest layer on a path the send-side estimator finds full (a
-queue) pauses after this long: a single big layer into a capped link starves the audio meanwhile."""
+queue) pauses after this long: a single big layer into a capped link starves the audio meanwhile (the
+transport asks for a decision on each feedback while the path is full, not only once a second)."""
 LOSS_STEP_DOWN = 0.10
 LOSS_STEP_DOWN_S = 2.0
 PROBE_S = 0.5
@@ -112,6 +115,11 @@ MEASURED_UP_WAIT_MAX_S = 1.5
 """With measured probes (transport-cc) a probe costs half a second of padding and says exactly whether
 the link carried it: probe up sooner, and keep trying every few seconds on a capped link, so the top
 layer is back within seconds of a cap lifting."""
+PROBE_ROOM = 0.95
+"""A measured probe that delivered this share found a clean link (no loss of its own): after switching
+up, the next layer is probed after only ``MEASURED_ROOM_WAIT_S``, so a lifted cap climbs all layers
+within a few seconds."""
+MEASURED_ROOM_WAIT_S = 0.5
 TRIAL_S = 8.0
 """After switching up, the new layer is judged by a falling estimate or loss only, this long."""
 PAUSED_PROBE_EVERY_S = 1.5
@@ -180,6 +188,7 @@ class VideoGate:
         self.measured: bool = False
         """The consumer's transport measures probes (transport-cc): :meth:`on_probe_measured` gives results."""
         self._probe_delivery: float | None = None
+        self._probe_room = False
 
     # -- inputs ------------------------------------------------------------
 
@@ -299,7 +308,8 @@ class VideoGate:
         self._trial_until = now_s + TRIAL_S
         self._trial_peak = self.estimate_bps or 0
         self._trial_fell = False
-        self._next_probe_at = now_s + self._up_wait(self._up_wait_s)
+        wait = MEASURED_ROOM_WAIT_S if self.measured and self._probe_room else self._up_wait(self._up_wait_s)
+        self._next_probe_at = now_s + wait
 
     # -- probes ------------------------------------------------------------
 
@@ -334,6 +344,7 @@ class VideoGate:
             return None
         if self.measured:
             passed = self._probe_delivery is not None and self._probe_delivery >= PROBE_DELIVERED
+            self._probe_room = passed and self._probe_delivery is not None and self._probe_delivery >= PROBE_ROOM
             self._cancel_probe()
             if passed:
                 self.probes_passed += 1

@@ -77,6 +77,8 @@ TWCC_MAX_BPS = 10_000_000
 """The send-side estimate of a subscriber's link starts, and stays, in these bounds."""
 TWCC_FRESH_S = 2.0
 """Transport-cc feedback this recent makes its estimate, not the subscriber's REMB, drive the video gates."""
+CONGESTED_CHECK_S = 0.2
+"""While the send-side estimator says the path is full, the video gates decide this often (on feedback)."""
 
 
 class _Ignored:
@@ -167,6 +169,7 @@ class WebRtcTransport:
         self.packet_result: Any = PacketResult
         """What the estimator takes per packet (``media.gcc.PacketResult``)."""
         self.twcc_feedback_at = -1e9
+        self._congested_check_at = -1e9
         self.twcc_feedbacks = 0
         self.twcc_bad = 0
         self._nack_timer: asyncio.TimerHandle | None = None
@@ -596,6 +599,23 @@ class WebRtcTransport:
             for consumer in self.consumers.values():
                 if consumer.probe_window is not None:
                     consumer.on_probe_feedback(results, now)
+            if estimator.congested and now - self._congested_check_at >= CONGESTED_CHECK_S:
+                self._congested_check_at = now
+                self._react_to_congestion(now)
+
+    def _react_to_congestion(self, now: float) -> None:
+        """The path is full: the gates decide now, not at the next once-a-second tick (a layer too big
+        for a capped link loses the audio behind it meanwhile)."""
+        try:
+            self._share_estimate(now)
+            for consumer in list(self.consumers.values()):
+                if consumer.gate is None:
+                    continue
+                change = consumer.tick(now)
+                if change and self._on_consumer_change is not None:
+                    self._on_consumer_change(consumer, change)
+        except Exception:
+            log.exception("transport %s: a congestion decision failed", self.transport_id)
 
     def twcc_active(self, now: float) -> bool:
         """The subscriber's transport-cc feedback is recent and there is an estimator to use it."""

@@ -347,18 +347,19 @@ def test_noisy_random_loss_does_not_fail_a_probe() -> None:
 # -- send-side (transport-cc) signals: congestion and measured probes --------------------------------
 
 
-def test_a_single_big_layer_into_a_full_link_pauses_within_about_a_second_and_random_loss_never_does() -> None:
+def test_a_single_big_layer_into_a_full_link_pauses_within_half_a_second_and_random_loss_never_does() -> None:
     # a camera without simulcast (1.5 Mbit/s) and a link the send-side estimator finds full: the estimate
     # falls far below the layer, the receiver's reports show little loss (retransmission repaired it)
+    assert bwe.STARVED_DEEP_PAUSE_S == 0.5
     g = VideoGate([1_500_000], now_s=0.0)
     g.measured = True
     g.decide(0.0)
-    for t in (3.0, 3.5):
+    for t in (3.0, 3.2, 3.4):
         g.on_estimate(120_000, t)
         g.on_congestion(True, t)
         g.on_loss(0.01, t)
         assert g.decide(t) == 0
-    assert g.decide(4.0) == -1  # deep starvation on a full path: 1 s
+    assert g.decide(3.5) == -1  # deep starvation on a full path: half a second
     # somewhat starved (below 0.7 × but above 0.3 × the layer) and full: the 3 s rule
     g = VideoGate([1_500_000], now_s=0.0)
     g.decide(0.0)
@@ -379,10 +380,10 @@ def test_a_single_big_layer_into_a_full_link_pauses_within_about_a_second_and_ra
     g.decide(0.0)
     g.on_estimate(120_000, 3.0)
     g.on_congestion(True, 3.0)
-    assert g.decide(3.9) == 0
-    g.on_congestion(False, 3.95)
-    g.on_congestion(True, 4.0)
-    assert g.decide(4.9) == 0 and g.decide(5.0) == -1
+    assert g.decide(3.0) == 0 and g.decide(3.45) == 0
+    g.on_congestion(False, 3.47)
+    g.on_congestion(True, 3.5)
+    assert g.decide(3.95) == 0 and g.decide(4.0) == -1
 
 
 def _measured_probe(g: VideoGate, t: float, delivered: float | None) -> tuple[int, float]:
@@ -454,3 +455,50 @@ def test_a_paused_video_on_a_measured_path_resumes_in_two_probes_when_the_link_r
     assert layer == -1 and g.probe is not None and g.probe.bps == 1_500_000  # then the layer's whole rate
     layer, t2 = _measured_probe(g, t, 0.95)
     assert layer == 0 and t2 - 4.5 <= 3.0  # (the link came back at 4.5)
+
+
+def test_a_lifted_cap_climbs_every_layer_within_a_few_seconds_on_clean_measured_probes() -> None:
+    """Each probe the path carried whole (≥ PROBE_ROOM) brings the next one half a second after the switch:
+    the lowest to the top layer in under 3 s; a probe that passed with some loss waits the usual time."""
+    g = VideoGate(LAYERS, now_s=0.0)
+    g.measured = True
+    g.decide(0.0)
+    g.on_estimate(170_000, 3.0)
+    assert g.decide(3.0) == 0
+    t = 3.0
+    while g.probe is None:
+        t = round(t + 0.1, 6)
+        g.on_estimate(170_000, t)
+        g.decide(t)
+    start = t
+    layer, t = _measured_probe(g, t, 0.99)
+    assert layer == 1
+    g.on_estimate(LAYERS[0] + LAYERS[1], t)  # the transport lifts the estimate to what the probe carried
+    switched = t
+    while g.probe is None:
+        t = round(t + 0.05, 6)
+        g.on_estimate(LAYERS[0] + LAYERS[1], t)
+        assert g.decide(t) == 1
+    assert t - switched <= bwe.MEASURED_ROOM_WAIT_S + 0.06
+    assert g.probe.bps == LAYERS[2] - LAYERS[1]
+    layer, t = _measured_probe(g, t, 0.97)
+    assert layer == 2 and t - start <= 3.0
+    # the same climb on a path that lost some of the probe (passed, not clean): the usual wait
+    g = VideoGate(LAYERS, now_s=0.0)
+    g.measured = True
+    g.decide(0.0)
+    g.on_estimate(170_000, 3.0)
+    g.decide(3.0)
+    t = 3.0
+    while g.probe is None:
+        t = round(t + 0.1, 6)
+        g.on_estimate(170_000, t)
+        g.decide(t)
+    layer, t = _measured_probe(g, t, 0.88)
+    assert layer == 1
+    switched = t
+    while g.probe is None:
+        t = round(t + 0.05, 6)
+        g.on_estimate(LAYERS[0] + LAYERS[1], t)
+        g.decide(t)
+    assert t - switched >= bwe.MEASURED_UP_WAIT_MIN_S - 0.06

@@ -17,6 +17,9 @@ Everything here is configuration handed in from outside (``Settings``):
 * ``allowed_networks`` — when set, local candidates outside are dropped from the
   SDP we send, remote SDP with candidates outside (or mDNS ``.local`` names) is
   refused, and datagrams from sources outside are dropped before aioice sees them.
+  Whatever the policy, every datagram passes :func:`media.demux.admit` first: empty,
+  unknown or truncated ones, and DTLS or media from anyone but ICE's selected pair,
+  never reach aioice or aiortc.
 * ``announced_address`` — for a server behind NAT: the address written into our
   host candidates in place of the address the socket is bound to.
 
@@ -32,7 +35,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import logging
 from collections.abc import Callable, Iterable, Sequence
 import time
 from dataclasses import dataclass
@@ -43,9 +45,8 @@ from aiortc import RTCConfiguration, RTCIceServer
 from aiortc.rtcicetransport import parse_stun_turn_uri
 from aiortc.sdp import SessionDescription
 
+from media import demux
 from media.turn import TurnSecret
-
-logger = logging.getLogger(__name__)
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -536,12 +537,20 @@ def _patched_get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
     return result
 
 
-def _patched_datagram_received(self: Any, data: bytes | str, addr: tuple[Any, ...]) -> None:
+def _patched_datagram_received(self: Any, data: bytes, addr: tuple[Any, ...]) -> None:
+    """Every datagram on an aioice socket: through :func:`media.demux.admit`, then the address policy."""
+    verdict = demux.admit(self, data, addr)
+    if verdict:
+        demux.count(self.receiver, verdict)
+        return
     policy = _current
     if policy is not None and policy.restricted and not policy.address_allowed(str(addr[0]).split("%")[0]):
-        logger.debug("ice x datagram from %s dropped (outside the allowed networks)", addr[0])
+        demux.count(self.receiver, demux.OUTSIDE)
         return
-    _originals["datagram_received"](self, data, addr)
+    try:
+        _originals["datagram_received"](self, data, addr)
+    except Exception:  # noqa: BLE001 - aioice's STUN parser raises struct.error on broken attributes, ...
+        demux.count(self.receiver, demux.MALFORMED)
 
 
 def apply(policy: IcePolicy) -> None:

@@ -48,6 +48,7 @@ from aiortc.rtp import (
 )
 from aiortc.clock import current_ntp_time
 
+from media import demux
 from media.bwe import PROBE_DELIVERED, PROBE_GRACE_S
 from media.gcc import PacketResult, SendSideEstimator, probe_delivery
 from media.ice import IcePolicy, SdpRejected, check_remote_sdp, filter_local_sdp, rtc_configuration
@@ -154,6 +155,8 @@ class WebRtcTransport:
         self.feedback = FeedbackWatch()
         """Subscriber side: when its RTCP resumes after an outage, its video consumers ask for keyframes."""
         self.srtp_errors = 0
+        self.malformed_rtp = 0
+        """Publisher side: packets that passed SRTP but whose header the SFU could not read (dropped)."""
         self.created = time.monotonic()
         self._last_sample = (0, self.created)
         """(bytes sent, when) at the previous ``sample``: the recv side's bitrate is the difference."""
@@ -332,6 +335,9 @@ class WebRtcTransport:
         if self._on_discover is not None and len(self.ssrc_table) < MAX_UNKNOWN_SSRCS + 16:
             try:
                 found = self._on_discover(self, plain, ssrc)
+            except ValueError:  # malformed header extensions (it passed SRTP: the participant sent it)
+                self.malformed_rtp += 1
+                return _IGNORED  # (not remembered: a well-formed packet of that SSRC may follow)
             except Exception:
                 log.exception("transport %s: SSRC discovery failed", self.transport_id)
         if found is None:
@@ -819,4 +825,12 @@ class WebRtcTransport:
             **repair, **uplink,
             "estimate_kbps": (int(self.estimator.target_bps) // 1000
                               if self.direction == "recv" and self.twcc_active(now) else None),
+            "dropped_datagrams": self.dropped_datagrams(),
         }
+
+    def dropped_datagrams(self) -> int:
+        """Datagrams dropped at this transport's sockets: by the door (:mod:`media.demux`), failing
+        SRTP authentication, or with a header the SFU could not read."""
+        dtls = self._dtls
+        door = sum(demux.dropped(dtls.transport._connection).values()) if dtls is not None else 0
+        return door + self.srtp_errors + self.malformed_rtp

@@ -358,18 +358,24 @@ def test_apply_guards_datagrams_from_outside_the_allowed_networks() -> None:
     received: list[bytes] = []
 
     async def feed() -> None:
-        receiver = SimpleNamespace(data_received=lambda data, component: received.append(data))
+        receiver = SimpleNamespace(data_received=lambda data, component: received.append(data),
+                                   _nominated={}, _check_list=[])
         protocol = aioice.ice.StunProtocol(receiver)
         protocol.local_candidate = SimpleNamespace(component=1)
+        # (ICE is checking a pair with each of them: media.demux lets them in, the policy decides)
+        receiver._check_list = [
+            SimpleNamespace(protocol=protocol, remote_candidate=SimpleNamespace(_network_host=host, port=port))
+            for host, port in (("192.168.1.23", 50002), ("2001:db8::23", 50003), ("127.0.0.1", 50001),
+                               ("::1", 50006))]
         # not STUN: aioice hands it to the receiver (DTLS/RTP path)
         protocol.datagram_received(b"\x17not-stun-lan", ("192.168.1.23", 50002))
-        protocol.datagram_received(b"\x17not-stun-v6", ("2001:db8::23", 50003, 0, 0))
-        protocol.datagram_received(b"\x17not-stun-lo", ("127.0.0.1", 50001))
-        protocol.datagram_received(b"\x17not-stun-lo6", ("::1", 50006, 0, 0))
+        protocol.datagram_received(b"\x17not-stun-ipv6", ("2001:db8::23", 50003, 0, 0))
+        protocol.datagram_received(b"\x17not-stun-loop", ("127.0.0.1", 50001))
+        protocol.datagram_received(b"\x17not-stun-loop6", ("::1", 50006, 0, 0))
 
     ice.apply(IcePolicy.loopback())
     asyncio.run(feed())
-    assert received == [b"\x17not-stun-lo", b"\x17not-stun-lo6"]
+    assert received == [b"\x17not-stun-loop", b"\x17not-stun-loop6"]
 
     # an unrestricted policy lets everything through
     received.clear()

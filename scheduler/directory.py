@@ -301,6 +301,10 @@ def update_classroom(*, session: Session, scope: Scope, classroom_id: int, name:
 _USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{3,64}$")
 MIN_PASSWORD = 8
 
+ACCOUNT_TOPIC = "account"
+"""Bus topic of account changes live lessons must act on: ``{"type": "user_deactivated", "user_id": n}``
+(published once the change is committed; the signaling layer ends that user's sessions)."""
+
 
 def user_clause(scope: Scope) -> ColumnElement[bool]:
     """WHERE clause over ``User``: the accounts an admin manages.
@@ -429,7 +433,10 @@ def create_user(*, session: Session, scope: Scope, username: str, display_name: 
 def update_user(*, session: Session, scope: Scope, user_id: int, display_name: str = UNSET,
                 is_active: bool = UNSET, password: str = UNSET,
                 hasher: Callable[[str], str] | None = None) -> User:
-    """Rename, (de)activate or reset the password of an account the caller manages."""
+    """Rename, (de)activate or reset the password of an account the caller manages.
+
+    Deactivating or resetting the password revokes the account's access and join tokens (its
+    ``token_version`` goes up); the route tells live lessons of a deactivation (``ACCOUNT_TOPIC``)."""
     user = require_user(session, scope, user_id)
     changes: dict[str, Any] = {}
     if display_name is not UNSET:
@@ -437,11 +444,14 @@ def update_user(*, session: Session, scope: Scope, user_id: int, display_name: s
     if is_active is not UNSET:
         if not is_active and user.id == scope.user_id:
             raise Invalid("不能停用自己的账号", field="is_active")
+        if user.is_active and not is_active:
+            user.token_version += 1  # every access and join token issued so far is refused from now on
         user.is_active = changes["is_active"] = bool(is_active)
     if password is not UNSET:
         if hasher is None:
             raise ValueError("hasher is required to reset a password")
         user.password_hash = hasher(_password(password))
+        user.token_version += 1
         changes["password_reset"] = True
     session.flush()
     _record(session, scope, "user", user.id, "update", **changes)

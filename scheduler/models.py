@@ -178,6 +178,8 @@ class User(Base):
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     feed_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     """Bumped to revoke every calendar-feed token issued to this user."""
+    token_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Bumped (password reset, deactivation) to revoke every access and join token issued to this user."""
 
 
 class Term(Base):

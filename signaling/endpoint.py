@@ -16,7 +16,10 @@ Per connection: a reader task (frames → ``Room.handle``) and a writer task
 message must be a ``join`` within ``JOIN_TIMEOUT_S``; a refused join gets
 ``error`` and the socket is closed with one of the close codes of
 ``signaling.room`` (4000 protocol, 4001 token, 4003 not allowed, 4004 room not
-open/closed).
+open/closed).  A join token admits once: its id is remembered
+(``scheduler.join_tokens``) with the session it created, and presented again it
+only resumes that session; a token of a deactivated user, or one issued before
+the user's ``token_version`` was bumped, is refused.
 
 ``seq`` belongs to the session (``signaling.room.Participant``), which stamps and
 keeps what it is sent; only the errors before ``joined`` are numbered by the
@@ -32,6 +35,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,9 +45,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketState
 
 from media.ice import browser_ice_servers
+from scheduler import join_tokens
+from scheduler.directory import ACCOUNT_TOPIC
+from scheduler.join_tokens import Claim
 from scheduler.lifecycle import TOPIC, room_is_open
 from scheduler.models import LessonInstance, ReceiverMode, SeriesReceiver, User
-from server.core.security import TokenError, decode_join_token
+from server.core.security import JoinClaims, TokenError, decode_join_token
 from signaling.messages import (
     Error,
     ErrorCode,
@@ -93,12 +100,20 @@ def _media_factory(app: FastAPI) -> MediaFactory:
 
 
 def attach(app: FastAPI) -> RoomRegistry:
-    """Create the registry, subscribe it to lifecycle events and store it on ``app.state.rooms``.
+    """Create the registry, subscribe it to lifecycle and account events (a deactivated user's sessions
+    end at once) and store it on ``app.state.rooms``.
 
     Its rooms write their events to ``app.state.eventlog`` when the app has one."""
     registry = RoomRegistry(_media_factory(app), journal=getattr(app.state, "eventlog", None))
     app.state.rooms = registry
-    app.state.rooms_unsubscribe = app.state.bus.subscribe(TOPIC, registry.on_event)
+    unsubscribe = [app.state.bus.subscribe(TOPIC, registry.on_event),
+                   app.state.bus.subscribe(ACCOUNT_TOPIC, registry.on_account_event)]
+
+    def unsubscribe_all() -> None:
+        for u in unsubscribe:
+            u()
+
+    app.state.rooms_unsubscribe = unsubscribe_all
     return registry
 
 
@@ -119,6 +134,8 @@ class _JoinRefused(Exception):
 class _Seat:
     display_name: str
     listen_only: bool
+    claim: Claim
+    """What ``scheduler.join_tokens`` knew of the token: first use, or the session it is bound to."""
 
 
 class Connection:
@@ -180,8 +197,8 @@ class Connection:
         return message.get("bytes") or b""
 
 
-def _seat(session_factory: Any, claims: Any, instance_id: int) -> _Seat:
-    """Check the room in the database (sync; run in a thread)."""
+def _seat(session_factory: Any, claims: JoinClaims, instance_id: int) -> _Seat:
+    """Check the room and the user in the database and mark the token used (sync; run in a thread)."""
     with session_factory() as s:
         inst = s.get(LessonInstance, instance_id)
         if inst is None:
@@ -193,12 +210,26 @@ def _seat(session_factory: Any, claims: Any, instance_id: int) -> _Seat:
         user = s.get(User, claims.user_id)
         if user is None:
             raise _JoinRefused(ErrorCode.token_invalid, "入会凭证无效", CLOSE_AUTH)
+        if not user.is_active:
+            raise _JoinRefused(ErrorCode.token_invalid, "账号已停用", CLOSE_AUTH)
+        if user.token_version != claims.token_version:  # password reset or deactivated since it was issued
+            raise _JoinRefused(ErrorCode.token_invalid, "入会凭证已失效，请重新获取", CLOSE_AUTH)
         listen_only = False
         if claims.lesson_role == LessonRole.receiving.value and claims.classroom_id is not None:
             mode = s.scalar(select(SeriesReceiver.mode).where(SeriesReceiver.series_id == inst.series_id,
                                                               SeriesReceiver.classroom_id == claims.classroom_id))
             listen_only = mode is ReceiverMode.listen_only
-        return _Seat(display_name=user.display_name, listen_only=listen_only)
+        claim = join_tokens.claim(s, jti=claims.jti, user_id=user.id, expires_at=claims.expires_at,
+                                  now=int(time.time()))
+        s.commit()
+        return _Seat(display_name=user.display_name, listen_only=listen_only, claim=claim)
+
+
+def _bind(session_factory: Any, jti: str, session_id: str) -> None:
+    """The token now belongs to ``session_id`` (sync; run in a thread)."""
+    with session_factory() as s:
+        join_tokens.bind(s, jti, session_id)
+        s.commit()
 
 
 @dataclass(frozen=True)
@@ -207,6 +238,7 @@ class _Admission:
     role: LessonRole
     classroom_id: int | None
     seat: _Seat
+    jti: str
 
 
 async def _admit(ws: WebSocket, instance_id: int, join: Join) -> _Admission:
@@ -225,12 +257,15 @@ async def _admit(ws: WebSocket, instance_id: int, join: Join) -> _Admission:
     except ValueError:
         raise _JoinRefused(ErrorCode.not_allowed, "入会凭证中的课堂角色无效", CLOSE_NOT_ALLOWED) from None
     seat = await run_in_threadpool(_seat, app.state.session_factory, claims, instance_id)
-    return _Admission(user_id=claims.user_id, role=role, classroom_id=claims.classroom_id, seat=seat)
+    if not seat.claim.first_use and join.resume_session_id != seat.claim.session_id:  # not its own session
+        raise _JoinRefused(ErrorCode.token_invalid, "入会凭证已使用，请重新获取", CLOSE_AUTH)
+    return _Admission(user_id=claims.user_id, role=role, classroom_id=claims.classroom_id, seat=seat,
+                      jti=claims.jti)
 
 
 def _enter(ws: WebSocket, conn: Connection, instance_id: int, join: Join, adm: _Admission) -> tuple[Room, Participant]:
     """Resume the session ``join`` names if it can be (same user, role and lesson, within the grace,
-    its messages still kept), else join afresh."""
+    its messages still kept), else join afresh.  A token used before may only resume its session."""
     room = _registry(ws).get_or_open(instance_id)
     if join.resume_session_id is not None and join.last_seq is not None:
         resumed = room.resume(join.resume_session_id, join.last_seq, adm.user_id, adm.role, conn.deliver,
@@ -238,6 +273,8 @@ def _enter(ws: WebSocket, conn: Connection, instance_id: int, join: Join, adm: _
                               ice_servers=_ice_servers(ws, adm.user_id))
         if resumed is not None:
             return room, resumed
+    if not adm.seat.claim.first_use:  # its session is gone (left, timed out): the token admits nobody
+        raise _JoinRefused(ErrorCode.token_invalid, "入会凭证已使用，请重新获取", CLOSE_AUTH)
     participant = Participant(
         participant_id=new_session_id(), user_id=adm.user_id, display_name=adm.seat.display_name, role=adm.role,
         classroom_id=adm.classroom_id, listen_only=adm.seat.listen_only, deliver=conn.deliver, close=conn.close,
@@ -302,6 +339,12 @@ async def _read(ws: WebSocket, conn: Connection, instance_id: int, state: dict[s
             return
         link = participant.link
         state["room"], state["participant"], state["link"] = room, participant, link
+        if admission.seat.claim.session_id != participant.participant_id:
+            try:  # from now on the token can only resume this session
+                await run_in_threadpool(_bind, ws.app.state.session_factory, admission.jti,
+                                        participant.participant_id)
+            except Exception:  # the token stays used and bound to nothing: it admits nobody again
+                log.exception("signaling: binding a join token in lesson %s failed", instance_id)
         break
     # --- joined: every reply goes through the session, which numbers and keeps it
     while True:

@@ -799,3 +799,18 @@ class RoomRegistry:
                 room.set_live()
         elif kind == "room_opened":
             self._closed.discard(instance_id)
+
+    def on_account_event(self, topic: str, event: dict[str, Any]) -> None:
+        """Bus handler for topic ``account``: ``user_deactivated`` ends that user's sessions in every
+        room at once (``leave`` ``kicked``, socket closed; a session waiting for a resume too)."""
+        try:
+            kind = event.get("type")
+            user_id = int(event["user_id"])
+        except (AttributeError, KeyError, TypeError, ValueError):
+            log.warning("rooms: ignored a malformed %s event", topic)
+            return
+        if kind != "user_deactivated":
+            return
+        for room in list(self.rooms.values()):
+            for p in [q for q in room.participants.values() if q.user_id == user_id]:
+                room.remove(p, LeaveReason.kicked, notify_self=True)

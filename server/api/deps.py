@@ -1,4 +1,8 @@
-"""FastAPI dependencies as named types: the DB session, the caller, the caller's scope."""
+"""FastAPI dependencies as named types: the DB session, the caller, the caller's scope.
+
+The caller is the user of a valid access token, active, whose ``token_version``
+is still the one in the token (a password reset or a deactivation revokes it).
+"""
 
 from __future__ import annotations
 
@@ -41,12 +45,14 @@ def get_current_user(
     if creds is None or creds.scheme.lower() != "bearer":
         raise ApiError(401, "not_authenticated", "请先登录")
     try:
-        user_id = decode_access_token(creds.credentials, settings.effective_secret_key())
+        claims = decode_access_token(creds.credentials, settings.effective_secret_key())
     except TokenError as exc:
         raise ApiError(401, exc.code, exc.message) from exc
-    user = session.get(User, user_id)
+    user = session.get(User, claims.user_id)
     if user is None or not user.is_active:
         raise ApiError(401, "token_invalid", "账号不存在或已停用")
+    if user.token_version != claims.token_version:  # the password was reset or the account disabled since
+        raise ApiError(401, "token_revoked", "登录凭证已失效，请重新登录")
     return user
 
 

@@ -1,11 +1,18 @@
-"""Login and the caller's own account."""
+"""Login and the caller's own account.
+
+A login under an account name or from a client address that failed too often
+is refused with 429 until its wait has passed (``scheduler.logins``); every
+failed password check is counted and audited.  An unknown name costs the same
+password-hash work as a known one.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel
 from sqlalchemy import select
 
+from scheduler import clock, logins
 from scheduler.models import User
 from server.api.deps import CurrentUser, SessionDep, SettingsDep
 from server.api.errors import ApiError
@@ -29,13 +36,28 @@ class TokenOut(BaseModel):
     user: UserPublic
 
 
-@router.post("/login", response_model=TokenOut)
-def login(body: LoginIn, session: SessionDep, settings: SettingsDep) -> TokenOut:
+@router.post("/login", response_model=TokenOut, responses={
+    401: {"description": "用户名或密码错误 (bad_credentials)"},
+    429: {"description": "登录失败次数过多 (too_many_attempts); ``Retry-After`` says when to retry"}})
+def login(body: LoginIn, request: Request, session: SessionDep, settings: SettingsDep) -> TokenOut:
+    now = clock.now()
+    address = request.client.host if request.client is not None else "unknown"
+    try:
+        logins.check(session, body.username, address, now)
+    except logins.Throttled as exc:
+        raise ApiError(429, exc.code, exc.message, retry_after=exc.retry_after_s) from None
     user = session.scalar(select(User).where(User.username == body.username))
-    if user is None or not user.is_active or not verify_password(user.password_hash, body.password):
+    password_ok = verify_password(user.password_hash if user is not None else None, body.password)
+    if user is None or not user.is_active or not password_ok:
+        reason = "unknown_user" if user is None else "inactive" if not user.is_active else "bad_password"
+        logins.failed(session, username=body.username, address=address, user_id=user.id if user else None,
+                      reason=reason, now=now)
+        session.commit()  # kept although the request fails
         raise ApiError(401, "bad_credentials", "用户名或密码错误")
+    logins.succeeded(session, body.username)
     ttl = settings.access_token_minutes * 60
-    token = create_access_token(user.id, user.role.value, settings.effective_secret_key(), ttl)
+    token = create_access_token(user.id, user.role.value, settings.effective_secret_key(), ttl,
+                                user.token_version)
     return TokenOut(access_token=token, expires_in=ttl, user=UserPublic.model_validate(user))
 
 

@@ -208,8 +208,8 @@ def join_token(instance_id: int, session: SessionDep, user: CurrentUser, setting
         raise ApiError(404, "not_found", f"课次 #{instance_id} 不存在")
     seat = seat_for(session, user, inst)
     expires = int(time.time()) + settings.join_token_seconds
-    token = create_join_token(JoinClaims(user.id, inst.id, seat.lesson_role, seat.classroom_id, expires),
-                              settings.effective_secret_key())
+    token = create_join_token(JoinClaims(user.id, inst.id, seat.lesson_role, seat.classroom_id, expires,
+                                         user.token_version), settings.effective_secret_key())
     return JoinTokenOut(token=token, lesson_role=seat.lesson_role, classroom_id=seat.classroom_id,
                         instance_id=inst.id, expires_at=expires, room_open=lifecycle.room_is_open(inst),
                         starts_at=inst.starts_at,

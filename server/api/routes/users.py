@@ -2,12 +2,14 @@
 
 A school admin manages the teachers, students, terminals and admins of their
 school; a bureau admin also the researchers and admins of the regions they
-cover; a system admin everyone.  Passwords are stored as argon2 hashes.
+cover; a system admin everyone.  Passwords are stored as argon2 hashes.  A
+password reset or a deactivation revokes the account's tokens.
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import anyio
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict
 
 from scheduler import directory
@@ -77,6 +79,14 @@ def create_user(body: UserCreate, session: SessionDep, scope: AdminScope) -> Use
 
 
 @router.patch("/{user_id}", response_model=UserPublic)
-def update_user(user_id: int, body: UserUpdate, session: SessionDep, scope: AdminScope) -> User:
-    return directory.update_user(session=session, scope=scope, user_id=user_id, hasher=hash_password,
+def update_user(user_id: int, body: UserUpdate, request: Request, session: SessionDep, scope: AdminScope) -> User:
+    """Deactivating or resetting the password revokes the account's tokens at once (its next request
+    gets 401 ``token_revoked``); deactivating also ends its sessions in live lessons."""
+    user = directory.update_user(session=session, scope=scope, user_id=user_id, hasher=hash_password,
                                  **changes(body))
+    if body.is_active is False:
+        session.commit()  # durable before live lessons hear of it
+        # sync handlers run in a worker thread: hand the publish to the event loop
+        anyio.from_thread.run(request.app.state.bus.publish, directory.ACCOUNT_TOPIC,
+                              {"type": "user_deactivated", "user_id": user.id})
+    return user

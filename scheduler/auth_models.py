@@ -37,6 +37,6 @@ class UsedJoinToken(Base):
     jti: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[int] = mapped_column(Integer)
     session_id: Mapped[str | None] = mapped_column(String(64))
-    """The signaling session the token created or resumed; ``None`` while the join is under way."""
+    """The signaling session the token created or resumed."""
     expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
     """The token's ``exp`` (Unix seconds): after it the row is useless and is deleted."""

@@ -1,8 +1,9 @@
 """Used join tokens: a join token admits once, then only resumes the session it created.
 
-The signaling socket ``claim``s a token's id before it lets anyone in.  The
-first claim wins and the socket then ``bind``s the token to the session it
-created (or resumed); a later claim of the same token learns that session, and
+The signaling socket ``claim``s a token's id, naming the session it is about
+to create or resume, before it lets anyone in.  The first claim wins (should
+the session turn out another, the socket ``bind``s the token to it); a later
+claim of the same token learns that session, and
 the socket accepts the token again only to resume that very session (a page
 reconnecting after a network drop).  After ``leave``, or once the session is
 gone, the token admits nobody.  Rows are kept until the token expires, in the
@@ -27,16 +28,18 @@ class Claim:
     first_use: bool
     """True: nobody used the token before; it may create a session."""
     session_id: str | None
-    """When used before: the session it is bound to (``None``: its first join did not get in)."""
+    """The session the token is bound to: the one this claim named, or, when used before, the one
+    the first use named or bound (``None``: none)."""
 
 
-def claim(session: Session, *, jti: str, user_id: int, expires_at: int, now: int) -> Claim:
-    """Mark the token used (flushed, not committed); ``now`` and ``expires_at`` are Unix seconds."""
+def claim(session: Session, *, jti: str, user_id: int, session_id: str, expires_at: int, now: int) -> Claim:
+    """Mark the token used by ``session_id`` (flushed, not committed); ``now`` and ``expires_at``
+    are Unix seconds."""
     session.execute(delete(UsedJoinToken).where(UsedJoinToken.expires_at < now))
     try:
         with session.begin_nested():  # two sockets presenting the same token at once: one insert wins
-            session.add(UsedJoinToken(jti=jti, user_id=user_id, session_id=None, expires_at=expires_at))
-        return Claim(first_use=True, session_id=None)
+            session.add(UsedJoinToken(jti=jti, user_id=user_id, session_id=session_id, expires_at=expires_at))
+        return Claim(first_use=True, session_id=session_id)
     except IntegrityError:
         pass
     bound = session.scalar(select(UsedJoinToken.session_id).where(UsedJoinToken.jti == jti))

@@ -197,8 +197,9 @@ class Connection:
         return message.get("bytes") or b""
 
 
-def _seat(session_factory: Any, claims: JoinClaims, instance_id: int) -> _Seat:
-    """Check the room and the user in the database and mark the token used (sync; run in a thread)."""
+def _seat(session_factory: Any, claims: JoinClaims, instance_id: int, session_id: str) -> _Seat:
+    """Check the room and the user in the database and mark the token used by ``session_id``, the
+    session the join is about to create or resume (sync; run in a thread)."""
     with session_factory() as s:
         inst = s.get(LessonInstance, instance_id)
         if inst is None:
@@ -219,8 +220,8 @@ def _seat(session_factory: Any, claims: JoinClaims, instance_id: int) -> _Seat:
             mode = s.scalar(select(SeriesReceiver.mode).where(SeriesReceiver.series_id == inst.series_id,
                                                               SeriesReceiver.classroom_id == claims.classroom_id))
             listen_only = mode is ReceiverMode.listen_only
-        claim = join_tokens.claim(s, jti=claims.jti, user_id=user.id, expires_at=claims.expires_at,
-                                  now=int(time.time()))
+        claim = join_tokens.claim(s, jti=claims.jti, user_id=user.id, session_id=session_id,
+                                  expires_at=claims.expires_at, now=int(time.time()))
         s.commit()
         return _Seat(display_name=user.display_name, listen_only=listen_only, claim=claim)
 
@@ -239,6 +240,8 @@ class _Admission:
     classroom_id: int | None
     seat: _Seat
     jti: str
+    session_id: str
+    """The id of the session a fresh join creates."""
 
 
 async def _admit(ws: WebSocket, instance_id: int, join: Join) -> _Admission:
@@ -256,11 +259,14 @@ async def _admit(ws: WebSocket, instance_id: int, join: Join) -> _Admission:
         role = LessonRole(claims.lesson_role)
     except ValueError:
         raise _JoinRefused(ErrorCode.not_allowed, "入会凭证中的课堂角色无效", CLOSE_NOT_ALLOWED) from None
-    seat = await run_in_threadpool(_seat, app.state.session_factory, claims, instance_id)
+    fresh_id = new_session_id()
+    # bound before anyone hears of the session: a client may drop and resume with the same token at once
+    seat = await run_in_threadpool(_seat, app.state.session_factory, claims, instance_id,
+                                   join.resume_session_id or fresh_id)
     if not seat.claim.first_use and join.resume_session_id != seat.claim.session_id:  # not its own session
         raise _JoinRefused(ErrorCode.token_invalid, "入会凭证已使用，请重新获取", CLOSE_AUTH)
     return _Admission(user_id=claims.user_id, role=role, classroom_id=claims.classroom_id, seat=seat,
-                      jti=claims.jti)
+                      jti=claims.jti, session_id=fresh_id)
 
 
 def _enter(ws: WebSocket, conn: Connection, instance_id: int, join: Join, adm: _Admission) -> tuple[Room, Participant]:
@@ -276,7 +282,7 @@ def _enter(ws: WebSocket, conn: Connection, instance_id: int, join: Join, adm: _
     if not adm.seat.claim.first_use:  # its session is gone (left, timed out): the token admits nobody
         raise _JoinRefused(ErrorCode.token_invalid, "入会凭证已使用，请重新获取", CLOSE_AUTH)
     participant = Participant(
-        participant_id=new_session_id(), user_id=adm.user_id, display_name=adm.seat.display_name, role=adm.role,
+        participant_id=adm.session_id, user_id=adm.user_id, display_name=adm.seat.display_name, role=adm.role,
         classroom_id=adm.classroom_id, listen_only=adm.seat.listen_only, deliver=conn.deliver, close=conn.close,
         seq=conn.seq,  # the session's numbering goes on from the socket's errors before joined
     )
@@ -339,7 +345,7 @@ async def _read(ws: WebSocket, conn: Connection, instance_id: int, state: dict[s
             return
         link = participant.link
         state["room"], state["participant"], state["link"] = room, participant, link
-        if admission.seat.claim.session_id != participant.participant_id:
+        if admission.seat.claim.session_id != participant.participant_id:  # a resume fell back to a fresh join
             try:  # from now on the token can only resume this session
                 await run_in_threadpool(_bind, ws.app.state.session_factory, admission.jti,
                                         participant.participant_id)

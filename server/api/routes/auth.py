@@ -9,7 +9,7 @@ password-hash work as a known one.
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from scheduler import clock, logins
@@ -23,8 +23,9 @@ router = APIRouter(prefix="/auth", tags=["auth"])
 
 
 class LoginIn(BaseModel):
-    username: str
-    password: str
+    username: str = Field(max_length=200)
+    password: str = Field(max_length=256)
+    """Passwords are at most 128 characters; a longer one is refused before any hashing."""
 
 
 

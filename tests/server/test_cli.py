@@ -100,8 +100,10 @@ def test_create_admin_makes_a_system_admin_who_can_sign_in_and_set_up_regions(sa
         r = client.post("/api/v1/regions", json={"name": "示例省", "level": "province"}, headers=headers)
         assert r.status_code == 201, r.text  # only a system admin may create a top-level region
     with app.state.session_factory() as s:
-        entry = s.scalars(select(AuditEntry).where(AuditEntry.entity == "user")).one()
-        assert entry.action == "create" and entry.actor_id is None  # created by the command, not by a user
+        entry = s.scalars(select(AuditEntry).where(AuditEntry.entity == "user", AuditEntry.action == "create")).one()
+        assert entry.actor_id is None  # created by the command, not by a user
+        failed = s.scalars(select(AuditEntry).where(AuditEntry.action == "login_failed")).one()
+        assert (failed.entity_id, failed.details["reason"]) == (entry.entity_id, "bad_password")
 
 
 def test_create_admin_asks_for_the_password_twice_at_a_terminal(sanke_env, monkeypatch, capsys):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from tests.signaling.test_endpoint import join_msg, join_token, open_lesson, recv, recv_until, refused
@@ -114,3 +115,30 @@ def test_a_deactivated_user_is_sent_away_at_once(client, world, auth, lesson):
         # the teacher's session goes on
         mn.send_json({"type": "ping", "request_id": "p", "ts": 1})
         assert recv_until(mn, "pong")["request_id"] == "p"
+
+
+def test_two_nodes_share_used_tokens_and_deactivations(redis_server, tmp_path, db_url, world, auth, session_factory):
+    """Two server processes on one database and one Redis: a token used on one node is refused on the
+    other, and a deactivation made through one node's API sends the user away from the other's lesson."""
+    from server.core.config import Settings
+    from server.main import create_app
+    from tests.conftest import TEST_SECRET
+
+    def node(name: str) -> Any:
+        return create_app(Settings(data_dir=tmp_path / name, database_url=db_url, secret_key=TEST_SECRET,
+                                   redis_url=redis_server.url), migrate=False, run_lifecycle=False)
+
+    with TestClient(node("a")) as a, TestClient(node("b")) as b:
+        lesson = open_lesson(a, world, auth, session_factory)
+        token = join_token(a, auth, world.terminal_recv, lesson)
+        with b.websocket_connect(_url(lesson)) as rv:
+            rv.send_json(join_msg(token))
+            assert recv(rv)["type"] == "joined"
+            refused(a, lesson, join_msg(token), "token_invalid", 4001)
+            r = a.patch(f"/api/v1/users/{world.terminal_recv.id}", json={"is_active": False},
+                        headers=auth(world.rural_admin))
+            assert r.status_code == 200, r.text
+            assert recv_until(rv, "leave")["reason"] == "kicked"
+            with pytest.raises(WebSocketDisconnect) as exc:
+                recv(rv)
+            assert exc.value.code == 4003

@@ -1,8 +1,14 @@
-"""Timetable exports: iCalendar feeds for a teacher or a classroom, and CSV of any instance listing.
+"""Timetable exports: iCalendar feeds for a teacher or a classroom, and CSV of any instance listing;
+the one rule for every cell of every spreadsheet export (``cell``, ``csv_bytes``).
 
 Rows come from ``queries.instance_query`` — the one instance listing, already
 scoped to what the caller may see — and the names they show (classrooms,
 schools, teachers, assistants) are loaded in bulk, a few queries per export.
+
+Every CSV and XLSX file SanKe writes (this module's and ``record_reports``'
+tables) passes each cell through ``cell``: numbers stay numbers, any text a
+spreadsheet would read as a formula is written as plain text.  Table builders
+must not escape cells themselves.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from icalendar import Calendar, Event
@@ -195,39 +202,59 @@ def classroom_ical(session: Session, scope: Scope, classroom: Classroom, *, tz_n
 # ---------------------------------------------------------------- CSV
 
 
-def _text(value: str | None) -> str:
-    """Free text, defused: Excel would run a cell starting with = + - @ as a formula."""
-    value = value or ""
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+"""What Excel, LibreOffice and Google Sheets read as the start of a formula in a text cell."""
+
+
+def cell(value: Any) -> Any:
+    """One cell of an exported sheet (CSV or XLSX), defused against formula injection.
+
+    ``None`` stays empty and numbers stay numbers (a numeric cell is never a
+    formula, so ``-3`` is still minus three); anything else is text, and a text
+    starting with ``= + - @``, tab or CR gets a leading apostrophe, so the
+    spreadsheet shows it as typed instead of running it (``'=HYPERLINK(...)``).
+    """
+    if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
+        return value
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
+
+
+def csv_bytes(headers: Sequence[Any], rows: Iterable[Sequence[Any]]) -> bytes:
+    """A sheet as CSV: UTF-8 with BOM (Excel shows the Chinese), CRLF, empty cells for None, every cell ``cell``."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow([cell(h) for h in headers])
+    for row in rows:
+        writer.writerow(["" if v is None else cell(v) for v in row])
+    return ("\ufeff" + buf.getvalue()).encode("utf-8")
 
 
 def instances_csv(session: Session, scope: Scope, f: InstanceFilter) -> bytes:
-    """The listing ``f`` as CSV, UTF-8 with BOM so Excel shows the Chinese correctly."""
+    """The listing ``f`` as CSV (``csv_bytes``)."""
     instances = list_for_export(session, scope, f)
     names = _load_names(session, instances)
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\r\n")
-    writer.writerow(CSV_HEADERS)
+    rows = []
     for inst in instances:
         series = inst.series
         moved = names.moved_from.get(inst.rescheduled_from_id) if inst.rescheduled_from_id else None
-        writer.writerow((
+        rows.append((
             inst.id,
             inst.day.isoformat(),
             WEEKDAY_ZH[inst.day.isoweekday() - 1],
             _periods(inst),
             f"{inst.starts_at:%H:%M}",
             f"{inst.ends_at:%H:%M}",
-            _text(series.title),
+            series.title,
             KIND_ZH[series.kind],
-            _text(series.subject),
-            _text(series.grade),
-            _text(names.school_of(inst.main_classroom_id)),
-            _text(names.room(inst.main_classroom_id)),
-            _text(_teacher(inst, names)),
-            _text("、".join(_receivers(inst, names))),
+            series.subject,
+            series.grade,
+            names.school_of(inst.main_classroom_id),
+            names.room(inst.main_classroom_id),
+            _teacher(inst, names),
+            "、".join(_receivers(inst, names)),
             STATUS_ZH[inst.status],
             f"{moved:%Y-%m-%d %H:%M}" if moved else "",
-            _text(inst.cancel_reason),
+            inst.cancel_reason,
         ))
-    return ("\ufeff" + buf.getvalue()).encode("utf-8")
+    return csv_bytes(CSV_HEADERS, rows)

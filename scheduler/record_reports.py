@@ -43,7 +43,6 @@ its own receivers: its receiving classrooms and its home students.
 
 from __future__ import annotations
 
-import csv
 import enum
 import io
 from collections import defaultdict
@@ -57,7 +56,7 @@ from sqlalchemy.orm import Session
 
 from scheduler.access import Scope, school_clause
 from scheduler.errors import Forbidden, Invalid, NotFound
-from scheduler.exports import KIND_ZH, _text
+from scheduler.exports import KIND_ZH, cell, csv_bytes
 from scheduler.models import (
     Classroom,
     InstanceStatus,
@@ -803,8 +802,8 @@ def patrol_table(f: ReportFilter, p: PatrolReport) -> Table:
 
 
 def lessons_table(f: ReportFilter, lessons: Sequence[LessonRow]) -> Table:
-    rows = [[r.id, r.day.isoformat(), f"{r.starts_at:%H:%M}", f"{r.ends_at:%H:%M}", _text(r.title), KIND_ZH[r.kind],
-             _text(r.subject), OUTCOME_ZH[r.outcome], f"{r.actual_start:%H:%M:%S}" if r.actual_start else "",
+    rows = [[r.id, r.day.isoformat(), f"{r.starts_at:%H:%M}", f"{r.ends_at:%H:%M}", r.title, KIND_ZH[r.kind],
+             r.subject, OUTCOME_ZH[r.outcome], f"{r.actual_start:%H:%M:%S}" if r.actual_start else "",
              f"{r.actual_end:%H:%M:%S}" if r.actual_end else "", round(r.duration_s / 60, 1),
              "" if r.on_time is None else ("是" if r.on_time else "否"),
              "" if r.late_s is None else round(r.late_s / 60, 1), r.expected, r.attended, r.visits, r.evaluations]
@@ -822,9 +821,9 @@ def attendance_table(title: str, lines: Sequence[AttendanceLine]) -> Table:
     rows = []
     for a in lines:
         stays = "；".join(f"{_hm(b)}–{_hm(e) if e else '课堂结束'}" for b, e in a.sessions)
-        rows.append([a.instance_id, a.day.isoformat(), f"{a.starts_at:%H:%M}", f"{a.ends_at:%H:%M}", _text(a.title),
-                     KIND_ZH[a.kind], OUTCOME_ZH[a.outcome], ROLE_ZH.get(a.role, a.role), _text(a.school),
-                     _text(a.classroom), _text(a.person), "是" if a.expected else "否", _hm(a.first_join),
+        rows.append([a.instance_id, a.day.isoformat(), f"{a.starts_at:%H:%M}", f"{a.ends_at:%H:%M}", a.title,
+                     KIND_ZH[a.kind], OUTCOME_ZH[a.outcome], ROLE_ZH.get(a.role, a.role), a.school,
+                     a.classroom, a.person, "是" if a.expected else "否", _hm(a.first_join),
                      _hm(a.last_leave), round(a.present_s / 60, 1), a.disconnects, a.stage_count,
                      round(a.stage_s / 60, 1), stays])
     return Table(title, ("课次ID", "日期", "开始", "结束", "课程", "类型", "开课情况", "参与方", "学校", "教室",
@@ -833,29 +832,24 @@ def attendance_table(title: str, lines: Sequence[AttendanceLine]) -> Table:
 
 
 def to_csv(table: Table) -> bytes:
-    """UTF-8 with BOM (Excel shows the Chinese), CRLF; empty cells for None."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\r\n")
-    w.writerow(table.headers)
-    for row in table.rows:
-        w.writerow(["" if v is None else v for v in row])
-    return ("\ufeff" + buf.getvalue()).encode("utf-8")
+    """UTF-8 with BOM, CRLF, every cell defused (``exports.csv_bytes``)."""
+    return csv_bytes(table.headers, table.rows)
 
 
 def to_xlsx(table: Table) -> bytes:
-    """One sheet: headers in bold, frozen, numbers as numbers."""
+    """One sheet: headers in bold, frozen, numbers as numbers, every cell defused (``exports.cell``)."""
     from openpyxl import Workbook
     from openpyxl.styles import Font
 
     wb = Workbook()
     ws = wb.active
     ws.title = "报表"
-    ws.append(list(table.headers))
-    for cell in ws[1]:
-        cell.font = Font(bold=True)
+    ws.append([cell(h) for h in table.headers])
+    for header in ws[1]:
+        header.font = Font(bold=True)
     ws.freeze_panes = "A2"
     for row in table.rows:
-        ws.append(row)
+        ws.append([cell(v) for v in row])
     for i, h in enumerate(table.headers, 1):
         ws.column_dimensions[ws.cell(1, i).column_letter].width = max(10, min(40, len(h) * 2 + 4))
     buf = io.BytesIO()

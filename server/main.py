@@ -12,7 +12,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
@@ -20,6 +20,7 @@ from sqlalchemy import text
 
 from server import apidocs
 from server.api import errors
+from server.api.int_bounds import refuse_oversized_integers
 from server.api.main import api_router
 from signaling.endpoint import attach as attach_rooms
 from signaling.endpoint import router as signaling_router
@@ -105,7 +106,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
     app.state.recordings = recording_service
     app.state.ice_policy = ice_policy
     errors.install(app)
-    app.include_router(api_router, prefix="/api/v1")
+    # first of every route's dependencies: an integer parameter the database cannot hold is a 422
+    app.include_router(api_router, prefix="/api/v1", dependencies=[Depends(refuse_oversized_integers)])
     # The lesson WebSocket (full path /api/v1/lessons/{id}/ws); before the web mount at "/",
     # which would otherwise catch the upgrade request.
     app.include_router(signaling_router)

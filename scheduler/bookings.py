@@ -18,8 +18,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from scheduler import audit, clock
-from scheduler.access import Scope, require_school_admin
-from scheduler.conflicts import Slot, clashes_within, described, find_conflicts, internal_conflict_items
+from scheduler.access import Scope, instance_clause, require_school_admin
+from scheduler.conflicts import (
+    Slot,
+    clashes_within,
+    describe_item,
+    described,
+    find_conflicts,
+    internal_conflict_items,
+)
 from scheduler.errors import BellsMismatch, Conflict, ConflictItem, Forbidden, Invalid, InvalidState, NotFound
 from scheduler.models import (
     Classroom,
@@ -397,7 +404,7 @@ def prepare_series(session: Session, spec: SeriesSpec, *, actor: User, scope: Sc
         status = SeriesStatus.pending
     else:
         raise Forbidden("当前角色不能排课")
-    return PreparedSeries(spec, status, _checked_plan(session, spec, ctx, actor, not_before))
+    return PreparedSeries(spec, status, _checked_plan(session, spec, ctx, actor, not_before, scope=scope))
 
 
 def create_series(session: Session, spec: SeriesSpec, *, actor: User, scope: Scope,
@@ -423,18 +430,51 @@ def book_agreed_series(session: Session, spec: SeriesSpec, *, actor: User, reaso
 
 
 def _checked_plan(session: Session, spec: SeriesSpec, ctx: SeriesContext, actor: User,
-                  not_before: date | None) -> list[PlannedInstance]:
+                  not_before: date | None, *, scope: Scope | None = None) -> list[PlannedInstance]:
+    """``scope``: the caller's, when a refusal must show only what they may read (``_as_seen_by``)."""
     _validate(session, spec, ctx, actor)
     planned = plan_series(session, spec, ctx, not_before=not_before)
     try:
         _check_slots(session, planned)
     except Conflict as exc:
-        if all(i.week is not None for i in exc.items):
+        items = _as_seen_by(session, scope, exc.items, planned) if scope is not None else exc.items
+        if items is exc.items and all(i.week is not None for i in items):
             raise
         # clashes within the booking itself: their teaching weeks, for the weekly summary
         raise Conflict([i if i.week is not None else replace(i, week=week_of(ctx.calendar, i.day))
-                        for i in exc.items], field=exc.field or "periods") from None
+                        for i in items], field=exc.field or "periods") from None
     return planned
+
+
+def _as_seen_by(session: Session, scope: Scope, items: Sequence[ConflictItem],
+                planned: Sequence[PlannedInstance]) -> Sequence[ConflictItem]:
+    """A refusal's clashes as the caller may read them.
+
+    A clash with a lesson the caller may not see (``access.instance_clause``: another school's
+    timetable, a receiving classroom's or an assistant's other lessons) says only that the resource
+    is taken during the requested time — no title, lesson, series, teacher or periods, and the
+    requested slot's times rather than the other lesson's.  ``items`` itself when every clash is visible.
+    """
+    ids = {i.instance_id for i in items if i.kind == "clash" and i.instance_id is not None}
+    if not ids:
+        return items
+    visible = set(session.scalars(
+        select(LessonInstance.id).join(LessonSeries, LessonSeries.id == LessonInstance.series_id)
+        .where(LessonInstance.id.in_(ids), instance_clause(scope))))
+    if visible >= ids:
+        return items
+    out = []
+    for i in items:
+        if i.kind != "clash" or i.instance_id is None or i.instance_id in visible:
+            out.append(i)
+            continue
+        mine = next((s for p in planned for s in p.slots if s.resource_type.value == i.resource
+                     and s.resource_id == i.resource_id and s.starts_at < i.end and i.start < s.ends_at), None)
+        start, end = (mine.starts_at, mine.ends_at) if mine is not None else (i.start, i.end)
+        hidden = replace(i, instance_id=None, lesson_title=None, teacher_name=None, series_id=None, role=None,
+                         period_from=None, period_to=None, start=start, end=end, day=start.date())
+        out.append(replace(hidden, message=describe_item(hidden)))
+    return out
 
 
 def _write_series(session: Session, prepared: PreparedSeries, *, actor: User, action: str,

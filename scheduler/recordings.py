@@ -11,6 +11,9 @@
 - **Who sees what.** Admins by scope, researchers their region, teachers the
   lessons they may see, students only the famous-school lessons they are
   enrolled in (``scheduler.access.instance_clause``); terminals none.
+- **Composing a download.** Only those who may manage a recording (``may_manage``:
+  admins in scope, the lesson's teacher) start one (``require_composer``); every
+  reader downloads it once it exists.
 - **Retention.** ``expire`` deletes the files of recordings older than the
   retention and marks them ``expired``; the row stays for the records.
 
@@ -162,6 +165,13 @@ def may_manage(session: Session, scope: Scope, row: Recording) -> bool:
     inst = session.get(LessonInstance, row.instance_id)
     return inst is not None and scope.role is Role.teacher and scope.user_id in (inst.teacher_id,
                                                                                inst.series.main_teacher_id)
+
+
+def require_composer(session: Session, scope: Scope, row: Recording) -> None:
+    """Starting a one-MP4 composition (H.264 encoding on the server's cores) is for those who may manage
+    the recording (``may_manage``); any reader gets the composed file once it exists."""
+    if not may_manage(session, scope, row):
+        raise Forbidden("只有管理员和授课教师可以合成下载；合成完成后即可下载")
 
 
 @dataclass(frozen=True)

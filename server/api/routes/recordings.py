@@ -291,12 +291,14 @@ def recording_file(recording_id: int, name: str, session: SessionDep, settings: 
 @router.post("/{recording_id}/compose", response_model=ComposeOut, status_code=202)
 def compose_recording(recording_id: int, request: Request, session: SessionDep, scope: ScopeDep,
                       settings: SettingsDep) -> ComposeOut:
-    """Start composing the lesson as one MP4 (camera and screen picture-in-picture, with audio); poll the GET."""
+    """Start composing the lesson as one MP4 (camera and screen picture-in-picture, with audio); poll the GET.
+    Admins in scope and the lesson's teacher start it (others: 403); once composed, any reader gets the URL."""
     row = recordings.require_recording(session, scope, recording_id)
     if row.status is not RecordingStatus.ready:
         raise ApiError(409, "not_ready", "录播尚未就绪，无法合成下载")
     service = request.app.state.recordings
     if not row.composed_name:
+        recordings.require_composer(session, scope, row)
         service.compose(row)
     return _compose_out(request, settings, row)
 

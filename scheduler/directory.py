@@ -27,7 +27,7 @@ from sqlalchemy import ColumnElement, Select, exists, false, func, or_, select, 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from scheduler import audit, bookings
+from scheduler import audit, bookings, logins
 from scheduler.access import Scope, require_region, require_school, require_school_admin, school_clause
 from scheduler.errors import Forbidden, Invalid, InvalidState, NotFound
 from scheduler.models import (
@@ -452,6 +452,7 @@ def update_user(*, session: Session, scope: Scope, user_id: int, display_name: s
             raise ValueError("hasher is required to reset a password")
         user.password_hash = hasher(_password(password))
         user.token_version += 1
+        logins.clear_account(session, user.username)  # a locked-out user can sign in with the new one at once
         changes["password_reset"] = True
     session.flush()
     _record(session, scope, "user", user.id, "update", **changes)

@@ -3,7 +3,8 @@
 After ``Backoff.free`` failures under a key, further logins under it are refused
 until a wait has passed, and the wait doubles with each failure after that (up
 to ``max_wait``).  A successful login clears the account's count, not the
-address's (an attacker's own account must not clear it); a count whose last
+address's (an attacker's own account must not clear it), and so does an admin's
+password reset; a count whose last
 failure is older than ``forget_after`` starts over.  Account counts are kept
 whether or not the name exists, so refusals do not tell which names do.  Every
 failed password check is written to the audit trail (entity ``user``, action
@@ -124,8 +125,8 @@ def failed(session: Session, *, username: str, address: str, user_id: int | None
                           "blocked_until": max(blocked).isoformat() if blocked else None})
 
 
-def succeeded(session: Session, username: str) -> None:
-    """A successful login clears the account's count."""
+def clear_account(session: Session, username: str) -> None:
+    """Clear the account's count: after a successful login, or when an admin resets its password."""
     session.execute(delete(LoginThrottle).where(LoginThrottle.key == account_key(username)))
 
 

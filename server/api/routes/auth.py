@@ -55,7 +55,7 @@ def login(body: LoginIn, request: Request, session: SessionDep, settings: Settin
                       reason=reason, now=now)
         session.commit()  # kept although the request fails
         raise ApiError(401, "bad_credentials", "用户名或密码错误")
-    logins.succeeded(session, body.username)
+    logins.clear_account(session, body.username)
     ttl = settings.access_token_minutes * 60
     token = create_access_token(user.id, user.role.value, settings.effective_secret_key(), ttl,
                                 user.token_version)

@@ -75,6 +75,16 @@ def test_an_account_is_locked_after_five_failures_for_a_growing_wait(client, wor
     assert login(client, "teacher2", PASSWORD).status_code == 200
 
 
+def test_a_password_reset_by_an_admin_lets_a_locked_out_user_in_at_once(client, world, auth, clock):
+    for _ in range(logins.ACCOUNT.free):
+        assert_error(login(client, "teacher", "forgotten-password"), 401, "bad_credentials")
+    assert_error(login(client, "teacher", "forgotten-password"), 429, "too_many_attempts")
+    r = client.patch(f"{API}/users/{world.teacher.id}", json={"password": "New-password-3"},
+                     headers=auth(world.urban_admin))
+    assert r.status_code == 200, r.text
+    assert login(client, "teacher", "New-password-3").status_code == 200
+
+
 def test_an_unknown_name_is_locked_like_a_real_one(client, world, clock):
     for _ in range(logins.ACCOUNT.free):
         assert_error(login(client, "no-such-user", "wrong-password"), 401, "bad_credentials")

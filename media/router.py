@@ -22,7 +22,7 @@ from aiortc import sdp as aiortc_sdp
 from aiortc.exceptions import InvalidStateError
 
 from media.consumer import Consumer
-from media.ice import IcePolicy
+from media.ice import IcePolicy, SdpRejected
 from media.producer import Producer, ProducerStream
 from media.recorder import RoomRecorder
 from media.rtp import URI_MID, URI_REPAIRED_RID, URI_RID, read_extension_str
@@ -243,8 +243,10 @@ class Router:
             return
         try:
             await transport.add_candidate(candidate, sdp_mid, sdp_mline_index)
-        except ValueError as exc:
+        except SdpRejected as exc:  # outside the allowed networks: refused like in SDP
             raise RouterError("bad_sdp", str(exc)[:200]) from None
+        except ValueError as exc:  # not a candidate line, or aiortc refused it
+            raise RouterError("bad_candidate", str(exc)[:200]) from None
 
     def pause_producer(self, producer_id: str, paused: bool) -> None:
         producer = self.producers.get(producer_id)

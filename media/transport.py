@@ -27,9 +27,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pylibsrtp
-from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
+from aiortc import RTCIceCandidate, RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
 from aiortc.codecs import get_capabilities
-from aiortc.sdp import candidate_from_sdp
 from aiortc.rtcrtpparameters import RTCRtpReceiveParameters, RTCRtpSendParameters
 from aiortc.rtp import (
     RTCP_PSFB_APP,
@@ -50,6 +49,7 @@ from aiortc.clock import current_ntp_time
 
 from media import demux
 from media.bwe import PROBE_DELIVERED, PROBE_GRACE_S
+from media.candidate import Candidate
 from media.gcc import PacketResult, SendSideEstimator, probe_delivery
 from media.ice import IcePolicy, SdpRejected, check_remote_sdp, filter_local_sdp, rtc_configuration
 from media.nack_generator import MIN_RETRY_S, REORDER_WAIT_S, pack_nack
@@ -530,13 +530,15 @@ class WebRtcTransport:
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=checked, type="answer"))
 
     async def add_candidate(self, candidate: str, sdp_mid: str | None, sdp_mline_index: int | None) -> None:
-        line = candidate[len("candidate:"):] if candidate.startswith("candidate:") else candidate
-        parsed = candidate_from_sdp(line)
-        if not self.policy.address_allowed(parsed.ip):
-            raise SdpRejected(f"candidate address {parsed.ip} is not allowed")
-        parsed.sdpMid = sdp_mid
-        parsed.sdpMLineIndex = sdp_mline_index
-        await self.pc.addIceCandidate(parsed)
+        """A trickled candidate line; a malformed one raises ``ValueError`` (``media.candidate``), one outside
+        the policy ``SdpRejected``."""
+        c = Candidate.parse(candidate)
+        if not self.policy.address_allowed(c.address):
+            raise SdpRejected(f"candidate address {c.address} is not allowed")
+        await self.pc.addIceCandidate(RTCIceCandidate(
+            component=c.component, foundation=c.foundation, ip=c.address, port=c.port, priority=c.priority,
+            protocol=c.transport, type=c.type, relatedAddress=c.related_address, relatedPort=c.related_port,
+            sdpMid=sdp_mid, sdpMLineIndex=sdp_mline_index, tcpType=c.tcp_type))
 
     # ------------------------------------------------------------------ RTCP
 

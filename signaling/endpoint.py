@@ -364,7 +364,9 @@ async def _read(ws: WebSocket, conn: Connection, instance_id: int, state: dict[s
             return
         try:
             msg = parse_client_message(raw)
-        except ProtocolError as exc:
+        except ProtocolError as exc:  # one line, no traceback: the client's mistake, not the server's
+            log.info("signaling: lesson %s, participant %s: frame refused, %s (request %r): %r",
+                     instance_id, participant.participant_id, exc.code.value, exc.request_id, exc.message_zh)
             participant.send(Error(code=exc.code, message=exc.message_zh, request_id=exc.request_id))
             continue
         try:

@@ -77,7 +77,9 @@ RECORDED_SOURCES = ("camera", "screen", "microphone")
 MEDIA_TOPIC = "media"
 """Bus topic of link-quality samples (for the online-teaching records)."""
 
-_ERRORS = {"bad_sdp": ErrorCode.bad_sdp, "not_allowed": ErrorCode.not_allowed}
+_ERRORS = {"bad_sdp": ErrorCode.bad_sdp, "bad_candidate": ErrorCode.bad_candidate, "not_allowed": ErrorCode.not_allowed}
+_REFUSED = {ErrorCode.bad_sdp: "SDP 无法应用，请重新协商", ErrorCode.bad_candidate: "ICE 候选地址无法使用"}
+"""The zh-CN text of a refused media request by code; any other: the media service is unavailable."""
 
 
 def producer_id(participant_id: str, source: TrackSource | str) -> str:
@@ -128,7 +130,7 @@ class LessonMedia:
                 log.info("lesson %s: media request refused: %s %s", self.instance_id, exc.code, exc)
                 if p is not None and self.room is not None:
                     code = _ERRORS.get(exc.code, ErrorCode.internal)
-                    message = "SDP 无法应用，请重新协商" if code is ErrorCode.bad_sdp else "媒体服务暂时不可用，请稍后重试"
+                    message = _REFUSED.get(code, "媒体服务暂时不可用，请稍后重试")
                     self.room.error(p, code, message, rid)
             except Exception:
                 log.exception("lesson %s: media request failed", self.instance_id)

@@ -34,8 +34,12 @@ from pydantic import (
     StringConstraints,
     TypeAdapter,
     ValidationError,
+    field_validator,
     model_validator,
 )
+
+from media.candidate import MAX_CHARS as CANDIDATE_MAX_CHARS
+from media.candidate import Candidate
 
 PROTOCOL_VERSION = 1
 """Bumped on any change a client of the previous version could not follow."""
@@ -115,6 +119,9 @@ class ErrorCode(StrEnum):
     """The lesson's room has closed."""
     bad_sdp = "bad_sdp"
     """The SDP could not be applied."""
+    bad_candidate = "bad_candidate"
+    """An ``ice_candidate`` that is malformed: a field missing or of the wrong type, or a candidate line that
+    is not RFC 8839 grammar (``media.candidate``)."""
     rate_limited = "rate_limited"
     """Too many messages (chat, raise hand, ...) in a short time."""
     internal = "internal"
@@ -291,9 +298,24 @@ class IceCandidate(_ClientBase):
 
     type: Literal["ice_candidate"] = "ice_candidate"
     target: PeerTarget
-    candidate: Annotated[str, StringConstraints(max_length=2048)] | None
+    candidate: Annotated[str, StringConstraints(max_length=CANDIDATE_MAX_CHARS)] | None
+    """An RFC 8839 candidate line (``candidate:...``, checked by ``media.candidate.Candidate.parse``);
+    ``null`` or ``""`` ends the candidates."""
     sdp_mid: Annotated[str, StringConstraints(max_length=32)] | None = None
     sdp_mline_index: int | None = Field(None, ge=0, le=1023)
+
+    @field_validator("candidate")
+    @classmethod
+    def _candidate_parses(cls, value: str | None) -> str | None:
+        if value:
+            Candidate.parse(value)  # ValueError: a validation error of this field
+        return value
+
+    @model_validator(mode="after")
+    def _a_candidate_names_its_line(self) -> IceCandidate:
+        if self.candidate and self.sdp_mid is None and self.sdp_mline_index is None:
+            raise ValueError("a candidate needs sdp_mid or sdp_mline_index")
+        return self
 
 
 class Publish(_ClientBase):
@@ -505,9 +527,24 @@ class ServerIceCandidate(_ServerBase):
 
     type: Literal["ice_candidate"] = "ice_candidate"
     target: PeerTarget
-    candidate: Annotated[str, StringConstraints(max_length=2048)] | None
+    candidate: Annotated[str, StringConstraints(max_length=CANDIDATE_MAX_CHARS)] | None
+    """An RFC 8839 candidate line (``candidate:...``, checked by ``media.candidate.Candidate.parse``);
+    ``null`` or ``""`` ends the candidates."""
     sdp_mid: Annotated[str, StringConstraints(max_length=32)] | None = None
     sdp_mline_index: int | None = Field(None, ge=0, le=1023)
+
+    @field_validator("candidate")
+    @classmethod
+    def _candidate_parses(cls, value: str | None) -> str | None:
+        if value:
+            Candidate.parse(value)  # ValueError: a validation error of this field
+        return value
+
+    @model_validator(mode="after")
+    def _a_candidate_names_its_line(self) -> IceCandidate:
+        if self.candidate and self.sdp_mid is None and self.sdp_mline_index is None:
+            raise ValueError("a candidate needs sdp_mid or sdp_mline_index")
+        return self
 
 
 class OnStageChanged(_ServerBase):
@@ -702,9 +739,10 @@ def parse_client_message(raw: str | bytes) -> ClientMessage:
         return client_adapter.validate_python(obj)
     except ValidationError as exc:
         first = exc.errors(include_url=False, include_input=False)[0]
-        raise ProtocolError(
-            ErrorCode.bad_message, f"消息字段不合法：{_field_path(tuple(first['loc']))[:80]}", request_id,
-        ) from None
+        field = _field_path(tuple(first["loc"]))[:80]
+        if kind == "ice_candidate":
+            raise ProtocolError(ErrorCode.bad_candidate, f"ICE 候选地址不合法：{field}", request_id) from None
+        raise ProtocolError(ErrorCode.bad_message, f"消息字段不合法：{field}", request_id) from None
 
 
 # --------------------------------------------------------------------------- role rules

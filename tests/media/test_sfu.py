@@ -372,7 +372,8 @@ def test_trickled_candidates_are_checked_against_the_allowed_networks(lesson: Le
                                     "sdp_mid": "0", "sdp_mline_index": 0})
         assert reply["type"] == "ack"
         with pytest.raises(LessonError) as refused:  # nothing to add it to yet
-            await main.request({"type": "ice_candidate", "target": "subscriber", "candidate": loopback})
+            await main.request({"type": "ice_candidate", "target": "subscriber", "candidate": loopback,
+                                "sdp_mid": "0"})
         assert refused.value.code == "bad_sdp"
 
     lesson.play(scenario)

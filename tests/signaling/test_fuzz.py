@@ -18,11 +18,13 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 from starlette.websockets import WebSocketDisconnect
 
+from media.candidate import Candidate
 from signaling.messages import (
     CLIENT_TYPES,
     MAX_FRAME_BYTES,
     SERVER_TYPES,
     ErrorCode,
+    IceCandidate,
     Join,
     Leave,
     LessonRole,
@@ -118,9 +120,28 @@ valid = st.sampled_from([
 ]).map(json.dumps)
 as_binary = st.one_of(wrong_fields(), valid, wrong_role).map(str.encode)
 
+# ice_candidate: broken candidate lines (cut, fields swapped or out of range, garbage), wrong types, missing fields
+_CANDIDATE = "candidate:1 1 udp 2122260223 127.0.0.1 54400 typ host generation 0"
+candidate_lines = st.one_of(
+    st.builds(lambda n: _CANDIDATE[:n], st.integers(0, len(_CANDIDATE))),
+    st.builds(lambda i, v: " ".join(v if k == i else b for k, b in enumerate(_CANDIDATE.split(" "))),
+              st.integers(0, 9), st.sampled_from(["", "x", "-1", "99999999", "4294967296", "::zz", "1.2.3.4.5",
+                                                  "typ", "\u0000", "é", "999.1.1.1", "a..b", "-a.local"])),
+    st.text(max_size=60), st.just("candidate:1 1 udp 1 127.0.0.1 54400 typ srflx raddr"),
+)
+candidate_fields = st.fixed_dictionaries({}, optional={
+    "target": st.sampled_from(["publisher", "subscriber"]) | json_values,
+    "candidate": candidate_lines | json_values,
+    "sdp_mid": st.sampled_from(["0", "1"]) | json_values,
+    "sdp_mline_index": st.integers(-2, 2) | json_values,
+    "request_id": request_ids,
+})
+ice_candidates = candidate_fields.map(lambda f: json.dumps({"type": "ice_candidate", **f}))
+
 frames = st.one_of(
     json_values.map(json.dumps), wrong_fields(), huge_numbers, deep, deep_bare, lone_surrogates, invalid_utf8,
     oversized, wrong_role, valid, as_binary, st.text(max_size=100), st.sampled_from(["", " ", "{", "null", "[]"]),
+    ice_candidates,
 )
 
 # ----------------------------------------------------------------------------- the endpoint under fire
@@ -322,3 +343,19 @@ def test_mutated_valid_frames_parse_or_raise_protocol_error(raw: str | bytes) ->
 @given(st.sampled_from(sorted(CLIENT_TYPES)), st.dictionaries(st.sampled_from(FIELDS), json_values, max_size=8))
 def test_every_type_with_random_fields(kind: str, fields: dict[str, Any]) -> None:
     _only_protocol_error(json.dumps({**fields, "type": kind}))
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(ice_candidates)
+def test_a_malformed_ice_candidate_is_bad_candidate(raw: str) -> None:
+    """Whatever is wrong with an ``ice_candidate`` (a field missing or of the wrong type, a line that is not a
+    candidate), the answer is ``bad_candidate``; what passes carries a candidate line the SFU can parse."""
+    try:
+        msg = parse_client_message(raw)
+    except ProtocolError as err:
+        assert err.code is ErrorCode.bad_candidate, (raw, err)
+        return
+    assert isinstance(msg, IceCandidate)
+    if msg.candidate:
+        Candidate.parse(msg.candidate)
+        assert msg.sdp_mid is not None or msg.sdp_mline_index is not None

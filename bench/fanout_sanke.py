@@ -78,9 +78,8 @@ def prepare(data_dir: Path, subscribers: int) -> dict[str, Any]:
 
 
 def serve(data_dir: Path, port: int) -> None:
-    import uvicorn
-
     from server.main import create_app
+    from server.serving import serve as serve_app
 
     import logging
 
@@ -88,7 +87,7 @@ def serve(data_dir: Path, port: int) -> None:
     for name in ("signaling", "media"):  # what the server decides about media is worth seeing in a run
         logging.getLogger(name).setLevel(logging.INFO)
     app = create_app(_settings(data_dir), migrate=False, run_lifecycle=False)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+    serve_app(app, host="127.0.0.1", port=port, log_level="warning")
 
 
 class SankeTarget:

@@ -174,9 +174,8 @@ def serve(data_dir: Path, address: str, subnet: str, port: int) -> None:
     """The SanKe app (as ``sanke serve`` builds it) plus ``GET /bench/dump?router=…``."""
     import logging
 
-    import uvicorn
-
     from server.main import create_app
+    from server.serving import serve as serve_app
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s sanke %(name)s: %(message)s")
     app = create_app(_settings(data_dir, address, subnet), migrate=False, run_lifecycle=False)
@@ -188,7 +187,7 @@ def serve(data_dir: Path, address: str, subnet: str, port: int) -> None:
 
     app.router.routes.insert(0, app.router.routes.pop())  # before the pages' catch-all
 
-    uvicorn.run(app, host=address, port=port, log_level="warning")
+    serve_app(app, host=address, port=port, log_level="warning")
 
 
 def media_tracks() -> tuple[Any, Any]:

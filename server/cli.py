@@ -30,10 +30,9 @@ def serve_settings(args: argparse.Namespace) -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from media.ice import is_loopback_host
     from server.main import create_app
+    from server.serving import serve
 
     settings = serve_settings(args)
     try:
@@ -53,7 +52,7 @@ def _serve(args: argparse.Namespace) -> int:
         print("只有本机可以访问（音视频也只走本机回环地址）；让其他电脑接入请设置 SANKE_HOST，"
               "见 docs/operations.md。")
     sys.stdout.flush()
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    serve(app, host=host, port=port, log_level="info")
     return 0
 
 

@@ -12,14 +12,19 @@ Wiring (done by the app, not here)::
     app.state.media_factory = make_media    # optional, before or after attach: Callable[[int], RoomMedia]
 
 Per connection: a reader task (frames → ``Room.handle``) and a writer task
-(outbound queue → frames); when either ends the other is cancelled.  The first
-message must be a ``join`` within ``JOIN_TIMEOUT_S``; a refused join gets
-``error`` and the socket is closed with one of the close codes of
-``signaling.room`` (4000 protocol, 4001 token, 4003 not allowed, 4004 room not
-open/closed).  A join token admits once: its id is remembered
+(outbound queue → frames); when either ends the other is cancelled.  Before
+anything is read, the client address must pass ``signaling.gate.AddressGate``
+(``app.state.signaling_gate``: unjoined sockets and new sockets per address), else
+the socket is closed with 4029.  The first message must be a ``join`` within
+``JOIN_TIMEOUT_S``; a refused join gets ``error`` and the socket is closed with one
+of the close codes of ``signaling.room`` (4000 protocol, 4001 token, 4003 not
+allowed, 4004 room not open/closed).  A join token admits once: its id is remembered
 (``scheduler.join_tokens``) with the session it created, and presented again it
 only resumes that session; a token of a deactivated user, or one issued before
-the user's ``token_version`` was bumped, is refused.
+the user's ``token_version`` was bumped, is refused.  Frames larger than
+``MAX_FRAME_BYTES`` are refused by the WebSocket layer before they are buffered
+(``server.serving``: close 1009); the check here (``too_large``) is for servers
+started otherwise.
 
 ``seq`` belongs to the session (``signaling.room.Participant``), which stamps and
 keeps what it is sent; only the errors before ``joined`` are numbered by the
@@ -50,6 +55,7 @@ from scheduler.directory import ACCOUNT_TOPIC
 from scheduler.join_tokens import Claim
 from scheduler.lifecycle import TOPIC, room_is_open
 from scheduler.models import LessonInstance, ReceiverMode, SeriesReceiver, User
+from server.core.config import Settings
 from server.core.security import JoinClaims, TokenError, decode_join_token
 from signaling.messages import (
     Error,
@@ -61,6 +67,7 @@ from signaling.messages import (
     ProtocolError,
     parse_client_message,
 )
+from signaling.gate import AddressGate, Slot
 from signaling.room import (
     CLOSE_AUTH,
     CLOSE_INTERNAL,
@@ -68,6 +75,7 @@ from signaling.room import (
     CLOSE_PROTOCOL,
     CLOSE_ROOM_NOT_OPEN,
     CLOSE_TIMEOUT,
+    CLOSE_TOO_MANY,
     PING_TIMEOUT_S,
     MediaFactory,
     NullMedia,
@@ -84,6 +92,7 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 JOIN_TIMEOUT_S = 10.0
+REFUSALS_LOG_EVERY_S = 60.0
 MAX_OUTBOX = 1000
 """Messages queued for a client that does not read; beyond it the connection is closed."""
 
@@ -101,11 +110,13 @@ def _media_factory(app: FastAPI) -> MediaFactory:
 
 def attach(app: FastAPI) -> RoomRegistry:
     """Create the registry, subscribe it to lifecycle and account events (a deactivated user's sessions
-    end at once) and store it on ``app.state.rooms``.
+    end at once) and store it on ``app.state.rooms``; the address gate on ``app.state.signaling_gate``
+    (from ``app.state.settings``).
 
     Its rooms write their events to ``app.state.eventlog`` when the app has one."""
     registry = RoomRegistry(_media_factory(app), journal=getattr(app.state, "eventlog", None))
     app.state.rooms = registry
+    app.state.signaling_gate = _new_gate(app)
     unsubscribe = [app.state.bus.subscribe(TOPIC, registry.on_event),
                    app.state.bus.subscribe(ACCOUNT_TOPIC, registry.on_account_event)]
 
@@ -299,6 +310,32 @@ def _ice_servers(ws: WebSocket, user_id: int) -> list[IceServer]:
     return [IceServer.model_validate(d) for d in browser_ice_servers(policy, user_id)]
 
 
+def _new_gate(app: FastAPI) -> AddressGate:
+    settings = getattr(app.state, "settings", None) or Settings()
+    return AddressGate(settings.signaling_unjoined_per_address, settings.signaling_connects_per_address_per_minute)
+
+
+def _gate(ws: WebSocket) -> AddressGate:
+    gate = getattr(ws.app.state, "signaling_gate", None)
+    if gate is None:  # not attached
+        gate = ws.app.state.signaling_gate = _new_gate(ws.app)
+    return gate
+
+
+_TOO_MANY_REASON = "同一地址的连接过多，请稍后重试"
+_refused = {"count": 0, "logged_at": -REFUSALS_LOG_EVERY_S}
+
+
+def _log_refusal(why: str, address: str | None) -> None:
+    """One WARNING per ``REFUSALS_LOG_EVERY_S`` at most, with how many sockets were refused since the last."""
+    _refused["count"] += 1
+    now = asyncio.get_running_loop().time()
+    if now - _refused["logged_at"] >= REFUSALS_LOG_EVERY_S:
+        log.warning("signaling: refused %d socket(s) before join (last: %s from %s); see "
+                    "SANKE_SIGNALING_UNJOINED_PER_ADDRESS", _refused["count"], why, address)
+        _refused["count"], _refused["logged_at"] = 0, now
+
+
 def _registry(ws: WebSocket) -> RoomRegistry:
     registry = getattr(ws.app.state, "rooms", None)
     if registry is None:  # not attached: rooms work, bus events do not reach them
@@ -351,6 +388,7 @@ async def _read(ws: WebSocket, conn: Connection, instance_id: int, state: dict[s
                                         participant.participant_id)
             except Exception:  # the token stays used and bound to nothing: it admits nobody again
                 log.exception("signaling: binding a join token in lesson %s failed", instance_id)
+        state["slot"].release()  # joined: no longer one of its address's unjoined sockets
         break
     # --- joined: every reply goes through the session, which numbers and keeps it
     while True:
@@ -382,9 +420,23 @@ async def _read(ws: WebSocket, conn: Connection, instance_id: int, state: dict[s
 
 @router.websocket("/api/v1/lessons/{instance_id}/ws")
 async def lesson_ws(websocket: WebSocket, instance_id: int) -> None:
+    address = websocket.client.host if websocket.client is not None else None
+    slot = _gate(websocket).enter(address)
     await websocket.accept()
+    if not isinstance(slot, Slot):  # accepted only to say why: a refused handshake tells a browser nothing
+        _log_refusal(slot, address)
+        with contextlib.suppress(Exception):
+            await websocket.close(CLOSE_TOO_MANY, _TOO_MANY_REASON)
+        return
+    try:
+        await _serve(websocket, instance_id, slot)
+    finally:
+        slot.release()
+
+
+async def _serve(websocket: WebSocket, instance_id: int, slot: Slot) -> None:
     conn = Connection(websocket)
-    state: dict[str, Any] = {}
+    state: dict[str, Any] = {"slot": slot}
     reader = asyncio.create_task(_read(websocket, conn, instance_id, state))
     writer = asyncio.create_task(conn.writer())
     try:

@@ -116,6 +116,8 @@ CLOSE_ROOM_NOT_OPEN = 4004
 CLOSE_TIMEOUT = 4008
 """No message within ``ping_timeout_s``, or the client does not read its messages."""
 CLOSE_REPLACED = 4009
+CLOSE_TOO_MANY = 4029
+"""Too many sockets from the client's address that have not joined, or new ones too fast: retry later."""
 CLOSE_INTERNAL = 1011
 
 _CLOSE_FOR_LEAVE = {

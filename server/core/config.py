@@ -71,6 +71,15 @@ class Settings(BaseSettings):
     join_token_seconds: int = 120
     """Join tokens are short-lived: a client asks for one right before connecting."""
 
+    signaling_unjoined_per_address: int = Field(default=20, ge=1)
+    """Lesson WebSockets one client address (an IPv6 /64) may hold open before they sent ``join``
+    (``SANKE_SIGNALING_UNJOINED_PER_ADDRESS``); more are closed with 4029. Behind a reverse proxy the
+    address is the one the proxy forwards (uvicorn's ``--forwarded-allow-ips``)."""
+
+    signaling_connects_per_address_per_minute: int = Field(default=120, ge=1)
+    """New lesson WebSockets per client address per minute, in bursts of as many (a school behind
+    one NAT address reconnecting all its classrooms at once); beyond it they are closed with 4029."""
+
     feed_token_days: int = 365
     """Lifetime of a calendar-feed token (read-only, only for the .ics feeds, revocable)."""
 

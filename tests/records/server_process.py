@@ -11,10 +11,9 @@ import logging
 import sys
 from pathlib import Path
 
-import uvicorn
-
 from server.core.config import Settings
 from server.main import create_app
+from server.serving import serve
 from tests.conftest import TEST_SECRET
 
 
@@ -27,7 +26,7 @@ def main() -> None:
     data_dir, port = Path(sys.argv[1]), int(sys.argv[2])
     logging.basicConfig(level=logging.WARNING)
     app = create_app(settings(data_dir), migrate=True, run_lifecycle=False)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+    serve(app, host="127.0.0.1", port=port, log_level="warning")
 
 
 if __name__ == "__main__":

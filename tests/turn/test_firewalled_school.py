@@ -31,6 +31,7 @@ import uvicorn
 from media.ice import IcePolicy
 from scheduler.models import LessonInstance
 from server.core.config import Settings
+from server.serving import uvicorn_config
 from signaling.client import LessonClient
 from tests.conftest import TEST_SECRET
 from tests.media.sfu_helpers import RED, ColorTrack
@@ -134,7 +135,7 @@ class School:
     def start(self, session_factory: Any, folder: Path) -> None:
         self.server_ns.start_loop()
         self.coturn = Coturn(self.lab, folder / "coturn", TURN_SECRET)
-        config = uvicorn.Config(self.app, host=SFU_IP, port=HTTP_PORT, log_level="warning", lifespan="on")
+        config = uvicorn_config(self.app, host=SFU_IP, port=HTTP_PORT, log_level="warning", lifespan="on")
         self.uvicorn = uvicorn.Server(config)
         self._served = run_in_netns(self.lab.server, self.uvicorn.run, "uvicorn-in-server-ns")
         wait_tcp(self.server_ns, SFU_IP, HTTP_PORT, timeout=30)

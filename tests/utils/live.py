@@ -10,6 +10,8 @@ from contextlib import contextmanager
 
 import uvicorn
 
+from server.serving import uvicorn_config
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -20,7 +22,7 @@ def free_port() -> int:
 @contextmanager
 def live_server(app) -> Iterator[str]:  # type: ignore[no-untyped-def]
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    config = uvicorn_config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -323,17 +323,6 @@ def _gate(ws: WebSocket) -> AddressGate:
 
 
 _TOO_MANY_REASON = "同一地址的连接过多，请稍后重试"
-_refused = {"count": 0, "logged_at": -REFUSALS_LOG_EVERY_S}
-
-
-def _log_refusal(why: str, address: str | None) -> None:
-    """One WARNING per ``REFUSALS_LOG_EVERY_S`` at most, with how many sockets were refused since the last."""
-    _refused["count"] += 1
-    now = asyncio.get_running_loop().time()
-    if now - _refused["logged_at"] >= REFUSALS_LOG_EVERY_S:
-        log.warning("signaling: refused %d socket(s) before join (last: %s from %s); see "
-                    "SANKE_SIGNALING_UNJOINED_PER_ADDRESS", _refused["count"], why, address)
-        _refused["count"], _refused["logged_at"] = 0, now
 
 
 def _registry(ws: WebSocket) -> RoomRegistry:
@@ -424,7 +413,10 @@ async def lesson_ws(websocket: WebSocket, instance_id: int) -> None:
     slot = _gate(websocket).enter(address)
     await websocket.accept()
     if not isinstance(slot, Slot):  # accepted only to say why: a refused handshake tells a browser nothing
-        _log_refusal(slot, address)
+        refused = _gate(websocket).refusals_to_report(REFUSALS_LOG_EVERY_S)
+        if refused:  # one line a minute at most, however many are refused
+            log.warning("signaling: refused %d socket(s) before join (last: %s from %s); see "
+                        "SANKE_SIGNALING_UNJOINED_PER_ADDRESS", refused, slot, address)
         with contextlib.suppress(Exception):
             await websocket.close(CLOSE_TOO_MANY, _TOO_MANY_REASON)
         return

@@ -69,6 +69,8 @@ class AddressGate:
         self._clock = clock
         self._addresses: dict[str, _Address] = {}
         self._admitted = 0
+        self._refused = 0
+        self._reported_at: float | None = None
 
     def enter(self, host: str | None) -> Slot | str:
         """A ``Slot`` for a new socket from ``host``, or why not: ``"too_many"`` (unjoined sockets) or
@@ -82,8 +84,10 @@ class AddressGate:
             entry.tokens = min(self.burst, entry.tokens + (now - entry.at) * self.rate)
             entry.at = now
         if entry.unjoined >= self.max_unjoined:
+            self._refused += 1
             return "too_many"
         if entry.tokens < 1.0:
+            self._refused += 1
             return "too_fast"
         entry.tokens -= 1.0
         entry.unjoined += 1
@@ -91,6 +95,15 @@ class AddressGate:
         if self._admitted % _FORGET_EVERY == 0:
             self._forget_idle(now)
         return Slot(self, key)
+
+    def refusals_to_report(self, every_s: float) -> int:
+        """How many sockets were refused since the last report, if one is due (``every_s`` after it), else 0:
+        what a log line says without one line per refused socket."""
+        now = self._clock()
+        if not self._refused or (self._reported_at is not None and now - self._reported_at < every_s):
+            return 0
+        count, self._refused, self._reported_at = self._refused, 0, now
+        return count
 
     def unjoined(self, host: str | None) -> int:
         entry = self._addresses.get(address_key(host))

@@ -269,6 +269,19 @@ def test_the_gate_comes_from_the_settings_and_counts_ipv6_by_its_64(settings: Se
     assert address_key("192.0.2.7") != address_key("192.0.2.8")
 
 
+def test_refusals_are_reported_once_a_minute_at_most() -> None:
+    clock = _Clock()
+    g = AddressGate(max_unjoined=1, per_minute=60, clock=clock)
+    assert not isinstance(g.enter("192.0.2.1"), str)
+    assert [g.enter("192.0.2.1") for _ in range(3)] == ["too_many"] * 3
+    assert (g.refusals_to_report(60.0), g.refusals_to_report(60.0)) == (3, 0)
+    g.enter("192.0.2.1")
+    clock.now += 30
+    assert g.refusals_to_report(60.0) == 0
+    clock.now += 30
+    assert g.refusals_to_report(60.0) == 1
+
+
 def test_the_gate_forgets_idle_addresses() -> None:
     clock = _Clock()
     g = AddressGate(max_unjoined=2, per_minute=60, clock=clock)

@@ -39,8 +39,11 @@ def _free_port() -> int:
 def _settings(data_dir: Path) -> Any:
     from server.core.config import Settings
 
+    # every subscriber connects from 127.0.0.1, as fast as it can: no per-address bound on new sockets
     return Settings(data_dir=data_dir, database_url=f"sqlite:///{data_dir}/sanke.db", secret_key=SECRET,
-                    ice_host_addresses="127.0.0.2", ice_allowed_networks="127.0.0.0/8", media_workers=1)
+                    ice_host_addresses="127.0.0.2", ice_allowed_networks="127.0.0.0/8", media_workers=1,
+                    signaling_unjoined_per_address=MAX_SUBSCRIBERS + 1,
+                    signaling_connects_per_address_per_minute=100 * MAX_SUBSCRIBERS)
 
 
 def prepare(data_dir: Path, subscribers: int) -> dict[str, Any]:

@@ -645,6 +645,8 @@ class AttendanceLine:
     classroom_id: int | None = None
     user_id: int | None = None
     """The row's classroom (main, receiving) or home student: names repeat across schools, ids do not."""
+    uncertain_s: int = 0
+    """How much longer than ``present_s`` sessions cut by a server crash may have lasted."""
 
 
 def _sessions(session: Session, ids: Sequence[int]) -> dict[tuple[int, str, int], list[tuple[datetime, datetime | None]]]:
@@ -724,7 +726,7 @@ def attendance_lines(session: Session, scope: Scope, lessons: Sequence[LessonRow
             outcome=r.outcome, role=a.role, school=school, classroom=room, person=person, expected=expected,
             first_join=a.first_join, last_leave=a.last_leave, present_s=a.present_s, disconnects=a.disconnects,
             stage_count=a.stage_count, stage_s=a.stage_s, sessions=stays.get((r.id, a.role, unit or 0), []),
-            classroom_id=a.classroom_id, user_id=a.user_id))
+            classroom_id=a.classroom_id, user_id=a.user_id, uncertain_s=a.uncertain_s))
     return out
 
 
@@ -824,11 +826,12 @@ def attendance_table(title: str, lines: Sequence[AttendanceLine]) -> Table:
         rows.append([a.instance_id, a.day.isoformat(), f"{a.starts_at:%H:%M}", f"{a.ends_at:%H:%M}", a.title,
                      KIND_ZH[a.kind], OUTCOME_ZH[a.outcome], ROLE_ZH.get(a.role, a.role), a.school,
                      a.classroom, a.person, "是" if a.expected else "否", _hm(a.first_join),
-                     _hm(a.last_leave), round(a.present_s / 60, 1), a.disconnects, a.stage_count,
+                     _hm(a.last_leave), round(a.present_s / 60, 1), round(a.uncertain_s / 60, 1), a.disconnects,
+                     a.stage_count,
                      round(a.stage_s / 60, 1), stays])
     return Table(title, ("课次ID", "日期", "开始", "结束", "课程", "类型", "开课情况", "参与方", "学校", "教室",
-                         "学生/教师", "应到", "首次进入", "最后离开", "在线分钟", "掉线次数", "上台次数", "上台分钟",
-                         "进出记录"), rows)
+                         "学生/教师", "应到", "首次进入", "最后离开", "在线分钟", "不确定分钟(服务器中断)", "掉线次数",
+                         "上台次数", "上台分钟", "进出记录"), rows)
 
 
 def to_csv(table: Table) -> bytes:

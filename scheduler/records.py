@@ -24,6 +24,13 @@ Rules (what a district bureau asks of a lesson):
   ``POOR_RTT_MS`` counts for the time until the next sample, at most
   ``SAMPLE_SPAN_S``).
 
+* **Uncertain time.** A session cut by a server crash has no end of its own;
+  on the next start it is ended at its last event (``scheduler.presence``:
+  the event log marks open sessions periodically), and its ``leave`` carries
+  ``uncertain_s``, how much longer it may have lasted unseen.  Attendance and
+  the main classroom's duration report the sum of those seconds
+  (``uncertain_s``, included in neither ``present_s`` nor ``duration_s``).
+
 Speaking time is not measured (the SFU forwards audio without decoding it), so
 it is not reported rather than guessed.
 """
@@ -83,6 +90,8 @@ class Attendance:
     rtt_p95_ms: float | None = None
     poor_link_s: int = 0
     link_samples: int = 0
+    uncertain_s: int = 0
+    """How much longer than ``present_s`` it may have been present (sessions cut by a crash)."""
     timeline: list[LinkSample] = field(default_factory=list)
     expected: bool = False
     """Booked into the lesson (a receiving classroom of the series or an enrolled student)."""
@@ -100,6 +109,8 @@ class Record:
     late_s: int | None
     on_time: bool | None
     attendance: list[Attendance]
+    uncertain_s: int = 0
+    """How much longer than ``duration_s`` the main classroom may have published (cut by a crash)."""
 
     @property
     def expected_receivers(self) -> int:
@@ -158,8 +169,16 @@ def _intervals(events: list[SessionEvent], opens: set[EventKind], closes: set[Ev
     return out
 
 
-def _publishing(events: list[SessionEvent], end: datetime) -> list[tuple[datetime, datetime]]:
-    """When the participant(s) published anything: from a first source to the last one gone."""
+def _uncertain(ev: SessionEvent) -> float:
+    """Seconds a session ended by ``ev`` may have gone on unseen (a crash's ``leave``; 0 otherwise)."""
+    value = (ev.data or {}).get("uncertain_s") if ev.kind is EventKind.leave else None
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+def _publishing(events: list[SessionEvent], end: datetime,
+                uncertain: list[float] | None = None) -> list[tuple[datetime, datetime]]:
+    """When the participant(s) published anything: from a first source to the last one gone.  Adds to
+    ``uncertain[0]`` the unseen seconds of publishing cut by a crash."""
     live: dict[str, set[str]] = defaultdict(set)
     since: dict[str, datetime] = {}
     out: list[tuple[datetime, datetime]] = []
@@ -177,6 +196,8 @@ def _publishing(events: list[SessionEvent], end: datetime) -> list[tuple[datetim
         elif ev.kind in _CLOSE and live[pid]:
             live[pid].clear()
             out.append((since.pop(pid), ev.at))
+            if uncertain is not None:
+                uncertain[0] += _uncertain(ev)
     out.extend((t, max(t, end)) for t in since.values())
     return out
 
@@ -219,7 +240,8 @@ def compute(session: Session, instance_id: int, *, now: datetime,
         end = max(end, events[-1].at)
 
     main_events = [e for e in events if e.role == "main"]
-    publishing = _publishing(main_events, end)
+    main_uncertain = [0.0]
+    publishing = _publishing(main_events, end, main_uncertain)
     actual_start = min((a for a, _ in publishing), default=None)
     actual_end = max((b for _, b in publishing), default=None)
     duration_s = _union_seconds(publishing)
@@ -269,6 +291,7 @@ def compute(session: Session, instance_id: int, *, now: datetime,
         leaves = [e.at for e in evs if e.kind in _CLOSE]
         att.last_leave = max(leaves, default=None)
         att.disconnects = sum(1 for e in evs if e.kind is EventKind.disconnect)
+        att.uncertain_s = round(sum(_uncertain(e) for e in evs))
         att.stage_count = sum(1 for e in evs if e.kind is EventKind.stage_on)
         stage = _intervals(evs, {EventKind.stage_on}, {EventKind.stage_off, EventKind.leave}, end)
         att.stage_s = _union_seconds(_clip(stage, present))  # a drop while on stage is not time on stage
@@ -280,7 +303,8 @@ def compute(session: Session, instance_id: int, *, now: datetime,
 
     return Record(instance_id=instance_id, status=status, scheduled_start=inst.starts_at,
                   scheduled_end=inst.ends_at, actual_start=actual_start, actual_end=actual_end,
-                  duration_s=duration_s, late_s=late_s, on_time=on_time, attendance=attendance)
+                  duration_s=duration_s, late_s=late_s, on_time=on_time, attendance=attendance,
+                  uncertain_s=round(main_uncertain[0]))
 
 
 def _num(data: dict[str, Any] | None, key: str) -> float | None:
@@ -303,6 +327,7 @@ def store(session: Session, record: Record, *, now: datetime) -> TeachingRecord:
     row.on_time = record.on_time
     row.expected_receivers = record.expected_receivers
     row.attended_receivers = record.attended_receivers
+    row.uncertain_s = record.uncertain_s
     row.computed_at = now
     session.flush()
     session.add_all(AttendanceRecord(
@@ -310,6 +335,7 @@ def store(session: Session, record: Record, *, now: datetime) -> TeachingRecord:
         first_join=a.first_join, last_leave=a.last_leave, present_s=a.present_s, disconnects=a.disconnects,
         stage_count=a.stage_count, stage_s=a.stage_s, loss_p50=a.loss_p50, loss_p95=a.loss_p95,
         rtt_p50_ms=a.rtt_p50_ms, rtt_p95_ms=a.rtt_p95_ms, poor_link_s=a.poor_link_s, link_samples=a.link_samples,
+        uncertain_s=a.uncertain_s,
     ) for a in record.attendance)
     return row
 

@@ -26,6 +26,9 @@ class EventKind(str, enum.Enum):
     disconnect = "disconnect"
     """The socket dropped without ``leave``; a ``resume`` or a ``leave`` (timeout) follows."""
     resume = "resume"
+    presence = "presence"
+    """A mark that the session is still there, written when it had no other event for
+    ``SANKE_PRESENCE_MARK_INTERVAL_SECONDS``: a session cut by a crash ends at its last event."""
     publish = "publish"
     unpublish = "unpublish"
     stage_on = "stage_on"
@@ -83,6 +86,9 @@ class TeachingRecord(Base):
     expected_receivers: Mapped[int] = mapped_column(Integer, default=0)
     attended_receivers: Mapped[int] = mapped_column(Integer, default=0)
     recording_id: Mapped[int | None] = mapped_column(Integer)
+    uncertain_s: Mapped[int] = mapped_column(Integer, default=0)
+    """Of ``duration_s``: seconds at the end of main-classroom sessions cut by a server crash (they end at their
+    last event; they may have gone on for up to this much longer)."""
     computed_at: Mapped[datetime] = mapped_column(DateTime)
 
 
@@ -108,3 +114,5 @@ class AttendanceRecord(Base):
     rtt_p95_ms: Mapped[float | None] = mapped_column(Float)
     poor_link_s: Mapped[int] = mapped_column(Integer, default=0)
     link_samples: Mapped[int] = mapped_column(Integer, default=0)
+    uncertain_s: Mapped[int] = mapped_column(Integer, default=0)
+    """Of ``present_s``: how much longer sessions cut by a server crash may have lasted after their last event."""

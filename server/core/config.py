@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -63,6 +64,15 @@ class Settings(BaseSettings):
     event_flush_interval_seconds: float = 0.5
     """How often the session event log writes what has gathered (at most this much is lost if
     the process is killed; a graceful shutdown writes everything)."""
+
+    presence_mark_interval_seconds: float = Field(default=30.0, gt=0)
+    """An open session with no other event for this long gets a ``presence`` mark in the event log;
+    a session cut by a crash ends at its last event, so at most this much (plus a flush) of its
+    time is uncertain."""
+
+    node_id: str = ""
+    """This server's name among several nodes (default: the host name).  A restarted node recovers
+    the sessions and recordings it left open; two nodes on one host need different names."""
 
     lifecycle_interval_seconds: float = 15.0
     """How often the lifecycle task opens and closes rooms."""
@@ -137,6 +147,10 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"SANKE_MEDIA_WORKERS must be between 0 (one worker in the server process) and 64, not {value}")
         return value
+
+    @property
+    def effective_node_id(self) -> str:
+        return self.node_id or socket.gethostname()
 
     @property
     def effective_media_workers(self) -> int:

@@ -15,12 +15,24 @@ pending.  So at most the last ``flush_interval_s`` of events can be lost, and
 only if the process is killed.  A batch that fails to write (database
 unreachable) is kept and retried, up to ``max_pending`` rows; beyond that the
 oldest are dropped and counted, with an error in the log.
+
+Presence marks: the log knows which sessions are open (a ``join`` or
+``resume`` not yet followed by ``leave`` or ``disconnect``) and, every
+``presence_interval_s``, appends a ``presence`` event for each open session
+that had no other event in that time.  So a session cut by a crash of this
+process has an event at most ``presence_interval_s`` (plus a flush) before
+the crash, and ``server.core.recovery`` ends it there on the next start.  The
+cost is a dictionary entry per open session and, at most, one row per session
+per interval (none for a session whose link samples already come every 5 s).
+Opening events carry the ``node`` that hosts the session, so a restarted node
+knows which open sessions were its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
@@ -35,6 +47,8 @@ log = logging.getLogger(__name__)
 
 LINK_FIELDS = ("loss", "rtt_ms", "jitter_ms", "bitrate_kbps", "up_kbps", "down_kbps")
 MAX_CHAT_CHARS = 500
+_OPENS = (EventKind.join, EventKind.resume)
+_CLOSES = (EventKind.leave, EventKind.disconnect)
 
 
 class Subject(Protocol):
@@ -53,17 +67,22 @@ class EventLog:
 
     def __init__(self, session_factory: sessionmaker[Session], *, flush_interval_s: float = 0.5,
                  max_batch: int = 1000, max_pending: int = 200_000, link_interval_s: float = 5.0,
+                 presence_interval_s: float = 30.0, node: str = "",
                  is_local: Callable[[int], bool] | None = None) -> None:
         self._factory = session_factory
         self.flush_interval_s = flush_interval_s
         self.max_batch = max_batch
         self.max_pending = max_pending
         self.link_interval_s = link_interval_s
+        self.presence_interval_s = presence_interval_s
+        self.node = node
         self.is_local = is_local
         """For link samples from the bus: is this lesson's room on this node?  (With Redis every node
         sees every node's samples; only the node that hosts the room writes them.)"""
         self._pending: list[dict[str, Any]] = []
         self._last_link: dict[tuple[int, str], float] = {}
+        self._open: dict[tuple[int, str], list[Any]] = {}
+        """Open sessions: (lesson, participant) -> [monotonic time of its last event, its identity columns]."""
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -77,10 +96,13 @@ class EventLog:
                data: dict[str, Any] | None = None, *, at: datetime | None = None) -> None:
         """Log one event of ``subject`` in lesson ``instance_id`` (now, unless ``at``)."""
         role = subject.role
+        kind = EventKind(kind)
+        if kind in _OPENS and self.node:
+            data = {**(data or {}), "node": self.node}
         self._append({
             "instance_id": instance_id,
             "at": at or clock.now_precise(),
-            "kind": EventKind(kind),
+            "kind": kind,
             "participant_id": subject.participant_id,
             "user_id": subject.user_id,
             "classroom_id": subject.classroom_id,
@@ -122,8 +144,43 @@ class EventLog:
         """The lesson's room closed: drop its link-sample throttling state."""
         for key in [k for k in self._last_link if k[0] == instance_id]:
             del self._last_link[key]
+        for key in [k for k in self._open if k[0] == instance_id]:
+            del self._open[key]
+
+    @property
+    def open_sessions(self) -> set[tuple[int, str]]:
+        """(lesson, participant) of the sessions open on this node."""
+        return set(self._open)
+
+    def _track(self, row: dict[str, Any]) -> None:
+        key = (row["instance_id"], row["participant_id"])
+        kind = row["kind"]
+        if kind in _OPENS:
+            self._open[key] = [time.monotonic(), {k: row[k] for k in ("user_id", "classroom_id", "role")}]
+        elif kind in _CLOSES:
+            self._open.pop(key, None)
+        else:
+            entry = self._open.get(key)
+            if entry is not None:
+                entry[0] = time.monotonic()
+
+    def mark_presence(self, now: float | None = None) -> int:
+        """Append a ``presence`` event for every open session silent for ``presence_interval_s``."""
+        now = time.monotonic() if now is None else now
+        due = now - self.presence_interval_s
+        at = clock.now_precise()
+        marked = 0
+        for (instance_id, participant_id), entry in self._open.items():
+            if entry[0] > due:
+                continue
+            self._append({"instance_id": instance_id, "at": at, "kind": EventKind.presence,
+                          "participant_id": participant_id, "data": None, **entry[1]})
+            entry[0] = now
+            marked += 1
+        return marked
 
     def _append(self, row: dict[str, Any]) -> None:
+        self._track(row)
         self._pending.append(row)
         if len(self._pending) > self.max_pending:
             excess = len(self._pending) - self.max_pending
@@ -168,6 +225,7 @@ class EventLog:
             except TimeoutError:
                 pass
             self._wake.clear()
+            self.mark_presence()
             await self.flush()
 
     async def start(self) -> None:

@@ -63,6 +63,9 @@ class AttendanceOut(BaseModel):
     rtt_p95_ms: float | None
     poor_link_s: int
     link_samples: int
+    uncertain_s: int = 0
+    """Seconds after ``present_s`` it may still have been there: sessions cut by a server crash end at their
+    last event (``scheduler.presence``)."""
     timeline: list[LinkSampleOut] | None = None
 
 
@@ -79,6 +82,8 @@ class RecordOut(BaseModel):
     on_time: bool | None
     expected_receivers: int
     attended_receivers: int
+    uncertain_s: int = 0
+    """Seconds after ``duration_s`` the main classroom may still have taught (cut by a server crash)."""
     attendance: list[AttendanceOut]
 
 
@@ -134,7 +139,7 @@ def _record_out(session: Any, record: records.Record, timeline: bool) -> RecordO
             last_leave=a.last_leave, present_s=a.present_s, disconnects=a.disconnects, stage_count=a.stage_count,
             stage_s=a.stage_s, loss_p50=a.loss_p50, loss_p95=a.loss_p95, rtt_p50_ms=a.rtt_p50_ms,
             rtt_p95_ms=a.rtt_p95_ms, poor_link_s=a.poor_link_s, link_samples=a.link_samples,
-            timeline=[LinkSampleOut(at=s.at, loss=s.loss, rtt_ms=s.rtt_ms, jitter_ms=s.jitter_ms,
+            uncertain_s=a.uncertain_s, timeline=[LinkSampleOut(at=s.at, loss=s.loss, rtt_ms=s.rtt_ms, jitter_ms=s.jitter_ms,
                                     bitrate_kbps=s.bitrate_kbps) for s in a.timeline] if timeline else None,
         ))
     return RecordOut(
@@ -142,7 +147,7 @@ def _record_out(session: Any, record: records.Record, timeline: bool) -> RecordO
         scheduled_start=record.scheduled_start, scheduled_end=record.scheduled_end,
         actual_start=record.actual_start, actual_end=record.actual_end, duration_s=record.duration_s,
         late_s=record.late_s, on_time=record.on_time, expected_receivers=record.expected_receivers,
-        attended_receivers=record.attended_receivers, attendance=out,
+        attended_receivers=record.attended_receivers, uncertain_s=record.uncertain_s, attendance=out,
     )
 
 

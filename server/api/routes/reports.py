@@ -267,6 +267,8 @@ class AttendanceLineOut(BaseModel):
     classroom_id: int | None = None
     user_id: int | None = None
     """The row's classroom or home student (names repeat across schools: match rows by these)."""
+    uncertain_s: int = 0
+    """Seconds after ``present_s`` it may still have been there (sessions cut by a server crash)."""
 
 
 def _line_out(a: rr.AttendanceLine) -> AttendanceLineOut:
@@ -274,7 +276,8 @@ def _line_out(a: rr.AttendanceLine) -> AttendanceLineOut:
         instance_id=a.instance_id, day=a.day, title=a.title, role=a.role, school=a.school, classroom=a.classroom,
         person=a.person, expected=a.expected, first_join=a.first_join, last_leave=a.last_leave, present_s=a.present_s,
         disconnects=a.disconnects, stage_count=a.stage_count, stage_s=a.stage_s,
-        sessions=[StayOut(joined=b, left=e) for b, e in a.sessions], classroom_id=a.classroom_id, user_id=a.user_id)
+        sessions=[StayOut(joined=b, left=e) for b, e in a.sessions], classroom_id=a.classroom_id, user_id=a.user_id,
+        uncertain_s=a.uncertain_s)
 
 
 class AttendancePage(BaseModel):

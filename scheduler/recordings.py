@@ -8,6 +8,15 @@
   with the worker's summary when the room closes, or ``fail``.  ``link_record``
   puts the recording's id on the lesson's teaching record (whichever of the
   two is written last does it).
+- **After a crash.** A row the killed server left ``recording`` (``orphans``:
+  those of its node) is ``recover``-ed on its next start with the files that
+  could be finalized (``media.salvage``): ``partial``, playable, linked to the
+  lesson like a ready one.
+- **One lesson, one replay.** A lesson recorded across restarts has several
+  recordings; ``lesson_timeline`` puts their files on one time axis (each
+  recording at its start after the first's, never overlapping the one before)
+  with the gaps between them, and the library lists each lesson once (its
+  newest playable recording stands for it).
 - **Who sees what.** Admins by scope, researchers their region, teachers the
   lessons they may see, students only the famous-school lessons they are
   enrolled in (``scheduler.access.instance_clause``); terminals none.
@@ -49,6 +58,10 @@ from scheduler.records_models import TeachingRecord
 RECORDINGS_DIR = "recordings"
 """Folder of all recordings inside ``SANKE_DATA_DIR``."""
 READABLE_ROLES = (Role.admin, Role.researcher, Role.teacher, Role.student)
+PLAYABLE = (RecordingStatus.ready, RecordingStatus.partial)
+GAP_MIN_S = 1.0
+"""Between two recordings of a lesson, a pause shorter than this is not shown as a gap."""
+RECOVERED_ZH = "服务器意外中断，录像已恢复到中断前（最后约 1 秒可能缺失）"
 
 
 def should_record(session: Session, instance_id: int) -> bool:
@@ -76,12 +89,13 @@ def set_series_recording(session: Session, scope: Scope, series_id: int, on: boo
     return series
 
 
-def begin(session: Session, instance_id: int, *, now: datetime) -> Recording | None:
-    """A new recording of a lesson that is to be recorded (None otherwise); the caller commits."""
+def begin(session: Session, instance_id: int, *, now: datetime, node: str | None = None) -> Recording | None:
+    """A new recording of a lesson that is to be recorded (None otherwise), written by ``node``; the caller
+    commits."""
     if not should_record(session, instance_id):
         return None
     row = Recording(instance_id=instance_id, status=RecordingStatus.recording, directory="", started_at=now,
-                    duration_s=0.0, size_bytes=0, codecs="", files=[])
+                    duration_s=0.0, size_bytes=0, codecs="", files=[], node=node)
     session.add(row)
     session.flush()
     row.directory = f"{RECORDINGS_DIR}/{instance_id}/{row.id}"
@@ -119,15 +133,77 @@ def fail(session: Session, recording_id: int, error: str, *, now: datetime) -> N
         row.ended_at = now
 
 
+def orphans(session: Session, node: str) -> list[Recording]:
+    """The recordings ``node`` left ``recording`` (call it at the node's start: none of them is written now)."""
+    return list(session.scalars(select(Recording).where(
+        Recording.status == RecordingStatus.recording, Recording.node == node).order_by(Recording.id)))
+
+
+def recover(session: Session, recording_id: int, files: list[dict[str, Any]], *, now: datetime) -> Recording | None:
+    """Store what could be finalized of a recording cut by a crash (``media.salvage.salvage_folder``):
+    ``partial`` with the readable files, ``failed`` when none was; linked to the lesson's record."""
+    row = session.get(Recording, recording_id)
+    if row is None or row.status is not RecordingStatus.recording:
+        return row
+    kept = [{k: v for k, v in f.items() if k != "wall"} for f in files if f.get("size")]
+    row.files = kept
+    row.duration_s = round(max((float(f["start_s"]) + float(f["duration_s"]) for f in kept), default=0.0), 3)
+    row.size_bytes = sum(int(f["size"]) for f in kept)
+    row.codecs = ",".join(sorted({str(f["codec"]) for f in kept}))
+    row.ended_at = min(now, row.started_at + timedelta(seconds=round(row.duration_s)))
+    if kept:
+        row.status = RecordingStatus.partial
+        errors = [f"{f['name']}: {f['error']}" for f in files if f.get("error")]
+        row.error = "; ".join([RECOVERED_ZH, *errors])[:1000]
+    else:
+        row.status = RecordingStatus.failed
+        row.error = "服务器意外中断，没有可恢复的录像"
+    session.flush()
+    link_record(session, row.instance_id)
+    return row
+
+
 def link_record(session: Session, instance_id: int) -> None:
     """Point the lesson's teaching record (if it exists yet) at its newest playable recording."""
     record = session.get(TeachingRecord, instance_id)
     if record is None:
         return
     newest = session.scalar(select(Recording.id).where(
-        Recording.instance_id == instance_id, Recording.status == RecordingStatus.ready).order_by(Recording.id.desc()))
+        Recording.instance_id == instance_id, Recording.status.in_(PLAYABLE)).order_by(Recording.id.desc()))
     if newest is not None and record.recording_id != newest:
         record.recording_id = newest
+
+
+@dataclass(frozen=True)
+class Segment:
+    recording: Recording
+    offset_s: float
+    """Where the recording starts on the lesson's time axis."""
+
+
+@dataclass(frozen=True)
+class LessonTimeline:
+    segments: list[Segment]
+    duration_s: float
+    gaps: list[tuple[float, float]]
+    """(start, end) on the lesson's axis where nothing was recorded between two recordings."""
+
+
+def lesson_timeline(session: Session, instance_id: int) -> LessonTimeline:
+    """The lesson's playable recordings on one time axis, in the order they were made."""
+    rows = list(session.scalars(select(Recording).where(
+        Recording.instance_id == instance_id, Recording.status.in_(PLAYABLE))
+        .order_by(Recording.started_at, Recording.id)))
+    segments: list[Segment] = []
+    gaps: list[tuple[float, float]] = []
+    end = 0.0
+    for row in rows:
+        offset = max(end, (row.started_at - rows[0].started_at).total_seconds())
+        if segments and offset - end >= GAP_MIN_S:
+            gaps.append((round(end, 3), round(offset, 3)))
+        segments.append(Segment(row, round(offset, 3)))
+        end = offset + float(row.duration_s)
+    return LessonTimeline(segments, round(end, 3), gaps)
 
 
 # ---------------------------------------------------------------------------- who may see what
@@ -209,7 +285,9 @@ def _library_query_all() -> Select[Any]:
 
 
 def _library_query(scope: Scope, f: LibraryFilter) -> Select[Any]:
-    stmt = _library_query_all().where(_visible(scope), Recording.status == RecordingStatus.ready)
+    newest = (select(func.max(Recording.id)).where(Recording.status.in_(PLAYABLE))
+              .group_by(Recording.instance_id))
+    stmt = _library_query_all().where(_visible(scope), Recording.id.in_(newest))
     if f.subject:
         stmt = stmt.where(LessonSeries.subject == f.subject)
     if f.grade:
@@ -241,7 +319,8 @@ def expiry_day(ended: datetime, retention_days: int) -> date:
 
 def library(session: Session, scope: Scope, f: LibraryFilter, *, limit: int = 50,
             offset: int = 0) -> tuple[list[LibraryItem], int]:
-    """Playable recordings the caller may see, newest lesson first, and how many there are."""
+    """Playable recorded lessons the caller may see (each by its newest recording), newest lesson first, and
+    how many there are."""
     require_reader(scope)
     stmt = _library_query(scope, f)
     total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
@@ -277,7 +356,7 @@ def expire(session: Session, *, now: datetime, retention_days: int, data_dir: Pa
         return []
     cutoff = now - timedelta(days=retention_days)
     rows = session.scalars(select(Recording).where(
-        Recording.status.in_([RecordingStatus.ready, RecordingStatus.failed]),
+        Recording.status.in_([*PLAYABLE, RecordingStatus.failed]),
         func.coalesce(Recording.ended_at, Recording.started_at) < cutoff)).all()
     done: list[int] = []
     root = data_dir.resolve()

@@ -31,6 +31,9 @@ class RecordingStatus(str, enum.Enum):
     """The lesson is live and being written."""
     ready = "ready"
     """Written; files can be played and downloaded."""
+    partial = "partial"
+    """Recovered after the server was killed during the lesson: the files it could read, finalized; the
+    last seconds before the crash may be missing."""
     failed = "failed"
     """Nothing usable was written (no keyframe arrived, the worker died, a disk error)."""
     expired = "expired"
@@ -58,3 +61,6 @@ class Recording(Base):
     """The one-MP4 download (camera + screen + audio), once composed."""
     error: Mapped[str | None] = mapped_column(Text)
     expired_at: Mapped[datetime | None] = mapped_column(DateTime)
+    node: Mapped[str | None] = mapped_column(String(100))
+    """The server (``SANKE_NODE_ID``) whose media worker writes it: on its restart, a row it left
+    ``recording`` is recovered (``scheduler.recordings.recover``)."""

@@ -1,7 +1,7 @@
 """The FastAPI application: API under /api/v1, health, and the web client.
 
 One ``lifespan`` enters the pieces in order (database, bus, session event log,
-media workers, lifecycle task) through an ``AsyncExitStack`` and leaves them in reverse order.
+crash recovery, media workers, lifecycle task) through an ``AsyncExitStack`` and leaves them in reverse order.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from server.core.eventlog import EventLog
 from server.core.lifecycle_task import LifecycleTask
 from server.core.migrate import upgrade
 from server.core.recordkeeper import RecordKeeper
+from server.core.recovery import Recovery
 from server.jobs.recording import RecordingService
 from media.pool import WorkerPool
 from media.worker_process import DEFAULT_WORKER_CLASS
@@ -67,9 +68,12 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
     media_service = MediaService(media, bus)
     recording_service = RecordingService(session_factory, settings)
     media_service.recordings = recording_service
-    eventlog = EventLog(session_factory, flush_interval_s=settings.event_flush_interval_seconds)
+    eventlog = EventLog(session_factory, flush_interval_s=settings.event_flush_interval_seconds,
+                        presence_interval_s=settings.presence_mark_interval_seconds, node=settings.effective_node_id)
     record_keeper = RecordKeeper(session_factory, eventlog,
                                  late_grace=timedelta(minutes=settings.record_late_grace_minutes))
+    recovery = Recovery(session_factory, eventlog, node=settings.effective_node_id, data_dir=settings.data_dir,
+                        late_grace=record_keeper.late_grace)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -77,6 +81,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
             stack.callback(engine.dispose)
             await stack.enter_async_context(bus)
             await stack.enter_async_context(eventlog)  # stops after everything that writes to it
+            await stack.enter_async_context(recovery)  # what a crash left open, before any room opens or closes
             await media.start()  # a worker that does not come up, or a bad ICE setting, stops the start
             stack.push_async_callback(media.close)
             stack.callback(media_service.close)
@@ -103,6 +108,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
     app.state.media_factory = media_service.factory
     app.state.eventlog = eventlog
     app.state.record_keeper = record_keeper
+    app.state.recovery = recovery
     app.state.recordings = recording_service
     app.state.ice_policy = ice_policy
     errors.install(app)

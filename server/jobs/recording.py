@@ -50,7 +50,7 @@ class RecordingService:
         """``{id, directory}`` (absolute) of a new recording, or None when the lesson is not recorded."""
         def run() -> dict[str, Any] | None:
             with session_scope(self._factory) as session:
-                row = recordings.begin(session, instance_id, now=clock.now())
+                row = recordings.begin(session, instance_id, now=clock.now(), node=self.settings.effective_node_id)
                 if row is None:
                     return None
                 return {"id": row.id, "directory": str((self.data_dir / row.directory).resolve())}

@@ -2,7 +2,9 @@
 //
 // /replay/          the library: recordings the user may see, filtered by subject, grade, teacher,
 //                   school, dates and title (GET /recordings, /recordings/facets).
-// /replay/?id=N     the player: the recording's files (GET /recordings/N) on one time axis.
+// /replay/?id=N     the player: the lesson's files (GET /recordings/N) on one time axis. A lesson recorded
+//                   across a server restart has several recordings: the answer puts all their files on
+//                   the lesson's axis and lists the gaps between them, which the player shows as such.
 //
 // A recording keeps each track in its own file (teacher camera, shared screen, microphone; a new
 // file when a track was published again), each with its offset `start_s` on the recording's axis.
@@ -224,7 +226,7 @@ async function replay(rid) {
   $("title").textContent = rec.title;
   $("meta").textContent = `${fmtDate(rec.starts_at)} ${fmtTime(rec.starts_at)} · ${rec.school_name} · ${rec.teacher_name} · `
     + `${KIND_LABEL[rec.kind] || rec.kind} · ${rec.subject} ${rec.grade}`;
-  if (rec.status !== "ready") {
+  if (rec.status !== "ready" && rec.status !== "partial") {
     $("player-error").hidden = false;
     $("player-error").textContent = `该录播${rec.status_label}${rec.error ? "：" + rec.error : ""}，无法回放`;
     return;
@@ -259,6 +261,10 @@ async function replay(rid) {
     $("compose-status").textContent = "已合成";
   } else if (["queued", "running"].includes(rec.compose.status)) {
     compose(rid).catch(showError);
+  }
+  if (rec.gaps.length) {
+    $("gaps").hidden = false;
+    $("gaps").textContent = "服务器中断，以下时段没有录像：" + rec.gaps.map((g) => `${hms(g.start_s)}–${hms(g.end_s)}`).join("，");
   }
   if (rec.expires_on) $("expires").textContent = `按保存期限，本录播将于 ${fmtDate(rec.expires_on, { year: true })} 删除。`;
   $("poster").hidden = false;

@@ -36,6 +36,7 @@ MEDIA_TOKEN_SECONDS = 6 * 3600
 STATUS_ZH = {
     RecordingStatus.recording: "录制中",
     RecordingStatus.ready: "可回放",
+    RecordingStatus.partial: "可回放（服务器中断后恢复）",
     RecordingStatus.failed: "录制失败",
     RecordingStatus.expired: "已过期删除",
 }
@@ -56,6 +57,25 @@ class FileOut(BaseModel):
     height: int = 0
     url: str
     mime: str
+
+
+class SegmentOut(BaseModel):
+    """One recording of the lesson on the lesson's time axis (a lesson recorded across a server restart has
+    several)."""
+
+    id: int
+    status: RecordingStatus
+    status_label: str
+    offset_s: float
+    duration_s: float
+    error: str | None
+
+
+class GapOut(BaseModel):
+    """A stretch of the lesson's time axis where nothing was recorded (the server was down)."""
+
+    start_s: float
+    end_s: float
 
 
 class RecordingSummaryOut(BaseModel):
@@ -123,6 +143,9 @@ class RecordingOut(BaseModel):
     codecs: str
     error: str | None
     files: list[FileOut]
+    """Every file of the lesson's playable recordings, ``start_s`` on the lesson's time axis (``segments``)."""
+    segments: list[SegmentOut] = []
+    gaps: list[GapOut] = []
     compose: ComposeOut
     expires_on: date | None
     """The day the files are deleted (``SANKE_RECORDING_RETENTION_DAYS``), or None when they are kept."""
@@ -192,17 +215,20 @@ def list_recordings(
     date_from: date | None = None, date_to: date | None = None, q: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50, offset: Annotated[int, Query(ge=0)] = 0,
 ) -> RecordingListOut:
-    """The resource pool: playable recordings the caller may see, filtered by subject, grade, teacher, school."""
+    """The resource pool: recorded lessons the caller may see (one row per lesson, by its newest recording;
+    ``duration_s`` of the whole lesson), filtered by subject, grade, teacher, school."""
     _scope_reader(scope)
     items, count = recordings.library(session, scope, recordings.LibraryFilter(
         subject=subject, grade=grade, teacher_id=teacher_id, school_id=school_id, kind=kind,
         date_from=date_from, date_to=date_to, q=q), limit=limit, offset=offset)
+    lessons = {i.instance.id: recordings.lesson_timeline(session, i.instance.id) for i in items}
     return RecordingListOut(count=count, data=[RecordingSummaryOut(
         id=i.recording.id, instance_id=i.instance.id, title=i.series.title, kind=i.series.kind,
         subject=i.series.subject, grade=i.series.grade, day=i.instance.day, starts_at=i.instance.starts_at,
         teacher_id=i.instance.teacher_id, teacher_name=i.teacher_name, school_id=i.school_id,
         school_name=i.school_name, status=i.recording.status, status_label=STATUS_ZH[i.recording.status],
-        duration_s=i.recording.duration_s, size_bytes=i.recording.size_bytes, codecs=i.recording.codecs,
+        duration_s=lessons[i.instance.id].duration_s,
+        size_bytes=sum(seg.recording.size_bytes for seg in lessons[i.instance.id].segments), codecs=i.recording.codecs,
     ) for i in items])
 
 
@@ -249,13 +275,16 @@ def get_recording(recording_id: int, request: Request, session: SessionDep, scop
     row = recordings.require_recording(session, scope, recording_id)
     item = recordings.describe(session, row)
     files = []
-    if row.status is RecordingStatus.ready:
-        for f in row.files or []:
+    timeline = recordings.lesson_timeline(session, row.instance_id)
+    playable = row.status in recordings.PLAYABLE
+    for seg in timeline.segments if playable else []:
+        for f in seg.recording.files or []:
             ext = str(f["name"]).rsplit(".", 1)[-1]
             files.append(FileOut(
                 name=f["name"], source=f["source"], source_label=SOURCE_ZH.get(f["source"], f["source"]),
-                kind=f["kind"], codec=f["codec"], start_s=f["start_s"], duration_s=f["duration_s"], size=f["size"],
-                width=f.get("width") or 0, height=f.get("height") or 0, url=_file_url(settings, row, f["name"]),
+                kind=f["kind"], codec=f["codec"], start_s=round(seg.offset_s + float(f["start_s"]), 3),
+                duration_s=f["duration_s"], size=f["size"], width=f.get("width") or 0, height=f.get("height") or 0,
+                url=_file_url(settings, seg.recording, f["name"]),
                 mime=MIME.get(ext, {}).get(f["kind"], "application/octet-stream")))
     days = settings.recording_retention_days
     ended = row.ended_at or row.started_at
@@ -264,7 +293,13 @@ def get_recording(recording_id: int, request: Request, session: SessionDep, scop
         subject=item.series.subject, grade=item.series.grade, starts_at=item.instance.starts_at,
         teacher_name=item.teacher_name, school_name=item.school_name, status=row.status,
         status_label=STATUS_ZH[row.status], started_at=row.started_at, ended_at=row.ended_at,
-        duration_s=row.duration_s, size_bytes=row.size_bytes, codecs=row.codecs, error=row.error, files=files,
+        duration_s=timeline.duration_s if playable else row.duration_s, size_bytes=row.size_bytes, codecs=row.codecs,
+        error=row.error, files=files,
+        segments=[SegmentOut(id=seg.recording.id, status=seg.recording.status,
+                             status_label=STATUS_ZH[seg.recording.status], offset_s=seg.offset_s,
+                             duration_s=seg.recording.duration_s, error=seg.recording.error)
+                  for seg in timeline.segments] if playable else [],
+        gaps=[GapOut(start_s=a, end_s=b) for a, b in timeline.gaps] if playable else [],
         compose=_compose_out(request, settings, row),
         expires_on=(recordings.expiry_day(ended, days) if days and row.status is not RecordingStatus.expired else None),
     )

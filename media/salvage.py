@@ -1,0 +1,114 @@
+"""Finalizing the files of a recording cut by a crash (``kill -9`` of the server or its media worker).
+
+A file the recorder (``media.recorder``) was writing when its process died
+has no duration, no cues (WebM) or no index at all (MP4 without its ``moov``).
+``salvage_folder`` reads every recorded file of a folder with PyAV, copies the
+packets that can be read into a new file of the same format (no decoding, no
+re-encoding), replaces the original with it, and answers each file's summary
+in the shape of ``RoomRecorder.summary``'s files (``start_s`` from the
+folder's ``index.jsonl``, the wall-clock time of each file's first frame; or,
+for a file not in the index, its last write minus its duration).  A file
+nothing can be read from is reported with an ``error`` and left as it is.
+
+Runs once per recovered recording at start-up, on a worker thread; nothing
+here is on a packet path.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import av
+
+from media.recorder import INDEX_NAME
+
+log = logging.getLogger(__name__)
+
+FILE_NAME = re.compile(r"^(camera|screen|microphone)-(\d+)\.(webm|mp4)$")
+"""The names ``media.recorder`` gives its files."""
+FORMATS = {"webm": "webm", "mp4": "mp4"}
+
+
+def _index(folder: Path) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    try:
+        lines = (folder / INDEX_NAME).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        try:
+            entry = json.loads(line)
+            out[str(entry["name"])] = entry
+        except (ValueError, KeyError, TypeError):
+            continue  # the line being written when the process died
+    return out
+
+
+def remux(path: Path) -> dict[str, Any]:
+    """Copy what can be read of ``path`` into a finalized file that replaces it; its summary (no ``start_s``)."""
+    ext = path.suffix[1:]
+    tmp = path.with_name(f".{path.name}.salvage")
+    frames = 0
+    first: float | None = None
+    last = 0.0
+    with av.open(str(path)) as src:
+        if not src.streams:
+            raise ValueError("no stream")
+        stream = src.streams[0]
+        kind = stream.type
+        codec = stream.codec_context.name
+        width = getattr(stream.codec_context, "width", 0) or 0
+        height = getattr(stream.codec_context, "height", 0) or 0
+        options = {"movflags": "+faststart"} if ext == "mp4" else {}
+        with av.open(str(tmp), "w", format=FORMATS[ext], options=options) as out:
+            ost = out.add_stream_from_template(stream)
+            try:
+                for packet in src.demux(stream):
+                    if packet.dts is None or packet.pts is None or packet.size == 0:
+                        continue  # the demuxer's end-of-stream marker
+                    t = float(packet.pts * packet.time_base)
+                    first = t if first is None else min(first, t)
+                    last = max(last, t)
+                    packet.stream = ost
+                    out.mux(packet)
+                    frames += 1
+            except (av.error.InvalidDataError, av.error.EOFError, OSError) as exc:
+                log.info("salvage %s: read up to a damaged end (%s)", path, exc)
+    if not frames:
+        tmp.unlink(missing_ok=True)
+        raise ValueError("no frame can be read")
+    os.replace(tmp, path)
+    frame_s = 1 / 30 if kind == "video" else 0.02
+    return {"kind": kind, "codec": codec, "name": path.name, "duration_s": round(last - (first or 0.0) + frame_s, 3),
+            "size": path.stat().st_size, "frames": frames, "width": width, "height": height, "error": None}
+
+
+def salvage_folder(folder: Path) -> list[dict[str, Any]]:
+    """Finalize every recorded file of ``folder``; their summaries on one time axis (``start_s``)."""
+    index = _index(folder)
+    found: list[tuple[dict[str, Any], float]] = []
+    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+        m = FILE_NAME.match(path.name)
+        if m is None or not path.is_file():
+            continue
+        source = m.group(1)
+        mtime = path.stat().st_mtime
+        try:
+            info = remux(path)
+        except Exception as exc:  # noqa: BLE001 - a file that cannot be read is reported, never fatal
+            log.warning("salvage %s: %s", path, exc)
+            info = {"kind": "audio" if source == "microphone" else "video", "codec": "", "name": path.name,
+                    "duration_s": 0.0, "size": 0, "frames": 0, "width": 0, "height": 0,
+                    "error": f"无法读取：{type(exc).__name__}"}
+        info["source"] = source
+        wall = index.get(path.name, {}).get("wall")
+        found.append((info, float(wall) if isinstance(wall, int | float) else mtime - info["duration_s"]))
+    origin = min((w for _, w in found), default=0.0)
+    files = [info | {"start_s": round(w - origin, 3), "wall": w} for info, w in found]
+    files.sort(key=lambda f: (f["start_s"], f["name"]))
+    return files

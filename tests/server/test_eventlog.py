@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,3 +104,33 @@ def test_link_samples_are_kept_one_per_participant_per_interval_for_local_rooms(
     assert [(r.participant_id, r.kind) for r in rows] == [("r1", EventKind.link_quality), ("r2", EventKind.link_quality)]
     assert rows[0].data == {"loss": 0.02, "rtt_ms": 31.0, "jitter_ms": 2.0, "bitrate_kbps": 800, "up_kbps": 10,
                             "down_kbps": 800}
+
+
+def test_open_sessions_silent_for_an_interval_get_a_presence_mark(session_factory, client, world, auth) -> None:
+    lid = _lesson(session_factory, client, world, auth)
+    log = EventLog(session_factory, flush_interval_s=60, presence_interval_s=30.0, node="node-a")
+    main = Who("p_main", world.teacher.id, world.main_room.id, "main")
+    recv = Who("p_recv", world.terminal_recv.id, world.recv_room.id, "receiving")
+    gone = Who("p_gone", world.student.id, None, "student")
+
+    async def scenario() -> None:
+        for who in (main, recv, gone):
+            log.record(lid, EventKind.join, who)
+        log.record(lid, EventKind.leave, gone, {"reason": "client_left"})
+        assert log.open_sessions == {(lid, "p_main"), (lid, "p_recv")}
+        now = time.monotonic()
+        assert log.mark_presence(now + 10) == 0  # nobody silent for 30 s yet
+        log.chat(lid, recv, "在")  # the receiving classroom speaks up 20 s later
+        for entry in log._open.values():  # noqa: SLF001 - place the events in time without waiting
+            entry[0] = now + (20 if entry[1]["role"] == "receiving" else 0)
+        assert log.mark_presence(now + 31) == 1  # only the silent main classroom is marked
+        assert log.mark_presence(now + 45) == 0  # each at most once per interval
+        assert log.mark_presence(now + 62) == 2
+        await log.flush()
+
+    asyncio.run(scenario())
+    rows = _rows(session_factory)
+    marks = [(r.participant_id, r.role, r.classroom_id) for r in rows if r.kind is EventKind.presence]
+    assert marks == [("p_main", "main", world.main_room.id), ("p_main", "main", world.main_room.id),
+                     ("p_recv", "receiving", world.recv_room.id)]
+    assert {r.data["node"] for r in rows if r.kind is EventKind.join} == {"node-a"}  # who hosts each session

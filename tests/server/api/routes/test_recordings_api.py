@@ -37,11 +37,11 @@ def setup(client: Any, world: Any, auth: Any, session_factory: Any, settings: An
          participant_ids=[world.student.id])
     famous = lessons(client, world.urban_admin, auth, kind="famous_school", limit=1)["data"][0]["id"]
     book(client, world, auth, weekday=2)  # a dedicated 三年级数学, recorded by its series flag
-    dedicated = lessons(client, world.urban_admin, auth, kind="dedicated", limit=1)["data"][0]["id"]
+    dedicated, earlier = [x["id"] for x in lessons(client, world.urban_admin, auth, kind="dedicated", limit=2)["data"]]
     return {
         "famous": add_recording(session_factory, settings.data_dir, famous),
         "dedicated": add_recording(session_factory, settings.data_dir, dedicated),
-        "old": add_recording(session_factory, settings.data_dir, dedicated, ended_days_ago=400),
+        "old": add_recording(session_factory, settings.data_dir, earlier, ended_days_ago=400),
         "live": add_recording(session_factory, settings.data_dir, famous, status=RecordingStatus.recording),
     }
 

@@ -35,7 +35,9 @@ from scheduler.records_models import EventKind, SessionEvent
 SERVER_LOST = "server_lost"
 """The ``reason`` of a ``leave`` written on recovery for a session cut by a crash."""
 LOOKBACK = timedelta(days=2)
-"""Lessons whose room closed longer ago than this are not searched (they were recovered long since)."""
+"""At a node's start, lessons whose room closed longer ago than this are not searched."""
+PASS_LOOKBACK = timedelta(hours=1)
+"""The later passes (another node died) search only rooms open now or closed within this."""
 _OPENS = (EventKind.join, EventKind.resume)
 _CLOSES = (EventKind.leave, EventKind.disconnect)
 
@@ -53,12 +55,12 @@ class OpenSession:
     role: str
 
 
-def open_sessions(session: Session, *, now: datetime) -> list[OpenSession]:
+def open_sessions(session: Session, *, now: datetime, lookback: timedelta = LOOKBACK) -> list[OpenSession]:
     """Sessions whose last ``join``/``resume`` is not followed by a ``leave``/``disconnect``, in lessons whose
-    room is open or closed within ``LOOKBACK``."""
+    room is open or closed within ``lookback``."""
     lessons = select(LessonInstance.id).where(
         LessonInstance.room_opened_at.is_not(None),
-        or_(LessonInstance.room_closed_at.is_(None), LessonInstance.room_closed_at >= now - LOOKBACK))
+        or_(LessonInstance.room_closed_at.is_(None), LessonInstance.room_closed_at >= now - lookback))
     state: dict[tuple[int, str], SessionEvent | None] = {}
     for ev in session.scalars(
             select(SessionEvent).where(SessionEvent.instance_id.in_(lessons),
@@ -89,7 +91,7 @@ def close_orphans(session: Session, *, node: str, starting: bool, live: Collecti
     sessions open in this process.  ``uncertain_s``: how long a session may go on unseen after its last
     event (the mark interval plus the flush interval)."""
     closed = []
-    for s in open_sessions(session, now=now):
+    for s in open_sessions(session, now=now, lookback=LOOKBACK if starting else PASS_LOOKBACK):
         if (s.instance_id, s.participant_id) in live:
             continue
         silent = (now - s.last_at).total_seconds()

@@ -206,26 +206,33 @@ def test_a_recording_cut_by_a_kill_is_recovered_and_the_lesson_replays_as_one(se
     admin = {"Authorization": f"Bearer {info['admin']}"}
 
     def publish_then_kill(seconds: float) -> tuple[float, float]:
-        """The main classroom publishes a red camera and a tone; ``seconds`` after its first frame the server
-        is killed.  Answers the camera's and the microphone's published seconds."""
+        """The main classroom publishes a red camera and a tone; ``seconds`` after the recording's new files
+        appeared on disk the server is killed.  Answers the camera's and the microphone's recorded seconds."""
         loop = asyncio.new_event_loop()
         tracks = {"camera": ColorTrack(RED), "microphone": ToneTrack()}
         clients: list[LessonClient] = []
 
+        def files(source: str) -> int:
+            return len(list(server.data_dir.glob(f"recordings/{lid}/*/{source}-*.webm")))
+
         async def scenario() -> tuple[float, float]:
+            before = {source: files(source) for source in tracks}
             main = LessonClient(server.base, lid, info["main"](), policy=POLICY)
             clients.append(main)
             await main.connect()
             await main.publish(dict(tracks), video_codec="video/VP8")
             deadline = time.monotonic() + 30
-            while tracks["camera"].first_at is None or tracks["microphone"].first_at is None:
-                assert time.monotonic() < deadline, "the main classroom's tracks never started"
+            seen: dict[str, float] = {}
+            while len(seen) < len(tracks):  # each file is created at its first frame
+                assert time.monotonic() < deadline, f"the recording's files never appeared: {seen}"
+                for source in tracks:
+                    if source not in seen and files(source) > before[source]:
+                        seen[source] = time.monotonic()
                 await asyncio.sleep(0.02)
             await asyncio.sleep(seconds)  # the lesson goes on...
             server.proc.send_signal(signal.SIGKILL)  # type: ignore[union-attr]  # ...until the server is killed
             t_kill = time.monotonic()
-            return (t_kill - tracks["camera"].first_at,  # type: ignore[operator]
-                    t_kill - tracks["microphone"].first_at)  # type: ignore[operator]
+            return t_kill - seen["camera"], t_kill - seen["microphone"]
 
         try:
             return loop.run_until_complete(scenario())
@@ -256,7 +263,7 @@ def test_a_recording_cut_by_a_kill_is_recovered_and_the_lesson_replays_as_one(se
         span, frames = decoded_seconds(data)
         assert frames > 0
         # readable to within a second of the kill, and the stored duration says so
-        assert published - 1.0 <= span <= published + 0.2, (source, span, published)
+        assert published - 1.0 <= span <= published + 0.3, (source, span, published)
         assert abs(f["duration_s"] - span) <= 0.1, (source, f["duration_s"], span)
         with av.open(io.BytesIO(data)) as container:
             assert container.duration and abs(container.duration / 1e6 - span) <= 0.2  # finalized: it has a duration
@@ -281,7 +288,7 @@ def test_a_recording_cut_by_a_kill_is_recovered_and_the_lesson_replays_as_one(se
     assert gap["end_s"] - gap["start_s"] >= 1.0  # the restart shows as a gap
     cameras = sorted((f for f in lesson["files"] if f["source"] == "camera"), key=lambda f: f["start_s"])
     assert len(cameras) == 2 and cameras[1]["start_s"] >= gap["end_s"] - 0.01
-    assert abs(cameras[1]["duration_s"] - second_camera_s) <= 1.0
+    assert second_camera_s - 1.0 <= cameras[1]["duration_s"] <= second_camera_s + 0.3
     assert lesson["duration_s"] == pytest.approx(second["offset_s"] + second["duration_s"], abs=0.01)
     assert lesson["duration_s"] >= first_camera_s + second_camera_s + gap["end_s"] - gap["start_s"] - 2.0
 

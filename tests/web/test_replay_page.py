@@ -130,3 +130,41 @@ def seek(page: Any, js_poll: Any, t: float) -> None:
     """Move the slider to ``t`` s (paused) and wait until the camera is there."""
     page.eval_on_selector("#seek", f"(s) => {{ s.value = '{t}'; s.dispatchEvent(new Event('change')); }}")
     js_poll(page, f"Math.abs(document.getElementById('v-camera').currentTime - {t}) < 0.4")
+
+
+def test_a_lesson_recorded_across_a_server_restart_replays_as_one_with_the_gap_shown(
+        web_server: Site, settings: Any, open_page: Any, js_poll: Any, screenshot: Any) -> None:
+    """Two recordings of one lesson, the first recovered after a kill (partial), the second started 20 s
+    after the first: one row in the library, one 26 s timeline, 6 s – 20 s shown as a gap."""
+    from datetime import timedelta
+
+    w = web_server.world
+    first = add_recording(web_server, settings)
+    second = add_recording(web_server, settings)
+    with web_server.session_factory() as s:
+        s.get(Recording, first).status = RecordingStatus.partial
+        s.get(Recording, first).error = "服务器意外中断，录像已恢复到中断前（最后约 1 秒可能缺失）"
+        s.get(Recording, second).started_at = NOW + timedelta(seconds=20)
+        s.commit()
+
+    page = open_page(w.teacher, "/replay/")
+    js_poll(page, "document.querySelectorAll('#library tbody tr[data-id]').length === 1")
+    assert "共 1 节" in page.inner_text("#count")
+    page.click(f"#library tr[data-id='{second}'] a")
+    page.wait_for_url(f"**/replay/?id={second}")
+    js_poll(page, "document.getElementById('total').textContent === '00:26'")
+    js_poll(page, "!document.getElementById('gaps').hidden")
+    assert "00:06–00:20" in page.inner_text("#gaps")
+    seek_to(page, 10.0)  # the server was down: no picture, said so
+    js_poll(page, "!document.getElementById('off-camera').hidden && document.getElementById('v-camera').paused")
+    seek(page, js_poll, 2.0)  # the part before the restart (recovered) plays...
+    js_poll(page, f"(() => {{ const c = ({PIXEL})('v-camera'); return {near_js(RED, 'c')}; }})()")
+    seek_to(page, 22.0)  # ...and the part after it, 2 s into the second recording
+    js_poll(page, "document.getElementById('off-camera').hidden"
+                  " && Math.abs(document.getElementById('v-camera').currentTime - 2) < 0.4")
+    js_poll(page, f"(() => {{ const c = ({PIXEL})('v-camera'); return {near_js(RED, 'c')}; }})()")
+    screenshot(page, "across-restart")
+
+
+def seek_to(page: Any, t: float) -> None:
+    page.eval_on_selector("#seek", f"(s) => {{ s.value = '{t}'; s.dispatchEvent(new Event('change')); }}")

@@ -27,7 +27,7 @@ from scheduler import clock, recordings
 from scheduler.recordings_models import Recording
 from server.core.config import Settings
 from server.core.db import session_scope
-from server.jobs.compose import ComposeJobs, Job, Layout, compose, segments
+from server.jobs.compose import ComposeJobs, Job, Layout, Segment, compose, segments
 
 log = logging.getLogger(__name__)
 
@@ -126,18 +126,26 @@ class RecordingService:
 
     # ------------------------------------------------------------------ one MP4
 
-    def compose(self, row: Recording) -> Job:
-        """Queue the one-MP4 composition of a ready recording (one job per recording at a time)."""
+    def compose(self, row: Recording, lesson: recordings.LessonTimeline | None = None) -> Job:
+        """Queue the one-MP4 composition of a playable recording (one job per recording at a time): of the
+        whole ``lesson`` when given (every recording of a lesson recorded across restarts, on its time axis,
+        the gaps black and silent), else of ``row`` alone."""
         recording_id = row.id
         directory = self.data_dir / row.directory
-        files = list(row.files or [])
-        duration = float(row.duration_s)
+        parts = ([(self.data_dir / seg.recording.directory, seg.offset_s, list(seg.recording.files or []))
+                  for seg in lesson.segments] if lesson is not None and lesson.segments
+                 else [(directory, 0.0, list(row.files or []))])
+        duration = float(lesson.duration_s if lesson is not None and lesson.segments else row.duration_s)
         layout = self.layout
 
+        def track(source: str) -> list[Segment]:
+            out = [Segment(s.path, s.start_s + offset, s.duration_s)
+                   for folder, offset, files in parts for s in segments(folder, files, source)]
+            return sorted(out, key=lambda s: s.start_s)
+
         def work(progress: Any) -> dict[str, Any]:
-            return compose(camera=segments(directory, files, "camera"), screen=segments(directory, files, "screen"),
-                           microphone=segments(directory, files, "microphone"), duration_s=duration,
-                           output=directory / COMPOSED_NAME, layout=layout, progress=progress)
+            return compose(camera=track("camera"), screen=track("screen"), microphone=track("microphone"),
+                           duration_s=duration, output=directory / COMPOSED_NAME, layout=layout, progress=progress)
 
         def done(result: dict[str, Any]) -> None:
             with session_scope(self._factory) as session:

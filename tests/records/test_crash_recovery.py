@@ -292,6 +292,19 @@ def test_a_recording_cut_by_a_kill_is_recovered_and_the_lesson_replays_as_one(se
     assert lesson["duration_s"] == pytest.approx(second["offset_s"] + second["duration_s"], abs=0.01)
     assert lesson["duration_s"] >= first_camera_s + second_camera_s + gap["end_s"] - gap["start_s"] - 2.0
 
+    # its one-MP4 download is the whole lesson too, the gap black
+    r = httpx.post(f"{server.base}/api/v1/recordings/{rid2}/compose", headers=admin, timeout=10)
+    assert r.status_code == 202, r.text
+
+    def composed() -> dict[str, Any] | None:
+        job = httpx.get(f"{server.base}/api/v1/recordings/{rid2}/compose", headers=admin, timeout=10).json()
+        assert job["status"] != "failed", job
+        return job if job["status"] == "done" else None
+
+    job = wait_for("the composed MP4", composed, timeout=180)
+    with av.open(io.BytesIO(httpx.get(server.base + job["url"], timeout=60).content)) as container:
+        assert abs(container.duration / 1e6 - lesson["duration_s"]) <= 1.0, (container.duration, lesson["duration_s"])
+
     # the library lists the lesson once, with the whole lesson's duration
     r = httpx.get(f"{server.base}/api/v1/recordings", headers=admin, timeout=10)
     assert r.status_code == 200, r.text

@@ -262,7 +262,7 @@ def _compose_out(request: Request, settings: Settings, row: Recording) -> Compos
     job = request.app.state.recordings.jobs.get(row.id)
     if job is not None and job.status != "done":
         return ComposeOut(status=job.status, status_label=JOB_ZH[job.status], progress=job.progress, error=job.error)
-    if row.composed_name and row.status is RecordingStatus.ready:
+    if row.composed_name and row.status in recordings.PLAYABLE:
         return ComposeOut(status="done", status_label=JOB_ZH["done"], progress=1.0,
                           url=_file_url(settings, row, row.composed_name))
     return ComposeOut(status="none", status_label="未合成", progress=0.0)
@@ -329,12 +329,12 @@ def compose_recording(recording_id: int, request: Request, session: SessionDep, 
     """Start composing the lesson as one MP4 (camera and screen picture-in-picture, with audio); poll the GET.
     Admins in scope and the lesson's teacher start it (others: 403); once composed, any reader gets the URL."""
     row = recordings.require_recording(session, scope, recording_id)
-    if row.status is not RecordingStatus.ready:
+    if row.status not in recordings.PLAYABLE:
         raise ApiError(409, "not_ready", "录播尚未就绪，无法合成下载")
     service = request.app.state.recordings
     if not row.composed_name:
         recordings.require_composer(session, scope, row)
-        service.compose(row)
+        service.compose(row, recordings.lesson_timeline(session, row.instance_id))
     return _compose_out(request, settings, row)
 
 

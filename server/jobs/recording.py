@@ -126,24 +126,31 @@ class RecordingService:
 
     # ------------------------------------------------------------------ one MP4
 
-    def compose(self, row: Recording, lesson: recordings.LessonTimeline | None = None) -> Job:
-        """Queue the one-MP4 composition of a playable recording (one job per recording at a time): of the
-        whole ``lesson`` when given (every recording of a lesson recorded across restarts, on its time axis,
-        the gaps black and silent), else of ``row`` alone."""
-        recording_id = row.id
+    def compose(self, row: Recording) -> Job:
+        """Queue the one-MP4 composition of a playable recording (one job per recording at a time): of its whole
+        lesson (every recording of a lesson recorded across restarts, on the lesson's time axis, the gaps black
+        and silent).  The job reads the lesson's recordings itself, on its thread (the caller's transaction,
+        which holds SQLite's lock, has ended by then)."""
+        recording_id, instance_id = row.id, row.instance_id
         directory = self.data_dir / row.directory
-        parts = ([(self.data_dir / seg.recording.directory, seg.offset_s, list(seg.recording.files or []))
-                  for seg in lesson.segments] if lesson is not None and lesson.segments
-                 else [(directory, 0.0, list(row.files or []))])
-        duration = float(lesson.duration_s if lesson is not None and lesson.segments else row.duration_s)
+        alone = [(directory, 0.0, list(row.files or []))], float(row.duration_s)
         layout = self.layout
 
-        def track(source: str) -> list[Segment]:
-            out = [Segment(s.path, s.start_s + offset, s.duration_s)
-                   for folder, offset, files in parts for s in segments(folder, files, source)]
-            return sorted(out, key=lambda s: s.start_s)
+        def lesson() -> tuple[list[tuple[Path, float, list[dict[str, Any]]]], float]:
+            with session_scope(self._factory) as session:
+                timeline = recordings.lesson_timeline(session, instance_id)
+                parts = [(self.data_dir / seg.recording.directory, seg.offset_s, list(seg.recording.files or []))
+                         for seg in timeline.segments]
+            return (parts, timeline.duration_s) if parts else alone
 
         def work(progress: Any) -> dict[str, Any]:
+            parts, duration = lesson()
+
+            def track(source: str) -> list[Segment]:
+                out = [Segment(s.path, s.start_s + offset, s.duration_s)
+                       for folder, offset, files in parts for s in segments(folder, files, source)]
+                return sorted(out, key=lambda s: s.start_s)
+
             return compose(camera=track("camera"), screen=track("screen"), microphone=track("microphone"),
                            duration_s=duration, output=directory / COMPOSED_NAME, layout=layout, progress=progress)
 

@@ -334,7 +334,7 @@ def compose_recording(recording_id: int, request: Request, session: SessionDep, 
     service = request.app.state.recordings
     if not row.composed_name:
         recordings.require_composer(session, scope, row)
-        service.compose(row, recordings.lesson_timeline(session, row.instance_id))
+        service.compose(row)
     return _compose_out(request, settings, row)
 
 

@@ -14,6 +14,11 @@ fewest routers.  A worker process that dies is logged with its exit code, report
 listeners as ``("worker_died", {"routers": [...], "pid": ..., "exit_code": ...})`` and
 replaced in the same slot (at most :data:`MAX_RESTARTS` times per :data:`RESTART_WINDOW`
 seconds per slot).
+
+``spare=True`` keeps one more worker process started and idle (``sanke-media-spare``): a dead
+worker's slot is taken by it at once (it is told its slot with ``worker.adopt``), so the lessons
+of the dead worker get their media back without waiting for a Python process to start and import
+the media stack (seconds on a busy machine); a new spare is started in the background.
 """
 
 from __future__ import annotations
@@ -55,6 +60,8 @@ RESTART_WINDOW = 60.0
 CLOSE_GRACE = 5.0
 START_TIMEOUT = 30.0
 WORKER_DIED = "worker_died"
+ADOPT_METHOD = "worker.adopt"
+"""Request to a spare worker taking a slot: ``{index}`` → {} (its process name, core and log prefix)."""
 
 _PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
 
@@ -74,6 +81,8 @@ class WorkerHandle:
     task: asyncio.Task[None] | None = None
     """In-process mode: the task serving the worker end."""
     alive: bool = True
+    slot: list[int] = field(default_factory=list)
+    """``[index]``, shared with the channel's event callback (a spare changes it when it takes a slot)."""
 
     async def request(self, method: str, params: dict, timeout: float = 10.0) -> dict:
         return await self.channel.request(method, params, timeout)
@@ -88,8 +97,10 @@ class WorkerPool:
         worker_class: str = DEFAULT_WORKER_CLASS,
         on_event: Listener | None = None,
         pin: bool = False,
+        spare: bool = False,
     ) -> None:
-        """``pin``: worker processes are pinned to one CPU core each (slot i → the i-th allowed core)."""
+        """``pin``: worker processes are pinned to one CPU core each (slot i → the i-th allowed core).
+        ``spare``: keep one idle worker process ready to take a dead worker's slot (not in-process)."""
         if size < 0:
             raise ValueError("a worker pool needs size >= 0 (0: one worker in this process)")
         self.size = size
@@ -106,6 +117,9 @@ class WorkerPool:
         self._started = False
         self._closing = False
         self._applied_policy: IcePolicy | None = None
+        self.spare = spare and size >= 1
+        self._spare: WorkerHandle | None = None
+        self._spare_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -144,6 +158,7 @@ class WorkerPool:
             raise
         for handle in self.workers:
             self._watch(handle)
+        self._refill_spare()
         log.info("media: %d worker(s) started%s", len(self.workers),
                  " in this process" if self.in_process else f", pids {self.pids()}")
 
@@ -156,7 +171,13 @@ class WorkerPool:
         self._closing = True
         for task in list(self._watchers):
             task.cancel()
-        await asyncio.gather(*(self._stop(h) for h in self.workers), return_exceptions=True)
+        if self._spare_task is not None:
+            self._spare_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._spare_task
+        spare, self._spare = self._spare, None
+        stopping = [*self.workers, *([spare] if spare is not None else [])]
+        await asyncio.gather(*(self._stop(h) for h in stopping), return_exceptions=True)
         for task in list(self._watchers):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -193,6 +214,10 @@ class WorkerPool:
         """Send a request to the worker hosting ``router_id`` (placing the router if new)."""
         return await self.worker_for(router_id).channel.request(method, params, timeout)
 
+    def spare_pid(self) -> int | None:
+        """The idle spare worker process, if one is ready."""
+        return self._spare.pid if self._spare is not None and self._spare.alive else None
+
     def pids(self) -> list[int]:
         """Process ids of the live workers (this process's id for the in-process worker)."""
         return [h.pid if h.pid is not None else os.getpid() for h in self.workers if h.alive]
@@ -216,17 +241,18 @@ class WorkerPool:
             except Exception:  # noqa: BLE001 - one bad listener must not hide events from others
                 log.exception("media: listener failed for worker %d event %s", index, event)
 
-    async def _spawn(self, index: int) -> WorkerHandle:
+    async def _spawn(self, index: int, *, spare: bool = False) -> WorkerHandle:
         assert self._policy is not None and self._worker_cls is not None
         parent_sock, child_sock = socket.socketpair()
         ready: asyncio.Future[dict | None] = asyncio.get_running_loop().create_future()  # None: closed
+        slot = [index]
 
         def on_event(event: str, data: dict) -> None:
             if event == READY_EVENT:
                 if not ready.done():
                     ready.set_result(data)
                 return
-            self._emit(index, event, data)
+            self._emit(slot[0], event, data)
 
         def on_close() -> None:
             if not ready.done():
@@ -247,6 +273,7 @@ class WorkerPool:
                     sys.executable, "-m", "media.worker_process",
                     "--index", str(index), "--fd", str(child_sock.fileno()),
                     "--worker-class", self.worker_class, *(["--pin"] if self.pin else []),
+                    *(["--spare"] if spare else []),
                     pass_fds=(child_sock.fileno(),), stdin=asyncio.subprocess.DEVNULL, env=env)
                 child_sock.close()
             channel = await open_channel(parent_sock, on_event=on_event, on_close=on_close,
@@ -289,7 +316,52 @@ class WorkerPool:
             raise
         pid = process.pid if process else None
         log.info("media: worker %d up%s", index, f" (pid {pid})" if pid else " (in this process)")
-        return WorkerHandle(index=index, pid=pid, channel=channel, process=process, task=task)
+        return WorkerHandle(index=index, pid=pid, channel=channel, process=process, task=task, slot=slot)
+
+    def _refill_spare(self) -> None:
+        """Start a spare worker in the background, unless one is there or starting."""
+        if (not self.spare or self._closing or not self._started or self._spare is not None
+                or (self._spare_task is not None and not self._spare_task.done())):
+            return
+        self._spare_task = asyncio.get_running_loop().create_task(self._start_spare(), name="media-spare")
+
+    async def _start_spare(self) -> None:
+        index = len(self.workers)  # its slot number until it takes a real one
+        now = time.monotonic()
+        history = self._restarts.setdefault(index, deque())
+        while history and now - history[0] > RESTART_WINDOW:
+            history.popleft()
+        if len(history) >= MAX_RESTARTS:
+            log.critical("media: spare worker failed %d times within %.0f s; running without one",
+                         len(history), RESTART_WINDOW)
+            return
+        history.append(now)
+        try:
+            handle = await self._spawn(index, spare=True)
+        except Exception:  # noqa: BLE001 - no spare: a dead worker is replaced by a new process instead
+            log.exception("media: could not start a spare worker")
+            return
+        if self._closing:
+            await self._stop(handle)
+            return
+        self._spare = handle
+        self._watch(handle)
+        log.info("media: spare worker ready (pid %s)", handle.pid)
+
+    async def _take_spare(self, index: int) -> WorkerHandle | None:
+        """The spare, now serving slot ``index``; None when there is none (or it fails to adopt)."""
+        spare, self._spare = self._spare, None
+        if spare is None or not spare.alive or spare.channel.closed:
+            return None
+        try:
+            await spare.channel.request(ADOPT_METHOD, {"index": index}, timeout=5.0)
+        except (ChannelError, TimeoutError):
+            log.exception("media: the spare worker (pid %s) did not take slot %d", spare.pid, index)
+            await self._stop(spare)
+            return None
+        spare.index = index
+        spare.slot[:] = [index]
+        return spare
 
     def _watch(self, handle: WorkerHandle) -> None:
         watcher = asyncio.get_running_loop().create_task(self._watch_worker(handle), name=f"media-watch-{handle.index}")
@@ -317,6 +389,17 @@ class WorkerPool:
         await self._on_death(handle, exit_code)
 
     async def _on_death(self, handle: WorkerHandle, exit_code: int | None) -> None:
+        if handle is self._spare:  # an idle spare died: nothing was on it; start another
+            self._spare = None
+            handle.alive = False
+            await handle.channel.close()
+            log.error("media: the spare worker (pid %s) died with exit code %s", handle.pid, exit_code)
+            self._refill_spare()
+            return
+        if handle not in self.workers:  # a spare that died while taking a slot: nothing was on it
+            handle.alive = False
+            await handle.channel.close()
+            return
         handle.alive = False
         routers = sorted(handle.routers)
         for router_id in routers:
@@ -336,6 +419,12 @@ class WorkerPool:
                          handle.index, len(history) + 1, RESTART_WINDOW)
             return
         history.append(now)
+        replacement = await self._take_spare(handle.index)
+        if replacement is not None:
+            self.workers[handle.index] = replacement  # watched since it started
+            log.info("media: worker %d replaced by the spare (pid %s)", handle.index, replacement.pid)
+            self._refill_spare()
+            return
         try:
             replacement = await self._spawn(handle.index)
         except Exception:  # noqa: BLE001 - the slot stays empty; the others keep serving
@@ -347,6 +436,7 @@ class WorkerPool:
         self.workers[handle.index] = replacement
         self._watch(replacement)
         log.info("media: worker %d replaced (pid %s)", handle.index, replacement.pid)
+        self._refill_spare()
 
     async def _stop(self, handle: WorkerHandle) -> None:
         handle.alive = False

@@ -17,6 +17,10 @@ SIGINT is ignored: Ctrl-C on ``sanke serve`` reaches the whole process group, an
 closes its workers itself.  The process name (``comm``, shown by ``ps -e`` and ``top``) is
 ``sanke-media-N``; the command line shows ``-m media.worker_process --index N``.
 
+``--spare``: the pool's idle spare (``sanke-media-spare``).  When it takes a dead worker's slot the
+pool sends ``worker.adopt`` ``{index}``: the process renames itself ``sanke-media-N``, moves to the
+slot's core (with ``--pin``) and logs as ``media-worker[N]``.
+
 :func:`run_worker` is the same code the pool runs in-process (``SANKE_MEDIA_WORKERS=0``).
 """
 
@@ -34,12 +38,15 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from media import ice
-from media.channel import Channel, open_channel
+from media.channel import Channel, ChannelError, open_channel
 from media.ice import IcePolicy
+
+ADOPT_METHOD = "worker.adopt"
+"""A spare taking a slot (the pool's request; see the module docstring)."""
 
 log = logging.getLogger("media.worker_process")  # also when run as __main__
 
@@ -88,12 +95,27 @@ async def run_worker(
     policy: IcePolicy,
     worker_class: type,
     stop: asyncio.Event | None = None,
+    on_adopt: Callable[[int], None] | None = None,
 ) -> None:
-    """Serve one worker over ``sock`` until the channel closes (or ``stop`` is set), then close it."""
+    """Serve one worker over ``sock`` until the channel closes (or ``stop`` is set), then close it.
+
+    ``on_adopt(index)``: this (spare) worker now serves slot ``index`` (``worker.adopt``)."""
     closed = asyncio.Event()
     channel: Channel = await open_channel(sock, on_close=closed.set, name=f"media-worker-{index}")
     worker = worker_class(policy=policy, emit=channel.notify)
-    channel.handler = worker.handle
+
+    async def handle(method: str, params: dict[str, Any]) -> dict[str, Any]:
+        if method == ADOPT_METHOD:
+            slot = params.get("index")
+            if not isinstance(slot, int) or isinstance(slot, bool) or slot < 0:
+                raise ChannelError("bad_request", "worker.adopt needs an index >= 0")
+            channel.name = f"media-worker-{slot}"
+            if on_adopt is not None:
+                on_adopt(slot)
+            return {}
+        return await worker.handle(method, params)  # type: ignore[no-any-return]
+
+    channel.handler = handle
     channel.start()
     channel.notify(READY_EVENT, {"index": index, "pid": os.getpid()})
     waits = [asyncio.ensure_future(closed.wait())]
@@ -121,12 +143,35 @@ def _set_process_name(name: str) -> None:
         pass
 
 
+_ALLOWED: set[int] = set()
+"""The CPU cores this process was allowed at start."""
+
+
+def _log_format(label: str) -> str:
+    return f"%(asctime)s %(levelname)s media-worker[{label}] %(name)s: %(message)s"
+
+
+def _take_slot(index: int, pin: bool) -> None:
+    """Name, core and log prefix of slot ``index`` (at start, or when a spare is adopted)."""
+    _set_process_name(f"sanke-media-{index}")
+    if pin:
+        cores = sorted(_ALLOWED or os.sched_getaffinity(0))  # as allowed at start, before any pinning
+        os.sched_setaffinity(0, {cores[index % len(cores)]})
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(logging.Formatter(_log_format(str(index))))
+
+
 async def _main(args: argparse.Namespace, policy: IcePolicy, worker_class: type) -> None:
     sock = socket.socket(fileno=args.fd)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    await run_worker(sock, index=args.index, policy=policy, worker_class=worker_class, stop=stop)
+
+    def adopt(index: int) -> None:
+        _take_slot(index, args.pin)
+        log.info("spare worker (pid %d) now serves slot %d", os.getpid(), index)
+
+    await run_worker(sock, index=args.index, policy=policy, worker_class=worker_class, stop=stop, on_adopt=adopt)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"ICE settings as a JSON object (default: ${ICE_ENV})")
     parser.add_argument("--worker-class", default=DEFAULT_WORKER_CLASS)
     parser.add_argument("--pin", action="store_true", help="run on one CPU core (slot i on the i-th allowed core)")
+    parser.add_argument("--spare", action="store_true", help="an idle spare until the pool gives it a slot")
     parser.add_argument("--log-level", default=os.environ.get("SANKE_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
 
@@ -146,13 +192,14 @@ def main(argv: list[str] | None = None) -> int:
     # packet in flight.  Collect young objects less often; everything from start-up is frozen.
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
-    _set_process_name(f"sanke-media-{args.index}")
-    if args.pin:
-        cores = sorted(os.sched_getaffinity(0))
-        os.sched_setaffinity(0, {cores[args.index % len(cores)]})
-    logging.basicConfig(
-        stream=sys.stderr, level=args.log_level.upper(),
-        format=f"%(asctime)s %(levelname)s media-worker[{args.index}] %(name)s: %(message)s")
+    _ALLOWED.update(os.sched_getaffinity(0))
+    logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(), format=_log_format(str(args.index)))
+    if args.spare:
+        _set_process_name("sanke-media-spare")
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(logging.Formatter(_log_format("spare")))
+    else:
+        _take_slot(args.index, args.pin)
     # aioice logs every connectivity check at INFO: one line per candidate pair per participant
     logging.getLogger("aioice").setLevel(max(logging.WARNING, logging.getLogger().level))
 

@@ -64,7 +64,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
     bus = make_bus(settings.redis_url)
     # Workers start in the lifespan; the worker class is imported only then.
     media = WorkerPool(settings.effective_media_workers, settings.ice_strings(), worker_class=media_worker_class,
-                       pin=settings.media_pin_workers)
+                       pin=settings.media_pin_workers, spare=settings.media_spare_worker)
     media_service = MediaService(media, bus)
     recording_service = RecordingService(session_factory, settings)
     media_service.recordings = recording_service

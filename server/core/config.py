@@ -133,6 +133,11 @@ class Settings(BaseSettings):
     (``docs/performance.md`` has the measurements); on a dedicated media node with one worker per
     core it keeps each forwarding loop on its own core."""
 
+    media_spare_worker: bool = True
+    """Keep one idle media worker process ready (``SANKE_MEDIA_SPARE_WORKER``): a worker that dies is
+    replaced by it at once, so its lessons get their media back within seconds. No effect with
+    ``media_workers=0``."""
+
     recording_retention_days: int = Field(default=180, ge=0)
     """Lesson recordings (录播) are kept this many days after the lesson, then their files are deleted
     and the recording is marked expired (``SANKE_RECORDING_RETENTION_DAYS``; 0 keeps them for ever)."""

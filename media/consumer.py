@@ -57,6 +57,8 @@ if TYPE_CHECKING:
 _TS = struct.Struct(">I")
 
 KEYFRAME_RETRY_S = 1.0
+LIVE_LAYER_S = 0.5
+"""A simulcast layer without a packet for this long is not started on (``_initial_layer``)."""
 """A consumer still waiting for its first keyframe asks again after this long (the PLI or the keyframe got lost)."""
 _NEVER_MAP = (URI_MID, URI_RID, URI_REPAIRED_RID)
 """The publisher's MID/RID values name *its* m-line and layers; a subscriber must not see them
@@ -225,17 +227,22 @@ class Consumer:
         if self.kind == "video":
             self.gate = VideoGate([1] * len(producer.streams), now_s=now)
             self.gate.max_layer = self.max_layer
-            layer = self._initial_layer(producer)
+            layer = self._initial_layer(producer, now)
         else:
             layer = 0
         self.paused = False
         self._attach(producer.stream_for_layer(layer), now)
 
-    def _initial_layer(self, producer: Producer) -> int:
+    def _initial_layer(self, producer: Producer, now: float) -> int:
+        """The best layer allowed that is arriving now; the lowest when none is yet (a publisher that
+        has just connected sends its low layer first and adds the others as its estimate grows: a
+        subscriber waiting for a keyframe of the top one would wait seconds for a first picture)."""
         top = len(producer.streams) - 1
         layer = top if self.preferred_layer is None else min(self.preferred_layer, top)
         if self.max_layer is not None:
             layer = min(layer, self.max_layer)
+        while layer > 0 and now - producer.streams[layer].last_arrival > LIVE_LAYER_S:
+            layer -= 1
         return max(0, layer)
 
     def _attach(self, stream: ProducerStream, now: float) -> None:

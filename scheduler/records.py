@@ -30,6 +30,9 @@ Rules (what a district bureau asks of a lesson):
   ``uncertain_s``, how much longer it may have lasted unseen.  Attendance and
   the main classroom's duration report the sum of those seconds
   (``uncertain_s``, included in neither ``present_s`` nor ``duration_s``).
+* **Media gaps**: the times the lesson's media stopped for everyone (its media
+  worker died) until it was back (``media_gap`` events): when, how long, and
+  whether every connection came back.
 
 Speaking time is not measured (the SFU forwards audio without decoding it), so
 it is not reported rather than guessed.
@@ -98,6 +101,16 @@ class Attendance:
 
 
 @dataclass
+class MediaGap:
+    """The lesson's media was down for everyone from ``at`` for ``seconds``."""
+
+    at: datetime
+    seconds: float
+    reason: str
+    restored: bool
+
+
+@dataclass
 class Record:
     instance_id: int
     status: RecordStatus
@@ -111,6 +124,11 @@ class Record:
     attendance: list[Attendance]
     uncertain_s: int = 0
     """How much longer than ``duration_s`` the main classroom may have published (cut by a crash)."""
+    media_gaps: list[MediaGap] = field(default_factory=list)
+
+    @property
+    def media_gap_s(self) -> int:
+        return round(sum(g.seconds for g in self.media_gaps))
 
     @property
     def expected_receivers(self) -> int:
@@ -301,10 +319,14 @@ def compute(session: Session, instance_id: int, *, now: datetime,
         _link_summary(att, samples)
         attendance.append(att)
 
+    gaps = [MediaGap(at=e.at - timedelta(seconds=_num(e.data, "gap_s") or 0.0), seconds=_num(e.data, "gap_s") or 0.0,
+                     reason=str((e.data or {}).get("reason") or ""), restored=bool((e.data or {}).get("restored")))
+            for e in events if e.kind is EventKind.media_gap]
+
     return Record(instance_id=instance_id, status=status, scheduled_start=inst.starts_at,
                   scheduled_end=inst.ends_at, actual_start=actual_start, actual_end=actual_end,
                   duration_s=duration_s, late_s=late_s, on_time=on_time, attendance=attendance,
-                  uncertain_s=round(main_uncertain[0]))
+                  uncertain_s=round(main_uncertain[0]), media_gaps=gaps)
 
 
 def _num(data: dict[str, Any] | None, key: str) -> float | None:

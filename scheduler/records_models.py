@@ -39,6 +39,9 @@ class EventKind(str, enum.Enum):
     hand_lower = "hand_lower"
     chat = "chat"
     link_quality = "link_quality"
+    media_gap = "media_gap"
+    """The lesson's media stopped for everyone (its media worker died) and came back: ``data`` has ``gap_s``,
+    ``reason`` and ``restored`` (false: not every connection was back within the wait)."""
 
 
 class RecordStatus(str, enum.Enum):

@@ -28,6 +28,19 @@ consumers are re-pointed to whoever is on stage, so a receiving classroom's
 
 Requests for one room run one after the other (a small queue), so an ``offer``
 and the ``update_subscriptions`` that follows it are applied in the order sent.
+
+Media that comes back by itself:
+
+- the lesson's worker died (``worker_died`` from the pool): every participant is sent
+  ``media_restart`` at once (its connections are gone), the router is made again on whichever
+  worker is up (the replacement, or another), every subscriber gets a fresh ``offer`` on a new
+  connection and every publisher publishes again; a recorded lesson goes on in new files of the
+  same recording.  The gap (death → every connection that had been up is up again) goes to the
+  session event log (``media_gap``), which the teaching record shows;
+- a connection the worker sees end (ICE failed, consent expired, DTLS closed: the transport's
+  state ``failed``/``closed`` without signaling having closed it) is closed and rebuilt the same
+  way, for that participant and that connection only;
+- a client whose connection failed (or stayed disconnected) sends ``media_restart`` itself.
 """
 
 from __future__ import annotations
@@ -37,6 +50,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from media.channel import ChannelError
@@ -48,11 +62,14 @@ from signaling.messages import (
     LayersWanted,
     LessonRole,
     LinkQualityReport,
+    MediaRestart,
+    MediaRestartReason,
     Offer,
     PeerTarget,
     Publication,
     Publish,
     ServerAnswer,
+    ServerMediaRestart,
     ServerOffer,
     Subscription,
     TrackSource,
@@ -81,6 +98,48 @@ _ERRORS = {"bad_sdp": ErrorCode.bad_sdp, "bad_candidate": ErrorCode.bad_candidat
 _REFUSED = {ErrorCode.bad_sdp: "SDP 无法应用，请重新协商", ErrorCode.bad_candidate: "ICE 候选地址无法使用"}
 """The zh-CN text of a refused media request by code; any other: the media service is unavailable."""
 
+WORKER_WAIT_S = 20.0
+"""How long a lesson whose worker died waits for a worker to take its media again."""
+WORKER_POLL_S = 0.05
+GAP_WAIT_S = 30.0
+"""A media gap ends when every connection that was up before is up again, or after this long."""
+RESTART_INTERVAL_S = 2.0
+"""A client may ask to rebuild one of its connections (``media_restart``) at most this often."""
+TARGET_DIRECTION = {PeerTarget.publisher: "send", PeerTarget.subscriber: "recv"}
+DIRECTION_TARGET = {"send": PeerTarget.publisher, "recv": PeerTarget.subscriber}
+ENDED_STATES = ("failed", "closed")
+"""Transport states that mean a connection is over unless signaling closed it itself."""
+
+
+@dataclass(frozen=True)
+class _Sfu:
+    """The event log's subject of an event of the lesson's media as a whole (not of one participant)."""
+
+    participant_id: str = "sfu"
+    user_id: int | None = None
+    classroom_id: int | None = None
+    role: str = "sfu"
+
+
+@dataclass
+class _Gap:
+    """The lesson's media is down for everyone since ``started`` (``time.monotonic``)."""
+
+    reason: str
+    started: float
+    waiting: set[tuple[str, str]] = field(default_factory=set)
+    """(participant id, direction) of the connections that were up and are not yet again."""
+    timer: asyncio.TimerHandle | None = None
+
+
+@dataclass
+class _Job:
+    fn: Callable[[], Awaitable[None]]
+    p: Participant | None = None
+    rid: str | None = None
+    negotiation: bool = False
+    """Applies an SDP or candidate of a connection: meaningless once the worker that had it died."""
+
 
 def producer_id(participant_id: str, source: TrackSource | str) -> str:
     return f"{participant_id}:{TrackSource(source).value}"
@@ -94,7 +153,7 @@ class LessonMedia:
         self.router_id = f"lesson-{instance_id}"
         self.service = service
         self.room: Room | None = None
-        self._queue: deque[tuple[Callable[[], Awaitable[None]], Participant | None, str | None]] = deque()
+        self._queue: deque[_Job] = deque()
         self._runner: asyncio.Task[None] | None = None
         self._router_created = False
         self.closed = False
@@ -111,21 +170,30 @@ class LessonMedia:
         self.recording: dict[str, Any] | None = None
         """``{id, directory}`` once the lesson's recording started (``MediaService.recordings``)."""
         self._not_recorded = False
+        self.gap: _Gap | None = None
+        """Set while the lesson's media is down for everyone (its worker died)."""
+        self._restarted_at: dict[tuple[str, str], float] = {}
+        """(participant id, direction) → when the client last asked to rebuild that connection."""
 
     # ------------------------------------------------------------------ running requests in order
 
-    def _enqueue(self, fn: Callable[[], Awaitable[None]], p: Participant | None = None, rid: str | None = None) -> None:
+    def _enqueue(self, fn: Callable[[], Awaitable[None]], p: Participant | None = None, rid: str | None = None,
+                 *, negotiation: bool = False) -> None:
         if self.closed:
             return
-        self._queue.append((fn, p, rid))
+        self._queue.append(_Job(fn, p, rid, negotiation))
+        self._run()
+
+    def _run(self) -> None:
         if self._runner is None or self._runner.done():
             self._runner = asyncio.get_running_loop().create_task(self._drain())
 
     async def _drain(self) -> None:
         while self._queue:
-            fn, p, rid = self._queue.popleft()
+            job = self._queue.popleft()
+            p, rid = job.p, job.rid
             try:
-                await fn()
+                await job.fn()
             except ChannelError as exc:
                 log.info("lesson %s: media request refused: %s %s", self.instance_id, exc.code, exc)
                 if p is not None and self.room is not None:
@@ -180,9 +248,20 @@ class LessonMedia:
             self._enqueue(lambda: self._pause(pid, True), p, rid)
             room.ack(p, rid)
         elif isinstance(msg, Offer):
-            self._enqueue(lambda: self._publish(p, msg.sdp, rid), p, rid)
+            self._enqueue(lambda: self._publish(p, msg.sdp, rid), p, rid, negotiation=True)
         elif isinstance(msg, Answer):
-            self._enqueue(lambda: self._answer(p, msg.sdp, rid), p, rid)
+            self._enqueue(lambda: self._answer(p, msg.sdp, rid), p, rid, negotiation=True)
+        elif isinstance(msg, MediaRestart):
+            now = time.monotonic()
+            directions = sorted({TARGET_DIRECTION[t] for t in msg.targets})
+            if any(now - self._restarted_at.get((p.participant_id, d), -1e9) < RESTART_INTERVAL_S
+                   for d in directions):
+                room.error(p, ErrorCode.rate_limited, "媒体重连过于频繁，请稍后再试", rid)
+                return
+            for d in directions:
+                self._restarted_at[(p.participant_id, d)] = now
+            self._enqueue(lambda: self._rebuild(p, directions, None), p, rid)
+            room.ack(p, rid)
         elif isinstance(msg, UpdateSubscriptions):
             refused = self._check_subscriptions(room, p, msg.subscriptions)
             if refused:
@@ -197,7 +276,7 @@ class LessonMedia:
                 room.ack(p, rid)
                 return
             target = "send" if msg.target is PeerTarget.publisher else "recv"
-            self._enqueue(lambda: self._candidate(p, target, msg), p, rid)
+            self._enqueue(lambda: self._candidate(p, target, msg), p, rid, negotiation=True)
 
     def on_joined(self, room: Room, p: Participant) -> None:
         self.room = room
@@ -208,6 +287,11 @@ class LessonMedia:
         self.announced.pop(pid, None)
         self.subscriptions.pop(pid, None)
         self.samples.pop(pid, None)
+        for key in [k for k in self._restarted_at if k[0] == pid]:
+            del self._restarted_at[key]
+        if self.gap is not None:  # nobody waits for the connections of someone who left
+            self.gap.waiting = {w for w in self.gap.waiting if w[0] != pid}
+            self._gap_check()
 
         async def left() -> None:
             await self._close_transports(pid)
@@ -256,6 +340,7 @@ class LessonMedia:
 
         async def close() -> None:
             self.closed = True
+            self._end_gap()
             await self._stop_recording()
             for pid in list(self.transports):
                 for tid in self.transports.pop(pid).values():
@@ -268,9 +353,166 @@ class LessonMedia:
             self.service.pool.release(self.router_id)
             self.service.rooms.pop(self.router_id, None)
 
-        self._queue.append((close, None, None))
-        if self._runner is None or self._runner.done():
-            self._runner = asyncio.get_running_loop().create_task(self._drain())
+        self._queue.append(_Job(close))
+        self._run()
+
+    # ------------------------------------------------------------------ media that comes back by itself
+
+    def worker_lost(self) -> None:
+        """The worker hosting this lesson died: its transports, producers and consumers are gone.
+
+        Everyone is told at once (``media_restart``); the router is made again on a live worker
+        and everyone's media renegotiated there (``_recover``), ahead of anything queued."""
+        if self.closed:
+            return
+        room = self.room
+        had = {pid: set(own) for pid, own in self.transports.items() if own}
+        log.error("lesson %s: its media worker died; restoring the media of %d participant(s)",
+                  self.instance_id, len(had))
+        self._router_created = False
+        for own in self.transports.values():
+            for tid in own.values():
+                self.service.transport_owner.pop(tid, None)
+        self.transports.clear()
+        self.samples.clear()
+        self.layers_sent.clear()
+        # SDP and candidates queued for the dead connections are answered, not applied to new ones
+        kept: deque[_Job] = deque()
+        for job in self._queue:
+            if job.negotiation:
+                if job.p is not None and room is not None:
+                    room.error(job.p, ErrorCode.internal, "媒体服务已重启，正在重新连接", job.rid)
+            else:
+                kept.append(job)
+        self._queue = kept
+        if self.gap is None:
+            self.gap = _Gap(reason=MediaRestartReason.worker_restarted.value, started=time.monotonic())
+        # the gap lasts until what carried media is back: subscriber connections, and the publisher
+        # connections of those who published something
+        for pid, dirs in had.items():
+            q = room.participants.get(pid) if room is not None else None
+            if q is None:
+                continue
+            if "recv" in dirs:
+                self.gap.waiting.add((pid, "recv"))
+            if "send" in dirs and q.publications:
+                self.gap.waiting.add((pid, "send"))
+        if self.gap.timer is None:
+            self.gap.timer = asyncio.get_running_loop().call_later(GAP_WAIT_S, self._end_gap)
+        if room is not None:
+            for pid, dirs in had.items():
+                q = room.participants.get(pid)
+                if q is not None:
+                    q.send(ServerMediaRestart(targets=[DIRECTION_TARGET[d] for d in sorted(dirs)],
+                                              reason=MediaRestartReason.worker_restarted))
+        self._queue.appendleft(_Job(self._recover))
+        self._run()
+
+    async def _recover(self) -> None:
+        """Make the router again on a live worker; offer every subscriber its tracks on a new connection.
+        (Publishers publish again themselves, told by ``media_restart``.)"""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WORKER_WAIT_S
+        while True:
+            try:
+                self.service.pool.worker_for(self.router_id)
+                break
+            except ChannelError:
+                if loop.time() > deadline:
+                    log.error("lesson %s: no media worker within %.0f s; its media stays down",
+                              self.instance_id, WORKER_WAIT_S)
+                    return
+                await asyncio.sleep(WORKER_POLL_S)
+        await self._request("router.dump", {})  # creates the router on its new worker
+        room = self.room
+        if room is not None:  # every subscriber's new connection at once (the worker serves them concurrently)
+            await asyncio.gather(*(self._sync_consumers(q) for q in list(room.participants.values())
+                                   if q.participant_id in self.subscriptions))
+
+    async def _rebuild(self, p: Participant, directions: list[str], reason: MediaRestartReason | None) -> None:
+        """Close ``p``'s connections in ``directions`` and build them again: tell the client (``reason``:
+        the server decided; None: the client asked), then offer its subscriptions on a new connection."""
+        room = self.room
+        if room is None or room.participants.get(p.participant_id) is not p:
+            return
+        for direction in directions:
+            await self._drop(p, direction)
+        if reason is not None:
+            p.send(ServerMediaRestart(targets=[DIRECTION_TARGET[d] for d in directions], reason=reason))
+        if "recv" in directions:
+            await self._sync_consumers(p)
+
+    def on_transport_state(self, pid: str, transport_id: str, state: str) -> None:
+        """A transport's connection state (from its worker)."""
+        own = self.transports.get(pid, {})
+        direction = next((d for d, tid in own.items() if tid == transport_id), None)
+        if direction is None or self.closed:
+            return  # closed by us meanwhile (left, rebuilt): nothing to do
+        if state == "connected":
+            if self.gap is not None:
+                self.gap.waiting.discard((pid, direction))
+                self._gap_check()
+            return
+        if state not in ENDED_STATES:
+            return
+        room = self.room
+        p = room.participants.get(pid) if room is not None else None
+        if p is None:
+            return
+        log.warning("lesson %s: %s's %s connection %s; rebuilding it", self.instance_id, pid, direction, state)
+
+        async def rebuild() -> None:
+            if self.transports.get(pid, {}).get(direction) != transport_id:
+                return  # rebuilt or closed meanwhile
+            if p.connected:
+                await self._rebuild(p, [direction], MediaRestartReason.connection_lost)
+            else:  # its socket is away too: its resume rebuilds what it needs
+                await self._drop(p, direction)
+
+        self._enqueue(rebuild)
+
+    async def _drop(self, p: Participant, direction: str) -> None:
+        """Close ``p``'s connection in ``direction`` (if it has one) and forget it."""
+        own = self.transports.get(p.participant_id, {})
+        tid = own.pop(direction, None)
+        if not own:
+            self.transports.pop(p.participant_id, None)
+        if tid is None:
+            return
+        self.service.transport_owner.pop(tid, None)
+        self.samples.get(p.participant_id, {}).pop(direction, None)
+        if direction == "send":
+            for source in TrackSource:
+                self.layers_sent.pop(producer_id(p.participant_id, source), None)
+        try:
+            await self._request("transport.close", {"transport_id": tid})
+        except ChannelError:
+            pass
+
+    def _gap_check(self) -> None:
+        gap = self.gap
+        if gap is not None and not gap.waiting and self._router_created:
+            self._end_gap()
+
+    def _end_gap(self) -> None:
+        """The gap is over (or given up on): write it to the session event log."""
+        gap, self.gap = self.gap, None
+        if gap is None:
+            return
+        if gap.timer is not None:
+            gap.timer.cancel()
+        seconds = round(time.monotonic() - gap.started, 1)
+        restored = not gap.waiting and self._router_created
+        log.warning("lesson %s: media back after %.1f s%s", self.instance_id, seconds,
+                    "" if restored else f" (not restored: {sorted(gap.waiting)})")
+        journal = self.room.journal if self.room is not None else None
+        if journal is None:
+            return
+        try:
+            journal.record(self.instance_id, "media_gap", _Sfu(),  # type: ignore[arg-type]
+                           {"gap_s": seconds, "reason": gap.reason, "restored": restored})
+        except Exception:
+            log.exception("lesson %s: logging the media gap failed", self.instance_id)
 
     # ------------------------------------------------------------------ publishing
 
@@ -551,12 +793,15 @@ class MediaService:
             media = self.rooms.get(str(data.get("router_id")))
             if media is not None:
                 media.on_samples(list(data.get("transports") or []))
+        elif event == "transport_state":
+            owner = self.transport_owner.get(str(data.get("transport_id")))
+            if owner is not None:
+                owner[0].on_transport_state(owner[1], str(data.get("transport_id")), str(data.get("state")))
         elif event == "worker_died":
             for router_id in data.get("routers", []):
                 media = self.rooms.get(router_id)
                 if media is not None:
-                    log.error("lesson %s: its media worker died; media restarts on rejoin", media.instance_id)
-                    media._router_created = False
+                    media.worker_lost()
 
     def publish_sample(self, instance_id: int, p: Participant, report: LinkQualityReport,
                        up: dict[str, Any], down: dict[str, Any]) -> None:

@@ -143,6 +143,15 @@ class LeaveReason(StrEnum):
     """No ping within the timeout and no resume within the grace period."""
 
 
+class MediaRestartReason(StrEnum):
+    """Why the server rebuilt connections of a client (``media_restart``)."""
+
+    worker_restarted = "worker_restarted"
+    """The media process of the lesson died; the lesson's media runs again on a new one."""
+    connection_lost = "connection_lost"
+    """The server saw this connection end: ICE failed, consent expired (RFC 7675) or DTLS closed."""
+
+
 class LinkQuality(StrEnum):
     """The server's summary of a link-quality report, for the main classroom's grid."""
 
@@ -422,6 +431,15 @@ class Ping(_ClientBase):
     """The client's clock, echoed in ``pong`` so the client can measure round trips."""
 
 
+class MediaRestart(_ClientBase):
+    """Client → server: the client dropped these peer connections (failed, or disconnected for seconds);
+    the server closes their transports.  For ``subscriber`` it then sends a fresh ``offer`` on a new
+    connection; for ``publisher`` the client publishes again (``publish`` + ``offer``)."""
+
+    type: Literal["media_restart"] = "media_restart"
+    targets: list[PeerTarget] = Field(min_length=1, max_length=2)
+
+
 class Leave(_ClientBase):
     """Client → server: leave the lesson for good; the server closes the socket and does not keep the session."""
 
@@ -520,6 +538,18 @@ class ServerAnswer(_ServerBase):
 
     type: Literal["answer"] = "answer"
     sdp: Sdp
+
+
+class ServerMediaRestart(_ServerBase):
+    """Server → client: the server closed these peer connections of the client and rebuilds them.
+
+    The client closes its own (keeping its local tracks), publishes again on a new ``publisher``
+    connection, and answers the fresh ``offer`` that follows on a new ``subscriber`` connection.
+    """
+
+    type: Literal["media_restart"] = "media_restart"
+    targets: list[PeerTarget] = Field(min_length=1, max_length=2)
+    reason: MediaRestartReason
 
 
 class ServerIceCandidate(_ServerBase):
@@ -632,13 +662,13 @@ class ServerLeave(_ServerBase):
 
 ClientMessage = Annotated[
     Join | Offer | Answer | IceCandidate | Publish | Unpublish | UpdateSubscriptions | SetMuted
-    | SetOnStage | Mute | MuteAll | RaiseHand | Chat | LinkQualityReport | Ping | Leave,
+    | SetOnStage | Mute | MuteAll | RaiseHand | Chat | LinkQualityReport | Ping | Leave | MediaRestart,
     Field(discriminator="type"),
 ]
 ServerMessage = Annotated[
     Joined | Resumed | ParticipantJoined | ParticipantLeft | ParticipantUpdated | RoomUpdated
     | ServerOffer | ServerAnswer | ServerIceCandidate | OnStageChanged | Muted | HandRaised
-    | ChatMessage | LinkQualityUpdate | Pong | Ack | Error | ServerLeave | LayersWanted,
+    | ChatMessage | LinkQualityUpdate | Pong | Ack | Error | ServerLeave | LayersWanted | ServerMediaRestart,
     Field(discriminator="type"),
 ]
 
@@ -761,7 +791,8 @@ def allowed(role: LessonRole, msg: ClientMessage, on_stage: bool, listen_only: b
     listen-only receiving classroom.  Checks that need the room (does the named
     participant exist, is the source muted by the teacher) belong to the room.
 
-    - everyone: join, answer, update_subscriptions, link_quality, ping, leave, and ICE for the subscriber connection;
+    - everyone: join, answer, update_subscriptions, link_quality, ping, leave, and ICE and ``media_restart``
+      for the subscriber connection;
     - the main classroom: everything, and alone set_on_stage, mute, mute_all and publishing the screen;
     - a receiving classroom: camera and microphone, raise hand, chat; a listen-only one publishes nothing
       and does not raise its hand;
@@ -774,6 +805,10 @@ def allowed(role: LessonRole, msg: ClientMessage, on_stage: bool, listen_only: b
         return None
     if isinstance(msg, IceCandidate):
         if msg.target is PeerTarget.subscriber or _has_publisher(role, listen_only):
+            return None
+        return ErrorCode.not_allowed
+    if isinstance(msg, MediaRestart):
+        if PeerTarget.publisher not in msg.targets or _has_publisher(role, listen_only):
             return None
         return ErrorCode.not_allowed
     if isinstance(msg, (SetOnStage, Mute, MuteAll)):

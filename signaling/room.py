@@ -62,6 +62,7 @@ from signaling.messages import (
     LinkQuality,
     LinkQualityReport,
     LinkQualityUpdate,
+    MediaRestart,
     Mute,
     MuteAll,
     Muted,
@@ -102,7 +103,7 @@ MEDIA_UNAVAILABLE = ErrorCode.internal
 MEDIA_UNAVAILABLE_ZH = "媒体服务尚未启用，暂不支持音视频协商"
 NOT_ALLOWED_ZH = "您在本课堂中的角色不能执行此操作"
 
-_MEDIA = (Offer, Answer, IceCandidate, Publish, Unpublish, UpdateSubscriptions)
+_MEDIA = (Offer, Answer, IceCandidate, Publish, Unpublish, UpdateSubscriptions, MediaRestart)
 
 # WebSocket close codes (4000-4999 are the application's)
 CLOSE_NORMAL = 1000

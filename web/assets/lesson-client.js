@@ -53,10 +53,15 @@
  *   error        the `error` message of a request nobody awaited, or {code, message}
  *   message      every server message, raw
  *
- * Reconnect: a socket that drops (or a ping timeout, or a failed peer connection) is re-opened with
- * a back-off of 0.5, 1, 2, 4, 8 s (then 10 s), with a new join token, resuming the session
- * (flow 7: keep_media when the peer connections are still up, else new ones and the tracks are
- * published again).
+ * Reconnect: a socket that drops (or a ping timeout) is re-opened with a back-off of 0.5, 1, 2, 4,
+ * 8 s (then 10 s), with a new join token, resuming the session (flow 7: keep_media when the peer
+ * connections are still up, else new ones and the tracks are published again).
+ *
+ * Media that comes back by itself: a peer connection that fails, or stays disconnected for
+ * DISCONNECTED_GRACE_MS, is closed and made again (`media_restart` to the server: the publisher
+ * publishes its tracks again, the server offers the subscriptions on a new subscriber connection);
+ * when the server sends `media_restart` (its media worker was replaced, or it saw the connection
+ * end) the named connections are rebuilt the same way.  `mediarestart` {targets, reason, by}.
  */
 import { api, ApiError } from "/assets/api.js";
 
@@ -64,6 +69,8 @@ export const PROTOCOL_VERSION = 1;
 const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 10000];
 const STORE_PREFIX = "sanke.lesson.";
 const LINK_REPORT_MS = 4000;
+/** A peer connection `disconnected` this long (consent checks unanswered) is rebuilt; `failed` at once. */
+export const DISCONNECTED_GRACE_MS = 3000;
 /**
  * The camera goes out in three simulcast layers, lowest first, so the SFU can give each subscriber
  * the best one its link carries (a village link on 300 kbit/s still gets the low one, and an
@@ -464,6 +471,7 @@ export class LessonClient {
       case "muted": this._onMuted(msg); break;
       case "link_quality_update": this._emit("linkquality", msg); break;
       case "layers_wanted": this._onLayersWanted(msg); break;
+      case "media_restart": this._restartMedia(msg.targets || [], msg.reason, "server"); break;
       case "leave": this._onLeave(msg); break;
       case "error":
         if (msg.request_id === "join") this._onJoinError(msg);
@@ -566,13 +574,62 @@ export class LessonClient {
   }
 
   _watch(pc, name) {
-    pc.addEventListener("connectionstatechange", () => {
-      if (pc.connectionState === "failed" && (pc === this.publisher || pc === this.subscriber) && this.state === "joined") {
-        console.warn(`lesson-client: ${name} connection failed, rejoining with new connections`);
-        this._closeMedia(false);
-        this.dropSocket();
+    let timer = null;
+    const check = (waited) => {
+      const current = pc === (name === "publisher" ? this.publisher : this.subscriber);
+      const state = pc.connectionState;
+      if (!current || !["disconnected", "failed", "closed"].includes(state)) {
+        if (timer) { clearTimeout(timer); this._timers.delete(timer); timer = null; }
+        return;
       }
-    });
+      if (state === "disconnected" && !waited) {
+        if (!timer) timer = this._later(() => { timer = null; check(true); }, DISCONNECTED_GRACE_MS);
+        return;
+      }
+      if (this.state !== "joined") return; // the resume that follows makes new connections
+      console.warn(`lesson-client: ${name} connection ${state}; making it again`);
+      this._restartMedia([name], "connection_lost", "client");
+    };
+    pc.addEventListener("connectionstatechange", () => check(false));
+  }
+
+  /**
+   * Close the `targets` ("publisher", "subscriber") peer connections and make them again, keeping the
+   * local tracks. `by` "server": the server asked (`media_restart`) and has closed its side already;
+   * "client": tell it first, so it closes its side before the tracks are published again.
+   */
+  _restartMedia(targets, reason, by) {
+    targets = targets.filter((t) => (t === "publisher" ? this.publisher : this.subscriber));
+    if (!targets.length && by === "client") return;
+    if (by === "client") {
+      this.request({ type: "media_restart", targets }).catch((e) => {
+        console.warn("lesson-client: media_restart refused", e.code);
+        if (e.code !== "not_connected" && e.code !== "closed") this._later(() => this._recheck(), DISCONNECTED_GRACE_MS);
+      });
+    }
+    if (targets.includes("subscriber") && this.subscriber) {
+      try { this.subscriber.close(); } catch { /* ignore */ }
+      this.subscriber = null;
+      for (const [key, r] of this.remote) this._emit("trackended", { participantId: r.participantId, source: r.source, mid: r.mid, key });
+      this.remote.clear();
+      this._mids.clear();
+    }
+    if (targets.includes("publisher") && this.publisher) {
+      try { this.publisher.close(); } catch { /* ignore */ }
+      this.publisher = null;
+      this._senders.clear();
+      if (this.local.size && !this.isObserver) this._republish(new Map(this.local));
+    }
+    this._emit("mediarestart", { targets, reason, by });
+  }
+
+  /** After a refused `media_restart`: a connection still down is rebuilt by a resume with new connections. */
+  _recheck() {
+    const down = (pc) => pc && ["disconnected", "failed", "closed"].includes(pc.connectionState);
+    if (this.state === "joined" && (down(this.publisher) || down(this.subscriber))) {
+      this._closeMedia(false);
+      this.dropSocket();
+    }
   }
 
   _queuePub(fn) {

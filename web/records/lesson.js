@@ -45,7 +45,9 @@ function renderHeader(lesson, rec, stored) {
     fact("是否准时", late),
     fact("到课", `${rec.attended_receivers} / ${rec.expected_receivers}（${pct(rec.expected_receivers ? rec.attended_receivers / rec.expected_receivers : null)}）`),
     fact("巡课", stored ? `${stored.lesson.visits} 次，评课 ${stored.lesson.evaluations} 份` : "—"),
-    fact("记录", stored && stored.lesson.record_status ? "已归档（课堂关闭时生成）" : "实时计算（尚未归档）"));
+    fact("记录", stored && stored.lesson.record_status ? "已归档（课堂关闭时生成）" : "实时计算（尚未归档）"),
+    (rec.media_gaps || []).length ? fact("媒体中断", rec.media_gaps.map((g) =>
+      `${fmtTime(g.at)} 中断 ${Math.max(1, Math.round(g.seconds))} 秒${g.restored ? "" : "（部分连接未恢复）"}`).join("；")) : null);
   const recId = stored && stored.lesson.recording_id;
   fill(document.getElementById("recording"),
     recId ? el("a", { class: "btn btn-primary", href: recordingUrl(recId) }, "观看录像") : null);

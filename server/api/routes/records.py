@@ -69,6 +69,16 @@ class AttendanceOut(BaseModel):
     timeline: list[LinkSampleOut] | None = None
 
 
+class MediaGapOut(BaseModel):
+    at: datetime
+    """When the media stopped."""
+    seconds: float
+    reason: str
+    """``worker_restarted``: the lesson's media worker died and was replaced."""
+    restored: bool
+    """Every connection that carried media was back (false: some were not within 30 s)."""
+
+
 class RecordOut(BaseModel):
     instance_id: int
     status: RecordStatus
@@ -85,6 +95,9 @@ class RecordOut(BaseModel):
     uncertain_s: int = 0
     """Seconds after ``duration_s`` the main classroom may still have taught (cut by a server crash)."""
     attendance: list[AttendanceOut]
+    media_gap_s: int = 0
+    """Seconds the lesson's media was down for everyone (媒体中断), summed over ``media_gaps``."""
+    media_gaps: list[MediaGapOut] = []
 
 
 class EventOut(BaseModel):
@@ -148,6 +161,9 @@ def _record_out(session: Any, record: records.Record, timeline: bool) -> RecordO
         actual_start=record.actual_start, actual_end=record.actual_end, duration_s=record.duration_s,
         late_s=record.late_s, on_time=record.on_time, expected_receivers=record.expected_receivers,
         attended_receivers=record.attended_receivers, uncertain_s=record.uncertain_s, attendance=out,
+        media_gap_s=record.media_gap_s,
+        media_gaps=[MediaGapOut(at=g.at, seconds=g.seconds, reason=g.reason, restored=g.restored)
+                    for g in record.media_gaps],
     )
 
 

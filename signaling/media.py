@@ -109,6 +109,8 @@ TARGET_DIRECTION = {PeerTarget.publisher: "send", PeerTarget.subscriber: "recv"}
 DIRECTION_TARGET = {"send": PeerTarget.publisher, "recv": PeerTarget.subscriber}
 ENDED_STATES = ("failed", "closed")
 """Transport states that mean a connection is over unless signaling closed it itself."""
+ENDED_GRACE_S = 0.3
+"""A connection that ended is rebuilt after this long, unless its participant left meanwhile."""
 
 
 @dataclass(frozen=True)
@@ -459,17 +461,19 @@ class LessonMedia:
         p = room.participants.get(pid) if room is not None else None
         if p is None:
             return
-        log.warning("lesson %s: %s's %s connection %s; rebuilding it", self.instance_id, pid, direction, state)
 
         async def rebuild() -> None:
-            if self.transports.get(pid, {}).get(direction) != transport_id:
-                return  # rebuilt or closed meanwhile
+            if self.transports.get(pid, {}).get(direction) != transport_id or self.room is None \
+                    or self.room.participants.get(pid) is not p:
+                return  # rebuilt, closed or left meanwhile
+            log.warning("lesson %s: %s's %s connection %s; rebuilding it", self.instance_id, pid, direction, state)
             if p.connected:
                 await self._rebuild(p, [direction], MediaRestartReason.connection_lost)
             else:  # its socket is away too: its resume rebuilds what it needs
                 await self._drop(p, direction)
 
-        self._enqueue(rebuild)
+        # a leaving client closes its connections just before its ``leave`` arrives: give it a moment
+        asyncio.get_running_loop().call_later(ENDED_GRACE_S, self._enqueue, rebuild)
 
     async def _drop(self, p: Participant, direction: str) -> None:
         """Close ``p``'s connection in ``direction`` (if it has one) and forget it."""

@@ -61,6 +61,15 @@ WATCH_JS = """(keys) => {
 """Each page watches itself (a test polling four pages one after the other would add its own delay)."""
 
 
+SHOWN_JS = """(() => {
+  const lc = window.sankeLesson, v = document.getElementById('teacher-video');
+  const main = [...lc.participants.values()].find((p) => p.role === 'main');
+  const r = main && lc.remoteTrack(main.participant_id, 'camera');
+  return !!r && !!v.srcObject && v.srcObject.getVideoTracks()[0] === r.track && r.track.readyState === 'live'
+    && v.videoWidth > 0;
+})()"""
+
+
 @pytest.fixture
 def settings(tmp_path: Path, db_url: str) -> Settings:
     """A media worker in a process of its own, to be killed."""
@@ -139,6 +148,8 @@ def test_a_killed_media_worker_is_replaced_and_every_page_decodes_again_within_3
     assert pool.pids() and pool.pids() != [pid]
     for page, keys in lesson.values():  # and keeps decoding
         assert_video_flows(page, keys, js_poll, timeout=15)
+    for name in ("a", "b"):  # on the screen: the classroom's big video shows the teacher's new track
+        js_poll(lesson[name][0], SHOWN_JS)
     # nobody rejoined: the same sessions, no socket dropped
     assert lesson["a"][0].evaluate("window.sankeLesson.lastSeq") > seq_before
     assert all(page.evaluate("window.sankeLesson.state") == "joined" for page, _ in lesson.values())

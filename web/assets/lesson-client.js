@@ -50,6 +50,7 @@
  *   muted        the `muted` message (the main classroom muted / released one of our sources)
  *   linkquality  the `link_quality_update` message (main classroom, observers)
  *   localquality {quality, loss, rtt_ms, jitter_ms, bitrate_kbps}  own link, from getStats
+ *   mediarestart {targets, reason, by}   peer connections closed and being made again (below)
  *   error        the `error` message of a request nobody awaited, or {code, message}
  *   message      every server message, raw
  *
@@ -61,7 +62,7 @@
  * DISCONNECTED_GRACE_MS, is closed and made again (`media_restart` to the server: the publisher
  * publishes its tracks again, the server offers the subscriptions on a new subscriber connection);
  * when the server sends `media_restart` (its media worker was replaced, or it saw the connection
- * end) the named connections are rebuilt the same way.  `mediarestart` {targets, reason, by}.
+ * end) the named connections are rebuilt the same way.
  */
 import { api, ApiError } from "/assets/api.js";
 

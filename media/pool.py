@@ -15,7 +15,7 @@ listeners as ``("worker_died", {"routers": [...], "pid": ..., "exit_code": ...})
 replaced in the same slot (at most :data:`MAX_RESTARTS` times per :data:`RESTART_WINDOW`
 seconds per slot).
 
-``spare=True`` keeps one more worker process started and idle (``sanke-media-spare``): a dead
+``spare=True`` keeps one more worker process started and idle (``sanke-spare``): a dead
 worker's slot is taken by it at once (it is told its slot with ``worker.adopt``), so the lessons
 of the dead worker get their media back without waiting for a Python process to start and import
 the media stack (seconds on a busy machine); a new spare is started in the background.
@@ -172,9 +172,11 @@ class WorkerPool:
         for task in list(self._watchers):
             task.cancel()
         if self._spare_task is not None:
-            self._spare_task.cancel()
+            # let a spare that is starting finish and stop it then: a process started by a cancelled
+            # create_subprocess_exec would be left behind, unreaped
             with contextlib.suppress(BaseException):
-                await self._spare_task
+                await asyncio.wait_for(asyncio.shield(self._spare_task), START_TIMEOUT)
+            self._spare_task.cancel()
         spare, self._spare = self._spare, None
         stopping = [*self.workers, *([spare] if spare is not None else [])]
         await asyncio.gather(*(self._stop(h) for h in stopping), return_exceptions=True)

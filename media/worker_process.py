@@ -17,7 +17,7 @@ SIGINT is ignored: Ctrl-C on ``sanke serve`` reaches the whole process group, an
 closes its workers itself.  The process name (``comm``, shown by ``ps -e`` and ``top``) is
 ``sanke-media-N``; the command line shows ``-m media.worker_process --index N``.
 
-``--spare``: the pool's idle spare (``sanke-media-spare``).  When it takes a dead worker's slot the
+``--spare``: the pool's idle spare (``sanke-spare``).  When it takes a dead worker's slot the
 pool sends ``worker.adopt`` ``{index}``: the process renames itself ``sanke-media-N``, moves to the
 slot's core (with ``--pin``) and logs as ``media-worker[N]``.
 
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     _ALLOWED.update(os.sched_getaffinity(0))
     logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(), format=_log_format(str(args.index)))
     if args.spare:
-        _set_process_name("sanke-media-spare")
+        _set_process_name("sanke-spare")
         for handler in logging.getLogger().handlers:
             handler.setFormatter(logging.Formatter(_log_format("spare")))
     else:

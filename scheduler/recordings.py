@@ -107,15 +107,11 @@ def finish(session: Session, recording_id: int, summary: dict[str, Any], *, now:
     row = session.get(Recording, recording_id)
     if row is None:
         return None
-    files = [f for f in summary.get("files") or [] if f.get("size")]
-    row.files = files
+    errors = _store_files(row, summary.get("files") or [])
     row.duration_s = float(summary.get("duration_s") or 0.0)
-    row.size_bytes = sum(int(f["size"]) for f in files)
-    row.codecs = ",".join(sorted({str(f["codec"]) for f in files}))
     row.ended_at = now
-    if files:
+    if row.files:
         row.status = RecordingStatus.ready
-        errors = [f"{f['name']}: {f['error']}" for f in files if f.get("error")]
         row.error = "; ".join(errors)[:1000] or None
     else:
         row.status = RecordingStatus.failed
@@ -123,6 +119,15 @@ def finish(session: Session, recording_id: int, summary: dict[str, Any], *, now:
     session.flush()
     link_record(session, row.instance_id)
     return row
+
+
+def _store_files(row: Recording, files: list[dict[str, Any]]) -> list[str]:
+    """Keep the files that hold something, with their size and codecs; answers the errors of those kept."""
+    kept = [f for f in files if f.get("size")]
+    row.files = kept
+    row.size_bytes = sum(int(f["size"]) for f in kept)
+    row.codecs = ",".join(sorted({str(f["codec"]) for f in kept}))
+    return [f"{f['name']}: {f['error']}" for f in kept if f.get("error")]
 
 
 def fail(session: Session, recording_id: int, error: str, *, now: datetime) -> None:
@@ -145,15 +150,13 @@ def recover(session: Session, recording_id: int, files: list[dict[str, Any]], *,
     row = session.get(Recording, recording_id)
     if row is None or row.status is not RecordingStatus.recording:
         return row
-    kept = [{k: v for k, v in f.items() if k != "wall"} for f in files if f.get("size")]
-    row.files = kept
-    row.duration_s = round(max((float(f["start_s"]) + float(f["duration_s"]) for f in kept), default=0.0), 3)
-    row.size_bytes = sum(int(f["size"]) for f in kept)
-    row.codecs = ",".join(sorted({str(f["codec"]) for f in kept}))
+    _store_files(row, [{k: v for k, v in f.items() if k != "wall"} for f in files])
+    errors = [f"{f['name']}: {f['error']}" for f in files if f.get("error")]  # the unreadable ones too
+    row.duration_s = round(max((float(f["start_s"]) + float(f["duration_s"]) for f in row.files or []),
+                               default=0.0), 3)
     row.ended_at = min(now, row.started_at + timedelta(seconds=round(row.duration_s)))
-    if kept:
+    if row.files:
         row.status = RecordingStatus.partial
-        errors = [f"{f['name']}: {f['error']}" for f in files if f.get("error")]
         row.error = "; ".join([RECOVERED_ZH, *errors])[:1000]
     else:
         row.status = RecordingStatus.failed

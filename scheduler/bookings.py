@@ -182,14 +182,18 @@ class SeriesContext:
 # ---------------------------------------------------------------- checks
 
 
-def _check_slots(session: Session, planned: Sequence[PlannedInstance], ignore: Sequence[int] = ()) -> None:
+def _check_slots(session: Session, planned: Sequence[PlannedInstance], ignore: Sequence[int] = (),
+                 scope: Scope | None = None) -> None:
+    """A ``Conflict`` if ``planned`` holds a resource twice or one already booked; with ``scope``, its clashes
+    as that caller may read them (``_as_seen_by``)."""
     slots = [s for p in planned for s in p.slots]
     internal = clashes_within(slots)
     if internal:
         raise Conflict(internal_conflict_items(session, internal))
     items = find_conflicts(session, slots, ignore_instance_ids=ignore)
     if items:
-        raise Conflict(described(session, items))
+        items = described(session, items)
+        raise Conflict(list(_as_seen_by(session, scope, items, planned)) if scope is not None else items)
 
 
 def _check_teacher(session: Session, user_id: int, what: str = "主讲教师", field: str = "main_teacher") -> User:
@@ -435,14 +439,13 @@ def _checked_plan(session: Session, spec: SeriesSpec, ctx: SeriesContext, actor:
     _validate(session, spec, ctx, actor)
     planned = plan_series(session, spec, ctx, not_before=not_before)
     try:
-        _check_slots(session, planned)
+        _check_slots(session, planned, scope=scope)
     except Conflict as exc:
-        items = _as_seen_by(session, scope, exc.items, planned) if scope is not None else exc.items
-        if items is exc.items and all(i.week is not None for i in items):
+        if all(i.week is not None for i in exc.items):
             raise
         # clashes within the booking itself: their teaching weeks, for the weekly summary
         raise Conflict([i if i.week is not None else replace(i, week=week_of(ctx.calendar, i.day))
-                        for i in items], field=exc.field or "periods") from None
+                        for i in exc.items], field=exc.field or "periods") from None
     return planned
 
 
@@ -506,7 +509,7 @@ def approve_series(session: Session, series_id: int, *, actor: User, scope: Scop
     if series.status is not SeriesStatus.pending:
         raise InvalidState("只能审批待审批的排课申请")
     planned = plan_series(session, _spec_of(series), not_before=not_before)
-    _check_slots(session, planned)
+    _check_slots(session, planned, scope=scope)
     _write_instances(session, series, planned)
     series.status = SeriesStatus.approved
     series.approved_by_id = actor.id
@@ -589,7 +592,7 @@ def reschedule_instance(
         raise Invalid(f"不能调课到已经过去的时间（{planned.starts_at:%Y-%m-%d %H:%M}）", field="day")
     if timetable_weekday(ctx.calendar, day) is None:
         raise Conflict([_holiday_item(ctx.calendar, day, planned.starts_at, planned.ends_at)])
-    _check_slots(session, [planned], ignore=[inst.id])
+    _check_slots(session, [planned], ignore=[inst.id], scope=scope)
     return _move(session, inst, planned, actor, "reschedule", reason)
 
 
@@ -644,9 +647,8 @@ def substitute_instance(
     if teacher_id == inst.teacher_id:
         raise Invalid("代课教师与当前授课教师相同")
     slot = Slot(ResourceType.teacher, teacher_id, inst.starts_at, inst.ends_at)
-    items = find_conflicts(session, [slot], ignore_instance_ids=[inst.id])
-    if items:
-        raise Conflict(described(session, items))
+    _check_slots(session, [PlannedInstance(inst.day, inst.starts_at, inst.ends_at, inst.period_from, inst.period_to,
+                                           teacher_id, [slot])], ignore=[inst.id], scope=scope)
     previous = inst.teacher_id
     try:
         with session.begin_nested():

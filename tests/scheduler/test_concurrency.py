@@ -50,8 +50,8 @@ def test_database_constraint_stops_a_race_the_application_check_missed(session_f
     barrier = threading.Barrier(2, timeout=30)
     real_check = bookings._check_slots
 
-    def check_then_wait(session, planned, ignore=()):
-        real_check(session, planned, ignore)
+    def check_then_wait(session, planned, ignore=(), **kw):
+        real_check(session, planned, ignore, **kw)
         barrier.wait()  # both have checked; now both write
 
     monkeypatch.setattr(bookings, "_check_slots", check_then_wait)

@@ -80,3 +80,19 @@ def test_a_clash_the_caller_may_see_is_still_named(client: Any, world: Any, auth
     assert verdict["ok"] is False and verdict["conflicts"]
     c = verdict["conflicts"][0]
     assert c["lesson_title"] == "已排的数学" and c["instance_id"] is not None and "《已排的数学》" in c["message"]
+
+
+def test_a_substitute_from_another_school_does_not_read_their_timetable(
+        client: Any, world: Any, auth: Any, session: Any) -> None:
+    theirs = _theirs(client, world, auth, session)
+    admin = auth(world.urban_admin)
+    r = client.post("/api/v1/series", json=_request(world, title="已排的数学"), headers=admin)
+    assert r.status_code == 201, r.text
+    lesson = client.get("/api/v1/lessons", params={"series_id": r.json()["id"], "limit": 1}, headers=admin).json()
+    r = client.post(f"/api/v1/lessons/{lesson['data'][0]['id']}/substitute",
+                    json={"teacher_id": world.teacher_b.id, "reason": "病假"}, headers=admin)
+    assert r.status_code == 409 and r.json()["code"] == "conflict", r.text
+    assert SECRET not in r.text
+    (c,) = r.json()["conflicts"]
+    assert (c["instance_id"], c["lesson_title"], c["series_id"]) == (None, None, None) and "已被占用" in c["message"]
+    assert str(c["instance_id"]) not in theirs["lessons"]

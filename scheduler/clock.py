@@ -22,3 +22,8 @@ def now_precise() -> datetime:
     """Local wall-clock time, naive, to the millisecond (for event logs)."""
     t = datetime.now(_zone).replace(tzinfo=None)
     return t.replace(microsecond=t.microsecond // 1000 * 1000)
+
+
+def zone() -> ZoneInfo:
+    """The timetable's zone: stored times are wall-clock times there."""
+    return _zone

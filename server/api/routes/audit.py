@@ -6,7 +6,6 @@ admins only)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter
@@ -19,13 +18,14 @@ from scheduler.errors import Forbidden
 from scheduler.models import AuditEntry, LessonInstance, Role, User
 from server.api.deps import SessionDep, StaffScope
 from server.api.routes.series import _get_visible
+from server.api.times import Timestamp
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
 
 class AuditOut(BaseModel):
     id: int
-    at: datetime
+    at: Timestamp
     actor_id: int | None
     actor_name: str | None
     entity: str

@@ -6,7 +6,6 @@ The rules (who posts, who offers, who sees what, what accepting books) live in
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -16,6 +15,7 @@ from scheduler import demand
 from scheduler.errors import Invalid
 from scheduler.models import DemandStatus, OfferStatus
 from server.api.deps import CurrentUser, SessionDep, StaffScope
+from server.api.times import Timestamp
 
 router = APIRouter(prefix="/demand-orders", tags=["demand-orders"])
 
@@ -78,7 +78,7 @@ class DemandOfferPublic(BaseModel):
     status: OfferStatus
     series_id: int | None
     created_by_id: int
-    created_at: datetime
+    created_at: Timestamp
 
 
 class DemandOrderPublic(BaseModel):
@@ -96,7 +96,7 @@ class DemandOrderPublic(BaseModel):
     status: DemandStatus
     offer_count: int
     created_by_id: int
-    created_at: datetime
+    created_at: Timestamp
 
 
 class DemandOrderDetail(DemandOrderPublic):

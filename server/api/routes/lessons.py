@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Annotated
 
 import anyio
@@ -30,6 +30,7 @@ from scheduler.queries import list_instances
 from server.api.common import InstanceFilterDep
 from server.api.deps import CurrentUser, ScopeDep, SessionDep, SettingsDep
 from server.api.errors import ApiError
+from server.api.times import Timestamp
 from server.core.security import JoinClaims, create_join_token
 
 router = APIRouter(prefix="/lessons", tags=["lessons"])
@@ -52,8 +53,8 @@ class LessonOut(BaseModel):
     subject: str
     grade: str
     day: date
-    starts_at: datetime
-    ends_at: datetime
+    starts_at: Timestamp
+    ends_at: Timestamp
     period_from: int
     period_to: int
     status: InstanceStatus
@@ -67,9 +68,9 @@ class LessonOut(BaseModel):
     rescheduled_from_id: int | None
     cancel_reason: str | None
     room_open: bool
-    room_opened_at: datetime | None
-    started_at: datetime | None
-    room_closed_at: datetime | None
+    room_opened_at: Timestamp | None
+    started_at: Timestamp | None
+    room_closed_at: Timestamp | None
     receivers: list[ReceiverBrief]
 
 
@@ -192,8 +193,8 @@ class JoinTokenOut(BaseModel):
     instance_id: int
     expires_at: int
     room_open: bool
-    starts_at: datetime
-    room_opens_at: datetime
+    starts_at: Timestamp
+    room_opens_at: Timestamp
 
 
 @router.post("/{instance_id}/join-token", response_model=JoinTokenOut)

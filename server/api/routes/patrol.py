@@ -48,6 +48,7 @@ from server.api.common import PageDep
 from server.api.deps import CurrentUser, ScopeDep, SessionDep, SettingsDep
 from server.api.errors import ApiError
 from server.api.routes.lessons import LessonOut, lesson_rows
+from server.api.times import Timestamp
 
 router = APIRouter(prefix="/patrol", tags=["patrol"])
 
@@ -216,9 +217,9 @@ class VisitOut(BaseModel):
     researcher_id: int
     researcher_name: str
     instance_id: int
-    started_at: datetime
-    last_seen_at: datetime
-    ended_at: datetime | None
+    started_at: Timestamp
+    last_seen_at: Timestamp
+    ended_at: Timestamp | None
     end_reason: VisitEnd | None
     duration_seconds: int | None
     """Set when the visit ended."""
@@ -289,14 +290,14 @@ class NoteIn(BaseModel):
 
 class NoteOut(BaseModel):
     id: int
-    at: datetime
+    at: Timestamp
     lesson_offset_seconds: int | None
     text: str
 
 
 class SnapshotOut(BaseModel):
     id: int
-    taken_at: datetime
+    taken_at: Timestamp
     lesson_offset_seconds: int | None
     width: int
     height: int
@@ -313,7 +314,7 @@ class ReplyOut(BaseModel):
     author_id: int
     author_name: str
     text: str
-    created_at: datetime
+    created_at: Timestamp
 
 
 class EvaluationOut(BaseModel):
@@ -330,8 +331,8 @@ class EvaluationOut(BaseModel):
     total_score: float | None
     """Weighted total on 100, once every item is scored."""
     comment: str
-    created_at: datetime
-    updated_at: datetime
+    created_at: Timestamp
+    updated_at: Timestamp
     notes: list[NoteOut]
     snapshots: list[SnapshotOut]
     replies: list[ReplyOut]
@@ -476,8 +477,8 @@ class InvitationOut(BaseModel):
     invited_by_id: int
     invited_by_name: str
     note: str
-    created_at: datetime
-    lesson_starts_at: datetime | None
+    created_at: Timestamp
+    lesson_starts_at: Timestamp | None
     lesson_status: InstanceStatus | None
     recording_id: int | None
     """The lesson's ready recording, to evaluate it on replay (null: none, or not yet ready)."""

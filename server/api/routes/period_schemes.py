@@ -7,8 +7,6 @@ already booked keep the times they were booked with.
 
 from __future__ import annotations
 
-from datetime import time
-
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
 
@@ -16,6 +14,7 @@ from scheduler import directory
 from scheduler.models import PeriodScheme
 from server.api.common import changes
 from server.api.deps import ScopeDep, SessionDep, StaffScope
+from server.api.times import WallTime
 
 router = APIRouter(prefix="/period-schemes", tags=["period-schemes"])
 
@@ -24,8 +23,8 @@ class PeriodBody(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     number: int
-    start_time: time
-    end_time: time
+    start_time: WallTime
+    end_time: WallTime
 
 
 class SchemePublic(BaseModel):

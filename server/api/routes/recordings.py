@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import date, datetime
+from datetime import date
 from typing import Annotated
 
 import jwt
@@ -27,6 +27,7 @@ from scheduler.models import LessonKind
 from scheduler.recordings_models import Recording, RecordingStatus
 from server.api.deps import AdminScope, ScopeDep, SessionDep, SettingsDep
 from server.api.errors import ApiError
+from server.api.times import Timestamp
 from server.core.config import Settings
 
 router = APIRouter(prefix="/recordings", tags=["recordings"])
@@ -86,7 +87,7 @@ class RecordingSummaryOut(BaseModel):
     subject: str
     grade: str
     day: date
-    starts_at: datetime
+    starts_at: Timestamp
     teacher_id: int
     teacher_name: str
     school_id: int
@@ -131,13 +132,13 @@ class RecordingOut(BaseModel):
     kind: LessonKind
     subject: str
     grade: str
-    starts_at: datetime
+    starts_at: Timestamp
     teacher_name: str
     school_name: str
     status: RecordingStatus
     status_label: str
-    started_at: datetime
-    ended_at: datetime | None
+    started_at: Timestamp
+    ended_at: Timestamp | None
     duration_s: float
     size_bytes: int
     codecs: str

@@ -10,7 +10,7 @@ stored copy (``teaching_record``, made when the room closes) feeds reports.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -22,6 +22,7 @@ from scheduler.access import require_instance
 from scheduler.models import Classroom, School, User
 from scheduler.records_models import EventKind, RecordStatus, SessionEvent
 from server.api.deps import SessionDep, StaffScope
+from server.api.times import Timestamp
 
 router = APIRouter(prefix="/records", tags=["records"])
 
@@ -34,7 +35,7 @@ STATUS_ZH = {
 
 
 class LinkSampleOut(BaseModel):
-    at: datetime
+    at: Timestamp
     loss: float | None
     rtt_ms: float | None
     jitter_ms: float | None
@@ -51,8 +52,8 @@ class AttendanceOut(BaseModel):
     """The classroom's school, or a home student's."""
     school_name: str | None
     expected: bool
-    first_join: datetime | None
-    last_leave: datetime | None
+    first_join: Timestamp | None
+    last_leave: Timestamp | None
     present_s: int
     disconnects: int
     stage_count: int
@@ -83,10 +84,10 @@ class RecordOut(BaseModel):
     instance_id: int
     status: RecordStatus
     status_label: str
-    scheduled_start: datetime
-    scheduled_end: datetime
-    actual_start: datetime | None
-    actual_end: datetime | None
+    scheduled_start: Timestamp
+    scheduled_end: Timestamp
+    actual_start: Timestamp | None
+    actual_end: Timestamp | None
     duration_s: int
     late_s: int | None
     on_time: bool | None
@@ -102,7 +103,7 @@ class RecordOut(BaseModel):
 
 class EventOut(BaseModel):
     id: int
-    at: datetime
+    at: Timestamp
     kind: EventKind
     participant_id: str
     user_id: int | None

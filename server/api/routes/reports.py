@@ -9,7 +9,7 @@ scope answers 403.  Every report is JSON by default and a file with
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
@@ -22,6 +22,7 @@ from scheduler.models import InstanceStatus, LessonKind
 from scheduler.records_models import RecordStatus
 from server.api.common import PageDep
 from server.api.deps import SessionDep, StaffScope
+from server.api.times import Timestamp
 
 router = APIRouter(prefix="/reports", tags=["reports"])
 
@@ -194,8 +195,8 @@ def patrol(session: SessionDep, scope: StaffScope, f: FilterDep, format: Format 
 class LessonOutcomeOut(BaseModel):
     id: int
     day: date
-    starts_at: datetime
-    ends_at: datetime
+    starts_at: Timestamp
+    ends_at: Timestamp
     title: str
     kind: LessonKind
     subject: str
@@ -203,8 +204,8 @@ class LessonOutcomeOut(BaseModel):
     outcome: rr.Outcome
     outcome_label: str
     record_status: RecordStatus | None
-    actual_start: datetime | None
-    actual_end: datetime | None
+    actual_start: Timestamp | None
+    actual_end: Timestamp | None
     duration_s: int
     late_s: int | None
     on_time: bool | None
@@ -244,8 +245,8 @@ def lessons(session: SessionDep, scope: StaffScope, f: FilterDep, page: PageDep,
 
 
 class StayOut(BaseModel):
-    joined: datetime
-    left: datetime | None
+    joined: Timestamp
+    left: Timestamp | None
 
 
 class AttendanceLineOut(BaseModel):
@@ -257,8 +258,8 @@ class AttendanceLineOut(BaseModel):
     classroom: str
     person: str
     expected: bool
-    first_join: datetime | None
-    last_leave: datetime | None
+    first_join: Timestamp | None
+    last_leave: Timestamp | None
     present_s: int
     disconnects: int
     stage_count: int

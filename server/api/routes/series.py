@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -29,6 +28,7 @@ from scheduler.models import (
 )
 from server.api.deps import CurrentUser, ScopeDep, SessionDep, StaffScope
 from server.api.errors import status_for
+from server.api.times import Timestamp
 
 router = APIRouter(prefix="/series", tags=["series"])
 
@@ -101,7 +101,7 @@ class SeriesOut(BaseModel):
     pairing_override_reason: str | None
     created_by_id: int
     approved_by_id: int | None
-    created_at: datetime
+    created_at: Timestamp
     receivers: list[ReceiverOut]
     participant_ids: list[int]
     instance_count: int = 0
@@ -113,7 +113,7 @@ class SeriesOut(BaseModel):
     """The caller may approve, reject or cancel it (an admin of its main school or above)."""
     decision_reason: str | None = None
     """Why it was rejected or cancelled (the reason given with that decision)."""
-    decided_at: datetime | None = None
+    decided_at: Timestamp | None = None
     decided_by_name: str | None = None
 
 

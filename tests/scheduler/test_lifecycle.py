@@ -14,6 +14,7 @@ from scheduler.errors import InvalidState
 from scheduler.models import InstanceStatus, LessonInstance, LessonKind
 from server.core.bus import InProcessBus
 from server.core.config import Settings
+from server.api.times import to_local
 from server.core.lifecycle_task import LifecycleTask
 
 LEAD, GRACE = timedelta(minutes=10), timedelta(minutes=10)
@@ -85,7 +86,7 @@ def test_lifecycle_task_runs_in_the_app_and_start_endpoint_goes_live(client, wor
     from tests.server.api.routes.test_lessons import book, lessons
     book(client, world, auth)
     first = lessons(client, world.urban_admin, auth, limit=1)["data"][0]
-    starts = datetime.fromisoformat(first["starts_at"])
+    starts = to_local(datetime.fromisoformat(first["starts_at"]))  # the wall clock the lesson is booked at
     monkeypatch.setattr("scheduler.clock.now", lambda: starts - timedelta(minutes=2))
     r = client.post(f"/api/v1/lessons/{first['id']}/start", headers=auth(world.teacher))
     assert r.status_code == 409  # room not open yet: the lifecycle task has not run

@@ -19,10 +19,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, Phase, assume, given, reject, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import response_schema_conformance
 from sqlalchemy import func, select
 
 from scheduler.models import (
@@ -44,10 +48,6 @@ from server.core.db import make_engine, make_session_factory
 from tests.conftest import TEST_SECRET
 from tests.utils.factory import token_for
 from tests.utils.sanke_proc import DEMO_AT, copy_data, demo_data
-
-schemathesis = pytest.importorskip("schemathesis")
-from schemathesis.checks import not_a_server_error  # noqa: E402
-from schemathesis.specs.openapi.checks import response_schema_conformance  # noqa: E402
 
 PROBES = {"admin": "系统管理员", "researcher_city": "市教研员"}
 """The demo's accounts the probe signs in as: the system admin (every route, every scope) and the
@@ -189,8 +189,6 @@ def _run(probed: Probed, who: str, operation: Any, mode: Any, path_parameters: d
 
 
 def test_every_operation_answers_as_declared(probed: Probed) -> None:
-    from schemathesis import GenerationMode
-
     operations = [r.ok() for r in probed.schema.get_all_operations()]
     assert len(operations) > 90, "the OpenAPI lost its operations"
     reads = [op for op in operations if op.method.upper() == "GET"]

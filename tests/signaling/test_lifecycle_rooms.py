@@ -9,6 +9,7 @@ import pytest
 from starlette.websockets import WebSocketDisconnect
 
 from scheduler.models import InstanceStatus, LessonInstance
+from server.api.times import to_local
 from server.core.lifecycle_task import LifecycleTask
 from tests.server.api.routes.test_lessons import book, lessons
 from tests.signaling.test_endpoint import join_msg, join_token, recv, recv_until
@@ -18,8 +19,8 @@ def test_lifecycle_opens_the_room_and_its_close_ends_every_session(client, app, 
                                                                     monkeypatch):
     book(client, world, auth)
     first = lessons(client, world.urban_admin, auth, limit=1)["data"][0]
-    lid, starts, ends = first["id"], datetime.fromisoformat(first["starts_at"]), datetime.fromisoformat(
-        first["ends_at"])
+    lid = first["id"]
+    starts, ends = (to_local(datetime.fromisoformat(first[k])) for k in ("starts_at", "ends_at"))  # booked wall clock
     task = LifecycleTask(app.state.session_factory, app.state.bus, app.state.settings)
     now = {"t": starts - timedelta(minutes=30)}
     monkeypatch.setattr("scheduler.clock.now", lambda: now["t"])

@@ -384,7 +384,7 @@ export function weekdayOf(iso) {
   return (new Date(y, m - 1, d).getDay() + 6) % 7;
 }
 
-/** "08:00" from "2026-09-07T08:00:00" (wall clock, no zone shift) or from "08:00:00". */
+/** "08:00" from "2026-09-07T08:00:00+08:00" (the wall clock it names, no zone shift) or from "08:00:00". */
 export function fmtTime(s) {
   if (!s) return "";
   const t = s.includes("T") ? s.split("T")[1] : s;

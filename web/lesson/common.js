@@ -137,7 +137,7 @@ export function fmtDuration(ms) {
   return h ? `${h}:${two(m)}:${two(r)}` : `${two(m)}:${two(r)}`;
 }
 
-/** Local wall-clock Date of an API datetime without offset ("2026-09-07T08:00:00"). */
+/** The instant of an API datetime ("2026-09-07T08:00:00+08:00": it carries the timetable zone's offset). */
 export function wall(s) { return new Date(s); }
 
 export { el, fill };

@@ -126,7 +126,7 @@ export class EvaluationPanel {
   renderNotes() {
     const notes = (this.evaluation && this.evaluation.notes) || [];
     fill($("note-list"), notes.length ? notes.slice().reverse().map((n) => el("li", { dataset: { offset: String(n.lesson_offset_seconds ?? "") } },
-      el("span", { class: "note-time", title: n.at.replace("T", " ") }, n.lesson_offset_seconds != null ? mmss(n.lesson_offset_seconds) : n.at.slice(11, 16)),
+      el("span", { class: "note-time", title: n.at.slice(0, 19).replace("T", " ") }, n.lesson_offset_seconds != null ? mmss(n.lesson_offset_seconds) : n.at.slice(11, 16)),
       el("span", {}, n.text))) : el("li", { class: "muted small" }, "尚无记录"));
   }
 

@@ -105,7 +105,7 @@ function renderTimelines(rec) {
   }));
   withSamples.forEach((a, i) => {
     const node = box.children[i].querySelector(".chart-sm");
-    const t = (s) => s.at.replace("T", " ");
+    const t = (s) => s.at.slice(0, 19).replace("T", " "); // the wall clock of the timetable zone, as every time shown
     chartIn(node).setOption({
       animation: false,
       tooltip: { trigger: "axis" },

@@ -67,7 +67,7 @@ def test_reschedule_cancel_substitute_postpone_through_api(client, world, auth):
     h = auth(world.urban_admin)
     r = client.post(f"/api/v1/lessons/{ids[0]}/reschedule", json={"day": "2026-09-08", "period_from": 2,
                                                                  "reason": "教研活动"}, headers=h)
-    assert r.status_code == 200 and r.json()["starts_at"] == "2026-09-08T08:50:00"
+    assert r.status_code == 200 and r.json()["starts_at"] == "2026-09-08T08:50:00+08:00"
     assert r.json()["rescheduled_from_id"] == ids[0]
     old = client.get(f"/api/v1/lessons/{ids[0]}", headers=h).json()
     assert old["status"] == "cancelled" and "教研活动" in old["cancel_reason"]

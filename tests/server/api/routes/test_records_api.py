@@ -73,7 +73,7 @@ def test_rows_of_classrooms_with_one_name_carry_their_own_ids_and_schools(client
     came, absent = rows[sn.present_room], rows[sn.absent_room]
     assert came["classroom_name"] == absent["classroom_name"] == SAME_NAME
     assert (came["school_id"], came["school_name"]) == (world.rural.id, "东区石桥村小")
-    assert came["present_s"] == 2370 and came["first_join"] == "2026-09-04T10:00:30"
+    assert came["present_s"] == 2370 and came["first_join"] == "2026-09-04T10:00:30+08:00"
     assert (absent["school_id"], absent["school_name"]) == (world.rural_b.id, "西区山口村小")
     assert absent["expected"] and absent["present_s"] == 0 and absent["first_join"] is None
     main = next(a for a in r.json()["attendance"] if a["role"] == "main")

@@ -25,7 +25,7 @@ def test_admin_books_a_series_and_gets_its_instances(client, world, auth):
                          headers=auth(world.urban_admin)).json()
     assert lessons["count"] == 20
     first = lessons["data"][0]
-    assert first["starts_at"] == "2026-09-01T09:50:00" and first["teacher_name"] == "王老师"
+    assert first["starts_at"] == "2026-09-01T09:50:00+08:00" and first["teacher_name"] == "王老师"
     assert first["receivers"][0]["classroom_name"] == "石桥村小 一年级教室"
 
 

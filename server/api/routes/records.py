@@ -71,7 +71,7 @@ class AttendanceOut(BaseModel):
 
 
 class MediaGapOut(BaseModel):
-    at: datetime
+    at: Timestamp
     """When the media stopped."""
     seconds: float
     reason: str

@@ -61,7 +61,7 @@ Rules:
 * while paused, probe every ``PAUSED_PROBE_EVERY_S`` with a short padding burst
   (``PAUSED_PROBE_S``) — never the layer itself — starting at a rate the
   estimate suggests and doubling on each pass (going straight to the layer's
-  rate after a measured pass); a pass at the lowest layer's rate
+  rate after a measured pass); a pass at the lowest layer's rate (× ``KEEP_MARGIN``)
   resumes the video on it (so a link that recovers gets the picture back within
   about two seconds, and a starved link is never sent a whole layer).
 
@@ -454,7 +454,10 @@ class VideoGate:
             result = self._probe_result(now_s)
             if result is None:
                 return -1
-            if result and self._paused_rate >= need:
+            if result and self._paused_rate >= need * KEEP_MARGIN:
+                # (the layer holds where its bitrate × KEEP_MARGIN is carried: an encoder's rate moves
+                # by a tenth from one second to the next, and a probe at its rate of a second ago
+                # must not send another)
                 self._paused_rate = 0
                 self._switch_up(lowest, now_s)
                 return lowest

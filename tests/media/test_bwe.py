@@ -502,3 +502,26 @@ def test_a_lifted_cap_climbs_every_layer_within_a_few_seconds_on_clean_measured_
         g.on_estimate(LAYERS[0] + LAYERS[1], t)
         g.decide(t)
     assert t - switched >= bwe.MEASURED_UP_WAIT_MIN_S - 0.06
+
+
+def test_a_paused_layer_whose_bitrate_moves_resumes_after_the_probe_at_its_rate() -> None:
+    # a single layer whose measured bitrate moves between decisions (a live encoder: ±10 %); after the
+    # small burst and the burst at the layer's rate of that moment pass, the video resumes, however the
+    # bitrate moved meanwhile (it asked for yet another probe at the new rate, a second each)
+    g = VideoGate([1_450_000], now_s=0.0)
+    g.measured = True
+    g.decide(0.0)
+    g.on_estimate(60_000, 3.0)
+    g.on_congestion(True, 3.0)
+    g.decide(3.0)
+    assert g.decide(4.0) == -1
+    g.on_congestion(False, 4.5)
+    t = 4.0
+    while g.probe is None:
+        t = round(t + 0.1, 6)
+        g.decide(t)
+    layer, t = _measured_probe(g, t, 0.98)
+    assert layer == -1 and g.probe is not None and g.probe.bps == 1_450_000
+    g.on_producer_bitrate(0, 1_560_000)  # the encoder's rate rose by 8 % since
+    layer, t = _measured_probe(g, t, 0.97)
+    assert layer == 0 and g.probes == 2

@@ -437,8 +437,10 @@ def test_measured_probes_pass_on_what_the_path_delivered_not_on_the_estimate() -
     assert layer == 0 and g2.probes_passed == 0
 
 
-def test_a_paused_video_on_a_measured_path_resumes_in_two_probes_when_the_link_returns() -> None:
-    g = VideoGate([1_500_000], now_s=0.0)
+def _paused_then_link_back(layer_bps: int) -> tuple[VideoGate, float]:
+    """A measured gate paused on a full path at 4 s, the path calm again at 4.5 s: (gate, when its first
+    paused burst started)."""
+    g = VideoGate([layer_bps], now_s=0.0)
     g.measured = True
     g.decide(0.0)
     g.on_estimate(60_000, 3.0)
@@ -450,7 +452,12 @@ def test_a_paused_video_on_a_measured_path_resumes_in_two_probes_when_the_link_r
     while g.probe is None:
         t = round(t + 0.1, 6)
         g.decide(t)
-    assert g.probe.bps == bwe.PAUSED_PROBE_START_BPS  # a small burst first, never the layer
+    return g, t
+
+
+def test_a_paused_video_on_a_measured_path_resumes_in_two_probes_when_the_link_returns() -> None:
+    g, t = _paused_then_link_back(1_500_000)
+    assert g.probe is not None and g.probe.bps == bwe.PAUSED_PROBE_START_BPS  # a small burst first, never the layer
     layer, t = _measured_probe(g, t, 0.98)
     assert layer == -1 and g.probe is not None and g.probe.bps == 1_500_000  # then the layer's whole rate
     layer, t2 = _measured_probe(g, t, 0.95)
@@ -508,18 +515,7 @@ def test_a_paused_layer_whose_bitrate_moves_resumes_after_the_probe_at_its_rate(
     # a single layer whose measured bitrate moves between decisions (a live encoder: ±10 %); after the
     # small burst and the burst at the layer's rate of that moment pass, the video resumes, however the
     # bitrate moved meanwhile (it asked for yet another probe at the new rate, a second each)
-    g = VideoGate([1_450_000], now_s=0.0)
-    g.measured = True
-    g.decide(0.0)
-    g.on_estimate(60_000, 3.0)
-    g.on_congestion(True, 3.0)
-    g.decide(3.0)
-    assert g.decide(4.0) == -1
-    g.on_congestion(False, 4.5)
-    t = 4.0
-    while g.probe is None:
-        t = round(t + 0.1, 6)
-        g.decide(t)
+    g, t = _paused_then_link_back(1_450_000)
     layer, t = _measured_probe(g, t, 0.98)
     assert layer == -1 and g.probe is not None and g.probe.bps == 1_450_000
     g.on_producer_bitrate(0, 1_560_000)  # the encoder's rate rose by 8 % since

@@ -28,6 +28,9 @@ Requests (``method``: params → result):
   ``recording_stopped`` with the summary)
 - ``router.stats``: ``router_id`` → ``{transports: [sample, ...]}``
 - ``router.dump``: ``router_id`` → counters for tests and operators
+- ``worker.load``: {} → this worker's load and counters (:mod:`media.load`: routers, transports,
+  producers, consumers, CPU time, forwarded packets and bytes, losses), for the node's heartbeat
+  and ``/metrics``
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from typing import Any
 
 from media.channel import ChannelError
 from media.ice import IcePolicy
+from media.load import LoadMeter
 from media.router import Router, RouterError
 from media.snapshot import capture
 
@@ -52,6 +56,7 @@ class Worker:
         self.policy = policy
         self._emit = emit
         self.routers: dict[str, Router] = {}
+        self.meter = LoadMeter()
         self._stats_task: asyncio.Task[None] | None = None
         self.closed = False
 
@@ -77,6 +82,8 @@ class Worker:
             raise ChannelError("bad_request", f"{method}: missing or bad parameter {exc}") from None
 
     async def _dispatch(self, method: str, p: dict[str, Any]) -> dict[str, Any]:
+        if method == "worker.load":
+            return self.meter.read(self.routers.values())
         if method == "router.create":
             router_id = str(p["router_id"])
             if router_id not in self.routers:
@@ -85,6 +92,7 @@ class Worker:
         if method == "router.close":
             router = self.routers.pop(str(p["router_id"]), None)
             if router is not None:
+                self.meter.retire(router.transports.values())
                 await router.close()
             return {}
         router = self._router(p)
@@ -92,6 +100,9 @@ class Worker:
             router.create_transport(str(p["transport_id"]), str(p["participant_id"]), str(p["direction"]))
             return {}
         if method == "transport.close":
+            transport = router.transports.get(str(p["transport_id"]))
+            if transport is not None:
+                self.meter.retire([transport])
             await router.close_transport(str(p["transport_id"]))
             return {}
         if method == "transport.publish":

@@ -1,7 +1,8 @@
 """The FastAPI application: API under /api/v1, health, and the web client.
 
 One ``lifespan`` enters the pieces in order (database, bus, session event log,
-crash recovery, media workers, lifecycle task) through an ``AsyncExitStack`` and leaves them in reverse order.
+crash recovery, media workers, recordings, node registry, lifecycle task) through an ``AsyncExitStack`` and
+leaves them in reverse order.
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ from server.core.config import Settings, get_settings
 from server.core.db import make_engine, make_session_factory
 from server.core.eventlog import EventLog
 from server.core.lifecycle_task import LifecycleTask
+from server.core import metrics
 from server.core.migrate import upgrade
+from server.core.nodeload import NodeLoad
+from server.core.nodes import NodeRegistry
 from server.core.recordkeeper import RecordKeeper
 from server.core.recovery import Recovery
 from server.jobs.recording import RecordingService
@@ -74,6 +78,10 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
                                  late_grace=timedelta(minutes=settings.record_late_grace_minutes))
     recovery = Recovery(session_factory, eventlog, node=settings.effective_node_id, data_dir=settings.data_dir,
                         late_grace=record_keeper.late_grace)
+    app_state: dict[str, object] = {}
+    node_load = NodeLoad(media, lambda: app_state.get("rooms"))
+    nodes = NodeRegistry(settings, node_load, redis=getattr(bus, "redis", None), bus=bus)
+    collector = metrics.NodeCollector(nodes, eventlog)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -86,6 +94,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
             stack.push_async_callback(media.close)
             stack.callback(media_service.close)
             await stack.enter_async_context(recording_service)  # its compose jobs stop before the workers
+            await stack.enter_async_context(nodes)  # registered once its workers are up; gone before they stop
             if run_lifecycle:
                 task = LifecycleTask(session_factory, bus, settings)
                 await stack.enter_async_context(task)
@@ -111,6 +120,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
     app.state.recovery = recovery
     app.state.recordings = recording_service
     app.state.ice_policy = ice_policy
+    app.state.nodes = nodes
+    app.state.metrics = collector
     errors.install(app)
     # first of every route's dependencies: an integer parameter the database cannot hold is a 422
     app.include_router(api_router, prefix="/api/v1", dependencies=[Depends(refuse_oversized_integers)])
@@ -118,6 +129,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
     # which would otherwise catch the upgrade request.
     app.include_router(signaling_router)
     rooms = attach_rooms(app)
+    app_state["rooms"] = rooms
     eventlog.is_local = lambda instance_id: rooms.get(instance_id) is not None
     bus.subscribe(MEDIA_TOPIC, eventlog.on_media_event)
     bus.subscribe(LESSON_TOPIC, record_keeper.on_lesson_event)  # after the rooms: their last leaves are logged
@@ -125,12 +137,19 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> JSONResponse:
+        """200 while the database answers (``status`` ``ok``, or ``degraded`` when this node lost Redis:
+        its lessons go on but it takes no new rooms); 503 when the database does not."""
+        node = nodes.health()
         try:
             with engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
         except Exception as exc:  # noqa: BLE001 - report, don't crash
-            return JSONResponse({"status": "error", "database": str(exc.__class__.__name__)}, 503)
-        return JSONResponse({"status": "ok", "database": engine.dialect.name})
+            return JSONResponse({"status": "error", "database": str(exc.__class__.__name__), **node}, 503)
+        status = "ok" if nodes.healthy else "degraded"
+        return JSONResponse({"status": status, "database": engine.dialect.name, **node})
+
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token is not None else None
+    metrics.install(app, collector, token or None)
 
     apidocs.install(app)  # /docs; web/favicon.ico answers /favicon.ico through the web mount
     if WEB_DIR.is_dir():

@@ -10,6 +10,7 @@ from server.api.routes import (
     classrooms,
     demand_orders,
     lessons,
+    nodes,
     pairings,
     patrol,
     period_schemes,
@@ -26,5 +27,5 @@ from server.api.routes import (
 
 api_router = APIRouter()
 for module in (auth, regions, schools, classrooms, users, pairings, terms, period_schemes, series, lessons,
-               audit, timetable, demand_orders, patrol, records, reports, recordings):
+               audit, timetable, demand_orders, patrol, records, reports, recordings, nodes):
     api_router.include_router(module.router)

@@ -9,8 +9,10 @@ the app's lifespan enters the bus before anything publishes on it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -69,10 +71,12 @@ class RedisBus:
     One pattern subscription (``sanke:*``) per node feeds a listener task that
     hands each event to this node's subscribers of its topic.  An event
     published here comes back through Redis too, so every node, this one
-    included, sees the same events in Redis's order.
+    included, sees the same events in Redis's order.  A subscription that Redis drops is made
+    again when Redis is back (``connected`` says whether it is up).
     """
 
     PREFIX = "sanke:"
+    RETRY_S = 1.0
 
     def __init__(self, url: str) -> None:
         import redis.asyncio as aioredis
@@ -81,6 +85,8 @@ class RedisBus:
         self._subs: dict[str, list[Handler]] = defaultdict(list)
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
+        self._connected = False
+        self._lost_at: float | None = None
 
     async def publish(self, topic: str, event: dict[str, Any]) -> None:
         await self._redis.publish(self.PREFIX + topic, json.dumps(event, ensure_ascii=False))
@@ -89,23 +95,50 @@ class RedisBus:
         self._subs[topic].append(handler)
         return lambda: self._subs[topic].remove(handler)
 
+    @property
+    def redis(self) -> Any:
+        """The bus's ``redis.asyncio`` client (its connection pool), for others that keep state in Redis."""
+        return self._redis
+
+    @property
+    def connected(self) -> bool:
+        """The subscription is up: events of other nodes reach this one."""
+        return self._connected
+
     async def _listen(self) -> None:
-        pubsub = self._redis.pubsub()
-        try:
-            await pubsub.psubscribe(self.PREFIX + "*")
-            self._ready.set()
-            async for message in pubsub.listen():
-                if message.get("type") != "pmessage":
-                    continue
-                topic = message["channel"].decode()[len(self.PREFIX):]
-                try:
-                    event = json.loads(message["data"])
-                except (ValueError, TypeError):
-                    log.warning("bus: dropped a malformed event on %s", topic)
-                    continue
-                await _deliver(self._subs.get(topic, []), topic, event)
-        finally:
-            await pubsub.aclose()
+        """Subscribe and deliver; when Redis goes away, subscribe again once it is back (events
+        published meanwhile are lost: pub/sub keeps nothing)."""
+        from redis.exceptions import RedisError
+
+        while True:
+            pubsub = self._redis.pubsub()
+            try:
+                await pubsub.psubscribe(self.PREFIX + "*")
+                if self._lost_at is not None:
+                    log.warning("bus: subscribed to Redis again after %.1f s", time.monotonic() - self._lost_at)
+                    self._lost_at = None
+                self._connected = True
+                self._ready.set()
+                async for message in pubsub.listen():
+                    if message.get("type") != "pmessage":
+                        continue
+                    topic = message["channel"].decode()[len(self.PREFIX):]
+                    try:
+                        event = json.loads(message["data"])
+                    except (ValueError, TypeError):
+                        log.warning("bus: dropped a malformed event on %s", topic)
+                        continue
+                    await _deliver(self._subs.get(topic, []), topic, event)
+            except (RedisError, OSError) as exc:
+                if self._lost_at is None:
+                    self._lost_at = time.monotonic()
+                    log.error("bus: lost Redis (%s); subscribing again every %.0f s", exc.__class__.__name__,
+                              self.RETRY_S)
+            finally:
+                self._connected = False
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+            await asyncio.sleep(self.RETRY_S)
 
     async def __aenter__(self) -> "RedisBus":
         await self._redis.ping()  # fail at start, not at the first event, when Redis is unreachable

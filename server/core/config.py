@@ -71,8 +71,29 @@ class Settings(BaseSettings):
     time is uncertain."""
 
     node_id: str = ""
-    """This server's name among several nodes (default: the host name).  A restarted node recovers
-    the sessions and recordings it left open; two nodes on one host need different names."""
+    """This server's name among several nodes (``SANKE_NODE_ID``; default ``<host name>:<port>``, the
+    same after every restart).  A restarted node recovers the sessions and recordings it left open, and
+    registers under this name (``server.core.nodes``)."""
+
+    public_url: str | None = None
+    """The URL clients reach this node by (``SANKE_PUBLIC_URL``, e.g. ``https://node1.example.edu.cn``).
+    Unset: ``http://<host>:<port>``, the listen address."""
+
+    node_heartbeat_seconds: float = Field(default=2.0, gt=0, le=60)
+    """How often a node writes its load to Redis (``SANKE_NODE_HEARTBEAT_SECONDS``); an entry lives three
+    heartbeats, so a node that stops heartbeating is gone from the registry within that."""
+
+    node_max_rooms: int | None = Field(default=None, ge=0)
+    """Rooms this node should host at most (``SANKE_NODE_MAX_ROOMS``), reported as its capacity.
+    Unset: no limit of its own (its workers' consumers are the limit)."""
+
+    node_worker_consumers: int = Field(default=300, ge=1)
+    """Consumers (one subscriber receiving one track) one media worker forwards comfortably
+    (``SANKE_NODE_WORKER_CONSUMERS``), reported as the node's capacity per worker."""
+
+    metrics_token: SecretStr | None = None
+    """Bearer token that lets a Prometheus server elsewhere scrape ``/metrics``
+    (``SANKE_METRICS_TOKEN``). Unset: only callers on this machine (loopback, not through a proxy) may."""
 
     lifecycle_interval_seconds: float = 15.0
     """How often the lifecycle task opens and closes rooms."""
@@ -155,7 +176,19 @@ class Settings(BaseSettings):
 
     @property
     def effective_node_id(self) -> str:
-        return self.node_id or socket.gethostname()
+        return self.node_id or f"{socket.gethostname()}:{self.port}"
+
+    @property
+    def effective_public_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def node_ttl_seconds(self) -> float:
+        """How long a node's registry entry outlives its last heartbeat: three heartbeats."""
+        return 3 * self.node_heartbeat_seconds
 
     @property
     def effective_media_workers(self) -> int:

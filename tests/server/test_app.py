@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import stat
 
 import pytest
@@ -42,7 +43,9 @@ def test_app_migrates_a_new_database_on_start_and_reports_health(tmp_path):
     app = create_app(Settings(data_dir=tmp_path))  # lifecycle task on, as `sanke serve` runs it
     with TestClient(app) as client:
         r = client.get("/healthz")
-        assert r.json() == {"status": "ok", "database": "sqlite"}
+        # alone (no Redis): the node registry is this process, and the node takes rooms
+        assert r.json() == {"status": "ok", "database": "sqlite", "node_id": f"{socket.gethostname()}:8000",
+                            "registry": "local", "redis": None, "draining": False, "accepting_rooms": True}
         spec = client.get("/openapi.json").json()
         assert "/api/v1/series" in spec["paths"] and "/api/v1/lessons/{instance_id}/join-token" in spec["paths"]
         r = client.get("/api/v1/nothing-here")

@@ -194,7 +194,8 @@ def test_serve_with_demo_answers_prints_the_accounts_and_stops_cleanly(tmp_path_
     env = child_env(clock_hook(tmp_path / "hook"), datetime(2026, 9, 7, 7, 30),
                     SANKE_DATA_DIR=str(copy_data(data, tmp_path / "data")), SANKE_MEDIA_WORKERS="1")
     with served([str(SANKE), "serve", "--demo", "--port", str(port)], env, port, tmp_path / "serve.log") as srv:
-        assert httpx.get(f"{srv.base}/healthz").json() == {"status": "ok", "database": "sqlite"}
+        health = httpx.get(f"{srv.base}/healthz").json()
+        assert health["status"] == "ok" and health["database"] == "sqlite" and health["accepting_rooms"] is True
         assert "<title>" in httpx.get(f"{srv.base}/login.html").text
         assert httpx.get(f"{srv.base}/docs").status_code == 200
         r = httpx.post(f"{srv.base}/api/v1/auth/login", json={"username": "teacher", "password": PASSWORD})

@@ -1,7 +1,11 @@
-"""A throwaway redis-server on 127.0.0.1 for tests (no persistence); ``stop()`` ends it."""
+"""A throwaway redis-server on 127.0.0.1 for tests (no persistence); ``stop()`` ends it.
+
+``halt()`` ends the process but keeps the port and folder, so ``start()`` brings a Redis back where
+clients look for it (empty: nothing is persisted), as after a restart of the real one."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -27,6 +31,7 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> "RedisServer":
+        os.makedirs(self.dir, exist_ok=True)
         self._proc = subprocess.Popen(
             [self.binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no",
              "--dir", self.dir, "--protected-mode", "yes"],
@@ -41,6 +46,13 @@ class RedisServer:
                     self.stop()
                     raise RuntimeError("redis-server did not start")
                 time.sleep(0.05)
+
+    def halt(self) -> None:
+        """End the process (as if Redis went down); ``start()`` starts it again on the same port."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait(timeout=10)
+            self._proc = None
 
     def stop(self) -> None:
         if self._proc is not None:

@@ -118,6 +118,7 @@ class NodeRegistry:
         """The last heartbeat reached Redis (always true without Redis)."""
         self.last_error: str | None = None
         self.heartbeats = 0
+        self._down_logged = False
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._last_info: NodeInfo | None = None
@@ -211,23 +212,26 @@ class NodeRegistry:
         if self.redis is None:
             self._last_info = self.info(sample)
             return
-        was_ok = self.redis_ok
         try:
             info = self.info(sample, writing=True)
             await asyncio.wait_for(self.redis.set(self.key, info.to_json(), px=self.ttl_ms), REDIS_TIMEOUT_S)
         except Exception as exc:  # noqa: BLE001 - redis-py raises its own and OS errors
             self.redis_ok = False
             self.last_error = exc.__class__.__name__
-            if was_ok:
+            if not self._down_logged:
+                self._down_logged = True
                 log.error("nodes: cannot reach Redis (%s): node %s takes no new rooms until it is back",
                           self.last_error, self.node_id)
             return
         self.redis_ok = True
         self._last_info = info
         self.heartbeats += 1
-        if not was_ok:
+        if self.heartbeats == 1:
+            log.info("nodes: node %s registered (%s), heartbeat every %.1f s", self.node_id, info.url, self.interval)
+        elif self._down_logged:
             log.warning("nodes: Redis reachable again: node %s registered again", self.node_id)
-            self.last_error = None
+        self._down_logged = False
+        self.last_error = None
 
     async def _run(self) -> None:
         while True:

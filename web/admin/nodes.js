@@ -1,7 +1,7 @@
 // /admin/nodes.html — the cluster's server nodes (服务器节点) as the node registry sees them:
 // address, load per media worker, rooms, participants, draining, last heartbeat. System admins only
 // (GET /nodes); refreshed every few seconds.
-import { api, requireLogin, mountHeader, el, fill } from "/assets/api.js";
+import { api, requireLogin, mountHeader, el, fill, ApiError } from "/assets/api.js";
 import { table, errorBox } from "/admin/common.js";
 
 const box = document.getElementById("nodes");
@@ -21,13 +21,14 @@ function state(n) {
   return el("span", { class: "badge badge-ok" }, "正常");
 }
 
+/** Draws the list; false when there is no point asking again (not allowed). */
 async function draw() {
   let out;
   try {
     out = await api("/nodes");
   } catch (err) {
     fill(box, el("h2", {}, "服务器节点"), errorBox(err));
-    return;
+    return !(err instanceof ApiError && (err.status === 401 || err.status === 403));
   }
   const note = out.clustered
     ? `集群共 ${out.data.length} 个节点（通过 Redis 登记，心跳中断即移除）`
@@ -43,11 +44,15 @@ async function draw() {
       { label: "媒体负载", value: workerList },
       { label: "上次心跳", value: (n) => `${n.heartbeat_age_s.toFixed(1)} 秒前` },
     ], out.data, { empty: "没有在线的节点", rowAttrs: (n) => ({ "data-node": n.node_id }) }));
+  return true;
+}
+
+async function refresh() {
+  if (await draw()) setTimeout(refresh, REFRESH_MS);
 }
 
 const user = requireLogin(["admin"]);
 if (user) {
   mountHeader(user, { title: "服务器节点" });
-  draw();
-  setInterval(draw, REFRESH_MS);
+  refresh();
 }

@@ -10,7 +10,8 @@ and whether it is draining.  :class:`NodeRegistry` owns this node's entry:
   Redis's expiry is the only judge, there is no consensus of our own.  :meth:`NodeRegistry.nodes`
   reads every live entry, with its heartbeat's age from the key's remaining time to live (no clock
   of another machine is trusted);
-- without Redis the registry holds just this node, in this process.
+- without Redis the registry holds just this node, in this process, and nothing is sampled until
+  someone asks (``/metrics``, the admin page).
 
 A node that cannot write its heartbeat (Redis down, or the bus's subscription lost) is *unhealthy*:
 ``/healthz`` says so and it does not count as able to take new rooms (``accepting_rooms`` = not draining
@@ -256,9 +257,9 @@ class NodeRegistry:
             await asyncio.sleep(self.interval)
 
     async def __aenter__(self) -> "NodeRegistry":
+        if self.redis is None:  # alone: nothing to tell anyone; the load is sampled when asked for
+            return self
         await self.heartbeat()
-        if self.redis is not None and not self.redis_ok:
-            log.error("nodes: node %s could not register in Redis at start", self.node_id)
         self._task = asyncio.create_task(self._run(), name="sanke-node-heartbeat")
         return self
 

@@ -918,6 +918,9 @@ def run_conditions(lab: LinkLab, stack: Stack, conditions: list[Condition], seco
                 lab.set_cap(phase.cap_down_kbit, phase.cap_up_kbit)
             if phase.mark:
                 marks.append((phase.mark, time.time()))
+                at = marks[-1][1]
+                log(f"weaklink: {cond.name}: {phase.mark} at "
+                    f"{time.strftime('%H:%M:%S', time.gmtime(at))}.{int(at % 1 * 1000):03d} UTC")
         wait = t0 + seconds_here - time.time()
         if wait > 0:
             time.sleep(wait)

@@ -45,7 +45,10 @@ Rules:
   to see the result.  With transport-cc the result is measured: the share of
   what was sent in the probe's window that the path delivered
   (:meth:`VideoGate.on_probe_measured`, ``gcc.probe_delivery``); the probe
-  passes when it is at least ``PROBE_DELIVERED``.  Without it, the receiver's
+  passes when it is at least ``PROBE_DELIVERED``, judged as soon as the feedback
+  covers the probe's window, and one whose first feedback already shows the
+  path delivering less than ``PROBE_CUT_SHARE`` is cut short
+  (:meth:`VideoGate.on_probe_progress`).  Without it, the receiver's
   reaction is all there is: the probe passes when the estimate rose (it
   only rises while the link is not over-used), held while it showed room on the
   current layer (≥ ``PROBE_ROOMY`` × it: Chromium's REMB repeats one value for
@@ -120,6 +123,21 @@ PROBE_ROOM = 0.95
 up, the next layer is probed after only ``MEASURED_ROOM_WAIT_S``, so a lifted cap climbs all layers
 within a few seconds."""
 MEASURED_ROOM_WAIT_S = 0.5
+SCOUT_OVER = 1.4
+"""On a measured path whose last probe up failed (a cap), the next probes are *scouts*: the path's whole
+traffic at this × the rate it carried then, instead of the next layer's whole rate.  A scout into the same
+cap grows the queue slowly enough (0.4 × the cap) that a half-second of it drops nothing, so the audio
+hardly notices; one that the path carries whole says the cap is gone, and the full probe follows at once."""
+SCOUT_EVERY_S = 1.0
+"""A failed scout (or a failed probe followed by scouts) is tried again this long after its result."""
+CAP_MEMORY_S = 30.0
+"""A cap measured by a failed probe is trusted this long; then the full probe measures the path again."""
+PROBE_CUT_AFTER_S = 0.15
+PROBE_CUT_SHARE = 0.7
+"""A measured probe whose first ``PROBE_CUT_AFTER_S`` of feedback shows the path delivering less than this
+share of what was sent is cut short (:meth:`VideoGate.on_probe_progress`): it has failed already, and each
+further packet only lengthens the queue the audio waits behind.  Cut probes make trying again often cheap,
+so a capped link that is lifted is found within a second or two."""
 TRIAL_S = 8.0
 """After switching up, the new layer is judged by a falling estimate or loss only, this long."""
 PAUSED_PROBE_EVERY_S = 1.5
@@ -188,7 +206,16 @@ class VideoGate:
         self.measured: bool = False
         """The consumer's transport measures probes (transport-cc): :meth:`on_probe_measured` gives results."""
         self._probe_delivery: float | None = None
+        self._probe_measured_in = False
         self._probe_room = False
+        self._probe_carried: int | None = None
+        self._probe_padding = 0
+        self._probe_scout = False
+        self._cap_bps: int | None = None
+        """What the path carried (all of the transport's traffic) in the last failed measured probe up."""
+        self._cap_base_bps = 0
+        """The transport's other traffic (audio, other tracks) in that probe's window, besides this layer."""
+        self._cap_at = 0.0
 
     # -- inputs ------------------------------------------------------------
 
@@ -227,10 +254,27 @@ class VideoGate:
         """When the next probe may start (the caller may :meth:`decide` then rather than at its next tick)."""
         return self._next_probe_at
 
-    def on_probe_measured(self, delivered: float | None) -> None:
-        """The share (0..1) of what was sent in the probe's window that the path delivered (None: unknown)."""
+    def on_probe_measured(self, delivered: float | None, carried_bps: int | None = None) -> None:
+        """The share (0..1) of what was sent in the probe's window that the path delivered (None: unknown),
+        and the rate that share is of everything the transport sent in the window (``carried_bps``).
+
+        The transport calls it once the feedback covers the whole window (or its grace is over): the
+        next :meth:`decide` judges the probe at once."""
         if self._probe_target != -1:
             self._probe_delivery = delivered
+            self._probe_carried = carried_bps
+            self._probe_measured_in = True
+
+    def on_probe_progress(self, delivered: float, now_s: float) -> bool:
+        """The share the path delivered of what the running probe has sent so far (feedback about its
+        first packets).  True when that already fails it: the probe ends now (the caller stops the
+        padding; its window ends here and is measured as usual)."""
+        if (self._probe_target == -1 or not self.measured or now_s >= self._probe_end
+                or now_s - self._probe_started < PROBE_CUT_AFTER_S or delivered >= PROBE_CUT_SHARE):
+            return False
+        self._probe_end = now_s
+        self.probe = None
+        return True
 
     def _up_wait(self, wait_s: float) -> float:
         """The wait before the next probe up: ``wait_s``, or with measured probes scaled from
@@ -313,9 +357,13 @@ class VideoGate:
 
     # -- probes ------------------------------------------------------------
 
-    def _start_probe(self, target: int, bps: int, length_s: float, now_s: float) -> None:
-        """Padding at ``bps`` for ``length_s``, to see whether the link carries ``target``."""
+    def _start_probe(self, target: int, bps: int, length_s: float, now_s: float, *, scout: bool = False) -> None:
+        """Padding at ``bps`` for ``length_s``, to see whether the link carries ``target`` (a ``scout``:
+        whether a cap measured before is still there)."""
         self._probe_target = target
+        self._probe_scout = scout
+        self._probe_padding = max(0, bps)
+        self._probe_carried = None
         self._probe_max = 0
         self._probe_enough = int(self.layers_bps[target] * KEEP_MARGIN)
         self._probe_roomy = (self._layer >= 0 and self.estimate_bps is not None
@@ -326,6 +374,7 @@ class VideoGate:
         self._probe_loss0 = self._loss_avg
         self._probe_fell = self._probe_heard = self._probe_lossy = False
         self._probe_delivery = None
+        self._probe_measured_in = False
         self.probe = Probe(max(0, bps), self._probe_end)
         self.probes += 1
 
@@ -338,13 +387,22 @@ class VideoGate:
         if (self._probe_fell or self._probe_lossy) and not self.measured:
             self._cancel_probe()
             return False
-        if now_s < self._probe_end + PROBE_GRACE_S:
+        judged_early = self.measured and self._probe_measured_in and now_s >= self._probe_end
+        if now_s < self._probe_end + PROBE_GRACE_S and not judged_early:
             if now_s >= self._probe_end:
                 self.probe = None  # padding over, the reaction is awaited
             return None
         if self.measured:
             passed = self._probe_delivery is not None and self._probe_delivery >= PROBE_DELIVERED
             self._probe_room = passed and self._probe_delivery is not None and self._probe_delivery >= PROBE_ROOM
+            if not passed and self._layer >= 0 and self._probe_carried and self._probe_delivery:
+                # a cap: remember what the path carried and what else the transport sent then
+                sent = self._probe_carried / self._probe_delivery
+                self._cap_bps = self._probe_carried
+                self._cap_base_bps = max(0, int(sent) - self._probe_padding - self.layers_bps[self._layer])
+                self._cap_at = now_s
+            elif passed:
+                self._cap_bps = None
             self._cancel_probe()
             if passed:
                 self.probes_passed += 1
@@ -431,22 +489,44 @@ class VideoGate:
 
         # probing up
         if self._probe_target != -1:
+            scout = self._probe_scout
             result = self._probe_result(now_s)
-            if result:
+            if result is None:
+                return layer
+            if result and scout:
+                self._next_probe_at = now_s  # the cap is gone: the full probe at once
+            elif result:
                 up = self._next_up(layer, top)
                 if up >= 0:
                     self._switch_up(up, now_s)
                     return up
-            elif result is False:
+                return layer
+            elif self._scout_padding(layer, now_s) is not None:
+                self._next_probe_at = now_s + SCOUT_EVERY_S  # scouts are cheap: no back-off
+                return layer
+            else:
                 self._up_wait_s = min(self._up_wait_s * 2, UP_WAIT_MAX_S)
                 self._next_probe_at = now_s + self._up_wait(self._up_wait_s)
-            return layer
+                return layer
         up = self._next_up(layer, top)
         if (up >= 0 and now_s >= self._next_probe_at and now_s >= self._start_until and not trial
                 and self.loss <= LOSS_STEP_DOWN and self._high_loss_since is None
                 and (estimate is None or estimate >= self.layers_bps[layer] * KEEP_MARGIN)):
-            self._start_probe(up, self.layers_bps[up] - self.layers_bps[layer], PROBE_S, now_s)
+            full = self.layers_bps[up] - self.layers_bps[layer]
+            scout = self._scout_padding(layer, now_s)
+            if scout is not None and scout < full:
+                self._start_probe(up, scout, PROBE_S, now_s, scout=True)
+            else:
+                self._start_probe(up, full, PROBE_S, now_s)
         return layer
+
+    def _scout_padding(self, layer: int, now_s: float) -> int | None:
+        """The padding of a scout on top of ``layer`` (the path's traffic at ``SCOUT_OVER`` × the cap last
+        measured), or None when there is no such cap to test."""
+        if not self.measured or self._cap_bps is None or now_s - self._cap_at > CAP_MEMORY_S:
+            return None
+        padding = int(self._cap_bps * SCOUT_OVER) - self._cap_base_bps - self.layers_bps[layer]
+        return padding if padding > 0 else None
 
     def _decide_paused(self, lowest: int, now_s: float) -> int:
         need = self.layers_bps[lowest]

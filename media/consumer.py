@@ -154,6 +154,8 @@ class Consumer:
         """(start, end) of the gate's last probe while its result is awaited (``media.transport`` measures it)."""
         self.probe_results: list[Any] = []
         """The transport's feedback about every packet it sent within ``probe_window``."""
+        self.probe_covered = False
+        """The feedback reached past ``probe_window``'s end: every packet of it is accounted for."""
         self.probe_packets = 0
         self.max_layer = max_layer
         self.preferred_layer = preferred_layer
@@ -392,6 +394,16 @@ class Consumer:
             return
         start, end = window
         self.probe_results.extend(r for r in results if start <= r.send_time_s < end)
+        if any(r.send_time_s >= end for r in results):
+            self.probe_covered = True
+
+    def cut_probe(self, now: float) -> None:
+        """The gate found the running probe failing from its first feedback: stop the padding now; the
+        probe's window ends here."""
+        self.pacer = None
+        self._probe = None
+        if self.probe_window is not None:
+            self.probe_window = (self.probe_window[0], min(self.probe_window[1], now))
 
     def on_receiver_report(self, report: object, now: float) -> None:
         self.stats.on_receiver_report(report, now)  # type: ignore[arg-type]
@@ -459,6 +471,7 @@ class Consumer:
         if probe is not None:
             self.probe_window = (now, probe.until_s)
             self.probe_results = []
+            self.probe_covered = False
         if probe is None or probe.bps <= 0 or not self.rtx_ssrc or self.rtx_pt is None:
             self.pacer = None  # no RTX negotiated: the probe only waits for the receiver's reaction
             return

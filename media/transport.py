@@ -80,6 +80,8 @@ TWCC_FRESH_S = 2.0
 """Transport-cc feedback this recent makes its estimate, not the subscriber's REMB, drive the video gates."""
 CONGESTED_CHECK_S = 0.2
 """While the send-side estimator says the path is full, the video gates decide this often (on feedback)."""
+PROBE_PROGRESS_PACKETS = 15
+"""A running probe is judged from its feedback so far only once this many of its window's packets are in."""
 
 
 class _Ignored:
@@ -149,6 +151,8 @@ class WebRtcTransport:
         self.rtx_budget = RetransmitBudget()
         """Subscriber side: room for retransmissions on this link (set from the estimate each RTCP tick)."""
         self._probe_timers: set[str] = set()
+        self._probe_judging: set[str] = set()
+        """Consumers whose probe's feedback is complete and whose judgment is queued (``_follow_probe``)."""
         """Consumers whose probe result is awaited on a timer (``_schedule_probe_result``)."""
         self._budget_sample: tuple[int, int, float] | None = None
         """(bytes sent, retransmitted bytes, when) at the previous budget update."""
@@ -607,9 +611,36 @@ class WebRtcTransport:
             for consumer in self.consumers.values():
                 if consumer.probe_window is not None:
                     consumer.on_probe_feedback(results, now)
+                    self._follow_probe(consumer, now)
             if estimator.congested and now - self._congested_check_at >= CONGESTED_CHECK_S:
                 self._congested_check_at = now
                 self._react_to_congestion(now)
+
+    def _follow_probe(self, consumer: Consumer, now: float) -> None:
+        """A measured probe, as its feedback comes in: cut it short when its first packets already show it
+        failing; judge it as soon as the feedback covers its whole window (not after a fixed grace)."""
+        gate, window = consumer.gate, consumer.probe_window
+        if gate is None or window is None or not gate.measured:
+            return
+        if not consumer.probe_covered:
+            if now < window[1] and len(consumer.probe_results) >= PROBE_PROGRESS_PACKETS:
+                so_far = probe_delivery(consumer.probe_results, self.estimator.inherent_loss)
+                if so_far is not None and gate.on_probe_progress(so_far[0], now):
+                    consumer.cut_probe(now)
+                    log.debug("transport %s: %s: probe cut after %.2f s (%.2f delivered)", self.transport_id,
+                              consumer.consumer_id, now - window[0], so_far[0])
+            return
+        if consumer.consumer_id not in self._probe_judging:
+            self._probe_judging.add(consumer.consumer_id)
+            try:
+                asyncio.get_running_loop().call_soon(self._judge_covered_probe, consumer)
+            except RuntimeError:
+                self._probe_judging.discard(consumer.consumer_id)  # driven by hand: the tick judges it
+
+    def _judge_covered_probe(self, consumer: Consumer) -> None:
+        self._probe_judging.discard(consumer.consumer_id)
+        if consumer.probe_covered and consumer.probe_window is not None:
+            self._judge_probe(consumer)
 
     def _react_to_congestion(self, now: float) -> None:
         """The path is full: the gates decide now, not at the next once-a-second tick (a layer too big
@@ -659,11 +690,14 @@ class WebRtcTransport:
                 continue
             gate.measured = True
             window = consumer.probe_window
-            if window is None or now < window[1] + PROBE_GRACE_S:
+            if window is None or (now < window[1] + PROBE_GRACE_S and not consumer.probe_covered):
                 continue
             delivered = probe_delivery(consumer.probe_results, estimator.inherent_loss)
             consumer.probe_window, consumer.probe_results = None, []
-            gate.on_probe_measured(None if delivered is None else delivered[0])
+            gate.on_probe_measured(*(delivered if delivered is not None else (None, None)))
+            log.debug("transport %s: %s: probe of %.2f s judged %.2f s after it (%s delivered)", self.transport_id,
+                      consumer.consumer_id, window[1] - window[0], now - window[1],
+                      "?" if delivered is None else f"{delivered[0]:.2f}")
             if delivered is not None and delivered[0] >= PROBE_DELIVERED:
                 estimator.on_probe(delivered[1], now, delivered=delivered[0])
 
@@ -689,6 +723,9 @@ class WebRtcTransport:
 
     def _probe_result_due(self, consumer: Consumer) -> None:
         self._probe_timers.discard(consumer.consumer_id)
+        self._judge_probe(consumer)
+
+    def _judge_probe(self, consumer: Consumer) -> None:
         now = time.monotonic()
         if (self.closed or consumer.closed or self.consumers.get(consumer.consumer_id) is not consumer
                 or not self.twcc_active(now)):

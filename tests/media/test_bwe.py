@@ -521,3 +521,94 @@ def test_a_paused_layer_whose_bitrate_moves_resumes_after_the_probe_at_its_rate(
     g.on_producer_bitrate(0, 1_560_000)  # the encoder's rate rose by 8 % since
     layer, t = _measured_probe(g, t, 0.97)
     assert layer == 0 and g.probes == 2
+
+
+def _measured_result(g: VideoGate, t: float, delivered: float, carried_bps: int) -> tuple[int, float]:
+    """Run the probe that started at ``t`` to its end; its feedback is complete 0.1 s later: (decision, when)."""
+    assert g.probe is not None
+    end = g.probe.until_s
+    while t < end:
+        assert g.decide(t) == g.layer
+        t = round(t + 0.05, 6)
+    t = round(end + 0.1, 6)
+    g.on_probe_measured(delivered, carried_bps)
+    return g.decide(t), t
+
+
+def _until_probe(g: VideoGate, t: float, estimate: int, limit: float) -> float:
+    while g.probe is None:
+        t = round(t + 0.05, 6)
+        g.on_estimate(estimate, t)
+        g.decide(t)
+        assert t < limit, "no probe came"
+    return t
+
+
+def test_a_cap_is_scouted_gently_every_second_and_its_lift_brings_the_full_probe_at_once() -> None:
+    """Under a cap the first probe up (the next layer's whole rate) fails; it measured what the path carries,
+    so the next tries are scouts at 1.4 × that (a queue that grows too slowly to drop the audio), once a
+    second without backing off.  A scout the path carries whole says the cap is gone: the full probe starts
+    in the same decision, and its pass switches up — the judgment comes with the feedback, not a grace later."""
+    g = VideoGate(LAYERS, now_s=0.0)
+    g.measured = True
+    g.decide(0.0)
+    g.on_estimate(170_000, 3.0)
+    assert g.decide(3.0) == 0
+    t = _until_probe(g, 3.0, 170_000, 20.0)
+    assert g.probe is not None and g.probe.bps == LAYERS[1] - LAYERS[0]
+    # the path carried 300 kbit/s of the 50 (audio) + 150 (the layer) + 350 (padding) sent
+    layer, t = _measured_result(g, t, 300_000 / 550_000, 300_000)
+    assert layer == 0 and g.probes_passed == 0
+    scouts = []
+    for _ in range(5):  # the cap stays: a scout a second, each as gentle as the first
+        judged = t
+        t = _until_probe(g, t, 170_000, t + 5.0)
+        assert t - judged <= bwe.SCOUT_EVERY_S + 0.06
+        assert g.probe is not None
+        scouts.append(g.probe.bps)
+        # what a scout sends in all: 1.4 × the cap (the audio + the layer + its padding)
+        assert 50_000 + LAYERS[0] + g.probe.bps == pytest.approx(bwe.SCOUT_OVER * 300_000, abs=2)
+        layer, t = _measured_result(g, t, 1 / bwe.SCOUT_OVER, 300_000)
+        assert layer == 0
+    # each the same, and half as far over the cap as the full probe (which sent 550 kbit/s into it)
+    assert len(set(scouts)) == 1 and 50_000 + LAYERS[0] + scouts[0] - 300_000 <= (550_000 - 300_000) / 2
+    # the cap lifts: the next scout gets through whole, and the full probe follows in the same decision
+    t = _until_probe(g, t, 170_000, t + 5.0)
+    layer, t = _measured_result(g, t, 1.0, 570_000)
+    assert layer == 0 and g.probe is not None and g.probe.bps == LAYERS[1] - LAYERS[0]
+    layer, t2 = _measured_result(g, t, 0.99, 800_000)
+    assert layer == 1 and t2 - t <= bwe.PROBE_S + 0.1 + 1e-9
+    # a cap measured long ago is not trusted: after CAP_MEMORY_S the full probe measures the path again
+    g = VideoGate(LAYERS, now_s=0.0)
+    g.measured = True
+    g.decide(0.0)
+    g.on_estimate(170_000, 3.0)
+    g.decide(3.0)
+    t = _until_probe(g, 3.0, 170_000, 20.0)
+    layer, t = _measured_result(g, t, 300_000 / 550_000, 300_000)
+    t = _until_probe(g, round(t + bwe.CAP_MEMORY_S, 6), 170_000, t + bwe.CAP_MEMORY_S + 5.0)
+    assert g.probe is not None and g.probe.bps == LAYERS[1] - LAYERS[0]
+
+
+def test_a_probe_is_cut_only_when_its_first_feedback_already_fails_it() -> None:
+    g = VideoGate(LAYERS, now_s=0.0)
+    g.measured = True
+    g.decide(0.0)
+    g.on_estimate(170_000, 3.0)
+    g.decide(3.0)
+    t = _until_probe(g, 3.0, 170_000, 20.0)
+    assert not g.on_probe_progress(0.3, t + bwe.PROBE_CUT_AFTER_S / 2)  # too early to tell
+    assert not g.on_probe_progress(0.8, t + 0.2)  # a path carrying most of it: the probe goes on
+    assert g.probe is not None
+    assert g.on_probe_progress(0.5, t + 0.2)
+    assert g.probe is None  # the padding stops
+    assert not g.on_probe_progress(0.5, t + 0.25)  # (once)
+    g.on_probe_measured(0.5, 250_000)
+    assert g.decide(t + 0.3) == 0 and g.next_probe_at == pytest.approx(t + 0.3 + bwe.SCOUT_EVERY_S)
+    # an unmeasured gate (REMB only) is never cut: it has no delivery to judge by
+    r = VideoGate(LAYERS, now_s=0.0)
+    r.decide(0.0)
+    r.on_estimate(170_000, 3.0)
+    r.decide(3.0)
+    t = _until_probe(r, 3.0, 170_000, 30.0)
+    assert not r.on_probe_progress(0.1, t + 0.3) and r.probe is not None

@@ -415,3 +415,73 @@ def test_padding_probes_are_numbered_and_timed_on_the_fan_outs_clock() -> None:
     for seq in (0, 1):
         rec = writer.sent_record(seq, now)
         assert rec is not None and 0 <= now - rec[0] < 1.0
+
+
+def test_a_failing_probe_is_cut_from_its_first_feedback_and_judged_when_its_feedback_is_complete() -> None:
+    """A probe up into a 300 kbit/s cap: its first feedback shows the path carrying half of it, so the padding
+    stops there (not after the whole half-second); the feedback that reaches past the cut completes the
+    window and the next tick judges it at once (not after a fixed grace); the cap it found makes the next
+    try a gentle scout, not the next layer's whole rate again."""
+    from media import bwe
+    from media.ice import IcePolicy
+    from media.transport import WebRtcTransport
+
+    transport = WebRtcTransport("t", "p", "recv", IcePolicy(), on_state=lambda t, s: None)
+    transport.writer.twcc_id = 5
+    transport.estimator = SendSideEstimator(start_bps=2_000_000, min_bps=50_000, max_bps=10_000_000)
+    camera, _ = make_producer(layers=3, pid="main:camera")
+    rates = [150_000, 500_000, 1_500_000]
+    camera.layer_bitrates = lambda now: list(rates)  # type: ignore[method-assign]
+    consumer = _twcc_consumer("a", "main:camera")
+    t = 1000.0
+    consumer.bind(camera, now=t)
+    transport.consumers[consumer.consumer_id] = consumer
+    transport.consumers_by_ssrc[consumer.ssrc] = consumer
+    gate = consumer.gate
+    assert gate is not None
+    gate.measured = True
+    while gate.probe is None:  # on the lowest layer (a capped link), until the probe up starts
+        t = round(t + 0.05, 6)
+        consumer.on_remb(200_000, t)
+        consumer.tick(t)
+        assert t < 1030.0
+    start = t
+    assert gate.layer == 0 and gate.probe.bps == rates[1] - rates[0] and consumer.probe_window == (start, start + 0.5)
+    assert consumer.pacer is not None
+
+    # what the transport sent from the probe's start: 250-byte packets at 600 kbit/s, through a 300 kbit/s cap
+    ring = transport.writer.c.twcc_ring
+    sends = [start + i * 250 * 8 / 600_000 for i in range(120)]  # 0.4 s of sending
+    arrivals: list[float] = []
+    for s in sends:
+        arrivals.append(max(s + 0.01, arrivals[-1] + 250 * 8 / 300_000) if arrivals else s + 0.01)
+    for seq, s in enumerate(sends):
+        ring[seq].seq = seq
+        ring[seq].size = 250
+        ring[seq].send_us = int(s * 1e6) & 0xFFFFFFFF
+
+    def feedback(first: int, last: int, at: float) -> None:
+        fb = build_feedback(7, 0, first, [int(a * 1e6) for a in arrivals[first:last]], first)
+        transport.on_twcc_feedback(parse(fb.serialize()), at)
+
+    n1 = sum(1 for a in arrivals if a <= start + 0.2)  # what had arrived 0.2 s into the probe
+    assert n1 >= 20
+    feedback(0, n1, start + 0.2)
+    assert gate.probe is None and consumer.pacer is None  # cut: no more padding into the cap
+    assert consumer.probe_window == (start, start + 0.2) and not consumer.probe_covered
+    n2 = sum(1 for a in arrivals if a <= start + 0.5)
+    assert sends[n2 - 1] > start + 0.2  # this feedback reaches past the cut
+    feedback(n1, n2, start + 0.5)
+    assert consumer.probe_covered
+    capture = Capture(transport.writer)
+    try:
+        transport.rtcp_tick(start + 0.52)  # before the cut + PROBE_GRACE_S: judged because it is complete
+    finally:
+        capture.close()
+    assert start + 0.52 < start + 0.2 + bwe.PROBE_GRACE_S
+    assert consumer.probe_window is None and gate.layer == 0 and gate.probes_passed == 0
+    assert gate.next_probe_at == pytest.approx(start + 0.52 + bwe.SCOUT_EVERY_S)
+    t = gate.next_probe_at
+    consumer.on_remb(200_000, t)
+    consumer.tick(t)
+    assert gate.probe is not None and 0 < gate.probe.bps < rates[1] - rates[0]  # a scout, gentler than the layer

@@ -9,6 +9,7 @@ request per media worker, or the sample of the last half second) and reports
   bytes, packets received from publishers, packets lost up (publisher → SFU, before repair) and
   down (as subscribers report), the worst current loss fraction each way;
 - the session event log's backlog (rows waiting to be written) and the rows it had to drop;
+- ``sanke_login_failures_total{reason}``: logins this node refused (the login route increments it);
 - ``sanke_room_placements_total`` and ``sanke_failovers_total``: counters the placement and
   failover layers increment (:attr:`NodeCollector.placements`, :attr:`NodeCollector.failovers`);
   their labels are fixed here.
@@ -52,6 +53,9 @@ PLACEMENT_RESULTS = ("here", "elsewhere", "refused")
 """``sanke_room_placements_total{result}``: the room opened on this node, was sent to another, or no
 node could take it."""
 FAILOVER_SIDES = ("taken_over", "lost")
+LOGIN_FAILURES = ("bad_password", "unknown_user", "inactive", "throttled")
+"""``sanke_login_failures_total{reason}``: why a login on this node was refused (throttled: too many
+failures before, ``server.api.routes.auth``)."""
 """``sanke_failovers_total{side}``: rooms this node took over from a dead node, rooms it gave up."""
 
 
@@ -86,6 +90,10 @@ class NodeCollector(Collector):
                                       ["result"], registry=self.registry)
         self.failovers = PromCounter("sanke_failovers", "Rooms moved between nodes after a node failed.",
                                      ["side"], registry=self.registry)
+        self.login_failures = PromCounter("sanke_login_failures", "Refused logins on this node, by reason.",
+                                          ["reason"], registry=self.registry)
+        for reason in LOGIN_FAILURES:
+            self.login_failures.labels(reason=reason)
         for result in PLACEMENT_RESULTS:
             self.placements.labels(result=result)
         for side in FAILOVER_SIDES:
@@ -115,8 +123,10 @@ class NodeCollector(Collector):
                     "healthy).", node.accepting_rooms)
         yield gauge("sanke_node_registry_healthy", "1 when this node's heartbeat reaches the registry (always "
                     "without Redis).", node.healthy)
-        yield gauge("sanke_node_heartbeats", "Heartbeats this node wrote to Redis since it started.",
-                    node.heartbeats)
+        c = CounterMetricFamily("sanke_node_heartbeats", "Heartbeats this node wrote to Redis since it started.",
+                                labels=labels)
+        c.add_metric(nid, node.heartbeats)
+        yield c
         if sample is not None:
             yield gauge("sanke_rooms", "Lesson rooms open on this node.", sample.rooms)
             g = GaugeMetricFamily("sanke_participants", "Participants in this node's rooms, by role.",

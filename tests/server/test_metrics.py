@@ -110,6 +110,11 @@ def test_metrics_show_a_live_lesson_growing_between_two_scrapes(lesson: Lesson) 
 
 def test_metrics_answer_this_machine_and_the_token_only(lesson: Lesson) -> None:
     base = lesson.base
+    key = ("sanke_login_failures_total", (("reason", "bad_password"),))
+    before = scrape(base)[key]
+    r = httpx.post(f"{base}/api/v1/auth/login", json={"username": lesson.world.teacher.username, "password": "nope"})
+    assert r.status_code == 401
+    assert scrape(base)[key] == before + 1  # counted on the node that refused it
     assert httpx.get(f"{base}/metrics").status_code == 200  # loopback, straight to the node
     # through a proxy (uvicorn takes the forwarded address from a local proxy): a caller elsewhere
     elsewhere = {"X-Forwarded-For": "203.0.113.7"}

@@ -37,6 +37,13 @@ class TokenOut(BaseModel):
     user: UserPublic
 
 
+def _count_failure(request: Request, reason: str) -> None:
+    """``sanke_login_failures_total{reason}`` on this node's ``/metrics`` (``server.core.metrics``)."""
+    collector = getattr(request.app.state, "metrics", None)
+    if collector is not None:
+        collector.login_failures.labels(reason=reason).inc()
+
+
 @router.post("/login", response_model=TokenOut, responses={
     401: {"description": "用户名或密码错误 (bad_credentials)"},
     429: {"description": "登录失败次数过多 (too_many_attempts); ``Retry-After`` says when to retry"}})
@@ -46,6 +53,7 @@ def login(body: LoginIn, request: Request, session: SessionDep, settings: Settin
     try:
         logins.check(session, body.username, address, now)
     except logins.Throttled as exc:
+        _count_failure(request, "throttled")
         raise ApiError(429, exc.code, exc.message, retry_after=exc.retry_after_s) from None
     user = session.scalar(select(User).where(User.username == body.username))
     password_ok = verify_password(user.password_hash if user is not None else None, body.password)
@@ -54,6 +62,7 @@ def login(body: LoginIn, request: Request, session: SessionDep, settings: Settin
         logins.failed(session, username=body.username, address=address, user_id=user.id if user else None,
                       reason=reason, now=now)
         session.commit()  # kept although the request fails
+        _count_failure(request, reason)
         raise ApiError(401, "bad_credentials", "用户名或密码错误")
     logins.clear_account(session, body.username)
     ttl = settings.access_token_minutes * 60

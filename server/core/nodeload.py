@@ -105,19 +105,20 @@ class NodeLoad:
     def last(self) -> LoadSample | None:
         return self._last
 
-    async def sample(self, max_age: float = 0.0) -> LoadSample:
-        """This node's load now, or the last sample when it is younger than ``max_age`` seconds."""
+    async def sample(self, max_age: float = 0.0, timeout: float = LOAD_TIMEOUT_S) -> LoadSample:
+        """This node's load now, or the last sample when it is younger than ``max_age`` seconds.
+        A worker that does not answer within ``timeout`` seconds is left out."""
         async with self._lock:  # two samples at once would count the same growth twice
             last = self._last
             if last is not None and time.monotonic() - last.at < max_age:
                 return last
-            self._last = await self._take()
+            self._last = await self._take(timeout)
             return self._last
 
-    async def _take(self) -> LoadSample:
+    async def _take(self, timeout: float) -> LoadSample:
         handles = [h for h in (self.pool.workers if self.pool.started else [])
                    if h.alive and not h.channel.closed]
-        answers = await asyncio.gather(*(h.request(LOAD_METHOD, {}, timeout=LOAD_TIMEOUT_S) for h in handles),
+        answers = await asyncio.gather(*(h.request(LOAD_METHOD, {}, timeout=timeout) for h in handles),
                                        return_exceptions=True)
         now = time.monotonic()
         workers: list[WorkerLoad] = []

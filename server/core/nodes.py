@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from server.core.config import Settings
-from server.core.nodeload import LoadSample, NodeLoad
+from server.core.nodeload import LOAD_TIMEOUT_S, LoadSample, NodeLoad
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,6 @@ class NodeRegistry:
         self.heartbeats = 0
         self._down_logged = False
         self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
         self._last_info: NodeInfo | None = None
 
     # ------------------------------------------------------------------ state
@@ -205,8 +204,8 @@ class NodeRegistry:
 
     async def heartbeat(self) -> None:
         """Sample the load and, with Redis, write this node's entry (never raises)."""
-        try:
-            sample = await self.load.sample()
+        try:  # a worker too busy to answer within half a heartbeat is left out of this one
+            sample = await self.load.sample(timeout=min(LOAD_TIMEOUT_S, self.interval / 2))
         except Exception:  # noqa: BLE001 - an entry without load is better than none
             log.exception("nodes: sampling the load failed")
             sample = self.load.last
@@ -235,15 +234,14 @@ class NodeRegistry:
         self.last_error = None
 
     async def _run(self) -> None:
+        """A heartbeat every interval, counted from the start of the previous one (a slow one does
+        not push the next ones back)."""
+        loop = asyncio.get_running_loop()
+        due = loop.time()
         while True:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval)
-            self._wake.clear()
+            due = max(due + self.interval, loop.time())
+            await asyncio.sleep(due - loop.time())
             await self.heartbeat()
-
-    def beat_now(self) -> None:
-        """Write the entry now rather than at the next heartbeat."""
-        self._wake.set()
 
     async def drain(self) -> None:
         """SIGTERM: this node is draining (it takes no new rooms); written to the registry at once.

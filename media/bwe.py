@@ -127,7 +127,9 @@ SCOUT_OVER = 1.4
 """On a measured path whose last probe up failed (a cap), the next probes are *scouts*: the path's whole
 traffic at this × the rate it carried then, instead of the next layer's whole rate.  A scout into the same
 cap grows the queue slowly enough (0.4 × the cap) that a half-second of it drops nothing, so the audio
-hardly notices; one that the path carries whole says the cap is gone, and the full probe follows at once."""
+hardly notices; one that the path carries whole says the cap is gone, and a probe for the *top* layer
+follows at once (a lifted cap is usually gone altogether: one step to the top, not one per layer; if the
+path carries less, that probe fails, measures the new cap, and the climb goes on layer by layer)."""
 SCOUT_EVERY_S = 1.0
 """A failed scout (or a failed probe followed by scouts) is tried again this long after its result."""
 CAP_MEMORY_S = 30.0
@@ -216,6 +218,8 @@ class VideoGate:
         self._cap_base_bps = 0
         """The transport's other traffic (audio, other tracks) in that probe's window, besides this layer."""
         self._cap_at = 0.0
+        self._probe_top_next = False
+        """A scout just passed: the next probe is for the top layer, not the next one up."""
 
     # -- inputs ------------------------------------------------------------
 
@@ -343,6 +347,7 @@ class VideoGate:
             self._next_probe_at = now_s + self._up_wait(self._up_wait_s)
             self._trial_until = 0.0
         self._cancel_probe()
+        self._probe_top_next = False
         self._layer = layer
         self._layer_since = now_s
         self._starved_since = self._deep_since = None
@@ -489,14 +494,16 @@ class VideoGate:
 
         # probing up
         if self._probe_target != -1:
-            scout = self._probe_scout
+            scout, target = self._probe_scout, self._probe_target
             result = self._probe_result(now_s)
             if result is None:
                 return layer
             if result and scout:
-                self._next_probe_at = now_s  # the cap is gone: the full probe at once
+                # the cap is gone: at once, a probe for the top layer (it may be gone altogether)
+                self._next_probe_at = now_s
+                self._probe_top_next = True
             elif result:
-                up = self._next_up(layer, top)
+                up = target if layer < target <= top and self.layers_bps[target] > 0 else self._next_up(layer, top)
                 if up >= 0:
                     self._switch_up(up, now_s)
                     return up
@@ -512,6 +519,10 @@ class VideoGate:
         if (up >= 0 and now_s >= self._next_probe_at and now_s >= self._start_until and not trial
                 and self.loss <= LOSS_STEP_DOWN and self._high_loss_since is None
                 and (estimate is None or estimate >= self.layers_bps[layer] * KEEP_MARGIN)):
+            if self._probe_top_next:
+                self._probe_top_next = False
+                self._start_probe(top, self.layers_bps[top] - self.layers_bps[layer], PROBE_S, now_s)
+                return layer
             full = self.layers_bps[up] - self.layers_bps[layer]
             scout = self._scout_padding(layer, now_s)
             if scout is not None and scout < full:

@@ -572,12 +572,31 @@ def test_a_cap_is_scouted_gently_every_second_and_its_lift_brings_the_full_probe
         assert layer == 0
     # each the same, and half as far over the cap as the full probe (which sent 550 kbit/s into it)
     assert len(set(scouts)) == 1 and 50_000 + LAYERS[0] + scouts[0] - 300_000 <= (550_000 - 300_000) / 2
-    # the cap lifts: the next scout gets through whole, and the full probe follows in the same decision
+    # the cap lifts: the next scout gets through whole, and a probe for the top layer follows in the same
+    # decision; its pass is one step to the top
     t = _until_probe(g, t, 170_000, t + 5.0)
-    layer, t = _measured_result(g, t, 1.0, 570_000)
-    assert layer == 0 and g.probe is not None and g.probe.bps == LAYERS[1] - LAYERS[0]
-    layer, t2 = _measured_result(g, t, 0.99, 800_000)
-    assert layer == 1 and t2 - t <= bwe.PROBE_S + 0.1 + 1e-9
+    layer, t = _measured_result(g, t, 1.0, 420_000)
+    assert layer == 0 and g.probe is not None and g.probe.bps == LAYERS[2] - LAYERS[0]
+    layer, t2 = _measured_result(g, t, 0.99, 1_700_000)
+    assert layer == 2 and t2 - t <= bwe.PROBE_S + 0.1 + 1e-9
+    # a cap lifted only part of the way: the top probe fails, measures the new cap (900 kbit/s), and the
+    # climb goes on a layer at a time (a scout at 1.4 × 900 would be more than the next layer's probe)
+    g = VideoGate(LAYERS, now_s=0.0)
+    g.measured = True
+    g.decide(0.0)
+    g.on_estimate(170_000, 3.0)
+    g.decide(3.0)
+    t = _until_probe(g, 3.0, 170_000, 20.0)
+    layer, t = _measured_result(g, t, 300_000 / 550_000, 300_000)
+    t = _until_probe(g, t, 170_000, t + 5.0)
+    layer, t = _measured_result(g, t, 1.0, 420_000)
+    assert g.probe is not None and g.probe.bps == LAYERS[2] - LAYERS[0]
+    layer, t = _measured_result(g, t, 900_000 / 1_700_000, 900_000)
+    assert layer == 0
+    t = _until_probe(g, t, 170_000, t + 5.0)
+    assert g.probe.bps == LAYERS[1] - LAYERS[0]
+    layer, t = _measured_result(g, t, 0.98, 700_000)
+    assert layer == 1
     # a cap measured long ago is not trusted: after CAP_MEMORY_S the full probe measures the path again
     g = VideoGate(LAYERS, now_s=0.0)
     g.measured = True

@@ -25,7 +25,7 @@ from aiortc.mediastreams import MediaStreamError
 
 from tests.media.hostile import corpus, mutants, signed_garbage
 from tests.media.sfu_helpers import GREEN, RED, ColorTrack, close_to, mean_rgb
-from tests.media.test_sfu import (  # noqa: F401 - the fixtures of the SFU tests
+from tests.media.sfu_harness import (  # noqa: F401 - the fixtures of the SFU tests
     Lesson,
     db_url,
     lesson,

@@ -43,7 +43,7 @@ from media.transport import WebRtcTransport
 from tests.media.sfu_helpers import RED, ColorTrack, close_to, frames
 from tests.media.test_forwarding import KEY, FakeTransport, make_consumer, make_producer, rtp
 from tests.media.test_retransmission import wait_for
-from tests.media.test_sfu import (  # noqa: F401 - the fixtures of the SFU tests
+from tests.media.sfu_harness import (  # noqa: F401 - the fixtures of the SFU tests
     POLICY,
     Lesson,
     db_url,

@@ -5,7 +5,7 @@ subscriber comes back from an outage.
 Unit tests drive a real ``Producer``/``Consumer`` whose transport writer sends SRTP to a socket on
 127.0.0.1 (``tests/media/test_forwarding.py``); the end-to-end ones are aiortc clients against a
 server the test starts, on 127.0.0.1 only, with a link filter below the subscriber's aiortc
-(delay, loss, blackout) (``tests/media/test_sfu.py`` fixtures).
+(delay, loss, blackout) (``tests/media/sfu_harness.py`` fixtures).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from media.srtp import SrtpWriter
 from media.transport import WebRtcTransport
 from tests.media.sfu_helpers import RED, ColorTrack, close_to, frames
 from tests.media.test_forwarding import DELTA, KEY, VP8, Capture, FakeTransport, make_producer, rtp
-from tests.media.test_sfu import (  # noqa: F401 - the fixtures of the SFU tests
+from tests.media.sfu_harness import (  # noqa: F401 - the fixtures of the SFU tests
     POLICY,
     Lesson,
     db_url,

@@ -19,7 +19,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from media.snapshot import decode_jpeg, depacketize, find_keyframe
 from tests.media.sfu_helpers import BLUE, GREEN, RED, ColorTrack, close_to, mean_rgb
-from tests.media.test_sfu import (  # noqa: F401 - fixtures of the SFU tests: a live lesson on 127.0.0.1
+from tests.media.sfu_harness import (  # noqa: F401 - fixtures of the SFU tests: a live lesson on 127.0.0.1
     Lesson,
     db_url,
     lesson,

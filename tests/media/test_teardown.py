@@ -21,7 +21,7 @@ import pytest
 
 from signaling.client import LessonClient
 from tests.media.sfu_helpers import BLUE, GREEN, RED, ColorTrack, ToneTrack, close_to, frames
-from tests.media.test_sfu import (  # noqa: F401 - the fixtures of the SFU tests
+from tests.media.sfu_harness import (  # noqa: F401 - the fixtures of the SFU tests
     Lesson,
     db_url,
     lesson,

@@ -39,7 +39,7 @@ from server.core.security import JoinClaims, create_join_token
 from signaling.client import LessonClient
 from tests.conftest import TEST_SECRET
 from tests.media.sfu_helpers import RED, ColorTrack, ToneTrack
-from tests.media.test_sfu import loopback_clients  # noqa: F401 - the test's aiortc clients gather on 127.0.0.1
+from tests.media.sfu_harness import loopback_clients  # noqa: F401 - the test's aiortc clients gather on 127.0.0.1
 from tests.records.server_process import settings as server_settings
 from tests.records.test_eventlog_durability import POLICY, Server
 from tests.utils.factory import World, token_for

@@ -24,7 +24,7 @@ import pytest
 from scheduler.recordings_models import Recording
 from scheduler.records_models import TeachingRecord
 from tests.media.sfu_helpers import BLUE, RED, ColorTrack, ToneTrack, close_to, mean_rgb
-from tests.media.test_sfu import (  # noqa: F401 - fixtures of the SFU tests: a live lesson on 127.0.0.1
+from tests.media.sfu_harness import (  # noqa: F401 - fixtures of the SFU tests: a live lesson on 127.0.0.1
     Lesson,
     db_url,
     lesson,

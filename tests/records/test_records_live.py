@@ -11,7 +11,7 @@ import httpx
 
 from signaling.client import LessonClient
 from tests.media.sfu_helpers import RED, ColorTrack
-from tests.media.test_sfu import (  # noqa: F401 - fixtures of the SFU tests: a live lesson on 127.0.0.1
+from tests.media.sfu_harness import (  # noqa: F401 - fixtures of the SFU tests: a live lesson on 127.0.0.1
     POLICY,
     Lesson,
     db_url,

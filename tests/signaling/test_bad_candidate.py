@@ -19,7 +19,7 @@ from media.router import Router, RouterError
 from signaling.client import LessonClient, LessonError
 from tests.media.sfu_helpers import RED, ColorTrack, close_to, frames
 from tests.media.test_bad_sdp import POLICY, _publisher
-from tests.media.test_sfu import (  # noqa: F401 - fixtures: an SFU lesson on 127.0.0.1
+from tests.media.sfu_harness import (  # noqa: F401 - fixtures: an SFU lesson on 127.0.0.1
     Lesson,
     db_url,
     lesson,

@@ -19,7 +19,7 @@ import websockets
 from signaling.client import LessonClient, LessonError
 from signaling.messages import MAX_FRAME_BYTES
 from tests.media.sfu_helpers import GREEN, RED, ColorTrack, ToneTrack, close_to, frames, tone
-from tests.media.test_sfu import (  # noqa: F401 - fixtures: an SFU lesson on 127.0.0.1
+from tests.media.sfu_harness import (  # noqa: F401 - fixtures: an SFU lesson on 127.0.0.1
     Lesson,
     db_url,
     lesson,

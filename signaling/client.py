@@ -5,6 +5,15 @@ publish tracks on the *publisher* connection (the client offers), receive the
 tracks it subscribed to on the *subscriber* connection (the server offers,
 the client answers).  It always gives aiortc an explicit ICE configuration
 (no public STUN default) and sends complete SDP (no trickle).
+
+Its peer connections use the STUN/TURN servers the server hands out (``joined.ice_servers``,
+renewed by ``resumed.ice_servers``) after the policy's own, the reachable TURN server first
+(:mod:`signaling.turn_pick`: aiortc uses one), so a client behind a firewall that lets out only
+TCP is relayed like a browser.  When the server sends ``media_restart`` (its media worker died,
+or it saw a connection end) the client closes those connections, keeps its local tracks,
+publishes them again on a new publisher connection and answers the offer of the new subscriber
+connection (flow 8) — as the browser pages do.  It does not watch its own connections' state
+(a browser sends ``media_restart`` itself when one fails; this client does not).
 """
 
 from __future__ import annotations
@@ -19,10 +28,11 @@ from collections.abc import Callable
 from typing import Any
 
 import websockets
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.exceptions import InvalidStateError
 
 from media.ice import IcePolicy, filter_local_sdp, rtc_configuration
+from signaling import turn_pick
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +51,7 @@ class LessonClient:
                  on_message: Callable[[dict[str, Any]], None] | None = None,
                  publisher: RTCPeerConnection | None = None, subscriber: RTCPeerConnection | None = None) -> None:
         """``publisher``/``subscriber``: peer connections to use instead of new ones (a benchmark
-        that hooks its own connections passes them)."""
+        that hooks its own connections passes them; after a ``media_restart`` new ones are made)."""
         self.url = base_url.replace("http://", "ws://").replace("https://", "wss://").rstrip("/") \
             + f"/api/v1/lessons/{instance_id}/ws"
         self.token = token
@@ -70,6 +80,13 @@ class LessonClient:
         self._pinger: asyncio.Task[None] | None = None
         self.last_seq = 0
         """The highest ``seq`` received: what a resume hands back."""
+        self.local: dict[str, MediaStreamTrack] = {}
+        """source → the local track published (kept across a ``media_restart``, published again)."""
+        self._codecs: dict[str, str | None] = {}
+        self._publishing = asyncio.Lock()
+        self._configuration: RTCConfiguration | None = None
+        self.restarts: list[dict[str, Any]] = []
+        """The ``media_restart`` messages acted on (the connections they named were made again)."""
 
     # ------------------------------------------------------------------ connection
 
@@ -86,7 +103,10 @@ class LessonClient:
         if reply.get("type") not in ("joined", "resumed"):
             raise LessonError(reply)
         self.last_seq = max(self.last_seq, int(reply.get("seq", 0)))
+        if reply.get("ice_servers") is None and self.joined.get("ice_servers") is not None:
+            reply = {**reply, "ice_servers": self.joined["ice_servers"]}  # a resume without fresh ones
         self.joined = reply
+        self._configuration = None  # connections made from now on take the servers (and credentials) just given
         self.participant_id = reply["session_id"]
         self._reader = asyncio.get_running_loop().create_task(self._read())
         interval = float(reply.get("ping_interval_s") or self.joined.get("ping_interval_s") or 15)
@@ -137,6 +157,9 @@ class LessonClient:
                 await self._reader
         for task in list(self._tasks):
             task.cancel()
+        for pc in (self.publisher, self.subscriber):  # made by a media restart while closing
+            if pc is not None:
+                await pc.close()
 
     async def _read(self) -> None:
         try:
@@ -156,11 +179,25 @@ class LessonClient:
                         fut.set_result(msg)
                         self._type_waiters.remove((kind, fut))
                 if msg["type"] == "offer":
-                    task = asyncio.get_running_loop().create_task(self._on_offer(msg))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+                    self._spawn(self._on_offer(msg))
+                elif msg["type"] == "media_restart":
+                    self._on_media_restart(msg)
         except websockets.ConnectionClosed:
             pass
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def ice_configuration(self) -> RTCConfiguration:
+        """The configuration of the peer connections made now: the policy's servers, then the ones
+        the server handed out, the reachable TURN server first (probed once per ``joined``/``resumed``)."""
+        if self._configuration is None:
+            servers = turn_pick.ice_servers(self.joined.get("ice_servers") or [],
+                                            rtc_configuration(self.policy).iceServers or [])
+            self._configuration = turn_pick.configuration(await turn_pick.reachable_first(servers))
+        return self._configuration
 
     async def send(self, msg: dict[str, Any]) -> None:
         await self.ws.send(json.dumps(msg))
@@ -187,8 +224,14 @@ class LessonClient:
         """Publish ``{source: track}`` (adds to what is already published) and wait for the answer.
 
         ``video_codec`` (e.g. ``"video/H264"``) restricts the video tracks to that codec."""
+        self.local.update(tracks)
+        self._codecs.update(dict.fromkeys(tracks, video_codec))
+        async with self._publishing:
+            return await self._add_tracks(tracks, video_codec)
+
+    async def _add_tracks(self, tracks: dict[str, MediaStreamTrack], video_codec: str | None) -> dict[str, Any]:
         if self.publisher is None:
-            self.publisher = RTCPeerConnection(rtc_configuration(self.policy))
+            self.publisher = RTCPeerConnection(await self.ice_configuration())
         added = {source: self.publisher.addTransceiver(track, direction="sendonly")
                  for source, track in tracks.items()}
         if video_codec is not None:
@@ -220,8 +263,10 @@ class LessonClient:
 
     async def _on_offer(self, msg: dict[str, Any]) -> None:
         if self.subscriber is None:
-            self.subscriber = RTCPeerConnection(rtc_configuration(self.policy))
-            self.subscriber.on("track", self._on_track)
+            configuration = await self.ice_configuration()
+            if self.subscriber is None:  # (another offer may have made it meanwhile)
+                self.subscriber = RTCPeerConnection(configuration)
+                self.subscriber.on("track", self._on_track)
 
         pc = self.subscriber
         if self.closing or pc.signalingState == "closed":
@@ -241,6 +286,50 @@ class LessonClient:
         self.offers += 1
         await self.send({"type": "answer", "request_id": f"a{next(self._ids)}",
                          "sdp": filter_local_sdp(pc.localDescription.sdp, self.policy)})
+
+    # ------------------------------------------------------------------ media that comes back
+
+    def _on_media_restart(self, msg: dict[str, Any]) -> None:
+        """The server closed these connections (flow 8): let go of them now (an ``offer`` read after
+        this message is for a new subscriber connection), then close them and publish again."""
+        if self.closing:
+            return
+        targets = msg.get("targets") or []
+        old: list[RTCPeerConnection] = []
+        if "subscriber" in targets and self.subscriber is not None:
+            old.append(self.subscriber)
+            self.subscriber = None
+            self.tracks.clear()
+            self.mids.clear()
+        republish = "publisher" in targets and self.publisher is not None
+        if republish:
+            assert self.publisher is not None
+            for transceiver in self.publisher.getTransceivers():
+                # aiortc stops the track of a sender whose connection closes: take ours off first
+                transceiver.sender.replaceTrack(None)
+            old.append(self.publisher)
+            self.publisher = None
+        self.restarts.append(msg)
+        log.info("media_restart %s (%s): making %s again", self.participant_id, msg.get("reason"), targets)
+        self._spawn(self._restart_media(old, republish))
+
+    async def _restart_media(self, old: list[RTCPeerConnection], republish: bool) -> None:
+        for pc in old:
+            await pc.close()
+        if not republish or self.closing:
+            return
+        async with self._publishing:
+            if self.closing:
+                return
+            # (something published meanwhile is on the new connection already)
+            sent = {t.sender.track for t in self.publisher.getTransceivers()} if self.publisher else set()
+            by_codec: dict[str | None, dict[str, MediaStreamTrack]] = {}
+            for source, track in self.local.items():
+                if track in sent:
+                    continue
+                by_codec.setdefault(self._codecs.get(source), {})[source] = track
+            for codec, tracks in by_codec.items():
+                await self._add_tracks(tracks, codec)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         pc = self.subscriber

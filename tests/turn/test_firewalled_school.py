@@ -34,7 +34,7 @@ from server.core.config import Settings
 from server.serving import uvicorn_config
 from signaling.client import LessonClient
 from tests.conftest import TEST_SECRET
-from tests.media.sfu_helpers import RED, ColorTrack
+from tests.media.sfu_helpers import RED, ColorTrack, close_to, frames
 from tests.turn.lab import (
     SFU_IP,
     SUBNET,
@@ -295,3 +295,48 @@ def test_a_school_that_lets_out_only_tcp_gets_its_lesson_through_coturn(
     log = school.coturn.text()
     assert TURN_SECRET not in log
     assert re.search(r"TCP|TLS", log), log[-2000:]
+
+
+def _selected_local_candidate(pc: Any) -> Any:
+    """The local candidate of the pair ICE nominated on ``pc``'s (one, bundled) transport."""
+    [transport] = {t.receiver.transport.transport for t in pc.getTransceivers()}
+    pair = transport._connection._nominated.get(1)
+    return pair.local_candidate if pair is not None else None
+
+
+def test_a_python_client_behind_the_firewall_gets_its_lesson_through_coturn_over_tcp(
+        lab: Lab, school: School) -> None:
+    """The Python lesson client (tools, benches) takes the TURN servers of ``joined.ice_servers``
+    like the pages: in the classroom that lets out only TCP to 3478 it is relayed over TCP."""
+    w = school.world
+    school.teacher_publishes()
+    lab.firewall([(SFU_IP, HTTP_PORT), (TURN_IP, 3478)])
+    token = school.http("POST", f"/api/v1/lessons/{school.lesson_id}/join-token", w.terminal_recv)["token"]
+    classroom = NsThread(lab.classroom)
+    classroom.start_loop()
+    client = LessonClient(BASE, school.lesson_id, token, policy=IcePolicy.from_strings(None, None, SUBNET, None))
+
+    async def watch() -> tuple[list[Any], Any, Any]:
+        await client.connect()
+        assert school.teacher is not None
+        teacher = school.teacher.participant_id
+        await client.subscribe([{"participant_id": teacher, "source": "camera"}])
+        seen = await frames(await client.track(teacher, "camera", timeout=40), 10, timeout=40)
+        assert client.subscriber is not None
+        return seen, _selected_local_candidate(client.subscriber), await client.ice_configuration()
+
+    try:
+        seen, local, configuration = classroom.run(watch(), timeout=90)
+    finally:
+        try:
+            classroom.run(client.close(), timeout=20)
+        finally:
+            classroom.close()
+    assert all(close_to(x, RED) for x in seen[-5:]), seen
+    servers = json.loads(json.dumps(client.joined["ice_servers"]))
+    assert [s["urls"] for s in servers] == [[u] for u in ICE_SERVERS.split(",")]
+    assert all(s["username"].endswith(f":{w.terminal_recv.id}") for s in servers), servers
+    # aiortc relays through one TURN server: the one that answered from behind the firewall
+    assert configuration.iceServers[0].urls == f"turn:{TURN_IP}:3478?transport=tcp", configuration.iceServers
+    assert local is not None and local.type == "relay" and local.host == TURN_IP, local
+    assert lab.udp_dropped() > 0  # UDP was tried (host candidates, the probe of TURN over UDP) and refused

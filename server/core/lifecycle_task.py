@@ -13,6 +13,7 @@ from scheduler import clock, lifecycle
 from server.core.bus import Bus
 from server.core.config import Settings
 from server.core.db import session_scope
+from server.core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +55,5 @@ class LifecycleTask:
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None

@@ -33,6 +33,7 @@ from scheduler import clock, presence, recordings, records
 from scheduler.records_models import TeachingRecord
 from server.core.db import session_scope
 from server.core.eventlog import EventLog
+from server.core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -114,10 +115,5 @@ class Recovery:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None

@@ -27,6 +27,7 @@ from scheduler import clock, recordings
 from scheduler.recordings_models import Recording
 from server.core.config import Settings
 from server.core.db import session_scope
+from server.core.tasks import cancel_and_wait
 from server.jobs.compose import ComposeJobs, Job, Layout, Segment, compose, segments
 
 log = logging.getLogger(__name__)
@@ -116,12 +117,7 @@ class RecordingService:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._cleanup_task is not None:
-            self._cleanup_task.cancel()
-            try:
-                await self._cleanup_task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._cleanup_task)
         self.jobs.close()
 
     # ------------------------------------------------------------------ one MP4

@@ -108,13 +108,19 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture
+def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
+    """A fresh migrated SQLite database (a copy of the template).  Tests that are not about the database
+    override ``db_url`` with it (``def db_url(sqlite_url): return sqlite_url``) and run once, on SQLite."""
+    target = tmp_path / "sanke.db"
+    shutil.copy(sqlite_template, target)
+    return f"sqlite:///{target}"
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
-        template: Path = request.getfixturevalue("sqlite_template")
-        target = tmp_path / "sanke.db"
-        shutil.copy(template, target)
-        yield f"sqlite:///{target}"
+        yield request.getfixturevalue("sqlite_url")
         return
     server = request.getfixturevalue("pg_server")
     import psycopg

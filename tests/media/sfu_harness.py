@@ -10,7 +10,6 @@ runs in the server process; override it to get worker processes), ``settings``, 
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -31,11 +30,9 @@ POLICY = IcePolicy.from_strings(None, "127.0.0.1", "127.0.0.0/8", None)
 
 
 @pytest.fixture
-def db_url(tmp_path: Any, sqlite_template: Any) -> str:
+def db_url(sqlite_url: str) -> str:
     """SQLite only: the database is not what these tests are about."""
-    target = tmp_path / "sfu.db"
-    shutil.copy(sqlite_template, target)
-    return f"sqlite:///{target}"
+    return sqlite_url
 
 
 @pytest.fixture

@@ -130,11 +130,9 @@ def browser(chromium_path: str) -> Iterator[Any]:
 # --------------------------------------------------------------------------------------- server
 
 @pytest.fixture
-def db_url(tmp_path: Path, sqlite_template: Path) -> str:
+def db_url(sqlite_url: str) -> str:
     """SQLite only: the database is not what these tests are about."""
-    target = tmp_path / "web.db"
-    shutil.copy(sqlite_template, target)
-    return f"sqlite:///{target}"
+    return sqlite_url
 
 
 @pytest.fixture

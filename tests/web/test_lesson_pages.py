@@ -86,18 +86,27 @@ def video_width(page: Any, selector: str) -> int:
     return int(page.eval_on_selector(selector, "v => v.videoWidth"))
 
 
-@pytest.fixture
-def classroom(web_server: Any, open_page: Any, js_poll: Any) -> dict[str, Any]:
-    """The teacher starts the lesson; both receiving classrooms' kiosks join by themselves."""
+def start_lesson(web_server: Any, open_page: Any, js_poll: Any, *, camera: bool = False) -> dict[str, Any]:
+    """The teacher starts the lesson (with ``camera``: and waits until the page has its camera); both
+    receiving classrooms' kiosks join by themselves.  Pages ``teacher``, ``a``, ``b``; participant ids
+    ``main``, ``pa``, ``pb``."""
     w = web_server.world
     teacher = open_page(w.teacher, "/lesson/main.html")
     teacher.click(f"[data-action=start][data-lesson='{web_server.lesson_id}']")
     main = wait_joined(teacher, js_poll)
+    if camera:
+        js_poll(teacher, "window.sankeLesson.local.has('camera')", timeout=15)
     recv_a = open_page(w.terminal_recv, "/lesson/receiving.html")
     recv_b = open_page(web_server.terminal_recv2, "/lesson/receiving.html")
     a = wait_joined(recv_a, js_poll)
     b = wait_joined(recv_b, js_poll)
     return {"teacher": teacher, "a": recv_a, "b": recv_b, "main": main, "pa": a, "pb": b}
+
+
+@pytest.fixture
+def classroom(web_server: Any, open_page: Any, js_poll: Any) -> dict[str, Any]:
+    """The teacher starts the lesson; both receiving classrooms' kiosks join by themselves."""
+    return start_lesson(web_server, open_page, js_poll)
 
 
 def test_teacher_and_two_receiving_classrooms_see_and_hear_each_other(classroom: dict[str, Any], js_poll: Any,

@@ -22,7 +22,7 @@ import pytest
 
 from server.core.config import Settings
 from tests.conftest import TEST_SECRET
-from tests.web.test_lesson_pages import STATS_JS, assert_video_flows, wait_joined
+from tests.web.test_lesson_pages import assert_video_flows, start_lesson
 
 WORKER_BACK_S = 3.0
 """Kill of the worker → frames decode again on every page, on a machine that is not overloaded."""
@@ -80,15 +80,9 @@ def settings(tmp_path: Path, db_url: str) -> Settings:
 @pytest.fixture
 def lesson(web_server: Any, open_page: Any, js_poll: Any) -> dict[str, Any]:
     """Teacher, two receiving classrooms and an observer (the patrol's full view), media flowing everywhere."""
-    w = web_server.world
-    teacher = open_page(w.teacher, "/lesson/main.html")
-    teacher.click(f"[data-action=start][data-lesson='{web_server.lesson_id}']")
-    main = wait_joined(teacher, js_poll)
-    js_poll(teacher, "window.sankeLesson.local.has('camera')", timeout=15)
-    recv_a = open_page(w.terminal_recv, "/lesson/receiving.html")
-    recv_b = open_page(web_server.terminal_recv2, "/lesson/receiving.html")
-    pa, pb = wait_joined(recv_a, js_poll), wait_joined(recv_b, js_poll)
-    patrol = open_page(w.researcher_a, "/patrol/")
+    started = start_lesson(web_server, open_page, js_poll, camera=True)
+    teacher, recv_a, recv_b, main, pa, pb = (started[k] for k in ("teacher", "a", "b", "main", "pa", "pb"))
+    patrol = open_page(web_server.world.researcher_a, "/patrol/")
     tile = f".wall-tile[data-lesson='{web_server.lesson_id}']"
     patrol.wait_for_selector(tile, timeout=15000)
     patrol.click(f"{tile} [data-action=watch]")

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.web.test_lesson_pages import assert_video_flows, wait_joined
+from tests.web.test_lesson_pages import assert_video_flows, start_lesson
 
 BACK_S = 12.0
 """The server-side end of a connection → frames again on the page (it used to stay silent until
@@ -47,22 +47,16 @@ FRAMES_ON_NEW_SUBSCRIBER_JS = """async ([key, before]) => {
 
 @pytest.fixture
 def lesson(web_server: Any, open_page: Any, js_poll: Any) -> dict[str, Any]:
-    w = web_server.world
-    teacher = open_page(w.teacher, "/lesson/main.html")
-    teacher.click(f"[data-action=start][data-lesson='{web_server.lesson_id}']")
-    main = wait_joined(teacher, js_poll)
-    js_poll(teacher, "window.sankeLesson.local.has('camera')", timeout=15)
-    a = open_page(w.terminal_recv, "/lesson/receiving.html")
-    b = open_page(web_server.terminal_recv2, "/lesson/receiving.html")
-    pa, pb = wait_joined(a, js_poll), wait_joined(b, js_poll)
-    key = f"{main}/camera"
+    started = start_lesson(web_server, open_page, js_poll, camera=True)
+    a, b = started["a"], started["b"]
+    key = f"{started['main']}/camera"
     for page in (a, b):
         assert_video_flows(page, [key], js_poll, timeout=20)
     for page in (a, b):
         page.evaluate("() => { const lc = window.sankeLesson; window.__sub0 = lc.subscriber; window.__restarts = [];"
                       " window.__states = []; lc.on('mediarestart', (e) => window.__restarts.push(e));"
                       " lc.on('state', (e) => window.__states.push(e.state)); }")
-    return {"teacher": teacher, "a": a, "b": b, "pa": pa, "pb": pb, "key": key}
+    return {**started, "key": key}
 
 
 def _subscriber_transport(participant_id: str) -> Any:

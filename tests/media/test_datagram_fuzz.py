@@ -24,7 +24,6 @@ from aiortc import MediaStreamTrack, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError
 
 from tests.media.hostile import corpus, mutants, signed_garbage
-from tests.media.sfu_helpers import GREEN, RED, ColorTrack, close_to, mean_rgb
 from tests.media.sfu_harness import (  # noqa: F401 - the fixtures of the SFU tests
     Lesson,
     db_url,
@@ -33,6 +32,7 @@ from tests.media.sfu_harness import (  # noqa: F401 - the fixtures of the SFU te
     media_workers,
     settings,
 )
+from tests.media.sfu_helpers import GREEN, RED, ColorTrack, close_to, mean_rgb
 from tests.media.test_teardown import play
 
 FOREIGN = "127.0.0.2"

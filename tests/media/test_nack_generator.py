@@ -40,9 +40,6 @@ from media.nack_generator import (
 from media.producer import Producer
 from media.rtp import rtx_wrap
 from media.transport import WebRtcTransport
-from tests.media.sfu_helpers import RED, ColorTrack, close_to, frames
-from tests.media.test_forwarding import KEY, FakeTransport, make_consumer, make_producer, rtp
-from tests.media.test_retransmission import wait_for
 from tests.media.sfu_harness import (  # noqa: F401 - the fixtures of the SFU tests
     POLICY,
     Lesson,
@@ -52,6 +49,9 @@ from tests.media.sfu_harness import (  # noqa: F401 - the fixtures of the SFU te
     media_workers,
     settings,
 )
+from tests.media.sfu_helpers import RED, ColorTrack, close_to, frames
+from tests.media.test_forwarding import KEY, FakeTransport, make_consumer, make_producer, rtp
+from tests.utils.wait import until
 
 
 def feed(gen: NackGenerator, seqs: list[int], now: float, rtx: bool = False) -> list[int]:
@@ -404,7 +404,7 @@ def test_a_lossy_uplink_is_repaired_by_the_sfu_before_the_subscribers_notice(les
         assert uplink.rtx_pts, "the SFU's answer accepts the publisher's RTX"
         tap = SubscriberTap(rural.subscriber)
         seen = await frames(track, 90, timeout=30)
-        await wait_for(lambda: uplink.dropped >= 30, 30, "the publisher sent too little")
+        await until("the publisher sent too little", lambda: uplink.dropped >= 30, 30)
         assert all(close_to(x, RED) for x in seen), seen
         # every packet the publisher sent reached the subscriber, the lost ones resent by the
         # publisher on the SFU's NACK and forwarded as the originals (all but the newest 60, whose
@@ -416,8 +416,8 @@ def test_a_lossy_uplink_is_repaired_by_the_sfu_before_the_subscribers_notice(les
         assert tap.rtx <= uplink.dropped // 2, "the subscriber had to ask the SFU for most repairs"
         # the publisher's link sample shows the repair
         seen_samples = len(samples)
-        await wait_for(lambda: any(x["participant_id"] == main.participant_id and x["direction"] == "send"
-                                   for x in samples[seen_samples:]), 10, "no link sample")
+        await until("no link sample", lambda: any(x["participant_id"] == main.participant_id and x["direction"] == "send"
+                                                 for x in samples[seen_samples:]), 10)
         sample = next(x for x in reversed(samples) if x["participant_id"] == main.participant_id
                       and x["direction"] == "send")
         assert sample["nacks_sent"] >= uplink.dropped - 5 and sample["recovered"] >= uplink.dropped - 5, (

@@ -34,6 +34,7 @@ from media.router import Router
 from media.rtp import payload_range
 from media.sdp import accept_red, offer_red, red_payload_types
 from tests.media.sfu_helpers import ToneTrack
+from tests.utils.wait import until
 from tests.media.test_forwarding import make_consumer, make_producer, rtp, sent
 
 OPUS_PT = 100
@@ -343,13 +344,6 @@ def _red_first(sdp: str) -> str:
     return offer.replace(f" {opus_pt} {red_pt}", f" {red_pt} {opus_pt}", 1)
 
 
-async def _wait(condition: Any, what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.05)
-
-
 def _tap(pc: RTCPeerConnection, pt: int, keep: list[tuple[int, bytes]], *, swallow: bool) -> None:
     """Keep (seq, payload) of the packets of payload type ``pt`` arriving at ``pc``, below aiortc."""
     dtls = pc.getTransceivers()[0].receiver.transport
@@ -400,9 +394,9 @@ def test_a_red_subscriber_of_a_plain_opus_publisher_gets_the_previous_payloads_a
         _tap(sub, red_pt, got, swallow=True)
         await router.answer("v-recv", answer)
         consumer = router.consumers["v~m~mic"]
-        await _wait(lambda: consumer.ready, "the subscriber's answer never configured the consumer")
+        await until("the subscriber's answer never configured the consumer", lambda: consumer.ready)
         assert consumer.red and consumer.red_pt == red_pt
-        await _wait(lambda: len(got) >= 60, "no RED packets reached the subscriber")
+        await until("no RED packets reached the subscriber", lambda: len(got) >= 60)
 
         by_seq = {seq: red.parse(payload) for seq, payload in got}
         checked = 0
@@ -469,9 +463,9 @@ def test_a_red_publisher_losing_a_fifth_of_its_packets_reaches_a_plain_subscribe
         _tap(sub, opus_pt, got, swallow=False)
         await router.answer("v-recv", answer)
         consumer = router.consumers["v~m~mic"]
-        await _wait(lambda: consumer.ready, "the subscriber's answer never configured the consumer")
+        await until("the subscriber's answer never configured the consumer", lambda: consumer.ready)
         assert not consumer.red
-        await _wait(lambda: len(got) >= 150, "too little audio reached the subscriber")
+        await until("too little audio reached the subscriber", lambda: len(got) >= 150)
 
         seqs = [seq for seq, _ in got]
         assert seqs == [(seqs[0] + k) & 0xFFFF for k in range(len(seqs))], "the subscriber saw a gap"

@@ -30,8 +30,6 @@ from media.router import Router
 from media.rtp import URI_ABS_SEND_TIME, URI_MID, find_extension, header_size, rtx_unwrap
 from media.srtp import SrtpWriter
 from media.transport import WebRtcTransport
-from tests.media.sfu_helpers import RED, ColorTrack, close_to, frames
-from tests.media.test_forwarding import DELTA, KEY, VP8, Capture, FakeTransport, make_producer, rtp
 from tests.media.sfu_harness import (  # noqa: F401 - the fixtures of the SFU tests
     POLICY,
     Lesson,
@@ -41,6 +39,9 @@ from tests.media.sfu_harness import (  # noqa: F401 - the fixtures of the SFU te
     media_workers,
     settings,
 )
+from tests.media.sfu_helpers import RED, ColorTrack, close_to, frames
+from tests.media.test_forwarding import DELTA, KEY, VP8, Capture, FakeTransport, make_producer, rtp
+from tests.utils.wait import until
 
 
 class LossyCapture(Capture):
@@ -509,13 +510,6 @@ class SubscriberLink:
             await self._out(data)
 
 
-async def wait_for(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.05)
-
-
 def test_a_far_lossy_subscriber_gets_each_loss_resent_about_once_with_the_sfus_clock(lesson: Lesson, app: Any) -> None:
     w = lesson.world
     samples: list[dict[str, Any]] = []  # the worker's link samples, every 2 s
@@ -551,7 +545,7 @@ def test_a_far_lossy_subscriber_gets_each_loss_resent_about_once_with_the_sfus_c
 
         watching = asyncio.get_running_loop().create_task(watch())
         try:  # the SFU learns the round trip from the subscriber's receiver reports about its SRs
-            await wait_for(lambda: far_rtt() >= 250, 20, f"the SFU never measured the RTT: {recv_sample(far.participant_id)}")
+            await until(f"the SFU never measured the RTT: {recv_sample(far.participant_id)}", lambda: far_rtt() >= 250, 20)
         finally:
             watching.cancel()
         rtx0, dropped0 = link.rtx, link.dropped
@@ -567,8 +561,8 @@ def test_a_far_lossy_subscriber_gets_each_loss_resent_about_once_with_the_sfus_c
         assert all(-0.01 < e < 0.5 for e in link.video_stamp_errors), sorted(link.video_stamp_errors)[-5:]
         # the worker's next sample counts what it resent (all the subscriber got, at least) and what it held back
         received, seen = link.rtx, len(samples)
-        await wait_for(lambda: any(x["participant_id"] == far.participant_id and x["direction"] == "recv"
-                                   for x in samples[seen:]), 10, "no link sample")
+        await until("no link sample", lambda: any(x["participant_id"] == far.participant_id and x["direction"] == "recv"
+                                                 for x in samples[seen:]), 10)
         sample = recv_sample(far.participant_id)
         assert sample is not None and sample["retransmitted"] >= received and sample["rtx_suppressed"] > 0, sample
 
@@ -586,13 +580,13 @@ def test_after_a_two_second_blackout_a_keyframe_arrives_within_a_second(lesson: 
         track = await rural.track(main.participant_id, "camera")
         await frames(track, 30)
         link = SubscriberLink(rural.subscriber)
-        await wait_for(lambda: link.video > 30, 10, "video flows")
+        await until("video flows", lambda: link.video > 30, 10)
         link.blackout = True  # nothing either way: media, reports, NACKs
         await asyncio.sleep(2.0)
         keyframes_before = len(link.keyframes)
         back = time.monotonic()
         link.blackout = False
-        await wait_for(lambda: len(link.keyframes) > keyframes_before, 5, "no keyframe after the blackout")
+        await until("no keyframe after the blackout", lambda: len(link.keyframes) > keyframes_before, 5)
         elapsed = link.keyframes[keyframes_before] - back
         assert elapsed <= 1.0, f"first keyframe {elapsed:.3f} s after the link returned"
         seen = await frames(track, 10, timeout=10)

@@ -18,7 +18,6 @@ from aiortc.codecs import get_encoder
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from media.snapshot import decode_jpeg, depacketize, find_keyframe
-from tests.media.sfu_helpers import BLUE, GREEN, RED, ColorTrack, close_to, mean_rgb
 from tests.media.sfu_harness import (  # noqa: F401 - fixtures of the SFU tests: a live lesson on 127.0.0.1
     Lesson,
     db_url,
@@ -27,6 +26,7 @@ from tests.media.sfu_harness import (  # noqa: F401 - fixtures of the SFU tests:
     media_workers,
     settings,
 )
+from tests.media.sfu_helpers import BLUE, GREEN, RED, ColorTrack, close_to, mean_rgb
 
 CODECS = {
     "video/VP8": RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96),

@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 
 from signaling.client import LessonClient
-from tests.media.sfu_helpers import BLUE, GREEN, RED, ColorTrack, ToneTrack, close_to, frames
 from tests.media.sfu_harness import (  # noqa: F401 - the fixtures of the SFU tests
     Lesson,
     db_url,
@@ -29,6 +28,7 @@ from tests.media.sfu_harness import (  # noqa: F401 - the fixtures of the SFU te
     media_workers,
     settings,
 )
+from tests.media.sfu_helpers import BLUE, GREEN, RED, ColorTrack, ToneTrack, close_to, frames
 
 
 def play(lesson: Lesson, scenario: Callable[[], Awaitable[None]]) -> None:

@@ -17,7 +17,6 @@ import asyncio
 import csv
 import io
 import signal
-import sqlite3
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -27,75 +26,17 @@ from typing import Any
 import av
 import httpx
 import pytest
-from sqlalchemy import select
 
 from scheduler import clock, records
-from scheduler.access import scope_of
-from scheduler.bookings import ReceiverSpec, SeriesSpec, create_series
-from scheduler.models import LessonInstance, LessonKind
-from server.core.db import make_engine, make_session_factory
-from server.core.migrate import upgrade
-from server.core.security import JoinClaims, create_join_token
 from signaling.client import LessonClient
-from tests.conftest import TEST_SECRET
-from tests.media.sfu_helpers import RED, ColorTrack, ToneTrack
 from tests.media.sfu_harness import loopback_clients  # noqa: F401 - the test's aiortc clients gather on 127.0.0.1
-from tests.records.server_process import settings as server_settings
-from tests.records.test_eventlog_durability import POLICY, Server
-from tests.utils.factory import World, token_for
+from tests.media.sfu_helpers import RED, ColorTrack, ToneTrack
+from tests.records.killable import POLICY, Server, prepare, rows
+from tests.utils.wait import wait_until
 
 MARK_S = 3.0
 """The killed server's presence-mark interval."""
 FLUSH_S = 0.2
-
-
-def prepare(data_dir: Path, *, recorded: bool) -> dict[str, Any]:
-    """A database with one open lesson (recorded or not), join tokens and an admin's access token."""
-    s = server_settings(data_dir)
-    s.ensure_data_dir()
-    upgrade(s.effective_database_url)
-    engine = make_engine(s.effective_database_url)
-    try:
-        with make_session_factory(engine)() as session:
-            w = World.build(session)
-            series = create_series(session, SeriesSpec(
-                kind=LessonKind.dedicated, title="三年级数学", subject="数学", grade="三年级", term_id=w.term.id,
-                main_classroom_id=w.main_room.id, main_teacher_id=w.teacher.id, weekday=1, period_from=1,
-                period_to=1, receivers=(ReceiverSpec(w.recv_room.id),),
-            ), actor=w.urban_admin, scope=scope_of(session, w.urban_admin))
-            series.recording = recorded
-            inst = session.scalars(select(LessonInstance).where(LessonInstance.series_id == series.id)
-                                   .order_by(LessonInstance.starts_at)).first()
-            inst.room_opened_at = datetime.now()
-            session.commit()
-            expires = int(time.time()) + 3600
-            return {
-                "lesson": inst.id,
-                "main": lambda: create_join_token(JoinClaims(w.teacher.id, inst.id, "main", w.main_room.id,
-                                                             int(time.time()) + 3600), TEST_SECRET),
-                "recv": create_join_token(JoinClaims(w.terminal_recv.id, inst.id, "receiving", w.recv_room.id,
-                                                     expires), TEST_SECRET),
-                "admin": token_for(w.urban_admin, TEST_SECRET),
-                "recv_room": w.recv_room.id,
-            }
-    finally:
-        engine.dispose()
-
-
-def rows(data_dir: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(data_dir / "sanke.db") as db:
-        return db.execute(sql, args).fetchall()
-
-
-def wait_for(what: str, fn: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; last {value!r}")
-        time.sleep(0.1)
 
 
 def at(text: str) -> datetime:
@@ -107,9 +48,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
     s = Server(tmp_path, flush_interval_s=FLUSH_S)
     s.env["SANKE_PRESENCE_MARK_INTERVAL_SECONDS"] = str(MARK_S)
     yield s
-    if s.proc is not None and s.proc.poll() is None:
-        s.proc.kill()
-        s.proc.wait()
+    s.kill()
 
 
 async def _close_all(*clients: LessonClient) -> None:
@@ -128,7 +67,7 @@ def test_sessions_cut_by_a_kill_end_at_their_last_mark(server: Server) -> None:
     clients: list[LessonClient] = []
 
     async def lesson() -> tuple[str, str]:
-        main = LessonClient(server.base, lid, info["main"](), policy=POLICY)
+        main = LessonClient(server.base, lid, info["main_token"](), policy=POLICY)
         recv = LessonClient(server.base, lid, info["recv"], policy=POLICY)
         clients.extend((main, recv))
         await main.connect()
@@ -217,7 +156,7 @@ def test_a_recording_cut_by_a_kill_is_recovered_and_the_lesson_replays_as_one(se
 
         async def scenario() -> tuple[float, float]:
             before = {source: files(source) for source in tracks}
-            main = LessonClient(server.base, lid, info["main"](), policy=POLICY)
+            main = LessonClient(server.base, lid, info["main_token"](), policy=POLICY)
             clients.append(main)
             await main.connect()
             await main.publish(dict(tracks), video_codec="video/VP8")
@@ -301,7 +240,7 @@ def test_a_recording_cut_by_a_kill_is_recovered_and_the_lesson_replays_as_one(se
         assert job["status"] != "failed", job
         return job if job["status"] == "done" else None
 
-    job = wait_for("the composed MP4", composed, timeout=180)
+    job = wait_until("the composed MP4", composed, timeout=180)
     with av.open(io.BytesIO(httpx.get(server.base + job["url"], timeout=60).content)) as container:
         assert abs(container.duration / 1e6 - lesson["duration_s"]) <= 1.0, (container.duration, lesson["duration_s"])
 

@@ -7,98 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import sqlite3
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
-from media.ice import IcePolicy
-from scheduler.access import scope_of
-from scheduler.bookings import ReceiverSpec, SeriesSpec, create_series
-from scheduler.models import LessonInstance, LessonKind
-from server.core.db import make_engine, make_session_factory
-from server.core.migrate import upgrade
-from server.core.security import JoinClaims, create_join_token
 from signaling.client import LessonClient
-from tests.conftest import TEST_SECRET
-from tests.records.server_process import settings as server_settings
-from tests.utils.factory import World
-from tests.utils.live import free_port
-
-POLICY = IcePolicy.from_strings(None, "127.0.0.1", "127.0.0.0/8", None)
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def prepare(data_dir: Path) -> dict[str, Any]:
-    """A database with one open lesson, and join tokens for its main and receiving classrooms."""
-    s = server_settings(data_dir)
-    s.ensure_data_dir()
-    upgrade(s.effective_database_url)
-    engine = make_engine(s.effective_database_url)
-    try:
-        with make_session_factory(engine)() as session:
-            w = World.build(session)
-            series = create_series(session, SeriesSpec(
-                kind=LessonKind.dedicated, title="三年级数学", subject="数学", grade="三年级", term_id=w.term.id,
-                main_classroom_id=w.main_room.id, main_teacher_id=w.teacher.id, weekday=1, period_from=1,
-                period_to=1, receivers=(ReceiverSpec(w.recv_room.id),),
-            ), actor=w.urban_admin, scope=scope_of(session, w.urban_admin))
-            inst = session.scalars(select(LessonInstance).where(LessonInstance.series_id == series.id)
-                                   .order_by(LessonInstance.starts_at)).first()
-            inst.room_opened_at = datetime.now()
-            session.commit()
-            expires = int(time.time()) + 3600
-            return {
-                "lesson": inst.id,
-                "main": create_join_token(JoinClaims(w.teacher.id, inst.id, "main", w.main_room.id, expires),
-                                          TEST_SECRET),
-                "recv": create_join_token(JoinClaims(w.terminal_recv.id, inst.id, "receiving", w.recv_room.id,
-                                                     expires), TEST_SECRET),
-            }
-    finally:
-        engine.dispose()
-
-
-class Server:
-    def __init__(self, data_dir: Path, flush_interval_s: float) -> None:
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "SANKE_EVENT_FLUSH_INTERVAL_SECONDS": str(flush_interval_s)}
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "tests.records.server_process", str(self.data_dir),
-                                      str(self.port)], cwd=ROOT, env=self.env)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(self.base + "/healthz", timeout=2).read()
-                return
-            except OSError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError("the server did not start") from None
-                time.sleep(0.2)
-
-    def stop(self, sig: int) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout=30)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
+from tests.records.killable import POLICY, Server, prepare, rows
 
 
 @pytest.fixture
@@ -108,8 +27,7 @@ def server_dir(tmp_path: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
 
 
 def events(data_dir: Path) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(data_dir / "sanke.db") as db:
-        return db.execute("SELECT id, kind, participant_id, role, data FROM session_event ORDER BY id").fetchall()
+    return rows(data_dir, "SELECT id, kind, participant_id, role, data FROM session_event ORDER BY id")
 
 
 async def lesson_traffic(base: str, info: dict[str, Any], chats: int) -> tuple[str, str]:
@@ -130,9 +48,7 @@ async def lesson_traffic(base: str, info: dict[str, Any], chats: int) -> tuple[s
 
 
 def chat_rows(data_dir: Path) -> list[str]:
-    with sqlite3.connect(data_dir / "sanke.db") as db:
-        return [json.loads(d)["text"] for (d,) in db.execute(
-            "SELECT data FROM session_event WHERE kind = 'chat' ORDER BY id").fetchall()]
+    return [json.loads(d)["text"] for (d,) in rows(data_dir, "SELECT data FROM session_event WHERE kind = 'chat' ORDER BY id")]
 
 
 FLUSH_S = 1.5
@@ -256,8 +172,7 @@ def test_a_graceful_shutdown_writes_every_pending_event(server_dir) -> None:
         # uvicorn shuts down gracefully, then re-raises the signal: -SIGTERM is a clean exit here
         assert server.stop(signal.SIGTERM) in (0, -signal.SIGTERM)
     finally:
-        if server.proc is not None and server.proc.poll() is None:
-            server.proc.kill()
+        server.kill()
     rows = events(data_dir)
     chats = [r for r in rows if r[1] == "chat"]
     assert [r[2] for r in chats] == [main_id if i % 2 == 0 else recv_id for i in range(12)]

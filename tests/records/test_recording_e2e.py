@@ -23,7 +23,6 @@ import pytest
 
 from scheduler.recordings_models import Recording
 from scheduler.records_models import TeachingRecord
-from tests.media.sfu_helpers import BLUE, RED, ColorTrack, ToneTrack, close_to, mean_rgb
 from tests.media.sfu_harness import (  # noqa: F401 - fixtures of the SFU tests: a live lesson on 127.0.0.1
     Lesson,
     db_url,
@@ -32,6 +31,8 @@ from tests.media.sfu_harness import (  # noqa: F401 - fixtures of the SFU tests:
     media_workers,
     settings,
 )
+from tests.media.sfu_helpers import BLUE, RED, ColorTrack, ToneTrack, close_to, mean_rgb
+from tests.utils.wait import wait_until
 
 PUBLISH_S = 5.0
 
@@ -40,17 +41,6 @@ def close_room(app: Any, loop: asyncio.AbstractEventLoop, lid: int) -> None:
     """What the lifecycle does after the lesson's end: ``room_closed`` on the bus, on the server's loop."""
     event = {"type": "room_closed", "instance_id": lid, "at": "2026-08-24T09:50:00", "status": "held"}
     asyncio.run_coroutine_threadsafe(app.state.bus.publish("lesson", event), loop).result(20)
-
-
-def poll(fn: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out; last {value!r}")
-        time.sleep(0.2)
 
 
 def decode(data: bytes) -> tuple[list[tuple[float, av.VideoFrame]], float]:
@@ -113,7 +103,7 @@ def test_a_recorded_lesson_plays_back_what_was_sent(lesson: Lesson, app: Any, se
     assert None not in starts, starts
     published_s = marks["closed"] - min(starts)
     camera_s = marks["closed"] - tracks["camera"].first_at
-    poll(lambda: loops, 10)
+    wait_until("the server's event loop", lambda: loops, 10, interval=0.2)
     close_room(app, loops[-1], lid)
 
     def ready() -> dict[str, Any] | None:
@@ -122,7 +112,7 @@ def test_a_recorded_lesson_plays_back_what_was_sent(lesson: Lesson, app: Any, se
         data = r.json()["data"]
         return data[0] if data else None
 
-    item = poll(ready)
+    item = wait_until("the recording listed", ready, 30, interval=0.2)
     assert item["instance_id"] == lid and item["status"] == "ready" and item["kind"] == "famous_school"
     video, container = ("vp8", "video/webm") if codec == "video/VP8" else ("h264", "video/mp4")
     assert set(item["codecs"].split(",")) == {video, "opus"}
@@ -168,7 +158,7 @@ def test_a_recorded_lesson_plays_back_what_was_sent(lesson: Lesson, app: Any, se
         assert job["status"] != "failed", job
         return job if job["status"] == "done" else None
 
-    job = poll(composed, 120)
+    job = wait_until("the composed MP4", composed, 120, interval=0.2)
     assert job["progress"] == 1.0 and job["url"]
     mp4 = httpx.get(lesson.base + job["url"], timeout=30)
     assert mp4.status_code == 200 and mp4.headers["content-type"] == "video/mp4"

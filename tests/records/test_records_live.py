@@ -10,7 +10,6 @@ from typing import Any
 import httpx
 
 from signaling.client import LessonClient
-from tests.media.sfu_helpers import RED, ColorTrack
 from tests.media.sfu_harness import (  # noqa: F401 - fixtures of the SFU tests: a live lesson on 127.0.0.1
     POLICY,
     Lesson,
@@ -20,6 +19,7 @@ from tests.media.sfu_harness import (  # noqa: F401 - fixtures of the SFU tests:
     media_workers,
     settings,
 )
+from tests.media.sfu_helpers import RED, ColorTrack
 
 TOLERANCE_S = 1.5
 

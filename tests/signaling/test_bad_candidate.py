@@ -17,8 +17,6 @@ import pytest
 from media.candidate import Candidate
 from media.router import Router, RouterError
 from signaling.client import LessonClient, LessonError
-from tests.media.sfu_helpers import RED, ColorTrack, close_to, frames
-from tests.media.test_bad_sdp import POLICY, _publisher
 from tests.media.sfu_harness import (  # noqa: F401 - fixtures: an SFU lesson on 127.0.0.1
     Lesson,
     db_url,
@@ -27,6 +25,8 @@ from tests.media.sfu_harness import (  # noqa: F401 - fixtures: an SFU lesson on
     media_workers,
     settings,
 )
+from tests.media.sfu_helpers import RED, ColorTrack, close_to, frames
+from tests.media.test_bad_sdp import POLICY, _publisher
 
 GOOD = "candidate:2 1 udp 2122260223 127.0.0.1 54401 typ host"
 

@@ -18,7 +18,6 @@ import websockets
 
 from signaling.client import LessonClient, LessonError
 from signaling.messages import MAX_FRAME_BYTES
-from tests.media.sfu_helpers import GREEN, RED, ColorTrack, ToneTrack, close_to, frames, tone
 from tests.media.sfu_harness import (  # noqa: F401 - fixtures: an SFU lesson on 127.0.0.1
     Lesson,
     db_url,
@@ -27,6 +26,7 @@ from tests.media.sfu_harness import (  # noqa: F401 - fixtures: an SFU lesson on
     media_workers,
     settings,
 )
+from tests.media.sfu_helpers import GREEN, RED, ColorTrack, ToneTrack, close_to, frames, tone
 
 SDP_REFUSED = "SDP 无法应用，请重新协商"
 

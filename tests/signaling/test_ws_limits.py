@@ -36,9 +36,10 @@ from signaling import endpoint
 from signaling.client import LessonClient
 from signaling.gate import AddressGate, address_key
 from signaling.messages import MAX_FRAME_BYTES
-from tests.records.test_eventlog_durability import POLICY, Server, prepare
+from tests.records.killable import POLICY, Server, prepare
 from tests.signaling.test_endpoint import join_msg, join_token, open_lesson
 from tests.utils.live import live_server
+from tests.utils.wait import until
 
 MiB = 1024 * 1024
 ATTACKERS = 40
@@ -192,13 +193,6 @@ def gate(app: Any) -> Iterator[tuple[AddressGate, _Clock]]:
     yield app.state.signaling_gate, clock
 
 
-async def _wait(predicate: Any, what: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.02)
-
-
 async def _refused(url: str, source: str) -> tuple[int | None, str]:
     ws = await connect(url, local_addr=(source, 0), open_timeout=20)
     with pytest.raises(websockets.ConnectionClosed) as closed:
@@ -218,37 +212,37 @@ def test_unjoined_sockets_per_address_are_bounded(app, world, auth, session_fact
 
         async def scenario() -> None:
             first = [await connect(url, local_addr=("127.0.0.1", 0)) for _ in range(3)]
-            await _wait(lambda: g.unjoined("127.0.0.1") == 3, "three unjoined sockets")
+            await until("three unjoined sockets", lambda: g.unjoined("127.0.0.1") == 3, interval=0.02)
             # a fourth from the same address is refused with a clear code and reason ...
             code, reason = await _refused(url, "127.0.0.1")
             assert (code, reason) == (4029, "同一地址的连接过多，请稍后重试")
             # ... another address is not
             other = await connect(url, local_addr=("127.0.0.2", 0))
-            await _wait(lambda: g.unjoined("127.0.0.2") == 1, "the other address's socket")
+            await until("the other address's socket", lambda: g.unjoined("127.0.0.2") == 1, interval=0.02)
             # a socket that joins no longer counts: its address may open another
             await first[0].send(json.dumps(join_msg(token)))
             assert json.loads(await first[0].recv())["type"] == "joined"
-            await _wait(lambda: g.unjoined("127.0.0.1") == 2, "the joined socket released")
+            await until("the joined socket released", lambda: g.unjoined("127.0.0.1") == 2, interval=0.02)
             fifth = await connect(url, local_addr=("127.0.0.1", 0))
-            await _wait(lambda: g.unjoined("127.0.0.1") == 3, "the fifth socket")
+            await until("the fifth socket", lambda: g.unjoined("127.0.0.1") == 3, interval=0.02)
             # closed sockets free their places, but new ones come at most 6 a minute: two more, then no more
             for ws in (first[1], first[2], fifth):
                 await ws.close()
-            await _wait(lambda: g.unjoined("127.0.0.1") == 0, "closed sockets released")
+            await until("closed sockets released", lambda: g.unjoined("127.0.0.1") == 0, interval=0.02)
             silent = [await connect(url, local_addr=("127.0.0.1", 0)) for _ in range(2)]
-            await _wait(lambda: g.unjoined("127.0.0.1") == 2, "the sixth and seventh sockets")
+            await until("the sixth and seventh sockets", lambda: g.unjoined("127.0.0.1") == 2, interval=0.02)
             code, reason = await _refused(url, "127.0.0.1")
             assert (code, reason) == (4029, "同一地址的连接过多，请稍后重试")
             clock.now += 10.0  # a minute / 6 later: one more
             silent.append(await connect(url, local_addr=("127.0.0.1", 0)))
-            await _wait(lambda: g.unjoined("127.0.0.1") == 3, "the eighth socket")
+            await until("the eighth socket", lambda: g.unjoined("127.0.0.1") == 3, interval=0.02)
             # sockets that never join are closed at the deadline and free their places
             for ws in silent:
                 with pytest.raises(websockets.ConnectionClosed):
                     while True:
                         await asyncio.wait_for(ws.recv(), 20)
                 assert ws.close_code == 4000
-            await _wait(lambda: g.unjoined("127.0.0.1") == 0, "the silent sockets released")
+            await until("the silent sockets released", lambda: g.unjoined("127.0.0.1") == 0, interval=0.02)
             # the joined socket was never disturbed
             await first[0].send(json.dumps({"type": "ping", "request_id": "p", "ts": 1}))
             while (reply := json.loads(await asyncio.wait_for(first[0].recv(), 20)))["type"] != "pong":

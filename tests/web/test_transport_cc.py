@@ -15,6 +15,7 @@ from typing import Any
 
 from media.transport import WebRtcTransport
 from media.twcc import URI_TRANSPORT_CC
+from tests.utils.wait import wait_until
 from tests.web.test_lesson_pages import assert_video_flows, wait_joined
 
 
@@ -22,16 +23,6 @@ def _transports(participant_id: str, direction: str) -> list[WebRtcTransport]:
     # type(), not isinstance(): a dead weak proxy among the objects raises on any attribute access
     return [o for o in gc.get_objects() if type(o) is WebRtcTransport
             and o.participant_id == participant_id and o.direction == direction and not o.closed]
-
-
-def _wait(what: str, check: Any, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
-        time.sleep(0.2)
 
 
 def test_chromium_negotiates_transport_cc_both_ways_and_feedback_flows(web_server: Any, open_page: Any,
@@ -51,9 +42,9 @@ def test_chromium_negotiates_transport_cc_both_ways_and_feedback_flows(web_serve
     assert URI_TRANSPORT_CC in pub_answer and "a=rtcp-fb:" in pub_answer
 
     # subscriber side: every packet is stamped, Chromium's feedback arrives and is matched
-    (sub,) = _wait("the receiving classroom's subscriber transport", lambda: _transports(pa, "recv"))
+    (sub,) = wait_until("the receiving classroom's subscriber transport", lambda: _transports(pa, "recv"))
     assert sub.writer.twcc_id == 5
-    _wait("feedback from the subscribing Chromium", lambda: sub.twcc_feedbacks >= 5)
+    wait_until("feedback from the subscribing Chromium", lambda: sub.twcc_feedbacks >= 5)
     assert sub.twcc_bad == 0
     stamped = int(sub.writer.c.twcc_seq)
     assert stamped > 50
@@ -63,19 +54,19 @@ def test_chromium_negotiates_transport_cc_both_ways_and_feedback_flows(web_serve
     assert all(r is not None and now - r[0] < 10 for r in recent), recent
     # the send-side estimator gets the matched packets and drives the video gates (not REMB)
     assert sub.estimator is not None
-    _wait("the transport-cc estimate in charge", lambda: sub.twcc_active(time.monotonic()))
+    wait_until("the transport-cc estimate in charge", lambda: sub.twcc_active(time.monotonic()))
     # what the receiver acknowledges is the video and audio it gets (hundreds of kbit/s of fake camera)
-    _wait("the estimator's acknowledged bitrate", lambda: sub.estimator.acked_bps > 50_000)
+    wait_until("the estimator's acknowledged bitrate", lambda: sub.estimator.acked_bps > 50_000)
     assert sub.estimator.target_bps >= 50_000
 
     # publisher side: the teacher's Chromium numbers its packets and gets the SFU's feedback
-    (pub,) = _wait("the teacher's publisher transport", lambda: _transports(main, "send"))
-    _wait("transport-wide numbers from the publishing Chromium", lambda: pub.arrivals.active)
-    _wait("feedback to the publishing Chromium", lambda: pub.arrivals.sent_feedback >= 20)
+    (pub,) = wait_until("the teacher's publisher transport", lambda: _transports(main, "send"))
+    wait_until("transport-wide numbers from the publishing Chromium", lambda: pub.arrivals.active)
+    wait_until("feedback to the publishing Chromium", lambda: pub.arrivals.sent_feedback >= 20)
     # Chromium's send-side estimate runs on that feedback: its outbound video has a target bitrate above
     # 100 kbit/s (waited for: on a loaded machine the feedback's arrival times jitter and the estimate
     # may dip at first, as it would on a real link, before it climbs)
-    _wait("the publisher's estimate above 100 kbit/s", lambda: teacher.evaluate("""async () => {
+    wait_until("the publisher's estimate above 100 kbit/s", lambda: teacher.evaluate("""async () => {
         const stats = await window.sankeLesson.publisher.getStats();
         let pair = 0;
         stats.forEach((s) => { if (s.type === 'candidate-pair' && s.nominated && s.availableOutgoingBitrate)

@@ -13,29 +13,34 @@ from collections.abc import Callable
 from typing import Any
 
 
-def _failed(what: str, timeout: float, last: Any) -> AssertionError:
-    return AssertionError(f"not within {timeout} s: {what} (last: {last!r})")
+class _Poll:
+    """One wait: ``ready()`` asks ``check()`` once; true → ``value`` holds it; past the deadline → fails."""
+
+    def __init__(self, what: str, check: Callable[[], Any], timeout: float) -> None:
+        self.what, self.check, self.timeout = what, check, timeout
+        self.deadline = time.monotonic() + timeout
+        self.value: Any = None
+
+    def ready(self) -> bool:
+        self.value = self.check()
+        if self.value:
+            return True
+        if time.monotonic() > self.deadline:
+            raise AssertionError(f"not within {self.timeout} s: {self.what} (last: {self.value!r})")
+        return False
 
 
 def wait_until(what: str, check: Callable[[], Any], timeout: float = 20.0, interval: float = 0.1) -> Any:
     """``check()`` every ``interval`` s until it is true (answered), at most ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise _failed(what, timeout, value)
+    poll = _Poll(what, check, timeout)
+    while not poll.ready():
         time.sleep(interval)
+    return poll.value
 
 
 async def until(what: str, check: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
     """``check()`` every ``interval`` s until it is true (answered), at most ``timeout`` s, not blocking the loop."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise _failed(what, timeout, value)
+    poll = _Poll(what, check, timeout)
+    while not poll.ready():
         await asyncio.sleep(interval)
+    return poll.value

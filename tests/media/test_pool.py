@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +17,14 @@ import pytest
 from media import ice
 from media.channel import ChannelError
 from media.pool import WORKER_DIED, WorkerClassMissing, WorkerPool
+from tests.utils.wait import until, wait_until
 
 FAKE = "tests.media.fake_worker:FakeWorker"
 ICE = {"ice_servers": "stun:stun.example.org:3478", "ice_host_addresses": "127.0.0.1",
        "ice_allowed_networks": "127.0.0.0/8,::1/128", "ice_announced_address": None}
 ROOT = Path(__file__).resolve().parents[2]
+POLL: dict[str, float] = {"timeout": 10, "interval": 0.02}
+"""How the tests wait for the pool's events (``until``)."""
 
 
 def run(coro: Any, timeout: float = 20.0) -> Any:
@@ -48,14 +50,6 @@ def reaped(pid: int) -> bool:
     except ChildProcessError:
         return not Path(f"/proc/{pid}").exists()
     return False
-
-
-async def until(condition, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture(autouse=True)
@@ -94,7 +88,8 @@ def test_worker_processes_place_routers_stickily_and_evenly_send_events_and_get_
             pool.release("e")
 
             # Events carry the worker index.
-            await until(lambda: len([e for e in events if e[1] == "router.created"]) == 4)
+            await until("four routers created",
+                        lambda: len([e for e in events if e[1] == "router.created"]) == 4, **POLL)
             assert [(i, d["routerId"]) for i, e, d in events if e == "router.created"] == [
                 (0, "a"), (1, "b"), (0, "c"), (1, "d")]
 
@@ -109,10 +104,10 @@ def test_worker_processes_place_routers_stickily_and_evenly_send_events_and_get_
 
             # A worker killed outright: reported with its routers, replaced in the same slot.
             os.kill(pids[0], signal.SIGKILL)
-            await until(lambda: any(e == WORKER_DIED for _, e, _ in events))
+            await until("worker_died", lambda: any(e == WORKER_DIED for _, e, _ in events), **POLL)
             died = [(i, d) for i, e, d in events if e == WORKER_DIED]
             assert died == [(0, {"routers": ["a", "c"], "pid": pids[0], "exit_code": -signal.SIGKILL})]
-            await until(lambda: pool.workers[0].pid not in (None, pids[0]))
+            await until("a replacement worker", lambda: pool.workers[0].pid not in (None, pids[0]), **POLL)
             new_pid = pool.workers[0].pid
             assert new_pid is not None and not gone(new_pid) and reaped(pids[0])
             assert pool.workers[0].routers == set()
@@ -140,12 +135,12 @@ def test_restarts_are_bounded_and_sigterm_ends_a_worker_cleanly(monkeypatch):
             first = pool.workers[0].pid
             assert first is not None
             os.kill(first, signal.SIGTERM)  # exits on its own, with 0
-            await until(lambda: pool.workers[0].pid != first)
+            await until("the worker replaced", lambda: pool.workers[0].pid != first, **POLL)
             second = pool.workers[0].pid
             assert second is not None
             assert events[-1] == (0, WORKER_DIED, {"routers": [], "pid": first, "exit_code": 0})
             os.kill(second, signal.SIGKILL)
-            await until(lambda: len(events) == 2)
+            await until("two events", lambda: len(events) == 2, **POLL)
             await asyncio.sleep(0.3)
             assert not pool.workers[0].alive and pool.pids() == []  # budget spent: the slot stays empty
             with pytest.raises(ChannelError) as info:
@@ -202,7 +197,8 @@ def test_in_process_worker_uses_the_same_channel_and_installs_the_ice_policy():
         assert ice.current_policy() is not None and ice.current_policy().host_addresses == ("127.0.0.1",)
         result = await pool.request("r1", "router.create", {"routerId": "r1"})
         assert result["pid"] == os.getpid() and pool.worker_for("r2").index == 0
-        await until(lambda: events == [(0, "router.created", {"routerId": "r1", "pid": os.getpid()})])
+        await until("router.created of r1",
+                    lambda: events == [(0, "router.created", {"routerId": "r1", "pid": os.getpid()})], **POLL)
         await pool.close()
         assert ice.current_policy() is None and not pool.started
         await pool.start()  # a closed pool can start again
@@ -233,10 +229,7 @@ def test_worker_processes_end_when_the_server_process_dies(tmp_path):
     finally:
         server.kill()
         server.wait()
-    deadline = time.monotonic() + 5
-    while not all(gone(p) for p in pids):
-        assert time.monotonic() < deadline, "worker processes outlived the server"
-        time.sleep(0.02)
+    wait_until("the worker processes gone with the server", lambda: all(gone(p) for p in pids), 5, interval=0.02)
 
 
 # ---------------------------------------------------------------------- settings and the app

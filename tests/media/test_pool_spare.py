@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 
 from media.pool import WORKER_DIED, WorkerPool
-from tests.media.test_pool import FAKE, gone, reaped, run, until
+from tests.media.test_pool import FAKE, POLL, gone, reaped, run
+from tests.utils.wait import until, wait_until
 
 
 def _comm(pid: int) -> str:
@@ -24,23 +25,23 @@ def test_a_dead_workers_slot_is_taken_by_the_spare_at_once_and_a_new_spare_start
         await pool.start()
         try:
             [first] = pool.pids()
-            await until(lambda: pool.spare_pid() is not None)
+            await until("a spare worker", lambda: pool.spare_pid() is not None, **POLL)
             spare = pool.spare_pid()
             assert spare is not None and spare != first and _comm(spare) == "sanke-spare"
             assert pool.pids() == [first]  # the spare serves nothing
 
             os.kill(first, signal.SIGKILL)
             killed = time.monotonic()
-            await until(lambda: pool.pids() == [spare])
+            await until("the spare serving", lambda: pool.pids() == [spare], **POLL)
             took = time.monotonic() - killed
             assert took < 1.0, f"the spare took {took:.2f} s to take the slot"
             assert [d["pid"] for _, e, d in events if e == WORKER_DIED] == [first]
             assert _comm(spare) == "sanke-media-0"
             assert (await pool.request("r", "router.create", {"routerId": "r"}))["pid"] == spare
-            await until(lambda: any(e == "router.created" for _, e, _ in events))
+            await until("router.created", lambda: any(e == "router.created" for _, e, _ in events), **POLL)
             assert [i for i, e, _ in events if e == "router.created"] == [0]  # the slot's index
 
-            await until(lambda: pool.spare_pid() not in (None, spare))  # a new spare
+            await until("a new spare", lambda: pool.spare_pid() not in (None, spare), **POLL)  # a new spare
             second = pool.spare_pid()
             assert second is not None and not gone(second)
             return [first, spare, second]
@@ -58,10 +59,8 @@ def test_closing_while_the_spare_starts_leaves_no_process_behind() -> None:
         await pool.close()  # the spare is still starting
 
     run(main(), timeout=40)
-    deadline = time.monotonic() + 5
-    while _worker_children():
-        assert time.monotonic() < deadline, f"worker processes left behind: {_worker_children()}"
-        time.sleep(0.05)
+    wait_until(lambda: f"worker processes left behind: {_worker_children()}", lambda: not _worker_children(), 5,
+               interval=0.05)
 
 
 def _worker_children() -> list[int]:

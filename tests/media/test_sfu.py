@@ -25,6 +25,7 @@ from tests.media.sfu_harness import (  # noqa: F401 - fixtures: a live lesson on
     settings,
 )
 from tests.media.sfu_helpers import BLUE, GREEN, RED, ColorTrack, ToneTrack, close_to, frames, rtp_tap, tone
+from tests.utils.wait import until
 
 
 @pytest.mark.parametrize("media_workers", [0, 1], ids=["in-process", "worker-process"])
@@ -77,10 +78,8 @@ def test_a_lesson_flows_both_ways_and_the_observer_only_watches(lesson: Lesson, 
         update = await main.next_message("link_quality_update", timeout=8)
         assert update["participant_id"] in {recv_a.participant_id, recv_b.participant_id,
                                             main.participant_id}
-        deadline = time.monotonic() + 8
-        while not any(e["participant_id"] == recv_a.participant_id for e in samples):
-            assert time.monotonic() < deadline, samples
-            await asyncio.sleep(0.2)
+        await until("a link sample of the receiving classroom",
+                    lambda: any(e["participant_id"] == recv_a.participant_id for e in samples), 8, interval=0.2)
         sample = next(e for e in samples if e["participant_id"] == recv_a.participant_id)
         assert sample["type"] == "link_quality" and sample["instance_id"] == lesson.lid
         assert sample["user_id"] == w.terminal_recv.id and sample["down_kbps"] > 0 and sample["up_kbps"] > 0

@@ -20,6 +20,7 @@ from tests.media.sfu_harness import (  # noqa: F401 - fixtures of the SFU tests:
     settings,
 )
 from tests.media.sfu_helpers import RED, ColorTrack
+from tests.utils.wait import wait_until
 
 TOLERANCE_S = 1.5
 
@@ -137,14 +138,11 @@ def test_ending_the_lesson_closes_the_room_for_everyone_and_stores_its_record(le
         assert r.status_code == 409 and "已结束" in r.json()["message"]  # a second 下课: told, nothing changes
 
     lesson.play(scenario)
-    deadline = time.monotonic() + 10
-    row = None
-    while time.monotonic() < deadline:  # the record is stored off the request, once the room closed
+    def stored() -> TeachingRecord | None:  # the record is stored off the request, once the room closed
         with session_factory() as s:
-            row = s.get(TeachingRecord, lesson.lid)
-        if row is not None:
-            break
-        time.sleep(0.1)
-    assert row is not None and row.actual_start is not None
+            return s.get(TeachingRecord, lesson.lid)
+
+    row = wait_until("the teaching record stored", stored, 10)
+    assert row.actual_start is not None
     assert row.status in (RecordStatus.held, RecordStatus.partly_held) and row.duration_s >= 1
     assert row.attended_receivers == 1

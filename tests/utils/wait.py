@@ -12,11 +12,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+What = str | Callable[[], str]
+"""What is awaited, as the failure says it (a callable is called at the failure, to show the state then)."""
+
 
 class _Poll:
     """One wait: ``ready()`` asks ``check()`` once; true → ``value`` holds it; past the deadline → fails."""
 
-    def __init__(self, what: str, check: Callable[[], Any], timeout: float) -> None:
+    def __init__(self, what: What, check: Callable[[], Any], timeout: float) -> None:
         self.what, self.check, self.timeout = what, check, timeout
         self.deadline = time.monotonic() + timeout
         self.value: Any = None
@@ -26,11 +29,12 @@ class _Poll:
         if self.value:
             return True
         if time.monotonic() > self.deadline:
-            raise AssertionError(f"not within {self.timeout} s: {self.what} (last: {self.value!r})")
+            what = self.what() if callable(self.what) else self.what
+            raise AssertionError(f"not within {self.timeout} s: {what} (last: {self.value!r})")
         return False
 
 
-def wait_until(what: str, check: Callable[[], Any], timeout: float = 20.0, interval: float = 0.1) -> Any:
+def wait_until(what: What, check: Callable[[], Any], timeout: float = 20.0, interval: float = 0.1) -> Any:
     """``check()`` every ``interval`` s until it is true (answered), at most ``timeout`` s."""
     poll = _Poll(what, check, timeout)
     while not poll.ready():
@@ -38,7 +42,7 @@ def wait_until(what: str, check: Callable[[], Any], timeout: float = 20.0, inter
     return poll.value
 
 
-async def until(what: str, check: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
+async def until(what: What, check: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
     """``check()`` every ``interval`` s until it is true (answered), at most ``timeout`` s, not blocking the loop."""
     poll = _Poll(what, check, timeout)
     while not poll.ready():

@@ -28,10 +28,12 @@ import httpx
 import pytest
 
 from scheduler import clock, records
+from server.core.db import make_engine, make_session_factory
 from signaling.client import LessonClient
 from tests.media.sfu_harness import loopback_clients  # noqa: F401 - the test's aiortc clients gather on 127.0.0.1
 from tests.media.sfu_helpers import RED, ColorTrack, ToneTrack
 from tests.records.killable import POLICY, Server, prepare, rows
+from tests.records.server_process import settings as server_settings
 from tests.utils.wait import wait_until
 
 MARK_S = 3.0

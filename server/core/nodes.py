@@ -34,6 +34,7 @@ from typing import Any
 
 from server.core.config import Settings
 from server.core.nodeload import LOAD_TIMEOUT_S, LoadSample, NodeLoad
+from server.core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -262,11 +263,8 @@ class NodeRegistry:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self.redis is not None:
             with contextlib.suppress(Exception):  # gone at once; unreachable Redis: the key expires anyway
                 await asyncio.wait_for(self.redis.delete(self.key), REDIS_TIMEOUT_S)

@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from server.core.config import Settings
 from tests.conftest import TEST_SECRET
 from tests.media.sfu_helpers import RED, ColorTrack, ToneTrack, close_to, frames
-from tests.media.test_sfu import (  # noqa: F401 - fixtures of the SFU tests: a live lesson on 127.0.0.1
+from tests.media.sfu_harness import (  # noqa: F401 - fixtures of the SFU tests: a live lesson on 127.0.0.1
     Lesson,
     db_url,
     lesson,

@@ -328,8 +328,11 @@ class LessonClient:
                 if track in sent:
                     continue
                 by_codec.setdefault(self._codecs.get(source), {})[source] = track
-            for codec, tracks in by_codec.items():
-                await self._add_tracks(tracks, codec)
+            try:
+                for codec, tracks in by_codec.items():
+                    await self._add_tracks(tracks, codec)
+            except (LessonError, asyncio.TimeoutError, websockets.ConnectionClosed) as exc:
+                log.warning("media_restart %s: publishing again failed: %s", self.participant_id, exc)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         pc = self.subscriber

@@ -79,6 +79,18 @@ class Lesson:
         asyncio.run(main())
 
 
+def link_samples(app: Any) -> list[dict[str, Any]]:
+    """The media worker's link samples (one per transport, every 2 s) from now on, appended as they come."""
+    samples: list[dict[str, Any]] = []
+
+    def on_stats(index: int, event: str, data: dict[str, Any]) -> None:
+        if event == "stats":
+            samples.extend(data.get("transports") or [])
+
+    app.state.media.add_listener(on_stats)
+    return samples
+
+
 @pytest.fixture
 def loopback_clients() -> Iterator[None]:
     """The test's own aiortc clients gather on 127.0.0.1 only (a worker process has its own policy)."""

@@ -45,6 +45,7 @@ from tests.media.sfu_harness import (  # noqa: F401 - the fixtures of the SFU te
     Lesson,
     db_url,
     lesson,
+    link_samples,
     loopback_clients,
     media_workers,
     settings,
@@ -384,13 +385,7 @@ class SubscriberTap:
 
 def test_a_lossy_uplink_is_repaired_by_the_sfu_before_the_subscribers_notice(lesson: Lesson, app: Any) -> None:
     w = lesson.world
-    samples: list[dict[str, Any]] = []  # the worker's link samples, every 2 s
-
-    def on_stats(index: int, event: str, data: dict[str, Any]) -> None:
-        if event == "stats":
-            samples.extend(data.get("transports") or [])
-
-    app.state.media.add_listener(on_stats)
+    samples = link_samples(app)  # the worker's link samples, every 2 s
 
     async def scenario() -> None:
         main = await lesson.join(w.teacher)

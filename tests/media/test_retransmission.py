@@ -35,6 +35,7 @@ from tests.media.sfu_harness import (  # noqa: F401 - the fixtures of the SFU te
     Lesson,
     db_url,
     lesson,
+    link_samples,
     loopback_clients,
     media_workers,
     settings,
@@ -512,13 +513,7 @@ class SubscriberLink:
 
 def test_a_far_lossy_subscriber_gets_each_loss_resent_about_once_with_the_sfus_clock(lesson: Lesson, app: Any) -> None:
     w = lesson.world
-    samples: list[dict[str, Any]] = []  # the worker's link samples, every 2 s
-
-    def on_stats(index: int, event: str, data: dict[str, Any]) -> None:
-        if event == "stats":
-            samples.extend(data.get("transports") or [])
-
-    app.state.media.add_listener(on_stats)
+    samples = link_samples(app)  # the worker's link samples, every 2 s
 
     def recv_sample(participant_id: str) -> dict[str, Any] | None:
         return next((x for x in reversed(samples) if x["participant_id"] == participant_id

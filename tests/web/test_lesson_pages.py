@@ -86,21 +86,23 @@ def video_width(page: Any, selector: str) -> int:
     return int(page.eval_on_selector(selector, "v => v.videoWidth"))
 
 
-def start_lesson(web_server: Any, open_page: Any, js_poll: Any, *, camera: bool = False) -> dict[str, Any]:
-    """The teacher starts the lesson (with ``camera``: and waits until the page has its camera); both
-    receiving classrooms' kiosks join by themselves.  Pages ``teacher``, ``a``, ``b``; participant ids
-    ``main``, ``pa``, ``pb``."""
+def start_lesson(web_server: Any, open_page: Any, js_poll: Any, *, camera: bool = False,
+                 classrooms: int = 2) -> dict[str, Any]:
+    """The teacher starts the lesson (with ``camera``: and waits until the page has its camera); the kiosks
+    of ``classrooms`` receiving classrooms (1 or 2) join by themselves.  Pages ``teacher``, ``a`` (and ``b``);
+    participant ids ``main``, ``pa`` (and ``pb``)."""
     w = web_server.world
     teacher = open_page(w.teacher, "/lesson/main.html")
     teacher.click(f"[data-action=start][data-lesson='{web_server.lesson_id}']")
     main = wait_joined(teacher, js_poll)
     if camera:
         js_poll(teacher, "window.sankeLesson.local.has('camera')", timeout=15)
-    recv_a = open_page(w.terminal_recv, "/lesson/receiving.html")
-    recv_b = open_page(web_server.terminal_recv2, "/lesson/receiving.html")
-    a = wait_joined(recv_a, js_poll)
-    b = wait_joined(recv_b, js_poll)
-    return {"teacher": teacher, "a": recv_a, "b": recv_b, "main": main, "pa": a, "pb": b}
+    pages = [open_page(user, "/lesson/receiving.html")
+             for user in (w.terminal_recv, web_server.terminal_recv2)[:classrooms]]
+    started = {"teacher": teacher, "main": main}
+    for name, page in zip("ab", pages, strict=False):
+        started[name], started[f"p{name}"] = page, wait_joined(page, js_poll)
+    return started
 
 
 @pytest.fixture

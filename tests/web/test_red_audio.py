@@ -16,7 +16,8 @@ import re
 import time
 from typing import Any
 
-from tests.web.test_lesson_pages import wait_joined
+from tests.utils.wait import wait_until
+from tests.web.test_lesson_pages import start_lesson
 
 AUDIO_JS = """async ({pc, kind}) => {
   const lc = window.sankeLesson;
@@ -58,12 +59,8 @@ def audio_mline(sdp: str) -> tuple[list[str], dict[str, str]]:
 
 def test_chromium_sends_and_receives_red_audio_through_the_sfu(app: Any, web_server: Any, open_page: Any,
                                                               js_poll: Any) -> None:
-    w = web_server.world
-    teacher = open_page(w.teacher, "/lesson/main.html")
-    teacher.click(f"[data-action=start][data-lesson='{web_server.lesson_id}']")
-    main = wait_joined(teacher, js_poll)
-    recv = open_page(w.terminal_recv, "/lesson/receiving.html")
-    wait_joined(recv, js_poll)
+    started = start_lesson(web_server, open_page, js_poll, classrooms=1)
+    teacher, recv, main = started["teacher"], started["a"], started["main"]
 
     # publisher: RED offered first and answered first, so Chromium sends RED
     js_poll(teacher, "window.sankeLesson.publisher && window.sankeLesson.publisher.remoteDescription"
@@ -73,14 +70,11 @@ def test_chromium_sends_and_receives_red_audio_through_the_sfu(app: Any, web_ser
     formats, names = audio_mline(teacher.evaluate("window.sankeLesson.publisher.remoteDescription.sdp"))
     assert names[formats[0]].lower() == "red" and "opus" in {names[f].lower() for f in formats}, (formats, names)
     # Chromium's getStats names the primary codec (Opus) for RED too: what it sends is read at the SFU
-    deadline = time.monotonic() + 20
-    while True:
-        dump = router_dump(app, web_server.lesson_id)
-        mic = dump["producers"].get(f"{main}:microphone")
-        if mic and mic["red_received"][0] > 50:
-            break
-        assert time.monotonic() < deadline, f"the SFU got no RED from the teacher's page: {mic}"
-        time.sleep(0.3)
+    def mic() -> dict[str, Any] | None:
+        return router_dump(app, web_server.lesson_id)["producers"].get(f"{main}:microphone")
+
+    wait_until(lambda: f"RED from the teacher's page at the SFU: {mic()}",
+               lambda: (m := mic()) is not None and m["red_received"][0] > 50, 20, interval=0.3)
 
     # subscriber: the SFU offers RED, the page takes it and decodes the teacher's audio from it
     js_poll(recv, "window.sankeLesson.subscriber && window.sankeLesson.subscriber.remoteDescription"
@@ -88,13 +82,9 @@ def test_chromium_sends_and_receives_red_audio_through_the_sfu(app: Any, web_ser
     sdp = recv.evaluate("window.sankeLesson.subscriber.localDescription.sdp")
     assert re.search(r"^a=rtpmap:\d+ red/48000/2", sdp, re.M), "the receiving page's answer dropped RED"
     assert "useinbandfec=1" in sdp
-    deadline = time.monotonic() + 20
-    while True:
-        inbound = [s for s in audio(recv, "subscriber", "inbound-rtp") if s["packets"] > 50]
-        if inbound:
-            break
-        assert time.monotonic() < deadline, audio(recv, "subscriber", "inbound-rtp")
-        time.sleep(0.3)
+    inbound = wait_until(lambda: f"50 audio packets received: {audio(recv, 'subscriber', 'inbound-rtp')}",
+                         lambda: [s for s in audio(recv, "subscriber", "inbound-rtp") if s["packets"] > 50], 20,
+                         interval=0.3)
     reds = [c for cid, c in router_dump(app, web_server.lesson_id)["consumers"].items()
             if c["producer_id"] == f"{main}:microphone"]
     assert reds and all(c["red"] for c in reds), reds
@@ -137,16 +127,10 @@ def test_red_keeps_chromium_audio_whole_when_a_fifth_of_the_teachers_packets_are
         original(self, plain, now)
 
     monkeypatch.setattr(ProducerStream, "receive", lossy)
-    w = web_server.world
-    teacher = open_page(w.teacher, "/lesson/main.html")
-    teacher.click(f"[data-action=start][data-lesson='{web_server.lesson_id}']")
-    main = wait_joined(teacher, js_poll)
-    recv = open_page(w.terminal_recv, "/lesson/receiving.html")
-    wait_joined(recv, js_poll)
-    deadline = time.monotonic() + 30
-    while not [s for s in audio(recv, "subscriber", "inbound-rtp") if s["packets"] > 50]:
-        assert time.monotonic() < deadline, audio(recv, "subscriber", "inbound-rtp")
-        time.sleep(0.3)
+    started = start_lesson(web_server, open_page, js_poll, classrooms=1)
+    teacher, recv, main = started["teacher"], started["a"], started["main"]
+    wait_until(lambda: f"50 audio packets received: {audio(recv, 'subscriber', 'inbound-rtp')}",
+               lambda: [s for s in audio(recv, "subscriber", "inbound-rtp") if s["packets"] > 50], 30, interval=0.3)
     assert router_dump(app, web_server.lesson_id)["producers"][f"{main}:microphone"]["red_received"][0] > 0
 
     # 8 s windows of samples until one has < 5 % concealed (without RED each has about 20 %), with a

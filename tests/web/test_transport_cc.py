@@ -16,7 +16,7 @@ from typing import Any
 from media.transport import WebRtcTransport
 from media.twcc import URI_TRANSPORT_CC
 from tests.utils.wait import wait_until
-from tests.web.test_lesson_pages import assert_video_flows, wait_joined
+from tests.web.test_lesson_pages import assert_video_flows, start_lesson
 
 
 def _transports(participant_id: str, direction: str) -> list[WebRtcTransport]:
@@ -27,12 +27,8 @@ def _transports(participant_id: str, direction: str) -> list[WebRtcTransport]:
 
 def test_chromium_negotiates_transport_cc_both_ways_and_feedback_flows(web_server: Any, open_page: Any,
                                                                        js_poll: Any) -> None:
-    w = web_server.world
-    teacher = open_page(w.teacher, "/lesson/main.html")
-    teacher.click(f"[data-action=start][data-lesson='{web_server.lesson_id}']")
-    main = wait_joined(teacher, js_poll)
-    recv = open_page(w.terminal_recv, "/lesson/receiving.html")
-    pa = wait_joined(recv, js_poll)
+    started = start_lesson(web_server, open_page, js_poll, classrooms=1)
+    teacher, recv, main, pa = started["teacher"], started["a"], started["main"], started["pa"]
     assert_video_flows(recv, [f"{main}/camera"], js_poll)
 
     # SDP: Chromium's subscriber answer and the SFU's publisher answer both carry transport-cc

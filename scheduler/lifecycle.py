@@ -2,7 +2,9 @@
 the main classroom starts it, and the room closes after the end plus a grace.
 
 ``tick`` is one pass over the clock; the server runs it periodically and
-publishes the events it returns on the bus for the signaling layer.  Status
+publishes the events it returns on the bus for the signaling layer.  Each
+change also writes its webhook event (``scheduler.webhooks``) in the same
+transaction.  Status
 moves only along ``_ALLOWED``; everything else is refused.
 """
 
@@ -15,6 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from scheduler import webhooks
 from scheduler.errors import InvalidState, NotFound
 from scheduler.models import InstanceStatus, LessonInstance
 
@@ -71,6 +74,7 @@ def tick(session: Session, now: datetime, *, lead: timedelta, grace: timedelta, 
         transition(inst, InstanceStatus.held if inst.status is InstanceStatus.live else InstanceStatus.missed)
         inst.room_closed_at = now
         events.append(LessonEvent("room_closed", inst.id, now, inst.status.value))
+        webhooks.lesson_event(session, inst, "room_closed", now)
     to_open = session.scalars(
         select(LessonInstance)
         .where(LessonInstance.status == InstanceStatus.scheduled, LessonInstance.room_opened_at.is_(None),
@@ -81,6 +85,7 @@ def tick(session: Session, now: datetime, *, lead: timedelta, grace: timedelta, 
     for inst in to_open:
         inst.room_opened_at = now
         events.append(LessonEvent("room_opened", inst.id, now, inst.status.value))
+        webhooks.lesson_event(session, inst, "room_opened", now)
     return events
 
 
@@ -99,6 +104,7 @@ def mark_started(session: Session, instance_id: int, now: datetime) -> LessonEve
         raise InvalidState("课堂尚未开放或已关闭，不能开始上课")
     transition(inst, InstanceStatus.live)
     inst.started_at = now
+    webhooks.lesson_event(session, inst, "lesson_live", now)
     return LessonEvent("lesson_live", inst.id, now, inst.status.value)
 
 
@@ -116,4 +122,5 @@ def mark_ended(session: Session, instance_id: int, now: datetime) -> LessonEvent
         raise InvalidState("课堂尚未开放，不能下课")
     transition(inst, InstanceStatus.held if inst.status is InstanceStatus.live else InstanceStatus.missed)
     inst.room_closed_at = now
+    webhooks.lesson_event(session, inst, "room_closed", now)
     return LessonEvent("room_closed", inst.id, now, inst.status.value)

@@ -37,6 +37,7 @@ from pathlib import Path
 from sqlalchemy import ColumnElement, false, func, or_, select, true
 from sqlalchemy.orm import Session
 
+from scheduler import webhooks
 from scheduler.access import Scope, instance_clause, require_instance
 from scheduler.errors import Forbidden, Invalid, InvalidState, NotFound
 from scheduler.joining import seat_for
@@ -483,6 +484,8 @@ def save_evaluation(session: Session, user: User, scope: Scope, instance_id: int
         evaluation.comment = comment
     evaluation.updated_at = now
     session.flush()
+    if template_id is not None or comment is not None:  # a save, not the empty evaluation notes start
+        webhooks.evaluation_submitted(session, evaluation, now)
     return evaluation
 
 

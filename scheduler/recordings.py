@@ -40,7 +40,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, func, select
 from sqlalchemy.orm import Session
 
-from scheduler import audit
+from scheduler import audit, webhooks
 from scheduler.access import Scope, instance_clause, require_school_admin
 from scheduler.errors import Forbidden, Invalid, NotFound
 from scheduler.models import (
@@ -118,6 +118,8 @@ def finish(session: Session, recording_id: int, summary: dict[str, Any], *, now:
         row.error = "没有录到任何画面或声音"
     session.flush()
     link_record(session, row.instance_id)
+    if row.status in PLAYABLE:
+        webhooks.recording_ready(session, row, now)
     return row
 
 
@@ -163,6 +165,8 @@ def recover(session: Session, recording_id: int, files: list[dict[str, Any]], *,
         row.error = "服务器意外中断，没有可恢复的录像"
     session.flush()
     link_record(session, row.instance_id)
+    if row.status in PLAYABLE:
+        webhooks.recording_ready(session, row, now)
     return row
 
 

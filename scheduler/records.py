@@ -49,6 +49,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from scheduler import webhooks
 from scheduler.errors import NotFound
 from scheduler.models import InstanceStatus, LessonInstance, SeriesParticipant, SeriesReceiver
 from scheduler.records_models import AttendanceRecord, EventKind, RecordStatus, SessionEvent, TeachingRecord
@@ -368,7 +369,8 @@ def refresh(session: Session, instance_id: int, *, now: datetime,
     record = compute(session, instance_id, now=now, late_grace=late_grace)
     try:
         with session.begin_nested():
-            store(session, record, now=now)
+            row = store(session, record, now=now)
+            webhooks.record_ready(session, row, now)  # in the same transaction as the record
     except IntegrityError:  # another node stored it at the same moment: theirs is as good
         pass
     return record

@@ -1,8 +1,8 @@
 """The FastAPI application: API under /api/v1, health, and the web client.
 
 One ``lifespan`` enters the pieces in order (database, bus, session event log,
-crash recovery, media workers, recordings, node registry, lifecycle task) through an ``AsyncExitStack`` and
-leaves them in reverse order.
+crash recovery, media workers, recordings, node registry, webhook worker, lifecycle task) through an
+``AsyncExitStack`` and leaves them in reverse order.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from server.core.nodeload import NodeLoad
 from server.core.nodes import NodeRegistry
 from server.core.recordkeeper import RecordKeeper
 from server.core.recovery import Recovery
+from server.core.webhooks import WebhookWorker
 from server.jobs.recording import RecordingService
 from media.pool import WorkerPool
 from media.worker_process import DEFAULT_WORKER_CLASS
@@ -52,7 +53,9 @@ def _operation_id(route: APIRoute) -> str:
 
 
 def create_app(settings: Settings | None = None, *, migrate: bool = True, run_lifecycle: bool = True,
-               media_worker_class: str = DEFAULT_WORKER_CLASS) -> FastAPI:
+               media_worker_class: str = DEFAULT_WORKER_CLASS, run_webhooks: bool | None = None) -> FastAPI:
+    """The app. ``run_lifecycle``/``run_webhooks``: run the lifecycle task and the webhook delivery worker
+    (``run_webhooks`` follows ``run_lifecycle`` unless given: tests that build an app run neither unless asked)."""
     settings = settings or get_settings()
     settings.ensure_data_dir()
     settings.effective_secret_key()  # generate and store it before the first request
@@ -76,6 +79,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
                         presence_interval_s=settings.presence_mark_interval_seconds, node=settings.effective_node_id)
     record_keeper = RecordKeeper(session_factory, eventlog,
                                  late_grace=timedelta(minutes=settings.record_late_grace_minutes))
+    webhook_worker = WebhookWorker(session_factory, settings)
     recovery = Recovery(session_factory, eventlog, node=settings.effective_node_id, data_dir=settings.data_dir,
                         late_grace=record_keeper.late_grace)
     app_state: dict[str, object] = {}
@@ -95,6 +99,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
             stack.callback(media_service.close)
             await stack.enter_async_context(recording_service)  # its compose jobs stop before the workers
             await stack.enter_async_context(nodes)  # registered once its workers are up; gone before they stop
+            if run_lifecycle if run_webhooks is None else run_webhooks:
+                await stack.enter_async_context(webhook_worker)  # sends the outbox's due deliveries
             if run_lifecycle:
                 task = LifecycleTask(session_factory, bus, settings)
                 await stack.enter_async_context(task)
@@ -119,6 +125,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
     app.state.record_keeper = record_keeper
     app.state.recovery = recovery
     app.state.recordings = recording_service
+    app.state.webhooks = webhook_worker
     app.state.ice_policy = ice_policy
     app.state.nodes = nodes
     app.state.metrics = collector

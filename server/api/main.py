@@ -23,9 +23,11 @@ from server.api.routes import (
     terms,
     timetable,
     users,
+    webhooks,
 )
 
 api_router = APIRouter()
 for module in (auth, regions, schools, classrooms, users, pairings, terms, period_schemes, series, lessons,
-               audit, timetable, demand_orders, patrol, records, reports, recordings, nodes):
+               audit, timetable, demand_orders, patrol, records, reports, recordings, nodes,
+               webhooks):
     api_router.include_router(module.router)

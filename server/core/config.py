@@ -166,6 +166,41 @@ class Settings(BaseSettings):
     compose_workers: int = Field(default=1, ge=1, le=2)
     """How many one-MP4 downloads of recordings are composed at the same time (1 or 2; each uses a core)."""
 
+    webhook_poll_seconds: float = Field(default=2.0, gt=0, le=60)
+    """How often a node looks for webhook deliveries that are due (``SANKE_WEBHOOK_POLL_SECONDS``); an
+    event is sent at most this long after it was committed, by one node."""
+
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    """How long one webhook POST may take, connecting included (``SANKE_WEBHOOK_TIMEOUT_SECONDS``); longer is
+    a failed attempt."""
+
+    webhook_lease_seconds: float = Field(default=60.0, gt=0, le=3600)
+    """How long a node holds a delivery it claimed (``SANKE_WEBHOOK_LEASE_SECONDS``; more than the timeout):
+    a node killed mid-delivery leaves it to another node after this."""
+
+    webhook_max_attempts: int = Field(default=20, ge=1, le=100)
+    """Attempts before a delivery is marked failed (``SANKE_WEBHOOK_MAX_ATTEMPTS``; an admin may retry it).
+    With the default back-off, 20 attempts span about 16 hours."""
+
+    webhook_backoff_base_seconds: float = Field(default=5.0, gt=0, le=3600)
+    """Wait after the first failed attempt (``SANKE_WEBHOOK_BACKOFF_BASE_SECONDS``); it doubles with each
+    further failure up to the cap, times a random factor between 0.5 and 1."""
+
+    webhook_backoff_cap_seconds: float = Field(default=3600.0, gt=0, le=86400)
+    """Longest wait between two attempts (``SANKE_WEBHOOK_BACKOFF_CAP_SECONDS``)."""
+
+    webhook_batch: int = Field(default=20, ge=1, le=500)
+    """Deliveries one node claims and sends at once (``SANKE_WEBHOOK_BATCH``)."""
+
+    @field_validator("webhook_lease_seconds")
+    @classmethod
+    def _lease_outlasts_timeout(cls, value: float, info) -> float:  # type: ignore[no-untyped-def]
+        timeout = info.data.get("webhook_timeout_seconds", 10.0)
+        if value <= timeout:
+            raise ValueError(f"SANKE_WEBHOOK_LEASE_SECONDS ({value}) must be longer than "
+                             f"SANKE_WEBHOOK_TIMEOUT_SECONDS ({timeout})")
+        return value
+
     @field_validator("media_workers")
     @classmethod
     def _check_media_workers(cls, value: int | None) -> int | None:

@@ -36,7 +36,11 @@ class Receiver:
     port: int = field(default_factory=free_port)
     mode: str = "ok"
     """``ok`` (200), ``error`` (500) or ``hold`` (keep the request open until ``release``)."""
+    hold_next: bool = False
+    """Hold the next request that arrives (whatever the mode), answer the others by the mode."""
     requests: list[Received] = field(default_factory=list)
+    held: Received | None = None
+    """The request held open (``hold`` mode or ``hold_next``)."""
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
     _released: threading.Event = field(default_factory=threading.Event)
@@ -57,7 +61,10 @@ class Receiver:
                                 self.rfile.read(length))
                 with receiver._lock:
                     receiver.requests.append(item)
-                mode = receiver.mode
+                    mode = receiver.mode
+                    if receiver.hold_next:
+                        receiver.hold_next, mode = False, "hold"
+                        receiver.held = item
                 if mode == "hold":
                     receiver._held.set()
                     receiver._released.wait(60)

@@ -178,9 +178,10 @@ class Settings(BaseSettings):
     """How long a node holds a delivery it claimed (``SANKE_WEBHOOK_LEASE_SECONDS``; more than the timeout):
     a node killed mid-delivery leaves it to another node after this."""
 
-    webhook_max_attempts: int = Field(default=20, ge=1, le=100)
+    webhook_max_attempts: int = Field(default=30, ge=1, le=100)
     """Attempts before a delivery is marked failed (``SANKE_WEBHOOK_MAX_ATTEMPTS``; an admin may retry it).
-    With the default back-off, 20 attempts span about 16 hours."""
+    With the default back-off, 30 attempts span 10-20 hours (about 15 on average): a receiver down
+    overnight still gets every event."""
 
     webhook_backoff_base_seconds: float = Field(default=5.0, gt=0, le=3600)
     """Wait after the first failed attempt (``SANKE_WEBHOOK_BACKOFF_BASE_SECONDS``); it doubles with each

@@ -294,8 +294,10 @@ def evaluation_submitted(session: Session, evaluation: Any, now: datetime) -> We
 
 
 def ping(session: Session, scope: Scope, subscription_id: int) -> WebhookDelivery:
-    """A ``ping`` event to one subscription (active or not: an admin tests a receiver before enabling it)."""
+    """A ``ping`` event to one active subscription (a disabled one sends nothing)."""
     sub = require_subscription(session, scope, subscription_id)
+    if not sub.active:
+        raise InvalidState("该订阅已停用，启用后才能发送测试")
     event = emit(session, PING, {"subscription_id": sub.id, "message": "SanKe webhook 测试"}, only=sub,
                  occurred_at=clock.now_precise())
     assert event is not None

@@ -273,6 +273,26 @@ def test_a_claim_whose_lease_lapsed_is_taken_over_and_the_first_node_cannot_fini
     assert [(x.node, x.ok) for x in log] == [("n1", True), ("n2", True)]
 
 
+def test_a_stopping_node_hands_back_what_it_claimed_and_it_is_due_again_at_once(
+        session: Session, world: World) -> None:
+    scope = _sysadmin_scope(session, world)
+    sub = webhooks.create_subscription(session, scope, name="数据中心", url="http://127.0.0.1:9/h",
+                                       event_types=ALL_TYPES, now=webhooks.wallclock())
+    webhooks.ping(session, scope, sub.id)
+    session.commit()
+    t0 = webhooks.wallclock()
+    [c] = webhooks.claim(session, node="n1", now=t0, lease=timedelta(seconds=60), limit=10, max_attempts=5)
+    session.commit()
+    webhooks.release(session, c, now=t0 + timedelta(seconds=1))
+    session.commit()
+    [again] = webhooks.claim(session, node="n2", now=t0 + timedelta(seconds=1), lease=timedelta(seconds=60),
+                             limit=10, max_attempts=5)
+    assert again.delivery_id == c.delivery_id and again.attempt == 2
+    session.commit()
+    first = session.scalars(select(WebhookAttempt).order_by(WebhookAttempt.id)).first()
+    assert first is not None and first.node == "n1" and "交还" in (first.error or "")
+
+
 def test_a_failed_attempt_waits_longer_each_time_up_to_the_cap() -> None:
     rng = random.Random(7)
     waits = [webhooks.backoff(n, base_s=5, cap_s=3600, rng=rng) for n in range(1, 16)]
@@ -353,6 +373,8 @@ def test_only_a_system_admin_manages_webhooks(client: TestClient, world: World, 
     assert listed["count"] == 1 and "secret" not in listed["data"][0]  # shown once, at creation
     r = client.patch(f"/api/v1/webhooks/{sub_id}", json={"active": False}, headers=auth(world.sysadmin))
     assert r.status_code == 200 and r.json()["active"] is False
+    r = client.post(f"/api/v1/webhooks/{sub_id}/ping", headers=auth(world.sysadmin))
+    assert r.status_code == 409 and "已停用" in r.json()["message"]
     assert client.get("/api/v1/webhooks").status_code == 401
 
 

@@ -5,7 +5,7 @@ The nodes are real child processes (``tests/utils/sanke_proc.py``) sharing a dat
 session's migrated template; the receiver is a loopback HTTP server in this process that holds one
 request open while the test kills the node that sent it.  Each node sends one delivery at a time
 (``SANKE_WEBHOOK_BATCH=1``), so the held one is the only delivery in flight on the killed node; its lease
-(``SANKE_WEBHOOK_LEASE_SECONDS=5``) lapses and the other node sends it again.  The events come from real
+(``SANKE_WEBHOOK_LEASE_SECONDS=8``) lapses and the other node sends it again.  The events come from real
 state changes: lessons opened and closed by the scheduler's lifecycle ``tick`` run in this process.
 """
 
@@ -41,7 +41,9 @@ from tests.utils.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.postgres
 
-LEASE_S = 5
+LEASE_S = 8
+"""The held request must still be open when the test kills its node: the timeout (one second less) leaves
+room for a loaded machine."""
 
 
 @pytest.fixture

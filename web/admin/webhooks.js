@@ -92,7 +92,7 @@ async function drawLog() {
     el("label", { class: "field" }, el("span", {}, "事件"), typeSel),
     el("button", { type: "button", class: "btn", id: "refresh-log", onclick: () => guarded(drawLog) }, "刷新")),
   table([
-    { label: "事件", value: (d) => typeName[d.event_type] || (d.event_type === "ping" ? "测试" : d.event_type) },
+    { label: "事件", value: (d) => typeName[d.event_type] || d.event_type },
     { label: "事件 ID", value: (d) => el("code", {}, d.event_id) },
     { label: "订阅", value: (d) => d.subscription_name },
     { label: "状态", value: (d) => badge(d.status) },
@@ -133,7 +133,6 @@ async function detail(id) {
       ], d.attempts_log, { empty: "尚未尝试" }),
       el("details", {}, el("summary", {}, "请求体"), el("pre", { class: "secret" }, d.body)),
     ],
-    actions: [{ label: "关闭", onClick: () => true }],
   });
 }
 
@@ -151,7 +150,7 @@ if (user) {
   } else {
     guarded(async () => {
       eventTypes = await api("/webhooks/event-types");
-      typeName = Object.fromEntries(eventTypes.map((t) => [t.type, t.name]));
+      typeName = { ...Object.fromEntries(eventTypes.map((t) => [t.type, t.name])), ping: "测试" };
       await drawSubscriptions();
       await drawLog();
     });

@@ -1,5 +1,6 @@
 """Stopping the server's own background tasks (the lifecycle loop, the recovery loop, the Redis
-bus listener, the node heartbeat, the recordings' clean-up): cancel one and wait until it has finished.
+bus listener, the node heartbeat, the recordings' clean-up, the webhook worker): cancel one and wait
+until it has finished.
 
 It owns that one step and nothing else: it starts no task, logs nothing and keeps no state.
 A task's own failure (an exception other than its cancellation) still reaches the caller.

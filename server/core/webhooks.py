@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from scheduler import webhooks
 from server.core.config import Settings
 from server.core.db import session_scope
+from server.core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -157,13 +158,8 @@ class WebhookWorker:
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         self._running = None
         held = list(self._held.values())
         self._held.clear()

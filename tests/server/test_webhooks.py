@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,21 +27,11 @@ from server.core.config import Settings
 from server.core.db import session_scope
 from tests.conftest import TEST_SECRET
 from tests.utils.factory import World
+from tests.utils.wait import wait_until
 from tests.utils.webhook_receiver import Receiver
 
 LEAD, GRACE = timedelta(minutes=10), timedelta(minutes=10)
 ALL_TYPES = sorted(webhooks.EVENT_TYPES)
-
-
-def wait_for(what: str, check: Any, timeout: float = 30.0, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(interval)
 
 
 @pytest.fixture
@@ -133,22 +122,22 @@ def test_a_receiver_down_then_failing_then_up_gets_every_event_once_with_valid_s
             events = list(s.scalars(select(WebhookEvent)))
         assert Counter(e.type for e in events) == EXPECTED
         # down: attempts fail with "connection refused", and back off
-        wait_for("three refused attempts of every delivery",
+        wait_until("three refused attempts of every delivery",
                  lambda: all(d.attempts >= 3 and "无法连接" in (d.last_error or "") for d in statuses(session_factory))
-                 and len(statuses(session_factory)) == len(events))
+                 and len(statuses(session_factory)) == len(events), timeout=30)
         assert rx.all() == []
         # up but failing: 500s are failures too
         rx.mode = "error"
         rx.up()
-        wait_for("two 500 answers for every event",
+        wait_until("two 500 answers for every event",
                  lambda: all(n >= 2 for n in Counter(r.headers["sanke-event-id"] for r in rx.all()).values())
-                 and len({r.headers["sanke-event-id"] for r in rx.all()}) == len(events))
+                 and len({r.headers["sanke-event-id"] for r in rx.all()}) == len(events), timeout=30)
         assert rx.answered_ok() == []
         assert all(d.status is not DeliveryStatus.delivered for d in statuses(session_factory))
         # healthy again: everything arrives
         rx.mode = "ok"
-        wait_for("every delivery delivered",
-                 lambda: all(d.status is DeliveryStatus.delivered for d in statuses(session_factory)))
+        wait_until("every delivery delivered",
+                 lambda: all(d.status is DeliveryStatus.delivered for d in statuses(session_factory)), timeout=30)
         log = client.get("/api/v1/webhooks/deliveries", params={"status": "delivered", "limit": 50},
                          headers=auth(world.sysadmin)).json()
         assert log["count"] == len(events)
@@ -196,7 +185,7 @@ def test_a_delivery_that_keeps_failing_is_marked_failed_and_an_admin_retry_deliv
                 return dict(client.get(f"/api/v1/webhooks/deliveries/{delivery['id']}",
                                        headers=auth(world.sysadmin)).json())
 
-            failed = wait_for("the delivery to fail", lambda: (d := state())["status"] == "failed" and d)
+            failed = wait_until("the delivery to fail", lambda: (d := state())["status"] == "failed" and d, timeout=30)
             assert failed["attempts"] == 3 and failed["last_status_code"] == 500
             assert "内部错误" in failed["last_error"]
             assert len(rx.all()) == 3
@@ -205,7 +194,7 @@ def test_a_delivery_that_keeps_failing_is_marked_failed_and_an_admin_retry_deliv
             assert client.post(f"/api/v1/webhooks/deliveries/{delivery['id']}/retry",
                                headers=auth(world.sysadmin)).status_code == 409  # not failed (any more)
             rx.mode = "ok"
-            done = wait_for("the retried delivery", lambda: (d := state())["status"] == "delivered" and d)
+            done = wait_until("the retried delivery", lambda: (d := state())["status"] == "delivered" and d, timeout=30)
             assert [a["status_code"] for a in done["attempts_log"]][-1] == 200
             assert len(done["attempts_log"]) >= 4
     finally:

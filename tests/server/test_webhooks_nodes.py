@@ -18,7 +18,6 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +32,11 @@ from scheduler.models import LessonInstance
 from scheduler.webhooks_models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEvent
 from server.core.db import make_engine, make_session_factory, session_scope
 from tests.conftest import TEST_SECRET, TODAY
-from tests.server.test_webhooks import GRACE, LEAD, booked, wait_for
+from tests.server.test_webhooks import GRACE, LEAD, booked
 from tests.utils.factory import World, token_for
 from tests.utils.live import free_port
 from tests.utils.sanke_proc import REPO, Served, child_env, clock_hook, served
+from tests.utils.wait import wait_until
 from tests.utils.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.postgres
@@ -105,7 +105,7 @@ def test_a_node_killed_mid_delivery_loses_no_event_and_no_other_event_is_sent_tw
 
             # both nodes running, the receiver healthy: every event once
             open_and_close(factory, first_half)
-            wait_for("the first events delivered",
+            wait_until("the first events delivered",
                      lambda: all(d.status is DeliveryStatus.delivered for d in deliveries(factory)), timeout=60)
             assert Counter(Counter(r.headers["sanke-event-id"] for r in rx.all()).values()) == \
                 {1: len(deliveries(factory))}
@@ -125,7 +125,7 @@ def test_a_node_killed_mid_delivery_loses_no_event_and_no_other_event_is_sent_tw
             nodes[killed].process.wait(timeout=10)
             rx.release()
             survivor = "n2" if killed == "n1" else "n1"
-            wait_for("every event delivered by the surviving node",
+            wait_until("every event delivered by the surviving node",
                      lambda: all(d.status is DeliveryStatus.delivered for d in deliveries(factory)),
                      timeout=LEASE_S + 60)
             assert nodes[survivor].process.poll() is None

@@ -129,6 +129,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
     app.state.ice_policy = ice_policy
     app.state.nodes = nodes
     app.state.metrics = collector
+    webhook_worker.attempts = collector.webhook_attempts
     errors.install(app)
     # first of every route's dependencies: an integer parameter the database cannot hold is a 422
     app.include_router(api_router, prefix="/api/v1", dependencies=[Depends(refuse_oversized_integers)])

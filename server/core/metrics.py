@@ -10,6 +10,8 @@ request per media worker, or the sample of the last half second) and reports
   down (as subscribers report), the worst current loss fraction each way;
 - the session event log's backlog (rows waiting to be written) and the rows it had to drop;
 - ``sanke_login_failures_total{reason}``: logins this node refused (the login route increments it);
+- ``sanke_webhook_attempts_total{outcome}``: webhook POSTs this node made (``server.core.webhooks``
+  increments it): ``delivered``, ``failed``, ``lost`` (its claim had lapsed);
 - ``sanke_room_placements_total`` and ``sanke_failovers_total``: counters the placement and
   failover layers increment (:attr:`NodeCollector.placements`, :attr:`NodeCollector.failovers`);
   their labels are fixed here.
@@ -57,6 +59,9 @@ LOGIN_FAILURES = ("bad_password", "unknown_user", "inactive", "throttled")
 """``sanke_login_failures_total{reason}``: why a login on this node was refused (throttled: too many
 failures before, ``server.api.routes.auth``)."""
 """``sanke_failovers_total{side}``: rooms this node took over from a dead node, rooms it gave up."""
+WEBHOOK_OUTCOMES = ("delivered", "failed", "lost")
+"""``sanke_webhook_attempts_total{outcome}``: webhook POSTs this node made: the receiver took it, it failed
+(retried later or given up), or the node's claim had lapsed and another node had taken the delivery over."""
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -92,8 +97,12 @@ class NodeCollector(Collector):
                                      ["side"], registry=self.registry)
         self.login_failures = PromCounter("sanke_login_failures", "Refused logins on this node, by reason.",
                                           ["reason"], registry=self.registry)
+        self.webhook_attempts = PromCounter("sanke_webhook_attempts", "Webhook POSTs this node made, by "
+                                            "outcome.", ["outcome"], registry=self.registry)
         for reason in LOGIN_FAILURES:
             self.login_failures.labels(reason=reason)
+        for outcome in WEBHOOK_OUTCOMES:
+            self.webhook_attempts.labels(outcome=outcome)
         for result in PLACEMENT_RESULTS:
             self.placements.labels(result=result)
         for side in FAILOVER_SIDES:

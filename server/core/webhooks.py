@@ -17,6 +17,7 @@ import logging
 import time
 from datetime import timedelta
 from types import TracebackType
+from typing import Any
 
 import httpx
 from sqlalchemy.orm import Session, sessionmaker
@@ -62,6 +63,8 @@ class WebhookWorker:
         self._held: dict[int, webhooks.Claim] = {}
         self._wake = asyncio.Event()
         self._running: asyncio.AbstractEventLoop | None = None
+        self.attempts: Any = None
+        """``/metrics``' counter of attempts by outcome (``server.core.metrics``), when the app has one."""
 
     def kick(self) -> None:
         """Look for due deliveries now rather than at the next poll (callable from any thread)."""
@@ -77,9 +80,12 @@ class WebhookWorker:
 
     def _complete(self, c: webhooks.Claim, ok: bool, status_code: int | None, error: str | None) -> None:
         with session_scope(self._factory) as session:
-            webhooks.complete(session, c, ok=ok, status_code=status_code, error=error, now=webhooks.wallclock(),
-                              max_attempts=self.max_attempts, backoff_base_s=self.backoff_base_s,
-                              backoff_cap_s=self.backoff_cap_s)
+            status = webhooks.complete(session, c, ok=ok, status_code=status_code, error=error,
+                                       now=webhooks.wallclock(), max_attempts=self.max_attempts,
+                                       backoff_base_s=self.backoff_base_s, backoff_cap_s=self.backoff_cap_s)
+        if self.attempts is not None:
+            outcome = "lost" if status is None else "delivered" if ok else "failed"
+            self.attempts.labels(outcome=outcome).inc()
 
     async def _post(self, c: webhooks.Claim) -> tuple[bool, int | None, str | None]:
         assert self._client is not None

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -38,7 +39,8 @@ ALL_TYPES = sorted(webhooks.EVENT_TYPES)
 def hook_settings(tmp_path: Any, db_url: str) -> Settings:
     return Settings(data_dir=tmp_path / "data", database_url=db_url, secret_key=TEST_SECRET,
                     webhook_poll_seconds=0.05, webhook_timeout_seconds=2, webhook_lease_seconds=5,
-                    webhook_backoff_base_seconds=0.1, webhook_backoff_cap_seconds=0.5, webhook_max_attempts=100)
+                    webhook_backoff_base_seconds=0.1, webhook_backoff_cap_seconds=0.5, webhook_max_attempts=100,
+                    metrics_token="metrics-token-for-tests")
 
 
 def hook_client(settings: Settings) -> TestClient:
@@ -142,6 +144,14 @@ def test_a_receiver_down_then_failing_then_up_gets_every_event_once_with_valid_s
                          headers=auth(world.sysadmin)).json()
         assert log["count"] == len(events)
         detail = client.get(f"/api/v1/webhooks/deliveries/{log['data'][0]['id']}", headers=auth(world.sysadmin)).json()
+
+        def attempts_counted() -> dict[str, float]:
+            scraped = client.get("/metrics", headers={"Authorization": "Bearer metrics-token-for-tests"}).text
+            return {s.labels["outcome"]: s.value for f in text_string_to_metric_families(scraped)
+                    if f.name == "sanke_webhook_attempts" for s in f.samples if s.name.endswith("_total")}
+
+        counted = wait_until("/metrics counting every delivery",  # counted right after each commit
+                             lambda: (c := attempts_counted())["delivered"] == len(events) and c, timeout=10)
     rx.down()  # the app (and its worker) stopped first: nothing more can arrive
     ok = rx.answered_ok()
     per_event = Counter(r.headers["sanke-event-id"] for r in ok)
@@ -161,6 +171,10 @@ def test_a_receiver_down_then_failing_then_up_gets_every_event_once_with_valid_s
     assert ended == sorted([(ids["first"], "held"), (ids["second"], "missed")])
     ready = next(json.loads(r.body)["data"] for r in ok if r.headers["sanke-event-type"] == "recording.ready")
     assert ready["recording_id"] == ids["recording"] and ready["status"] == "ready"
+    with session_factory() as s:
+        made = list(s.scalars(select(WebhookAttempt)))
+    assert counted["delivered"] == len(events) and counted["lost"] == 0
+    assert counted["failed"] == len(made) - len(events) > 0  # every failed attempt of the log
     # the log: refused, then 500, then delivered, in order
     kinds = [("refused" if "无法连接" in (a["error"] or "") else a["status_code"]) for a in detail["attempts_log"]]
     assert kinds[0] == "refused" and kinds[-1] == 200 and 500 in kinds, kinds

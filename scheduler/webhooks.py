@@ -205,17 +205,24 @@ def _uid() -> str:
     return "evt_" + secrets.token_hex(12)
 
 
+def active_subscriptions(session: Session) -> list[WebhookSubscription]:
+    """The active subscriptions (one query; a caller emitting many events passes them to each ``emit``)."""
+    return list(session.scalars(select(WebhookSubscription).where(WebhookSubscription.active)))
+
+
 def emit(session: Session, type_: str, data: dict[str, Any], *, key: str | None = None,
-         occurred_at: datetime | None = None, only: WebhookSubscription | None = None) -> WebhookEvent | None:
+         occurred_at: datetime | None = None, only: WebhookSubscription | None = None,
+         active: Sequence[WebhookSubscription] | None = None) -> WebhookEvent | None:
     """Write an event and one delivery per active subscription that wants it, in the caller's transaction.
 
     Nothing is written when no subscription wants it, or when an event with the same ``key`` exists (another
-    node reported the same change).  ``only``: that one subscription (a ping)."""
+    node reported the same change).  ``only``: that one subscription (a ping).  ``active``: the active
+    subscriptions, when the caller already read them (``active_subscriptions``)."""
     if only is not None:
         targets = [only]
     else:
-        targets = [s for s in session.scalars(select(WebhookSubscription).where(WebhookSubscription.active))
-                   if type_ in (s.event_types or [])]
+        subs = active if active is not None else active_subscriptions(session)
+        targets = [s for s in subs if type_ in (s.event_types or [])]
     if not targets:
         return None
     uid = _uid()
@@ -251,9 +258,12 @@ LESSON_EVENT_TYPES = {"room_opened": "room.opened", "lesson_live": "lesson.live"
 """The lifecycle's event names (``scheduler.lifecycle.LessonEvent.type``) → webhook event types."""
 
 
-def lesson_event(session: Session, inst: Any, lifecycle_type: str, at: datetime) -> WebhookEvent | None:
+def lesson_event(session: Session, inst: Any, lifecycle_type: str, at: datetime, *,
+                 active: Sequence[WebhookSubscription] | None = None) -> WebhookEvent | None:
     type_ = LESSON_EVENT_TYPES[lifecycle_type]
-    return emit(session, type_, lesson_data(inst), key=f"{type_}:{inst.id}", occurred_at=at)
+    if active is not None and not any(type_ in (s.event_types or []) for s in active):
+        return None
+    return emit(session, type_, lesson_data(inst), key=f"{type_}:{inst.id}", occurred_at=at, active=active)
 
 
 def record_ready(session: Session, row: Any, now: datetime) -> WebhookEvent | None:

@@ -26,7 +26,7 @@ async function drawSubscriptions() {
   table([
     { label: "名称", value: (s) => s.name },
     { label: "接收地址", value: (s) => el("code", {}, s.url) },
-    { label: "订阅事件", value: (s) => s.event_types.map((t) => typeName[t] || t).join("、") },
+    { label: "订阅事件", value: (s) => eventTypes.filter((t) => s.event_types.includes(t.type)).map((t) => t.name).join("、") },
     { label: "状态", value: (s) => el("span", { class: "badge " + (s.active ? "badge-ok" : "") }, s.active ? "启用" : "已停用") },
     { label: "创建时间", value: (s) => fmtDateTime(s.created_at) },
   ], subs.data, {

@@ -544,11 +544,9 @@ def _until_probe(g: VideoGate, t: float, estimate: int, limit: float) -> float:
     return t
 
 
-def test_a_cap_is_scouted_gently_every_second_and_its_lift_brings_the_full_probe_at_once() -> None:
-    """Under a cap the first probe up (the next layer's whole rate) fails; it measured what the path carries,
-    so the next tries are scouts at 1.4 × that (a queue that grows too slowly to drop the audio), once a
-    second without backing off.  A scout the path carries whole says the cap is gone: the full probe starts
-    in the same decision, and its pass switches up — the judgment comes with the feedback, not a grace later."""
+def _capped() -> tuple[VideoGate, float]:
+    """A measured gate on the lowest layer whose first probe up found a 300 kbit/s cap (50 kbit/s of audio
+    + the layer + the probe's padding sent): (gate, when that probe was judged)."""
     g = VideoGate(LAYERS, now_s=0.0)
     g.measured = True
     g.decide(0.0)
@@ -556,9 +554,17 @@ def test_a_cap_is_scouted_gently_every_second_and_its_lift_brings_the_full_probe
     assert g.decide(3.0) == 0
     t = _until_probe(g, 3.0, 170_000, 20.0)
     assert g.probe is not None and g.probe.bps == LAYERS[1] - LAYERS[0]
-    # the path carried 300 kbit/s of the 50 (audio) + 150 (the layer) + 350 (padding) sent
     layer, t = _measured_result(g, t, 300_000 / 550_000, 300_000)
     assert layer == 0 and g.probes_passed == 0
+    return g, t
+
+
+def test_a_cap_is_scouted_gently_every_second_and_its_lift_brings_the_full_probe_at_once() -> None:
+    """Under a cap the first probe up (the next layer's whole rate) fails; it measured what the path carries,
+    so the next tries are scouts at 1.4 × that (a queue that grows too slowly to drop the audio), once a
+    second without backing off.  A scout the path carries whole says the cap is gone: the full probe starts
+    in the same decision, and its pass switches up — the judgment comes with the feedback, not a grace later."""
+    g, t = _capped()
     scouts = []
     for _ in range(5):  # the cap stays: a scout a second, each as gentle as the first
         judged = t
@@ -581,13 +587,7 @@ def test_a_cap_is_scouted_gently_every_second_and_its_lift_brings_the_full_probe
     assert layer == 2 and t2 - t <= bwe.PROBE_S + 0.1 + 1e-9
     # a cap lifted only part of the way: the top probe fails, measures the new cap (900 kbit/s), and the
     # climb goes on a layer at a time (a scout at 1.4 × 900 would be more than the next layer's probe)
-    g = VideoGate(LAYERS, now_s=0.0)
-    g.measured = True
-    g.decide(0.0)
-    g.on_estimate(170_000, 3.0)
-    g.decide(3.0)
-    t = _until_probe(g, 3.0, 170_000, 20.0)
-    layer, t = _measured_result(g, t, 300_000 / 550_000, 300_000)
+    g, t = _capped()
     t = _until_probe(g, t, 170_000, t + 5.0)
     layer, t = _measured_result(g, t, 1.0, 420_000)
     assert g.probe is not None and g.probe.bps == LAYERS[2] - LAYERS[0]
@@ -598,13 +598,7 @@ def test_a_cap_is_scouted_gently_every_second_and_its_lift_brings_the_full_probe
     layer, t = _measured_result(g, t, 0.98, 700_000)
     assert layer == 1
     # a cap measured long ago is not trusted: after CAP_MEMORY_S the full probe measures the path again
-    g = VideoGate(LAYERS, now_s=0.0)
-    g.measured = True
-    g.decide(0.0)
-    g.on_estimate(170_000, 3.0)
-    g.decide(3.0)
-    t = _until_probe(g, 3.0, 170_000, 20.0)
-    layer, t = _measured_result(g, t, 300_000 / 550_000, 300_000)
+    g, t = _capped()
     t = _until_probe(g, round(t + bwe.CAP_MEMORY_S, 6), 170_000, t + bwe.CAP_MEMORY_S + 5.0)
     assert g.probe is not None and g.probe.bps == LAYERS[1] - LAYERS[0]
 

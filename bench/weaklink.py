@@ -39,6 +39,7 @@ import asyncio
 import json
 import math
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -847,6 +848,7 @@ def start_sanke(lab: LinkLab, work: Path, total: float, publisher: str = "aiortc
     py, logs = sys.executable, []
     base = f"http://{lab.server_address}:{PORT}"
     data = work / "data"
+    shutil.rmtree(data, ignore_errors=True)  # a kept --workdir of an earlier run: start from a new database
     info = prepare(data, lab.server_address, lab.subnet)
     server = _spawn(lab, lab.server_ns, [py, "-m", "bench.weaklink", "--serve", str(data), lab.server_address,
                                          lab.subnet, str(PORT)], work / "server.log", logs)

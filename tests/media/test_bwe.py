@@ -625,3 +625,45 @@ def test_a_probe_is_cut_only_when_its_first_feedback_already_fails_it() -> None:
     r.decide(3.0)
     t = _until_probe(r, 3.0, 170_000, 30.0)
     assert not r.on_probe_progress(0.1, t + 0.3) and r.probe is not None
+
+
+def test_the_paths_own_loss_steps_a_big_layer_down_and_never_pauses() -> None:
+    """A browser's receiver reports count what retransmission repaired (they say 0 % at 20 % loss); the
+    send-side estimator sees the path's loss before repair. Sustained above PATH_LOSS_STEP_DOWN it takes
+    one layer down at a time (a big layer's frames rarely arrive whole before their repairs), keeps the
+    gate from probing back up meanwhile, and is never a reason to pause; 5 % loss changes nothing."""
+    g = VideoGate(LAYERS, now_s=0.0)
+    g.measured = True
+    g.decide(0.0)
+    t = 0.0
+    layers = []
+    while t < 12.0:
+        t = round(t + 0.1, 6)
+        g.on_estimate(3_000_000, t)
+        g.on_loss(0.0, t)
+        g.on_path_loss(0.05, t)
+        layers.append(g.decide(t))
+    assert set(layers) == {2} and g.probes == 0  # (already on the top layer: nothing to probe)
+    first = None
+    while t < 30.0:
+        t = round(t + 0.1, 6)
+        g.on_estimate(3_000_000, t)
+        g.on_loss(0.0, t)
+        g.on_path_loss(0.2, t)
+        layer = g.decide(t)
+        if layer == 1 and first is None:
+            first = t
+        assert g.probe is None  # no probe up while the path loses this much
+        layers.append(layer)
+    assert first is not None and first - 12.0 <= bwe.LOSS_STEP_DOWN_S + 1.0
+    assert layers[-1] == 0 and -1 not in layers  # down to the lowest, never paused
+    # a single layer with a starved estimate and 20 % path loss is not "congested": it is never paused
+    s = VideoGate([1_500_000], now_s=0.0)
+    s.measured = True
+    s.decide(0.0)
+    t = 0.0
+    while t < 20.0:
+        t = round(t + 0.1, 6)
+        s.on_estimate(600_000, t)
+        s.on_path_loss(0.2, t)
+        assert s.decide(t) == 0

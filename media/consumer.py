@@ -387,11 +387,6 @@ class Consumer:
         if self.gate is not None:
             self.gate.on_congestion(congested, now)
 
-    def on_path_loss(self, fraction: float, now: float) -> None:
-        """The path's loss before repair, from the send-side estimator (see ``VideoGate.on_path_loss``)."""
-        if self.gate is not None:
-            self.gate.on_path_loss(fraction, now)
-
     def on_probe_feedback(self, results: Sequence[Any], now: float) -> None:
         """The transport's feedback (``PacketResult``s) arrived: keep what was sent within the probe window."""
         window = self.probe_window

@@ -679,7 +679,6 @@ class WebRtcTransport:
         for c, share in zip(video, split_estimate(int(estimator.target_bps), audio, needs), strict=True):
             c.on_remb(share, now)
             c.on_congestion(congested, now)
-            c.on_path_loss(estimator.loss_fraction, now)
 
     def _measure_probes(self, now: float) -> None:
         """Tell each video gate what its finished probe delivered (transport-cc feedback about every packet
@@ -799,7 +798,6 @@ class WebRtcTransport:
             else:
                 for consumer in self.consumers.values():
                     consumer.on_congestion(False, now)
-                    consumer.on_path_loss(0.0, now)
                     if consumer.gate is not None:
                         consumer.gate.measured = False
             self._update_rtx_budget(twcc, now)

@@ -272,7 +272,6 @@ class RecordingEstimator:
         self.rtts: list[float] = []
         self.target_bps = target_bps
         self.congested = False
-        self.loss_fraction = 0.0
 
     def on_feedback(self, results: list[PacketResult], now_s: float) -> None:
         self.results.extend(results)

@@ -25,6 +25,7 @@ from server.api.int_bounds import refuse_oversized_integers
 from server.api.main import api_router
 from signaling.endpoint import attach as attach_rooms
 from signaling.endpoint import router as signaling_router
+from scheduler import placement_models
 from server.core.bus import make_bus
 from server.core.config import Settings, get_settings
 from server.core.db import make_engine, make_session_factory
@@ -34,6 +35,7 @@ from server.core import metrics
 from server.core.migrate import upgrade
 from server.core.nodeload import NodeLoad
 from server.core.nodes import NodeRegistry
+from server.core.placement import Placement
 from server.core.recordkeeper import RecordKeeper
 from server.core.recovery import Recovery
 from server.core.webhooks import WebhookWorker
@@ -86,6 +88,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
     node_load = NodeLoad(media, lambda: app_state.get("rooms"))
     nodes = NodeRegistry(settings, node_load, redis=getattr(bus, "redis", None), bus=bus)
     collector = metrics.NodeCollector(nodes, eventlog)
+    placement = Placement(nodes, lease_seconds=settings.room_lease_seconds, counter=collector.placements,
+                          record=placement_models.recorder(session_factory, nodes.node_id))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -99,6 +103,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
             stack.callback(media_service.close)
             await stack.enter_async_context(recording_service)  # its compose jobs stop before the workers
             await stack.enter_async_context(nodes)  # registered once its workers are up; gone before they stop
+            await stack.enter_async_context(placement)  # renews the leases of the rooms placed here
             if run_lifecycle if run_webhooks is None else run_webhooks:
                 await stack.enter_async_context(webhook_worker)  # sends the outbox's due deliveries
             if run_lifecycle:
@@ -128,6 +133,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
     app.state.webhooks = webhook_worker
     app.state.ice_policy = ice_policy
     app.state.nodes = nodes
+    app.state.placement = placement
     app.state.metrics = collector
     webhook_worker.attempts = collector.webhook_attempts
     errors.install(app)
@@ -142,6 +148,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
     bus.subscribe(MEDIA_TOPIC, eventlog.on_media_event)
     bus.subscribe(LESSON_TOPIC, record_keeper.on_lesson_event)  # after the rooms: their last leaves are logged
     bus.subscribe(LESSON_TOPIC, recording_service.on_lesson_event)  # after the record keeper: links its record
+    bus.subscribe(LESSON_TOPIC, placement.on_event)  # a closed room's lease is given up
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> JSONResponse:

@@ -85,6 +85,8 @@ class LessonClient:
         self._codecs: dict[str, str | None] = {}
         self._publishing = asyncio.Lock()
         self._configuration: RTCConfiguration | None = None
+        self.redirects: list[dict[str, Any]] = []
+        """The ``redirect`` messages followed (at most one per ``connect``)."""
         self.restarts: list[dict[str, Any]] = []
         """The ``media_restart`` messages acted on (the connections they named were made again)."""
 
@@ -94,12 +96,18 @@ class LessonClient:
                       keep_media: bool = False) -> dict[str, Any]:
         """Join; with ``resume=(session_id, last_seq)`` resume that session (the reply is then
         ``resumed``, or ``joined`` if the server could not resume it)."""
-        self.ws = await websockets.connect(self.url, max_size=2**20, open_timeout=timeout)
         join: dict[str, Any] = {"type": "join", "request_id": "join", "protocol_version": 1, "token": self.token}
         if resume is not None:
             join.update(resume_session_id=resume[0], last_seq=resume[1], keep_media=keep_media)
-        await self.ws.send(json.dumps(join))
-        reply = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+        for attempt in range(2):  # a redirect (the room lives on another node) is followed once
+            self.ws = await websockets.connect(self.url, max_size=2**20, open_timeout=timeout)
+            await self.ws.send(json.dumps(join))
+            reply = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+            if reply.get("type") != "redirect" or attempt:
+                break
+            self.redirects.append(reply)
+            await self.ws.close()
+            self.url = str(reply["ws_url"])
         if reply.get("type") not in ("joined", "resumed"):
             raise LessonError(reply)
         self.last_seq = max(self.last_seq, int(reply.get("seq", 0)))

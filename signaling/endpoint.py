@@ -21,7 +21,10 @@ of the close codes of ``signaling.room`` (4000 protocol, 4001 token, 4003 not
 allowed, 4004 room not open/closed).  A join token admits once: its id is remembered
 (``scheduler.join_tokens``) with the session it created, and presented again it
 only resumes that session; a token of a deactivated user, or one issued before
-the user's ``token_version`` was bumped, is refused.  Frames larger than
+the user's ``token_version`` was bumped, is refused.  With several nodes, a ``join``
+whose token is good but whose lesson's room another node owns (``server.core.placement``)
+gets ``redirect`` with that node's socket and is closed with 4010, before its token is
+used, so there is never a second copy of a room.  Frames larger than
 ``MAX_FRAME_BYTES`` are refused by the WebSocket layer before they are buffered
 (``server.serving``: close 1009); the check here (``too_large``) is for servers
 started otherwise.
@@ -55,7 +58,9 @@ from scheduler.directory import ACCOUNT_TOPIC
 from scheduler.join_tokens import Claim
 from scheduler.lifecycle import TOPIC, room_is_open
 from scheduler.models import LessonInstance, ReceiverMode, SeriesReceiver, User
+from scheduler.room_weight import lesson_weight
 from server.core.config import Settings
+from server.core.placement import NoNodeError
 from server.core.security import JoinClaims, TokenError, decode_join_token
 from signaling.messages import (
     Error,
@@ -65,6 +70,7 @@ from signaling.messages import (
     LeaveReason,
     LessonRole,
     ProtocolError,
+    Redirect,
     parse_client_message,
 )
 from signaling.gate import AddressGate, Slot
@@ -73,6 +79,7 @@ from signaling.room import (
     CLOSE_INTERNAL,
     CLOSE_NOT_ALLOWED,
     CLOSE_PROTOCOL,
+    CLOSE_REDIRECT,
     CLOSE_ROOM_NOT_OPEN,
     CLOSE_TIMEOUT,
     CLOSE_TOO_MANY,
@@ -270,6 +277,7 @@ async def _admit(ws: WebSocket, instance_id: int, join: Join) -> _Admission:
         role = LessonRole(claims.lesson_role)
     except ValueError:
         raise _JoinRefused(ErrorCode.not_allowed, "入会凭证中的课堂角色无效", CLOSE_NOT_ALLOWED) from None
+    await _owned_here(app, instance_id)  # before the token is used: the owner must still accept it
     fresh_id = new_session_id()
     # bound before anyone hears of the session: a client may drop and resume with the same token at once
     seat = await run_in_threadpool(_seat, app.state.session_factory, claims, instance_id,
@@ -278,6 +286,39 @@ async def _admit(ws: WebSocket, instance_id: int, join: Join) -> _Admission:
         raise _JoinRefused(ErrorCode.token_invalid, "入会凭证已使用，请重新获取", CLOSE_AUTH)
     return _Admission(user_id=claims.user_id, role=role, classroom_id=claims.classroom_id, seat=seat,
                       jti=claims.jti, session_id=fresh_id)
+
+
+class _Redirected(Exception):
+    def __init__(self, ws_url: str, node_id: str) -> None:
+        super().__init__(ws_url)
+        self.ws_url = ws_url
+        self.node_id = node_id
+
+
+def _weight(session_factory: Any, instance_id: int) -> int:
+    """The lesson's expected consumers (sync; run in a thread)."""
+    with session_factory() as s:
+        inst = s.get(LessonInstance, instance_id)
+        if inst is None:
+            return 1
+        return lesson_weight(inst)
+
+
+async def _owned_here(app: FastAPI, instance_id: int) -> None:
+    """With several nodes: the lesson's room is this node's (placed now if it has no live owner),
+    else ``_Redirected`` to its owner."""
+    placement = getattr(app.state, "placement", None)
+    if placement is None or not placement.clustered:
+        return
+    try:
+        placed = await placement.place(
+            instance_id, lambda: run_in_threadpool(_weight, app.state.session_factory, instance_id))
+    except NoNodeError:
+        raise _JoinRefused(ErrorCode.internal, "暂无可接收课堂的服务节点，请稍后重试", CLOSE_INTERNAL) from None
+    except ConnectionError:
+        raise _JoinRefused(ErrorCode.internal, "集群协调服务暂不可用，请稍后重试", CLOSE_INTERNAL) from None
+    if not placed.here:
+        raise _Redirected(placed.ws_url(instance_id), placed.node_id)
 
 
 def _enter(ws: WebSocket, conn: Connection, instance_id: int, join: Join, adm: _Admission) -> tuple[Room, Participant]:
@@ -361,6 +402,11 @@ async def _read(ws: WebSocket, conn: Connection, instance_id: int, state: dict[s
             room, participant = _enter(ws, conn, instance_id, msg, admission)
         except _JoinRefused as exc:
             await conn.finish(exc.code, exc.message, exc.close_code, msg.request_id)
+            return
+        except _Redirected as exc:  # the room lives on another node: one copy of it, there
+            conn.deliver(Redirect(ws_url=exc.ws_url, node_id=exc.node_id, request_id=msg.request_id))
+            conn.close(CLOSE_REDIRECT)
+            await conn.closed.wait()
             return
         except RoomClosedError:
             await conn.finish(ErrorCode.room_closed, "本节课的课堂已关闭", CLOSE_ROOM_NOT_OPEN, msg.request_id)

@@ -651,6 +651,16 @@ class LayersWanted(_ServerBase):
         min_length=1, max_length=3)
 
 
+class Redirect(_ServerBase):
+    """Server → client, instead of ``joined``: the lesson's room lives on another node.  The socket is
+    then closed with 4010; the client connects to ``ws_url`` and sends the same ``join`` (its token was
+    not used)."""
+
+    type: Literal["redirect"] = "redirect"
+    ws_url: Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=r"^wss?://")]
+    node_id: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+
+
 class ServerLeave(_ServerBase):
     """Server → client, last message before the server closes the socket."""
 
@@ -668,7 +678,8 @@ ClientMessage = Annotated[
 ServerMessage = Annotated[
     Joined | Resumed | ParticipantJoined | ParticipantLeft | ParticipantUpdated | RoomUpdated
     | ServerOffer | ServerAnswer | ServerIceCandidate | OnStageChanged | Muted | HandRaised
-    | ChatMessage | LinkQualityUpdate | Pong | Ack | Error | ServerLeave | LayersWanted | ServerMediaRestart,
+    | ChatMessage | LinkQualityUpdate | Pong | Ack | Error | ServerLeave | LayersWanted | ServerMediaRestart
+    | Redirect,
     Field(discriminator="type"),
 ]
 

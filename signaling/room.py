@@ -25,8 +25,9 @@ participant (``Room.disconnect``): the others see nothing, and after
 
 What is NOT here yet (honestly):
 
-- several nodes: a room lives in one process.  With the Redis bus every node
-  gets ``room_closed``, but two participants on two nodes do not see each other;
+- several nodes: a room lives in one process, on the node that owns it
+  (``server.core.placement``); a socket that reaches another node is sent there
+  (``redirect``) by the endpoint before it joins, so there is one copy of the room;
 - rate limiting of chat and raise hand.
 """
 
@@ -117,6 +118,8 @@ CLOSE_ROOM_NOT_OPEN = 4004
 CLOSE_TIMEOUT = 4008
 """No message within ``ping_timeout_s``, or the client does not read its messages."""
 CLOSE_REPLACED = 4009
+CLOSE_REDIRECT = 4010
+"""The lesson's room lives on another node: the ``redirect`` message before it names that node's socket."""
 CLOSE_TOO_MANY = 4029
 """Too many sockets from the client's address that have not joined, or new ones too fast: retry later."""
 CLOSE_INTERNAL = 1011

@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     """Rooms this node should host at most (``SANKE_NODE_MAX_ROOMS``), reported as its capacity.
     Unset: no limit of its own (its workers' consumers are the limit)."""
 
+    room_lease_seconds: float = Field(default=6.0, gt=0, le=300)
+    """How long a room's owner holds its lease in Redis without renewing it (``SANKE_ROOM_LEASE_SECONDS``;
+    renewed every third of it, ``server.core.placement``): a room whose owner died is placed again on
+    the next join within this long (at once when the owner's registry entry is already gone)."""
+
     node_worker_consumers: int = Field(default=300, ge=1)
     """Consumers (one subscriber receiving one track) one media worker forwards comfortably
     (``SANKE_NODE_WORKER_CONSUMERS``), reported as the node's capacity per worker."""

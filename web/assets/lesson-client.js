@@ -284,7 +284,11 @@ export class LessonClient {
       this._later(() => this._open(), Math.min(15000, Math.max(this.opts.waitPollMs, untilOpen)));
       return;
     }
-    const url = location.origin.replace(/^http/, "ws") + `/api/v1/lessons/${this.lessonId}/ws`;
+    // the node that owns the room: named by a redirect just received, else by the token's answer
+    // (several nodes), else this page's own server
+    const redirect = this._redirectTo;
+    this._redirectTo = null;
+    const url = redirect || tok.ws_url || location.origin.replace(/^http/, "ws") + `/api/v1/lessons/${this.lessonId}/ws`;
     let ws;
     try { ws = new WebSocket(url); } catch (e) { return this._retry("network", String(e)); }
     this._ws = ws;
@@ -314,6 +318,12 @@ export class LessonClient {
       this._ws = null;
       this._stopPing();
       if (this._closing || this.state === "closed" || this.state === "failed") return;
+      if (ev.code === 4010 && this._redirectTo && !this._redirected) {
+        this._redirected = true; // followed once; joined clears it
+        this._open();
+        return;
+      }
+      if (ev.code === 4010) this._redirectTo = null;
       if (ev.code === 4004 && this._closeReason === "room_not_open") {
         this._setState("waiting", { reason: "room_not_open" });
         this._later(() => this._open(), this.opts.waitPollMs);
@@ -443,7 +453,8 @@ export class LessonClient {
       msg.type === "error" ? waiter.reject(new LessonError(msg)) : waiter.resolve(msg);
     }
     switch (msg.type) {
-      case "joined": this._onJoined(msg); break;
+      case "redirect": this._redirectTo = msg.ws_url; break; // the room lives on another node (close 4010 follows)
+      case "joined": this._redirected = false; this._onJoined(msg); break;
       case "resumed": this._onResumed(msg); break;
       case "participant_joined":
       case "participant_updated":

@@ -27,10 +27,12 @@ from scheduler.models import (
     User,
 )
 from scheduler.queries import list_instances
+from scheduler.room_weight import lesson_weight
 from server.api.common import InstanceFilterDep
 from server.api.deps import CurrentUser, ScopeDep, SessionDep, SettingsDep
 from server.api.errors import ApiError
 from server.api.times import Timestamp
+from server.core.placement import NoNodeError
 from server.core.security import JoinClaims, create_join_token
 
 router = APIRouter(prefix="/lessons", tags=["lessons"])
@@ -195,26 +197,45 @@ class JoinTokenOut(BaseModel):
     room_open: bool
     starts_at: Timestamp
     room_opens_at: Timestamp
+    ws_url: str | None = None
+    """The signaling WebSocket of the node that owns the lesson's room (several nodes); None: the
+    server this answer came from (one node)."""
+    node_id: str | None = None
+    """That node's id (several nodes)."""
 
 
 @router.post("/{instance_id}/join-token", response_model=JoinTokenOut)
-def join_token(instance_id: int, session: SessionDep, user: CurrentUser, settings: SettingsDep) -> JoinTokenOut:
+def join_token(instance_id: int, request: Request, session: SessionDep, user: CurrentUser,
+               settings: SettingsDep) -> JoinTokenOut:
     """A short-lived token binding the caller to this lesson in their lesson role.
 
     Only people booked into the lesson, and researchers of its region (as
-    silent observers), get one.
+    silent observers), get one.  With several nodes the lesson's room is placed now if it has no
+    owner yet (``server.core.placement``), and ``ws_url`` names the owner's socket.
     """
     inst = session.get(LessonInstance, instance_id)
     if inst is None:
         raise ApiError(404, "not_found", f"课次 #{instance_id} 不存在")
     seat = seat_for(session, user, inst)
+    ws_url = node_id = None
+    placement = getattr(request.app.state, "placement", None)
+    if placement is not None and placement.clustered:
+        weight = lesson_weight(inst)
+        try:  # sync handlers run in a worker thread: the placement runs on the event loop
+            placed = anyio.from_thread.run(placement.place, inst.id, weight)
+        except NoNodeError:
+            raise ApiError(503, "no_node", "暂无可接收课堂的服务节点，请稍后重试") from None
+        except ConnectionError:
+            raise ApiError(503, "cluster_unavailable", "集群协调服务暂不可用，请稍后重试") from None
+        ws_url, node_id = placed.ws_url(inst.id), placed.node_id
     expires = int(time.time()) + settings.join_token_seconds
     token = create_join_token(JoinClaims(user.id, inst.id, seat.lesson_role, seat.classroom_id, expires,
                                          user.token_version), settings.effective_secret_key())
     return JoinTokenOut(token=token, lesson_role=seat.lesson_role, classroom_id=seat.classroom_id,
                         instance_id=inst.id, expires_at=expires, room_open=lifecycle.room_is_open(inst),
                         starts_at=inst.starts_at,
-                        room_opens_at=inst.starts_at - timedelta(minutes=settings.room_open_lead_minutes))
+                        room_opens_at=inst.starts_at - timedelta(minutes=settings.room_open_lead_minutes),
+                        ws_url=ws_url, node_id=node_id)
 
 
 @router.post("/{instance_id}/start", response_model=LessonOut)

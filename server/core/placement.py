@@ -44,6 +44,8 @@ ROOM_PREFIX = "sanke:room:"
 NODE_ROOMS_PREFIX = "sanke:node-rooms:"
 CPU_LIMIT = 0.85
 """A worker busier than this (share of one core) counts as full, whatever its consumers."""
+CPU_IDLE = 0.05
+"""What an idle worker spends (timers, its channel): not counted as load."""
 REDIS_TIMEOUT_S = 1.5
 
 # KEYS[1] the room's lease.  ARGV: lesson, weight, lease ms, node-rooms prefix, then per live node
@@ -136,13 +138,14 @@ class Placed:
 def headroom(info: NodeInfo) -> tuple[int, int]:
     """``(capacity, used)`` of a node in consumers, from its registry entry: capacity is workers ×
     consumers per worker; used is the larger of the consumers its workers carry and its workers'
-    CPU as a share of the capacity (a worker at ``CPU_LIMIT`` of a core counts as full)."""
+    CPU above ``CPU_IDLE`` as a share of the capacity (a worker at ``CPU_LIMIT`` of a core counts as
+    full)."""
     workers = max(1, int(info.capacity.get("workers") or 1))
     per_worker = max(1, int(info.capacity.get("consumers_per_worker") or 1))
     capacity = workers * per_worker
     consumers = sum(int(w.get("consumers") or 0) for w in info.workers)
-    cpu = sum(float(w.get("cpu") or 0.0) for w in info.workers)
-    by_cpu = int(capacity * min(1.0, cpu / (workers * CPU_LIMIT)))
+    cpu = sum(max(0.0, float(w.get("cpu") or 0.0) - CPU_IDLE) for w in info.workers)
+    by_cpu = int(capacity * min(1.0, cpu / (workers * (CPU_LIMIT - CPU_IDLE))))
     return capacity, max(consumers, by_cpu)
 
 

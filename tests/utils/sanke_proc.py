@@ -58,7 +58,10 @@ def clock_hook(folder: Path) -> Path:
 def child_env(hook: Path, clock_at: datetime, **settings: str) -> dict[str, str]:
     """The environment of a SanKe child process: no inherited ``SANKE_*``, the clock hook, ``settings``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SANKE_") and k != "PYTHONPATH"}
-    env.update({"PYTHONPATH": str(hook), "SANKE_TEST_CLOCK": clock_at.isoformat(), "PYTHONUNBUFFERED": "1"})
+    # this checkout after the hook: the hook imports scheduler.clock before ``-m`` puts the working
+    # directory on the path, and an editable install elsewhere (a git worktree's venv) would win
+    env.update({"PYTHONPATH": os.pathsep.join((str(hook), str(REPO))), "SANKE_TEST_CLOCK": clock_at.isoformat(),
+                "PYTHONUNBUFFERED": "1"})
     env.update(settings)
     return env
 

@@ -124,7 +124,8 @@ def test_headroom_counts_the_busier_of_consumers_and_cpu() -> None:
     assert headroom(entry("node-a")) == (300, 0)
     assert headroom(entry("node-a", consumers=120)) == (300, 120)
     assert headroom(entry("node-a", cpu=0.85)) == (300, 300)  # a full core: full, whatever its consumers
-    assert headroom(entry("node-a", consumers=10, cpu=0.425)) == (300, 150)
+    assert headroom(entry("node-a", cpu=0.04)) == (300, 0)  # an idle worker's timers are no load
+    assert headroom(entry("node-a", consumers=10, cpu=0.45)) == (300, 150)
     assert headroom(entry("node-a", workers=2, consumers=100, cpu=0.2)) == (600, 100)
 
 
@@ -162,7 +163,7 @@ def test_placement_goes_by_headroom_and_weight_not_room_count(redis_server) -> N
     async def body() -> list[str]:
         async with cluster(redis_server) as c:
             await c.write(entry("node-a", consumers=200))  # busy with lessons placed before
-            await c.write(entry("node-b", cpu=0.6))  # its worker is 70 % busy: ~210 consumers' worth
+            await c.write(entry("node-b", cpu=0.6))  # its worker 60 % busy: ~206 consumers' worth
             await c.write(entry("node-c"))
             p = c.placement("node-a")
             famous = room_weight(LessonKind.famous_school, receivers=2, students=0)  # > 300: fits nowhere whole
@@ -174,7 +175,7 @@ def test_placement_goes_by_headroom_and_weight_not_room_count(redis_server) -> N
 
     order = run(body)
     assert order[0] == "node-c"  # the most headroom, although every node has no room yet
-    assert order[1:] == ["node-a"] * 6  # 100 free on node-a, 89 on node-b, none on node-c
+    assert order[1:] == ["node-a"] * 6  # 100 free on node-a, 94 on node-b, none on node-c
 
 
 def test_a_room_asked_for_through_every_node_at_once_gets_one_owner(redis_server) -> None:

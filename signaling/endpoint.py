@@ -296,11 +296,16 @@ class _Redirected(Exception):
 
 
 def _weight(session_factory: Any, instance_id: int) -> int:
-    """The lesson's expected consumers (sync; run in a thread)."""
+    """The lesson's expected consumers, to place its room; a room that is not open is not placed
+    (``_JoinRefused``, as ``_seat`` would refuse it) (sync; run in a thread)."""
     with session_factory() as s:
         inst = s.get(LessonInstance, instance_id)
         if inst is None:
-            return 1
+            raise _JoinRefused(ErrorCode.token_invalid, "课次不存在", CLOSE_AUTH)
+        if inst.room_closed_at is not None:
+            raise _JoinRefused(ErrorCode.room_closed, "本节课的课堂已关闭", CLOSE_ROOM_NOT_OPEN)
+        if not room_is_open(inst):
+            raise _JoinRefused(ErrorCode.room_not_open, "课堂尚未开放，请在上课前几分钟再进入", CLOSE_ROOM_NOT_OPEN)
         return lesson_weight(inst)
 
 

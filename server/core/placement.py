@@ -17,6 +17,8 @@ With Redis (``SANKE_REDIS_URL``):
   capacity (workers × ``SANKE_NODE_WORKER_CONSUMERS``) minus the larger of what its workers carry
   (consumers, or CPU as its share of the capacity) and the weights of the rooms placed on it
   (``scheduler.room_weight``).  No node accepting: :class:`NoNodeError`.
+- Only an open room is placed (the join-token route and the endpoint check), so every lease ends
+  with the room's ``room_closed``.
 - A new placement is counted (``sanke_room_placements_total{result}``) and recorded in the
   database (``scheduler.placement_models``) by the node that made it.
 
@@ -171,6 +173,7 @@ class Placement:
         self._task: asyncio.Task[None] | None = None
         self._scripts: dict[str, Any] = {}
         self.renewals = 0
+        self._releasing: set[asyncio.Task[None]] = set()
 
     @property
     def clustered(self) -> bool:
@@ -267,7 +270,9 @@ class Placement:
             instance_id = int(event["instance_id"])
         except (KeyError, TypeError, ValueError):
             return
-        asyncio.get_running_loop().create_task(self.release(instance_id))
+        task = asyncio.get_running_loop().create_task(self.release(instance_id))
+        self._releasing.add(task)  # held until done: the loop keeps only a weak reference
+        task.add_done_callback(self._releasing.discard)
 
     async def renew(self) -> list[int]:
         """Renew every lease of this node (one script call); answers the lessons another node now owns."""

@@ -73,7 +73,7 @@ class Cluster:
     redis: redis.Redis
     db_url: str
     lessons: list[int]
-    """Sixty dedicated lessons (one receiving classroom each), the first one's room open."""
+    """Sixty dedicated lessons (one receiving classroom each), their rooms open."""
     spare: list[int]
     """Six more, for after the sixty."""
     teacher: str
@@ -95,7 +95,7 @@ class Cluster:
 
 
 def prepare(db_url: str) -> tuple[list[int], str, str, datetime]:
-    """Sixty-six dedicated lessons on ``db_url``; the first one's room open."""
+    """Sixty-six dedicated lessons on ``db_url``, their rooms open."""
     upgrade(db_url)
     engine = make_engine(db_url)
     try:
@@ -110,7 +110,8 @@ def prepare(db_url: str) -> tuple[list[int], str, str, datetime]:
             instances = list(s.scalars(select(LessonInstance).order_by(LessonInstance.starts_at)))[:66]
             assert len(instances) == 66
             first = instances[0]
-            first.room_opened_at = first.starts_at - timedelta(minutes=5)
+            for inst in instances:  # 08:00: every room opens in the same minute
+                inst.room_opened_at = first.starts_at - timedelta(minutes=5)
             s.commit()
             return ([i.id for i in instances], token_for(w.teacher, TEST_SECRET),
                     token_for(w.terminal_recv, TEST_SECRET), first.starts_at - timedelta(minutes=4))

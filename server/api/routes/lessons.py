@@ -210,8 +210,8 @@ def join_token(instance_id: int, request: Request, session: SessionDep, user: Cu
     """A short-lived token binding the caller to this lesson in their lesson role.
 
     Only people booked into the lesson, and researchers of its region (as
-    silent observers), get one.  With several nodes the lesson's room is placed now if it has no
-    owner yet (``server.core.placement``), and ``ws_url`` names the owner's socket.
+    silent observers), get one.  With several nodes, once the lesson's room is open, it is placed
+    now if it has no owner yet (``server.core.placement``) and ``ws_url`` names the owner's socket.
     """
     inst = session.get(LessonInstance, instance_id)
     if inst is None:
@@ -219,7 +219,7 @@ def join_token(instance_id: int, request: Request, session: SessionDep, user: Cu
     seat = seat_for(session, user, inst)
     ws_url = node_id = None
     placement = getattr(request.app.state, "placement", None)
-    if placement is not None and placement.clustered:
+    if placement is not None and placement.clustered and lifecycle.room_is_open(inst):  # a closed room: no owner
         weight = lesson_weight(inst)
         try:  # sync handlers run in a worker thread: the placement runs on the event loop
             placed = anyio.from_thread.run(placement.place, inst.id, weight)

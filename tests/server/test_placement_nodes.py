@@ -221,6 +221,7 @@ def test_sixty_rooms_in_one_second_spread_over_three_nodes_draining_and_killed_n
     answers = asyncio.run(burst(lessons, NAMES))
     took = time.monotonic() - started
     per_node = Counter(a["node_id"] for a in answers)
+    print(f"placement: 60 join tokens at once through three nodes: {dict(sorted(per_node.items()))} in {took:.2f} s")
     assert set(per_node) == set(NAMES), per_node
     for name in NAMES:
         assert abs(per_node[name] - 20) <= BALANCE, (per_node, took)

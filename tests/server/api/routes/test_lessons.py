@@ -110,6 +110,7 @@ def test_join_token_binds_user_lesson_and_role(client, world, auth, who, role, r
     assert (claims.user_id, claims.instance_id, claims.lesson_role) == (user.id, lid, role)
     assert claims.classroom_id == (getattr(world, room).id if room else None)
     assert 0 < claims.expires_at - time.time() <= 120
+    assert out["ws_url"] is None and out["node_id"] is None  # one node: connect to the server asked
 
 
 def test_join_token_refused_to_people_not_booked(client, world, auth):

@@ -215,17 +215,23 @@ class Connection:
         return message.get("bytes") or b""
 
 
+def _open_instance(s: Any, instance_id: int) -> LessonInstance:
+    """The lesson whose room is open now, or ``_JoinRefused`` saying why not."""
+    inst = s.get(LessonInstance, instance_id)
+    if inst is None:
+        raise _JoinRefused(ErrorCode.token_invalid, "课次不存在", CLOSE_AUTH)
+    if inst.room_closed_at is not None:
+        raise _JoinRefused(ErrorCode.room_closed, "本节课的课堂已关闭", CLOSE_ROOM_NOT_OPEN)
+    if not room_is_open(inst):
+        raise _JoinRefused(ErrorCode.room_not_open, "课堂尚未开放，请在上课前几分钟再进入", CLOSE_ROOM_NOT_OPEN)
+    return inst
+
+
 def _seat(session_factory: Any, claims: JoinClaims, instance_id: int, session_id: str) -> _Seat:
     """Check the room and the user in the database and mark the token used by ``session_id``, the
     session the join is about to create or resume (sync; run in a thread)."""
     with session_factory() as s:
-        inst = s.get(LessonInstance, instance_id)
-        if inst is None:
-            raise _JoinRefused(ErrorCode.token_invalid, "课次不存在", CLOSE_AUTH)
-        if inst.room_closed_at is not None:
-            raise _JoinRefused(ErrorCode.room_closed, "本节课的课堂已关闭", CLOSE_ROOM_NOT_OPEN)
-        if not room_is_open(inst):
-            raise _JoinRefused(ErrorCode.room_not_open, "课堂尚未开放，请在上课前几分钟再进入", CLOSE_ROOM_NOT_OPEN)
+        inst = _open_instance(s, instance_id)
         user = s.get(User, claims.user_id)
         if user is None:
             raise _JoinRefused(ErrorCode.token_invalid, "入会凭证无效", CLOSE_AUTH)
@@ -299,13 +305,7 @@ def _weight(session_factory: Any, instance_id: int) -> int:
     """The lesson's expected consumers, to place its room; a room that is not open is not placed
     (``_JoinRefused``, as ``_seat`` would refuse it) (sync; run in a thread)."""
     with session_factory() as s:
-        inst = s.get(LessonInstance, instance_id)
-        if inst is None:
-            raise _JoinRefused(ErrorCode.token_invalid, "课次不存在", CLOSE_AUTH)
-        if inst.room_closed_at is not None:
-            raise _JoinRefused(ErrorCode.room_closed, "本节课的课堂已关闭", CLOSE_ROOM_NOT_OPEN)
-        if not room_is_open(inst):
-            raise _JoinRefused(ErrorCode.room_not_open, "课堂尚未开放，请在上课前几分钟再进入", CLOSE_ROOM_NOT_OPEN)
+        inst = _open_instance(s, instance_id)
         return lesson_weight(inst)
 
 

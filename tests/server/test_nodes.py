@@ -22,6 +22,7 @@ import redis
 from tests.utils.live import free_port
 from tests.utils.redisserver import RedisServer
 from tests.utils.sanke_proc import DEMO_AT, Served, child_env, clock_hook, served
+from tests.utils.wait import wait_until
 
 HEARTBEAT_S = 1.0
 TTL_S = 3 * HEARTBEAT_S
@@ -32,19 +33,9 @@ T = TypeVar("T")
 
 
 def wait_for(what: str, check: Callable[[], T], timeout: float) -> T:
-    """``check()`` until it returns something truthy, for at most ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            last = check()
-        except (httpx.HTTPError, redis.RedisError) as exc:
-            last = exc
-        if last and not isinstance(last, Exception):
-            return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s (last: {last!r})")
-        time.sleep(POLL_S)
+    """``check()`` until it returns something truthy, for at most ``timeout`` seconds (a node that does not
+    answer yet, or a Redis that is down, counts as not yet)."""
+    return wait_until(what, check, timeout, interval=POLL_S, ignoring=(httpx.HTTPError, redis.RedisError))
 
 
 def entries(r: redis.Redis) -> dict[str, dict[str, Any]]:

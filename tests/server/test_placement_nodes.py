@@ -41,6 +41,7 @@ from tests.utils.factory import World, token_for
 from tests.utils.live import free_port
 from tests.utils.redisserver import RedisServer
 from tests.utils.sanke_proc import Served, child_env, clock_hook, served
+from tests.utils.wait import wait_until
 
 HEARTBEAT_S = 1.0
 LEASE_S = 3.0
@@ -53,18 +54,9 @@ _db_names = itertools.count()
 
 
 def wait_for(what: str, check: Callable[[], T], timeout: float) -> T:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            last = check()
-        except (httpx.HTTPError, redis.RedisError) as exc:
-            last = exc
-        if last and not isinstance(last, Exception):
-            return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s (last: {last!r})")
-        time.sleep(0.05)
+    """``check()`` until it returns something truthy, for at most ``timeout`` seconds (a node that does not
+    answer yet, or a Redis that is down, counts as not yet)."""
+    return wait_until(what, check, timeout, interval=0.05, ignoring=(httpx.HTTPError, redis.RedisError))
 
 
 @dataclass

@@ -19,14 +19,18 @@ What = str | Callable[[], str]
 class _Poll:
     """One wait: ``ready()`` asks ``check()`` once; true → ``value`` holds it; past the deadline → fails."""
 
-    def __init__(self, what: What, check: Callable[[], Any], timeout: float) -> None:
-        self.what, self.check, self.timeout = what, check, timeout
+    def __init__(self, what: What, check: Callable[[], Any], timeout: float,
+                 ignoring: tuple[type[BaseException], ...] = ()) -> None:
+        self.what, self.check, self.timeout, self.ignoring = what, check, timeout, ignoring
         self.deadline = time.monotonic() + timeout
         self.value: Any = None
 
     def ready(self) -> bool:
-        self.value = self.check()
-        if self.value:
+        try:
+            self.value = self.check()
+        except self.ignoring as exc:  # (a server still starting or restarting: not yet)
+            self.value = exc
+        if self.value and not isinstance(self.value, BaseException):
             return True
         if time.monotonic() > self.deadline:
             what = self.what() if callable(self.what) else self.what
@@ -34,9 +38,11 @@ class _Poll:
         return False
 
 
-def wait_until(what: What, check: Callable[[], Any], timeout: float = 20.0, interval: float = 0.1) -> Any:
-    """``check()`` every ``interval`` s until it is true (answered), at most ``timeout`` s."""
-    poll = _Poll(what, check, timeout)
+def wait_until(what: What, check: Callable[[], Any], timeout: float = 20.0, interval: float = 0.1,
+               ignoring: tuple[type[BaseException], ...] = ()) -> Any:
+    """``check()`` every ``interval`` s until it is true (answered), at most ``timeout`` s; exceptions of the
+    ``ignoring`` types count as "not yet"."""
+    poll = _Poll(what, check, timeout, ignoring)
     while not poll.ready():
         time.sleep(interval)
     return poll.value

@@ -152,9 +152,11 @@ STANDING_QUEUE_S = 0.1
 PATH_STEP_S = 0.05
 """A one-way delay that rises this much from one received packet to the next, beyond what a queue could
 have grown in between, is a path that got longer (a new route, a radio link's stall), not a queue.  A
-queue grows by at most one packet's time at the delivered rate per packet, and by at most the time
-between two sends while the sender sends under twice the delivered rate; the allowance is two packets'
-time plus that gap."""
+queue fed at the send rate and drained at the delivered rate grows by (sent ÷ delivered − 1) × the time
+between the two sends (at most ``PATH_STEP_MAX_EXCESS`` × it), plus two packets' time for the grouping:
+that is the allowance.  (A far, lossy link whose feedback around the step was lost compares two packets
+sent 0.1 s apart: at 20 % random loss the allowance is 25 ms of it, not all of it.)"""
+PATH_STEP_MAX_EXCESS = 3.0
 PATH_STEP_GAP_S = 0.2
 """Packets sent further apart than this (a lost feedback, a pause) are not compared."""
 
@@ -620,6 +622,8 @@ class SendSideEstimator:
         self._inter = _InterArrival()
         self._trend = _Trendline()
         self._acked = _AckedBitrate()
+        self._sent = _AckedBitrate()
+        """What the sender sent (every packet the feedback reports, lost or not), on the send clock."""
         self._link = _LinkCapacity()
         self._queue = _StandingQueue()
         self._queue_s = 0.0
@@ -741,6 +745,7 @@ class SendSideEstimator:
         for r in results:
             if not (_finite(r.send_time_s) and isinstance(r.size, int) and r.size > 0):
                 continue
+            self._sent.add(r.send_time_s, r.size)
             if r.arrival_time_s is None:
                 if self._run_lost == 0:
                     self._run_first_send = self._run_last_send = r.send_time_s
@@ -757,13 +762,17 @@ class SendSideEstimator:
         received.sort(key=_arrival)
         recent_owd = math.inf
         acked = self._acked.bps()
+        sent = self._sent.bps()
+        excess = (min(max(sent / acked - 1.0, 0.0), PATH_STEP_MAX_EXCESS) if acked and sent
+                  else PATH_STEP_MAX_EXCESS)
         for r in received:
             arrival = r.arrival_time_s
             assert arrival is not None
             self._acked.add(arrival, r.size)
             owd = arrival - r.send_time_s
             gap = r.send_time_s - self._prev_send
-            if acked and gap < PATH_STEP_GAP_S and owd - self._prev_owd > PATH_STEP_S + gap + 2 * r.size * 8 / acked:
+            if (acked and gap < PATH_STEP_GAP_S
+                    and owd - self._prev_owd > PATH_STEP_S + gap * excess + 2 * r.size * 8 / acked):
                 # the path got longer at once: its new delay is the base, and the jump is no trend
                 self._queue.reset()
                 self._inter.reset()

@@ -416,6 +416,30 @@ def test_a_path_that_gets_far_and_lossy_at_once_is_not_a_queue(seed: int) -> Non
     assert low >= 300_000, low
 
 
+@pytest.mark.parametrize("seed", [3, 5, 8])
+def test_a_step_whose_feedback_was_lost_is_still_a_step_not_a_queue(seed: int) -> None:
+    # the same step, but the feedback about the packets just before and after it is lost (the lab's
+    # uplink loses a fifth of the feedback too): the nearest packets the estimator can compare were sent
+    # ~0.1 s apart, and the 150 ms jump between them is more than a queue fed at 1.25 × what arrives
+    # (a fifth lost at random) could grow in that time
+    sim = Sim(_est(1_500_000, lo=30_000), Link(capacity_bps=3_000_000, delay_s=0.001, seed=seed), probing=False)
+    sim.fixed_bps = 1_500_000
+    samples: list[tuple[float, bool]] = []
+    step = _far_and_lossy_at(20.0, 0.20)
+
+    def look(s: Sim) -> None:
+        step(s)
+        if 19.96 <= s.t <= 20.2:  # every feedback sent in this time is lost
+            s.in_flight = [f for f in s.in_flight if f[0] - s.link.delay_s < 19.96]
+        if s.t >= 20.0 and round(s.t * 1000) % 50 == 0:
+            samples.append((s.t, s.est.congested))
+
+    sim.on_step = look
+    sim.run(40.0)
+    congested = [t for t, c in samples if c]
+    assert len(congested) <= 2, congested
+
+
 def _congested_share(sim: Sim, start: float, until: float) -> float:
     samples: list[bool] = []
 

@@ -247,4 +247,7 @@ def test_sixty_rooms_in_one_second_spread_over_three_nodes_draining_and_killed_n
     assert {x["node_id"] for x in moved} == {"node-a"}
     history = placements(cluster.db_url)
     for lesson in victims:
-        assert [node for lid, node, _ in history if lid == lesson] == ["node-b", "node-a"]
+        # (until node-b's registry entry lapses it still counts as a node: a lease that lapsed first may
+        # be placed on it once more, a second node-b row, before node-a takes the room)
+        owners_in_turn = [node for node, _ in itertools.groupby(node for lid, node, _ in history if lid == lesson)]
+        assert owners_in_turn == ["node-b", "node-a"], history

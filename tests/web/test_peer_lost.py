@@ -63,8 +63,14 @@ def _subscriber_transport(participant_id: str) -> Any:
     """The server's side of a participant's subscriber connection (the worker runs in this process)."""
     from media.transport import WebRtcTransport
 
-    found = [o for o in gc.get_objects() if isinstance(o, WebRtcTransport) and not o.closed
-             and o.participant_id == participant_id and o.direction == "recv"]
+    def wanted(o: Any) -> bool:
+        try:
+            return (isinstance(o, WebRtcTransport) and not o.closed
+                    and o.participant_id == participant_id and o.direction == "recv")
+        except ReferenceError:  # a weak proxy whose object is gone (the heap holds such too)
+            return False
+
+    found = [o for o in gc.get_objects() if wanted(o)]
     assert len(found) == 1, found
     assert found[0]._dtls is not None and found[0].state == "connected"
     return found[0]

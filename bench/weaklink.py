@@ -447,7 +447,7 @@ def _shifted(sample: dict[str, Any], shift_s: float) -> dict[str, Any]:
 PAGE_SAMPLE = """async () => {
   const w = window.__wl;
   const out = { at: Date.now() / 1000, me: w.lc.participantId || null, state: w.state, frames: w.frames, lastFrame: w.lastFrame,
-                gaps: w.gaps.splice(0) };
+                gaps: w.gaps.splice(0), playoutMs: w.lc.playout ? w.lc.playout.targetMs : null };
   const pc = w.lc.subscriber;
   if (pc) {
     const stats = await pc.getStats();
@@ -460,7 +460,9 @@ PAGE_SAMPLE = """async () => {
                        nackCount: s.nackCount, payloadType: codecs[s.codecId] };
       if (s.kind === "video") out.video = { ...common, framesDecoded: s.framesDecoded, freezeCount: s.freezeCount,
         totalFreezesDuration: s.totalFreezesDuration, frameHeight: s.frameHeight, pliCount: s.pliCount,
-        keyFramesDecoded: s.keyFramesDecoded, retransmittedPacketsReceived: s.retransmittedPacketsReceived };
+        keyFramesDecoded: s.keyFramesDecoded, retransmittedPacketsReceived: s.retransmittedPacketsReceived,
+        framesReceived: s.framesReceived, framesDropped: s.framesDropped,
+        jitterBufferTargetDelay: s.jitterBufferTargetDelay, jitterBufferMinimumDelay: s.jitterBufferMinimumDelay };
       if (s.kind === "audio") out.audio = { ...common, concealedSamples: s.concealedSamples,
         totalSamplesReceived: s.totalSamplesReceived };
     });
@@ -491,11 +493,14 @@ page): per rid its bytes sent, target bitrate and quality limitation; the microp
 send-side estimate (``availableOutgoingBitrate``)."""
 
 
-def _launch(pw: Any, base: str) -> Any:
-    """Debian's Chromium with the browser tests' flags, resolving no name and taking ``base`` as secure."""
+def _launch(pw: Any, base: str, *, camera_fps: int = 0) -> Any:
+    """Debian's Chromium with the browser tests' flags, resolving no name and taking ``base`` as secure;
+    ``camera_fps``: the fake camera's rate (Chromium's default is 20 fps)."""
     host = base.split("//", 1)[1].split(":", 1)[0]
     # the page comes from a lab address, not a secure context: getUserMedia needs the flag
-    args = [*CHROMIUM_ARGS, f"--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE {host}",
+    flags = [f"--use-fake-device-for-media-stream=fps={camera_fps}" if camera_fps and a == "--use-fake-device-for-media-stream"
+             else a for a in CHROMIUM_ARGS]
+    args = [*flags, f"--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE {host}",
             f"--unsafely-treat-insecure-origin-as-secure={base}"]
     return pw.chromium.launch(executable_path=CHROMIUM, args=args)
 
@@ -523,7 +528,7 @@ def run_chromium_publisher(base: str, lesson: int, token: str, prefix: str, out:
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     with sync_playwright() as pw:
-        browser = _launch(pw, base)
+        browser = _launch(pw, base, camera_fps=30)  # the main classroom's camera: 30 fps, as the aiortc publisher
         try:
             page = browser.new_page()
             page.on("console", lambda m: m.type == "error" and print("page:", m.text, file=sys.stderr, flush=True))
@@ -549,7 +554,7 @@ def publish_chromium(base: str, lesson: int, token: str, prefix: str, out: Path,
     def dump(page: Any) -> dict[str, Any] | None:
         try:
             with urllib.request.urlopen(f"{base}/bench/dump?router=lesson-{lesson}", timeout=5) as r:
-                return {"at": time.time(), "dump": json.loads(r.read())}
+                return {"at": time.time(), "dump": json.loads(r.read()), "pub": page.evaluate(PUBLISHER_SAMPLE, "main")}
         except (OSError, ValueError):
             return None
 

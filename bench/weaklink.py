@@ -652,6 +652,9 @@ class Row:
     rtx_sent: int = 0
     video_lost: int = 0
     recoveries_s: list[float] = field(default_factory=list)
+    playout_ms: int | None = None
+    """The receiving page's playout target at the end of the window (``web/assets/playout.js``; None: the
+    browser's own)."""
     notes: list[str] = field(default_factory=list)
     uplink: bool = False
     """The condition impairs the receiving classroom's uplink: ``up_*`` are printed under the table."""
@@ -686,6 +689,7 @@ def measure(name: str, t0: float, t1: float, page: list[dict], sfu: list[dict], 
         row.height = heights[len(heights) // 2] if heights else 0
         emitted = _delta(win, "video", "jitterBufferEmittedCount")
         row.video_jb_ms = 1000 * _delta(win, "video", "jitterBufferDelay") / emitted if emitted else 0.0
+        row.playout_ms = win[-1].get("playoutMs")
     # freezes as rendered: gaps between frames (page clock, epoch ms), clipped to the window
     gaps = [(a / 1000, b / 1000) for s in page for a, b in s.get("gaps", [])]
     last = max((s.get("lastFrame") or 0) / 1000 for s in win) if win else 0.0

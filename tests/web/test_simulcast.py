@@ -16,7 +16,8 @@ OUT_JS = """async () => {
   if (!lc || !lc.publisher) return out;
   (await lc.publisher.getStats()).forEach((s) => {
     if (s.type === 'outbound-rtp' && s.kind === 'video' && s.rid)
-      out[s.rid] = {bytes: s.bytesSent || 0, width: s.frameWidth || 0, active: s.active !== false};
+      out[s.rid] = {bytes: s.bytesSent || 0, width: s.frameWidth || 0, active: s.active !== false,
+                    mode: s.scalabilityMode || null};
   });
   return out;
 }"""
@@ -28,7 +29,7 @@ def sending(page: Any, seconds: float = 2.0) -> dict[str, dict[str, Any]]:
     time.sleep(seconds)
     after = dict(page.evaluate(OUT_JS))
     return {rid: {"bps": (a["bytes"] - before.get(rid, {}).get("bytes", 0)) * 8 / seconds,
-                  "width": a["width"], "active": a["active"]} for rid, a in after.items()}
+                  "width": a["width"], "active": a["active"], "mode": a["mode"]} for rid, a in after.items()}
 
 
 def wait_sending(page: Any, check: Any, timeout: float, what: str) -> dict[str, dict[str, Any]]:
@@ -66,6 +67,8 @@ def test_the_camera_goes_out_in_three_layers_of_rising_bitrate(app: Any, web_ser
     s = wait_sending(teacher, lambda s: set(s) == {"q", "h", "f"} and all(v["bps"] > 20_000 for v in s.values()),
                      60, "the three layers never all sent")
     assert s["q"]["width"] < s["h"]["width"] < s["f"]["width"] == 1280, s
+    # one temporal layer each: a far classroom's receiver waits for a repaired frame instead of dropping it
+    assert {v["mode"] for v in s.values()} == {"L1T1"}, s
     # the SFU: one producer stream per rid, lowest first, their bitrates rising with the layer
     main = str(teacher.evaluate("window.sankeLesson.participantId"))
     deadline = time.monotonic() + 30

@@ -64,8 +64,8 @@ Probes: the caller sends a burst of padding above the target, measures what
 got through with :func:`measure_probe` and reports it with
 :meth:`SendSideEstimator.on_probe`; while the delay detector says normal the
 estimate jumps to the probed rate (GCC climbs 8 %/s otherwise: 300 kbit/s to
-2 Mbit/s takes ~20 s).  :meth:`SendSideEstimator.probe_bps` says when a probe
-is worth sending and at what rate.
+2 Mbit/s takes ~20 s).  When to probe, and for what, is the caller's policy:
+the SFU's layer gates probe for the next layer up (``media/bwe.py``).
 """
 
 from __future__ import annotations
@@ -164,17 +164,8 @@ PATH_STEP_GAP_S = 0.2
 PROBE_MIN_RECEIVED = 0.8
 PROBE_UNSATURATED = 0.9
 PROBE_UTILIZATION = 0.95
-PROBE_INTERVAL_S = 2.0
-PROBE_FACTOR = 2.0
-PROBE_STARTUP_FACTORS = (3.0, 6.0)
-PROBE_NORMAL_FOR_S = 1.0
 PROBE_CLEAN = 0.95
 """A probe window delivered this share of what was sent (``probe_delivery``): no loss of the path's own."""
-PROBE_FOUND_ROOM = 0.8
-"""A probe that got this share of its rate through found room: probe again at once, 2× higher."""
-PROBE_ROOM_OVER_TARGET = 1.2
-"""So did one that got this × the target through (on a jittery link the arrivals of a short cluster
-spread out and a probe measures low, so "most of the probe" is too strict a test)."""
 
 DEFAULT_RTT_S = 0.2
 
@@ -659,15 +650,6 @@ class SendSideEstimator:
         self._excess = 0.0
         self._last_loss_update_s: float | None = None
         self._last_loss_decrease_s: float | None = None
-        # probing
-        self._start_bps = start
-        self._startup_probes = 0
-        self._last_probe_s: float | None = None
-        self._probe_sent_s: float | None = None
-        self._probe_target = 0.0
-        self._probe_base = 0.0
-        self._probe_found_room = False
-        self._probe_timeouts = 0
 
     # -- read-only --------------------------------------------------------
 
@@ -699,6 +681,11 @@ class SendSideEstimator:
     def inherent_loss(self) -> float:
         """The loss taken for the link's own (random) loss, not caused by sending too much."""
         return self._inherent or 0.0
+
+    @property
+    def loss_excess(self) -> float:
+        """The loss above the link's own, smoothed, as the loss-based rate acts on it (0: none)."""
+        return self._excess_sig
 
     @property
     def congested(self) -> bool:
@@ -808,16 +795,6 @@ class SendSideEstimator:
         """
         if not _finite(bitrate_bps) or bitrate_bps <= 0 or not _finite(now_s):
             return
-        self._probe_timeouts = 0
-        if self._probe_sent_s is not None:
-            self._probe_found_room = (
-                bitrate_bps >= PROBE_FOUND_ROOM * self._probe_target
-                or bitrate_bps >= PROBE_ROOM_OVER_TARGET * self._probe_base
-            )
-            if bitrate_bps < 0.7 * self._probe_target:
-                # the link is below what we probed: stop climbing
-                self._startup_probes = len(PROBE_STARTUP_FACTORS)
-        self._probe_sent_s = None
         if self._state == _OVER:
             return
         p = min(float(bitrate_bps), float(self.max_bps))
@@ -829,53 +806,6 @@ class SendSideEstimator:
         if (clean or self._excess_sig < LOSS_LOW and self._last_raw_excess < LOSS_LOW) and p > self._loss_bps:
             # the loss is back at the link's own level: an older loss cut no longer says anything
             self._loss_bps = p
-
-    def probe_bps(self, now_s: float) -> int:
-        """The rate worth probing at now (0 = none); call :meth:`on_probe` with the result.
-
-        At the start 3× then 6× the start rate (libwebrtc's initial probes);
-        then 2× the target while the delay detector says normal, the loss is
-        not above the link's inherent loss and the sender is not
-        application-limited (sending < 80 % of the target: more room would not
-        be used, and a probe's short queue could only cost): right after a
-        probe that found room, else every ``PROBE_INTERVAL_S`` once the
-        detector has said normal for ``PROBE_NORMAL_FOR_S``.  Never above
-        ``max_bps``; a probe whose result does not come back within 1 s failed.
-        """
-        target = self.target_bps
-        if target >= self.max_bps or not _finite(now_s):
-            return 0
-        if self._probe_sent_s is not None:
-            if now_s - self._probe_sent_s < 1.0:
-                return 0
-            # no result: lost in the link, or too few packets arrived to measure; after a probe that
-            # found room, try once more at once, then go back to the periodic pace
-            self._probe_sent_s = None
-            self._probe_timeouts += 1
-            if self._probe_timeouts > 1:
-                self._probe_found_room = False
-        if self._startup_probes < len(PROBE_STARTUP_FACTORS):
-            rate = self._start_bps * PROBE_STARTUP_FACTORS[self._startup_probes]
-            self._startup_probes += 1
-        else:
-            if self._state != _NORMAL or self._normal_since_s is None or self._excess_sig >= LOSS_LOW:
-                return 0
-            if self._sent_bps() < 0.8 * target:
-                return 0
-            if not self._probe_found_room:
-                if now_s - self._normal_since_s < PROBE_NORMAL_FOR_S:
-                    return 0
-                if self._last_probe_s is not None and now_s - self._last_probe_s < PROBE_INTERVAL_S:
-                    return 0
-            rate = target * PROBE_FACTOR
-        rate = min(rate, float(self.max_bps))
-        if rate <= target:
-            return 0
-        self._last_probe_s = now_s
-        self._probe_sent_s = now_s
-        self._probe_target = rate
-        self._probe_base = float(target)
-        return int(rate)
 
     def _inherent_cap(self) -> float:
         rate = self._sent_bps() or float(self.target_bps)

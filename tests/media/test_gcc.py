@@ -6,7 +6,8 @@ one-way delay with uniform jitter released in FIFO order, Bernoulli loss from a 
 blackouts.  The sender sends what the estimator allows (or a fixed stream, capped by it), the
 receiver reports every packet in transport-cc style every 50–100 ms on its own clock (offset by
 an arbitrary 1000 s), and the report reaches the sender one base delay later.  Probes are sent
-when the estimator asks (`probe_bps`) and measured with `measure_probe`, as the SFU does.
+by a sender policy of the test's own (``Prober``, libwebrtc's ProbeController in small: the SFU's own
+probing is its layer gates') and measured with `measure_probe`, as the SFU does.
 """
 
 from __future__ import annotations
@@ -130,6 +131,84 @@ class Trace:
         return [q for ti, q in zip(self.t, self.queue_s) if a <= ti <= b]
 
 
+class Prober:
+    """When a sender probes and at what rate: 3× then 6× the start rate; then 2× the target while the
+    estimator says normal (for ``NORMAL_FOR_S``), the loss is at the link's own level and the sender uses
+    what it is given — at once after a probe that found room, else every ``INTERVAL_S``.  A probe with no
+    result within 1 s failed.  (The SFU's probing is its layer gates', ``media/bwe.py``; this is the
+    generic sender the estimator's own tests need.)"""
+
+    STARTUP = (3.0, 6.0)
+    INTERVAL_S = 2.0
+    FACTOR = 2.0
+    NORMAL_FOR_S = 1.0
+    FOUND_ROOM = 0.8
+    """A probe that got this share of its rate through found room: probe again at once, 2× higher."""
+    ROOM_OVER_TARGET = 1.2
+    """So did one that got this × the target through (on a jittery link a short cluster measures low)."""
+    LOSS_LOW = 0.02
+
+    def __init__(self, est: SendSideEstimator, start_bps: float) -> None:
+        self.est = est
+        self.start_bps = start_bps
+        self.startup = 0
+        self.normal_since: float | None = None
+        self.last_s: float | None = None
+        self.sent_s: float | None = None
+        self.target = 0.0
+        self.base = 0.0
+        self.found_room = False
+        self.timeouts = 0
+
+    def rate(self, now: float) -> int:
+        """The rate worth probing at now (0 = none); report the result with :meth:`result`."""
+        est = self.est
+        if est.delay_state != "normal":
+            self.normal_since = None
+        elif self.normal_since is None:
+            self.normal_since = now
+        target = est.target_bps
+        if target >= est.max_bps:
+            return 0
+        if self.sent_s is not None:
+            if now - self.sent_s < 1.0:
+                return 0
+            self.sent_s = None  # no result: lost, or too few packets arrived to measure
+            self.timeouts += 1
+            if self.timeouts > 1:
+                self.found_room = False
+        if self.startup < len(self.STARTUP):
+            rate = self.start_bps * self.STARTUP[self.startup]
+            self.startup += 1
+        else:
+            if self.normal_since is None or est.loss_excess >= self.LOSS_LOW:
+                return 0
+            sent = est.acked_bps / (1.0 - min(est.loss_fraction, 0.5))
+            if sent < 0.8 * target:
+                return 0  # application-limited: more room would not be used
+            if not self.found_room:
+                if now - self.normal_since < self.NORMAL_FOR_S:
+                    return 0
+                if self.last_s is not None and now - self.last_s < self.INTERVAL_S:
+                    return 0
+            rate = target * self.FACTOR
+        rate = min(rate, float(est.max_bps))
+        if rate <= target:
+            return 0
+        self.last_s = self.sent_s = now
+        self.target, self.base = rate, float(target)
+        return int(rate)
+
+    def result(self, bps: int, now: float) -> None:
+        self.timeouts = 0
+        if self.sent_s is not None:
+            self.found_room = bps >= self.FOUND_ROOM * self.target or bps >= self.ROOM_OVER_TARGET * self.base
+            if bps < 0.7 * self.target:
+                self.startup = len(self.STARTUP)  # the link is below what we probed: stop climbing
+        self.sent_s = None
+        self.est.on_probe(bps, now)
+
+
 class Sim:
     """Sender + link + transport-cc receiver, stepped every millisecond."""
 
@@ -147,6 +226,7 @@ class Sim:
         self.fixed_bps: float | None = None
         """A sender that ignores the estimate (one simulcast layer forwarded as it comes)."""
         self.probing = probing
+        self.prober = Prober(est, est.target_bps)
         self.t = 0.0
         self.pkts: list[Sent] = []
         self.budget = 0.0
@@ -211,7 +291,7 @@ class Sim:
                         ]
                         got = measure_probe(rs)
                         if got is not None:
-                            self.est.on_probe(got, self.t)
+                            self.prober.result(got, self.t)
 
     def run(self, until_s: float, dt: float = 0.001) -> Trace:
         while self.t < until_s:
@@ -222,7 +302,7 @@ class Sim:
             if self.fixed_bps is not None:
                 rate = self.fixed_bps
             if self.probing and self.probe is None:
-                p = self.est.probe_bps(self.t)
+                p = self.prober.rate(self.t)
                 if p:
                     cid = len(self.clusters)
                     self.clusters[cid] = []
@@ -557,7 +637,6 @@ def test_bad_input_never_breaks_the_estimate(feedbacks, rtts) -> None:  # type: 
         if i < len(rtts):
             est.on_rtt(rtts[i], now)
         est.on_probe(int(abs(dt) * 1000), now)
-        est.probe_bps(now)
         v = est.target_bps
         assert isinstance(v, int) and 30_000 <= v <= 5_000_000
         assert est.acked_bps >= 0 and not math.isnan(est.loss_fraction)

@@ -130,6 +130,10 @@ cap grows the queue slowly enough (0.4 × the cap) that a half-second of it drop
 hardly notices; one that the path carries whole says the cap is gone, and a probe for the *top* layer
 follows at once (a lifted cap is usually gone altogether: one step to the top, not one per layer; if the
 path carries less, that probe fails, measures the new cap, and the climb goes on layer by layer)."""
+SCOUT_DELIVERED = 0.95
+"""A scout passes only when the path delivered this share of it (a clean path, as ``PROBE_ROOM``): a scout
+into the same cap still shows ~0.85–0.9, because a shaper's bucket and queue take its first part at line
+rate (the lab's ``tbf``: 4.5 kB of burst and 250 ms of queue absorb most of a half-second at 1.4 × 300 kbit/s)."""
 SCOUT_EVERY_S = 1.0
 """A failed scout (or a failed probe followed by scouts) is tried again this long after its result."""
 CAP_MEMORY_S = 30.0
@@ -398,7 +402,8 @@ class VideoGate:
                 self.probe = None  # padding over, the reaction is awaited
             return None
         if self.measured:
-            passed = self._probe_delivery is not None and self._probe_delivery >= PROBE_DELIVERED
+            need = SCOUT_DELIVERED if self._probe_scout else PROBE_DELIVERED
+            passed = self._probe_delivery is not None and self._probe_delivery >= need
             self._probe_room = passed and self._probe_delivery is not None and self._probe_delivery >= PROBE_ROOM
             if not passed and self._layer >= 0 and self._probe_carried and self._probe_delivery:
                 # a cap: remember what the path carried and what else the transport sent then

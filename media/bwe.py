@@ -406,9 +406,14 @@ class VideoGate:
             passed = self._probe_delivery is not None and self._probe_delivery >= need
             self._probe_room = passed and self._probe_delivery is not None and self._probe_delivery >= PROBE_ROOM
             if not passed and self._layer >= 0 and self._probe_carried and self._probe_delivery:
-                # a cap: remember what the path carried and what else the transport sent then
+                # a cap: remember what the path carried and what else the transport sent then.  A failed
+                # scout never raises it: a shaper's bucket lets its first part through at line rate, so it
+                # "carried" more than the cap — the next scout would go further over, and overflow the queue
                 sent = self._probe_carried / self._probe_delivery
-                self._cap_bps = self._probe_carried
+                carried = self._probe_carried
+                if self._probe_scout and self._cap_bps is not None:
+                    carried = min(carried, self._cap_bps)
+                self._cap_bps = carried
                 self._cap_base_bps = max(0, int(sent) - self._probe_padding - self.layers_bps[self._layer])
                 self._cap_at = now_s
             elif passed:

@@ -11,8 +11,8 @@ bench, ``python -m bench.weaklink``, measures them in full; figures in docs/perf
 - clean link: video flows at ``CLEAN_MIN_FPS`` or more, never paused by the SFU;
 - 5 % loss + 300 ms RTT: never paused, ``LOSS5_MIN_FPS`` decoded, audio concealment under
   ``LOSS5_MAX_AUDIO_CONCEALED_PCT``, retransmissions at most ``MAX_RTX_PER_LOST`` × the packets lost;
-- the same link: the page's video playout target is one round trip plus a margin (repairs come in
-  time); on the clean link it is the browser's own;
+- the same link: the page's video playout target is one or two round trips plus a margin (repairs
+  come in time); on the clean link it is the browser's own;
 - 20 % loss + 300 ms RTT: the video is not paused (random loss builds no queue: the SFU repairs it)
   and the audio, under RED, conceals less than ``LOSS20_MAX_AUDIO_CONCEALED_PCT``;
 - a 2 s blackout: a frame is rendered within ``BLACKOUT_MAX_RECOVERY_S`` of the link's return;
@@ -47,8 +47,9 @@ MAX_RTX_PER_LOST = 1.5
 """Issue goal: retransmissions ≤ 1.5 × the packets lost (measured 1.0-1.2 ×)."""
 LOSS20_MAX_AUDIO_CONCEALED_PCT = 5.0
 """Issue goal at 20 % loss: < 5 % (measured 0.5-1.3 %)."""
-PLAYOUT_MIN_MS, PLAYOUT_MAX_MS = 350, 800
-"""The lab's 300 ms round trip (its jitter included) + the playout margin of ``web/assets/playout.js``."""
+PLAYOUT_MIN_MS, PLAYOUT_MAX_MS = 350, 1200
+"""One or two of the lab's 300 ms round trips (two at 5 % of packets repaired) + the margin of
+``web/assets/playout.js``, at most its ``MAX_MS``."""
 BLACKOUT_MAX_RECOVERY_S = 3.0
 """Issue goal after a 2 s blackout: ≤ 1 s (measured 0.2-0.3 s)."""
 CAP_MAX_AUDIO_CONCEALED_PCT = 6.0
@@ -90,9 +91,9 @@ def test_audio_keeps_flowing_at_5_percent_loss(rows):
 
 
 def test_the_page_waits_one_round_trip_for_repairs_only_while_the_link_loses(rows):
-    """A far lossy link: the receiving page's video playout target is one round trip (~300 ms here)
-    plus a margin, so repaired frames come in time instead of freezing the picture; a clean link keeps the
-    browser's own (no added delay)."""
+    """A far lossy link: the receiving page's video playout target is as many round trips (~300 ms here) as
+    repairs take, plus a margin, so repaired frames come in time instead of freezing the picture; a clean
+    link keeps the browser's own (no added delay)."""
     assert rows["clean"].playout_ms is None, rows["clean"]
     lossy = rows["loss5_rtt300"]
     assert lossy.playout_ms is not None and PLAYOUT_MIN_MS <= lossy.playout_ms <= PLAYOUT_MAX_MS, lossy

@@ -606,14 +606,19 @@ def test_a_cap_is_scouted_gently_every_second_and_its_lift_brings_the_full_probe
 def test_a_scout_the_shaper_absorbed_in_part_is_no_lift() -> None:
     """Into the same cap a scout is not delivered at 1 / 1.4: a shaper's bucket and queue carry its first part
     at line rate, so it shows ~0.88 delivered (the lab's tbf measured so).  That is no lift: the gate keeps
-    scouting and never probes the top layer; only a scout delivered whole brings the top probe."""
+    scouting, as gently as before (what the bucket let through does not raise the cap it remembers), and never
+    probes the top layer; only a scout delivered whole brings the top probe."""
     g, t = _capped()
+    first = None
     for _ in range(3):
         t = _until_probe(g, t, 170_000, t + 5.0)
-        layer, t = _measured_result(g, t, 0.88, 330_000)
+        first = first or g.probe.bps
+        # what it "carried" (0.88 of 420 kbit/s, more than the cap: the bucket's share) does not raise the cap
+        assert g.probe.bps == pytest.approx(first, rel=0.01), "the scouts must not creep over the cap"
+        layer, t = _measured_result(g, t, 0.88, 370_000)
         assert layer == 0
         t = _until_probe(g, t, 170_000, t + 5.0)
-        assert g.probe is not None and g.probe.bps < LAYERS[1] - LAYERS[0]  # a scout again, not the top probe
+        assert g.probe is not None and g.probe.bps == pytest.approx(first, rel=0.01)  # a scout, not the top probe
         layer, t = _measured_result(g, t, 1 / bwe.SCOUT_OVER, 300_000)
     t = _until_probe(g, t, 170_000, t + 5.0)
     layer, t = _measured_result(g, t, 0.97, 420_000)

@@ -130,10 +130,14 @@ cap grows the queue slowly enough (0.4 × the cap) that a half-second of it drop
 hardly notices; one that the path carries whole says the cap is gone, and a probe for the *top* layer
 follows at once (a lifted cap is usually gone altogether: one step to the top, not one per layer; if the
 path carries less, that probe fails, measures the new cap, and the climb goes on layer by layer)."""
+SCOUT_MAX_GROWTH_S = 0.04
+"""A scout passes only when, besides being delivered (``PROBE_DELIVERED``), the one-way delay grew less than
+this across its window: into the same cap a scout is still mostly delivered, because a shaper's bucket and
+queue take its first part at line rate (the lab's ``tbf``: 4.5 kB of burst and 250 ms of queue absorb most of
+a half-second at 1.4 × 300 kbit/s, ~0.87 delivered), but the queue it builds raises the delay by ~0.1 s;
+through a lifted cap the delay stays flat within the link's jitter."""
 SCOUT_DELIVERED = 0.95
-"""A scout passes only when the path delivered this share of it (a clean path, as ``PROBE_ROOM``): a scout
-into the same cap still shows ~0.85–0.9, because a shaper's bucket and queue take its first part at line
-rate (the lab's ``tbf``: 4.5 kB of burst and 250 ms of queue absorb most of a half-second at 1.4 × 300 kbit/s)."""
+"""Without the delay (no arrival times), a scout passes only when this share of it was delivered."""
 SCOUT_EVERY_S = 1.0
 """A failed scout (or a failed probe followed by scouts) is tried again this long after its result."""
 CAP_MEMORY_S = 30.0
@@ -215,6 +219,7 @@ class VideoGate:
         self._probe_measured_in = False
         self._probe_room = False
         self._probe_carried: int | None = None
+        self._probe_growth: float | None = None
         self._probe_padding = 0
         self._probe_scout = False
         self._cap_bps: int | None = None
@@ -262,15 +267,18 @@ class VideoGate:
         """When the next probe may start (the caller may :meth:`decide` then rather than at its next tick)."""
         return self._next_probe_at
 
-    def on_probe_measured(self, delivered: float | None, carried_bps: int | None = None) -> None:
+    def on_probe_measured(self, delivered: float | None, carried_bps: int | None = None,
+                          growth_s: float | None = None) -> None:
         """The share (0..1) of what was sent in the probe's window that the path delivered (None: unknown),
-        and the rate that share is of everything the transport sent in the window (``carried_bps``).
+        the rate that share is of everything the transport sent in the window (``carried_bps``), and how
+        much the one-way delay grew across the window (``growth_s``, ``gcc.probe_queue_growth``).
 
         The transport calls it once the feedback covers the whole window (or its grace is over): the
         next :meth:`decide` judges the probe at once."""
         if self._probe_target != -1:
             self._probe_delivery = delivered
             self._probe_carried = carried_bps
+            self._probe_growth = growth_s
             self._probe_measured_in = True
 
     def on_probe_progress(self, delivered: float, now_s: float) -> bool:
@@ -373,6 +381,7 @@ class VideoGate:
         self._probe_scout = scout
         self._probe_padding = max(0, bps)
         self._probe_carried = None
+        self._probe_growth = None
         self._probe_max = 0
         self._probe_enough = int(self.layers_bps[target] * KEEP_MARGIN)
         self._probe_roomy = (self._layer >= 0 and self.estimate_bps is not None
@@ -402,8 +411,12 @@ class VideoGate:
                 self.probe = None  # padding over, the reaction is awaited
             return None
         if self.measured:
-            need = SCOUT_DELIVERED if self._probe_scout else PROBE_DELIVERED
-            passed = self._probe_delivery is not None and self._probe_delivery >= need
+            d, growth = self._probe_delivery, self._probe_growth
+            passed = d is not None and d >= PROBE_DELIVERED
+            if passed and self._probe_scout:
+                # into the same cap a scout is still mostly delivered (a shaper's bucket and queue take its
+                # first part): what says the cap is gone is that no queue grew
+                passed = growth < SCOUT_MAX_GROWTH_S if growth is not None else d >= SCOUT_DELIVERED
             self._probe_room = passed and self._probe_delivery is not None and self._probe_delivery >= PROBE_ROOM
             if not passed and self._layer >= 0 and self._probe_carried and self._probe_delivery:
                 # a cap: remember what the path carried and what else the transport sent then.  A failed

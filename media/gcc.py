@@ -259,6 +259,41 @@ def measure_probe(results: Sequence[PacketResult]) -> int | None:
     return int(res)
 
 
+def probe_queue_growth(results: Sequence[PacketResult]) -> float | None:
+    """How much the one-way delay grew across a probe window, in seconds: the least-squares slope of
+    (arrival − send) against send time, times the window's send span.  A path that carries what was sent
+    keeps it flat (± its jitter); one that cannot builds a queue, and the delay climbs while the queue
+    fills — even where a shaper's bucket let the first part through at line rate, which the delivered
+    share alone cannot tell from a path with room.  None when fewer than 5 packets arrived.  (The two
+    clocks' offset cancels in the slope.)"""
+    n = 0
+    sx = sy = sxx = sxy = 0.0
+    first = last = 0.0
+    x0 = y0 = None
+    for r in results:
+        a = r.arrival_time_s
+        if a is None or not (_finite(a) and _finite(r.send_time_s)):
+            continue
+        if x0 is None:
+            x0, y0 = r.send_time_s, a - r.send_time_s
+            first = last = r.send_time_s
+        x = r.send_time_s - x0
+        y = (a - r.send_time_s) - y0
+        first, last = min(first, r.send_time_s), max(last, r.send_time_s)
+        n += 1
+        sx += x
+        sy += y
+        sxx += x * x
+        sxy += x * y
+    span = last - first
+    if n < 5 or span <= 0.0:
+        return None
+    den = n * sxx - sx * sx
+    if den <= 0.0:
+        return None
+    return (n * sxy - sx * sy) / den * span
+
+
 def probe_delivery(results: Sequence[PacketResult], inherent_loss: float = 0.0) -> tuple[float, int] | None:
     """How much of what was sent during a probe window the path carried: (delivered share, bits per second).
 

@@ -50,7 +50,7 @@ from aiortc.clock import current_ntp_time
 from media import demux
 from media.bwe import PROBE_DELIVERED, PROBE_GRACE_S
 from media.candidate import Candidate
-from media.gcc import PacketResult, SendSideEstimator, probe_delivery
+from media.gcc import PacketResult, SendSideEstimator, probe_delivery, probe_queue_growth
 from media.ice import IcePolicy, SdpRejected, check_remote_sdp, filter_local_sdp, rtc_configuration
 from media.nack_generator import MIN_RETRY_S, REORDER_WAIT_S, pack_nack
 from media.retransmit import FeedbackWatch, RetransmitBudget
@@ -693,11 +693,13 @@ class WebRtcTransport:
             if window is None or (now < window[1] + PROBE_GRACE_S and not consumer.probe_covered):
                 continue
             delivered = probe_delivery(consumer.probe_results, estimator.inherent_loss)
+            growth = probe_queue_growth(consumer.probe_results)
             consumer.probe_window, consumer.probe_results = None, []
-            gate.on_probe_measured(*(delivered if delivered is not None else (None, None)))
-            log.debug("transport %s: %s: probe of %.2f s judged %.2f s after it (%s delivered)", self.transport_id,
-                      consumer.consumer_id, window[1] - window[0], now - window[1],
-                      "?" if delivered is None else f"{delivered[0]:.2f}")
+            gate.on_probe_measured(*(delivered if delivered is not None else (None, None)), growth)
+            log.debug("transport %s: %s: probe of %.2f s judged %.2f s after it (%s delivered, delay %s)",
+                      self.transport_id, consumer.consumer_id, window[1] - window[0], now - window[1],
+                      "?" if delivered is None else f"{delivered[0]:.2f}",
+                      "?" if growth is None else f"{growth * 1000:+.0f} ms")
             if delivered is not None and delivered[0] >= PROBE_DELIVERED:
                 estimator.on_probe(delivered[1], now, delivered=delivered[0])
 

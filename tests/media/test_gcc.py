@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from media.gcc import PacketResult, SendSideEstimator, measure_probe, probe_delivery
+from media.gcc import PacketResult, SendSideEstimator, measure_probe, probe_delivery, probe_queue_growth
 
 PACKET = 1200
 RECEIVER_CLOCK_OFFSET = 1000.0
@@ -698,3 +698,42 @@ def test_a_clean_measured_probe_lifts_a_loss_cut_from_a_cap_since_lifted() -> No
     # ...one the path delivered whole (probe_delivery's share) does: the cut was the cap's
     est.on_probe(1_500_000, sim.t, delivered=0.98)
     assert est.target_bps >= 1_400_000 > low
+
+
+def test_the_queue_a_probe_built_shows_as_delay_growth_even_where_a_bucket_delivered_its_first_part() -> None:
+    """Half a second at 420 kbit/s: through a 300 kbit/s shaper whose 4.5 kB bucket was full (the first part
+    at line rate, then a queue that fills at 120 kbit/s), and through a path with room; both with ±10 ms of
+    jitter (FIFO).  The delivered share hardly tells them apart; the delay growth does."""
+    rng = random.Random(5)
+    size, rate, cap, bucket = 600, 420_000, 300_000, 4500
+    n = int(0.5 * rate / 8 / size)
+    sends = [i * size * 8 / rate for i in range(n)]
+
+    def through(capped: bool) -> list[PacketResult]:
+        out, link_free, tokens, last_arr = [], 0.0, float(bucket), 0.0
+        for t in sends:
+            if capped:
+                tokens = min(bucket, tokens + (t - link_free) * cap / 8) if t > link_free else tokens
+                if tokens >= size:
+                    tokens -= size
+                    leave = t
+                else:
+                    leave = max(t, link_free) + size * 8 / cap
+                link_free = max(link_free, leave)
+            else:
+                leave = t
+            arr = max(last_arr, leave + 0.15 + rng.uniform(-0.01, 0.01))
+            last_arr = arr
+            out.append(PacketResult(t, arr + 1000.0, size))
+        return out
+
+    capped, roomy = through(True), through(False)
+    d_capped, d_roomy = probe_delivery(capped), probe_delivery(roomy)
+    assert d_capped is not None and d_roomy is not None
+    assert d_capped[0] > 0.75  # mostly "delivered": the bucket and the queue took it
+    g_capped, g_roomy = probe_queue_growth(capped), probe_queue_growth(roomy)
+    assert g_capped is not None and g_roomy is not None
+    assert g_capped > 0.06, g_capped
+    assert abs(g_roomy) < 0.02, g_roomy
+    assert probe_queue_growth(roomy[:4]) is None
+    assert probe_queue_growth([PacketResult(float("nan"), None, 600)] * 10) is None

@@ -461,7 +461,8 @@ PAGE_SAMPLE = """async () => {
       if (s.kind === "video") out.video = { ...common, framesDecoded: s.framesDecoded, freezeCount: s.freezeCount,
         totalFreezesDuration: s.totalFreezesDuration, frameHeight: s.frameHeight, pliCount: s.pliCount,
         keyFramesDecoded: s.keyFramesDecoded, retransmittedPacketsReceived: s.retransmittedPacketsReceived,
-        framesReceived: s.framesReceived, framesDropped: s.framesDropped,
+        framesReceived: s.framesReceived, framesDropped: s.framesDropped, bytesReceived: s.bytesReceived,
+        retransmittedBytesReceived: s.retransmittedBytesReceived,
         jitterBufferTargetDelay: s.jitterBufferTargetDelay, jitterBufferMinimumDelay: s.jitterBufferMinimumDelay };
       if (s.kind === "audio") out.audio = { ...common, concealedSamples: s.concealedSamples,
         totalSamplesReceived: s.totalSamplesReceived };

@@ -123,11 +123,13 @@ PROBE_ROOM = 0.95
 up, the next layer is probed after only ``MEASURED_ROOM_WAIT_S``, so a lifted cap climbs all layers
 within a few seconds."""
 MEASURED_ROOM_WAIT_S = 0.5
-SCOUT_OVER = 1.4
+SCOUT_OVER = 1.25
 """On a measured path whose last probe up failed (a cap), the next probes are *scouts*: the path's whole
 traffic at this × the rate it carried then, instead of the next layer's whole rate.  A scout into the same
-cap grows the queue slowly enough (0.4 × the cap) that a half-second of it drops nothing, so the audio
-hardly notices; one that the path carries whole says the cap is gone, and a probe for the *top* layer
+cap grows the queue slowly enough (0.25 × the cap) that a half-second of it drops nothing, so the audio
+hardly notices (at 1.4 × with a scout a second, the low layer under a 300 kbit/s cap lost ~10 % of its packets
+to the lab's queue, and Chromium froze for a fifth of the time); one that the path carries whole says the cap
+is gone, and a probe for the *top* layer
 follows at once (a lifted cap is usually gone altogether: one step to the top, not one per layer; if the
 path carries less, that probe fails, measures the new cap, and the climb goes on layer by layer)."""
 SCOUT_MAX_GROWTH_S = 0.04
@@ -138,8 +140,9 @@ a half-second at 1.4 × 300 kbit/s, ~0.87 delivered), but the queue it builds ra
 through a lifted cap the delay stays flat within the link's jitter."""
 SCOUT_DELIVERED = 0.95
 """Without the delay (no arrival times), a scout passes only when this share of it was delivered."""
-SCOUT_EVERY_S = 1.0
-"""A failed scout (or a failed probe followed by scouts) is tried again this long after its result."""
+SCOUT_EVERY_S = 1.5
+"""A failed scout (or a failed probe followed by scouts) is tried again this long after its result (the
+queue it left drains meanwhile)."""
 CAP_MEMORY_S = 30.0
 """A cap measured by a failed probe is trusted this long; then the full probe measures the path again."""
 PROBE_CUT_AFTER_S = 0.15

@@ -560,10 +560,10 @@ def _capped() -> tuple[VideoGate, float]:
     return g, t
 
 
-def test_a_cap_is_scouted_gently_every_second_and_its_lift_brings_the_full_probe_at_once() -> None:
+def test_a_cap_is_scouted_gently_and_its_lift_brings_the_full_probe_at_once() -> None:
     """Under a cap the first probe up (the next layer's whole rate) fails; it measured what the path carries,
-    so the next tries are scouts at 1.4 × that (a queue that grows too slowly to drop the audio), once a
-    second without backing off.  A scout the path carries whole says the cap is gone: the full probe starts
+    so the next tries are scouts at 1.25 × that (a queue that grows too slowly to drop the audio), every
+    1.5 s without backing off.  A scout the path carries whole says the cap is gone: the full probe starts
     in the same decision, and its pass switches up — the judgment comes with the feedback, not a grace later."""
     g, t = _capped()
     scouts = []
@@ -573,7 +573,7 @@ def test_a_cap_is_scouted_gently_every_second_and_its_lift_brings_the_full_probe
         assert t - judged <= bwe.SCOUT_EVERY_S + 0.06
         assert g.probe is not None
         scouts.append(g.probe.bps)
-        # what a scout sends in all: 1.4 × the cap (the audio + the layer + its padding)
+        # what a scout sends in all: SCOUT_OVER × the cap (the audio + the layer + its padding)
         assert 50_000 + LAYERS[0] + g.probe.bps == pytest.approx(bwe.SCOUT_OVER * 300_000, abs=2)
         layer, t = _measured_result(g, t, 1 / bwe.SCOUT_OVER, 300_000)
         assert layer == 0
@@ -613,22 +613,23 @@ def test_a_scout_the_shaper_absorbed_in_part_is_no_lift() -> None:
     arrival times (no growth known) only one delivered whole does."""
     g, t = _capped()
     first = None
+    sent = int(bwe.SCOUT_OVER * 300_000)  # what a scout sends in all
     for _ in range(3):
         t = _until_probe(g, t, 170_000, t + 5.0)
         first = first or g.probe.bps
-        # what it "carried" (0.88 of 420 kbit/s, more than the cap: the bucket's share) does not raise the cap
+        # what it "carried" (0.88 of what it sent, more than the cap: the bucket's share) does not raise the cap
         assert g.probe.bps == pytest.approx(first, rel=0.01), "the scouts must not creep over the cap"
-        layer, t = _measured_result(g, t, 0.88, 370_000, growth_s=0.11)
+        layer, t = _measured_result(g, t, 0.88, int(0.88 * sent), growth_s=0.11)
         assert layer == 0
         t = _until_probe(g, t, 170_000, t + 5.0)
         assert g.probe is not None and g.probe.bps == pytest.approx(first, rel=0.01)  # a scout, not the top probe
         layer, t = _measured_result(g, t, 1 / bwe.SCOUT_OVER, 300_000)
     t = _until_probe(g, t, 170_000, t + 5.0)
-    layer, t = _measured_result(g, t, 0.9, 380_000)  # no growth known: 0.9 is not enough
+    layer, t = _measured_result(g, t, 0.9, int(0.9 * sent))  # no growth known: 0.9 is not enough
     assert layer == 0 and g.probe is None
     t = _until_probe(g, t, 170_000, t + 5.0)
     assert g.probe.bps == pytest.approx(first, rel=0.03)  # a scout again
-    layer, t = _measured_result(g, t, 0.9, 380_000, growth_s=0.008)
+    layer, t = _measured_result(g, t, 0.9, int(0.9 * sent), growth_s=0.008)
     assert g.probe is not None and g.probe.bps == LAYERS[2] - LAYERS[0]
 
 

@@ -12,7 +12,7 @@
  * (between `MIN_MS` and `MAX_MS`): a retransmission is lost as often as any packet, and its repair
  * comes a round trip later again. With one round trip at 5 % loss, each twice-lost packet (about one
  * every 3 s at 720p) still froze the picture for a quarter of a second; so the rounds follow the
- * share of video packets that arrive as repairs (`ROUNDS`). `HOLD_MS` after the last repair the
+ * share of the video's payload that arrives as repairs (`ROUNDS`). `HOLD_MS` after the last repair the
  * browser's own target is restored. A clean link never gets the extra delay.
  *
  * Owns: `RTCRtpReceiver.jitterBufferTarget` of one connection's video receivers. Must not: touch
@@ -24,13 +24,13 @@ export const HOLD_MS = 20000;
 export const MARGIN_MS = 100;
 export const MIN_MS = 200;
 export const MAX_MS = 1200;
-/** Round trips to wait for, by the share of video packets received as repairs (smoothed): below 1.5 %
+/** Round trips to wait for, by the share of the video's payload received as repairs (smoothed): below 1.5 %
  * one, below 8 % two, below 15 % three, else four (`MAX_MS` bounds them all). */
 export const ROUNDS = [[0.015, 1], [0.08, 2], [0.15, 3], [Infinity, 4]];
 /** NACKs in one check that count as "repairing" (one stray NACK does not). */
 export const NACKS = 2;
 
-/** Round trips a repair may take when `repairShare` of the video packets arrive as repairs. */
+/** Round trips a repair may take when `repairShare` of the video's payload arrives as repairs. */
 export function roundsFor(repairShare) {
   for (const [below, rounds] of ROUNDS) if (repairShare < below) return rounds;
   return ROUNDS[ROUNDS.length - 1][1];
@@ -47,8 +47,8 @@ export class PlayoutDelay {
   constructor(pcOf) {
     this._pcOf = pcOf;
     this._timer = null;
-    this._nacks = new Map(); // inbound-rtp id → [nackCount, retransmitted, received] at the last check
-    this._repairShare = null; // smoothed share of video packets received as repairs
+    this._nacks = new Map(); // inbound-rtp id → [nackCount, retransmitted bytes, bytes] at the last check
+    this._repairShare = null; // smoothed share of the video's payload bytes received as repairs
     this._lastRepairAt = -Infinity;
     this._rttMs = 0;
     /** The target set now (ms), or null: what tests and the bench read. */
@@ -72,7 +72,9 @@ export class PlayoutDelay {
     const seen = new Map();
     (await pc.getStats()).forEach((s) => {
       if (s.type === "inbound-rtp" && s.kind === "video") {
-        const now3 = [s.nackCount || 0, s.retransmittedPacketsReceived || 0, s.packetsReceived || 0];
+        // bytes, not packets: the SFU's probes are padding-only packets on the RTX stream, which Chromium
+        // counts among retransmitted packets but which carry no payload bytes
+        const now3 = [s.nackCount || 0, s.retransmittedBytesReceived || 0, s.bytesReceived || 0];
         const was = this._nacks.get(s.id) || now3;
         nacked += Math.max(0, now3[0] - was[0]);
         repaired += Math.max(0, now3[1] - was[1]);

@@ -34,8 +34,9 @@ from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket
 from media._fastpath import ffi, lib
 from media.bwe import Probe, VideoGate
 from media.probe import PADDING_BYTES, Pacer, padding_packet
-from media.rewrite import SeqTsRewriter
+from media.redforward import RedDepth
 from media.retransmit import KEYFRAME_CHEAPER_S, NACK_KEYFRAME_INTERVAL_S, ResendLog, resend_interval
+from media.rewrite import SeqTsRewriter
 from media.rtp import (
     URI_ABS_SEND_TIME,
     URI_MID,
@@ -132,6 +133,8 @@ class Consumer:
         self.resends = ResendLog()
         """When each outgoing sequence number was last resent (once per RTT at most)."""
         self.red_negotiated = False
+        self.red_depth = RedDepth()
+        """Audio with RED: whether this subscriber's link loses enough for two redundant copies."""
         """Audio: the subscriber gets RED (redundant Opus frames), so a lost packet is not resent."""
         self.retransmitted = 0
         self.rtx_suppressed = 0
@@ -409,6 +412,8 @@ class Consumer:
         self.stats.on_receiver_report(report, now)  # type: ignore[arg-type]
         if self.gate is not None:
             self.gate.on_loss(self.stats.loss_fraction, now)
+        if self.red_negotiated and self.red_depth.update(self.stats.loss_fraction, now) and self.stream is not None:
+            self.stream.regroup()  # into the group of its new RED depth
 
     def sender_report(self, ntp: int, now: float) -> RtcpSrPacket | None:
         """An SR whose RTP time is the source's clock shifted like the packets (keeps lip sync)."""

@@ -94,15 +94,17 @@ class ProducerStream:
         self.cache: PacketCache | None = PacketCache(AUDIO_CACHE_SIZE if producer.kind == "audio" else 2048)
         """Recent packets, to answer subscribers' NACKs (audio too, unless they get RED)."""
         self.consumers: list[Consumer] = []
-        self.groups: list[tuple[bytes | None, Any, int, list[Consumer], bool, int, int]] = []
+        self.groups: list[tuple[bytes | None, Any, int, list[Consumer], int, int, int]] = []
         """``consumers`` grouped by header-extension id table, audio form and transport-cc id, as
-        (table, C array of their sinks, count, the consumers, who own the sinks, RED negotiated, their
+        (table, C array of their sinks, count, the consumers, who own the sinks, their audio form — 0 plain
+        Opus, 1 RED, 2 RED deepened to two copies (``RedDepth``) — their
         Opus payload type, the transport-cc id or 0): the header is renumbered once per table and packet, not once per consumer (all
         browsers of one kind share a table), and each group is one C call."""
         self.unwrapper: RedUnwrapper | None = None
         """RED → plain Opus (``media.redforward``), while a plain subscriber or the recorder takes a RED publisher."""
         self.wrapper: RedWrapper | None = None
-        """Plain Opus → RED, while a subscriber that negotiated RED takes a plain publisher."""
+        """Plain Opus → RED, while a subscriber that negotiated RED takes a plain publisher; or, after the
+        unwrapper, a RED publisher's one copy → two, while a subscriber's RED is deepened."""
         self.red_received = 0
         """Packets that came as RED."""
         self.waiting = 0
@@ -183,21 +185,30 @@ class ProducerStream:
         ast = producer.abs_send_time_id
         ast_offset = find_extension(plain, ast) if ast else -1
         wrapped = None
+        deepened: list[tuple[bytes, int, int]] | None = None
         for table, sinks, count, _, red, opus_pt, twcc_id in self.groups:
-            if red != red_in:  # the other audio form: converted once per packet, whatever the groups
-                if red:
-                    if wrapped is None:
-                        try:
-                            wrapped = self.wrapper.wrap(plain)  # type: ignore[union-attr]
-                        except (ValueError, AttributeError):
-                            continue
-                    self._send_converted(wrapped, seq, ts, table, ast_offset, sinks, count, opus_pt, now,
-                                         twcc_id)
-                elif unwrapped is not None:
-                    for pkt_u, seq_u, ts_u in unwrapped:
-                        self._send_converted(pkt_u, seq_u, ts_u, table, ast_offset, sinks, count, -1, now,
-                                             twcc_id)
+            if red and not red_in:  # plain Opus → RED: converted once per packet, whatever the groups
+                if wrapped is None:
+                    try:
+                        wrapped = self.wrapper.wrap(plain)  # type: ignore[union-attr]
+                    except (ValueError, AttributeError):
+                        continue
+                self._send_converted(wrapped, seq, ts, table, ast_offset, sinks, count, opus_pt, now, twcc_id)
                 continue
+            if red_in and red != 1:  # RED → plain Opus, or RED deepened: from the unwrapped packets
+                if unwrapped is None:
+                    continue
+                if red == 2:
+                    if deepened is None:
+                        deepened = self._deepen(unwrapped)
+                    for pkt_d, seq_d, ts_d in deepened:
+                        self._send_converted(pkt_d, seq_d, ts_d, table, ast_offset, sinks, count, opus_pt, now,
+                                             twcc_id)
+                    continue
+                for pkt_u, seq_u, ts_u in unwrapped:
+                    self._send_converted(pkt_u, seq_u, ts_u, table, ast_offset, sinks, count, -1, now, twcc_id)
+                continue
+            # the form the publisher sends: forwarded as it is
             pkt: bytes | bytearray = plain
             twcc_offset = -1
             if table is not None or ast_offset >= 0 or twcc_id or (red and opus_pt != producer.payload_type):
@@ -221,6 +232,19 @@ class ProducerStream:
             released = fanout(sinks, count, from_buffer(pkt), len(pkt), seq, ts, keyframe, now, twcc_offset)
             if released:
                 self.waiting -= released
+
+    def _deepen(self, unwrapped: list[tuple[bytes, int, int]]) -> list[tuple[bytes, int, int]]:
+        """The unwrapped Opus packets as RED with the two payloads before each (``RedWrapper``)."""
+        wrapper = self.wrapper
+        out: list[tuple[bytes, int, int]] = []
+        if wrapper is None:
+            return out
+        for pkt, seq, ts in unwrapped:
+            try:
+                out.append((wrapper.wrap(pkt), seq, ts))
+            except ValueError:
+                continue
+        return out
 
     def _send_converted(self, packet: bytes, seq: int, ts: int, table: bytes | None, ast_offset: int,
                         sinks: Any, count: int, opus_pt: int, now: float, twcc_id: int = 0) -> None:
@@ -279,9 +303,9 @@ class ProducerStream:
 
     def regroup(self) -> None:
         """Rebuild ``groups`` (after a consumer came, went or renegotiated its extension ids)."""
-        groups: dict[tuple[bytes | None, bool, int, int], list[Consumer]] = {}
+        groups: dict[tuple[bytes | None, int, int, int], list[Consumer]] = {}
         for consumer in self.consumers:
-            red = consumer.red and self.producer.kind == "audio"
+            red = (2 if consumer.red_depth.deep else 1) if consumer.red and self.producer.kind == "audio" else 0
             key = (consumer.ext_table, red, consumer.opus_pt if red else -1, consumer.transport.writer.twcc_id)
             groups.setdefault(key, []).append(consumer)
         self.groups = [
@@ -290,15 +314,18 @@ class ProducerStream:
         ]
         producer = self.producer
         if producer.kind == "audio":
-            wants_red = any(red for _, red, _, _ in groups)
-            wants_plain = any(not red for _, red, _, _ in groups)
-            if not wants_red:
+            red_in = producer.red_payload_type is not None
+            forms = {red for _, red, _, _ in groups}
+            # a wrapper for a plain publisher's RED subscribers, or for deepening a RED publisher's
+            wants_wrapper = 2 in forms or (not red_in and 1 in forms)
+            wants_unwrapper = red_in and bool(forms & {0, 2})
+            if not wants_wrapper:
                 self.wrapper = None
             elif self.wrapper is None:
                 self.wrapper = RedWrapper(producer.payload_type)
-            if not wants_plain:
+            if not wants_unwrapper:
                 self.unwrapper = None
-            elif self.unwrapper is None and producer.red_payload_type is not None:
+            elif self.unwrapper is None:
                 self.unwrapper = RedUnwrapper(producer.payload_type)
 
 

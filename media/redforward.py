@@ -16,6 +16,14 @@ packet once, whatever the number of subscribers in that form:
 * ``RedWrapper`` (plain Opus in, RED out) keeps the last two payloads and
   sends each packet as RED with them as redundant blocks, when they are the
   two packets just before it and their offsets and sizes fit RED's fields.
+  Chained after a ``RedUnwrapper`` it *deepens* a browser's RED (Chromium
+  repeats one payload) to two for a subscriber on a very lossy link: with one
+  copy a fifth of packets lost conceals ~4 % of the audio (both lost), with
+  two ~0.8 %.
+* ``RedDepth`` decides, per subscriber, when its RED is deepened: from the
+  loss its receiver reports show, with hysteresis (two copies cost another
+  Opus stream's bitrate, ~32 kbit/s, which a link that loses little should
+  not pay).
 
 Packet-level only: nothing is decoded.  Malformed RED raises ``ValueError``
 (the stream drops the packet); no logging.
@@ -27,6 +35,11 @@ from media.red import MAX_BLOCK_LENGTH, MAX_TS_OFFSET, block_count, primary_offs
 from media.rtp import payload_range
 
 REDUNDANCY = 2
+DEEP_LOSS = 0.08
+"""A subscriber whose receiver reports show at least this loss gets RED with two copies..."""
+SHALLOW_LOSS = 0.03
+SHALLOW_AFTER_S = 10.0
+"""...until its loss has stayed below ``SHALLOW_LOSS`` this long."""
 """Previous payloads a wrapped RED packet repeats (browsers repeat one or two)."""
 _RECOVERED_RING = 8
 
@@ -145,3 +158,33 @@ class RedWrapper:
             if len(history) > REDUNDANCY:
                 del history[0]
         return bytes(buf)
+
+
+class RedDepth:
+    """Whether one RED subscriber gets the publisher's RED as it is or deepened to two copies."""
+
+    __slots__ = ("deep", "_low_since")
+
+    def __init__(self) -> None:
+        self.deep = False
+        self._low_since: float | None = None
+
+    def update(self, loss: float, now: float) -> bool:
+        """A receiver report's loss fraction (before RED repaired anything) at ``now``; True when ``deep``
+        changed."""
+        if not 0.0 <= loss <= 1.0:
+            return False
+        if not self.deep:
+            if loss >= DEEP_LOSS:
+                self.deep, self._low_since = True, None
+                return True
+            return False
+        if loss >= SHALLOW_LOSS:
+            self._low_since = None
+            return False
+        if self._low_since is None:
+            self._low_since = now
+        if now - self._low_since >= SHALLOW_AFTER_S:
+            self.deep, self._low_since = False, None
+            return True
+        return False

@@ -24,12 +24,14 @@ from typing import Any
 
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.rtp import RtcpReceiverInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from media import ice, red
 from media.ice import IcePolicy
-from media.redforward import RedUnwrapper, RedWrapper
+from media import redforward
+from media.redforward import RedDepth, RedUnwrapper, RedWrapper
 from media.router import Router
 from media.rtp import payload_range
 from media.sdp import accept_red, offer_red, red_payload_types
@@ -239,6 +241,58 @@ def test_plain_opus_to_a_red_subscriber_carries_the_previous_two_payloads() -> N
         assert [b.data for b in parsed.redundant] == [opus(k) for k in want]
         assert [b.ts_offset for b in parsed.redundant] == [960 * (i - k) for k in want]
     assert [p for _, _, _, p in payloads(sent(plain_sub))] == [opus(i) for i in range(10) if i != 6]
+
+
+def _report(loss: float) -> RtcpReceiverInfo:
+    return RtcpReceiverInfo(ssrc=0xC0FFEE, fraction_lost=int(loss * 256), packets_lost=0, highest_sequence=1,
+                            jitter=0, lsr=0, dlsr=0)
+
+
+def test_a_very_lossy_subscriber_gets_a_browsers_red_deepened_to_two_copies_and_back() -> None:
+    """Chromium's RED repeats one payload: at 20 % loss ~4 % of the audio is lost twice.  A subscriber whose
+    receiver reports show that much loss gets two copies instead (the unwrapped payloads, recovered ones
+    included, re-wrapped); the others keep the publisher's RED as it is; after ten quiet seconds it is
+    back to one."""
+    producer = audio_producer(RED_PT)
+    lossy, fine = audio_consumer(RED_PT), audio_consumer(RED_PT)
+    now = time.monotonic()
+    for c in (lossy, fine):
+        c.bind(producer, now)
+    stream = producer.streams[0]
+    lossy.on_receiver_report(_report(0.2), now)
+    fine.on_receiver_report(_report(0.01), now)
+    assert lossy.red_depth.deep and not fine.red_depth.deep
+    for i in range(1, 12):
+        if i == 6:
+            continue  # lost on the way to the SFU: packet 7's one copy brings it back
+        stream.receive(rtp(i, 960 * i, 1000, red_of(i, distance=1), pt=RED_PT), now)
+    deep = [red.parse(p) for _, _, _, p in payloads(sent(lossy))]
+    assert [b.primary for b in deep] == [opus(i) for i in range(1, 12)]  # 6 rebuilt from 7's copy
+    for i, parsed in zip(range(1, 12), deep):
+        want = [k for k in (i - 2, i - 1) if k >= 1]
+        assert [b.data for b in parsed.redundant] == [opus(k) for k in want], i
+    as_is = [red.parse(p) for _, _, _, p in payloads(sent(fine))]
+    assert [len(b.redundant) for b in as_is] == [1] * 10  # the publisher's own packets (6 missing)
+    # quiet: still deep for a while (hysteresis), then one copy again
+    for k in range(1, 12):
+        lossy.on_receiver_report(_report(0.0), now + k)
+        assert lossy.red_depth.deep == (k < 1 + redforward.SHALLOW_AFTER_S)  # quiet since the first
+    stream.receive(rtp(12, 960 * 12, 1000, red_of(12, distance=1), pt=RED_PT), now + 12)
+    got = payloads(sent(lossy))  # (the capture keeps everything sent to it)
+    assert len(got) == 12
+    back = red.parse(got[-1][3])
+    assert back.primary == opus(12) and [b.data for b in back.redundant] == [opus(11)]
+
+
+def test_red_depth_has_hysteresis_and_ignores_nonsense() -> None:
+    d = RedDepth()
+    assert not d.update(0.05, 0.0) and not d.deep
+    assert d.update(redforward.DEEP_LOSS, 1.0) and d.deep
+    assert not d.update(0.05, 2.0)  # between the two bars: stays
+    assert not d.update(0.0, 3.0) and not d.update(0.04, 5.0)  # a loss above the low bar restarts the wait
+    assert not d.update(0.0, 6.0) and not d.update(0.0, 6.0 + redforward.SHALLOW_AFTER_S - 0.1)
+    assert d.update(0.0, 6.0 + redforward.SHALLOW_AFTER_S) and not d.deep
+    assert not d.update(float("nan"), 100.0) and not d.update(-1.0, 100.0) and not d.update(7.0, 100.0)
 
 
 class _Writer:

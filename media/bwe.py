@@ -138,6 +138,9 @@ this across its window: into the same cap a scout is still mostly delivered, bec
 queue take its first part at line rate (the lab's ``tbf``: 4.5 kB of burst and 250 ms of queue absorb most of
 a half-second at 1.4 × 300 kbit/s, ~0.87 delivered), but the queue it builds raises the delay by ~0.1 s;
 through a lifted cap the delay stays flat within the link's jitter."""
+SCOUT_MAX_QUEUE_S = 0.1
+"""...nor while a queue this long stands on the path at its end (a cap's queue already full: measured, a scout
+passed so under a 300 kbit/s cap, then the top probe, and the top layer came back down 2 s later)."""
 SCOUT_DELIVERED = 0.95
 """Without the delay (no arrival times), a scout passes only when this share of it was delivered."""
 SCOUT_EVERY_S = 1.5
@@ -223,6 +226,7 @@ class VideoGate:
         self._probe_room = False
         self._probe_carried: int | None = None
         self._probe_growth: float | None = None
+        self._probe_queue: float | None = None
         self._probe_padding = 0
         self._probe_scout = False
         self._cap_bps: int | None = None
@@ -271,10 +275,11 @@ class VideoGate:
         return self._next_probe_at
 
     def on_probe_measured(self, delivered: float | None, carried_bps: int | None = None,
-                          growth_s: float | None = None) -> None:
+                          growth_s: float | None = None, queue_s: float | None = None) -> None:
         """The share (0..1) of what was sent in the probe's window that the path delivered (None: unknown),
         the rate that share is of everything the transport sent in the window (``carried_bps``), and how
-        much the one-way delay grew across the window (``growth_s``, ``gcc.probe_queue_growth``).
+        much the one-way delay grew across the window (``growth_s``, ``gcc.probe_queue_growth``), and the
+        queue standing on the path at the window's end (``queue_s``, ``SendSideEstimator.standing_queue_s``).
 
         The transport calls it once the feedback covers the whole window (or its grace is over): the
         next :meth:`decide` judges the probe at once."""
@@ -282,6 +287,7 @@ class VideoGate:
             self._probe_delivery = delivered
             self._probe_carried = carried_bps
             self._probe_growth = growth_s
+            self._probe_queue = queue_s
             self._probe_measured_in = True
 
     def on_probe_progress(self, delivered: float, now_s: float) -> bool:
@@ -385,6 +391,7 @@ class VideoGate:
         self._probe_padding = max(0, bps)
         self._probe_carried = None
         self._probe_growth = None
+        self._probe_queue = None
         self._probe_max = 0
         self._probe_enough = int(self.layers_bps[target] * KEEP_MARGIN)
         self._probe_roomy = (self._layer >= 0 and self.estimate_bps is not None
@@ -420,6 +427,9 @@ class VideoGate:
                 # into the same cap a scout is still mostly delivered (a shaper's bucket and queue take its
                 # first part): what says the cap is gone is that no queue grew
                 passed = growth < SCOUT_MAX_GROWTH_S if growth is not None else d >= SCOUT_DELIVERED
+                # and a queue that was already full grows no further: what it drops, the link's "inherent"
+                # loss (learned under the cap) makes look random, so the standing queue must be gone too
+                passed = passed and (self._probe_queue is None or self._probe_queue < SCOUT_MAX_QUEUE_S)
             self._probe_room = passed and self._probe_delivery is not None and self._probe_delivery >= PROBE_ROOM
             if not passed and self._layer >= 0 and self._probe_carried and self._probe_delivery:
                 # a cap: remember what the path carried and what else the transport sent then.  A failed

@@ -412,7 +412,10 @@ class Consumer:
         self.stats.on_receiver_report(report, now)  # type: ignore[arg-type]
         if self.gate is not None:
             self.gate.on_loss(self.stats.loss_fraction, now)
-        if self.red_negotiated and self.red_depth.update(self.stats.loss_fraction, now) and self.stream is not None:
+        if not self.red_negotiated:
+            return
+        congested = self.transport.twcc_active(now) and self.transport.estimator.congested
+        if self.red_depth.update(self.stats.loss_fraction, now, congested=congested) and self.stream is not None:
             self.stream.regroup()  # into the group of its new RED depth
 
     def sender_report(self, ntp: int, now: float) -> RtcpSrPacket | None:

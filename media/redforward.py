@@ -23,7 +23,8 @@ packet once, whatever the number of subscribers in that form:
 * ``RedDepth`` decides, per subscriber, when its RED is deepened: from the
   loss its receiver reports show, with hysteresis (two copies cost another
   Opus stream's bitrate, ~32 kbit/s, which a link that loses little should
-  not pay).
+  not pay), and never on a full path (a cap: the loss is its queue
+  overflowing, which another copy only feeds).
 
 Packet-level only: nothing is decoded.  Malformed RED raises ``ValueError``
 (the stream drops the packet); no logging.
@@ -169,10 +170,17 @@ class RedDepth:
         self.deep = False
         self._low_since: float | None = None
 
-    def update(self, loss: float, now: float) -> bool:
-        """A receiver report's loss fraction (before RED repaired anything) at ``now``; True when ``deep``
-        changed."""
+    def update(self, loss: float, now: float, *, congested: bool = False) -> bool:
+        """A receiver report's loss fraction (before RED repaired anything) at ``now``, and whether the
+        subscriber's path is full (``SendSideEstimator.congested``: a queue, not random loss); True when
+        ``deep`` changed.  A full path is never deepened, and a deepened one goes back at once: under a cap
+        the loss is the queue overflowing, and another copy only adds to it."""
         if not 0.0 <= loss <= 1.0:
+            return False
+        if congested:
+            if self.deep:
+                self.deep, self._low_since = False, None
+                return True
             return False
         if not self.deep:
             if loss >= DEEP_LOSS:

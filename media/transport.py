@@ -695,7 +695,8 @@ class WebRtcTransport:
             delivered = probe_delivery(consumer.probe_results, estimator.inherent_loss)
             growth = probe_queue_growth(consumer.probe_results)
             consumer.probe_window, consumer.probe_results = None, []
-            gate.on_probe_measured(*(delivered if delivered is not None else (None, None)), growth)
+            gate.on_probe_measured(*(delivered if delivered is not None else (None, None)), growth,
+                                   estimator.standing_queue_s)
             log.debug("transport %s: %s: probe of %.2f s judged %.2f s after it (%s delivered, delay %s)",
                       self.transport_id, consumer.consumer_id, window[1] - window[0], now - window[1],
                       "?" if delivered is None else f"{delivered[0]:.2f}",

@@ -524,7 +524,7 @@ def test_a_paused_layer_whose_bitrate_moves_resumes_after_the_probe_at_its_rate(
 
 
 def _measured_result(g: VideoGate, t: float, delivered: float, carried_bps: int,
-                     growth_s: float | None = None) -> tuple[int, float]:
+                     growth_s: float | None = None, queue_s: float | None = None) -> tuple[int, float]:
     """Run the probe that started at ``t`` to its end; its feedback is complete 0.1 s later: (decision, when)."""
     assert g.probe is not None
     end = g.probe.until_s
@@ -532,7 +532,7 @@ def _measured_result(g: VideoGate, t: float, delivered: float, carried_bps: int,
         assert g.decide(t) == g.layer
         t = round(t + 0.05, 6)
     t = round(end + 0.1, 6)
-    g.on_probe_measured(delivered, carried_bps, growth_s)
+    g.on_probe_measured(delivered, carried_bps, growth_s, queue_s)
     return g.decide(t), t
 
 
@@ -624,7 +624,12 @@ def test_a_scout_the_shaper_absorbed_in_part_is_no_lift() -> None:
         t = _until_probe(g, t, 170_000, t + 5.0)
         assert g.probe is not None and g.probe.bps == pytest.approx(first, rel=0.01)  # a scout, not the top probe
         layer, t = _measured_result(g, t, 1 / bwe.SCOUT_OVER, 300_000)
+    # a queue already full grows no further: flat delay, but a standing queue at the end: no lift either
     t = _until_probe(g, t, 170_000, t + 5.0)
+    layer, t = _measured_result(g, t, 0.9, int(0.9 * sent), growth_s=0.004, queue_s=0.24)
+    assert layer == 0 and g.probe is None
+    t = _until_probe(g, t, 170_000, t + 5.0)
+    assert g.probe.bps == pytest.approx(first, rel=0.03)  # a scout again
     layer, t = _measured_result(g, t, 0.9, int(0.9 * sent))  # no growth known: 0.9 is not enough
     assert layer == 0 and g.probe is None
     t = _until_probe(g, t, 170_000, t + 5.0)

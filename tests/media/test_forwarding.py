@@ -67,6 +67,12 @@ class FakeTransport:
         self.participant_id = participant_id
         self.plis: list[int] = []
         self.rtx_budget = RetransmitBudget()
+        self.congested = False
+        """What the send-side estimator says of this subscriber's path (``twcc_active`` while set by a test)."""
+        self.estimator = self
+
+    def twcc_active(self, now: float) -> bool:
+        return self.congested
 
     def send_pli(self, ssrc: int) -> None:
         self.plis.append(ssrc)

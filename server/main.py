@@ -149,6 +149,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
     bus.subscribe(LESSON_TOPIC, record_keeper.on_lesson_event)  # after the rooms: their last leaves are logged
     bus.subscribe(LESSON_TOPIC, recording_service.on_lesson_event)  # after the record keeper: links its record
     bus.subscribe(LESSON_TOPIC, placement.on_event)  # a closed room's lease is given up
+    placement.on_lost = rooms.move_out  # a lease lost (or perhaps lapsed): its room stops here
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> JSONResponse:

@@ -502,6 +502,22 @@ class Room:
         self.on_stage = None
         self._hook("on_closed")
 
+    def move_out(self) -> None:
+        """This node no longer owns the room (its lease went to another node or may have lapsed): every
+        socket is closed with 4010 so that its client fetches a new join token, which names the room's
+        next owner, and joins there.  Nobody is told anybody left (the lesson goes on elsewhere); the
+        room is closed here and its media released."""
+        self._set_state(State.CLOSED)
+        for p in list(self.participants.values()):
+            self._cancel_grace(p)
+            p.close_socket(CLOSE_REDIRECT)
+            if p.connected:
+                self._log("disconnect", p)
+        self.participants.clear()
+        self.hands.clear()
+        self.on_stage = None
+        self._hook("on_closed")
+
     # ------------------------------------------------------------------ dropped sockets and resume
 
     def disconnect(self, p: Participant, link: int, notify: LeaveReason | None = None) -> None:
@@ -789,6 +805,17 @@ class RoomRegistry:
         room = self.rooms.pop(instance_id, None)
         if room is not None:
             room.close(reason)
+
+    def move_out(self, instance_ids: list[int] | None = None) -> list[int]:
+        """The rooms of ``instance_ids`` (None: every room here) leave this node (``Room.move_out``); the
+        lessons may open again here later (they are not closed).  Answers the lessons moved out."""
+        moved = []
+        for instance_id in list(self.rooms) if instance_ids is None else instance_ids:
+            room = self.rooms.pop(instance_id, None)
+            if room is not None:
+                room.move_out()
+                moved.append(instance_id)
+        return moved
 
     def on_event(self, topic: str, event: dict[str, Any]) -> None:
         try:

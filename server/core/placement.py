@@ -8,6 +8,12 @@ With Redis (``SANKE_REDIS_URL``):
   The owner renews both every third of a lease, all its rooms in one script call; when its room
   ends it deletes them.  A node that dies stops renewing: its leases lapse and the next join places
   the room again (a lease whose owner's registry entry is already gone counts as lapsed at once).
+  Every renewal writes ``sanke:node-live:<node>`` with the lease's expiry; only a node with it is
+  chosen, so a dead node whose registry entry outlives its leases gets nothing.
+- A node that cannot renew stops its rooms (``on_lost``, set by the app) once its last renewal that
+  got through is ``LOST_AFTER`` of a lease old, before their leases can lapse, and a room whose lease
+  another node holds at once: never two live copies of a room.  It gives those leases up when Redis
+  answers again.
 - :meth:`Placement.place` answers the room's owner: the live owner if it has one, else a new one
   chosen, and its lease taken, in one Lua script — so two nodes placing the same lesson at the same
   moment agree, and sixty rooms placed in the same second are spread (each placement counts the
@@ -31,6 +37,7 @@ trust another machine's clock (Redis's key expiry is the only judge of a lease).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -44,25 +51,32 @@ log = logging.getLogger(__name__)
 
 ROOM_PREFIX = "sanke:room:"
 NODE_ROOMS_PREFIX = "sanke:node-rooms:"
+LIVE_PREFIX = "sanke:node-live:"
+"""``sanke:node-live:<node>``: written by every lease renewal with the lease's expiry.  A node whose
+renewals stopped (killed, frozen, cut off) loses it exactly when its rooms' leases lapse, while its
+registry entry may live on for a heartbeat or two: only a node with it takes new rooms."""
 CPU_LIMIT = 0.85
 """A worker busier than this (share of one core) counts as full, whatever its consumers."""
 CPU_IDLE = 0.05
 """What an idle worker spends (timers, its channel): not counted as load."""
 REDIS_TIMEOUT_S = 1.5
+LOST_AFTER = 0.75
+"""A node whose last lease renewal that got through is this share of a lease old stops its rooms."""
 
-# KEYS[1] the room's lease.  ARGV: lesson, weight, lease ms, node-rooms prefix, then per live node
-# five values: id, capacity, used (measured), max rooms (-1: none), accepting (1/0).
+# KEYS[1] the room's lease.  ARGV: lesson, weight, lease ms, node-rooms prefix, live prefix, then per
+# registered node five values: id, capacity, used (measured), max rooms (-1: none), accepting (1/0).
+# A node is a candidate only if it accepts rooms and its renewals go on (its live key exists).
 # Returns {owner, 1 if placed now else 0}, or {false, -1} when no node accepts rooms.
 _PLACE = """
 local owner = redis.call('GET', KEYS[1])
 if owner then
-  for i = 5, #ARGV, 5 do
+  for i = 6, #ARGV, 5 do
     if ARGV[i] == owner then return {owner, 0} end
   end
 end
 local best, best_head = nil, nil
-for i = 5, #ARGV, 5 do
-  if ARGV[i + 4] == '1' then
+for i = 6, #ARGV, 5 do
+  if ARGV[i + 4] == '1' and redis.call('EXISTS', ARGV[5] .. ARGV[i]) == 1 then
     local placed = redis.call('HVALS', ARGV[4] .. ARGV[i])
     local max_rooms = tonumber(ARGV[i + 3])
     if max_rooms < 0 or #placed < max_rooms then
@@ -81,10 +95,11 @@ redis.call('PEXPIRE', ARGV[4] .. best, ARGV[3])
 return {best, 1}
 """
 
-# KEYS[1] this node's rooms hash.  ARGV: node id, lease ms, room prefix.  Renews every lease still
-# this node's, takes back one that lapsed with nobody else holding it, forgets one another node holds.
-# Returns the lessons forgotten.
+# KEYS[1] this node's rooms hash, KEYS[2] its live key.  ARGV: node id, lease ms, room prefix.
+# Renews every lease still this node's, takes back one that lapsed with nobody else holding it,
+# forgets one another node holds; renews the live key.  Returns the lessons forgotten.
 _RENEW = """
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
 local lost = {}
 for _, lesson in ipairs(redis.call('HKEYS', KEYS[1])) do
   local key = ARGV[3] .. lesson
@@ -174,6 +189,15 @@ class Placement:
         self._scripts: dict[str, Any] = {}
         self.renewals = 0
         self._releasing: set[asyncio.Task[None]] = set()
+        self._watcher: asyncio.Task[None] | None = None
+        self._renewed_at = 0.0
+        """Loop time the last renewal that got through was sent."""
+        self._dropped: set[int] = set()
+        """Rooms stopped here whose leases are still to be given up."""
+        self.dropped_total = 0
+        self.on_lost: Callable[[list[int] | None], list[int]] | None = None
+        """Stops this node's rooms of these lessons (None: all of them), closing their sockets so that
+        their clients join again on the room's next owner; answers the lessons it stopped.  Set by the app."""
 
     @property
     def clustered(self) -> bool:
@@ -206,9 +230,9 @@ class Placement:
         except Exception as exc:  # noqa: BLE001 - redis-py raises its own and OS errors
             raise ConnectionError(f"Redis: {exc.__class__.__name__}") from exc
         if owner is not None and _text(owner) in nodes:
-            return self._placed(nodes[_text(owner)], new=False)
+            return self._placed(instance_id, nodes[_text(owner)], new=False)
         w = weight if isinstance(weight, int) else await weight()
-        args: list[Any] = [instance_id, max(1, int(w)), self.lease_ms, NODE_ROOMS_PREFIX]
+        args: list[Any] = [instance_id, max(1, int(w)), self.lease_ms, NODE_ROOMS_PREFIX, LIVE_PREFIX]
         for info in nodes.values():
             capacity, used = headroom(info)
             max_rooms = info.capacity.get("max_rooms")
@@ -227,15 +251,18 @@ class Placement:
             raise NoNodeError(f"no node accepts lesson {instance_id}")
         info = nodes[_text(found)]
         if placed != 1:  # another node placed it meanwhile
-            return self._placed(info, new=False)
-        result = self._placed(info, new=True)
+            return self._placed(instance_id, info, new=False)
+        result = self._placed(instance_id, info, new=True)
         self._count("here" if result.here else "elsewhere")
         log.info("placement: lesson %s placed on node %s (weight %d)", instance_id, info.node_id, w)
         await self._record("placed", instance_id, info.node_id, int(w))
         return result
 
-    def _placed(self, info: NodeInfo, *, new: bool) -> Placed:
-        return Placed(info.node_id, info.url, new=new, here=info.node_id == self.node_id)
+    def _placed(self, instance_id: int, info: NodeInfo, *, new: bool) -> Placed:
+        here = info.node_id == self.node_id
+        if here:  # this node's again: a lease still to be given up from before is not
+            self._dropped.discard(instance_id)
+        return Placed(info.node_id, info.url, new=new, here=here)
 
     async def _record(self, kind: str, instance_id: int, node_id: str, weight: int) -> None:
         if self.record is None:
@@ -275,12 +302,33 @@ class Placement:
         task.add_done_callback(self._releasing.discard)
 
     async def renew(self) -> list[int]:
-        """Renew every lease of this node (one script call); answers the lessons another node now owns."""
+        """Give up the leases of rooms this node dropped while Redis was away, then renew every lease
+        of this node (one script call); answers the lessons another node now owns."""
         assert self.redis is not None
+        for lesson in sorted(self._dropped):
+            await asyncio.wait_for(self._script("release", _RELEASE)(
+                keys=[ROOM_PREFIX + str(lesson), self.own_key], args=[self.node_id, lesson]), REDIS_TIMEOUT_S)
+            self._dropped.discard(lesson)
+        sent = asyncio.get_running_loop().time()
         lost = await asyncio.wait_for(self._script("renew", _RENEW)(
-            keys=[self.own_key], args=[self.node_id, self.lease_ms, ROOM_PREFIX]), REDIS_TIMEOUT_S)
+            keys=[self.own_key, LIVE_PREFIX + self.node_id], args=[self.node_id, self.lease_ms, ROOM_PREFIX]),
+            REDIS_TIMEOUT_S)
         self.renewals += 1
+        self._renewed_at = sent  # Redis counts the new expiry from after this moment
         return [int(_text(x)) for x in lost or []]
+
+    def _lose(self, lessons: list[int] | None) -> None:
+        """Stop serving ``lessons`` (None: every room here), whose leases are another node's or may
+        have lapsed; what was stopped is released at the next renewal that gets through."""
+        if self.on_lost is None:
+            return
+        try:
+            dropped = self.on_lost(lessons)
+        except Exception:  # noqa: BLE001 - the rooms' owner must still hear of it next time
+            log.exception("placement: stopping rooms whose leases are lost failed")
+            return
+        self.dropped_total += len(dropped)
+        self._dropped.update(dropped)
 
     async def _run(self) -> None:
         interval = self.lease_ms / 3000
@@ -291,17 +339,41 @@ class Placement:
             except Exception as exc:  # noqa: BLE001 - Redis down: the registry says so too
                 log.warning("placement: renewing the leases failed (%s)", exc.__class__.__name__)
                 continue
-            for lesson in lost:
-                log.warning("placement: lesson %s is owned by another node now", lesson)
+            if lost:
+                log.warning("placement: lessons %s are owned by another node now: their rooms here stop", lost)
+                self._lose(lost)
+
+    async def _watch(self) -> None:
+        """While renewals fail: once the last one that got through is ``LOST_AFTER`` of a lease old,
+        every room here stops (its lease may lapse any moment after, and another node may take it:
+        there must never be two live copies of a room).  Runs apart from the renewals, which may hang
+        for ``REDIS_TIMEOUT_S``."""
+        loop = asyncio.get_running_loop()
+        lease_s = self.lease_ms / 1000
+        stopped_for: float | None = None
+        while True:
+            due = self._renewed_at + LOST_AFTER * lease_s
+            if self._renewed_at == stopped_for or loop.time() < due:
+                await asyncio.sleep(max(0.05, min(lease_s / 6, due - loop.time())))
+                continue
+            stopped_for = self._renewed_at
+            log.error("placement: no lease renewal for %.1f s: node %s stops its rooms (their leases may lapse "
+                      "and another node take them)", loop.time() - self._renewed_at, self.node_id)
+            self._lose(None)
 
     async def __aenter__(self) -> "Placement":
         if self.redis is not None:
+            self._renewed_at = asyncio.get_running_loop().time()
+            with contextlib.suppress(Exception):  # alive (candidate for rooms) before the first interval
+                await self.renew()
             self._task = asyncio.create_task(self._run(), name="sanke-room-leases")
+            self._watcher = asyncio.create_task(self._watch(), name="sanke-room-lease-watch")
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        await cancel_and_wait(self._watcher)
         await cancel_and_wait(self._task)
-        self._task = None
+        self._task = self._watcher = None
 
 
 def _text(value: bytes | str) -> str:

@@ -41,6 +41,7 @@ from tests.utils.factory import World, token_for
 from tests.utils.live import free_port
 from tests.utils.redisserver import RedisServer
 from tests.utils.sanke_proc import Served, child_env, clock_hook, served
+from tests.utils.tcpcut import TcpCut
 from tests.utils.wait import wait_until
 
 HEARTBEAT_S = 1.0
@@ -71,6 +72,8 @@ class Cluster:
     teacher: str
     receiving: str
     """Access tokens of the lessons' teacher and of the receiving classroom's terminal."""
+    links: dict[str, TcpCut]
+    """Each node's way to Redis, which a test may cut."""
 
     def join_token(self, node: str, lesson: int, who: str | None = None) -> dict[str, Any]:
         r = httpx.post(f"{self.nodes[node].base}/api/v1/lessons/{lesson}/join-token",
@@ -119,11 +122,14 @@ def cluster(pg_server: Any, tmp_path: Path) -> Iterator[Cluster]:
     try:
         with ExitStack() as stack:
             nodes: dict[str, Served] = {}
+            links: dict[str, TcpCut] = {}
             hook = clock_hook(tmp_path / "hook")
             for name in NAMES:
                 port = free_port()
+                links[name] = TcpCut("127.0.0.1", rs.port).start()
+                stack.callback(links[name].stop)
                 env = child_env(hook, clock_at, SANKE_DATA_DIR=str(tmp_path / name), SANKE_DATABASE_URL=db_url,
-                                SANKE_REDIS_URL=rs.url, SANKE_SECRET_KEY=TEST_SECRET, SANKE_NODE_ID=name,
+                                SANKE_REDIS_URL=links[name].url(), SANKE_SECRET_KEY=TEST_SECRET, SANKE_NODE_ID=name,
                                 SANKE_MEDIA_WORKERS="1", SANKE_MEDIA_SPARE_WORKER="0", SANKE_NODE_HEARTBEAT_SECONDS=str(HEARTBEAT_S),
                                 SANKE_ROOM_LEASE_SECONDS=str(LEASE_S))
                 command = [sys.executable, "-m", "server.cli", "serve", "--port", str(port)]
@@ -133,7 +139,7 @@ def cluster(pg_server: Any, tmp_path: Path) -> Iterator[Cluster]:
             # registered, their media workers past their start (a starting worker's CPU counts as load)
             wait_for("three settled nodes", lambda: len(e := [json.loads(r.get(k)) for k in r.keys("sanke:node:*")])
                      == 3 and all(x["workers"] and all(w["cpu"] < 0.05 for w in x["workers"]) for x in e), 30)
-            yield Cluster(nodes, r, db_url, lessons[:60], lessons[60:], teacher, receiving)
+            yield Cluster(nodes, r, db_url, lessons[:60], lessons[60:], teacher, receiving, links)
     finally:
         rs.stop()
 
@@ -247,7 +253,49 @@ def test_sixty_rooms_in_one_second_spread_over_three_nodes_draining_and_killed_n
     assert {x["node_id"] for x in moved} == {"node-a"}
     history = placements(cluster.db_url)
     for lesson in victims:
-        # (until node-b's registry entry lapses it still counts as a node: a lease that lapsed first may
-        # be placed on it once more, a second node-b row, before node-a takes the room)
-        owners_in_turn = [node for node, _ in itertools.groupby(node for lid, node, _ in history if lid == lesson)]
-        assert owners_in_turn == ["node-b", "node-a"], history
+        # never placed on the killed node again, though its registry entry outlived its leases
+        assert [node for lid, node, _ in history if lid == lesson] == ["node-b", "node-a"], history
+
+
+def test_a_node_cut_off_from_redis_stops_its_room_before_another_node_takes_it(cluster: Cluster) -> None:
+    lesson = cluster.lessons[1]
+    first = cluster.join_token("node-a", lesson)
+    owner = first["node_id"]
+    other = next(n for n in NAMES if n != owner)
+
+    async def body() -> dict[str, Any]:
+        teacher = LessonClient(cluster.base_of(owner), lesson, first["token"], policy=POLICY)
+        await teacher.connect()
+        try:
+            cluster.links[owner].cut()
+            cut_at = time.monotonic()
+            await asyncio.wait_for(teacher.ws.wait_closed(), LEASE_S + 5)
+            closed_after = time.monotonic() - cut_at
+            code = teacher.ws.close_code
+            # meanwhile the others place the room again once its lease lapsed: on one of them
+            loop = asyncio.get_running_loop()
+            moved = await loop.run_in_executor(None, lambda: wait_for(
+                "the room placed elsewhere", lambda: (a := cluster.join_token(other, lesson))["node_id"] != owner
+                and a, 3 * HEARTBEAT_S + LEASE_S + 5))
+            placed_after = time.monotonic() - cut_at
+            health = httpx.get(f"{cluster.base_of(owner)}/healthz", timeout=10).json()
+            return {"closed_after": closed_after, "code": code, "moved": moved, "placed_after": placed_after,
+                    "health": health}
+        finally:
+            await teacher.close()
+            cluster.links[owner].mend()
+
+    r = asyncio.run(body())
+    print(f"cut off from Redis: room stopped after {r['closed_after']:.2f} s, placed elsewhere after "
+          f"{r['placed_after']:.2f} s")
+    assert r["code"] == 4010  # its client goes for a new token, which names the next owner
+    assert r["closed_after"] < LEASE_S  # before its lease could lapse...
+    assert r["closed_after"] < r["placed_after"]  # ...so never two live copies
+    assert r["moved"]["node_id"] != owner
+    assert r["health"]["status"] == "degraded" and r["health"]["accepting_rooms"] is False
+    wait_for("no room left on the cut-off node", lambda: rooms_open(cluster.base_of(owner)) == 0.0, 5)
+    # Redis back: the node takes rooms again, and its own lease of the moved room was given up
+    wait_for("the owner healthy again",
+             lambda: httpx.get(f"{cluster.base_of(owner)}/healthz", timeout=10).json()["status"] == "ok", 10)
+    assert cluster.redis.get(f"sanke:room:{lesson}") == r["moved"]["node_id"].encode()
+    assert str(lesson).encode() not in cluster.redis.hkeys(f"sanke:node-rooms:{owner}")

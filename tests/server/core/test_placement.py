@@ -24,7 +24,9 @@ from scheduler.models import LessonKind
 from scheduler.room_weight import room_weight
 from server.core.config import Settings
 from server.core.nodes import KEY_PREFIX, NodeInfo, NodeRegistry
+from tests.utils.tcpcut import TcpCut
 from server.core.placement import (
+    LIVE_PREFIX,
     NODE_ROOMS_PREFIX,
     ROOM_PREFIX,
     NoNodeError,
@@ -64,11 +66,14 @@ class Cluster:
         self._clients: list[Any] = []
 
     async def write(self, info: NodeInfo, ttl_s: float = 30.0) -> None:
+        """A node's heartbeat, and its lease renewals going on (its live key)."""
         await self.redis.set(KEY_PREFIX + info.node_id, info.to_json(), px=int(ttl_s * 1000))
+        await self.redis.set(LIVE_PREFIX + info.node_id, "1", px=int(ttl_s * 1000))
 
-    def placement(self, node_id: str) -> Placement:
+    def placement(self, node_id: str, url: str | None = None) -> Placement:
+        """``url``: the Redis this node reaches (default: the cluster's)."""
         if node_id not in self.placements:
-            client = aioredis.from_url(self.url)
+            client = aioredis.from_url(url or self.url)
             self._clients.append(client)
             settings = Settings(node_id=node_id, node_heartbeat_seconds=1.0)
             registry = NodeRegistry(settings, load=None, redis=client)  # type: ignore[arg-type]
@@ -275,6 +280,98 @@ def test_a_room_whose_owner_is_gone_is_placed_again_on_the_next_join(redis_serve
     remaining = ({"node-a", "node-b"} - {r["second"].node_id}).pop()
     assert r["third"].new and r["third"].node_id == remaining
     assert [x[2] for x in r["records"]] == ["node-c", r["second"].node_id, remaining]
+
+
+def test_a_registered_node_whose_renewals_stopped_gets_no_room(redis_server) -> None:
+    """A killed node's registry entry outlives its leases by up to a heartbeat or two; in that time it
+    must not be chosen again, neither for the rooms it had nor for new ones."""
+    async def body() -> dict[str, Any]:
+        async with cluster(redis_server, lease_s=0.5) as c:
+            for n in NODES:  # node-c has the most headroom
+                await c.write(entry(n, consumers=0 if n == "node-c" else 100))
+            first = (await c.placement("node-a").place(9, 5)).node_id
+            # node-c is killed: its renewals stop (live key and leases lapse), its entry is still there
+            await c.redis.delete(LIVE_PREFIX + "node-c", ROOM_PREFIX + "9")
+            registered = await c.redis.exists(KEY_PREFIX + "node-c")
+            again = await c.placement("node-b").place(9, 5)
+            fresh = [(await c.placement("node-a").place(lesson, 5)).node_id for lesson in (10, 11, 12)]
+            # every node's renewals stopped: nobody takes the room
+            await c.redis.delete(*(LIVE_PREFIX + n for n in NODES))
+            try:
+                await c.placement("node-a").place(13, 5)
+                refused = False
+            except NoNodeError:
+                refused = True
+            return {"first": first, "registered": registered, "again": again, "fresh": fresh, "refused": refused}
+
+    r = run(body)
+    assert r["first"] == "node-c" and r["registered"] == 1
+    assert r["again"].new and r["again"].node_id in ("node-a", "node-b")
+    assert set(r["fresh"]) <= {"node-a", "node-b"}
+    assert r["refused"]
+
+
+def test_a_node_that_cannot_renew_stops_its_rooms_before_their_leases_lapse(redis_server) -> None:
+    """Cut off from Redis, the owner stops serving its rooms while their leases still hold (so there is
+    never a second live copy once another node takes them), and when Redis is back it gives up those
+    leases instead of taking them back; a lease another node took is given up at the next renewal."""
+    async def body() -> dict[str, Any]:
+        link = TcpCut("127.0.0.1", redis_server.port).start()
+        try:
+            async with cluster(redis_server, lease_s=0.9) as c:
+                for n in NODES:
+                    await c.write(entry(n, consumers=0 if n == "node-b" else 250))
+                owner = c.placement("node-b", url=link.url())
+                stopped: list[tuple[list[int] | None, bytes | None]] = []
+                rooms_here = {7, 8}
+
+                def on_lost(lessons: list[int] | None) -> list[int]:
+                    gone = sorted(rooms_here if lessons is None else rooms_here & set(lessons))
+                    rooms_here.difference_update(gone)
+                    stopped.append((lessons, None))
+                    return gone
+
+                owner.on_lost = on_lost
+                async with owner:  # renews every 0.3 s
+                    placed = [(await c.placement("node-a").place(lesson, 5)).node_id for lesson in (7, 8)]
+                    await asyncio.sleep(0.5)
+                    link.cut()
+                    cut_at = time.monotonic()
+                    while not stopped and time.monotonic() < cut_at + 5:
+                        await asyncio.sleep(0.01)
+                    stopped_after = time.monotonic() - cut_at
+                    held = await c.redis.mget([ROOM_PREFIX + "7", ROOM_PREFIX + "8"])  # not lapsed yet
+                    while await c.redis.exists(ROOM_PREFIX + "7") and time.monotonic() < cut_at + 5:
+                        await asyncio.sleep(0.01)
+                    elsewhere = (await c.placement("node-a").place(7, 5)).node_id
+                    link.mend()
+                    renewals = owner.renewals
+                    while owner.renewals < renewals + 2 and time.monotonic() < cut_at + 10:
+                        await asyncio.sleep(0.01)
+                    after = {"7": await c.redis.get(ROOM_PREFIX + "7"), "8": await c.redis.get(ROOM_PREFIX + "8"),
+                             "hash": await c.redis.hkeys(NODE_ROOMS_PREFIX + "node-b")}
+                    # a room placed here again, then taken by another node (as after a lapse elsewhere)
+                    rooms_here.add(9)
+                    await c.redis.set(ROOM_PREFIX + "9", "node-b")
+                    await c.redis.hset(NODE_ROOMS_PREFIX + "node-b", "9", 5)
+                    await c.redis.set(ROOM_PREFIX + "9", "node-c")
+                    while len(stopped) < 2 and time.monotonic() < cut_at + 15:
+                        await asyncio.sleep(0.01)
+                return {"placed": placed, "stopped": stopped, "stopped_after": stopped_after, "held": held,
+                        "elsewhere": elsewhere, "after": after, "dropped": owner.dropped_total, "left": rooms_here}
+        finally:
+            link.stop()
+
+    r = run(body)
+    assert r["placed"] == ["node-b", "node-b"]
+    assert r["stopped"][0][0] is None  # every room here
+    assert r["stopped_after"] < 0.9, r  # before a lease (0.9 s) could lapse...
+    assert r["held"] == [b"node-b", b"node-b"]  # ...and indeed while both were still node-b's
+    assert r["elsewhere"] != "node-b"
+    assert r["after"]["7"] == r["elsewhere"].encode()
+    assert r["after"]["8"] is None and r["after"]["hash"] == []  # given up, not taken back
+    assert r["stopped"][1][0] == [9] and r["left"] == set()
+    assert r["dropped"] == 3
 
 
 def test_without_redis_this_node_owns_every_room_and_nothing_is_written() -> None:

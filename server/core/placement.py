@@ -353,7 +353,10 @@ class Placement:
         stopped_for: float | None = None
         while True:
             due = self._renewed_at + LOST_AFTER * lease_s
-            if self._renewed_at == stopped_for or loop.time() < due:
+            if self._renewed_at == stopped_for:  # stopped already: until a renewal gets through
+                await asyncio.sleep(lease_s / 6)
+                continue
+            if loop.time() < due:
                 await asyncio.sleep(max(0.05, min(lease_s / 6, due - loop.time())))
                 continue
             stopped_for = self._renewed_at

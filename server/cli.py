@@ -52,7 +52,7 @@ def _serve(args: argparse.Namespace) -> int:
         print("只有本机可以访问（音视频也只走本机回环地址）；让其他电脑接入请设置 SANKE_HOST，"
               "见 docs/operations.md。")
     sys.stdout.flush()
-    serve(app, host=host, port=port, log_level="info", on_term=app.state.nodes.drain)
+    serve(app, host=host, port=port, log_level="info", on_term=app.state.drain)
     return 0
 
 

@@ -36,6 +36,8 @@ from server.core.migrate import upgrade
 from server.core.nodeload import NodeLoad
 from server.core.nodes import NodeRegistry
 from server.core.placement import Placement
+from signaling import handover
+from signaling.roomstore import RoomStateKeeper
 from server.core.recordkeeper import RecordKeeper
 from server.core.recovery import Recovery
 from server.core.webhooks import WebhookWorker
@@ -90,6 +92,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
     collector = metrics.NodeCollector(nodes, eventlog)
     placement = Placement(nodes, lease_seconds=settings.room_lease_seconds, counter=collector.placements,
                           record=placement_models.recorder(session_factory, nodes.node_id))
+    room_states = RoomStateKeeper(getattr(bus, "redis", None), node_id=nodes.node_id)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -104,6 +107,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
             await stack.enter_async_context(recording_service)  # its compose jobs stop before the workers
             await stack.enter_async_context(nodes)  # registered once its workers are up; gone before they stop
             await stack.enter_async_context(placement)  # renews the leases of the rooms placed here
+            await stack.enter_async_context(room_states)  # writes the snapshots of the rooms here
             if run_lifecycle if run_webhooks is None else run_webhooks:
                 await stack.enter_async_context(webhook_worker)  # sends the outbox's due deliveries
             if run_lifecycle:
@@ -134,6 +138,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
     app.state.ice_policy = ice_policy
     app.state.nodes = nodes
     app.state.placement = placement
+    app.state.room_states = room_states if room_states.clustered else None
     app.state.metrics = collector
     webhook_worker.attempts = collector.webhook_attempts
     errors.install(app)
@@ -150,6 +155,16 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
     bus.subscribe(LESSON_TOPIC, recording_service.on_lesson_event)  # after the record keeper: links its record
     bus.subscribe(LESSON_TOPIC, placement.on_event)  # a closed room's lease is given up
     placement.on_lost = rooms.move_out  # a lease lost (or perhaps lapsed): its room stops here
+    if room_states.clustered:
+        rooms.on_change = room_states.changed  # what must survive this node, kept in Redis
+        bus.subscribe(LESSON_TOPIC, room_states.on_event)  # a closed room's snapshot is deleted
+
+    async def drain() -> None:
+        """SIGTERM: no new rooms; lessons go on to their end, or move after SANKE_DRAIN_TIMEOUT_S."""
+        await handover.drain(nodes, placement, rooms, room_states if room_states.clustered else None,
+                             timeout_s=settings.drain_timeout_s)
+
+    app.state.drain = drain
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> JSONResponse:

@@ -24,7 +24,7 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import websockets
@@ -46,12 +46,25 @@ class LessonError(Exception):
         self.reply = message
 
 
+REJOIN_DELAYS_S = (0.05, 0.2, 0.2, 0.2, 0.2, 0.3, 0.3, 0.5, 0.5, 1.0, 1.0, 2.0, 4.0)
+"""Waits between attempts to join again after the socket dropped (then the last, until ``close``): short
+at first, since a room whose node died is placed elsewhere within a lease (a few seconds)."""
+
+JoinAnswer = Callable[[], Awaitable[dict[str, Any]]]
+"""Fetches a new join token: the join-token answer (``token``, ``ws_url``)."""
+
+
 class LessonClient:
     def __init__(self, base_url: str, instance_id: int, token: str, *, policy: IcePolicy,
                  on_message: Callable[[dict[str, Any]], None] | None = None,
-                 publisher: RTCPeerConnection | None = None, subscriber: RTCPeerConnection | None = None) -> None:
+                 publisher: RTCPeerConnection | None = None, subscriber: RTCPeerConnection | None = None,
+                 rejoin: JoinAnswer | None = None) -> None:
         """``publisher``/``subscriber``: peer connections to use instead of new ones (a benchmark
-        that hooks its own connections passes them; after a ``media_restart`` new ones are made)."""
+        that hooks its own connections passes them; after a ``media_restart`` new ones are made).
+        ``rejoin``: when given, a socket that drops (the room's node died or handed the room on)
+        is followed by itself, as the web pages do: a new token from ``rejoin()``, the node its
+        answer names, the session resumed or joined afresh; then the local tracks are published
+        again and the subscriptions asked for again, by user (sessions change when a room moves)."""
         self.url = base_url.replace("http://", "ws://").replace("https://", "wss://").rstrip("/") \
             + f"/api/v1/lessons/{instance_id}/ws"
         self.token = token
@@ -89,6 +102,15 @@ class LessonClient:
         """The ``redirect`` messages followed (at most one per ``connect``)."""
         self.restarts: list[dict[str, Any]] = []
         """The ``media_restart`` messages acted on (the connections they named were made again)."""
+        self.rejoin = rejoin
+        self.rejoins: list[dict[str, Any]] = []
+        """Per rejoin after a dropped socket: ``dropped``/``joined`` (``time.monotonic``), ``attempts``,
+        ``reply`` type (``resumed`` or ``joined``), ``node`` (the ws URL)."""
+        self.roster: dict[str, dict[str, Any]] = {}
+        """participant id → its ``ParticipantInfo`` as last heard (``joined`` and the deltas)."""
+        self._wanted: list[dict[str, Any]] = []
+        """The subscriptions asked for, by ``user_id`` (or the stage), to ask for again after a rejoin."""
+        self._following: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ connection
 
@@ -114,6 +136,8 @@ class LessonClient:
         if reply.get("ice_servers") is None and self.joined.get("ice_servers") is not None:
             reply = {**reply, "ice_servers": self.joined["ice_servers"]}  # a resume without fresh ones
         self.joined = reply
+        if reply.get("type") == "joined":
+            self.roster = {p["participant_id"]: p for p in reply.get("participants") or []}
         self._configuration = None  # connections made from now on take the servers (and credentials) just given
         self.participant_id = reply["session_id"]
         self._reader = asyncio.get_running_loop().create_task(self._read())
@@ -149,6 +173,10 @@ class LessonClient:
 
     async def close(self) -> None:
         self.closing = True
+        if self._following is not None and self._following is not asyncio.current_task():
+            self._following.cancel()
+            with contextlib.suppress(BaseException):
+                await self._following
         if self._pinger is not None:
             self._pinger.cancel()
         for pc in (self.publisher, self.subscriber):
@@ -175,6 +203,7 @@ class LessonClient:
                 msg = json.loads(frame)
                 self.last_seq = max(self.last_seq, int(msg.get("seq", 0)))
                 self.messages.append(msg)
+                self._track_roster(msg)
                 if self.on_message is not None:
                     self.on_message(msg)
                 rid = msg.get("request_id")
@@ -192,6 +221,22 @@ class LessonClient:
                     self._on_media_restart(msg)
         except websockets.ConnectionClosed:
             pass
+        left = self.messages[-1] if self.messages and self.messages[-1].get("type") == "leave" else None
+        if left is not None and left.get("reason") != "timeout":
+            return  # sent away (closed, kicked, replaced): nothing to follow
+        if self.rejoin is not None and not self.closing and (self._following is None or self._following.done()):
+            self._following = asyncio.get_running_loop().create_task(self._follow())
+
+    def _track_roster(self, msg: dict[str, Any]) -> None:
+        kind = msg.get("type")
+        if kind == "participant_joined" or kind == "participant_updated":
+            info = msg.get("participant") or {}
+            if "participant_id" in info:
+                self.roster[info["participant_id"]] = info
+                if kind == "participant_joined" and self._wanted and self.rejoins:
+                    self._spawn(self._subscribe_wanted())  # someone back after the room moved
+        elif kind == "participant_left":
+            self.roster.pop(str(msg.get("participant_id")), None)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -267,7 +312,74 @@ class LessonClient:
 
     async def subscribe(self, subscriptions: list[dict[str, Any]]) -> None:
         """Replace the subscription set, e.g. ``[{"participant_id": pid, "source": "camera"}]``."""
+        self._wanted = [{**sub, "user_id": self.roster.get(sub["participant_id"], {}).get("user_id")}
+                        for sub in subscriptions]
         await self.request({"type": "update_subscriptions", "subscriptions": subscriptions})
+
+    async def _subscribe_wanted(self) -> None:
+        """Ask again for the subscriptions wanted, for the users present now (by their new sessions)."""
+        by_user = {p.get("user_id"): pid for pid, p in self.roster.items()}
+        subs = []
+        for want in self._wanted:
+            sub = {k: v for k, v in want.items() if k != "user_id"}
+            if want.get("user_id") is not None:
+                if want["user_id"] not in by_user:
+                    continue
+                sub["participant_id"] = by_user[want["user_id"]]
+            subs.append(sub)
+        with contextlib.suppress(LessonError, asyncio.TimeoutError, websockets.ConnectionClosed):
+            await self.request({"type": "update_subscriptions", "subscriptions": subs})
+
+    # ------------------------------------------------------------------ following a room that moved
+
+    async def _follow(self) -> None:
+        """The socket dropped without ``leave``: join again (a new token names the room's node now),
+        then publish again and subscribe again."""
+        dropped = time.monotonic()
+        if self._pinger is not None:
+            self._pinger.cancel()
+        old = [pc for pc in (self.publisher, self.subscriber) if pc is not None]
+        if self.publisher is not None:  # aiortc stops the track of a sender whose connection closes
+            for transceiver in self.publisher.getTransceivers():
+                transceiver.sender.replaceTrack(None)
+        self.publisher = self.subscriber = None
+        self.tracks.clear()
+        self.mids.clear()
+        for pc in old:
+            await pc.close()
+        attempts = 0
+        reply: dict[str, Any] | None = None
+        assert self.rejoin is not None
+        while not self.closing:
+            attempts += 1
+            try:
+                answer = await self.rejoin()
+                self.token = str(answer["token"])
+                if answer.get("ws_url"):
+                    self.url = str(answer["ws_url"])
+                reply = await self.connect(5.0, resume=(self.participant_id, self.last_seq))
+                break
+            except (OSError, asyncio.TimeoutError, websockets.WebSocketException, LessonError, KeyError,
+                    ValueError) as exc:
+                log.info("rejoin %s: attempt %d failed: %s", self.participant_id, attempts, exc)
+            except Exception as exc:  # noqa: BLE001 - the token source's own errors (HTTP)
+                log.info("rejoin %s: attempt %d failed: %r", self.participant_id, attempts, exc)
+            await asyncio.sleep(REJOIN_DELAYS_S[min(attempts - 1, len(REJOIN_DELAYS_S) - 1)])
+        if reply is None:
+            return
+        self.rejoins.append({"dropped": dropped, "joined": time.monotonic(), "attempts": attempts,
+                             "reply": reply.get("type"), "node": self.url})
+        async with self._publishing:
+            by_codec: dict[str | None, dict[str, MediaStreamTrack]] = {}
+            for source, track in self.local.items():
+                by_codec.setdefault(self._codecs.get(source), {})[source] = track
+            try:
+                for codec, tracks in by_codec.items():
+                    await self._add_tracks(tracks, codec)
+            except (LessonError, asyncio.TimeoutError, websockets.ConnectionClosed) as exc:
+                log.warning("rejoin %s: publishing again failed: %s", self.participant_id, exc)
+        if self._wanted:
+            await self._subscribe_wanted()
 
     async def _on_offer(self, msg: dict[str, Any]) -> None:
         if self.subscriber is None:

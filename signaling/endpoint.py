@@ -91,6 +91,7 @@ from signaling.room import (
     RoomClosedError,
     RoomMedia,
     RoomRegistry,
+    RoomSnapshot,
     new_session_id,
 )
 
@@ -266,6 +267,8 @@ class _Admission:
     jti: str
     session_id: str
     """The id of the session a fresh join creates."""
+    restore: RoomSnapshot | None = None
+    """The snapshot the room's previous node left, when the room opens here with this join."""
 
 
 async def _admit(ws: WebSocket, instance_id: int, join: Join) -> _Admission:
@@ -290,8 +293,12 @@ async def _admit(ws: WebSocket, instance_id: int, join: Join) -> _Admission:
                                    join.resume_session_id or fresh_id)
     if not seat.claim.first_use and join.resume_session_id != seat.claim.session_id:  # not its own session
         raise _JoinRefused(ErrorCode.token_invalid, "入会凭证已使用，请重新获取", CLOSE_AUTH)
+    restore = None
+    keeper = getattr(app.state, "room_states", None)
+    if keeper is not None and _registry(ws).get(instance_id) is None:  # opening here: as its last node left it
+        restore = await keeper.load(instance_id)
     return _Admission(user_id=claims.user_id, role=role, classroom_id=claims.classroom_id, seat=seat,
-                      jti=claims.jti, session_id=fresh_id)
+                      jti=claims.jti, session_id=fresh_id, restore=restore)
 
 
 class _Redirected(Exception):
@@ -329,7 +336,7 @@ async def _owned_here(app: FastAPI, instance_id: int) -> None:
 def _enter(ws: WebSocket, conn: Connection, instance_id: int, join: Join, adm: _Admission) -> tuple[Room, Participant]:
     """Resume the session ``join`` names if it can be (same user, role and lesson, within the grace,
     its messages still kept), else join afresh.  A token used before may only resume its session."""
-    room = _registry(ws).get_or_open(instance_id)
+    room = _registry(ws).get_or_open(instance_id, adm.restore)
     if join.resume_session_id is not None and join.last_seq is not None:
         resumed = room.resume(join.resume_session_id, join.last_seq, adm.user_id, adm.role, conn.deliver,
                               conn.close, request_id=join.request_id, keep_media=join.keep_media,

@@ -81,7 +81,7 @@ from signaling.messages import (
 
 if TYPE_CHECKING:
     from media.pool import WorkerPool
-    from signaling.room import Participant, Room
+    from signaling.room import Participant, Room, RoomSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +131,8 @@ class _Gap:
     started: float
     waiting: set[tuple[str, str]] = field(default_factory=set)
     """(participant id, direction) of the connections that were up and are not yet again."""
+    users: set[int] = field(default_factory=set)
+    """After the room moved from another node: the users it had whose subscriber connection is not up here yet."""
     timer: asyncio.TimerHandle | None = None
 
 
@@ -283,6 +285,18 @@ class LessonMedia:
     def on_joined(self, room: Room, p: Participant) -> None:
         self.room = room
 
+    def on_restored(self, room: Room, snap: RoomSnapshot) -> None:
+        """The room was opened here from the snapshot its previous node left (that node died, lost
+        Redis or drained): the lesson's media have been down since that node's last sign of life
+        (``snap.down_s`` ago) and are back when every user it had has a subscriber connection up
+        here again (or after ``GAP_WAIT_S``): one ``media_gap`` in the event log."""
+        self.room = room
+        if not snap.users:
+            return
+        gap = self.gap = _Gap(reason=snap.reason, started=time.monotonic() - max(0.0, snap.down_s),
+                              users=set(snap.users))
+        gap.timer = asyncio.get_running_loop().call_later(GAP_WAIT_S, self._end_gap)
+
     def on_left(self, room: Room, p: Participant) -> None:
         self.room = room
         pid = p.participant_id
@@ -293,6 +307,7 @@ class LessonMedia:
             del self._restarted_at[key]
         if self.gap is not None:  # nobody waits for the connections of someone who left
             self.gap.waiting = {w for w in self.gap.waiting if w[0] != pid}
+            self.gap.users.discard(p.user_id)
             self._gap_check()
 
         async def left() -> None:
@@ -453,6 +468,9 @@ class LessonMedia:
         if state == "connected":
             if self.gap is not None:
                 self.gap.waiting.discard((pid, direction))
+                p = self.room.participants.get(pid) if self.room is not None else None
+                if p is not None and direction == "recv":
+                    self.gap.users.discard(p.user_id)
                 self._gap_check()
             return
         if state not in ENDED_STATES:
@@ -495,7 +513,7 @@ class LessonMedia:
 
     def _gap_check(self) -> None:
         gap = self.gap
-        if gap is not None and not gap.waiting and self._router_created:
+        if gap is not None and not gap.waiting and not gap.users and self._router_created:
             self._end_gap()
 
     def _end_gap(self) -> None:

@@ -249,6 +249,15 @@ class RoomState(_Part):
     """The raise-hand queue, oldest first."""
 
 
+class ChatLine(_Part):
+    """A chat line kept by the room (``joined.recent_chat``)."""
+
+    from_participant_id: ParticipantId
+    from_name: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    text: ChatText
+    ts: EpochMs
+
+
 class IceServer(_Part):
     urls: list[Annotated[str, StringConstraints(min_length=1, max_length=256)]] = Field(min_length=1, max_length=8)
     username: Annotated[str, StringConstraints(max_length=256)] | None = None
@@ -468,6 +477,8 @@ class Joined(_ServerBase):
     ping_timeout_s: int = Field(ge=1, le=600)
     resume_grace_s: int = Field(ge=0, le=600)
     server_time: EpochMs
+    recent_chat: list[ChatLine] = Field(default_factory=list, max_length=50)
+    """The room's last chat lines, oldest first (also those from before the room moved to this node)."""
 
 
 class Resumed(_ServerBase):
@@ -661,6 +672,17 @@ class Redirect(_ServerBase):
     node_id: Annotated[str, StringConstraints(min_length=1, max_length=100)]
 
 
+class RoomMoving(_ServerBase):
+    """Server → client: this node is being taken out of service (drained) and the lesson moves to
+    another node now.  The socket is closed with 4010 right after; the client fetches a new join
+    token (its answer names the new node) and joins there, as after a failover.  ``message`` is the
+    zh-CN text a page shows meanwhile."""
+
+    type: Literal["room_moving"] = "room_moving"
+    reason: Literal["node_drain"] = "node_drain"
+    message: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
 class ServerLeave(_ServerBase):
     """Server → client, last message before the server closes the socket."""
 
@@ -679,7 +701,7 @@ ServerMessage = Annotated[
     Joined | Resumed | ParticipantJoined | ParticipantLeft | ParticipantUpdated | RoomUpdated
     | ServerOffer | ServerAnswer | ServerIceCandidate | OnStageChanged | Muted | HandRaised
     | ChatMessage | LinkQualityUpdate | Pong | Ack | Error | ServerLeave | LayersWanted | ServerMediaRestart
-    | Redirect,
+    | Redirect | RoomMoving,
     Field(discriminator="type"),
 ]
 

@@ -34,6 +34,7 @@ What is NOT here yet (honestly):
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import time
@@ -48,6 +49,7 @@ from signaling.messages import (
     Ack,
     Answer,
     Chat,
+    ChatLine,
     ChatMessage,
     ClientMessage,
     Error,
@@ -97,6 +99,8 @@ PING_TIMEOUT_S = 45
 RESUME_GRACE_S: float = 30
 """How long a session whose socket dropped (without ``leave``) waits for a resume (``joined.resume_grace_s``)."""
 REPLAY_BUFFER = 500
+RECENT_CHAT = 50
+"""The chat lines a room keeps (``joined.recent_chat``, and its snapshot)."""
 """The last messages of a session kept for a resume; a ``last_seq`` older than them gets a fresh ``joined``."""
 
 MEDIA_UNAVAILABLE = ErrorCode.internal
@@ -347,6 +351,55 @@ class NullMedia:
         return None
 
 
+@dataclass
+class RoomSnapshot:
+    """What of a room must outlive its node (a failover or a drain opens it again on another one):
+    plain data, keyed by user id, since sessions do not move.  ``to_json``/``parse``."""
+
+    live: bool = False
+    muted_all: bool = False
+    on_stage: int | None = None
+    """The user on stage."""
+    hands: list[int] = field(default_factory=list)
+    """Users with a raised hand, oldest first."""
+    users: dict[int, dict[str, list[str]]] = field(default_factory=dict)
+    """user id → ``muted_by_teacher``, ``self_muted`` (source names), of everyone in the room."""
+    chat: list[dict[str, Any]] = field(default_factory=list)
+    """The last ``RECENT_CHAT`` lines (``ChatLine`` fields)."""
+    node: str | None = None
+    """The node that wrote it."""
+    down_s: float = 0.0
+    """(Not stored) how long the room had been gone when it was read back: its previous node's last sign
+    of life until now."""
+    reason: str = "node_failover"
+    """Why the room moved: ``node_failover`` (its node died or lost Redis) or ``node_drain``."""
+
+    def to_json(self) -> str:
+        return json.dumps({"live": self.live, "muted_all": self.muted_all, "on_stage": self.on_stage,
+                           "hands": self.hands, "users": {str(k): v for k, v in self.users.items()},
+                           "chat": self.chat, "node": self.node, "reason": self.reason}, ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def parse(cls, raw: bytes | str) -> "RoomSnapshot":
+        """A snapshot read back; ``ValueError`` for anything that is not one."""
+        try:
+            data = json.loads(raw)
+            if not isinstance(data, dict):
+                raise ValueError("not an object")
+            users = {int(k): {"muted_by_teacher": [TrackSource(x).value for x in v.get("muted_by_teacher", [])],
+                              "self_muted": [TrackSource(x).value for x in v.get("self_muted", [])]}
+                     for k, v in dict(data.get("users") or {}).items()}
+            chat = [ChatLine.model_validate(c).model_dump() for c in list(data.get("chat") or [])][-RECENT_CHAT:]
+            on_stage = data.get("on_stage")
+            return cls(live=bool(data.get("live")), muted_all=bool(data.get("muted_all")),
+                       on_stage=None if on_stage is None else int(on_stage),
+                       hands=[int(h) for h in data.get("hands") or []], users=users, chat=chat,
+                       node=None if data.get("node") is None else str(data["node"]),
+                       reason="node_drain" if data.get("reason") == "node_drain" else "node_failover")
+        except (TypeError, ValueError, AttributeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"room snapshot: {exc}") from None
+
+
 MediaFactory = Callable[[int], RoomMedia]
 """Makes the media of a room, given the lesson instance id."""
 
@@ -363,6 +416,11 @@ class Room:
         self.muted_all = False
         self.hands: list[str] = []
         """The raise-hand queue, oldest first."""
+        self.chat_lines: deque[ChatLine] = deque(maxlen=RECENT_CHAT)
+        self.on_change: Callable[[Room], None] | None = None
+        """Called after every change of what ``snapshot`` holds (the registry's keeper saves it)."""
+        self.restored: RoomSnapshot | None = None
+        """The snapshot this room was opened from; each user's part is applied when that user joins."""
 
     # ------------------------------------------------------------------ state
 
@@ -379,6 +437,68 @@ class Room:
     def room_state(self) -> RoomStateInfo:
         return RoomStateInfo(instance_id=self.instance_id, live=self.live, on_stage=self.on_stage,
                              muted_all=self.muted_all, hands_raised=list(self.hands))
+
+    def _changed(self) -> None:
+        if self.on_change is None or self.closed:
+            return
+        try:
+            self.on_change(self)
+        except Exception:
+            log.exception("room %s: saving its state failed", self.instance_id)
+
+    def snapshot(self) -> RoomSnapshot:
+        """What must survive this node, by user."""
+        by_pid = self.participants
+        users = {p.user_id: {"muted_by_teacher": sorted(s.value for s in p.muted_by_teacher),
+                             "self_muted": sorted(s.value for s in p.self_muted)}
+                 for p in by_pid.values()}
+        hands = [by_pid[h].user_id for h in self.hands if h in by_pid]
+        on_stage = by_pid[self.on_stage].user_id if self.on_stage in by_pid else None
+        pending = self.restored
+        if pending is not None:  # users not back yet since the room moved keep what they had
+            for user_id, state in pending.users.items():
+                users.setdefault(user_id, state)
+            hands += [u for u in pending.hands if u in pending.users and u not in hands]
+            if on_stage is None and pending.on_stage in pending.users:
+                on_stage = pending.on_stage
+        return RoomSnapshot(live=self.live, muted_all=self.muted_all, on_stage=on_stage, hands=hands, users=users,
+                            chat=[c.model_dump() for c in self.chat_lines])
+
+    def restore(self, snap: RoomSnapshot) -> None:
+        """A room opened again from ``snap`` (its node is gone): the room-wide state now, each user's
+        mutes, stage and hand when that user joins."""
+        self.live = snap.live
+        self.muted_all = snap.muted_all
+        self.chat_lines.extend(ChatLine.model_validate(c) for c in snap.chat)
+        self.restored = snap
+        hook = getattr(self.media, "on_restored", None)  # optional: a media module may count the gap
+        if hook is not None:
+            try:
+                hook(self, snap)
+            except Exception:
+                log.exception("media hook on_restored failed in room %s", self.instance_id)
+
+    def _apply_restored(self, p: Participant) -> tuple[bool, bool]:
+        """Give ``p`` back what its user had before the room moved; answers (on stage again, hand up again)."""
+        snap = self.restored
+        if snap is None or p.user_id not in snap.users:
+            return False, False
+        state = snap.users.pop(p.user_id)
+        p.muted_by_teacher = {TrackSource(x) for x in state.get("muted_by_teacher", [])}
+        p.self_muted = {TrackSource(x) for x in state.get("self_muted", [])} | p.muted_by_teacher
+        staged = snap.on_stage == p.user_id and self.on_stage is None
+        if staged:
+            snap.on_stage = None
+            self.on_stage, p.on_stage = p.participant_id, True
+        raised = p.user_id in snap.hands and not p.on_stage
+        if raised:  # back in its place in the queue: after those of earlier hands who are back already
+            order = snap.hands
+            user_of = {q.participant_id: q.user_id for q in self.participants.values()}
+            mine = order.index(p.user_id)
+            at = sum(1 for h in self.hands if user_of.get(h) in order and order.index(user_of[h]) < mine)
+            self.hands.insert(at, p.participant_id)
+            p.hand_raised = True
+        return staged, raised
 
     def listed(self) -> list[Participant]:
         """The participants others may know about (everyone but observers)."""
@@ -451,15 +571,25 @@ class Room:
         for old in [q for q in self.participants.values() if q.user_id == p.user_id]:
             self.remove(old, LeaveReason.replaced, notify_self=True)
         self.participants[p.participant_id] = p
+        staged, raised = self._apply_restored(p)
         others = [q.info() for q in self.listed() if q is not p]
         p.send(Joined(
             request_id=request_id, session_id=p.participant_id, participant=p.info(), participants=others,
             room=self.room_state(), ice_servers=list(ice_servers), ping_interval_s=PING_INTERVAL_S,
             ping_timeout_s=PING_TIMEOUT_S, resume_grace_s=math.ceil(RESUME_GRACE_S), server_time=now_ms(),
+            recent_chat=list(self.chat_lines),
         ))
         self._about(p, ParticipantJoined(participant=p.info()), exclude=p)
         self._log("join", p)
         self._hook("on_joined", p)
+        if staged:  # back on stage where the room was before it moved
+            self._broadcast(OnStageChanged(participant_id=p.participant_id), exclude=p)
+            self._log("stage_on", p)
+            self._hook("on_stage_changed", None, p)
+        if raised:
+            self._to_mains(HandRaised(participant_id=p.participant_id, raised=True, queue=list(self.hands)))
+            self._log("hand_raise", p)
+        self._changed()
 
     def remove(self, p: Participant, reason: LeaveReason, *, notify_self: bool = False) -> None:
         """Take ``p`` out (idempotent; does nothing for a session already replaced).
@@ -488,6 +618,7 @@ class Room:
         if stepped_down:
             self._hook("on_stage_changed", p, None)
         self._hook("on_left", p)
+        self._changed()
 
     def close(self, reason: LeaveReason = LeaveReason.room_closed) -> None:
         """Everyone gets ``leave`` with ``reason`` and their connections close; nobody can join after."""
@@ -597,6 +728,7 @@ class Room:
             return
         self.live = True
         self._broadcast(RoomUpdated(room=self.room_state()))
+        self._changed()
 
     # ------------------------------------------------------------------ messages
 
@@ -618,8 +750,11 @@ class Room:
         if isinstance(msg, Ping):
             p.send(Pong(request_id=rid, ts=msg.ts, server_time=now_ms()))
         elif isinstance(msg, Chat):
-            self._broadcast(ChatMessage(from_participant_id=p.participant_id, from_name=p.info().display_name,
-                                        text=msg.text, ts=now_ms()))
+            line = ChatLine(from_participant_id=p.participant_id, from_name=p.info().display_name, text=msg.text,
+                            ts=now_ms())
+            self.chat_lines.append(line)
+            self._broadcast(ChatMessage(**line.model_dump()))
+            self._changed()
             self.ack(p, rid)  # the sender's client waits for it to clear its input
             if self.journal is not None:
                 try:
@@ -642,10 +777,15 @@ class Room:
             self._set_muted(p, msg, rid)
         elif isinstance(msg, LinkQualityReport):
             self._link_quality(p, msg)
+            return
         elif isinstance(msg, Leave):
             self.remove(p, LeaveReason.client_left, notify_self=True)
+            return
         else:  # pragma: no cover - every ClientMessage is handled above
             self.error(p, ErrorCode.unknown_type, "暂不支持该消息", rid)
+            return
+        if not isinstance(msg, Ping):  # chat, hand, stage, mutes: what a snapshot holds
+            self._changed()
 
     def error(self, p: Participant, code: ErrorCode, message: str, request_id: str | None) -> None:
         """Send ``p`` an ``error`` (``message`` in zh-CN, for people)."""
@@ -787,17 +927,24 @@ class RoomRegistry:
         """Makes each new room's ``RoomMedia``; ``None``: ``NullMedia``."""
         self.journal = journal
         """The session event log every room writes to; ``None``: nothing is logged."""
+        self.on_change: Callable[[Room], None] | None = None
+        """Given to every room opened from now on (``Room.on_change``): the keeper of room snapshots."""
 
     def get(self, instance_id: int) -> Room | None:
         return self.rooms.get(instance_id)
 
-    def get_or_open(self, instance_id: int) -> Room:
+    def get_or_open(self, instance_id: int, restore: RoomSnapshot | None = None) -> Room:
+        """The lesson's room here, opened now if it is not (from ``restore``, the snapshot its previous
+        node left, when there is one)."""
         if instance_id in self._closed:
             raise RoomClosedError(instance_id)
         room = self.rooms.get(instance_id)
         if room is None:
             media = self.media_factory(instance_id) if self.media_factory is not None else None
             room = self.rooms[instance_id] = Room(instance_id, media, self.journal)
+            if restore is not None:
+                room.restore(restore)
+            room.on_change = self.on_change
         return room
 
     def close(self, instance_id: int, reason: LeaveReason = LeaveReason.room_closed) -> None:

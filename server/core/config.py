@@ -87,10 +87,16 @@ class Settings(BaseSettings):
     """Rooms this node should host at most (``SANKE_NODE_MAX_ROOMS``), reported as its capacity.
     Unset: no limit of its own (its workers' consumers are the limit)."""
 
-    room_lease_seconds: float = Field(default=6.0, gt=0, le=300)
+    room_lease_seconds: float = Field(default=3.0, gt=0, le=300)
     """How long a room's owner holds its lease in Redis without renewing it (``SANKE_ROOM_LEASE_SECONDS``;
     renewed every third of it, ``server.core.placement``): a room whose owner died is placed again on
-    the next join within this long (at once when the owner's registry entry is already gone)."""
+    the next join within this long (at once when the owner's registry entry is already gone) — most of
+    a failover's time; an owner that cannot renew for ¾ of it stops its rooms."""
+
+    drain_timeout_s: float = Field(default=2700.0, ge=0, le=86400)
+    """After SIGTERM (a drain), how long a node with other nodes beside it waits for its lessons to end
+    (``SANKE_DRAIN_TIMEOUT_S``, 45 minutes: a lesson that just began ends); then the lessons still on it
+    move to other nodes, announced (``room_moving``), and the node stops."""
 
     node_worker_consumers: int = Field(default=300, ge=1)
     """Consumers (one subscriber receiving one track) one media worker forwards comfortably

@@ -55,6 +55,9 @@ LIVE_PREFIX = "sanke:node-live:"
 """``sanke:node-live:<node>``: written by every lease renewal with the lease's expiry.  A node whose
 renewals stopped (killed, frozen, cut off) loses it exactly when its rooms' leases lapse, while its
 registry entry may live on for a heartbeat or two: only a node with it takes new rooms."""
+SEEN_PREFIX = "sanke:node-seen:"
+"""``sanke:node-seen:<node>``: Redis's time (ms) of the node's last lease renewal, kept a day: where a
+room that moves from a dead node dates the start of its outage."""
 CPU_LIMIT = 0.85
 """A worker busier than this (share of one core) counts as full, whatever its consumers."""
 CPU_IDLE = 0.05
@@ -95,11 +98,14 @@ redis.call('PEXPIRE', ARGV[4] .. best, ARGV[3])
 return {best, 1}
 """
 
-# KEYS[1] this node's rooms hash, KEYS[2] its live key.  ARGV: node id, lease ms, room prefix.
+# KEYS[1] this node's rooms hash, KEYS[2] its live key, KEYS[3] its last-seen key.  ARGV: node id, lease ms, room prefix.
 # Renews every lease still this node's, takes back one that lapsed with nobody else holding it,
-# forgets one another node holds; renews the live key.  Returns the lessons forgotten.
+# forgets one another node holds; renews the live key and writes the last-seen key (Redis's own clock,
+# in ms).  Returns the lessons forgotten.
 _RENEW = """
 redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
+local t = redis.call('TIME')
+redis.call('SET', KEYS[3], tostring(t[1] * 1000 + math.floor(t[2] / 1000)), 'EX', 86400)
 local lost = {}
 for _, lesson in ipairs(redis.call('HKEYS', KEYS[1])) do
   local key = ARGV[3] .. lesson
@@ -311,7 +317,8 @@ class Placement:
             self._dropped.discard(lesson)
         sent = asyncio.get_running_loop().time()
         lost = await asyncio.wait_for(self._script("renew", _RENEW)(
-            keys=[self.own_key, LIVE_PREFIX + self.node_id], args=[self.node_id, self.lease_ms, ROOM_PREFIX]),
+            keys=[self.own_key, LIVE_PREFIX + self.node_id, SEEN_PREFIX + self.node_id],
+            args=[self.node_id, self.lease_ms, ROOM_PREFIX]),
             REDIS_TIMEOUT_S)
         self.renewals += 1
         self._renewed_at = sent  # Redis counts the new expiry from after this moment

@@ -12,7 +12,6 @@ import itertools
 import json
 import os
 import signal
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -38,9 +37,9 @@ from server.core.migrate import upgrade
 from signaling.client import LessonClient
 from tests.conftest import TEST_SECRET
 from tests.utils.factory import World, token_for
-from tests.utils.live import free_port
+from tests.utils.cluster import start_nodes
 from tests.utils.redisserver import RedisServer
-from tests.utils.sanke_proc import Served, child_env, clock_hook, served
+from tests.utils.sanke_proc import Served
 from tests.utils.tcpcut import TcpCut
 from tests.utils.wait import wait_until
 
@@ -121,24 +120,10 @@ def cluster(pg_server: Any, tmp_path: Path) -> Iterator[Cluster]:
     rs = RedisServer().start()
     try:
         with ExitStack() as stack:
-            nodes: dict[str, Served] = {}
             links: dict[str, TcpCut] = {}
-            hook = clock_hook(tmp_path / "hook")
-            for name in NAMES:
-                port = free_port()
-                links[name] = TcpCut("127.0.0.1", rs.port).start()
-                stack.callback(links[name].stop)
-                env = child_env(hook, clock_at, SANKE_DATA_DIR=str(tmp_path / name), SANKE_DATABASE_URL=db_url,
-                                SANKE_REDIS_URL=links[name].url(), SANKE_SECRET_KEY=TEST_SECRET, SANKE_NODE_ID=name,
-                                SANKE_MEDIA_WORKERS="1", SANKE_MEDIA_SPARE_WORKER="0", SANKE_NODE_HEARTBEAT_SECONDS=str(HEARTBEAT_S),
-                                SANKE_ROOM_LEASE_SECONDS=str(LEASE_S))
-                command = [sys.executable, "-m", "server.cli", "serve", "--port", str(port)]
-                nodes[name] = stack.enter_context(served(command, env, port, tmp_path / f"{name}.log",
-                                                         start_timeout=120))
+            nodes = start_nodes(stack, NAMES, redis_url=rs.url, db_url=db_url, redis_port=rs.port, tmp_path=tmp_path,
+                                clock_at=clock_at, heartbeat_s=HEARTBEAT_S, lease_s=LEASE_S, links=links)
             r = redis.Redis.from_url(rs.url)
-            # registered, their media workers past their start (a starting worker's CPU counts as load)
-            wait_for("three settled nodes", lambda: len(e := [json.loads(r.get(k)) for k in r.keys("sanke:node:*")])
-                     == 3 and all(x["workers"] and all(w["cpu"] < 0.05 for w in x["workers"]) for x in e), 30)
             yield Cluster(nodes, r, db_url, lessons[:60], lessons[60:], teacher, receiving, links)
     finally:
         rs.stop()

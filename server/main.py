@@ -155,6 +155,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
     bus.subscribe(LESSON_TOPIC, recording_service.on_lesson_event)  # after the record keeper: links its record
     bus.subscribe(LESSON_TOPIC, placement.on_event)  # a closed room's lease is given up
     placement.on_lost = rooms.move_out  # a lease lost (or perhaps lapsed): its room stops here
+    rooms.on_moved = lambda side: collector.failovers.labels(side=side).inc()
     if room_states.clustered:
         rooms.on_change = room_states.changed  # what must survive this node, kept in Redis
         bus.subscribe(LESSON_TOPIC, room_states.on_event)  # a closed room's snapshot is deleted

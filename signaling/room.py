@@ -23,12 +23,15 @@ is attached or not.  A socket that drops without ``leave`` only detaches the
 participant (``Room.disconnect``): the others see nothing, and after
 ``RESUME_GRACE_S`` without ``Room.resume`` it is removed with reason ``timeout``.
 
-What is NOT here yet (honestly):
+Several nodes: a room lives in one process, on the node that owns it
+(``server.core.placement``); a socket that reaches another node is sent there
+(``redirect``) by the endpoint before it joins, so there is one copy of the room.
+What must outlive the node is a ``RoomSnapshot`` (by user: sessions do not move),
+handed to ``on_change`` after every change of it; a room opened from one
+(``restore``) gives each user its part back when it joins.  ``move_out`` ends the
+room here without ending the lesson (its clients join its next node).
 
-- several nodes: a room lives in one process, on the node that owns it
-  (``server.core.placement``); a socket that reaches another node is sent there
-  (``redirect``) by the endpoint before it joins, so there is one copy of the room;
-- rate limiting of chat and raise hand.
+What is NOT here yet (honestly): rate limiting of chat and raise hand.
 """
 
 from __future__ import annotations
@@ -929,6 +932,8 @@ class RoomRegistry:
         """The session event log every room writes to; ``None``: nothing is logged."""
         self.on_change: Callable[[Room], None] | None = None
         """Given to every room opened from now on (``Room.on_change``): the keeper of room snapshots."""
+        self.on_moved: Callable[[str], None] | None = None
+        """Told ``taken_over`` for a room opened here from another node's snapshot, ``lost`` for one moved out."""
 
     def get(self, instance_id: int) -> Room | None:
         return self.rooms.get(instance_id)
@@ -944,6 +949,7 @@ class RoomRegistry:
             room = self.rooms[instance_id] = Room(instance_id, media, self.journal)
             if restore is not None:
                 room.restore(restore)
+                self._moved("taken_over")
             room.on_change = self.on_change
         return room
 
@@ -962,7 +968,15 @@ class RoomRegistry:
             if room is not None:
                 room.move_out()
                 moved.append(instance_id)
+                self._moved("lost")
         return moved
+
+    def _moved(self, side: str) -> None:
+        if self.on_moved is not None:
+            try:
+                self.on_moved(side)
+            except Exception:
+                log.exception("rooms: counting a moved room failed")
 
     def on_event(self, topic: str, event: dict[str, Any]) -> None:
         try:

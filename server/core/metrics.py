@@ -58,7 +58,8 @@ FAILOVER_SIDES = ("taken_over", "lost")
 LOGIN_FAILURES = ("bad_password", "unknown_user", "inactive", "throttled")
 """``sanke_login_failures_total{reason}``: why a login on this node was refused (throttled: too many
 failures before, ``server.api.routes.auth``)."""
-"""``sanke_failovers_total{side}``: rooms this node took over from a dead node, rooms it gave up."""
+"""``sanke_failovers_total{side}``: rooms this node opened from another node's snapshot (after that node
+died, lost Redis or drained), rooms it moved out (its lease lost, or drained)."""
 WEBHOOK_OUTCOMES = ("delivered", "failed", "lost")
 """``sanke_webhook_attempts_total{outcome}``: webhook POSTs this node made: the receiver took it, it failed
 (retried later or given up), or the node's claim had lapsed and another node had taken the delivery over."""
@@ -93,7 +94,7 @@ class NodeCollector(Collector):
         self.registry = CollectorRegistry(auto_describe=False)
         self.placements = PromCounter("sanke_room_placements", "Rooms this node placed, by where they went.",
                                       ["result"], registry=self.registry)
-        self.failovers = PromCounter("sanke_failovers", "Rooms moved between nodes after a node failed.",
+        self.failovers = PromCounter("sanke_failovers", "Rooms moved between nodes (a node died, lost Redis or drained).",
                                      ["side"], registry=self.registry)
         self.login_failures = PromCounter("sanke_login_failures", "Refused logins on this node, by reason.",
                                           ["reason"], registry=self.registry)

@@ -6,7 +6,11 @@ recorded — when the owner is killed with SIGKILL.  Without anyone doing anythi
 is back in the same lesson on another node and decodes the expected picture again within 5 s; the
 stage, the mutes, the hands (in their order) and the chat are as before; the event log holds one
 media gap for the outage; the recording goes on as a second recording of the lesson, made by the
-new owner."""
+new owner.
+
+A drained node (SIGTERM) takes no new room, keeps its lesson going for ``SANKE_DRAIN_TIMEOUT_S``,
+then tells its participants the lesson moves (``room_moving``, in zh-CN), hands the room to another
+node, where they decode again at once, and exits."""
 
 from __future__ import annotations
 
@@ -50,6 +54,7 @@ LEASE_S = 3.0
 BACK_WITHIN_S = 5.0
 """Issue 13: every participant decodes again within this long after the kill."""
 NAMES = ("node-a", "node-b", "node-c")
+DRAIN_TIMEOUT_S = 3.0
 _db_names = itertools.count()
 
 
@@ -95,8 +100,9 @@ class Lesson:
             engine.dispose()
 
 
-def prepare(db_url: str) -> tuple[int, dict[str, int], dict[str, str], datetime]:
-    """One recorded 名校网络课堂 (two receiving classrooms, one enrolled home student), its room open."""
+def prepare(db_url: str, count: int = 1) -> tuple[list[int], dict[str, int], dict[str, str], datetime]:
+    """A recorded 名校网络课堂 (two receiving classrooms, one enrolled home student): ``count`` of its
+    lessons, their rooms open."""
     upgrade(db_url)
     engine = make_engine(db_url)
     try:
@@ -109,13 +115,15 @@ def prepare(db_url: str) -> tuple[int, dict[str, int], dict[str, str], datetime]
                 period_to=1, receivers=(ReceiverSpec(w.recv_room.id), ReceiverSpec(w.recv_room2.id)),
                 participant_ids=(w.student.id,), recording=True,
             ), actor=w.urban_admin, scope=scope_of(s, w.urban_admin))
-            inst = s.scalars(select(LessonInstance).order_by(LessonInstance.starts_at)).first()
-            assert inst is not None
-            inst.room_opened_at = inst.starts_at - timedelta(minutes=5)
+            instances = list(s.scalars(select(LessonInstance).order_by(LessonInstance.starts_at)))[:count]
+            assert len(instances) == count
+            inst = instances[0]
+            for each in instances:
+                each.room_opened_at = inst.starts_at - timedelta(minutes=5)
             s.commit()
             people = {"teacher": w.teacher, "recv1": w.terminal_recv, "recv2": recv2, "student": w.student,
                       "observer": w.researcher_a}
-            return (inst.id, {k: u.id for k, u in people.items()},
+            return ([i.id for i in instances], {k: u.id for k, u in people.items()},
                     {k: token_for(u, TEST_SECRET) for k, u in people.items()}, inst.starts_at - timedelta(minutes=4))
     finally:
         engine.dispose()
@@ -124,7 +132,7 @@ def prepare(db_url: str) -> tuple[int, dict[str, int], dict[str, str], datetime]
 @pytest.fixture
 def lesson(pg_server: Any, tmp_path: Path, loopback_clients: None) -> Iterator[Lesson]:  # noqa: F811
     db_url = pg_server.create_database(f"sanke_failover_{os.getpid()}_{next(_db_names)}")
-    lid, users, access, clock_at = prepare(db_url)
+    (lid,), users, access, clock_at = prepare(db_url)
     rs = RedisServer().start()
     try:
         with ExitStack() as stack:
@@ -132,7 +140,7 @@ def lesson(pg_server: Any, tmp_path: Path, loopback_clients: None) -> Iterator[L
             nodes = start_nodes(stack, NAMES, redis_url=rs.url, db_url=db_url, redis_port=rs.port, tmp_path=tmp_path,
                                 clock_at=clock_at, heartbeat_s=HEARTBEAT_S, lease_s=LEASE_S, links=links,
                                 SANKE_ICE_HOST_ADDRESSES="127.0.0.1", SANKE_ICE_ALLOWED_NETWORKS="127.0.0.0/8",
-                                SANKE_EVENT_FLUSH_INTERVAL_SECONDS="0.2")
+                                SANKE_EVENT_FLUSH_INTERVAL_SECONDS="0.2", SANKE_DRAIN_TIMEOUT_S=str(DRAIN_TIMEOUT_S))
             yield Lesson(nodes, redis.Redis.from_url(rs.url), db_url, lid, users, access, set())
     finally:
         rs.stop()
@@ -142,9 +150,14 @@ def pid_of(client: LessonClient, user_id: int) -> str | None:
     return next((pid for pid, p in client.roster.items() if p.get("user_id") == user_id), None)
 
 
-async def sees(client: LessonClient, user_id: int | None, color: tuple[int, int, int], deadline: float) -> float:
+async def sees(client: LessonClient, user_id: int | None, color: tuple[int, int, int], deadline: float, *,
+               rejoined: bool = False) -> float:
     """Wait until ``client`` decodes ``color`` from ``user_id``'s camera (None: the stage); answers when
-    (``time.monotonic``)."""
+    (``time.monotonic``).  ``rejoined``: only frames after the client joined again count (not what its
+    old connection still had buffered)."""
+    while rejoined and not client.rejoins:
+        assert time.monotonic() < deadline, f"{client.participant_id} never rejoined"
+        await asyncio.sleep(0.02)
     while True:
         left = deadline - time.monotonic()
         assert left > 0, f"{client.participant_id}: no {color} from {user_id} in time (roster {client.roster})"
@@ -162,7 +175,10 @@ async def sees(client: LessonClient, user_id: int | None, color: tuple[int, int,
             return time.monotonic()
 
 
-def test_kill_9_of_the_owner_mid_lesson_everyone_is_back_within_5_s_as_before(lesson: Lesson) -> None:
+async def kill_owner_mid_lesson(lesson: Lesson) -> dict[str, Any]:
+    """The lesson under way on its owner (see the module's docstring), then ``kill -9`` of the owner;
+    answers ``owner``, ``times`` (per participant and picture: seconds from the kill to decoding it
+    again), ``clients`` (closed) and ``rejoins``.  Also the failover benchmark's run (bench/failover.py)."""
     u = lesson.users
     # who decodes whose camera: (user, or None for the stage) → colour
     wants = {
@@ -173,55 +189,56 @@ def test_kill_9_of_the_owner_mid_lesson_everyone_is_back_within_5_s_as_before(le
         "observer": {u["teacher"]: RED},
     }
     cameras = {"teacher": RED, "recv1": GREEN, "recv2": BLUE}
+    answers = {who: await lesson.join_answer(who) for who in wants}
+    owner = answers["teacher"]["node_id"]
+    assert {a["node_id"] for a in answers.values()} == {owner}
+    clients = {who: lesson.client(who, a) for who, a in answers.items()}
+    try:
+        for c in clients.values():
+            await c.connect()
+        for who, rgb in cameras.items():
+            await clients[who].publish({"camera": ColorTrack(rgb)}, video_codec="video/VP8")
+        teacher = clients["teacher"]
+        await teacher.request({"type": "set_on_stage", "participant_id": pid_of(teacher, u["recv1"])})
+        await teacher.request({"type": "mute", "participant_id": pid_of(teacher, u["recv2"]),
+                               "source": "microphone", "muted": True})
+        await clients["student"].request({"type": "raise_hand", "raised": True})
+        await clients["recv2"].request({"type": "raise_hand", "raised": True})
+        await teacher.request({"type": "chat", "text": "同学们好"})
+        await clients["student"].request({"type": "chat", "text": "老师好"})
+        for who, want in wants.items():
+            c = clients[who]
+            await c.subscribe([{"participant_id": "stage" if k is None else pid_of(c, k), "source": "camera"}
+                               for k in want])
+        deadline = time.monotonic() + 30
+        await asyncio.gather(*(sees(clients[who], k, rgb, deadline) for who, want in wants.items()
+                               for k, rgb in want.items()))
+        # what the owner keeps in Redis has it all; the recording is under way
+        key = f"sanke:room-state:{lesson.lesson}"
+        await asyncio.to_thread(wait_until, "the room's snapshot", lambda: (raw := lesson.redis.get(key)) is not None
+                                and len(json.loads(raw)["chat"]) == 2, 5)
+        await asyncio.to_thread(wait_until, "the recording", lambda: lesson.query(
+            "SELECT 1 FROM recording WHERE instance_id = :i", i=lesson.lesson), 20)
 
-    async def body() -> dict[str, Any]:
-        answers = {who: await lesson.join_answer(who) for who in wants}
-        owner = answers["teacher"]["node_id"]
-        assert {a["node_id"] for a in answers.values()} == {owner}
-        clients = {who: lesson.client(who, a) for who, a in answers.items()}
-        try:
-            for c in clients.values():
-                await c.connect()
-            for who, rgb in cameras.items():
-                await clients[who].publish({"camera": ColorTrack(rgb)}, video_codec="video/VP8")
-            teacher = clients["teacher"]
-            await teacher.request({"type": "set_on_stage", "participant_id": pid_of(teacher, u["recv1"])})
-            await teacher.request({"type": "mute", "participant_id": pid_of(teacher, u["recv2"]),
-                                   "source": "microphone", "muted": True})
-            await clients["student"].request({"type": "raise_hand", "raised": True})
-            await clients["recv2"].request({"type": "raise_hand", "raised": True})
-            await teacher.request({"type": "chat", "text": "同学们好"})
-            await clients["student"].request({"type": "chat", "text": "老师好"})
-            for who, want in wants.items():
-                c = clients[who]
-                await c.subscribe([{"participant_id": "stage" if k is None else pid_of(c, k), "source": "camera"}
-                                   for k in want])
-            deadline = time.monotonic() + 30
-            await asyncio.gather(*(sees(clients[who], k, rgb, deadline) for who, want in wants.items()
-                                   for k, rgb in want.items()))
-            # what the owner keeps in Redis has it all; the recording is under way
-            key = f"sanke:room-state:{lesson.lesson}"
-            wait_until("the room's snapshot", lambda: (raw := lesson.redis.get(key)) is not None
-                       and len(json.loads(raw)["chat"]) == 2, 5)
-            wait_until("the recording", lambda: lesson.query(
-                "SELECT 1 FROM recording WHERE instance_id = :i", i=lesson.lesson), 20)
+        process = lesson.nodes[owner].process
+        os.killpg(process.pid, signal.SIGKILL)
+        killed = time.monotonic()
+        lesson.dead.add(owner)
+        await asyncio.to_thread(process.wait, 10)
+        back = await asyncio.gather(*(sees(clients[who], k, rgb, killed + 20, rejoined=True)
+                                      for who, want in wants.items() for k, rgb in want.items()))
+        times = {f"{who}<-{k or 'stage'}": round(t - killed, 2)
+                 for (who, k), t in zip([(w, k) for w, want in wants.items() for k in want], back)}
+        return {"owner": owner, "times": times, "clients": clients,
+                "rejoins": {who: c.rejoins for who, c in clients.items()}}
+    finally:
+        for c in clients.values():
+            await asyncio.wait_for(c.close(), 10)
 
-            process = lesson.nodes[owner].process
-            os.killpg(process.pid, signal.SIGKILL)
-            killed = time.monotonic()
-            lesson.dead.add(owner)
-            process.wait(timeout=10)
-            back = await asyncio.gather(*(sees(clients[who], k, rgb, killed + 20) for who, want in wants.items()
-                                          for k, rgb in want.items()))
-            times = {f"{who}<-{k or 'stage'}": round(t - killed, 2)
-                     for (who, k), t in zip([(w, k) for w, want in wants.items() for k in want], back)}
-            return {"owner": owner, "times": times, "clients": clients,
-                    "rejoins": {who: c.rejoins for who, c in clients.items()}}
-        finally:
-            for c in clients.values():
-                await asyncio.wait_for(c.close(), 10)
 
-    r = asyncio.run(body())
+def test_kill_9_of_the_owner_mid_lesson_everyone_is_back_within_5_s_as_before(lesson: Lesson) -> None:
+    u = lesson.users
+    r = asyncio.run(kill_owner_mid_lesson(lesson))
     owner, times, clients = r["owner"], r["times"], r["clients"]
     print(f"failover: kill -9 of {owner}; decoding again after {times} s")
     assert max(times.values()) <= BACK_WITHIN_S, times
@@ -250,3 +267,76 @@ def test_kill_9_of_the_owner_mid_lesson_everyone_is_back_within_5_s_as_before(le
     made_by = [row[0] for row in lesson.query(
         "SELECT node FROM recording WHERE instance_id = :i ORDER BY started_at, id", i=lesson.lesson)]
     assert made_by == [owner, new_owner]
+
+
+def test_sigterm_drains_the_owner_its_lesson_goes_on_then_moves_announced(lesson: Lesson) -> None:
+    u = lesson.users
+    wants = {"teacher": {u["recv1"]: GREEN}, "recv1": {u["teacher"]: RED}, "observer": {u["teacher"]: RED}}
+    cameras = {"teacher": RED, "recv1": GREEN}
+
+    async def body() -> dict[str, Any]:
+        answers = {who: await lesson.join_answer(who) for who in wants}
+        owner = answers["teacher"]["node_id"]
+        clients = {who: lesson.client(who, a) for who, a in answers.items()}
+        try:
+            for c in clients.values():
+                await c.connect()
+            for who, rgb in cameras.items():
+                await clients[who].publish({"camera": ColorTrack(rgb)}, video_codec="video/VP8")
+            await clients["teacher"].request({"type": "chat", "text": "下课前换服务器"})
+            for who, want in wants.items():
+                c = clients[who]
+                await c.subscribe([{"participant_id": pid_of(c, k), "source": "camera"} for k in want])
+            deadline = time.monotonic() + 30
+            await asyncio.gather(*(sees(clients[who], k, rgb, deadline) for who, want in wants.items()
+                                   for k, rgb in want.items()))
+            process = lesson.nodes[owner].process
+            process.send_signal(signal.SIGTERM)
+            termed = time.monotonic()
+            # draining: no new room goes there, and the lesson goes on there meanwhile
+            await asyncio.to_thread(wait_until, "the owner draining", lambda: json.loads(
+                lesson.redis.get(f"sanke:node:{owner}") or "{}").get("draining"), 5)
+            await asyncio.sleep(DRAIN_TIMEOUT_S / 2)
+            during = {who: not c.rejoins and c.ws.close_code is None for who, c in clients.items()}
+            still = await sees(clients["recv1"], u["teacher"], RED, time.monotonic() + 2)
+            back = await asyncio.gather(*(_moved_and_sees(clients[who], k, rgb, termed + DRAIN_TIMEOUT_S + 20)
+                                          for who, want in wants.items() for k, rgb in want.items()))
+            exit_code = await asyncio.get_running_loop().run_in_executor(None, lambda: process.wait(timeout=30))
+            exited = time.monotonic()
+            return {"owner": owner, "termed": termed, "during": during, "still": still - termed, "back": back,
+                    "exit": exit_code, "exited": exited - termed, "clients": clients}
+        finally:
+            for c in clients.values():
+                await asyncio.wait_for(c.close(), 10)
+
+    r = asyncio.run(body())
+    clients, owner = r["clients"], r["owner"]
+    moved_at = [m - r["termed"] for m, _ in r["back"]]
+    decoding = [d - r["termed"] for _, d in r["back"]]
+    print(f"drain: lesson moved after {min(moved_at):.2f}-{max(moved_at):.2f} s, decoding again after "
+          f"{max(decoding):.2f} s, node exited after {r['exited']:.2f} s")
+    assert all(r["during"].values()) and r["still"] < DRAIN_TIMEOUT_S  # the lesson went on while draining
+    assert min(moved_at) >= DRAIN_TIMEOUT_S - 0.5
+    assert max(decoding) - max(moved_at) <= BACK_WITHIN_S
+    assert r["exit"] == 0 and r["exited"] <= DRAIN_TIMEOUT_S + 15
+    for c in clients.values():
+        moving = [m for m in c.messages if m["type"] == "room_moving"]
+        assert len(moving) == 1 and moving[0]["reason"] == "node_drain" and "服务器" in moving[0]["message"]
+        assert lesson.nodes[owner].base.replace("http", "ws") not in c.rejoins[0]["node"]
+    joined = next(m for m in reversed(clients["teacher"].messages) if m["type"] == "joined")
+    assert [c["text"] for c in joined["recent_chat"]] == ["下课前换服务器"]
+    gaps = wait_until("the media gap in the event log", lambda: lesson.query(
+        "SELECT data FROM session_event WHERE instance_id = :i AND kind = 'media_gap'", i=lesson.lesson), 10)
+    gap = gaps[0][0] if isinstance(gaps[0][0], dict) else json.loads(gaps[0][0])
+    assert len(gaps) == 1 and gap["reason"] == "node_drain" and gap["restored"] is True
+
+
+async def _moved_and_sees(client: LessonClient, user_id: int | None, color: tuple[int, int, int],
+                          deadline: float) -> tuple[float, float]:
+    """When ``client`` was told the room moves, and when it decodes ``color`` again after its rejoin."""
+    while not client.rejoins:
+        assert time.monotonic() < deadline, f"{client.participant_id} never rejoined"
+        await asyncio.sleep(0.02)
+    told = next(m for m in client.messages if m["type"] == "room_moving")
+    assert told is not None
+    return client.rejoins[0]["dropped"], await sees(client, user_id, color, deadline, rejoined=True)

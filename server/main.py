@@ -23,6 +23,7 @@ from server import apidocs
 from server.api import errors
 from server.api.int_bounds import refuse_oversized_integers
 from server.api.main import api_router
+from signaling import handover
 from signaling.endpoint import attach as attach_rooms
 from signaling.endpoint import router as signaling_router
 from scheduler import placement_models
@@ -36,8 +37,6 @@ from server.core.migrate import upgrade
 from server.core.nodeload import NodeLoad
 from server.core.nodes import NodeRegistry
 from server.core.placement import Placement
-from signaling import handover
-from signaling.roomstore import RoomStateKeeper
 from server.core.recordkeeper import RecordKeeper
 from server.core.recovery import Recovery
 from server.core.webhooks import WebhookWorker
@@ -46,6 +45,7 @@ from media.pool import WorkerPool
 from media.worker_process import DEFAULT_WORKER_CLASS
 from scheduler.lifecycle import TOPIC as LESSON_TOPIC
 from signaling.media import MEDIA_TOPIC, MediaService
+from signaling.roomstore import RoomStateKeeper
 
 log = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"

@@ -18,6 +18,7 @@ from media.channel import ChannelError
 from signaling.messages import (
     Answer,
     ErrorCode,
+    Leave,
     LeaveReason,
     MediaRestart,
     Offer,
@@ -28,7 +29,7 @@ from signaling.messages import (
     UpdateSubscriptions,
 )
 from signaling.media import MediaService
-from signaling.room import Room
+from signaling.room import Room, RoomSnapshot
 from tests.signaling.test_room_media import WorkerModel, _member, _settled
 
 CAM = TrackSource.camera
@@ -226,6 +227,43 @@ def test_a_client_rebuilds_its_connection_at_most_every_2_s() -> None:
         room.handle(people["o"], MediaRestart(request_id="x3", targets=[PeerTarget.publisher]))
         [denied] = [e for e in _of(got["o"], "error") if e.request_id == "x3"]
         assert denied.code is ErrorCode.not_allowed
+        room.close()
+        await _settled(media)
+
+    asyncio.run(scenario())
+
+
+def test_a_room_opened_from_another_nodes_snapshot_logs_one_gap_from_that_nodes_last_sign_of_life() -> None:
+    """After a failover the room opens here from the snapshot its dead node left (2 s ago by that node's
+    last lease renewal): one ``media_gap`` (reason ``node_failover``) from then until every user the room
+    had has its subscriber connection up here again; someone who never comes back is not waited for."""
+    async def scenario() -> None:
+        worker = DyingWorker()
+        media = MediaService(worker).factory(9)  # type: ignore[arg-type]
+        journal = Journal()
+        room = Room(9, media, journal)  # type: ignore[arg-type]
+        snap = RoomSnapshot(users={1: {}, 2: {}, 3: {}, 4: {}}, down_s=2.0)  # 4: a user who does not come back
+        room.restore(snap)
+        got: dict[str, list[Any]] = {"m": [], "r": [], "o": []}
+        people = {"m": _member("m", 1, "main", got["m"]), "r": _member("r", 2, "receiving", got["r"]),
+                  "o": _member("o", 3, "observer", got["o"])}
+        for p in people.values():
+            room.join(p)
+        await _publish_and_subscribe(worker, media, room, people)
+        for pid in ("m", "r"):
+            worker.emit("transport_state", {"transport_id": worker.tid(pid, "recv"), "participant_id": pid,
+                                            "state": "connected"})
+        assert media.gap is not None and media.gap.users == {3, 4}
+        worker.emit("transport_state", {"transport_id": worker.tid("o", "recv"), "participant_id": "o",
+                                        "state": "connected"})
+        assert media.gap is not None and media.gap.users == {4}  # the fourth is still awaited...
+        leaver = _member("x", 4, "student", [])
+        room.join(leaver)
+        room.handle(leaver, Leave())  # ...until it leaves
+        [(kind, subject, data)] = [e for e in journal.events if e[0] == "media_gap"]
+        assert subject == "sfu" and data["reason"] == "node_failover" and data["restored"] is True
+        assert 2.0 <= data["gap_s"] < 4
+        assert media.gap is None
         room.close()
         await _settled(media)
 

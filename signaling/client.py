@@ -105,7 +105,8 @@ class LessonClient:
         self.rejoin = rejoin
         self.rejoins: list[dict[str, Any]] = []
         """Per rejoin after a dropped socket: ``dropped``/``joined`` (``time.monotonic``), ``attempts``,
-        ``reply`` type (``resumed`` or ``joined``), ``node`` (the ws URL)."""
+        ``reply`` type (``resumed`` or ``joined``; the reply itself is ``joined``), ``node`` (the ws URL),
+        ``first`` (the index in ``messages`` of the first message after it)."""
         self.roster: dict[str, dict[str, Any]] = {}
         """participant id → its ``ParticipantInfo`` as last heard (``joined`` and the deltas)."""
         self._wanted: list[dict[str, Any]] = []
@@ -358,6 +359,7 @@ class LessonClient:
                 if answer.get("ws_url"):
                     self.url = str(answer["ws_url"])
                 reply = await self.connect(5.0, resume=(self.participant_id, self.last_seq))
+                first = len(self.messages)
                 break
             except (OSError, asyncio.TimeoutError, websockets.WebSocketException, LessonError, KeyError,
                     ValueError) as exc:
@@ -368,7 +370,7 @@ class LessonClient:
         if reply is None:
             return
         self.rejoins.append({"dropped": dropped, "joined": time.monotonic(), "attempts": attempts,
-                             "reply": reply.get("type"), "node": self.url})
+                             "reply": reply.get("type"), "node": self.url, "first": first})
         async with self._publishing:
             by_codec: dict[str | None, dict[str, MediaStreamTrack]] = {}
             for source, track in self.local.items():

@@ -246,16 +246,16 @@ def test_kill_9_of_the_owner_mid_lesson_everyone_is_back_within_5_s_as_before(le
     assert len(new_nodes) == 1 and lesson.nodes[owner].base.replace("http", "ws") not in next(iter(new_nodes))
     # as before: the teacher's view, from what the new owner told it
     teacher = clients["teacher"]
-    joined = next(m for m in reversed(teacher.messages) if m["type"] == "joined")
+    joined = teacher.joined  # the new owner's reply to its rejoin
+    assert joined["type"] == "joined" and r["rejoins"]["teacher"][0]["reply"] == "joined"
     recv1, recv2, student = (pid_of(teacher, u[k]) for k in ("recv1", "recv2", "student"))
     assert teacher.roster[recv1]["on_stage"]
     assert teacher.roster[recv2]["muted_by_teacher"] == ["microphone"]
-    hands = [m for m in teacher.messages[teacher.messages.index(joined):] if m["type"] == "hand_raised"]
+    hands = [m for m in teacher.messages[r["rejoins"]["teacher"][0]["first"]:] if m["type"] == "hand_raised"]
     queue = hands[-1]["queue"] if hands else joined["room"]["hands_raised"]
     assert queue == [student, recv2]  # in the order they were raised
     assert [c["text"] for c in joined["recent_chat"]] == ["同学们好", "老师好"]
-    mine = next(m for m in reversed(clients["recv2"].messages) if m["type"] == "joined")
-    assert mine["participant"]["muted_by_teacher"] == ["microphone"]
+    assert clients["recv2"].joined["participant"]["muted_by_teacher"] == ["microphone"]
     # the record: one media gap, the outage; the recording: a second one, by the new owner
     new_owner = next(n for n in NAMES if lesson.nodes[n].base.replace("http", "ws") in next(iter(new_nodes)))
     gaps = wait_until("the media gap in the event log", lambda: lesson.query(
@@ -318,13 +318,13 @@ def test_sigterm_drains_the_owner_its_lesson_goes_on_then_moves_announced(lesson
     assert all(r["during"].values()) and r["still"] < DRAIN_TIMEOUT_S  # the lesson went on while draining
     assert min(moved_at) >= DRAIN_TIMEOUT_S - 0.5
     assert max(decoding) - max(moved_at) <= BACK_WITHIN_S
-    assert r["exit"] == 0 and r["exited"] <= DRAIN_TIMEOUT_S + 15
+    # (uvicorn ends a graceful shutdown begun by a signal with that signal again)
+    assert r["exit"] in (0, -signal.SIGTERM) and r["exited"] <= DRAIN_TIMEOUT_S + 15
     for c in clients.values():
         moving = [m for m in c.messages if m["type"] == "room_moving"]
         assert len(moving) == 1 and moving[0]["reason"] == "node_drain" and "服务器" in moving[0]["message"]
         assert lesson.nodes[owner].base.replace("http", "ws") not in c.rejoins[0]["node"]
-    joined = next(m for m in reversed(clients["teacher"].messages) if m["type"] == "joined")
-    assert [c["text"] for c in joined["recent_chat"]] == ["下课前换服务器"]
+    assert [c["text"] for c in clients["teacher"].joined["recent_chat"]] == ["下课前换服务器"]
     gaps = wait_until("the media gap in the event log", lambda: lesson.query(
         "SELECT data FROM session_event WHERE instance_id = :i AND kind = 'media_gap'", i=lesson.lesson), 10)
     gap = gaps[0][0] if isinstance(gaps[0][0], dict) else json.loads(gaps[0][0])

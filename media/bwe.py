@@ -27,7 +27,13 @@ Rules:
   it does not, step down to the highest layer whose bitrate × ``FIT_MARGIN``
   fits, never below the lowest layer;
 * step one layer down when loss stays above ``LOSS_STEP_DOWN`` for
-  ``LOSS_STEP_DOWN_S`` (the repairs cost less on a smaller layer);
+  ``LOSS_STEP_DOWN_S`` (the repairs cost less on a smaller layer), or when the
+  path's own loss before repair (transport-cc, :meth:`VideoGate.on_path_loss`:
+  a browser's receiver reports count what retransmission repaired) averages
+  above ``PATH_LOSS_STEP_DOWN`` that long — at 20 % loss a 720p frame of six
+  packets often needs a fourth round of repairs, and the picture stops for
+  seconds; no probe up while it averages above ``PATH_LOSS_HOLD`` (a band
+  wide enough that a 10 % link, whose average wanders, never flaps);
 * pause (-1, audio goes on) only on the lowest layer, when the estimate stays
   below ``STARVED_FRACTION`` × what it needs *and* the link is congested, both
   for ``STARVED_PAUSE_S``.  Congested: the receiver reports loss above
@@ -96,6 +102,11 @@ queue) pauses after this long: a single big layer into a capped link starves the
 transport asks for a decision on each feedback while the path is full, not only once a second)."""
 LOSS_STEP_DOWN = 0.10
 LOSS_STEP_DOWN_S = 2.0
+PATH_LOSS_STEP_DOWN = 0.15
+PATH_LOSS_HOLD = 0.10
+"""The path's loss before repair (a moving average of the send-side estimator's windows): above the first a
+layer steps down (never a reason to pause), above the second none is probed up.  A single bar (0.08, tried
+first) flapped between layers at 10 % loss, about ten switches a minute."""
 PROBE_S = 0.5
 """Length of a padding probe before switching up."""
 PROBE_GRACE_S = 0.5
@@ -198,6 +209,8 @@ class VideoGate:
         self._layer_since: float = now_s
         self._start_until: float = 0.0
         self._high_loss_since: float | None = None
+        self._path_loss_avg = 0.0
+        self._path_loss_since: float | None = None
         self._starved_since: float | None = None
         self._congested_since: float | None = None
         self._deep_since: float | None = None
@@ -268,6 +281,17 @@ class VideoGate:
             self._high_loss_since = None
         if self._probe_target != -1 and fraction > max(self._probe_loss0 + PROBE_LOSS_RISE, LOSS_STEP_DOWN):
             self._probe_lossy = True
+
+    def on_path_loss(self, fraction: float, now_s: float) -> None:
+        """The path's loss before repair (0..1), from the send-side estimator (transport-cc)."""
+        if not 0.0 <= fraction <= 1.0:
+            return
+        self._path_loss_avg += 0.3 * (fraction - self._path_loss_avg)
+        if self._path_loss_avg > PATH_LOSS_STEP_DOWN:
+            if self._path_loss_since is None:
+                self._path_loss_since = now_s
+        else:
+            self._path_loss_since = None
 
     @property
     def next_probe_at(self) -> float:
@@ -511,7 +535,8 @@ class VideoGate:
             self._next_probe_at = min(self._next_probe_at, self._layer_since + self._up_wait(UP_WAIT_MIN_S))
 
         since = self._layer_since
-        loss_for = now_s - max(self._high_loss_since, since) if self._high_loss_since is not None else -1.0
+        lossy = [t for t in (self._high_loss_since, self._path_loss_since) if t is not None]
+        loss_for = now_s - max(min(lossy), since) if lossy else -1.0
         if layer > lowest and loss_for >= LOSS_STEP_DOWN_S:
             i = layer - 1
             while i > lowest and self.layers_bps[i] <= 0:
@@ -554,6 +579,7 @@ class VideoGate:
         up = self._next_up(layer, top)
         if (up >= 0 and now_s >= self._next_probe_at and now_s >= self._start_until and not trial
                 and self.loss <= LOSS_STEP_DOWN and self._high_loss_since is None
+                and self._path_loss_avg <= PATH_LOSS_HOLD
                 and (estimate is None or estimate >= self.layers_bps[layer] * KEEP_MARGIN)):
             if self._probe_top_next:
                 self._probe_top_next = False

@@ -385,6 +385,11 @@ class Consumer:
         if self.gate is not None:
             self.gate.on_estimate(bps, now)
 
+    def on_path_loss(self, fraction: float, now: float) -> None:
+        """The path's loss before repair, from the send-side estimator (see ``VideoGate.on_path_loss``)."""
+        if self.gate is not None:
+            self.gate.on_path_loss(fraction, now)
+
     def on_congestion(self, congested: bool, now: float) -> None:
         """The send-side estimator's verdict on this subscriber's path (see ``VideoGate.on_congestion``)."""
         if self.gate is not None:

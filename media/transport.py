@@ -679,6 +679,7 @@ class WebRtcTransport:
         for c, share in zip(video, split_estimate(int(estimator.target_bps), audio, needs), strict=True):
             c.on_remb(share, now)
             c.on_congestion(congested, now)
+            c.on_path_loss(estimator.loss_fraction, now)
 
     def _measure_probes(self, now: float) -> None:
         """Tell each video gate what its finished probe delivered (transport-cc feedback about every packet

@@ -660,3 +660,44 @@ def test_a_probe_is_cut_only_when_its_first_feedback_already_fails_it() -> None:
     r.decide(3.0)
     t = _until_probe(r, 3.0, 170_000, 30.0)
     assert not r.on_probe_progress(0.1, t + 0.3) and r.probe is not None
+
+
+def test_a_big_layer_steps_down_on_heavy_path_loss_and_a_ten_percent_link_never_flaps() -> None:
+    """Random loss builds no queue, and a browser's receiver reports count what RTX repaired (0 % at 20 %):
+    only transport-cc shows the path's own loss.  Above 15 % on average for 2 s a layer steps down, one at a
+    time, to the lowest — never to a pause — and none is probed up while it stays above 10 %.  A 10 % link,
+    whose windows wander from 0 to 25 %, keeps its layer (a single bar of 8 % made it flap)."""
+    rng = random.Random(4)
+    g = VideoGate(LAYERS, now_s=0.0)
+    g.measured = True
+    g.decide(0.0)
+    t = 0.0
+    switches = 0
+    last = None
+    for _ in range(1200):  # a minute of feedback at 20 Hz, 10 % loss, plenty of estimate: stays on top
+        t = round(t + 0.05, 6)
+        g.on_estimate(3_000_000, t)
+        g.on_path_loss(min(1.0, max(0.0, rng.gauss(0.10, 0.06))), t)
+        layer = g.decide(t)
+        if g.probe is not None:
+            _, t = _measured_result(g, t, 1.0, 2_000_000)
+        switches += last is not None and layer != last
+        last = layer
+    assert last == 2 and switches <= 1, (last, switches)
+    for _ in range(200):  # 20 %: down a layer every ~2 s, to the lowest, never paused
+        t = round(t + 0.05, 6)
+        g.on_estimate(3_000_000, t)
+        g.on_path_loss(min(1.0, max(0.0, rng.gauss(0.20, 0.06))), t)
+        layer = g.decide(t)
+        assert layer >= 0
+        if g.probe is not None:
+            _, t = _measured_result(g, t, 1.0, 2_000_000)
+    assert g.layer == 0
+    for _ in range(400):  # the loss goes: probes again, back to the top
+        t = round(t + 0.05, 6)
+        g.on_estimate(3_000_000, t)
+        g.on_path_loss(0.0, t)
+        g.decide(t)
+        if g.probe is not None:
+            _, t = _measured_result(g, t, 1.0, 2_000_000)
+    assert g.layer == 2

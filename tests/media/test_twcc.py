@@ -272,6 +272,7 @@ class RecordingEstimator:
         self.rtts: list[float] = []
         self.target_bps = target_bps
         self.congested = False
+        self.loss_fraction = 0.0
 
     def on_feedback(self, results: list[PacketResult], now_s: float) -> None:
         self.results.extend(results)

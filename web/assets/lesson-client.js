@@ -54,9 +54,11 @@
  *   error        the `error` message of a request nobody awaited, or {code, message}
  *   message      every server message, raw
  *
- * Reconnect: a socket that drops (or a ping timeout) is re-opened with a back-off of 0.5, 1, 2, 4,
- * 8 s (then 10 s), with a new join token, resuming the session (flow 7: keep_media when the peer
- * connections are still up, else new ones and the tracks are published again).
+ * Reconnect: a socket that drops (or a ping timeout) is re-opened with a back-off of 0.2, 0.3, 0.3,
+ * 0.5, 0.5, 1, 2, 4, 8 s (then 10 s), with a new join token, resuming the session (flow 7: keep_media
+ * when the peer connections are still up, else new ones and the tracks are published again).  The
+ * token's answer names the node that owns the room now: after its node died (or closed the socket
+ * with 4010, the room moved) the page joins there, afresh.
  *
  * Media that comes back by itself: a peer connection that fails, or stays disconnected for
  * DISCONNECTED_GRACE_MS, is closed and made again (`media_restart` to the server: the publisher
@@ -68,7 +70,9 @@ import { api, ApiError } from "/assets/api.js";
 import { PlayoutDelay } from "/assets/playout.js";
 
 export const PROTOCOL_VERSION = 1;
-const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 10000];
+// short at first: a room whose node died is placed on another node within a lease (3 s), and the
+// page should be back within 5 s; longer once it is clearly a network outage
+const BACKOFF_MS = [200, 300, 300, 500, 500, 1000, 2000, 4000, 8000, 10000];
 const STORE_PREFIX = "sanke.lesson.";
 const LINK_REPORT_MS = 4000;
 /** A peer connection `disconnected` this long (consent checks unanswered) is rebuilt; `failed` at once. */
@@ -335,6 +339,13 @@ export class LessonClient {
         return;
       }
       if (ev.code === 4010) this._redirectTo = null;
+      if (ev.code === 4010 && this._moving) { // announced: join the next node at once, the banner stays
+        const message = this._moving;
+        this._moving = null;
+        this._setState("reconnecting", { reason: "room_moving", message, attempt: this._attempt });
+        this._later(() => this._open(), 0);
+        return;
+      }
       if (ev.code === 4004 && this._closeReason === "room_not_open") {
         this._setState("waiting", { reason: "room_not_open" });
         this._later(() => this._open(), this.opts.waitPollMs);
@@ -466,6 +477,10 @@ export class LessonClient {
     }
     switch (msg.type) {
       case "redirect": this._redirectTo = msg.ws_url; break; // the room lives on another node (close 4010 follows)
+      case "room_moving": // this node is being drained: the lesson moves (close 4010 follows; a new token names the node)
+        this._moving = msg.message;
+        this._setState("reconnecting", { reason: "room_moving", message: msg.message, attempt: this._attempt });
+        break;
       case "joined": this._redirected = false; this._onJoined(msg); break;
       case "resumed": this._onResumed(msg); break;
       case "participant_joined":

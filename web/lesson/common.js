@@ -64,6 +64,7 @@ export function stateText({ state, reason, message, retryInMs, opensAt }) {
     case "reconnecting":
       if (reason === "unreachable") return ["warn", `无法连接服务器，${Math.ceil((retryInMs || 0) / 1000)} 秒后重试…`];
       if (reason === "offline") return ["warn", "网络已断开，正在重新连接…"];
+      if (reason === "room_moving") return ["info", message || "服务器维护中，课堂正在切换到其他服务器，请稍候…"];
       return ["warn", "网络中断，正在重新连接…"];
     case "closed":
       if (reason === "room_closed") return ["info", "本节课已结束，课堂已关闭"];

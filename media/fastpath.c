@@ -13,7 +13,9 @@
  *   sk_writer    one subscriber transport: its SRTP context, socket and remote address, and a
  *                buffer the packet is protected in;
  *   sk_sink      one consumer: a rewriter, the transport's writer, the SSRC and payload type
- *                the subscriber negotiated, and whether it waits for a keyframe.
+ *                the subscriber negotiated, and whether it waits for a keyframe; or, with
+ *                ``passthrough``, one layer of a pipe to another worker (media/pipe.py): the
+ *                packet as it came, under the pipe's SSRC.
  *
  * Transport-wide congestion control (media/twcc.py): when the subscriber negotiated the
  * transport-cc header extension, every RTP packet a writer sends carries the writer's next
@@ -90,6 +92,8 @@ typedef struct {
     uint8_t waiting;
     uint64_t packets;
     uint64_t octets;
+    uint8_t passthrough; /* a pipe to another worker: sequence number, timestamp and payload type
+                            go as they came (only the SSRC is the pipe's), never waits */
 } sk_sink;
 
 void sk_init(uintptr_t protect_rtp, uintptr_t protect_rtcp)
@@ -298,6 +302,21 @@ int sk_fanout(sk_sink **sinks, int n, const uint8_t *packet, int len, uint16_t s
         sk_writer *w = s->writer;
         int32_t out_seq;
         int sent;
+        if (s->passthrough) {
+            if (w == 0 || !w->srtp)
+                continue;
+            memcpy(w->buf, packet, (size_t)len);
+            w->buf[8] = (uint8_t)(s->ssrc >> 24);
+            w->buf[9] = (uint8_t)(s->ssrc >> 16);
+            w->buf[10] = (uint8_t)(s->ssrc >> 8);
+            w->buf[11] = (uint8_t)s->ssrc;
+            sent = writer_emit(w, len, sk_protect_rtp);
+            if (sent) {
+                s->packets++;
+                s->octets += (uint64_t)sent;
+            }
+            continue;
+        }
         if (s->waiting) {
             if (!keyframe)
                 continue;

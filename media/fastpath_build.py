@@ -49,6 +49,7 @@ typedef struct {
     uint8_t waiting;
     uint64_t packets;
     uint64_t octets;
+    uint8_t passthrough;
 } sk_sink;
 
 void sk_init(uintptr_t protect_rtp, uintptr_t protect_rtcp);

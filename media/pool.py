@@ -10,7 +10,10 @@ router id, and the pool routes the message to the worker hosting that router, so
 could later live on another node.
 
 Placement is sticky (a router stays on its worker) and otherwise picks the worker with the
-fewest routers.  A worker process that dies is logged with its exit code, reported to the
+fewest routers; :meth:`WorkerPool.place` puts a router on a given worker (a lesson spread over
+several workers has one router on each, linked by pipes: ``media.pipe``), and each worker keeps
+the consumer count signaling noted for its subscriber transports (``note_consumers``), the
+headroom a big lesson's subscribers are placed by.  A worker process that dies is logged with its exit code, reported to the
 listeners as ``("worker_died", {"routers": [...], "pid": ..., "exit_code": ...})`` and
 replaced in the same slot (at most :data:`MAX_RESTARTS` times per :data:`RESTART_WINDOW`
 seconds per slot).
@@ -83,6 +86,12 @@ class WorkerHandle:
     alive: bool = True
     slot: list[int] = field(default_factory=list)
     """``[index]``, shared with the channel's event callback (a spare changes it when it takes a slot)."""
+    consumers: dict[tuple[str, str], int] = field(default_factory=dict)
+    """Consumers per (router, subscriber transport) on this worker, as signaling placed them (``note_consumers``)."""
+
+    @property
+    def consumer_count(self) -> int:
+        return sum(self.consumers.values())
 
     async def request(self, method: str, params: dict, timeout: float = 10.0) -> dict:
         return await self.channel.request(method, params, timeout)
@@ -206,11 +215,41 @@ class WorkerPool:
         self._router_worker[router_id] = handle
         return handle
 
+    def place(self, router_id: str, index: int) -> WorkerHandle:
+        """Put ``router_id`` on the worker of slot ``index`` (a lesson's router on another worker, fed by a
+        pipe); a router already placed stays where it is."""
+        handle = self._router_worker.get(router_id)
+        if handle is not None and handle.alive:
+            return handle
+        if self._closing or not 0 <= index < len(self.workers) or not self.workers[index].alive \
+                or self.workers[index].channel.closed:
+            raise ChannelError("no_worker", f"media worker {index} is not running")
+        handle = self.workers[index]
+        handle.routers.add(router_id)
+        self._router_worker[router_id] = handle
+        return handle
+
+    def live_workers(self) -> list[WorkerHandle]:
+        return [h for h in self.workers if h.alive and not h.channel.closed]
+
+    def note_consumers(self, router_id: str, transport_id: str, count: int) -> None:
+        """``transport_id`` of ``router_id`` carries ``count`` consumers now (0: closed): the headroom that
+        signaling places subscribers by."""
+        handle = self._router_worker.get(router_id)
+        if handle is None:
+            return
+        if count > 0:
+            handle.consumers[(router_id, transport_id)] = count
+        else:
+            handle.consumers.pop((router_id, transport_id), None)
+
     def release(self, router_id: str) -> None:
         """Forget where ``router_id`` lives (after the router has been closed)."""
         handle = self._router_worker.pop(router_id, None)
         if handle is not None:
             handle.routers.discard(router_id)
+            for key in [k for k in handle.consumers if k[0] == router_id]:
+                del handle.consumers[key]
 
     async def request(self, router_id: str, method: str, params: dict, timeout: float = 10.0) -> dict:
         """Send a request to the worker hosting ``router_id`` (placing the router if new)."""

@@ -23,6 +23,7 @@ from aiortc.exceptions import InvalidStateError
 
 from media.consumer import Consumer
 from media.ice import IcePolicy, SdpRejected
+from media.pipe import PipeTransport
 from media.producer import Producer, ProducerStream
 from media.recorder import RoomRecorder
 from media.rtp import URI_MID, URI_REPAIRED_RID, URI_RID, read_extension_str
@@ -59,6 +60,9 @@ class Router:
         self._offers: dict[str, list[OfferedMedia]] = {}
         self.recorder: RoomRecorder | None = None
         """The lesson's recording (``media.recorder``), while one runs."""
+        self.pipes: dict[str, PipeTransport] = {}
+        """Pipes to the lesson's routers on other workers (``media.pipe``): this router's producers
+        piped out (origin side), or producers piped in as pipe producers (far side)."""
         self.closed = False
 
     def emit(self, event: str, data: dict[str, Any]) -> None:
@@ -185,15 +189,21 @@ class Router:
         self.producers[producer_id] = producer
         self.emit("producer_added", {"producer_id": producer_id, "participant_id": transport.participant_id,
                                      "kind": producer.kind, "layers": len(producer.streams)})
-        now = time.monotonic()
-        for consumer in self.consumers.values():
-            if consumer.producer_id == producer_id and consumer.ready:
-                self._bind(consumer, producer, now)
+        self._bind_waiting(producer)
         if self.recorder is not None:
             self.recorder.producer_added(producer)
         return producer
 
+    def _bind_waiting(self, producer: Producer) -> None:
+        """Bind the negotiated consumers that want ``producer``'s id."""
+        now = time.monotonic()
+        for consumer in self.consumers.values():
+            if consumer.producer_id == producer.producer_id and consumer.ready:
+                self._bind(consumer, producer, now)
+
     def _close_producer(self, producer: Producer) -> None:
+        for pipe in self.pipes.values():
+            pipe.producer_closed(producer)
         if self.recorder is not None:
             self.recorder.producer_closed(producer)
         for consumer in self.consumers.values():
@@ -367,6 +377,75 @@ class Router:
             return await self.offer(transport_id)
         return None
 
+    # ------------------------------------------------------------------ pipes (a lesson on several workers)
+
+    def _pipe(self, pipe_id: str) -> PipeTransport:
+        pipe = self.pipes.get(pipe_id)
+        if pipe is None:
+            raise RouterError("not_found", f"no pipe {pipe_id}")
+        return pipe
+
+    async def create_pipe(self, pipe_id: str, host: str) -> dict[str, Any]:
+        """A pipe end on ``host`` (an address of this machine): ``{host, port, key}`` for the other end."""
+        pipe = self.pipes.get(pipe_id)
+        if pipe is None:
+            pipe = PipeTransport(pipe_id, self.router_id, host)
+            try:
+                await pipe.open()
+            except OSError as exc:
+                raise RouterError("bad_request", f"pipe socket on {host}: {exc}") from None
+            self.pipes[pipe_id] = pipe
+        assert pipe._sock is not None
+        bound_host, port = pipe._sock.getsockname()[:2]
+        return {"host": bound_host, "port": port, "key": pipe.key}
+
+    def connect_pipe(self, pipe_id: str, host: str, port: int, key: str) -> None:
+        try:
+            self._pipe(pipe_id).connect(host, port, key)
+        except ValueError as exc:
+            raise RouterError("bad_request", str(exc)) from None
+
+    def pipe_consume(self, pipe_id: str, producer_ids: list[str]) -> list[dict[str, Any]]:
+        """Pipe these producers of this router out (those that exist); their descriptions for the far end."""
+        pipe = self._pipe(pipe_id)
+        return [pipe.consume(self.producers[pid]) for pid in producer_ids
+                if pid in self.producers and self.producers[pid].transport is not pipe]
+
+    def pipe_produce(self, pipe_id: str, descriptions: list[dict[str, Any]]) -> None:
+        """Producers piped in: made (or kept, or replaced) and bound to the consumers that want them."""
+        pipe = self._pipe(pipe_id)
+        for description in descriptions:
+            try:
+                producer, replaced = pipe.produce(description)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise RouterError("bad_request", f"pipe producer: {exc}") from None
+            if self.producers.get(producer.producer_id) is producer:
+                continue
+            old = self.producers.get(producer.producer_id)
+            if old is not None:
+                self._close_producer(old)
+            elif replaced is not None:
+                replaced.close()
+            self.producers[producer.producer_id] = producer
+            self._bind_waiting(producer)
+
+    def pipe_close_producers(self, pipe_id: str, producer_ids: list[str]) -> None:
+        pipe = self._pipe(pipe_id)
+        for pid in producer_ids:
+            pipe.unconsume(pid)
+            producer = pipe.close_producer(pid)
+            if producer is not None and self.producers.get(pid) is producer:
+                self._close_producer(producer)
+
+    async def close_pipe(self, pipe_id: str) -> None:
+        pipe = self.pipes.pop(pipe_id, None)
+        if pipe is None:
+            return
+        for producer in list(pipe.producers.values()):
+            if self.producers.get(producer.producer_id) is producer:
+                self._close_producer(producer)
+        await pipe.close()
+
     # ------------------------------------------------------------------ recording
 
     def record(self, directory: str, producer_ids: list[str]) -> None:
@@ -415,6 +494,7 @@ class Router:
                                 "probes_passed": c.gate.probes_passed if c.gate is not None else 0,
                                 "probe_packets": c.probe_packets}
                           for cid, c in self.consumers.items()},
+            "pipes": {pid: pipe.dump() for pid, pipe in self.pipes.items()},
         }
 
     async def close(self) -> None:
@@ -426,6 +506,8 @@ class Router:
                 log.exception("router %s: ending the recording failed", self.router_id)
         for transport_id in list(self.transports):
             await self.close_transport(transport_id)
+        for pipe_id in list(self.pipes):
+            await self.close_pipe(pipe_id)
 
 
 def _describe(producer: Producer) -> dict[str, Any]:

@@ -28,6 +28,18 @@ Requests (``method``: params → result):
   ``recording_stopped`` with the summary)
 - ``router.stats``: ``router_id`` → ``{transports: [sample, ...]}``
 - ``router.dump``: ``router_id`` → counters for tests and operators
+- ``pipe.create``: ``router_id, pipe_id, host`` → ``{host, port, key}``: one end of a pipe to the lesson's
+  router on another worker or node (``media.pipe``), its UDP socket bound on ``host``, ``key`` the SRTP
+  key it sends with
+- ``pipe.connect``: ``router_id, pipe_id, host, port, key`` → {}: the other end's address and key
+- ``pipe.consume``: ``router_id, pipe_id, producer_ids`` → ``{producers: [description, ...]}``: pipe these
+  producers out (origin side)
+- ``pipe.produce``: ``router_id, pipe_id, producers`` (descriptions from ``pipe.consume``) → {}: the pipe
+  producers on the far side, bound to the consumers that want their ids
+- ``pipe.close_producers``: ``router_id, pipe_id, producer_ids`` → {}
+- ``pipe.close``: ``router_id, pipe_id`` → {}
+- ``pipe.drop``: ``router_id, pipe_id, every`` → {}: fault injection for tests, every n-th video packet
+  arriving at this end is dropped (0: none)
 - ``worker.load``: {} → this worker's load and counters (:mod:`media.load`: routers, transports,
   producers, consumers, CPU time, forwarded packets and bytes, losses), for the node's heartbeat
   and ``/metrics``
@@ -127,10 +139,35 @@ class Worker:
             return {}
         if method == "router.record_stop":
             return await router.stop_recording() or {}
+        if method.startswith("pipe."):
+            return await self._pipe(router, method, p)
         if method == "router.stats":
             return {"transports": router.samples()}
         if method == "router.dump":
             return router.dump()
+        raise ChannelError("unknown_method", f"unknown method {method}")
+
+    async def _pipe(self, router: Router, method: str, p: dict[str, Any]) -> dict[str, Any]:
+        pipe_id = str(p["pipe_id"])
+        if method == "pipe.create":
+            return await router.create_pipe(pipe_id, str(p.get("host") or "127.0.0.1"))
+        if method == "pipe.connect":
+            router.connect_pipe(pipe_id, str(p["host"]), int(p["port"]), str(p["key"]))
+            return {}
+        if method == "pipe.consume":
+            return {"producers": router.pipe_consume(pipe_id, [str(x) for x in p.get("producer_ids") or []])}
+        if method == "pipe.produce":
+            router.pipe_produce(pipe_id, [dict(d) for d in p.get("producers") or []])
+            return {}
+        if method == "pipe.close_producers":
+            router.pipe_close_producers(pipe_id, [str(x) for x in p.get("producer_ids") or []])
+            return {}
+        if method == "pipe.close":
+            await router.close_pipe(pipe_id)
+            return {}
+        if method == "pipe.drop":
+            router._pipe(pipe_id).drop_every = max(0, int(p.get("every") or 0))
+            return {}
         raise ChannelError("unknown_method", f"unknown method {method}")
 
     async def _run_stats(self) -> None:

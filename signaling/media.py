@@ -178,6 +178,13 @@ class LessonMedia:
         """Set while the lesson's media is down for everyone (its worker died)."""
         self._restarted_at: dict[tuple[str, str], float] = {}
         """(participant id, direction) → when the client last asked to rebuild that connection."""
+        self.transport_router: dict[str, str] = {}
+        """Transport id → the router it lives on (the lesson's own, or one of ``spans``)."""
+        self.spans: dict[str, str] = {}
+        """A lesson bigger than one worker: router id on another worker → the pipe id that feeds it
+        from the lesson's own router (``media.pipe``)."""
+        self.producer_ids: set[str] = set()
+        """The producers on the lesson's own router (what every span gets piped)."""
 
     # ------------------------------------------------------------------ running requests in order
 
@@ -209,11 +216,16 @@ class LessonMedia:
                 if p is not None and self.room is not None:
                     self.room.error(p, ErrorCode.internal, "媒体服务内部错误，操作未执行", rid)
 
-    async def _request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    async def _request(self, method: str, params: dict[str, Any], router_id: str | None = None) -> dict[str, Any]:
         if not self._router_created:
             await self.service.pool.request(self.router_id, "router.create", {"router_id": self.router_id})
             self._router_created = True
-        return await self.service.pool.request(self.router_id, method, {"router_id": self.router_id, **params})
+        router_id = router_id or self.router_id
+        return await self.service.pool.request(router_id, method, {"router_id": router_id, **params})
+
+    async def _at(self, tid: str, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        """A request about transport ``tid``, sent to the router it lives on."""
+        return await self._request(method, {"transport_id": tid, **params}, self.transport_router.get(tid))
 
     async def _transport(self, p: Participant, direction: str) -> str:
         own = self.transports.setdefault(p.participant_id, {})
@@ -221,19 +233,122 @@ class LessonMedia:
         if tid is None:
             self._transport_seq += 1
             tid = f"{p.participant_id}-{direction}-{self._transport_seq}"
+            router_id = await self._place(p) if direction == "recv" else self.router_id
             await self._request("transport.create", {"transport_id": tid, "participant_id": p.participant_id,
-                                                     "direction": direction})
+                                                     "direction": direction}, router_id)
             own[direction] = tid
+            self.transport_router[tid] = router_id
             self.service.transport_owner[tid] = (self, p.participant_id)
         return tid
 
+    async def _close_transport(self, tid: str) -> None:
+        self.service.transport_owner.pop(tid, None)
+        router_id = self.transport_router.pop(tid, None) or self.router_id
+        self.service.pool.note_consumers(router_id, tid, 0)
+        try:
+            await self._request("transport.close", {"transport_id": tid}, router_id)
+        except ChannelError:
+            pass
+
     async def _close_transports(self, pid: str) -> None:
-        for tid in (self.transports.pop(pid, None) or {}).values():
-            self.service.transport_owner.pop(tid, None)
+        for direction, tid in (self.transports.pop(pid, None) or {}).items():
+            await self._close_transport(tid)
+            if direction == "send":
+                await self._unpipe(pid)
+
+    # ------------------------------------------------------------------ a lesson bigger than one worker
+
+    async def _place(self, p: Participant) -> str:
+        """The router a new subscriber connection goes on: the lesson's own while its worker has headroom
+        for the consumers (``MediaService.consumer_limit``), else a worker with headroom, preferring one
+        that already serves the lesson (fed from the lesson's own router by a pipe)."""
+        pool = self.service.pool
+        limit = self.service.consumer_limit
+        home = pool.worker_for(self.router_id)
+        workers = pool.live_workers()
+        need = max(1, len(self._consumer_specs(p)))
+        if limit is None or len(workers) < 2 or home.consumer_count + need <= limit:
+            return self.router_id
+        spanned = {self._span_index(r) for r in self.spans}
+        fits = [h for h in workers if h is not home and h.consumer_count + need <= limit]
+        if fits:
+            best = min(fits, key=lambda h: (h.index not in spanned, h.consumer_count, h.index))
+        else:  # every worker is full: the least loaded takes it (on a tie not the lesson's own: it takes the uplinks)
+            best = min(workers, key=lambda h: (h.consumer_count, h is home, h.index))
+        if best is home:
+            return self.router_id
+        return await self._span(best.index)
+
+    @staticmethod
+    def _span_index(router_id: str) -> int:
+        return int(router_id.rsplit("@", 1)[1])
+
+    async def _span(self, index: int) -> str:
+        """The lesson's router on worker ``index``, made and piped from the lesson's own router if new."""
+        router_id = f"{self.router_id}@{index}"
+        if router_id in self.spans:
+            return router_id
+        pool = self.service.pool
+        pool.place(router_id, index)
+        self.service.rooms[router_id] = self
+        pipe_id = f"pipe-{self.instance_id}-{index}"
+        host = self.service.pipe_host
+        try:
+            await self._request("router.create", {}, router_id)
+            here = await self._request("pipe.create", {"pipe_id": pipe_id, "host": host})
+            there = await self._request("pipe.create", {"pipe_id": pipe_id, "host": host}, router_id)
+            await self._request("pipe.connect", {"pipe_id": pipe_id, "host": there["host"], "port": there["port"],
+                                                 "key": there["key"]})
+            await self._request("pipe.connect", {"pipe_id": pipe_id, "host": here["host"], "port": here["port"],
+                                                 "key": here["key"]}, router_id)
+        except BaseException:
+            pool.release(router_id)
+            self.service.rooms.pop(router_id, None)
+            raise
+        self.spans[router_id] = pipe_id
+        log.info("lesson %s: spans worker %d too (router %s, pipe %s)", self.instance_id, index, router_id, pipe_id)
+        await self._pipe(sorted(self.producer_ids), [router_id])
+        return router_id
+
+    async def _pipe(self, producer_ids: list[str], routers: list[str] | None = None) -> None:
+        """Pipe these producers of the lesson's own router to its other routers (all, or ``routers``)."""
+        if not producer_ids:
+            return
+        for router_id in routers if routers is not None else list(self.spans):
+            pipe_id = self.spans.get(router_id)
+            if pipe_id is None:
+                continue
+            described = await self._request("pipe.consume", {"pipe_id": pipe_id, "producer_ids": producer_ids})
+            if described.get("producers"):
+                await self._request("pipe.produce", {"pipe_id": pipe_id, "producers": described["producers"]},
+                                    router_id)
+
+    async def _unpipe(self, pid: str) -> None:
+        """``pid`` no longer publishes (its connection closed): its pipe producers go too."""
+        gone = [x for x in self.producer_ids if x.split(":", 1)[0] == pid]
+        if not gone:
+            return
+        self.producer_ids.difference_update(gone)
+        for router_id, pipe_id in list(self.spans.items()):
             try:
-                await self._request("transport.close", {"transport_id": tid})
+                await self._request("pipe.close_producers", {"pipe_id": pipe_id, "producer_ids": gone})
+                await self._request("pipe.close_producers", {"pipe_id": pipe_id, "producer_ids": gone}, router_id)
             except ChannelError:
                 pass
+
+    async def _close_spans(self) -> None:
+        """Close the lesson's routers on other workers (the room closed, or its own worker died)."""
+        pool = self.service.pool
+        for router_id, pipe_id in list(self.spans.items()):
+            del self.spans[router_id]
+            for key in [t for t, r in self.transport_router.items() if r == router_id]:
+                del self.transport_router[key]
+            try:
+                await pool.request(router_id, "router.close", {"router_id": router_id})
+            except ChannelError:
+                pass
+            pool.release(router_id)
+            self.service.rooms.pop(router_id, None)
 
     # ------------------------------------------------------------------ hooks
 
@@ -362,6 +477,7 @@ class LessonMedia:
             for pid in list(self.transports):
                 for tid in self.transports.pop(pid).values():
                     self.service.transport_owner.pop(tid, None)
+            await self._close_spans()
             if self._router_created:
                 try:
                     await self.service.pool.request(self.router_id, "router.close", {"router_id": self.router_id})
@@ -375,12 +491,17 @@ class LessonMedia:
 
     # ------------------------------------------------------------------ media that comes back by itself
 
-    def worker_lost(self) -> None:
+    def worker_lost(self, router_id: str | None = None) -> None:
         """The worker hosting this lesson died: its transports, producers and consumers are gone.
 
         Everyone is told at once (``media_restart``); the router is made again on a live worker
-        and everyone's media renegotiated there (``_recover``), ahead of anything queued."""
+        and everyone's media renegotiated there (``_recover``), ahead of anything queued.
+        A worker that hosted only one of the lesson's other routers (``spans``) costs only the
+        subscriber connections placed there: they are placed and offered again."""
         if self.closed:
+            return
+        if router_id is not None and router_id in self.spans:
+            self._span_lost(router_id)
             return
         room = self.room
         had = {pid: set(own) for pid, own in self.transports.items() if own}
@@ -391,6 +512,8 @@ class LessonMedia:
             for tid in own.values():
                 self.service.transport_owner.pop(tid, None)
         self.transports.clear()
+        self.transport_router.clear()
+        self.producer_ids.clear()
         self.samples.clear()
         self.layers_sent.clear()
         # SDP and candidates queued for the dead connections are answered, not applied to new ones
@@ -428,6 +551,7 @@ class LessonMedia:
     async def _recover(self) -> None:
         """Make the router again on a live worker; offer every subscriber its tracks on a new connection.
         (Publishers publish again themselves, told by ``media_restart``.)"""
+        await self._close_spans()  # their pipes came from the dead router: placed and piped again as needed
         loop = asyncio.get_running_loop()
         deadline = loop.time() + WORKER_WAIT_S
         while True:
@@ -445,6 +569,41 @@ class LessonMedia:
         if room is not None:  # every subscriber's new connection at once (the worker serves them concurrently)
             await asyncio.gather(*(self._sync_consumers(q) for q in list(room.participants.values())
                                    if q.participant_id in self.subscriptions))
+
+    def _span_lost(self, router_id: str) -> None:
+        """One of the lesson's other routers died with its worker: its subscribers are placed again."""
+        pipe_id = self.spans.pop(router_id)
+        self.service.pool.release(router_id)
+        self.service.rooms.pop(router_id, None)
+        lost: list[str] = []
+        for pid, own in list(self.transports.items()):
+            tid = own.get("recv")
+            if tid is not None and self.transport_router.get(tid) == router_id:
+                del own["recv"]
+                if not own:
+                    del self.transports[pid]
+                self.transport_router.pop(tid, None)
+                self.service.transport_owner.pop(tid, None)
+                self.samples.get(pid, {}).pop("recv", None)
+                lost.append(pid)
+        log.error("lesson %s: the worker of its router %s died; placing %d subscriber(s) again",
+                  self.instance_id, router_id, len(lost))
+
+        async def again() -> None:
+            try:
+                await self._request("pipe.close", {"pipe_id": pipe_id})
+            except ChannelError:
+                pass
+            room = self.room
+            for pid in lost:
+                q = room.participants.get(pid) if room is not None else None
+                if q is not None:
+                    q.send(ServerMediaRestart(targets=[PeerTarget.subscriber],
+                                              reason=MediaRestartReason.worker_restarted))
+                    await self._sync_consumers(q)
+
+        self._queue.appendleft(_Job(again))
+        self._run()
 
     async def _rebuild(self, p: Participant, directions: list[str], reason: MediaRestartReason | None) -> None:
         """Close ``p``'s connections in ``directions`` and build them again: tell the client (``reason``:
@@ -501,15 +660,11 @@ class LessonMedia:
             self.transports.pop(p.participant_id, None)
         if tid is None:
             return
-        self.service.transport_owner.pop(tid, None)
         self.samples.get(p.participant_id, {}).pop(direction, None)
         if direction == "send":
             for source in TrackSource:
                 self.layers_sent.pop(producer_id(p.participant_id, source), None)
-        try:
-            await self._request("transport.close", {"transport_id": tid})
-        except ChannelError:
-            pass
+        await self._close_transport(tid)
 
     def _gap_check(self) -> None:
         gap = self.gap
@@ -553,8 +708,7 @@ class LessonMedia:
             for source, pub in announced.items()
             if self._may_send(p, source)  # a student who left the stage meanwhile sends nothing
         ]
-        result = await self._request("transport.publish", {"transport_id": tid, "sdp": sdp,
-                                                           "publications": publications})
+        result = await self._at(tid, "transport.publish", {"sdp": sdp, "publications": publications})
         p.send(ServerAnswer(request_id=rid, sdp=result["sdp"]))
         now_published: dict[TrackSource, Publication] = {}
         for producer in result.get("producers", []):
@@ -570,6 +724,9 @@ class LessonMedia:
             self.room.updated(p)
         for producer in result.get("producers", []):  # a new sender sends all its layers: tell it again
             self.layers_sent.pop(producer["producer_id"], None)
+        published = [producer["producer_id"] for producer in result.get("producers", [])]
+        self.producer_ids.update(published)
+        await self._pipe(published)  # the lesson's other workers get them (again: a new publisher connection)
         if p.role is LessonRole.main and result.get("producers"):
             await self._record(result["producers"])
         self._dynacast()
@@ -583,7 +740,7 @@ class LessonMedia:
         tid = self.transports.get(p.participant_id, {}).get(direction)
         if tid is None:
             raise ChannelError("bad_sdp", "the connection of this candidate has no description yet")
-        await self._request("transport.add_candidate", {"transport_id": tid, "candidate": msg.candidate,
+        await self._at(tid, "transport.add_candidate", {"candidate": msg.candidate,
                                                         "sdp_mid": msg.sdp_mid,
                                                         "sdp_mline_index": msg.sdp_mline_index})
         if self.room is not None:
@@ -645,7 +802,8 @@ class LessonMedia:
         if not specs and p.participant_id not in self.transports:
             return
         tid = await self._transport(p, "recv")
-        result = await self._request("transport.set_consumers", {"transport_id": tid, "consumers": specs})
+        result = await self._at(tid, "transport.set_consumers", {"consumers": specs})
+        self.service.pool.note_consumers(self.transport_router.get(tid, self.router_id), tid, len(specs))
         if result.get("offer"):
             self._send_offer(p, result["offer"])
         self._dynacast()
@@ -703,7 +861,7 @@ class LessonMedia:
         tid = self.transports.get(p.participant_id, {}).get("recv")
         if tid is None:
             raise ChannelError("bad_sdp", "no subscriber offer is waiting")
-        result = await self._request("transport.answer", {"transport_id": tid, "sdp": sdp})
+        result = await self._at(tid, "transport.answer", {"sdp": sdp})
         if self.room is not None:
             self.room.ack(p, rid)
         if result.get("offer"):
@@ -795,10 +953,17 @@ class LessonMedia:
 class MediaService:
     """The app's media plane: the worker pool, and the lessons' media by router id."""
 
-    def __init__(self, pool: WorkerPool, bus: Any | None = None) -> None:
+    def __init__(self, pool: WorkerPool, bus: Any | None = None, *, consumer_limit: int | None = None,
+                 pipe_host: str = "127.0.0.1") -> None:
         self.pool = pool
         self.bus = bus
+        self.consumer_limit = consumer_limit
+        """Consumers one worker takes before a lesson's further subscribers go to another worker (None: no
+        limit, a lesson stays on one worker)."""
+        self.pipe_host = pipe_host
+        """The address pipes between this node's workers bind on."""
         self.rooms: dict[str, LessonMedia] = {}
+        """Router id → its lesson (a lesson on several workers is here once per router)."""
         self.recordings: Any | None = None
         """``server.jobs.recording.RecordingService`` (``begin``/``finish``), or None: nothing is recorded."""
         self.transport_owner: dict[str, tuple[LessonMedia, str]] = {}
@@ -823,7 +988,7 @@ class MediaService:
             for router_id in data.get("routers", []):
                 media = self.rooms.get(router_id)
                 if media is not None:
-                    media.worker_lost()
+                    media.worker_lost(router_id)
 
     def publish_sample(self, instance_id: int, p: Participant, report: LinkQualityReport,
                        up: dict[str, Any], down: dict[str, Any]) -> None:

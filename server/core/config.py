@@ -170,6 +170,14 @@ class Settings(BaseSettings):
     replaced by it at once, so its lessons get their media back within seconds. No effect with
     ``media_workers=0``."""
 
+    media_worker_consumer_limit: int | None = Field(default=None, ge=1)
+    """Consumers one media worker takes before a lesson's further subscribers are placed on another
+    worker of this node, fed by a pipe from the lesson's own worker (``SANKE_MEDIA_WORKER_CONSUMER_LIMIT``;
+    ``docs/performance.md`` has what one worker forwards). Unset: a lesson stays on one worker."""
+
+    media_pipe_host: str = "127.0.0.1"
+    """The address the pipes between this node's media workers bind on (``SANKE_MEDIA_PIPE_HOST``)."""
+
     recording_retention_days: int = Field(default=180, ge=0)
     """Lesson recordings (录播) are kept this many days after the lesson, then their files are deleted
     and the recording is marked expired (``SANKE_RECORDING_RETENTION_DAYS``; 0 keeps them for ever)."""

@@ -4,7 +4,9 @@
 whose room is open, one student account per subscriber), then runs
 ``python -m bench.fanout_sanke --serve`` in its own process: the FastAPI app with
 signaling on 127.0.0.1 and ``SANKE_MEDIA_WORKERS=1`` (the SFU worker, a child of
-that process, gathers on 127.0.0.2 like every peer of the benchmark).  The
+that process, gathers on 127.0.0.2 like every peer of the benchmark; ``bench.bigroom``
+sets more workers and a consumer limit per worker through ``SANKE_FANOUT_WORKERS`` and
+``SANKE_FANOUT_WORKER_CONSUMERS``).  The
 publisher and each subscriber then speak the lesson protocol over the
 WebSocket with join tokens, exactly as classroom terminals do.
 """
@@ -28,6 +30,10 @@ from typing import Any
 
 SECRET = "bench-fanout-secret-key-0123456789abcdef"
 MAX_SUBSCRIBERS = 128
+WORKERS_ENV = "SANKE_FANOUT_WORKERS"
+"""Media workers of the server under test (default 1)."""
+LIMIT_ENV = "SANKE_FANOUT_WORKER_CONSUMERS"
+"""Consumers per worker before a lesson's subscribers go to another worker (``bench.bigroom``)."""
 
 
 def _free_port() -> int:
@@ -39,9 +45,13 @@ def _free_port() -> int:
 def _settings(data_dir: Path) -> Any:
     from server.core.config import Settings
 
-    # every subscriber connects from 127.0.0.1, as fast as it can: no per-address bound on new sockets
+    # every subscriber connects from 127.0.0.1, as fast as it can: no per-address bound on new sockets;
+    # ``bench.bigroom`` asks for more workers (WORKERS_ENV) and a consumer limit per worker (LIMIT_ENV)
+    limit = os.environ.get(LIMIT_ENV)
     return Settings(data_dir=data_dir, database_url=f"sqlite:///{data_dir}/sanke.db", secret_key=SECRET,
-                    ice_host_addresses="127.0.0.2", ice_allowed_networks="127.0.0.0/8", media_workers=1,
+                    ice_host_addresses="127.0.0.2", ice_allowed_networks="127.0.0.0/8",
+                    media_workers=int(os.environ.get(WORKERS_ENV) or 1), media_pipe_host="127.0.0.2",
+                    **({"node_worker_consumers": int(limit)} if limit else {}),
                     signaling_unjoined_per_address=MAX_SUBSCRIBERS + 1,
                     signaling_connects_per_address_per_minute=100 * MAX_SUBSCRIBERS)
 
@@ -109,7 +119,7 @@ class SankeTarget:
         self._dir = tempfile.mkdtemp(prefix="sanke-fanout-")
         self._info = await asyncio.to_thread(prepare, Path(self._dir), MAX_SUBSCRIBERS)
         port = _free_port()
-        env = {**os.environ, "SANKE_MEDIA_WORKERS": "1"}
+        env = {**os.environ, "SANKE_MEDIA_WORKERS": os.environ.get(WORKERS_ENV) or "1"}
         self._proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bench.fanout_sanke", "--serve", self._dir, str(port), env=env)
         self._base = f"http://127.0.0.1:{port}"

@@ -76,7 +76,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
     # Workers start in the lifespan; the worker class is imported only then.
     media = WorkerPool(settings.effective_media_workers, settings.ice_strings(), worker_class=media_worker_class,
                        pin=settings.media_pin_workers, spare=settings.media_spare_worker)
-    media_service = MediaService(media, bus, consumer_limit=settings.media_worker_consumer_limit,
+    media_service = MediaService(media, bus, consumer_limit=settings.node_worker_consumers,
                                  pipe_host=settings.media_pipe_host)
     recording_service = RecordingService(session_factory, settings)
     media_service.recordings = recording_service

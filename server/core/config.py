@@ -100,7 +100,9 @@ class Settings(BaseSettings):
 
     node_worker_consumers: int = Field(default=300, ge=1)
     """Consumers (one subscriber receiving one track) one media worker forwards comfortably
-    (``SANKE_NODE_WORKER_CONSUMERS``), reported as the node's capacity per worker."""
+    (``SANKE_NODE_WORKER_CONSUMERS``), reported as the node's capacity per worker. It is also the
+    limit past which a lesson's further subscribers are placed on another media worker of this node,
+    fed by a pipe from the lesson's own worker (``media.pipe``)."""
 
     metrics_token: SecretStr | None = None
     """Bearer token that lets a Prometheus server elsewhere scrape ``/metrics``
@@ -169,11 +171,6 @@ class Settings(BaseSettings):
     """Keep one idle media worker process ready (``SANKE_MEDIA_SPARE_WORKER``): a worker that dies is
     replaced by it at once, so its lessons get their media back within seconds. No effect with
     ``media_workers=0``."""
-
-    media_worker_consumer_limit: int | None = Field(default=None, ge=1)
-    """Consumers one media worker takes before a lesson's further subscribers are placed on another
-    worker of this node, fed by a pipe from the lesson's own worker (``SANKE_MEDIA_WORKER_CONSUMER_LIMIT``;
-    ``docs/performance.md`` has what one worker forwards). Unset: a lesson stays on one worker."""
 
     media_pipe_host: str = "127.0.0.1"
     """The address the pipes between this node's media workers bind on (``SANKE_MEDIA_PIPE_HOST``)."""

@@ -34,7 +34,7 @@ LIMIT = 2
 def settings(tmp_path: Any, db_url: str) -> Settings:  # noqa: F811 - two worker processes, two consumers each
     return Settings(data_dir=tmp_path / "data", database_url=db_url, secret_key=TEST_SECRET,
                     ice_host_addresses="127.0.0.1", ice_allowed_networks="127.0.0.0/8", media_workers=2,
-                    media_spare_worker=False, media_worker_consumer_limit=LIMIT)
+                    media_spare_worker=False, node_worker_consumers=LIMIT)
 
 
 def server_call(app: Any, coro_fn: Any) -> Any:

@@ -58,6 +58,9 @@ log = logging.getLogger(__name__)
 
 Listener = Callable[[int, str, dict], None]
 
+REMOTE_INDEX = 100
+"""Index of the first other node's workers (``add_remote``)."""
+REMOTE_RETRY_S = 2.0
 MAX_RESTARTS = 5
 RESTART_WINDOW = 60.0
 CLOSE_GRACE = 5.0
@@ -86,6 +89,8 @@ class WorkerHandle:
     alive: bool = True
     slot: list[int] = field(default_factory=list)
     """``[index]``, shared with the channel's event callback (a spare changes it when it takes a slot)."""
+    remote: str | None = None
+    """``host:port`` of another node whose workers this handle reaches (``add_remote``), or None."""
     consumers: dict[tuple[str, str], int] = field(default_factory=dict)
     """Consumers per (router, subscriber transport) on this worker, as signaling placed them (``note_consumers``)."""
 
@@ -129,6 +134,9 @@ class WorkerPool:
         self.spare = spare and size >= 1
         self._spare: WorkerHandle | None = None
         self._spare_task: asyncio.Task[None] | None = None
+        self.remotes: list[WorkerHandle] = []
+        """Other nodes' workers this node may spread a lesson onto (``add_remote``)."""
+        self._remote_tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -180,6 +188,15 @@ class WorkerPool:
         self._closing = True
         for task in list(self._watchers):
             task.cancel()
+        for task in list(self._remote_tasks):
+            task.cancel()
+        for handle in list(self.remotes):
+            await handle.channel.close()
+        for task in list(self._remote_tasks):
+            with contextlib.suppress(BaseException):
+                await task
+        self._remote_tasks.clear()
+        self.remotes = []
         if self._spare_task is not None:
             # let a spare that is starting finish and stop it then: a process started by a cancelled
             # create_subprocess_exec would be left behind, unreaped
@@ -221,16 +238,63 @@ class WorkerPool:
         handle = self._router_worker.get(router_id)
         if handle is not None and handle.alive:
             return handle
-        if self._closing or not 0 <= index < len(self.workers) or not self.workers[index].alive \
-                or self.workers[index].channel.closed:
+        handle = next((h for h in self.live_workers() if h.index == index), None)
+        if self._closing or handle is None:
             raise ChannelError("no_worker", f"media worker {index} is not running")
-        handle = self.workers[index]
         handle.routers.add(router_id)
         self._router_worker[router_id] = handle
         return handle
 
     def live_workers(self) -> list[WorkerHandle]:
-        return [h for h in self.workers if h.alive and not h.channel.closed]
+        """This node's running workers, then the other nodes' that are connected."""
+        return [h for h in (*self.workers, *self.remotes) if h.alive and not h.channel.closed]
+
+    def hosts(self, router_id: str) -> bool:
+        """``router_id`` is placed on one of this pool's workers."""
+        return router_id in self._router_worker
+
+    def add_remote(self, address: str, secret: bytes) -> None:
+        """Use the workers another node offers at ``address`` (``media.remote``): connected in the
+        background, again 2 s after it is lost (while this pool runs). Their index is 100 and up."""
+        from media import remote
+
+        remote.split_address(address)  # a bad address is refused now, not in the background
+        index = REMOTE_INDEX + len(self._remote_tasks)
+
+        async def keep() -> None:
+            while not self._closing and self._started:
+                closed = asyncio.Event()
+                try:
+                    channel = await remote.connect(address, secret, on_close=closed.set,
+                                                   on_event=lambda e, d: self._emit(index, e, d),
+                                                   name=f"media-remote-{address}")
+                except (OSError, ConnectionError, TimeoutError, asyncio.IncompleteReadError) as exc:
+                    log.warning("media: the workers of %s are out of reach: %s", address, exc)
+                    await asyncio.sleep(REMOTE_RETRY_S)
+                    continue
+                handle = WorkerHandle(index=index, pid=None, channel=channel, remote=address, slot=[index])
+                self.remotes = [h for h in self.remotes if h.index != index] + [handle]
+                log.info("media: using the workers of %s (index %d)", address, index)
+                try:
+                    await closed.wait()
+                finally:
+                    handle.alive = False
+                    routers = sorted(handle.routers)
+                    for router_id in routers:
+                        if self._router_worker.get(router_id) is handle:
+                            del self._router_worker[router_id]
+                    handle.routers.clear()
+                    self.remotes = [h for h in self.remotes if h is not handle]
+                    await channel.close()
+                if self._closing:
+                    return
+                log.error("media: lost the workers of %s; lost routers: %s", address, ", ".join(routers) or "none")
+                self._emit(index, WORKER_DIED, {"routers": routers, "pid": None, "exit_code": None,
+                                                "remote": address})
+                await asyncio.sleep(REMOTE_RETRY_S)
+
+        task = asyncio.get_running_loop().create_task(keep(), name=f"media-remote-{address}")
+        self._remote_tasks.add(task)
 
     def note_consumers(self, router_id: str, transport_id: str, count: int) -> None:
         """``transport_id`` of ``router_id`` carries ``count`` consumers now (0: closed): the headroom that

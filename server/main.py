@@ -51,6 +51,22 @@ log = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
 
+async def _cluster_media(stack: AsyncExitStack, settings: Settings, media: WorkerPool) -> None:
+    """Offer this node's media workers to the cluster, and use the other nodes' (``media.remote``)."""
+    if settings.cluster_secret is None:
+        return
+    secret = settings.cluster_secret.get_secret_value().encode()
+    if settings.media_remote_listen:
+        from media.remote import RemoteWorkerServer, split_address
+
+        offer = RemoteWorkerServer(media, secret, settings.media_pipe_host)
+        await offer.start(*split_address(settings.media_remote_listen))
+        stack.push_async_callback(offer.close)
+    for address in (settings.media_remote_workers or "").split(","):
+        if address.strip():
+            media.add_remote(address.strip(), secret)
+
+
 def _operation_id(route: APIRoute) -> str:
     tag = route.tags[0] if route.tags else "root"
     return f"{tag}-{route.name}"
@@ -104,6 +120,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
             await stack.enter_async_context(recovery)  # what a crash left open, before any room opens or closes
             await media.start()  # a worker that does not come up, or a bad ICE setting, stops the start
             stack.push_async_callback(media.close)
+            await _cluster_media(stack, settings, media)
             stack.callback(media_service.close)
             await stack.enter_async_context(recording_service)  # its compose jobs stop before the workers
             await stack.enter_async_context(nodes)  # registered once its workers are up; gone before they stop

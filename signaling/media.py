@@ -185,6 +185,8 @@ class LessonMedia:
         from the lesson's own router (``media.pipe``)."""
         self.producer_ids: set[str] = set()
         """The producers on the lesson's own router (what every span gets piped)."""
+        self._spanning: dict[str, asyncio.Future[None]] = {}
+        """Spans being made (router id → done when made, or failed)."""
 
     # ------------------------------------------------------------------ running requests in order
 
@@ -233,7 +235,7 @@ class LessonMedia:
         if tid is None:
             self._transport_seq += 1
             tid = f"{p.participant_id}-{direction}-{self._transport_seq}"
-            router_id = await self._place(p) if direction == "recv" else self.router_id
+            router_id = await self._place(p, tid) if direction == "recv" else self.router_id
             await self._request("transport.create", {"transport_id": tid, "participant_id": p.participant_id,
                                                      "direction": direction}, router_id)
             own[direction] = tid
@@ -258,26 +260,36 @@ class LessonMedia:
 
     # ------------------------------------------------------------------ a lesson bigger than one worker
 
-    async def _place(self, p: Participant) -> str:
+    async def _place(self, p: Participant, tid: str) -> str:
         """The router a new subscriber connection goes on: the lesson's own while its worker has headroom
-        for the consumers (``MediaService.consumer_limit``), else a worker with headroom, preferring one
-        that already serves the lesson (fed from the lesson's own router by a pipe)."""
+        for the consumers (``MediaService.consumer_limit``), else a worker with headroom, this node's before
+        another node's (``WorkerPool.add_remote``), preferring one that already serves the lesson (fed from
+        the lesson's own router by a pipe). The consumers are counted on the chosen worker at once, so
+        subscribers placed together (a recovery, a burst of joins) see each other."""
         pool = self.service.pool
         limit = self.service.consumer_limit
         home = pool.worker_for(self.router_id)
         workers = pool.live_workers()
         need = max(1, len(self._consumer_specs(p)))
         if limit is None or len(workers) < 2 or home.consumer_count + need <= limit:
+            home.consumers[(self.router_id, tid)] = need
             return self.router_id
         spanned = {self._span_index(r) for r in self.spans}
         fits = [h for h in workers if h is not home and h.consumer_count + need <= limit]
-        if fits:
-            best = min(fits, key=lambda h: (h.index not in spanned, h.consumer_count, h.index))
+        if fits:  # this node's workers before another node's, one the lesson spans already before a new one
+            best = min(fits, key=lambda h: (h.remote is not None, h.index not in spanned, h.consumer_count, h.index))
         else:  # every worker is full: the least loaded takes it (on a tie not the lesson's own: it takes the uplinks)
             best = min(workers, key=lambda h: (h.consumer_count, h is home, h.index))
         if best is home:
+            home.consumers[(self.router_id, tid)] = need
             return self.router_id
-        return await self._span(best.index)
+        key = (f"{self.router_id}@{best.index}", tid)
+        best.consumers[key] = need
+        try:
+            return await self._span(best.index)
+        except BaseException:
+            best.consumers.pop(key, None)
+            raise
 
     @staticmethod
     def _span_index(router_id: str) -> int:
@@ -288,6 +300,21 @@ class LessonMedia:
         router_id = f"{self.router_id}@{index}"
         if router_id in self.spans:
             return router_id
+        making = self._spanning.get(router_id)
+        if making is not None:  # another subscriber's placement is making it: wait for that
+            await asyncio.shield(making)
+            if router_id not in self.spans:
+                raise ChannelError("no_worker", f"the lesson's router on worker {index} could not be made")
+            return router_id
+        self._spanning[router_id] = asyncio.get_running_loop().create_future()
+        try:
+            await self._make_span(router_id, index)
+        finally:
+            future = self._spanning.pop(router_id)
+            future.set_result(None)
+        return router_id
+
+    async def _make_span(self, router_id: str, index: int) -> None:
         pool = self.service.pool
         pool.place(router_id, index)
         self.service.rooms[router_id] = self
@@ -308,7 +335,6 @@ class LessonMedia:
         self.spans[router_id] = pipe_id
         log.info("lesson %s: spans worker %d too (router %s, pipe %s)", self.instance_id, index, router_id, pipe_id)
         await self._pipe(sorted(self.producer_ids), [router_id])
-        return router_id
 
     async def _pipe(self, producer_ids: list[str], routers: list[str] | None = None) -> None:
         """Pipe these producers of the lesson's own router to its other routers (all, or ``routers``)."""

@@ -173,7 +173,22 @@ class Settings(BaseSettings):
     ``media_workers=0``."""
 
     media_pipe_host: str = "127.0.0.1"
-    """The address the pipes between this node's media workers bind on (``SANKE_MEDIA_PIPE_HOST``)."""
+    """The address the pipes of this node's media workers bind on (``SANKE_MEDIA_PIPE_HOST``): loopback
+    between workers of one node; in a cluster whose lessons spread over nodes, this node's address that
+    the other nodes reach."""
+
+    cluster_secret: SecretStr | None = None
+    """Secret every node of a cluster shares (``SANKE_CLUSTER_SECRET``, at least 16 characters): it
+    authenticates and encrypts the channel over which a node uses another node's media workers
+    (``media.secure``). Needed by ``media_remote_listen`` and ``media_remote_workers``."""
+
+    media_remote_listen: str | None = None
+    """``host:port`` where this node offers its media workers to the other nodes
+    (``SANKE_MEDIA_REMOTE_LISTEN``; ``media.remote``). Unset: not offered."""
+
+    media_remote_workers: str | None = None
+    """Comma-separated ``host:port`` of other nodes' ``media_remote_listen`` (``SANKE_MEDIA_REMOTE_WORKERS``):
+    a lesson whose subscribers outgrow this node's workers spreads onto theirs. Unset: this node's only."""
 
     recording_retention_days: int = Field(default=180, ge=0)
     """Lesson recordings (录播) are kept this many days after the lesson, then their files are deleted
@@ -216,6 +231,20 @@ class Settings(BaseSettings):
         if value <= timeout:
             raise ValueError(f"SANKE_WEBHOOK_LEASE_SECONDS ({value}) must be longer than "
                              f"SANKE_WEBHOOK_TIMEOUT_SECONDS ({timeout})")
+        return value
+
+    @field_validator("media_remote_listen", "media_remote_workers")
+    @classmethod
+    def _check_remote(cls, value: str | None, info) -> str | None:  # type: ignore[no-untyped-def]
+        if not value:
+            return None
+        from media.remote import split_address
+
+        for address in value.split(","):
+            split_address(address)
+        secret = info.data.get("cluster_secret")
+        if secret is None or len(secret.get_secret_value()) < 16:
+            raise ValueError(f"SANKE_{info.field_name.upper()} needs SANKE_CLUSTER_SECRET (at least 16 characters)")
         return value
 
     @field_validator("media_workers")

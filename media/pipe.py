@@ -13,7 +13,8 @@ as it came — sequence number, timestamp, payload type and header extensions un
 RED — under an SSRC of the pipe's own, so the far end never depends on the publisher's SSRCs
 (simulcast layers discovered later by RID, a publisher that reconnects).  Nothing is decoded or
 re-encoded.  The far end's NACKs are answered from the origin stream's cache as RTX on the pipe
-(an SSRC and sequence of its own, so SRTP's replay check is not fooled); its PLI/FIR becomes a
+(an SSRC and sequence of its own, so SRTP's replay check is not fooled; a packet the origin is still
+repairing from its publisher follows by itself when it comes); its PLI/FIR becomes a
 keyframe request at the origin (the origin's 300 ms throttle applies); once a second each piped
 layer gets a Sender Report carrying the publisher's RTP clock (the far end's consumers keep lip
 sync).
@@ -285,9 +286,12 @@ class PipeTransport:
         if cache is None or rtx_pt is None:
             return
         missed = False
+        upstream = stream.nack
         for seq in lost:
             pkt = cache.get(seq, now)
             if pkt is None:
+                if upstream is not None and upstream.is_missing(seq):
+                    continue  # lost on the publisher's uplink too and being repaired: it follows when it comes
                 self.nack_misses += 1
                 missed = True
                 continue

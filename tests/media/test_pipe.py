@@ -16,6 +16,7 @@ from aiortc.rtp import RtpPacket
 
 from media.pipe import PipeTransport, _session, new_key
 from media.producer import Producer
+from media.rtp import rtx_wrap
 from tests.utils.wait import until
 
 VP8 = "video/VP8"
@@ -124,6 +125,30 @@ def test_strangers_and_wrong_keys_are_dropped() -> None:
             origin._sock.sendto(wrong.protect(packet(500 + i, i, ssrc=1)), far._sock.getsockname())  # type: ignore[union-attr]
         await until("the stranger counted", lambda: far.foreign >= 10 and far.srtp_errors >= 10, 5)
         assert piped.streams[0].stats.received == 0
+        await origin.close()
+        await far.close()
+
+    asyncio.run(main())
+
+
+def test_a_packet_the_origin_is_still_repairing_follows_without_a_keyframe() -> None:
+    async def main() -> None:
+        origin, far = await pair()
+        publisher = Publisher()
+        producer = video_producer(publisher)
+        piped, _ = far.produce(origin.consume(producer))
+        stream = producer.streams[0]
+        for i in range(10):
+            if i != 5:  # lost on the publisher's uplink: the origin NACKs it to the publisher
+                stream.receive(packet(3000 + i, 3000 * i), time.monotonic())
+        nack = piped.streams[0].nack
+        assert nack is not None
+        await until("the far end asked the origin for it", lambda: nack.nacks_sent >= 1, 5)
+        await asyncio.sleep(0.05)
+        assert origin.nack_misses == 0 and publisher.plis == []  # no keyframe: the packet is on its way
+        stream.receive(rtx_wrap(packet(3005, 15000), 97, 2222, 1), time.monotonic())  # the publisher's RTX
+        await until("it reached the far end", lambda: nack.recovered >= 1 and nack.pending == 0, 5)
+        assert publisher.plis == []
         await origin.close()
         await far.close()
 

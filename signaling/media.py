@@ -246,7 +246,7 @@ class LessonMedia:
     async def _close_transport(self, tid: str) -> None:
         self.service.transport_owner.pop(tid, None)
         router_id = self.transport_router.pop(tid, None) or self.router_id
-        self.service.pool.note_consumers(router_id, tid, 0)
+        self._note(router_id, tid, 0)
         try:
             await self._request("transport.close", {"transport_id": tid}, router_id)
         except ChannelError:
@@ -268,10 +268,12 @@ class LessonMedia:
         subscribers placed together (a recovery, a burst of joins) see each other."""
         pool = self.service.pool
         limit = self.service.consumer_limit
+        if limit is None:
+            return self.router_id
         home = pool.worker_for(self.router_id)
         workers = pool.live_workers()
         need = max(1, len(self._consumer_specs(p)))
-        if limit is None or len(workers) < 2 or home.consumer_count + need <= limit:
+        if len(workers) < 2 or home.consumer_count + need <= limit:
             home.consumers[(self.router_id, tid)] = need
             return self.router_id
         spanned = {self._span_index(r) for r in self.spans}
@@ -290,6 +292,11 @@ class LessonMedia:
         except BaseException:
             best.consumers.pop(key, None)
             raise
+
+    def _note(self, router_id: str, tid: str, count: int) -> None:
+        """The worker of ``router_id`` carries ``count`` consumers on ``tid`` now (placement's headroom)."""
+        if self.service.consumer_limit is not None:
+            self.service.pool.note_consumers(router_id, tid, count)
 
     @staticmethod
     def _span_index(router_id: str) -> int:
@@ -829,7 +836,7 @@ class LessonMedia:
             return
         tid = await self._transport(p, "recv")
         result = await self._at(tid, "transport.set_consumers", {"consumers": specs})
-        self.service.pool.note_consumers(self.transport_router.get(tid, self.router_id), tid, len(specs))
+        self._note(self.transport_router.get(tid, self.router_id), tid, len(specs))
         if result.get("offer"):
             self._send_offer(p, result["offer"])
         self._dynacast()

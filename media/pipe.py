@@ -53,6 +53,7 @@ from aiortc.rtp import (
 from media._fastpath import ffi
 from media.nack_generator import MIN_RETRY_S, REORDER_WAIT_S, pack_nack
 from media.producer import Producer, ProducerStream
+from media.redforward import RedDepth
 from media.rtp import rtx_wrap
 from media.srtp import SrtpWriter
 
@@ -92,7 +93,8 @@ class PipeSink:
 
     It has the attributes ``ProducerStream.regroup`` reads of a consumer."""
 
-    __slots__ = ("ext_table", "opus_pt", "red", "rtx_seq", "rtx_ssrc", "sink", "ssrc", "stream", "transport")
+    __slots__ = ("ext_table", "opus_pt", "red", "red_depth", "rtx_seq", "rtx_ssrc", "sink", "ssrc", "stream",
+                 "transport")
 
     def __init__(self, transport: PipeTransport, stream: ProducerStream, ssrc: int, rtx_ssrc: int) -> None:
         producer = stream.producer
@@ -104,6 +106,7 @@ class PipeSink:
         self.ext_table: bytes | None = None
         # the publisher's own audio form: RED stays RED, Opus stays Opus (no conversion for the pipe)
         self.red = producer.red_payload_type is not None
+        self.red_depth = RedDepth()  # never deepened: the far end deepens for its own lossy subscribers
         self.opus_pt = producer.payload_type
         self.sink = ffi.new("sk_sink *")
         self.sink.writer = transport.writer.c

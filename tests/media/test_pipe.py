@@ -153,3 +153,23 @@ def test_a_packet_the_origin_is_still_repairing_follows_without_a_keyframe() -> 
         await far.close()
 
     asyncio.run(main())
+
+
+def test_red_audio_crosses_as_red() -> None:
+    async def main() -> None:
+        origin, far = await pair()
+        producer = Producer("pub:microphone", Publisher(), kind="audio", mid="1", source="microphone",  # type: ignore[arg-type]
+                            mime="audio/opus", clock_rate=48000, payload_type=111, rtx_payload_type=None, extmap={},
+                            layers=[(None, 3333)], red_payload_type=63)
+        piped, _ = far.produce(origin.consume(producer))
+        assert piped.red_payload_type == 63
+        red = [RtpPacket(payload_type=63, sequence_number=100 + i, timestamp=960 * i, ssrc=3333,
+                         payload=bytes([111]) + bytes([0xF8, 0xFF, 0xFE])).serialize() for i in range(5)]
+        for pkt in red:
+            producer.streams[0].receive(pkt, time.monotonic())
+        await until("5 RED packets across", lambda: piped.streams[0].stats.received >= 5, 5)
+        assert piped.streams[0].red_received == 5  # still RED at the far end, for its own subscribers' forms
+        await origin.close()
+        await far.close()
+
+    asyncio.run(main())

@@ -49,6 +49,12 @@ class BigRoomTarget(SankeTarget):
         await super().stop()
 
 
+def _module() -> Any:
+    import importlib
+
+    return importlib.import_module("bench.bigroom")
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.bigroom", description=__doc__.split("\n\n")[0])
     p.add_argument("--n", default="40,80", help="subscriber counts, comma-separated (at most 128)")
@@ -83,7 +89,8 @@ async def amain(args: argparse.Namespace) -> int:
             print(f"  N={n} on {k} worker(s), {os.environ[LIMIT_ENV]} consumers each ...", file=sys.stderr,
                   flush=True)
             rows, note = await fanout.run_target("bigroom", run_args, clip)
-            spread = _LAST_SPREAD.pop() if _LAST_SPREAD else {}
+            shares = _module()._LAST_SPREAD  # the target class lives in the imported module, not in __main__
+            spread = shares.pop() if shares else {}
             if note or not rows:
                 print(note or f"N={n} k={k}: no result", flush=True)
                 continue

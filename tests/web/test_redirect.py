@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -33,9 +34,12 @@ from scheduler.models import LessonInstance, LessonKind
 from server.core.db import make_engine, make_session_factory
 from server.core.migrate import upgrade
 from tests.conftest import TEST_SECRET
-from tests.utils.cluster import Nodes, nodes, wait_for
+from tests.utils.cluster import start_nodes
 from tests.utils.factory import World, token_for
 from tests.utils.redisserver import RedisServer
+from tests.utils.sanke_proc import Served
+from tests.utils.tcpcut import TcpCut
+from tests.utils.wait import wait_until
 from tests.web.conftest import SESSION_KEY
 from tests.web.test_lesson_pages import assert_video_flows, pid, wait_joined
 
@@ -77,8 +81,23 @@ def prepare(db_url: str) -> Lesson:
 
 
 @dataclass
+class Cluster:
+    nodes: dict[str, Served]
+
+    def base_of(self, node: str) -> str:
+        return self.nodes[node].base
+
+    def ws_base_of(self, node: str) -> str:
+        return self.base_of(node).replace("http://", "ws://")
+
+    def owner_of(self, ws_url: str) -> str:
+        """The node whose socket ``ws_url`` is."""
+        return next(name for name in self.nodes if ws_url.startswith(self.ws_base_of(name) + "/"))
+
+
+@dataclass
 class Site:
-    cluster: Nodes
+    cluster: Cluster
     lesson: Lesson
 
 
@@ -88,8 +107,12 @@ def site(pg_server: Any, tmp_path: Path) -> Iterator[Site]:
     lesson = prepare(db_url)
     rs = RedisServer().start()
     try:
-        with nodes(NAMES, db_url=db_url, redis_url=rs.url, folder=tmp_path, clock_at=lesson.clock_at) as running:
-            yield Site(running, lesson)
+        with ExitStack() as stack:
+            links: dict[str, TcpCut] = {}
+            running = start_nodes(stack, NAMES, redis_url=rs.url, db_url=db_url, redis_port=rs.port,
+                                  tmp_path=tmp_path, clock_at=lesson.clock_at, heartbeat_s=1.0, lease_s=3.0,
+                                  links=links)
+            yield Site(Cluster(running), lesson)
     finally:
         rs.stop()
 
@@ -170,7 +193,8 @@ def test_a_page_sent_to_the_wrong_node_is_redirected_joins_and_sees_the_teacher(
         js_poll(kiosk, "document.getElementById('teacher-video').videoWidth > 0", timeout=10)
         screenshot(kiosk, "receiving-after-redirect")
         # the node reached first opened no copy of the room; the owner has it
-        wait_for("the owner's room in its metrics", lambda: rooms_open(cluster.base_of(owner)) == 1.0, 10)
+        wait_until("the owner's room in its metrics", lambda: rooms_open(cluster.base_of(owner)) == 1.0, 10,
+                   interval=0.1)
         assert rooms_open(cluster.base_of(wrong)) == 0.0
         assert not errors, errors
     finally:

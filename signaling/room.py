@@ -192,8 +192,10 @@ class Participant:
     # --- the session (outlives its sockets)
     seq: int = 0
     """The ``seq`` of the last message stamped for this session."""
-    sent: deque[Any] = field(default_factory=lambda: deque(maxlen=REPLAY_BUFFER))
-    """The last stamped messages, for a resume's replay."""
+    sent: deque[tuple[int, Any]] = field(default_factory=lambda: deque(maxlen=REPLAY_BUFFER))
+    """The last messages as ``(seq, message)``, for a resume's replay.  The message is the one object a
+    broadcast gives every session (stamped only on its way to a socket), so a full buffer of a session
+    costs a pair per message, not a copy (~1 KiB each: 500 of them for each of thousands of sessions)."""
     forgotten_seq: int = 0
     """The highest ``seq`` pushed out of ``sent``: a resume from an older ``last_seq`` cannot replay."""
     connected: bool = True
@@ -230,39 +232,39 @@ class Participant:
             hand_raised=self.hand_raised, on_stage=self.on_stage,
         )
 
-    def _stamp(self, msg: Any) -> Any:
-        self.seq += 1
-        return msg.model_copy(update={"seq": self.seq})
-
-    def _deliver(self, msg: Any) -> None:
+    def _deliver(self, msg: Any, seq: int) -> None:
+        """``msg`` stamped with ``seq`` to the socket, if one is attached."""
         if not self.connected:
             return
         try:
-            self.deliver(msg)
+            self.deliver(msg.model_copy(update={"seq": seq}))
         except Exception:
             log.exception("deliver failed for %s", self.participant_id)
 
     def send(self, msg: Any) -> None:
         """Stamp the next ``seq``, keep the message for a replay, and deliver it if a socket is attached.
 
+        ``msg`` itself is kept, not changed: a broadcast passes one object to every session.
         Never raises: one broken connection cannot break the room."""
-        stamped = self._stamp(msg)
+        self.seq += 1
         if self.sent.maxlen is not None and len(self.sent) == self.sent.maxlen:
-            self.forgotten_seq = self.sent[0].seq
-        self.sent.append(stamped)
-        self._deliver(stamped)
+            self.forgotten_seq = self.sent[0][0]
+        self.sent.append((self.seq, msg))
+        self._deliver(msg, self.seq)
 
     def send_to_socket(self, msg: Any) -> None:
         """A message about this socket only (``resumed``, a ``leave`` that does not end the session):
         it takes the next ``seq`` but is never replayed."""
-        self._deliver(self._stamp(msg))
+        self.seq += 1
+        self._deliver(msg, self.seq)
 
     def can_replay(self, last_seq: int) -> bool:
         """Every message after ``last_seq`` is still kept."""
         return self.forgotten_seq <= last_seq <= self.seq
 
-    def replay(self, last_seq: int) -> list[Any]:
-        return [m for m in self.sent if m.seq > last_seq]
+    def replay(self, last_seq: int) -> list[tuple[int, Any]]:
+        """The kept messages after ``last_seq``, as ``(seq, message)``."""
+        return [(seq, m) for seq, m in self.sent if seq > last_seq]
 
     def close_socket(self, code: int) -> None:
         if not self.connected:
@@ -721,8 +723,8 @@ class Room:
         self._log("resume", p)
         p.send_to_socket(Resumed(request_id=request_id, session_id=p.participant_id, last_seq=last_seq,
                                  ice_servers=None if ice_servers is None else list(ice_servers)))
-        for msg in p.replay(last_seq):
-            p._deliver(msg)
+        for seq, msg in p.replay(last_seq):
+            p._deliver(msg, seq)
         self._hook("on_resumed", p, keep_media)
         return p
 

@@ -128,6 +128,8 @@ class ClientProcess:
         self.secret, self.ws_base = secret, ws_base
         self.members: dict[int, list[Member]] = defaultdict(list)
         self.chat_sent: dict[str, float] = {}
+        self.chat_meant: dict[str, int] = {}
+        self.chat_count: dict[str, int] = defaultdict(int)
         self.roster_sent: dict[tuple[str, str], float] = {}
         self.chat_lat: list[float] = []
         self.roster_lat: list[float] = []
@@ -170,6 +172,7 @@ class ClientProcess:
                     if sent is not None and self.measuring:
                         self.chat_lat.append(now - sent)
                         self.chat_got += 1
+                        self.chat_count[msg["text"]] += 1
                 elif kind == "participant_left":
                     sent = self.roster_sent.get(("left", msg["participant_id"]))
                     if sent is not None and self.measuring:
@@ -221,23 +224,17 @@ class ClientProcess:
         self.measuring = True
         end = time.monotonic() + seconds
 
-        async def chats(lesson: int, members: list[Member]) -> None:
-            n = 0
-            await asyncio.sleep(random.uniform(0, chat_every))
-            while time.monotonic() < end:
-                sender = random.choice(members)
-                if sender.joined.is_set() and sender.ws is not None:
-                    text = f"r{lesson}:{n}"
-                    n += 1
-                    expected["chat"] += sum(1 for x in members if x.joined.is_set())
-                    self.chat_sent[text] = time.monotonic()
-                    await sender.ws.send(json.dumps({"type": "chat", "request_id": f"c{n}", "text": text}))
-                await asyncio.sleep(chat_every)
+        async def drained(text: str | None) -> None:
+            """Every member that was meant to get line ``text`` has it (at most 2 s): a member leaves only
+            then, so no line is counted for a member that left before the node sent it."""
+            deadline = time.monotonic() + 2.0
+            while text is not None and self.chat_count.get(text, 0) < self.chat_meant.get(text, 0):
+                if time.monotonic() > deadline:
+                    return
+                await asyncio.sleep(0.01)
 
-        async def churn(members: list[Member]) -> None:
-            await asyncio.sleep(random.uniform(0.1, max(0.2, seconds - 3)))
-            m = members[-1]
-            others = [x for x in members if x is not m]
+        async def churn(m: Member, others: list[Member]) -> None:
+            """``m`` leaves (``leave``) and joins again with a new token, a new session."""
             old = m.ws
             m.joined.clear()
             self.roster_sent[("left", m.pid)] = time.monotonic()
@@ -250,13 +247,37 @@ class ClientProcess:
             expected["roster"] += len(others)
             await self.connect(m)
 
-        busy = [chats(lesson, ms) for lesson, ms in self.members.items()]
-        busy += [churn(ms) for ms in self.members.values() if len(ms) > 1]
-        results = await asyncio.gather(*busy, return_exceptions=True)
+        async def room(lesson: int, members: list[Member]) -> None:
+            """A chat line every ``chat_every`` s from a random member; once, somewhere in the middle of the
+            window, the last member leaves and comes back instead."""
+            n, last = 0, None
+            churn_at = time.monotonic() + seconds * random.uniform(0.3, 0.7) if len(members) > 1 else math.inf
+            await asyncio.sleep(random.uniform(0, chat_every))
+            while time.monotonic() < end:
+                if time.monotonic() >= churn_at:
+                    churn_at = math.inf
+                    await drained(last)
+                    await churn(members[-1], members[:-1])
+                    continue
+                present = [x for x in members if x.joined.is_set()]
+                sender = random.choice(present)
+                text = f"r{lesson}:{n}"
+                n += 1
+                expected["chat"] += len(present)
+                self.chat_meant[text] = len(present)
+                self.chat_sent[text] = time.monotonic()
+                await sender.ws.send(json.dumps({"type": "chat", "request_id": f"c{n}", "text": text}))
+                last = text
+                await asyncio.sleep(chat_every)
+
+        results = await asyncio.gather(*(room(lesson, ms) for lesson, ms in self.members.items()),
+                                       return_exceptions=True)
         await asyncio.sleep(1.0)  # the last lines' deliveries arrive (counted: lost ones stay missing)
         self.measuring = False
         self.roster_sent.clear()
         self.chat_sent.clear()
+        self.chat_meant.clear()
+        self.chat_count.clear()
         for r in results:
             if isinstance(r, BaseException):
                 self.failures.append(f"window task failed: {r!r}")

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -72,6 +71,7 @@ from signaling.messages import (
     ProtocolError,
     Redirect,
     parse_client_message,
+    wire_frame,
 )
 from signaling.gate import AddressGate, Slot
 from signaling.room import (
@@ -182,6 +182,18 @@ class Connection:
             self.seq = max(self.seq, msg.seq)
         self.outbox.put_nowait(msg)
 
+    def deliver_stamped(self, msg: Any, seq: int) -> None:
+        """Queue the frame of ``msg`` (shared by every session of a broadcast) with this session's ``seq``:
+        serialised here, while the broadcast goes round, so it is serialised once for all its sockets."""
+        if self.closing:
+            return
+        if self.outbox.qsize() >= MAX_OUTBOX:
+            log.warning("signaling: client does not read, closing")
+            self.close(CLOSE_TIMEOUT)
+            return
+        self.seq = max(self.seq, seq)
+        self.outbox.put_nowait(wire_frame(msg, seq))
+
     def close(self, code: int) -> None:
         """Close after the messages already queued."""
         if not self.closing:
@@ -196,7 +208,7 @@ class Connection:
                     if self.ws.application_state is WebSocketState.CONNECTED:
                         await self.ws.close(item.code)
                     return
-                await self.ws.send_text(json.dumps(item.model_dump(mode="json"), ensure_ascii=False))
+                await self.ws.send_text(item if isinstance(item, str) else wire_frame(item, item.seq))
         finally:
             self.closed.set()
 
@@ -340,7 +352,7 @@ def _enter(ws: WebSocket, conn: Connection, instance_id: int, join: Join, adm: _
     if join.resume_session_id is not None and join.last_seq is not None:
         resumed = room.resume(join.resume_session_id, join.last_seq, adm.user_id, adm.role, conn.deliver,
                               conn.close, request_id=join.request_id, keep_media=join.keep_media,
-                              ice_servers=_ice_servers(ws, adm.user_id))
+                              ice_servers=_ice_servers(ws, adm.user_id), deliver_stamped=conn.deliver_stamped)
         if resumed is not None:
             return room, resumed
     if not adm.seat.claim.first_use:  # its session is gone (left, timed out): the token admits nobody
@@ -348,7 +360,7 @@ def _enter(ws: WebSocket, conn: Connection, instance_id: int, join: Join, adm: _
     participant = Participant(
         participant_id=adm.session_id, user_id=adm.user_id, display_name=adm.seat.display_name, role=adm.role,
         classroom_id=adm.classroom_id, listen_only=adm.seat.listen_only, deliver=conn.deliver, close=conn.close,
-        seq=conn.seq,  # the session's numbering goes on from the socket's errors before joined
+        deliver_stamped=conn.deliver_stamped, seq=conn.seq,  # the session's numbering goes on from the socket's errors before joined
     )
     room.join(participant, join.request_id, _ice_servers(ws, adm.user_id))
     return room, participant

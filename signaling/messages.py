@@ -193,6 +193,26 @@ class _ServerBase(BaseModel):
     """The ``request_id`` of the client message this replies to, if any."""
 
 
+_last_framed: tuple[Any, str] = (None, "")
+"""The message ``wire_frame`` serialised last and its JSON without ``seq`` (one tuple: read at once)."""
+
+
+def wire_frame(msg: _ServerBase, seq: int) -> str:
+    """The text frame of server message ``msg`` stamped with ``seq`` (``msg.seq`` is not read).
+
+    A broadcast hands one message object to every session in turn, so the body of the message framed
+    last is kept and only ``seq`` is written for the next socket: the message is serialised once, not
+    once per recipient."""
+    global _last_framed
+    last = _last_framed
+    if last[0] is msg:
+        body = last[1]
+    else:
+        body = msg.model_dump_json(exclude={"seq"})
+        _last_framed = (msg, body)
+    return '{"seq":' + str(seq) + "," + body[1:]
+
+
 class _Part(BaseModel):
     """A nested value: strict like the messages."""
 

@@ -163,7 +163,9 @@ class State(Enum):
 
 
 Deliver = Callable[[Any], None]
-"""Takes a server message (seq 0; the connection's writer stamps it)."""
+"""Takes a server message stamped with its ``seq`` (a copy made for this session)."""
+DeliverStamped = Callable[[Any, int], None]
+"""Takes a server message as every session got it (not to be changed) and this session's ``seq`` for it."""
 CloseFn = Callable[[int], None]
 """Asks the connection to close with this WebSocket code after the queued messages."""
 
@@ -182,6 +184,9 @@ class Participant:
     listen_only: bool
     deliver: Deliver
     close: CloseFn = _noop_close
+    deliver_stamped: DeliverStamped | None = None
+    """Set by a socket that writes ``seq`` itself (``signaling.endpoint.Connection``): it is given the
+    message every session shares and this session's ``seq``, instead of ``deliver`` a stamped copy."""
     on_stage: bool = False
     hand_raised: bool = False
     muted_by_teacher: set[TrackSource] = field(default_factory=set)
@@ -237,7 +242,10 @@ class Participant:
         if not self.connected:
             return
         try:
-            self.deliver(msg.model_copy(update={"seq": seq}))
+            if self.deliver_stamped is not None:
+                self.deliver_stamped(msg, seq)
+            else:
+                self.deliver(msg.model_copy(update={"seq": seq}))
         except Exception:
             log.exception("deliver failed for %s", self.participant_id)
 
@@ -693,7 +701,8 @@ class Room:
 
     def resume(self, session_id: str, last_seq: int, user_id: int, role: LessonRole, deliver: Deliver,
                close: CloseFn, *, request_id: str | None = None, keep_media: bool = False,
-               ice_servers: Sequence[IceServer] | None = None) -> Participant | None:
+               ice_servers: Sequence[IceServer] | None = None,
+               deliver_stamped: DeliverStamped | None = None) -> Participant | None:
         """Attach a new socket to the session ``session_id``; ``None`` if it cannot be resumed.
 
         It can if the session is in the room, belongs to ``user_id`` with ``role``, has not
@@ -718,7 +727,7 @@ class Room:
             p.close_socket(_CLOSE_FOR_LEAVE[LeaveReason.replaced])
         self._cancel_grace(p)
         p.link += 1
-        p.deliver, p.close = deliver, close
+        p.deliver, p.close, p.deliver_stamped = deliver, close, deliver_stamped
         p.connected, p.disconnected_at = True, None
         self._log("resume", p)
         p.send_to_socket(Resumed(request_id=request_id, session_id=p.participant_id, last_seq=last_seq,

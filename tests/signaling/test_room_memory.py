@@ -1,5 +1,6 @@
-"""What a big room's sessions keep costs little: a broadcast is one object shared by every session's
-replay buffer, stamped only on its way to a socket (``signaling.room.Participant``).
+"""What a big room costs stays small: a broadcast is one object shared by every session's replay
+buffer, stamped only on its way to a socket, and serialised once for all sockets
+(``signaling.room.Participant``, ``signaling.messages.wire_frame``).
 
 A node holds thousands of sessions and each keeps its last ``REPLAY_BUFFER`` messages for a resume;
 a copy per session and message (about 1 KiB each) made a session with a full buffer cost half a
@@ -9,10 +10,11 @@ and checked that a resume still replays every kept message with its own ``seq``.
 from __future__ import annotations
 
 import gc
+import json
 import tracemalloc
 from typing import Any
 
-from signaling.messages import Chat, LessonRole
+from signaling.messages import Chat, LessonRole, wire_frame
 from signaling.room import REPLAY_BUFFER, Participant, Room
 
 SESSIONS = 100
@@ -61,3 +63,32 @@ def test_a_full_replay_buffer_costs_a_pair_per_message_not_a_copy_and_still_repl
     assert [m.text for m in replayed] == [f"第{n}条" for n in range(REPLAY_BUFFER - 20, REPLAY_BUFFER)]
     assert len({id(m) for m in replayed}) == 20  # copies stamped for the socket, the kept one unchanged
     assert all(m.seq == 0 for _, m in late.sent)
+
+
+def test_a_broadcast_framed_once_reaches_every_socket_with_its_own_seq() -> None:
+    """The endpoint's sockets take the shared message and their session's ``seq`` (``deliver_stamped``)
+    and write ``wire_frame``: every frame is the message as its own dump says, with that socket's seq."""
+    frames: dict[str, list[str]] = {}
+
+    def member(i: int) -> Participant:
+        pid = f"p{i}"
+        frames[pid] = []
+        return Participant(participant_id=pid, user_id=i + 1, display_name=f"学生{i}", role=LessonRole.student,
+                           classroom_id=None, listen_only=False, deliver=lambda _m: None,
+                           deliver_stamped=lambda m, seq, pid=pid: frames[pid].append(wire_frame(m, seq)))
+
+    room = Room(1)
+    members = [member(i) for i in range(5)]
+    for p in members:
+        room.join(p)
+    room.handle(members[2], Chat(text="大家好 \"引号\" \\ 反斜杠", request_id="c1"))
+    for p in members:
+        got = [json.loads(f) for f in frames[p.participant_id]]
+        assert [m["seq"] for m in got] == list(range(1, p.seq + 1))  # every frame, numbered in order
+        chat = next(m for m in got if m["type"] == "chat")
+        kept = next(m for seq, m in p.sent if m.type == "chat")
+        assert chat == {**kept.model_dump(mode="json"), "seq": chat["seq"]}
+        assert chat["text"] == "大家好 \"引号\" \\ 反斜杠" and chat["from_participant_id"] == "p2"
+    # one message object for all five, unchanged (seq 0) where the sessions keep it
+    kept_chats = {id(m) for p in members for _, m in p.sent if m.type == "chat"}
+    assert len(kept_chats) == 1

@@ -144,7 +144,7 @@ def build(db_url: str, args: argparse.Namespace, rng: random.Random) -> Plan:
                     period_from=1, period_to=1, week_from=WEEK, week_to=WEEK,
                     receivers=tuple(ReceiverSpec(r.id, mode=mode) for r in rooms),
                     participant_ids=tuple(u.id for u in students), recording=False,
-                    pairing_override_reason="压测：城市早八点"), actor=w.sysadmin, scope=scope)
+                    pairing_override_reason="压测：城市早八点"), actor=w.sysadmin, scope=scope, not_before=DAY)
                 s.flush()
                 (inst,) = s.scalars(select(LessonInstance).where(LessonInstance.series_id == series.id,
                                                                 LessonInstance.day == DAY)).all()

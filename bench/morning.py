@@ -81,6 +81,8 @@ class Seat:
     """The user's access token."""
     entry: str
     """The node it asks first."""
+    address: str
+    """The loopback address it connects from (a school's address: the nodes' per-address gate counts them)."""
 
 
 @dataclass
@@ -154,8 +156,8 @@ def build(db_url: str, args: argparse.Namespace, rng: random.Random) -> Plan:
                 seats += [(kind, "student", u, inst.id) for u in students]
             s.commit()
             rng.shuffle(seats)
-            return Plan([Seat(lesson, kind.value, role, token_for(u, TEST_SECRET), NAMES[i % len(NAMES)])
-                         for i, (kind, role, u, lesson) in enumerate(seats)], lessons)
+            return Plan([Seat(lesson, kind.value, role, token_for(u, TEST_SECRET), NAMES[i % len(NAMES)],
+                              f"127.0.0.{2 + i % 100}") for i, (kind, role, u, lesson) in enumerate(seats)], lessons)
     finally:
         engine.dispose()
 
@@ -211,7 +213,8 @@ class Crowd:
             token_s = time.monotonic() - t0
             url, redirects = answer["ws_url"], 0
             while True:
-                ws = await websockets.connect(url, ping_interval=None, open_timeout=60, compression=None)
+                ws = await websockets.connect(url, ping_interval=None, open_timeout=60, compression=None,
+                                              local_addr=(seat.address, 0))
                 await ws.send(json.dumps({"type": "join", "request_id": "join",
                                           "protocol_version": PROTOCOL_VERSION, "token": answer["token"]}))
                 msg = json.loads(await asyncio.wait_for(ws.recv(), 60))

@@ -32,7 +32,7 @@ Rules:
   a browser's receiver reports count what retransmission repaired) averages
   above ``PATH_LOSS_STEP_DOWN`` that long — at 20 % loss a 720p frame of six
   packets often needs a fourth round of repairs, and the picture stops for
-  seconds; no probe up while it averages above ``PATH_LOSS_HOLD`` (a band
+  seconds; after that, no probe up while it averages above ``PATH_LOSS_HOLD`` (a band
   wide enough that a 10 % link, whose average wanders, never flaps);
 * pause (-1, audio goes on) only on the lowest layer, when the estimate stays
   below ``STARVED_FRACTION`` × what it needs *and* the link is congested, both
@@ -105,7 +105,9 @@ LOSS_STEP_DOWN_S = 2.0
 PATH_LOSS_STEP_DOWN = 0.15
 PATH_LOSS_HOLD = 0.10
 """The path's loss before repair (a moving average of the send-side estimator's windows): above the first a
-layer steps down (never a reason to pause), above the second none is probed up.  A single bar (0.08, tried
+layer steps down (never a reason to pause); after such a step, none is probed up until it is below the second.
+Only after such a step: a cap's queue overflowing, or the queue flushed when a cap is lifted, raises the
+average too, and holding the scouts on it kept a lifted cap from being noticed for 5 s.  A single bar (0.08, tried
 first) flapped between layers at 10 % loss, about ten switches a minute."""
 PROBE_S = 0.5
 """Length of a padding probe before switching up."""
@@ -211,6 +213,8 @@ class VideoGate:
         self._high_loss_since: float | None = None
         self._path_loss_avg = 0.0
         self._path_loss_since: float | None = None
+        self._path_held = False
+        """A layer stepped down for the path's loss: no probe up until its average is ≤ ``PATH_LOSS_HOLD``."""
         self._starved_since: float | None = None
         self._congested_since: float | None = None
         self._deep_since: float | None = None
@@ -292,6 +296,8 @@ class VideoGate:
                 self._path_loss_since = now_s
         else:
             self._path_loss_since = None
+        if self._path_loss_avg <= PATH_LOSS_HOLD:
+            self._path_held = False
 
     @property
     def next_probe_at(self) -> float:
@@ -541,6 +547,7 @@ class VideoGate:
             i = layer - 1
             while i > lowest and self.layers_bps[i] <= 0:
                 i -= 1
+            self._path_held = self._path_held or self._path_loss_since is not None
             self._set(i, now_s)
             return i
         congested = [t for t in (self._high_loss_since, self._congested_since) if t is not None]
@@ -579,7 +586,7 @@ class VideoGate:
         up = self._next_up(layer, top)
         if (up >= 0 and now_s >= self._next_probe_at and now_s >= self._start_until and not trial
                 and self.loss <= LOSS_STEP_DOWN and self._high_loss_since is None
-                and self._path_loss_avg <= PATH_LOSS_HOLD
+                and not self._path_held
                 and (estimate is None or estimate >= self.layers_bps[layer] * KEEP_MARGIN)):
             if self._probe_top_next:
                 self._probe_top_next = False

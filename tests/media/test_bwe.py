@@ -701,3 +701,13 @@ def test_a_big_layer_steps_down_on_heavy_path_loss_and_a_ten_percent_link_never_
         if g.probe is not None:
             _, t = _measured_result(g, t, 1.0, 2_000_000)
     assert g.layer == 2
+
+
+def test_path_loss_from_a_cap_does_not_hold_the_scouts() -> None:
+    """Under a cap the path loses packets too (its queue overflows; lifting it flushes the queue), but the
+    layer came down for the estimate, not for the path's loss: the scouts go on, and the lift is found."""
+    g, t = _capped()
+    for _ in range(10):
+        g.on_path_loss(0.3, t)  # the queue overflowing, and flushed at the lift
+    t = _until_probe(g, t, 170_000, t + bwe.SCOUT_EVERY_S + 1.0)
+    assert g.probe is not None

@@ -19,7 +19,9 @@ stream (one SSRC, one simulcast layer) and
   ``max(RTT, MIN_RETRY_S)``, at most ``MAX_RETRIES`` times and for at most
   ``MAX_AGE_S`` (past that a keyframe is the cheaper repair; a subscriber's
   NACK that then misses the cache asks for it, ``media/consumer.py``);
-* :func:`pack_nack` writes the RTCP generic NACK (RFC 4585 §6.2.1, PID/BLP).
+* :func:`pack_nack` writes the RTCP generic NACK (RFC 4585 §6.2.1, PID/BLP);
+* :func:`nack_round` gathers what is due on every stream of one transport (a
+  client's or a pipe's) into one RTCP compound and says when to look again.
 
 State is fixed-size (rings keyed by ``seq & mask``); :meth:`update` runs per
 packet and allocates nothing on the in-order path.  This module only keeps state
@@ -30,6 +32,8 @@ stream feeds it (``media/producer.py``).  No logging.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
+from typing import Protocol
 
 RING_SIZE = 2048
 """Slots of the missing-packet ring (a power of two, more than ``MAX_PENDING``)."""
@@ -274,3 +278,33 @@ def pack_nack(sender_ssrc: int, media_ssrc: int, seqs: list[int]) -> bytes:
     fci += _FCI.pack(pid, blp)
     length = 2 + len(fci) // 4  # 32-bit words after the first, minus one
     return _HEADER.pack(0x80 | NACK_FMT, RTCP_RTPFB, length, sender_ssrc, media_ssrc) + bytes(fci)
+
+
+class NackedStream(Protocol):
+    """What :func:`nack_round` needs of an incoming stream (``media/producer.py``'s ``ProducerStream``)."""
+
+    ssrc: int | None
+    nack: NackGenerator | None
+
+    def request_keyframe(self, now: float) -> None: ...
+
+
+def nack_round(streams: Iterable[NackedStream], sender_ssrc: int, now: float) -> tuple[bytes, float]:
+    """One transport's NACK round: the RTCP compound to send (``b""`` when nothing is due) with a
+    NACK per stream that has packets due, and the time of the next round (``inf`` when nothing is
+    pending). A stream whose gap was too large for NACKs asks its publisher for a keyframe here."""
+    out: list[bytes] = []
+    wake = float("inf")
+    for stream in streams:
+        nack = stream.nack
+        if nack is None or stream.ssrc is None:
+            continue
+        if nack.keyframe_wanted:
+            nack.keyframe_wanted = False
+            stream.request_keyframe(now)
+        lost = nack.due(now)
+        if lost:
+            out.append(pack_nack(sender_ssrc, stream.ssrc, lost))
+        if nack.next_due < wake:
+            wake = nack.next_due
+    return b"".join(out), wake

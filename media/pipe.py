@@ -51,7 +51,7 @@ from aiortc.rtp import (
 )
 
 from media._fastpath import ffi
-from media.nack_generator import MIN_RETRY_S, REORDER_WAIT_S, pack_nack
+from media.nack_generator import MIN_RETRY_S, REORDER_WAIT_S, nack_round
 from media.producer import Producer, ProducerStream
 from media.redforward import RedDepth
 from media.rtp import rtx_wrap
@@ -410,23 +410,11 @@ class PipeTransport:
         if self.closed or not self.writer.is_open:
             return
         now = time.monotonic()
-        out: list[bytes] = []
         wake = float("inf")
         try:
-            for stream in self.streams():
-                nack = stream.nack
-                if nack is None or stream.ssrc is None:
-                    continue
-                if nack.keyframe_wanted:
-                    nack.keyframe_wanted = False
-                    stream.request_keyframe(now)
-                lost = nack.due(now)
-                if lost:
-                    out.append(pack_nack(self.rtcp_ssrc, stream.ssrc, lost))
-                if nack.next_due < wake:
-                    wake = nack.next_due
-            if out:
-                self.writer.send_rtcp(b"".join(out))
+            rtcp, wake = nack_round(self.streams(), self.rtcp_ssrc, now)
+            if rtcp:
+                self.writer.send_rtcp(rtcp)
         except Exception:
             log.exception("pipe %s: NACK tick failed", self.pipe_id)
         if wake < float("inf"):

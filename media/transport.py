@@ -52,7 +52,7 @@ from media.bwe import PROBE_DELIVERED, PROBE_GRACE_S
 from media.candidate import Candidate
 from media.gcc import PacketResult, SendSideEstimator, probe_delivery, probe_queue_growth
 from media.ice import IcePolicy, SdpRejected, check_remote_sdp, filter_local_sdp, rtc_configuration
-from media.nack_generator import MIN_RETRY_S, REORDER_WAIT_S, pack_nack
+from media.nack_generator import MIN_RETRY_S, REORDER_WAIT_S, nack_round
 from media.retransmit import FeedbackWatch, RetransmitBudget
 from media.sdp import accept_transport_cc, offer_transport_cc, transport_cc_id
 from media.srtp import SrtpWriter
@@ -426,23 +426,9 @@ class WebRtcTransport:
             log.exception("transport %s: NACK tick failed", self.transport_id)
 
     def _nack_tick(self, now: float) -> None:
-        writer = self.writer
-        out: list[bytes] = []
-        wake = float("inf")
-        for stream in self.streams():
-            nack = stream.nack
-            if nack is None or stream.ssrc is None:
-                continue
-            if nack.keyframe_wanted:
-                nack.keyframe_wanted = False
-                stream.request_keyframe(now)
-            lost = nack.due(now)
-            if lost:
-                out.append(pack_nack(self.rtcp_ssrc, stream.ssrc, lost))
-            if nack.next_due < wake:
-                wake = nack.next_due
-        if out:
-            writer.send_rtcp(b"".join(out))
+        rtcp, wake = nack_round(self.streams(), self.rtcp_ssrc, now)
+        if rtcp:
+            self.writer.send_rtcp(rtcp)
         if wake < float("inf"):
             self._arm_nacks(max(wake, now + MIN_RETRY_S), now)
 

@@ -35,6 +35,7 @@ from media.nack_generator import (
     REORDER_WAIT_S,
     SCHEDULE,
     NackGenerator,
+    nack_round,
     pack_nack,
 )
 from media.producer import Producer
@@ -164,6 +165,35 @@ def test_a_gap_too_large_to_nack_asks_for_a_keyframe_instead() -> None:
     gen2 = NackGenerator()
     feed(gen2, [0, MAX_GAP + 1], 0.0)
     assert gen2.pending == MAX_GAP and not gen2.keyframe_wanted
+
+
+class _Stream:
+    def __init__(self, ssrc: int | None, nack: NackGenerator | None) -> None:
+        self.ssrc, self.nack, self.keyframes = ssrc, nack, 0
+
+    def request_keyframe(self, now: float) -> None:
+        self.keyframes += 1
+
+
+def test_one_round_puts_every_streams_due_nacks_in_one_compound_and_says_when_to_look_again() -> None:
+    a, b, idle, huge = NackGenerator(), NackGenerator(), NackGenerator(), NackGenerator()
+    feed(a, [10, 12], 0.0)
+    feed(b, [500, 503], 0.0)
+    feed(idle, [1, 2, 3], 0.0)
+    feed(huge, [100], 0.0)
+    huge.update(100 + MAX_GAP + 5, 0.0)
+    streams = [_Stream(1, a), _Stream(2, b), _Stream(3, idle), _Stream(4, huge), _Stream(None, NackGenerator()),
+               _Stream(5, None)]
+    rtcp, wake = nack_round(streams, 99, REORDER_WAIT_S / 2)
+    assert rtcp == b"" and wake == a.next_due and REORDER_WAIT_S / 2 < wake  # too early: nothing sent
+    assert streams[3].keyframes == 1 and not huge.keyframe_wanted  # the gap too large for NACKs
+    rtcp, wake = nack_round(streams, 99, 0.05)
+    nacks = [(p.media_ssrc, sorted(s & 0xFFFF for s in p.lost)) for p in RtcpPacket.parse(rtcp)]
+    assert nacks == [(1, [11]), (2, [501, 502])] and wake == min(a.next_due, b.next_due) > 0.05
+    assert streams[3].keyframes == 1
+    feed(a, [11], 0.06)
+    feed(b, [501, 502], 0.06)
+    assert nack_round(streams, 99, 1.0) == (b"", float("inf"))
 
 
 def test_more_missing_than_the_cap_asks_for_a_keyframe_and_forgets_them() -> None:

@@ -85,9 +85,15 @@ def prepare(data_dir: Path, subscribers: int) -> dict[str, Any]:
         s.commit()
         expires = int(time.time()) + 6 * 3600
         main = create_join_token(JoinClaims(w.teacher.id, inst.id, "main", w.main_room.id, expires), SECRET)
-        tokens = [create_join_token(JoinClaims(u.id, inst.id, "student", None, expires), SECRET)
-                  for u in students]
-        return {"lesson": inst.id, "main": main, "tokens": tokens}
+        return {"lesson": inst.id, "main": main, "students": [u.id for u in students], "expires": expires}
+
+
+def student_tokens(info: dict[str, Any]) -> list[str]:
+    """A fresh join token per student of the run: a token is good for one join, and each N joins anew."""
+    from server.core.security import JoinClaims, create_join_token
+
+    return [create_join_token(JoinClaims(uid, info["lesson"], "student", None, info["expires"]), SECRET)
+            for uid in info["students"]]
 
 
 def serve(data_dir: Path, port: int) -> None:
@@ -147,7 +153,7 @@ class SankeTarget:
         self._publisher = client
 
     def spec(self) -> dict[str, Any]:
-        return {"base": self._base, "lesson": self._info["lesson"], "tokens": self._info["tokens"],
+        return {"base": self._base, "lesson": self._info["lesson"], "tokens": student_tokens(self._info),
                 "publisher": self._publisher.participant_id}
 
     @classmethod

@@ -51,6 +51,7 @@ from aiortc.rtp import (
 )
 
 from media._fastpath import ffi
+from media.eventloop import burst_reader, raw_socket
 from media.nack_generator import MIN_RETRY_S, REORDER_WAIT_S, nack_round
 from media.producer import Producer, ProducerStream
 from media.redforward import RedDepth
@@ -153,7 +154,7 @@ class PipeTransport:
         self._rx: pylibsrtp.Session | None = None
         self._tx: pylibsrtp.Session | None = None
         self._udp: asyncio.DatagramTransport | None = None
-        self._sock: socket.socket | None = None
+        self._sock: Any = None  # the socket, or uvloop's stand-in (fileno, getsockname)
         self._recvfrom: Any = None
         # origin side
         self.out: dict[str, _Out] = {}
@@ -187,9 +188,8 @@ class PipeTransport:
         udp, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self), local_addr=(self.host, 0),
                                                      family=family)
         self._udp = udp  # type: ignore[assignment]
-        sock = udp.get_extra_info("socket")
-        self._sock = getattr(sock, "_sock", sock)
-        self._recvfrom = self._sock.recvfrom
+        self._sock = raw_socket(udp)
+        self._recvfrom = burst_reader(udp)
         host, port = self._sock.getsockname()[:2]
         return host, port
 
@@ -425,6 +425,8 @@ class PipeTransport:
     def _datagram(self, data: bytes, addr: tuple[Any, ...]) -> None:
         self._handle(data, addr)
         recvfrom = self._recvfrom
+        if recvfrom is None:  # uvloop reads bursts itself
+            return
         for _ in range(DRAIN_MAX):  # a keyframe's burst in one event-loop turn
             try:
                 data, addr = recvfrom(RECV_SIZE)

@@ -50,6 +50,7 @@ from aiortc.clock import current_ntp_time
 from media import demux
 from media.bwe import PROBE_DELIVERED, PROBE_GRACE_S
 from media.candidate import Candidate
+from media.eventloop import burst_reader, raw_socket
 from media.gcc import PacketResult, SendSideEstimator, probe_delivery, probe_queue_growth
 from media.ice import IcePolicy, SdpRejected, check_remote_sdp, filter_local_sdp, rtc_configuration
 from media.nack_generator import MIN_RETRY_S, REORDER_WAIT_S, nack_round
@@ -266,10 +267,8 @@ class WebRtcTransport:
         self._dtls = dtls
         self._rx = dtls._rx_srtp
         protocol = pair.protocol
-        sock = protocol.transport.get_extra_info("socket")
-        raw = getattr(sock, "_sock", sock)
         remote = pair.remote_addr
-        self.writer.open(dtls._tx_srtp, raw, remote)
+        self.writer.open(dtls._tx_srtp, raw_socket(protocol.transport), remote)
         self._install(protocol, remote)
         if self._rtcp_task is None:
             self._rtcp_task = asyncio.get_running_loop().create_task(self._run_rtcp())
@@ -290,8 +289,7 @@ class WebRtcTransport:
         transport = self
         monotonic = time.monotonic
         from_bytes = int.from_bytes
-        sock = protocol.transport.get_extra_info("socket")
-        recvfrom = getattr(sock, "_sock", sock).recvfrom
+        recvfrom = burst_reader(protocol.transport)
         arrivals = self.arrivals
 
         def handle(data: bytes, addr: tuple[Any, ...]) -> None:
@@ -324,6 +322,9 @@ class WebRtcTransport:
             handle(data, addr)
             # A burst (a keyframe is dozens of packets) is read here in one go, not one event-loop
             # turn (epoll_wait, callbacks) per packet; bounded, so other sockets get their turn.
+            # (uvloop reads bursts itself: no reader.)
+            if recvfrom is None:
+                return
             for _ in range(DRAIN_MAX):
                 try:
                     data, addr = recvfrom(RECV_SIZE)

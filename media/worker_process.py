@@ -7,7 +7,8 @@ The server (:class:`media.pool.WorkerPool`) starts one per core.  The process
    object in ``--ice-json`` or, when that is absent, in the environment variable
    ``SANKE_MEDIA_WORKER_ICE_JSON`` (the pool uses the variable, so TURN credentials never show
    in ``ps``), and installs it with :func:`media.ice.apply`;
-2. opens the inherited socket ``--fd`` as a :class:`~media.channel.Channel`;
+2. runs on uvloop (:mod:`media.eventloop`: a wake-up costs a third of asyncio's own loop);
+   opens the inherited socket ``--fd`` as a :class:`~media.channel.Channel`;
 3. creates the worker (``--worker-class``, default ``media.worker:Worker``) and tells the pool
    it is ready with a ``worker.ready`` notification;
 4. answers requests until the channel closes (the parent closed it, or died: EOF), or SIGTERM;
@@ -41,7 +42,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from media import ice
+from media import eventloop, ice
 from media.channel import Channel, ChannelError, open_channel
 from media.ice import IcePolicy
 
@@ -217,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         log.exception("cannot start: worker class %s", args.worker_class)
         return 2
     ice.apply(policy)
-    asyncio.run(_main(args, policy, worker_class))
+    eventloop.run(_main(args, policy, worker_class))
     log.info("worker %d (pid %d) stopped", args.index, os.getpid())
     return 0
 

@@ -7,6 +7,9 @@ everywhere: the WebSocket layer refuses a frame larger than the signaling protoc
 anything of it is buffered; uvicorn's own default would buffer up to 16 MiB of an unauthenticated
 socket's frame (and decompress as much) before the application could look at it.
 
+The event loop is uvloop, as in the media workers (``media/eventloop.py``): every wake-up of the
+server's loop (a signaling message, a socket's ping) runs in C instead of asyncio's Python loop.
+
 SIGTERM: ``serve(..., on_term=...)`` runs ``on_term()`` (the node registry's drain: the node is marked
 draining where the other nodes see it) before uvicorn begins to shut down; a second SIGTERM, or
 SIGINT, stops at once.
@@ -40,8 +43,10 @@ def uvicorn_config(app: Any, *, host: str, port: int, log_level: str = "info", *
     arguments (``lifespan``, ...) but not the WebSocket limits, which are SanKe's."""
     if "ws_max_size" in options or "ws" in options:
         raise ValueError("the WebSocket protocol and its limits are set by server.serving")
+    if "loop" in options:
+        raise ValueError("the event loop is set by server.serving")
     return uvicorn.Config(app, host=host, port=port, log_level=log_level, ws="websockets-sansio",
-                          ws_max_size=WS_MAX_SIZE, **options)
+                          ws_max_size=WS_MAX_SIZE, loop="uvloop", **options)
 
 
 class _Server(uvicorn.Server):

@@ -119,13 +119,39 @@ export function chatPanel(lc) {
     }
   };
   input.addEventListener("keydown", (e) => { if (e.key === "Enter") send(); });
+  // The room's lines, each shown once: a line is known by its sender, server time and text (the
+  // room keeps them as they were sent, also across a move to another node), so the `recent_chat`
+  // of every `joined` (first join, rejoin after a failover, a fresh session) only adds the lines
+  // this pane has not shown, in the room's order (server time); system lines stay where they are.
+  const shown = new Set();
+  const lineKey = (m) => `${m.ts}|${m.from_participant_id}|${m.text}`;
   const addLine = (m, system = false) => {
     const t = new Date(m.ts);
     const hhmm = `${String(t.getHours()).padStart(2, "0")}:${String(t.getMinutes()).padStart(2, "0")}`;
-    list.appendChild(el("li", { class: system ? "chat-system" : "" }, el("b", {}, m.from_name), " ", el("small", { class: "muted" }, hhmm), el("div", {}, m.text)));
+    const li = el("li", { class: system ? "chat-system" : "" }, el("b", {}, m.from_name), " ", el("small", { class: "muted" }, hhmm), el("div", {}, m.text));
+    if (system) {
+      list.appendChild(li);
+    } else {
+      const key = lineKey(m);
+      if (shown.has(key)) return;
+      shown.add(key);
+      li.dataset.ts = String(m.ts);
+      // after the last room line not later than this one (live lines arrive in order: the end)
+      let after = null;
+      for (let node = list.lastElementChild; node; node = node.previousElementSibling) {
+        if (node.dataset.ts !== undefined && Number(node.dataset.ts) <= m.ts) { after = node; break; }
+      }
+      const first = [...list.children].find((n) => n.dataset.ts !== undefined);
+      if (after) after.after(li);
+      else if (first) list.insertBefore(li, first);
+      else list.appendChild(li);
+    }
     list.scrollTop = list.scrollHeight;
   };
+  const addRecent = (joined) => { for (const m of (joined && joined.recent_chat) || []) addLine(m); };
   lc.on("chat", (m) => addLine(m));
+  lc.on("joined", addRecent);  // `resumed` has none: its replay brings what was missed
+  addRecent(lc.joined);
   return el("section", { class: "card chat" }, el("h3", {}, "聊天"), list,
     el("div", { class: "row chat-send" }, input, sendBtn));
 }

@@ -10,6 +10,12 @@ folder's ``index.jsonl``, the wall-clock time of each file's first frame; or,
 for a file not in the index, its last write minus its duration).  A file
 nothing can be read from is reported with an ``error`` and left as it is.
 
+``written_so_far`` answers the same summaries of a folder still being written,
+without reading the files: each file's start from the index, its duration up
+to its last write (``os.stat``), no frame counts or sizes of picture.  It is
+what a node checkpoints of its recordings for the node that may take one of
+its lessons over (``scheduler.recordings.checkpoint``).
+
 Runs once per recovered recording at start-up, on a worker thread; nothing
 here is on a packet path.
 """
@@ -108,6 +114,31 @@ def salvage_folder(folder: Path) -> list[dict[str, Any]]:
         info["source"] = source
         wall = index.get(path.name, {}).get("wall")
         found.append((info, float(wall) if isinstance(wall, int | float) else mtime - info["duration_s"]))
+    origin = min((w for _, w in found), default=0.0)
+    files = [info | {"start_s": round(w - origin, 3), "wall": w} for info, w in found]
+    files.sort(key=lambda f: (f["start_s"], f["name"]))
+    return files
+
+
+def written_so_far(folder: Path) -> list[dict[str, Any]]:
+    """The files of a recording being written, from its index and their last write (nothing is opened but
+    the index); on the folder's time axis (``start_s``), as ``salvage_folder`` answers them."""
+    index = _index(folder)
+    found: list[tuple[dict[str, Any], float]] = []
+    for name, entry in index.items():
+        m = FILE_NAME.match(name)
+        wall = entry.get("wall")
+        if m is None or not isinstance(wall, int | float):
+            continue
+        try:
+            st = (folder / name).stat()
+        except OSError:
+            continue
+        source = m.group(1)
+        kind = str(entry.get("kind") or ("audio" if source == "microphone" else "video"))
+        found.append(({"kind": kind, "codec": str(entry.get("codec") or ""), "name": name, "source": source,
+                       "duration_s": round(max(0.0, st.st_mtime - float(wall)), 3), "size": st.st_size, "frames": 0,
+                       "width": 0, "height": 0, "error": None}, float(wall)))
     origin = min((w for _, w in found), default=0.0)
     files = [info | {"start_s": round(w - origin, 3), "wall": w} for info, w in found]
     files.sort(key=lambda f: (f["start_s"], f["name"]))

@@ -12,6 +12,13 @@
   those of its node) is ``recover``-ed on its next start with the files that
   could be finalized (``media.salvage``): ``partial``, playable, linked to the
   lesson like a ready one.
+- **After a failover.** With several nodes the writing node ``checkpoint``-s
+  what its files hold every few seconds; the node that takes a lesson over
+  from a dead owner ends the dead owner's row with that (``take_over``:
+  ``partial``, the error saying so), so the lesson's replay lists it before
+  the new owner's recording.  Its files are still the dead node's, unfinalized:
+  its ``orphans`` include such a row, and its ``recover`` replaces the
+  checkpoint with the finalized files when it starts again.
 - **One lesson, one replay.** A lesson recorded across restarts has several
   recordings; ``lesson_timeline`` puts their files on one time axis (each
   recording at its start after the first's, never overlapping the one before)
@@ -62,6 +69,8 @@ PLAYABLE = (RecordingStatus.ready, RecordingStatus.partial)
 GAP_MIN_S = 1.0
 """Between two recordings of a lesson, a pause shorter than this is not shown as a gap."""
 RECOVERED_ZH = "服务器意外中断，录像已恢复到中断前（最后约 1 秒可能缺失）"
+TAKEN_OVER_ZH = "服务器意外中断，课堂已切换到其他服务器继续录制；本段录像截至中断前几秒，原服务器恢复后补全"
+"""The error of a row ``take_over`` ended: also how its node's ``orphans`` know it is still to be finalized."""
 
 
 def should_record(session: Session, instance_id: int) -> bool:
@@ -141,16 +150,52 @@ def fail(session: Session, recording_id: int, error: str, *, now: datetime) -> N
 
 
 def orphans(session: Session, node: str) -> list[Recording]:
-    """The recordings ``node`` left ``recording`` (call it at the node's start: none of them is written now)."""
+    """The recordings ``node`` left ``recording``, and those another node ended for it after a failover
+    (``take_over``) whose files it has not finalized: call it at the node's start, when none is written."""
     return list(session.scalars(select(Recording).where(
-        Recording.status == RecordingStatus.recording, Recording.node == node).order_by(Recording.id)))
+        Recording.node == node,
+        (Recording.status == RecordingStatus.recording) | (Recording.error == TAKEN_OVER_ZH)).order_by(Recording.id)))
+
+
+def checkpoint(session: Session, recording_id: int, files: list[dict[str, Any]]) -> bool:
+    """What the files of a recording being written hold so far (``media.salvage.written_so_far``), kept on
+    its row while it is ``recording`` (for ``take_over``); answers whether the row changed."""
+    row = session.get(Recording, recording_id)
+    if row is None or row.status is not RecordingStatus.recording:
+        return False
+    kept = [{k: v for k, v in f.items() if k != "wall"} for f in files if f.get("size")]
+    duration = round(max((float(f["start_s"]) + float(f["duration_s"]) for f in kept), default=0.0), 3)
+    if kept == (row.files or []) and duration == row.duration_s:
+        return False
+    _store_files(row, kept)
+    row.duration_s = duration
+    return True
+
+
+def take_over(session: Session, instance_id: int, dead_node: str, *, now: datetime) -> list[Recording]:
+    """The lesson moved here because ``dead_node`` died: end the recordings it left ``recording`` with their
+    last ``checkpoint`` (``partial``; ``failed`` when none held anything yet), the error saying so
+    (``TAKEN_OVER_ZH``); linked to the lesson's record.  A row its node ended meanwhile is left alone."""
+    rows = list(session.scalars(select(Recording).where(
+        Recording.instance_id == instance_id, Recording.node == dead_node,
+        Recording.status == RecordingStatus.recording).order_by(Recording.id)))
+    for row in rows:
+        row.ended_at = min(now, row.started_at + timedelta(seconds=round(float(row.duration_s))))
+        row.status = RecordingStatus.partial if row.files else RecordingStatus.failed
+        row.error = TAKEN_OVER_ZH
+    if rows:
+        session.flush()
+        link_record(session, instance_id)
+    return rows
 
 
 def recover(session: Session, recording_id: int, files: list[dict[str, Any]], *, now: datetime) -> Recording | None:
     """Store what could be finalized of a recording cut by a crash (``media.salvage.salvage_folder``):
-    ``partial`` with the readable files, ``failed`` when none was; linked to the lesson's record."""
+    ``partial`` with the readable files, ``failed`` when none was; linked to the lesson's record.  Also
+    for a row another node ended after a failover (``take_over``): the finalized files replace its
+    checkpoint."""
     row = session.get(Recording, recording_id)
-    if row is None or row.status is not RecordingStatus.recording:
+    if row is None or (row.status is not RecordingStatus.recording and row.error != TAKEN_OVER_ZH):
         return row
     _store_files(row, [{k: v for k, v in f.items() if k != "wall"} for f in files])
     errors = [f"{f['name']}: {f['error']}" for f in files if f.get("error")]  # the unreadable ones too

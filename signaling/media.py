@@ -49,7 +49,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -439,6 +439,10 @@ class LessonMedia:
         (``snap.down_s`` ago) and are back when every user it had has a subscriber connection up
         here again (or after ``GAP_WAIT_S``): one ``media_gap`` in the event log."""
         self.room = room
+        hooks = self.service.recordings
+        if hooks is not None and snap.reason == "node_failover" and snap.node is not None:
+            # the dead owner's recording of the lesson ends with what its files held; this node's follows
+            self.service.background(hooks.take_over(self.instance_id, snap.node))
         if not snap.users:
             return
         gap = self.gap = _Gap(reason=snap.reason, started=time.monotonic() - max(0.0, snap.down_s),
@@ -1034,7 +1038,11 @@ class MediaService:
                 "bitrate_kbps": report.bitrate_kbps, "up_kbps": int(up.get("bitrate_kbps", 0)),
                 "down_kbps": int(down.get("bitrate_kbps", 0)), "at": time.time(),
         }
-        task = asyncio.get_running_loop().create_task(self.bus.publish(MEDIA_TOPIC, event))
+        self.background(self.bus.publish(MEDIA_TOPIC, event))
+
+    def background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` on its own (a task kept until it is done)."""
+        task = asyncio.get_running_loop().create_task(work)
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 

@@ -4,8 +4,10 @@
 the lifecycle task, so it runs before any room opens or closes:
 
 1. **Recordings.** Every recording this node (``SANKE_NODE_ID``) left
-   ``recording`` is finalized from its files (``media.salvage``, on a worker
-   thread) and stored ``partial`` (``scheduler.recordings.recover``).
+   ``recording``, or that another node ended for it when it took a lesson
+   over (``scheduler.recordings.take_over``), is finalized from its files
+   (``media.salvage``, on a worker thread) and stored ``partial``
+   (``scheduler.recordings.recover``).
 2. **Sessions.** Every session this node left open ends at its last event, and
    so does another node's that has been silent for ``stale_s``
    (``scheduler.presence``), every ``presence_interval_s`` after the start too

@@ -11,6 +11,10 @@ on a thread, never on the event loop.  It also
   recording;
 - runs the retention cleanup (``scheduler.recordings.expire``) at start and
   every ``CLEANUP_INTERVAL_S``;
+- with several nodes (Redis), checkpoints every ``CHECKPOINT_S`` what the
+  files of the recordings this node writes hold (``media.salvage.written_so_far``
+  → ``scheduler.recordings.checkpoint``), and ends a dead node's recording of a
+  lesson this node took over (``take_over``, called by the lesson's media);
 - owns the compose jobs (``server.jobs.compose.ComposeJobs``).
 """
 
@@ -21,10 +25,12 @@ import logging
 from pathlib import Path
 from typing import Any, Self
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from media.salvage import written_so_far
 from scheduler import clock, recordings
-from scheduler.recordings_models import Recording
+from scheduler.recordings_models import Recording, RecordingStatus
 from server.core.config import Settings
 from server.core.db import session_scope
 from server.core.tasks import cancel_and_wait
@@ -33,6 +39,8 @@ from server.jobs.compose import ComposeJobs, Job, Layout, Segment, compose, segm
 log = logging.getLogger(__name__)
 
 CLEANUP_INTERVAL_S = 3600.0
+CHECKPOINT_S = 2.0
+"""How often a node of several notes what its recordings' files hold (what a taking-over node keeps of them)."""
 COMPOSED_NAME = "lesson.mp4"
 
 
@@ -44,6 +52,9 @@ class RecordingService:
         self.jobs = ComposeJobs(settings.compose_workers)
         self.layout = Layout()
         self._cleanup_task: asyncio.Task[None] | None = None
+        self._checkpoint_task: asyncio.Task[None] | None = None
+        self.node_id = settings.effective_node_id
+        self.clustered = bool(settings.redis_url)
 
     # ------------------------------------------------------------------ called by the lesson's media
 
@@ -70,6 +81,44 @@ class RecordingService:
             await asyncio.to_thread(run)
         except Exception:
             log.exception("recording %s: storing its end failed", recording_id)
+
+    async def take_over(self, instance_id: int, dead_node: str) -> None:
+        """This node opened the lesson's room after ``dead_node`` (its owner) died: end the recording that node
+        left open, with what its files held at its last checkpoint."""
+        if dead_node == self.node_id:
+            return
+
+        def run() -> list[tuple[int, str, float]]:
+            with session_scope(self._factory) as session:
+                rows = recordings.take_over(session, instance_id, dead_node, now=clock.now())
+                return [(r.id, r.status.value, float(r.duration_s)) for r in rows]
+
+        try:
+            for recording_id, status, duration in await asyncio.to_thread(run):
+                log.warning("recording %s of lesson %s ended for %s, which died: %s, %.1f s", recording_id,
+                            instance_id, dead_node, status, duration)
+        except Exception:
+            log.exception("lesson %s: ending the recording of %s failed", instance_id, dead_node)
+
+    def checkpoint(self) -> int:
+        """Note what the files of every recording this node writes hold; answers how many rows changed."""
+        with session_scope(self._factory) as session:
+            rows = [(r.id, r.directory) for r in session.scalars(select(Recording).where(
+                Recording.node == self.node_id, Recording.status == RecordingStatus.recording))]
+        changed = 0
+        for recording_id, directory in rows:
+            files = written_so_far(self.data_dir / directory) if directory else []
+            with session_scope(self._factory) as session:
+                changed += recordings.checkpoint(session, recording_id, files)
+        return changed
+
+    async def _run_checkpoints(self) -> None:
+        while True:
+            await asyncio.sleep(CHECKPOINT_S)
+            try:
+                await asyncio.to_thread(self.checkpoint)
+            except Exception:  # the next pass tries again
+                log.exception("recording checkpoint failed")
 
     async def on_lesson_event(self, topic: str, event: dict[str, Any]) -> None:
         """``room_closed``: the teaching record has just been stored; point it at the recording."""
@@ -114,10 +163,13 @@ class RecordingService:
         # listed first and gone a moment later; later passes run every CLEANUP_INTERVAL_S
         await self._cleanup_once()
         self._cleanup_task = asyncio.get_running_loop().create_task(self._run_cleanup())
+        if self.clustered:  # alone, the node finalizes its own recordings when it starts again
+            self._checkpoint_task = asyncio.get_running_loop().create_task(self._run_checkpoints())
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await cancel_and_wait(self._cleanup_task)
+        await cancel_and_wait(self._checkpoint_task)
         self.jobs.close()
 
     # ------------------------------------------------------------------ one MP4

@@ -198,6 +198,7 @@ async def kill_owner_mid_lesson(lesson: Lesson) -> dict[str, Any]:
     try:
         for c in clients.values():
             await c.connect()
+        published = time.monotonic()  # the recording starts with the teacher's camera
         for who, rgb in cameras.items():
             await clients[who].publish({"camera": ColorTrack(rgb)}, video_codec="video/VP8")
         teacher = clients["teacher"]
@@ -219,8 +220,9 @@ async def kill_owner_mid_lesson(lesson: Lesson) -> dict[str, Any]:
         key = f"sanke:room-state:{lesson.lesson}"
         await asyncio.to_thread(wait_until, "the room's snapshot", lambda: (raw := lesson.redis.get(key)) is not None
                                 and len(json.loads(raw)["chat"]) == 2, 5)
+        # (its files in the owner's last checkpoint, which is what outlives the owner of them)
         await asyncio.to_thread(wait_until, "the recording", lambda: lesson.query(
-            "SELECT 1 FROM recording WHERE instance_id = :i", i=lesson.lesson), 20)
+            "SELECT 1 FROM recording WHERE instance_id = :i AND duration_s > 0", i=lesson.lesson), 20)
 
         process = lesson.nodes[owner].process
         os.killpg(process.pid, signal.SIGKILL)
@@ -231,8 +233,8 @@ async def kill_owner_mid_lesson(lesson: Lesson) -> dict[str, Any]:
                                       for who, want in wants.items() for k, rgb in want.items()))
         times = {f"{who}<-{k or 'stage'}": round(t - killed, 2)
                  for (who, k), t in zip([(w, k) for w, want in wants.items() for k in want], back)}
-        return {"owner": owner, "times": times, "clients": clients,
-                "rejoins": {who: c.rejoins for who, c in clients.items()}}
+        return {"owner": owner, "times": times, "clients": clients, "recorded_s": killed - published,
+                "killed": killed, "rejoins": {who: c.rejoins for who, c in clients.items()}}
     finally:
         for c in clients.values():
             await asyncio.wait_for(c.close(), 10)
@@ -269,6 +271,35 @@ def test_kill_9_of_the_owner_mid_lesson_everyone_is_back_within_5_s_as_before(le
     made_by = [row[0] for row in lesson.query(
         "SELECT node FROM recording WHERE instance_id = :i ORDER BY started_at, id", i=lesson.lesson)]
     assert made_by == [owner, new_owner]
+    # the dead owner's recording ends when the new owner takes the lesson over: partial, as far as its files
+    # went at its last checkpoint (every 2 s)
+    [(first, first_s)] = wait_until("the dead owner's recording ended", lambda: lesson.query(
+        "SELECT id, duration_s FROM recording WHERE instance_id = :i AND node = :n AND status = 'partial'",
+        i=lesson.lesson, n=owner), 10)
+    assert 0.3 <= first_s <= r["recorded_s"] + 0.5, (first_s, r["recorded_s"])
+    # 下课: the new owner's recording is finished too, and the replay lists both on one time axis
+    teacher_auth = {"Authorization": f"Bearer {lesson.access['teacher']}"}
+    new_base = lesson.nodes[new_owner].base
+    ended = httpx.post(f"{new_base}/api/v1/lessons/{lesson.lesson}/end", headers=teacher_auth, timeout=30)
+    assert ended.status_code == 200, ended.text
+    ended_at = time.monotonic()
+    rows = wait_until("both recordings finished", lambda: (rows := lesson.query(
+        "SELECT id, status, duration_s FROM recording WHERE instance_id = :i ORDER BY started_at, id",
+        i=lesson.lesson)) and all(row[1] != "recording" for row in rows) and rows, 20)
+    assert [(row[0], row[1]) for row in rows][:1] == [(first, "partial")] and rows[1][1] == "ready", rows
+    second, second_s = rows[1][0], rows[1][2]
+    assert 0.5 <= second_s <= ended_at - r["killed"] + 1, (second_s, ended_at - r["killed"])
+    replay = httpx.get(f"{new_base}/api/v1/recordings/{second}", headers=teacher_auth, timeout=30)
+    assert replay.status_code == 200, replay.text
+    body = replay.json()
+    assert [(seg["id"], seg["status"]) for seg in body["segments"]] == [(first, "partial"), (second, "ready")]
+    assert body["segments"][1]["offset_s"] >= body["segments"][0]["duration_s"]
+    assert body["duration_s"] >= first_s + second_s
+    assert {f["url"].split("/files/")[0] for f in body["files"]} == {
+        f"/api/v1/recordings/{first}", f"/api/v1/recordings/{second}"}
+    # the new owner's files play from it
+    own = next(f for f in body["files"] if f["url"].startswith(f"/api/v1/recordings/{second}/"))
+    assert httpx.get(f"{new_base}{own['url']}", timeout=30).status_code == 200
 
 
 def test_sigterm_drains_the_owner_its_lesson_goes_on_then_moves_announced(lesson: Lesson) -> None:

@@ -218,9 +218,9 @@ def test_kill_9_of_the_owner_the_pages_come_back_by_themselves_as_they_were(
             page.fill(".chat-input", text)
             page.press(".chat-input", "Enter")
             js_poll(page, "document.querySelector('.chat-input').value === ''", timeout=10)
+        both = json.dumps(json.dumps(list(LINES), ensure_ascii=False, separators=(",", ":")))
         for page in pages.values():
-            js_poll(page, f"JSON.stringify(({CHAT_JS})()) === {json.dumps(json.dumps(list(LINES), ensure_ascii=False))}",
-                    timeout=10)
+            js_poll(page, f"JSON.stringify(({CHAT_JS})()) === {both}", timeout=10)
         ids = {"teacher": lesson.teacher.id, "a": lesson.kiosk_a.id, "b": lesson.kiosk_b.id}
         watched = {  # who decodes whose camera
             "teacher": [f"{ids['a']}/camera", f"{ids['b']}/camera"],

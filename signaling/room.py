@@ -878,7 +878,7 @@ class Room:
         else:
             target.muted_by_teacher.discard(msg.source)
         target.send(Muted(source=msg.source, muted=msg.muted, by=by.participant_id))
-        self.updated(target, exclude=target)
+        self.updated(target)  # the target too: its own muted_by_teacher (docs/protocol.md, flow 5)
         self._mute_changes([target], before)
         return True
 

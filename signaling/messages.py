@@ -513,6 +513,9 @@ class Resumed(_ServerBase):
     session_id: SessionId
     last_seq: int = Field(ge=0)
     ice_servers: list[IceServer] | None = Field(default=None, max_length=8)
+    recent_chat: list[ChatLine] = Field(default_factory=list, max_length=50)
+    """The room's last chat lines, as in ``joined`` (a reloaded page shows them again; lines it also gets
+    replayed are the same lines)."""
 
 
 class ParticipantJoined(_ServerBase):

@@ -731,7 +731,8 @@ class Room:
         p.connected, p.disconnected_at = True, None
         self._log("resume", p)
         p.send_to_socket(Resumed(request_id=request_id, session_id=p.participant_id, last_seq=last_seq,
-                                 ice_servers=None if ice_servers is None else list(ice_servers)))
+                                 ice_servers=None if ice_servers is None else list(ice_servers),
+                                 recent_chat=list(self.chat_lines)))
         for seq, msg in p.replay(last_seq):
             p._deliver(msg, seq)
         self._hook("on_resumed", p, keep_media)

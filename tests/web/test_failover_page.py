@@ -11,7 +11,7 @@ teacher chat.  Then the owner is killed with SIGKILL, and nobody touches anythin
 video again (frames on its new connections, and more of them) within ``BACK_BOUND_S`` — the
 seconds are printed, the issue's goal being 5 s — on another node; A is still on stage, B still
 muted with its hand up (the teacher's hand list and B's own button say so), and each chat line is
-shown once on every page, in order.
+shown once on every page, in order (a page reloaded before the kill shows them again, once).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from tests.utils.sanke_proc import Served
 from tests.utils.tcpcut import TcpCut
 from tests.utils.wait import wait_until
 from tests.web.conftest import SESSION_KEY
-from tests.web.test_lesson_pages import assert_video_flows, wait_joined
+from tests.web.test_lesson_pages import assert_video_flows, pid, wait_joined
 
 NAMES = ("node-a", "node-b", "node-c")
 LEASE_S = 3.0
@@ -221,6 +221,12 @@ def test_kill_9_of_the_owner_the_pages_come_back_by_themselves_as_they_were(
         both = json.dumps(json.dumps(list(LINES), ensure_ascii=False, separators=(",", ":")))
         for page in pages.values():
             js_poll(page, f"JSON.stringify(({CHAT_JS})()) === {both}", timeout=10)
+        # a reloaded page resumes its session and shows the room's recent chat again, each line once
+        a.reload()
+        js_poll(a, "window.sankeLesson && window.sankeLesson.state === 'joined'", timeout=30)
+        assert pid(a) == pa
+        js_poll(a, f"JSON.stringify(({CHAT_JS})()) === {both}", timeout=10)
+        sockets["a"][:] = sockets["a"][-1:]
         ids = {"teacher": lesson.teacher.id, "a": lesson.kiosk_a.id, "b": lesson.kiosk_b.id}
         watched = {  # who decodes whose camera
             "teacher": [f"{ids['a']}/camera", f"{ids['b']}/camera"],

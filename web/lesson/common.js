@@ -150,7 +150,7 @@ export function chatPanel(lc) {
   };
   const addRecent = (joined) => { for (const m of (joined && joined.recent_chat) || []) addLine(m); };
   lc.on("chat", (m) => addLine(m));
-  lc.on("joined", addRecent);  // `resumed` has none: its replay brings what was missed
+  lc.on("joined", addRecent);  // `joined` or `resumed` (a reloaded page resumes its session)
   addRecent(lc.joined);
   return el("section", { class: "card chat" }, el("h3", {}, "聊天"), list,
     el("div", { class: "row chat-send" }, input, sendBtn));

@@ -23,8 +23,14 @@
  * only those 2 bytes are patched here), and the writer remembers (sequence number, send time,
  * size) in a fixed ring that the control side reads when the subscriber's feedback arrives.
  *
+ * The receiving side: sk_reader unprotects an incoming SRTP/SRTCP packet into its own buffer (one
+ * call; media/srtp.py SrtpReader).  In a small lesson a worker wakes a few hundred times a second
+ * for one or two packets, and then every line of Python runs with cold caches: pylibsrtp's
+ * wrapper around srtp_unprotect cost ~55 us a packet there, against a few us in a hot loop.
+ *
  * libsrtp is linked into pylibsrtp's extension, whose symbols are private to it, so its
- * srtp_protect/srtp_protect_rtcp are handed over once as function pointers (sk_init).
+ * srtp_protect/srtp_protect_rtcp/srtp_unprotect/srtp_unprotect_rtcp are handed over once as
+ * function pointers (sk_init).
  * Nothing here allocates, logs or blocks: sockets are non-blocking, and a full socket buffer
  * drops the packet, as UDP would.
  */
@@ -47,6 +53,10 @@ typedef int (*sk_protect_fn)(void *ctx, void *packet, int *len);
 
 static sk_protect_fn sk_protect_rtp = 0;
 static sk_protect_fn sk_protect_rtcp = 0;
+static sk_protect_fn sk_unprotect_rtp = 0;
+static sk_protect_fn sk_unprotect_rtcp = 0;
+
+#define SK_RECV_MAX 4096 /* the largest datagram a transport reads */
 
 typedef struct {
     uint32_t clock_rate;
@@ -96,10 +106,37 @@ typedef struct {
                             go as they came (only the SSRC is the pipe's), never waits */
 } sk_sink;
 
-void sk_init(uintptr_t protect_rtp, uintptr_t protect_rtcp)
+typedef struct {
+    uintptr_t srtp; /* srtp_t; 0 while not connected or closed */
+    uint64_t failed; /* packets refused: authentication, replay, too long */
+    uint8_t buf[SK_RECV_MAX];
+} sk_reader;
+
+void sk_init(uintptr_t protect_rtp, uintptr_t protect_rtcp, uintptr_t unprotect_rtp, uintptr_t unprotect_rtcp)
 {
     sk_protect_rtp = (sk_protect_fn)protect_rtp;
     sk_protect_rtcp = (sk_protect_fn)protect_rtcp;
+    sk_unprotect_rtp = (sk_protect_fn)unprotect_rtp;
+    sk_unprotect_rtcp = (sk_protect_fn)unprotect_rtcp;
+}
+
+/* ------------------------------------------------------------------ reader */
+
+/* Unprotect SRTP (rtcp = 0) or SRTCP (rtcp = 1) ``packet`` into r->buf: the plain length, or -1
+ * (not open, empty, longer than the buffer, or refused by libsrtp: counted in r->failed). */
+int sk_unprotect(sk_reader *r, const uint8_t *packet, int len, int rtcp)
+{
+    int n = len;
+    if (!r->srtp || len <= 0 || len > SK_RECV_MAX) {
+        r->failed++;
+        return -1;
+    }
+    memcpy(r->buf, packet, (size_t)len);
+    if ((rtcp ? sk_unprotect_rtcp : sk_unprotect_rtp)((void *)r->srtp, r->buf, &n) != 0 || n <= 0) {
+        r->failed++;
+        return -1;
+    }
+    return n;
 }
 
 /* ------------------------------------------------------------------ rewriter */

@@ -52,7 +52,16 @@ typedef struct {
     uint8_t passthrough;
 } sk_sink;
 
-void sk_init(uintptr_t protect_rtp, uintptr_t protect_rtcp);
+#define SK_RECV_MAX 4096
+
+typedef struct {
+    uintptr_t srtp;
+    uint64_t failed;
+    uint8_t buf[SK_RECV_MAX];
+} sk_reader;
+
+void sk_init(uintptr_t protect_rtp, uintptr_t protect_rtcp, uintptr_t unprotect_rtp, uintptr_t unprotect_rtcp);
+int sk_unprotect(sk_reader *r, const uint8_t *packet, int len, int rtcp);
 void sk_rewriter_init(sk_rewriter *r, uint32_t clock_rate, uint16_t first_seq, uint32_t first_ts);
 int32_t sk_rewrite(sk_rewriter *r, uint16_t seq, uint32_t ts, double now);
 int32_t sk_to_source_seq(const sk_rewriter *r, uint16_t out_seq);

@@ -56,7 +56,7 @@ from media.nack_generator import MIN_RETRY_S, REORDER_WAIT_S, nack_round
 from media.producer import Producer, ProducerStream
 from media.redforward import RedDepth
 from media.rtp import rtx_wrap
-from media.srtp import SrtpWriter
+from media.srtp import SrtpReader, SrtpWriter
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ class PipeTransport:
         self.rtcp_ssrc = random.getrandbits(32) or 1
         self.closed = False
         self.remote: tuple[str, int] | None = None
-        self._rx: pylibsrtp.Session | None = None
+        self.reader = SrtpReader()
         self._tx: pylibsrtp.Session | None = None
         self._udp: asyncio.DatagramTransport | None = None
         self._sock: Any = None  # the socket, or uvloop's stand-in (fileno, getsockname)
@@ -169,7 +169,6 @@ class PipeTransport:
         self.received = 0
         self.foreign = 0
         """Datagrams from anywhere but the other end, dropped."""
-        self.srtp_errors = 0
         self.unknown_ssrc = 0
         self.retransmitted = 0
         self.nack_misses = 0
@@ -198,7 +197,7 @@ class PipeTransport:
         if self._sock is None:
             raise ValueError("the pipe is not open")
         self._tx = _session(self.key, outbound=True)
-        self._rx = _session(remote_key, outbound=False)
+        self.reader.open(_session(remote_key, outbound=False))
         self.remote = (host, int(port))
         self.writer.open(self._tx, self._sock, self.remote)
         if self._sr_task is None:
@@ -221,8 +220,14 @@ class PipeTransport:
         if self._sr_task is not None:
             self._sr_task.cancel()
         self.writer.close()
+        self.reader.close()
         if self._udp is not None:
             self._udp.close()
+
+    @property
+    def srtp_errors(self) -> int:
+        """Datagrams from the other end that SRTP refused (a stranger's, replays)."""
+        return self.reader.failed
 
     # ------------------------------------------------------------------ origin side
 
@@ -439,22 +444,17 @@ class PipeTransport:
         if remote is None or addr[1] != remote[1] or addr[0] != remote[0]:
             self.foreign += 1
             return
-        rx = self._rx
-        if rx is None or len(data) < 12 or not 127 < data[0] < 192:
+        reader = self.reader
+        if not reader.is_open or len(data) < 12 or not 127 < data[0] < 192:
             self.foreign += 1
             return
         if 191 < data[1] < 224:  # RTCP
-            try:
-                plain = rx.unprotect_rtcp(data)
-            except pylibsrtp.Error:
-                self.srtp_errors += 1
-                return
-            self._rtcp(plain)
+            rtcp = reader.unprotect_rtcp(data)
+            if rtcp is not None:
+                self._rtcp(rtcp)
             return
-        try:
-            plain = rx.unprotect(data)
-        except pylibsrtp.Error:
-            self.srtp_errors += 1
+        plain = reader.unprotect(data)
+        if plain is None or len(plain) < 12:
             return
         stream = self.ssrc_table.get(int.from_bytes(plain[8:12], "big"))
         if stream is None:

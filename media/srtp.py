@@ -1,4 +1,4 @@
-"""SRTP protect-and-send for one subscriber transport, in C.
+"""SRTP in C: protect-and-send for one subscriber transport, and unprotect for what a transport receives.
 
 ``pylibsrtp.Session.protect`` copies the packet into its own buffer, protects it
 and returns a new ``bytes``; the SFU would then build a ``bytearray`` per
@@ -42,10 +42,52 @@ from media.rtp import add_extension, find_extension
 MAX_PACKET = 1500
 TWCC_RING = int(lib.SK_TWCC_RING)
 
-lib.sk_init(
-    int(srtp_ffi.cast("uintptr_t", srtp_ffi.addressof(srtp_lib, "srtp_protect"))),
-    int(srtp_ffi.cast("uintptr_t", srtp_ffi.addressof(srtp_lib, "srtp_protect_rtcp"))),
-)
+lib.sk_init(*(int(srtp_ffi.cast("uintptr_t", srtp_ffi.addressof(srtp_lib, name)))
+              for name in ("srtp_protect", "srtp_protect_rtcp", "srtp_unprotect", "srtp_unprotect_rtcp")))
+
+
+class SrtpReader:
+    """Unprotects what one transport receives with one SRTP session (``sk_reader``).
+
+    ``unprotect``/``unprotect_rtcp`` give the plain packet as ``bytes``, or None when libsrtp
+    refuses it (authentication, replay) or it is too long; refusals are counted in ``failed``.
+    The hot path calls ``lib.sk_unprotect`` and ``ffi.unpack`` on ``c``/``buf`` itself
+    (``media/transport.py``): two C calls, no Python frame. The reader keeps the libsrtp
+    context alive while open."""
+
+    __slots__ = ("c", "buf", "_srtp")
+
+    def __init__(self) -> None:
+        self.c = ffi.new("sk_reader *")
+        self.buf = ffi.cast("char *", self.c.buf)
+        """The plain packet after an unprotect (``ffi.unpack(buf, n)``)."""
+        self._srtp: Any = None
+
+    def open(self, session: pylibsrtp.Session) -> None:
+        """Unprotect with ``session`` (an inbound one) from now on."""
+        srtp = session._srtp  # keeps pylibsrtp's gc handle (and so the libsrtp context) alive with us
+        self.c.srtp = int(srtp_ffi.cast("uintptr_t", srtp[0]))
+        self._srtp = srtp
+
+    def close(self) -> None:
+        self.c.srtp = 0
+        self._srtp = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._srtp is not None
+
+    @property
+    def failed(self) -> int:
+        return int(self.c.failed)
+
+    def unprotect(self, packet: bytes) -> bytes | None:
+        n = lib.sk_unprotect(self.c, packet, len(packet), 0)
+        return ffi.unpack(self.buf, n) if n > 0 else None
+
+    def unprotect_rtcp(self, packet: bytes) -> bytes | None:
+        n = lib.sk_unprotect(self.c, packet, len(packet), 1)
+        return ffi.unpack(self.buf, n) if n > 0 else None
 
 
 class SrtpWriter:

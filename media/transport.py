@@ -26,7 +26,6 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import pylibsrtp
 from aiortc import RTCIceCandidate, RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
 from aiortc.codecs import get_capabilities
 from aiortc.rtcrtpparameters import RTCRtpReceiveParameters, RTCRtpSendParameters
@@ -56,7 +55,8 @@ from media.ice import IcePolicy, SdpRejected, check_remote_sdp, filter_local_sdp
 from media.nack_generator import MIN_RETRY_S, REORDER_WAIT_S, nack_round
 from media.retransmit import FeedbackWatch, RetransmitBudget
 from media.sdp import accept_transport_cc, offer_transport_cc, transport_cc_id
-from media.srtp import SrtpWriter
+from media._fastpath import ffi, lib
+from media.srtp import SrtpReader, SrtpWriter
 from media.transportcc import FEEDBACK_INTERVAL_S, ArrivalRecorder, match_feedback, split_estimate
 from media.twcc import URI_TRANSPORT_CC, feedback_packets
 from media.twcc import parse as parse_twcc
@@ -126,7 +126,8 @@ class WebRtcTransport:
         self.pc = RTCPeerConnection(rtc_configuration(policy))
         self.writer = SrtpWriter()
         """Every consumer of this transport sends through it; open once DTLS is up, closed with us."""
-        self._rx: pylibsrtp.Session | None = None
+        self.reader = SrtpReader()
+        """Unprotects what the selected pair receives; open once DTLS is up."""
         self._dtls: Any = None
         self.rtcp_ssrc = random.getrandbits(32) or 1
         self.cname = f"sanke-{transport_id}"
@@ -159,7 +160,6 @@ class WebRtcTransport:
         """(bytes sent, retransmitted bytes, when) at the previous budget update."""
         self.feedback = FeedbackWatch()
         """Subscriber side: when its RTCP resumes after an outage, its video consumers ask for keyframes."""
-        self.srtp_errors = 0
         self.malformed_rtp = 0
         """Publisher side: packets that passed SRTP but whose header the SFU could not read (dropped)."""
         self.created = time.monotonic()
@@ -225,6 +225,7 @@ class WebRtcTransport:
             except Exception:
                 pass
         self.writer.close()
+        self.reader.close()
         for consumer in list(self.consumers.values()):
             consumer.close()
         self.consumers.clear()
@@ -265,7 +266,7 @@ class WebRtcTransport:
             log.warning("transport %s: DTLS up without a selected pair", self.transport_id)
             return
         self._dtls = dtls
-        self._rx = dtls._rx_srtp
+        self.reader.open(dtls._rx_srtp)
         protocol = pair.protocol
         remote = pair.remote_addr
         self.writer.open(dtls._tx_srtp, raw_socket(protocol.transport), remote)
@@ -282,7 +283,11 @@ class WebRtcTransport:
         """
         original = protocol.datagram_received
         rhost, rport = remote[0], remote[1]
-        rx = self._rx
+        reader = self.reader
+        unprotect = lib.sk_unprotect
+        reader_c = reader.c
+        plain_buf = reader.buf
+        unpack = ffi.unpack
         table = self.ssrc_table
         discover = self._discover
         handle_rtcp = self._handle_rtcp
@@ -297,18 +302,14 @@ class WebRtcTransport:
                 original(data, addr)
                 return
             if 191 < data[1] < 224:  # RTCP (RFC 5761 demultiplexing)
-                try:
-                    plain = rx.unprotect_rtcp(data)
-                except pylibsrtp.Error:
-                    transport.srtp_errors += 1
-                    return
-                handle_rtcp(plain)
+                n = unprotect(reader_c, data, len(data), 1)
+                if n > 0:
+                    handle_rtcp(unpack(plain_buf, n))
                 return
-            try:
-                plain = rx.unprotect(data)
-            except pylibsrtp.Error:
-                transport.srtp_errors += 1
+            n = unprotect(reader_c, data, len(data), 0)
+            if n < 12:  # refused by SRTP (counted by the reader), or no RTP header left
                 return
+            plain = unpack(plain_buf, n)
             ssrc = from_bytes(plain[8:12], "big")
             stream = table.get(ssrc)
             if stream is None:
@@ -863,4 +864,9 @@ class WebRtcTransport:
         SRTP authentication, or with a header the SFU could not read."""
         dtls = self._dtls
         door = sum(demux.dropped(dtls.transport._connection).values()) if dtls is not None else 0
-        return door + self.srtp_errors + self.malformed_rtp
+        return door + self.reader.failed + self.malformed_rtp
+
+    @property
+    def srtp_errors(self) -> int:
+        """Datagrams from the selected pair that SRTP refused (authentication, replay, length)."""
+        return self.reader.failed

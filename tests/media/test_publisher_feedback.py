@@ -182,7 +182,7 @@ def test_a_publishers_transport_sends_feedback_on_its_timer_after_its_packets_st
         remote = publisher.getsockname()
         try:
             transport.writer.open(sfu_tx, sfu, remote)
-            transport._rx = sfu_rx
+            transport.reader.open(sfu_rx)
             protocol = _Protocol(sfu)
             transport._install(protocol, remote)
             stream = _Stream(0x1111)

@@ -13,7 +13,8 @@ Placement is sticky (a router stays on its worker) and otherwise picks the worke
 fewest routers; :meth:`WorkerPool.place` puts a router on a given worker (a lesson spread over
 several workers has one router on each, linked by pipes: ``media.pipe``), and each worker keeps
 the consumer count signaling noted for its subscriber transports (``note_consumers``), the
-headroom a big lesson's subscribers are placed by.  A worker process that dies is logged with its exit code, reported to the
+headroom a big lesson's subscribers are placed by.  Other nodes' workers (``add_remote``) count by
+what their node advertised free in the registry (``set_lender_free``, ``headroom``) when it did.  A worker process that dies is logged with its exit code, reported to the
 listeners as ``("worker_died", {"routers": [...], "pid": ..., "exit_code": ...})`` and
 replaced in the same slot (at most :data:`MAX_RESTARTS` times per :data:`RESTART_WINDOW`
 seconds per slot).
@@ -137,6 +138,11 @@ class WorkerPool:
         self.remotes: list[WorkerHandle] = []
         """Other nodes' workers this node may spread a lesson onto (``add_remote``)."""
         self._remote_tasks: set[asyncio.Task[None]] = set()
+        self._remote_by_address: dict[str, asyncio.Task[None]] = {}
+        self._next_remote = REMOTE_INDEX
+        self.lender_free: dict[str, tuple[int, int]] = {}
+        """``host:port`` of a lending node → (the free consumers it advertised in its registry entry, this
+        pool's consumers on it then); see ``headroom``."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -196,6 +202,8 @@ class WorkerPool:
             with contextlib.suppress(BaseException):
                 await task
         self._remote_tasks.clear()
+        self._remote_by_address.clear()
+        self.lender_free.clear()
         self.remotes = []
         if self._spare_task is not None:
             # let a spare that is starting finish and stop it then: a process started by a cancelled
@@ -259,7 +267,10 @@ class WorkerPool:
         from media import remote
 
         remote.split_address(address)  # a bad address is refused now, not in the background
-        index = REMOTE_INDEX + len(self._remote_tasks)
+        if address in self._remote_by_address:
+            return
+        index = self._next_remote
+        self._next_remote += 1
 
         async def keep() -> None:
             while not self._closing and self._started:
@@ -295,6 +306,40 @@ class WorkerPool:
 
         task = asyncio.get_running_loop().create_task(keep(), name=f"media-remote-{address}")
         self._remote_tasks.add(task)
+        self._remote_by_address[address] = task
+
+    def remote_addresses(self) -> set[str]:
+        """The other nodes' addresses this pool uses (``add_remote``)."""
+        return set(self._remote_by_address)
+
+    def remove_remote(self, address: str) -> bool:
+        """Stop trying to reach ``address`` (a lending node gone from the registry) while it is out of reach;
+        a connected one stays (its routers serve subscribers).  Answers whether it was stopped."""
+        task = self._remote_by_address.get(address)
+        if task is None or any(h.remote == address and h.alive and not h.channel.closed for h in self.remotes):
+            return False
+        task.cancel()
+        del self._remote_by_address[address]
+        self._remote_tasks.discard(task)
+        self.lender_free.pop(address, None)
+        return True
+
+    def set_lender_free(self, address: str, free: int) -> None:
+        """The free consumers the node at ``address`` advertised in its latest registry entry.  Counted from
+        when the figure last changed: an entry that still says the same has not seen what was placed since."""
+        free = max(0, int(free))
+        if address in self.lender_free and self.lender_free[address][0] == free:
+            return
+        handle = next((h for h in self.remotes if h.remote == address), None)
+        self.lender_free[address] = (free, handle.consumer_count if handle is not None else 0)
+
+    def headroom(self, handle: WorkerHandle) -> int | None:
+        """Consumers another node's workers (``handle``) still take, by what that node advertised minus what this
+        pool placed there since; None: nothing advertised (a statically configured node)."""
+        if handle.remote is None or handle.remote not in self.lender_free:
+            return None
+        free, then = self.lender_free[handle.remote]
+        return free - max(0, handle.consumer_count - then)
 
     def note_consumers(self, router_id: str, transport_id: str, count: int) -> None:
         """``transport_id`` of ``router_id`` carries ``count`` consumers now (0: closed): the headroom that

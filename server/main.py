@@ -31,6 +31,7 @@ from server.core.bus import make_bus
 from server.core.config import Settings, get_settings
 from server.core.db import make_engine, make_session_factory
 from server.core.eventlog import EventLog
+from server.core.lenders import LenderDirectory
 from server.core.lifecycle_task import LifecycleTask
 from server.core import metrics
 from server.core.migrate import upgrade
@@ -124,6 +125,10 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
             stack.callback(media_service.close)
             await stack.enter_async_context(recording_service)  # its compose jobs stop before the workers
             await stack.enter_async_context(nodes)  # registered once its workers are up; gone before they stop
+            if nodes.clustered and settings.cluster_secret is not None:  # the lenders the registry lists
+                await stack.enter_async_context(LenderDirectory(
+                    nodes, media, settings.cluster_secret.get_secret_value().encode(),
+                    static={a.strip() for a in (settings.media_remote_workers or "").split(",") if a.strip()}))
             await stack.enter_async_context(placement)  # renews the leases of the rooms placed here
             await stack.enter_async_context(room_states)  # writes the snapshots of the rooms here
             if run_lifecycle if run_webhooks is None else run_webhooks:

@@ -263,8 +263,9 @@ class LessonMedia:
     async def _place(self, p: Participant, tid: str) -> str:
         """The router a new subscriber connection goes on: the lesson's own while its worker has headroom
         for the consumers (``MediaService.consumer_limit``), else a worker with headroom, this node's before
-        another node's (``WorkerPool.add_remote``), preferring one that already serves the lesson (fed from
-        the lesson's own router by a pipe). The consumers are counted on the chosen worker at once, so
+        another node's (``WorkerPool.add_remote``; theirs by what their node advertises free in the registry,
+        ``WorkerPool.headroom``), preferring one that already serves the lesson (fed from the lesson's own
+        router by a pipe), then the one with the most headroom. The consumers are counted on the chosen worker at once, so
         subscribers placed together (a recovery, a burst of joins) see each other."""
         pool = self.service.pool
         limit = self.service.consumer_limit
@@ -277,9 +278,16 @@ class LessonMedia:
             home.consumers[(self.router_id, tid)] = need
             return self.router_id
         spanned = {self._span_index(r) for r in self.spans}
-        fits = [h for h in workers if h is not home and h.consumer_count + need <= limit]
-        if fits:  # this node's workers before another node's, one the lesson spans already before a new one
-            best = min(fits, key=lambda h: (h.remote is not None, h.index not in spanned, h.consumer_count, h.index))
+
+        def room_on(h: Any) -> int:
+            # another node's workers: what that node advertised free (the registry) when it did, else one worker's
+            advertised = pool.headroom(h)
+            return limit - h.consumer_count if advertised is None else advertised
+
+        fits = [h for h in workers if h is not home and room_on(h) >= need]
+        if fits:  # this node's workers before another node's, one the lesson spans already before a new one,
+            # then the one with the most headroom
+            best = min(fits, key=lambda h: (h.remote is not None, h.index not in spanned, -room_on(h), h.index))
         else:  # every worker is full: the least loaded takes it (on a tie not the lesson's own: it takes the uplinks)
             best = min(workers, key=lambda h: (h.consumer_count, h is home, h.index))
         if best is home:

@@ -60,6 +60,9 @@ class NodeInfo:
     participants: int = 0
     workers: list[dict[str, Any]] = field(default_factory=list)
     """Per media worker: ``index, pid, cpu, packets_per_s, routers, transports, producers, consumers``."""
+    lends: dict[str, Any] | None = None
+    """A node that lends its media workers (``SANKE_MEDIA_REMOTE_LISTEN``): ``address`` (``host:port`` the
+    other nodes connect to) and ``free_consumers`` (its capacity minus what its workers carry); else None."""
     heartbeat_age_s: float = 0.0
     """Seconds since its last heartbeat as the reader sees it (not stored)."""
 
@@ -84,10 +87,37 @@ class NodeInfo:
                        accepting_rooms=bool(data.get("accepting_rooms")),
                        capacity=dict(data.get("capacity") or {}), rooms=int(data.get("rooms") or 0),
                        participants=int(data.get("participants") or 0),
-                       workers=[dict(w) for w in data.get("workers") or []])
+                       workers=[dict(w) for w in data.get("workers") or []],
+                       lends=_lends(data.get("lends")))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"node entry is incomplete: {exc!r}") from None
         return info
+
+
+def _lends(data: Any) -> dict[str, Any] | None:
+    if data is None:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("address"), str):
+        raise ValueError("lends: not an address")
+    return {"address": data["address"], "free_consumers": max(0, int(data.get("free_consumers") or 0))}
+
+
+def lender_address(settings: Settings) -> str | None:
+    """Where the other nodes reach this node's lent workers: ``SANKE_MEDIA_REMOTE_LISTEN``, its host
+    replaced by ``SANKE_MEDIA_PIPE_HOST`` when it listens on every interface; None: it lends nothing."""
+    if not settings.media_remote_listen or settings.cluster_secret is None:
+        return None
+    host, _, port = settings.media_remote_listen.strip().rpartition(":")
+    if host.strip("[]") in ("", "0.0.0.0", "::"):
+        host = settings.media_pipe_host
+    return f"[{host}]:{port}" if ":" in host.strip("[]") and not host.startswith("[") else f"{host}:{port}"
+
+
+def free_consumers(capacity_per_worker: int, workers: int, sample: LoadSample | None) -> int:
+    """Consumers a node's workers still take: per worker its capacity minus what it carries."""
+    if sample is None or not sample.workers:
+        return capacity_per_worker * workers
+    return sum(max(0, capacity_per_worker - w.consumers) for w in sample.workers)
 
 
 def media_addresses(settings: Settings) -> list[str]:
@@ -156,13 +186,17 @@ class NodeRegistry:
         if writing and self.redis is not None:
             accepting = not self.draining and bool(getattr(self.bus, "connected", True))
         workers = [w.brief() for w in sample.workers] if sample is not None else []
+        lends = None
+        if (address := lender_address(settings)) is not None:
+            lends = {"address": address, "free_consumers": free_consumers(
+                settings.node_worker_consumers, max(1, settings.effective_media_workers), sample)}
         return NodeInfo(
             node_id=self.node_id, url=settings.effective_public_url, media_addresses=media_addresses(settings),
             started_at=self.started_at, draining=self.draining, accepting_rooms=accepting,
             capacity={"workers": max(1, settings.effective_media_workers),
                       "consumers_per_worker": settings.node_worker_consumers, "max_rooms": settings.node_max_rooms},
             rooms=sample.rooms if sample is not None else 0,
-            participants=sample.participants if sample is not None else 0, workers=workers)
+            participants=sample.participants if sample is not None else 0, workers=workers, lends=lends)
 
     # ------------------------------------------------------------------ reading the cluster
 

@@ -160,7 +160,7 @@ def capacity(rows: list[Row]) -> Capacity | None:
         if slope <= 0 or base < 0:  # noise on a flat line: fall back to the busiest step's ratio
             top = max(good, key=lambda r: r.rooms)
             base, slope = 0.0, top.worker_cpu_pct / top.rooms
-    rooms = math.floor((100.0 - base) / slope) if slope > 0 else 0
+    rooms = math.floor((100.0 - base) / slope + 1e-9) if slope > 0 else 0  # (the line's rounding)
     return Capacity(measured_rooms=max(r.rooms for r in good), base_pct=base, per_room_pct=slope,
                     extrapolated_rooms=rooms)
 

@@ -99,6 +99,7 @@ class Row:
     spare_cpu_pct: float = math.nan  # the idle spare worker (and any other worker process)
     server_cpu_pct: float = math.nan  # the server process alone (signaling, HTTP, pool)
     machine_busy_pct: float = math.nan  # % of all cores
+    bench_busy_pct: float = math.nan  # % of all cores used by the bench itself (server, workers, clients)
     client_cpu_pct: list[float] = field(default_factory=list)  # per client process
     forwarded_pkts_per_s: float = math.nan  # received by all subscriber connections
     forwarded_kbps: float = math.nan
@@ -125,7 +126,8 @@ def stop_reason(row: Row) -> str | None:
     if not row.loss_pct < LOSS_LIMIT_PCT:
         return f"loss {row.loss_pct:.2f} % >= {LOSS_LIMIT_PCT:g} %"
     if row.machine_busy_pct > BUSY_LIMIT_PCT:
-        return f"machine saturated ({row.machine_busy_pct:.0f} % > {BUSY_LIMIT_PCT:g} % busy)"
+        return (f"machine saturated ({row.machine_busy_pct:.0f} % > {BUSY_LIMIT_PCT:g} % busy, "
+                f"{_f(row.bench_busy_pct, '.0f')} % of it the bench's own)")
     return None
 
 
@@ -173,7 +175,7 @@ def _f(value: float, fmt: str) -> str:
 
 
 HEADER = (
-    f"{'rooms':>5} {'ok':>5} {'streams':>7} {'worker%':>7} {'/room':>6} {'spare%':>6} {'server%':>7} {'mach%':>6} "
+    f"{'rooms':>5} {'ok':>5} {'streams':>7} {'worker%':>7} {'/room':>6} {'spare%':>6} {'server%':>7} {'mach%':>6} {'bench%':>6} "
     f"{'fwd pkt/s':>9} {'fwd Mbps':>8} {'loss%':>6} {'mean%':>6} {'max%':>6} {'clients cpu%':>13}"
 )
 
@@ -184,7 +186,7 @@ def format_row(row: Row) -> str:
         f"{row.rooms:>5} {f'{row.classrooms_ok}/{row.rooms * CLASSROOMS}':>5} "
         f"{f'{row.streams_ok}/{row.rooms * STREAMS_PER_ROOM}':>7} {_f(row.worker_cpu_pct, '7.1f')} "
         f"{_f(row.worker_cpu_per_room, '6.2f')} {_f(row.spare_cpu_pct, '6.1f')} {_f(row.server_cpu_pct, '7.1f')} "
-        f"{_f(row.machine_busy_pct, '6.1f')} {_f(row.forwarded_pkts_per_s, '9.0f')} "
+        f"{_f(row.machine_busy_pct, '6.1f')} {_f(row.bench_busy_pct, '6.1f')} {_f(row.forwarded_pkts_per_s, '9.0f')} "
         f"{_f(row.forwarded_kbps / 1000, '8.2f')} {_f(row.loss_pct, '6.2f')} {_f(row.loss_pct_mean, '6.2f')} "
         f"{_f(row.loss_pct_max, '6.2f')} {clients:>13}"
     )
@@ -211,7 +213,8 @@ def summary(rows: list[Row], stopped: str | None) -> list[str]:
     top = max((r for r in rows if stop_reason(r) is None), key=lambda r: r.rooms)
     lines.append(
         f"measured: {cap.measured_rooms} room(s) on one worker at {top.worker_cpu_pct:.1f} % of a core, "
-        f"loss {top.loss_pct:.2f} % (worst connection {top.loss_pct_max:.2f} %), machine {top.machine_busy_pct:.0f} % busy")
+        f"loss {top.loss_pct:.2f} % (worst connection {top.loss_pct_max:.2f} %), machine {top.machine_busy_pct:.0f} % busy "
+        f"({_f(top.bench_busy_pct, '.0f')} % the bench's own)")
     lines.append(
         f"extrapolated: worker CPU ~ {cap.base_pct:.1f} % + {cap.per_room_pct:.2f} % per room "
         f"-> ~{cap.extrapolated_rooms} rooms at 100 % of one core (if loss stays < {LOSS_LIMIT_PCT:g} %)")
@@ -606,15 +609,16 @@ async def run_step(server: Server, booked: list[dict[str, Any]], k: int, args: a
         me = [server.proc.pid]
         clients = [p.pid for p in procs]
 
-        def sample() -> tuple[list[float], float, list[float], tuple[float, float], float]:
+        def sample() -> tuple[list[float], float, list[float], float, tuple[float, float], float]:
             return ([common.process_cpu_seconds([pid], descendants=False) for pid in workers],
                     common.process_cpu_seconds(me, descendants=False),
                     [common.process_cpu_seconds([pid]) for pid in clients],
+                    common.process_cpu_seconds([os.getpid()], descendants=False),
                     common.machine_times(), time.monotonic())
 
-        w0, s0, c0, m0, at0 = sample()
+        w0, s0, c0, o0, m0, at0 = sample()
         await asyncio.sleep(max(0.0, t1 - time.monotonic()))
-        w1, s1, c1, m1, at1 = sample()
+        w1, s1, c1, o1, m1, at1 = sample()
         span = at1 - at0
         row.window_s = span
         per_worker = sorted(((b - a) / span * 100 for a, b in zip(w0, w1)), reverse=True)
@@ -623,6 +627,8 @@ async def run_step(server: Server, booked: list[dict[str, Any]], k: int, args: a
         row.server_cpu_pct = (s1 - s0) / span * 100
         row.client_cpu_pct = [(b - a) / span * 100 for a, b in zip(c0, c1)]
         row.machine_busy_pct = common.machine_busy(m0, m1) * 100
+        row.bench_busy_pct = (sum(b - a for a, b in zip(w0, w1)) + s1 - s0 + sum(b - a for a, b in zip(c0, c1))
+                              + o1 - o0) / span * 100 / (os.cpu_count() or 1)
 
         stats: list[dict[str, Any]] = []
         for c in conns:

@@ -29,7 +29,7 @@ from server.core.security import decode_join_token
 
 def _row(rooms: int, worker: float, *, loss: float = 0.0, busy: float = 50.0, ok: int | None = None) -> Row:
     return Row(rooms=rooms, classrooms_ok=rooms * 4 if ok is None else ok, worker_cpu_pct=worker, loss_pct=loss,
-               loss_pct_max=loss, machine_busy_pct=busy, streams_ok=rooms * STREAMS_PER_ROOM)
+               loss_pct_max=loss, machine_busy_pct=busy, bench_busy_pct=20.0, streams_ok=rooms * STREAMS_PER_ROOM)
 
 
 def test_each_classroom_subscribes_as_its_page_does() -> None:
@@ -98,7 +98,7 @@ def test_loss_counts_sequence_gaps_per_connection_and_together() -> None:
 def test_stepping_up_stops_at_one_percent_loss_a_saturated_machine_or_a_failed_join() -> None:
     assert stop_reason(_row(2, 10.0, loss=0.99, busy=90.0)) is None
     assert "loss" in stop_reason(_row(2, 10.0, loss=1.0))
-    assert "saturated" in stop_reason(_row(2, 10.0, busy=91.0))
+    assert "saturated (91 % > 90 % busy, 20 % of it the bench's own)" in stop_reason(_row(2, 10.0, busy=91.0))
     assert "7/8" in stop_reason(_row(2, 10.0, ok=7))
     assert "loss" in stop_reason(_row(2, 10.0, loss=math.nan))
 
@@ -113,7 +113,7 @@ def test_capacity_is_measured_under_the_limits_and_extrapolated_along_the_worker
     assert cap.extrapolated_rooms == 48  # 4 + 2k <= 100
     lines = summary(rows, "at 6 room(s): machine saturated")
     assert lines[0].startswith("stopped stepping up: at 6")
-    assert "measured: 4 room(s)" in lines[1] and "12.0 %" in lines[1]
+    assert "measured: 4 room(s)" in lines[1] and "12.0 %" in lines[1] and "(20 % the bench's own)" in lines[1]
     assert "~48 rooms at 100 % of one core" in lines[2]
     # one step: a line through the origin
     one = capacity([_row(2, 10.0)])

@@ -20,7 +20,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,6 +32,7 @@ import pytest
 import redis
 from sqlalchemy import select, text
 
+from scheduler import recordings
 from scheduler.access import scope_of
 from scheduler.bookings import ReceiverSpec, SeriesSpec, create_series
 from server.core.db import make_engine, make_session_factory
@@ -42,7 +43,7 @@ from tests.conftest import TEST_SECRET
 from tests.media.sfu_harness import loopback_clients  # noqa: F401 - the aiortc clients gather on 127.0.0.1
 from tests.media.sfu_helpers import BLUE, GREEN, RED, ColorTrack, close_to, frames
 from tests.records.killable import POLICY
-from tests.utils.cluster import start_nodes
+from tests.utils.cluster import start_node, start_nodes
 from tests.utils.factory import World, add_user, token_for
 from tests.utils.redisserver import RedisServer
 from tests.utils.sanke_proc import Served
@@ -69,6 +70,8 @@ class Lesson:
     access: dict[str, str]
     """The same names → an access token (the API's, to fetch join tokens)."""
     dead: set[str]
+    restart: Callable[[str], Served] | None = None
+    """Start the named node again, with its id and data folder (as an operator would)."""
 
     async def join_answer(self, who: str) -> dict[str, Any]:
         """A join token for ``who`` from the first node that answers (as a load balancer in front of the
@@ -139,11 +142,14 @@ def lesson(pg_server: Any, tmp_path: Path, loopback_clients: None) -> Iterator[L
     try:
         with ExitStack() as stack:
             links: dict[str, TcpCut] = {}
-            nodes = start_nodes(stack, NAMES, redis_url=rs.url, db_url=db_url, redis_port=rs.port, tmp_path=tmp_path,
-                                clock_at=clock_at, heartbeat_s=HEARTBEAT_S, lease_s=LEASE_S, links=links,
-                                SANKE_ICE_HOST_ADDRESSES="127.0.0.1", SANKE_ICE_ALLOWED_NETWORKS="127.0.0.0/8",
-                                SANKE_EVENT_FLUSH_INTERVAL_SECONDS="0.2", SANKE_DRAIN_TIMEOUT_S=str(DRAIN_TIMEOUT_S))
-            yield Lesson(nodes, redis.Redis.from_url(rs.url), db_url, lid, users, access, set())
+            common: dict[str, Any] = dict(
+                db_url=db_url, redis_port=rs.port, tmp_path=tmp_path, clock_at=clock_at, heartbeat_s=HEARTBEAT_S,
+                lease_s=LEASE_S, links=links, SANKE_ICE_HOST_ADDRESSES="127.0.0.1",
+                SANKE_ICE_ALLOWED_NETWORKS="127.0.0.0/8", SANKE_EVENT_FLUSH_INTERVAL_SECONDS="0.2",
+                SANKE_DRAIN_TIMEOUT_S=str(DRAIN_TIMEOUT_S))
+            nodes = start_nodes(stack, NAMES, redis_url=rs.url, **common)
+            yield Lesson(nodes, redis.Redis.from_url(rs.url), db_url, lid, users, access, set(),
+                         restart=lambda name: start_node(stack, name, **common))
     finally:
         rs.stop()
 
@@ -300,6 +306,16 @@ def test_kill_9_of_the_owner_mid_lesson_everyone_is_back_within_5_s_as_before(le
     # the new owner's files play from it
     own = next(f for f in body["files"] if f["url"].startswith(f"/api/v1/recordings/{second}/"))
     assert httpx.get(f"{new_base}{own['url']}", timeout=30).status_code == 200
+    # the dead node starts again (its id and data folder): it finalizes its files of the first recording
+    assert lesson.restart is not None
+    lesson.nodes[owner] = lesson.restart(owner)
+    [(status, files)] = wait_until("the first recording finalized by its node", lambda: lesson.query(
+        "SELECT status, files FROM recording WHERE id = :i AND error = :e", i=first, e=recordings.RECOVERED_ZH), 30)
+    files = files if isinstance(files, list) else json.loads(files)
+    assert status == "partial" and files and all(f["frames"] > 0 for f in files), files
+    replay = httpx.get(f"{lesson.nodes[owner].base}/api/v1/recordings/{first}", headers=teacher_auth, timeout=30)
+    first_file = next(f for f in replay.json()["files"] if f["url"].startswith(f"/api/v1/recordings/{first}/"))
+    assert httpx.get(f"{lesson.nodes[owner].base}{first_file['url']}", timeout=30).status_code == 200
 
 
 def test_sigterm_drains_the_owner_its_lesson_goes_on_then_moves_announced(lesson: Lesson) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Iterable
 from contextlib import ExitStack
 from datetime import datetime
@@ -26,14 +27,18 @@ def start_node(stack: ExitStack, name: str, *, db_url: str, redis_port: int, tmp
                heartbeat_s: float, lease_s: float, links: dict[str, TcpCut], port: int | None = None,
                **settings: str) -> Served:
     """One node, ``SANKE_NODE_ID`` ``name``, its data in ``tmp_path/name`` (a node started again with the
-    same name and folder is the same node, as after a restart); its Redis link is ``links[name]``."""
+    same name and folder is the same node, as after a restart); its Redis link is ``links[name]``.  The
+    nodes of one ``tmp_path`` share one clock (machines kept in time), which starts at ``clock_at``."""
     port = port or free_port()
+    epoch = tmp_path / "clock-epoch"  # every node of the cluster (and a node started again) on one clock
+    if not epoch.exists():
+        epoch.write_text(repr(time.time()))
     if name not in links:
         links[name] = TcpCut("127.0.0.1", redis_port).start()
         stack.callback(links[name].stop)
     env = child_env(clock_hook(tmp_path / "hook"), clock_at, SANKE_DATA_DIR=str(tmp_path / name),
                     SANKE_DATABASE_URL=db_url, SANKE_REDIS_URL=links[name].url(), SANKE_SECRET_KEY=TEST_SECRET,
-                    SANKE_NODE_ID=name, SANKE_MEDIA_SPARE_WORKER="0",
+                    SANKE_NODE_ID=name, SANKE_MEDIA_SPARE_WORKER="0", SANKE_TEST_CLOCK_EPOCH=epoch.read_text(),
                     SANKE_NODE_HEARTBEAT_SECONDS=str(heartbeat_s), SANKE_ROOM_LEASE_SECONDS=str(lease_s),
                     **{"SANKE_MEDIA_WORKERS": "1", **settings})
     command = [sys.executable, "-m", "server.cli", "serve", "--port", str(port)]

@@ -28,7 +28,8 @@ DEMO_AT = datetime(2026, 9, 7, 7, 0)
 """When the shared demo data is loaded: a Monday in the demo's term, before the first lesson."""
 
 _HOOK = '''\
-"""Test hook (tests/utils/sanke_proc.py): the timetable clock starts at SANKE_TEST_CLOCK and runs."""
+"""Test hook (tests/utils/sanke_proc.py): the timetable clock starts at SANKE_TEST_CLOCK and runs (from the
+process's start, or from the wall time SANKE_TEST_CLOCK_EPOCH that several processes share)."""
 import os
 import time
 from datetime import datetime, timedelta
@@ -38,9 +39,13 @@ if _at:
     import scheduler.clock as _clock
 
     _start, _t0 = datetime.fromisoformat(_at), time.monotonic()
+    _epoch = os.environ.get("SANKE_TEST_CLOCK_EPOCH")  # processes that share one clock: from this wall time
 
     def _now_precise():
-        t = _start + timedelta(seconds=time.monotonic() - _t0)
+        if _epoch:
+            t = _start + timedelta(seconds=time.time() - float(_epoch))
+        else:
+            t = _start + timedelta(seconds=time.monotonic() - _t0)
         return t.replace(microsecond=t.microsecond // 1000 * 1000)
 
     _clock.now_precise = _now_precise

@@ -270,9 +270,21 @@ class ClientProcess:
                 last = text
                 await asyncio.sleep(chat_every)
 
+        lags: list[float] = []
+
+        async def tick() -> None:
+            """This process's own loop lag (a late client inflates the latencies it measures)."""
+            loop = asyncio.get_running_loop()
+            while True:
+                t = loop.time()
+                await asyncio.sleep(0.005)
+                lags.append(loop.time() - t - 0.005)
+
+        ticker = asyncio.create_task(tick())
         results = await asyncio.gather(*(room(lesson, ms) for lesson, ms in self.members.items()),
                                        return_exceptions=True)
         await asyncio.sleep(1.0)  # the last lines' deliveries arrive (counted: lost ones stay missing)
+        ticker.cancel()
         self.measuring = False
         self.roster_sent.clear()
         self.chat_sent.clear()
@@ -284,7 +296,7 @@ class ClientProcess:
         failures, self.failures = self.failures, []
         return {"chat": self.chat_lat, "roster": self.roster_lat, "pong": self.pong_rtt,
                 "chat_got": self.chat_got, "roster_got": self.roster_got, "expected": expected,
-                "failures": failures[:20], "failure_count": len(failures)}
+                "failures": failures[:20], "failure_count": len(failures), "lag": lags}
 
     async def close(self) -> None:
         for ms in self.members.values():
@@ -349,6 +361,33 @@ def ms(values: list[float]) -> str:
     return "/".join(f"{pct(values, q) * 1000:.1f}" for q in (0.5, 0.95, 0.99, 1.0))
 
 
+def watched(path: Path, since: float, until: float) -> dict[str, Any]:
+    """The node's loop watch lines (``server.core.loopwatch``) from ``since`` to ``until`` (wall clock),
+    printed: its stalls, the collections in them and the most frequent stacks of the longest ones."""
+    stalls, gcs = [], []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                item = json.loads(line)
+            except ValueError:
+                continue
+            body = item.get("stall") or item.get("gc")
+            if body is None or not since <= body["at"] <= until:
+                continue
+            (stalls if "stall" in item else gcs).append(body)
+    full = [g for g in gcs if g["gen"] == 2]
+    total = sum(x["ms"] for x in stalls)
+    print(f"  node stalls >= 20 ms: {len(stalls)}, {total:.0f} ms in all, longest "
+          f"{max((x['ms'] for x in stalls), default=0):.0f} ms; collections >= 5 ms: {len(gcs)} "
+          f"({len(full)} full, longest {max((g['ms'] for g in full), default=0):.0f} ms)", flush=True)
+    for x in sorted(stalls, key=lambda x: -x["ms"])[:3]:
+        gc_in = ", ".join(f"gen{g['gen']} {g['ms']:.0f} ms" for g in x["gc"]) or "none"
+        print(f"    stall {x['ms']:.0f} ms (collections: {gc_in})", flush=True)
+        for st in x["stacks"][:2]:
+            print(f"      {st['n']} x " + " < ".join(st["stack"][:8]), flush=True)
+    return {"stalls": stalls, "gcs": gcs}
+
+
 def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -363,6 +402,9 @@ def main() -> int:
     parser.add_argument("--addresses", type=int, default=100, help="loopback source addresses (127.0.0.2 on)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the node's data and log here")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here too")
+    parser.add_argument("--watch", action="store_true",
+                        help="run the node with its loop watch (SANKE_LOOP_WATCH_FILE): its stalls, what ran in "
+                             "them and its garbage collections, printed per step")
     args = parser.parse_args()
     steps = [int(x) for x in args.steps.split(",")]
     assert steps == sorted(steps) and steps[0] > 0 and steps[-1] <= 20000, "steps: ascending, at most 20000"
@@ -389,8 +431,12 @@ def main() -> int:
     proc_of_room = {lesson: k % args.procs for k, lesson in enumerate(lessons)}
 
     port = free_port()
+    watch_file = workdir / "loopwatch.jsonl"
+    if watch_file.exists():
+        watch_file.unlink()
+    extra = {"SANKE_LOOP_WATCH_FILE": str(watch_file)} if args.watch else {}
     env = child_env(clock_hook(workdir / "hook"), clock_at, SANKE_DATA_DIR=str(workdir / "data"),
-                    SANKE_DATABASE_URL=db_url, SANKE_SECRET_KEY=TEST_SECRET, SANKE_MEDIA_WORKERS="0")
+                    SANKE_DATABASE_URL=db_url, SANKE_SECRET_KEY=TEST_SECRET, SANKE_MEDIA_WORKERS="0", **extra)
     command = [sys.executable, "-m", "server.cli", "serve", "--port", str(port)]
     figures: list[dict[str, Any]] = []
     ctx = mp.get_context("spawn")
@@ -426,7 +472,7 @@ def main() -> int:
                 join_s = time.monotonic() - t0
                 have = step
                 time.sleep(SETTLE_S)
-                cpu0, w0 = cpu_s(server_pid), time.monotonic()
+                cpu0, w0, wall0 = cpu_s(server_pid), time.monotonic(), time.time()
                 ccpu0 = sum(cpu_s(p.pid) for p in children)
                 for pipe in pipes:
                     pipe.send(("window", (args.window, args.chat_every)))
@@ -457,6 +503,11 @@ def main() -> int:
                       flush=True)
                 for f in failures[:5]:
                     print(f"  failure: {f}", flush=True)
+                lag = sorted(x for p in parts for x in p["lag"])
+                print(f"  clients' loop lag p50/p99/max ms: {pct(lag, 0.5) * 1000:.1f}/{pct(lag, 0.99) * 1000:.1f}/"
+                      f"{pct(lag, 1.0) * 1000:.1f}", flush=True)
+                if args.watch:
+                    row["watch"] = watched(watch_file, wall0, time.time())
             last = figures[-1]
             p99 = last["chat_ms"][0.99]
             print(f"goal: chat fan-out p99 < 50 ms at {last['clients']} clients: "

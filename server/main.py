@@ -33,6 +33,7 @@ from server.core.db import make_engine, make_session_factory
 from server.core.eventlog import EventLog
 from server.core.lenders import LenderDirectory
 from server.core.lifecycle_task import LifecycleTask
+from server.core.loopwatch import LoopWatch
 from server.core import metrics
 from server.core.migrate import upgrade
 from server.core.nodeload import NodeLoad
@@ -115,6 +116,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
+            if settings.loop_watch_file is not None:  # opt-in: the loop's stalls and what ran in them
+                await stack.enter_async_context(LoopWatch(settings.loop_watch_file))
             stack.callback(engine.dispose)
             await stack.enter_async_context(bus)
             await stack.enter_async_context(eventlog)  # stops after everything that writes to it

@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     a session cut by a crash ends at its last event, so at most this much (plus a flush) of its
     time is uncertain."""
 
+    loop_watch_file: Path | None = None
+    """Opt-in diagnostics (``SANKE_LOOP_WATCH_FILE``): the event loop's lag, its stalls with the stacks
+    that ran in them, and the garbage collections' times are appended to this file as JSON lines
+    (``server.core.loopwatch``).  Unset: nothing is measured."""
+
     node_id: str = ""
     """This server's name among several nodes (``SANKE_NODE_ID``; default ``<host name>:<port>``, the
     same after every restart).  A restarted node recovers the sessions and recordings it left open, and

@@ -388,6 +388,17 @@ def watched(path: Path, since: float, until: float) -> dict[str, Any]:
     return {"stalls": stalls, "gcs": gcs}
 
 
+def census(path: Path) -> None:
+    """The node's last census of its garbage collector's objects (``--census``), printed."""
+    last = None
+    for line in path.read_text().splitlines() if path.exists() else []:
+        if '"census"' in line:
+            last = json.loads(line)["census"]
+    if last is not None:
+        print(f"  node's tracked objects: {last['tracked']}: " + ", ".join(f"{t} {n}" for t, n in last["top"][:15]),
+              flush=True)
+
+
 def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -402,6 +413,9 @@ def main() -> int:
     parser.add_argument("--addresses", type=int, default=100, help="loopback source addresses (127.0.0.2 on)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the node's data and log here")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here too")
+    parser.add_argument("--census", action="store_true",
+                        help="a diagnosis, not a measurement: the node counts its objects by type every 10 s "
+                             "(which stalls it), the last count is printed per step")
     parser.add_argument("--watch", action="store_true",
                         help="run the node with its loop watch (SANKE_LOOP_WATCH_FILE): its stalls, what ran in "
                              "them and its garbage collections, printed per step")
@@ -434,7 +448,9 @@ def main() -> int:
     watch_file = workdir / "loopwatch.jsonl"
     if watch_file.exists():
         watch_file.unlink()
-    extra = {"SANKE_LOOP_WATCH_FILE": str(watch_file)} if args.watch else {}
+    extra = {"SANKE_LOOP_WATCH_FILE": str(watch_file)} if args.watch or args.census else {}
+    if args.census:
+        extra["SANKE_LOOP_WATCH_CENSUS"] = "1"
     env = child_env(clock_hook(workdir / "hook"), clock_at, SANKE_DATA_DIR=str(workdir / "data"),
                     SANKE_DATABASE_URL=db_url, SANKE_SECRET_KEY=TEST_SECRET, SANKE_MEDIA_WORKERS="0", **extra)
     command = [sys.executable, "-m", "server.cli", "serve", "--port", str(port)]
@@ -506,6 +522,8 @@ def main() -> int:
                 lag = sorted(x for p in parts for x in p["lag"])
                 print(f"  clients' loop lag p50/p99/max ms: {pct(lag, 0.5) * 1000:.1f}/{pct(lag, 0.99) * 1000:.1f}/"
                       f"{pct(lag, 1.0) * 1000:.1f}", flush=True)
+                if args.census:
+                    census(watch_file)
                 if args.watch:
                     row["watch"] = watched(watch_file, wall0, time.time())
             last = figures[-1]

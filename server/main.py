@@ -117,7 +117,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             if settings.loop_watch_file is not None:  # opt-in: the loop's stalls and what ran in them
-                await stack.enter_async_context(LoopWatch(settings.loop_watch_file))
+                await stack.enter_async_context(LoopWatch(settings.loop_watch_file,
+                                                               census=settings.loop_watch_census))
             stack.callback(engine.dispose)
             await stack.enter_async_context(bus)
             await stack.enter_async_context(eventlog)  # stops after everything that writes to it

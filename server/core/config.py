@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     that ran in them, and the garbage collections' times are appended to this file as JSON lines
     (``server.core.loopwatch``).  Unset: nothing is measured."""
 
+    loop_watch_census: bool = False
+    """With ``loop_watch_file``: also a census of the garbage collector's objects by type every 10 s
+    (which itself stalls the loop: for a diagnosis, not a measurement)."""
+
     node_id: str = ""
     """This server's name among several nodes (``SANKE_NODE_ID``; default ``<host name>:<port>``, the
     same after every restart).  A restarted node recovers the sessions and recordings it left open, and

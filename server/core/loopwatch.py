@@ -58,12 +58,16 @@ class LoopWatch:
     """The three probes for the running loop, written to ``path``; an async context manager."""
 
     def __init__(self, path: Path, *, tick_s: float = 0.005, stall_s: float = 0.020, sample_s: float = 0.005,
-                 gc_report_ms: float = 5.0, summary_s: float = 10.0) -> None:
+                 gc_report_ms: float = 5.0, summary_s: float = 10.0, census: bool = False) -> None:
         self.path = path
         self.tick_s, self.stall_s, self.sample_s = tick_s, stall_s, sample_s
         self.gc_report_ms, self.summary_s = gc_report_ms, summary_s
+        self.census = census
+        """Also write, with each summary, the tracked objects by type (stalls the loop itself: diagnosis only)."""
         self._beat = time.monotonic()
         self._lags: list[float] = []
+        self._late: list[tuple[float, float]] = []
+        """(monotonic beat before, lag) of each tick at least ``stall_s`` late, for the watchdog to write."""
         self._gc_start = 0.0
         self._gcs: list[tuple[float, int, float, int]] = []
         """(monotonic end, generation, ms, collected) since the watchdog last took them."""
@@ -81,10 +85,13 @@ class LoopWatch:
             t = loop.time()
             self._beat = time.monotonic()
             await asyncio.sleep(tick)
+            lag = loop.time() - t - tick
             lags = self._lags  # the watchdog swaps the list every summary_s
             if len(lags) > 100_000:  # bounded if it does not
                 lags.clear()
-            lags.append(loop.time() - t - tick)
+            lags.append(lag)
+            if lag >= self.stall_s and len(self._late) < 10_000:
+                self._late.append((self._beat, lag))
 
     def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
@@ -96,9 +103,8 @@ class LoopWatch:
     # ------------------------------------------------------------------ the watchdog thread
 
     def _watch(self, out: TextIO) -> None:
-        stall_from: float | None = None
-        wall_from = 0.0
-        samples: Counter[tuple[str, ...]] = Counter()
+        sampled: dict[float, Counter[tuple[str, ...]]] = {}
+        """The loop thread's stacks seen while it was late, by the beat it was late after."""
         next_summary = time.monotonic() + self.summary_s
         gc_count = [0, 0, 0]
         gc_ms = [0.0, 0.0, 0.0]
@@ -112,25 +118,24 @@ class LoopWatch:
         while not self._stop.is_set():
             now = time.monotonic()
             beat = self._beat
-            late = now - beat - self.tick_s
-            if late >= self.stall_s:
-                if stall_from is None:
-                    stall_from, wall_from = beat, time.time() - (now - beat)
-                    samples = Counter()
+            if now - beat - self.tick_s >= self.stall_s:  # late now: what is the loop thread running?
                 frame = sys._current_frames().get(self._loop_thread)
                 if frame is not None:
-                    samples[_stack(frame)] += 1
+                    sampled.setdefault(beat, Counter())[_stack(frame)] += 1
             gcs, self._gcs = self._gcs, []
             recent.extend(gcs)
             while recent and recent[0][0] < now - 10.0:
                 recent.popleft()
-            if late < self.stall_s and stall_from is not None and beat > stall_from:
-                took_ms = (beat - stall_from - self.tick_s) * 1000.0
-                inside = [g for g in recent if stall_from <= g[0] <= beat]
-                write({"stall": {"at": round(wall_from, 3), "ms": round(took_ms, 1),
+            late, self._late = self._late, []
+            for since, lag in late:  # every late tick, sampled or not (a collection holds the GIL throughout)
+                samples = sampled.pop(since, Counter())
+                until = since + self.tick_s + lag
+                inside = [g for g in recent if since <= g[0] <= until + 0.001]
+                write({"stall": {"at": round(time.time() - (now - since), 3), "ms": round(lag * 1000.0, 1),
                                  "gc": [{"gen": g[1], "ms": round(g[2], 1)} for g in inside],
                                  "stacks": [{"n": n, "stack": list(s)} for s, n in samples.most_common(TOP_STACKS)]}})
-                stall_from = None
+            for since in [b for b in sampled if b < now - 60.0]:
+                del sampled[since]
             for g in gcs:
                 gen = g[1] if 0 <= g[1] <= 2 else 2
                 gc_count[gen] += 1
@@ -149,9 +154,13 @@ class LoopWatch:
                                    "gc": {str(i): {"n": gc_count[i], "ms": round(gc_ms[i], 1),
                                                    "max_ms": round(gc_max[i], 1)} for i in range(3)},
                                    "gc_count": list(gc.get_count())}})
+                if self.census:
+                    by_type = Counter(type(o).__qualname__ for o in gc.get_objects())
+                    write({"census": {"at": round(time.time(), 3), "tracked": sum(by_type.values()),
+                                      "top": by_type.most_common(25)}})
                 gc_count, gc_ms, gc_max = [0, 0, 0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]
                 next_summary = now + self.summary_s
-            self._stop.wait(self.sample_s if stall_from is not None else self.sample_s * 2)
+            self._stop.wait(self.sample_s)
 
     # ------------------------------------------------------------------ start / stop
 

@@ -44,7 +44,7 @@ def _serve(args: argparse.Namespace) -> int:
         from server.demo import load_demo
 
         load_demo(settings, if_empty=True)
-    app = create_app(settings)
+    app = create_app(settings, settle_gc=True)
     host, port = settings.host, settings.port
     shown = f"[{host}]" if ":" in host else host
     print(f"SanKe 三课 正在运行: http://{shown}:{port}/  (API 文档: http://{shown}:{port}/docs)")

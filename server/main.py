@@ -34,7 +34,7 @@ from server.core.eventlog import EventLog
 from server.core.lenders import LenderDirectory
 from server.core.lifecycle_task import LifecycleTask
 from server.core.loopwatch import LoopWatch
-from server.core import metrics
+from server.core import gcpolicy, metrics
 from server.core.migrate import upgrade
 from server.core.nodeload import NodeLoad
 from server.core.nodes import NodeRegistry
@@ -75,9 +75,12 @@ def _operation_id(route: APIRoute) -> str:
 
 
 def create_app(settings: Settings | None = None, *, migrate: bool = True, run_lifecycle: bool = True,
-               media_worker_class: str = DEFAULT_WORKER_CLASS, run_webhooks: bool | None = None) -> FastAPI:
+               media_worker_class: str = DEFAULT_WORKER_CLASS, run_webhooks: bool | None = None,
+               settle_gc: bool = False) -> FastAPI:
     """The app. ``run_lifecycle``/``run_webhooks``: run the lifecycle task and the webhook delivery worker
-    (``run_webhooks`` follows ``run_lifecycle`` unless given: tests that build an app run neither unless asked)."""
+    (``run_webhooks`` follows ``run_lifecycle`` unless given: tests that build an app run neither unless asked).
+    ``settle_gc``: the garbage collector's serving settings once started (``server.core.gcpolicy``; the
+    node's own process only, ``sanke serve``: it freezes everything alive in the process)."""
     settings = settings or get_settings()
     settings.ensure_data_dir()
     settings.effective_secret_key()  # generate and store it before the first request
@@ -140,6 +143,9 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
             if run_lifecycle:
                 task = LifecycleTask(session_factory, bus, settings)
                 await stack.enter_async_context(task)
+            if settle_gc:  # started: what is alive now is never scanned again (full collections pause the loop)
+                log.info("gc: %d objects alive after start-up frozen", gcpolicy.settle())
+                stack.callback(gcpolicy.reset)
             yield
 
     app = FastAPI(

@@ -94,6 +94,7 @@ from signaling.messages import (
     allowed,
 )
 from signaling.messages import RoomState as RoomStateInfo
+from signaling.replay import ReplayBuffer
 
 log = logging.getLogger(__name__)
 
@@ -197,12 +198,11 @@ class Participant:
     # --- the session (outlives its sockets)
     seq: int = 0
     """The ``seq`` of the last message stamped for this session."""
-    sent: deque[tuple[int, Any]] = field(default_factory=lambda: deque(maxlen=REPLAY_BUFFER))
-    """The last messages as ``(seq, message)``, for a resume's replay.  The message is the one object a
-    broadcast gives every session (stamped only on its way to a socket), so a full buffer of a session
-    costs a pair per message, not a copy (~1 KiB each: 500 of them for each of thousands of sessions)."""
-    forgotten_seq: int = 0
-    """The highest ``seq`` pushed out of ``sent``: a resume from an older ``last_seq`` cannot replay."""
+    sent: ReplayBuffer = field(default_factory=lambda: ReplayBuffer(REPLAY_BUFFER))
+    """The last messages and their ``seq``, for a resume's replay (``signaling.replay``).  The message is
+    the one object a broadcast gives every session (stamped only on its way to a socket), so a full
+    buffer costs two deque slots per message, not a copy (~1 KiB each) nor a pair (an object the
+    garbage collector scans): 500 of them for each of thousands of sessions."""
     connected: bool = True
     """A socket is attached; while not, messages are only kept in ``sent``."""
     link: int = 0
@@ -255,9 +255,16 @@ class Participant:
         ``msg`` itself is kept, not changed: a broadcast passes one object to every session.
         Never raises: one broken connection cannot break the room."""
         self.seq += 1
-        if self.sent.maxlen is not None and len(self.sent) == self.sent.maxlen:
-            self.forgotten_seq = self.sent[0][0]
-        self.sent.append((self.seq, msg))
+        self.sent.append(self.seq, msg)
+        self._deliver(msg, self.seq)
+
+    def send_once(self, msg: Any) -> None:
+        """A message no resume needs (``joined``: a client that resumes has had it, it names the session):
+        it takes the next ``seq`` and goes to the socket, but is not kept, so it is freed once framed (a
+        ``joined`` lists everyone in the room: kept, it was most of what a session held), and a resume
+        from before it is not a resume."""
+        self.seq += 1
+        self.sent.skip(self.seq)
         self._deliver(msg, self.seq)
 
     def send_to_socket(self, msg: Any) -> None:
@@ -268,11 +275,11 @@ class Participant:
 
     def can_replay(self, last_seq: int) -> bool:
         """Every message after ``last_seq`` is still kept."""
-        return self.forgotten_seq <= last_seq <= self.seq
+        return self.sent.can_replay(last_seq, self.seq)
 
     def replay(self, last_seq: int) -> list[tuple[int, Any]]:
         """The kept messages after ``last_seq``, as ``(seq, message)``."""
-        return [(seq, m) for seq, m in self.sent if seq > last_seq]
+        return self.sent.after(last_seq)
 
     def close_socket(self, code: int) -> None:
         if not self.connected:
@@ -586,7 +593,7 @@ class Room:
         self.participants[p.participant_id] = p
         staged, raised = self._apply_restored(p)
         others = [q.info() for q in self.listed() if q is not p]
-        p.send(Joined(
+        p.send_once(Joined(
             request_id=request_id, session_id=p.participant_id, participant=p.info(), participants=others,
             room=self.room_state(), ice_servers=list(ice_servers), ping_interval_s=PING_INTERVAL_S,
             ping_timeout_s=PING_TIMEOUT_S, resume_grace_s=math.ceil(RESUME_GRACE_S), server_time=now_ms(),

@@ -9,6 +9,10 @@ lifespan):
   Python stack (``sys._current_frames``) every ``sample_s``: a stall is written with the stacks seen;
 * a ``gc.callbacks`` hook timing every collection (generation, milliseconds, objects collected).
 
+Each stall and collection also carries the CPU time of its thread (``time.thread_time``): a stall whose
+thread was on a core for much less than its length is a loop that waited (for the GIL another thread
+held, or for a core the machine gave to another process), not one that worked.
+
 What it writes is JSON lines, appended and flushed by the watchdog thread (never by the loop):
 ``{"stall": ...}`` for each stall (start wall time, milliseconds, the collections inside it, the
 most frequent stacks), ``{"gc": ...}`` for a collection of at least ``gc_report_ms``, and every
@@ -66,11 +70,13 @@ class LoopWatch:
         """Also write, with each summary, the tracked objects by type (stalls the loop itself: diagnosis only)."""
         self._beat = time.monotonic()
         self._lags: list[float] = []
-        self._late: list[tuple[float, float]] = []
-        """(monotonic beat before, lag) of each tick at least ``stall_s`` late, for the watchdog to write."""
-        self._gc_start = 0.0
-        self._gcs: list[tuple[float, int, float, int]] = []
-        """(monotonic end, generation, ms, collected) since the watchdog last took them."""
+        self._late: list[tuple[float, float, float]] = []
+        """(monotonic beat before, lag, the loop thread's CPU seconds meanwhile) of each tick at least
+        ``stall_s`` late, for the watchdog to write: CPU far below the stall's length is a loop that waited
+        (for the GIL another thread held, or for a core), not one that worked."""
+        self._gc_start = self._gc_cpu = 0.0
+        self._gcs: list[tuple[float, int, float, int, float]] = []
+        """(monotonic end, generation, ms, collected, CPU ms) since the watchdog last took them."""
         self._loop_thread = 0
         self._task: asyncio.Task[None] | None = None
         self._thread: threading.Thread | None = None
@@ -82,7 +88,7 @@ class LoopWatch:
         loop = asyncio.get_running_loop()
         tick = self.tick_s
         while True:
-            t = loop.time()
+            t, cpu = loop.time(), time.thread_time()
             self._beat = time.monotonic()
             await asyncio.sleep(tick)
             lag = loop.time() - t - tick
@@ -91,14 +97,16 @@ class LoopWatch:
                 lags.clear()
             lags.append(lag)
             if lag >= self.stall_s and len(self._late) < 10_000:
-                self._late.append((self._beat, lag))
+                self._late.append((self._beat, lag, time.thread_time() - cpu))
 
     def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
-            self._gc_start = time.perf_counter()
+            self._gc_start, self._gc_cpu = time.perf_counter(), time.thread_time()
             return
         ms = (time.perf_counter() - self._gc_start) * 1000.0
-        self._gcs.append((time.monotonic(), int(info.get("generation", -1)), ms, int(info.get("collected", 0))))
+        cpu_ms = (time.thread_time() - self._gc_cpu) * 1000.0
+        self._gcs.append((time.monotonic(), int(info.get("generation", -1)), ms, int(info.get("collected", 0)),
+                          cpu_ms))
 
     # ------------------------------------------------------------------ the watchdog thread
 
@@ -109,7 +117,7 @@ class LoopWatch:
         gc_count = [0, 0, 0]
         gc_ms = [0.0, 0.0, 0.0]
         gc_max = [0.0, 0.0, 0.0]
-        recent: deque[tuple[float, int, float, int]] = deque()
+        recent: deque[tuple[float, int, float, int, float]] = deque()
 
         def write(obj: dict[str, Any]) -> None:
             out.write(json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n")
@@ -127,12 +135,14 @@ class LoopWatch:
             while recent and recent[0][0] < now - 10.0:
                 recent.popleft()
             late, self._late = self._late, []
-            for since, lag in late:  # every late tick, sampled or not (a collection holds the GIL throughout)
+            for since, lag, cpu in late:  # every late tick, sampled or not (a collection holds the GIL throughout)
                 samples = sampled.pop(since, Counter())
                 until = since + self.tick_s + lag
                 inside = [g for g in recent if since <= g[0] <= until + 0.001]
                 write({"stall": {"at": round(time.time() - (now - since), 3), "ms": round(lag * 1000.0, 1),
-                                 "gc": [{"gen": g[1], "ms": round(g[2], 1)} for g in inside],
+                                 "cpu_ms": round(cpu * 1000.0, 1),
+                                 "gc": [{"gen": g[1], "ms": round(g[2], 1), "cpu_ms": round(g[4], 1)}
+                                        for g in inside],
                                  "stacks": [{"n": n, "stack": list(s)} for s, n in samples.most_common(TOP_STACKS)]}})
             for since in [b for b in sampled if b < now - 60.0]:
                 del sampled[since]
@@ -143,7 +153,7 @@ class LoopWatch:
                 gc_max[gen] = max(gc_max[gen], g[2])
                 if g[2] >= self.gc_report_ms:
                     write({"gc": {"at": round(time.time() - (time.monotonic() - g[0]), 3), "gen": g[1],
-                                  "ms": round(g[2], 1), "collected": g[3]}})
+                                  "ms": round(g[2], 1), "cpu_ms": round(g[4], 1), "collected": g[3]}})
             if now >= next_summary:
                 lags, self._lags = self._lags, []
                 lags.sort()

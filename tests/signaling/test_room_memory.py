@@ -1,6 +1,8 @@
 """What a big room costs stays small: a broadcast is one object shared by every session's replay
 buffer, stamped only on its way to a socket, and serialised once for all sockets
-(``signaling.room.Participant``, ``signaling.messages.wire_frame``).
+(``signaling.room.Participant``, ``signaling.replay``, ``signaling.messages.wire_frame``).  What a session
+keeps adds no object for the garbage collector (whose full collections pause the node's event loop for
+as long as they scan every object): no pair per kept message, and no ``joined`` (the room's listing).
 
 A node holds thousands of sessions and each keeps its last ``REPLAY_BUFFER`` messages for a resume;
 a copy per session and message (about 1 KiB each) made a session with a full buffer cost half a
@@ -18,8 +20,9 @@ from signaling.messages import Chat, LessonRole, wire_frame
 from signaling.room import REPLAY_BUFFER, Participant, Room
 
 SESSIONS = 100
-BYTES_PER_KEPT_MESSAGE = 200
-"""Budget per message kept per session (a pair and a deque slot: ~70 bytes; a stamped copy: ~1,100)."""
+BYTES_PER_KEPT_MESSAGE = 80
+"""Budget per message kept per session (two deque slots and the seq's int: ~45 bytes; a pair and a deque
+slot: ~70 bytes; a stamped copy: ~1,100)."""
 
 
 def _member(i: int) -> Participant:
@@ -63,6 +66,51 @@ def test_a_full_replay_buffer_costs_a_pair_per_message_not_a_copy_and_still_repl
     assert [m.text for m in replayed] == [f"第{n}条" for n in range(REPLAY_BUFFER - 20, REPLAY_BUFFER)]
     assert len({id(m) for m in replayed}) == 20  # copies stamped for the socket, the kept one unchanged
     assert all(m.seq == 0 for _, m in late.sent)
+
+
+def _tracked(kind: str | None = None) -> int:
+    gc.collect()
+    return sum(1 for o in gc.get_objects() if kind is None or type(o).__name__ == kind)
+
+
+def test_a_kept_message_adds_no_object_per_session_for_the_garbage_collector() -> None:
+    """500 chat lines kept by 100 sessions: the tracked objects grow with the lines (each is one shared
+    message), not with lines x sessions (a pair per kept message was 50,000 more)."""
+    room = Room(1)
+    members = [_member(i) for i in range(SESSIONS)]
+    for p in members:
+        room.join(p)
+    speaker = members[0]
+    room.handle(speaker, Chat(text="热身", request_id=None))  # every lazily made object exists once
+    before = _tracked()
+    for n in range(REPLAY_BUFFER):
+        room.handle(speaker, Chat(text=f"第{n}条", request_id=None))
+    grown = _tracked() - before
+    assert sum(len(p.sent) for p in members) >= SESSIONS * REPLAY_BUFFER * 0.99
+    assert grown < REPLAY_BUFFER * 10, f"{grown} tracked objects for {REPLAY_BUFFER} lines kept by {SESSIONS} sessions"
+
+
+def test_joined_is_not_kept_its_listing_is_freed_and_a_resume_from_before_it_is_refused() -> None:
+    """``joined`` lists everyone in the room: kept by every session it was ~50 ``ParticipantInfo`` per
+    session in a room of 100 (~250 tracked objects each).  A resume needs messages after it only."""
+    room = Room(1)
+    members = [_member(i) for i in range(SESSIONS)]
+    for p in members:
+        room.join(p)
+    # the one listing each join's participant_joined carries, kept by the others: one per session
+    assert _tracked("ParticipantInfo") <= SESSIONS + 5, _tracked("ParticipantInfo")
+    assert not any(m.type == "joined" for p in members for _, m in p.sent)
+
+    late = members[-1]  # joined last: its first kept message comes after joined
+    joined_seq = late.seq
+    room.disconnect(late, late.link)
+    room.handle(members[0], Chat(text="你好", request_id=None))
+    assert room.resume(late.participant_id, joined_seq - 1, late.user_id, late.role, lambda _m: None,
+                       lambda _c: None) is None  # before joined: not a resume, a fresh join
+    got: list[Any] = []
+    assert room.resume(late.participant_id, joined_seq, late.user_id, late.role, got.append,
+                       lambda _c: None) is late
+    assert [(m.type, m.seq) for m in got] == [("resumed", joined_seq + 2), ("chat", joined_seq + 1)]
 
 
 def test_a_broadcast_framed_once_reaches_every_socket_with_its_own_seq() -> None:

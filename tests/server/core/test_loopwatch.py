@@ -47,6 +47,7 @@ def test_a_stall_is_written_with_its_length_and_the_stack_that_ran_in_it(tmp_pat
         assert len(stalls) == 1, stalls
         stall = stalls[0]
         assert 200 <= stall["ms"] <= 2000, stall
+        assert 0 <= stall["cpu_ms"] <= stall["ms"] + 50, stall
         frames = [f for s in stall["stacks"] for f in s["stack"]]
         assert any("_blocks_the_loop_for" in f for f in frames), stall["stacks"]
         assert late[0]["lag_ms"]["max"] <= 2000, late

@@ -165,9 +165,14 @@ class LoopWatch:
                                                    "max_ms": round(gc_max[i], 1)} for i in range(3)},
                                    "gc_count": list(gc.get_count())}})
                 if self.census:
-                    by_type = Counter(type(o).__qualname__ for o in gc.get_objects())
+                    objects = gc.get_objects()
+                    by_type = Counter(type(o).__qualname__ for o in objects)
+                    coros = Counter(o.cr_code.co_qualname for o in objects if type(o).__name__ == "coroutine")
+                    funcs = Counter(o.__qualname__ for o in objects if type(o).__name__ == "function")
+                    del objects
                     write({"census": {"at": round(time.time(), 3), "tracked": sum(by_type.values()),
-                                      "top": by_type.most_common(25)}})
+                                      "top": by_type.most_common(25), "coroutines": coros.most_common(25),
+                                      "functions": funcs.most_common(15)}})
                 gc_count, gc_ms, gc_max = [0, 0, 0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]
                 next_summary = now + self.summary_s
             self._stop.wait(self.sample_s)

@@ -219,8 +219,14 @@ class Connection:
         await self.closed.wait()
 
     async def receive(self, timeout: float) -> str | bytes | None:
-        """The next frame, or None when the client disconnected."""
-        message = await asyncio.wait_for(self.ws.receive(), timeout)
+        """The next frame, or None when the client disconnected; ``TimeoutError`` after ``timeout`` s.
+
+        ``asyncio.timeout``, not ``wait_for``: on Python 3.11 ``wait_for`` wraps the wait in a task of its
+        own, with a future and a callback, for every frame; a socket waits seconds for its next frame, long
+        enough for those objects to reach the collector's oldest generation, and thousands of sockets' worth
+        of them made a full collection (a pause of the whole loop) come every few seconds."""
+        async with asyncio.timeout(timeout):
+            message = await self.ws.receive()
         if message["type"] == "websocket.disconnect":
             return None
         if message.get("text") is not None:

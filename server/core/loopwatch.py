@@ -85,13 +85,12 @@ class LoopWatch:
     # ------------------------------------------------------------------ on the loop
 
     async def _tick(self) -> None:
-        loop = asyncio.get_running_loop()
         tick = self.tick_s
-        while True:
-            t, cpu = loop.time(), time.thread_time()
-            self._beat = time.monotonic()
+        while True:  # time.monotonic, not loop.time: uvloop's clock counts whole milliseconds
+            t, cpu = time.monotonic(), time.thread_time()
+            self._beat = t
             await asyncio.sleep(tick)
-            lag = loop.time() - t - tick
+            lag = max(0.0, time.monotonic() - t - tick)
             lags = self._lags  # the watchdog swaps the list every summary_s
             if len(lags) > 100_000:  # bounded if it does not
                 lags.clear()

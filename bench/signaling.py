@@ -408,6 +408,7 @@ def census(path: Path) -> None:
     if last is not None:
         print(f"  node's tracked objects: {last['tracked']}: " + ", ".join(f"{t} {n}" for t, n in last["top"][:15]),
               flush=True)
+        print(f"    a young generation: {last.get('young')}", flush=True)
         for kind in ("coroutines", "functions"):
             print(f"    {kind}: " + ", ".join(f"{t} {n}" for t, n in last.get(kind, [])[:20]), flush=True)
 

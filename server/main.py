@@ -144,7 +144,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
                 task = LifecycleTask(session_factory, bus, settings)
                 await stack.enter_async_context(task)
             if settle_gc:  # started: what is alive now is never scanned again (full collections pause the loop)
-                log.info("gc: %d objects alive after start-up frozen", gcpolicy.settle())
+                log.info("gc: %d objects alive after start-up frozen, a full collection at most every %d "
+                         "of the middle generation", gcpolicy.settle(), gcpolicy.OLD_THRESHOLD)
                 stack.callback(gcpolicy.reset)
             yield
 

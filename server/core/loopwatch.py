@@ -75,6 +75,8 @@ class LoopWatch:
         ``stall_s`` late, for the watchdog to write: CPU far below the stall's length is a loop that waited
         (for the GIL another thread held, or for a core), not one that worked."""
         self._gc_start = self._gc_cpu = 0.0
+        self._young: tuple[int, int, Any, Any] | None = None
+        """With ``census``: one young generation's size and make-up, as a collection of it began."""
         self._gcs: list[tuple[float, int, float, int, float]] = []
         """(monotonic end, generation, ms, collected, CPU ms) since the watchdog last took them."""
         self._loop_thread = 0
@@ -100,6 +102,13 @@ class LoopWatch:
 
     def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
+            if self.census and info.get("generation") in (0, 1) and self._young is None:
+                young = gc.get_objects(generation=info["generation"])
+                self._young = (info["generation"], len(young),
+                               Counter(type(o).__qualname__ for o in young).most_common(12),
+                               sorted(((len(o), type(o).__qualname__) for o in young
+                                       if isinstance(o, (list, dict, set, tuple, deque))), reverse=True)[:8])
+                del young
             self._gc_start, self._gc_cpu = time.perf_counter(), time.thread_time()
             return
         ms = (time.perf_counter() - self._gc_start) * 1000.0
@@ -169,7 +178,9 @@ class LoopWatch:
                     coros = Counter(o.cr_code.co_qualname for o in objects if type(o).__name__ == "coroutine")
                     funcs = Counter(o.__qualname__ for o in objects if type(o).__name__ == "function")
                     del objects
+                    young, self._young = self._young, None
                     write({"census": {"at": round(time.time(), 3), "tracked": sum(by_type.values()),
+                                      "young": young,
                                       "top": by_type.most_common(25), "coroutines": coros.most_common(25),
                                       "functions": funcs.most_common(15)}})
                 gc_count, gc_ms, gc_max = [0, 0, 0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]

@@ -10,26 +10,29 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from server.core import gcpolicy
 from server.core.config import Settings
 from server.main import create_app
 
 
 def test_a_started_node_has_frozen_its_start_up_objects_and_undoes_it_when_it_stops(tmp_path: Path) -> None:
     assert gc.get_freeze_count() == 0
+    before = gc.get_threshold()
     app = create_app(Settings(data_dir=tmp_path), run_lifecycle=False, settle_gc=True)
     with TestClient(app) as client:
         assert client.get("/healthz").status_code == 200
         frozen = gc.get_freeze_count()
         assert frozen > 50_000, frozen  # modules, the app and its routes: never scanned again
         assert gc.isenabled()  # cycles left by closed sockets are still collected
-    assert gc.get_freeze_count() == 0
+        assert gc.get_threshold() == (before[0], before[1], gcpolicy.OLD_THRESHOLD)  # full collections spaced out
+    assert gc.get_freeze_count() == 0 and gc.get_threshold() == before
 
 
 def test_an_app_built_otherwise_freezes_nothing(tmp_path: Path) -> None:
     app = create_app(Settings(data_dir=tmp_path), run_lifecycle=False)
     with TestClient(app) as client:
         assert client.get("/healthz").status_code == 200
-        assert gc.get_freeze_count() == 0
+        assert gc.get_freeze_count() == 0 and gc.get_threshold()[2] != gcpolicy.OLD_THRESHOLD
 
 
 def test_sanke_serve_builds_its_app_with_the_serving_gc_settings(tmp_path: Path,

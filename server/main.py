@@ -7,6 +7,7 @@ crash recovery, media workers, recordings, node registry, webhook worker, lifecy
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -144,8 +145,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
                 task = LifecycleTask(session_factory, bus, settings)
                 await stack.enter_async_context(task)
             if settle_gc:  # started: what is alive now is never scanned again (full collections pause the loop)
-                log.info("gc: %d objects alive after start-up frozen, a full collection at most every %d "
-                         "of the middle generation", gcpolicy.settle(), gcpolicy.OLD_THRESHOLD)
+                log.info("gc: %d objects alive after start-up frozen; thresholds %s", gcpolicy.settle(),
+                         gc.get_threshold())
                 stack.callback(gcpolicy.reset)
             yield
 

@@ -18,8 +18,8 @@ uses ``NullMedia``: ``offer``, ``answer``, ``ice_candidate``, ``publish``,
 ``MEDIA_UNAVAILABLE`` ("媒体服务尚未启用"), after the role check.
 
 Sessions outlive sockets: a ``Participant`` is a session.  It stamps ``seq`` on
-what it is sent and keeps the last ``REPLAY_BUFFER`` messages, whether a socket
-is attached or not.  A socket that drops without ``leave`` only detaches the
+what it is sent and keeps the last ``REPLAY_BUFFER`` messages (``signaling.replay``;
+not ``joined``, which no resume needs), whether a socket is attached or not.  A socket that drops without ``leave`` only detaches the
 participant (``Room.disconnect``): the others see nothing, and after
 ``RESUME_GRACE_S`` without ``Room.resume`` it is removed with reason ``timeout``.
 

@@ -770,7 +770,10 @@ class Room:
             self.media.on_message(self, p, msg)  # raises → the endpoint answers error internal
             return
         if isinstance(msg, Ping):
-            p.send(Pong(request_id=rid, ts=msg.ts, server_time=now_ms()))
+            # about this socket only (a resumed socket has no ping waiting): never replayed, so not kept;
+            # kept, every session held one per ping_interval_s until its buffer filled (~180 objects a
+            # session in a 45-minute lesson, all scanned by every full collection)
+            p.send_to_socket(Pong(request_id=rid, ts=msg.ts, server_time=now_ms()))
         elif isinstance(msg, Chat):
             line = ChatLine(from_participant_id=p.participant_id, from_name=p.info().display_name, text=msg.text,
                             ts=now_ms())

@@ -142,3 +142,28 @@ def test_a_broadcast_framed_once_reaches_every_socket_with_its_own_seq() -> None
     # one message object for all five, unchanged (seq 0) where the sessions keep it
     kept_chats = {id(m) for p in members for _, m in p.sent if m.type == "chat"}
     assert len(kept_chats) == 1
+
+
+def test_pongs_are_not_kept_but_take_their_seq_and_a_resume_after_one_replays_what_followed() -> None:
+    """A ``pong`` answers its socket's ``ping``: a resumed socket has no ping waiting, so it is not kept
+    (kept, a session held one per ping interval until its buffer filled)."""
+    from signaling.messages import Ping
+
+    room = Room(1)
+    got: list[Any] = []
+    a = Participant(participant_id="pa", user_id=1, display_name="甲", role=LessonRole.student, classroom_id=None,
+                    listen_only=False, deliver=got.append)
+    b = _member(2)
+    room.join(a)
+    room.join(b)
+    for n in range(20):
+        room.handle(a, Ping(ts=n, request_id=None))
+    pongs = [m for m in got if m.type == "pong"]
+    assert [m.ts for m in pongs] == list(range(20))
+    assert not any(m.type == "pong" for _, m in a.sent)
+    after_pong = pongs[-1].seq
+    room.disconnect(a, a.link)
+    room.handle(b, Chat(text="还在吗", request_id=None))
+    again: list[Any] = []
+    assert room.resume("pa", after_pong, 1, LessonRole.student, again.append, lambda _c: None) is a
+    assert [m.type for m in again] == ["resumed", "chat"] and again[1].seq == after_pong + 1

@@ -151,9 +151,11 @@ def test_a_lesson_bigger_than_one_worker_is_served_across_two(lesson: Lesson, ap
         assert dropped >= 20, far_pipe
         assert recovered - recovered_before >= dropped * 0.9, far_pipe
         assert (await adump_(home))["pipes"][pipe_id]["retransmitted"] >= dropped * 0.9
-        # and what the subscribers of the far worker lost, by their own receiver reports: under 0.5 %
+        # and what the subscribers of the far worker lost, by their own receiver reports: under 0.5 % (a
+        # consumer that sent only ~150 packets, as the stage camera since its switch, may show one: a report
+        # sent while a repair was on its way counts it until the next report)
         for cid, c in after_dump["consumers"].items():
             if c["sent"] > 100:
-                assert c["lost"] / c["sent"] < 0.005, (cid, c)
+                assert c["lost"] <= max(1, 0.005 * c["sent"]), (cid, c)
 
     lesson.play(scenario)

@@ -316,6 +316,10 @@ def test_kill_9_of_the_owner_mid_lesson_everyone_is_back_within_5_s_as_before(le
     replay = httpx.get(f"{lesson.nodes[owner].base}/api/v1/recordings/{first}", headers=teacher_auth, timeout=30)
     first_file = next(f for f in replay.json()["files"] if f["url"].startswith(f"/api/v1/recordings/{first}/"))
     assert httpx.get(f"{lesson.nodes[owner].base}{first_file['url']}", timeout=30).status_code == 200
+    # and from the new owner, which has not got it: sent to the node that wrote it
+    redirected = httpx.get(f"{new_base}{first_file['url']}", timeout=30)
+    assert redirected.status_code == 307 and redirected.headers["location"].startswith(lesson.nodes[owner].base)
+    assert httpx.get(f"{new_base}{first_file['url']}", timeout=30, follow_redirects=True).status_code == 200
 
 
 def test_sigterm_drains_the_owner_its_lesson_goes_on_then_moves_announced(lesson: Lesson) -> None:

@@ -5,7 +5,9 @@ may see, students the famous-school lessons they are enrolled in; terminals
 none (``scheduler.recordings``).  A ``<video>`` element cannot send a bearer
 header, so files are served to a short-lived signed URL instead
 (``?token=``, ``MEDIA_TOKEN_SECONDS``) that the details answer hands out to a
-reader; the file answer supports HTTP ranges, so the player can seek.
+reader; the file answer supports HTTP ranges, so the player can seek.  With several nodes each keeps
+the files of the recordings it wrote: a file this node does not have is answered with a redirect to the
+node that wrote it, while that node is in the registry (the signed URL is good on every node).
 """
 
 from __future__ import annotations
@@ -15,14 +17,15 @@ import uuid
 from datetime import date
 from typing import Annotated
 
+import anyio
 import jwt
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, RedirectResponse, Response
 from pydantic import BaseModel
 
 from scheduler import clock, recordings
 from scheduler.access import Scope
-from scheduler.errors import Forbidden
+from scheduler.errors import Forbidden, NotFound
 from scheduler.models import LessonKind
 from scheduler.recordings_models import Recording, RecordingStatus
 from server.api.deps import AdminScope, ScopeDep, SessionDep, SettingsDep
@@ -307,21 +310,41 @@ def get_recording(recording_id: int, request: Request, session: SessionDep, scop
 
 
 @router.get("/{recording_id}/files/{name}", response_class=FileResponse,
-            responses={200: {"content": {"video/webm": {}, "video/mp4": {}}}, 206: {"description": "a range"}})
+            responses={200: {"content": {"video/webm": {}, "video/mp4": {}}}, 206: {"description": "a range"},
+                       307: {"description": "the file is on the node that wrote it"}})
 def recording_file(recording_id: int, name: str, session: SessionDep, settings: SettingsDep,
-                   token: str | None = None) -> FileResponse:
-    """A file of a recording, to the signed URL of the details answer; HTTP ranges for seeking."""
+                   request: Request, token: str | None = None) -> Response:
+    """A file of a recording, to the signed URL of the details answer; HTTP ranges for seeking.  A file
+    another node wrote: a redirect (307) to that node, while it is registered."""
     _check_media_token(settings, token, recording_id, name)
     row = session.get(Recording, recording_id)
     if row is None:
         raise ApiError(404, "not_found", "录播不存在")
-    path = recordings.file_path(settings.data_dir, row, name)
+    try:
+        path = recordings.file_path(settings.data_dir, row, name)
+    except NotFound:
+        writer = _writer_url(request, settings, row)
+        if writer is None:
+            raise
+        return RedirectResponse(f"{writer}/api/v1/recordings/{row.id}/files/{name}?token={token}", 307)
     ext = name.rsplit(".", 1)[-1]
     kind = next((f["kind"] for f in row.files or [] if f["name"] == name), "video")
     download = name == row.composed_name
     return FileResponse(path, media_type=MIME.get(ext, {}).get(kind, "application/octet-stream"),
                         filename=f"lesson-{row.instance_id}.mp4" if download else None,
                         content_disposition_type="attachment" if download else "inline")
+
+
+def _writer_url(request: Request, settings: Settings, row: Recording) -> str | None:
+    """The URL of the other node that wrote ``row``'s files, if it is registered now."""
+    registry = getattr(request.app.state, "nodes", None)
+    if not row.node or row.node == settings.effective_node_id or registry is None or not registry.clustered:
+        return None
+    try:
+        nodes = anyio.from_thread.run(registry.nodes)
+    except ConnectionError:
+        return None
+    return next((n.url.rstrip("/") for n in nodes if n.node_id == row.node), None)
 
 
 @router.post("/{recording_id}/compose", response_model=ComposeOut, status_code=202)

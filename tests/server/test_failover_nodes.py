@@ -294,7 +294,7 @@ def test_kill_9_of_the_owner_mid_lesson_everyone_is_back_within_5_s_as_before(le
         i=lesson.lesson)) and all(row[1] != "recording" for row in rows) and rows, 20)
     assert [(row[0], row[1]) for row in rows][:1] == [(first, "partial")] and rows[1][1] == "ready", rows
     second, second_s = rows[1][0], rows[1][2]
-    assert 0.5 <= second_s <= ended_at - r["killed"] + 1, (second_s, ended_at - r["killed"])
+    assert 0 < second_s <= ended_at - r["killed"] + 1, (second_s, ended_at - r["killed"])  # (from the republish)
     replay = httpx.get(f"{new_base}/api/v1/recordings/{second}", headers=teacher_auth, timeout=30)
     assert replay.status_code == 200, replay.text
     body = replay.json()

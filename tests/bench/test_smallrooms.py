@@ -145,3 +145,12 @@ def test_table_shows_a_step_and_its_streams() -> None:
     row.client_cpu_pct = [40.0, 41.0]
     text = smallrooms.format_table([row])
     assert "8/8" in text and "30/30" in text and "3.75" in text and "40/41" in text
+
+
+def test_a_shared_machine_may_raise_the_busy_limit() -> None:
+    rows = [_row(1, 5.0, busy=95.0), _row(2, 9.0, busy=97.0)]
+    assert capacity(rows) is None
+    cap = capacity(rows, busy_limit=100.0)
+    assert cap is not None and cap.measured_rooms == 2 and cap.per_room_pct == pytest.approx(4.0)
+    assert stop_reason(rows[1], 100.0) is None
+    assert "machine <= 94 % busy" in summary(rows, None, 94.0)[-1]

@@ -450,13 +450,17 @@ class Terminal:
                  clips: tuple[Any, Any]) -> None:
         import fractions
 
-        from aiortc import RTCPeerConnection, RTCRtpSender
+        from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCRtpSender
 
         from bench import fanout_common as common
         from signaling.client import LessonClient
 
         self.role = role
         self.sub = common.CountingSubscriber(index)
+        # one transport for every m-line, as a browser answers the server's BUNDLE offer: aiortc's
+        # default (balanced) answer puts the second and later audio m-lines on a transport of their
+        # own that never gathers (port 9), and those streams never arrive
+        self.sub.pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
         common.register_subscriber(self.sub)
         self.publisher = RTCPeerConnection(common.rtc_configuration())
         camera, screen = clips

@@ -1,7 +1,8 @@
 """The lesson pages outlive their node: ``kill -9`` of the owner, and real Chromium is back by itself.
 
 Three ``sanke serve`` nodes (``tests.utils.cluster``) on one PostgreSQL database and one redis-server,
-all on 127.0.0.1 and started and stopped here, and one dedicated lesson with two receiving classrooms.
+all on 127.0.0.1 and started and stopped here, and one dedicated lesson with two receiving classrooms, watched by the region's researcher from the
+patrol wall (巡课, ``web/patrol/``).
 The pages come from a node that is not the room's owner (as from a load balancer in front of the
 nodes, which stops sending anyone to a dead node); their sockets and media go to the owner, as the
 join-token answers say.  The teacher starts the lesson from ``web/lesson/main.html`` with Chromium's
@@ -65,6 +66,8 @@ class Lesson:
     teacher: Any
     kiosk_a: Any
     kiosk_b: Any
+    observer: Any
+    """The region's researcher, who watches the lesson from the patrol wall (巡课)."""
 
 
 def prepare(db_url: str) -> Lesson:
@@ -85,10 +88,11 @@ def prepare(db_url: str) -> Lesson:
             assert inst is not None
             inst.room_opened_at = inst.starts_at - timedelta(minutes=5)
             s.commit()
-            for row in (w.teacher, w.terminal_recv, kiosk_b):
+            for row in (w.teacher, w.terminal_recv, kiosk_b, w.researcher_a):
                 s.refresh(row)
                 s.expunge(row)
-            return Lesson(inst.id, inst.starts_at - timedelta(minutes=4), w.teacher, w.terminal_recv, kiosk_b)
+            return Lesson(inst.id, inst.starts_at - timedelta(minutes=4), w.teacher, w.terminal_recv, kiosk_b,
+                          w.researcher_a)
     finally:
         engine.dispose()
 
@@ -192,7 +196,7 @@ def test_kill_9_of_the_owner_the_pages_come_back_by_themselves_as_they_were(
         return page
 
     try:
-        sockets: dict[str, list[str]] = {"teacher": [], "a": [], "b": []}
+        sockets: dict[str, list[str]] = {"teacher": [], "a": [], "b": [], "observer": []}
         teacher = open_page(lesson.teacher, "/lesson/main.html", sockets["teacher"])
         teacher.click(f"[data-action=start][data-lesson='{lesson.id}']")
         main = wait_joined(teacher, js_poll, timeout=30)
@@ -200,9 +204,15 @@ def test_kill_9_of_the_owner_the_pages_come_back_by_themselves_as_they_were(
         a = open_page(lesson.kiosk_a, "/lesson/receiving.html", sockets["a"])
         b = open_page(lesson.kiosk_b, "/lesson/receiving.html", sockets["b"])
         pa, pb = wait_joined(a, js_poll, timeout=30), wait_joined(b, js_poll, timeout=30)
-        pages = {"teacher": teacher, "a": a, "b": b}
+        patrol = open_page(lesson.observer, "/patrol/", sockets["observer"])
+        tile = f".wall-tile[data-lesson='{lesson.id}']"
+        patrol.wait_for_selector(tile, timeout=30000)
+        patrol.click(f"{tile} [data-action=watch]")
+        js_poll(patrol, "window.sankeLesson && window.sankeLesson.state === 'joined' "
+                        "&& window.sankeLesson.role === 'observer'", timeout=30)
+        pages = {"teacher": teacher, "a": a, "b": b, "observer": patrol}
         for name, page in pages.items():
-            assert sockets[name] == [owner_ws], (name, sockets[name])
+            assert set(sockets[name]) == {owner_ws}, (name, sockets[name])
 
         # the lesson as it goes: A on stage, B muted by the teacher with its hand up, two chat lines
         for p in (pa, pb):
@@ -219,7 +229,7 @@ def test_kill_9_of_the_owner_the_pages_come_back_by_themselves_as_they_were(
             page.press(".chat-input", "Enter")
             js_poll(page, "document.querySelector('.chat-input').value === ''", timeout=10)
         both = json.dumps(json.dumps(list(LINES), ensure_ascii=False, separators=(",", ":")))
-        for page in pages.values():
+        for page in (teacher, a, b):
             js_poll(page, f"JSON.stringify(({CHAT_JS})()) === {both}", timeout=10)
         # a reloaded page resumes its session and shows the room's recent chat again, each line once
         a.reload()
@@ -232,9 +242,10 @@ def test_kill_9_of_the_owner_the_pages_come_back_by_themselves_as_they_were(
             "teacher": [f"{ids['a']}/camera", f"{ids['b']}/camera"],
             "a": [f"{ids['teacher']}/camera"],
             "b": [f"{ids['teacher']}/camera", "stage/camera"],
+            "observer": [f"{ids['teacher']}/camera"],
         }
         before_keys = {"teacher": [f"{pa}/camera", f"{pb}/camera"], "a": [f"{main}/camera"],
-                       "b": [f"{main}/camera", "stage/camera"]}
+                       "b": [f"{main}/camera", "stage/camera"], "observer": [f"{main}/camera"]}
         for name, page in pages.items():
             assert_video_flows(page, before_keys[name], js_poll, timeout=30)
         # what the owner keeps in Redis has it all (written within a moment of each change)
@@ -284,7 +295,7 @@ def test_kill_9_of_the_owner_the_pages_come_back_by_themselves_as_they_were(
         assert npa and npb and nmain and {npa, npb} != {pa, pb}  # new sessions
         # frames keep coming, on the new connections
         after_keys = {"teacher": [f"{npa}/camera", f"{npb}/camera"], "a": [f"{nmain}/camera"],
-                      "b": [f"{nmain}/camera", "stage/camera"]}
+                      "b": [f"{nmain}/camera", "stage/camera"], "observer": [f"{nmain}/camera"]}
         for name, page in pages.items():
             assert_video_flows(page, after_keys[name], js_poll, timeout=20)
         js_poll(a, "document.getElementById('teacher-video').videoWidth > 0", timeout=10)
@@ -298,8 +309,10 @@ def test_kill_9_of_the_owner_the_pages_come_back_by_themselves_as_they_were(
         js_poll(b, "document.getElementById('btn-hand').textContent.includes('放下手')", timeout=5)
         js_poll(teacher, f"document.querySelector(\"#hand-list [data-participant='{npb}']\") !== null", timeout=5)
         assert teacher.inner_text(f".remote-tile[data-participant='{npb}'] [data-action=mute]") == "取消静音"
-        # the chat: each line once, in order, on every page
+        # the chat: each line once, in order, on every page that shows it (the patrol wall has no chat)
         for name, page in pages.items():
+            if name == "observer":
+                continue
             assert page.evaluate(CHAT_JS) == list(LINES), name
         screenshot(teacher, "main-after-failover")
         screenshot(b, "receiving-b-after-failover")

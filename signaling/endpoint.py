@@ -11,8 +11,9 @@ Wiring (done by the app, not here)::
     attach(app)                             # app.state.rooms, subscribed to the "lesson" bus topic
     app.state.media_factory = make_media    # optional, before or after attach: Callable[[int], RoomMedia]
 
-Per connection: a reader task (frames → ``Room.handle``) and a writer task
-(outbound queue → frames); when either ends the other is cancelled.  Before
+Per connection: a reader task (frames → ``Room.handle``) and a writer task (the frames
+that could not be written at once, when the socket's buffer was full, and the close;
+``Connection``); when either ends the other is cancelled.  Before
 anything is read, the client address must pass ``signaling.gate.AddressGate``
 (``app.state.signaling_gate``: unjoined sockets and new sockets per address), else
 the socket is closed with 4029.  The first message must be a ``join`` within
@@ -141,6 +142,41 @@ class _Close:
         self.code = code
 
 
+class _Failed:
+    """Writing to the socket failed (it is gone): the writer ends the connection with ``exc``."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+class _Unfinished:
+    """A write that had to wait (the socket's buffer is full: flow control), to be finished by the writer
+    before anything queued after it: the write's coroutine, stepped by hand once, and what it awaits."""
+
+    def __init__(self, coro: Any, awaiting: Any) -> None:
+        self.coro, self.awaiting = coro, awaiting
+
+    async def finish(self) -> None:
+        coro, awaiting = self.coro, self.awaiting
+        while True:
+            try:
+                if awaiting is None:  # a bare yield: one turn of the loop
+                    await asyncio.sleep(0)
+                else:  # a future: what a task does with one its coroutine yields, then wait for it
+                    awaiting._asyncio_future_blocking = False
+                    await awaiting
+            except BaseException as exc:  # cancelled: the write's coroutine hears it and cleans up
+                try:
+                    awaiting = coro.throw(exc)
+                except StopIteration:
+                    return
+                continue
+            try:
+                awaiting = coro.send(None)
+            except StopIteration:
+                return
+
+
 class _JoinRefused(Exception):
     def __init__(self, code: ErrorCode, message: str, close_code: int) -> None:
         super().__init__(message)
@@ -158,7 +194,15 @@ class _Seat:
 
 
 class Connection:
-    """One socket: an outbound queue drained by the writer, which stamps ``seq``."""
+    """One socket.  A frame is written at once, by whoever delivers it (``_write``), when nothing is
+    queued before it and the socket takes it without waiting, which is the usual case; otherwise it is
+    queued for the writer task, which writes the queue in order.
+
+    Written at once, not by a writer task woken per message: a task that waits for each next message
+    re-arms its wait (a future and a coroutine) every time, thousands of sockets' worth of those live
+    about a second each, long enough to reach the garbage collector's oldest generation, and so bring
+    full collections (pauses of the whole loop) on sooner; and a delivery costs no task switch.  The
+    writer still waits, once, for the rare frame that has to queue."""
 
     def __init__(self, ws: WebSocket) -> None:
         self.ws = ws
@@ -166,41 +210,56 @@ class Connection:
         self.seq = 0
         self.closing = False
         self.closed = asyncio.Event()
+        self._writing = False
+        """The writer is writing a frame it took off the queue (nothing may overtake it)."""
 
     def deliver(self, msg: Any) -> None:
-        """Queue ``msg``; one without ``seq`` (an error before ``joined``) is numbered by the socket."""
+        """Send ``msg``; one without ``seq`` (an error before ``joined``) is numbered by the socket."""
         if self.closing:
-            return
-        if self.outbox.qsize() >= MAX_OUTBOX:
-            log.warning("signaling: client does not read, closing")
-            self.close(CLOSE_TIMEOUT)
             return
         if msg.seq == 0:
             self.seq += 1
             msg = msg.model_copy(update={"seq": self.seq})
         else:
             self.seq = max(self.seq, msg.seq)
-        self.outbox.put_nowait(msg)
+        self._write(wire_frame(msg, msg.seq))
 
     def deliver_stamped(self, msg: Any, seq: int) -> None:
-        """Queue the frame of ``msg`` (shared by every session of a broadcast) with this session's ``seq``:
-        serialised here, while the broadcast goes round, so it is serialised once for all its sockets."""
+        """Send the frame of ``msg`` (shared by every session of a broadcast) with this session's ``seq``:
+        serialised while the broadcast goes round, so it is serialised once for all its sockets."""
         if self.closing:
             return
-        if self.outbox.qsize() >= MAX_OUTBOX:
-            log.warning("signaling: client does not read, closing")
-            self.close(CLOSE_TIMEOUT)
-            return
         self.seq = max(self.seq, seq)
-        self.outbox.put_nowait(wire_frame(msg, seq))
+        self._write(wire_frame(msg, seq))
+
+    def _write(self, frame: str) -> None:
+        """``frame`` to the socket now if nothing is queued before it, else after what is queued."""
+        if self._writing or not self.outbox.empty():
+            if self.outbox.qsize() >= MAX_OUTBOX:
+                log.warning("signaling: client does not read, closing")
+                self.close(CLOSE_TIMEOUT)
+                return
+            self.outbox.put_nowait(frame)
+            return
+        coro = self.ws.send_text(frame)
+        try:
+            awaiting = coro.send(None)  # the write runs to its end here unless the socket's buffer is full
+        except StopIteration:
+            return
+        except Exception as exc:  # the socket is gone: the writer ends the connection
+            self.closing = True
+            self.outbox.put_nowait(_Failed(exc))
+            return
+        self.outbox.put_nowait(_Unfinished(coro, awaiting))  # flow control: the writer finishes it first
 
     def close(self, code: int) -> None:
-        """Close after the messages already queued."""
+        """Close after the frames already queued."""
         if not self.closing:
             self.closing = True
             self.outbox.put_nowait(_Close(code))
 
     async def writer(self) -> None:
+        """Writes what had to queue, in order; closes the socket when asked."""
         try:
             while True:
                 item = await self.outbox.get()
@@ -208,7 +267,16 @@ class Connection:
                     if self.ws.application_state is WebSocketState.CONNECTED:
                         await self.ws.close(item.code)
                     return
-                await self.ws.send_text(item if isinstance(item, str) else wire_frame(item, item.seq))
+                if isinstance(item, _Failed):
+                    raise item.exc
+                self._writing = True
+                try:
+                    if isinstance(item, _Unfinished):
+                        await item.finish()
+                    else:
+                        await self.ws.send_text(item)
+                finally:
+                    self._writing = False
         finally:
             self.closed.set()
 

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aioice.ice
-from aiortc import RTCConfiguration, RTCIceServer
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer
 from aiortc.rtcicetransport import parse_stun_turn_uri
 from aiortc.sdp import SessionDescription
 
@@ -384,13 +384,19 @@ def rtc_configuration(policy: IcePolicy) -> RTCConfiguration:
     """aiortc configuration with the policy's servers; an explicit empty list when there are none.
 
     Minted TURN servers are left out: they are for browsers behind firewalls, the SFU itself
-    is reached on its own (or announced) address and never relays through TURN."""
+    is reached on its own (or announced) address and never relays through TURN.
+
+    Bundle policy ``max-bundle``: every m-line of a connection on one ICE/DTLS transport from the
+    first offer on. With aiortc's default (``balanced``) the SFU's offer to a subscriber put the
+    audio m-lines on a transport of their own inside the BUNDLE group, and when the answer bundled
+    everything onto the first m-line's transport (as browsers do) aiortc moved only the *first*
+    audio transceiver there: a main classroom heard one receiving classroom's microphone only."""
     servers = [
         RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential)
         for s in policy.ice_servers
         if not s.minted
     ]
-    return RTCConfiguration(iceServers=servers)
+    return RTCConfiguration(iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
 
 
 def browser_ice_servers(policy: IcePolicy, user: str | int | None = None,

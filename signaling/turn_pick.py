@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from aioice import stun
-from aiortc import RTCConfiguration, RTCIceServer
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer
 from aiortc.rtcicetransport import parse_stun_turn_uri
 
 PROBE_TIMEOUT_S = 1.5
@@ -114,5 +114,9 @@ async def reachable_first(servers: Sequence[RTCIceServer], timeout: float = PROB
 
 
 def configuration(servers: Sequence[RTCIceServer]) -> RTCConfiguration:
-    """aiortc's configuration; an explicit (possibly empty) list, never aiortc's public STUN default."""
-    return RTCConfiguration(iceServers=list(servers))
+    """aiortc's configuration; an explicit (possibly empty) list, never aiortc's public STUN default.
+
+    ``max-bundle``, as the SFU's own connections (``media.ice.rtc_configuration``): aiortc's
+    ``balanced`` default keeps a second audio m-line on a transport of its own, which a bundled
+    offer never connects, so a client answering with it heard only the first microphone."""
+    return RTCConfiguration(iceServers=list(servers), bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)

@@ -279,6 +279,29 @@ def test_a_student_is_heard_only_while_on_stage(lesson: Lesson) -> None:
     lesson.play(scenario)
 
 
+def test_the_main_classroom_hears_every_receiving_classroom(lesson: Lesson) -> None:
+    """A 专递课堂's main classroom takes the camera and the microphone of each receiving classroom: all of
+    them arrive on its one subscriber connection, every microphone with its own classroom's sound."""
+    w = lesson.world
+
+    async def scenario() -> None:
+        main = await lesson.join(w.teacher)
+        recv_a = await lesson.join(w.terminal_recv)
+        recv_b = await lesson.join(w.assistant)
+        await recv_a.publish({"camera": ColorTrack(GREEN), "microphone": ToneTrack(330.0)})
+        await recv_b.publish({"camera": ColorTrack(BLUE), "microphone": ToneTrack(660.0)})
+        a, b = recv_a.participant_id, recv_b.participant_id
+        await main.subscribe([{"participant_id": p, "source": s} for p in (a, b) for s in ("camera", "microphone")])
+        for pid, colour in ((a, GREEN), (b, BLUE)):
+            seen = await frames(await main.track(pid, "camera"), 8)
+            assert all(close_to(x, colour) for x in seen[-4:]), (pid, seen)
+        for pid, hz in ((a, 330.0), (b, 660.0)):
+            level, heard = await tone(await main.track(pid, "microphone"), 1.0, timeout=15.0)
+            assert level > 1000 and abs(heard - hz) < hz * 0.05, (pid, level, heard)
+
+    lesson.play(scenario)
+
+
 def test_trickled_candidates_are_checked_against_the_allowed_networks(lesson: Lesson) -> None:
     w = lesson.world
 

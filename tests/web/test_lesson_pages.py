@@ -126,6 +126,12 @@ def test_teacher_and_two_receiving_classrooms_see_and_hear_each_other(classroom:
         assert_audio_flows(page, [f"{main}/microphone"])
     screenshot(teacher, "main")
     screenshot(a, "receiving-a")
+    # the teacher's page reloaded: both classrooms are already there, so one offer brings both cameras and
+    # both microphones at once (a second audio m-line once stayed on a transport that never connected)
+    teacher.reload()
+    js_poll(teacher, "window.sankeLesson && window.sankeLesson.state === 'joined'", timeout=20)
+    assert_video_flows(teacher, [f"{c['pa']}/camera", f"{c['pb']}/camera"], js_poll)
+    assert_audio_flows(teacher, [f"{c['pa']}/microphone", f"{c['pb']}/microphone"])
 
 
 def packets(page: Any, key: str) -> int:

@@ -109,6 +109,25 @@ def serve(data_dir: Path, port: int) -> None:
     serve_app(app, host="127.0.0.1", port=port, log_level="warning")
 
 
+async def start_server(data_dir: Path, workers: str = "1") -> tuple[asyncio.subprocess.Process, str]:
+    """``serve(data_dir, port)`` in a process of its own with ``workers`` media workers, once its
+    ``/healthz`` answers: the process and the server's base URL."""
+    port = _free_port()
+    env = {**os.environ, "SANKE_MEDIA_WORKERS": workers}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.fanout_sanke", "--serve", str(data_dir), str(port), env=env)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            await asyncio.to_thread(urllib.request.urlopen, base + "/healthz", None, 2)
+            return proc, base
+        except OSError:
+            if time.monotonic() > deadline or proc.returncode is not None:
+                raise RuntimeError("the SanKe server did not start") from None
+            await asyncio.sleep(0.2)
+
+
 class SankeTarget:
     name = "sanke"
 
@@ -124,20 +143,8 @@ class SankeTarget:
     async def start(self) -> None:
         self._dir = tempfile.mkdtemp(prefix="sanke-fanout-")
         self._info = await asyncio.to_thread(prepare, Path(self._dir), MAX_SUBSCRIBERS)
-        port = _free_port()
-        env = {**os.environ, "SANKE_MEDIA_WORKERS": os.environ.get(WORKERS_ENV) or "1"}
-        self._proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.fanout_sanke", "--serve", self._dir, str(port), env=env)
-        self._base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                await asyncio.to_thread(urllib.request.urlopen, self._base + "/healthz", None, 2)
-                break
-            except OSError:
-                if time.monotonic() > deadline or self._proc.returncode is not None:
-                    raise RuntimeError("the SanKe server did not start") from None
-                await asyncio.sleep(0.2)
+        workers = os.environ.get(WORKERS_ENV) or "1"
+        self._proc, self._base = await start_server(Path(self._dir), workers)
 
     async def publish(self, pc: Any) -> None:
         from bench import fanout_common as common

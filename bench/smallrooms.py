@@ -45,7 +45,6 @@ import sys
 import tempfile
 import time
 import traceback
-import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -367,22 +366,9 @@ class Server:
         self.base = ""
 
     async def start(self) -> None:
-        from bench.fanout_sanke import _free_port
+        from bench.fanout_sanke import start_server
 
-        port = _free_port()
-        env = {**os.environ, "SANKE_MEDIA_WORKERS": "1"}
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.fanout_sanke", "--serve", self.dir, str(port), env=env)
-        self.base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                await asyncio.to_thread(urllib.request.urlopen, self.base + "/healthz", None, 2)
-                return
-            except OSError:
-                if time.monotonic() > deadline or self.proc.returncode is not None:
-                    raise RuntimeError("the SanKe server did not start") from None
-                await asyncio.sleep(0.2)
+        self.proc, self.base = await start_server(Path(self.dir))
 
     def worker_pids(self) -> list[int]:
         """The media worker processes (children of the server running ``media.worker_process``)."""

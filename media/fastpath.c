@@ -57,6 +57,7 @@ static sk_protect_fn sk_unprotect_rtp = 0;
 static sk_protect_fn sk_unprotect_rtcp = 0;
 
 #define SK_RECV_MAX 4096 /* the largest datagram a transport reads */
+#define SK_ADD_ROOM 8 /* what appending a transport-cc element may add to a packet */
 
 typedef struct {
     uint32_t clock_rate;
@@ -111,6 +112,77 @@ typedef struct {
     uint64_t failed; /* packets refused: authentication, replay, too long */
     uint8_t buf[SK_RECV_MAX];
 } sk_reader;
+
+/* RFC 3550 A.1/A.3/A.8 receive statistics of one incoming stream (media/rtpstats.py ReceiveStats
+ * reads and reports them; the in-order receive path and Python's path both update them here). */
+typedef struct {
+    uint32_t clock_rate;
+    uint8_t started;
+    uint8_t has_prev_bucket;
+    uint16_t base_seq;
+    uint16_t max_seq;
+    int32_t bad_seq;
+    int64_t cycles;
+    int64_t received;
+    int64_t expected_prior;
+    int64_t received_prior;
+    int64_t transit;
+    int64_t jitter_q4;
+    int64_t bucket_bytes;
+    int64_t prev_bucket_bytes;
+    double bucket_start_s;
+    double first_arrival_s;
+} sk_rstats;
+
+/* A ring of recent packets by sequence number (media/cache.py PacketCache): slots index a ring of
+ * bytes, so a cache costs its arena, not SK_MAX_PACKET per slot. */
+typedef struct {
+    int32_t seq; /* -1: empty */
+    uint32_t len;
+    uint64_t pos; /* where in the arena's byte stream (head counts every byte ever written) */
+    double time;
+} sk_cache_slot;
+
+typedef struct {
+    sk_cache_slot *slots;
+    uint32_t mask;
+    uint32_t arena_size;
+    uint8_t *arena;
+    uint64_t head;
+    double max_age_s;
+} sk_cache;
+
+/* Consumers of one producer stream that share an extension-id table and a transport-cc id. */
+typedef struct {
+    sk_sink **sinks;
+    int count;
+    uint8_t remap; /* renumber extension ids by table */
+    uint8_t twcc_id; /* the subscribers' transport-cc id, 0: none */
+    uint8_t table[16];
+} sk_group;
+
+/* One SSRC of a producer (media/producer.py ProducerStream): what its in-order receive path in C
+ * reads and updates.  ``slow``, ``paused``, ``waiting`` and the groups are kept by Python. */
+typedef struct {
+    sk_rstats stats;
+    sk_cache *cache; /* 0: none */
+    int64_t nack_highest; /* media/nack_generator.py: newest extended sequence number, -1 before any */
+    uint8_t has_nack;
+    uint8_t pt;     /* the publisher's payload type */
+    int16_t red_pt; /* its RED payload type, -1: none */
+    uint8_t ast_id; /* the publisher's abs-send-time id, 0: none */
+    uint8_t paused;
+    uint8_t slow;   /* something only Python does is needed for every packet */
+    uint8_t red_groups; /* some group takes RED */
+    int32_t waiting; /* consumers waiting for a keyframe */
+    uint32_t last_ts;
+    double last_arrival;
+    uint64_t red_received;
+    uint64_t fast_packets; /* packets the in-order path took whole */
+    int ngroups;
+    sk_group *groups; /* ngroups of them (Python owns the array) */
+    uint8_t scratch[SK_MAX_PACKET + SK_ADD_ROOM];
+} sk_stream;
 
 void sk_init(uintptr_t protect_rtp, uintptr_t protect_rtcp, uintptr_t unprotect_rtp, uintptr_t unprotect_rtcp)
 {
@@ -389,4 +461,379 @@ int sk_fanout(sk_sink **sinks, int n, const uint8_t *packet, int len, uint16_t s
         }
     }
     return released;
+}
+
+/* ------------------------------------------------------------------ header extensions */
+
+#define SK_ONE_BYTE 0xBEDE
+#define SK_TWO_BYTE 0x1000
+
+/* The extension block of ``p``: its profile (0: none), where its elements start and end;
+ * -1 if the header is malformed (as media/rtp.py _ext_block raises). */
+static inline int ext_block(const uint8_t *p, int len, int *start, int *end)
+{
+    int pos;
+    if (len < 12 || (p[0] >> 6) != 2)
+        return -1;
+    pos = 12 + 4 * (p[0] & 0x0F);
+    if (!(p[0] & 0x10)) {
+        if (len < pos)
+            return -1;
+        *start = *end = pos;
+        return 0;
+    }
+    if (len < pos + 4)
+        return -1;
+    *start = pos + 4;
+    *end = pos + 4 + 4 * ((p[pos + 2] << 8) | p[pos + 3]);
+    if (len < *end)
+        return -1;
+    return (p[pos] << 8) | p[pos + 1];
+}
+
+/* Offset of the data of element ``id``: -1 absent, -2 malformed (media/rtp.py find_extension). */
+static int ext_find(const uint8_t *p, int len, int id)
+{
+    int pos, end, profile = ext_block(p, len, &pos, &end);
+    if (profile < 0)
+        return -2;
+    if (profile == SK_ONE_BYTE) {
+        while (pos < end) {
+            int b = p[pos], i = b >> 4, n;
+            if (i == 0) {
+                pos++;
+                continue;
+            }
+            if (i == 15)
+                return -1;
+            pos++;
+            n = (b & 0x0F) + 1;
+            if (pos + n > end)
+                return -2;
+            if (i == id)
+                return pos;
+            pos += n;
+        }
+    } else if ((profile & 0xFFF0) == SK_TWO_BYTE) {
+        while (pos < end) {
+            int i = p[pos], n;
+            if (i == 0) {
+                pos++;
+                continue;
+            }
+            if (pos + 2 > end)
+                return -2;
+            n = p[pos + 1];
+            pos += 2;
+            if (pos + n > end)
+                return -2;
+            if (i == id)
+                return pos;
+            pos += n;
+        }
+    }
+    return -1;
+}
+
+/* Renumber every element id i to table[i] in place (media/rtp.py remap_extension_ids); -1 if the
+ * packet must be dropped (malformed, or an id mapped to 0/15). */
+static int ext_remap(uint8_t *p, int len, const uint8_t *table)
+{
+    int pos, end, profile = ext_block(p, len, &pos, &end);
+    if (profile < 0)
+        return -1;
+    if (profile == SK_ONE_BYTE) {
+        while (pos < end) {
+            int b = p[pos], i = b >> 4, n;
+            if (i == 0) {
+                pos++;
+                continue;
+            }
+            if (i == 15)
+                return 0;
+            n = table[i];
+            if (n == 0 || n >= 15)
+                return -1;
+            p[pos] = (uint8_t)((n << 4) | (b & 0x0F));
+            pos += 2 + (b & 0x0F);
+        }
+        return pos > end ? -1 : 0;
+    }
+    if ((profile & 0xFFF0) == SK_TWO_BYTE) {
+        while (pos < end) {
+            int i = p[pos];
+            if (i == 0) {
+                pos++;
+                continue;
+            }
+            if (pos + 2 > end)
+                return -1;
+            if (i < 16) {
+                if (table[i] == 0)
+                    return -1;
+                p[pos] = table[i];
+            }
+            pos += 2 + p[pos + 1];
+        }
+        return pos > end ? -1 : 0;
+    }
+    return 0;
+}
+
+/* Append a zeroed 2-byte element ``id`` to the packet in ``p`` (room for SK_ADD_ROOM more bytes
+ * after ``*len``), as media/rtp.py add_extension does: the offset of its data, -1 if impossible. */
+static int ext_add2(uint8_t *p, int *len, int id)
+{
+    int pos, end, profile = ext_block(p, *len, &pos, &end), elen, words, data;
+    uint8_t el[8];
+    memset(el, 0, sizeof(el));
+    if (profile == 0 || profile == SK_ONE_BYTE) {
+        if (id < 1 || id > 14)
+            return -1;
+        el[0] = (uint8_t)((id << 4) | 1);
+        elen = 4; /* 3 bytes, padded to a word */
+    } else if ((profile & 0xFFF0) == SK_TWO_BYTE) {
+        if (id < 1 || id > 255)
+            return -1;
+        el[0] = (uint8_t)id;
+        el[1] = 2;
+        elen = 4;
+    } else {
+        return -1;
+    }
+    if (profile == 0) {
+        /* a one-byte block after the CSRCs: 4 bytes of block header + the element */
+        if (*len + 4 + elen > SK_MAX_PACKET)
+            return -1;
+        memmove(p + pos + 4 + elen, p + pos, (size_t)(*len - pos));
+        p[pos] = 0xBE;
+        p[pos + 1] = 0xDE;
+        p[pos + 2] = 0;
+        p[pos + 3] = (uint8_t)(elen / 4);
+        memcpy(p + pos + 4, el, (size_t)elen);
+        p[0] |= 0x10;
+        *len += 4 + elen;
+        return pos + 5;
+    }
+    words = (end - pos + elen) / 4;
+    if (words > 0xFFFF || *len + elen > SK_MAX_PACKET)
+        return -1;
+    memmove(p + end + elen, p + end, (size_t)(*len - end));
+    memcpy(p + end, el, (size_t)elen);
+    p[pos - 2] = (uint8_t)(words >> 8);
+    p[pos - 1] = (uint8_t)words;
+    *len += elen;
+    data = end + (profile == SK_ONE_BYTE ? 1 : 2);
+    return data;
+}
+
+/* ------------------------------------------------------------------ receive statistics */
+
+#define SK_STATS_MAX_DROPOUT 3000
+#define SK_STATS_MAX_MISORDER 100
+#define SK_BITRATE_WINDOW_S 2.0
+
+static void rstats_init_seq(sk_rstats *s, uint16_t seq)
+{
+    s->base_seq = seq;
+    s->max_seq = seq;
+    s->bad_seq = -1;
+    s->cycles = 0;
+    s->received = 0;
+    s->expected_prior = 0;
+    s->received_prior = 0;
+}
+
+void sk_rstats_roll(sk_rstats *s, double now)
+{
+    double elapsed = now - s->bucket_start_s;
+    if (elapsed >= SK_BITRATE_WINDOW_S) {
+        if (elapsed >= 2 * SK_BITRATE_WINDOW_S) {
+            s->prev_bucket_bytes = 0;
+            s->bucket_start_s = now;
+        } else {
+            s->prev_bucket_bytes = s->bucket_bytes;
+            s->bucket_start_s += SK_BITRATE_WINDOW_S;
+        }
+        s->bucket_bytes = 0;
+        s->has_prev_bucket = 1;
+    }
+}
+
+/* One packet of the stream (RFC 3550 A.1 without probation, A.8 jitter): media/rtpstats.py. */
+void sk_rstats_update(sk_rstats *s, uint16_t seq, uint32_t ts, double now, int size)
+{
+    int64_t arrival = (int64_t)(now * (double)s->clock_rate + 0.5);
+    if (!s->started) {
+        s->started = 1;
+        rstats_init_seq(s, seq);
+        s->transit = arrival - (int64_t)ts;
+        s->first_arrival_s = now;
+        s->bucket_start_s = now;
+    } else {
+        uint16_t udelta = (uint16_t)(seq - s->max_seq);
+        int64_t transit, d;
+        if (udelta < SK_STATS_MAX_DROPOUT) {
+            if (seq < s->max_seq)
+                s->cycles += 65536;
+            s->max_seq = seq;
+        } else if (udelta <= 65536 - SK_STATS_MAX_MISORDER) {
+            if ((int32_t)seq == s->bad_seq) {
+                rstats_init_seq(s, seq); /* two sequential packets: the source restarted */
+            } else {
+                s->bad_seq = (uint16_t)(seq + 1);
+                return;
+            }
+        }
+        transit = arrival - (int64_t)ts;
+        d = ((transit - s->transit + 0x80000000LL) & 0xFFFFFFFFLL) - 0x80000000LL;
+        s->transit = transit;
+        if (d < 0)
+            d = -d;
+        s->jitter_q4 += d - ((s->jitter_q4 + 8) >> 4);
+    }
+    s->received++;
+    sk_rstats_roll(s, now);
+    s->bucket_bytes += size;
+}
+
+/* ------------------------------------------------------------------ packet cache */
+
+void sk_cache_clear(sk_cache *c);
+
+void sk_cache_init(sk_cache *c, sk_cache_slot *slots, uint32_t nslots, uint8_t *arena, uint32_t arena_size,
+                   double max_age_s)
+{
+    c->slots = slots;
+    c->mask = nslots - 1;
+    c->arena = arena;
+    c->arena_size = arena_size;
+    c->max_age_s = max_age_s;
+    sk_cache_clear(c);
+}
+
+void sk_cache_clear(sk_cache *c)
+{
+    for (uint32_t i = 0; i <= c->mask; i++)
+        c->slots[i].seq = -1;
+    c->head = 0;
+}
+
+/* Keep ``len`` bytes under ``seq``: the arena is a ring of bytes, a packet never wraps inside it
+ * (the tail is skipped), and a slot whose bytes were written over is no longer answered. */
+void sk_cache_put(sk_cache *c, uint16_t seq, const uint8_t *pkt, int len, double now)
+{
+    uint64_t pos = c->head;
+    uint32_t at;
+    sk_cache_slot *slot;
+    if (len <= 0 || (uint32_t)len > c->arena_size)
+        return;
+    at = (uint32_t)(pos % c->arena_size);
+    if (at + (uint32_t)len > c->arena_size) {
+        pos += c->arena_size - at;
+        at = 0;
+    }
+    memcpy(c->arena + at, pkt, (size_t)len);
+    slot = &c->slots[seq & c->mask];
+    slot->seq = seq;
+    slot->len = (uint32_t)len;
+    slot->pos = pos;
+    slot->time = now;
+    c->head = pos + (uint64_t)len;
+}
+
+/* Copy the packet kept under ``seq`` into ``out`` (room for SK_RECV_MAX): its length, or -1 when
+ * not kept, older than max_age_s, or written over. */
+int sk_cache_get(const sk_cache *c, uint16_t seq, double now, uint8_t *out)
+{
+    const sk_cache_slot *slot = &c->slots[seq & c->mask];
+    if (slot->seq != (int32_t)seq || now - slot->time > c->max_age_s)
+        return -1;
+    if (c->head - slot->pos > c->arena_size || slot->len > SK_RECV_MAX)
+        return -1;
+    memcpy(out, c->arena + (slot->pos % c->arena_size), slot->len);
+    return (int)slot->len;
+}
+
+/* ------------------------------------------------------------------ producer stream */
+
+/* Forward ``pkt`` (as it came, or as converted by the caller) to group ``gi``: renumber its
+ * extension ids, stamp abs-send-time, make room for the transport-wide sequence number, fan out.
+ * Returns how many sinks stopped waiting; -1 if the packet could not be edited (dropped). */
+int sk_stream_forward(sk_stream *s, int gi, const uint8_t *pkt, int len, uint16_t seq, uint32_t ts,
+                      int keyframe, double now)
+{
+    sk_group *g;
+    const uint8_t *out = pkt;
+    int n = len, ast = -1, twcc = -1;
+    if (gi < 0 || gi >= s->ngroups || len < 12 || len > SK_MAX_PACKET)
+        return -1;
+    g = &s->groups[gi];
+    if (s->ast_id) {
+        ast = ext_find(pkt, len, s->ast_id);
+        if (ast == -2)
+            ast = -1;
+    }
+    if (g->remap || ast >= 0 || g->twcc_id) {
+        uint8_t *b = s->scratch;
+        memcpy(b, pkt, (size_t)len);
+        if (g->remap && ext_remap(b, n, g->table) < 0)
+            return -1;
+        if (ast >= 0 && ast + 3 <= n) {
+            uint32_t v = (uint32_t)(int64_t)(now * 262144.0) & 0xFFFFFF;
+            b[ast] = (uint8_t)(v >> 16);
+            b[ast + 1] = (uint8_t)(v >> 8);
+            b[ast + 2] = (uint8_t)v;
+        }
+        if (g->twcc_id) {
+            twcc = ext_find(b, n, g->twcc_id);
+            if (twcc == -1)
+                twcc = ext_add2(b, &n, g->twcc_id);
+            if (twcc < 0)
+                twcc = -1;
+        }
+        out = b;
+    }
+    return sk_fanout(g->sinks, g->count, out, n, seq, ts, keyframe, now, twcc);
+}
+
+/* The in-order case of a producer stream's receive path, whole, in C: a packet of the stream's
+ * own payload type (or its RED, passed on as RED) that follows the newest one, while no attached
+ * consumer waits for a keyframe, the producer is not paused and nothing needs Python (recorder,
+ * RED conversion): statistics, the NACK generator's newest number, the cache, every group.
+ * Returns 1 if done; 0 if the packet is for Python's path (nothing was changed then). */
+int sk_stream_receive(sk_stream *s, const uint8_t *pkt, int len, double now)
+{
+    uint8_t pt;
+    uint16_t seq;
+    uint32_t ts;
+    int red, start, end, profile;
+    if (s->paused || s->waiting || s->slow || len < 12 || len > SK_MAX_PACKET)
+        return 0;
+    pt = pkt[1] & 0x7F;
+    red = pt == s->red_pt;
+    if (pt != s->pt && !red)
+        return 0;
+    seq = (uint16_t)((pkt[2] << 8) | pkt[3]);
+    ts = ((uint32_t)pkt[4] << 24) | ((uint32_t)pkt[5] << 16) | ((uint32_t)pkt[6] << 8) | pkt[7];
+    if (!red && s->red_groups)
+        return 0; /* plain Opus to RED subscribers: Python wraps it */
+    if (s->has_nack && (s->nack_highest < 0 || (uint16_t)(s->nack_highest + 1) != seq))
+        return 0;
+    profile = ext_block(pkt, len, &start, &end);
+    if (profile < 0)
+        return 0;
+    if (s->has_nack)
+        s->nack_highest++;
+    sk_rstats_update(&s->stats, seq, ts, now, len);
+    s->last_ts = ts;
+    s->last_arrival = now;
+    if (red)
+        s->red_received++;
+    else if (s->cache)
+        sk_cache_put(s->cache, seq, pkt, len, now);
+    for (int i = 0; i < s->ngroups; i++)
+        sk_stream_forward(s, i, pkt, len, seq, ts, 0, now);
+    s->fast_packets++;
+    return 1;
 }

@@ -71,6 +71,80 @@ int sk_writer_send(sk_writer *w, const uint8_t *packet, int len, int rtcp);
 int sk_writer_send_rtp(sk_writer *w, const uint8_t *packet, int len, int twcc_offset, double now);
 int sk_fanout(sk_sink **sinks, int n, const uint8_t *packet, int len, uint16_t seq, uint32_t ts,
               int keyframe, double now, int twcc_offset);
+typedef struct {
+    uint32_t clock_rate;
+    uint8_t started;
+    uint8_t has_prev_bucket;
+    uint16_t base_seq;
+    uint16_t max_seq;
+    int32_t bad_seq;
+    int64_t cycles;
+    int64_t received;
+    int64_t expected_prior;
+    int64_t received_prior;
+    int64_t transit;
+    int64_t jitter_q4;
+    int64_t bucket_bytes;
+    int64_t prev_bucket_bytes;
+    double bucket_start_s;
+    double first_arrival_s;
+} sk_rstats;
+
+typedef struct {
+    int32_t seq;
+    uint32_t len;
+    uint64_t pos;
+    double time;
+} sk_cache_slot;
+
+typedef struct {
+    sk_cache_slot *slots;
+    uint32_t mask;
+    uint32_t arena_size;
+    uint8_t *arena;
+    uint64_t head;
+    double max_age_s;
+} sk_cache;
+
+typedef struct {
+    sk_sink **sinks;
+    int count;
+    uint8_t remap;
+    uint8_t twcc_id;
+    uint8_t table[16];
+} sk_group;
+
+typedef struct {
+    sk_rstats stats;
+    sk_cache *cache;
+    int64_t nack_highest;
+    uint8_t has_nack;
+    uint8_t pt;
+    int16_t red_pt;
+    uint8_t ast_id;
+    uint8_t paused;
+    uint8_t slow;
+    uint8_t red_groups;
+    int32_t waiting;
+    uint32_t last_ts;
+    double last_arrival;
+    uint64_t red_received;
+    uint64_t fast_packets;
+    int ngroups;
+    sk_group *groups;
+    ...;
+} sk_stream;
+
+void sk_rstats_update(sk_rstats *s, uint16_t seq, uint32_t ts, double now, int size);
+void sk_rstats_roll(sk_rstats *s, double now);
+void sk_cache_init(sk_cache *c, sk_cache_slot *slots, uint32_t nslots, uint8_t *arena, uint32_t arena_size,
+                   double max_age_s);
+void sk_cache_clear(sk_cache *c);
+void sk_cache_put(sk_cache *c, uint16_t seq, const uint8_t *pkt, int len, double now);
+int sk_cache_get(const sk_cache *c, uint16_t seq, double now, uint8_t *out);
+int sk_stream_forward(sk_stream *s, int gi, const uint8_t *pkt, int len, uint16_t seq, uint32_t ts,
+                      int keyframe, double now);
+int sk_stream_receive(sk_stream *s, const uint8_t *pkt, int len, double now);
 """
 
 ffibuilder = FFI()

@@ -33,7 +33,9 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable
-from typing import Protocol
+from typing import Any, Protocol
+
+from media._fastpath import ffi
 
 RING_SIZE = 2048
 """Slots of the missing-packet ring (a power of two, more than ``MAX_PENDING``)."""
@@ -83,7 +85,7 @@ class NackGenerator:
     __slots__ = (
         "_first",
         "_first_nack",
-        "_highest",
+        "_h",
         "_last_nack",
         "_mask",
         "_oldest",
@@ -101,7 +103,7 @@ class NackGenerator:
         "rtt_s",
     )
 
-    def __init__(self, size: int = RING_SIZE) -> None:
+    def __init__(self, size: int = RING_SIZE, highest: Any = None) -> None:
         if size <= MAX_PENDING or size > 32768 or size & (size - 1):
             raise ValueError("NackGenerator size must be a power of two above MAX_PENDING, at most 32768")
         self._mask = size - 1
@@ -112,6 +114,9 @@ class NackGenerator:
         self._first_nack: list[float] = [0.0] * size
         self._last_nack: list[float] = [0.0] * size
         self._tries: list[int] = [0] * size
+        self._h = ffi.new("int64_t *") if highest is None else highest
+        """The newest extended sequence number, -1 before any: a C cell (``int64_t *``), the one a
+        producer stream's in-order receive path in C advances (``sk_stream.nack_highest``)."""
         self._highest = -1
         self._oldest = 0
         """No missing entry has an extended sequence number below this."""
@@ -133,6 +138,14 @@ class NackGenerator:
         """Missing packets NACKed ``MAX_RETRIES`` times or for ``MAX_AGE_S`` without arriving."""
         self.keyframes = 0
         """Keyframes asked for because a gap was too large to NACK."""
+
+    @property
+    def _highest(self) -> int:
+        return int(self._h[0])
+
+    @_highest.setter
+    def _highest(self, value: int) -> None:
+        self._h[0] = value
 
     @property
     def highest(self) -> int:

@@ -3,10 +3,13 @@
 A video producer has one ``ProducerStream`` per simulcast layer (one when the
 publisher does not simulcast); each stream is an SSRC with its own receive
 statistics, NACK cache and list of attached consumers.  ``ProducerStream.receive``
-is the SFU's hot loop: it runs once per incoming packet and calls
-the C fan-out (``sk_fanout`` in ``media/fastpath.c``) once per group of attached
-consumers that share header-extension ids.  It allocates nothing but what it
-must keep (the packet in the cache) and never logs.
+is the SFU's hot loop: it runs once per incoming packet.  The common case — the packet that
+follows the newest one, nobody waiting for a keyframe, nothing to convert or record — is done
+whole by one C call (``sk_stream_receive`` in ``media/fastpath.c``): statistics, the NACK
+generator's newest number, the cache and the fan-out, once per group of attached consumers that
+share header-extension ids.  The rest (gaps, RTX, RED conversion, the recorder, keyframe waits)
+runs here in Python on the same C state, and each group's forwarding is the same C call
+(``sk_stream_forward``).  Neither allocates nor logs.
 """
 
 from __future__ import annotations
@@ -23,13 +26,9 @@ from media.nack_generator import CACHE_ONLY, DROP, SCHEDULE, NackGenerator
 from media.red import primary_offset, set_block_payload_type
 from media.redforward import RedUnwrapper, RedWrapper
 from media.rtp import (
-    add_extension,
-    find_extension,
     header_size,
     payload_range,
-    remap_extension_ids,
     rtx_unwrap,
-    write_abs_send_time,
 )
 from media.rtpstats import ReceiveStats
 
@@ -38,23 +37,16 @@ if TYPE_CHECKING:
     from media.transport import WebRtcTransport
 
 _SEQ_TS = struct.Struct(">HI")
-fanout = lib.sk_fanout
+_receive = lib.sk_stream_receive
+_forward = lib.sk_stream_forward
 from_buffer = ffi.from_buffer
 
 AUDIO_CACHE_SIZE = 256
 """Opus sends 50 packets a second: 256 hold the cache's 3 s."""
-def twcc_room(pkt: bytearray, twcc_id: int) -> tuple[bytearray, int]:
-    """``pkt`` with room for the transport-wide sequence number that C writes per subscriber
-    (the element found, or appended once per packet and group), and its offset (-1: none)."""
-    try:
-        offset = find_extension(pkt, twcc_id)
-        if offset < 0:
-            pkt, offset = add_extension(pkt, twcc_id, 2)
-    except ValueError:
-        return pkt, -1
-    return pkt, offset
-
-
+AUDIO_CACHE_ARENA = 1 << 17
+"""256 RED packets of up to 512 bytes."""
+VIDEO_CACHE_ARENA = 1 << 20
+"""3 s of 2.8 Mbit/s."""
 KEYFRAME_REQUEST_INTERVAL_S = 0.3
 """At most one PLI per stream in this interval, however many consumers ask: a
 publisher that gets a PLI per subscriber would send nothing but keyframes."""
@@ -64,24 +56,22 @@ class ProducerStream:
     """One SSRC of a producer (one simulcast layer)."""
 
     __slots__ = (
+        "_groups_c",
+        "_recorder",
+        "c",
         "cache",
         "consumers",
         "groups",
-        "last_arrival",
         "last_pli",
-        "last_ts",
         "layer",
         "nack",
         "producer",
-        "recorder",
-        "red_received",
         "rid",
         "sr_arrival",
         "sr_rtp",
         "ssrc",
         "stats",
         "unwrapper",
-        "waiting",
         "wrapper",
     )
 
@@ -90,37 +80,92 @@ class ProducerStream:
         self.layer = layer
         self.rid = rid
         self.ssrc = ssrc
-        self.stats = ReceiveStats(ssrc or 0, producer.clock_rate)
-        self.cache: PacketCache | None = PacketCache(AUDIO_CACHE_SIZE if producer.kind == "audio" else 2048)
+        c = self.c = ffi.new("sk_stream *")
+        """What the in-order receive path in C (``sk_stream_receive``) reads and updates."""
+        c.pt = producer.payload_type
+        c.red_pt = producer.red_payload_type if producer.red_payload_type is not None else -1
+        c.ast_id = producer.abs_send_time_id
+        self.stats = ReceiveStats(ssrc or 0, producer.clock_rate, ffi.addressof(c, "stats"), c)
+        self.cache: PacketCache | None = PacketCache(AUDIO_CACHE_SIZE if producer.kind == "audio" else 2048,
+                                                     arena=AUDIO_CACHE_ARENA if producer.kind == "audio"
+                                                     else VIDEO_CACHE_ARENA)
         """Recent packets, to answer subscribers' NACKs (audio too, unless they get RED)."""
+        c.cache = self.cache.c
         self.consumers: list[Consumer] = []
-        self.groups: list[tuple[bytes | None, Any, int, list[Consumer], int, int, int]] = []
+        self.groups: list[tuple[int, Any, int, list[Consumer], int, int]] = []
         """``consumers`` grouped by header-extension id table, audio form and transport-cc id, as
-        (table, C array of their sinks, count, the consumers, who own the sinks, their audio form — 0 plain
-        Opus, 1 RED, 2 RED deepened to two copies (``RedDepth``) — their
-        Opus payload type, the transport-cc id or 0): the header is renumbered once per table and packet, not once per consumer (all
-        browsers of one kind share a table), and each group is one C call."""
+        (the group's index in ``c.groups``, C array of their sinks, count, the consumers, who own the
+        sinks, their audio form — 0 plain Opus, 1 RED, 2 RED deepened to two copies (``RedDepth``) —
+        their Opus payload type): the header is renumbered once per table and packet, not once per
+        consumer (all browsers of one kind share a table), and each group is one C call."""
         self.unwrapper: RedUnwrapper | None = None
         """RED → plain Opus (``media.redforward``), while a plain subscriber or the recorder takes a RED publisher."""
         self.wrapper: RedWrapper | None = None
         """Plain Opus → RED, while a subscriber that negotiated RED takes a plain publisher; or, after the
         unwrapper, a RED publisher's one copy → two, while a subscriber's RED is deepened."""
-        self.red_received = 0
-        """Packets that came as RED."""
-        self.waiting = 0
-        """Attached consumers waiting for a keyframe: only then is the payload inspected."""
-        self.last_ts = 0
-        self.last_arrival = 0.0
         self.sr_rtp = 0
         self.sr_arrival = 0.0
         self.last_pli = -1e9
-        self.nack: NackGenerator | None = NackGenerator() if producer.kind == "video" else None
+        self.nack: NackGenerator | None = None
         """The publisher's losses on its uplink, NACKed by the transport (video: audio has RED)."""
-        self.recorder: Callable[[bytes, float], None] | None = None
+        if producer.kind == "video":
+            self.nack = NackGenerator(highest=ffi.addressof(c, "nack_highest"))
+            c.has_nack = 1
+        self._recorder: Callable[[bytes, float], None] | None = None
+        self._groups_c: Any = None
+        """The C array of the groups (``c.groups`` points into it)."""
+
+    @property
+    def recorder(self) -> Callable[[bytes, float], None] | None:
         """A recorder's hook (``media.recorder.TrackWriter.feed``: it only queues the packet), or None."""
+        return self._recorder
+
+    @recorder.setter
+    def recorder(self, hook: Callable[[bytes, float], None] | None) -> None:
+        self._recorder = hook
+        self._judge_path()
+
+    @property
+    def waiting(self) -> int:
+        """Attached consumers waiting for a keyframe: only then is the payload inspected."""
+        return int(self.c.waiting)
+
+    @waiting.setter
+    def waiting(self, value: int) -> None:
+        self.c.waiting = value
+
+    @property
+    def red_received(self) -> int:
+        """Packets that came as RED."""
+        return int(self.c.red_received)
+
+    @property
+    def last_ts(self) -> int:
+        return int(self.c.last_ts)
+
+    @property
+    def last_arrival(self) -> float:
+        return float(self.c.last_arrival)
+
+    @property
+    def fast_packets(self) -> int:
+        """Packets the in-order receive path in C took whole (statistics, NACK state, cache, fan-out)."""
+        return int(self.c.fast_packets)
+
+    def _judge_path(self) -> None:
+        """Whether every packet needs Python (``c.slow``): a recorder, RED converted for some
+        subscriber, or a RED block renumbered."""
+        pt = self.producer.payload_type
+        self.c.slow = (self._recorder is not None or self.wrapper is not None or self.unwrapper is not None
+                       or any(red and opus_pt != pt for _, _, _, _, red, opus_pt in self.groups))
 
     def receive(self, plain: bytes, now: float) -> None:
-        """The hot loop: one decrypted packet of this stream → every attached consumer."""
+        """The hot loop: one decrypted packet of this stream → every attached consumer.
+
+        The in-order case is done whole in C (``sk_stream_receive``); the rest here."""
+        c = self.c
+        if _receive(c, plain, len(plain), now):
+            return
         producer = self.producer
         if producer.paused:
             return
@@ -130,7 +175,7 @@ class ProducerStream:
         rtx = False
         if pt != producer.payload_type:
             if red_in:
-                self.red_received += 1
+                c.red_received += 1
             elif pt == producer.rtx_payload_type and nack is not None and self.ssrc is not None:
                 try:
                     plain = rtx_unwrap(plain, producer.payload_type, self.ssrc)  # RFC 4588: the original packet
@@ -150,8 +195,8 @@ class ProducerStream:
             self.stats.received += 1  # late: not a jitter sample
         else:
             self.stats.update(seq, ts, now, len(plain))
-            self.last_ts = ts
-            self.last_arrival = now
+            c.last_ts = ts
+            c.last_arrival = now
         cache = self.cache
         if cache is not None and not red_in:
             cache.put(seq, plain, now)
@@ -182,18 +227,16 @@ class ProducerStream:
                 keyframe = is_keyframe(producer.mime, memoryview(plain)[header_size(plain):])
             except ValueError:
                 return
-        ast = producer.abs_send_time_id
-        ast_offset = find_extension(plain, ast) if ast else -1
         wrapped = None
         deepened: list[tuple[bytes, int, int]] | None = None
-        for table, sinks, count, _, red, opus_pt, twcc_id in self.groups:
+        for gi, _, _, _, red, opus_pt in self.groups:
             if red and not red_in:  # plain Opus → RED: converted once per packet, whatever the groups
                 if wrapped is None:
                     try:
                         wrapped = self.wrapper.wrap(plain)  # type: ignore[union-attr]
                     except (ValueError, AttributeError):
                         continue
-                self._send_converted(wrapped, seq, ts, table, ast_offset, sinks, count, opus_pt, now, twcc_id)
+                self._send_converted(gi, wrapped, seq, ts, opus_pt, now)
                 continue
             if red_in and red != 1:  # RED → plain Opus, or RED deepened: from the unwrapped packets
                 if unwrapped is None:
@@ -202,36 +245,24 @@ class ProducerStream:
                     if deepened is None:
                         deepened = self._deepen(unwrapped)
                     for pkt_d, seq_d, ts_d in deepened:
-                        self._send_converted(pkt_d, seq_d, ts_d, table, ast_offset, sinks, count, opus_pt, now,
-                                             twcc_id)
+                        self._send_converted(gi, pkt_d, seq_d, ts_d, opus_pt, now)
                     continue
                 for pkt_u, seq_u, ts_u in unwrapped:
-                    self._send_converted(pkt_u, seq_u, ts_u, table, ast_offset, sinks, count, -1, now, twcc_id)
+                    self._send_converted(gi, pkt_u, seq_u, ts_u, -1, now)
                 continue
             # the form the publisher sends: forwarded as it is
             pkt: bytes | bytearray = plain
-            twcc_offset = -1
-            if table is not None or ast_offset >= 0 or twcc_id or (red and opus_pt != producer.payload_type):
+            if red and opus_pt != producer.payload_type:  # the RED blocks name the subscriber's Opus
                 pkt = bytearray(plain)
-                if table is not None:
-                    try:
-                        remap_extension_ids(pkt, table)
-                    except ValueError:
-                        continue
-                if ast_offset >= 0:  # the SFU's send time, for the subscribers' bandwidth estimate
-                    write_abs_send_time(pkt, ast_offset, now)
-                if red and opus_pt != producer.payload_type:  # the RED blocks name the subscriber's Opus
-                    try:
-                        start, end = payload_range(pkt)
-                        primary_offset(memoryview(pkt)[start:end])
-                    except ValueError:
-                        continue
-                    set_block_payload_type(pkt, start, opus_pt)
-                if twcc_id:  # room for the transport-wide sequence number that C writes per subscriber
-                    pkt, twcc_offset = twcc_room(pkt, twcc_id)
-            released = fanout(sinks, count, from_buffer(pkt), len(pkt), seq, ts, keyframe, now, twcc_offset)
-            if released:
-                self.waiting -= released
+                try:
+                    start, end = payload_range(pkt)
+                    primary_offset(memoryview(pkt)[start:end])
+                except ValueError:
+                    continue
+                set_block_payload_type(pkt, start, opus_pt)
+            released = _forward(c, gi, from_buffer(pkt), len(pkt), seq, ts, keyframe, now)
+            if released > 0:
+                c.waiting -= released
 
     def _deepen(self, unwrapped: list[tuple[bytes, int, int]]) -> list[tuple[bytes, int, int]]:
         """The unwrapped Opus packets as RED with the two payloads before each (``RedWrapper``)."""
@@ -246,25 +277,13 @@ class ProducerStream:
                 continue
         return out
 
-    def _send_converted(self, packet: bytes, seq: int, ts: int, table: bytes | None, ast_offset: int,
-                        sinks: Any, count: int, opus_pt: int, now: float, twcc_id: int = 0) -> None:
-        """One packet made by the RED wrapper/unwrapper (same header as the original) to one group."""
+    def _send_converted(self, gi: int, packet: bytes, seq: int, ts: int, opus_pt: int, now: float) -> None:
+        """One packet made by the RED wrapper/unwrapper (same header as the original) to group ``gi``."""
         pkt: bytes | bytearray = packet
-        twcc_offset = -1
-        if table is not None or ast_offset >= 0 or twcc_id or (opus_pt >= 0 and opus_pt != self.producer.payload_type):
+        if opus_pt >= 0 and opus_pt != self.producer.payload_type:
             pkt = bytearray(packet)
-            if table is not None:
-                try:
-                    remap_extension_ids(pkt, table)
-                except ValueError:
-                    return
-            if ast_offset >= 0:
-                write_abs_send_time(pkt, ast_offset, now)
-            if opus_pt >= 0 and opus_pt != self.producer.payload_type:
-                set_block_payload_type(pkt, header_size(pkt), opus_pt)
-            if twcc_id:
-                pkt, twcc_offset = twcc_room(pkt, twcc_id)
-        fanout(sinks, count, from_buffer(pkt), len(pkt), seq, ts, False, now, twcc_offset)
+            set_block_payload_type(pkt, header_size(pkt), opus_pt)
+        _forward(self.c, gi, from_buffer(pkt), len(pkt), seq, ts, False, now)
 
     def on_sender_report(self, ntp_timestamp: int, rtp_timestamp: int, now: float) -> None:
         """Remember the publisher's NTP↔RTP mapping (consumers' SRs derive from it: lip sync)."""
@@ -308,10 +327,24 @@ class ProducerStream:
             red = (2 if consumer.red_depth.deep else 1) if consumer.red and self.producer.kind == "audio" else 0
             key = (consumer.ext_table, red, consumer.opus_pt if red else -1, consumer.transport.writer.twcc_id)
             groups.setdefault(key, []).append(consumer)
-        self.groups = [
-            (table, ffi.new("sk_sink *[]", [c.sink for c in members]), len(members), members, red, opus_pt, twcc_id)
-            for (table, red, opus_pt, twcc_id), members in groups.items()
-        ]
+        c = self.c
+        table_c = ffi.new("sk_group[]", max(1, len(groups)))
+        self.groups = []
+        for (table, red, opus_pt, twcc_id), members in groups.items():
+            gi = len(self.groups)
+            sinks = ffi.new("sk_sink *[]", [m.sink for m in members])
+            self.groups.append((gi, sinks, len(members), members, red, opus_pt))
+            g = table_c[gi]
+            g.sinks = sinks
+            g.count = len(members)
+            g.remap = table is not None
+            g.table = table if table is not None else bytes(16)
+            g.twcc_id = twcc_id
+        c.ngroups = 0  # (the old array may be freed below: C never sees it half-replaced)
+        c.groups = table_c
+        c.ngroups = len(self.groups)
+        self._groups_c = table_c
+        c.red_groups = any(red for _, _, _, _, red, _ in self.groups)
         producer = self.producer
         if producer.kind == "audio":
             red_in = producer.red_payload_type is not None
@@ -327,6 +360,7 @@ class ProducerStream:
                 self.unwrapper = None
             elif self.unwrapper is None:
                 self.unwrapper = RedUnwrapper(producer.payload_type)
+        self._judge_path()
 
 
 class Producer:
@@ -365,10 +399,20 @@ class Producer:
 
         self.abs_send_time_id = extmap.get(URI_ABS_SEND_TIME, 0)
         self.streams = [ProducerStream(self, i, rid, ssrc) for i, (rid, ssrc) in enumerate(layers)]
-        self.paused = False
-        """Muted by the main classroom: nothing is forwarded, whatever the client does."""
+        self._paused = False
         self.closed = False
         self.created = time.monotonic()
+
+    @property
+    def paused(self) -> bool:
+        """Muted by the main classroom: nothing is forwarded, whatever the client does."""
+        return self._paused
+
+    @paused.setter
+    def paused(self, value: bool) -> None:
+        self._paused = value
+        for stream in self.streams:
+            stream.c.paused = value
 
     @property
     def simulcast(self) -> bool:
@@ -385,6 +429,7 @@ class Producer:
         for stream in self.streams:
             stream.recorder = None
             stream.consumers.clear()
+            stream.c.ngroups = 0  # before the arrays it points to go
             stream.groups = []
             if stream.cache is not None:
                 stream.cache.clear()

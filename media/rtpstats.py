@@ -9,20 +9,26 @@ video gate.  Towards each consumer it is the sender: :class:`SendStats` counts
 what was sent (for sender reports) and reads the consumer's receiver reports
 into RTT, loss and jitter — the signals of a weak rural link.
 
-``update`` runs per packet: integer arithmetic on plain attributes, no
-allocation.  Reports allocate (an :class:`aiortc.rtp.RtcpReceiverInfo`), but
+``update`` runs per packet, in C (``sk_rstats_update``): the in-order receive path of
+``media/fastpath.c`` calls it without Python, Python's own path through :meth:`ReceiveStats.update`.  Reports allocate (an :class:`aiortc.rtp.RtcpReceiverInfo`), but
 only once per RTCP interval.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from aiortc.rtp import RtcpReceiverInfo, clamp_packets_lost
 
-_SEQ_MOD = 1 << 16
+from media._fastpath import ffi, lib
+
+_update = lib.sk_rstats_update
+_roll = lib.sk_rstats_roll
+
 MAX_DROPOUT = 3000
 MAX_MISORDER = 100
+"""(``SK_STATS_MAX_DROPOUT``/``SK_STATS_MAX_MISORDER`` in ``media/fastpath.c``, which applies them.)"""
 BITRATE_WINDOW_S = 2.0
 _SR_HISTORY = 8
 
@@ -34,115 +40,51 @@ class ReceiveStats:
     authenticated by SRTP, so a stray source cannot inject them): a jump beyond
     ``MAX_DROPOUT``/``MAX_MISORDER`` is ignored unless the next packet follows
     it, in which case the sequence is restarted.
+
+    The counters live in a C struct (``sk_rstats``, ``media/fastpath.c``): a producer stream's
+    in-order packets are counted there by the C receive path without coming to Python; ``c``
+    is that struct when the stream owns it (``owner`` keeps it alive), else one of its own.
     """
 
-    __slots__ = (
-        "_bad_seq",
-        "_base_seq",
-        "_bucket_bytes",
-        "_bucket_start_s",
-        "_cycles",
-        "_expected_prior",
-        "_first_arrival_s",
-        "_has_prev_bucket",
-        "_jitter_q4",
-        "_lsr",
-        "_max_seq",
-        "_prev_bucket_bytes",
-        "_received_prior",
-        "_sr_arrival_s",
-        "_started",
-        "_transit",
-        "clock_rate",
-        "loss_fraction",
-        "received",
-        "ssrc",
-    )
+    __slots__ = ("_c", "_lsr", "_owner", "_sr_arrival_s", "loss_fraction", "ssrc")
 
-    def __init__(self, ssrc: int, clock_rate: int) -> None:
+    def __init__(self, ssrc: int, clock_rate: int, c: Any = None, owner: Any = None) -> None:
         self.ssrc = ssrc
-        self.clock_rate = clock_rate
-        self.received: int = 0
-        """Packets received (duplicates included, as in A.3)."""
+        if c is None:
+            c = owner = ffi.new("sk_rstats *")
+        self._c = c
+        self._owner = owner
+        c.clock_rate = clock_rate
+        c.bad_seq = -1
         self.loss_fraction: float = 0.0
         """Loss in the last report interval (0..1), set by :meth:`report_block`."""
-        self._started = False
-        self._base_seq = 0
-        self._max_seq = 0
-        self._cycles = 0
-        self._bad_seq = -1
-        self._expected_prior = 0
-        self._received_prior = 0
-        self._transit = 0
-        self._jitter_q4 = 0
-        """Jitter in clock-rate units × 16 (A.8 in integers)."""
         self._lsr = 0
         self._sr_arrival_s = 0.0
-        self._bucket_start_s = 0.0
-        self._bucket_bytes = 0
-        self._prev_bucket_bytes = 0
-        self._first_arrival_s = 0.0
-        self._has_prev_bucket = False
 
-    def _init_seq(self, seq: int) -> None:
-        self._base_seq = seq
-        self._max_seq = seq
-        self._bad_seq = -1
-        self._cycles = 0
-        self._expected_prior = 0
-        self._received_prior = 0
-        self.received = 0
+    @property
+    def clock_rate(self) -> int:
+        return int(self._c.clock_rate)
+
+    @property
+    def received(self) -> int:
+        """Packets received (duplicates included, as in A.3)."""
+        return int(self._c.received)
+
+    @received.setter
+    def received(self, value: int) -> None:
+        self._c.received = value
 
     def update(self, seq: int, ts: int, arrival_s: float, size: int) -> None:
         """Account one packet: sequence number, RTP timestamp, arrival time (s), size in bytes."""
-        arrival = int(arrival_s * self.clock_rate + 0.5)
-        if not self._started:
-            self._started = True
-            self._init_seq(seq)
-            self._transit = arrival - ts
-            self._first_arrival_s = arrival_s
-            self._bucket_start_s = arrival_s
-        else:
-            udelta = (seq - self._max_seq) & 0xFFFF
-            if udelta < MAX_DROPOUT:
-                if seq < self._max_seq:
-                    self._cycles += _SEQ_MOD
-                self._max_seq = seq
-            elif udelta <= _SEQ_MOD - MAX_MISORDER:
-                if seq == self._bad_seq:
-                    self._init_seq(seq)  # two sequential packets: the source restarted
-                else:
-                    self._bad_seq = (seq + 1) & 0xFFFF
-                    return
-            # else: duplicate or reordered packet, counted below
-            transit = arrival - ts
-            d = ((transit - self._transit + 0x80000000) & 0xFFFFFFFF) - 0x80000000
-            self._transit = transit
-            if d < 0:
-                d = -d
-            self._jitter_q4 += d - ((self._jitter_q4 + 8) >> 4)
-        self.received += 1
-        self._roll(arrival_s)
-        self._bucket_bytes += size
-
-    def _roll(self, now_s: float) -> None:
-        elapsed = now_s - self._bucket_start_s
-        if elapsed >= BITRATE_WINDOW_S:
-            if elapsed >= 2 * BITRATE_WINDOW_S:
-                self._prev_bucket_bytes = 0
-                self._bucket_start_s = now_s
-            else:
-                self._prev_bucket_bytes = self._bucket_bytes
-                self._bucket_start_s += BITRATE_WINDOW_S
-            self._bucket_bytes = 0
-            self._has_prev_bucket = True
+        _update(self._c, seq, ts, arrival_s, size)
 
     @property
     def expected(self) -> int:
         """Packets expected from the first to the extended highest sequence number."""
-        if not self._started:
+        c = self._c
+        if not c.started:
             return 0
-        return self._cycles + self._max_seq - self._base_seq + 1
+        return int(c.cycles) + c.max_seq - c.base_seq + 1
 
     @property
     def lost(self) -> int:
@@ -151,12 +93,13 @@ class ReceiveStats:
 
     @property
     def extended_highest_seq(self) -> int:
-        return self._cycles + self._max_seq
+        return int(self._c.cycles) + self._c.max_seq
 
     @property
     def jitter_ms(self) -> float:
         """Interarrival jitter in milliseconds."""
-        return (self._jitter_q4 >> 4) * 1000.0 / self.clock_rate
+        c = self._c
+        return (int(c.jitter_q4) >> 4) * 1000.0 / c.clock_rate
 
     def bitrate_bps(self, now_s: float) -> float:
         """Incoming bitrate over the last ~2 s.
@@ -165,15 +108,16 @@ class ReceiveStats:
         one, which is weighted by the part of it still inside the window.  During
         the first window the bytes are divided by the time since the first packet.
         """
-        if not self._started:
+        c = self._c
+        if not c.started:
             return 0.0
-        self._roll(now_s)
-        elapsed = now_s - self._bucket_start_s
-        if not self._has_prev_bucket:
-            span = max(now_s - self._first_arrival_s, 0.5)
-            return self._bucket_bytes * 8 / span
+        _roll(c, now_s)
+        elapsed = now_s - c.bucket_start_s
+        if not c.has_prev_bucket:
+            span = max(now_s - c.first_arrival_s, 0.5)
+            return c.bucket_bytes * 8 / span
         weight = 1.0 - elapsed / BITRATE_WINDOW_S
-        return (self._bucket_bytes + self._prev_bucket_bytes * weight) * 8 / BITRATE_WINDOW_S
+        return (c.bucket_bytes + c.prev_bucket_bytes * weight) * 8 / BITRATE_WINDOW_S
 
     def on_sender_report(self, ntp_timestamp: int, now_s: float) -> None:
         """Remember the publisher's last SR (64-bit NTP time) and when it arrived, for LSR/DLSR."""
@@ -185,11 +129,13 @@ class ReceiveStats:
 
         Before any packet was received, all counters are 0.
         """
+        c = self._c
         expected = self.expected
-        expected_interval = expected - self._expected_prior
-        received_interval = self.received - self._received_prior
-        self._expected_prior = expected
-        self._received_prior = self.received
+        received = self.received
+        expected_interval = expected - c.expected_prior
+        received_interval = received - c.received_prior
+        c.expected_prior = expected
+        c.received_prior = received
         lost_interval = expected_interval - received_interval
         if expected_interval <= 0 or lost_interval <= 0:
             fraction = 0
@@ -202,8 +148,8 @@ class ReceiveStats:
             ssrc=self.ssrc,
             fraction_lost=min(fraction, 255),
             packets_lost=clamp_packets_lost(self.lost),
-            highest_sequence=self.extended_highest_seq & 0xFFFFFFFF if self._started else 0,
-            jitter=self._jitter_q4 >> 4,
+            highest_sequence=self.extended_highest_seq & 0xFFFFFFFF if c.started else 0,
+            jitter=int(c.jitter_q4) >> 4,
             lsr=self._lsr,
             dlsr=max(dlsr, 0) & 0xFFFFFFFF,
         )

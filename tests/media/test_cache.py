@@ -56,3 +56,23 @@ def test_clear() -> None:
     c.clear()
     assert c.get(0, 0.0) is None
     assert c.size == 4
+
+
+def test_a_packet_written_over_in_the_arena_is_not_answered() -> None:
+    c = PacketCache(64, arena=4096)
+    c.put(1, b"a" * 1000, 0.0)
+    for seq in range(2, 6):  # 4000 more bytes: the arena went round once
+        c.put(seq, bytes([seq]) * 1000, 0.0)
+    assert c.get(1, 0.0) is None
+    assert c.get(5, 0.0) == b"\x05" * 1000
+    assert c.get(4, 0.0) == b"\x04" * 1000
+
+
+def test_a_packet_never_wraps_inside_the_arena() -> None:
+    c = PacketCache(64, arena=4096)
+    c.put(1, b"x" * 3000, 0.0)
+    c.put(2, b"y" * 1500, 0.0)  # does not fit after the first: starts the arena again
+    assert c.get(2, 0.0) == b"y" * 1500
+    assert c.get(1, 0.0) is None  # its bytes were written over
+    with pytest.raises(ValueError):
+        PacketCache(8, arena=100)

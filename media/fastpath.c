@@ -184,6 +184,16 @@ typedef struct {
     uint8_t scratch[SK_MAX_PACKET + SK_ADD_ROOM];
 } sk_stream;
 
+#define SK_DEMUX_MAX 32
+
+/* A publisher transport's SSRC → stream table, for the C receive path (media/producer.py
+ * SsrcTable keeps it equal to the Python one; SSRCs beyond SK_DEMUX_MAX take Python's path). */
+typedef struct {
+    int n;
+    uint32_t ssrc[SK_DEMUX_MAX];
+    sk_stream *stream[SK_DEMUX_MAX];
+} sk_demux;
+
 void sk_init(uintptr_t protect_rtp, uintptr_t protect_rtcp, uintptr_t unprotect_rtp, uintptr_t unprotect_rtcp)
 {
     sk_protect_rtp = (sk_protect_fn)protect_rtp;
@@ -836,4 +846,24 @@ int sk_stream_receive(sk_stream *s, const uint8_t *pkt, int len, double now)
         sk_stream_forward(s, i, pkt, len, seq, ts, 0, now);
     s->fast_packets++;
     return 1;
+}
+
+/* ------------------------------------------------------------------ a publisher's socket */
+
+/* One SRTP packet from a publisher's selected address: unprotected into r->buf, then, if its SSRC
+ * is one of ``d``'s streams and the packet is that stream's in-order case, received whole
+ * (sk_stream_receive).  Returns 0 when done, the plain length when Python's path must take the
+ * packet from r->buf, -1 when SRTP refused it (counted) or it has no RTP header. */
+int sk_receive_rtp(sk_reader *r, const sk_demux *d, const uint8_t *packet, int len, double now)
+{
+    int n = sk_unprotect(r, packet, len, 0);
+    uint32_t ssrc;
+    if (n < 12)
+        return -1;
+    ssrc = ((uint32_t)r->buf[8] << 24) | ((uint32_t)r->buf[9] << 16) | ((uint32_t)r->buf[10] << 8) | r->buf[11];
+    for (int i = 0; i < d->n; i++) {
+        if (d->ssrc[i] == ssrc)
+            return sk_stream_receive(d->stream[i], r->buf, n, now) ? 0 : n;
+    }
+    return n;
 }

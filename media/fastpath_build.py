@@ -145,6 +145,16 @@ int sk_cache_get(const sk_cache *c, uint16_t seq, double now, uint8_t *out);
 int sk_stream_forward(sk_stream *s, int gi, const uint8_t *pkt, int len, uint16_t seq, uint32_t ts,
                       int keyframe, double now);
 int sk_stream_receive(sk_stream *s, const uint8_t *pkt, int len, double now);
+
+#define SK_DEMUX_MAX 32
+
+typedef struct {
+    int n;
+    uint32_t ssrc[SK_DEMUX_MAX];
+    sk_stream *stream[SK_DEMUX_MAX];
+} sk_demux;
+
+int sk_receive_rtp(sk_reader *r, const sk_demux *d, const uint8_t *packet, int len, double now);
 """
 
 ffibuilder = FFI()

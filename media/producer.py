@@ -40,6 +40,8 @@ _SEQ_TS = struct.Struct(">HI")
 _receive = lib.sk_stream_receive
 _forward = lib.sk_stream_forward
 from_buffer = ffi.from_buffer
+DEMUX_MAX = 32
+"""``SK_DEMUX_MAX``: streams a transport's C table holds (the rest take Python's path)."""
 
 AUDIO_CACHE_SIZE = 256
 """Opus sends 50 packets a second: 256 hold the cache's 3 s."""
@@ -361,6 +363,48 @@ class ProducerStream:
             elif self.unwrapper is None:
                 self.unwrapper = RedUnwrapper(producer.payload_type)
         self._judge_path()
+
+
+class SsrcTable(dict):  # type: ignore[type-arg]
+    """A publisher transport's SSRC → ``ProducerStream`` (or a drop marker), mirrored into a C
+    table (``c``, ``sk_demux``) that the transport's receive path in C looks streams up in.
+
+    Changed only by ``[ssrc] = ``, ``del``, ``pop`` and ``clear`` (a few times per producer):
+    each rebuilds the C table from the dict."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c = ffi.new("sk_demux *")
+
+    def _sync(self) -> None:
+        c = self.c
+        c.n = 0  # (a reader in C never sees a half-written table: n last)
+        n = 0
+        for ssrc, stream in self.items():
+            if n == DEMUX_MAX:
+                break
+            if isinstance(stream, ProducerStream):
+                c.ssrc[n] = ssrc
+                c.stream[n] = stream.c
+                n += 1
+        c.n = n
+
+    def __setitem__(self, ssrc: int, stream: Any) -> None:
+        super().__setitem__(ssrc, stream)
+        self._sync()
+
+    def __delitem__(self, ssrc: int) -> None:
+        super().__delitem__(ssrc)
+        self._sync()
+
+    def pop(self, *args: Any) -> Any:
+        out = super().pop(*args)
+        self._sync()
+        return out
+
+    def clear(self) -> None:
+        super().clear()
+        self._sync()
 
 
 class Producer:

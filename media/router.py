@@ -476,6 +476,7 @@ class Router:
             "producers": {pid: {"layers": [s.ssrc for s in p.streams], "paused": p.paused,
                                 "rids": [s.rid for s in p.streams],
                                 "received": [s.stats.received for s in p.streams],
+                                "fast": [s.fast_packets for s in p.streams],
                                 "bitrates": p.layer_bitrates(time.monotonic()),
                                 "red_received": [s.red_received for s in p.streams],
                                 "nacks_sent": [s.nack.nacks_sent if s.nack else 0 for s in p.streams],

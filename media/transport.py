@@ -53,6 +53,7 @@ from media.eventloop import burst_reader, raw_socket
 from media.gcc import PacketResult, SendSideEstimator, probe_delivery, probe_queue_growth
 from media.ice import IcePolicy, SdpRejected, check_remote_sdp, filter_local_sdp, rtc_configuration
 from media.nack_generator import MIN_RETRY_S, REORDER_WAIT_S, nack_round
+from media.producer import SsrcTable
 from media.retransmit import FeedbackWatch, RetransmitBudget
 from media.sdp import accept_transport_cc, offer_transport_cc, transport_cc_id
 from media._fastpath import ffi, lib
@@ -131,7 +132,7 @@ class WebRtcTransport:
         self._dtls: Any = None
         self.rtcp_ssrc = random.getrandbits(32) or 1
         self.cname = f"sanke-{transport_id}"
-        self.ssrc_table: dict[int, Any] = {}
+        self.ssrc_table = SsrcTable()
         """Publisher side: SSRC → ProducerStream (or a drop marker)."""
         self.consumers_by_ssrc: dict[int, Consumer] = {}
         """Subscriber side: the SSRC the consumer sends with → consumer (for RTCP feedback)."""
@@ -285,10 +286,12 @@ class WebRtcTransport:
         rhost, rport = remote[0], remote[1]
         reader = self.reader
         unprotect = lib.sk_unprotect
+        receive_rtp = lib.sk_receive_rtp
         reader_c = reader.c
         plain_buf = reader.buf
         unpack = ffi.unpack
         table = self.ssrc_table
+        demux = table.c
         discover = self._discover
         handle_rtcp = self._handle_rtcp
         transport = self
@@ -306,7 +309,13 @@ class WebRtcTransport:
                 if n > 0:
                     handle_rtcp(unpack(plain_buf, n))
                 return
-            n = unprotect(reader_c, data, len(data), 0)
+            now = monotonic()
+            if arrivals.ext_id:  # every packet's arrival is noted (transport-cc feedback to the publisher)
+                n = unprotect(reader_c, data, len(data), 0)
+            else:  # the in-order case of a known stream is received whole in C
+                n = receive_rtp(reader_c, demux, data, len(data), now)
+                if n == 0:
+                    return
             if n < 12:  # refused by SRTP (counted by the reader), or no RTP header left
                 return
             plain = unpack(plain_buf, n)
@@ -314,7 +323,6 @@ class WebRtcTransport:
             stream = table.get(ssrc)
             if stream is None:
                 stream = discover(plain, ssrc)
-            now = monotonic()
             if arrivals.ext_id:
                 arrivals.record(plain, now)
             stream.receive(plain, now)

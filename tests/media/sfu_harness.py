@@ -79,6 +79,17 @@ class Lesson:
         asyncio.run(main())
 
 
+def router_dump(app: Any, lesson_id: int) -> dict[str, Any]:
+    """The SFU's counters for the lesson (``router.dump``), asked on the server's event loop
+    (call it from a thread of its own when the caller runs an event loop)."""
+    pool = app.state.media
+    handle = pool.workers[0]
+    loop = handle.task.get_loop()
+    future = asyncio.run_coroutine_threadsafe(
+        pool.request(f"lesson-{lesson_id}", "router.dump", {"router_id": f"lesson-{lesson_id}"}), loop)
+    return dict(future.result(10))
+
+
 def link_samples(app: Any) -> list[dict[str, Any]]:
     """The media worker's link samples (one per transport, every 2 s) from now on, appended as they come."""
     samples: list[dict[str, Any]] = []

@@ -22,6 +22,7 @@ from tests.media.sfu_harness import (  # noqa: F401 - fixtures: a live lesson on
     lesson,
     loopback_clients,
     media_workers,
+    router_dump,
     settings,
 )
 from tests.media.sfu_helpers import BLUE, GREEN, RED, ColorTrack, ToneTrack, close_to, frames, rtp_tap, tone

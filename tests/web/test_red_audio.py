@@ -16,6 +16,7 @@ import re
 import time
 from typing import Any
 
+from tests.media.sfu_harness import router_dump
 from tests.utils.wait import wait_until
 from tests.web.test_lesson_pages import start_lesson
 
@@ -34,16 +35,6 @@ AUDIO_JS = """async ({pc, kind}) => {
   });
   return out;
 }"""
-
-
-def router_dump(app: Any, lesson_id: int) -> dict[str, Any]:
-    """The SFU's counters for the lesson (``router.dump``), asked on the server's event loop."""
-    pool = app.state.media
-    handle = pool.workers[0]
-    loop = handle.task.get_loop()
-    future = asyncio.run_coroutine_threadsafe(
-        pool.request(f"lesson-{lesson_id}", "router.dump", {"router_id": f"lesson-{lesson_id}"}), loop)
-    return dict(future.result(10))
 
 
 def audio(page: Any, pc: str, kind: str) -> list[dict[str, Any]]:
@@ -88,6 +79,7 @@ def test_chromium_sends_and_receives_red_audio_through_the_sfu(app: Any, web_ser
     reds = [c for cid, c in router_dump(app, web_server.lesson_id)["consumers"].items()
             if c["producer_id"] == f"{main}:microphone"]
     assert reds and all(c["red"] for c in reds), reds
+    assert (m := mic()) is not None and m["fast"][0] > 0, m  # RED passed on as RED, in C
 
     # audio flows on a clean link with little concealment: a 4 s stretch of samples with < 5 % concealed,
     # waited for with a deadline (two cores shared with other work can starve the pages for a moment)

@@ -184,6 +184,20 @@ typedef struct {
     uint8_t scratch[SK_MAX_PACKET + SK_ADD_ROOM];
 } sk_stream;
 
+#define SK_ARRIVAL_RING 4096 /* media/transportcc.py RING */
+#define SK_ARRIVAL_MAX_PENDING 2000 /* media/transportcc.py MAX_PENDING */
+
+/* A publisher transport's arrival times by transport-wide sequence number (media/transportcc.py
+ * ArrivalRecorder: it builds the feedback from these on a timer). */
+typedef struct {
+    uint8_t ext_id; /* 0: transport-cc not negotiated, nothing recorded */
+    int64_t highest; /* newest extended number, -1 before any */
+    int64_t next;    /* first extended number not yet reported, -1 before any */
+    uint64_t received;
+    int64_t seqs[SK_ARRIVAL_RING];  /* extended number per slot, -1: empty */
+    int64_t times[SK_ARRIVAL_RING]; /* arrival time in us */
+} sk_arrivals;
+
 #define SK_DEMUX_MAX 32
 
 /* A publisher transport's SSRC → stream table, for the C receive path (media/producer.py
@@ -848,18 +862,65 @@ int sk_stream_receive(sk_stream *s, const uint8_t *pkt, int len, double now)
     return 1;
 }
 
+/* ------------------------------------------------------------------ transport-cc arrivals */
+
+void sk_arrivals_init(sk_arrivals *a)
+{
+    memset(a, 0, sizeof(*a));
+    a->highest = -1;
+    a->next = -1;
+    for (int i = 0; i < SK_ARRIVAL_RING; i++)
+        a->seqs[i] = -1;
+}
+
+/* Note the arrival of one plain RTP packet (media/transportcc.py ArrivalRecorder.record says how a
+ * duplicate and a late packet are treated). */
+void sk_arrivals_record(sk_arrivals *a, const uint8_t *plain, int len, double now)
+{
+    int off;
+    uint16_t seq;
+    int64_t ext, highest = a->highest;
+    int slot;
+    if (!a->ext_id)
+        return;
+    off = ext_find(plain, len, a->ext_id);
+    if (off < 0 || off + 2 > len)
+        return;
+    seq = (uint16_t)((plain[off] << 8) | plain[off + 1]);
+    if (highest < 0) {
+        ext = (int64_t)seq + 65536; /* room to unwrap backwards */
+        a->next = ext;
+    } else {
+        uint16_t d = (uint16_t)(seq - (uint16_t)highest);
+        ext = d < 0x8000 ? highest + d : highest + d - 0x10000;
+    }
+    slot = (int)(ext & (SK_ARRIVAL_RING - 1));
+    if (a->seqs[slot] == ext)
+        return; /* a duplicate */
+    if (ext > highest)
+        a->highest = ext;
+    else if (ext < a->next && highest - ext < SK_ARRIVAL_MAX_PENDING)
+        a->next = ext;
+    a->seqs[slot] = ext;
+    a->times[slot] = (int64_t)(now * 1e6);
+    a->received++;
+}
+
 /* ------------------------------------------------------------------ a publisher's socket */
 
-/* One SRTP packet from a publisher's selected address: unprotected into r->buf, then, if its SSRC
- * is one of ``d``'s streams and the packet is that stream's in-order case, received whole
- * (sk_stream_receive).  Returns 0 when done, the plain length when Python's path must take the
- * packet from r->buf, -1 when SRTP refused it (counted) or it has no RTP header. */
-int sk_receive_rtp(sk_reader *r, const sk_demux *d, const uint8_t *packet, int len, double now)
+/* One SRTP packet from a publisher's selected address: unprotected into r->buf, its arrival noted
+ * for transport-cc feedback, then, if its SSRC is one of ``d``'s streams and the packet is that
+ * stream's in-order case, received whole (sk_stream_receive).  Returns 0 when done, the plain
+ * length when Python's path must take the packet from r->buf (its arrival is noted already), -1
+ * when SRTP refused it (counted) or it has no RTP header. */
+int sk_receive_rtp(sk_reader *r, const sk_demux *d, sk_arrivals *a, const uint8_t *packet, int len, double now)
 {
     int n = sk_unprotect(r, packet, len, 0);
     uint32_t ssrc;
     if (n < 12)
         return -1;
+    if (a->ext_id)
+        sk_arrivals_record(a, r->buf, n, now);
     ssrc = ((uint32_t)r->buf[8] << 24) | ((uint32_t)r->buf[9] << 16) | ((uint32_t)r->buf[10] << 8) | r->buf[11];
     for (int i = 0; i < d->n; i++) {
         if (d->ssrc[i] == ssrc)

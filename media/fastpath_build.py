@@ -154,7 +154,20 @@ typedef struct {
     sk_stream *stream[SK_DEMUX_MAX];
 } sk_demux;
 
-int sk_receive_rtp(sk_reader *r, const sk_demux *d, const uint8_t *packet, int len, double now);
+#define SK_ARRIVAL_RING 4096
+
+typedef struct {
+    uint8_t ext_id;
+    int64_t highest;
+    int64_t next;
+    uint64_t received;
+    int64_t seqs[SK_ARRIVAL_RING];
+    int64_t times[SK_ARRIVAL_RING];
+} sk_arrivals;
+
+void sk_arrivals_init(sk_arrivals *a);
+void sk_arrivals_record(sk_arrivals *a, const uint8_t *plain, int len, double now);
+int sk_receive_rtp(sk_reader *r, const sk_demux *d, sk_arrivals *a, const uint8_t *packet, int len, double now);
 """
 
 ffibuilder = FFI()

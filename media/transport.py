@@ -298,7 +298,7 @@ class WebRtcTransport:
         monotonic = time.monotonic
         from_bytes = int.from_bytes
         recvfrom = burst_reader(protocol.transport)
-        arrivals = self.arrivals
+        arrivals_c = self.arrivals.c
 
         def handle(data: bytes, addr: tuple[Any, ...]) -> None:
             if len(data) < 12 or not 127 < data[0] < 192 or addr[1] != rport or addr[0] != rhost:
@@ -310,21 +310,16 @@ class WebRtcTransport:
                     handle_rtcp(unpack(plain_buf, n))
                 return
             now = monotonic()
-            if arrivals.ext_id:  # every packet's arrival is noted (transport-cc feedback to the publisher)
-                n = unprotect(reader_c, data, len(data), 0)
-            else:  # the in-order case of a known stream is received whole in C
-                n = receive_rtp(reader_c, demux, data, len(data), now)
-                if n == 0:
-                    return
-            if n < 12:  # refused by SRTP (counted by the reader), or no RTP header left
+            # unprotected, its arrival noted (transport-cc), and the in-order case of a known stream
+            # received whole, in C; the rest comes back in the reader's buffer
+            n = receive_rtp(reader_c, demux, arrivals_c, data, len(data), now)
+            if n < 12:  # done (0), refused by SRTP (counted by the reader), or no RTP header left
                 return
             plain = unpack(plain_buf, n)
             ssrc = from_bytes(plain[8:12], "big")
             stream = table.get(ssrc)
             if stream is None:
                 stream = discover(plain, ssrc)
-            if arrivals.ext_id:
-                arrivals.record(plain, now)
             stream.receive(plain, now)
 
         def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:

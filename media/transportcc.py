@@ -19,21 +19,23 @@ Wire format lives in ``media/twcc.py``; sending, timers and the estimator's poli
 
 from __future__ import annotations
 
-from array import array
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from media.rtp import find_extension
+from media._fastpath import ffi, lib
 from media.twcc import TransportFeedback, build_feedback
 
+_record = lib.sk_arrivals_record
+
 RING = 4096
-"""Arrival slots per publisher transport (~16 s at 250 packets/s); a power of two."""
+"""Arrival slots per publisher transport (~16 s at 250 packets/s); a power of two (``SK_ARRIVAL_RING``)."""
 FEEDBACK_INTERVAL_S = 0.05
 """How often a publisher gets feedback (libwebrtc sends every 50–250 ms, 50 ms from ~250 kbit/s up)."""
 MAX_STATUSES = 250
 """Sequence numbers per feedback packet (keeps a packet well under the MTU)."""
 MAX_PENDING = 2000
-"""A longer backlog (the publisher's numbers jumped, or a long silence) is skipped, not reported."""
+"""A longer backlog (the publisher's numbers jumped, or a long silence) is skipped, not reported
+(``SK_ARRIVAL_MAX_PENDING``)."""
 AUDIO_SHARE_BPS = 64_000
 """What the estimate reserves per audio consumer before video gets the rest."""
 
@@ -66,21 +68,45 @@ def split_estimate(target_bps: int, audio: int, video_needs: Sequence[int]) -> l
 class ArrivalRecorder:
     """Arrival times of a publisher's transport-wide sequence numbers, and the feedback about them."""
 
-    __slots__ = ("ext_id", "_times", "_seqs", "_highest", "_next", "fb_count", "received", "sent_feedback")
+    __slots__ = ("c", "_times", "_seqs", "fb_count", "sent_feedback")
 
     def __init__(self) -> None:
-        self.ext_id = 0
-        """The transport-cc id the publisher's packets carry (0: not negotiated, nothing recorded)."""
-        self._times = array("q", bytes(8 * RING))
+        self.c = ffi.new("sk_arrivals *")
+        """The ring, in C (``sk_arrivals``): a publisher's transport notes every packet's arrival there
+        in its receive path in C (``sk_receive_rtp``), without Python."""
+        lib.sk_arrivals_init(self.c)
+        self._times = self.c.times
         """Arrival time in µs per slot."""
-        self._seqs = array("q", [-1]) * RING
+        self._seqs = self.c.seqs
         """Extended (unwrapped) sequence number per slot, -1: empty."""
-        self._highest = -1
-        self._next = -1
-        """First extended number not yet reported (-1: nothing received yet)."""
         self.fb_count = 0
-        self.received = 0
         self.sent_feedback = 0
+
+    @property
+    def ext_id(self) -> int:
+        """The transport-cc id the publisher's packets carry (0: not negotiated, nothing recorded)."""
+        return int(self.c.ext_id)
+
+    @ext_id.setter
+    def ext_id(self, value: int) -> None:
+        self.c.ext_id = value
+
+    @property
+    def received(self) -> int:
+        return int(self.c.received)
+
+    @property
+    def _highest(self) -> int:
+        return int(self.c.highest)
+
+    @property
+    def _next(self) -> int:
+        """First extended number not yet reported (-1: nothing received yet)."""
+        return int(self.c.next)
+
+    @_next.setter
+    def _next(self, value: int) -> None:
+        self.c.next = value
 
     @property
     def active(self) -> bool:
@@ -94,31 +120,9 @@ class ArrivalRecorder:
         of a number already reported lost) moves the next feedback's start back to it, as
         libwebrtc's receiver does: the publisher learns it did arrive; numbers between it and
         the newest are listed again with the same times (a sender ignores what it already
-        matched)."""
-        try:
-            off = find_extension(plain, self.ext_id)
-        except ValueError:
-            return
-        if off < 0 or off + 2 > len(plain):
-            return
-        seq = (plain[off] << 8) | plain[off + 1]
-        highest = self._highest
-        if highest < 0:
-            ext = seq + (1 << 16)  # room to unwrap backwards
-            self._next = ext
-        else:
-            d = (seq - highest) & 0xFFFF
-            ext = highest + d if d < 0x8000 else highest + d - 0x10000
-        slot = ext & (RING - 1)
-        if self._seqs[slot] == ext:
-            return  # a duplicate
-        if ext > highest:
-            self._highest = ext
-        elif ext < self._next and highest - ext < MAX_PENDING:
-            self._next = ext
-        self._seqs[slot] = ext
-        self._times[slot] = int(now * 1e6)
-        self.received += 1
+        matched).  (In C: ``sk_arrivals_record``; a publisher's transport calls it from its own
+        receive path in C.)"""
+        _record(self.c, plain, len(plain), now)
 
     def feedback(self, sender_ssrc: int, media_ssrc: int, now: float) -> list[bytes]:
         """The feedback packets for every number from the last one reported to the newest received

@@ -102,23 +102,33 @@ def test_chromium_sends_and_receives_red_audio_through_the_sfu(app: Any, web_ser
 def test_red_keeps_chromium_audio_whole_when_a_fifth_of_the_teachers_packets_are_lost(
         app: Any, web_server: Any, open_page: Any, js_poll: Any, monkeypatch: Any) -> None:
     """20 % of the teacher's audio packets are dropped where they reach the SFU (a datagram filter in
-    front of the producer stream, Bernoulli, seeded): the receiving page conceals < 5 % of its samples,
-    because every packet it misses is carried by the next one (RED from the teacher's page)."""
-    from media.producer import ProducerStream
+    front of the publisher's transport, on the SSRC in the clear SRTP header; Bernoulli, seeded): the
+    receiving page conceals < 5 % of its samples, because every packet it misses is carried by the
+    next one (RED from the teacher's page)."""
+    from media.transport import WebRtcTransport
 
     rng = random.Random(2198)
     counts = {"audio": 0, "dropped": 0}
-    original = ProducerStream.receive
+    install = WebRtcTransport._install
 
-    def lossy(self: ProducerStream, plain: bytes, now: float) -> None:
-        if self.producer.kind == "audio" and self.producer.source == "microphone":
-            counts["audio"] += 1
-            if rng.random() < 0.2:
-                counts["dropped"] += 1
-                return
-        original(self, plain, now)
+    def lossy_install(self: WebRtcTransport, protocol: Any, remote: tuple[Any, ...]) -> None:
+        install(self, protocol, remote)
+        inner = protocol.datagram_received
 
-    monkeypatch.setattr(ProducerStream, "receive", lossy)
+        def lossy(data: bytes, addr: tuple[Any, ...]) -> None:
+            if len(data) >= 12 and 127 < data[0] < 192 and not 191 < data[1] < 224:
+                stream = self.ssrc_table.get(int.from_bytes(data[8:12], "big"))
+                producer = getattr(stream, "producer", None)
+                if producer is not None and producer.source == "microphone":
+                    counts["audio"] += 1
+                    if rng.random() < 0.2:
+                        counts["dropped"] += 1
+                        return
+            inner(data, addr)
+
+        protocol.datagram_received = lossy
+
+    monkeypatch.setattr(WebRtcTransport, "_install", lossy_install)
     started = start_lesson(web_server, open_page, js_poll, classrooms=1)
     teacher, recv, main = started["teacher"], started["a"], started["main"]
     wait_until(lambda: f"50 audio packets received: {audio(recv, 'subscriber', 'inbound-rtp')}",

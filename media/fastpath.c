@@ -910,7 +910,8 @@ void sk_arrivals_record(sk_arrivals *a, const uint8_t *plain, int len, double no
 
 /* One SRTP packet from a publisher's selected address: unprotected into r->buf, its arrival noted
  * for transport-cc feedback, then, if its SSRC is one of ``d``'s streams and the packet is that
- * stream's in-order case, received whole (sk_stream_receive).  Returns 0 when done, the plain
+ * stream's in-order case, received whole (sk_stream_receive); ``a`` may be 0 (a pipe between
+ * workers has no transport-cc).  Returns 0 when done, the plain
  * length when Python's path must take the packet from r->buf (its arrival is noted already), -1
  * when SRTP refused it (counted) or it has no RTP header. */
 int sk_receive_rtp(sk_reader *r, const sk_demux *d, sk_arrivals *a, const uint8_t *packet, int len, double now)
@@ -919,7 +920,7 @@ int sk_receive_rtp(sk_reader *r, const sk_demux *d, sk_arrivals *a, const uint8_
     uint32_t ssrc;
     if (n < 12)
         return -1;
-    if (a->ext_id)
+    if (a && a->ext_id)
         sk_arrivals_record(a, r->buf, n, now);
     ssrc = ((uint32_t)r->buf[8] << 24) | ((uint32_t)r->buf[9] << 16) | ((uint32_t)r->buf[10] << 8) | r->buf[11];
     for (int i = 0; i < d->n; i++) {

@@ -22,6 +22,7 @@ import pytest
 
 from server.core.config import Settings
 from tests.conftest import TEST_SECRET
+from tests.web.comeback import timelines, wait_all_back, watch
 from tests.web.test_lesson_pages import assert_video_flows, start_lesson
 
 WORKER_BACK_S = 3.0
@@ -35,30 +36,6 @@ def back_bound() -> float:
     test suite the load average reaches 10 and more), never beyond ``MAX_BACK_S``."""
     overload = os.getloadavg()[0] / (os.cpu_count() or 1)
     return min(MAX_BACK_S, WORKER_BACK_S * max(1.0, overload))
-
-WATCH_JS = """(keys) => {
-  // from now on, note the first moment frames of every video in `keys` decode on a new subscriber connection
-  const lc = window.sankeLesson;
-  const before = lc.subscriber;
-  window.__backAt = null;
-  const tick = async () => {
-    const pc = lc.subscriber;
-    if (pc && pc !== before) {
-      const stats = await pc.getStats();
-      const frames = {};
-      stats.forEach((s) => {
-        if (s.type !== 'inbound-rtp' || s.kind !== 'video') return;
-        const m = lc._mids.get(s.mid);
-        if (m) frames[m.participantId + '/' + m.source] = s.framesDecoded || 0;
-      });
-      if (keys.every((k) => (frames[k] || 0) > 0)) { window.__backAt = Date.now(); return; }
-    }
-    setTimeout(tick, 20);
-  };
-  tick();
-  return Date.now();
-}"""
-"""Each page watches itself (a test polling four pages one after the other would add its own delay)."""
 
 
 SHOWN_JS = """(() => {
@@ -99,45 +76,21 @@ def lesson(web_server: Any, open_page: Any, js_poll: Any) -> dict[str, Any]:
     return watched
 
 
-def _watch(watched: dict[str, Any]) -> dict[str, float]:
-    """Start each page's watch; per page, its clock minus ours (ms; the pages' clocks are set to ``NOW``)."""
-    offsets = {}
-    for name, (page, keys) in watched.items():
-        t0 = time.time()
-        page_now = page.evaluate(WATCH_JS, keys)
-        offsets[name] = page_now - (t0 + time.time()) / 2 * 1000
-    return offsets
-
-
-def _wait_all_back(watched: dict[str, Any], offsets: dict[str, float], since: float, timeout: float) -> dict[str, float]:
-    """Seconds from ``since`` (``time.time()``) until each page decoded frames again on a new connection."""
-    deadline = time.monotonic() + timeout
-    back: dict[str, float] = {}
-    while len(back) < len(watched):
-        for name, (page, _) in watched.items():
-            at = page.evaluate("window.__backAt") if name not in back else None
-            if at:
-                back[name] = round((at - offsets[name]) / 1000 - since, 2)
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no frames again within {timeout} s on {sorted(set(watched) - set(back))} "
-                                 f"(back: {back})")
-        time.sleep(0.1)
-    return back
-
-
 def test_a_killed_media_worker_is_replaced_and_every_page_decodes_again_within_3_s(
         web_server: Any, app: Any, lesson: dict[str, Any], js_poll: Any) -> None:
     pool = app.state.media
     [pid] = pool.pids()
     assert pid != os.getpid()
     seq_before = lesson["a"][0].evaluate("window.sankeLesson.lastSeq")
-    offsets = _watch(lesson)
+    offsets = watch(lesson)
 
     killed_at = time.time()
     os.kill(pid, signal.SIGKILL)
-    back = _wait_all_back(lesson, offsets, killed_at, timeout=MAX_BACK_S + 30)
+    back = wait_all_back(lesson, offsets, killed_at, timeout=MAX_BACK_S + 30)
     bound = back_bound()
-    print(f"frames again after a worker kill (s): {back} (bound {bound:.1f} s, load {os.getloadavg()[0]:.1f})")
+    for name, steps in timelines(lesson, offsets, killed_at).items():
+        print(f"\n  {name}: {steps}", end="")
+    print(f"\nframes again after a worker kill (s): {back} (bound {bound:.1f} s, load {os.getloadavg()[0]:.1f})")
     assert max(back.values()) <= bound, back
     assert pool.pids() and pool.pids() != [pid]
     for page, keys in lesson.values():  # and keeps decoding

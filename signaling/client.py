@@ -50,6 +50,10 @@ REJOIN_DELAYS_S = (0.05, 0.2, 0.2, 0.2, 0.2, 0.3, 0.3, 0.5, 0.5, 1.0, 1.0, 2.0, 
 """Waits between attempts to join again after the socket dropped (then the last, until ``close``): short
 at first, since a room whose node died is placed elsewhere within a lease (a few seconds)."""
 
+LAPSE_MARGIN_S = 0.05
+"""After a join-token answer's ``lease_lapses_in_ms`` (the owner named is overdue renewing its lease): a
+failed attempt is followed by the next this long after the lease lapsed, when the room is placed anew."""
+
 JoinAnswer = Callable[[], Awaitable[dict[str, Any]]]
 """Fetches a new join token: the join-token answer (``token``, ``ws_url``)."""
 
@@ -353,8 +357,11 @@ class LessonClient:
         assert self.rejoin is not None
         while not self.closing:
             attempts += 1
+            lapses_at: float | None = None
             try:
                 answer = await self.rejoin()
+                if isinstance(answer.get("lease_lapses_in_ms"), int):  # the owner named may be dead
+                    lapses_at = time.monotonic() + answer["lease_lapses_in_ms"] / 1000
                 self.token = str(answer["token"])
                 if answer.get("ws_url"):
                     self.url = str(answer["ws_url"])
@@ -366,7 +373,10 @@ class LessonClient:
                 log.info("rejoin %s: attempt %d failed: %s", self.participant_id, attempts, exc)
             except Exception as exc:  # noqa: BLE001 - the token source's own errors (HTTP)
                 log.info("rejoin %s: attempt %d failed: %r", self.participant_id, attempts, exc)
-            await asyncio.sleep(REJOIN_DELAYS_S[min(attempts - 1, len(REJOIN_DELAYS_S) - 1)])
+            if lapses_at is not None:  # its room is placed anew right after its lease lapsed: ask again then
+                await asyncio.sleep(max(0.0, lapses_at - time.monotonic()) + LAPSE_MARGIN_S)
+            else:
+                await asyncio.sleep(REJOIN_DELAYS_S[min(attempts - 1, len(REJOIN_DELAYS_S) - 1)])
         if reply is None:
             return
         self.rejoins.append({"dropped": dropped, "joined": time.monotonic(), "attempts": attempts,

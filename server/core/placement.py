@@ -17,7 +17,10 @@ With Redis (``SANKE_REDIS_URL``):
 - :meth:`Placement.place` answers the room's owner: the live owner if it has one, else a new one
   chosen, and its lease taken, in one Lua script — so two nodes placing the same lesson at the same
   moment agree, and sixty rooms placed in the same second are spread (each placement counts the
-  weight of the rooms placed just before it, before any load report shows them).
+  weight of the rooms placed just before it, before any load report shows them).  An owner whose
+  lease is overdue for renewal is still the owner (only Redis's expiry ends a lease), but the answer
+  says when the lease lapses (``Placed.lapses_in_ms``): the clients of a killed node ask again right
+  then, and not before.
 - The choice (:func:`headroom`, in the script): among the nodes accepting rooms (registered, not
   draining, healthy, below ``SANKE_NODE_MAX_ROOMS``), the one with the most free consumers —
   capacity (workers × ``SANKE_NODE_WORKER_CONSUMERS``) minus the larger of what its workers carry
@@ -65,6 +68,9 @@ CPU_IDLE = 0.05
 REDIS_TIMEOUT_S = 1.5
 LOST_AFTER = 0.75
 """A node whose last lease renewal that got through is this share of a lease old stops its rooms."""
+OVERDUE_LEFT = 0.5
+"""A lease with less than this share of its length left is overdue for renewal: renewed every third of a
+lease, it never falls below two thirds while its owner renews (half a renewal interval of slack)."""
 
 # KEYS[1] the room's lease.  ARGV: lesson, weight, lease ms, node-rooms prefix, live prefix, then per
 # registered node five values: id, capacity, used (measured), max rooms (-1: none), accepting (1/0).
@@ -147,6 +153,11 @@ class Placed:
     """Placed by this call (not an owner found)."""
     here: bool
     """The owner is this node."""
+    lapses_in_ms: int | None = None
+    """Another node's lease whose renewal is overdue (:meth:`Placement.overdue`; its node killed, frozen
+    or cut off): it lapses in this many ms unless renewed, and the next join after that places the room
+    anew.  A client that cannot reach the owner asks again then (not sooner: the answer would be the
+    same node)."""
 
     def ws_url(self, instance_id: int) -> str:
         """The owner's signaling WebSocket of the lesson."""
@@ -232,11 +243,15 @@ class Placement:
         nodes = {n.node_id: n for n in await self.registry.nodes()}
         key = ROOM_PREFIX + str(instance_id)
         try:
-            owner = await asyncio.wait_for(self.redis.get(key), REDIS_TIMEOUT_S)
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.get(key)
+                pipe.pttl(key)
+                owner, left_ms = await asyncio.wait_for(pipe.execute(), REDIS_TIMEOUT_S)
         except Exception as exc:  # noqa: BLE001 - redis-py raises its own and OS errors
             raise ConnectionError(f"Redis: {exc.__class__.__name__}") from exc
         if owner is not None and _text(owner) in nodes:
-            return self._placed(instance_id, nodes[_text(owner)], new=False)
+            return self._placed(instance_id, nodes[_text(owner)], new=False,
+                                lapses_in_ms=self.overdue(left_ms))
         w = weight if isinstance(weight, int) else await weight()
         args: list[Any] = [instance_id, max(1, int(w)), self.lease_ms, NODE_ROOMS_PREFIX, LIVE_PREFIX]
         for info in nodes.values():
@@ -264,11 +279,19 @@ class Placement:
         await self._record("placed", instance_id, info.node_id, int(w))
         return result
 
-    def _placed(self, instance_id: int, info: NodeInfo, *, new: bool) -> Placed:
+    def overdue(self, left_ms: Any) -> int | None:
+        """``left_ms`` (a lease's remaining time to live, Redis's ``PTTL``) when its renewal is overdue:
+        less than ``OVERDUE_LEFT`` of a lease is left, where an owner that renews on time never lets it
+        fall below two thirds; None otherwise (or no expiry: ``PTTL`` -1/-2)."""
+        if not isinstance(left_ms, int) or left_ms < 0 or left_ms >= OVERDUE_LEFT * self.lease_ms:
+            return None
+        return left_ms
+
+    def _placed(self, instance_id: int, info: NodeInfo, *, new: bool, lapses_in_ms: int | None = None) -> Placed:
         here = info.node_id == self.node_id
         if here:  # this node's again: a lease still to be given up from before is not
             self._dropped.discard(instance_id)
-        return Placed(info.node_id, info.url, new=new, here=here)
+        return Placed(info.node_id, info.url, new=new, here=here, lapses_in_ms=None if here else lapses_in_ms)
 
     async def _record(self, kind: str, instance_id: int, node_id: str, weight: int) -> None:
         if self.record is None:

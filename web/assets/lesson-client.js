@@ -58,7 +58,9 @@
  * 0.5, 0.5, 1, 2, 4, 8 s (then 10 s), with a new join token, resuming the session (flow 7: keep_media
  * when the peer connections are still up, else new ones and the tracks are published again).  The
  * token's answer names the node that owns the room now: after its node died (or closed the socket
- * with 4010, the room moved) the page joins there, afresh.
+ * with 4010, the room moved) the page joins there, afresh.  While the dead node's lease is overdue the
+ * answer says when it lapses (`lease_lapses_in_ms`), and a page that cannot reach that node asks again
+ * right then (LAPSE_MARGIN_MS after), instead of after the next step of the back-off.
  *
  * Media that comes back by itself: a peer connection that fails, or stays disconnected for
  * DISCONNECTED_GRACE_MS, is closed and made again (`media_restart` to the server: the publisher
@@ -73,6 +75,8 @@ export const PROTOCOL_VERSION = 1;
 // short at first: a room whose node died is placed on another node within a lease (3 s), and the
 // page should be back within 5 s; longer once it is clearly a network outage
 const BACKOFF_MS = [200, 300, 300, 500, 500, 1000, 2000, 4000, 8000, 10000];
+/** After a join-token answer's `lease_lapses_in_ms`: ask again this long after the lease lapsed. */
+const LAPSE_MARGIN_MS = 50;
 const STORE_PREFIX = "sanke.lesson.";
 const LINK_REPORT_MS = 4000;
 /** A peer connection `disconnected` this long (consent checks unanswered) is rebuilt; `failed` at once. */
@@ -193,6 +197,7 @@ export class LessonClient {
     this._pubChain = Promise.resolve();
     this._subChain = Promise.resolve();
     this._attempt = 0;
+    this._lapseAt = null;           // Date.now() when the lease of the node last named lapses (if overdue)
     this._timers = new Set();
     this._closing = false;
     this._lastHeard = 0;
@@ -277,6 +282,7 @@ export class LessonClient {
 
   async _open() {
     if (this._closing) return;
+    this._lapseAt = null;
     const reconnecting = this.sessionId !== null || this._attempt > 0;
     this._setState(reconnecting ? "reconnecting" : "connecting", { attempt: this._attempt });
     let tok;
@@ -292,6 +298,8 @@ export class LessonClient {
     }
     if (this._closing) return;
     this.role = tok.lesson_role;
+    // the owner's lease is overdue (its node died?): should its socket fail, ask again once it lapsed
+    this._lapseAt = typeof tok.lease_lapses_in_ms === "number" ? Date.now() + tok.lease_lapses_in_ms : null;
     if (tok.room_open === false) {
       this._setState("waiting", { reason: "room_not_open", opensAt: tok.room_opens_at, startsAt: tok.starts_at });
       // ask again shortly before the room opens (never more often than waitPollMs, at least every 15 s)
@@ -363,7 +371,11 @@ export class LessonClient {
 
   _retry(reason, message) {
     if (this._closing) return;
-    const delay = BACKOFF_MS[Math.min(this._attempt, BACKOFF_MS.length - 1)];
+    let delay = BACKOFF_MS[Math.min(this._attempt, BACKOFF_MS.length - 1)];
+    // the node the answer named is unreachable and its lease overdue: the room is placed anew right after
+    // the lease lapses (asking sooner gets the same node; asking later only waits longer)
+    if (this._lapseAt !== null) delay = Math.max(0, this._lapseAt - Date.now()) + LAPSE_MARGIN_MS;
+    this._lapseAt = null;
     this._attempt += 1;
     this._setState("reconnecting", { reason, message, attempt: this._attempt, retryInMs: delay });
     this._later(() => this._open(), delay);
@@ -542,6 +554,7 @@ export class LessonClient {
     this.room = msg.room;
     this.handQueue = msg.room.hands_raised || [];
     this._attempt = 0;
+    this._lapseAt = null;
     this._closeReason = null;
     // a fresh session: new peer connections; our tracks are published again, subscriptions re-sent
     const keepTracks = new Map(this.local);
@@ -561,6 +574,7 @@ export class LessonClient {
 
   _onResumed(msg) {
     this._attempt = 0;
+    this._lapseAt = null;
     this._closeReason = null;
     // fresh TURN credentials (they expire) for the connections made from now on
     if (msg.ice_servers && this.joined) {

@@ -202,6 +202,10 @@ class JoinTokenOut(BaseModel):
     server this answer came from (one node)."""
     node_id: str | None = None
     """That node's id (several nodes)."""
+    lease_lapses_in_ms: int | None = None
+    """Set when the owner's lease is overdue for renewal (its node killed, frozen or cut off): it lapses in
+    this many milliseconds unless renewed, and the room is placed anew at the next request after that.
+    A client that cannot reach ``ws_url`` asks again then, not sooner (until then the answer is the same)."""
 
 
 @router.post("/{instance_id}/join-token", response_model=JoinTokenOut)
@@ -217,7 +221,7 @@ def join_token(instance_id: int, request: Request, session: SessionDep, user: Cu
     if inst is None:
         raise ApiError(404, "not_found", f"课次 #{instance_id} 不存在")
     seat = seat_for(session, user, inst)
-    ws_url = node_id = None
+    ws_url = node_id = lapses_in_ms = None
     placement = getattr(request.app.state, "placement", None)
     if placement is not None and placement.clustered and lifecycle.room_is_open(inst):  # a closed room: no owner
         weight = lesson_weight(inst)
@@ -227,7 +231,7 @@ def join_token(instance_id: int, request: Request, session: SessionDep, user: Cu
             raise ApiError(503, "no_node", "暂无可接收课堂的服务节点，请稍后重试") from None
         except ConnectionError:
             raise ApiError(503, "cluster_unavailable", "集群协调服务暂不可用，请稍后重试") from None
-        ws_url, node_id = placed.ws_url(inst.id), placed.node_id
+        ws_url, node_id, lapses_in_ms = placed.ws_url(inst.id), placed.node_id, placed.lapses_in_ms
     expires = int(time.time()) + settings.join_token_seconds
     token = create_join_token(JoinClaims(user.id, inst.id, seat.lesson_role, seat.classroom_id, expires,
                                          user.token_version), settings.effective_secret_key())
@@ -235,7 +239,7 @@ def join_token(instance_id: int, request: Request, session: SessionDep, user: Cu
                         instance_id=inst.id, expires_at=expires, room_open=lifecycle.room_is_open(inst),
                         starts_at=inst.starts_at,
                         room_opens_at=inst.starts_at - timedelta(minutes=settings.room_open_lead_minutes),
-                        ws_url=ws_url, node_id=node_id)
+                        ws_url=ws_url, node_id=node_id, lease_lapses_in_ms=lapses_in_ms)
 
 
 @router.post("/{instance_id}/start", response_model=LessonOut)

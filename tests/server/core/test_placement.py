@@ -282,6 +282,48 @@ def test_a_room_whose_owner_is_gone_is_placed_again_on_the_next_join(redis_serve
     assert [x[2] for x in r["records"]] == ["node-c", r["second"].node_id, remaining]
 
 
+def test_an_owner_whose_renewal_is_overdue_stays_the_owner_and_the_answer_says_when_its_lease_lapses(
+        redis_server) -> None:
+    """A killed owner's clients cannot reach it, and until its lease lapses every answer names it: the
+    answer says when the lease lapses once a renewal is overdue (never while its owner renews), so they
+    ask again right then.  The lease itself ends only by Redis's expiry."""
+    async def body() -> dict[str, Any]:
+        async with cluster(redis_server, lease_s=1.2) as c:
+            for n in NODES:
+                await c.write(entry(n, consumers=0 if n == "node-b" else 250))
+            placed = await c.placement("node-a").place(7, 5)
+            owner = c.placement(placed.node_id)
+            renewing = []
+            async with owner:  # renews every 0.4 s: never overdue
+                for _ in range(12):
+                    renewing.append(await c.placement("node-c").place(7, 5))
+                    await asyncio.sleep(0.05)
+            # the owner stopped renewing (killed): once half the lease is left its renewal is overdue
+            left = await c.redis.pttl(ROOM_PREFIX + "7")
+            fresh = await c.placement("node-c").place(7, 5)
+            await asyncio.sleep(max(0.0, left / 1000 - 0.25))
+            asked = time.monotonic()
+            overdue = await c.placement("node-c").place(7, 5)
+            here = await c.placement(placed.node_id).place(7, 5)  # the owner itself is told nothing
+            while await c.redis.get(ROOM_PREFIX + "7") is not None:
+                await asyncio.sleep(0.005)
+            lapsed = time.monotonic() - asked
+            after = await c.placement("node-c").place(7, 5)
+            return {"placed": placed, "renewing": renewing, "left": left, "fresh": fresh, "overdue": overdue,
+                    "here": here, "lapsed": lapsed, "after": after}
+
+    r = run(body)
+    owner = r["placed"].node_id
+    assert all(p.node_id == owner and p.lapses_in_ms is None for p in r["renewing"]), r["renewing"]
+    assert r["left"] > 600 and r["fresh"].node_id == owner and r["fresh"].lapses_in_ms is None
+    overdue = r["overdue"]
+    assert overdue.node_id == owner and not overdue.new and overdue.lapses_in_ms is not None
+    assert 0 < overdue.lapses_in_ms < 600
+    assert abs(r["lapsed"] - overdue.lapses_in_ms / 1000) < 0.05, (r["lapsed"], overdue)
+    assert r["here"].here and r["here"].lapses_in_ms is None
+    assert r["after"].new and r["after"].node_id != owner and r["after"].lapses_in_ms is None
+
+
 def test_a_registered_node_whose_renewals_stopped_gets_no_room(redis_server) -> None:
     """A killed node's registry entry outlives its leases by up to a heartbeat or two; in that time it
     must not be chosen again, neither for the rooms it had nor for new ones."""

@@ -35,6 +35,7 @@ from media._fastpath import ffi, lib
 from media.bwe import Probe, VideoGate
 from media.probe import PADDING_BYTES, Pacer, padding_packet
 from media.redforward import RedDepth
+from media.producer import KEYFRAME_REQUEST_INTERVAL_S
 from media.retransmit import KEYFRAME_CHEAPER_S, NACK_KEYFRAME_INTERVAL_S, ResendLog, resend_interval
 from media.rewrite import SeqTsRewriter
 from media.rtp import (
@@ -259,9 +260,28 @@ class Consumer:
             stream.attach(self)
             self.keyframe_requests += 1
             stream.request_keyframe(now)  # one PLI within 300 ms serves every consumer that waits
+            if stream.last_pli != now:  # another consumer's, just before: its keyframe may have gone by already
+                self._keyframe_soon(stream, stream.last_pli + KEYFRAME_REQUEST_INTERVAL_S - now)
         else:
             self.rewriter.mark_discontinuity()
             stream.attach(self)
+
+    def _keyframe_soon(self, stream: ProducerStream, delay: float) -> None:
+        """Ask ``stream`` for a keyframe again after ``delay`` (when the publisher may be asked again) if this
+        consumer is still waiting for one: not only at the once-a-second retry of ``tick`` (after a failover
+        every subscriber attaches within a moment, and one that came just after the keyframe went by waited
+        a second or two more than the others)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # (no event loop: a test driving the consumer by hand; tick retries)
+            return
+
+        def again() -> None:
+            if self.stream is stream and self.waiting and not self.closed:
+                self.keyframe_requests += 1
+                stream.request_keyframe(time.monotonic())
+
+        loop.call_later(max(0.0, delay) + 0.001, again)
 
     def _detach(self) -> None:
         stream = self.stream

@@ -5,9 +5,11 @@ a weak link.  The transports are fakes around a real ``SrtpWriter`` that sends t
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import struct
+import time
 
 import pylibsrtp
 
@@ -142,6 +144,31 @@ def test_extension_ids_unknown_to_the_whole_connection_hide_mid() -> None:
     assert table is not None
     assert table[1] == 13 and table[3] == 3 and table[5] == 13  # 14 is taken elsewhere on the connection
     assert extension_table({URI_ABS_SEND_TIME: 3}, {URI_ABS_SEND_TIME: 3}) is None
+
+
+def test_a_subscriber_that_comes_just_after_a_keyframe_went_by_gets_one_of_its_own_within_300_ms() -> None:
+    """After a failover every subscriber attaches within a moment: the first one's PLI brings a keyframe, and
+    one attaching just after that keyframe went by must not wait for its once-a-second retry (``tick``)."""
+    async def body() -> tuple[list[int], list[int], bool, bool, float]:
+        producer, pub = make_producer()
+        first, second = make_consumer(), make_consumer()
+        stream = producer.streams[0]
+        first.bind(producer, time.monotonic())
+        stream.receive(rtp(501, 12000, 1000, KEY), time.monotonic())
+        second.bind(producer, time.monotonic())  # within 300 ms of the first PLI: the publisher is not asked now
+        at_bind = list(pub.plis)
+        bound = time.monotonic()
+        while len(pub.plis) < 2 and time.monotonic() - bound < 2.0:
+            await asyncio.sleep(0.005)
+        asked_after = time.monotonic() - bound
+        stream.receive(rtp(502, 15000, 1000, KEY), time.monotonic())
+        await asyncio.sleep(0.4)  # and once it has its keyframe, nobody asks again
+        return at_bind, list(pub.plis), first.waiting, second.waiting, asked_after
+
+    at_bind, plis, first_waiting, second_waiting, asked_after = asyncio.run(body())
+    assert at_bind == [1000]
+    assert plis == [1000, 1000] and asked_after <= 0.3 + 0.1, (plis, asked_after)
+    assert not first_waiting and not second_waiting
 
 
 def test_switching_the_source_waits_for_its_keyframe_and_keeps_numbering_continuous() -> None:

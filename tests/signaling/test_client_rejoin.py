@@ -7,6 +7,7 @@ was subscribed to — by user, since everyone's session is new — and decodes t
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from typing import Any
 
@@ -86,3 +87,49 @@ def test_a_room_moved_away_is_followed_and_every_picture_decodes_again(lesson: L
         assert recv.ws.close_code is None  # on its new socket
 
     lesson.play(scenario)
+
+
+def test_a_node_that_cannot_be_reached_is_asked_for_again_when_its_lease_lapses(lesson: Lesson, app: Any) -> None:
+    """After its node died, the answer still names that node until its lease lapses, and says when
+    (``lease_lapses_in_ms``): the client asks again right then, not at its next back-off step, which may be
+    much sooner (a wasted request) or later (a wasted second)."""
+    w = lesson.world
+    rooms = app.state.rooms
+    server_loop: list[asyncio.AbstractEventLoop] = []
+    rooms.on_change = lambda room: server_loop.append(asyncio.get_running_loop())  # (no Redis: only to find it)
+    dead = socket.socket()  # a port nobody listens on: the dead node
+    dead.bind(("127.0.0.1", 0))
+    dead_url = f"ws://127.0.0.1:{dead.getsockname()[1]}/api/v1/lessons/{lesson.lid}/ws"
+    asked: list[float] = []
+
+    async def answer() -> dict[str, Any]:
+        def fetch() -> dict[str, Any]:
+            r = lesson.http.post(f"/api/v1/lessons/{lesson.lid}/join-token", headers=lesson.auth(w.terminal_recv))
+            assert r.status_code == 200, r.text
+            return r.json()
+        reply = await asyncio.to_thread(fetch)
+        asked.append(time.monotonic())
+        if len(asked) == 2:  # the first after the drop: the dead node, its lease lapsing in 0.6 s
+            reply.update(ws_url=dead_url, lease_lapses_in_ms=600)
+        else:  # (one node: its answers name no socket; a cluster's name the owner's)
+            reply["ws_url"] = f"{lesson.base.replace('http://', 'ws://')}/api/v1/lessons/{lesson.lid}/ws"
+        return reply
+
+    async def scenario() -> None:
+        c = LessonClient(lesson.base, lesson.lid, (await answer())["token"], policy=POLICY, rejoin=answer)
+        lesson.clients.append(c)
+        await c.connect()
+        moved = time.monotonic()
+        server_loop[-1].call_soon_threadsafe(rooms.move_out, [lesson.lid])
+        while not c.rejoins:
+            assert time.monotonic() < moved + BACK_S, "no rejoin"
+            await asyncio.sleep(0.02)
+        [rejoin] = c.rejoins
+        assert rejoin["reply"] == "joined" and rejoin["attempts"] == 2
+        waited = asked[2] - asked[1]
+        assert 0.6 <= waited < 0.6 + 0.4, waited  # not REJOIN_DELAYS_S[0] (0.05 s)
+
+    try:
+        lesson.play(scenario)
+    finally:
+        dead.close()

@@ -52,6 +52,15 @@ _PROFILE = os.environ.get("SANKE_HYPOTHESIS_PROFILE") or ("ci" if os.environ.get
 if _PROFILE:
     settings_profiles.load_profile(_PROFILE)
 
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The browser tests last, in their order: Playwright's sync API keeps its event loop current in the
+    main thread for as long as the session's browser lives, and ``asyncio.run`` refuses to start under it
+    (``tests/web/test_failover_page.py tests/server/test_failover_nodes.py`` in one run failed so)."""
+    items.sort(key=lambda item: "browser" in getattr(item, "fixturenames", ()))
+
+
 _counter = itertools.count()
 TEST_SECRET = "sanke-test-secret-key-0123456789abcdef"
 

@@ -515,8 +515,9 @@ static inline int ext_block(const uint8_t *p, int len, int *start, int *end)
     return (p[pos] << 8) | p[pos + 1];
 }
 
-/* Offset of the data of element ``id``: -1 absent, -2 malformed (media/rtp.py find_extension). */
-static int ext_find(const uint8_t *p, int len, int id)
+/* Offset of the data of element ``id``: -1 absent, -2 malformed (media/rtp.py find_extension is
+ * this function). */
+int sk_ext_find(const uint8_t *p, int len, int id)
 {
     int pos, end, profile = ext_block(p, len, &pos, &end);
     if (profile < 0)
@@ -559,14 +560,18 @@ static int ext_find(const uint8_t *p, int len, int id)
     return -1;
 }
 
-/* Renumber every element id i to table[i] in place (media/rtp.py remap_extension_ids); -1 if the
- * packet must be dropped (malformed, or an id mapped to 0/15). */
-static int ext_remap(uint8_t *p, int len, const uint8_t *table)
+/* Renumber every element id i to table[i] in place (media/rtp.py remap_extension_ids is this
+ * function); ``tlen`` entries (16 at least for the one-byte profile; a two-byte packet keeps ids
+ * beyond the table).  -1 if the packet must be dropped (malformed, or an id mapped to 0, or to 15
+ * in the one-byte profile: the elements before it are renumbered already). */
+int sk_ext_remap(uint8_t *p, int len, const uint8_t *table, int tlen)
 {
     int pos, end, profile = ext_block(p, len, &pos, &end);
     if (profile < 0)
         return -1;
     if (profile == SK_ONE_BYTE) {
+        if (tlen < 16)
+            return -1;
         while (pos < end) {
             int b = p[pos], i = b >> 4, n;
             if (i == 0) {
@@ -592,7 +597,7 @@ static int ext_remap(uint8_t *p, int len, const uint8_t *table)
             }
             if (pos + 2 > end)
                 return -1;
-            if (i < 16) {
+            if (i < tlen) {
                 if (table[i] == 0)
                     return -1;
                 p[pos] = table[i];
@@ -794,14 +799,14 @@ int sk_stream_forward(sk_stream *s, int gi, const uint8_t *pkt, int len, uint16_
         return -1;
     g = &s->groups[gi];
     if (s->ast_id) {
-        ast = ext_find(pkt, len, s->ast_id);
+        ast = sk_ext_find(pkt, len, s->ast_id);
         if (ast == -2)
             ast = -1;
     }
     if (g->remap || ast >= 0 || g->twcc_id) {
         uint8_t *b = s->scratch;
         memcpy(b, pkt, (size_t)len);
-        if (g->remap && ext_remap(b, n, g->table) < 0)
+        if (g->remap && sk_ext_remap(b, n, g->table, 16) < 0)
             return -1;
         if (ast >= 0 && ast + 3 <= n) {
             uint32_t v = (uint32_t)(int64_t)(now * 262144.0) & 0xFFFFFF;
@@ -810,7 +815,7 @@ int sk_stream_forward(sk_stream *s, int gi, const uint8_t *pkt, int len, uint16_
             b[ast + 2] = (uint8_t)v;
         }
         if (g->twcc_id) {
-            twcc = ext_find(b, n, g->twcc_id);
+            twcc = sk_ext_find(b, n, g->twcc_id);
             if (twcc == -1)
                 twcc = ext_add2(b, &n, g->twcc_id);
             if (twcc < 0)
@@ -883,7 +888,7 @@ void sk_arrivals_record(sk_arrivals *a, const uint8_t *plain, int len, double no
     int slot;
     if (!a->ext_id)
         return;
-    off = ext_find(plain, len, a->ext_id);
+    off = sk_ext_find(plain, len, a->ext_id);
     if (off < 0 || off + 2 > len)
         return;
     seq = (uint16_t)((plain[off] << 8) | plain[off + 1]);

@@ -135,6 +135,8 @@ typedef struct {
     ...;
 } sk_stream;
 
+int sk_ext_find(const uint8_t *p, int len, int id);
+int sk_ext_remap(uint8_t *p, int len, const uint8_t *table, int tlen);
 void sk_rstats_update(sk_rstats *s, uint16_t seq, uint32_t ts, double now, int size);
 void sk_rstats_roll(sk_rstats *s, double now);
 void sk_cache_init(sk_cache *c, sk_cache_slot *slots, uint32_t nslots, uint8_t *arena, uint32_t arena_size,

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import struct
 
+from media._fastpath import ffi, lib
+
 ONE_BYTE_PROFILE = 0xBEDE
 """RFC 8285 one-byte header extension profile."""
 TWO_BYTE_PROFILE = 0x1000
@@ -41,6 +43,10 @@ RTP_HEADER_LENGTH = 12
 
 _SEQ_TS_SSRC = struct.Struct(">HII")
 _SEQ = struct.Struct(">H")
+
+_ext_find = lib.sk_ext_find
+_ext_remap = lib.sk_ext_remap
+_from_buffer = ffi.from_buffer
 
 _ABS_SEND_TIME_SCALE = 1 << 18
 """abs-send-time is 6.18 fixed point seconds: 2**18 units per second."""
@@ -141,40 +147,13 @@ def extension_offsets(pkt: bytes | bytearray | memoryview) -> dict[int, tuple[in
 
 
 def find_extension(pkt: bytes | bytearray | memoryview, ext_id: int) -> int:
-    """Offset of the data of element ``ext_id``, or -1 when absent (once per packet, no dict)."""
-    profile, pos, end = _ext_block(pkt)
-    if profile == ONE_BYTE_PROFILE:
-        while pos < end:
-            b = pkt[pos]
-            i = b >> 4
-            if i == 0:
-                pos += 1
-                continue
-            if i == 15:
-                return -1
-            pos += 1
-            length = (b & 0x0F) + 1
-            if pos + length > end:
-                raise ValueError("RTP one-byte header extension element is truncated")
-            if i == ext_id:
-                return pos
-            pos += length
-    elif profile & 0xFFF0 == TWO_BYTE_PROFILE:
-        while pos < end:
-            i = pkt[pos]
-            if i == 0:
-                pos += 1
-                continue
-            if pos + 2 > end:
-                raise ValueError("RTP two-byte header extension element is truncated")
-            length = pkt[pos + 1]
-            pos += 2
-            if pos + length > end:
-                raise ValueError("RTP two-byte header extension element is truncated")
-            if i == ext_id:
-                return pos
-            pos += length
-    return -1
+    """Offset of the data of element ``ext_id``, or -1 when absent (once per packet, no dict).
+
+    The C receive path's own function (``sk_ext_find`` in ``media/fastpath.c``)."""
+    off = _ext_find(_from_buffer(pkt), len(pkt), ext_id)
+    if off == -2:
+        raise ValueError("RTP header or header extension block is truncated or malformed")
+    return int(off)
 
 
 def remap_extension_ids(buf: bytearray, table: bytes) -> None:
@@ -182,52 +161,17 @@ def remap_extension_ids(buf: bytearray, table: bytes) -> None:
 
     A consumer whose negotiated extension ids differ from the producer's renumbers
     the forwarded packet instead of rebuilding it.  ``table`` has 16 entries for
-    the one-byte profile and 256 for the two-byte profile; a two-byte packet with
-    a 16-entry table keeps ids >= 16 unchanged.  The caller maps ids the consumer
-    doesn't know to an id it did not negotiate (receivers ignore those).
+    the one-byte profile; a two-byte packet keeps ids beyond the table unchanged.
+    The caller maps ids the consumer doesn't know to an id it did not negotiate
+    (receivers ignore those).
 
     A mapped id of 0 (padding) — or 15 (stop) in the one-byte profile — would corrupt
     the block and raises :class:`ValueError`; the elements before it are already
-    renumbered then, so the caller must drop the packet.
+    renumbered then, so the caller must drop the packet.  (The C receive path's own
+    function: ``sk_ext_remap`` in ``media/fastpath.c``.)
     """
-    profile, pos, end = _ext_block(buf)
-    if not profile:
-        return
-    tlen = len(table)
-    if profile == ONE_BYTE_PROFILE:
-        if tlen < 16:
-            raise ValueError("one-byte extension id table needs 16 entries")
-        while pos < end:
-            b = buf[pos]
-            i = b >> 4
-            if i == 0:
-                pos += 1
-                continue
-            if i == 15:
-                return
-            new = table[i]
-            if new == 0 or new >= 15:
-                raise ValueError("one-byte extension id must map into 1..14")
-            buf[pos] = (new << 4) | (b & 0x0F)
-            pos += 2 + (b & 0x0F)
-        if pos > end:
-            raise ValueError("RTP one-byte header extension element is truncated")
-    elif profile & 0xFFF0 == TWO_BYTE_PROFILE:
-        while pos < end:
-            i = buf[pos]
-            if i == 0:
-                pos += 1
-                continue
-            if pos + 2 > end:
-                raise ValueError("RTP two-byte header extension element is truncated")
-            if i < tlen:
-                new = table[i]
-                if new == 0:
-                    raise ValueError("two-byte extension id must not map to 0")
-                buf[pos] = new
-            pos += 2 + buf[pos + 1]
-        if pos > end:
-            raise ValueError("RTP two-byte header extension element is truncated")
+    if _ext_remap(_from_buffer(buf, require_writable=True), len(buf), _from_buffer(table), len(table)) < 0:
+        raise ValueError("RTP header extension block is malformed, or an id maps to 0 or 15")
 
 
 def write_abs_send_time(buf: bytearray, offset: int, now_s: float) -> None:

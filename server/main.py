@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
+from starlette.types import Receive, Scope, Send
 
 from server import apidocs
 from server.api import errors
@@ -26,6 +27,7 @@ from server.api.int_bounds import refuse_oversized_integers
 from server.api.main import api_router
 from signaling import handover
 from signaling.endpoint import attach as attach_rooms
+from signaling.endpoint import lesson_socket_id, serve_lesson_socket
 from signaling.endpoint import router as signaling_router
 from scheduler import placement_models
 from server.core.bus import make_bus
@@ -73,6 +75,22 @@ async def _cluster_media(stack: AsyncExitStack, settings: Settings, media: Worke
 def _operation_id(route: APIRoute) -> str:
     tag = route.tags[0] if route.tags else "root"
     return f"{tag}-{route.name}"
+
+
+class SanKe(FastAPI):
+    """The app: FastAPI, with the lesson WebSocket served before the middleware stack
+    (``signaling.endpoint.lesson_socket_id``), so that thousands of open sockets do not each keep the
+    stack's layers alive.  Everything else goes through the stack."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        instance_id = lesson_socket_id(scope)
+        if instance_id is None:
+            await super().__call__(scope, receive, send)
+            return
+        if self.root_path:
+            scope["root_path"] = self.root_path
+        scope["app"] = self
+        await serve_lesson_socket(scope, receive, send, instance_id)
 
 
 def create_app(settings: Settings | None = None, *, migrate: bool = True, run_lifecycle: bool = True,
@@ -150,7 +168,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
                 stack.callback(gcpolicy.reset)
             yield
 
-    app = FastAPI(
+    app = SanKe(
         title="SanKe 三课",
         version="0.1.0",
         description="三个课堂：专递课堂、名师课堂、名校网络课堂 — 排课、课堂、巡课与记录",

@@ -11,6 +11,10 @@ Wiring (done by the app, not here)::
     attach(app)                             # app.state.rooms, subscribed to the "lesson" bus topic
     app.state.media_factory = make_media    # optional, before or after attach: Callable[[int], RoomMedia]
 
+and, in the app's ``__call__`` (``server.main.SanKe``), a socket whose ``lesson_socket_id`` is not None goes
+to ``serve_lesson_socket`` before the middleware stack: the same handler (``lesson_ws``), without the
+stack's layers living as long as the socket.
+
 Per connection: a reader task (frames → ``Room.handle``) and a writer task (the frames
 that could not be written at once, when the socket's buffer was full, and the close;
 ``Connection``); when either ends the other is cancelled.  Before
@@ -43,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +55,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, WebSocket
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocketState
 
 from media.ice import browser_ice_servers
@@ -212,6 +218,13 @@ class Connection:
         self.closed = asyncio.Event()
         self._writing = False
         """The writer is writing a frame it took off the queue (nothing may overtake it)."""
+        self._deadline = 0.0
+        """When the frame ``receive`` waits for is due (``loop.time()``)."""
+        self._alarm: asyncio.TimerHandle | None = None
+        self._alarm_at = 0.0
+        self._waiting: asyncio.Task[Any] | None = None
+        """The task inside ``receive``, while it waits for a frame."""
+        self._rang = False
 
     def deliver(self, msg: Any) -> None:
         """Send ``msg``; one without ``seq`` (an error before ``joined``) is numbered by the socket."""
@@ -289,17 +302,54 @@ class Connection:
     async def receive(self, timeout: float) -> str | bytes | None:
         """The next frame, or None when the client disconnected; ``TimeoutError`` after ``timeout`` s.
 
-        ``asyncio.timeout``, not ``wait_for``: on Python 3.11 ``wait_for`` wraps the wait in a task of its
-        own, with a future and a callback, for every frame; a socket waits seconds for its next frame, long
-        enough for those objects to reach the collector's oldest generation, and thousands of sockets' worth
-        of them made a full collection (a pause of the whole loop) come every few seconds."""
-        async with asyncio.timeout(timeout):
+        The deadline is a number that each call moves; one timer per socket (``_ring``) looks at it when it
+        is due and is set again only then, for what is left: a frame costs no timer.  A socket gets a frame
+        every few seconds (its pings) and waits for the next one seconds long, so a timer (or a task, a
+        future and a callback, with ``wait_for``) made for each frame lives long enough to reach the
+        garbage collector's old generation; thousands of sockets' worth of them made its collections (pauses
+        of the whole loop) longer and more frequent.  Rung while the socket's task waits here, the timer
+        cancels the wait, as ``asyncio.timeout`` would; not while it does anything else."""
+        loop = asyncio.get_running_loop()
+        self._deadline = deadline = loop.time() + timeout
+        if self._alarm is None or self._alarm_at > deadline:
+            if self._alarm is not None:
+                self._alarm.cancel()
+            self._alarm_at = deadline
+            self._alarm = loop.call_at(deadline, self._ring)
+        task = self._waiting = asyncio.current_task()
+        cancelling = task.cancelling() if task is not None else 0
+        try:
             message = await self.ws.receive()
+        except asyncio.CancelledError:
+            if self._rang and task is not None:
+                self._rang = False
+                if task.uncancel() <= cancelling:  # cancelled by the deadline only
+                    raise TimeoutError from None
+            raise
+        finally:
+            self._waiting = None
         if message["type"] == "websocket.disconnect":
             return None
         if message.get("text") is not None:
             return message["text"]
         return message.get("bytes") or b""
+
+    def _ring(self) -> None:
+        """The timer is due: set again for the deadline if a frame moved it, else end the wait."""
+        self._alarm = None
+        loop = asyncio.get_running_loop()
+        if self._deadline > loop.time() + 0.001:  # a frame came meanwhile: what is left of the new deadline
+            self._alarm_at = self._deadline
+            self._alarm = loop.call_at(self._deadline, self._ring)
+        elif self._waiting is not None and not self._rang:
+            self._rang = True
+            self._waiting.cancel()
+
+    def stop_timer(self) -> None:
+        """The socket is done: its timer goes."""
+        if self._alarm is not None:
+            self._alarm.cancel()
+            self._alarm = None
 
 
 def _open_instance(s: Any, instance_id: int) -> LessonInstance:
@@ -551,6 +601,34 @@ async def _read(ws: WebSocket, conn: Connection, instance_id: int, state: dict[s
             return
 
 
+LESSON_SOCKET_PATH = re.compile(r"/api/v1/lessons/([0-9]+)/ws")
+"""The lesson WebSocket's path with a lesson id of digits: what ``lesson_socket_id`` takes."""
+
+
+def lesson_socket_id(scope: Scope) -> int | None:
+    """The lesson of a WebSocket to ``/api/v1/lessons/{id}/ws`` whose id is digits, else None.
+
+    The app (``server.main.SanKe``) serves such a socket by ``serve_lesson_socket`` before its middleware
+    stack: the stack's layers (error and exception middleware, routing, the dependency solver's exit
+    stacks: about 20 coroutines, closures and stacks) would otherwise live, waiting, as long as the socket,
+    thousands of sockets' worth of objects for the garbage collector to scan, and wrap every frame sent.
+    None of them does anything for this socket; every check of its own is in ``lesson_ws``.  Any other
+    path (an id that is not a number: FastAPI's validation refuses it) goes through the stack to ``router``."""
+    if scope["type"] != "websocket":
+        return None
+    path, root = scope["path"], scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root):]
+    match = LESSON_SOCKET_PATH.fullmatch(path)
+    return int(match[1]) if match is not None else None
+
+
+async def serve_lesson_socket(scope: Scope, receive: Receive, send: Send, instance_id: int) -> None:
+    """The lesson WebSocket as a bare ASGI app (``lesson_socket_id``); ``scope["app"]`` is the app."""
+    scope["path_params"] = {"instance_id": instance_id}
+    await lesson_ws(WebSocket(scope, receive=receive, send=send), instance_id)
+
+
 @router.websocket("/api/v1/lessons/{instance_id}/ws")
 async def lesson_ws(websocket: WebSocket, instance_id: int) -> None:
     address = websocket.client.host if websocket.client is not None else None
@@ -590,6 +668,7 @@ async def _serve(websocket: WebSocket, instance_id: int, slot: Slot) -> None:
     finally:
         for task in (reader, writer):  # also when this handler itself is cancelled (shutdown)
             task.cancel()
+        conn.stop_timer()
         room: Room | None = state.get("room")
         participant: Participant | None = state.get("participant")
         if room is not None and participant is not None:

@@ -12,6 +12,10 @@ def test_arguments() -> None:
     assert args.n == [40, 80] and args.workers == [1, 2, 4] and args.seconds == 5.0
     with pytest.raises(SystemExit):
         bigroom.parse_args(["--n", "200"])  # more subscribers than the benchmark has tokens for
+    assert bigroom.parse_args([]).rounds == 1
+    assert bigroom.parse_args(["--rounds", "3"]).rounds == 3
+    with pytest.raises(SystemExit):
+        bigroom.parse_args(["--rounds", "0"])
 
 
 def test_the_forwarded_packets_per_worker_are_read_from_the_metrics_text() -> None:

@@ -23,10 +23,21 @@
  * only those 2 bytes are patched here), and the writer remembers (sequence number, send time,
  * size) in a fixed ring that the control side reads when the subscriber's feedback arrives.
  *
- * The receiving side: sk_reader unprotects an incoming SRTP/SRTCP packet into its own buffer (one
- * call; media/srtp.py SrtpReader).  In a small lesson a worker wakes a few hundred times a second
- * for one or two packets, and then every line of Python runs with cold caches: pylibsrtp's
- * wrapper around srtp_unprotect cost ~55 us a packet there, against a few us in a hot loop.
+ * The receiving side: sk_reader unprotects an incoming SRTP/SRTCP packet into its own buffer
+ * (media/srtp.py SrtpReader).  In a small lesson a worker wakes a few hundred times a second for
+ * one or two packets, and then every line of Python runs with cold caches (pylibsrtp's wrapper
+ * around srtp_unprotect alone cost ~55 us a packet there, against a few us in a hot loop), so the
+ * common case of a publisher's packet is received whole here, in one call (sk_receive_rtp):
+ *   sk_demux     a publisher transport's SSRC -> stream table (media/producer.py SsrcTable);
+ *   sk_arrivals  its transport-cc arrival ring (media/transportcc.py ArrivalRecorder);
+ *   sk_stream    one producer stream: its receive statistics (sk_rstats, media/rtpstats.py
+ *                ReceiveStats), the NACK generator's newest number (media/nack_generator.py), its
+ *                NACK cache (sk_cache, media/cache.py PacketCache) and its groups of consumers
+ *                (sk_group: extension-id table, transport-cc id, sinks).
+ * sk_stream_receive takes a packet only when it is the stream's in-order case and nothing needs
+ * Python (media/producer.py says when); otherwise it changes nothing and Python's path runs on
+ * the same state.  The header-extension parsing here (sk_ext_find, sk_ext_remap) is also what
+ * media/rtp.py calls.
  *
  * libsrtp is linked into pylibsrtp's extension, whose symbols are private to it, so its
  * srtp_protect/srtp_protect_rtcp/srtp_unprotect/srtp_unprotect_rtcp are handed over once as

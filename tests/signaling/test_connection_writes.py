@@ -15,6 +15,7 @@ from starlette.websockets import WebSocketState
 from signaling.endpoint import MAX_OUTBOX, Connection
 from signaling.messages import Pong
 from signaling.room import CLOSE_TIMEOUT
+from tests.utils.loops import LOOPS, run_on
 
 
 class _Socket:
@@ -43,18 +44,8 @@ class _Socket:
         return [json.loads(f)["seq"] for f in self.frames]
 
 
-def _run(scenario: Any, loop: str) -> None:
-    """On asyncio's loop and on uvloop's (the server's)."""
-    if loop == "uvloop":
-        import uvloop
-
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(scenario())
-    else:
-        asyncio.run(scenario())
 
 
-LOOPS = pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 
 
 def _pong(n: int) -> Pong:
@@ -89,7 +80,7 @@ def test_a_frame_is_written_at_once_and_the_ones_that_waited_go_first_in_order(l
         await asyncio.wait_for(writer, 5)
         assert ws.closed_with == 1000 and conn.closed.is_set()
 
-    _run(scenario, loop)
+    run_on(loop, scenario)
 
 
 @LOOPS
@@ -107,7 +98,7 @@ def test_a_client_that_does_not_read_is_closed_after_what_was_queued(loop: str) 
         assert ws.closed_with == CLOSE_TIMEOUT
         assert ws.seqs() == list(range(1, len(ws.frames) + 1)) and len(ws.frames) >= MAX_OUTBOX
 
-    _run(scenario, loop)
+    run_on(loop, scenario)
 
 
 @LOOPS
@@ -124,7 +115,7 @@ def test_a_socket_that_fails_ends_the_connection_and_takes_nothing_more(loop: st
             await asyncio.wait_for(writer, 5)
         assert ws.frames == [] and conn.closed.is_set()
 
-    _run(scenario, loop)
+    run_on(loop, scenario)
 
 
 @LOOPS
@@ -141,4 +132,4 @@ def test_a_write_that_waits_is_cancelled_cleanly_with_its_writer(loop: str) -> N
             await writer
         assert ws.frames == [] and conn.closed.is_set()
 
-    _run(scenario, loop)
+    run_on(loop, scenario)

@@ -14,8 +14,8 @@ import pytest
 from starlette.websockets import WebSocketState
 
 from signaling.endpoint import Connection
+from tests.utils.loops import LOOPS, run_on
 
-LOOPS = pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 
 
 class _Socket:
@@ -32,15 +32,6 @@ class _Socket:
         self.inbox.put_nowait({"type": "websocket.receive", "text": text})
 
 
-def _run(scenario: Any, loop: str) -> None:
-    """On asyncio's loop and on uvloop's (the server's)."""
-    if loop == "uvloop":
-        import uvloop
-
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(scenario())
-    else:
-        asyncio.run(scenario())
 
 
 class _CountedTimers:
@@ -78,7 +69,7 @@ def test_frames_within_the_deadline_set_no_timer_each(loop: str) -> None:
         assert timers.n == 1, timers.n  # the first deadline's; the frames only moved it
         conn.stop_timer()
 
-    _run(scenario, loop)
+    run_on(loop, scenario)
 
 
 @LOOPS
@@ -105,7 +96,7 @@ def test_silence_past_the_deadline_is_a_timeout_even_after_frames_moved_it(loop:
         assert time.monotonic() - started < 0.25
         conn.stop_timer()
 
-    _run(scenario, loop)
+    run_on(loop, scenario)
 
 
 @LOOPS
@@ -130,4 +121,4 @@ def test_a_cancellation_from_outside_stays_a_cancellation(loop: str) -> None:
         assert await conn2.receive(0.3) == "b"
         conn2.stop_timer()
 
-    _run(scenario, loop)
+    run_on(loop, scenario)

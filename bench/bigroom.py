@@ -70,6 +70,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--sub-procs", type=int, default=2, help="subscriber processes")
     p.add_argument("--join-timeout", type=float, default=60.0)
     p.add_argument("--rounds", type=int, default=1, help="the worker counts this many times, interleaved")
+    p.add_argument("--split-cores", action="store_true",
+                   help="the SFU (server and workers) on the last core, the publisher and subscribers on the others")
     args = p.parse_args(argv)
     args.n = [int(x) for x in args.n.split(",") if x.strip()]
     args.workers = [int(x) for x in args.workers.split(",") if x.strip()]
@@ -89,6 +91,14 @@ async def amain(args: argparse.Namespace) -> int:
           f"{clip.audio_bitrate() / 1e3:.0f} kbps; window {args.seconds:.0f} s after {args.warmup:.0f} s warm-up; "
           f"{os.cpu_count()} cores", flush=True)
     fanout.TARGETS["bigroom"] = "bench.bigroom:BigRoomTarget"
+    if args.split_cores:
+        cores = sorted(os.sched_getaffinity(0))
+        if len(cores) < 2:
+            print("--split-cores needs two cores", file=sys.stderr)
+            return 2
+        _module().BigRoomTarget.sfu_cores = {cores[-1]}
+        os.sched_setaffinity(0, set(cores[:-1]))  # the publisher here and the subscriber processes spawned later
+        print(f"SFU on core {cores[-1]}, publisher and subscribers on {cores[:-1]}", flush=True)
     results: list[tuple[int, int, Any, dict[int, float]]] = []
     for n in args.n:
         for k in args.workers * args.rounds:

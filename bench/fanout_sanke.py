@@ -109,13 +109,16 @@ def serve(data_dir: Path, port: int) -> None:
     serve_app(app, host="127.0.0.1", port=port, log_level="warning")
 
 
-async def start_server(data_dir: Path, workers: str = "1") -> tuple[asyncio.subprocess.Process, str]:
+async def start_server(data_dir: Path, workers: str = "1",
+                       cores: set[int] | None = None) -> tuple[asyncio.subprocess.Process, str]:
     """``serve(data_dir, port)`` in a process of its own with ``workers`` media workers, once its
-    ``/healthz`` answers: the process and the server's base URL."""
+    ``/healthz`` answers: the process and the server's base URL.  ``cores``: the CPU cores the
+    server and its workers may run on (default: the caller's)."""
     port = _free_port()
     env = {**os.environ, "SANKE_MEDIA_WORKERS": workers}
+    pin = (lambda: os.sched_setaffinity(0, cores)) if cores else None
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.fanout_sanke", "--serve", str(data_dir), str(port), env=env)
+        sys.executable, "-m", "bench.fanout_sanke", "--serve", str(data_dir), str(port), env=env, preexec_fn=pin)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
@@ -130,6 +133,8 @@ async def start_server(data_dir: Path, workers: str = "1") -> tuple[asyncio.subp
 
 class SankeTarget:
     name = "sanke"
+    sfu_cores: set[int] | None = None
+    """The CPU cores the server and its workers run on (None: wherever the bench runs)."""
 
     def __init__(self) -> None:
         self._dir: str | None = None
@@ -144,7 +149,7 @@ class SankeTarget:
         self._dir = tempfile.mkdtemp(prefix="sanke-fanout-")
         self._info = await asyncio.to_thread(prepare, Path(self._dir), MAX_SUBSCRIBERS)
         workers = os.environ.get(WORKERS_ENV) or "1"
-        self._proc, self._base = await start_server(Path(self._dir), workers)
+        self._proc, self._base = await start_server(Path(self._dir), workers, self.sfu_cores)
 
     async def publish(self, pc: Any) -> None:
         from bench import fanout_common as common

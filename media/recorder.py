@@ -36,9 +36,16 @@ deque.  Everything else runs on the recorder's own thread:
    first frame), so files cut by ``kill -9`` can be finalized and placed on the
    recording's time axis on the next start (``media.salvage``).
 
+6. **The live stream is the same pipeline.** A recording started with ``hls``
+   (a 名校网络课堂) also hands every frame of the H.264 camera and screen and of
+   the Opus microphone to ``media.hls.HlsEgress`` in ``hls/`` of the folder: the
+   LL-HLS stream while the lesson is live, kept with the recording when it ends.
+   A VP8 camera or screen gets no stream: the reason is in the summary's
+   ``hls.refused`` and in the ``hls_refused`` event (``on_event``).
+
 ``stop()`` ends every file and answers the summary the signaling side stores
 (``files``: source, name, codec, start_s, duration_s, size, frames, width,
-height; ``duration_s``; ``size``).
+height; ``duration_s``; ``size``; with ``hls``: ``hls`` = ``HlsEgress.finish()``).
 """
 
 from __future__ import annotations
@@ -57,6 +64,7 @@ from typing import TYPE_CHECKING, Any
 import av
 
 from media.codecs import is_keyframe
+from media.hls import AudioTrack, HlsEgress, VideoTrack, h264_size
 from media.depacketize import (
     depacketize,
     h264_parameter_sets,
@@ -180,7 +188,7 @@ class TrackWriter:
     """One producer's stream → one file.  ``feed`` runs on the forwarding path; the rest on the recorder's thread."""
 
     def __init__(self, producer: Producer, stream: ProducerStream, path: Path, *,
-                 ask_keyframe: Callable[[], None]) -> None:
+                 ask_keyframe: Callable[[], None], hls: HlsEgress | None = None) -> None:
         self.producer_id = producer.producer_id
         self.source = producer.source
         self.kind = producer.kind
@@ -206,6 +214,11 @@ class TrackWriter:
         self.frames = 0
         self.width = 0
         self.height = 0
+        self.hls = hls
+        """The lesson's stream, when this track is in it."""
+        self._hls_track: VideoTrack | AudioTrack | None = None
+        self._wall_anchor: tuple[int, float] | None = None
+        self.hls_error: str | None = None
 
     # -------------------------------------------------------------- forwarding path
 
@@ -281,6 +294,36 @@ class TrackWriter:
             packet.is_keyframe = True
         self._container.mux(packet)
         self.frames += 1
+        if self.hls is not None:
+            self._stream_frame(data, ext, key, now)
+
+    def _stream_frame(self, data: bytes, ext: int, key: bool, now: float) -> None:
+        """The frame to the live stream; a failure there ends the stream of this track, never its file."""
+        assert self.hls is not None
+        if self._wall_anchor is None:
+            self._wall_anchor = (ext, now)
+        try:
+            if self._hls_track is None:
+                self._hls_track = self.hls.track(self.source, self.mime, self._wall_of)
+            if self._hls_track.frame(data, ext, key, now):
+                self.ask_keyframe(now)
+        except Exception as exc:
+            log.exception("recorder: the stream of %s failed", self.producer_id)
+            self.hls_error = f"{type(exc).__name__}: {exc}"[:200]
+            self.hls = None
+
+    def _wall_of(self, ext: int, now: float) -> float:
+        """Wall-clock capture time of RTP time ``ext``: from the publisher's last sender report (its RTP time
+        and arrival), else from the arrival of this writer's first frame (its anchor)."""
+        assert self.hls is not None
+        stream = self.stream
+        sr_arrival, sr_rtp = stream.sr_arrival, stream.sr_rtp
+        if sr_arrival:
+            delta = ((ext - sr_rtp + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+            return sr_arrival + self.hls.wall_offset + delta / self.clock_rate
+        assert self._wall_anchor is not None
+        ts0, t0 = self._wall_anchor
+        return t0 + self.hls.wall_offset + (ext - ts0) / self.clock_rate
 
     def _open(self, first: bytes, now: float) -> None:
         fmt, _ = CONTAINERS[self.mime]
@@ -318,15 +361,16 @@ class TrackWriter:
             if size is None:
                 raise ValueError("VP8 keyframe without a frame header")
             return size
-        decoder = av.CodecContext.create("h264", "r")  # one frame, to read the picture size
-        pictures = list(decoder.decode(av.Packet(frame))) + list(decoder.decode(None))
-        if not pictures:
-            raise ValueError("H.264 keyframe does not decode")
-        return pictures[0].width, pictures[0].height
+        return h264_size(frame)
 
     def finish(self) -> dict[str, Any] | None:
         """Close the file; its summary, or None when nothing was written."""
         self.drain()
+        if self._hls_track is not None:
+            try:
+                self._hls_track.end()
+            except Exception:
+                log.exception("recorder: ending the stream of %s failed", self.producer_id)
         container, self._container = self._container, None
         if container is None:
             return None
@@ -341,13 +385,14 @@ class TrackWriter:
             "name": self.path.name, "first_arrival": self.first_arrival, "duration_s": round(duration, 3),
             "size": self.path.stat().st_size if self.path.exists() else 0, "frames": self.frames,
             "width": self.width, "height": self.height, "error": self.failed,
-        }
+        } | ({"hls_error": self.hls_error} if self.hls_error else {})
 
 
 class RoomRecorder:
     """The recording of one router's chosen producers into ``directory``."""
 
-    def __init__(self, router_id: str, directory: Path, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, router_id: str, directory: Path, loop: asyncio.AbstractEventLoop, *, hls: bool = False,
+                 on_event: Callable[[str, dict[str, Any]], None] | None = None) -> None:
         self.router_id = router_id
         self.directory = directory
         self.loop = loop
@@ -362,7 +407,11 @@ class RoomRecorder:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"recorder-{router_id}", daemon=True)
         self.stopped = False
+        self._hls_summary: dict[str, Any] = {}
         directory.mkdir(parents=True, exist_ok=True)
+        self.hls = HlsEgress(directory / "hls") if hls else None
+        """The lesson's LL-HLS stream (``media.hls``), fed by the writers."""
+        self.on_event = on_event
         self._thread.start()
 
     # -------------------------------------------------------------- event loop side
@@ -390,7 +439,11 @@ class RoomRecorder:
             if not path.exists():
                 break
         self._segments[producer.source] = n
-        writer = TrackWriter(producer, stream, path,
+        hls = self.hls if self.hls is not None and self.hls.accepts(producer.source, mime) else None
+        if self.hls is not None and producer.source in self.hls.refused and self.on_event is not None:
+            self.on_event("hls_refused", {"source": producer.source, "codec": mime.split("/")[1],
+                                          "reason": self.hls.refused[producer.source]})
+        writer = TrackWriter(producer, stream, path, hls=hls,
                              ask_keyframe=lambda s=stream: self._ask_keyframe(s))
         with self._lock:
             self.writers[producer.producer_id] = writer
@@ -433,6 +486,12 @@ class RoomRecorder:
                 self.writers.clear()
             self._stop.set()
             await asyncio.to_thread(self._thread.join)
+            if self.hls is not None:
+                try:
+                    self._hls_summary = await asyncio.to_thread(self.hls.finish)
+                except Exception as exc:
+                    log.exception("recorder %s: ending the stream failed", self.router_id)
+                    self._hls_summary = {"error": f"{type(exc).__name__}: {exc}"[:200]}
         return self.summary()
 
     def summary(self) -> dict[str, Any]:
@@ -445,7 +504,7 @@ class RoomRecorder:
             "directory": str(self.directory), "started_at": self.started_at, "files": files,
             "duration_s": round(max((f["start_s"] + f["duration_s"] for f in files), default=0.0), 3),
             "size": sum(f["size"] for f in files),
-        }
+        } | ({"hls": self._hls_summary} if self.hls is not None else {})
 
     # -------------------------------------------------------------- recorder thread
 

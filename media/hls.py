@@ -1,0 +1,393 @@
+"""LL-HLS egress of a lesson: the recorder's frames → CMAF renditions (fMP4 parts and segments) and playlists.
+
+``HlsEgress`` owns a lesson's ``hls/`` folder (inside its recording folder, see
+docs/architecture.md) and writes, as frames arrive:
+
+- a ``Rendition`` per track (``camera``, ``screen``, ``audio``): ``init.mp4``,
+  parts ``s<MSN>.<P>.m4s`` of ~``PART_TARGET_S`` and segments ``s<MSN>.m4s`` of
+  ~``SEGMENT_TARGET_S`` (a video segment starts at the first keyframe after the
+  target; the recorder asks the publisher for that keyframe when the target is
+  reached, so a segment lasts the target plus the time a PLI takes), and
+  its media playlist ``index.m3u8`` (``media.hls_playlist``);
+- ``main.m3u8`` (camera + audio) and ``screen.m3u8`` (screen + audio).
+
+It is fed by ``media.recorder.TrackWriter`` (one pipeline: the recorder's frame
+assembly, keyframe waits and RTP timing serve the recording and the stream) on
+the recorder's thread.  Video is never decoded or encoded (one decode of a
+keyframe reads the picture size); the main classroom's Opus is decoded and
+encoded once to AAC (``OpusToAac``), the only encode.  Time inside a rendition is
+the RTP time of its frames, continued across the publisher's reconnects (a
+discontinuity); ``EXT-X-PROGRAM-DATE-TIME`` is the wall-clock time of a
+segment's first frame from the publisher's RTP↔NTP mapping (its last sender
+report's RTP time and arrival), or from the arrival of the first frame before any
+sender report, so camera, screen and audio share one clock.
+
+It never touches sockets, the event loop or the forwarding path, and knows
+nothing of lessons (the recorder tells it which tracks to write).
+"""
+
+from __future__ import annotations
+
+import fractions
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import av
+
+from media.cmaf import VIDEO_TIMESCALE, Sample, avc_codec_string, avc_config, chunk, init_segment
+from media.depacketize import h264_nal_units
+from media.hls_playlist import MediaPlaylist, Part, Segment, Variant, multivariant, write_atomic
+
+log = logging.getLogger(__name__)
+
+SEGMENT_TARGET_S = 2.0
+PART_TARGET_S = 0.334
+"""``PART-TARGET``: a part is closed before it would pass this (10 frames at 30 fps, 15 AAC frames)."""
+TARGET_DURATION = 3
+"""``EXT-X-TARGETDURATION``: every segment rounds to at most this."""
+MAX_SEGMENT_S = 3.4
+"""A video segment is cut here even without a keyframe (a publisher that ignores PLIs)."""
+WINDOW_SEGMENTS = 6
+"""Complete segments a live playlist lists (~12 s); every segment stays on disk for the recording."""
+AAC_RATE = 48000
+AAC_BITRATE = 64000
+AAC_FRAME = 1024
+VIDEO_SOURCES = ("camera", "screen")
+VIDEO_REFUSED = "主讲课堂发送的是 {codec} 视频，HLS 直播只能直接转发 H.264：本节课不提供 HLS 直播，观众请用 WebRTC 观看"
+"""The reason a video source gets no stream (``HlsEgress.refused``), for the teacher's page."""
+_ASSUMED_BANDWIDTH = {"video": 2_000_000, "audio": 100_000}
+"""``BANDWIDTH`` until a complete segment measured it."""
+
+
+class Rendition:
+    """One CMAF track in ``directory``: its init segment(s), parts, segments and media playlist."""
+
+    def __init__(self, directory: Path, kind: str, timescale: int) -> None:
+        self.directory = directory
+        self.kind = kind
+        self.timescale = timescale
+        directory.mkdir(parents=True, exist_ok=True)
+        self.playlist = MediaPlaylist(TARGET_DURATION, PART_TARGET_S, WINDOW_SEGMENTS)
+        self.codecs = ""
+        self.width = self.height = 0
+        self.peak_bps = 0
+        self._init: bytes | None = None
+        self._init_uri = ""
+        self._inits = 0
+        self._discontinuity = False
+        self._pending: list[tuple[bytes, int, bool]] = []
+        """Samples of the part being filled: (data, ts, sync); a sample's duration is known at the next one."""
+        self._part_start = 0
+        self._seg_start = 0
+        self._current: Segment | None = None
+        self._current_bytes: list[bytes] = []
+        self._msn = 0
+        self._sequence = 0
+        self._run_origin: int | None = None
+        self._run_base = 0
+        """Decode time of the run's first sample: decode time goes on across runs (reconnects)."""
+        self._next_decode = 0
+        self._last_duration = timescale // 30 if kind == "video" else AAC_FRAME
+
+    # -------------------------------------------------------------- runs
+
+    def start_run(self, init: bytes, *, codecs: str, width: int = 0, height: int = 0) -> bool:
+        """A new run of samples (a publisher's new stream, or new parameter sets): the segment being written
+        ends and the next one starts with a discontinuity.  Answers whether the track's description changed."""
+        self.end_run()
+        if self.playlist.segments:
+            self._discontinuity = True
+        changed = (codecs, width, height) != (self.codecs, self.width, self.height)
+        self.codecs, self.width, self.height = codecs, width, height
+        if init != self._init:
+            self._inits += 1
+            self._init = init
+            self._init_uri = "init.mp4" if self._inits == 1 else f"init-{self._inits}.mp4"
+            write_atomic(self.directory / self._init_uri, init)
+        self._run_origin = None
+        self._run_base = self._next_decode
+        return changed
+
+    def end_run(self) -> None:
+        """The run's samples are all there: its last part and segment are written."""
+        self._close(self._end_of_pending())
+
+    @property
+    def running(self) -> bool:
+        return self._init is not None
+
+    def keyframe_due(self, ts: int) -> bool:
+        """Whether a keyframe should be on its way for the next segment (video)."""
+        return self._current is not None and ts - self._seg_start >= SEGMENT_TARGET_S * self.timescale
+
+    # -------------------------------------------------------------- samples
+
+    def add(self, data: bytes, ts: int, sync: bool, wall: float) -> None:
+        """A sample at ``ts`` (the run's clock, increasing) captured at ``wall`` (Unix seconds)."""
+        if self._init is None:
+            raise RuntimeError("a rendition takes samples after start_run")
+        if self._run_origin is None:
+            self._run_origin = ts
+        if self._pending and ts <= self._pending[-1][1]:
+            return
+        wrote = False
+        if self._pending:
+            step = ts - self._pending[-1][1]
+            seg_len = ts - self._seg_start
+            new_segment = ((sync or self.kind == "audio") and seg_len >= SEGMENT_TARGET_S * self.timescale) or (
+                seg_len + step > MAX_SEGMENT_S * self.timescale)
+            if new_segment or ts - self._part_start + step > PART_TARGET_S * self.timescale:
+                self._close_part(ts)
+                wrote = True
+                if new_segment:
+                    self._close_segment(ts)
+            self._last_duration = step
+        if self._current is None:
+            self._current = Segment(self._msn, f"s{self._msn}.m4s", self._init_uri, wall,
+                                    discontinuity=self._discontinuity)
+            self._discontinuity = False
+            self._seg_start = ts
+            self.playlist.segments.append(self._current)
+        if not self._pending:
+            self._part_start = ts
+        self._pending.append((data, ts, sync))
+        if wrote:
+            self._write_playlist()
+
+    def _decode_time(self, ts: int) -> int:
+        assert self._run_origin is not None
+        return self._run_base + ts - self._run_origin
+
+    def _end_of_pending(self) -> int:
+        return self._pending[-1][1] + self._last_duration if self._pending else 0
+
+    def _close_part(self, end: int) -> None:
+        assert self._current is not None
+        pending, self._pending = self._pending, []
+        samples = [Sample(data, (pending[i + 1][1] if i + 1 < len(pending) else end) - ts, sync)
+                   for i, (data, ts, sync) in enumerate(pending)]
+        self._sequence += 1
+        body = chunk(self._sequence, self._decode_time(self._part_start), samples)
+        uri = f"s{self._current.msn}.{len(self._current.parts)}.m4s"
+        write_atomic(self.directory / uri, body)
+        self._current.parts.append(Part(uri, (end - self._part_start) / self.timescale, pending[0][2]))
+        self._current_bytes.append(body)
+        self._next_decode = self._decode_time(end)
+
+    def _close_segment(self, end: int) -> None:
+        seg, self._current = self._current, None
+        assert seg is not None
+        body = b"".join(self._current_bytes)
+        self._current_bytes = []
+        write_atomic(self.directory / seg.uri, body)
+        seg.duration = (end - self._seg_start) / self.timescale
+        self.peak_bps = max(self.peak_bps, int(len(body) * 8 / max(seg.duration, 0.5)))
+        self._msn += 1
+        self._drop_old_parts()
+
+    def _drop_old_parts(self) -> None:
+        """Parts the live playlist no longer lists, one segment later (a client may still be fetching them): their
+        segment holds the same bytes."""
+        done = self.playlist.complete
+        for seg in done[:-(self.playlist.part_segments + 1)]:
+            for part in seg.parts:
+                (self.directory / part.uri).unlink(missing_ok=True)
+            seg.parts = []
+
+    def _close(self, end: int) -> None:
+        if self._pending:
+            self._close_part(end)
+        if self._current is not None:
+            self._close_segment(end)
+            self._write_playlist()
+
+    def _write_playlist(self) -> None:
+        cur = self._current
+        self.playlist.preload_hint = f"s{cur.msn}.{len(cur.parts)}.m4s" if cur is not None else f"s{self._msn}.0.m4s"
+        write_atomic(self.directory / "index.m3u8", self.playlist.render())
+
+    def finish(self) -> dict[str, Any]:
+        """End the stream: the last part and segment, ``EXT-X-ENDLIST``; ``vod.m3u8`` lists every segment."""
+        self.end_run()
+        self.playlist.ended = True
+        write_atomic(self.directory / "index.m3u8", self.playlist.render())
+        write_atomic(self.directory / "vod.m3u8", self.playlist.render(full=True))
+        done = self.playlist.complete
+        return {"segments": len(done), "duration_s": round(sum(s.duration for s in done), 3),
+                "discontinuities": sum(s.discontinuity for s in done), "codecs": self.codecs}
+
+
+def h264_size(annexb: bytes) -> tuple[int, int]:
+    """Width and height of an H.264 keyframe (Annex B), decoded once."""
+    decoder = av.CodecContext.create("h264", "r")
+    pictures = list(decoder.decode(av.Packet(annexb))) + list(decoder.decode(None))
+    if not pictures:
+        raise ValueError("H.264 keyframe does not decode")
+    return pictures[0].width, pictures[0].height
+
+
+WallOf = Callable[[int, float], float]
+"""(extended RTP timestamp, arrival time) → wall-clock capture time (Unix seconds)."""
+
+
+class VideoTrack:
+    """A recorded H.264 stream → a video ``Rendition``, without decoding (AVCC samples, ``avcC`` from its SPS/PPS)."""
+
+    def __init__(self, egress: HlsEgress, rendition: Rendition, wall_of: WallOf) -> None:
+        self.egress = egress
+        self.rendition = rendition
+        self.wall_of = wall_of
+        self._config: tuple[bytes, bytes] | None = None
+        self._started = False
+
+    def frame(self, annexb: bytes, ts: int, key: bool, now: float) -> bool:
+        """A frame (Annex B) with its extended RTP timestamp; answers whether a keyframe should be asked for."""
+        units = h264_nal_units(annexb)
+        sps = next((u for u in units if u[0] & 0x1F == 7), None)
+        pps = next((u for u in units if u[0] & 0x1F == 8), None)
+        if sps is not None and pps is not None and (sps, pps) != self._config:
+            self._config = (sps, pps)
+            width, height = h264_size(annexb)
+            avcc = avc_config(sps, pps)
+            init = init_segment(kind="video", timescale=VIDEO_TIMESCALE, width=width, height=height, avcc=avcc)
+            if self.rendition.start_run(init, codecs=avc_codec_string(sps), width=width, height=height):
+                self.egress.write_multivariant()
+            self._started = True
+        elif not self._started:
+            return True  # a stream joins on a keyframe with its parameter sets
+        data = b"".join(len(u).to_bytes(4, "big") + u for u in units if u[0] & 0x1F not in (7, 8, 9))
+        if data:
+            self.egress.add(self.rendition, data, ts, key, self.wall_of(ts, now))
+        return self.rendition.keyframe_due(ts)
+
+    def end(self) -> None:
+        """The stream ended (its producer went): its last segment is complete."""
+        if self._started:
+            self.rendition.end_run()
+
+
+class OpusToAac:
+    """Opus packets → AAC-LC frames (mono, 48 kHz, ``AAC_BITRATE``): the egress's only encode."""
+
+    def __init__(self) -> None:
+        self.decoder = av.CodecContext.create("opus", "r")
+        self.decoder.sample_rate = AAC_RATE
+        self.resampler = av.AudioResampler(format="fltp", layout="mono", rate=AAC_RATE, frame_size=AAC_FRAME)
+        self.encoder = av.CodecContext.create("aac", "w")
+        self.encoder.sample_rate = AAC_RATE
+        self.encoder.layout = "mono"
+        self.encoder.format = "fltp"
+        self.encoder.bit_rate = AAC_BITRATE
+        self.encoder.time_base = fractions.Fraction(1, AAC_RATE)
+        self.encoder.open()
+        self.config = bytes(self.encoder.extradata or b"")
+        """The AudioSpecificConfig (``esds``)."""
+        self._time_base = fractions.Fraction(1, AAC_RATE)
+
+    def feed(self, opus: bytes, pts: int) -> list[tuple[bytes, int]]:
+        """One Opus packet at ``pts`` (48 kHz) → the AAC frames done so far, with their pts."""
+        packet = av.Packet(opus)
+        packet.pts = pts
+        packet.time_base = self._time_base
+        out = []
+        for frame in self.decoder.decode(packet):
+            frame.pts = pts
+            frame.time_base = self._time_base
+            for resampled in self.resampler.resample(frame):
+                for aac in self.encoder.encode(resampled):
+                    out.append((bytes(aac), int(aac.pts)))
+        return out
+
+
+class AudioTrack:
+    """A recorded Opus stream → the ``audio`` rendition, through ``OpusToAac``."""
+
+    def __init__(self, egress: HlsEgress, rendition: Rendition, wall_of: WallOf) -> None:
+        self.egress = egress
+        self.rendition = rendition
+        self.wall_of = wall_of
+        self.transcoder = OpusToAac()
+        self._first_ts: int | None = None
+
+    def frame(self, opus: bytes, ts: int, key: bool, now: float) -> bool:
+        if self._first_ts is None:
+            self._first_ts = ts
+            init = init_segment(kind="audio", timescale=AAC_RATE, asc=self.transcoder.config, channels=1,
+                                sample_rate=AAC_RATE, bitrate=AAC_BITRATE)
+            if self.rendition.start_run(init, codecs="mp4a.40.2"):
+                self.egress.write_multivariant()
+        for data, pts in self.transcoder.feed(opus, ts - self._first_ts):
+            self.egress.add(self.rendition, data, pts, True, self.wall_of(self._first_ts + pts, now))
+        return False
+
+    def end(self) -> None:
+        if self._first_ts is not None:
+            self.rendition.end_run()
+
+
+class HlsEgress:
+    """A lesson's ``hls/`` folder: one ``Rendition`` per source, the multivariant playlists, the refusals."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.renditions: dict[str, Rendition] = {}
+        self.refused: dict[str, str] = {}
+        """Source → why it has no stream (zh-CN, for the teacher's page)."""
+        self.wall_offset = time.time() - time.monotonic()
+        """Wall clock minus the monotonic clock the SFU stamps arrivals with (tests pin it)."""
+        self._written: dict[str, str] = {}
+
+    def accepts(self, source: str, mime: str) -> bool:
+        """Whether ``source`` sent as ``mime`` can be streamed; a refused video source is noted in ``refused``."""
+        if source in VIDEO_SOURCES:
+            if mime != "video/h264":
+                self.refused[source] = VIDEO_REFUSED.format(codec=mime.split("/")[1].upper())
+                return False
+            self.refused.pop(source, None)
+            return True
+        return mime == "audio/opus"
+
+    def track(self, source: str, mime: str, wall_of: WallOf) -> VideoTrack | AudioTrack:
+        """The writer of an accepted ``source``'s next run (a new producer: a discontinuity)."""
+        if source in VIDEO_SOURCES:
+            return VideoTrack(self, self._rendition(source, "video", VIDEO_TIMESCALE), wall_of)
+        return AudioTrack(self, self._rendition("audio", "audio", AAC_RATE), wall_of)
+
+    def add(self, rendition: Rendition, data: bytes, ts: int, sync: bool, wall: float) -> None:
+        """A sample to ``rendition``; the multivariant playlists follow its measured bandwidth."""
+        peak = rendition.peak_bps
+        rendition.add(data, ts, sync, wall)
+        if rendition.peak_bps != peak:
+            self.write_multivariant()
+
+    def _rendition(self, name: str, kind: str, timescale: int) -> Rendition:
+        if name not in self.renditions:
+            self.renditions[name] = Rendition(self.directory / name, kind, timescale)
+        return self.renditions[name]
+
+    def write_multivariant(self) -> None:
+        """``main.m3u8`` (camera) and ``screen.m3u8`` (screen), both with the audio rendition when there is one."""
+        audio = self.renditions.get("audio")
+        audio_uri = "audio/index.m3u8" if audio is not None and audio.running else None
+        for name, file in (("camera", "main.m3u8"), ("screen", "screen.m3u8")):
+            video = self.renditions.get(name)
+            if video is None or not video.running:
+                continue
+            bandwidth = (video.peak_bps or _ASSUMED_BANDWIDTH["video"]) + (
+                (audio.peak_bps or _ASSUMED_BANDWIDTH["audio"]) if audio_uri and audio is not None else 0)
+            text = multivariant([Variant(f"{name}/index.m3u8", bandwidth, video.codecs, video.width, video.height,
+                                         audio=True)], audio_uri)
+            if self._written.get(file) != text:
+                write_atomic(self.directory / file, text)
+                self._written[file] = text
+
+    def finish(self) -> dict[str, Any]:
+        """End every rendition (``EXT-X-ENDLIST``); the summary the recording keeps (``hls``)."""
+        renditions = {name: r.finish() for name, r in self.renditions.items() if r.running}
+        self.write_multivariant()
+        return {"directory": self.directory.name, "renditions": renditions, "refused": dict(self.refused),
+                "playlists": sorted(self._written)}

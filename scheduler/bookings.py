@@ -82,6 +82,8 @@ class SeriesSpec:
     recording: bool | None = None
     """None: on for famous-school lessons, off for the others."""
     pairing_override_reason: str | None = None
+    stream_from: int | None = None
+    """Famous-school lessons only: see ``LessonSeries.stream_from``."""
 
 
 @dataclass
@@ -258,6 +260,19 @@ def _validate(session: Session, spec: SeriesSpec, ctx: SeriesContext, actor: Use
                 raise Invalid(f"{missing}；管理员如需越过结对限制，请填写原因", field="receivers")
     if spec.week_to < spec.week_from:
         raise Invalid("结束周不能早于开始周", field="weeks")
+    _check_stream_from(spec.kind, spec.stream_from)
+
+
+STREAM_FROM_MAX = 100_000
+
+
+def _check_stream_from(kind: LessonKind, stream_from: int | None) -> None:
+    if stream_from is None:
+        return
+    if kind is not LessonKind.famous_school:
+        raise Invalid("只有名校网络课堂可以让在家学生观看直播流", field="stream_from")
+    if not 0 <= stream_from <= STREAM_FROM_MAX:
+        raise Invalid(f"直播流人数门槛应在 0 到 {STREAM_FROM_MAX} 之间", field="stream_from")
 
 
 def plan_series(session: Session, spec: SeriesSpec, ctx: SeriesContext | None = None, *,
@@ -342,7 +357,7 @@ def _series_row(spec: SeriesSpec, actor: User, status: SeriesStatus) -> LessonSe
         kind=spec.kind, title=spec.title.strip(), subject=spec.subject, grade=spec.grade, term_id=spec.term_id,
         main_classroom_id=spec.main_classroom_id, main_teacher_id=spec.main_teacher_id, weekday=spec.weekday,
         period_from=spec.period_from, period_to=spec.period_to, week_from=spec.week_from, week_to=spec.week_to,
-        week_pattern=spec.week_pattern, status=status, recording=recording,
+        week_pattern=spec.week_pattern, status=status, recording=recording, stream_from=spec.stream_from,
         pairing_override_reason=(spec.pairing_override_reason or None) if actor.role is Role.admin else None,
         created_by_id=actor.id, approved_by_id=actor.id if status is SeriesStatus.approved else None,
         created_at=clock.now(),
@@ -366,6 +381,7 @@ def _spec_of(series: LessonSeries) -> SeriesSpec:
                         for r in series.receivers),
         participant_ids=tuple(p.user_id for p in series.participants),
         recording=series.recording, pairing_override_reason=series.pairing_override_reason,
+        stream_from=series.stream_from,
     )
 
 
@@ -515,6 +531,24 @@ def approve_series(session: Session, series_id: int, *, actor: User, scope: Scop
     series.approved_by_id = actor.id
     audit.record(session, actor_id=actor.id, entity="series", entity_id=series.id, action="approve",
                  reason=reason, details={"instances": len(planned)})
+    return series
+
+
+def set_stream_from(session: Session, series_id: int, stream_from: int | None, *, actor: User,
+                    scope: Scope) -> LessonSeries:
+    """The teacher's switch-over of a 名校网络课堂: from how many home students on, those not on stage
+    watch the HLS stream (None: never, 0: always).  The series' main teacher or an admin of its main
+    school (or above) decides; it applies from the next join on, including lessons already live."""
+    series = session.get(LessonSeries, series_id)
+    if series is None:
+        raise NotFound(f"课程 #{series_id} 不存在")
+    if actor.id != series.main_teacher_id:
+        _require_main_school_admin(session, scope, series.main_classroom_id)
+    _check_stream_from(series.kind, stream_from)
+    if series.stream_from != stream_from:
+        audit.record(session, actor_id=actor.id, entity="series", entity_id=series.id, action="stream_from",
+                     details={"from": series.stream_from, "to": stream_from})
+        series.stream_from = stream_from
     return series
 
 

@@ -280,6 +280,9 @@ class LessonSeries(Base):
     week_pattern: Mapped[WeekPattern] = mapped_column(_enum(WeekPattern), default=WeekPattern.every)
     status: Mapped[SeriesStatus] = mapped_column(_enum(SeriesStatus), default=SeriesStatus.pending, index=True)
     recording: Mapped[bool] = mapped_column(Boolean, default=False)
+    stream_from: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """名校网络课堂 only: when home students who are not on stage watch the lesson's HLS stream instead
+    of WebRTC. None: never; 0: always; N: while more than N home students are in the lesson."""
     pairing_override_reason: Mapped[str | None] = mapped_column(Text)
     """Set when an admin booked a dedicated series without a pairing, and why."""
     created_by_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))

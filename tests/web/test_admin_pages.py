@@ -402,3 +402,22 @@ def test_directory_dialogs_create_and_show_server_errors(open_page: Any, web_ser
     alert = page.wait_for_selector("dialog[open] .alert-error")
     assert alert.inner_text().strip()
     assert page.locator("dialog[open]").count() == 1
+
+
+def test_an_admin_lets_home_students_of_a_famous_school_series_watch_the_stream(open_page: Any,
+                                                                              web_server: Any) -> None:
+    site, w = web_server, web_server.world
+    sid = site.book(kind="famous_school", title="名校数学直播", receivers=[], participant_ids=[w.student.id],
+                    main_classroom_id=w.main_room2.id, main_teacher_id=w.teacher2.id, weekday=5, period_from=4)
+    page = open_page(w.urban_admin, "/admin/series.html#approved")
+    row = page.locator(f"tr[data-series='{sid}']")
+    row.wait_for()
+    row.get_by_role("button", name="在家学生观看方式").click()
+    page.locator("dialog[open] #f-stream_from").select_option(label="在线学生多于 30 人时观看直播流")
+    page.locator("dialog[open]").get_by_role("button", name="保存").click()
+    page.wait_for_selector("dialog[open]", state="detached")
+    lessons = [x for x in site.lessons(w.student) if x["series_id"] == sid]
+    assert lessons and {x["stream_from"] for x in lessons} == {30}
+    trail = site.http.get("/api/v1/audit", params={"entity": "series", "entity_id": sid},
+                          headers=site.headers(w.urban_admin)).json()
+    assert trail[-1]["action"] == "stream_from" and trail[-1]["details"] == {"from": None, "to": 30}

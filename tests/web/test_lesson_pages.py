@@ -362,6 +362,12 @@ def test_a_famous_school_lesson_lists_home_students_and_shows_only_panels_with_s
     # the teacher: the home student in a list with 上台, not a black classroom tile; no empty 接收课堂 grid
     js_poll(teacher, f"document.querySelector(\"#student-list [data-participant='{ps}']\") !== null")
     assert "小明" in teacher.inner_text("#students")
+    # the teacher decides how home students not on stage watch (the series' stream_from), here and for later lessons
+    assert teacher.locator("#stream-from option:checked").inner_text() == "实时互动（不使用直播流）"
+    for choice, value in (("在线学生多于 30 人时观看直播流", 30), ("实时互动（不使用直播流）", None)):
+        teacher.select_option("#stream-from", label=choice)
+        js_poll(teacher, f"document.getElementById('stream-from').dataset.value === '{value}'".replace("'None'", "'null'"))
+        assert web_server.lessons(w.student, series_id=lesson["series_id"])[0]["stream_from"] == value
     assert teacher.evaluate("document.querySelectorAll('.remote-tile').length") == 0
     assert not visible(teacher, "#remote-section")
     assert not visible(teacher, "#stage-view") and not visible(teacher, "#screen-view")

@@ -2,7 +2,7 @@
 // approval (批准 / 驳回 with a reason), booked series (整体停课 with a reason, after a confirmation),
 // and the rejected and cancelled ones. Lists only series whose main school the admin manages
 // (GET /series?manageable=true).
-import { api, requireLogin, mountHeader, el, fill, toast, openDialog, fmtDateTime, KIND_LABEL } from "/assets/api.js";
+import { api, requireLogin, mountHeader, el, fill, toast, openDialog, fmtDateTime, KIND_LABEL, streamFromChoices, streamFromText } from "/assets/api.js";
 import { RECEIVER_MODE, fetchAll, table, formDialog, errorBox, guarded, whenText, decisionText } from "/admin/common.js";
 
 const TABS = {
@@ -41,7 +41,12 @@ function actions(tab, s) {
     ];
   }
   if (tab === "approved") {
-    return [el("button", { type: "button", class: "btn btn-danger", dataset: { action: "cancel" }, onclick: () => cancel(s) }, "整体停课")];
+    return [
+      s.kind === "famous_school"
+        ? el("button", { type: "button", class: "btn", dataset: { action: "stream-from" }, title: streamFromText(s.stream_from),
+          onclick: () => streamFrom(s) }, "在家学生观看方式") : null,
+      el("button", { type: "button", class: "btn btn-danger", dataset: { action: "cancel" }, onclick: () => cancel(s) }, "整体停课"),
+    ].filter(Boolean);
   }
   return [];
 }
@@ -113,6 +118,17 @@ function reject(s) {
     fields: [{ name: "reason", label: "驳回原因（申请人可见）", type: "textarea", required: true, wide: true }],
     submit: (v) => api(`/series/${s.id}/reject`, { method: "POST", body: { reason: v.reason } }),
   }).then((out) => { if (out) { toast(`已驳回：${out.title}`, "ok"); redraw(); } });
+}
+
+function streamFrom(s) {
+  formDialog({
+    title: `在家学生观看方式 · ${s.title}`, extra: el("p", { class: "muted" },
+      "不在台上的在家学生可以观看直播流（HLS，延迟约 2–3 秒，人数不受媒体服务器容量限制）；上台时自动切换为实时互动。接收教室始终实时互动。"),
+    fields: [{ name: "stream_from", label: "观看方式", type: "select", value: s.stream_from === null ? "" : String(s.stream_from),
+      options: streamFromChoices(s.stream_from ?? null), wide: true }],
+    submit: (v) => api(`/series/${s.id}/stream-from`, { method: "PUT",
+      body: { stream_from: v.stream_from === null ? null : Number(v.stream_from) } }),
+  }).then((out) => { if (out) { toast(`${out.title}：${streamFromText(out.stream_from)}`, "ok"); redraw(); } });
 }
 
 function cancel(s) {

@@ -13,6 +13,16 @@ const ZONE = "Asia/Shanghai";
 
 export const ROLE_LABEL = { admin: "管理员", teacher: "教师", terminal: "教室终端", student: "学生", researcher: "教研员" };
 export const KIND_LABEL = { dedicated: "专递课堂", master: "名师课堂", famous_school: "名校网络课堂" };
+/** 名校网络课堂: how home students who are not on stage watch (a series' `stream_from`). */
+export function streamFromText(v) {
+  return v === null || v === undefined ? "实时互动（不使用直播流）" : v === 0 ? "始终观看直播流" : `在线学生多于 ${v} 人时观看直播流`;
+}
+/** The choices offered for `stream_from`, the current value among them. */
+export function streamFromChoices(current) {
+  const values = [null, 0, 10, 30, 50, 100, 300];
+  if (!values.includes(current ?? null)) values.push(current);
+  return values.map((v) => [v === null ? "" : String(v), streamFromText(v)]);
+}
 export const STATUS_LABEL = { scheduled: "待上课", live: "上课中", held: "已上课", missed: "未开课", cancelled: "已停课" };
 export const WEEKDAY_LABEL = ["周一", "周二", "周三", "周四", "周五", "周六", "周日"];
 

@@ -3,7 +3,7 @@
 // mute / mute all, hands, chat, timer. Lessons the teacher assists (助教), or the terminal's
 // classroom receives, are listed with a link to the receiving classroom page.
 import { api, ApiError, requireLogin, mountHeader, showError, toast, confirmDialog, todayISO, fmtRange, statusBadge, KIND_LABEL,
-  seatIn, lessonPageFor } from "/assets/api.js";
+  seatIn, lessonPageFor, streamFromChoices, streamFromText } from "/assets/api.js";
 import { LessonClient } from "/assets/lesson-client.js";
 import { icon, label } from "/assets/icons.js";
 import { el, fill, qualityDot, setQuality, showVideo, playAudio, stopAudio, renderBanner, mediaErrorText, chatPanel, fmtDuration, wall } from "/lesson/common.js";
@@ -247,9 +247,34 @@ function renderGrid() {
   renderHands();
 }
 
+/** 名校网络课堂, the teacher: how home students not on stage watch (the series' `stream_from`). */
+function renderStreamFrom() {
+  const field = $("stream-from-field");
+  field.hidden = !(current && current.kind === "famous_school" && user.role === "teacher");
+  if (field.hidden) return;
+  const select = $("stream-from");
+  const value = current.stream_from ?? null;
+  if (select.dataset.value === String(value)) return;
+  select.dataset.value = String(value);
+  fill(select, ...streamFromChoices(value).map(([v, text]) => el("option", { value: v, selected: v === (value === null ? "" : String(value)) }, text)));
+  select.onchange = async () => {
+    const want = select.value === "" ? null : Number(select.value);
+    try {
+      const out = await api(`/series/${current.series_id}/stream-from`, { method: "PUT", body: { stream_from: want } });
+      current = { ...current, stream_from: out.stream_from };
+      toast(`在家学生：${streamFromText(out.stream_from)}`, "ok");
+    } catch (e) {
+      showError(e);
+      select.value = current.stream_from === null || current.stream_from === undefined ? "" : String(current.stream_from);
+    }
+    renderStreamFrom();
+  };
+}
+
 function renderStudents() {
   const list = students();
-  $("students").hidden = !list.length;
+  renderStreamFrom();
+  $("students").hidden = !list.length && $("stream-from-field").hidden;
   $("student-count").textContent = String(list.length);
   fill($("student-list"), ...list.map((p) => {
     const micOff = (p.muted_by_teacher || []).includes("microphone") || (p.publications || []).some((x) => x.source === "microphone" && x.muted);

@@ -74,6 +74,9 @@ class LessonOut(BaseModel):
     started_at: Timestamp | None
     room_closed_at: Timestamp | None
     receivers: list[ReceiverBrief]
+    stream_from: int | None = None
+    """名校网络课堂: home students not on stage watch the HLS stream while more than this many are in the
+    lesson (0: always; null: never, WebRTC only)."""
 
 
 class LessonPage(BaseModel):
@@ -118,6 +121,7 @@ def lesson_rows(session: Session, rows: Sequence[LessonInstance]) -> list[Lesson
                                      school_name=rooms.get(x.classroom_id, ("", ""))[1], mode=x.mode,
                                      assistant_id=x.assistant_id)
                        for x in receivers.get(r.series_id, [])],
+            stream_from=s.stream_from,
         ))
     return out
 

@@ -58,6 +58,9 @@ class SeriesIn(BaseModel):
     participant_ids: list[int] = Field(default_factory=list, max_length=2000)
     recording: bool | None = None
     pairing_override_reason: str | None = Field(default=None, max_length=500)
+    stream_from: int | None = Field(default=None, ge=0, le=bookings.STREAM_FROM_MAX)
+    """名校网络课堂: home students not on stage watch the HLS stream while more than this many are in the
+    lesson (0: always; null: never)."""
 
     def to_spec(self) -> bookings.SeriesSpec:
         return bookings.SeriesSpec(
@@ -68,7 +71,7 @@ class SeriesIn(BaseModel):
             receivers=tuple(bookings.ReceiverSpec(r.classroom_id, r.mode, r.assistant_id, r.receiving_period)
                             for r in self.receivers),
             participant_ids=tuple(self.participant_ids), recording=self.recording,
-            pairing_override_reason=self.pairing_override_reason,
+            pairing_override_reason=self.pairing_override_reason, stream_from=self.stream_from,
         )
 
 
@@ -98,6 +101,7 @@ class SeriesOut(BaseModel):
     week_pattern: WeekPattern
     status: SeriesStatus
     recording: bool
+    stream_from: int | None = None
     pairing_override_reason: str | None
     created_by_id: int
     approved_by_id: int | None
@@ -124,6 +128,10 @@ class SeriesPage(BaseModel):
 
 class ReasonIn(BaseModel):
     reason: str = Field(default="", max_length=500)
+
+
+class StreamFromIn(BaseModel):
+    stream_from: int | None = Field(ge=0, le=bookings.STREAM_FROM_MAX)
 
 
 class ConflictCheckOut(BaseModel):
@@ -284,6 +292,14 @@ def get_series(series_id: int, session: SessionDep, scope: StaffScope) -> Series
 @router.post("/{series_id}/approve", response_model=SeriesOut)
 def approve(series_id: int, body: ReasonIn, session: SessionDep, user: CurrentUser, scope: ScopeDep) -> SeriesOut:
     series = bookings.approve_series(session, series_id, actor=user, scope=scope, reason=body.reason)
+    return _out(session, series, scope)
+
+
+@router.put("/{series_id}/stream-from", response_model=SeriesOut)
+def put_stream_from(series_id: int, body: StreamFromIn, session: SessionDep, user: CurrentUser,
+                    scope: StaffScope) -> SeriesOut:
+    """When home students of a 名校网络课堂 watch its HLS stream: its main teacher or a school admin decides."""
+    series = bookings.set_stream_from(session, series_id, body.stream_from, actor=user, scope=scope)
     return _out(session, series, scope)
 
 

@@ -5,6 +5,10 @@ and the main classroom's terminal as ``main``; receiving classrooms' terminals
 and assistant teachers as ``receiving``; enrolled home students and attending
 teachers as ``student``; researchers of the lesson's region, and the evaluators invited to the
 lesson (``scheduler.patrol``), as ``observer``.
+
+Who may watch a famous-school lesson's stream (LL-HLS, ``watcher_role``): the same people, in the
+same roles, plus the admins who may see the lesson (``admin``); before, during and right after the
+lesson (a cancelled or missed one has no stream).
 """
 
 from __future__ import annotations
@@ -14,12 +18,13 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from scheduler.access import region_path_for
+from scheduler.access import Scope, region_path_for, require_instance
 from scheduler.errors import Forbidden, InvalidState
 from scheduler.models import (
     Classroom,
     InstanceStatus,
     LessonInstance,
+    LessonKind,
     Role,
     School,
     User,
@@ -36,6 +41,24 @@ class LessonSeat:
 def seat_for(session: Session, user: User, inst: LessonInstance) -> LessonSeat:
     if inst.status in (InstanceStatus.cancelled, InstanceStatus.held, InstanceStatus.missed):
         raise InvalidState("该课次已结束或已停课")
+    return _booked_seat(session, user, inst)
+
+
+def watcher_role(session: Session, user: User, scope: Scope, inst: LessonInstance) -> str:
+    """The lesson role in which ``user`` may watch the lesson's stream, or ``admin``; Forbidden/InvalidState."""
+    if inst.series.kind is not LessonKind.famous_school:
+        raise InvalidState("只有名校网络课堂提供直播流")
+    if inst.status is InstanceStatus.cancelled:
+        raise InvalidState("该课次已停课，没有直播")
+    if inst.status is InstanceStatus.missed:
+        raise InvalidState("该课次未开课，没有直播")
+    if user.role is Role.admin:
+        require_instance(session, scope, inst.id)
+        return "admin"
+    return _booked_seat(session, user, inst).lesson_role
+
+
+def _booked_seat(session: Session, user: User, inst: LessonInstance) -> LessonSeat:
     series = inst.series
     receivers = {r.classroom_id: r for r in series.receivers}
     if user.role is Role.terminal:

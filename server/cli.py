@@ -1,4 +1,4 @@
-"""The ``sanke`` command: serve, migrate, demo data, first admin, timetable import."""
+"""The ``sanke`` command: serve, migrate, demo data, first admin, timetable import, the stream links' secret."""
 
 from __future__ import annotations
 
@@ -149,6 +149,13 @@ def _import_timetable(args: argparse.Namespace) -> int:
     return run_cli_import(get_settings(), Path(args.file), commit=not args.dry_run, actor_username=args.as_user)
 
 
+def _hls_secret(_args: argparse.Namespace) -> int:
+    from server.core.hls_sign import link_secret
+
+    print(link_secret(get_settings().effective_secret_key()))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -180,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dry-run", action="store_true", help="只检查，不写入")
     p.add_argument("--as-user", default=None, help="以哪个管理员账号的名义导入（默认：第一个系统管理员）")
     p.set_defaults(func=_import_timetable)
+
+    p = sub.add_parser("hls-secret", help="打印直播链接的签名密钥（供 nginx 等源站校验直播链接，见 docs/operations.md）")
+    p.set_defaults(func=_hls_secret)
 
     args = parser.parse_args(argv)
     return int(args.func(args))

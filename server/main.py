@@ -25,6 +25,7 @@ from server import apidocs
 from server.api import errors
 from server.api.int_bounds import refuse_oversized_integers
 from server.api.main import api_router
+from server.api.routes import hls
 from signaling import handover
 from signaling.endpoint import attach as attach_rooms
 from signaling.endpoint import lesson_socket_id, serve_lesson_socket
@@ -34,6 +35,7 @@ from server.core.bus import make_bus
 from server.core.config import Settings, get_settings
 from server.core.db import make_engine, make_session_factory
 from server.core.eventlog import EventLog
+from server.core.hls_reload import Watchers
 from server.core.lenders import LenderDirectory
 from server.core.lifecycle_task import LifecycleTask
 from server.core.loopwatch import LoopWatch
@@ -134,6 +136,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
     placement = Placement(nodes, lease_seconds=settings.room_lease_seconds, counter=collector.placements,
                           record=placement_models.recorder(session_factory, nodes.node_id))
     room_states = RoomStateKeeper(getattr(bus, "redis", None), node_id=nodes.node_id)
+    hls_watchers = Watchers()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -142,6 +145,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
                 await stack.enter_async_context(LoopWatch(settings.loop_watch_file,
                                                                census=settings.loop_watch_census))
             stack.callback(engine.dispose)
+            stack.push_async_callback(hls_watchers.close)  # requests still waiting on a stream's playlist
             await stack.enter_async_context(bus)
             await stack.enter_async_context(eventlog)  # stops after everything that writes to it
             await stack.enter_async_context(recovery)  # what a crash left open, before any room opens or closes
@@ -193,6 +197,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
     app.state.placement = placement
     app.state.room_states = room_states if room_states.clustered else None
     app.state.metrics = collector
+    app.state.hls_watchers = hls_watchers
     webhook_worker.attempts = collector.webhook_attempts
     errors.install(app)
     # first of every route's dependencies: an integer parameter the database cannot hold is a 422
@@ -200,6 +205,9 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, run_li
     # The lesson WebSocket (full path /api/v1/lessons/{id}/ws); before the web mount at "/",
     # which would otherwise catch the upgrade request.
     app.include_router(signaling_router)
+    # A famous-school lesson's stream behind its signed prefix (/hls/<lesson>/<expires>/<sig>/...), at the
+    # root so that nginx can serve the same paths from the files (docs/operations.md).
+    app.include_router(hls.files_router)
     rooms = attach_rooms(app)
     app_state["rooms"] = rooms
     eventlog.is_local = lambda instance_id: rooms.get(instance_id) is not None

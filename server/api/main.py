@@ -9,6 +9,7 @@ from server.api.routes import (
     auth,
     classrooms,
     demand_orders,
+    hls,
     lessons,
     nodes,
     pairings,
@@ -28,6 +29,6 @@ from server.api.routes import (
 
 api_router = APIRouter()
 for module in (auth, regions, schools, classrooms, users, pairings, terms, period_schemes, series, lessons,
-               audit, timetable, demand_orders, patrol, records, reports, recordings, nodes,
+               audit, timetable, demand_orders, patrol, records, reports, recordings, hls, nodes,
                webhooks):
     api_router.include_router(module.router)

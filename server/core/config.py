@@ -206,6 +206,10 @@ class Settings(BaseSettings):
     compose_workers: int = Field(default=1, ge=1, le=2)
     """How many one-MP4 downloads of recordings are composed at the same time (1 or 2; each uses a core)."""
 
+    hls_link_seconds: int = Field(default=7200, ge=60, le=86400)
+    """How long a famous-school lesson's stream link lives at least (``SANKE_HLS_LINK_SECONDS``, 2 h; rounded
+    up to five minutes, ``server.core.hls_sign``). The page asks for a fresh one before it expires."""
+
     webhook_poll_seconds: float = Field(default=2.0, gt=0, le=60)
     """How often a node looks for webhook deliveries that are due (``SANKE_WEBHOOK_POLL_SECONDS``); an
     event is sent at most this long after it was committed, by one node."""

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from media.salvage import written_so_far
 from scheduler import clock, recordings
 from scheduler.recordings_models import Recording, RecordingStatus
+from server.core import hls_files
 from server.core.config import Settings
 from server.core.db import session_scope
 from server.core.tasks import cancel_and_wait
@@ -67,7 +68,10 @@ class RecordingService:
                     return None
                 return {"id": row.id, "directory": str((self.data_dir / row.directory).resolve())}
 
-        return await asyncio.to_thread(run)
+        began = await asyncio.to_thread(run)
+        if began is not None:  # where a file server finds the lesson's stream, if it has one (server.core.hls_files)
+            hls_files.point_lesson(self.data_dir, instance_id, Path(began["directory"]))
+        return began
 
     async def finish(self, recording_id: int, summary: dict[str, Any] | None, error: str | None = None) -> None:
         def run() -> None:

@@ -1,0 +1,84 @@
+"""Where a lesson's LL-HLS files are, which of them may be served, and how (type, caching).
+
+The media worker writes a lesson's stream into the ``hls/`` folder of the lesson's recording
+(``<data_dir>/recordings/<lesson>/<recording>/hls/``: ``main.m3u8``, ``screen.m3u8``, ``camera/index.m3u8``,
+``camera/init.mp4``, ``camera/s<MSN>.m4s``, ``camera/s<MSN>.<part>.m4s``, the same for ``screen/``, ``audio/``
+…).  A lesson recorded across a restart has several recordings; the stream is the newest one's.  So that a
+plain file server (nginx) finds it without the database, ``<data_dir>/hls/<lesson>`` is a symbolic link to
+that folder, set when the recording begins (``point_lesson``, called by ``server.jobs.recording``).
+
+``resolve`` turns a request's path below the prefix into a file: only names of the stream's kinds
+(``.m3u8``, ``.mp4``, ``.m4s``) made of plain characters, at most three folders deep, never ``..``, and the
+file, links followed, must lie inside that lesson's recordings folder.  Plain functions; no FastAPI.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from scheduler.recordings import RECORDINGS_DIR
+
+LINKS_DIR = "hls"
+"""Folder of the lessons' stream links inside ``SANKE_DATA_DIR``."""
+HLS_DIR = "hls"
+"""The stream's folder inside a recording's folder."""
+MEDIA_PLAYLIST = "index.m3u8"
+"""A rendition's media playlist, in the rendition's folder beside its parts."""
+_SEGMENT = r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}"
+_PATH = re.compile(rf"(?:{_SEGMENT}/){{0,3}}{_SEGMENT}\.(?:m3u8|mp4|m4s)")
+
+PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
+CONTENT_TYPES = {".m3u8": PLAYLIST_TYPE, ".mp4": "video/mp4", ".m4s": "video/iso.segment"}
+CACHE_PLAYLIST = "no-cache"
+"""A playlist changes with every part: always revalidated."""
+CACHE_INIT = "no-cache"
+"""An initialisation segment is rewritten when the picture changes (a discontinuity) under the same name."""
+CACHE_MEDIA = "public, max-age=86400, immutable"
+"""A part or segment never changes once listed."""
+
+
+class BadPath(ValueError):
+    """The path is not one of a stream's files (traversal, another kind of file, odd characters)."""
+
+
+def lesson_link(data_dir: Path, lesson_id: int) -> Path:
+    return data_dir / LINKS_DIR / str(lesson_id)
+
+
+def point_lesson(data_dir: Path, lesson_id: int, recording_dir: Path) -> None:
+    """Make ``<data_dir>/hls/<lesson>`` lead to ``<recording_dir>/hls`` (a relative link, replaced atomically;
+    the folder itself is the media worker's to create)."""
+    link = lesson_link(data_dir, lesson_id)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    target = os.path.relpath(Path(recording_dir).resolve() / HLS_DIR, link.parent.resolve())
+    tmp = link.with_name(f".{lesson_id}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
+
+
+def resolve(data_dir: Path, lesson_id: int, rel: str) -> Path:
+    """The file ``rel`` (below the prefix) of the lesson's stream, which may not exist (yet); BadPath when
+    ``rel`` may never be served."""
+    if not _PATH.fullmatch(rel) or any(part in (".", "..") for part in rel.split("/")):
+        raise BadPath(rel)
+    link = lesson_link(data_dir, lesson_id)
+    if not os.path.lexists(link):
+        return link / rel  # no stream began yet: a file that does not exist
+    real = Path(os.path.realpath(link / rel))
+    allowed = Path(os.path.realpath(data_dir / RECORDINGS_DIR / str(lesson_id)))
+    if not real.is_relative_to(allowed):
+        raise BadPath(rel)  # a link (the lesson's or one inside its folder) that leads elsewhere
+    return real
+
+
+def content_type(rel: str) -> str:
+    return CONTENT_TYPES[rel[rel.rindex("."):]]
+
+
+def cache_control(rel: str) -> str:
+    if rel.endswith(".m3u8"):
+        return CACHE_PLAYLIST
+    return CACHE_INIT if rel.endswith(".mp4") else CACHE_MEDIA

@@ -22,11 +22,12 @@
 # (timeouts, asyncio) stays real.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# iproute2, ethtool: tests/linklab; coturn, nftables, openssl: tests/turn (coturn in network namespaces)
+# iproute2, ethtool: tests/linklab; coturn, nftables, openssl: tests/turn (coturn in network namespaces);
+# nginx: tests/server/test_hls_nginx.py (the documented origin of the LL-HLS stream)
 SANKE_EXTRAS="[test]" bash scripts/bootstrap.sh postgresql redis-server chromium fonts-wqy-microhei \
-  iproute2 ethtool coturn nftables openssl ${SANKE_TEST_FAKETIME:+faketime}
+  iproute2 ethtool coturn nftables openssl nginx ${SANKE_TEST_FAKETIME:+faketime}
 export SANKE_TEST_REQUIRE_PG=1 SANKE_TEST_REQUIRE_REDIS=1 SANKE_TEST_REQUIRE_BROWSER=1 SANKE_TEST_REQUIRE_NETNS=1 \
-  SANKE_TEST_REQUIRE_TURN=1
+  SANKE_TEST_REQUIRE_TURN=1 SANKE_TEST_REQUIRE_NGINX=1
 export SANKE_HYPOTHESIS_PROFILE=${SANKE_HYPOTHESIS_PROFILE:-ci}
 PYTEST=(.venv/bin/python -m pytest -q -p no:cacheprovider "$@")
 if [ -n "${SANKE_TEST_FAKETIME:-}" ]; then

@@ -1,0 +1,158 @@
+"""Debian's nginx as the stream's origin, with the configuration ``docs/operations.md`` gives, in front of SanKe.
+
+The ``nginx`` block of the LL-HLS section is read from the document and run as it is, with this test's
+paths, port and link secret filled in (and a header naming nginx's cache status): nginx checks the links
+SanKe signs, serves parts and segments from the disk, and passes playlists to SanKe, which holds blocking
+reloads, one request for any number of viewers asking the same reload.  nginx checks expiries against the
+real clock, so the links here are signed from it.  Without /usr/sbin/nginx the test is skipped, or fails
+under ``SANKE_TEST_REQUIRE_NGINX=1`` (``scripts/test.sh`` installs it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import m3u8
+import pytest
+
+from server.core import hls_sign
+from tests.conftest import TEST_SECRET, TODAY
+from tests.utils.hls_live import LiveRendition, live_lesson
+from tests.utils.live import free_port, live_server
+from tests.utils.wait import until, wait_until
+
+NGINX = Path("/usr/sbin/nginx")
+DOC = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
+LESSON = 41
+SECRET = hls_sign.link_secret(TEST_SECRET)
+
+
+@pytest.fixture
+def db_url(sqlite_url: str) -> str:
+    return sqlite_url  # nothing here reads the database
+
+
+def documented_block() -> str:
+    text = DOC.read_text()
+    section = text[text.index("## A famous-school lesson's live stream (LL-HLS)"):]
+    match = re.search(r"```nginx\n(.*?)```", section, re.S)
+    assert match, "docs/operations.md: the LL-HLS section has no nginx block"
+    return match.group(1)
+
+
+@pytest.fixture
+def nginx(app: Any, settings: Any, tmp_path: Path) -> Iterator[str]:
+    if not NGINX.exists():
+        if os.environ.get("SANKE_TEST_REQUIRE_NGINX") == "1" or os.environ.get("CI"):
+            pytest.fail("nginx is missing (apt install nginx)")
+        pytest.skip("nginx is missing (apt install nginx)")
+    with live_server(app) as sanke:
+        port = free_port()
+        block = documented_block()
+        for documented, here in (("127.0.0.1:8000", sanke.removeprefix("http://")),
+                                 ("/var/lib/sanke/data", str(settings.data_dir.resolve())),
+                                 ("/var/cache/nginx/sanke-hls", str(tmp_path / "cache")),
+                                 ("listen 80;", f"listen 127.0.0.1:{port};"),
+                                 ("the output of sanke hls-secret", SECRET)):
+            assert documented in block, documented
+            block = block.replace(documented, here)
+        temp = "\n".join(f"  {kind}_temp_path {tmp_path / kind};" for kind in
+                         ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        user = "user root;\n" if os.geteuid() == 0 else ""  # workers read the test's folders (mode 0700)
+        conf = tmp_path / "nginx.conf"
+        conf.write_text(f"{user}daemon off;\nworker_processes 1;\npid {tmp_path / 'nginx.pid'};\n"
+                        f"error_log {tmp_path / 'error.log'} warn;\nevents {{ worker_connections 2048; }}\n"
+                        f"http {{\n  access_log off;\n{temp}\n  default_type application/octet-stream;\n"
+                        f"  add_header X-Cache $upstream_cache_status;\n{block}\n}}\n")
+        check = subprocess.run([str(NGINX), "-t", "-c", str(conf), "-e", str(tmp_path / "error.log")],
+                               capture_output=True, text=True)
+        assert check.returncode == 0, check.stderr
+        proc = subprocess.Popen([str(NGINX), "-c", str(conf), "-e", str(tmp_path / "error.log")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_until("nginx listening", lambda: httpx.get(base + "/hls/").status_code, 10,
+                       ignoring=(httpx.TransportError,))
+            yield base
+        finally:
+            proc.send_signal(signal.SIGQUIT)  # graceful: the master stops its worker
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+
+def real_prefix(*, ttl: int = 3600, lesson: int = LESSON) -> str:
+    """A link good for nginx's (real) clock and SanKe's (pinned, earlier) one."""
+    return hls_sign.sign(lesson, hls_sign.expiry(int(time.time()), ttl), SECRET).prefix
+
+
+def started(settings: Any) -> LiveRendition:
+    camera = live_lesson(settings.data_dir, LESSON, 7, TODAY)["camera"]
+    for _ in range(camera.per_segment + 2):  # segment 0, then s1.0 and s1.1; s1.2 hinted
+        camera.add_part()
+    return camera
+
+
+def test_nginx_serves_the_stream_from_the_disk_behind_the_same_links(nginx: str, app: Any, settings: Any) -> None:
+    camera = started(settings)
+    base = nginx + real_prefix() + "camera/"
+    r = httpx.get(base + "s1.1.m4s")
+    assert r.status_code == 200 and r.content == camera.part_bytes(1, 1)
+    assert r.headers["content-type"] == "video/iso.segment"
+    assert r.headers["cache-control"] == "public, max-age=86400, immutable"
+    r = httpx.get(base + "init.mp4")
+    assert r.status_code == 200 and r.headers["content-type"] == "video/mp4" and r.headers["cache-control"] == "no-cache"
+    r = httpx.get(base + "index.m3u8")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/vnd.apple.mpegurl"
+    assert m3u8.loads(r.text).preload_hint.uri == "s1.2.m4s"
+
+    good = real_prefix()
+    _, _, lesson, expires, sig, _ = good.split("/")
+    flipped = ("B" if sig[0] == "A" else "A") + sig[1:]
+    expired = hls_sign.sign(LESSON, int(time.time()) - 5, SECRET).prefix  # SanKe's pinned clock would take it
+    for refused in (f"/hls/{lesson}/{expires}/{flipped}/camera/s1.1.m4s", f"/hls/{lesson}/{expires}/{flipped}/main.m3u8",
+                    expired + "camera/s1.1.m4s", expired + "main.m3u8",
+                    real_prefix(lesson=LESSON + 1).replace(f"/{LESSON + 1}/", f"/{LESSON}/") + "camera/s1.1.m4s"):
+        assert httpx.get(nginx + refused).status_code == 403, refused
+
+
+def test_blocking_reloads_and_the_hinted_part_go_to_sanke_once_for_every_viewer(nginx: str, app: Any,
+                                                                               settings: Any) -> None:
+    camera = started(settings)
+    base = nginx + real_prefix() + "camera/"
+    watcher_path = camera.playlist.resolve()
+
+    def waiting() -> int:
+        watcher = app.state.hls_watchers._by_path.get(watcher_path)
+        return watcher.waiting if watcher is not None else 0
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(timeout=20) as http:
+            reloads = [asyncio.create_task(http.get(base + "index.m3u8", params={"_HLS_msn": 1, "_HLS_part": 2}))
+                       for _ in range(20)]
+            part = asyncio.create_task(http.get(base + "s1.2.m4s"))  # hinted, not written: a miss on the disk
+            await until("one reload and the part held by SanKe", lambda: waiting() == 2, 10)
+            assert not any(t.done() for t in [*reloads, part])
+            camera.add_part()
+            answers = await asyncio.wait_for(asyncio.gather(*reloads), 10)
+            for r in answers:
+                assert r.status_code == 200
+                assert [p.uri for p in m3u8.loads(r.text).segments[-1].parts][-1] == "s1.2.m4s"
+            # nginx asked SanKe once; the others waited for that answer and read it from its cache
+            assert sorted(r.headers.get("x-cache") for r in answers).count("MISS") == 1, \
+                [r.headers.get("x-cache") for r in answers]
+            r = await asyncio.wait_for(part, 10)
+            assert r.status_code == 200 and r.content == camera.part_bytes(1, 2)
+
+    asyncio.run(scenario())

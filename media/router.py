@@ -448,10 +448,12 @@ class Router:
 
     # ------------------------------------------------------------------ recording
 
-    def record(self, directory: str, producer_ids: list[str]) -> None:
-        """Record these producers (now, and whenever one with such an id is created) into ``directory``."""
+    def record(self, directory: str, producer_ids: list[str], *, hls: bool = False) -> None:
+        """Record these producers (now, and whenever one with such an id is created) into ``directory``;
+        ``hls``: the recording is also the lesson's LL-HLS stream (``media.hls``, in ``directory``/hls)."""
         if self.recorder is None or self.recorder.stopped:
-            self.recorder = RoomRecorder(self.router_id, Path(directory), asyncio.get_running_loop())
+            self.recorder = RoomRecorder(self.router_id, Path(directory), asyncio.get_running_loop(), hls=hls,
+                                         on_event=self.emit)
         self.recorder.wanted.update(producer_ids)
         self.recorder.want([p for pid, p in self.producers.items() if pid in producer_ids])
 

@@ -5,7 +5,7 @@ starts one per core) or, for tests and small machines, in the server process
 over the same channel code.  Signaling never touches media objects: it sends
 requests naming a router, transport, producer or consumer by id, and gets
 notifications (``offer``, ``transport_state``, ``consumer_state``, ``stats``,
-``producer_added``, ``producer_closed``, ``recording_stopped``) back.  That keeps a lesson's media
+``producer_added``, ``producer_closed``, ``recording_stopped``, ``hls_refused``) back.  That keeps a lesson's media
 movable to another process or node.
 
 Requests (``method``: params → result):
@@ -21,10 +21,13 @@ Requests (``method``: params → result):
 - ``producer.pause``: ``router_id, producer_id, paused`` → {}
 - ``producer.snapshot``: ``router_id, producer_id`` → ``{mime, layer, frame}``: the newest keyframe, encoded,
   base64 (``media.snapshot``; the caller decodes it)
-- ``router.record``: ``router_id, directory, producer_ids`` → {}: record these producers (now and when
-  re-created) into files under ``directory`` (``media.recorder``); called again, adds producers
+- ``router.record``: ``router_id, directory, producer_ids, hls`` → {}: record these producers (now and when
+  re-created) into files under ``directory`` (``media.recorder``); called again, adds producers; ``hls``
+  (first call): also write the LL-HLS stream in ``directory``/hls (``media.hls``); a camera or screen it
+  cannot stream (VP8) is notified as ``hls_refused`` ``{source, codec, reason}``
 - ``router.record_stop``: ``router_id`` → the recording's summary ``{directory, started_at, files,
-  duration_s, size}`` or ``{}`` when none ran (``router.close`` ends a recording too and notifies
+  duration_s, size}`` (with ``hls``: ``{directory, renditions, refused, playlists}`` too) or ``{}`` when
+  none ran (``router.close`` ends a recording too and notifies
   ``recording_stopped`` with the summary)
 - ``router.stats``: ``router_id`` → ``{transports: [sample, ...]}``
 - ``router.dump``: ``router_id`` → counters for tests and operators
@@ -135,7 +138,7 @@ class Worker:
         if method == "producer.snapshot":
             return await capture(router, str(p["producer_id"]))
         if method == "router.record":
-            router.record(str(p["directory"]), [str(x) for x in p.get("producer_ids") or []])
+            router.record(str(p["directory"]), [str(x) for x in p.get("producer_ids") or []], hls=bool(p.get("hls")))
             return {}
         if method == "router.record_stop":
             return await router.stop_recording() or {}

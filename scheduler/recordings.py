@@ -81,6 +81,12 @@ def should_record(session: Session, instance_id: int) -> bool:
     return bool(series.recording) or series.kind is LessonKind.famous_school
 
 
+def streams_hls(session: Session, instance_id: int) -> bool:
+    """Whether the lesson's recording is also its LL-HLS stream (名校网络课堂: to any audience)."""
+    inst = session.get(LessonInstance, instance_id)
+    return inst is not None and inst.series.kind is LessonKind.famous_school
+
+
 def set_series_recording(session: Session, scope: Scope, series_id: int, on: bool) -> LessonSeries:
     """Switch the recording of a series' lessons (an admin of its main school); famous-school lessons are
     always recorded.  Applies from the next lesson whose main classroom publishes."""

@@ -172,7 +172,10 @@ class LessonMedia:
         self.layers_sent: dict[str, list[str]] = {}
         """Per producer id: the rids last sent to its publisher in ``layers_wanted`` (dynacast)."""
         self.recording: dict[str, Any] | None = None
-        """``{id, directory}`` once the lesson's recording started (``MediaService.recordings``)."""
+        """``{id, directory, hls}`` once the lesson's recording started (``MediaService.recordings``); ``hls``:
+        the recording is also the lesson's LL-HLS stream (``media.hls``, in ``directory``/hls)."""
+        self.hls_refused: dict[str, str] = {}
+        """Source → why the media worker streams it by no HLS (a VP8 camera or screen), zh-CN."""
         self._not_recorded = False
         self.gap: _Gap | None = None
         """Set while the lesson's media is down for everyone (its worker died)."""
@@ -934,9 +937,21 @@ class LessonMedia:
                     self._not_recorded = True
                     return
             ids = [pr["producer_id"] for pr in producers if pr.get("source") in RECORDED_SOURCES]
-            await self._request("router.record", {"directory": self.recording["directory"], "producer_ids": ids})
+            await self._request("router.record", {"directory": self.recording["directory"], "producer_ids": ids,
+                                                  "hls": bool(self.recording.get("hls"))})
         except Exception:
             log.exception("lesson %s: starting the recording failed", self.instance_id)
+
+    def on_hls_refused(self, data: dict[str, Any]) -> None:
+        """The worker cannot stream a source of the main classroom by HLS: noted, and published on the bus
+        topic ``media`` (``hls_refused``) for the teacher's page."""
+        source, reason = str(data.get("source")), str(data.get("reason"))
+        self.hls_refused[source] = reason
+        log.info("lesson %s: no HLS for %s: %s", self.instance_id, source, reason)
+        if self.service.bus is not None:
+            self.service.background(self.service.bus.publish(MEDIA_TOPIC, {
+                "type": "hls_refused", "instance_id": self.instance_id, "source": source,
+                "codec": str(data.get("codec")), "reason": reason, "at": time.time()}))
 
     async def _stop_recording(self) -> None:
         recording, self.recording = self.recording, None
@@ -1029,6 +1044,10 @@ class MediaService:
             owner = self.transport_owner.get(str(data.get("transport_id")))
             if owner is not None:
                 owner[0].on_transport_state(owner[1], str(data.get("transport_id")), str(data.get("state")))
+        elif event == "hls_refused":
+            media = self.rooms.get(str(data.get("router_id")))
+            if media is not None:
+                media.on_hls_refused(data)
         elif event == "worker_died":
             for router_id in data.get("routers", []):
                 media = self.rooms.get(router_id)

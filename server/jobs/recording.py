@@ -60,13 +60,15 @@ class RecordingService:
     # ------------------------------------------------------------------ called by the lesson's media
 
     async def begin(self, instance_id: int) -> dict[str, Any] | None:
-        """``{id, directory}`` (absolute) of a new recording, or None when the lesson is not recorded."""
+        """``{id, directory, hls}`` (``directory`` absolute) of a new recording, or None when the lesson is not
+        recorded; ``hls``: the lesson is streamed by LL-HLS too (a 名校网络课堂)."""
         def run() -> dict[str, Any] | None:
             with session_scope(self._factory) as session:
                 row = recordings.begin(session, instance_id, now=clock.now(), node=self.settings.effective_node_id)
                 if row is None:
                     return None
-                return {"id": row.id, "directory": str((self.data_dir / row.directory).resolve())}
+                return {"id": row.id, "directory": str((self.data_dir / row.directory).resolve()),
+                        "hls": recordings.streams_hls(session, instance_id)}
 
         began = await asyncio.to_thread(run)
         if began is not None:  # where a file server finds the lesson's stream, if it has one (server.core.hls_files)

@@ -3,13 +3,15 @@
 ``HlsEgress`` owns a lesson's ``hls/`` folder (inside its recording folder, see
 docs/architecture.md) and writes, as frames arrive:
 
-- a ``Rendition`` per track (``camera``, ``screen``, ``audio``): ``init.mp4``,
+- a ``Rendition`` per track (``camera``, ``screen``, ``audio``; ``camera-<rid>`` for
+  a lower simulcast layer): ``init.mp4``,
   parts ``s<MSN>.<P>.m4s`` of ~``PART_TARGET_S`` and segments ``s<MSN>.m4s`` of
   ~``SEGMENT_TARGET_S`` (a video segment starts at the first keyframe after the
   target; the recorder asks the publisher for that keyframe when the target is
   reached, so a segment lasts the target plus the time a PLI takes), and
   its media playlist ``index.m3u8`` (``media.hls_playlist``);
-- ``main.m3u8`` (camera + audio) and ``screen.m3u8`` (screen + audio).
+- ``main.m3u8`` (camera + audio) and ``screen.m3u8`` (screen + audio), a
+  simulcast source's layers as variants.
 
 It is fed by ``media.recorder.TrackWriter`` (one pipeline: the recorder's frame
 assembly, keyframe waits and RTP timing serve the recording and the stream) on
@@ -351,10 +353,11 @@ class HlsEgress:
             return True
         return mime == "audio/opus"
 
-    def track(self, source: str, mime: str, wall_of: WallOf) -> VideoTrack | AudioTrack:
-        """The writer of an accepted ``source``'s next run (a new producer: a discontinuity)."""
-        if source in VIDEO_SOURCES:
-            return VideoTrack(self, self._rendition(source, "video", VIDEO_TIMESCALE), wall_of)
+    def track(self, rendition: str, mime: str, wall_of: WallOf) -> VideoTrack | AudioTrack:
+        """The writer of the next run (a new producer: a discontinuity) of an accepted source's ``rendition``:
+        the source, or ``<source>-<rid>`` for a lower simulcast layer (a variant of its own)."""
+        if rendition.split("-")[0] in VIDEO_SOURCES:
+            return VideoTrack(self, self._rendition(rendition, "video", VIDEO_TIMESCALE), wall_of)
         return AudioTrack(self, self._rendition("audio", "audio", AAC_RATE), wall_of)
 
     def add(self, rendition: Rendition, data: bytes, ts: int, sync: bool, wall: float) -> None:
@@ -370,17 +373,20 @@ class HlsEgress:
         return self.renditions[name]
 
     def write_multivariant(self) -> None:
-        """``main.m3u8`` (camera) and ``screen.m3u8`` (screen), both with the audio rendition when there is one."""
+        """``main.m3u8`` (camera) and ``screen.m3u8`` (screen), both with the audio rendition when there is one; a
+        simulcast source's lower layers are further variants (best first)."""
         audio = self.renditions.get("audio")
         audio_uri = "audio/index.m3u8" if audio is not None and audio.running else None
-        for name, file in (("camera", "main.m3u8"), ("screen", "screen.m3u8")):
-            video = self.renditions.get(name)
-            if video is None or not video.running:
+        audio_bps = (audio.peak_bps or _ASSUMED_BANDWIDTH["audio"]) if audio_uri and audio is not None else 0
+        for source, file in (("camera", "main.m3u8"), ("screen", "screen.m3u8")):
+            best = self.renditions.get(source)
+            if best is None or not best.running:
                 continue
-            bandwidth = (video.peak_bps or _ASSUMED_BANDWIDTH["video"]) + (
-                (audio.peak_bps or _ASSUMED_BANDWIDTH["audio"]) if audio_uri and audio is not None else 0)
-            text = multivariant([Variant(f"{name}/index.m3u8", bandwidth, video.codecs, video.width, video.height,
-                                         audio=True)], audio_uri)
+            layers = sorted((r for name, r in self.renditions.items() if name.startswith(f"{source}-") and r.running),
+                            key=lambda r: -r.width * r.height)
+            variants = [Variant(f"{r.directory.name}/index.m3u8", (r.peak_bps or _ASSUMED_BANDWIDTH["video"]) + audio_bps,
+                                r.codecs, r.width, r.height, audio=True) for r in [best, *layers]]
+            text = multivariant(variants, audio_uri)
             if self._written.get(file) != text:
                 write_atomic(self.directory / file, text)
                 self._written[file] = text

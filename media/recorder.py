@@ -40,6 +40,8 @@ deque.  Everything else runs on the recorder's own thread:
    (a 名校网络课堂) also hands every frame of the H.264 camera and screen and of
    the Opus microphone to ``media.hls.HlsEgress`` in ``hls/`` of the folder: the
    LL-HLS stream while the lesson is live, kept with the recording when it ends.
+   A simulcast video's lower layers get writers of their own that write no
+   file, only their variant of the stream (``<source>-<rid>``).
    A VP8 camera or screen gets no stream: the reason is in the summary's
    ``hls.refused`` and in the ``hls_refused`` event (``on_event``).
 
@@ -187,8 +189,8 @@ class FrameAssembler:
 class TrackWriter:
     """One producer's stream → one file.  ``feed`` runs on the forwarding path; the rest on the recorder's thread."""
 
-    def __init__(self, producer: Producer, stream: ProducerStream, path: Path, *,
-                 ask_keyframe: Callable[[], None], hls: HlsEgress | None = None) -> None:
+    def __init__(self, producer: Producer, stream: ProducerStream, path: Path | None, *,
+                 ask_keyframe: Callable[[], None], hls: HlsEgress | None = None, rendition: str = "") -> None:
         self.producer_id = producer.producer_id
         self.source = producer.source
         self.kind = producer.kind
@@ -216,6 +218,9 @@ class TrackWriter:
         self.height = 0
         self.hls = hls
         """The lesson's stream, when this track is in it."""
+        self.rendition = rendition or self.source
+        """Its rendition in the stream: the source, or ``<source>-<rid>`` for a lower simulcast layer (which is
+        streamed only: ``path`` None)."""
         self._hls_track: VideoTrack | AudioTrack | None = None
         self._wall_anchor: tuple[int, float] | None = None
         self.hls_error: str | None = None
@@ -278,21 +283,22 @@ class TrackWriter:
             return
         ext = _unwrap(ts_of(packets[0]), self._last_ext_ts, 32)
         self._last_ext_ts = ext
-        if self._container is None:
-            self._open(data, now)
+        if self._first_ts is None:
+            if self.path is not None:
+                self._open(data, now)
             self._first_ts = ext
-        assert self._first_ts is not None
         pts = ext - self._first_ts
         if pts <= self._last_pts:
             return  # a duplicate or a frame from before the file began
         self._last_pts = pts
-        packet = av.Packet(data)
-        packet.pts = packet.dts = pts
-        packet.time_base = self._time_base
-        packet.stream = self._av_stream
-        if key:
-            packet.is_keyframe = True
-        self._container.mux(packet)
+        if self._container is not None:
+            packet = av.Packet(data)
+            packet.pts = packet.dts = pts
+            packet.time_base = self._time_base
+            packet.stream = self._av_stream
+            if key:
+                packet.is_keyframe = True
+            self._container.mux(packet)
         self.frames += 1
         if self.hls is not None:
             self._stream_frame(data, ext, key, now)
@@ -304,7 +310,7 @@ class TrackWriter:
             self._wall_anchor = (ext, now)
         try:
             if self._hls_track is None:
-                self._hls_track = self.hls.track(self.source, self.mime, self._wall_of)
+                self._hls_track = self.hls.track(self.rendition, self.mime, self._wall_of)
             if self._hls_track.frame(data, ext, key, now):
                 self.ask_keyframe(now)
         except Exception as exc:
@@ -372,7 +378,7 @@ class TrackWriter:
             except Exception:
                 log.exception("recorder: ending the stream of %s failed", self.producer_id)
         container, self._container = self._container, None
-        if container is None:
+        if container is None or self.path is None:
             return None
         try:
             container.close()
@@ -443,24 +449,31 @@ class RoomRecorder:
         if self.hls is not None and producer.source in self.hls.refused and self.on_event is not None:
             self.on_event("hls_refused", {"source": producer.source, "codec": mime.split("/")[1],
                                           "reason": self.hls.refused[producer.source]})
-        writer = TrackWriter(producer, stream, path, hls=hls,
-                             ask_keyframe=lambda s=stream: self._ask_keyframe(s))
+        writers = {producer.producer_id: TrackWriter(producer, stream, path, hls=hls,
+                                                     ask_keyframe=lambda s=stream: self._ask_keyframe(s))}
+        if hls is not None and producer.kind == "video":  # lower simulcast layers: variants of the stream
+            for layer in producer.streams[:-1]:
+                writers[f"{producer.producer_id}~{layer.rid}"] = TrackWriter(
+                    producer, layer, None, hls=hls, rendition=f"{producer.source}-{layer.rid}",
+                    ask_keyframe=lambda s=layer: self._ask_keyframe(s))
         with self._lock:
-            self.writers[producer.producer_id] = writer
-        stream.recorder = writer.feed
-        if producer.kind == "video":
-            stream.request_keyframe(time.monotonic())
+            self.writers.update(writers)
+        for writer in writers.values():
+            writer.stream.recorder = writer.feed
+            if producer.kind == "video":
+                writer.stream.request_keyframe(time.monotonic())
 
     def producer_closed(self, producer: Producer) -> None:
-        """Router hook: the producer goes; its file ends."""
+        """Router hook: the producer goes; its file ends (and the stream of each of its layers)."""
+        pid = producer.producer_id
         with self._lock:
-            writer = self.writers.pop(producer.producer_id, None)
-            if writer is None:
-                return
-            writer.closing = True
-            self._closing.append(writer)
-        if writer.stream.recorder == writer.feed:
-            writer.stream.recorder = None
+            ended = [self.writers.pop(key) for key in list(self.writers) if key == pid or key.startswith(f"{pid}~")]
+            for writer in ended:
+                writer.closing = True
+                self._closing.append(writer)
+        for writer in ended:
+            if writer.stream.recorder == writer.feed:
+                writer.stream.recorder = None
 
     def _ask_keyframe(self, stream: ProducerStream) -> None:
         """From the recorder thread: a PLI, sent by the event loop (the stream throttles it)."""

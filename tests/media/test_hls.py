@@ -16,6 +16,7 @@ from typing import Any
 import av
 import pytest
 
+from media.producer import Producer
 from media.recorder import RoomRecorder
 from tests.media.hls_checks import aac_tone, check_media_playlist, concat, decode_video, pdt, playlist
 from tests.media.sfu_helpers import BLUE, RED, close_to, mean_rgb
@@ -240,3 +241,42 @@ def test_a_vp8_camera_or_screen_gets_no_stream_and_a_reason(tmp_path: Path, sour
     assert events == [("hls_refused", {"source": source, "codec": "vp8", "reason": reason})]
     assert not (tmp_path / "hls" / source).exists() and not (tmp_path / "hls" / "main.m3u8").exists()
     assert summary["files"][0]["frames"] == 30  # the recording goes on as before
+
+
+def test_a_simulcast_camera_offers_its_lower_layer_as_a_variant(tmp_path: Path) -> None:
+    hls = tmp_path / "hls"
+
+    async def main() -> dict[str, Any]:
+        transport = FakeTransport()
+        cam = Producer("p1:camera", transport, kind="video", mid="0", source="camera",  # type: ignore[arg-type]
+                       mime="video/H264", clock_rate=90000, payload_type=102, rtx_payload_type=None, extmap={},
+                       layers=[("q", 1111), ("f", 1112)])
+        layers = {1111: Publisher(transport, ssrc=1111, size=(160, 120)),
+                  1112: Publisher(transport, ssrc=1112, size=(320, 240))}
+        for pub in layers.values():
+            pub.cam = cam
+        rec = recorder(tmp_path)
+        rec.want([cam])
+        now = 10.0
+        for _ in range(150):  # 5 s; each layer answers the PLIs for its own SSRC
+            for ssrc, pub in layers.items():
+                key = transport.plis.count(ssrc) > pub.answered
+                pub.answered = transport.plis.count(ssrc)
+                for pkt in pub._encode(RED, key):
+                    cam.streams[0 if ssrc == 1111 else 1].receive(pkt, now)
+            now += FRAME_S
+            await asyncio.sleep(FRAME_S)
+        return await rec.stop()
+
+    summary = run(main())
+    assert [f["name"] for f in summary["files"]] == ["camera-1.mp4"]  # the recording keeps the best layer
+    assert summary["files"][0]["width"] == 320
+    main = playlist(hls / "main.m3u8")
+    assert [(v.uri, v.stream_info.resolution) for v in main.playlists] == [
+        ("camera/index.m3u8", (320, 240)), ("camera-q/index.m3u8", (160, 120))]
+    assert main.playlists[0].stream_info.bandwidth > main.playlists[1].stream_info.bandwidth
+    low = playlist(hls / "camera-q" / "vod.m3u8")
+    check_media_playlist(playlist(hls / "camera-q" / "index.m3u8"), live=False)
+    frames = decode_video(concat(hls / "camera-q", [s.uri for s in low.segments]))
+    assert (frames[0][1].width, frames[0][1].height) == (160, 120) and close_to(mean_rgb(frames[-1][1]), RED)
+    assert len(low.segments) >= 2 and all(2.0 <= s.duration <= 2.3 for s in low.segments[:-1])

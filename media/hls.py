@@ -41,7 +41,7 @@ import av
 
 from media.cmaf import VIDEO_TIMESCALE, Sample, avc_codec_string, avc_config, chunk, init_segment
 from media.depacketize import h264_nal_units
-from media.hls_playlist import MediaPlaylist, Part, Segment, Variant, multivariant, write_atomic
+from media.hls_playlist import MediaPlaylist, Part, Segment, Variant, multivariant, segments_of, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,22 @@ class Rendition:
         """Decode time of the run's first sample: decode time goes on across runs (reconnects)."""
         self._next_decode = 0
         self._last_duration = timescale // 30 if kind == "video" else AAC_FRAME
+        self._resume()
 
+    def _resume(self) -> None:
+        """A rendition made again in a folder that has one (the worker died, the recording goes on in the same
+        folder): its segments are kept, numbering goes on, and the next segment is a discontinuity."""
+        vod = self.directory / "vod.m3u8"
+        if not vod.exists():
+            return
+        self.playlist.segments = segments_of(vod.read_text(encoding="utf-8"))
+        if self.playlist.segments:
+            self._msn = self.playlist.segments[-1].msn + 1
+            self._discontinuity = True
+        self._inits = len(list(self.directory.glob("init*.mp4")))
+        self._next_decode = round(sum(s.duration for s in self.playlist.segments) * self.timescale)
+        for stale in self.directory.glob(f"s{self._msn}.*.m4s"):  # parts of the segment the dead worker was writing
+            stale.unlink()
     # -------------------------------------------------------------- runs
 
     def start_run(self, init: bytes, *, codecs: str, width: int = 0, height: int = 0) -> bool:
@@ -189,6 +204,7 @@ class Rendition:
         self.peak_bps = max(self.peak_bps, int(len(body) * 8 / max(seg.duration, 0.5)))
         self._msn += 1
         self._drop_old_parts()
+        write_atomic(self.directory / "vod.m3u8", self.playlist.render(full=True))
 
     def _drop_old_parts(self) -> None:
         """Parts the live playlist no longer lists, one segment later (a client may still be fetching them): their
@@ -212,7 +228,8 @@ class Rendition:
         write_atomic(self.directory / "index.m3u8", self.playlist.render())
 
     def finish(self) -> dict[str, Any]:
-        """End the stream: the last part and segment, ``EXT-X-ENDLIST``; ``vod.m3u8`` lists every segment."""
+        """End the stream: the last part and segment, ``EXT-X-ENDLIST`` (in ``vod.m3u8`` too, which lists every
+        segment)."""
         self.end_run()
         self.playlist.ended = True
         write_atomic(self.directory / "index.m3u8", self.playlist.render())

@@ -57,14 +57,15 @@ class MediaPlaylist:
         return [s for s in self.segments if s.duration > 0]
 
     def render(self, *, full: bool = False) -> str:
-        """The playlist text; ``full``: every segment, no parts (the recording of an ended stream)."""
+        """The playlist text; ``full``: every complete segment, no parts (``EVENT`` while live, ``VOD`` once ended:
+        the recording of the stream, and what a rendition restarted in the same folder goes on from)."""
         done = self.complete
         current = None if full or self.ended else next((s for s in self.segments if s.duration == 0), None)
         listed = done if full else done[-self.window:]
         first = listed[0] if listed else current
         lines = ["#EXTM3U", f"#EXT-X-VERSION:{VERSION}", f"#EXT-X-TARGETDURATION:{self.target_duration}"]
         if full:
-            lines.append("#EXT-X-PLAYLIST-TYPE:VOD")
+            lines.append(f"#EXT-X-PLAYLIST-TYPE:{'VOD' if self.ended else 'EVENT'}")
         else:
             lines += [f"#EXT-X-PART-INF:PART-TARGET={self.part_target:.5f}",
                       "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,"
@@ -91,9 +92,28 @@ class MediaPlaylist:
                 lines += [f"#EXTINF:{seg.duration:.5f},", seg.uri]
         if self.preload_hint and not self.ended and not full:
             lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{self.preload_hint}"')
-        if self.ended or full:
+        if self.ended:
             lines.append("#EXT-X-ENDLIST")
         return "\n".join(lines) + "\n"
+
+
+def segments_of(text: str) -> list[Segment]:
+    """The complete segments of a playlist this module rendered (``render(full=True)``)."""
+    segments: list[Segment] = []
+    init, pdt, duration, discontinuity = "", 0.0, 0.0, False
+    for line in text.splitlines():
+        if line == "#EXT-X-DISCONTINUITY":
+            discontinuity = True
+        elif line.startswith("#EXT-X-MAP:URI="):
+            init = line.split('"')[1]
+        elif line.startswith("#EXT-X-PROGRAM-DATE-TIME:"):
+            pdt = datetime.fromisoformat(line.split(":", 1)[1].replace("Z", "+00:00")).timestamp()
+        elif line.startswith("#EXTINF:"):
+            duration = float(line[8:].split(",")[0])
+        elif line and not line.startswith("#"):
+            segments.append(Segment(int(line[1:].split(".")[0]), line, init, pdt, discontinuity, duration=duration))
+            discontinuity = False
+    return segments
 
 
 @dataclass

@@ -280,3 +280,44 @@ def test_a_simulcast_camera_offers_its_lower_layer_as_a_variant(tmp_path: Path) 
     frames = decode_video(concat(hls / "camera-q", [s.uri for s in low.segments]))
     assert (frames[0][1].width, frames[0][1].height) == (160, 120) and close_to(mean_rgb(frames[-1][1]), RED)
     assert len(low.segments) >= 2 and all(2.0 <= s.duration <= 2.3 for s in low.segments[:-1])
+
+
+def test_a_stream_made_again_in_the_same_folder_goes_on_after_its_segments(tmp_path: Path) -> None:
+    """The lesson's worker died: the recording goes on in the same folder, and so does the stream."""
+    hls = tmp_path / "hls"
+
+    async def main() -> None:
+        transport = FakeTransport()
+        now = 10.0
+        for colour, clean_end in ((RED, False), (BLUE, True)):
+            pub = Publisher(transport, ssrc=1111 if colour == RED else 3333)
+            rec = recorder(tmp_path)
+            rec.want([pub.cam, pub.mic])
+            now = await publish(pub, 4.5, now, lambda t, c=colour: c)
+            if not clean_end:  # the worker dies: nothing ends the stream (the segment being written is lost)
+                await until("two segments written", lambda: complete_segments(hls / "camera" / "vod.m3u8") >= 2, 10)
+                rec.hls = None
+                for writer in rec.writers.values():
+                    writer.hls = writer._hls_track = None
+            await rec.stop()
+            now += 2.0
+
+    run(main())
+    camera = playlist(hls / "camera" / "vod.m3u8")
+    assert camera.is_endlist and camera.playlist_type == "vod"
+    msns = [int(s.uri[1:].split(".")[0]) for s in camera.segments]
+    assert msns == list(range(len(msns))) and len(msns) >= 4  # numbering goes on, nothing overwritten
+    restart = [s.discontinuity for s in camera.segments].index(True)
+    assert restart >= 2 and sum(s.discontinuity for s in camera.segments) == 1
+    assert camera.segments[0].init_section.uri == "init.mp4"
+    assert camera.segments[restart].init_section.uri == "init-2.mp4"
+    first = decode_video(concat(hls / "camera", [s.uri for s in camera.segments[:restart]]))
+    second = decode_video(concat(hls / "camera", [s.uri for s in camera.segments[restart:]], init="init-2.mp4"))
+    assert close_to(mean_rgb(first[-1][1]), RED) and close_to(mean_rgb(second[0][1]), BLUE)
+    assert pdt(camera.segments[restart]) > pdt(camera.segments[restart - 1]) + camera.segments[restart - 1].duration
+    live = playlist(hls / "camera" / "index.m3u8")
+    assert live.media_sequence + len(live.segments) - 1 == msns[-1]
+
+
+def complete_segments(path: Path) -> int:
+    return len(playlist(path).segments) if path.exists() else 0

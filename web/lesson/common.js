@@ -46,10 +46,13 @@ export function stopAudio(key) {
   if (audio) { audio.srcObject = null; audio.remove(); }
 }
 
-function askForSound() {
+/** The browser refused to play sound before a tap: a button asks for one (it also unmutes a stream's
+ *  <video data-sound>, which plays muted meanwhile). */
+export function askForSound() {
   if (document.getElementById("sound-unlock")) return;
   const btn = el("button", { id: "sound-unlock", class: "btn btn-primary btn-lg sound-unlock", onclick: () => {
     document.querySelectorAll("#audio-sinks audio").forEach((a) => a.play().catch(() => {}));
+    document.querySelectorAll("video[data-sound]").forEach((v) => { v.muted = false; delete v.dataset.sound; v.play().catch(() => {}); });
     btn.remove();
   } }, icon("volume"), " 点击开启声音");
   document.body.appendChild(btn);

@@ -1,6 +1,12 @@
 // The receiving side of a lesson, shared by the receiving-classroom kiosk (receiving.js) and the
 // home student's page (student.js): teacher video and shared screen large, the on-stage slot,
 // raise hand, chat, link quality; joins by itself when the room opens and after a drop or reload.
+//
+// A home student of a famous-school lesson (名校网络课堂) who is not on stage may watch the lesson's
+// live stream instead (stream.js; "直播流"), as the series' `stream_from` says for the number of home
+// students in the lesson: the page then receives no WebRTC media, and keeps the lesson socket for
+// chat, raise hand, the roster and the stage. Brought on stage, it goes back to WebRTC ("实时互动")
+// and publishes; a stream that is not there, ends or fails leaves it on WebRTC (tried again later).
 import { api, ApiError, requireLogin, mountHeader, showError, toast, todayISO, fmtRange, KIND_LABEL, seatIn, lessonPageFor } from "/assets/api.js";
 import { LessonClient } from "/assets/lesson-client.js";
 import { label } from "/assets/icons.js";
@@ -29,6 +35,11 @@ class ListenerPage {
     this.lc = null;
     this.publishing = false;
     this.ended = false; // the lesson is over (room closed, held, missed, cancelled): no countdown any more
+    this.mode = "webrtc"; // how a home student watches: "webrtc", or "stream" (LL-HLS, stream.js)
+    this.stream = null;   // the LessonStream while the stream plays
+    this.policy = null;   // the series' StreamPolicy, for a famous-school lesson's home student
+    this.streamTried = 0; // Date.now() of the last time the stream was not there, ended or failed
+    this.switches = [];   // {mode, at: performance.now()}, for the browser tests
     setInterval(() => this.tick(), 1000);
   }
 
@@ -86,6 +97,7 @@ class ListenerPage {
   }
 
   tick() {
+    this.syncMode();
     if (this.ended || !this.lesson || !$("next") || $("next").hidden) return;
     const now = Date.now();
     const toStart = wall(this.lesson.starts_at) - now;
@@ -136,8 +148,11 @@ class ListenerPage {
     lc.on("localquality", (q) => setQuality(myQuality, q.quality));
     lc.on("error", (m) => toast(m.message || m.code, "error"));
     fill($("chat-box"), chatPanel(lc));
-    lc.setSubscriptions((participants, room, client) => {
+    // a home student whose series may put them on the stream: no media until that is decided
+    if (this.cfg.kind === "student" && this.lesson.kind === "famous_school" && this.lesson.stream_from != null) this.mode = "deciding";
+    this.subscriptions = (participants, room, client) => {
       const subs = [];
+      if (this.mode !== "webrtc") return subs; // the stream (or the switch to it): no WebRTC media
       const main = [...participants.values()].find((p) => p.role === "main");
       if (main) {
         for (const source of ["camera", "microphone", "screen"]) subs.push({ participant_id: main.participant_id, source });
@@ -146,7 +161,8 @@ class ListenerPage {
         subs.push({ participant_id: "stage", source: "camera" }, { participant_id: "stage", source: "microphone" });
       }
       return subs;
-    });
+    };
+    lc.setSubscriptions(this.subscriptions);
     $("btn-hand").onclick = () => {
       const up = !(lc.me && lc.me.hand_raised);
       lc.raiseHand(up).then(() => { if (lc.me) lc.me = { ...lc.me, hand_raised: up }; this.render(); }).catch(showError);
@@ -157,7 +173,93 @@ class ListenerPage {
       try { await lc.setMuted("microphone", mic.enabled); } catch (e) { showError(e); }
       this.render();
     };
+    if (this.cfg.kind === "student" && this.lesson.kind === "famous_school") this.setUpStream();
     lc.connect().catch(() => { /* the banner says why */ });
+  }
+
+  /** A famous-school lesson's home student: the stream when the series' policy says so (stream.js). */
+  async setUpStream() {
+    let mod = null;
+    try { mod = await import("/lesson/stream.js"); } catch (e) { console.warn("stream.js", e); }
+    if (!mod || !mod.streamSupported()) { if (this.mode === "deciding") this.setMode("webrtc"); return; }
+    const { LessonStream, StreamPolicy } = mod;
+    this.policy = new StreamPolicy(this.lesson.stream_from);
+    this.LessonStream = LessonStream;
+    const page = this;
+    window.sankeStream = {
+      get mode() { return page.mode; },
+      switches: this.switches,
+      cameraDate: () => (page.stream ? page.stream.playingDate("camera") : null),
+      screenDate: () => (page.stream ? page.stream.playingDate("screen") : null),
+      get stream() { return page.stream; },
+      renew: () => (page.stream ? page.stream.renew() : Promise.resolve()),
+    };
+    this.syncMode();
+  }
+
+  /** Whether this page should watch the stream now (it is tried only every 30 s after it was not there). */
+  wantStream() {
+    const lc = this.lc;
+    if (!this.policy || this.ended || !lc || lc.state !== "joined" || !lc.me) return false;
+    const me = lc.participants.get(lc.participantId) || lc.me;
+    if (me.on_stage) return false;
+    const homeStudents = [...lc.participants.values()].filter((p) => p.role === "student").length;
+    return this.policy.wants(homeStudents);
+  }
+
+  syncMode() {
+    if (!this.policy || !this.lc || this.lc.state !== "joined") return;
+    const want = this.wantStream();
+    if (want && (this.mode === "deciding" || (this.mode === "webrtc" && Date.now() - this.streamTried >= 30000))) this.toStream();
+    else if (!want && this.mode !== "webrtc") this.toWebrtc();
+  }
+
+  setMode(mode) {
+    this.mode = mode;
+    this.switches.push({ mode, at: performance.now() });
+    this.showMode();
+    document.body.classList.toggle("watching-stream", mode === "stream");
+    this.lc.setSubscriptions(this.subscriptions); // re-evaluated for the new mode
+  }
+
+  /** The small label of a famous-school lesson's home student: 直播流 or 实时互动 (nothing while undecided). */
+  showMode() {
+    const label = $("watch-mode");
+    if (!label || this.cfg.kind !== "student" || this.lesson.kind !== "famous_school") return;
+    label.hidden = this.mode !== "stream" && this.mode !== "webrtc";
+    label.textContent = this.mode === "stream" ? "直播流" : "实时互动";
+    label.dataset.mode = this.mode;
+  }
+
+  async toStream() {
+    this.setMode("starting"); // no WebRTC media from here on: the stream's players take the <video>s
+    const stream = new this.LessonStream(this.lesson.id, {
+      camera: $("teacher-video"), screen: $("screen-video"),
+      onEnd: () => { if (this.stream === stream) { this.streamTried = Date.now(); this.toWebrtc(); } },
+      onScreen: () => this.render(),
+    });
+    this.stream = stream;
+    stream.setScreen(this.screenShared());
+    const ok = await stream.start();
+    if (this.stream !== stream) return; // switched away meanwhile (brought on stage)
+    if (!ok) { this.streamTried = Date.now(); this.toWebrtc(); return; }
+    this.setMode("stream");
+    this.render();
+  }
+
+  toWebrtc() {
+    if (this.stream) { this.stream.stop(); this.stream = null; }
+    for (const id of ["teacher-video", "screen-video"]) $(id).srcObject = null;
+    this.setMode("webrtc");
+    // tracks still held from before the stream: shown again at once
+    for (const t of this.lc.remote.values()) this.onTrack(t);
+    this.render();
+  }
+
+  /** The main classroom shares its screen (its publications in the roster). */
+  screenShared() {
+    const main = this.lc && [...this.lc.participants.values()].find((p) => p.role === "main");
+    return !!(main && (main.publications || []).some((p) => p.source === "screen"));
   }
 
   onState(st) {
@@ -177,6 +279,7 @@ class ListenerPage {
 
   onJoined() {
     const l = this.lesson;
+    this.showMode();
     $("next").hidden = true;
     $("classroom").hidden = false;
     $("lesson-title").textContent = l.title;
@@ -223,6 +326,7 @@ class ListenerPage {
 
   onTrack(t) {
     const lc = this.lc;
+    if (this.mode !== "webrtc") return; // the stream plays (the switch unsubscribes these)
     if (t.source === "microphone") { playAudio(t.key, t.track); return; }
     if (t.participantId === "stage") showVideo($("stage-video"), t.stream);
     else if (t.source === "camera") showVideo($("teacher-video"), t.stream);
@@ -239,10 +343,13 @@ class ListenerPage {
     const room = lc.room || {};
     const main = [...lc.participants.values()].find((p) => p.role === "main");
     $("teacher-caption").textContent = main ? `主讲：${main.display_name}` : "主讲老师尚未进入";
-    const sharing = !!(main && (main.publications || []).some((p) => p.source === "screen")) && !!lc.remoteTrack(main.participant_id, "screen");
+    if (this.stream) this.stream.setScreen(this.screenShared());
+    const sharing = this.mode === "webrtc" ? this.screenShared() && !!lc.remoteTrack(main.participant_id, "screen")
+      : !!(this.stream && this.stream.screenPlaying);
     $("screen-view").hidden = !sharing;
     document.querySelector(".recv-views").classList.toggle("with-screen", sharing);
-    const stageP = room.on_stage && room.on_stage !== lc.participantId ? lc.participants.get(room.on_stage) : null;
+    // the student on stage comes by WebRTC only (the stream is the main classroom's)
+    const stageP = room.on_stage && room.on_stage !== lc.participantId && this.mode === "webrtc" ? lc.participants.get(room.on_stage) : null;
     $("stage-view").hidden = !stageP;
     if (stageP) $("stage-caption").textContent = `上台：${stageP.display_name}`;
     $("stage-flag").hidden = !me.on_stage;
@@ -265,5 +372,6 @@ class ListenerPage {
     $("local-view").hidden = !lc.local.get("camera");
     $("btn-hand").classList.toggle("btn-ok", !!me.hand_raised);
     this.syncPublishing();
+    this.syncMode();
   }
 }

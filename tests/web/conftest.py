@@ -26,13 +26,14 @@ Fixtures
     another lesson's room, ``site.headers(user)`` gives API headers, ``site.book(**series)``
     books another series. SQLite only; the media worker runs in the server process.
 ``open_page``
-    ``open_page(user, path, *, viewport=(1920, 1080), allow_console=(regex, ...))`` → a Playwright
+    ``open_page(user, path, *, viewport=(1920, 1080), allow_console=(regex, ...), phone=False)`` → a Playwright
     ``Page`` in a new browser context of its own (so each role/user has its own localStorage and
     sessionStorage), signed in as ``user`` (``None``: signed out), with the browser clock set to
     the server's ``NOW`` (time runs from there) and the time zone Asia/Shanghai. Every console
     error and uncaught exception is collected in ``page.console_errors``; at teardown the test
-    fails if any is left that does not match one of ``allow_console``. Contexts are closed at
-    teardown.
+    fails if any is left that does not match one of ``allow_console``. ``phone=True``: a phone's
+    context (``PHONE``: touch, mobile, device scale 3; ``viewport`` gives its size and orientation).
+    Contexts are closed at teardown.
 ``screenshot``
     ``screenshot(page, name)`` saves ``tests/artifacts/<test>/<name>.png`` (git-ignored) and fails
     if the picture is blank (fewer than ``MIN_COLOURS`` distinct colours).
@@ -83,6 +84,8 @@ CHROMIUM_ARGS = [
 LESSON_DAY = date(2026, 9, 7)  # a Monday of the factory's term
 NOW = datetime(2026, 9, 7, 7, 55)
 """The server's (and the browsers') clock: five minutes before the dedicated lesson."""
+PHONE = {"is_mobile": True, "has_touch": True, "device_scale_factor": 3}
+"""A phone's context options (with ``viewport=(390, 844)`` portrait or ``(844, 390)`` landscape)."""
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 MIN_COLOURS = 8
 ALWAYS_ALLOWED = (r"/favicon\.ico\]$",)
@@ -208,9 +211,9 @@ def open_page(browser: Any, web_server: Site) -> Iterator[Callable[..., Any]]:
     pages: list[tuple[Any, tuple[str, ...]]] = []
 
     def open_(user: Any, path: str, *, viewport: tuple[int, int] = (1920, 1080),
-              allow_console: tuple[str, ...] = (), wait_until: str = "load") -> Any:
+              allow_console: tuple[str, ...] = (), wait_until: str = "load", phone: bool = False) -> Any:
         ctx = browser.new_context(base_url=web_server.base, viewport={"width": viewport[0], "height": viewport[1]},
-                                  locale="zh-CN", timezone_id="Asia/Shanghai")
+                                  locale="zh-CN", timezone_id="Asia/Shanghai", **(PHONE if phone else {}))
         contexts.append(ctx)
         ctx.clock.install(time=NOW.replace(tzinfo=ZoneInfo("Asia/Shanghai")))  # NOW is wall-clock time there
         if user is not None:

@@ -1,0 +1,250 @@
+"""The home student's page watching a famous-school lesson's live stream (LL-HLS), in real Chromium.
+
+The lesson's stream folder holds a real H.264 + AAC LL-HLS stream that grows while the test runs
+(``tests/web/hls_stream.py``: camera with audio from the start, the shared screen from 3 s later,
+each picture with its frame number drawn in its top rows); the server serves it behind the signed
+prefix of ``POST /lessons/{id}/hls-link``. The teacher's page (``main.html``) runs the lesson as
+usual and publishes by WebRTC. Checked on what the student's <video>s decode and show.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from server.core import hls_files
+from tests.web.conftest import NOW
+from tests.web.hls_stream import BITS, BLOCK, FPS, HEIGHT, WIDTH, LiveStream
+from tests.web.test_lesson_pages import STATS_JS, pid, wait_joined
+
+H264 = 'MediaSource.isTypeSupported(\'video/mp4; codecs="avc1.42c00c"\')'
+
+FRAMES_JS = """(id) => { const v = document.getElementById(id);
+  return {t: v.currentTime, frames: v.getVideoPlaybackQuality().totalVideoFrames, paused: v.paused}; }"""
+
+READ_CODES_JS = f"""() => {{
+  const read = (v) => {{
+    const c = document.createElement('canvas'); c.width = {WIDTH}; c.height = {HEIGHT};
+    const g = c.getContext('2d', {{willReadFrequently: true}}); g.drawImage(v, 0, 0, {WIDTH}, {HEIGHT});
+    const row = g.getImageData(0, {BLOCK // 2}, {WIDTH}, 1).data;
+    const grey = row[{BLOCK // 2} * 4];
+    if (grey < 15 || grey > 70) return null;  // not the time code's margin: no picture yet
+    let n = 0;
+    for (let b = 0; b < {BITS}; b++) n = n * 2 + (row[((2 + b) * {BLOCK} + {BLOCK // 2}) * 4] > 128 ? 1 : 0);
+    return n;
+  }};
+  return [read(document.getElementById('teacher-video')), read(document.getElementById('screen-video'))];
+}}"""
+
+
+@pytest.fixture
+def famous(web_server: Any, settings: Any, open_page: Any, js_poll: Any) -> Any:
+    """A famous-school lesson (home student ``world.student``, the series' stream_from 0: not on stage, the
+    stream), its teacher's page started, and its stream growing; the stream is stopped at the end."""
+    w = web_server.world
+    web_server.book(kind="famous_school", title="名校语文", subject="语文", main_classroom_id=w.main_room2.id,
+                    main_teacher_id=w.teacher2.id, receivers=[], participant_ids=[w.student.id])
+    lesson = next(l for l in web_server.lessons(w.urban_admin, date_from="2026-09-07", date_to="2026-09-07")
+                  if l["title"] == "名校语文")
+    web_server.open_room(lesson["id"])
+    teacher = open_page(w.teacher2, "/lesson/main.html")
+    teacher.click(f"[data-action=start][data-lesson='{lesson['id']}']")
+    wait_joined(teacher, js_poll)
+    js_poll(teacher, "window.sankeLesson.local.has('camera')", timeout=15)
+    # the stream's folder: where the lesson's recording leads (hls_files.point_lesson), or one made here
+    link = hls_files.lesson_link(settings.data_dir, lesson["id"])
+    deadline = time.monotonic() + 5
+    while not link.is_symlink() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if not link.is_symlink():
+        hls_files.point_lesson(settings.data_dir, lesson["id"], settings.data_dir / "recordings" / str(lesson["id"]) / "1")
+    folder = link.resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    # the stream's clock: the server's (pinned) now, as the egress would stamp it
+    stream = LiveStream(folder, NOW.replace(tzinfo=ZoneInfo("Asia/Shanghai")), seconds=90)
+    stream.start()
+    yield {"lesson": lesson, "teacher": teacher, "stream": stream, "folder": folder}
+    stream.stop()
+
+
+def student_page(web_server: Any, open_page: Any, lesson_id: int, stream_from: int | None = 0, **kw: Any) -> Any:
+    """The student's page; the lesson API's ``stream_from`` as the series would give it (set here on the
+    answer until the series carries it)."""
+    page = open_page(web_server.world.student, "/assets/app.css", **kw)  # the site's origin
+
+    def patch(route: Any) -> None:
+        resp = route.fetch()
+        body = resp.json()
+        body.setdefault("stream_from", stream_from)
+        route.fulfill(response=resp, json=body)
+
+    page.route(f"**/api/v1/lessons/{lesson_id}", patch)
+    page.goto(f"/lesson/student.html?lesson={lesson_id}")
+    return page
+
+
+def assert_frames_advance(page: Any, video_id: str, timeout: float = 15) -> None:
+    """The <video> shows new frames: currentTime and totalVideoFrames rising (10 more frames)."""
+    deadline = time.monotonic() + timeout
+    first = page.evaluate(FRAMES_JS, video_id)
+    while True:
+        now = page.evaluate(FRAMES_JS, video_id)
+        if now["frames"] - first["frames"] >= 10 and now["t"] > first["t"]:
+            return
+        assert time.monotonic() < deadline, f"{video_id}: frames not advancing: {first} -> {now}"
+        time.sleep(0.2)
+
+
+def webrtc_frames(page: Any, key: str) -> int:
+    return int(page.evaluate(STATS_JS).get(key, {}).get("frames", 0))
+
+
+def skip_without_h264(page: Any) -> None:
+    if not page.evaluate(H264):
+        pytest.skip("this Chromium cannot play H.264 through Media Source Extensions")
+
+
+def test_the_student_watches_the_stream_on_one_clock_goes_on_stage_and_back(
+        famous: Any, web_server: Any, open_page: Any, js_poll: Any, screenshot: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    teacher, stream, lesson = famous["teacher"], famous["stream"], famous["lesson"]
+    requests: list[str] = []  # the stream's requests
+    student = student_page(web_server, open_page, lesson["id"])
+    skip_without_h264(student)
+    student.on("request", lambda r: requests.append(r.url) if "/hls/" in r.url else None)
+    ps = wait_joined(student, js_poll)
+    main = pid(teacher)
+
+    # the stream plays: camera frames advance, the label says 直播流, no WebRTC media at all
+    js_poll(student, "window.sankeStream && window.sankeStream.mode === 'stream'", timeout=15)
+    assert_frames_advance(student, "teacher-video")
+    assert student.inner_text("#watch-mode") == "直播流"
+    assert student.evaluate("window.sankeLesson.remote.size") == 0
+    assert student.evaluate("document.getElementById('teacher-video').muted") is False  # the classroom's sound
+
+    # the screen, shared after the camera (its own clock starts 3 s later): shown on the camera's clock
+    teacher.click("#btn-screen")
+    js_poll(student, "!document.getElementById('screen-view').hidden", timeout=15)
+    assert_frames_advance(student, "screen-video")
+    gap = "Math.abs(window.sankeStream.cameraDate() - window.sankeStream.screenDate())"
+    js_poll(student, f"window.sankeStream.screenDate() !== null && {gap} < 100", timeout=15)
+    gaps, codes = [], []
+    for _ in range(10):  # and stays there (program date times, and the pictures themselves)
+        gaps.append(student.evaluate(gap))
+        codes.append(student.evaluate(READ_CODES_JS))
+        time.sleep(0.3)
+    print(f"camera - screen program date time gaps (ms): {gaps}; time codes (camera, screen): {codes}")
+    assert max(gaps) < 100, gaps
+    read = [(c, s) for c, s in codes if c is not None and s is not None]
+    assert len(read) >= 8, codes
+    assert max(abs(c - s) for c, s in read) * 1000 / FPS < 100, codes
+    screenshot(student, "student-stream-with-screen")
+
+    # the link renewed (the server's clock moved on, so the new prefix differs): the players go on with it
+    later = NOW + timedelta(minutes=5)
+    monkeypatch.setattr("scheduler.clock.now", lambda: later)
+    old = student.evaluate("window.sankeStream.stream.link.prefix")
+    before = student.evaluate(FRAMES_JS, "teacher-video")
+    student.evaluate("window.sankeStream.renew()")
+    new = student.evaluate("window.sankeStream.stream.link.prefix")
+    assert new != old
+    deadline = time.monotonic() + 10
+    while not any(new in u for u in requests):
+        assert time.monotonic() < deadline, requests[-5:]
+        student.wait_for_timeout(100)  # (Playwright delivers the request events while it is called)
+    assert_frames_advance(student, "teacher-video")
+    after = student.evaluate(FRAMES_JS, "teacher-video")
+    assert after["t"] > before["t"] and not after["paused"], (before, after)
+    cut = len(requests)
+    student.wait_for_timeout(1500)
+    assert not any(old in u for u in requests[cut:]), requests[cut:]
+    monkeypatch.setattr("scheduler.clock.now", lambda: NOW)
+
+    # brought on stage: WebRTC (the teacher's camera decoding from the peer connection) within a bound
+    started = time.monotonic()
+    teacher.click(f"#student-list [data-participant='{ps}'] [data-action=stage]")
+    deadline = started + 10
+    while webrtc_frames(student, f"{main}/camera") == 0:
+        assert time.monotonic() < deadline, student.evaluate(STATS_JS)
+        time.sleep(0.05)
+    switch = time.monotonic() - started
+    load = os.getloadavg()[0]
+    print(f"on stage -> first WebRTC frame of the teacher's camera: {switch:.2f} s (load {load:.2f})")
+    assert student.evaluate("window.sankeStream.mode") == "webrtc"
+    assert student.inner_text("#watch-mode") == "实时互动"
+    assert student.evaluate("window.sankeStream.stream") is None
+    # 1 s on an idle machine, more under load (two cores shared with the server and the teacher's page)
+    assert switch < 1.5 * max(1.0, load / (os.cpu_count() or 1)), switch
+    js_poll(student, "!document.getElementById('local-view').hidden", timeout=15)
+    screenshot(student, "student-on-stage")
+
+    # off stage: the stream again, and the WebRTC media goes
+    teacher.click(f"#student-list [data-participant='{ps}'] [data-action=stage]")
+    js_poll(student, "window.sankeStream.mode === 'stream'", timeout=10)
+    assert_frames_advance(student, "teacher-video")
+    js_poll(student, "window.sankeLesson.remote.size === 0 && window.sankeLesson.local.size === 0", timeout=10)
+
+    # the stream ends (#EXT-X-ENDLIST): back to WebRTC
+    stream.end()
+    js_poll(student, "window.sankeStream.mode === 'webrtc'", timeout=20)
+    js_poll(student, f"({STATS_JS})().then((s) => (s['{main}/camera'] || {{}}).frames > 0)", timeout=15)
+
+
+def test_without_a_stream_or_a_policy_the_student_watches_by_webrtc(
+        web_server: Any, open_page: Any, js_poll: Any) -> None:
+    w = web_server.world
+    web_server.book(kind="famous_school", title="名校语文", subject="语文", main_classroom_id=w.main_room2.id,
+                    main_teacher_id=w.teacher2.id, receivers=[], participant_ids=[w.student.id])
+    lesson = next(l for l in web_server.lessons(w.urban_admin, date_from="2026-09-07", date_to="2026-09-07")
+                  if l["title"] == "名校语文")
+    web_server.open_room(lesson["id"])
+    teacher = open_page(w.teacher2, "/lesson/main.html")
+    teacher.click(f"[data-action=start][data-lesson='{lesson['id']}']")
+    main = wait_joined(teacher, js_poll)
+    for stream_from in (None, 0):  # the series does not use the stream; it does, but there is none
+        student = student_page(web_server, open_page, lesson["id"], stream_from=stream_from)
+        wait_joined(student, js_poll)
+        js_poll(student, f"({STATS_JS})().then((s) => (s['{main}/camera'] || {{}}).frames > 0)", timeout=15)
+        js_poll(student, "window.sankeStream && window.sankeStream.mode === 'webrtc'")
+        assert student.inner_text("#watch-mode") == "实时互动"
+        student.close()
+
+
+@pytest.mark.parametrize("viewport", [(390, 844), (844, 390)], ids=["portrait", "landscape"])
+def test_a_phone_watches_raises_a_hand_and_chats(famous: Any, web_server: Any, open_page: Any, js_poll: Any,
+                                                 screenshot: Any, viewport: tuple[int, int]) -> None:
+    teacher, lesson = famous["teacher"], famous["lesson"]
+    student = student_page(web_server, open_page, lesson["id"], viewport=viewport, phone=True)
+    skip_without_h264(student)
+    ps = wait_joined(student, js_poll)
+    js_poll(student, "window.sankeStream && window.sankeStream.mode === 'stream'", timeout=15)
+    assert_frames_advance(student, "teacher-video")
+    box = {sel: student.eval_on_selector(sel, "e => { const r = e.getBoundingClientRect(); "
+                                              "return {x: r.x, y: r.y, w: r.width, h: r.height}; }")
+           for sel in ("#teacher-video", "#btn-hand", ".chat-input")}
+    width, height = viewport
+    assert student.evaluate("document.documentElement.scrollWidth") <= width  # nothing wider than the phone
+    v = box["#teacher-video"]
+    assert v["w"] >= 0.55 * width and v["y"] < height / 2, box  # the video first, large
+    for sel in ("#btn-hand", ".chat-input"):
+        assert box[sel]["h"] >= 44 and box[sel]["x"] >= 0 and box[sel]["x"] + box[sel]["w"] <= width, box
+    if width > height:  # landscape: the controls beside the video, not under it
+        assert box["#btn-hand"]["x"] >= v["x"] + v["w"] - 1, box
+    screenshot(student, f"phone-{width}x{height}")
+
+    # a tap raises the hand: the teacher's page (the server's roster) shows it
+    student.tap("#btn-hand")
+    js_poll(teacher, f"document.querySelector(\"#hand-list [data-participant='{ps}']\") !== null", timeout=10)
+    # the chat: tap the box, type, send
+    student.tap(".chat-input")
+    student.keyboard.type("老师，这一段能再讲一遍吗？")
+    student.tap(".chat-send .btn")
+    js_poll(teacher, "document.querySelector('.chat-list').textContent.includes('这一段能再讲一遍吗')", timeout=10)
+    js_poll(student, "document.querySelector('.chat-list').textContent.includes('这一段能再讲一遍吗')", timeout=10)
+    assert student.evaluate("window.sankeStream.mode") == "stream"
+

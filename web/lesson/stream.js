@@ -16,7 +16,7 @@ import Hls from "/vendor/hls.min.js";
 import { api } from "/assets/api.js";
 import { askForSound } from "/lesson/common.js";
 
-const NUDGE_MS = 40;    // screen within this of the camera: normal speed
+const NUDGE_MS = 20;    // screen within this of the camera: normal speed
 const SEEK_MS = 1000;   // further than this: seek instead of nudging
 const MAX_NUDGE = 0.25; // playbackRate within 1 ± this
 const OPEN_TIMEOUT_MS = 8000; // main.m3u8 and its first part must come within this

@@ -344,8 +344,9 @@ def test_chat_mute_all_on_stage_and_the_end_screens_of_a_dedicated_lesson(web_se
     assert not teacher.is_visible(f"[data-action=start][data-lesson='{web_server.lesson_id}']")
 
 
-def test_a_famous_school_lesson_lists_home_students_and_shows_only_panels_with_something_in_them(
-        web_server: Any, open_page: Any, js_poll: Any, screenshot: Any) -> None:
+def start_famous_school_lesson(web_server: Any, open_page: Any, js_poll: Any) -> tuple[dict[str, Any], Any]:
+    """A 名校网络课堂 today (main classroom ``main_room2``, teacher ``teacher2``, home student ``student``, no
+    receiving classrooms), its room open and its teacher's page started: (the lesson, the teacher's page)."""
     w = web_server.world
     web_server.book(kind="famous_school", title="名校语文", subject="语文", main_classroom_id=w.main_room2.id,
                     main_teacher_id=w.teacher2.id, receivers=[], participant_ids=[w.student.id])
@@ -355,6 +356,13 @@ def test_a_famous_school_lesson_lists_home_students_and_shows_only_panels_with_s
     teacher = open_page(w.teacher2, "/lesson/main.html")
     teacher.click(f"[data-action=start][data-lesson='{lesson['id']}']")
     wait_joined(teacher, js_poll)
+    return lesson, teacher
+
+
+def test_a_famous_school_lesson_lists_home_students_and_shows_only_panels_with_something_in_them(
+        web_server: Any, open_page: Any, js_poll: Any, screenshot: Any) -> None:
+    w = web_server.world
+    lesson, teacher = start_famous_school_lesson(web_server, open_page, js_poll)
     student = open_page(w.student, f"/lesson/student.html?lesson={lesson['id']}", viewport=(1366, 768))
     ps = wait_joined(student, js_poll)
     assert_video_flows(student, [f"{pid(teacher)}/camera"], js_poll)

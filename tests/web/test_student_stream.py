@@ -20,7 +20,7 @@ import pytest
 from server.core import hls_files
 from tests.web.conftest import NOW
 from tests.web.hls_stream import BITS, BLOCK, FPS, HEIGHT, WIDTH, LiveStream
-from tests.web.test_lesson_pages import STATS_JS, pid, wait_joined
+from tests.web.test_lesson_pages import STATS_JS, pid, start_famous_school_lesson, wait_joined
 
 H264 = 'MediaSource.isTypeSupported(\'video/mp4; codecs="avc1.42c00c"\')'
 
@@ -46,15 +46,7 @@ READ_CODES_JS = f"""() => {{
 def famous(web_server: Any, settings: Any, open_page: Any, js_poll: Any) -> Any:
     """A famous-school lesson (home student ``world.student``, the series' stream_from 0: not on stage, the
     stream), its teacher's page started, and its stream growing; the stream is stopped at the end."""
-    w = web_server.world
-    web_server.book(kind="famous_school", title="名校语文", subject="语文", main_classroom_id=w.main_room2.id,
-                    main_teacher_id=w.teacher2.id, receivers=[], participant_ids=[w.student.id])
-    lesson = next(l for l in web_server.lessons(w.urban_admin, date_from="2026-09-07", date_to="2026-09-07")
-                  if l["title"] == "名校语文")
-    web_server.open_room(lesson["id"])
-    teacher = open_page(w.teacher2, "/lesson/main.html")
-    teacher.click(f"[data-action=start][data-lesson='{lesson['id']}']")
-    wait_joined(teacher, js_poll)
+    lesson, teacher = start_famous_school_lesson(web_server, open_page, js_poll)
     js_poll(teacher, "window.sankeLesson.local.has('camera')", timeout=15)
     # the stream's folder: where the lesson's recording leads (hls_files.point_lesson), or one made here
     link = hls_files.lesson_link(settings.data_dir, lesson["id"])
@@ -197,15 +189,8 @@ def test_the_student_watches_the_stream_on_one_clock_goes_on_stage_and_back(
 
 def test_without_a_stream_or_a_policy_the_student_watches_by_webrtc(
         web_server: Any, open_page: Any, js_poll: Any) -> None:
-    w = web_server.world
-    web_server.book(kind="famous_school", title="名校语文", subject="语文", main_classroom_id=w.main_room2.id,
-                    main_teacher_id=w.teacher2.id, receivers=[], participant_ids=[w.student.id])
-    lesson = next(l for l in web_server.lessons(w.urban_admin, date_from="2026-09-07", date_to="2026-09-07")
-                  if l["title"] == "名校语文")
-    web_server.open_room(lesson["id"])
-    teacher = open_page(w.teacher2, "/lesson/main.html")
-    teacher.click(f"[data-action=start][data-lesson='{lesson['id']}']")
-    main = wait_joined(teacher, js_poll)
+    lesson, teacher = start_famous_school_lesson(web_server, open_page, js_poll)
+    main = pid(teacher)
     for stream_from in (None, 0):  # the series does not use the stream; it does, but there is none
         student = student_page(web_server, open_page, lesson["id"], stream_from=stream_from)
         wait_joined(student, js_poll)

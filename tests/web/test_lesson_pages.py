@@ -344,12 +344,14 @@ def test_chat_mute_all_on_stage_and_the_end_screens_of_a_dedicated_lesson(web_se
     assert not teacher.is_visible(f"[data-action=start][data-lesson='{web_server.lesson_id}']")
 
 
-def start_famous_school_lesson(web_server: Any, open_page: Any, js_poll: Any) -> tuple[dict[str, Any], Any]:
+def start_famous_school_lesson(web_server: Any, open_page: Any, js_poll: Any,
+                               **series: Any) -> tuple[dict[str, Any], Any]:
     """A 名校网络课堂 today (main classroom ``main_room2``, teacher ``teacher2``, home student ``student``, no
-    receiving classrooms), its room open and its teacher's page started: (the lesson, the teacher's page)."""
+    receiving classrooms; more of the series in ``series``), its room open and its teacher's page started:
+    (the lesson, the teacher's page)."""
     w = web_server.world
     web_server.book(kind="famous_school", title="名校语文", subject="语文", main_classroom_id=w.main_room2.id,
-                    main_teacher_id=w.teacher2.id, receivers=[], participant_ids=[w.student.id])
+                    main_teacher_id=w.teacher2.id, receivers=[], participant_ids=[w.student.id], **series)
     lesson = next(l for l in web_server.lessons(w.urban_admin, date_from="2026-09-07", date_to="2026-09-07")
                   if l["title"] == "名校语文")
     web_server.open_room(lesson["id"])

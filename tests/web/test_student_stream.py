@@ -44,9 +44,9 @@ READ_CODES_JS = f"""() => {{
 
 @pytest.fixture
 def famous(web_server: Any, settings: Any, open_page: Any, js_poll: Any) -> Any:
-    """A famous-school lesson (home student ``world.student``, the series' stream_from 0: not on stage, the
+    """A famous-school lesson (home student ``world.student``; the series' stream_from 0: not on stage, the
     stream), its teacher's page started, and its stream growing; the stream is stopped at the end."""
-    lesson, teacher = start_famous_school_lesson(web_server, open_page, js_poll)
+    lesson, teacher = start_famous_school_lesson(web_server, open_page, js_poll, stream_from=0)
     js_poll(teacher, "window.sankeLesson.local.has('camera')", timeout=15)
     # the stream's folder: where the lesson's recording leads (hls_files.point_lesson), or one made here
     link = hls_files.lesson_link(settings.data_dir, lesson["id"])
@@ -64,20 +64,8 @@ def famous(web_server: Any, settings: Any, open_page: Any, js_poll: Any) -> Any:
     stream.stop()
 
 
-def student_page(web_server: Any, open_page: Any, lesson_id: int, stream_from: int | None = 0, **kw: Any) -> Any:
-    """The student's page; the lesson API's ``stream_from`` as the series would give it (set here on the
-    answer until the series carries it)."""
-    page = open_page(web_server.world.student, "/assets/app.css", **kw)  # the site's origin
-
-    def patch(route: Any) -> None:
-        resp = route.fetch()
-        body = resp.json()
-        body.setdefault("stream_from", stream_from)
-        route.fulfill(response=resp, json=body)
-
-    page.route(f"**/api/v1/lessons/{lesson_id}", patch)
-    page.goto(f"/lesson/student.html?lesson={lesson_id}")
-    return page
+def student_page(web_server: Any, open_page: Any, lesson_id: int, **kw: Any) -> Any:
+    return open_page(web_server.world.student, f"/lesson/student.html?lesson={lesson_id}", **kw)
 
 
 def assert_frames_advance(page: Any, video_id: str, timeout: float = 15) -> None:
@@ -192,7 +180,10 @@ def test_without_a_stream_or_a_policy_the_student_watches_by_webrtc(
     lesson, teacher = start_famous_school_lesson(web_server, open_page, js_poll)
     main = pid(teacher)
     for stream_from in (None, 0):  # the series does not use the stream; it does, but there is none
-        student = student_page(web_server, open_page, lesson["id"], stream_from=stream_from)
+        r = web_server.http.put(f"/api/v1/series/{lesson['series_id']}/stream-from", json={"stream_from": stream_from},
+                                headers=web_server.headers(web_server.world.teacher2))
+        assert r.status_code == 200, r.text
+        student = student_page(web_server, open_page, lesson["id"])
         wait_joined(student, js_poll)
         js_poll(student, f"({STATS_JS})().then((s) => (s['{main}/camera'] || {{}}).frames > 0)", timeout=15)
         js_poll(student, "window.sankeStream && window.sankeStream.mode === 'webrtc'")

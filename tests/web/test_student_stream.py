@@ -48,15 +48,17 @@ def famous(web_server: Any, settings: Any, open_page: Any, js_poll: Any) -> Any:
     stream), its teacher's page started, and its stream growing; the stream is stopped at the end."""
     lesson, teacher = start_famous_school_lesson(web_server, open_page, js_poll, stream_from=0)
     js_poll(teacher, "window.sankeLesson.local.has('camera')", timeout=15)
-    # the stream's folder: where the lesson's recording leads (hls_files.point_lesson), or one made here
+    # the stream's folder: the lesson's recording writes its own stream (the teacher's page, VP8: its
+    # audio only) once it begins; then the lesson's link is pointed at this test's stream instead, in a
+    # folder of its own beside the recording's (hls_files.point_lesson, as the recording does)
     link = hls_files.lesson_link(settings.data_dir, lesson["id"])
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 10
     while not link.is_symlink() and time.monotonic() < deadline:
         time.sleep(0.1)
-    if not link.is_symlink():
-        hls_files.point_lesson(settings.data_dir, lesson["id"], settings.data_dir / "recordings" / str(lesson["id"]) / "1")
-    folder = link.resolve()
-    folder.mkdir(parents=True, exist_ok=True)
+    own = settings.data_dir / "recordings" / str(lesson["id"]) / "test-stream"
+    hls_files.point_lesson(settings.data_dir, lesson["id"], own)
+    folder = own / hls_files.HLS_DIR
+    folder.mkdir(parents=True)
     # the stream's clock: the server's (pinned) now, as the egress would stamp it
     stream = LiveStream(folder, NOW.replace(tzinfo=ZoneInfo("Asia/Shanghai")), seconds=90)
     stream.start()

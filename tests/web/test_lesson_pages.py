@@ -368,6 +368,14 @@ def test_a_famous_school_lesson_lists_home_students_and_shows_only_panels_with_s
     student = open_page(w.student, f"/lesson/student.html?lesson={lesson['id']}", viewport=(1366, 768))
     ps = wait_joined(student, js_poll)
     assert_video_flows(student, [f"{pid(teacher)}/camera"], js_poll)
+    # a 名校网络课堂's camera goes out as H.264 (its HLS stream carries the video as sent), decoded above
+    sent = js_poll(teacher, """(async () => {
+        const pc = window.sankeLesson.publisher; if (!pc) return null;
+        const stats = await pc.getStats(); let codec = null;
+        stats.forEach((s) => { if (s.type === 'outbound-rtp' && s.kind === 'video' && s.codecId && stats.get(s.codecId))
+          codec = stats.get(s.codecId).mimeType; });
+        return codec; })()""")
+    assert sent == "video/H264", sent
 
     # the teacher: the home student in a list with 上台, not a black classroom tile; no empty 接收课堂 grid
     js_poll(teacher, f"document.querySelector(\"#student-list [data-participant='{ps}']\") !== null")

@@ -25,6 +25,8 @@
  *                   grace period (default true)
  *   audioRed        false: send the microphone as plain Opus instead of RED (RFC 2198: each packet
  *                   repeats the two before it, so a lost one is repaired without a round trip)
+ *   preferH264      true: offer H.264 first for camera and screen (a 名校网络课堂, whose HLS stream
+ *                   carries H.264 as sent); VP8 stays offered as the fallback
  *   candidateFilter (candidateLine) → bool: which local ICE candidates go into the SDP; default drops
  *                   mDNS ".local" candidates, and keeps only loopback ones when the page comes from
  *                   127.x / [::1] (the server refuses an SDP with a candidate outside its
@@ -144,6 +146,27 @@ function preferRed(transceiver) {
     transceiver.setCodecPreferences([...codecs.filter(isRed), ...codecs.filter((c) => !isRed(c))]);
   } catch (e) {
     console.warn("lesson-client: RED audio not available", e);
+  }
+}
+
+/** Offer H.264 first on a video transceiver (constrained baseline, packetization-mode 1 first): a
+ * 名校网络课堂's stream (HLS) carries the main classroom's H.264 as it comes, and cannot carry VP8.
+ * The other codecs stay offered after it, so a browser without an H.264 encoder still sends VP8. */
+export function preferH264(transceiver) {
+  if (typeof transceiver.setCodecPreferences !== "function" || !RTCRtpSender.getCapabilities) return false;
+  const codecs = (RTCRtpSender.getCapabilities("video") || {}).codecs || [];
+  const rank = (c) => {
+    if (c.mimeType.toLowerCase() !== "video/h264") return 9;
+    const fmtp = c.sdpFmtpLine || "";
+    return (fmtp.includes("packetization-mode=1") ? 0 : 2) + (fmtp.includes("profile-level-id=42e01f") ? 0 : 1);
+  };
+  if (!codecs.some((c) => rank(c) < 9)) return false;
+  try {
+    transceiver.setCodecPreferences([...codecs].sort((a, b) => rank(a) - rank(b)));
+    return true;
+  } catch (e) {
+    console.warn("lesson-client: H.264 not available", e);
+    return false;
   }
 }
 
@@ -758,6 +781,7 @@ export class LessonClient {
       }
       const t = pc.addTransceiver(track, init);
       if (track.kind === "audio" && this.opts.audioRed !== false) preferRed(t);
+      if (track.kind === "video" && this.opts.preferH264) preferH264(t);
       this._senders.set(source, t);
       added[source] = t;
     }

@@ -116,7 +116,8 @@ async function enterClass(lesson) {
   const myQuality = qualityDot();
   fill($("my-quality"), myQuality);
 
-  lc = new LessonClient(lesson.id);
+  // a 名校网络课堂 goes out as an HLS stream too, which carries H.264 as sent (VP8 only as the fallback)
+  lc = new LessonClient(lesson.id, { preferH264: lesson.kind === "famous_school" });
   window.sankeLesson = lc; // for the operator's console and the browser tests
   lc.on("state", (st) => {
     if (endedShown) return; // the end screen says it all (下课 also leaves: a second "closed")

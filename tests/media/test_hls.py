@@ -16,6 +16,8 @@ from typing import Any
 import av
 import pytest
 
+from media.cmaf import init_segment
+from media.hls import OpusToAac, Rendition
 from media.producer import Producer
 from media.recorder import RoomRecorder
 from tests.media.hls_checks import aac_tone, check_media_playlist, concat, decode_video, pdt, playlist
@@ -321,3 +323,21 @@ def test_a_stream_made_again_in_the_same_folder_goes_on_after_its_segments(tmp_p
 
 def complete_segments(path: Path) -> int:
     return len(playlist(path).segments) if path.exists() else 0
+
+
+def test_a_gap_in_the_samples_ends_the_segment_and_the_next_is_a_discontinuity(tmp_path: Path) -> None:
+    rendition = Rendition(tmp_path / "audio", "audio", 48000)
+    rendition.start_run(init_segment(kind="audio", timescale=48000, asc=OpusToAac().config, channels=1,
+                                     sample_rate=48000, bitrate=64000), codecs="mp4a.40.2")
+    ts = 0
+    for i in range(300):  # 6.4 s of AAC frames with a 3 s hole after the first 3.2 s
+        rendition.add(b"\x21" * 20, ts, True, WALL_AT_ZERO + ts / 48000)
+        ts += 1024 + (3 * 48000 if i == 149 else 0)
+    rendition.finish()
+    pl = playlist(tmp_path / "audio" / "vod.m3u8")
+    check_media_playlist(playlist(tmp_path / "audio" / "index.m3u8"), live=False)
+    assert [s.discontinuity for s in pl.segments].count(True) == 1
+    after = [s.discontinuity for s in pl.segments].index(True)
+    before = pl.segments[after - 1]
+    assert abs(pdt(before) + before.duration + 3.0 - pdt(pl.segments[after])) < 0.001  # the hole is in the clock
+    assert abs(sum(s.duration for s in pl.segments) - 300 * 1024 / 48000) < 0.001  # and in no segment

@@ -1,7 +1,7 @@
 """Debian's nginx as the stream's origin, with the configuration ``docs/operations.md`` gives, in front of SanKe.
 
 The ``nginx`` block of the LL-HLS section is read from the document and run as it is, with this test's
-paths, port and link secret filled in (and a header naming nginx's cache status): nginx checks the links
+paths, port and link secret filled in (``tests/utils/hls_nginx.py``): nginx checks the links
 SanKe signs, serves parts and segments from the disk, and passes playlists to SanKe, which holds blocking
 reloads, one request for any number of viewers asking the same reload.  nginx checks expiries against the
 real clock, so the links here are signed from it.  Without /usr/sbin/nginx the test is skipped, or fails
@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
-import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,11 +24,10 @@ import pytest
 from server.core import hls_sign
 from tests.conftest import TEST_SECRET, TODAY
 from tests.utils.hls_live import LiveRendition, live_lesson
-from tests.utils.live import free_port, live_server
-from tests.utils.wait import until, wait_until
+from tests.utils.hls_nginx import NGINX, nginx_origin
+from tests.utils.live import live_server
+from tests.utils.wait import until
 
-NGINX = Path("/usr/sbin/nginx")
-DOC = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 LESSON = 41
 SECRET = hls_sign.link_secret(TEST_SECRET)
 
@@ -41,55 +37,14 @@ def db_url(sqlite_url: str) -> str:
     return sqlite_url  # nothing here reads the database
 
 
-def documented_block() -> str:
-    text = DOC.read_text()
-    section = text[text.index("## A famous-school lesson's live stream (LL-HLS)"):]
-    match = re.search(r"```nginx\n(.*?)```", section, re.S)
-    assert match, "docs/operations.md: the LL-HLS section has no nginx block"
-    return match.group(1)
-
-
 @pytest.fixture
 def nginx(app: Any, settings: Any, tmp_path: Path) -> Iterator[str]:
     if not NGINX.exists():
         if os.environ.get("SANKE_TEST_REQUIRE_NGINX") == "1" or os.environ.get("CI"):
             pytest.fail("nginx is missing (apt install nginx)")
         pytest.skip("nginx is missing (apt install nginx)")
-    with live_server(app) as sanke:
-        port = free_port()
-        block = documented_block()
-        for documented, here in (("127.0.0.1:8000", sanke.removeprefix("http://")),
-                                 ("/var/lib/sanke/data", str(settings.data_dir.resolve())),
-                                 ("/var/cache/nginx/sanke-hls", str(tmp_path / "cache")),
-                                 ("listen 80;", f"listen 127.0.0.1:{port};"),
-                                 ("the output of sanke hls-secret", SECRET)):
-            assert documented in block, documented
-            block = block.replace(documented, here)
-        temp = "\n".join(f"  {kind}_temp_path {tmp_path / kind};" for kind in
-                         ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-        user = "user root;\n" if os.geteuid() == 0 else ""  # workers read the test's folders (mode 0700)
-        conf = tmp_path / "nginx.conf"
-        conf.write_text(f"{user}daemon off;\nworker_processes 1;\npid {tmp_path / 'nginx.pid'};\n"
-                        f"error_log {tmp_path / 'error.log'} warn;\nevents {{ worker_connections 2048; }}\n"
-                        f"http {{\n  access_log off;\n{temp}\n  default_type application/octet-stream;\n"
-                        f"  add_header X-Cache $upstream_cache_status;\n{block}\n}}\n")
-        check = subprocess.run([str(NGINX), "-t", "-c", str(conf), "-e", str(tmp_path / "error.log")],
-                               capture_output=True, text=True)
-        assert check.returncode == 0, check.stderr
-        proc = subprocess.Popen([str(NGINX), "-c", str(conf), "-e", str(tmp_path / "error.log")],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            wait_until("nginx listening", lambda: httpx.get(base + "/hls/").status_code, 10,
-                       ignoring=(httpx.TransportError,))
-            yield base
-        finally:
-            proc.send_signal(signal.SIGQUIT)  # graceful: the master stops its worker
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+    with live_server(app) as sanke, nginx_origin(sanke, settings.data_dir, SECRET, tmp_path / "nginx") as base:
+        yield base
 
 
 def real_prefix(*, ttl: int = 3600, lesson: int = LESSON) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import Response
 from pydantic import BaseModel
 
 from scheduler import clock
@@ -118,10 +118,11 @@ async def stream_file(lesson: str, expires: str, sig: str, rel: str, request: Re
         return await _playlist(request, path, rel)
     if rel.endswith(".m4s"):
         await _hinted_part(request, path)
-    if not path.is_file():
-        raise ApiError(404, "not_found", "直播文件不存在（直播尚未开始或已不在直播窗口内）")
-    return FileResponse(path, media_type=hls_files.content_type(rel),
-                        headers={"Cache-Control": hls_files.cache_control(rel)})
+    try:  # small files just written, in the page cache: read at once (a thread per read would cost more)
+        body = path.read_bytes()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise ApiError(404, "not_found", "直播文件不存在（直播尚未开始或已不在直播窗口内）") from None
+    return Response(body, media_type=hls_files.content_type(rel), headers={"Cache-Control": hls_files.cache_control(rel)})
 
 
 @files_router.get("/hls/{rest:path}", include_in_schema=False)

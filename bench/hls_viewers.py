@@ -11,9 +11,9 @@ with the time it was written.  SanKe (``sanke serve``, its own process, SQLite) 
 viewer holds one keep-alive connection and does what an LL-HLS player does for one rendition: a blocking
 playlist reload for the next part (``_HLS_msn``/``_HLS_part``), then that part.  The viewers run in
 another process (uvloop) on the other core (``--split``: the servers on core 0, the viewers and the writer
-on core 1).  Printed: each part's delay from its writing to its arrival at a viewer (p50/p99/max), the
+on core 1; ``--viewer-procs`` spreads them over several processes).  Printed: each part's delay from its writing to its arrival at a viewer (p50/p99/max), the
 share that arrived within one part (0.334 s) and within PART-HOLD-BACK (1.002 s: the player's deadline),
-answers other than 200, and the CPU the servers used.  The first ``--warmup`` seconds are not counted.
+the answers by status, and the CPU the servers (SanKe and nginx) and the viewers used.  The first ``--warmup`` seconds are not counted.
 """
 
 from __future__ import annotations
@@ -99,9 +99,11 @@ def _viewers(port: int, prefix: str, n: int, seconds: float, warmup: float, out:
         for i in range(n):  # connect over the first second, as an audience arrives
             tasks.append(asyncio.create_task(_viewer(port, prefix, until, warm, delays, answers)))
             await asyncio.sleep(1.0 / n)
+        cpu0 = time.process_time()
         results = await asyncio.gather(*tasks, return_exceptions=True)
+        cpu = (time.process_time() - cpu0) / max(1e-9, time.time() - (start + 1.0))
         errors = Counter(type(r).__name__ for r in results if isinstance(r, BaseException))
-        return {"delays": delays, "answers": dict(answers), "errors": dict(errors)}
+        return {"delays": delays, "answers": dict(answers), "errors": dict(errors), "cpu": cpu}
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         out.send(runner.run(run()))
@@ -163,14 +165,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def _measure(args: argparse.Namespace, camera: LiveRendition, port: int, prefix: str, pids: list[int]) -> dict[str, Any]:
     ctx = multiprocessing.get_context("spawn")
-    receive, send = ctx.Pipe(duplex=False)
-    viewers = ctx.Process(target=_viewers, args=(port, prefix, args.viewers, args.seconds, args.warmup, send))
-    viewers.start()
-    if args.split:
-        os.sched_setaffinity(viewers.pid, {1})
+    pipes, procs = [], []
+    for k in range(args.viewer_procs):  # each a share of the audience, on its own loop
+        receive, send = ctx.Pipe(duplex=False)
+        share = args.viewers // args.viewer_procs + (k < args.viewers % args.viewer_procs)
+        proc = ctx.Process(target=_viewers, args=(port, prefix, share, args.seconds, args.warmup, send))
+        proc.start()
+        if args.split:
+            os.sched_setaffinity(proc.pid, {1})
+        pipes.append(receive)
+        procs.append(proc)
     cpu0 = t0 = None
     start = next_at = time.monotonic()
-    while not receive.poll():
+    while not all(pipe.poll() for pipe in pipes):
         now = time.monotonic()
         if cpu0 is None and now - start > args.warmup + 1.0:  # the audience has arrived
             cpu0, t0 = _tree_cpu_s(pids), now
@@ -179,9 +186,12 @@ def _measure(args: argparse.Namespace, camera: LiveRendition, port: int, prefix:
             next_at += PART_S
         time.sleep(max(0.0, min(0.01, next_at - time.monotonic())))
     cpu = (_tree_cpu_s(pids) - cpu0) / (time.monotonic() - t0) if cpu0 is not None else float("nan")
-    result = receive.recv()
-    viewers.join(10)
-    delays = sorted(result["delays"])
+    results = [pipe.recv() for pipe in pipes]
+    for proc in procs:
+        proc.join(10)
+    delays = sorted(d for r in results for d in r["delays"])
+    answers: Counter[int] = sum((Counter(r["answers"]) for r in results), Counter())
+    errors: Counter[str] = sum((Counter(r["errors"]) for r in results), Counter())
     q = lambda f: round(delays[min(len(delays) - 1, int(f * len(delays)))], 4) if delays else None  # noqa: E731
     expected = args.viewers * args.seconds / PART_S
     return {"origin": args.origin, "viewers": args.viewers, "seconds": args.seconds, "part_kib": args.part_kib,
@@ -189,8 +199,8 @@ def _measure(args: argparse.Namespace, camera: LiveRendition, port: int, prefix:
             "delay_p50_s": q(0.5), "delay_p99_s": q(0.99), "delay_max_s": round(delays[-1], 4) if delays else None,
             "within_one_part": round(sum(d <= PART_S for d in delays) / max(1, len(delays)), 4),
             "within_part_hold_back": round(sum(d <= 3 * PART_S for d in delays) / max(1, len(delays)), 4),
-            "answers": result["answers"], "errors": result["errors"],
-            "server_cpu_cores": round(cpu, 3)}
+            "answers": dict(answers), "errors": dict(errors),
+            "server_cpu_cores": round(cpu, 3), "viewers_cpu_cores": round(sum(r["cpu"] for r in results), 3)}
 
 
 def main() -> None:
@@ -200,6 +210,7 @@ def main() -> None:
     p.add_argument("--warmup", type=float, default=3.0)
     p.add_argument("--origin", choices=("sanke", "nginx"), default="sanke")
     p.add_argument("--nginx-workers", type=int, default=1)
+    p.add_argument("--viewer-procs", type=int, default=1, help="processes the viewers are spread over")
     p.add_argument("--part-kib", type=int, default=40, help="part size (40 KiB: ~1 Mbit/s of video)")
     p.add_argument("--split", action=argparse.BooleanOptionalAction, default=True,
                    help="servers on core 0, viewers and writer on core 1")

@@ -11,7 +11,6 @@ under ``SANKE_TEST_REQUIRE_NGINX=1`` (``scripts/test.sh`` installs it).
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +23,7 @@ import pytest
 from server.core import hls_sign
 from tests.conftest import TEST_SECRET, TODAY
 from tests.utils.hls_live import LiveRendition, live_lesson
-from tests.utils.hls_nginx import NGINX, nginx_origin
+from tests.utils.hls_nginx import nginx_origin, require_nginx
 from tests.utils.live import live_server
 from tests.utils.wait import until
 
@@ -39,10 +38,7 @@ def db_url(sqlite_url: str) -> str:
 
 @pytest.fixture
 def nginx(app: Any, settings: Any, tmp_path: Path) -> Iterator[str]:
-    if not NGINX.exists():
-        if os.environ.get("SANKE_TEST_REQUIRE_NGINX") == "1" or os.environ.get("CI"):
-            pytest.fail("nginx is missing (apt install nginx)")
-        pytest.skip("nginx is missing (apt install nginx)")
+    require_nginx()
     with live_server(app) as sanke, nginx_origin(sanke, settings.data_dir, SECRET, tmp_path / "nginx") as base:
         yield base
 

@@ -25,6 +25,18 @@ NGINX = Path("/usr/sbin/nginx")
 DOC = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 
 
+def require_nginx() -> None:
+    """Skip the calling test without /usr/sbin/nginx, or fail it under ``SANKE_TEST_REQUIRE_NGINX=1``
+    (``scripts/test.sh`` installs nginx and sets it)."""
+    import pytest
+
+    if NGINX.exists():
+        return
+    if os.environ.get("SANKE_TEST_REQUIRE_NGINX") == "1" or os.environ.get("CI"):
+        pytest.fail("nginx is missing (apt install nginx)")
+    pytest.skip("nginx is missing (apt install nginx)")
+
+
 def documented_block() -> str:
     text = DOC.read_text()
     section = text[text.index("## A famous-school lesson's live stream (LL-HLS)"):]

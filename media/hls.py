@@ -52,9 +52,11 @@ TARGET_DURATION = 3
 """``EXT-X-TARGETDURATION``: every segment rounds to at most this."""
 MAX_SEGMENT_S = 3.4
 """A video segment is cut here even without a keyframe (a publisher that ignores PLIs)."""
-GAP_S = 0.5
-"""Samples this far apart (a loss waiting for a keyframe, a paused track) end the segment: the next one is a
-discontinuity, so no part or segment stretches over the gap."""
+GAP_S = {"audio": 0.5, "video": 1.1}
+"""Samples this far apart (a paused track, a long loss) end the segment: the next one is a discontinuity, so
+no part or segment stretches over the gap.  Video allows 1 s: a still shared screen comes at ~1 frame/s
+(each such frame is then a part of its own, longer than ``PART_TARGET_S``: nothing shorter exists without
+re-encoding)."""
 WINDOW_SEGMENTS = 6
 """Complete segments a live playlist lists (~12 s); every segment stays on disk for the recording."""
 AAC_RATE = 48000
@@ -154,7 +156,7 @@ class Rendition:
         if self._pending and ts <= self._pending[-1][1]:
             return
         wrote = False
-        if self._pending and ts - self._pending[-1][1] > GAP_S * self.timescale:
+        if self._pending and ts - self._pending[-1][1] > GAP_S[self.kind] * self.timescale:
             self.end_run()
             self._discontinuity = True
         if self._pending:

@@ -226,3 +226,58 @@ def test_a_phone_watches_raises_a_hand_and_chats(famous: Any, web_server: Any, o
     js_poll(student, "document.querySelector('.chat-list').textContent.includes('这一段能再讲一遍吗')", timeout=10)
     assert student.evaluate("window.sankeStream.mode") == "stream"
 
+
+
+def test_end_to_end_the_teachers_camera_reaches_the_student_by_the_lessons_own_stream(
+        web_server: Any, settings: Any, open_page: Any, js_poll: Any, screenshot: Any) -> None:
+    """No stand-in: the teacher's page publishes H.264 (Chromium's fake camera), the lesson's recording
+    writes the stream, the server serves it, the student's page plays it."""
+    lesson, teacher = start_famous_school_lesson(web_server, open_page, js_poll, stream_from=0)
+    codec = ("(window.sankeLesson.publisher && window.sankeLesson.publisher.getSenders()"
+             ".find((s) => s.track && s.track.kind === 'video'))")
+    js_poll(teacher, f"{codec} && {codec}.getParameters().codecs.length > 0", timeout=15)
+    mime = teacher.evaluate(f"{codec}.getParameters().codecs[0].mimeType")
+    if mime.lower() != "video/h264":
+        pytest.skip(f"the teacher's page sends {mime}, not H.264: the lesson's stream has no picture")
+    main_m3u8 = hls_files.lesson_link(settings.data_dir, lesson["id"]) / "main.m3u8"
+    deadline = time.monotonic() + 20
+    while not main_m3u8.is_file():
+        assert time.monotonic() < deadline, "the lesson's recording wrote no main.m3u8"
+        time.sleep(0.2)
+    student = student_page(web_server, open_page, lesson["id"])
+    skip_without_h264(student)
+    wait_joined(student, js_poll)
+    js_poll(student, "window.sankeStream && window.sankeStream.mode === 'stream'", timeout=20)
+    assert_frames_advance(student, "teacher-video")
+    assert student.evaluate("window.sankeLesson.remote.size") == 0
+    js_poll(student, "document.getElementById('teacher-video').videoWidth > 0")
+    screenshot(student, "student-stream-of-the-teacher")
+    # how far behind the camera the student watches: the shown picture's program date time (the teacher's
+    # capture clock, from its sender reports) against the real clock (the page's own clock is pinned)
+    behind = []
+    for _ in range(10):
+        shown = student.evaluate("window.sankeStream.cameraDate()")
+        behind.append(time.time() - shown / 1000)
+        time.sleep(0.3)
+    behind.sort()
+    print(f"stream latency, capture to the student's <video>: median {behind[5]:.2f} s, max {behind[-1]:.2f} s "
+          f"(load {os.getloadavg()[0]:.2f})")
+
+
+def test_the_policy_counts_home_students_with_hysteresis(web_server: Any, open_page: Any) -> None:
+    """stream_from N: the stream above N home students; back to WebRTC only at N - max(1, N/10) or fewer,
+    and not within 20 s of the last change."""
+    page = open_page(web_server.world.student, "/assets/app.css")
+    seen = page.evaluate("""async () => {
+      const { StreamPolicy } = await import('/lesson/stream.js');
+      const run = (n, steps) => { const p = new StreamPolicy(n); return steps.map(([count, at]) => p.wants(count, at)); };
+      return {
+        never: run(null, [[0, 0], [5000, 1]]),
+        always: run(0, [[0, 0], [1, 1]]),
+        // N = 30 (band 3): 30 no, 31 yes; 28 still yes; 27 no, but only 20 s after the last change; 31 again
+        // likewise only 20 s later
+        thirty: run(30, [[30, 0], [31, 1000], [28, 5000], [27, 10000], [27, 21000], [31, 30000], [31, 41000]]),
+      };
+    }""")
+    assert seen == {"never": [False, False], "always": [True, True],
+                    "thirty": [False, True, True, True, False, False, True]}, seen

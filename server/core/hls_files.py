@@ -35,8 +35,11 @@ CACHE_PLAYLIST = "no-cache"
 """A playlist changes with every part: always revalidated."""
 CACHE_INIT = "no-cache"
 """An initialisation segment is rewritten when the picture changes (a discontinuity) under the same name."""
-CACHE_MEDIA = "public, max-age=86400, immutable"
-"""A part or segment never changes once listed."""
+CACHE_MEDIA = "public, max-age=6"
+"""A part or segment does not change once listed, and every live viewer fetches it within a second or two:
+kept three target durations, long enough for a cache in front to serve it to a whole audience, short
+enough that a name the stream uses again (a recording begun anew after a restart numbers its segments
+from 0 again) never meets an old copy."""
 
 
 class BadPath(ValueError):

@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from server.api.routes.hls import unix_now
-from server.core import hls_sign
+from server.core import hls_files, hls_sign
 from tests.conftest import TEST_SECRET, TODAY
 from tests.utils.hls_live import LiveRendition, live_lesson
 
@@ -75,7 +75,7 @@ def test_the_signed_prefix_serves_the_stream_with_its_types_and_caching(http: Te
         r = http.get(base + "camera/" + uri)
         assert r.status_code == 200 and r.content == body
         assert r.headers["content-type"] == "video/iso.segment"
-        assert r.headers["cache-control"] == "public, max-age=86400, immutable"
+        assert r.headers["cache-control"] == hls_files.CACHE_MEDIA
     r = http.get(base + "audio/s1.0.m4s")
     assert r.status_code == 200 and r.content == live["audio"].part_bytes(1, 0)
 

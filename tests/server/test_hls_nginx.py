@@ -20,7 +20,7 @@ import httpx
 import m3u8
 import pytest
 
-from server.core import hls_sign
+from server.core import hls_files, hls_sign
 from tests.conftest import TEST_SECRET, TODAY
 from tests.utils.hls_live import LiveRendition, live_lesson
 from tests.utils.hls_nginx import nginx_origin, require_nginx
@@ -61,7 +61,7 @@ def test_nginx_serves_the_stream_from_the_disk_behind_the_same_links(nginx: str,
     r = httpx.get(base + "s1.1.m4s")
     assert r.status_code == 200 and r.content == camera.part_bytes(1, 1)
     assert r.headers["content-type"] == "video/iso.segment"
-    assert r.headers["cache-control"] == "public, max-age=86400, immutable"
+    assert r.headers["cache-control"] == hls_files.CACHE_MEDIA
     r = httpx.get(base + "init.mp4")
     assert r.status_code == 200 and r.headers["content-type"] == "video/mp4" and r.headers["cache-control"] == "no-cache"
     r = httpx.get(base + "index.m3u8")

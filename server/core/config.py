@@ -210,6 +210,11 @@ class Settings(BaseSettings):
     """How long a famous-school lesson's stream link lives at least (``SANKE_HLS_LINK_SECONDS``, 2 h; rounded
     up to five minutes, ``server.core.hls_sign``). The page asks for a fresh one before it expires."""
 
+    hls_base_url: str | None = None
+    """Where viewers fetch the streams (``SANKE_HLS_BASE_URL``, e.g. ``https://live.example.edu.cn``: an nginx
+    or CDN origin, ``docs/operations.md``): the stream links' ``main_url`` and ``screen_url`` start with it.
+    Unset: they are paths on this server."""
+
     webhook_poll_seconds: float = Field(default=2.0, gt=0, le=60)
     """How often a node looks for webhook deliveries that are due (``SANKE_WEBHOOK_POLL_SECONDS``); an
     event is sent at most this long after it was committed, by one node."""

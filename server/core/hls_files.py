@@ -81,7 +81,11 @@ def content_type(rel: str) -> str:
     return CONTENT_TYPES[rel[rel.rindex("."):]]
 
 
-def cache_control(rel: str) -> str:
+def headers(rel: str) -> dict[str, str]:
+    """The headers of a served file: its caching, and any page may read it (the signed path is the credential,
+    no cookie is involved; the page may come from SanKe and the stream from an nginx or CDN origin)."""
     if rel.endswith(".m3u8"):
-        return CACHE_PLAYLIST
-    return CACHE_INIT if rel.endswith(".mp4") else CACHE_MEDIA
+        cache = CACHE_PLAYLIST
+    else:
+        cache = CACHE_INIT if rel.endswith(".mp4") else CACHE_MEDIA
+    return {"Cache-Control": cache, "Access-Control-Allow-Origin": "*"}

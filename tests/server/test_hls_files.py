@@ -54,6 +54,7 @@ def test_the_signed_prefix_serves_the_stream_with_its_types_and_caching(http: Te
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "application/vnd.apple.mpegurl"
     assert r.headers["cache-control"] == "no-cache"
+    assert r.headers["access-control-allow-origin"] == "*"  # a page of another origin may play it
     main = m3u8.loads(r.text)
     assert main.is_variant and [p.uri for p in main.playlists] == ["camera/index.m3u8"]
     assert [m.uri for m in main.media] == ["audio/index.m3u8"]
@@ -76,6 +77,7 @@ def test_the_signed_prefix_serves_the_stream_with_its_types_and_caching(http: Te
         assert r.status_code == 200 and r.content == body
         assert r.headers["content-type"] == "video/iso.segment"
         assert r.headers["cache-control"] == hls_files.CACHE_MEDIA
+        assert r.headers["access-control-allow-origin"] == "*"
     r = http.get(base + "audio/s1.0.m4s")
     assert r.status_code == 200 and r.content == live["audio"].part_bytes(1, 0)
 

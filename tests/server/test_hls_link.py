@@ -99,6 +99,17 @@ def test_the_link_opens_the_stream_and_a_fresh_one_is_given_before_it_expires(
     assert client.get(second["prefix"] + "camera/index.m3u8").status_code == 200
 
 
+def test_the_links_lead_to_the_streams_origin_when_one_is_set(client: Any, world: Any, auth: Any,
+                                                                settings: Any) -> None:
+    sid = book(client, world, auth, kind="famous_school", title="名校语文", subject="语文", grade="五年级",
+               participant_ids=[world.student.id])
+    lesson = lessons(client, world.urban_admin, auth, series_id=sid, limit=1)["data"][0]["id"]
+    settings.hls_base_url = "https://live.example.edu.cn/"
+    body = link(client, auth, world.student, lesson).json()
+    assert body["main_url"] == "https://live.example.edu.cn" + body["prefix"] + "main.m3u8"
+    assert body["screen_url"] == "https://live.example.edu.cn" + body["prefix"] + "screen.m3u8"
+
+
 def test_each_recording_of_the_lesson_takes_over_its_stream_link(client: Any, world: Any, auth: Any,
                                                                session_factory: Any, settings: Any) -> None:
     """A lesson recorded across a restart: the link leads to the newest recording's stream (nginx follows it)."""

@@ -62,10 +62,12 @@ def test_nginx_serves_the_stream_from_the_disk_behind_the_same_links(nginx: str,
     assert r.status_code == 200 and r.content == camera.part_bytes(1, 1)
     assert r.headers["content-type"] == "video/iso.segment"
     assert r.headers["cache-control"] == hls_files.CACHE_MEDIA
+    assert r.headers["access-control-allow-origin"] == "*"
     r = httpx.get(base + "init.mp4")
     assert r.status_code == 200 and r.headers["content-type"] == "video/mp4" and r.headers["cache-control"] == "no-cache"
     r = httpx.get(base + "index.m3u8")
     assert r.status_code == 200 and r.headers["content-type"] == "application/vnd.apple.mpegurl"
+    assert r.headers["access-control-allow-origin"] == "*"  # SanKe's header, passed on
     assert m3u8.loads(r.text).preload_hint.uri == "s1.2.m4s"
 
     good = real_prefix()

@@ -57,7 +57,8 @@ class StreamLinkOut(BaseModel):
     prefix: str
     """``/hls/<lesson>/<expires>/<sig>/``: every file of the lesson's stream is served under it."""
     main_url: str
-    """The multivariant playlist of the camera with the audio (``<prefix>main.m3u8``)."""
+    """The multivariant playlist of the camera with the audio (``<prefix>main.m3u8``, after
+    ``SANKE_HLS_BASE_URL`` when the streams are served from another origin)."""
     screen_url: str
     """The shared screen's (``<prefix>screen.m3u8``), when the main classroom shares its screen."""
     expires_at: int
@@ -82,8 +83,9 @@ def stream_link(instance_id: int, request: Request, session: SessionDep, user: C
     now = unix_now()
     link = hls_sign.sign(inst.id, hls_sign.expiry(now, settings.hls_link_seconds), _secret(request))
     started = (hls_files.lesson_link(settings.data_dir, inst.id) / "main.m3u8").is_file()
+    base = (settings.hls_base_url or "").rstrip("/") + link.prefix
     return StreamLinkOut(instance_id=inst.id, lesson_role=role, prefix=link.prefix,
-                         main_url=link.prefix + "main.m3u8", screen_url=link.prefix + "screen.m3u8",
+                         main_url=base + "main.m3u8", screen_url=base + "screen.m3u8",
                          expires_at=link.expires, renew_at=link.expires - settings.hls_link_seconds // 2,
                          started=started)
 
@@ -122,7 +124,7 @@ async def stream_file(lesson: str, expires: str, sig: str, rel: str, request: Re
         body = path.read_bytes()
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise ApiError(404, "not_found", "直播文件不存在（直播尚未开始或已不在直播窗口内）") from None
-    return Response(body, media_type=hls_files.content_type(rel), headers={"Cache-Control": hls_files.cache_control(rel)})
+    return Response(body, media_type=hls_files.content_type(rel), headers=hls_files.headers(rel))
 
 
 @files_router.get("/hls/{rest:path}", include_in_schema=False)
@@ -141,8 +143,7 @@ def _query_int(request: Request, name: str) -> int | None:
 
 
 def _playlist_response(state: PlaylistState) -> Response:
-    return Response(state.text, media_type=hls_files.PLAYLIST_TYPE,
-                    headers={"Cache-Control": hls_files.CACHE_PLAYLIST})
+    return Response(state.text, media_type=hls_files.PLAYLIST_TYPE, headers=hls_files.headers("index.m3u8"))
 
 
 async def _playlist(request: Request, path: Path, rel: str) -> Response:

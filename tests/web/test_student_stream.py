@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -48,22 +49,28 @@ def famous(web_server: Any, settings: Any, open_page: Any, js_poll: Any) -> Any:
     stream), its teacher's page started, and its stream growing; the stream is stopped at the end."""
     lesson, teacher = start_famous_school_lesson(web_server, open_page, js_poll, stream_from=0)
     js_poll(teacher, "window.sankeLesson.local.has('camera')", timeout=15)
-    # the stream's folder: the lesson's recording writes its own stream (the teacher's page, VP8: its
-    # audio only) once it begins; then the lesson's link is pointed at this test's stream instead, in a
-    # folder of its own beside the recording's (hls_files.point_lesson, as the recording does)
-    link = hls_files.lesson_link(settings.data_dir, lesson["id"])
-    deadline = time.monotonic() + 10
-    while not link.is_symlink() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    own = settings.data_dir / "recordings" / str(lesson["id"]) / "test-stream"
-    hls_files.point_lesson(settings.data_dir, lesson["id"], own)
-    folder = own / hls_files.HLS_DIR
-    folder.mkdir(parents=True)
+    folder = own_stream_folder(settings, lesson["id"])
     # the stream's clock: the server's (pinned) now, as the egress would stamp it
     stream = LiveStream(folder, NOW.replace(tzinfo=ZoneInfo("Asia/Shanghai")), seconds=90)
     stream.start()
     yield {"lesson": lesson, "teacher": teacher, "stream": stream, "folder": folder}
     stream.stop()
+
+
+def own_stream_folder(settings: Any, lesson_id: int) -> Path:
+    """An empty stream folder of the test's own, where the lesson's link leads from now on. The lesson's
+    recording writes its own stream (the teacher's page: H.264 camera, Opus audio) once it begins, and
+    points the link there (``hls_files.point_lesson``); the link is pointed here after that, in a folder
+    beside the recording's."""
+    link = hls_files.lesson_link(settings.data_dir, lesson_id)
+    deadline = time.monotonic() + 10
+    while not link.is_symlink() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    own = settings.data_dir / "recordings" / str(lesson_id) / "test-stream"
+    hls_files.point_lesson(settings.data_dir, lesson_id, own)
+    folder = own / hls_files.HLS_DIR
+    folder.mkdir(parents=True)
+    return folder
 
 
 def student_page(web_server: Any, open_page: Any, lesson_id: int, **kw: Any) -> Any:
@@ -106,6 +113,7 @@ def test_the_student_watches_the_stream_on_one_clock_goes_on_stage_and_back(
     js_poll(student, "window.sankeStream && window.sankeStream.mode === 'stream'", timeout=15)
     assert_frames_advance(student, "teacher-video")
     assert student.inner_text("#watch-mode") == "直播流"
+    assert not student.is_visible("#my-quality")  # the WebRTC link's quality: there is none
     assert student.evaluate("window.sankeLesson.remote.size") == 0
     assert student.evaluate("document.getElementById('teacher-video').muted") is False  # the classroom's sound
 
@@ -159,6 +167,7 @@ def test_the_student_watches_the_stream_on_one_clock_goes_on_stage_and_back(
     print(f"on stage -> first WebRTC frame of the teacher's camera: {switch:.2f} s (load {load:.2f})")
     assert student.evaluate("window.sankeStream.mode") == "webrtc"
     assert student.inner_text("#watch-mode") == "实时互动"
+    assert student.is_visible("#my-quality")
     assert student.evaluate("window.sankeStream.stream") is None
     # 1 s on an idle machine, more under load (two cores shared with the server and the teacher's page)
     assert switch < 1.5 * max(1.0, load / (os.cpu_count() or 1)), switch
@@ -178,9 +187,10 @@ def test_the_student_watches_the_stream_on_one_clock_goes_on_stage_and_back(
 
 
 def test_without_a_stream_or_a_policy_the_student_watches_by_webrtc(
-        web_server: Any, open_page: Any, js_poll: Any) -> None:
+        web_server: Any, settings: Any, open_page: Any, js_poll: Any) -> None:
     lesson, teacher = start_famous_school_lesson(web_server, open_page, js_poll)
     main = pid(teacher)
+    own_stream_folder(settings, lesson["id"])  # empty: the stream has not begun
     for stream_from in (None, 0):  # the series does not use the stream; it does, but there is none
         r = web_server.http.put(f"/api/v1/series/{lesson['series_id']}/stream-from", json={"stream_from": stream_from},
                                 headers=web_server.headers(web_server.world.teacher2))
@@ -213,6 +223,8 @@ def test_a_phone_watches_raises_a_hand_and_chats(famous: Any, web_server: Any, o
         assert box[sel]["h"] >= 44 and box[sel]["x"] >= 0 and box[sel]["x"] + box[sel]["w"] <= width, box
     if width > height:  # landscape: the controls beside the video, not under it
         assert box["#btn-hand"]["x"] >= v["x"] + v["w"] - 1, box
+    else:  # portrait: under it, as wide as the page
+        assert box["#btn-hand"]["y"] >= v["y"] + v["h"] and box["#btn-hand"]["w"] >= 0.8 * width, box
     screenshot(student, f"phone-{width}x{height}")
 
     # a tap raises the hand: the teacher's page (the server's roster) shows it

@@ -20,7 +20,7 @@ const NUDGE_MS = 20;    // screen within this of the camera: normal speed
 const SEEK_MS = 1000;   // further than this: seek instead of nudging
 const MAX_NUDGE = 0.25; // playbackRate within 1 ± this
 const OPEN_TIMEOUT_MS = 8000; // main.m3u8 and its first part must come within this
-const PREFIX_RE = /\/hls\/[^/]+\/[^/]+\/[^/]+\//;
+const PREFIX_RE = /\/hls\/\d+\/\d+\/[^/]+\//; // /hls/<lesson>/<expires>/<sig>/, on SanKe or on the origin of SANKE_HLS_BASE_URL
 
 /** Whether this browser can play the stream at all (hls.js over MSE, or its own HLS). */
 export function streamSupported() {

@@ -1,4 +1,5 @@
-"""Small pieces shared by the resource routers: paging, PATCH bodies, lesson listing filters."""
+"""Small pieces shared by the resource routers: paging, PATCH bodies, lesson listing filters, the node that
+owns a lesson's room."""
 
 from __future__ import annotations
 
@@ -6,13 +7,18 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import Depends, Query
+import anyio
+from fastapi import Depends, Query, Request
 from pydantic import BaseModel
 
 from scheduler.access import require_region, require_school
-from scheduler.models import InstanceStatus, LessonKind
+from scheduler import lifecycle
+from scheduler.models import InstanceStatus, LessonInstance, LessonKind
 from scheduler.queries import InstanceFilter
+from scheduler.room_weight import lesson_weight
 from server.api.deps import ScopeDep, SessionDep
+from server.api.errors import ApiError
+from server.core.placement import NoNodeError, Placed
 
 MAX_LIMIT = 200
 
@@ -73,3 +79,19 @@ def _instance_filter(
 
 
 InstanceFilterDep = Annotated[InstanceFilter, Depends(_instance_filter)]
+
+
+def room_owner(request: Request, inst: LessonInstance) -> Placed | None:
+    """With several nodes, the node that owns the lesson's open room (placed now if it has no owner yet,
+    ``server.core.placement``): where its sockets and its stream are.  None with one node, or while the room
+    is closed (no owner).  503 when no node takes it or the cluster's Redis does not answer.  For the sync
+    handlers, which run in a worker thread (the placement runs on the event loop)."""
+    placement = getattr(request.app.state, "placement", None)
+    if placement is None or not placement.clustered or not lifecycle.room_is_open(inst):
+        return None
+    try:
+        return anyio.from_thread.run(placement.place, inst.id, lesson_weight(inst))  # type: ignore[no-any-return]
+    except NoNodeError:
+        raise ApiError(503, "no_node", "暂无可接收课堂的服务节点，请稍后重试") from None
+    except ConnectionError:
+        raise ApiError(503, "cluster_unavailable", "集群协调服务暂不可用，请稍后重试") from None

@@ -14,9 +14,10 @@ from typing import Any
 
 import m3u8
 
-from scheduler.models import Role
+from scheduler.models import LessonInstance, Role
 from server.api.routes.hls import unix_now
 from server.core import hls_files, hls_sign
+from server.core.placement import Placed
 from server.jobs.recording import RecordingService
 from tests.conftest import TODAY
 from tests.server.api.routes.test_lessons import book, lessons
@@ -128,3 +129,27 @@ def test_each_recording_of_the_lesson_takes_over_its_stream_link(client: Any, wo
     body = client.post(f"/api/v1/lessons/{lesson}/hls-link", headers=auth(world.student)).json()
     assert body["started"] is True
     assert client.get(body["main_url"]).text == "#EXTM3U\n"
+
+
+def test_with_several_nodes_the_links_lead_to_the_node_that_owns_the_room(
+        app: Any, client: Any, world: Any, auth: Any, session_factory: Any) -> None:
+    sid = book(client, world, auth, kind="famous_school", title="名校语文", subject="语文", grade="五年级",
+               participant_ids=[world.student.id])
+    lesson = lessons(client, world.urban_admin, auth, series_id=sid, limit=1)["data"][0]["id"]
+    asked: list[int] = []
+
+    class Cluster:  # the placement of a cluster whose node B owns the lesson's room
+        clustered = True
+
+        async def place(self, instance_id: int, weight: int) -> Placed:
+            asked.append(instance_id)
+            return Placed("node-b", "http://10.0.0.2:8000/", new=False, here=False)
+
+    app.state.placement = Cluster()
+    body = link(client, auth, world.student, lesson).json()
+    assert asked == [] and body["main_url"] == body["prefix"] + "main.m3u8"  # the room is not open: no owner
+    with session_factory() as s:
+        s.get(LessonInstance, lesson).room_opened_at = TODAY
+        s.commit()
+    body = link(client, auth, world.student, lesson).json()
+    assert asked == [lesson] and body["main_url"] == "http://10.0.0.2:8000" + body["prefix"] + "main.m3u8"

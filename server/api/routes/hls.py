@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from scheduler import clock
 from scheduler.joining import watcher_role
 from scheduler.models import LessonInstance
+from server.api.common import room_owner
 from server.api.deps import CurrentUser, ScopeDep, SessionDep, SettingsDep
 from server.api.errors import ApiError
 from server.core import hls_files, hls_sign
@@ -57,8 +58,9 @@ class StreamLinkOut(BaseModel):
     prefix: str
     """``/hls/<lesson>/<expires>/<sig>/``: every file of the lesson's stream is served under it."""
     main_url: str
-    """The multivariant playlist of the camera with the audio (``<prefix>main.m3u8``, after
-    ``SANKE_HLS_BASE_URL`` when the streams are served from another origin)."""
+    """The multivariant playlist of the camera with the audio: ``<prefix>main.m3u8``, after
+    ``SANKE_HLS_BASE_URL`` when the streams are served from another origin, or after the URL of the node that
+    owns the lesson's room when that is another node of several."""
     screen_url: str
     """The shared screen's (``<prefix>screen.m3u8``), when the main classroom shares its screen."""
     expires_at: int
@@ -75,7 +77,9 @@ def stream_link(instance_id: int, request: Request, session: SessionDep, user: C
     """A signed link to the lesson's live stream (名校网络课堂), for those who may watch it: the people booked
     into the lesson (its classrooms' terminals, its teachers, its enrolled students), researchers of its
     region and invited evaluators, and the admins who may see it.  Lives ``SANKE_HLS_LINK_SECONDS`` (2 h) or
-    a little longer; asking again before it expires gives a fresh one."""
+    a little longer; asking again before it expires gives a fresh one.  With several nodes, once the
+    lesson's room is open, the URLs lead to the node that owns it (placed now if it has none yet), which
+    writes the stream."""
     inst = session.get(LessonInstance, instance_id)
     if inst is None:
         raise ApiError(404, "not_found", f"课次 #{instance_id} 不存在")
@@ -83,7 +87,9 @@ def stream_link(instance_id: int, request: Request, session: SessionDep, user: C
     now = unix_now()
     link = hls_sign.sign(inst.id, hls_sign.expiry(now, settings.hls_link_seconds), _secret(request))
     started = (hls_files.lesson_link(settings.data_dir, inst.id) / "main.m3u8").is_file()
-    base = (settings.hls_base_url or "").rstrip("/") + link.prefix
+    placed = room_owner(request, inst)  # several nodes: the stream is written where the room is
+    origin = settings.hls_base_url or (placed.url if placed is not None and not placed.here else "")
+    base = origin.rstrip("/") + link.prefix
     return StreamLinkOut(instance_id=inst.id, lesson_role=role, prefix=link.prefix,
                          main_url=base + "main.m3u8", screen_url=base + "screen.m3u8",
                          expires_at=link.expires, renew_at=link.expires - settings.hls_link_seconds // 2,

@@ -27,12 +27,10 @@ from scheduler.models import (
     User,
 )
 from scheduler.queries import list_instances
-from scheduler.room_weight import lesson_weight
-from server.api.common import InstanceFilterDep
+from server.api.common import InstanceFilterDep, room_owner
 from server.api.deps import CurrentUser, ScopeDep, SessionDep, SettingsDep
 from server.api.errors import ApiError
 from server.api.times import Timestamp
-from server.core.placement import NoNodeError
 from server.core.security import JoinClaims, create_join_token
 
 router = APIRouter(prefix="/lessons", tags=["lessons"])
@@ -226,15 +224,8 @@ def join_token(instance_id: int, request: Request, session: SessionDep, user: Cu
         raise ApiError(404, "not_found", f"课次 #{instance_id} 不存在")
     seat = seat_for(session, user, inst)
     ws_url = node_id = lapses_in_ms = None
-    placement = getattr(request.app.state, "placement", None)
-    if placement is not None and placement.clustered and lifecycle.room_is_open(inst):  # a closed room: no owner
-        weight = lesson_weight(inst)
-        try:  # sync handlers run in a worker thread: the placement runs on the event loop
-            placed = anyio.from_thread.run(placement.place, inst.id, weight)
-        except NoNodeError:
-            raise ApiError(503, "no_node", "暂无可接收课堂的服务节点，请稍后重试") from None
-        except ConnectionError:
-            raise ApiError(503, "cluster_unavailable", "集群协调服务暂不可用，请稍后重试") from None
+    placed = room_owner(request, inst)
+    if placed is not None:
         ws_url, node_id, lapses_in_ms = placed.ws_url(inst.id), placed.node_id, placed.lapses_in_ms
     expires = int(time.time()) + settings.join_token_seconds
     token = create_join_token(JoinClaims(user.id, inst.id, seat.lesson_role, seat.classroom_id, expires,

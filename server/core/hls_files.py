@@ -5,7 +5,8 @@ The media worker writes a lesson's stream into the ``hls/`` folder of the lesson
 ``camera/init.mp4``, ``camera/s<MSN>.m4s``, ``camera/s<MSN>.<part>.m4s``, the same for ``screen/``, ``audio/``
 …).  A lesson recorded across a restart has several recordings; the stream is the newest one's.  So that a
 plain file server (nginx) finds it without the database, ``<data_dir>/hls/<lesson>`` is a symbolic link to
-that folder, set when the recording begins (``point_lesson``, called by ``server.jobs.recording``).
+that folder, set when the recording begins (``point_lesson``, called by ``server.jobs.recording``), and
+removed once the retention deleted that recording (``forget_gone``, with the hourly cleanup).
 
 ``resolve`` turns a request's path below the prefix into a file: only names of the stream's kinds
 (``.m3u8``, ``.mp4``, ``.m4s``) made of plain characters, at most three folders deep, never ``..``, and the
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 
 from scheduler.recordings import RECORDINGS_DIR
@@ -60,6 +62,25 @@ def point_lesson(data_dir: Path, lesson_id: int, recording_dir: Path) -> None:
     tmp.unlink(missing_ok=True)
     os.symlink(target, tmp)
     os.replace(tmp, link)
+
+
+def forget_gone(data_dir: Path, *, settled_s: float = 86400.0, now: float | None = None) -> list[int]:
+    """Remove the links whose recording folder is gone (the retention deleted it) and that are older than
+    ``settled_s`` (a link set a moment ago may lead to a folder the media worker has yet to make); answers
+    the lessons whose links went."""
+    folder = data_dir / LINKS_DIR
+    if not folder.is_dir():
+        return []
+    now = time.time() if now is None else now
+    gone = []
+    for link in folder.iterdir():
+        if not link.name.isdigit() or not link.is_symlink():
+            continue
+        if Path(os.path.realpath(link)).parent.exists() or now - link.lstat().st_mtime < settled_s:
+            continue
+        link.unlink(missing_ok=True)
+        gone.append(int(link.name))
+    return gone
 
 
 def resolve(data_dir: Path, lesson_id: int, rel: str) -> Path:

@@ -71,7 +71,7 @@ class RecordingService:
                         "hls": recordings.streams_hls(session, instance_id)}
 
         began = await asyncio.to_thread(run)
-        if began is not None:  # where a file server finds the lesson's stream, if it has one (server.core.hls_files)
+        if began is not None and began["hls"]:  # where a file server finds the lesson's stream (server.core.hls_files)
             hls_files.point_lesson(self.data_dir, instance_id, Path(began["directory"]))
         return began
 
@@ -148,8 +148,10 @@ class RecordingService:
 
     def cleanup(self) -> list[int]:
         with session_scope(self._factory) as session:
-            return recordings.expire(session, now=clock.now(), retention_days=self.settings.recording_retention_days,
-                                     data_dir=self.data_dir)
+            expired = recordings.expire(session, now=clock.now(),
+                                        retention_days=self.settings.recording_retention_days, data_dir=self.data_dir)
+        hls_files.forget_gone(self.data_dir)  # the links of streams whose recordings were deleted
+        return expired
 
     async def _cleanup_once(self) -> None:
         try:

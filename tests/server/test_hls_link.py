@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -129,6 +131,18 @@ def test_each_recording_of_the_lesson_takes_over_its_stream_link(client: Any, wo
     body = client.post(f"/api/v1/lessons/{lesson}/hls-link", headers=auth(world.student)).json()
     assert body["started"] is True
     assert client.get(body["main_url"]).text == "#EXTM3U\n"
+
+    # the retention deletes the recordings: the cleanup forgets the link, once it is a day old
+    shutil.rmtree(settings.data_dir / "recordings" / str(lesson))
+    assert service.cleanup() == [] and link.is_symlink()  # set a moment ago
+    os.utime(link, (time.time() - 90000, time.time() - 90000), follow_symlinks=False)
+    service.cleanup()
+    assert not link.is_symlink()
+
+    book(client, world, auth, weekday=3, recording=True)  # a dedicated lesson, recorded: no stream, no link
+    dedicated = lessons(client, world.urban_admin, auth, kind="dedicated", limit=1)["data"][0]["id"]
+    assert asyncio.run(service.begin(dedicated))["hls"] is False
+    assert not hls_files.lesson_link(settings.data_dir, dedicated).is_symlink()
 
 
 def test_with_several_nodes_the_links_lead_to_the_node_that_owns_the_room(

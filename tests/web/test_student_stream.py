@@ -275,6 +275,12 @@ def test_end_to_end_the_teachers_camera_reaches_the_student_by_the_lessons_own_s
     print(f"stream latency, capture to the student's <video>: median {behind[5]:.2f} s, max {behind[-1]:.2f} s "
           f"(load {os.getloadavg()[0]:.2f})")
 
+    # 下课: the page says so, and the stream (with its sound) stops there
+    teacher.click("#btn-end")
+    teacher.click("dialog .btn-danger")
+    js_poll(student, "document.getElementById('next-title').textContent === '本节课已结束'", timeout=10)
+    assert student.evaluate("window.sankeStream.stream === null && !document.getElementById('teacher-video').src")
+
 
 def test_the_policy_counts_home_students_with_hysteresis(web_server: Any, open_page: Any) -> None:
     """stream_from N: the stream above N home students; back to WebRTC only at N - max(1, N/10) or fewer,

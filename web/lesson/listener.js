@@ -117,6 +117,7 @@ class ListenerPage {
     $("next-countdown").hidden = true;
     $("next-note").textContent = note ?? (this.cfg.kind === "receiving" ? "稍后自动显示下一节课。" : "课后可在录播资源库回看。");
     for (const a of document.querySelectorAll("#audio-sinks audio")) a.remove();
+    if (this.stream) { this.stream.stop(); this.stream = null; } // the stream's sound too
   }
 
   join() {

@@ -299,3 +299,26 @@ def test_the_policy_counts_home_students_with_hysteresis(web_server: Any, open_p
     }""")
     assert seen == {"never": [False, False], "always": [True, True],
                     "thirty": [False, True, True, True, False, False, True]}, seen
+
+
+def test_a_browser_without_media_source_extensions_plays_the_stream_itself(
+        famous: Any, web_server: Any, open_page: Any, js_poll: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As on an iPhone (no MSE, HLS in the <video> itself): Chromium's own HLS player, MSE taken away."""
+    lesson = famous["lesson"]
+    student = open_page(web_server.world.student, "/assets/app.css")  # the site's origin
+    student.context.add_init_script("delete window.MediaSource; delete window.ManagedMediaSource;")
+    student.goto(f"/lesson/student.html?lesson={lesson['id']}")
+    if not student.evaluate("document.createElement('video').canPlayType('application/vnd.apple.mpegurl')"):
+        pytest.skip("this Chromium does not play HLS by itself")
+    wait_joined(student, js_poll)
+    js_poll(student, "window.sankeStream && window.sankeStream.mode === 'stream'", timeout=15)
+    assert student.evaluate("window.sankeStream.stream.native") is True
+    assert student.evaluate("document.getElementById('teacher-video').src").endswith("/main.m3u8")
+    assert_frames_advance(student, "teacher-video")
+    # a renewed link: the <video> is opened again at the new prefix, and goes on
+    monkeypatch.setattr("scheduler.clock.now", lambda: NOW + timedelta(minutes=5))
+    old = student.evaluate("window.sankeStream.stream.link.prefix")
+    student.evaluate("window.sankeStream.renew()")
+    new = student.evaluate("window.sankeStream.stream.link.prefix")
+    assert new != old and new in student.evaluate("document.getElementById('teacher-video').src")
+    assert_frames_advance(student, "teacher-video")

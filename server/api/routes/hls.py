@@ -68,7 +68,8 @@ class StreamLinkOut(BaseModel):
     renew_at: int
     """Unix seconds: from then on, ask again for a fresh prefix and swap it in."""
     started: bool
-    """The stream has begun (its multivariant playlist exists; it may have ended since)."""
+    """The stream has begun (its multivariant playlist exists; it may have ended since).  With several nodes,
+    as the node that answers sees it: the owner's stream is on the owner's disk."""
 
 
 @router.post("/{instance_id}/hls-link", response_model=StreamLinkOut)
@@ -123,7 +124,7 @@ async def stream_file(lesson: str, expires: str, sig: str, rel: str, request: Re
     except hls_files.BadPath:
         raise ApiError(400, "bad_path", "直播文件路径无效：只提供本课直播的播放列表和媒体分段") from None
     if rel.endswith(".m3u8"):
-        return await _playlist(request, path, rel)
+        return await _playlist(request, path)
     if rel.endswith(".m4s"):
         await _hinted_part(request, path)
     try:  # small files just written, in the page cache: read at once (a thread per read would cost more)
@@ -152,7 +153,7 @@ def _playlist_response(state: PlaylistState) -> Response:
     return Response(state.text, media_type=hls_files.PLAYLIST_TYPE, headers=hls_files.headers("index.m3u8"))
 
 
-async def _playlist(request: Request, path: Path, rel: str) -> Response:
+async def _playlist(request: Request, path: Path) -> Response:
     msn = _query_int(request, "_HLS_msn")
     part = _query_int(request, "_HLS_part")
     if part is not None and msn is None:

@@ -8,8 +8,8 @@ timing, and cut into RTP packets with aiortc's packetizers.  Then, in this proce
    ``VideoTrack`` + the video rendition, files written to a temporary folder), timed with
    ``time.process_time``: CPU seconds per second of media = share of one core;
 2. **in the worker's path, in real time**: the packets fed at their pace to a real ``ProducerStream``
-   recorded by ``RoomRecorder`` with and without ``hls``; the process's CPU over the run, per second of
-   media.  The difference is what the stream adds to the recording (frame assembly and the recording's
+   recorded by ``RoomRecorder`` with and without ``hls``; the recorder thread's CPU (``/proc``) and the
+   whole process's (with the feeding loop) over the run, per second of media.  The difference is what the stream adds to the recording (frame assembly and the recording's
    own files are shared: one pipeline).
 
     nice -n 19 .venv/bin/python -m bench.hls_cpu [--seconds 20] [--bitrate 1500000]
@@ -119,8 +119,16 @@ def components(video: list[tuple[float, bytes]], audio: list[tuple[float, bytes]
     return (t1 - t0) / seconds, (t2 - t1) / seconds
 
 
-async def in_real_time(video: list[tuple[float, bytes]], audio: list[tuple[float, bytes]], hls: bool) -> float:
-    """The process's share of a core while the clip is recorded (and streamed, with ``hls``) at its pace."""
+def _thread_cpu(native_id: int) -> float:
+    """CPU seconds (user + system) of one thread of this process, from /proc."""
+    fields = Path(f"/proc/self/task/{native_id}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def in_real_time(video: list[tuple[float, bytes]], audio: list[tuple[float, bytes]],
+                       hls: bool) -> tuple[float, float]:
+    """The process's and the recorder thread's share of a core while the clip is recorded (and streamed, with
+    ``hls``) at its pace."""
     transport = _Transport()
     cam = Producer("p:camera", transport, kind="video", mid="0", source="camera", mime="video/H264",  # type: ignore[arg-type]
                    clock_rate=90000, payload_type=102, rtx_payload_type=None, extmap={}, layers=[(None, 1111)])
@@ -130,20 +138,25 @@ async def in_real_time(video: list[tuple[float, bytes]], audio: list[tuple[float
     with tempfile.TemporaryDirectory() as tmp:
         recorder = RoomRecorder("bench", Path(tmp), asyncio.get_running_loop(), hls=hls)
         recorder.want([cam, mic])
+        thread = recorder._thread.native_id
+        assert thread is not None
         start = time.monotonic()
         c0 = time.process_time()
+        t0 = _thread_cpu(thread)
         for t, kind, pkt in packets:
             delay = start + t - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
             (cam if kind == 0 else mic).streams[0].receive(pkt, time.monotonic())
+        await asyncio.sleep(0.1)  # the last packets drained
+        thread_cpu = _thread_cpu(thread) - t0
         summary = await recorder.stop()
         cpu = time.process_time() - c0
         elapsed = time.monotonic() - start
     assert summary["files"], summary
     if hls:
         assert summary["hls"]["renditions"]["camera"]["segments"] > 0, summary["hls"]
-    return cpu / elapsed
+    return cpu / elapsed, thread_cpu / elapsed
 
 
 def main() -> None:
@@ -158,8 +171,10 @@ def main() -> None:
     remux, transcode = components(video, audio, args.seconds)
     print(f"components: video remux to CMAF {100 * remux:.2f} % of a core, Opus->AAC {100 * transcode:.2f} %, "
           f"together {100 * (remux + transcode):.2f} %")
-    plain = asyncio.run(in_real_time(video, audio, hls=False))
-    streamed = asyncio.run(in_real_time(video, audio, hls=True))
+    plain, plain_thread = asyncio.run(in_real_time(video, audio, hls=False))
+    streamed, streamed_thread = asyncio.run(in_real_time(video, audio, hls=True))
+    print(f"real time, the recorder's thread: recording {100 * plain_thread:.2f} % of a core, recording + HLS "
+          f"{100 * streamed_thread:.2f} %, HLS adds {100 * (streamed_thread - plain_thread):.2f} %")
     print(f"real time, whole process: recording {100 * plain:.2f} % of a core, recording + HLS {100 * streamed:.2f} %, "
           f"HLS adds {100 * (streamed - plain):.2f} %; load average {os.getloadavg()[0]:.2f}")
 

@@ -71,18 +71,15 @@ def vp8_size(frame: bytes) -> tuple[int, int] | None:
 def h264_nal_units(annexb: bytes) -> list[bytes]:
     """The NAL units of an Annex B byte stream (without start codes)."""
     units: list[bytes] = []
-    i, n = 0, len(annexb)
     start = -1
-    while i + 3 <= n:
-        if annexb[i] == 0 and annexb[i + 1] == 0 and annexb[i + 2] == 1:
-            if start >= 0:
-                end = i - 1 if i > 0 and annexb[i - 1] == 0 else i
-                units.append(annexb[start:end])
-            i += 3
-            start = i
-        else:
-            i += 1
-    if start >= 0 and start < n:
+    i = annexb.find(b"\x00\x00\x01")  # (bytes.find: a frame of the live stream is scanned at C speed)
+    while i >= 0:
+        if start >= 0:
+            end = i - 1 if i > 0 and annexb[i - 1] == 0 else i
+            units.append(annexb[start:end])
+        start = i + 3
+        i = annexb.find(b"\x00\x00\x01", start)
+    if start >= 0 and start < len(annexb):
         units.append(annexb[start:])
     return [u for u in units if u]
 

@@ -943,11 +943,14 @@ class LessonMedia:
             log.exception("lesson %s: starting the recording failed", self.instance_id)
 
     def on_hls_refused(self, data: dict[str, Any]) -> None:
-        """The worker cannot stream a source of the main classroom by HLS: noted, and published on the bus
-        topic ``media`` (``hls_refused``) for the teacher's page."""
+        """The worker cannot stream a source of the main classroom by HLS: noted, shown to every page in the
+        room state (``stream_refused``: the teacher's page says why), and published on the bus topic
+        ``media`` (``hls_refused``)."""
         source, reason = str(data.get("source")), str(data.get("reason"))
         self.hls_refused[source] = reason
         log.info("lesson %s: no HLS for %s: %s", self.instance_id, source, reason)
+        if self.room is not None:
+            self.room.stream_refused(source, reason)
         if self.service.bus is not None:
             self.service.background(self.service.bus.publish(MEDIA_TOPIC, {
                 "type": "hls_refused", "instance_id": self.instance_id, "source": source,

@@ -267,6 +267,10 @@ class RoomState(_Part):
     muted_all: bool = False
     hands_raised: list[ParticipantId] = Field(default_factory=list, max_length=1000)
     """The raise-hand queue, oldest first."""
+    stream_refused: dict[Literal["camera", "screen", "microphone"], Annotated[str, StringConstraints(max_length=200)]] = \
+        Field(default_factory=dict)
+    """名校网络课堂: the main classroom's sources its HLS stream cannot carry (e.g. a VP8 camera), with why
+    (zh-CN), for the teacher's page; home students watch by WebRTC then."""
 
 
 class ChatLine(_Part):

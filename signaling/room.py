@@ -441,6 +441,8 @@ class Room:
         """Called after every change of what ``snapshot`` holds (the registry's keeper saves it)."""
         self.restored: RoomSnapshot | None = None
         """The snapshot this room was opened from; each user's part is applied when that user joins."""
+        self._stream_refusals: dict[tuple[str, str], str] = {}
+        """(main participant id, source) → why the HLS stream cannot carry that publication (zh-CN)."""
 
     # ------------------------------------------------------------------ state
 
@@ -456,7 +458,31 @@ class Room:
 
     def room_state(self) -> RoomStateInfo:
         return RoomStateInfo(instance_id=self.instance_id, live=self.live, on_stage=self.on_stage,
-                             muted_all=self.muted_all, hands_raised=list(self.hands))
+                             muted_all=self.muted_all, hands_raised=list(self.hands),
+                             stream_refused=self._current_stream_refusals())
+
+    def stream_refused(self, source: str, reason: str) -> None:
+        """The HLS stream cannot carry this source of the main classroom (told by the media side): every
+        page learns it with the room state, for as long as that publication lasts."""
+        main = next((q for q in self.participants.values()
+                     if q.role is LessonRole.main and source in {s.value for s in q.publications}), None)
+        if main is None or self.closed or self._stream_refusals.get((main.participant_id, source)) == reason:
+            return
+        self._stream_refusals[(main.participant_id, source)] = reason
+        self._broadcast(RoomUpdated(room=self.room_state()))
+
+    def _current_stream_refusals(self) -> dict[str, str]:
+        self._drop_stale_refusals()
+        return {source: reason for (_, source), reason in self._stream_refusals.items()}
+
+    def _drop_stale_refusals(self) -> bool:
+        """Forget the refusals whose publication is gone (its publisher left or stopped it); True if any."""
+        stale = [(pid, source) for pid, source in self._stream_refusals
+                 if pid not in self.participants
+                 or source not in {s.value for s in self.participants[pid].publications}]
+        for key in stale:
+            del self._stream_refusals[key]
+        return bool(stale)
 
     def _changed(self) -> None:
         if self.on_change is None or self.closed:
@@ -634,6 +660,8 @@ class Room:
             self._broadcast(OnStageChanged(participant_id=None))
             self._log("stage_off", p)
         self._about(p, ParticipantLeft(participant_id=p.participant_id, reason=reason))
+        if self._drop_stale_refusals():
+            self._broadcast(RoomUpdated(room=self.room_state()))
         self._log("leave", p, {"reason": reason.value})
         if stepped_down:
             self._hook("on_stage_changed", p, None)
@@ -826,6 +854,8 @@ class Room:
         that came or went since the last update are written to the journal."""
         self._log_publications(subject)
         self._about(subject, ParticipantUpdated(participant=subject.info()), exclude=exclude)
+        if self._drop_stale_refusals():
+            self._broadcast(RoomUpdated(room=self.room_state()))
 
     def _raise_hand(self, p: Participant, raised: bool) -> None:
         if raised == (p.participant_id in self.hands):

@@ -102,12 +102,25 @@ def test_a_vp8_main_classroom_gets_no_stream_and_the_reason_is_published(
     events: list[dict[str, Any]] = []
     app.state.bus.subscribe("media", lambda topic, event: events.append(event))
 
+    seen: dict[str, Any] = {}
+
     async def scenario() -> None:
         main = await lesson.join(w.teacher)
         await main.publish({"camera": ColorTrack(RED), "microphone": ToneTrack()}, video_codec="video/VP8")
         await until("hls_refused on the bus", lambda: [e for e in events if e.get("type") == "hls_refused"], 30)
+        # the teacher's page is told in the room state, and so is everyone who joins later
+        await until("the refusal in the teacher's room state", lambda: [
+            m for m in main.messages if m.get("type") == "room_updated" and m["room"].get("stream_refused")], 10)
+        seen["teacher"] = [m for m in main.messages if m.get("type") == "room_updated"][-1]["room"]["stream_refused"]
+        student = await lesson.join(w.student)
+        seen["student"] = student.joined["room"]["stream_refused"]
+        await main.request({"type": "unpublish", "source": "camera"})
+        await until("the refusal gone with the camera", lambda: [
+            m for m in student.messages if m.get("type") == "room_updated" and m["room"]["stream_refused"] == {}], 10)
 
     lesson.play(scenario)
+    assert seen["teacher"] == seen["student"] and list(seen["teacher"]) == ["camera"]
+    assert "H.264" in seen["teacher"]["camera"]
     (event,) = [e for e in events if e.get("type") == "hls_refused"]
     assert event["instance_id"] == lid and event["source"] == "camera" and event["codec"] == "vp8"
     assert "H.264" in event["reason"] and "WebRTC" in event["reason"]

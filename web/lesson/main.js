@@ -6,7 +6,7 @@ import { api, ApiError, requireLogin, mountHeader, showError, toast, confirmDial
   seatIn, lessonPageFor, streamFromChoices, streamFromText } from "/assets/api.js";
 import { LessonClient } from "/assets/lesson-client.js";
 import { icon, label } from "/assets/icons.js";
-import { el, fill, qualityDot, setQuality, showVideo, playAudio, stopAudio, renderBanner, mediaErrorText, chatPanel, fmtDuration, wall } from "/lesson/common.js";
+import { el, fill, qualityDot, setQuality, showVideo, playAudio, stopAudio, renderBanner, mediaErrorText, chatPanel, fmtDuration, wall, SOURCE_LABEL } from "/lesson/common.js";
 
 const $ = (id) => document.getElementById(id);
 const user = requireLogin(["teacher", "terminal"]);
@@ -329,6 +329,11 @@ function renderStage() {
 }
 
 function renderRoom(room) {
+  // 名校网络课堂: a source its HLS stream cannot carry (VP8), and why; home students then watch by WebRTC
+  const refused = Object.entries(room.stream_refused || {});
+  $("stream-notice").hidden = !refused.length;
+  $("stream-notice").textContent = refused.length
+    ? `直播流不可用（${refused.map(([source]) => SOURCE_LABEL[source] || source).join("、")}）：${refused[0][1]}` : "";
   label($("btn-mute-all"), room.muted_all ? "volume" : "volume-off", room.muted_all ? "取消全体静音" : "全体静音");
   $("btn-mute-all").classList.toggle("btn-danger", room.muted_all);
   renderStage();

@@ -1,7 +1,7 @@
 """Glass-to-glass latency of a 名校网络课堂's LL-HLS stream (and of regular HLS) in Chromium.
 
 ```
-nice -n 19 .venv/bin/python -m bench.hls_latency [--warmup 10] [--seconds 30] [--modes ll,regular,ll-catchup]
+nice -n 19 .venv/bin/python -m bench.hls_latency [--warmup 10] [--seconds 30] [--modes ll,regular,ll-catchup,webrtc]
                                                   [--width 640] [--height 360]
 ```
 
@@ -19,7 +19,9 @@ every 100 ms, draws the <video>'s top rows into a canvas, reads the code and rec
 it: the glass-to-glass latency on one clock.  Modes, one after the other on the same stream, each in a new
 page: ``ll`` (``lowLatencyMode: true``, as the page plays it), ``regular`` (``lowLatencyMode: false``: hls.js
 reads the same playlists by whole segments only) and ``ll-catchup`` (the page's settings with
-``maxLiveSyncPlaybackRate: 1.5``: hls.js may play faster to reach its target latency).  The first
+``maxLiveSyncPlaybackRate: 1.5``: hls.js may play faster to reach its target latency); for reference,
+``webrtc`` opens the home student's page itself (signed in, the series' ``stream_from`` set to none first, so
+it subscribes to the camera by WebRTC) and reads its ``#teacher-video`` the same way.  The first
 ``--warmup`` seconds of each mode are not counted; printed (one JSON line): per mode, p50/p90/max/min over
 ``--seconds``, how many frames were read (and how many could not be), hls.js's stalls, its own latency estimate
 and its target latency.  Everything it starts (server, worker, browser) is stopped at the end; every step
@@ -52,15 +54,13 @@ MODES: dict[str, dict[str, Any]] = {
     "ll": {},
     "regular": {"lowLatencyMode": False},
     "ll-catchup": {"maxLiveSyncPlaybackRate": 1.5},
+    "webrtc": {},
 }
 """Each mode's hls.js settings over ``LL_CONFIG``: ``ll`` as the page plays the stream, ``regular`` the same
 playlists by whole segments, ``ll-catchup`` the page's settings with hls.js allowed to play up to 1.5x fast
-to reach its target latency (its default, 1, never catches up after a late start or a stall)."""
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-                 "--autoplay-policy=no-user-gesture-required",
-                 "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"]
-
+to reach its target latency (its default, 1, never catches up after a late start or a stall); ``webrtc`` is
+not HLS: the home student's page (``/lesson/student.html``) with the series' ``stream_from`` set to none, so it
+subscribes to the camera by WebRTC, for reference."""
 
 def block_size(width: int) -> int:
     return width // (BITS + 4)
@@ -75,7 +75,7 @@ def prepare(data_dir: Path) -> dict[str, Any]:
     from scheduler.bookings import SeriesSpec, create_series
     from scheduler.models import LessonInstance, LessonKind
     from server.core.migrate import migrated_database
-    from server.core.security import JoinClaims, create_join_token
+    from server.core.security import JoinClaims, create_access_token, create_join_token
     from tests.utils.factory import World
 
     with migrated_database(_settings(data_dir)) as factory, factory() as s:
@@ -91,7 +91,9 @@ def prepare(data_dir: Path) -> dict[str, Any]:
         s.commit()
         expires = int(time.time()) + 3600
         main = create_join_token(JoinClaims(w.teacher.id, inst.id, "main", w.main_room.id, expires), SECRET)
-        return {"lesson": inst.id, "main": main}
+        return {"lesson": inst.id, "main": main, "series": series.id,
+                "teacher": create_access_token(w.teacher.id, w.teacher.role.value, SECRET, 3600),
+                "student": create_access_token(w.student.id, w.student.role.value, SECRET, 3600)}
 
 
 def clock_track(width: int, height: int) -> Any:
@@ -162,21 +164,28 @@ async def publish(base: str, info: dict[str, Any], width: int, height: int) -> t
     return client, pc
 
 
-MEASURE_JS = """async ([src, config, width, bits, block]) => {
-  const {default: Hls} = await import('/vendor/hls.min.js');
-  document.body.innerHTML = '';
-  const video = document.createElement('video');
-  video.muted = true; video.autoplay = true; video.playsInline = true;
-  document.body.appendChild(video);
-  const hls = new Hls(config);
+MEASURE_JS = """async ([src, config, width, bits, block, videoId]) => {
+  // src: play it with hls.js in a <video> of our own; videoId: read the page's own <video> (WebRTC)
   const out = window.latency = {samples: [], bad: 0, errors: [], stalls: [], playing: false};
-  hls.on(Hls.Events.ERROR, (_e, d) => {
-    if (d.fatal) out.errors.push(d.type + ':' + d.details);
-    else if (d.details === 'bufferStalledError') out.stalls.push(Date.now());
-  });
-  hls.loadSource(src);
-  hls.attachMedia(video);
-  video.addEventListener('playing', () => { out.playing = true; });
+  let video, hls = null;
+  if (videoId) {
+    video = document.getElementById(videoId);
+    out.playing = true;
+  } else {
+    const {default: Hls} = await import('/vendor/hls.min.js');
+    document.body.innerHTML = '';
+    video = document.createElement('video');
+    video.muted = true; video.autoplay = true; video.playsInline = true;
+    document.body.appendChild(video);
+    hls = new Hls(config);
+    hls.on(Hls.Events.ERROR, (_e, d) => {
+      if (d.fatal) out.errors.push(d.type + ':' + d.details);
+      else if (d.details === 'bufferStalledError') out.stalls.push(Date.now());
+    });
+    hls.loadSource(src);
+    hls.attachMedia(video);
+    video.addEventListener('playing', () => { out.playing = true; });
+  }
   const canvas = document.createElement('canvas');
   canvas.width = width; canvas.height = 5 * block;
   const g = canvas.getContext('2d', {willReadFrequently: true});
@@ -196,7 +205,7 @@ MEASURE_JS = """async ([src, config, width, bits, block]) => {
       if (value + check === 2 ** bits - 1) {
         let d = (now % 2 ** bits) - value;
         if (d < -(2 ** (bits - 1))) d += 2 ** bits;
-        out.samples.push([now, d, hls.latency || 0, hls.targetLatency || 0]);
+        out.samples.push([now, d, hls ? hls.latency || 0 : 0, hls ? hls.targetLatency || 0 : 0]);
       } else out.bad++;
     }
     video.requestVideoFrameCallback(onFrame);
@@ -215,13 +224,28 @@ def quantiles(values: list[float]) -> dict[str, Any]:
             "min_s": round(v[0] / 1000, 3)}
 
 
-async def measure(browser: Any, base: str, src: str, mode: str, args: argparse.Namespace) -> dict[str, Any]:
-    config = {**LL_CONFIG, **MODES[mode]}
-    ctx = await browser.new_context(viewport={"width": args.width, "height": args.height})
+async def measure(browser: Any, base: str, src: str, mode: str, args: argparse.Namespace,
+                  student: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One mode in a page of its own; ``webrtc``: the home student's page (``student``: its session and lesson)."""
+    ctx = await browser.new_context(viewport={"width": 1280, "height": 800}, locale="zh-CN",
+                                    timezone_id="Asia/Shanghai")
     try:
         page = await ctx.new_page()
-        await page.goto(base + "/healthz", timeout=30_000)
-        await page.evaluate(MEASURE_JS, [src, config, args.width, BITS, block_size(args.width)])
+        if mode == "webrtc":
+            assert student is not None
+            await ctx.add_init_script(f"localStorage.setItem('sanke.session', {json.dumps(json.dumps(student['session']))});")
+            await page.goto(f"{base}/lesson/student.html?lesson={student['lesson']}", timeout=60_000)
+            deadline = time.monotonic() + 30
+            while not await page.evaluate("(() => { const v = document.getElementById('teacher-video');"
+                                          " return !!(v && v.srcObject && v.videoWidth > 0 && !v.paused); })()"):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("webrtc: the student page's teacher video did not play within 30 s")
+                await asyncio.sleep(0.2)
+            await page.evaluate(MEASURE_JS, [None, None, args.width, BITS, block_size(args.width), "teacher-video"])
+        else:
+            await page.goto(base + "/healthz", timeout=30_000)
+            await page.evaluate(MEASURE_JS, [src, {**LL_CONFIG, **MODES[mode]}, args.width, BITS,
+                                             block_size(args.width), None])
         deadline = time.monotonic() + 30
         while not await page.evaluate("window.latency.playing || window.latency.errors.length > 0"):
             if time.monotonic() > deadline:
@@ -233,7 +257,7 @@ async def measure(browser: Any, base: str, src: str, mode: str, args: argparse.N
     finally:
         await ctx.close()
     counted = [sample for sample in result["samples"] if sample[0] >= began + args.warmup * 1000]
-    median = lambda v: round(sorted(v)[len(v) // 2], 3) if v else None  # noqa: E731
+    median = lambda v: round(sorted(v)[len(v) // 2], 3) if v and mode != "webrtc" else None  # noqa: E731
     return {"mode": mode, **quantiles([s[1] for s in counted]), "unreadable": result["bad"],
             "stalls": sum(t >= began + args.warmup * 1000 for t in result["stalls"]),
             "errors": result["errors"][:5], "hls_js_latency_p50_s": median([s[2] for s in counted]),
@@ -241,7 +265,10 @@ async def measure(browser: Any, base: str, src: str, mode: str, args: argparse.N
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
+    import httpx
     from playwright.async_api import async_playwright
+
+    from tests.web.conftest import CHROMIUM_ARGS  # the loopback recipe of the browser tests (WebRTC included)
 
     from bench.fanout_sanke import SECRET, start_server
     from server.core import hls_files, hls_sign
@@ -268,8 +295,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
             try:
                 for mode in modes:
+                    student = None
+                    if mode == "webrtc":  # the home student's page, told to watch by WebRTC
+                        async with httpx.AsyncClient(base_url=base, timeout=20) as http:
+                            r = await http.put(f"/api/v1/series/{info['series']}/stream-from", json={"stream_from": None},
+                                               headers={"Authorization": f"Bearer {info['teacher']}"})
+                            r.raise_for_status()
+                            me = await http.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {info['student']}"})
+                            me.raise_for_status()
+                        student = {"lesson": info["lesson"], "session": {"token": info["student"], "user": me.json()}}
                     results.append(await asyncio.wait_for(
-                        measure(browser, base, prefix + "main.m3u8", mode, args), args.warmup + args.seconds + 90))
+                        measure(browser, base, prefix + "main.m3u8", mode, args, student), args.warmup + args.seconds + 120))
             finally:
                 await browser.close()
         return {"size": f"{args.width}x{args.height}", "fps": FPS, "warmup_s": args.warmup,

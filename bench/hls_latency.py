@@ -1,7 +1,7 @@
 """Glass-to-glass latency of a 名校网络课堂's LL-HLS stream (and of regular HLS) in Chromium.
 
 ```
-nice -n 19 .venv/bin/python -m bench.hls_latency [--warmup 10] [--seconds 30] [--modes ll,regular,ll-catchup,webrtc]
+nice -n 19 .venv/bin/python -m bench.hls_latency [--warmup 10] [--seconds 30] [--modes ll,regular,webrtc]
                                                   [--width 640] [--height 360]
 ```
 
@@ -17,9 +17,9 @@ with the vendored hls.js (``/vendor/hls.min.js``) configured as
 ``web/lesson/stream.js`` configures it, and on each presented frame (``requestVideoFrameCallback``), at most
 every 100 ms, draws the <video>'s top rows into a canvas, reads the code and records ``Date.now()`` minus
 it: the glass-to-glass latency on one clock.  Modes, one after the other on the same stream, each in a new
-page: ``ll`` (``lowLatencyMode: true``, as the page plays it), ``regular`` (``lowLatencyMode: false``: hls.js
-reads the same playlists by whole segments only) and ``ll-catchup`` (the page's settings with
-``maxLiveSyncPlaybackRate: 1.5``: hls.js may play faster to reach its target latency); for reference,
+page: ``ll`` (``lowLatencyMode: true`` and ``maxLiveSyncPlaybackRate: 1.5``, as the page plays it: after a late
+start hls.js may play up to 1.5x fast back to its target latency) and ``regular`` (``lowLatencyMode: false``:
+hls.js reads the same playlists by whole segments only); for reference,
 ``webrtc`` opens the home student's page itself (signed in, the series' ``stream_from`` set to none first, so
 it subscribes to the camera by WebRTC) and reads its ``#teacher-video`` the same way.  The first
 ``--warmup`` seconds of each mode are not counted; printed (one JSON line): per mode, p50/p90/max/min over
@@ -48,17 +48,15 @@ CHROMIUM = os.environ.get("SANKE_CHROMIUM", "/usr/bin/chromium")
 FPS = 30
 BITS = 32
 """Bits of the drawn clock (ms modulo 2^32)."""
-LL_CONFIG = {"lowLatencyMode": True, "enableWorker": False, "backBufferLength": 30}
+LL_CONFIG = {"lowLatencyMode": True, "maxLiveSyncPlaybackRate": 1.5, "enableWorker": False, "backBufferLength": 30}
 """hls.js settings of ``web/lesson/stream.js`` (its loader only rewrites the prefix of a renewed link)."""
 MODES: dict[str, dict[str, Any]] = {
     "ll": {},
-    "regular": {"lowLatencyMode": False},
-    "ll-catchup": {"maxLiveSyncPlaybackRate": 1.5},
+    "regular": {"lowLatencyMode": False, "maxLiveSyncPlaybackRate": 1},
     "webrtc": {},
 }
 """Each mode's hls.js settings over ``LL_CONFIG``: ``ll`` as the page plays the stream, ``regular`` the same
-playlists by whole segments, ``ll-catchup`` the page's settings with hls.js allowed to play up to 1.5x fast
-to reach its target latency (its default, 1, never catches up after a late start or a stall); ``webrtc`` is
+playlists by whole segments (hls.js's defaults otherwise); ``webrtc`` is
 not HLS: the home student's page (``/lesson/student.html``) with the series' ``stream_from`` set to none, so it
 subscribes to the camera by WebRTC, for reference."""
 
@@ -331,7 +329,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--warmup", type=float, default=10.0, help="seconds of each mode not counted")
     p.add_argument("--seconds", type=float, default=30.0, help="seconds counted per mode")
-    p.add_argument("--modes", default="ll,regular,ll-catchup", help=f"comma-separated, of {', '.join(MODES)}")
+    p.add_argument("--modes", default="ll,regular", help=f"comma-separated, of {', '.join(MODES)}")
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--height", type=int, default=360)
     print(json.dumps(asyncio.run(run(p.parse_args())), ensure_ascii=False))

@@ -154,7 +154,9 @@ export class LessonStream {
         super.load(context, config, callbacks);
       }
     }
-    return { lowLatencyMode: true, enableWorker: false, backBufferLength: 30, loader: SignedLoader };
+    // maxLiveSyncPlaybackRate: after a late start or a stall, play up to 1.5x fast back to the target latency
+    // (at hls.js's default of 1 a page opened as the stream begins stays ~3 s behind for good)
+    return { lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.5, enableWorker: false, backBufferLength: 30, loader: SignedLoader };
   }
 
   play(video) {

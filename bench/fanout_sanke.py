@@ -131,6 +131,18 @@ async def start_server(data_dir: Path, workers: str = "1",
             await asyncio.sleep(0.2)
 
 
+async def stop_server(proc: asyncio.subprocess.Process | None) -> None:
+    """Stop a server ``start_server`` started: SIGTERM (it drains and stops its workers), SIGKILL after 15 s."""
+    if proc is None or proc.returncode is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(proc.wait(), 15)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+
+
 class SankeTarget:
     name = "sanke"
     sfu_cores: set[int] | None = None
@@ -201,14 +213,7 @@ class SankeTarget:
         if self._publisher is not None:
             with contextlib.suppress(Exception):
                 await self._publisher.close()
-        proc = self._proc
-        if proc is not None and proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), 15)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        await stop_server(self._proc)
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
 

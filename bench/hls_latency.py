@@ -37,7 +37,6 @@ import fractions
 import json
 import os
 import shutil
-import signal
 import tempfile
 import time
 from datetime import datetime
@@ -268,7 +267,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
     from tests.web.conftest import CHROMIUM_ARGS  # the loopback recipe of the browser tests (WebRTC included)
 
-    from bench.fanout_sanke import SECRET, start_server
+    from bench.fanout_sanke import SECRET, start_server, stop_server
     from server.core import hls_files, hls_sign
 
     modes = args.modes.split(",")
@@ -315,13 +314,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if pc is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(pc.close(), 10)
-        if proc is not None and proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), 15)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        await stop_server(proc)
         shutil.rmtree(data, ignore_errors=True)
 
 

@@ -40,7 +40,6 @@ import math
 import multiprocessing
 import os
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -386,14 +385,9 @@ class Server:
         return pids
 
     async def stop(self) -> None:
-        proc = self.proc
-        if proc is not None and proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), 15)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        from bench.fanout_sanke import stop_server
+
+        await stop_server(self.proc)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

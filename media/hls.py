@@ -92,6 +92,9 @@ class Rendition:
         self._current: Segment | None = None
         self._current_bytes: list[bytes] = []
         self._msn = 0
+        self._generation = ""
+        """Put in the names of the files written after a resume (``.g<N>``), so no name a viewer or a cache
+        may have fetched from the dead writer is written again with other bytes."""
         self._sequence = 0
         self._run_origin: int | None = None
         self._run_base = 0
@@ -111,9 +114,15 @@ class Rendition:
             self._msn = self.playlist.segments[-1].msn + 1
             self._discontinuity = True
         self._inits = len(list(self.directory.glob("init*.mp4")))
+        self._generation = f".g{self._inits + 1}"  # as the init this writer adds: unique to this resume
         self._next_decode = round(sum(s.duration for s in self.playlist.segments) * self.timescale)
-        for stale in self.directory.glob(f"s{self._msn}.*.m4s"):  # parts of the segment the dead worker was writing
+        # the parts of the segment the dead worker was writing: never listed in vod.m3u8, never in a segment
+        for stale in self.directory.glob(f"s{self._msn}.[0-9]*.m4s"):
             stale.unlink()
+
+    def _name(self, msn: int, part: int | None = None) -> str:
+        """``s<MSN>.m4s`` / ``s<MSN>.<part>.m4s`` (``s<MSN>.g<N>…`` after a resume)."""
+        return f"s{msn}{self._generation}.m4s" if part is None else f"s{msn}{self._generation}.{part}.m4s"
     # -------------------------------------------------------------- runs
 
     def start_run(self, init: bytes, *, codecs: str, width: int = 0, height: int = 0) -> bool:
@@ -171,7 +180,7 @@ class Rendition:
                     self._close_segment(ts)
             self._last_duration = step
         if self._current is None:
-            self._current = Segment(self._msn, f"s{self._msn}.m4s", self._init_uri, wall,
+            self._current = Segment(self._msn, self._name(self._msn), self._init_uri, wall,
                                     discontinuity=self._discontinuity)
             self._discontinuity = False
             self._seg_start = ts
@@ -196,7 +205,7 @@ class Rendition:
                    for i, (data, ts, sync) in enumerate(pending)]
         self._sequence += 1
         body = chunk(self._sequence, self._decode_time(self._part_start), samples)
-        uri = f"s{self._current.msn}.{len(self._current.parts)}.m4s"
+        uri = self._name(self._current.msn, len(self._current.parts))
         write_atomic(self.directory / uri, body)
         self._current.parts.append(Part(uri, (end - self._part_start) / self.timescale, pending[0][2]))
         self._current_bytes.append(body)
@@ -232,7 +241,7 @@ class Rendition:
 
     def _write_playlist(self) -> None:
         cur = self._current
-        self.playlist.preload_hint = f"s{cur.msn}.{len(cur.parts)}.m4s" if cur is not None else f"s{self._msn}.0.m4s"
+        self.playlist.preload_hint = self._name(cur.msn, len(cur.parts)) if cur is not None else self._name(self._msn, 0)
         write_atomic(self.directory / "index.m3u8", self.playlist.render())
 
     def finish(self) -> dict[str, Any]:

@@ -287,6 +287,7 @@ def test_a_simulcast_camera_offers_its_lower_layer_as_a_variant(tmp_path: Path) 
 def test_a_stream_made_again_in_the_same_folder_goes_on_after_its_segments(tmp_path: Path) -> None:
     """The lesson's worker died: the recording goes on in the same folder, and so does the stream."""
     hls = tmp_path / "hls"
+    written: dict[str, bytes] = {}  # what the dead worker had written (a viewer or a cache may hold any of it)
 
     async def main() -> None:
         transport = FakeTransport()
@@ -301,6 +302,7 @@ def test_a_stream_made_again_in_the_same_folder_goes_on_after_its_segments(tmp_p
                 rec.hls = None
                 for writer in rec.writers.values():
                     writer.hls = writer._hls_track = None
+                written.update((f.name, f.read_bytes()) for f in (hls / "camera").glob("*.m4s"))
             await rec.stop()
             now += 2.0
 
@@ -319,6 +321,9 @@ def test_a_stream_made_again_in_the_same_folder_goes_on_after_its_segments(tmp_p
     assert pdt(camera.segments[restart]) > pdt(camera.segments[restart - 1]) + camera.segments[restart - 1].duration
     live = playlist(hls / "camera" / "index.m3u8")
     assert live.media_sequence + len(live.segments) - 1 == msns[-1]
+    # no name of the dead worker's was written again with other bytes (its unfinished segment's parts included)
+    assert any(".0.m4s" in name for name in written)
+    assert all(f.read_bytes() == written[f.name] for f in (hls / "camera").glob("*.m4s") if f.name in written)
 
 
 def complete_segments(path: Path) -> int:

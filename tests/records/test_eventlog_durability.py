@@ -30,6 +30,19 @@ def events(data_dir: Path) -> list[tuple[Any, ...]]:
     return rows(data_dir, "SELECT id, kind, participant_id, role, data FROM session_event ORDER BY id")
 
 
+async def chat_echoed(sender: LessonClient, text: str) -> None:
+    """Send a chat and wait for the server's echo of *this* chat: the other classroom's previous
+    chat may still be on its way to the sender, and taking it for the echo would let the next
+    chat race this one."""
+    async def echo() -> None:
+        while (await sender.next_message("chat")).get("text") != text:
+            pass
+    waiting = asyncio.ensure_future(echo())
+    await asyncio.sleep(0)  # the waiter is registered before the chat goes out
+    await sender.send({"type": "chat", "text": text})
+    await waiting
+
+
 async def lesson_traffic(base: str, info: dict[str, Any], chats: int) -> tuple[str, str]:
     """Main and receiving join, the receiving classroom raises its hand, both chat; every message is
     answered (acknowledged) by the server before the next.  Returns their session ids."""
@@ -40,9 +53,7 @@ async def lesson_traffic(base: str, info: dict[str, Any], chats: int) -> tuple[s
     await recv.request({"type": "raise_hand", "raised": True})
     for i in range(chats):
         sender = main if i % 2 == 0 else recv
-        echo = asyncio.ensure_future(sender.next_message("chat"))
-        await sender.send({"type": "chat", "text": f"第{i}条"})
-        await echo
+        await chat_echoed(sender, f"第{i}条")
     # the clients stay connected: the server goes down under them
     return main.participant_id, recv.participant_id
 
@@ -74,13 +85,10 @@ async def chat_until_killed(server: Server, info: dict[str, Any]) -> tuple[list[
         i = 0
         while not killed.done():
             sender = main if i % 2 == 0 else recv
-            echo = asyncio.ensure_future(sender.next_message("chat"))
             t0 = time.monotonic()
-            await sender.send({"type": "chat", "text": f"第{i}条"})
             try:
-                await asyncio.wait_for(asyncio.shield(echo), 10)
+                await asyncio.wait_for(chat_echoed(sender, f"第{i}条"), 10)
             except (TimeoutError, ConnectionError):
-                echo.cancel()
                 return  # killed meanwhile: this one was never acknowledged
             sent.append((f"第{i}条", t0, time.monotonic()))
             i += 1

@@ -133,7 +133,7 @@ def placements(db_url: str) -> list[tuple[int, str, str]]:
     engine = make_engine(db_url)
     try:
         with make_session_factory(engine)() as s:
-            return [(p.instance_id, p.node_id, p.placed_by) for p in s.scalars(select(RoomPlacement))]
+            return [(p.instance_id, p.node_id, p.placed_by) for p in s.scalars(select(RoomPlacement).order_by(RoomPlacement.id))]
     finally:
         engine.dispose()
 

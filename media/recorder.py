@@ -25,13 +25,15 @@ deque.  Everything else runs on the recorder's own thread:
    frame after the first frame of any file, so the files of one recording line
    up on one time axis.
 4. **Mux without decoding.** PyAV muxes the encoded frames: VP8 and Opus into
-   WebM, H.264 (Annex B, its SPS/PPS as the track's configuration) into MP4
-   (``+faststart`` so a browser can seek before it has the whole file).  The
-   encoder a stream is declared with is opened for its parameters only and is
-   never fed.
+   WebM, H.264 (Annex B, its SPS/PPS as the track's configuration) into
+   fragmented MP4 (an empty ``moov``, then a fragment at least every
+   ``CLUSTER_MS``; the ``mfra`` index written at the end lets a browser seek).
+   The encoder a stream is declared with is opened for its parameters only and
+   is never fed.
 
-5. **A crash loses at most half a second.** WebM clusters are closed every
-   ``CLUSTER_MS`` and written out at once, and every file opened is noted in
+5. **A crash loses at most half a second.** WebM clusters and MP4 fragments are
+   closed every ``CLUSTER_MS`` and written out at once (an MP4 with its index
+   at the end would be unreadable without it), and every file opened is noted in
    ``INDEX_NAME`` in the folder (its name, source and the wall-clock time of its
    first frame), so files cut by ``kill -9`` can be finalized and placed on the
    recording's time axis on the next start (``media.salvage``).
@@ -94,7 +96,7 @@ MAX_PENDING = 2048
 DRAIN_INTERVAL_S = 0.04
 KEYFRAME_ASK_INTERVAL_S = 1.0
 CLUSTER_MS = 500
-"""A WebM cluster spans at most this long: a killed process loses at most its last cluster."""
+"""A WebM cluster or an MP4 fragment spans at most this long: a killed process loses at most its last one."""
 INDEX_NAME = "index.jsonl"
 """One JSON line per file opened: ``name, source, kind, codec, wall`` (``time.time()`` of its first frame)."""
 
@@ -333,7 +335,8 @@ class TrackWriter:
 
     def _open(self, first: bytes, now: float) -> None:
         fmt, _ = CONTAINERS[self.mime]
-        options = ({"movflags": "+faststart"} if fmt == "mp4"
+        options = ({"movflags": "frag_keyframe+empty_moov+default_base_moof", "frag_duration": str(CLUSTER_MS * 1000),
+                    "flush_packets": "1"} if fmt == "mp4"
                    else {"cluster_time_limit": str(CLUSTER_MS), "flush_packets": "1"})
         container = av.open(str(self.path), "w", format=fmt, options=options)
         try:

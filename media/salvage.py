@@ -1,7 +1,7 @@
 """Finalizing the files of a recording cut by a crash (``kill -9`` of the server or its media worker).
 
 A file the recorder (``media.recorder``) was writing when its process died
-has no duration, no cues (WebM) or no index at all (MP4 without its ``moov``).
+has no duration and no cues (WebM) or no closing index (MP4: its fragments are readable, its ``mfra`` is missing).
 ``salvage_folder`` reads every recorded file of a folder with PyAV, copies the
 packets that can be read into a new file of the same format (no decoding, no
 re-encoding), replaces the original with it, and answers each file's summary

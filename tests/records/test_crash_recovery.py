@@ -140,8 +140,10 @@ def decoded_seconds(data: bytes) -> tuple[float, int]:
     return (max(times) - min(times) if times else 0.0), len(times)
 
 
-def test_a_recording_cut_by_a_kill_is_recovered_and_the_lesson_replays_as_one(server: Server,
+@pytest.mark.parametrize(("codec", "ext"), [("video/VP8", "webm"), ("video/H264", "mp4")])
+def test_a_recording_cut_by_a_kill_is_recovered_and_the_lesson_replays_as_one(server: Server, codec: str, ext: str,
                                                                           loopback_clients: None) -> None:  # noqa: F811
+    """A VP8 camera is written to WebM, an H.264 one to fragmented MP4; the microphone to WebM."""
     info = prepare(server.data_dir, recorded=True)
     lid = info["lesson"]
     admin = {"Authorization": f"Bearer {info['admin']}"}
@@ -154,14 +156,14 @@ def test_a_recording_cut_by_a_kill_is_recovered_and_the_lesson_replays_as_one(se
         clients: list[LessonClient] = []
 
         def files(source: str) -> int:
-            return len(list(server.data_dir.glob(f"recordings/{lid}/*/{source}-*.webm")))
+            return len(list(server.data_dir.glob(f"recordings/{lid}/*/{source}-*.{ext if source == 'camera' else 'webm'}")))
 
         async def scenario() -> tuple[float, float]:
             before = {source: files(source) for source in tracks}
             main = LessonClient(server.base, lid, info["main_token"](), policy=POLICY)
             clients.append(main)
             await main.connect()
-            await main.publish(dict(tracks), video_codec="video/VP8")
+            await main.publish(dict(tracks), video_codec=codec)
             deadline = time.monotonic() + 30
             seen: dict[str, float] = {}
             while len(seen) < len(tracks):  # each file is created at its first frame
@@ -198,6 +200,7 @@ def test_a_recording_cut_by_a_kill_is_recovered_and_the_lesson_replays_as_one(se
     assert rec["error"] and "服务器意外中断" in rec["error"]
     by_source = {f["source"]: f for f in rec["files"]}
     assert set(by_source) == {"camera", "microphone"}
+    assert by_source["camera"]["name"].endswith(f".{ext}") and by_source["camera"]["codec"] == codec.split("/")[1].lower()
     for source, published in (("camera", first_camera_s), ("microphone", first_mic_s)):
         f = by_source[source]
         data = httpx.get(server.base + f["url"], timeout=30).content

@@ -63,6 +63,8 @@ class Router:
         self.pipes: dict[str, PipeTransport] = {}
         """Pipes to the lesson's routers on other workers (``media.pipe``): this router's producers
         piped out (origin side), or producers piped in as pipe producers (far side)."""
+        self._offering: set[asyncio.Task[None]] = set()
+        """Offers the router makes of its own accord (``_recodec``), kept until sent."""
         self.closed = False
 
     def emit(self, event: str, data: dict[str, Any]) -> None:
@@ -312,10 +314,37 @@ class Router:
 
     def _bind(self, consumer: Consumer, producer: Producer, now: float) -> None:
         if consumer.mime and consumer.mime.lower() != producer.mime.lower():
-            log.warning("router %s: %s negotiated %s, producer %s sends %s; not forwarded",
-                        self.router_id, consumer.consumer_id, consumer.mime, producer.producer_id, producer.mime)
+            self._recodec(consumer, producer)
             return
         consumer.bind(producer, now)
+
+    def _recodec(self, consumer: Consumer, producer: Producer) -> None:
+        """A consumer negotiated before its producer existed (a subscription made first, a worker replaced
+        before the publisher came back) with another codec than the producer sends (H.264 where VP8 was
+        assumed): a new m-line with the producer's codec takes its place, offered to the subscriber at once
+        (or after the answer it owes).  Packets are never forwarded under a codec the subscriber did not
+        negotiate."""
+        log.info("router %s: %s negotiated %s, producer %s sends %s; offered again with %s", self.router_id,
+                 consumer.consumer_id, consumer.mime, producer.producer_id, producer.mime, producer.mime)
+        transport = consumer.transport
+        transport.remove_consumer(consumer.consumer_id, reuse=False)
+        fresh = Consumer(consumer.consumer_id, transport, kind=consumer.kind, producer_id=consumer.producer_id,
+                         max_layer=consumer.max_layer, preferred_layer=consumer.preferred_layer)
+        transport.add_consumer(fresh, producer.mime)
+        self.consumers[fresh.consumer_id] = fresh
+        task = asyncio.get_running_loop().create_task(self._offer_again(transport.transport_id))
+        self._offering.add(task)
+        task.add_done_callback(self._offering.discard)
+
+    async def _offer_again(self, transport_id: str) -> None:
+        """An offer the router makes of its own accord goes to the subscriber as the ``offer`` event."""
+        try:
+            offer = await self.offer(transport_id)
+        except (RouterError, InvalidStateError) as exc:  # the transport closed meanwhile
+            log.info("router %s: no new offer for %s: %s", self.router_id, transport_id, exc)
+            return
+        if offer is not None:
+            self.emit("offer", offer)
 
     def _consumer_change(self, consumer: Consumer, change: str) -> None:
         gate = consumer.gate

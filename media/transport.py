@@ -487,8 +487,9 @@ class WebRtcTransport:
         if not was_ready and self._on_consumer_ready is not None:
             self._on_consumer_ready(consumer)
 
-    def remove_consumer(self, consumer_id: str) -> bool:
-        """Stop a consumer; its transceiver goes inactive and is kept for reuse. Needs an offer after."""
+    def remove_consumer(self, consumer_id: str, *, reuse: bool = True) -> bool:
+        """Stop a consumer; its transceiver goes inactive and is kept for reuse (``reuse``: its m-line's
+        codec may serve the next consumer of its kind). Needs an offer after."""
         consumer = self.consumers.pop(consumer_id, None)
         if consumer is None:
             return False
@@ -498,7 +499,8 @@ class WebRtcTransport:
         if transceiver is not None:
             transceiver.direction = "inactive"
             self._configure.pop(id(transceiver), None)
-            self._free[consumer.kind].append(transceiver)
+            if reuse:
+                self._free[consumer.kind].append(transceiver)
         return True
 
     def mid_of(self, consumer_id: str) -> str | None:

@@ -666,6 +666,13 @@ class LessonMedia:
         if "recv" in directions:
             await self._sync_consumers(p)
 
+    def on_offer(self, pid: str, offer: dict[str, Any]) -> None:
+        """An offer the router made itself (a consumer negotiated with another codec than its producer sends,
+        ``media.router.Router._recodec``): to the subscriber, if it is still here on that transport."""
+        p = self.room.participants.get(pid) if self.room is not None and not self.closed else None
+        if p is not None and self.transports.get(pid, {}).get("recv") == offer.get("transport_id"):
+            self._send_offer(p, offer)
+
     def on_transport_state(self, pid: str, transport_id: str, state: str) -> None:
         """A transport's connection state (from its worker)."""
         own = self.transports.get(pid, {})
@@ -1047,6 +1054,10 @@ class MediaService:
             owner = self.transport_owner.get(str(data.get("transport_id")))
             if owner is not None:
                 owner[0].on_transport_state(owner[1], str(data.get("transport_id")), str(data.get("state")))
+        elif event == "offer":  # the router offers a subscriber a new m-line of its own accord
+            owner = self.transport_owner.get(str(data.get("transport_id")))
+            if owner is not None:
+                owner[0].on_offer(owner[1], data)
         elif event == "hls_refused":
             media = self.rooms.get(str(data.get("router_id")))
             if media is not None:

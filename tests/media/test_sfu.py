@@ -255,6 +255,38 @@ def test_h264_is_forwarded_as_h264(lesson: Lesson) -> None:
     lesson.play(scenario)
 
 
+def test_a_subscription_made_before_an_h264_camera_is_published_gets_it_as_h264(lesson: Lesson) -> None:
+    """A receiving classroom that asked for the teacher's camera before it was published (a page that
+    rejoined after a failover, subscribers offered again after a worker's death) had that m-line
+    negotiated with the default VP8; the teacher then sends H.264.  The SFU offers a new m-line with
+    H.264 of its own accord, and the classroom decodes the teacher's picture."""
+    w = lesson.world
+
+    async def scenario() -> None:
+        main = await lesson.join(w.teacher)
+        rural = await lesson.join(w.terminal_recv)
+        await rural.publish({"camera": ColorTrack(GREEN)}, video_codec="video/VP8")
+        await main.subscribe([{"participant_id": rural.participant_id, "source": "camera"}])
+        assert all(close_to(x, GREEN) for x in await frames(await main.track(rural.participant_id, "camera"), 3))
+        await rural.subscribe([{"participant_id": main.participant_id, "source": "camera"}])
+        await until("the m-line of the camera not yet published",
+                    lambda: (main.participant_id, "camera") in rural.mids.values(), 5)
+        await main.publish({"camera": ColorTrack(BLUE)}, video_codec="video/H264")
+        deadline = time.monotonic() + 10
+        seen: list[tuple[int, int, int]] = []
+        while not (seen and all(close_to(x, BLUE) for x in seen)):
+            assert time.monotonic() < deadline, seen
+            try:  # (the track of the m-line negotiated first never gets a packet)
+                seen = await frames(await rural.track(main.participant_id, "camera", timeout=1), 3, timeout=1)
+            except TimeoutError:
+                pass
+        codecs = {c.mimeType for t in rural.subscriber.getTransceivers() if t.currentDirection == "recvonly"
+                  for c in t._codecs}
+        assert "video/H264" in codecs, codecs
+
+    lesson.play(scenario)
+
+
 def test_a_student_is_heard_only_while_on_stage(lesson: Lesson) -> None:
     w = lesson.world
 

@@ -1,12 +1,14 @@
 """Failover on real nodes: three ``sanke serve`` processes on one redis-server and one PostgreSQL, on
-127.0.0.1.  A 名校网络课堂 is under way on its owner — the teacher's camera, two receiving classrooms
+127.0.0.1.  A 名校网络课堂 is under way on its owner — the teacher's camera (H.264, also the lesson's
+live stream for home students), two receiving classrooms
 (one on stage, the other's microphone muted by the teacher), a home student and a region's observer,
 all aiortc clients decoding the pictures they expect, hands raised, a few chat lines, the lesson
 recorded — when the owner is killed with SIGKILL.  Without anyone doing anything, every participant
 is back in the same lesson on another node and decodes the expected picture again within 5 s; the
 stage, the mutes, the hands (in their order) and the chat are as before; the event log holds one
 media gap for the outage; the recording goes on as a second recording of the lesson, made by the
-new owner.
+new owner, and so does the live stream: a link asked after the kill leads to the new owner, whose
+segments show the teacher's picture, and ends there at 下课.
 
 A drained node (SIGTERM) takes no new room, keeps its lesson going for ``SANKE_DRAIN_TIMEOUT_S``,
 then tells its participants the lesson moves (``room_moving``, in zh-CN), hands the room to another
@@ -15,6 +17,7 @@ node, where they decode again at once, and exits."""
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 import json
 import os
@@ -27,7 +30,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import av
 import httpx
+import m3u8
 import pytest
 import redis
 from sqlalchemy import select, text
@@ -41,7 +46,7 @@ from scheduler.models import LessonInstance, LessonKind, Role
 from signaling.client import LessonClient
 from tests.conftest import TEST_SECRET
 from tests.media.sfu_harness import loopback_clients  # noqa: F401 - the aiortc clients gather on 127.0.0.1
-from tests.media.sfu_helpers import BLUE, GREEN, RED, ColorTrack, close_to, frames
+from tests.media.sfu_helpers import BLUE, GREEN, RED, ColorTrack, close_to, frames, mean_rgb
 from tests.records.killable import POLICY
 from tests.utils.cluster import start_node, start_nodes
 from tests.utils.factory import World, add_user, token_for
@@ -101,6 +106,46 @@ class Lesson:
                 return list(conn.execute(text(sql), params))
         finally:
             engine.dispose()
+
+
+    def stream_picture(self, who: str) -> tuple[str, tuple[int, int, int], bool] | None:
+        """What ``who`` (a home student) gets from the lesson's live stream through the first live node: the
+        origin its link leads to, the colour of the last frame of the camera's newest complete segment and
+        whether the stream ended.  None while there is no complete segment yet."""
+        with httpx.Client(timeout=5) as client:
+            for name in NAMES:
+                if name in self.dead:
+                    continue
+                try:
+                    r = client.post(f"{self.nodes[name].base}/api/v1/lessons/{self.lesson}/hls-link",
+                                    headers={"Authorization": f"Bearer {self.access[who]}"})
+                except httpx.HTTPError:
+                    continue
+                assert r.status_code == 200, r.text
+                link = r.json()
+                if not link["started"]:
+                    return None
+                main_url = str(httpx.URL(self.nodes[name].base).join(link["main_url"]))
+                try:
+                    variants = m3u8.loads(client.get(main_url).raise_for_status().text)
+                    if not variants.playlists:
+                        return None
+                    media_url = httpx.URL(main_url).join(variants.playlists[0].uri)
+                    media = m3u8.loads(client.get(media_url).raise_for_status().text)
+                    done = [seg for seg in media.segments if seg.uri]
+                    if not done:
+                        return None
+                    init = client.get(media_url.join(done[-1].init_section.uri)).raise_for_status().content
+                    data = client.get(media_url.join(done[-1].uri)).raise_for_status().content
+                except httpx.HTTPError:
+                    return None  # (the owner died after it answered)
+                with av.open(io.BytesIO(init + data)) as container:
+                    pictures = list(container.decode(video=0))
+                if not pictures:
+                    return None  # (a segment cut without a keyframe decodes alone to nothing: the next one)
+                return (f"{media_url.scheme}://{media_url.host}:{media_url.port}", mean_rgb(pictures[-1]),
+                        media.is_endlist)
+        raise ConnectionError("no node answered the hls-link request")
 
 
 def prepare(db_url: str, count: int = 1) -> tuple[list[int], dict[str, int], dict[str, str], datetime]:
@@ -204,9 +249,14 @@ async def kill_owner_mid_lesson(lesson: Lesson) -> dict[str, Any]:
     try:
         for c in clients.values():
             await c.connect()
+        async with httpx.AsyncClient(timeout=10) as http:  # the teacher presses 上课
+            started = await http.post(f"{lesson.nodes[owner].base}/api/v1/lessons/{lesson.lesson}/start",
+                                      headers={"Authorization": f"Bearer {lesson.access['teacher']}"})
+            assert started.status_code == 200, started.text
         published = time.monotonic()  # the recording starts with the teacher's camera
-        for who, rgb in cameras.items():
-            await clients[who].publish({"camera": ColorTrack(rgb)}, video_codec="video/VP8")
+        for who, rgb in cameras.items():  # the main classroom's H.264 is also the live stream (issue 14)
+            await clients[who].publish({"camera": ColorTrack(rgb)},
+                                       video_codec="video/H264" if who == "teacher" else "video/VP8")
         teacher = clients["teacher"]
         await teacher.request({"type": "set_on_stage", "participant_id": pid_of(teacher, u["recv1"])})
         await teacher.request({"type": "mute", "participant_id": pid_of(teacher, u["recv2"]),
@@ -229,6 +279,10 @@ async def kill_owner_mid_lesson(lesson: Lesson) -> dict[str, Any]:
         # (its files in the owner's last checkpoint, which is what outlives the owner of them)
         await asyncio.to_thread(wait_until, "the recording", lambda: lesson.query(
             "SELECT 1 FROM recording WHERE instance_id = :i AND duration_s > 0", i=lesson.lesson), 20)
+        # and the home student's live stream comes from the owner, with the teacher's picture
+        streamed = await asyncio.to_thread(wait_until, "the live stream from the owner", lambda: (
+            got := lesson.stream_picture("student")) and close_to(got[1], RED) and got, 20)
+        assert streamed[0] == lesson.nodes[owner].base and not streamed[2], streamed
 
         process = lesson.nodes[owner].process
         os.killpg(process.pid, signal.SIGKILL)
@@ -239,8 +293,13 @@ async def kill_owner_mid_lesson(lesson: Lesson) -> dict[str, Any]:
                                       for who, want in wants.items() for k, rgb in want.items()))
         times = {f"{who}<-{k or 'stage'}": round(t - killed, 2)
                  for (who, k), t in zip([(w, k) for w, want in wants.items() for k in want], back)}
+        # the stream goes on from the new owner: a link asked now leads there, to the teacher's picture
+        restreamed = await asyncio.to_thread(wait_until, "the live stream from the new owner", lambda: (
+            got := lesson.stream_picture("student")) and got[0] != lesson.nodes[owner].base
+            and close_to(got[1], RED) and got, 20)
         return {"owner": owner, "times": times, "clients": clients, "recorded_s": killed - published,
-                "killed": killed, "rejoins": {who: c.rejoins for who, c in clients.items()}}
+                "killed": killed, "rejoins": {who: c.rejoins for who, c in clients.items()},
+                "restreamed": restreamed, "restreamed_s": time.monotonic() - killed}
     finally:
         for c in clients.values():
             await asyncio.wait_for(c.close(), 10)
@@ -250,7 +309,8 @@ def test_kill_9_of_the_owner_mid_lesson_everyone_is_back_within_5_s_as_before(le
     u = lesson.users
     r = asyncio.run(kill_owner_mid_lesson(lesson))
     owner, times, clients = r["owner"], r["times"], r["clients"]
-    print(f"failover: kill -9 of {owner}; decoding again after {times} s")
+    print(f"failover: kill -9 of {owner}; decoding again after {times} s; the live stream from "
+          f"{r['restreamed'][0]} after {r['restreamed_s']:.1f} s")
     assert max(times.values()) <= BACK_WITHIN_S, times
     new_nodes = {rj[0]["node"] for rj in r["rejoins"].values()}
     assert len(new_nodes) == 1 and lesson.nodes[owner].base.replace("http", "ws") not in next(iter(new_nodes))
@@ -268,6 +328,7 @@ def test_kill_9_of_the_owner_mid_lesson_everyone_is_back_within_5_s_as_before(le
     assert clients["recv2"].joined["participant"]["muted_by_teacher"] == ["microphone"]
     # the record: one media gap, the outage; the recording: a second one, by the new owner
     new_owner = next(n for n in NAMES if lesson.nodes[n].base.replace("http", "ws") in next(iter(new_nodes)))
+    assert r["restreamed"][0] == lesson.nodes[new_owner].base
     gaps = wait_until("the media gap in the event log", lambda: lesson.query(
         "SELECT data FROM session_event WHERE instance_id = :i AND kind = 'media_gap'", i=lesson.lesson), 10)
     assert len(gaps) == 1
@@ -294,6 +355,8 @@ def test_kill_9_of_the_owner_mid_lesson_everyone_is_back_within_5_s_as_before(le
         i=lesson.lesson)) and all(row[1] != "recording" for row in rows) and rows, 20)
     assert [(row[0], row[1]) for row in rows][:1] == [(first, "partial")] and rows[1][1] == "ready", rows
     second, second_s = rows[1][0], rows[1][2]
+    ended_stream = lesson.stream_picture("student")  # the stream ended with the lesson, at the new owner
+    assert ended_stream is not None and ended_stream[0] == new_base and ended_stream[2], ended_stream
     assert 0 < second_s <= ended_at - r["killed"] + 1, (second_s, ended_at - r["killed"])  # (from the republish)
     replay = httpx.get(f"{new_base}/api/v1/recordings/{second}", headers=teacher_auth, timeout=30)
     assert replay.status_code == 200, replay.text

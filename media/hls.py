@@ -41,7 +41,7 @@ import av
 
 from media.cmaf import VIDEO_TIMESCALE, Sample, avc_codec_string, avc_config, chunk, init_segment
 from media.depacketize import h264_nal_units
-from media.hls_playlist import MediaPlaylist, Part, Segment, Variant, multivariant, segments_of, write_atomic
+from media.hls_playlist import MediaPlaylist, Part, Segment, Variant, multivariant, segments_of, variants_of, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,8 @@ GAP_S = {"audio": 0.5, "video": 1.1}
 no part or segment stretches over the gap.  Video allows 1 s: a still shared screen comes at ~1 frame/s
 (each such frame is then a part of its own, longer than ``PART_TARGET_S``: nothing shorter exists without
 re-encoding)."""
+MEDIA_PLAYLIST = "index.m3u8"
+"""A rendition's live media playlist (``vod.m3u8`` beside it lists every segment)."""
 WINDOW_SEGMENTS = 6
 """Complete segments a live playlist lists (~12 s); every segment stays on disk for the recording."""
 AAC_RATE = 48000
@@ -242,14 +244,14 @@ class Rendition:
     def _write_playlist(self) -> None:
         cur = self._current
         self.playlist.preload_hint = self._name(cur.msn, len(cur.parts)) if cur is not None else self._name(self._msn, 0)
-        write_atomic(self.directory / "index.m3u8", self.playlist.render())
+        write_atomic(self.directory / MEDIA_PLAYLIST, self.playlist.render())
 
     def finish(self) -> dict[str, Any]:
         """End the stream: the last part and segment, ``EXT-X-ENDLIST`` (in ``vod.m3u8`` too, which lists every
         segment)."""
         self.end_run()
         self.playlist.ended = True
-        write_atomic(self.directory / "index.m3u8", self.playlist.render())
+        write_atomic(self.directory / MEDIA_PLAYLIST, self.playlist.render())
         write_atomic(self.directory / "vod.m3u8", self.playlist.render(full=True))
         done = self.playlist.complete
         return {"segments": len(done), "duration_s": round(sum(s.duration for s in done), 3),
@@ -376,6 +378,11 @@ class HlsEgress:
         self.wall_offset = time.time() - time.monotonic()
         """Wall clock minus the monotonic clock the SFU stamps arrivals with (tests pin it)."""
         self._written: dict[str, str] = {}
+        self._ended = False
+        self._before = {v.uri.split("/")[0]: v for file in ("main.m3u8", "screen.m3u8")
+                        if (directory / file).is_file()
+                        for v in variants_of((directory / file).read_text(encoding="utf-8"))}
+        """The variants a writer of this folder that died had listed (a rendition it began may never run again)."""
 
     def accepts(self, source: str, mime: str) -> bool:
         """Whether ``source`` sent as ``mime`` can be streamed; a refused video source is noted in ``refused``."""
@@ -408,26 +415,57 @@ class HlsEgress:
 
     def write_multivariant(self) -> None:
         """``main.m3u8`` (camera) and ``screen.m3u8`` (screen), both with the audio rendition when there is one; a
-        simulcast source's lower layers are further variants (best first)."""
+        simulcast source's lower layers are further variants (best first).  While live they list the renditions'
+        ``index.m3u8``; once the stream ended (``finish``) their ``vod.m3u8``: the whole lesson, so the same
+        link (and an origin serving the folder) serves it for replay.  A player already playing keeps the media
+        playlist it loaded (a multivariant playlist is read once), which ends with ``EXT-X-ENDLIST``."""
+        media = "vod.m3u8" if self._ended else MEDIA_PLAYLIST
         audio = self.renditions.get("audio")
-        audio_uri = "audio/index.m3u8" if audio is not None and audio.running else None
+        audio_uri = f"audio/{media}" if audio is not None and self._listed(audio) else None
         audio_bps = (audio.peak_bps or _ASSUMED_BANDWIDTH["audio"]) if audio_uri and audio is not None else 0
         for source, file in (("camera", "main.m3u8"), ("screen", "screen.m3u8")):
             best = self.renditions.get(source)
-            if best is None or not best.running:
+            if best is None or not self._listed(best):
                 continue
-            layers = sorted((r for name, r in self.renditions.items() if name.startswith(f"{source}-") and r.running),
+            layers = sorted((r for name, r in self.renditions.items() if name.startswith(f"{source}-") and self._listed(r)),
                             key=lambda r: -r.width * r.height)
-            variants = [Variant(f"{r.directory.name}/index.m3u8", (r.peak_bps or _ASSUMED_BANDWIDTH["video"]) + audio_bps,
+            variants = [Variant(f"{r.directory.name}/{media}", (r.peak_bps or _ASSUMED_BANDWIDTH["video"]) + audio_bps,
                                 r.codecs, r.width, r.height, audio=True) for r in [best, *layers]]
             text = multivariant(variants, audio_uri)
             if self._written.get(file) != text:
                 write_atomic(self.directory / file, text)
                 self._written[file] = text
 
+    def _listed(self, rendition: Rendition) -> bool:
+        """Whether the multivariant playlists list ``rendition``: while live, when it runs; once ended, when it
+        has a segment."""
+        return bool(rendition.playlist.complete) if self._ended else rendition.running
+
+    def _adopt(self) -> None:
+        """The renditions a writer of this folder that died had begun and that did not run again (their source
+        was not published again): ended too, so that every segment of the lesson is in a ``vod.m3u8`` with
+        ``EXT-X-ENDLIST`` and the multivariant playlists list them; their description is the one the dead
+        writer had listed."""
+        for folder in sorted(self.directory.iterdir()):
+            name = folder.name
+            if name in self.renditions or not (folder / "vod.m3u8").is_file():
+                continue
+            video = name.split("-")[0] in VIDEO_SOURCES
+            before = self._before.get(name)
+            if (video and before is None) or (not video and name != "audio"):
+                continue  # a folder the multivariant playlists never listed
+            rendition = self._rendition(name, "video" if video else "audio", VIDEO_TIMESCALE if video else AAC_RATE)
+            if before is not None:
+                rendition.codecs, rendition.width, rendition.height = before.codecs, before.width, before.height
+                rendition.peak_bps = before.bandwidth
+
     def finish(self) -> dict[str, Any]:
-        """End every rendition (``EXT-X-ENDLIST``); the summary the recording keeps (``hls``)."""
-        renditions = {name: r.finish() for name, r in self.renditions.items() if r.running}
+        """End every rendition (``EXT-X-ENDLIST``), those of a writer of this folder that died included; the
+        multivariant playlists then list the whole stream (``vod.m3u8``); the summary the recording keeps
+        (``hls``)."""
+        self._adopt()
+        renditions = {name: r.finish() for name, r in self.renditions.items() if r.running or r.playlist.segments}
+        self._ended = True
         self.write_multivariant()
         return {"directory": self.directory.name, "renditions": renditions, "refused": dict(self.refused),
                 "playlists": sorted(self._written)}

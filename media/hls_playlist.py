@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -125,6 +126,25 @@ class Variant:
     height: int
     audio: bool = False
     """Plays with the audio rendition (``GROUP-ID="audio"``)."""
+
+
+def variants_of(text: str) -> list[Variant]:
+    """The variants of a multivariant playlist this module rendered (``multivariant``)."""
+    variants: list[Variant] = []
+    info: dict[str, str] | None = None
+    for line in text.splitlines():
+        if line.startswith("#EXT-X-STREAM-INF:"):
+            info = {k: v.strip('"') for k, v in _ATTR.findall(line.split(":", 1)[1])}
+        elif line and not line.startswith("#") and info is not None:
+            width, _, height = info.get("RESOLUTION", "0x0").partition("x")
+            codecs = ",".join(c for c in info.get("CODECS", "").split(",") if not c.startswith("mp4a."))
+            variants.append(Variant(line, int(info.get("BANDWIDTH", "0")), codecs, int(width), int(height),
+                                    audio="AUDIO" in info))
+            info = None
+    return variants
+
+
+_ATTR = re.compile(r'([A-Z0-9-]+)=("[^"]*"|[^,]*)')
 
 
 def multivariant(variants: list[Variant], audio_uri: str | None) -> str:

@@ -110,6 +110,7 @@ def test_an_h264_camera_and_a_tone_become_ll_hls_without_reencoding(tmp_path: Pa
         seen["live"] = await until("a live playlist with 3 segments", lambda: (
             (hls / "camera" / "index.m3u8").exists() and len(playlist(hls / "camera" / "index.m3u8").segments) >= 3
             and playlist(hls / "camera" / "index.m3u8")), 10)
+        seen["live_main"] = playlist(hls / "main.m3u8")
         seen["keyframes"] = list(pub.keyframes)
         return await rec.stop()
 
@@ -161,12 +162,13 @@ def test_an_h264_camera_and_a_tone_become_ll_hls_without_reencoding(tmp_path: Pa
     assert abs(pdt(audio.segments[0]) - (WALL_AT_ZERO + 10.0 - 1024 / 48000)) < 0.001
     check_media_playlist(playlist(hls / "audio" / "index.m3u8"), live=False)
 
-    main = playlist(hls / "main.m3u8")
-    (variant,) = main.playlists
-    assert variant.uri == "camera/index.m3u8" and variant.stream_info.resolution == (160, 120)
-    assert variant.stream_info.codecs.startswith("avc1.42") and variant.stream_info.codecs.endswith(",mp4a.40.2")
-    assert variant.stream_info.bandwidth > 0 and variant.stream_info.audio == "audio"
-    assert [(m.type, m.uri, m.default) for m in main.media] == [("AUDIO", "audio/index.m3u8", "YES")]
+    # while live the multivariant playlist lists the live playlists; once ended, the whole stream (vod.m3u8)
+    for main, media in ((seen["live_main"], "index.m3u8"), (playlist(hls / "main.m3u8"), "vod.m3u8")):
+        (variant,) = main.playlists
+        assert variant.uri == f"camera/{media}" and variant.stream_info.resolution == (160, 120)
+        assert variant.stream_info.codecs.startswith("avc1.42") and variant.stream_info.codecs.endswith(",mp4a.40.2")
+        assert variant.stream_info.bandwidth > 0 and variant.stream_info.audio == "audio"
+        assert [(m.type, m.uri, m.default) for m in main.media] == [("AUDIO", f"audio/{media}", "YES")]
     assert not (hls / "screen.m3u8").exists()
     assert sorted(p.suffix for p in hls.rglob("*") if p.is_file()) == sorted(
         p.suffix for p in hls.rglob("*") if p.is_file() and p.suffix in (".m3u8", ".mp4", ".m4s"))
@@ -275,7 +277,7 @@ def test_a_simulcast_camera_offers_its_lower_layer_as_a_variant(tmp_path: Path) 
     assert summary["files"][0]["width"] == 320
     main = playlist(hls / "main.m3u8")
     assert [(v.uri, v.stream_info.resolution) for v in main.playlists] == [
-        ("camera/index.m3u8", (320, 240)), ("camera-q/index.m3u8", (160, 120))]
+        ("camera/vod.m3u8", (320, 240)), ("camera-q/vod.m3u8", (160, 120))]  # ended: the whole stream
     assert main.playlists[0].stream_info.bandwidth > main.playlists[1].stream_info.bandwidth
     low = playlist(hls / "camera-q" / "vod.m3u8")
     check_media_playlist(playlist(hls / "camera-q" / "index.m3u8"), live=False)
@@ -324,6 +326,57 @@ def test_a_stream_made_again_in_the_same_folder_goes_on_after_its_segments(tmp_p
     # no name of the dead worker's was written again with other bytes (its unfinished segment's parts included)
     assert any(".0.m4s" in name for name in written)
     assert all(f.read_bytes() == written[f.name] for f in (hls / "camera").glob("*.m4s") if f.name in written)
+
+
+def test_after_a_workers_death_the_ended_stream_lists_every_segment_of_every_rendition(tmp_path: Path) -> None:
+    """The worker died with the camera and the sound streaming; after the resume only the camera came back.
+    The ended stream is still the whole lesson: each rendition's vod.m3u8 lists every segment written before
+    and after, with EXT-X-ENDLIST, and main.m3u8 lists them (the sound with the description it had)."""
+    hls = tmp_path / "hls"
+    seen: dict[str, Any] = {}
+
+    async def main() -> None:
+        transport = FakeTransport()
+        pub = Publisher(transport)
+        rec = recorder(tmp_path)
+        rec.want([pub.cam, pub.mic])
+        now = await publish(pub, 4.5, 10.0, lambda t: RED)
+        await until("two segments of each written", lambda: complete_segments(hls / "camera" / "vod.m3u8") >= 2
+                    and complete_segments(hls / "audio" / "vod.m3u8") >= 2, 10)
+        rec.hls = None  # the worker dies: nothing ends the stream
+        for writer in rec.writers.values():
+            writer.hls = writer._hls_track = None
+        seen["before"] = {name: [s.uri for s in playlist(hls / name / "vod.m3u8").segments]
+                          for name in ("camera", "audio")}
+        seen["live_audio"] = playlist(hls / "audio" / "index.m3u8")
+        await rec.stop()
+        pub = Publisher(transport, ssrc=3333)
+        rec = recorder(tmp_path)
+        rec.want([pub.cam])  # the sound is not published again
+        await publish(pub, 4.5, now + 2.0, lambda t: BLUE)
+        await rec.stop()
+
+    run(main())
+    before = seen["before"]
+    camera, audio = playlist(hls / "camera" / "vod.m3u8"), playlist(hls / "audio" / "vod.m3u8")
+    for pl in (camera, audio):
+        assert pl.is_endlist and pl.playlist_type == "vod"
+    uris = [s.uri for s in camera.segments]
+    assert uris[:len(before["camera"])] == before["camera"] and len(uris) >= len(before["camera"]) + 2
+    assert camera.segments[len(before["camera"])].discontinuity  # the resume
+    assert close_to(mean_rgb(decode_video(concat(hls / "camera", [s.uri for s in camera.segments[-1:]],
+                                                 init="init-2.mp4"))[-1][1]), BLUE)
+    assert [s.uri for s in audio.segments] == before["audio"]  # every segment the dead worker completed
+    assert all((hls / "audio" / uri).is_file() for uri in before["audio"])
+    # the live playlist a player of the sound was polling ends too, its segments still listed
+    live = playlist(hls / "audio" / "index.m3u8")
+    check_media_playlist(live, live=False)
+    old = [s.uri for s in seen["live_audio"].segments if s.uri]
+    assert live.media_sequence == seen["live_audio"].media_sequence and [s.uri for s in live.segments] == old
+    main = playlist(hls / "main.m3u8")
+    (variant,) = main.playlists
+    assert variant.uri == "camera/vod.m3u8" and variant.stream_info.codecs.endswith(",mp4a.40.2")
+    assert [(m.type, m.uri) for m in main.media] == [("AUDIO", "audio/vod.m3u8")]
 
 
 def complete_segments(path: Path) -> int:

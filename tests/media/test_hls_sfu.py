@@ -89,10 +89,11 @@ def test_a_famous_school_lesson_is_streamed_by_ll_hls_while_live_and_kept_when_i
     assert abs(pdt(camera.segments[0]) - pdt(screen.segments[0])) < 1.0
 
     main_pl, screen_pl = playlist(hls / "main.m3u8"), playlist(hls / "screen.m3u8")
-    assert [v.uri for v in main_pl.playlists] == ["camera/index.m3u8"]
-    assert [v.uri for v in screen_pl.playlists] == ["screen/index.m3u8"]
+    # ended: the multivariant playlists list the whole stream (each rendition's vod.m3u8)
+    assert [v.uri for v in main_pl.playlists] == ["camera/vod.m3u8"]
+    assert [v.uri for v in screen_pl.playlists] == ["screen/vod.m3u8"]
     assert main_pl.playlists[0].stream_info.resolution == (160, 120)
-    assert [m.uri for m in main_pl.media] == ["audio/index.m3u8"] == [m.uri for m in screen_pl.media]
+    assert [m.uri for m in main_pl.media] == ["audio/vod.m3u8"] == [m.uri for m in screen_pl.media]
     assert {p.suffix for p in hls.rglob("*") if p.is_file()} <= {".m3u8", ".mp4", ".m4s"}
 
 

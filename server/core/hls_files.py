@@ -83,16 +83,25 @@ def forget_gone(data_dir: Path, *, settled_s: float = 86400.0, now: float | None
     return gone
 
 
-def resolve(data_dir: Path, lesson_id: int, rel: str) -> Path:
-    """The file ``rel`` (below the prefix) of the lesson's stream, which may not exist (yet); BadPath when
-    ``rel`` may never be served."""
+def recording_folder(data_dir: Path, lesson_id: int, recording_id: int) -> Path:
+    """The ``hls/`` folder of one recording of the lesson: the stream it keeps."""
+    return data_dir / RECORDINGS_DIR / str(lesson_id) / str(recording_id) / HLS_DIR
+
+
+def resolve(data_dir: Path, lesson_id: int, rel: str, recording_id: int | None = None) -> Path:
+    """The file ``rel`` (below the prefix) of the lesson's stream (``recording_id``: of the stream that recording
+    keeps), which may not exist (yet); BadPath when ``rel`` may never be served."""
     if not _PATH.fullmatch(rel) or any(part in (".", "..") for part in rel.split("/")):
         raise BadPath(rel)
-    link = lesson_link(data_dir, lesson_id)
-    if not os.path.lexists(link):
-        return link / rel  # no stream began yet: a file that does not exist
-    real = Path(os.path.realpath(link / rel))
-    allowed = Path(os.path.realpath(data_dir / RECORDINGS_DIR / str(lesson_id)))
+    if recording_id is None:
+        folder = lesson_link(data_dir, lesson_id)
+        if not os.path.lexists(folder):
+            return folder / rel  # no stream began yet: a file that does not exist
+        allowed = Path(os.path.realpath(data_dir / RECORDINGS_DIR / str(lesson_id)))
+    else:
+        folder = recording_folder(data_dir, lesson_id, recording_id)
+        allowed = Path(os.path.realpath(folder))
+    real = Path(os.path.realpath(folder / rel))
     if not real.is_relative_to(allowed):
         raise BadPath(rel)  # a link (the lesson's or one inside its folder) that leads elsewhere
     return real

@@ -3,9 +3,11 @@
 A viewer gets a path prefix ``/hls/<lesson>/<expires>/<sig>/``; every playlist, part and segment of the
 lesson is served under it (``camera/index.m3u8``, ``main.m3u8`` …), and the URIs inside the playlists are
 relative, so they inherit the prefix.  The prefix is good for one lesson, any file under it, until
-``expires`` (Unix seconds).
+``expires`` (Unix seconds).  A reader of a recording gets ``/hls/<lesson>/r<recording>/<expires>/<sig>/``:
+the stream that recording keeps (its ``hls/`` folder, ended: the replay), nothing of another recording.
 
-``sig`` is the MD5 of the string ``"<expires>/hls/<lesson> <link secret>"``, base64url without padding
+``sig`` is the MD5 of the string ``"<expires><scope> <link secret>"``, where the scope is the prefix's path
+before the expiry (``/hls/<lesson>``, or ``/hls/<lesson>/r<recording>``), base64url without padding
 (22 characters): exactly what nginx's ``secure_link``/``secure_link_md5`` checks, so an nginx (or a CDN with
 the same token scheme) serving the files as an origin checks the very same prefixes SanKe hands out
 (``docs/operations.md``).  MD5 rather than an HMAC because nginx cannot compute an HMAC; the secret sits at
@@ -35,7 +37,7 @@ ROUND_S = 300
 """Expiries are rounded up to a multiple of this (seconds): one prefix per lesson per five minutes."""
 _SIG = re.compile(r"[A-Za-z0-9_-]{22}")
 _DIGITS = re.compile(r"[1-9][0-9]{0,11}")
-"""A lesson id or an expiry as written in a prefix: no sign, no leading zero (one spelling per link)."""
+"""A lesson id, a recording id or an expiry as written in a prefix: no sign, no leading zero (one spelling per link)."""
 
 
 def link_secret(token_key: str) -> str:
@@ -44,13 +46,19 @@ def link_secret(token_key: str) -> str:
     return hmac.new(token_key.encode(), b"sanke hls link v1", hashlib.sha256).hexdigest()
 
 
-def signed_string(lesson_id: int, expires: int, secret: str) -> str:
+def scope(lesson_id: int, recording_id: int | None = None) -> str:
+    """What a prefix is good for: ``/hls/<lesson>`` (the lesson's stream) or ``/hls/<lesson>/r<recording>``
+    (the stream one recording of it keeps)."""
+    return f"/hls/{lesson_id}" + (f"/r{recording_id}" if recording_id is not None else "")
+
+
+def signed_string(lesson_id: int, expires: int, secret: str, recording_id: int | None = None) -> str:
     """The exact string whose MD5 is the signature (nginx: ``secure_link_md5 "$expires/hls/$lesson $secret"``)."""
-    return f"{expires}/hls/{lesson_id} {secret}"
+    return f"{expires}{scope(lesson_id, recording_id)} {secret}"
 
 
-def signature(lesson_id: int, expires: int, secret: str) -> str:
-    digest = hashlib.md5(signed_string(lesson_id, expires, secret).encode()).digest()  # noqa: S324 - see above
+def signature(lesson_id: int, expires: int, secret: str, recording_id: int | None = None) -> str:
+    digest = hashlib.md5(signed_string(lesson_id, expires, secret, recording_id).encode()).digest()  # noqa: S324
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
@@ -64,15 +72,17 @@ class Link:
     lesson_id: int
     expires: int
     sig: str
+    recording_id: int | None = None
 
     @property
     def prefix(self) -> str:
-        """``/hls/<lesson>/<expires>/<sig>/`` (with the trailing slash)."""
-        return f"/hls/{self.lesson_id}/{self.expires}/{self.sig}/"
+        """``/hls/<lesson>/<expires>/<sig>/`` or ``/hls/<lesson>/r<recording>/<expires>/<sig>/`` (with the
+        trailing slash)."""
+        return f"{scope(self.lesson_id, self.recording_id)}/{self.expires}/{self.sig}/"
 
 
-def sign(lesson_id: int, expires: int, secret: str) -> Link:
-    return Link(lesson_id, expires, signature(lesson_id, expires, secret))
+def sign(lesson_id: int, expires: int, secret: str, recording_id: int | None = None) -> Link:
+    return Link(lesson_id, expires, signature(lesson_id, expires, secret, recording_id), recording_id)
 
 
 class Refusal(str, Enum):
@@ -81,17 +91,20 @@ class Refusal(str, Enum):
     malformed = "malformed"
     """Not ``<digits>/<digits>/<22 base64url characters>``."""
     forged = "forged"
-    """The signature does not match (altered, made for another lesson or expiry, or with another secret)."""
+    """The signature does not match (altered, made for another lesson, recording or expiry, or with another
+    secret)."""
     expired = "expired"
 
 
-def check(lesson: str, expires: str, sig: str, secret: str, now: int) -> Refusal | None:
-    """None when the prefix's three path segments are a valid, unexpired link; otherwise why not.  The
-    signature is compared in constant time, and before the expiry is looked at (an expired forgery is
-    ``forged``)."""
-    if not (_DIGITS.fullmatch(lesson) and _DIGITS.fullmatch(expires) and _SIG.fullmatch(sig)):
+def check(lesson: str, expires: str, sig: str, secret: str, now: int, recording: str | None = None) -> Refusal | None:
+    """None when the prefix's path segments (``recording``: the digits after ``r`` of a recording's prefix)
+    are a valid, unexpired link; otherwise why not.  The signature is compared in constant time, and before the
+    expiry is looked at (an expired forgery is ``forged``)."""
+    if not (_DIGITS.fullmatch(lesson) and _DIGITS.fullmatch(expires) and _SIG.fullmatch(sig)
+            and (recording is None or _DIGITS.fullmatch(recording))):
         return Refusal.malformed
-    if not hmac.compare_digest(signature(int(lesson), int(expires), secret), sig):
+    rid = int(recording) if recording is not None else None
+    if not hmac.compare_digest(signature(int(lesson), int(expires), secret, rid), sig):
         return Refusal.forged
     if int(expires) < now:
         return Refusal.expired

@@ -8,6 +8,10 @@ segments, parts and segments the media worker writes (``server.core.hls_files``)
 playlist reloads (``_HLS_msn``/``_HLS_part``) and blocking requests for the hinted part
 (``server.core.hls_reload``).  The files need no login (a player cannot send a bearer header): the
 signed prefix is the credential, and nginx can check the same one (``docs/operations.md``).
+
+A recording's stream (the ended stream kept in the recording's folder, played by the replay page) is served
+the same way behind ``/hls/<lesson>/r<recording>/<expires>/<sig>/``, a prefix the recording's details answer
+(``GET /api/v1/recordings/{id}``) hands to those who may open that recording (``recording_link``).
 """
 
 from __future__ import annotations
@@ -35,6 +39,11 @@ _REFUSED_ZH = {
     hls_sign.Refusal.malformed: ("link_invalid", "直播链接无效，请重新打开课堂页面"),
     hls_sign.Refusal.forged: ("link_invalid", "直播链接无效或已被修改，请重新打开课堂页面"),
     hls_sign.Refusal.expired: ("link_expired", "直播链接已过期，请刷新页面"),
+}
+_REFUSED_REPLAY_ZH = {
+    hls_sign.Refusal.malformed: ("link_invalid", "回放链接无效，请重新打开回放页面"),
+    hls_sign.Refusal.forged: ("link_invalid", "回放链接无效或已被修改，请重新打开回放页面"),
+    hls_sign.Refusal.expired: ("link_expired", "回放链接已过期，请刷新页面"),
 }
 
 
@@ -97,6 +106,12 @@ def stream_link(instance_id: int, request: Request, session: SessionDep, user: C
                          started=started)
 
 
+def recording_link(request: Request, lesson_id: int, recording_id: int, ttl_s: int) -> hls_sign.Link:
+    """A prefix good for the stream one recording of the lesson keeps, for ``ttl_s`` or a little longer (for the
+    recording's details answer: whoever may open the recording)."""
+    return hls_sign.sign(lesson_id, hls_sign.expiry(unix_now(), ttl_s), _secret(request), recording_id)
+
+
 def watchers(request: Request) -> Watchers:
     return request.app.state.hls_watchers  # type: ignore[no-any-return]
 
@@ -110,6 +125,17 @@ _FILE_RESPONSES: dict[int | str, dict[str, object]] = {
 }
 
 
+@files_router.get("/hls/{lesson}/r{recording}/{expires}/{sig}/{rel:path}", response_class=Response,
+                  responses=_FILE_RESPONSES)
+async def recording_stream_file(lesson: str, recording: str, expires: str, sig: str, rel: str,
+                                request: Request) -> Response:
+    """A file of the stream a recording keeps, behind the prefix its details answer gave (the replay)."""
+    refusal = hls_sign.check(lesson, expires, sig, _secret(request), unix_now(), recording)
+    if refusal is not None:
+        raise ApiError(403, *_REFUSED_REPLAY_ZH[refusal])
+    return await _serve(request, int(lesson), rel, int(recording))
+
+
 @files_router.get("/hls/{lesson}/{expires}/{sig}/{rel:path}", response_class=Response, responses=_FILE_RESPONSES)
 async def stream_file(lesson: str, expires: str, sig: str, rel: str, request: Request) -> Response:
     """A file of a lesson's stream behind its signed prefix: playlists (``_HLS_msn``, ``_HLS_part``: a
@@ -118,9 +144,13 @@ async def stream_file(lesson: str, expires: str, sig: str, rel: str, request: Re
     refusal = hls_sign.check(lesson, expires, sig, _secret(request), unix_now())
     if refusal is not None:
         raise ApiError(403, *_REFUSED_ZH[refusal])
+    return await _serve(request, int(lesson), rel)
+
+
+async def _serve(request: Request, lesson_id: int, rel: str, recording_id: int | None = None) -> Response:
     settings: Settings = request.app.state.settings
     try:
-        path = hls_files.resolve(settings.data_dir, int(lesson), rel)
+        path = hls_files.resolve(settings.data_dir, lesson_id, rel, recording_id)
     except hls_files.BadPath:
         raise ApiError(400, "bad_path", "直播文件路径无效：只提供本课直播的播放列表和媒体分段") from None
     if rel.endswith(".m3u8"):

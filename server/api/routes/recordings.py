@@ -5,7 +5,9 @@ may see, students the famous-school lessons they are enrolled in; terminals
 none (``scheduler.recordings``).  A ``<video>`` element cannot send a bearer
 header, so files are served to a short-lived signed URL instead
 (``?token=``, ``MEDIA_TOKEN_SECONDS``) that the details answer hands out to a
-reader; the file answer supports HTTP ranges, so the player can seek.  With several nodes each keeps
+reader; the file answer supports HTTP ranges, so the player can seek.  A recording that keeps its lesson's
+stream (a 名校网络课堂's, ended) also gets a signed prefix of that stream (``server.api.routes.hls``,
+``StreamOut``), which the replay page plays instead of the files.  With several nodes each keeps
 the files of the recordings it wrote: a file this node does not have is answered with a redirect to the
 node that wrote it, while that node is in the registry (the signed URL is good on every node).
 """
@@ -14,7 +16,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import date
+from datetime import date, datetime
+from pathlib import Path
 from typing import Annotated
 
 import anyio
@@ -30,7 +33,9 @@ from scheduler.models import LessonKind
 from scheduler.recordings_models import Recording, RecordingStatus
 from server.api.deps import AdminScope, ScopeDep, SessionDep, SettingsDep
 from server.api.errors import ApiError
+from server.api.routes.hls import recording_link
 from server.api.times import Timestamp
+from server.core import hls_files
 from server.core.config import Settings
 
 router = APIRouter(prefix="/recordings", tags=["recordings"])
@@ -63,6 +68,21 @@ class FileOut(BaseModel):
     mime: str
 
 
+class StreamOut(BaseModel):
+    """The stream a recording keeps (a 名校网络课堂's LL-HLS stream, ended: every segment, ``EXT-X-ENDLIST``),
+    behind a signed prefix good for that recording alone; the URIs inside the playlists are relative."""
+
+    main_url: str
+    """``<prefix>main.m3u8``: the camera with the sound."""
+    screen_url: str | None
+    """``<prefix>screen.m3u8``: the shared screen, when it was shared."""
+    expires_at: int
+    """Unix seconds: the prefix is refused (403 ``link_expired``) from then on; the page asks again on reload."""
+    program_date_time: float
+    """The stream's clock (``EXT-X-PROGRAM-DATE-TIME``, Unix seconds) at the start of the recording's files:
+    the lesson's time ``t`` within this recording is the stream's instant ``program_date_time + t - offset_s``."""
+
+
 class SegmentOut(BaseModel):
     """One recording of the lesson on the lesson's time axis (a lesson recorded across a server restart has
     several)."""
@@ -73,6 +93,8 @@ class SegmentOut(BaseModel):
     offset_s: float
     duration_s: float
     error: str | None
+    stream: StreamOut | None = None
+    """The recording's stream, when it keeps one that ended (else the replay plays its ``files``)."""
 
 
 class GapOut(BaseModel):
@@ -262,6 +284,46 @@ def cleanup(session: SessionDep, scope: AdminScope, settings: SettingsDep) -> Cl
                                                 retention_days=settings.recording_retention_days))
 
 
+def _stream_out(request: Request, settings: Settings, row: Recording) -> StreamOut | None:
+    """The stream ``row`` keeps, when it ended (its ``main.m3u8`` lists the renditions' ``vod.m3u8``) and its
+    clock can be put on the files' axis (the first picture of a video source is the first of its first file and
+    of its rendition)."""
+    folder = hls_files.recording_folder(settings.data_dir, row.instance_id, row.id)
+    try:
+        main = (folder / "main.m3u8").read_text(encoding="utf-8")
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if "/vod.m3u8" not in main:
+        return None  # never ended (the worker died and nothing resumed it): the files play
+    files = sorted(row.files or [], key=lambda f: float(f["start_s"]))
+    origin = None
+    for source in ("camera", "screen"):
+        first = next((f for f in files if f["source"] == source and f["kind"] == "video"), None)
+        pdt = first_program_date_time(folder / source / "vod.m3u8")
+        if first is not None and pdt is not None:
+            origin = pdt - float(first["start_s"])
+            break
+    if origin is None:
+        return None
+    link = recording_link(request, row.instance_id, row.id, MEDIA_TOKEN_SECONDS)
+    return StreamOut(main_url=link.prefix + "main.m3u8",
+                     screen_url=link.prefix + "screen.m3u8" if (folder / "screen.m3u8").is_file() else None,
+                     expires_at=link.expires, program_date_time=round(origin, 3))
+
+
+def first_program_date_time(path: Path) -> float | None:
+    """The ``EXT-X-PROGRAM-DATE-TIME`` of a media playlist's first segment (read from its beginning)."""
+    try:
+        with path.open(encoding="utf-8") as f:
+            head = f.read(2048)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    for line in head.splitlines():
+        if line.startswith("#EXT-X-PROGRAM-DATE-TIME:"):
+            return datetime.fromisoformat(line.split(":", 1)[1].replace("Z", "+00:00")).timestamp()
+    return None
+
+
 def _compose_out(request: Request, settings: Settings, row: Recording) -> ComposeOut:
     job = request.app.state.recordings.jobs.get(row.id)
     if job is not None and job.status != "done":
@@ -301,7 +363,8 @@ def get_recording(recording_id: int, request: Request, session: SessionDep, scop
         error=row.error, files=files,
         segments=[SegmentOut(id=seg.recording.id, status=seg.recording.status,
                              status_label=STATUS_ZH[seg.recording.status], offset_s=seg.offset_s,
-                             duration_s=seg.recording.duration_s, error=seg.recording.error)
+                             duration_s=seg.recording.duration_s, error=seg.recording.error,
+                             stream=_stream_out(request, settings, seg.recording))
                   for seg in timeline.segments] if playable else [],
         gaps=[GapOut(start_s=a, end_s=b) for a, b in timeline.gaps] if playable else [],
         compose=_compose_out(request, settings, row),

@@ -237,18 +237,27 @@ export class LessonStream {
     const scr = this.playingDate("screen");
     if (cam === null || scr === null || screen.paused || this.opts.camera.paused) return;
     const ahead = scr - cam; // ms the screen is ahead of the camera
-    if (Math.abs(ahead) > SEEK_MS) {
+    const rate = followRate(ahead);
+    if (rate === null) {
       screen.currentTime -= ahead / 1000;
       screen.playbackRate = 1;
       this.seeks++;
-    } else if (Math.abs(ahead) > NUDGE_MS) {
-      // make up the difference in about a second
-      screen.playbackRate = 1 - Math.max(-MAX_NUDGE, Math.min(MAX_NUDGE, ahead / 1000));
-      this.nudges++;
-    } else if (screen.playbackRate !== 1) {
-      screen.playbackRate = 1;
+    } else {
+      if (rate !== 1) this.nudges++;
+      if (screen.playbackRate !== rate) screen.playbackRate = rate;
     }
   }
+}
+
+/**
+ * The playbackRate of a <video> that follows another playing at `rate`, `aheadMs` ahead of it: `rate`
+ * within NUDGE_MS, else a little slower or faster so the difference is made up in about a second; null
+ * beyond SEEK_MS (move it instead). The live stream's screen follows its camera so; so does the replay's.
+ */
+export function followRate(aheadMs, rate = 1) {
+  if (Math.abs(aheadMs) > SEEK_MS) return null;
+  if (Math.abs(aheadMs) <= NUDGE_MS) return rate;
+  return rate * (1 - Math.max(-MAX_NUDGE, Math.min(MAX_NUDGE, aheadMs / 1000)));
 }
 
 const HOLD_MS = 20000; // the home-student count moves the page between modes at most this often

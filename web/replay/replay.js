@@ -12,10 +12,19 @@
 // the file that covers the clock's time plays at `t - start_s`, the others wait. Seeking sets the
 // clock. Files come from short-lived signed URLs (a <video> cannot send the bearer header) and
 // are served with HTTP ranges, so the browser seeks without downloading everything.
+//
+// A famous-school recording keeps its lesson's stream (LL-HLS, ended): a segment of the lesson whose
+// answer has a `stream` plays from it instead of its files (./stream.js): the camera with the sound from
+// main.m3u8 in the camera's <video>, the screen from screen.m3u8, each placed through the program date
+// time of its segments (the lesson's time t is the stream's instant `program_date_time + t - offset_s`),
+// and the screen follows the camera's instant as the live stream's does (followRate). A segment
+// without a stream plays its files.
 import { api, ApiError, el, fill, fmtDate, fmtTime, KIND_LABEL, mountHeader, requireLogin, showError, toast }
   from "/assets/api.js";
 import { label } from "/assets/icons.js";
+import { followRate } from "/lesson/stream.js";
 import { EvaluationPanel } from "/patrol/evaluation.js";
+import { RecordedStream } from "/replay/stream.js";
 
 const $ = (id) => document.getElementById(id);
 const PAGE = 50;
@@ -103,7 +112,7 @@ const player = {
   base: 0,          // clock time at `since`
   since: 0,         // performance.now() when the clock last (re)started
   rate: 1,
-  tracks: [],       // [{source, element, segments: [{url, start_s, duration_s}], current}]
+  tracks: [],       // [{source, element, segments: [{url, start_s, duration_s, stream?}], current, stream}]
   timer: null,
   seeking: false,
   started: false,   // play was pressed once (until then the poster asks for it)
@@ -140,35 +149,84 @@ function shownAt(track, t) {
   return { seg: null, held: false };
 }
 
-/** Bring every element in line with the clock (which file, where in it, playing or not). */
+/** Play `seg` in the track's element: a file as its src, a stream through hls.js (or the browser's HLS). */
+function load(track, seg) {
+  if (track.stream) track.stream.destroy();
+  track.stream = null;
+  track.current = seg;
+  if (seg.stream) {
+    if (track.source === "screen") track.element.muted = true;  // the sound comes with the camera
+    track.stream = new RecordedStream(track.element, seg.url, () => sync(true));
+  } else {
+    track.element.src = seg.url;
+  }
+}
+
+/**
+ * Where in a stream segment the track's element shows the clock's time `t`: {at, held} (held: the camera's
+ * next picture, still, as for files), or null when the source shows nothing then (or the stream's segment
+ * times are not known yet: `wait`).
+ */
+function streamAt(track, seg, t) {
+  if (!track.stream || !track.stream.ready) return { wait: true };
+  const pos = track.stream.mediaAt(seg.stream.program_date_time + t - seg.start_s);
+  if (pos && pos.inside) return { at: pos.time, held: false };
+  if (pos && track.source === "camera" && (pos.wait <= GAP_HOLD_S || !player.started)) return { at: pos.time, held: true };
+  return null;
+}
+
+/** The playbackRate of the screen's element: the clock's, or, when the screen and the camera play the same
+ *  stream, the one that keeps the screen on the camera's instant (program date time). */
+function screenRate(track) {
+  const cam = player.tracks.find((x) => x.source === "camera");
+  if (track.source !== "screen" || !cam || !track.stream || !cam.stream || !cam.current
+      || cam.current.stream !== track.current.stream
+      || cam.element.paused || track.element.paused) return player.rate;
+  const c = cam.stream.wallAt(cam.element.currentTime), s = track.stream.wallAt(track.element.currentTime);
+  if (c === null || s === null) return player.rate;
+  const rate = followRate((s - c) * 1000, player.rate);
+  if (rate === null) {
+    track.element.currentTime -= s - c;
+    return player.rate;
+  }
+  return rate;
+}
+
+/** Bring every element in line with the clock (which file or stream, where in it, playing or not). */
 function sync(force = false) {
   const t = clock();
   for (const track of player.tracks) {
-    const { seg, held } = shownAt(track, t);
+    let { seg, held } = shownAt(track, t);
     const media = track.element;
+    if (seg && track.current !== seg) {
+      load(track, seg);
+      force = true;
+    }
+    let want = held ? 0 : t - (seg ? seg.start_s : 0);
+    if (seg && seg.stream) {
+      const pos = streamAt(track, seg, t);
+      if (pos && pos.wait) continue;  // positioned once the stream's segment times are known
+      if (pos) ({ at: want, held } = pos);
+      else seg = null;
+    }
     const off = $(`off-${track.source}`);
     if (off) off.hidden = Boolean(seg);
     if (!seg) {
       if (!media.paused) media.pause();
       continue;
     }
-    if (track.current !== seg) {
-      track.current = seg;
-      media.src = seg.url;
-      force = true;
-    }
-    if (held) {  // the next file's first picture, still, until the clock gets there
+    if (held) {  // the next file's (or stream segment's) first picture, still, until the clock gets there
       if (!media.paused) media.pause();
-      if (force || media.currentTime > DRIFT_S) {
-        try { media.currentTime = 0; } catch { /* before metadata: set again on the next tick */ }
+      if (force || Math.abs(media.currentTime - want) > DRIFT_S) {
+        try { media.currentTime = want; } catch { /* before metadata: set again on the next tick */ }
       }
       continue;
     }
-    const want = t - seg.start_s;
     if (force || Math.abs(media.currentTime - want) > DRIFT_S) {
       try { media.currentTime = want; } catch { /* before metadata: set again on the next tick */ }
     }
-    media.playbackRate = player.rate;
+    const rate = screenRate(track);
+    if (media.playbackRate !== rate) media.playbackRate = rate;
     if (player.playing && media.paused) media.play().catch(() => { /* the next tick tries again */ });
     if (!player.playing && !media.paused) media.pause();
   }
@@ -235,10 +293,17 @@ async function replay(rid) {
   $("total").textContent = hms(rec.duration_s);
   $("seek").max = String(rec.duration_s);
   const elements = { camera: $("v-camera"), screen: $("v-screen"), microphone: $("a-microphone") };
+  const streamed = rec.segments.filter((s) => s.stream);  // these play from the stream, the others from files
+  const own = new Set(streamed.map((s) => s.id));
   for (const source of Object.keys(elements)) {
-    const segments = rec.files.filter((f) => f.source === source)
+    const segments = rec.files.filter((f) => f.source === source && !own.has(f.recording_id))
       .map((f) => ({ url: f.url, start_s: f.start_s, duration_s: f.duration_s }));
-    if (segments.length) player.tracks.push({ source, element: elements[source], segments, current: null });
+    for (const s of streamed) {
+      const url = { camera: s.stream.main_url, screen: s.stream.screen_url }[source];
+      if (url) segments.push({ url, start_s: s.offset_s, duration_s: s.duration_s, stream: s.stream });
+    }
+    segments.sort((a, b) => a.start_s - b.start_s);
+    if (segments.length) player.tracks.push({ source, element: elements[source], segments, current: null, stream: null });
   }
   const hasScreen = player.tracks.some((t) => t.source === "screen");
   $("fig-screen").hidden = !hasScreen;

@@ -55,6 +55,8 @@ JOB_ZH = {"queued": "排队中", "running": "合成中", "done": "已完成", "f
 
 class FileOut(BaseModel):
     name: str
+    recording_id: int
+    """The recording (the lesson's segment, ``segments``) the file belongs to."""
     source: str
     source_label: str
     kind: str
@@ -347,7 +349,7 @@ def get_recording(recording_id: int, request: Request, session: SessionDep, scop
         for f in seg.recording.files or []:
             ext = str(f["name"]).rsplit(".", 1)[-1]
             files.append(FileOut(
-                name=f["name"], source=f["source"], source_label=SOURCE_ZH.get(f["source"], f["source"]),
+                name=f["name"], recording_id=seg.recording.id, source=f["source"], source_label=SOURCE_ZH.get(f["source"], f["source"]),
                 kind=f["kind"], codec=f["codec"], start_s=round(seg.offset_s + float(f["start_s"]), 3),
                 duration_s=f["duration_s"], size=f["size"], width=f.get("width") or 0, height=f.get("height") or 0,
                 url=_file_url(settings, seg.recording, f["name"]),

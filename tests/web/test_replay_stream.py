@@ -1,0 +1,186 @@
+"""The replay page playing a famous-school recording from the stream it keeps, in Chromium.
+
+The recording is made by the real recorder with its stream (``RoomRecorder(hls=True)``, the egress of
+a 名校网络课堂) from RTP packets of aiortc's H.264 and Opus encoders: 8 s of a camera that is red, then
+green from 4 s, a blue shared screen from 1 s, a 440 Hz tone. Each picture carries its own time: the
+time code of ``tests/web/hls_stream.py`` (the frame's number since the lesson's start, 25 fps) across
+its top rows, the camera's and the screen's of one instant the same number; so the page's pictures
+say which instant each <video> shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import av
+
+from media.recorder import RoomRecorder
+from scheduler.recordings_models import Recording, RecordingStatus
+from tests.media.sfu_helpers import BLUE, GREEN, RED
+from tests.media.test_recorder import CODECS, FakeTransport, ToneSource, VideoSource, producer, rtp
+from tests.web.conftest import NOW, Site
+from tests.web.hls_stream import BITS, BLOCK, HEIGHT, WIDTH, frame_code
+from tests.web.test_replay_page import PIXEL, near_js, pause
+from tests.web.test_student_stream import skip_without_h264
+
+SECONDS = 8.0
+FPS = 25
+GREEN_FROM = 4.0
+SCREEN_FROM = 1.0
+WALL = 1_804_500_000.0
+"""The stream's clock (program date time) at arrival time 0."""
+
+READ_CODES_JS = f"""() => {{
+  const read = (v) => {{
+    if (!v.videoWidth) return null;
+    const c = document.createElement('canvas'); c.width = {WIDTH}; c.height = {HEIGHT};
+    const g = c.getContext('2d', {{willReadFrequently: true}}); g.drawImage(v, 0, 0, {WIDTH}, {HEIGHT});
+    const row = g.getImageData(0, {BLOCK // 2}, {WIDTH}, 1).data;
+    const grey = row[{BLOCK // 2} * 4];
+    if (grey < 15 || grey > 70) return null;  // not the time code's margin: no picture yet
+    let n = 0;
+    for (let b = 0; b < {BITS}; b++) n = n * 2 + (row[((2 + b) * {BLOCK} + {BLOCK // 2}) * 4] > 128 ? 1 : 0);
+    return n;
+  }};
+  return [read(document.getElementById('v-camera')), read(document.getElementById('v-screen'))];
+}}"""
+
+
+def picture(n: int, tint: tuple[int, int, int]) -> av.VideoFrame:
+    """Frame ``n``: its time code in the top rows, the rest ``tint``."""
+    plain = bytes(tint) * WIDTH
+    frame = av.VideoFrame(WIDTH, HEIGHT, "rgb24")
+    plane = frame.planes[0]
+    pad = b"\x00" * (plane.line_size - WIDTH * 3)
+    plane.update(b"".join(r + pad for r in [frame_code(n)] * BLOCK + [plain] * (HEIGHT - BLOCK)))
+    return frame.reformat(format="yuv420p")
+
+
+def h264_packets(source: VideoSource, n: int, tint: tuple[int, int, int], key: bool) -> list[bytes]:
+    frame = picture(n, tint)
+    frame.pts = source.n * 3600  # 25 fps on the 90 kHz clock
+    frame.time_base = fractions.Fraction(1, 90000)
+    ts = source.ts0 + frame.pts
+    source.n += 1
+    payloads, _ = source.encoder.encode(frame, force_keyframe=key)
+    out = []
+    for i, p in enumerate(payloads):
+        out.append(rtp(source.seq, ts, p, i == len(payloads) - 1, CODECS["video/H264"].payloadType, source.ssrc))
+        source.seq += 1
+    return out
+
+
+def record_streamed_lesson(directory: Path) -> dict[str, Any]:
+    async def main() -> dict[str, Any]:
+        t = FakeTransport()
+        cam, mic = producer("video/H264", "camera", t, 1111), producer("audio/opus", "microphone", t, 2222)
+        screen = producer("video/H264", "screen", t, 3333)
+        screen.producer_id = "p1:screen"
+        recorder = RoomRecorder("lesson-web", directory, asyncio.get_running_loop(), hls=True)
+        assert recorder.hls is not None
+        recorder.hls.wall_offset = WALL
+        recorder.want([cam, mic, screen])
+        v_cam, v_screen, tone = VideoSource("video/H264", 1111), VideoSource("video/H264", 3333), ToneSource()
+        now = 0.0
+        for i in range(int(SECONDS * 50)):  # 20 ms steps: audio every step, video every other (25 fps)
+            mic.streams[0].receive(tone.packet(), now)
+            if i % 2 == 0:
+                n = i // 2  # the frame's number since the start: the same instant on the camera and the screen
+                for pkt in h264_packets(v_cam, n, RED if now < GREEN_FROM else GREEN, key=n % FPS == 0):
+                    cam.streams[0].receive(pkt, now)
+                if now >= SCREEN_FROM:
+                    for pkt in h264_packets(v_screen, n, BLUE, key=(n - FPS) % FPS == 0):
+                        screen.streams[0].receive(pkt, now)
+            now += 0.02
+            if i % 25 == 0:
+                await asyncio.sleep(0)
+        return await recorder.stop()
+
+    with ThreadPoolExecutor(1) as pool:  # Playwright's loop runs in this thread
+        return pool.submit(asyncio.run, main()).result()
+
+
+def add_streamed_recording(site: Site, settings: Any) -> int:
+    with site.session_factory() as s:
+        row = Recording(instance_id=site.lesson_id, status=RecordingStatus.recording, directory="", started_at=NOW,
+                        duration_s=0.0, size_bytes=0, codecs="")
+        s.add(row)
+        s.flush()
+        row.directory = f"recordings/{site.lesson_id}/{row.id}"
+        summary = record_streamed_lesson(settings.data_dir / row.directory)
+        assert set(summary["hls"]["renditions"]) == {"camera", "screen", "audio"}, summary["hls"]
+        row.files, row.duration_s = summary["files"], summary["duration_s"]
+        row.size_bytes, row.codecs, row.status, row.ended_at = summary["size"], "h264,opus", RecordingStatus.ready, NOW
+        s.commit()
+        return row.id
+
+
+def codes(page: Any) -> list[int | None]:
+    return page.evaluate(READ_CODES_JS)  # type: ignore[no-any-return]
+
+
+def seek_and_read(page: Any, js_poll: Any, t: float, *, screen: bool = True) -> list[int]:
+    """Move the slider to ``t`` s (paused) and wait until the camera's picture (and the screen's) is the one of
+    ``t`` (±2 frames)."""
+    page.eval_on_selector("#seek", f"(s) => {{ s.value = '{t}'; s.dispatchEvent(new Event('change')); }}")
+    want = round(t * FPS)
+    return js_poll(page, f"(() => {{ const c = ({READ_CODES_JS})();"
+                         f" return c[0] !== null && Math.abs(c[0] - {want}) <= 2"
+                         f" && {'c[1] !== null && Math.abs(c[1] - ' + str(want) + ') <= 2' if screen else 'true'}"
+                         f" ? c : null; }})()", timeout=15)
+
+
+def test_a_famous_school_recording_replays_from_its_stream_on_one_clock(
+        web_server: Site, settings: Any, open_page: Any, js_poll: Any, screenshot: Any) -> None:
+    w = web_server.world
+    rid = add_streamed_recording(web_server, settings)
+    requests: list[str] = []
+    page = open_page(w.teacher, f"/replay/?id={rid}")
+    skip_without_h264(page)
+    page.on("request", lambda r: requests.append(r.url))
+    page.reload()
+    js_poll(page, "document.getElementById('total').textContent === '00:08'")
+
+    page.click("#play")  # the camera with the sound and the screen from the stream, on one clock
+    js_poll(page, "['v-camera', 'v-screen'].every((id) => { const m = document.getElementById(id);"
+                  " return m.currentTime > 0.5 && !m.paused; })", timeout=20)
+    js_poll(page, "document.getElementById('v-camera').getVideoPlaybackQuality().totalVideoFrames > 10")
+    # the screen catches up with the camera's instant (it may start a few frames late: it follows the camera)
+    js_poll(page, f"(() => {{ const c = ({READ_CODES_JS})(); return c[0] !== null && c[1] !== null"
+                  f" && Math.abs(c[0] - c[1]) <= 1; }})()", timeout=15)
+    read: list[list[int | None]] = []
+    for _ in range(10):  # and stays there (the same time code), within 100 ms
+        read.append(codes(page))
+        time.sleep(0.25)
+    print(f"time codes (camera, screen) while playing: {read}")
+    both = [(c, s) for c, s in read if c is not None and s is not None]
+    assert len(both) >= 6, read
+    assert max(abs(c - s) for c, s in both) * 1000 / FPS < 100, read
+    cams = [c for c, _ in both]
+    assert cams[-1] > cams[0], read  # frames advance
+    screenshot(page, "playing-from-the-stream")
+
+    pause(page, js_poll)  # seeking shows the frame of that time, in the published colours
+    seek_and_read(page, js_poll, 2.0)
+    js_poll(page, f"(() => {{ const c = ({PIXEL})('v-camera'), s = ({PIXEL})('v-screen');"
+                  f" return {near_js(RED, 'c')} && {near_js(BLUE, 's')}; }})()")
+    seek_and_read(page, js_poll, 6.0)
+    js_poll(page, f"(() => {{ const c = ({PIXEL})('v-camera'); return {near_js(GREEN, 'c')}; }})()")
+    assert page.inner_text("#now") == "00:06"
+    page.click("#play")  # and plays on from there
+    js_poll(page, f"(() => {{ const c = ({READ_CODES_JS})(); return c[0] !== null && c[0] > {6 * FPS + 10}; }})()",
+            timeout=15)
+    pause(page, js_poll)
+    seek_and_read(page, js_poll, 0.5, screen=False)  # before 1 s nothing was shared
+    js_poll(page, "!document.getElementById('off-screen').hidden")
+
+    streamed = [u for u in requests if f"/r{rid}/" in u]
+    assert any(u.split("?")[0].endswith("main.m3u8") for u in streamed), requests
+    assert any(u.split("?")[0].endswith("screen.m3u8") for u in streamed), requests
+    assert any("/vod.m3u8" in u for u in streamed) and any(u.endswith(".m4s") for u in streamed), streamed
+    assert not [u for u in requests if "/files/" in u], requests  # not the recording's files

@@ -1,0 +1,84 @@
+// The stream a famous-school recording keeps (its lesson's LL-HLS stream, ended: every segment, ENDLIST),
+// played in one <video> of the replay page: main.m3u8 (camera + sound) or screen.m3u8 (the shared
+// screen, muted). hls.js (the vendored one) plays it where the browser has Media Source Extensions; a
+// browser without them that plays HLS itself gets the playlist as the <video>'s src.
+//
+// The replay page's clock is the lesson's time; the stream's is the program date time of its segments
+// (EXT-X-PROGRAM-DATE-TIME, one clock for camera, screen and sound). `mediaAt(wall)` turns an instant
+// of the stream's clock into a position of the <video> through the segments themselves, so a
+// discontinuity (the publisher reconnected, a worker restarted: time away that is in the program date
+// time and not in the media) lands each rendition on its own right frame; `wallAt(time)` goes back.
+import Hls from "/vendor/hls.min.js";
+
+export class RecordedStream {
+  /**
+   * @param {HTMLVideoElement} video
+   * @param {string} url the signed URL of main.m3u8 or screen.m3u8
+   * @param {() => void} onReady called once the segments' times are known (the page positions the video)
+   */
+  constructor(video, url, onReady) {
+    this.video = video;
+    this.url = url;
+    this.native = !Hls.isSupported();
+    this.frags = null; // [{start, end, pdt, pdtEnd}] in seconds, in media order
+    this.hls = null;
+    if (this.native) {
+      video.src = url;
+      video.addEventListener("loadedmetadata", () => {
+        const start = video.getStartDate ? video.getStartDate().getTime() : NaN;
+        if (!Number.isFinite(start) || !Number.isFinite(video.duration)) return;
+        this.frags = [{ start: 0, end: video.duration, pdt: start / 1000, pdtEnd: start / 1000 + video.duration }];
+        onReady();
+      }, { once: true });
+      return;
+    }
+    const hls = new Hls({ enableWorker: false, backBufferLength: 30 });
+    this.hls = hls;
+    hls.on(Hls.Events.LEVEL_LOADED, (_e, data) => {
+      const fragments = (data.details && data.details.fragments) || [];
+      const frags = fragments.filter((f) => f.programDateTime !== null && f.programDateTime !== undefined)
+        .map((f) => ({ start: f.start, end: f.start + f.duration, pdt: f.programDateTime / 1000,
+                       pdtEnd: f.programDateTime / 1000 + f.duration }));
+      if (!frags.length) return;
+      const first = this.frags === null;
+      this.frags = frags;
+      if (first) onReady();
+    });
+    hls.on(Hls.Events.ERROR, (_e, data) => {
+      if (data.fatal) console.warn("replay: the stream failed", url, data.details);
+    });
+    hls.loadSource(url);
+    hls.attachMedia(video);
+  }
+
+  get ready() {
+    return this.frags !== null;
+  }
+
+  /**
+   * Where the video shows the stream's instant `wall` (Unix seconds): {time, inside: true} inside a
+   * segment; {time, inside: false, wait} before one (`time` its start, `wait` seconds until it), or null
+   * after the last one.
+   */
+  mediaAt(wall) {
+    if (!this.frags) return null;
+    for (const f of this.frags) {
+      if (wall < f.pdt) return { time: f.start, inside: false, wait: f.pdt - wall };
+      if (wall < f.pdtEnd) return { time: f.start + (wall - f.pdt), inside: true, wait: 0 };
+    }
+    return null;
+  }
+
+  /** The stream's instant (Unix seconds) the video shows at `time`, or null. */
+  wallAt(time) {
+    if (!this.frags) return null;
+    const f = this.frags.find((x) => time >= x.start && time < x.end) || this.frags[this.frags.length - 1];
+    return time >= f.start && time <= f.end + 0.1 ? f.pdt + (time - f.start) : null;
+  }
+
+  destroy() {
+    if (this.hls) this.hls.destroy();
+    this.video.removeAttribute("src");
+    this.video.load();
+  }
+}

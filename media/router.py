@@ -26,6 +26,7 @@ from media.ice import IcePolicy, SdpRejected
 from media.pipe import PipeTransport
 from media.producer import Producer, ProducerStream
 from media.recorder import RoomRecorder
+from media.salvage import with_earlier
 from media.rtp import URI_MID, URI_REPAIRED_RID, URI_RID, read_extension_str
 from media.sdp import OfferedMedia, accept_red, accept_simulcast, offer_red, parse_offer, red_payload_types
 from media.transport import _IGNORED, WebRtcTransport
@@ -491,7 +492,7 @@ class Router:
         recorder, self.recorder = self.recorder, None
         if recorder is None:
             return None
-        summary = await recorder.stop()
+        summary = await asyncio.to_thread(with_earlier, recorder.directory, await recorder.stop())
         self.emit("recording_stopped", summary)
         return summary
 

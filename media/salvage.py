@@ -16,8 +16,11 @@ to its last write (``os.stat``), no frame counts or sizes of picture.  It is
 what a node checkpoints of its recordings for the node that may take one of
 its lessons over (``scheduler.recordings.checkpoint``).
 
-Runs once per recovered recording at start-up, on a worker thread; nothing
-here is on a packet path.
+``with_earlier`` adds to the summary of a recording that went on in its folder
+after its media worker died the files the dead worker left there.
+
+Runs once per recovered recording at start-up, or at the end of a recording whose
+worker died, on a worker thread; nothing here is on a packet path.
 """
 
 from __future__ import annotations
@@ -94,26 +97,29 @@ def remux(path: Path) -> dict[str, Any]:
             "size": path.stat().st_size, "frames": frames, "width": width, "height": height, "error": None}
 
 
+def _finalize(path: Path, source: str, index: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], float]:
+    """A file cut by a crash, finalized: its summary and the wall-clock time of its first frame."""
+    mtime = path.stat().st_mtime
+    try:
+        info = remux(path)
+    except Exception as exc:  # noqa: BLE001 - a file that cannot be read is reported, never fatal
+        log.warning("salvage %s: %s", path, exc)
+        info = {"kind": "audio" if source == "microphone" else "video", "codec": "", "name": path.name,
+                "duration_s": 0.0, "size": 0, "frames": 0, "width": 0, "height": 0,
+                "error": f"无法读取：{type(exc).__name__}"}
+    info["source"] = source
+    wall = index.get(path.name, {}).get("wall")
+    return info, float(wall) if isinstance(wall, int | float) else mtime - info["duration_s"]
+
+
 def salvage_folder(folder: Path) -> list[dict[str, Any]]:
     """Finalize every recorded file of ``folder``; their summaries on one time axis (``start_s``)."""
     index = _index(folder)
     found: list[tuple[dict[str, Any], float]] = []
     for path in sorted(folder.iterdir()) if folder.is_dir() else []:
         m = FILE_NAME.match(path.name)
-        if m is None or not path.is_file():
-            continue
-        source = m.group(1)
-        mtime = path.stat().st_mtime
-        try:
-            info = remux(path)
-        except Exception as exc:  # noqa: BLE001 - a file that cannot be read is reported, never fatal
-            log.warning("salvage %s: %s", path, exc)
-            info = {"kind": "audio" if source == "microphone" else "video", "codec": "", "name": path.name,
-                    "duration_s": 0.0, "size": 0, "frames": 0, "width": 0, "height": 0,
-                    "error": f"无法读取：{type(exc).__name__}"}
-        info["source"] = source
-        wall = index.get(path.name, {}).get("wall")
-        found.append((info, float(wall) if isinstance(wall, int | float) else mtime - info["duration_s"]))
+        if m is not None and path.is_file():
+            found.append(_finalize(path, m.group(1), index))
     origin = min((w for _, w in found), default=0.0)
     files = [info | {"start_s": round(w - origin, 3), "wall": w} for info, w in found]
     files.sort(key=lambda f: (f["start_s"], f["name"]))
@@ -143,3 +149,28 @@ def written_so_far(folder: Path) -> list[dict[str, Any]]:
     files = [info | {"start_s": round(w - origin, 3), "wall": w} for info, w in found]
     files.sort(key=lambda f: (f["start_s"], f["name"]))
     return files
+
+
+def with_earlier(folder: Path, summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary of a recording (``RoomRecorder.stop``) that went on in ``folder`` after its media worker
+    died: the files the dead worker was writing (in the folder's index, not in the summary) are finalized
+    as after a crash and join the summary's files on one time axis, from the wall-clock times of their first
+    frames; ``duration_s`` and ``size`` count them.  The summary as it is when there are none."""
+    index = _index(folder)
+    known = {str(f["name"]) for f in summary.get("files") or []}
+    earlier = [(folder / name, m.group(1)) for name in index
+               if name not in known and (m := FILE_NAME.match(name)) is not None and (folder / name).is_file()]
+    if not earlier:
+        return summary
+    current = list(summary.get("files") or [])
+    first = min(current, key=lambda f: float(f["start_s"]), default=None)
+    wall = index.get(str(first["name"]), {}).get("wall") if first is not None else None
+    now_origin = float(wall) if isinstance(wall, int | float) else float(summary.get("started_at") or 0.0)
+    found = [({k: v for k, v in f.items() if k != "start_s"}, now_origin + float(f["start_s"])) for f in current]
+    found += [_finalize(path, source, index) for path, source in earlier]
+    origin = min(w for _, w in found)
+    files = [info | {"start_s": round(w - origin, 3)} for info, w in found]
+    files.sort(key=lambda f: (f["start_s"], f["name"]))
+    log.info("recording %s: %d file(s) of its dead worker joined %d", folder, len(earlier), len(known))
+    return summary | {"files": files, "duration_s": round(max(f["start_s"] + f["duration_s"] for f in files), 3),
+                      "size": sum(int(f["size"]) for f in files)}

@@ -13,6 +13,8 @@ import asyncio
 import io
 import itertools
 import math
+import os
+import signal
 import struct
 import time
 from typing import Any
@@ -171,3 +173,62 @@ def test_a_recorded_lesson_plays_back_what_was_sent(lesson: Lesson, app: Any, se
     assert close_to(centre, BLUE, 50) and close_to(corner, RED, 50), (centre, corner)  # screen, camera in the corner
     rms, hz = tone_of(mp4.content)
     assert rms > 1000 and 400 < hz < 480, (rms, hz)
+
+
+@pytest.mark.parametrize("media_workers", [1], ids=["worker-process"])
+def test_a_recording_whose_worker_died_keeps_what_the_dead_worker_wrote(lesson: Lesson, app: Any,  # noqa: F811
+                                                                        settings: Any,  # noqa: F811
+                                                                        media_workers: int) -> None:  # noqa: F811
+    """The teacher's H.264 camera and microphone are recorded; the media worker is killed (SIGKILL) mid-lesson,
+    the server replaces it and the teacher publishes again.  The recording keeps both parts: the files the
+    dead worker was writing (finalized as after a crash) and the new worker's, on one time axis."""
+    w, http, auth, lid = lesson.world, lesson.http, lesson.auth, lesson.lid
+    loops: list[asyncio.AbstractEventLoop] = []
+    app.state.bus.subscribe("media", lambda topic, event: loops.append(asyncio.get_running_loop()))
+    marks: dict[str, float] = {}
+    camera = ColorTrack(RED)
+
+    async def scenario() -> None:
+        main = await lesson.join(w.teacher)
+        await main.publish({"camera": camera, "microphone": ToneTrack()}, video_codec="video/H264")
+        await asyncio.to_thread(wait_until, "the camera's first file", lambda: list(
+            settings.data_dir.glob(f"recordings/{lid}/*/camera-1.mp4")), 30)
+        marks["first"] = time.monotonic()
+        await asyncio.sleep(PUBLISH_S)
+        told = asyncio.ensure_future(main.next_message("media_restart", 20))
+        [pid] = await asyncio.to_thread(app.state.media.pids)
+        os.kill(pid, signal.SIGKILL)
+        marks["killed"] = time.monotonic()
+        await told
+        await asyncio.to_thread(wait_until, "the camera's second file", lambda: list(
+            settings.data_dir.glob(f"recordings/{lid}/*/camera-2.mp4")), 30)
+        marks["second"] = time.monotonic()
+        await asyncio.sleep(PUBLISH_S)
+        await main.close()
+        marks["closed"] = time.monotonic()
+
+    lesson.play(scenario)
+    wait_until("the server's event loop", lambda: loops, 10, interval=0.2)
+    close_room(app, loops[-1], lid)
+
+    def ready() -> dict[str, Any] | None:
+        data = http.get("/api/v1/recordings", headers=auth(w.urban_admin)).json()["data"]
+        return data[0] if data and data[0]["status"] == "ready" else None
+
+    rid = wait_until("the recording listed", ready, 30, interval=0.2)["id"]
+    rec = http.get(f"/api/v1/recordings/{rid}", headers=auth(w.teacher)).json()
+    cameras = sorted((f for f in rec["files"] if f["source"] == "camera"), key=lambda f: f["start_s"])
+    assert [f["name"] for f in cameras] == ["camera-1.mp4", "camera-2.mp4"], rec["files"]
+    assert sorted(f["name"] for f in rec["files"] if f["source"] == "microphone") == ["microphone-1.webm",
+                                                                                     "microphone-2.webm"]
+    first, second = cameras
+    # the dead worker's part: up to (within a second of) the kill, readable, the teacher's picture
+    assert marks["killed"] - marks["first"] - 1.0 <= first["duration_s"] <= marks["killed"] - marks["first"] + 1.0, first
+    # the new worker's part after it, on the same axis: the outage is a gap between them
+    assert second["start_s"] >= first["start_s"] + first["duration_s"], cameras
+    assert abs(second["start_s"] - first["start_s"] - (marks["second"] - marks["first"])) <= 1.0, cameras
+    assert rec["duration_s"] >= second["start_s"] + second["duration_s"] - 0.01
+    with httpx.Client(base_url=lesson.base, timeout=20) as anon:
+        for f in cameras:
+            frames, _ = decode(anon.get(f["url"]).content)
+            assert len(frames) > 10 and close_to(mean_rgb(frames[-1][1]), RED), f

@@ -14,6 +14,7 @@ import asyncio
 import fractions
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,7 @@ def picture(n: int, tint: tuple[int, int, int]) -> av.VideoFrame:
 
 def h264_packets(source: VideoSource, n: int, tint: tuple[int, int, int], key: bool) -> list[bytes]:
     frame = picture(n, tint)
-    frame.pts = source.n * 3600  # 25 fps on the 90 kHz clock
+    frame.pts = n * 3600  # the instant of frame n, 25 fps on the 90 kHz clock (time away is in the RTP time)
     frame.time_base = fractions.Fraction(1, 90000)
     ts = source.ts0 + frame.pts
     source.n += 1
@@ -75,7 +76,9 @@ def h264_packets(source: VideoSource, n: int, tint: tuple[int, int, int], key: b
     return out
 
 
-def record_streamed_lesson(directory: Path) -> dict[str, Any]:
+def record_streamed_lesson(directory: Path, camera_gap: tuple[float, float] | None = None) -> dict[str, Any]:
+    """8 s recorded with its stream; ``camera_gap``: (from, to) s when the camera sends nothing (more than
+    1.1 s: its stream has a discontinuity, the time away in the program date time and not in the media)."""
     async def main() -> dict[str, Any]:
         t = FakeTransport()
         cam, mic = producer("video/H264", "camera", t, 1111), producer("audio/opus", "microphone", t, 2222)
@@ -91,7 +94,8 @@ def record_streamed_lesson(directory: Path) -> dict[str, Any]:
             mic.streams[0].receive(tone.packet(), now)
             if i % 2 == 0:
                 n = i // 2  # the frame's number since the start: the same instant on the camera and the screen
-                for pkt in h264_packets(v_cam, n, RED if now < GREEN_FROM else GREEN, key=n % FPS == 0):
+                away = camera_gap is not None and round(camera_gap[0] * FPS) <= n < round(camera_gap[1] * FPS)
+                for pkt in [] if away else h264_packets(v_cam, n, RED if now < GREEN_FROM else GREEN, key=n % FPS == 0):
                     cam.streams[0].receive(pkt, now)
                 if now >= SCREEN_FROM:
                     for pkt in h264_packets(v_screen, n, BLUE, key=(n - FPS) % FPS == 0):
@@ -105,14 +109,15 @@ def record_streamed_lesson(directory: Path) -> dict[str, Any]:
         return pool.submit(asyncio.run, main()).result()
 
 
-def add_streamed_recording(site: Site, settings: Any) -> int:
+def add_streamed_recording(site: Site, settings: Any, *, after_s: float = 0.0,
+                           camera_gap: tuple[float, float] | None = None) -> int:
     with site.session_factory() as s:
-        row = Recording(instance_id=site.lesson_id, status=RecordingStatus.recording, directory="", started_at=NOW,
-                        duration_s=0.0, size_bytes=0, codecs="")
+        row = Recording(instance_id=site.lesson_id, status=RecordingStatus.recording, directory="",
+                        started_at=NOW + timedelta(seconds=after_s), duration_s=0.0, size_bytes=0, codecs="")
         s.add(row)
         s.flush()
         row.directory = f"recordings/{site.lesson_id}/{row.id}"
-        summary = record_streamed_lesson(settings.data_dir / row.directory)
+        summary = record_streamed_lesson(settings.data_dir / row.directory, camera_gap)
         assert set(summary["hls"]["renditions"]) == {"camera", "screen", "audio"}, summary["hls"]
         row.files, row.duration_s = summary["files"], summary["duration_s"]
         row.size_bytes, row.codecs, row.status, row.ended_at = summary["size"], "h264,opus", RecordingStatus.ready, NOW
@@ -124,11 +129,12 @@ def codes(page: Any) -> list[int | None]:
     return page.evaluate(READ_CODES_JS)  # type: ignore[no-any-return]
 
 
-def seek_and_read(page: Any, js_poll: Any, t: float, *, screen: bool = True) -> list[int]:
+def seek_and_read(page: Any, js_poll: Any, t: float, *, screen: bool = True, since: float = 0.0) -> list[int]:
     """Move the slider to ``t`` s (paused) and wait until the camera's picture (and the screen's) is the one of
-    ``t`` (±2 frames)."""
+    ``t`` (±2 frames; ``since``: when the recording began on the lesson's axis, its time codes count from
+    there)."""
     page.eval_on_selector("#seek", f"(s) => {{ s.value = '{t}'; s.dispatchEvent(new Event('change')); }}")
-    want = round(t * FPS)
+    want = round((t - since) * FPS)
     return js_poll(page, f"(() => {{ const c = ({READ_CODES_JS})();"
                          f" return c[0] !== null && Math.abs(c[0] - {want}) <= 2"
                          f" && {'c[1] !== null && Math.abs(c[1] - ' + str(want) + ') <= 2' if screen else 'true'}"
@@ -184,3 +190,47 @@ def test_a_famous_school_recording_replays_from_its_stream_on_one_clock(
     assert any(u.split("?")[0].endswith("screen.m3u8") for u in streamed), requests
     assert any("/vod.m3u8" in u for u in streamed) and any(u.endswith(".m4s") for u in streamed), streamed
     assert not [u for u in requests if "/files/" in u], requests  # not the recording's files
+
+
+def test_a_discontinuity_and_a_lesson_recorded_twice_stay_on_the_lesson_clock(
+        web_server: Site, settings: Any, open_page: Any, js_poll: Any, screenshot: Any) -> None:
+    """The first recording's camera sent nothing from 4.5 s to 6 s (its stream: a discontinuity, 1.5 s that
+    are not in its media); a second recording began 20 s after the first (a restart). Each picture is found
+    through the program date times: the camera and the screen show one instant after the discontinuity, and
+    the second recording plays from its own stream after the gap."""
+    w = web_server.world
+    first = add_streamed_recording(web_server, settings, camera_gap=(4.5, 6.0))
+    second = add_streamed_recording(web_server, settings, after_s=20.0)
+    requests: list[str] = []
+    page = open_page(w.teacher, f"/replay/?id={second}")
+    skip_without_h264(page)
+    page.on("request", lambda r: requests.append(r.url))
+    page.reload()
+    js_poll(page, "document.getElementById('total').textContent === '00:28'")
+
+    seek_and_read(page, js_poll, 7.0)  # after the discontinuity: both at 7 s (not 1.5 s on, as the media alone says)
+    seek_and_read(page, js_poll, 3.0)
+    # in the camera's hole: its next picture, held (it comes within 1.5 s); the screen goes on
+    page.eval_on_selector("#seek", "(s) => { s.value = '5'; s.dispatchEvent(new Event('change')); }")
+    js_poll(page, f"(() => {{ const c = ({READ_CODES_JS})(); return c[0] !== null && Math.abs(c[0] - {6 * FPS}) <= 2"
+                  f" && c[1] !== null && Math.abs(c[1] - {5 * FPS}) <= 2; }})()", timeout=15)
+    page.eval_on_selector("#seek", "(s) => { s.value = '5.9'; s.dispatchEvent(new Event('change')); }")
+    page.click("#play")  # played across the discontinuity, the screen stays on the camera's instant
+    js_poll(page, f"(() => {{ const c = ({READ_CODES_JS})(); return c[0] !== null && c[1] !== null"
+                  f" && c[0] > {6 * FPS + 5} && Math.abs(c[0] - c[1]) <= 1; }})()", timeout=15)
+    read = []
+    for _ in range(6):
+        read.append(codes(page))
+        time.sleep(0.2)
+    print(f"time codes (camera, screen) after the discontinuity: {read}")
+    both = [(c, s) for c, s in read if c is not None and s is not None]
+    assert len(both) >= 4 and max(abs(c - s) for c, s in both) * 1000 / FPS < 100, read
+    pause(page, js_poll)
+
+    page.eval_on_selector("#seek", "(s) => { s.value = '12'; s.dispatchEvent(new Event('change')); }")
+    js_poll(page, "!document.getElementById('off-camera').hidden && document.getElementById('v-camera').paused")
+    seek_and_read(page, js_poll, 22.0, since=20.0)  # 2 s into the second recording, from its own stream
+    screenshot(page, "second-recording-from-its-stream")
+    for rid in (first, second):
+        assert any(f"/r{rid}/" in u and u.split("?")[0].endswith("main.m3u8") for u in requests), (rid, requests)
+    assert not [u for u in requests if "/files/" in u], requests

@@ -10,6 +10,8 @@
 // time and not in the media) lands each rendition on its own right frame; `wallAt(time)` goes back.
 import Hls from "/vendor/hls.min.js";
 
+const FIRST_PICTURE_S = 0.005; // less than any frame lasts
+
 export class RecordedStream {
   /**
    * @param {HTMLVideoElement} video
@@ -57,13 +59,14 @@ export class RecordedStream {
 
   /**
    * Where the video shows the stream's instant `wall` (Unix seconds): {time, inside: true} inside a
-   * segment; {time, inside: false, wait} before one (`time` its start, `wait` seconds until it), or null
-   * after the last one.
+   * segment; {time, inside: false, wait} before one (`time` shows its first picture, `wait` seconds until
+   * it), or null after the last one.
    */
   mediaAt(wall) {
     if (!this.frags) return null;
     for (const f of this.frags) {
-      if (wall < f.pdt) return { time: f.start, inside: false, wait: f.pdt - wall };
+      // its first picture: a hair after its start (at the start itself, the end of the segment before shows)
+      if (wall < f.pdt) return { time: f.start + FIRST_PICTURE_S, inside: false, wait: f.pdt - wall };
       if (wall < f.pdtEnd) return { time: f.start + (wall - f.pdt), inside: true, wait: 0 };
     }
     return null;

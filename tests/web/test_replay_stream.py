@@ -234,3 +234,25 @@ def test_a_discontinuity_and_a_lesson_recorded_twice_stay_on_the_lesson_clock(
     for rid in (first, second):
         assert any(f"/r{rid}/" in u and u.split("?")[0].endswith("main.m3u8") for u in requests), (rid, requests)
     assert not [u for u in requests if "/files/" in u], requests
+
+
+def test_a_stream_that_cannot_be_played_gives_way_to_the_recordings_files(
+        web_server: Site, settings: Any, open_page: Any, js_poll: Any) -> None:
+    """The camera's playlist of the stream is gone (a damaged folder): the page plays the recording's files."""
+    w = web_server.world
+    rid = add_streamed_recording(web_server, settings)
+    (settings.data_dir / f"recordings/{web_server.lesson_id}/{rid}/hls/camera/vod.m3u8").unlink()
+    requests: list[str] = []
+    page = open_page(w.teacher, f"/replay/?id={rid}", allow_console=("replay: the stream", "404", "Failed to load"))
+    skip_without_h264(page)
+    page.on("request", lambda r: requests.append(r.url))
+    page.reload()
+    js_poll(page, "document.getElementById('total').textContent === '00:08'")
+    js_poll(page, "(() => { const s = document.getElementById('v-camera').currentSrc;"
+                  " return s.includes('/files/camera-') && !s.startsWith('blob:'); })()", timeout=20)
+    page.eval_on_selector("#seek", "(s) => { s.value = '2'; s.dispatchEvent(new Event('change')); }")
+    js_poll(page, f"(() => {{ const c = ({PIXEL})('v-camera'), s = ({PIXEL})('v-screen');"
+                  f" return {near_js(RED, 'c')} && {near_js(BLUE, 's')}; }})()", timeout=15)
+    seek_and_read(page, js_poll, 2.0)  # the files' pictures: the same instants
+    assert any("/files/microphone-" in u for u in requests), requests  # the sound from its own file
+    assert any(f"/r{rid}/" in u and "camera/vod.m3u8" in u for u in requests), requests  # tried first

@@ -116,6 +116,7 @@ const player = {
   timer: null,
   seeking: false,
   started: false,   // play was pressed once (until then the poster asks for it)
+  failed: new Set(), // recordings whose stream failed here (their files play)
 };
 
 function clock() {
@@ -149,17 +150,69 @@ function shownAt(track, t) {
   return { seg: null, held: false };
 }
 
+/**
+ * The tracks of the lesson, per source: the stream of each recording that keeps one (and has not failed
+ * here) and the files of the others. Made again when a stream fails: that recording's files take its place.
+ */
+function buildTracks() {
+  const rec = player.rec;
+  const elements = { camera: $("v-camera"), screen: $("v-screen"), microphone: $("a-microphone") };
+  const streamed = rec.segments.filter((s) => s.stream && !player.failed.has(s.id));
+  const own = new Set(streamed.map((s) => s.id));
+  for (const source of Object.keys(elements)) {
+    const segments = rec.files.filter((f) => f.source === source && !own.has(f.recording_id))
+      .map((f) => ({ url: f.url, start_s: f.start_s, duration_s: f.duration_s }));
+    for (const s of streamed) {
+      const url = { camera: s.stream.main_url, screen: s.stream.screen_url }[source];
+      if (url) segments.push({ url, start_s: s.offset_s, duration_s: s.duration_s, stream: s.stream });
+    }
+    segments.sort((a, b) => a.start_s - b.start_s);
+    let track = player.tracks.find((x) => x.source === source);
+    if (track) {
+      const keep = track.current && segments.find((x) => x.url === track.current.url);
+      track.segments = segments;
+      if (keep) track.current = keep;
+      else unload(track);
+    } else if (segments.length) {
+      track = { source, element: elements[source], segments, current: null, stream: null };
+      player.tracks.push(track);
+      track.element.addEventListener("error", () => {
+        if (track.element.error) console.warn("replay: cannot play", track.source, track.element.error.message);
+      });
+      track.element.addEventListener("loadedmetadata", () => sync(true));
+    }
+  }
+  const hasScreen = player.tracks.some((t) => t.source === "screen" && t.segments.length);
+  $("fig-screen").hidden = !hasScreen;
+  document.querySelector(".replay-views").classList.toggle("no-screen", !hasScreen);
+}
+
 /** Play `seg` in the track's element: a file as its src, a stream through hls.js (or the browser's HLS). */
 function load(track, seg) {
-  if (track.stream) track.stream.destroy();
-  track.stream = null;
+  unload(track);
   track.current = seg;
   if (seg.stream) {
     if (track.source === "screen") track.element.muted = true;  // the sound comes with the camera
-    track.stream = new RecordedStream(track.element, seg.url, () => sync(true));
+    track.stream = new RecordedStream(track.element, seg.url, () => sync(true), () => streamFailed(seg.stream));
   } else {
     track.element.src = seg.url;
   }
+}
+
+function unload(track) {
+  if (track.stream) track.stream.destroy();
+  track.stream = null;
+  track.current = null;
+}
+
+/** A recording's stream cannot be played here: its files instead. */
+function streamFailed(stream) {
+  const seg = player.rec.segments.find((s) => s.stream === stream);
+  if (!seg || player.failed.has(seg.id)) return;
+  console.warn("replay: the stream of recording", seg.id, "failed; playing its files");
+  player.failed.add(seg.id);
+  buildTracks();
+  sync(true);
 }
 
 /**
@@ -292,28 +345,7 @@ async function replay(rid) {
   player.duration = rec.duration_s;
   $("total").textContent = hms(rec.duration_s);
   $("seek").max = String(rec.duration_s);
-  const elements = { camera: $("v-camera"), screen: $("v-screen"), microphone: $("a-microphone") };
-  const streamed = rec.segments.filter((s) => s.stream);  // these play from the stream, the others from files
-  const own = new Set(streamed.map((s) => s.id));
-  for (const source of Object.keys(elements)) {
-    const segments = rec.files.filter((f) => f.source === source && !own.has(f.recording_id))
-      .map((f) => ({ url: f.url, start_s: f.start_s, duration_s: f.duration_s }));
-    for (const s of streamed) {
-      const url = { camera: s.stream.main_url, screen: s.stream.screen_url }[source];
-      if (url) segments.push({ url, start_s: s.offset_s, duration_s: s.duration_s, stream: s.stream });
-    }
-    segments.sort((a, b) => a.start_s - b.start_s);
-    if (segments.length) player.tracks.push({ source, element: elements[source], segments, current: null, stream: null });
-  }
-  const hasScreen = player.tracks.some((t) => t.source === "screen");
-  $("fig-screen").hidden = !hasScreen;
-  document.querySelector(".replay-views").classList.toggle("no-screen", !hasScreen);
-  for (const track of player.tracks) {
-    track.element.addEventListener("error", () => {
-      if (track.element.error) console.warn("replay: cannot play", track.source, track.element.error.message);
-    });
-    track.element.addEventListener("loadedmetadata", () => sync(true));
-  }
+  buildTracks();
   $("play").addEventListener("click", () => (player.playing ? pause() : play()));
   const seekInput = $("seek");
   seekInput.addEventListener("input", () => { player.seeking = true; $("now").textContent = hms(Number(seekInput.value)); });

@@ -17,15 +17,23 @@ export class RecordedStream {
    * @param {HTMLVideoElement} video
    * @param {string} url the signed URL of main.m3u8 or screen.m3u8
    * @param {() => void} onReady called once the segments' times are known (the page positions the video)
+   * @param {() => void} onFail called once if the stream cannot be played (the page plays the files instead)
    */
-  constructor(video, url, onReady) {
+  constructor(video, url, onReady, onFail) {
     this.video = video;
     this.url = url;
     this.native = !Hls.isSupported();
     this.frags = null; // [{start, end, pdt, pdtEnd}] in seconds, in media order
     this.hls = null;
+    this.failed = false;
+    const fail = () => {
+      if (this.failed) return;
+      this.failed = true;
+      onFail();
+    };
     if (this.native) {
       video.src = url;
+      video.addEventListener("error", fail, { once: true });
       video.addEventListener("loadedmetadata", () => {
         const start = video.getStartDate ? video.getStartDate().getTime() : NaN;
         if (!Number.isFinite(start) || !Number.isFinite(video.duration)) return;
@@ -47,7 +55,9 @@ export class RecordedStream {
       if (first) onReady();
     });
     hls.on(Hls.Events.ERROR, (_e, data) => {
-      if (data.fatal) console.warn("replay: the stream failed", url, data.details);
+      if (!data.fatal) return;
+      console.warn("replay: the stream failed", url, data.details);
+      fail();
     });
     hls.loadSource(url);
     hls.attachMedia(video);
@@ -80,6 +90,7 @@ export class RecordedStream {
   }
 
   destroy() {
+    this.failed = true; // (nothing of it is reported any more)
     if (this.hls) this.hls.destroy();
     this.video.removeAttribute("src");
     this.video.load();

@@ -109,3 +109,34 @@ def test_blocking_reloads_and_the_hinted_part_go_to_sanke_once_for_every_viewer(
             assert r.status_code == 200 and r.content == camera.part_bytes(1, 2)
 
     asyncio.run(scenario())
+
+
+def test_nginx_serves_the_ended_stream_at_the_lessons_link_and_a_recordings_stream_behind_its_own(
+        nginx: str, app: Any, settings: Any) -> None:
+    """After 下课 the lesson's link serves the whole lesson (main.m3u8 lists vod.m3u8); a recording's prefix
+    serves that recording's stream from the disk, and no other recording's."""
+    from tests.server.api.routes.test_recordings_stream import keep_stream
+
+    recording = 7
+    folder = hls_files.recording_folder(settings.data_dir, LESSON, recording)
+    keep_stream(folder)
+    hls_files.point_lesson(settings.data_dir, LESSON, folder.parent)
+    for prefix in (real_prefix(), hls_sign.sign(LESSON, hls_sign.expiry(int(time.time()), 3600), SECRET,
+                                                recording).prefix):
+        main = httpx.get(nginx + prefix + "main.m3u8")
+        assert main.status_code == 200 and main.headers["content-type"].startswith("application/vnd.apple.mpegurl")
+        assert [v.uri for v in m3u8.loads(main.text).playlists] == ["camera/vod.m3u8"]
+        vod = m3u8.loads(httpx.get(nginx + prefix + "camera/vod.m3u8").text)
+        assert vod.is_endlist and [s.uri for s in vod.segments] == ["s0.m4s", "s1.m4s"]
+        r = httpx.get(nginx + prefix + "camera/s1.m4s")
+        assert r.status_code == 200 and r.content == b"camera 1" and r.headers["cache-control"] == hls_files.CACHE_MEDIA
+        assert r.headers["access-control-allow-origin"] == "*"
+    good = hls_sign.sign(LESSON, hls_sign.expiry(int(time.time()), 3600), SECRET, recording).prefix
+    other = hls_sign.sign(LESSON, hls_sign.expiry(int(time.time()), 3600), SECRET, recording + 1).prefix
+    expired = hls_sign.sign(LESSON, int(time.time()) - 5, SECRET, recording).prefix
+    lesson_sig = real_prefix().split("/")[4]
+    _, _, _, rpart, expires, _, _ = good.split("/")
+    for refused in (other.replace(f"/r{recording + 1}/", f"/r{recording}/"), expired,
+                    f"/hls/{LESSON}/{rpart}/{expires}/{lesson_sig}/"):
+        for file in ("main.m3u8", "camera/s1.m4s"):
+            assert httpx.get(nginx + refused + file).status_code == 403, refused + file

@@ -75,7 +75,8 @@ class StreamOut(BaseModel):
     behind a signed prefix good for that recording alone; the URIs inside the playlists are relative."""
 
     main_url: str
-    """``<prefix>main.m3u8``: the camera with the sound."""
+    """``<prefix>main.m3u8``: the camera with the sound (after ``SANKE_HLS_BASE_URL`` when the streams are served
+    from another origin)."""
     screen_url: str | None
     """``<prefix>screen.m3u8``: the shared screen, when it was shared."""
     expires_at: int
@@ -308,8 +309,9 @@ def _stream_out(request: Request, settings: Settings, row: Recording) -> StreamO
     if origin is None:
         return None
     link = recording_link(request, row.instance_id, row.id, MEDIA_TOKEN_SECONDS)
-    return StreamOut(main_url=link.prefix + "main.m3u8",
-                     screen_url=link.prefix + "screen.m3u8" if (folder / "screen.m3u8").is_file() else None,
+    base = (settings.hls_base_url or "").rstrip("/") + link.prefix  # an origin serving the streams, as the lesson's
+    return StreamOut(main_url=base + "main.m3u8",
+                     screen_url=base + "screen.m3u8" if (folder / "screen.m3u8").is_file() else None,
                      expires_at=link.expires, program_date_time=round(origin, 3))
 
 

@@ -111,3 +111,14 @@ def test_a_recording_that_keeps_its_ended_stream_hands_out_a_prefix_for_it_alone
         assert r.status_code == 403 and "/hls/" not in r.text, user.username
     # another lesson's recording (no stream) plays its files
     assert details(client, auth, world.urban_admin, rec["dedicated"])["segments"][0]["stream"] is None
+
+
+def test_with_an_origin_for_the_streams_a_recordings_stream_is_served_from_it(
+        client, world, auth, session_factory, settings, monkeypatch) -> None:
+    rec = setup(client, world, auth, session_factory, settings)
+    with session_factory() as s:
+        lesson = s.get(Recording, rec["famous"]).instance_id
+    keep_stream(hls_files.recording_folder(settings.data_dir, lesson, rec["famous"]))
+    monkeypatch.setattr(settings, "hls_base_url", "https://live.example.edu.cn/")
+    stream = details(client, auth, world.student, rec["famous"])["segments"][0]["stream"]
+    assert stream["main_url"].startswith(f"https://live.example.edu.cn/hls/{lesson}/r{rec['famous']}/")

@@ -94,8 +94,11 @@ RECORDED_SOURCES = ("camera", "screen", "microphone")
 MEDIA_TOPIC = "media"
 """Bus topic of link-quality samples (for the online-teaching records)."""
 
-_ERRORS = {"bad_sdp": ErrorCode.bad_sdp, "bad_candidate": ErrorCode.bad_candidate, "not_allowed": ErrorCode.not_allowed}
-_REFUSED = {ErrorCode.bad_sdp: "SDP 无法应用，请重新协商", ErrorCode.bad_candidate: "ICE 候选地址无法使用"}
+_ERRORS = {"bad_sdp": ErrorCode.bad_sdp, "bad_candidate": ErrorCode.bad_candidate, "not_allowed": ErrorCode.not_allowed,
+           "seats_full": ErrorCode.seats_full}
+SEATS_FULL_ZH = "本节课的实时观看席位已满：有人离开后自动为你接通画面和声音，举手和聊天照常可用"
+_REFUSED = {ErrorCode.bad_sdp: "SDP 无法应用，请重新协商", ErrorCode.bad_candidate: "ICE 候选地址无法使用",
+            ErrorCode.seats_full: SEATS_FULL_ZH}
 """The zh-CN text of a refused media request by code; any other: the media service is unavailable."""
 
 WORKER_WAIT_S = 20.0
@@ -175,6 +178,8 @@ class LessonMedia:
         """``{id, directory, hls}`` once the lesson's recording started (``MediaService.recordings``); ``hls``:
         the recording is also the lesson's LL-HLS stream (``media.hls``, in ``directory``/hls)."""
         self.hls_refused: dict[str, str] = {}
+        self.seatless: set[str] = set()
+        """Home students refused a WebRTC seat (``seats_full``) until one is free."""
         """Source → why the media worker streams it by no HLS (a VP8 camera or screen), zh-CN."""
         self._not_recorded = False
         self.gap: _Gap | None = None
@@ -277,7 +282,7 @@ class LessonMedia:
         home = pool.worker_for(self.router_id)
         workers = pool.live_workers()
         need = max(1, len(self._consumer_specs(p)))
-        if len(workers) < 2 or home.consumer_count + need <= limit:
+        if home.consumer_count + need <= limit:
             home.consumers[(self.router_id, tid)] = need
             return self.router_id
         spanned = {self._span_index(r) for r in self.spans}
@@ -288,6 +293,11 @@ class LessonMedia:
             return limit - h.consumer_count if advertised is None else advertised
 
         fits = [h for h in workers if h is not home and room_on(h) >= need]
+        if not fits and self._seats_capped(p):
+            raise ChannelError("seats_full", SEATS_FULL_ZH)
+        if len(workers) < 2:
+            home.consumers[(self.router_id, tid)] = need
+            return self.router_id
         if fits:  # this node's workers before another node's, one the lesson spans already before a new one,
             # then the one with the most headroom
             best = min(fits, key=lambda h: (h.remote is not None, h.index not in spanned, -room_on(h), h.index))
@@ -303,6 +313,16 @@ class LessonMedia:
         except BaseException:
             best.consumers.pop(key, None)
             raise
+
+    def _seats_capped(self, p: Participant) -> bool:
+        """The home students of a 名校网络课堂 whose live stream was refused (its main classroom sends VP8,
+        ``stream_refused``) are an audience that should have watched the stream and now needs WebRTC seats: when
+        every worker is full, such a student gets none (``seats_full``), so the node's forwarding stays within
+        what its workers carry and the classrooms keep theirs.  Everyone else — the classrooms, observers, a
+        student on stage, the students of any other lesson — is placed on the least loaded worker as always."""
+        room = self.room
+        return (p.role is LessonRole.student and room is not None and room.on_stage != p.participant_id
+                and TrackSource.camera.value in room.stream_refusals())
 
     def _note(self, router_id: str, tid: str, count: int) -> None:
         """The worker of ``router_id`` carries ``count`` consumers on ``tid`` now (placement's headroom)."""
@@ -466,6 +486,7 @@ class LessonMedia:
         self.announced.pop(pid, None)
         self.subscriptions.pop(pid, None)
         self.samples.pop(pid, None)
+        self.seatless.discard(pid)
         for key in [k for k in self._restarted_at if k[0] == pid]:
             del self._restarted_at[key]
         if self.gap is not None:  # nobody waits for the connections of someone who left
@@ -856,7 +877,17 @@ class LessonMedia:
         specs = self._consumer_specs(p)
         if not specs and p.participant_id not in self.transports:
             return
-        tid = await self._transport(p, "recv")
+        try:
+            tid = await self._transport(p, "recv")
+        except ChannelError as exc:
+            if exc.code != "seats_full":
+                raise
+            # told once; tried again whenever the subscribers are synced (someone left: a seat may be free)
+            if p.participant_id not in self.seatless and self.room is not None:
+                self.seatless.add(p.participant_id)
+                self.room.error(p, ErrorCode.seats_full, SEATS_FULL_ZH, None)
+            return
+        self.seatless.discard(p.participant_id)
         result = await self._at(tid, "transport.set_consumers", {"consumers": specs})
         self._note(self.transport_router.get(tid, self.router_id), tid, len(specs))
         if result.get("offer"):

@@ -122,6 +122,10 @@ class ErrorCode(StrEnum):
     bad_candidate = "bad_candidate"
     """An ``ice_candidate`` that is malformed: a field missing or of the wrong type, or a candidate line that
     is not RFC 8839 grammar (``media.candidate``)."""
+    seats_full = "seats_full"
+    """A home student of a streamed 名校网络课堂 gets no WebRTC seat: every media worker of the node is full.
+    Sent once, without ``request_id``; the student's subscriptions are kept and connected as soon as a seat is
+    free (an ``offer`` then arrives).  Hand raising and chat work meanwhile."""
     rate_limited = "rate_limited"
     """Too many messages (chat, raise hand, ...) in a short time."""
     internal = "internal"

@@ -459,7 +459,7 @@ class Room:
     def room_state(self) -> RoomStateInfo:
         return RoomStateInfo(instance_id=self.instance_id, live=self.live, on_stage=self.on_stage,
                              muted_all=self.muted_all, hands_raised=list(self.hands),
-                             stream_refused=self._current_stream_refusals())
+                             stream_refused=self.stream_refusals())
 
     def stream_refused(self, source: str, reason: str) -> None:
         """The HLS stream cannot carry this source of the main classroom (told by the media side): every
@@ -471,7 +471,8 @@ class Room:
         self._stream_refusals[(main.participant_id, source)] = reason
         self._broadcast(RoomUpdated(room=self.room_state()))
 
-    def _current_stream_refusals(self) -> dict[str, str]:
+    def stream_refusals(self) -> dict[str, str]:
+        """Source → the zh-CN reason the stream cannot carry it, for the main classroom's current publications."""
         self._drop_stale_refusals()
         return {source: reason for (_, source), reason in self._stream_refusals.items()}
 

@@ -65,7 +65,10 @@ def test_a_lesson_bigger_than_one_worker_is_served_across_two(lesson: Lesson, ap
         recv_b = await lesson.join(w.assistant)
         observer = await lesson.join(w.researcher_a)
         student = await lesson.join(w.student)
-        await main.publish({"camera": ColorTrack(RED), "screen": ColorTrack(GREY), "microphone": ToneTrack()})
+        # (H.264, as a famous-school main classroom sends: its stream is not refused, so the home student gets
+        # a WebRTC seat even when every worker is full)
+        await main.publish({"camera": ColorTrack(RED), "screen": ColorTrack(GREY), "microphone": ToneTrack()},
+                           video_codec="video/H264")
         await recv_a.publish({"camera": ColorTrack(GREEN)})
         await recv_b.publish({"camera": ColorTrack(BLUE)})
         m = main.participant_id

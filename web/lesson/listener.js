@@ -147,7 +147,11 @@ class ListenerPage {
     const myQuality = qualityDot();
     fill($("my-quality"), myQuality);
     lc.on("localquality", (q) => setQuality(myQuality, q.quality));
-    lc.on("error", (m) => toast(m.message || m.code, "error"));
+    lc.on("error", (m) => {
+      // no WebRTC seat left (a streamed lesson whose stream is refused): said until the server connects us
+      if (m.code === "seats_full") { this.seatsFull = true; this.showMode(); }
+      toast(m.message || m.code, m.code === "seats_full" ? "warn" : "error");
+    });
     fill($("chat-box"), chatPanel(lc));
     // a home student whose series may put them on the stream: no media until that is decided
     if (this.cfg.kind === "student" && this.lesson.kind === "famous_school" && this.lesson.stream_from != null) this.mode = "deciding";
@@ -228,8 +232,9 @@ class ListenerPage {
     const label = $("watch-mode");
     if (!label || this.cfg.kind !== "student" || this.lesson.kind !== "famous_school") return;
     label.hidden = this.mode !== "stream" && this.mode !== "webrtc";
-    label.textContent = this.mode === "stream" ? "直播流" : "实时互动";
-    label.dataset.mode = this.mode;
+    const full = this.mode === "webrtc" && this.seatsFull;
+    label.textContent = this.mode === "stream" ? "直播流" : full ? "实时观看席位已满，有空位后自动接通" : "实时互动";
+    label.dataset.mode = full ? "seats-full" : this.mode;
   }
 
   async toStream() {
@@ -328,6 +333,7 @@ class ListenerPage {
   onTrack(t) {
     const lc = this.lc;
     if (this.mode !== "webrtc") return; // the stream plays (the switch unsubscribes these)
+    if (this.seatsFull) { this.seatsFull = false; this.showMode(); } // a seat became free
     if (t.source === "microphone") { playAudio(t.key, t.track); return; }
     if (t.participantId === "stage") showVideo($("stage-video"), t.stream);
     else if (t.source === "camera") showVideo($("teacher-video"), t.stream);

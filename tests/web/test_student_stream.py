@@ -201,6 +201,18 @@ def test_without_a_stream_or_a_policy_the_student_watches_by_webrtc(
         js_poll(student, "window.sankeStream && window.sankeStream.mode === 'webrtc'")
         assert student.inner_text("#watch-mode") == "实时互动"
         student.close()
+    # no WebRTC seat left (the server's error as tests/media/test_seats.py gets it): the page says so until
+    # a track arrives
+    student = student_page(web_server, open_page, lesson["id"])
+    wait_joined(student, js_poll)
+    js_poll(student, f"({STATS_JS})().then((s) => (s['{main}/camera'] || {{}}).frames > 0)", timeout=15)
+    student.evaluate("""() => window.sankeLesson._onMessage({type: "error", seq: 0, code: "seats_full",
+        message: "本节课的实时观看席位已满：有人离开后自动为你接通画面和声音，举手和聊天照常可用"})""")
+    assert student.inner_text("#watch-mode") == "实时观看席位已满，有空位后自动接通"
+    assert "席位已满" in student.inner_text("body")  # the toast too
+    student.evaluate("() => window.sankeLesson._emit('track', {source: 'camera', participantId: 'x', stream: null})")
+    js_poll(student, "document.getElementById('watch-mode').textContent === '实时互动'")
+    student.close()
 
 
 @pytest.mark.parametrize("viewport", [(390, 844), (844, 390)], ids=["portrait", "landscape"])

@@ -448,12 +448,14 @@ class HlsEgress:
         writer had listed."""
         for folder in sorted(self.directory.iterdir()):
             name = folder.name
-            if name in self.renditions or not (folder / "vod.m3u8").is_file():
+            known = self.renditions.get(name)
+            if (known is not None and known.running) or not (folder / "vod.m3u8").is_file():
                 continue
             video = name.split("-")[0] in VIDEO_SOURCES
             before = self._before.get(name)
             if (video and before is None) or (not video and name != "audio"):
                 continue  # a folder the multivariant playlists never listed
+            # (or made again here, its source back without a picture it could start on)
             rendition = self._rendition(name, "video" if video else "audio", VIDEO_TIMESCALE if video else AAC_RATE)
             if before is not None:
                 rendition.codecs, rendition.width, rendition.height = before.codecs, before.width, before.height

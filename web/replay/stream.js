@@ -23,7 +23,8 @@ export class RecordedStream {
     this.video = video;
     this.url = url;
     this.native = !Hls.isSupported();
-    this.frags = null; // [{start, end, pdt, pdtEnd}] in seconds, in media order
+    this.fragments = null; // hls.js's segments of the playing level (start, duration, programDateTime)
+    this.nativeFrags = null;
     this.hls = null;
     this.failed = false;
     const fail = () => {
@@ -37,7 +38,7 @@ export class RecordedStream {
       video.addEventListener("loadedmetadata", () => {
         const start = video.getStartDate ? video.getStartDate().getTime() : NaN;
         if (!Number.isFinite(start) || !Number.isFinite(video.duration)) return;
-        this.frags = [{ start: 0, end: video.duration, pdt: start / 1000, pdtEnd: start / 1000 + video.duration }];
+        this.nativeFrags = [{ start: 0, end: video.duration, pdt: start / 1000, pdtEnd: start / 1000 + video.duration }];
         onReady();
       }, { once: true });
       return;
@@ -46,12 +47,9 @@ export class RecordedStream {
     this.hls = hls;
     hls.on(Hls.Events.LEVEL_LOADED, (_e, data) => {
       const fragments = (data.details && data.details.fragments) || [];
-      const frags = fragments.filter((f) => f.programDateTime !== null && f.programDateTime !== undefined)
-        .map((f) => ({ start: f.start, end: f.start + f.duration, pdt: f.programDateTime / 1000,
-                       pdtEnd: f.programDateTime / 1000 + f.duration }));
-      if (!frags.length) return;
-      const first = this.frags === null;
-      this.frags = frags;
+      if (!fragments.some((f) => Number.isFinite(f.programDateTime))) return;
+      const first = this.fragments === null;
+      this.fragments = fragments;  // hls.js corrects their starts to the media's own times as it parses them
       if (first) onReady();
     });
     hls.on(Hls.Events.ERROR, (_e, data) => {
@@ -64,7 +62,15 @@ export class RecordedStream {
   }
 
   get ready() {
-    return this.frags !== null;
+    return this.nativeFrags !== null || this.fragments !== null;
+  }
+
+  /** [{start, end, pdt, pdtEnd}] in seconds, in media order, or null before they are known. */
+  get frags() {
+    if (this.nativeFrags || !this.fragments) return this.nativeFrags;
+    return this.fragments.filter((f) => Number.isFinite(f.programDateTime))
+      .map((f) => ({ start: f.start, end: f.start + f.duration, pdt: f.programDateTime / 1000,
+                     pdtEnd: f.programDateTime / 1000 + f.duration }));
   }
 
   /**
@@ -73,8 +79,9 @@ export class RecordedStream {
    * it), or null after the last one.
    */
   mediaAt(wall) {
-    if (!this.frags) return null;
-    for (const f of this.frags) {
+    const frags = this.frags;
+    if (!frags) return null;
+    for (const f of frags) {
       // its first picture: a hair after its start (at the start itself, the end of the segment before shows)
       if (wall < f.pdt) return { time: f.start + FIRST_PICTURE_S, inside: false, wait: f.pdt - wall };
       if (wall < f.pdtEnd) return { time: f.start + (wall - f.pdt), inside: true, wait: 0 };
@@ -84,8 +91,9 @@ export class RecordedStream {
 
   /** The stream's instant (Unix seconds) the video shows at `time`, or null. */
   wallAt(time) {
-    if (!this.frags) return null;
-    const f = this.frags.find((x) => time >= x.start && time < x.end) || this.frags[this.frags.length - 1];
+    const frags = this.frags;
+    if (!frags || !frags.length) return null;
+    const f = frags.find((x) => time >= x.start && time < x.end) || frags[frags.length - 1];
     return time >= f.start && time <= f.end + 0.1 ? f.pdt + (time - f.start) : null;
   }
 

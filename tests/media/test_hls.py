@@ -17,7 +17,7 @@ import av
 import pytest
 
 from media.cmaf import init_segment
-from media.hls import OpusToAac, Rendition
+from media.hls import HlsEgress, OpusToAac, Rendition
 from media.producer import Producer
 from media.recorder import RoomRecorder
 from tests.media.hls_checks import aac_tone, check_media_playlist, concat, decode_video, pdt, playlist
@@ -377,6 +377,40 @@ def test_after_a_workers_death_the_ended_stream_lists_every_segment_of_every_ren
     (variant,) = main.playlists
     assert variant.uri == "camera/vod.m3u8" and variant.stream_info.codecs.endswith(",mp4a.40.2")
     assert [(m.type, m.uri) for m in main.media] == [("AUDIO", "audio/vod.m3u8")]
+
+
+def test_a_stream_left_by_a_dead_worker_is_ended_by_an_egress_made_on_its_folder(tmp_path: Path) -> None:
+    """Nothing resumed the stream (the lesson ended with the worker): an ``HlsEgress`` made on the folder and
+    finished at once ends every rendition the dead worker began and lists the whole stream."""
+    hls = tmp_path / "hls"
+
+    async def main() -> None:
+        pub = Publisher(FakeTransport())
+        rec = recorder(tmp_path)
+        rec.want([pub.cam, pub.mic])
+        await publish(pub, 4.5, 10.0, lambda t: RED)
+        await until("two segments of each written", lambda: complete_segments(hls / "camera" / "vod.m3u8") >= 2
+                    and complete_segments(hls / "audio" / "vod.m3u8") >= 2, 10)
+        rec.hls = None  # the worker dies
+        for writer in rec.writers.values():
+            writer.hls = writer._hls_track = None
+        await rec.stop()
+
+    run(main())
+    before = {name: [s.uri for s in playlist(hls / name / "vod.m3u8").segments] for name in ("camera", "audio")}
+    live_main = playlist(hls / "main.m3u8")
+    summary = HlsEgress(hls).finish()
+    assert set(summary["renditions"]) == {"camera", "audio"}
+    for name in ("camera", "audio"):
+        vod = playlist(hls / name / "vod.m3u8")
+        assert vod.is_endlist and vod.playlist_type == "vod" and [s.uri for s in vod.segments] == before[name]
+        assert playlist(hls / name / "index.m3u8").is_endlist
+    main = playlist(hls / "main.m3u8")
+    assert [v.uri for v in main.playlists] == ["camera/vod.m3u8"] and [m.uri for m in main.media] == ["audio/vod.m3u8"]
+    (variant,) = main.playlists  # as the dead worker described it
+    (was,) = live_main.playlists
+    assert (variant.stream_info.codecs, variant.stream_info.resolution) == (was.stream_info.codecs,
+                                                                            was.stream_info.resolution)
 
 
 def complete_segments(path: Path) -> int:

@@ -151,6 +151,8 @@ def test_a_famous_school_recording_replays_from_its_stream_on_one_clock(
     page.on("request", lambda r: requests.append(r.url))
     page.reload()
     js_poll(page, "document.getElementById('total').textContent === '00:08'")
+    # before play: the stream's first picture under the poster
+    js_poll(page, f"(() => {{ const c = ({READ_CODES_JS})(); return c[0] !== null && c[0] <= 2; }})()", timeout=15)
 
     page.click("#play")  # the camera with the sound and the screen from the stream, on one clock
     js_poll(page, "['v-camera', 'v-screen'].every((id) => { const m = document.getElementById(id);"

@@ -15,6 +15,7 @@ from server.api.routes import (
     pairings,
     patrol,
     period_schemes,
+    quizzes,
     recordings,
     records,
     regions,
@@ -30,5 +31,5 @@ from server.api.routes import (
 api_router = APIRouter()
 for module in (auth, regions, schools, classrooms, users, pairings, terms, period_schemes, series, lessons,
                audit, timetable, demand_orders, patrol, records, reports, recordings, hls, nodes,
-               webhooks):
+               webhooks, quizzes):
     api_router.include_router(module.router)

@@ -68,6 +68,7 @@ from scheduler.room_weight import lesson_weight
 from server.core.config import Settings
 from server.core.placement import NoNodeError
 from server.core.security import JoinClaims, TokenError, decode_join_token
+from signaling import quiz
 from signaling.messages import (
     Error,
     ErrorCode,
@@ -572,6 +573,7 @@ async def _read(ws: WebSocket, conn: Connection, instance_id: int, state: dict[s
             except Exception:  # the token stays used and bound to nothing: it admits nobody again
                 log.exception("signaling: binding a join token in lesson %s failed", instance_id)
         state["slot"].release()  # joined: no longer one of its address's unjoined sockets
+        await quiz.send_current(ws.app.state.session_factory, room, participant)  # a reload gets it back
         break
     # --- joined: every reply goes through the session, which numbers and keeps it
     while True:
@@ -591,7 +593,10 @@ async def _read(ws: WebSocket, conn: Connection, instance_id: int, state: dict[s
             participant.send(Error(code=exc.code, message=exc.message_zh, request_id=exc.request_id))
             continue
         try:
-            room.handle(participant, msg)
+            if isinstance(msg, quiz.QUIZ_MESSAGES):  # stored before it is acked: awaited here
+                await quiz.handle(ws.app.state.session_factory, room, participant, msg)
+            else:
+                room.handle(participant, msg)
         except Exception:
             log.exception("signaling: %s failed in room %s", msg.type, instance_id)
             participant.send(Error(code=ErrorCode.internal, message="服务器内部错误，操作未执行",

@@ -292,6 +292,55 @@ class IceServer(_Part):
     credential: Annotated[str, StringConstraints(max_length=256)] | None = None
 
 
+class QuizKind(StrEnum):
+    """The kind of a quick-quiz question (随堂测)."""
+
+    single = "single"
+    multiple = "multiple"
+    true_false = "true_false"
+
+
+class QuizQuestionDraft(_Part):
+    """A question typed live on the teacher's page (``quiz_start.question``).  Only the types are checked
+    here; the bounds (2 to 8 options, lengths, right options) are ``scheduler.quizzes.validate``'s, which
+    answers a zh-CN ``error`` ``bad_message`` naming what is wrong."""
+
+    kind: QuizKind
+    text: Annotated[str, StringConstraints(max_length=2000)]
+    options: list[Annotated[str, StringConstraints(max_length=500)]] = Field(default_factory=list, max_length=26)
+    """Ignored for ``true_false`` (its options are 正确 and 错误)."""
+    correct: list[int] = Field(default_factory=list, max_length=26)
+    """Indexes of the right options; empty: a poll."""
+
+
+class QuizQuestionInfo(_Part):
+    """A question as the room shows it."""
+
+    question_id: DbId
+    kind: QuizKind
+    text: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+    options: list[Annotated[str, StringConstraints(min_length=1, max_length=100)]] = Field(min_length=2, max_length=8)
+    correct: list[int] | None = Field(default=None, max_length=8)
+    """The right options: to the main classroom and observers always, to those who answer once it closed
+    (``null`` while it is open; ``[]`` for a poll)."""
+    open: bool
+    """Answers are taken."""
+
+
+class QuizAnswerLine(_Part):
+    """One answer in ``quiz_results``: of a receiving classroom (``classroom_id``) or a home student."""
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    role: Literal["receiving", "student"]
+    user_id: DbId
+    classroom_id: DbId | None = None
+    choices: list[int] = Field(min_length=1, max_length=8)
+    right: bool | None = None
+    """``null`` for a poll."""
+    ts: EpochMs
+    """When the answer (its last change) was given."""
+
+
 # --------------------------------------------------------------------------- client → server
 
 
@@ -458,6 +507,38 @@ class LinkQualityReport(_ClientBase):
     rtt_ms: int = Field(ge=0, le=60_000)
     jitter_ms: int = Field(ge=0, le=60_000)
     bitrate_kbps: int = Field(ge=0, le=1_000_000)
+
+
+class QuizStart(_ClientBase):
+    """Main → server: push a quick-quiz question (随堂测) to the room: a prepared one of the lesson
+    (``question_id``, ``POST /lessons/{id}/quiz-questions``) or one typed live (``question``), not both.
+    Refused while another question is open."""
+
+    type: Literal["quiz_start"] = "quiz_start"
+    question_id: DbId | None = None
+    question: QuizQuestionDraft | None = None
+
+    @model_validator(mode="after")
+    def _one_question(self) -> "QuizStart":
+        if (self.question_id is None) == (self.question is None):
+            raise ValueError("exactly one of question_id and question")
+        return self
+
+
+class QuizAnswer(_ClientBase):
+    """Receiving classroom or home student → server: answer the open question (one option, several for a
+    multiple-choice one).  Answering again before it closes replaces the answer.  Acked once stored."""
+
+    type: Literal["quiz_answer"] = "quiz_answer"
+    question_id: DbId
+    choices: list[int] = Field(min_length=1, max_length=26)
+
+
+class QuizClose(_ClientBase):
+    """Main → server: close the open question; no more answers, the right options go to everyone."""
+
+    type: Literal["quiz_close"] = "quiz_close"
+    question_id: DbId
 
 
 class Ping(_ClientBase):
@@ -651,6 +732,32 @@ class LinkQualityUpdate(_ServerBase):
     bitrate_kbps: int = Field(ge=0, le=1_000_000)
 
 
+class Quiz(_ServerBase):
+    """Server → each receiving classroom and home student: the quiz question now (pushed, closed) with the
+    recipient's own answer; after ``joined`` or ``resumed`` too while one is open (a reloaded page gets its
+    question and answer back)."""
+
+    type: Literal["quiz"] = "quiz"
+    question: QuizQuestionInfo
+    my_choices: list[int] | None = Field(default=None, max_length=8)
+    """What this classroom or student answered (``null``: not yet)."""
+
+
+class QuizResults(_ServerBase):
+    """Server → the main classroom and observers: the results of the question, after it is pushed, after
+    each answer and when it closes; after ``joined`` or ``resumed`` too while one is open."""
+
+    type: Literal["quiz_results"] = "quiz_results"
+    question: QuizQuestionInfo
+    counts: list[int] = Field(max_length=8)
+    """Per option, the answers that picked it."""
+    answered: int = Field(ge=0)
+    correct_share: float | None = Field(default=None, ge=0.0, le=1.0)
+    """Right answers over answers; ``null`` for a poll or before any answer."""
+    answers: list[QuizAnswerLine] = Field(default_factory=list, max_length=5000)
+    """Who answered what, in the order of their last answer."""
+
+
 class Pong(_ServerBase):
     """Server → client, the reply to ``ping``: echoes ``ts`` and adds the server's clock."""
 
@@ -725,14 +832,15 @@ class ServerLeave(_ServerBase):
 
 ClientMessage = Annotated[
     Join | Offer | Answer | IceCandidate | Publish | Unpublish | UpdateSubscriptions | SetMuted
-    | SetOnStage | Mute | MuteAll | RaiseHand | Chat | LinkQualityReport | Ping | Leave | MediaRestart,
+    | SetOnStage | Mute | MuteAll | RaiseHand | Chat | LinkQualityReport | Ping | Leave | MediaRestart
+    | QuizStart | QuizAnswer | QuizClose,
     Field(discriminator="type"),
 ]
 ServerMessage = Annotated[
     Joined | Resumed | ParticipantJoined | ParticipantLeft | ParticipantUpdated | RoomUpdated
     | ServerOffer | ServerAnswer | ServerIceCandidate | OnStageChanged | Muted | HandRaised
     | ChatMessage | LinkQualityUpdate | Pong | Ack | Error | ServerLeave | LayersWanted | ServerMediaRestart
-    | Redirect | RoomMoving,
+    | Redirect | RoomMoving | Quiz | QuizResults,
     Field(discriminator="type"),
 ]
 
@@ -863,6 +971,10 @@ def allowed(role: LessonRole, msg: ClientMessage, on_stage: bool, listen_only: b
     - a home student: chat and raise hand; camera and microphone only while on stage
       (it may offer and unpublish at any time, to tear its tracks down after leaving the stage);
     - an observer: receives only; no publishing, chat or hand.
+
+    The quick quiz: only the main classroom starts and closes a question (``quiz_start``, ``quiz_close``);
+    receiving classrooms (listen-only ones too) and home students answer (``quiz_answer``); observers see
+    the results only.
     """
     role = LessonRole(role)
     if isinstance(msg, _ANY_ROLE):
@@ -887,4 +999,8 @@ def allowed(role: LessonRole, msg: ClientMessage, on_stage: bool, listen_only: b
         return ErrorCode.not_allowed
     if isinstance(msg, Chat):
         return None if role is not LessonRole.observer else ErrorCode.not_allowed
+    if isinstance(msg, (QuizStart, QuizClose)):
+        return None if role is LessonRole.main else ErrorCode.not_allowed
+    if isinstance(msg, QuizAnswer):
+        return None if role in (LessonRole.receiving, LessonRole.student) else ErrorCode.not_allowed
     return ErrorCode.not_allowed  # a message type added without a rule is refused, not let through

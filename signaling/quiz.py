@@ -1,0 +1,214 @@
+"""The quick quiz (随堂测) over the lesson socket: ``quiz_start``, ``quiz_answer`` and ``quiz_close`` in,
+``quiz`` and ``quiz_results`` out.
+
+The database is the quiz's state (``scheduler.quizzes``): each message is applied there, committed, and only
+then answered (``ack``) and told to the room, so an acknowledged answer survives a restart of the server or a
+move of the room to another node; a page that joins or resumes while a question is open gets it back
+(``send_current``) with its own answer.  The endpoint (``signaling.endpoint``) awaits ``handle`` for these
+messages instead of ``Room.handle``; one room's quiz messages are applied one at a time (a lock per room),
+so the results a main classroom receives never go back in time.
+
+Who gets what: receiving classrooms and home students get ``quiz`` (the question, its right options once it
+closed, their own answer); the main classroom and observers get ``quiz_results`` (everything).  Roles are
+checked by ``signaling.messages.allowed``; input by ``scheduler.quizzes.validate`` (zh-CN ``error``).
+
+Must not: hold quiz state in the room (the room knows nothing of the quiz) or block the event loop (the
+database work runs in the thread pool).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from scheduler import clock, quizzes
+from scheduler.errors import Invalid, InvalidState, NotFound
+from scheduler.models import Classroom
+from signaling.messages import (
+    ErrorCode,
+    LessonRole,
+    Quiz,
+    QuizAnswer,
+    QuizAnswerLine,
+    QuizClose,
+    QuizQuestionInfo,
+    QuizResults,
+    QuizStart,
+    allowed,
+)
+from signaling.room import NOT_ALLOWED_ZH, Participant, Room
+
+log = logging.getLogger(__name__)
+
+QUIZ_MESSAGES = (QuizStart, QuizAnswer, QuizClose)
+SessionFactory = Callable[[], Session]
+
+_locks: weakref.WeakKeyDictionary[Room, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def _lock(room: Room) -> asyncio.Lock:
+    lock = _locks.get(room)
+    if lock is None:
+        lock = _locks[room] = asyncio.Lock()
+    return lock
+
+
+def _epoch_ms(t: datetime) -> int:
+    return int(t.replace(tzinfo=clock.zone()).timestamp() * 1000)
+
+
+def _answerer(p: Participant) -> str | None:
+    role = LessonRole(p.role).value
+    if role not in quizzes.ANSWERING_ROLES:
+        return None
+    return quizzes.answerer_of(role, p.user_id, p.classroom_id)
+
+
+def _watches(p: Participant) -> bool:
+    return p.role in (LessonRole.main, LessonRole.observer)
+
+
+def _info(r: quizzes.Results, *, reveal: bool) -> QuizQuestionInfo:
+    q = r.question
+    return QuizQuestionInfo(question_id=q.id, kind=q.kind.value, text=q.text, options=list(q.options),
+                            correct=list(q.correct) if reveal or not r.open else None, open=r.open)
+
+
+def results_message(r: quizzes.Results) -> QuizResults:
+    return QuizResults(
+        question=_info(r, reveal=True), counts=r.counts, answered=r.answered, correct_share=r.correct_share,
+        answers=[QuizAnswerLine(name=a.name, role=a.role, user_id=a.user_id, classroom_id=a.classroom_id,
+                                choices=a.choices, right=a.right, ts=_epoch_ms(a.answered_at)) for a in r.answers])
+
+
+def _mine(r: quizzes.Results, answerer: str) -> list[int] | None:
+    for a in r.answers:
+        if a.answerer == answerer:
+            return a.choices
+    return None
+
+
+def _tell(room: Room, r: quizzes.Results, *, only: str | None = None) -> None:
+    """``quiz_results`` to the main classroom and observers; ``quiz`` to those who answer (all of them, or
+    the sessions of the answerer ``only``: a classroom's terminal and its assistant both)."""
+    if room.closed:
+        return
+    watched = results_message(r)
+    info = _info(r, reveal=False)
+    shared: Quiz | None = None
+    for p in list(room.participants.values()):
+        if _watches(p):
+            p.send(watched)
+            continue
+        who = _answerer(p)
+        if who is None or (only is not None and who != only):
+            continue
+        mine = _mine(r, who)
+        if mine is None:  # one object for everyone without an answer: serialised once
+            shared = shared or Quiz(question=info)
+            p.send(shared)
+        else:
+            p.send(Quiz(question=info, my_choices=mine))
+
+
+# ---------------------------------------------------------------- database work (in the thread pool)
+
+
+def _name_of(s: Session, p: Participant) -> str:
+    if LessonRole(p.role) is LessonRole.receiving and p.classroom_id is not None:
+        room = s.get(Classroom, p.classroom_id)
+        if room is not None:
+            return room.name
+    return p.display_name
+
+
+def _draft(msg: QuizStart) -> quizzes.NewQuestion | None:
+    d = msg.question
+    if d is None:
+        return None
+    return quizzes.NewQuestion(kind=quizzes.QuizKind(d.kind.value), text=d.text, options=list(d.options),
+                               correct=list(d.correct))
+
+
+def _apply(factory: SessionFactory, instance_id: int, p: Participant, msg: Any) -> quizzes.Results:
+    for attempt in range(2):
+        with factory() as s:
+            try:
+                now = clock.now_precise()
+                if isinstance(msg, QuizStart):
+                    q = quizzes.open_question(s, instance_id, question_id=msg.question_id, new=_draft(msg),
+                                              by_user_id=p.user_id, now=now)
+                elif isinstance(msg, QuizClose):
+                    q = quizzes.close(s, instance_id, msg.question_id, now=now)
+                else:
+                    row = quizzes.answer(s, instance_id, msg.question_id, msg.choices,
+                                         role=LessonRole(p.role).value, user_id=p.user_id,
+                                         classroom_id=p.classroom_id, name=_name_of(s, p), now=now)
+                    q = s.get(quizzes.QuizQuestion, row.question_id)
+                    assert q is not None
+                s.commit()  # durable before anyone hears of it
+                return quizzes.results(s, q)
+            except IntegrityError:  # two sessions of one classroom answered at once: the second replaces
+                s.rollback()
+                if attempt:
+                    raise
+    raise AssertionError("unreachable")
+
+
+def _current(factory: SessionFactory, instance_id: int) -> quizzes.Results | None:
+    with factory() as s:
+        q = quizzes.current(s, instance_id)
+        return None if q is None else quizzes.results(s, q)
+
+
+# ---------------------------------------------------------------- the socket side
+
+
+async def handle(factory: SessionFactory, room: Room, p: Participant, msg: Any) -> None:
+    """Apply one quiz message of ``p``: refused with ``error``, or stored, acked and told to the room."""
+    if room.participants.get(p.participant_id) is not p:
+        return
+    rid = msg.request_id
+    code = allowed(p.role, msg, p.on_stage, p.listen_only)
+    if code is not None:
+        room.error(p, code, NOT_ALLOWED_ZH, rid)
+        return
+    async with _lock(room):
+        try:
+            r = await run_in_threadpool(_apply, factory, room.instance_id, p, msg)
+        except (Invalid, NotFound) as exc:
+            room.error(p, ErrorCode.bad_message, exc.message, rid)
+            return
+        except InvalidState as exc:
+            room.error(p, ErrorCode.not_allowed, exc.message, rid)
+            return
+        room.ack(p, rid)
+        if isinstance(msg, QuizAnswer):
+            _tell(room, r, only=_answerer(p))
+        else:
+            _tell(room, r)
+
+
+async def send_current(factory: SessionFactory, room: Room, p: Participant) -> None:
+    """After ``joined``/``resumed``: the open question, if any, to ``p`` (with its own answer)."""
+    try:
+        async with _lock(room):
+            r = await run_in_threadpool(_current, factory, room.instance_id)
+            if r is None or room.participants.get(p.participant_id) is not p:
+                return
+            if _watches(p):
+                p.send(results_message(r))
+                return
+            who = _answerer(p)
+            if who is not None:
+                p.send(Quiz(question=_info(r, reveal=False), my_choices=_mine(r, who)))
+    except Exception:  # the quiz is not worth the session: it is logged and the lesson goes on
+        log.exception("quiz: sending lesson %s's open question failed", room.instance_id)

@@ -149,3 +149,48 @@ def test_a_pushed_question_is_answered_by_two_classrooms_and_a_student(lesson: L
     with session_factory() as s:
         rows = {a.answerer: (a.choices, a.changes) for a in s.query(QuizAnswer)}
     assert rows == {f"c{w.recv_room.id}": ([1], 0), f"c{w.recv_room2.id}": ([1], 1), f"u{w.student.id}": ([1], 0)}
+
+
+def test_answers_acked_before_a_restart_are_there_after_it(loopback_clients: None, settings: Any, world: Any,
+                                                           auth: Any, session_factory: Any) -> None:
+    """The server stops mid-quiz and a new one starts on the same database: the question is still open,
+    the student's page (a fresh join) gets its answer back, the teacher the results, and the quiz goes on."""
+    from server.main import create_app
+
+    w = world
+    with live_server(create_app(settings, migrate=False, run_lifecycle=False)) as base, \
+            httpx.Client(base_url=base, timeout=20) as http:
+        book(http, w, auth, kind="famous_school", participant_ids=[w.student.id])
+        lid = lessons(http, w.urban_admin, auth, limit=1)["data"][0]["id"]
+        with session_factory() as s:
+            s.get(LessonInstance, lid).room_opened_at = datetime(2026, 8, 24, 8, 55)
+            s.commit()
+        before = Lesson(base, http, w, auth, lid)
+        asked: dict[str, int] = {}
+
+        async def until_the_answer_is_acked() -> None:
+            main = await before.join(w.teacher)
+            student = await before.join(w.student)
+            await main.request({"type": "quiz_start", "question": QUESTION})
+            asked["qid"] = (await until("the question", lambda: latest(student, "quiz")))["question"]["question_id"]
+            await student.request({"type": "quiz_answer", "question_id": asked["qid"], "choices": [2]})
+
+        before.play(until_the_answer_is_acked)
+    qid = asked["qid"]
+    with live_server(create_app(settings, migrate=False, run_lifecycle=False)) as base, \
+            httpx.Client(base_url=base, timeout=20) as http:
+        after = Lesson(base, http, w, auth, lid)
+
+        async def after_the_restart() -> None:
+            student = await after.join(w.student)
+            back = await until("the student's quiz after the restart", lambda: latest(student, "quiz"))
+            assert back["question"]["question_id"] == qid and back["question"]["open"] and back["my_choices"] == [2]
+            main = await after.join(w.teacher)
+            r = await results_where(main, lambda r: r["question"]["question_id"] == qid, "the results after it")
+            assert r["answered"] == 1 and r["counts"] == [0, 0, 1] and r["correct_share"] == 0.0
+            rural = await after.join(w.terminal_recv)
+            await rural.request({"type": "quiz_answer", "question_id": qid, "choices": [1]})
+            await results_where(main, lambda r: r["answered"] == 2 and r["correct_share"] == 0.5, "a new answer")
+            await main.request({"type": "quiz_close", "question_id": qid})
+
+        after.play(after_the_restart)

@@ -9,6 +9,7 @@
 // and publishes; a stream that is not there, ends or fails leaves it on WebRTC (tried again later).
 import { api, ApiError, requireLogin, mountHeader, showError, toast, todayISO, fmtRange, KIND_LABEL, seatIn, lessonPageFor } from "/assets/api.js";
 import { LessonClient } from "/assets/lesson-client.js";
+import { quizAnswerPanel } from "/lesson/quiz.js";
 import { label } from "/assets/icons.js";
 import { el, fill, qualityDot, setQuality, showVideo, playAudio, stopAudio, renderBanner, mediaErrorText, chatPanel, fmtDuration, wall } from "/lesson/common.js";
 
@@ -153,6 +154,7 @@ class ListenerPage {
       toast(m.message || m.code, m.code === "seats_full" ? "warn" : "error");
     });
     fill($("chat-box"), chatPanel(lc));
+    fill($("quiz-box"), quizAnswerPanel(lc));
     // a home student whose series may put them on the stream: no media until that is decided
     if (this.cfg.kind === "student" && this.lesson.kind === "famous_school" && this.lesson.stream_from != null) this.mode = "deciding";
     this.subscriptions = (participants, room, client) => {

@@ -5,6 +5,7 @@
 import { api, ApiError, requireLogin, mountHeader, showError, toast, confirmDialog, todayISO, fmtRange, statusBadge, KIND_LABEL,
   seatIn, lessonPageFor, streamFromChoices, streamFromText } from "/assets/api.js";
 import { LessonClient } from "/assets/lesson-client.js";
+import { quizTeacherPanel } from "/lesson/quiz.js";
 import { icon, label } from "/assets/icons.js";
 import { el, fill, qualityDot, setQuality, showVideo, playAudio, stopAudio, renderBanner, mediaErrorText, chatPanel, fmtDuration, wall, SOURCE_LABEL } from "/lesson/common.js";
 
@@ -141,6 +142,7 @@ async function enterClass(lesson) {
   });
   lc.on("error", (m) => toast(m.message || m.code, "error"));
   fill($("chat-box"), chatPanel(lc));
+  fill($("quiz-box"), quizTeacherPanel(lc, lesson.id));
   lc.setSubscriptions((participants) => {
     const subs = [];
     for (const p of participants.values()) {

@@ -3,6 +3,7 @@
 import { api, ApiError, confirmDialog, requireLogin, mountHeader, showError, toast, el, fill, fmtDate, fmtRange, fmtTime, fmtDateTime,
   KIND_LABEL } from "/assets/api.js";
 import { pct, minutes, download, chartIn, COLORS } from "/records/common.js";
+import { renderQuizzes } from "/records/quiz.js";
 
 const ROLE = { main: "主讲教室", receiving: "接收教室", student: "在家学生 / 听课教师" };
 const STATUS_BADGE = { held: "badge-held", partly_held: "badge-warn", missed: "badge-missed", cancelled: "badge-cancelled" };
@@ -213,6 +214,7 @@ async function main(user) {
     renderAttendance(rec, stored);
     renderTimelines(rec);
     renderEvaluations(evals, user);
+    await renderQuizzes(id);
     await showInvitations(user);
     document.body.dataset.loaded = "1";
   } catch (err) {

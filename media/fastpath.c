@@ -55,6 +55,7 @@
 #include <sys/types.h>
 
 #define SK_MAX_PACKET 1500
+#define SK_LEVEL_BINS 16
 #define SK_SRTP_TRAILER 148
 #define SK_MAX_DROPOUT 3000
 #define SK_MAX_MISORDER 100
@@ -182,6 +183,7 @@ typedef struct {
     uint8_t pt;     /* the publisher's payload type */
     int16_t red_pt; /* its RED payload type, -1: none */
     uint8_t ast_id; /* the publisher's abs-send-time id, 0: none */
+    uint8_t level_id; /* the publisher's ssrc-audio-level id (RFC 6464), 0: none */
     uint8_t paused;
     uint8_t slow;   /* something only Python does is needed for every packet */
     uint8_t red_groups; /* some group takes RED */
@@ -190,6 +192,10 @@ typedef struct {
     double last_arrival;
     uint64_t red_received;
     uint64_t fast_packets; /* packets the in-order path took whole */
+    /* media/speech.py: the audio levels of the packets since it last read them, by -dBov / 8
+     * (bin 0: 0..-7 dBov, the loudest; bin 15: -120..-127, silence), and how many had the V bit */
+    uint32_t level_bins[SK_LEVEL_BINS];
+    uint32_t level_voiced;
     int ngroups;
     sk_group *groups; /* ngroups of them (Python owns the array) */
     uint8_t scratch[SK_MAX_PACKET + SK_ADD_ROOM];
@@ -842,6 +848,21 @@ int sk_stream_forward(sk_stream *s, int gi, const uint8_t *pkt, int len, uint16_
  * consumer waits for a keyframe, the producer is not paused and nothing needs Python (recorder,
  * RED conversion): statistics, the NACK generator's newest number, the cache, every group.
  * Returns 1 if done; 0 if the packet is for Python's path (nothing was changed then). */
+/* Count an audio packet's RFC 6464 level (one byte: V bit, then -dBov in 7 bits) in its bin: a speech
+ * meter reads and clears the bins every second (media/speech.py).  Called by both receive paths. */
+void sk_level_note(sk_stream *s, const uint8_t *pkt, int len)
+{
+    int off;
+    if (!s->level_id)
+        return;
+    off = sk_ext_find(pkt, len, s->level_id);
+    if (off < 0)
+        return;
+    s->level_bins[(pkt[off] & 0x7F) >> 3]++;
+    if (pkt[off] & 0x80)
+        s->level_voiced++;
+}
+
 int sk_stream_receive(sk_stream *s, const uint8_t *pkt, int len, double now)
 {
     uint8_t pt;
@@ -868,6 +889,8 @@ int sk_stream_receive(sk_stream *s, const uint8_t *pkt, int len, double now)
     sk_rstats_update(&s->stats, seq, ts, now, len);
     s->last_ts = ts;
     s->last_arrival = now;
+    if (s->level_id)
+        sk_level_note(s, pkt, len);
     if (red)
         s->red_received++;
     else if (s->cache)

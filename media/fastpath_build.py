@@ -122,6 +122,7 @@ typedef struct {
     uint8_t pt;
     int16_t red_pt;
     uint8_t ast_id;
+    uint8_t level_id;
     uint8_t paused;
     uint8_t slow;
     uint8_t red_groups;
@@ -130,12 +131,15 @@ typedef struct {
     double last_arrival;
     uint64_t red_received;
     uint64_t fast_packets;
+    uint32_t level_bins[16];
+    uint32_t level_voiced;
     int ngroups;
     sk_group *groups;
     ...;
 } sk_stream;
 
 int sk_ext_find(const uint8_t *p, int len, int id);
+void sk_level_note(sk_stream *s, const uint8_t *pkt, int len);
 int sk_ext_remap(uint8_t *p, int len, const uint8_t *table, int tlen);
 void sk_rstats_update(sk_rstats *s, uint16_t seq, uint32_t ts, double now, int size);
 void sk_rstats_roll(sk_rstats *s, double now);

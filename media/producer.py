@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 _SEQ_TS = struct.Struct(">HI")
 _receive = lib.sk_stream_receive
+_level_note = lib.sk_level_note
 _forward = lib.sk_stream_forward
 from_buffer = ffi.from_buffer
 DEMUX_MAX = 32
@@ -87,6 +88,7 @@ class ProducerStream:
         c.pt = producer.payload_type
         c.red_pt = producer.red_payload_type if producer.red_payload_type is not None else -1
         c.ast_id = producer.abs_send_time_id
+        c.level_id = producer.audio_level_id
         self.stats = ReceiveStats(ssrc or 0, producer.clock_rate, ffi.addressof(c, "stats"), c)
         self.cache: PacketCache | None = PacketCache(AUDIO_CACHE_SIZE if producer.kind == "audio" else 2048,
                                                      arena=AUDIO_CACHE_ARENA if producer.kind == "audio"
@@ -199,6 +201,8 @@ class ProducerStream:
             self.stats.update(seq, ts, now, len(plain))
             c.last_ts = ts
             c.last_arrival = now
+            if c.level_id:
+                _level_note(c, plain, len(plain))
         cache = self.cache
         if cache is not None and not red_in:
             cache.put(seq, plain, now)
@@ -439,9 +443,11 @@ class Producer:
         """Audio: the publisher sends its Opus (``payload_type``) inside RED with this payload type."""
         self.extmap = dict(extmap)
         """Header extension URI → id, as this publisher sends them."""
-        from media.rtp import URI_ABS_SEND_TIME
+        from media.rtp import URI_ABS_SEND_TIME, URI_AUDIO_LEVEL
 
         self.abs_send_time_id = extmap.get(URI_ABS_SEND_TIME, 0)
+        self.audio_level_id = extmap.get(URI_AUDIO_LEVEL, 0) if kind == "audio" else 0
+        """RFC 6464 levels are counted per stream (``media.speech``) when the publisher sends them."""
         self.streams = [ProducerStream(self, i, rid, ssrc) for i, (rid, ssrc) in enumerate(layers)]
         self._paused = False
         self.closed = False

@@ -27,6 +27,7 @@ from media.pipe import PipeTransport
 from media.producer import Producer, ProducerStream
 from media.recorder import RoomRecorder
 from media.salvage import with_earlier
+from media.speech import SpeechMeter
 from media.rtp import URI_MID, URI_REPAIRED_RID, URI_RID, read_extension_str
 from media.sdp import OfferedMedia, accept_red, accept_simulcast, offer_red, parse_offer, red_payload_types
 from media.transport import _IGNORED, WebRtcTransport
@@ -48,6 +49,10 @@ class RouterError(Exception):
         self.message = message
 
 
+SPEECH_REPEAT_S = 10.0
+"""The speaking set is told again this often while it does not change (signaling cuts long turns there)."""
+
+
 class Router:
     def __init__(self, router_id: str, policy: IcePolicy, emit: Emit) -> None:
         self.router_id = router_id
@@ -64,6 +69,9 @@ class Router:
         self.pipes: dict[str, PipeTransport] = {}
         """Pipes to the lesson's routers on other workers (``media.pipe``): this router's producers
         piped out (origin side), or producers piped in as pipe producers (far side)."""
+        self._meter = SpeechMeter()
+        self._speaking: set[str] = set()
+        self._speech_sent = 0.0
         self._offering: set[asyncio.Task[None]] = set()
         """Offers the router makes of its own accord (``_recodec``), kept until sent."""
         self.closed = False
@@ -495,6 +503,16 @@ class Router:
         summary = await asyncio.to_thread(with_earlier, recorder.directory, await recorder.stop())
         self.emit("recording_stopped", summary)
         return summary
+
+    def speech(self, now: float) -> list[str] | None:
+        """The audio producers that spoke in the last second (``media.speech``), when that set changed or
+        ``SPEECH_REPEAT_S`` after it was last told; None otherwise."""
+        speaking = self._meter.sample([p for p in self.producers.values() if p.kind == "audio"])
+        if speaking == self._speaking and now - self._speech_sent < SPEECH_REPEAT_S:
+            return None
+        self._speaking = speaking
+        self._speech_sent = now
+        return sorted(speaking)
 
     # ------------------------------------------------------------------ stats / close
 

@@ -5,7 +5,8 @@ starts one per core) or, for tests and small machines, in the server process
 over the same channel code.  Signaling never touches media objects: it sends
 requests naming a router, transport, producer or consumer by id, and gets
 notifications (``offer``, ``transport_state``, ``consumer_state``, ``stats``,
-``producer_added``, ``producer_closed``, ``recording_stopped``, ``hls_refused``) back.  That keeps a lesson's media
+``producer_added``, ``producer_closed``, ``recording_stopped``, ``hls_refused``, ``speech``: the audio
+producers speaking, ``media.speech``) back.  That keeps a lesson's media
 movable to another process or node.
 
 Requests (``method``: params → result):
@@ -52,6 +53,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -64,6 +66,8 @@ from media.snapshot import capture
 log = logging.getLogger(__name__)
 
 STATS_INTERVAL_S = 2.0
+SPEECH_INTERVAL_S = 1.0
+"""Speech activity is judged per second (``media.speech``)."""
 
 
 class Worker:
@@ -73,6 +77,7 @@ class Worker:
         self.routers: dict[str, Router] = {}
         self.meter = LoadMeter()
         self._stats_task: asyncio.Task[None] | None = None
+        self._speech_task: asyncio.Task[None] | None = None
         self.closed = False
 
     def load(self) -> int:
@@ -89,6 +94,7 @@ class Worker:
             raise ChannelError("closed", "worker is closing")
         if self._stats_task is None:
             self._stats_task = asyncio.get_running_loop().create_task(self._run_stats())
+            self._speech_task = asyncio.get_running_loop().create_task(self._run_speech())
         try:
             return await self._dispatch(method, params)
         except RouterError as exc:
@@ -189,10 +195,30 @@ class Worker:
         except asyncio.CancelledError:
             pass
 
+    async def _run_speech(self) -> None:
+        """Every second, which audio producers of each router spoke (``media.speech``): a ``speech`` event
+        when that changed, and every ``SPEECH_REPEAT_S`` while it did not."""
+        try:
+            while not self.closed:
+                await asyncio.sleep(SPEECH_INTERVAL_S)
+                now = time.monotonic()
+                for router in list(self.routers.values()):
+                    try:
+                        speaking = router.speech(now)
+                    except Exception:
+                        log.exception("worker: speech of router %s failed", router.router_id)
+                        continue
+                    if speaking is not None:
+                        self._emit("speech", {"router_id": router.router_id, "speaking": speaking})
+        except asyncio.CancelledError:
+            pass
+
     async def close(self) -> None:
         self.closed = True
         if self._stats_task is not None:
             self._stats_task.cancel()
+        if self._speech_task is not None:
+            self._speech_task.cancel()
         for router in list(self.routers.values()):
             try:
                 await router.close()

@@ -34,8 +34,11 @@ Rules (what a district bureau asks of a lesson):
   worker died) until it was back (``media_gap`` events): when, how long, and
   whether every connection came back.
 
-Speaking time is not measured (the SFU forwards audio without decoding it), so
-it is not reported rather than guessed.
+* **Classroom insight** (``scheduler.st_analysis``): who spoke when, from the
+  ``speech`` events (the SFU's per-track speech activity from RFC 6464 audio
+  levels; no audio is decoded or kept): the S-T analysis of the lesson (Rt, Ch,
+  the lesson type, the T/S samples) and per receiving classroom and home student
+  the seconds spoken, turns, times on stage and hands raised.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from scheduler import webhooks
+from scheduler import st_analysis, webhooks
 from scheduler.errors import NotFound
 from scheduler.models import InstanceStatus, LessonInstance, SeriesParticipant, SeriesReceiver
 from scheduler.records_models import AttendanceRecord, EventKind, RecordStatus, SessionEvent, TeachingRecord
@@ -126,6 +129,8 @@ class Record:
     uncertain_s: int = 0
     """How much longer than ``duration_s`` the main classroom may have published (cut by a crash)."""
     media_gaps: list[MediaGap] = field(default_factory=list)
+    insight: st_analysis.Insight | None = None
+    """The S-T analysis and the speakers (``scheduler.st_analysis``)."""
 
     @property
     def media_gap_s(self) -> int:
@@ -248,8 +253,9 @@ def events_of(session: Session, instance_id: int) -> list[SessionEvent]:
 
 
 def compute(session: Session, instance_id: int, *, now: datetime,
-            late_grace: timedelta = DEFAULT_LATE_GRACE) -> Record:
-    """The record of one lesson from its event log (nothing is written)."""
+            late_grace: timedelta = DEFAULT_LATE_GRACE, st_interval_s: int = st_analysis.DEFAULT_INTERVAL_S) -> Record:
+    """The record of one lesson from its event log (nothing is written); ``st_interval_s``: the S-T
+    analysis's sampling interval."""
     inst = session.get(LessonInstance, instance_id)
     if inst is None:
         raise NotFound("课程不存在")
@@ -327,7 +333,8 @@ def compute(session: Session, instance_id: int, *, now: datetime,
     return Record(instance_id=instance_id, status=status, scheduled_start=inst.starts_at,
                   scheduled_end=inst.ends_at, actual_start=actual_start, actual_end=actual_end,
                   duration_s=duration_s, late_s=late_s, on_time=on_time, attendance=attendance,
-                  uncertain_s=round(main_uncertain[0]), media_gaps=gaps)
+                  uncertain_s=round(main_uncertain[0]), media_gaps=gaps,
+                  insight=st_analysis.analyse(events, actual_start, actual_end, interval_s=st_interval_s))
 
 
 def _num(data: dict[str, Any] | None, key: str) -> float | None:

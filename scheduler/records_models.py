@@ -42,6 +42,9 @@ class EventKind(str, enum.Enum):
     media_gap = "media_gap"
     """The lesson's media stopped for everyone (its media worker died) and came back: ``data`` has ``gap_s``,
     ``reason`` and ``restored`` (false: not every connection was back within the wait)."""
+    speech = "speech"
+    """A turn of the participant's microphone speaking (RFC 6464 levels, ``media.speech``; no audio is kept):
+    ``data`` ``{"s": seconds, "ago": seconds}``: it lasted ``s`` and ended ``ago`` before ``at``."""
 
 
 class RecordStatus(str, enum.Enum):

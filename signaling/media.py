@@ -140,6 +140,20 @@ class _Gap:
 
 
 @dataclass
+class _Turn:
+    """A participant speaking (``media.speech``) since ``started`` (``time.monotonic``)."""
+
+    subject: Participant
+    started: float
+
+
+TURN_CHUNK_S = 30.0
+"""A turn longer than this is written in pieces (a crash loses at most the piece under way)."""
+SPEECH_LAG_S = 1.0
+"""The worker judges a second once it has passed: a turn began, or ended, this long before it is told."""
+
+
+@dataclass
 class _Job:
     fn: Callable[[], Awaitable[None]]
     p: Participant | None = None
@@ -178,6 +192,8 @@ class LessonMedia:
         """``{id, directory, hls}`` once the lesson's recording started (``MediaService.recordings``); ``hls``:
         the recording is also the lesson's LL-HLS stream (``media.hls``, in ``directory``/hls)."""
         self.hls_refused: dict[str, str] = {}
+        self.turns: dict[str, _Turn] = {}
+        """Microphone producer id → the turn its participant is speaking (``on_speech``)."""
         self.seatless: set[str] = set()
         """Home students refused a WebRTC seat (``seats_full``) until one is free."""
         """Source → why the media worker streams it by no HLS (a VP8 camera or screen), zh-CN."""
@@ -487,6 +503,7 @@ class LessonMedia:
         self.subscriptions.pop(pid, None)
         self.samples.pop(pid, None)
         self.seatless.discard(pid)
+        self._end_turns(pid)
         for key in [k for k in self._restarted_at if k[0] == pid]:
             del self._restarted_at[key]
         if self.gap is not None:  # nobody waits for the connections of someone who left
@@ -538,6 +555,7 @@ class LessonMedia:
 
     def on_closed(self, room: Room) -> None:
         self.room = room
+        self._end_turns()
 
         async def close() -> None:
             self.closed = True
@@ -686,6 +704,45 @@ class LessonMedia:
             p.send(ServerMediaRestart(targets=[DIRECTION_TARGET[d] for d in directions], reason=reason))
         if "recv" in directions:
             await self._sync_consumers(p)
+
+    def on_speech(self, speaking: list[str]) -> None:
+        """The microphones speaking now (the lesson's router, each second it changed, ``media.speech``): each
+        participant's turns go to the event log as ``speech`` events, ``data`` ``{"s": seconds, "ago":
+        seconds}`` — the turn lasted ``s`` and ended ``ago`` before the event's time.  Only levels and times
+        are kept, never audio."""
+        room = self.room
+        if room is None or self.closed:
+            return
+        now = time.monotonic()
+        current = {pid for pid in speaking if pid.endswith(f":{TrackSource.microphone.value}")}
+        for pid, turn in list(self.turns.items()):
+            if pid not in current:
+                self._end_turn(pid, now - SPEECH_LAG_S, SPEECH_LAG_S)
+            elif now - turn.started >= TURN_CHUNK_S:  # a long turn: this piece now, the next goes on
+                self._end_turn(pid, now, 0.0)
+                self.turns[pid] = _Turn(turn.subject, now)
+        for pid in current - set(self.turns):
+            p = room.participants.get(pid.rsplit(":", 1)[0])
+            if p is not None:
+                self.turns[pid] = _Turn(p, now - SPEECH_LAG_S)
+
+    def _end_turn(self, pid: str, ended: float, ago: float) -> None:
+        turn = self.turns.pop(pid, None)
+        journal = self.room.journal if self.room is not None else None
+        seconds = round(ended - turn.started, 1) if turn is not None else 0.0
+        if turn is None or journal is None or seconds <= 0:
+            return
+        try:
+            journal.record(self.instance_id, "speech", turn.subject, {"s": seconds, "ago": round(ago, 1)})
+        except Exception:
+            log.exception("lesson %s: logging a turn of speech failed", self.instance_id)
+
+    def _end_turns(self, participant_id: str | None = None) -> None:
+        """End the turns under way (of one participant, or all: the room closes)."""
+        now = time.monotonic()
+        for pid, turn in list(self.turns.items()):
+            if participant_id is None or turn.subject.participant_id == participant_id:
+                self._end_turn(pid, now, 0.0)
 
     def on_offer(self, pid: str, offer: dict[str, Any]) -> None:
         """An offer the router made itself (a consumer negotiated with another codec than its producer sends,
@@ -1085,6 +1142,10 @@ class MediaService:
             owner = self.transport_owner.get(str(data.get("transport_id")))
             if owner is not None:
                 owner[0].on_transport_state(owner[1], str(data.get("transport_id")), str(data.get("state")))
+        elif event == "speech":  # (the lesson's own router: its span routers' pipe producers are copies)
+            media = self.rooms.get(str(data.get("router_id")))
+            if media is not None and media.router_id == data.get("router_id"):
+                media.on_speech([str(x) for x in data.get("speaking") or []])
         elif event == "offer":  # the router offers a subscriber a new m-line of its own accord
             owner = self.transport_owner.get(str(data.get("transport_id")))
             if owner is not None:

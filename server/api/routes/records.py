@@ -17,7 +17,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from scheduler import clock, records
+from scheduler import clock, records, st_analysis
 from scheduler.access import require_instance
 from scheduler.models import Classroom, School, User
 from scheduler.records_models import EventKind, RecordStatus, SessionEvent
@@ -80,6 +80,41 @@ class MediaGapOut(BaseModel):
     """Every connection that carried media was back (false: some were not within 30 s)."""
 
 
+class SpeakerOut(BaseModel):
+    role: str
+    """``receiving`` (a receiving classroom) or ``student`` (a home student)."""
+    classroom_id: int | None
+    user_id: int | None
+    spoken_s: float
+    turns: int
+    stage_count: int
+    hands: int
+    """Times it raised its hand."""
+
+
+class InsightOut(BaseModel):
+    """Classroom insight (课堂分析): the S-T analysis of the lesson from the speech activity of each
+    classroom's microphone (RFC 6464 levels; no audio is kept), and how much each classroom spoke."""
+
+    interval_s: int
+    codes: str
+    """One sample per ``interval_s`` from the actual start: ``T`` the main classroom (teacher) speaking,
+    ``S`` otherwise (a classroom or a student speaking, or the class working)."""
+    rt: float | None
+    """N_T / N."""
+    ch: float | None
+    """(runs − 1) / N."""
+    lesson_type: str | None
+    """``practice`` (Rt ≤ 0.3), ``lecture`` (Rt ≥ 0.7), ``dialogue`` (Ch ≥ 0.4), ``mixed``."""
+    lesson_type_zh: str | None
+    teacher_s: float
+    student_samples: int
+    """S samples at which a receiving classroom or a student was speaking."""
+    measured: bool
+    """False when no speech was measured (no audio levels were sent, or nobody spoke)."""
+    speakers: list[SpeakerOut]
+
+
 class RecordOut(BaseModel):
     instance_id: int
     status: RecordStatus
@@ -99,6 +134,7 @@ class RecordOut(BaseModel):
     media_gap_s: int = 0
     """Seconds the lesson's media was down for everyone (媒体中断), summed over ``media_gaps``."""
     media_gaps: list[MediaGapOut] = []
+    insight: InsightOut | None = None
 
 
 class EventOut(BaseModel):
@@ -165,20 +201,25 @@ def _record_out(session: Any, record: records.Record, timeline: bool) -> RecordO
         media_gap_s=record.media_gap_s,
         media_gaps=[MediaGapOut(at=g.at, seconds=g.seconds, reason=g.reason, restored=g.restored)
                     for g in record.media_gaps],
+        insight=InsightOut.model_validate(st_analysis.as_dict(record.insight)) if record.insight is not None else None,
     )
 
 
 @router.get("/lessons/{instance_id}", response_model=RecordOut)
 async def lesson_record(instance_id: int, request: Request, session: SessionDep, scope: StaffScope,
-                        timeline: bool = False) -> RecordOut:
-    """The lesson's teaching record as of now (``timeline``: with every link sample per classroom)."""
+                        timeline: bool = False,
+                        st_interval_s: Annotated[int, Query(ge=1, le=600)] = st_analysis.DEFAULT_INTERVAL_S,
+                        ) -> RecordOut:
+    """The lesson's teaching record as of now (``timeline``: with every link sample per classroom;
+    ``st_interval_s``: the S-T analysis's sampling, 30 s as the literature samples, 3 s for a fine timeline)."""
     await _flush(request, session)
     settings = request.app.state.settings
 
     def work() -> RecordOut:
         require_instance(session, scope, instance_id)
         record = records.compute(session, instance_id, now=clock.now(),
-                                 late_grace=timedelta(minutes=settings.record_late_grace_minutes))
+                                 late_grace=timedelta(minutes=settings.record_late_grace_minutes),
+                                 st_interval_s=st_interval_s)
         return _record_out(session, record, timeline)
 
     return await asyncio.to_thread(work)

@@ -413,18 +413,25 @@ def prepare_series(session: Session, spec: SeriesSpec, *, actor: User, scope: Sc
     """
     ctx = SeriesContext(session, term_id=spec.term_id, main_classroom_id=spec.main_classroom_id,
                         receivers=spec.receivers)
-    if actor.role is Role.admin:
-        require_school_admin(session, scope, ctx.main_school.id)
-        status = SeriesStatus.approved
-    elif actor.role is Role.teacher:
-        if actor.school_id != ctx.main_school.id:
-            raise Forbidden("只能为本校教室申请排课", field="main_classroom")
-        if spec.main_teacher_id != actor.id:
-            raise Forbidden("教师只能为自己申请排课，请联系管理员为其他教师排课", field="main_teacher")
-        status = SeriesStatus.pending
-    else:
-        raise Forbidden("当前角色不能排课")
+    status = booking_status(session, ctx.main_school.id, spec.main_teacher_id, actor=actor, scope=scope)
     return PreparedSeries(spec, status, _checked_plan(session, spec, ctx, actor, not_before, scope=scope))
+
+
+def booking_status(session: Session, main_school_id: int, teacher_id: int, *, actor: User,
+                   scope: Scope) -> SeriesStatus:
+    """Who may book a series in a main school's classroom for a teacher: an admin of that school (or above)
+    books it (``approved``); a teacher of that school requests it for themselves (``pending``); anyone else
+    gets ``Forbidden``."""
+    if actor.role is Role.admin:
+        require_school_admin(session, scope, main_school_id)
+        return SeriesStatus.approved
+    if actor.role is Role.teacher:
+        if actor.school_id != main_school_id:
+            raise Forbidden("只能为本校教室申请排课", field="main_classroom")
+        if teacher_id != actor.id:
+            raise Forbidden("教师只能为自己申请排课，请联系管理员为其他教师排课", field="main_teacher")
+        return SeriesStatus.pending
+    raise Forbidden("当前角色不能排课")
 
 
 def create_series(session: Session, spec: SeriesSpec, *, actor: User, scope: Scope,

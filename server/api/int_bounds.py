@@ -105,7 +105,8 @@ def _route_integers(route: APIRoute) -> _RouteIntegers:
     while todo:
         dependant = todo.pop()
         for where, fields in (("path", dependant.path_params), ("query", dependant.query_params)):
-            found.update(((where, f.alias), None) for f in fields if _shape(f.field_info.annotation) == _LEAF)
+            found.update(((where, f.alias), None) for f in fields
+                         if _shape(f.field_info.annotation) in (_LEAF, _Items(_LEAF)))  # ?id=1&id=2: each one
         for f in dependant.body_params:
             shape = _shape(f.field_info.annotation)
             if shape is not None:

@@ -22,6 +22,7 @@ from server.api.routes import (
     reports,
     schools,
     series,
+    slots,
     terms,
     timetable,
     users,
@@ -31,5 +32,5 @@ from server.api.routes import (
 api_router = APIRouter()
 for module in (auth, regions, schools, classrooms, users, pairings, terms, period_schemes, series, lessons,
                audit, timetable, demand_orders, patrol, records, reports, recordings, hls, nodes,
-               webhooks, quizzes):
+               webhooks, quizzes, slots):
     api_router.include_router(module.router)

@@ -87,6 +87,8 @@ class Rendition:
         self._init_uri = ""
         self._inits = 0
         self._discontinuity = False
+        self._await_sync = False
+        """After a gap, video samples wait for a keyframe: a segment must start on one."""
         self._pending: list[tuple[bytes, int, bool]] = []
         """Samples of the part being filled: (data, ts, sync); a sample's duration is known at the next one."""
         self._part_start = 0
@@ -153,7 +155,9 @@ class Rendition:
         return self._init is not None
 
     def keyframe_due(self, ts: int) -> bool:
-        """Whether a keyframe should be on its way for the next segment (video)."""
+        """Whether a keyframe should be on its way: for the next segment, or to start again after a gap (video)."""
+        if self._await_sync:
+            return True
         return self._current is not None and ts - self._seg_start >= SEGMENT_TARGET_S * self.timescale
 
     # -------------------------------------------------------------- samples
@@ -170,6 +174,11 @@ class Rendition:
         if self._pending and ts - self._pending[-1][1] > GAP_S[self.kind] * self.timescale:
             self.end_run()
             self._discontinuity = True
+            self._await_sync = self.kind == "video"
+        if self._await_sync:
+            if not sync:
+                return  # a segment after a gap starts on a keyframe (asked for: ``keyframe_due``)
+            self._await_sync = False
         if self._pending:
             step = ts - self._pending[-1][1]
             seg_len = ts - self._seg_start

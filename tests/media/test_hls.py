@@ -433,3 +433,26 @@ def test_a_gap_in_the_samples_ends_the_segment_and_the_next_is_a_discontinuity(t
     before = pl.segments[after - 1]
     assert abs(pdt(before) + before.duration + 3.0 - pdt(pl.segments[after])) < 0.001  # the hole is in the clock
     assert abs(sum(s.duration for s in pl.segments) - 300 * 1024 / 48000) < 0.001  # and in no segment
+
+
+def test_a_video_segment_after_a_gap_starts_on_a_keyframe(tmp_path: Path) -> None:
+    """A camera that paused longer than the gap (a lost stretch, a frozen sender) and comes back with
+    frames that need the ones lost: the stream waits for the keyframe it asks for, and the next segment —
+    a discontinuity — begins with it, so a player that joins there can decode it."""
+    rendition = Rendition(tmp_path / "camera", "video", 90000)
+    rendition.start_run(b"init", codecs="avc1.42c01f", width=320, height=240)
+    ts = 0
+    asked = []
+    for i in range(150):  # 30 fps: 2 s, a 1.5 s pause, 15 frames that are not keyframes, then a keyframe
+        key = i in (0, 90)
+        rendition.add(bytes([i]) * 10, ts, key, WALL_AT_ZERO + ts / 90000)
+        asked.append(rendition.keyframe_due(ts))
+        ts += 3000 + (135000 if i == 59 else 0)
+    rendition.finish()
+    pl = playlist(tmp_path / "camera" / "vod.m3u8")
+    after = [s.discontinuity for s in pl.segments].index(True)
+    first = (tmp_path / "camera" / pl.segments[after].uri).read_bytes()
+    assert bytes([90]) * 10 in first and bytes([60]) * 10 not in first and bytes([75]) * 10 not in first
+    assert all(asked[60:90]) and not any(asked[91:100])  # asked for while waiting, not after
+    frames_listed = sum(s.duration for s in pl.segments) * 30
+    assert abs(frames_listed - (150 - 30)) <= 1  # the 30 frames that could not be decoded are not in it

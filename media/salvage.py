@@ -34,6 +34,7 @@ from typing import Any
 
 import av
 
+from media.hls import HlsEgress
 from media.recorder import INDEX_NAME
 
 log = logging.getLogger(__name__)
@@ -113,13 +114,21 @@ def _finalize(path: Path, source: str, index: dict[str, dict[str, Any]]) -> tupl
 
 
 def salvage_folder(folder: Path) -> list[dict[str, Any]]:
-    """Finalize every recorded file of ``folder``; their summaries on one time axis (``start_s``)."""
+    """Finalize every recorded file of ``folder``, and end its live stream (``hls/``: every rendition's
+    ``vod.m3u8`` gets ``EXT-X-ENDLIST``, the multivariant playlists list them, as at 下课); the files'
+    summaries on one time axis (``start_s``)."""
     index = _index(folder)
     found: list[tuple[dict[str, Any], float]] = []
     for path in sorted(folder.iterdir()) if folder.is_dir() else []:
         m = FILE_NAME.match(path.name)
         if m is not None and path.is_file():
             found.append(_finalize(path, m.group(1), index))
+    stream = folder / "hls"
+    if stream.is_dir():
+        try:
+            HlsEgress(stream).finish()
+        except Exception as exc:  # noqa: BLE001 - the files are the recording; a stream left open is not fatal
+            log.warning("salvage %s: the stream could not be ended: %s", stream, exc)
     origin = min((w for _, w in found), default=0.0)
     files = [info | {"start_s": round(w - origin, 3), "wall": w} for info, w in found]
     files.sort(key=lambda f: (f["start_s"], f["name"]))

@@ -20,6 +20,7 @@ from media.cmaf import init_segment
 from media.hls import HlsEgress, OpusToAac, Rendition
 from media.producer import Producer
 from media.recorder import RoomRecorder
+from media.salvage import salvage_folder
 from tests.media.hls_checks import aac_tone, check_media_playlist, concat, decode_video, pdt, playlist
 from tests.media.sfu_helpers import BLUE, RED, close_to, mean_rgb
 from tests.media.test_recorder import CODECS, FakeTransport, ToneSource, VideoSource, producer, rtp
@@ -379,9 +380,11 @@ def test_after_a_workers_death_the_ended_stream_lists_every_segment_of_every_ren
     assert [(m.type, m.uri) for m in main.media] == [("AUDIO", "audio/vod.m3u8")]
 
 
-def test_a_stream_left_by_a_dead_worker_is_ended_by_an_egress_made_on_its_folder(tmp_path: Path) -> None:
+@pytest.mark.parametrize("ender", ["egress", "salvage"])
+def test_a_stream_left_by_a_dead_worker_is_ended_by_an_egress_made_on_its_folder(tmp_path: Path, ender: str) -> None:
     """Nothing resumed the stream (the lesson ended with the worker): an ``HlsEgress`` made on the folder and
-    finished at once ends every rendition the dead worker began and lists the whole stream."""
+    finished at once ends every rendition the dead worker began and lists the whole stream; so does the
+    salvage of a recording cut by a kill of its node (``media.salvage.salvage_folder``, on the next start)."""
     hls = tmp_path / "hls"
 
     async def main() -> None:
@@ -399,8 +402,12 @@ def test_a_stream_left_by_a_dead_worker_is_ended_by_an_egress_made_on_its_folder
     run(main())
     before = {name: [s.uri for s in playlist(hls / name / "vod.m3u8").segments] for name in ("camera", "audio")}
     live_main = playlist(hls / "main.m3u8")
-    summary = HlsEgress(hls).finish()
-    assert set(summary["renditions"]) == {"camera", "audio"}
+    if ender == "egress":
+        summary = HlsEgress(hls).finish()
+        assert set(summary["renditions"]) == {"camera", "audio"}
+    else:
+        files = salvage_folder(tmp_path)
+        assert {f["source"] for f in files} == {"camera", "microphone"} and all(f["frames"] > 0 for f in files)
     for name in ("camera", "audio"):
         vod = playlist(hls / name / "vod.m3u8")
         assert vod.is_endlist and vod.playlist_type == "vod" and [s.uri for s in vod.segments] == before[name]

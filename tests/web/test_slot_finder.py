@@ -1,0 +1,55 @@
+"""查找空闲时段 on the series page in a real browser (fixtures: ``tests/web/conftest.py``).
+
+The server holds the ``World`` and one dedicated series on Monday period 1 all term (``world.teacher`` in
+``world.main_room`` to ``world.recv_room`` and ``world.recv_room2``); its clock reads Monday 2026-09-07.
+Weeks 7–10 (10-12 .. 11-13) hold no holiday.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def test_the_admin_finds_the_free_common_slots_and_books_one_with_a_click(open_page: Any, web_server: Any,
+                                                                         screenshot: Any) -> None:
+    w = web_server.world
+    page = open_page(w.urban_admin, "/admin/series.html#approved")
+    page.click("#find-slots")
+    page.wait_for_selector("#slot-form")
+    assert page.inner_text(f"#f-pairing option[value='{w.pairing.id}']") == "东区实验小学 → 东区石桥村小"
+    page.select_option("#f-pairing", str(w.pairing.id))
+    page.wait_for_selector(f"#f-teacher_id option[value='{w.teacher.id}']", state="attached")
+    page.select_option("#f-teacher_id", str(w.teacher.id))
+    page.select_option("#f-main_classroom_id", str(w.main_room.id))
+    page.check(f"#slot-receivers .recv[value='{w.recv_room.id}']")
+    page.fill("#f-subject", "科学")
+    page.fill("#f-grade", "三年级")
+    page.fill("#f-title", "三年级科学")
+    page.fill("#f-weeks", "7-10")
+    page.get_by_role("button", name="查找", exact=True).click()
+
+    first = page.wait_for_selector("#slot-proposals > li.slot")
+    assert (first.get_attribute("data-weekday"), first.get_attribute("data-period")) == ("1", "2")
+    assert "每周一 第2节 08:50–09:30" in first.inner_text() and "共 4 节，每周都空闲" in first.inner_text()
+    assert "东区石桥村小 · 石桥村小 一年级教室 第2节 08:45–09:35" in first.inner_text()
+    # Monday period 1 is last: taken every week, each week named with what is in the way
+    last = page.locator("#slot-proposals > li.slot").last
+    assert (last.get_attribute("data-weekday"), last.get_attribute("data-period")) == ("1", "1")
+    assert last.get_attribute("data-bookable") == "false" and last.locator("[data-action='book']").is_disabled()
+    weeks = last.locator("ul.conflicts > li")
+    assert weeks.count() == 4
+    assert weeks.first.inner_text().startswith("第7周 10-12（周一）：教师“王老师”已有课程《三年级数学》")
+    assert "接收教室“石桥村小 一年级教室”（东区石桥村小）已有课程《三年级数学》" in weeks.first.inner_text()
+    screenshot(page, "slot-finder")
+
+    first.query_selector("[data-action='book']").click()
+    # booked: the list is drawn again and Monday period 2 is now in the way every week
+    page.wait_for_selector("#slot-proposals > li.slot[data-weekday='1'][data-period='2'][data-bookable='false']")
+    assert page.locator("#slot-proposals > li.slot").first.get_attribute("data-period") == "3"
+    booked = [lesson for lesson in web_server.lessons(w.urban_admin, classroom_id=w.main_room.id,
+                                                      date_from="2026-10-12", date_to="2026-11-13", limit=50)
+              if lesson["title"] == "三年级科学"]
+    assert [b["starts_at"][:16] for b in booked] == ["2026-10-12T08:50", "2026-10-19T08:50", "2026-10-26T08:50",
+                                                     "2026-11-02T08:50"]
+    page.wait_for_selector("#series-list [data-series]")
+    assert "三年级科学" in page.inner_text("#series-list")

@@ -754,8 +754,9 @@ class QuizResults(_ServerBase):
     answered: int = Field(ge=0)
     correct_share: float | None = Field(default=None, ge=0.0, le=1.0)
     """Right answers over answers; ``null`` for a poll or before any answer."""
-    answers: list[QuizAnswerLine] = Field(default_factory=list, max_length=5000)
-    """Who answered what, in the order of their last answer."""
+    answers: list[QuizAnswerLine] = Field(default_factory=list, max_length=1000)
+    """Who answered what, in the order of their last answer: the last 1,000 (``answered`` counts them all;
+    the teaching record keeps every one)."""
 
 
 class Pong(_ServerBase):

@@ -6,7 +6,9 @@ then answered (``ack``) and told to the room, so an acknowledged answer survives
 move of the room to another node; a page that joins or resumes while a question is open gets it back
 (``send_current``) with its own answer.  The endpoint (``signaling.endpoint``) awaits ``handle`` for these
 messages instead of ``Room.handle``; one room's quiz messages are applied one at a time (a lock per room),
-so the results a main classroom receives never go back in time.
+so the results a main classroom receives never go back in time.  An answer costs one row: its results are
+read by a task of the room that reads again only once the previous read is sent, so a thousand students
+answering at once cause a few reads, not a thousand (``_push_results``).
 
 Who gets what: receiving classrooms and home students get ``quiz`` (the question, its right options once it
 closed, their own answer); the main classroom and observers get ``quiz_results`` (everything).  Roles are
@@ -51,14 +53,29 @@ log = logging.getLogger(__name__)
 QUIZ_MESSAGES = (QuizStart, QuizAnswer, QuizClose)
 SessionFactory = Callable[[], Session]
 
-_locks: weakref.WeakKeyDictionary[Room, asyncio.Lock] = weakref.WeakKeyDictionary()
+LIVE_ANSWERS = 1000
+"""``quiz_results.answers`` lists the last this many answers (``answered`` and ``counts`` count them all; the
+record has every one)."""
 
 
-def _lock(room: Room) -> asyncio.Lock:
-    lock = _locks.get(room)
-    if lock is None:
-        lock = _locks[room] = asyncio.Lock()
-    return lock
+class _Desk:
+    """A room's quiz work: ``lock`` orders its database steps and what they send; ``pusher`` sends the
+    watchers the results of answers, one read for every answer that came while the previous read ran."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.dirty = False
+        self.pusher: asyncio.Task[None] | None = None
+
+
+_desks: weakref.WeakKeyDictionary[Room, _Desk] = weakref.WeakKeyDictionary()
+
+
+def _desk(room: Room) -> _Desk:
+    desk = _desks.get(room)
+    if desk is None:
+        desk = _desks[room] = _Desk()
+    return desk
 
 
 def _epoch_ms(t: datetime) -> int:
@@ -86,7 +103,8 @@ def results_message(r: quizzes.Results) -> QuizResults:
     return QuizResults(
         question=_info(r, reveal=True), counts=r.counts, answered=r.answered, correct_share=r.correct_share,
         answers=[QuizAnswerLine(name=a.name, role=a.role, user_id=a.user_id, classroom_id=a.classroom_id,
-                                choices=a.choices, right=a.right, ts=_epoch_ms(a.answered_at)) for a in r.answers])
+                                choices=a.choices, right=a.right, ts=_epoch_ms(a.answered_at))
+                 for a in r.answers[-LIVE_ANSWERS:]])
 
 
 def _mine(r: quizzes.Results, answerer: str) -> list[int] | None:
@@ -96,20 +114,25 @@ def _mine(r: quizzes.Results, answerer: str) -> list[int] | None:
     return None
 
 
-def _tell(room: Room, r: quizzes.Results, *, only: str | None = None) -> None:
-    """``quiz_results`` to the main classroom and observers; ``quiz`` to those who answer (all of them, or
-    the sessions of the answerer ``only``: a classroom's terminal and its assistant both)."""
+def _to_watchers(room: Room, r: quizzes.Results) -> None:
     if room.closed:
         return
     watched = results_message(r)
-    info = _info(r, reveal=False)
-    shared: Quiz | None = None
     for p in list(room.participants.values()):
         if _watches(p):
             p.send(watched)
-            continue
+
+
+def _tell(room: Room, r: quizzes.Results) -> None:
+    """``quiz_results`` to the main classroom and observers; ``quiz`` to everyone who answers."""
+    if room.closed:
+        return
+    _to_watchers(room, r)
+    info = _info(r, reveal=False)
+    shared: Quiz | None = None
+    for p in list(room.participants.values()):
         who = _answerer(p)
-        if who is None or (only is not None and who != only):
+        if who is None:
             continue
         mine = _mine(r, who)
         if mine is None:  # one object for everyone without an answer: serialised once
@@ -138,28 +161,38 @@ def _draft(msg: QuizStart) -> quizzes.NewQuestion | None:
                                correct=list(d.correct))
 
 
-def _apply(factory: SessionFactory, instance_id: int, p: Participant, msg: Any) -> quizzes.Results:
+def _start_or_close(factory: SessionFactory, instance_id: int, p: Participant,
+                    msg: QuizStart | QuizClose) -> quizzes.Results:
+    with factory() as s:
+        now = clock.now_precise()
+        if isinstance(msg, QuizStart):
+            q = quizzes.open_question(s, instance_id, question_id=msg.question_id, new=_draft(msg),
+                                      by_user_id=p.user_id, now=now)
+        else:
+            q = quizzes.close(s, instance_id, msg.question_id, now=now)
+        s.commit()  # durable before anyone hears of it
+        return quizzes.results(s, q)
+
+
+def _answer(factory: SessionFactory, instance_id: int, p: Participant, msg: QuizAnswer) -> Quiz:
+    """Store ``p``'s answer; the ``quiz`` its sessions get (not the whole results: an answer costs one row)."""
     for attempt in range(2):
         with factory() as s:
             try:
-                now = clock.now_precise()
-                if isinstance(msg, QuizStart):
-                    q = quizzes.open_question(s, instance_id, question_id=msg.question_id, new=_draft(msg),
-                                              by_user_id=p.user_id, now=now)
-                elif isinstance(msg, QuizClose):
-                    q = quizzes.close(s, instance_id, msg.question_id, now=now)
-                else:
-                    row = quizzes.answer(s, instance_id, msg.question_id, msg.choices,
-                                         role=LessonRole(p.role).value, user_id=p.user_id,
-                                         classroom_id=p.classroom_id, name=_name_of(s, p), now=now)
-                    q = s.get(quizzes.QuizQuestion, row.question_id)
-                    assert q is not None
+                row = quizzes.answer(s, instance_id, msg.question_id, msg.choices, role=LessonRole(p.role).value,
+                                     user_id=p.user_id, classroom_id=p.classroom_id, name=_name_of(s, p),
+                                     now=clock.now_precise())
                 s.commit()  # durable before anyone hears of it
-                return quizzes.results(s, q)
             except IntegrityError:  # two sessions of one classroom answered at once: the second replaces
                 s.rollback()
                 if attempt:
                     raise
+                continue
+            q = s.get(quizzes.QuizQuestion, row.question_id)
+            assert q is not None
+            info = QuizQuestionInfo(question_id=q.id, kind=q.kind.value, text=q.text, options=list(q.options),
+                                    correct=None, open=True)
+            return Quiz(question=info, my_choices=list(row.choices))
     raise AssertionError("unreachable")
 
 
@@ -181,9 +214,13 @@ async def handle(factory: SessionFactory, room: Room, p: Participant, msg: Any) 
     if code is not None:
         room.error(p, code, NOT_ALLOWED_ZH, rid)
         return
-    async with _lock(room):
+    desk = _desk(room)
+    async with desk.lock:
         try:
-            r = await run_in_threadpool(_apply, factory, room.instance_id, p, msg)
+            if isinstance(msg, QuizAnswer):
+                mine = await run_in_threadpool(_answer, factory, room.instance_id, p, msg)
+            else:
+                r = await run_in_threadpool(_start_or_close, factory, room.instance_id, p, msg)
         except (Invalid, NotFound) as exc:
             room.error(p, ErrorCode.bad_message, exc.message, rid)
             return
@@ -191,16 +228,37 @@ async def handle(factory: SessionFactory, room: Room, p: Participant, msg: Any) 
             room.error(p, ErrorCode.not_allowed, exc.message, rid)
             return
         room.ack(p, rid)
-        if isinstance(msg, QuizAnswer):
-            _tell(room, r, only=_answerer(p))
-        else:
+        if not isinstance(msg, QuizAnswer):
             _tell(room, r)
+            return
+        who = _answerer(p)  # the classroom's other session (its terminal and its assistant) too
+        for q in list(room.participants.values()):
+            if _answerer(q) == who:
+                q.send(mine)
+    desk.dirty = True
+    if desk.pusher is None or desk.pusher.done():
+        desk.pusher = asyncio.get_running_loop().create_task(_push_results(factory, room, desk),
+                                                             name=f"sanke-quiz-results-{room.instance_id}")
+
+
+async def _push_results(factory: SessionFactory, room: Room, desk: _Desk) -> None:
+    """The open question's results to the watchers, read again while answers keep coming: under load one
+    read covers every answer stored meanwhile.  Ends by itself (a closed question: its close said it all)."""
+    try:
+        while desk.dirty and not room.closed:
+            desk.dirty = False
+            async with desk.lock:  # after the answers before it; never after a close's final results
+                r = await run_in_threadpool(_current, factory, room.instance_id)
+                if r is not None:
+                    _to_watchers(room, r)
+    except Exception:  # the answers are stored; the next one tries again
+        log.exception("quiz: sending lesson %s's results failed", room.instance_id)
 
 
 async def send_current(factory: SessionFactory, room: Room, p: Participant) -> None:
     """After ``joined``/``resumed``: the open question, if any, to ``p`` (with its own answer)."""
     try:
-        async with _lock(room):
+        async with _desk(room).lock:
             r = await run_in_threadpool(_current, factory, room.instance_id)
             if r is None or room.participants.get(p.participant_id) is not p:
                 return

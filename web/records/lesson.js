@@ -214,7 +214,7 @@ async function main(user) {
     renderAttendance(rec, stored);
     renderTimelines(rec);
     renderEvaluations(evals, user);
-    await renderQuizzes(id);
+    await renderQuizzes(id).catch(showError); // the rest of the record stands without it
     await showInvitations(user);
     document.body.dataset.loaded = "1";
   } catch (err) {

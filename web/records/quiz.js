@@ -15,7 +15,7 @@ function question(r, n) {
     el("h3", {}, `第 ${n} 题 `, el("span", { class: "badge" }, KIND_ZH[q.kind] || q.kind), " ", q.text),
     el("p", { class: "muted small" }, `推送 ${fmtTime(q.opened_at)}`, q.closed_at ? ` · 结束 ${fmtTime(q.closed_at)}` : " · 作答中",
       ` · 已作答 ${r.answered} · ${share}`),
-    el("ol", { class: "quiz-options-record" }, q.options.map((o, i) => el("li", {},
+    el("ul", { class: "quiz-options-record" }, q.options.map((o, i) => el("li", {},
       `${letter(i)}. ${o}`, right.has(i) ? "（正确答案）" : "", ` — ${r.counts[i]} 人`))),
     r.answers.length ? el("table", { class: "table" },
       el("thead", {}, el("tr", {}, el("th", {}, "作答方"), el("th", {}, "身份"), el("th", {}, "答案"), el("th", {}, "结果"),

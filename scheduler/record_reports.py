@@ -32,6 +32,10 @@ The formulas (a rate whose denominator is 0 is ``None``, shown as “—”):
   present for at least one second.
 * 巡课覆盖率 ``patrol_rate`` = held or partly held lessons with at least one
   patrol visit / (held + partly_held).
+* Classroom insight (课堂分析, ``scheduler.st_analysis``), over the held and partly
+  held lessons whose speech was measured (``st_lessons``): the mean ``avg_rt`` and
+  ``avg_ch``, and ``silent_share``, the share of those lessons with receiving
+  classrooms where none of them spoke.
 
 Units: a lesson counts once for its kind, subject and teacher (the instance's
 teacher: a substitute gets the lesson), and once for every school — and every
@@ -145,6 +149,13 @@ class Tally:
     attended: int = 0
     patrolled: int = 0
     evaluated: int = 0
+    st_lessons: int = 0
+    """Lessons that took place with their speech measured (the S-T analysis)."""
+    rt_sum: float = 0.0
+    ch_sum: float = 0.0
+    silent: int = 0
+    """Of ``st_lessons`` with receiving classrooms: those where no receiving classroom spoke."""
+    with_receivers: int = 0
 
     @property
     def due(self) -> int:
@@ -175,6 +186,18 @@ class Tally:
     def patrol_rate(self) -> float | None:
         return _rate(self.patrolled, self.took_place)
 
+    @property
+    def avg_rt(self) -> float | None:
+        return round(self.rt_sum / self.st_lessons, 3) if self.st_lessons else None
+
+    @property
+    def avg_ch(self) -> float | None:
+        return round(self.ch_sum / self.st_lessons, 3) if self.st_lessons else None
+
+    @property
+    def silent_share(self) -> float | None:
+        return _rate(self.silent, self.with_receivers)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "scheduled": self.scheduled, "cancelled": self.cancelled, "pending": self.pending, "due": self.due,
@@ -183,6 +206,8 @@ class Tally:
             "patrolled": self.patrolled, "evaluated": self.evaluated, "held_rate": self.held_rate,
             "full_held_rate": self.full_held_rate, "on_time_rate": self.on_time_rate,
             "attendance_rate": self.attendance_rate, "patrol_rate": self.patrol_rate,
+            "st_lessons": self.st_lessons, "avg_rt": self.avg_rt, "avg_ch": self.avg_ch,
+            "silent_share": self.silent_share,
         }
 
 
@@ -228,6 +253,11 @@ class LessonRow:
     expected: int
     attended: int
     recording_id: int | None
+    st_rt: float | None = None
+    st_ch: float | None = None
+    receivers_spoke: int | None = None
+    receivers: int = 0
+    """Expected receiving classrooms (for ``receivers_spoke``)."""
     outcome: Outcome = Outcome.pending
     visits: int = 0
     evaluations: int = 0
@@ -269,7 +299,8 @@ def load_lessons(session: Session, scope: Scope, f: ReportFilter, *, now: dateti
             LessonInstance.teacher_id, LessonInstance.main_classroom_id, LessonInstance.series_id,
             TeachingRecord.status, TeachingRecord.on_time, TeachingRecord.late_s, TeachingRecord.actual_start,
             TeachingRecord.actual_end, TeachingRecord.duration_s, TeachingRecord.expected_receivers,
-            TeachingRecord.attended_receivers, TeachingRecord.recording_id,
+            TeachingRecord.attended_receivers, TeachingRecord.recording_id, TeachingRecord.st_rt,
+            TeachingRecord.st_ch, TeachingRecord.receivers_spoke,
         )
         .outerjoin(TeachingRecord, TeachingRecord.instance_id == LessonInstance.id)
         .order_by(LessonInstance.starts_at, LessonInstance.id)
@@ -279,10 +310,18 @@ def load_lessons(session: Session, scope: Scope, f: ReportFilter, *, now: dateti
         row = LessonRow(id=r[0], day=r[1], starts_at=r[2], ends_at=r[3], status=r[4], kind=r[5], subject=r[6],
                         title=r[7], teacher_id=r[8], main_classroom_id=r[9], series_id=r[10], record_status=r[11],
                         on_time=r[12], late_s=r[13], actual_start=r[14], actual_end=r[15], duration_s=r[16] or 0,
-                        expected=r[17] or 0, attended=r[18] or 0, recording_id=r[19])
+                        expected=r[17] or 0, attended=r[18] or 0, recording_id=r[19], st_rt=r[20], st_ch=r[21],
+                        receivers_spoke=r[22])
         row.outcome = outcome_of(row.status, row.record_status, row.ends_at, now)
         rows.append(row)
     by_id = {r.id: r for r in rows}
+    measured = {r.series_id for r in rows if r.st_rt is not None}
+    receivers: dict[int, int] = defaultdict(int)
+    for ids in _chunks(measured):
+        for sid, in session.execute(select(SeriesReceiver.series_id).where(SeriesReceiver.series_id.in_(ids))):
+            receivers[sid] += 1
+    for r in rows:
+        r.receivers = receivers.get(r.series_id, 0)
     for ids in _chunks(by_id):
         for iid, in session.execute(select(PatrolVisit.instance_id).where(PatrolVisit.instance_id.in_(ids))):
             by_id[iid].visits += 1
@@ -366,6 +405,13 @@ def _add(t: Tally, r: LessonRow, *, attendance: tuple[int, int] | None = None) -
         t.patrolled += 1
     if r.evaluations:
         t.evaluated += 1
+    if r.st_rt is not None and r.st_ch is not None:
+        t.st_lessons += 1
+        t.rt_sum += r.st_rt
+        t.ch_sum += r.st_ch
+        if r.receivers:
+            t.with_receivers += 1
+            t.silent += not r.receivers_spoke
 
 
 # ---------------------------------------------------------------- summary
@@ -787,9 +833,14 @@ def summary_table(s: Summary) -> Table:
 DIMENSION_ZH = {"kind": "课堂类型", "school": "学校", "teacher": "教师", "subject": "学科", "region": "区县"}
 
 
+INSIGHT_HEADERS = ("S-T分析节数", "平均Rt", "平均Ch", "接收教室未发言占比(%)")
+
+
 def breakdown_table(f: ReportFilter, by: str, rows: Sequence[UnitRow]) -> Table:
-    return Table(f"按{DIMENSION_ZH[by]}统计 {f.date_from}—{f.date_to}", (DIMENSION_ZH[by], *TALLY_HEADERS, "平均评分"),
-                 [[u.name, *tally_cells(u.tally), u.average_score] for u in rows])
+    return Table(f"按{DIMENSION_ZH[by]}统计 {f.date_from}—{f.date_to}",
+                 (DIMENSION_ZH[by], *TALLY_HEADERS, "平均评分", *INSIGHT_HEADERS),
+                 [[u.name, *tally_cells(u.tally), u.average_score, u.tally.st_lessons, u.tally.avg_rt, u.tally.avg_ch,
+                   pct(u.tally.silent_share)] for u in rows])
 
 
 def patrol_table(f: ReportFilter, p: PatrolReport) -> Table:

@@ -358,14 +358,28 @@ def store(session: Session, record: Record, *, now: datetime) -> TeachingRecord:
     row.expected_receivers = record.expected_receivers
     row.attended_receivers = record.attended_receivers
     row.uncertain_s = record.uncertain_s
+    insight = record.insight if record.insight is not None and record.insight.measured else None
+    spoke = {(s.role, s.classroom_id if s.role == "receiving" else s.user_id): s
+             for s in (insight.speakers if insight is not None else [])}
+    row.st_rt = insight.rt if insight is not None else None
+    row.st_ch = insight.ch if insight is not None else None
+    row.st_type = insight.lesson_type if insight is not None else None
+    row.receivers_spoke = sum(1 for a in record.attendance if a.role == "receiving" and a.expected
+                              and (sp := spoke.get(("receiving", a.classroom_id))) is not None
+                              and sp.spoken_s > 0) if insight is not None else None
     row.computed_at = now
     session.flush()
+
+    def said(a: Attendance) -> Any:
+        return spoke.get((a.role, a.classroom_id if a.role == "receiving" else a.user_id))
+
     session.add_all(AttendanceRecord(
         instance_id=record.instance_id, role=a.role, classroom_id=a.classroom_id, user_id=a.user_id,
         first_join=a.first_join, last_leave=a.last_leave, present_s=a.present_s, disconnects=a.disconnects,
         stage_count=a.stage_count, stage_s=a.stage_s, loss_p50=a.loss_p50, loss_p95=a.loss_p95,
         rtt_p50_ms=a.rtt_p50_ms, rtt_p95_ms=a.rtt_p95_ms, poor_link_s=a.poor_link_s, link_samples=a.link_samples,
-        uncertain_s=a.uncertain_s,
+        uncertain_s=a.uncertain_s, spoken_s=said(a).spoken_s if said(a) is not None else 0.0,
+        speech_turns=said(a).turns if said(a) is not None else 0,
     ) for a in record.attendance)
     return row
 

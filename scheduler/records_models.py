@@ -95,6 +95,13 @@ class TeachingRecord(Base):
     uncertain_s: Mapped[int] = mapped_column(Integer, default=0)
     """Of ``duration_s``: seconds at the end of main-classroom sessions cut by a server crash (they end at their
     last event; they may have gone on for up to this much longer)."""
+    st_rt: Mapped[float | None] = mapped_column(Float)
+    """S-T analysis (``scheduler.st_analysis``): the teacher's share of the samples; None: no speech measured."""
+    st_ch: Mapped[float | None] = mapped_column(Float)
+    st_type: Mapped[str | None] = mapped_column(String(20))
+    """``practice``, ``lecture``, ``dialogue`` or ``mixed``."""
+    receivers_spoke: Mapped[int | None] = mapped_column(Integer)
+    """How many of the expected receiving classrooms spoke at all (None: no speech measured)."""
     computed_at: Mapped[datetime] = mapped_column(DateTime)
 
 
@@ -122,3 +129,6 @@ class AttendanceRecord(Base):
     link_samples: Mapped[int] = mapped_column(Integer, default=0)
     uncertain_s: Mapped[int] = mapped_column(Integer, default=0)
     """Of ``present_s``: how much longer sessions cut by a server crash may have lasted after their last event."""
+    spoken_s: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    """Seconds its microphone spoke (``scheduler.st_analysis``)."""
+    speech_turns: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

@@ -21,9 +21,13 @@ from typing import Any
 
 import av
 from aiortc import AudioStreamTrack
+from sqlalchemy import select
+
+from scheduler.records_models import AttendanceRecord, TeachingRecord
 
 from tests.media.sfu_harness import Lesson, db_url, lesson, loopback_clients, media_workers, settings  # noqa: F401
-from tests.utils.wait import until
+from tests.records.test_recording_e2e import close_room
+from tests.utils.wait import until, wait_until
 
 INTERVAL_S = 3
 SCRIPT_S = 63.0
@@ -72,9 +76,12 @@ def expected_codes() -> str:
     return out
 
 
-def test_the_record_codes_the_lesson_as_the_script_spoke(lesson: Lesson, app: Any) -> None:  # noqa: F811
+def test_the_record_codes_the_lesson_as_the_script_spoke(lesson: Lesson, app: Any,  # noqa: F811
+                                                         session_factory: Any) -> None:
     w, http, auth, lid = lesson.world, lesson.http, lesson.auth, lesson.lid
     t0: list[float] = []
+    loops: list[asyncio.AbstractEventLoop] = []
+    app.state.bus.subscribe("media", lambda topic, event: loops.append(asyncio.get_running_loop()))
 
     async def scenario() -> None:
         main = await lesson.join(w.teacher)
@@ -110,3 +117,21 @@ def test_the_record_codes_the_lesson_as_the_script_spoke(lesson: Lesson, app: An
     [room] = [s for s in insight["speakers"] if s["role"] == "receiving" and s["classroom_id"] == w.recv_room.id]
     assert abs(room["spoken_s"] - 21.0) <= 3.0 and room["turns"] == 3, room
     assert abs(insight["teacher_s"] - 42.0) <= 4.0, insight["teacher_s"]
+
+    # the room closes: the stored teaching record keeps the analysis, the reports read it from there
+    wait_until("the server's event loop", lambda: loops, 10, interval=0.2)
+    close_room(app, loops[-1], lid)
+
+    def stored() -> Any:
+        with session_factory() as s:
+            row = s.get(TeachingRecord, lid)
+            if row is None or row.st_rt is None:
+                return None
+            rooms = {a.classroom_id: (a.spoken_s, a.speech_turns) for a in
+                     s.scalars(select(AttendanceRecord).where(AttendanceRecord.instance_id == lid))}
+            return row.st_rt, row.st_ch, row.st_type, row.receivers_spoke, rooms
+
+    rt, ch, kind, spoke, rooms = wait_until("the stored record", stored, 20, interval=0.2)
+    # (stored with the literature's 30 s samples: at 30 s the classroom speaks, at 60 s the teacher)
+    assert (rt, ch, kind) == (0.5, 0.5, "dialogue")
+    assert spoke == 1 and rooms[w.recv_room.id][1] == 3 and abs(rooms[w.recv_room.id][0] - 21.0) <= 3.0, rooms

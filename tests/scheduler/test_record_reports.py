@@ -288,3 +288,25 @@ def test_attendance_lines_with_every_stay(session: Any, world: Any, rw: ReportsW
     _, student_lines = rr.lesson_attendance(session, _scope(session, world.sysadmin), rw.lessons["M1"], now=NOW)
     assert [(a.role, a.person, a.school, a.present_s) for a in student_lines if a.role == "student"] == [
         ("student", "小明", "东区石桥村小", 2100)]
+
+
+def test_classroom_insight_averages_by_teacher_and_the_lessons_where_no_classroom_spoke(
+        session: Any, world: Any, rw: ReportsWorld) -> None:
+    """L1 (a lecture: Rt 0.8, Ch 0.2; one of its two classrooms spoke), L2 (a dialogue: Rt 0.5, Ch 0.5; no
+    classroom spoke), L3 (held partly, speech not measured: left out), M1 (Rt 0.4, Ch 0.3, its classroom
+    spoke) and F1 (Rt 0.9, Ch 0.1, no receiving classroom: not in the silent share)."""
+    measured = {"L1": (0.8, 0.2, 1), "L2": (0.5, 0.5, 0), "M1": (0.4, 0.3, 1), "F1": (0.9, 0.1, 0)}
+    for key, (rt, ch, spoke) in measured.items():
+        row = session.get(TeachingRecord, rw.lessons[key])
+        row.st_rt, row.st_ch, row.receivers_spoke = rt, ch, spoke
+    session.flush()
+    scope = _scope(session, world.sysadmin)
+    teachers = {u.name: u.tally for u in rr.breakdown(session, scope, WEEK, "teacher", now=NOW)}
+    wang = teachers["王老师"]
+    assert (wang.st_lessons, wang.avg_rt, wang.avg_ch, wang.silent_share) == (2, 0.65, 0.35, 0.5)
+    assert (teachers["赵老师"].st_lessons, teachers["赵老师"].silent_share) == (1, None)
+    total = rr.summary(session, scope, WEEK, now=NOW).total
+    assert (total.st_lessons, total.avg_rt, total.silent_share) == (4, 0.65, 1 / 3)
+    table = rr.breakdown_table(WEEK, "teacher", rr.breakdown(session, scope, WEEK, "teacher", now=NOW))
+    assert table.headers[-4:] == rr.INSIGHT_HEADERS
+    assert next(r for r in table.rows if r[0] == "王老师")[-4:] == [2, 0.65, 0.35, 50.0]

@@ -32,6 +32,12 @@ def reports(web_server: Any) -> ReportsWorld:
             s.add(SessionEvent(instance_id=l1.id, at=start + timedelta(seconds=sec), kind=kind, participant_id="m1",
                                user_id=w.terminal_main.id, classroom_id=w.main_room.id, role="main",
                                data={"source": source} if source else None))
+        # who spoke (classroom insight): the teacher 60–900 s and 1200–2380 s, the classroom 900–1200 s
+        for pid, user, room, role, a, b in (("m1", w.terminal_main, w.main_room, "main", 60, 900),
+                                            ("r1", w.terminal_recv, w.recv_room, "receiving", 900, 1200),
+                                            ("m1", w.terminal_main, w.main_room, "main", 1200, 2380)):
+            s.add(SessionEvent(instance_id=l1.id, at=start + timedelta(seconds=b + 1), kind="speech", participant_id=pid,
+                               user_id=user.id, classroom_id=room.id, role=role, data={"s": b - a, "ago": 1.0}))
         for k in range(3, 240):
             bad = 100 <= k < 110
             s.add(SessionEvent(instance_id=l1.id, at=start + timedelta(seconds=10 * k), kind="link_quality",
@@ -103,6 +109,23 @@ def test_the_lesson_record_page(open_page: Any, web_server: Any, reports: Report
     assert page.is_visible("#evaluations-card") and "80.0" in page.inner_text("#evaluations")
     assert page.query_selector("#recording a") is None  # no recording yet
     screenshot(page, "records-lesson")
+
+
+def test_the_lesson_record_page_shows_the_st_analysis_and_who_spoke(open_page: Any, web_server: Any,
+                                                                      reports: ReportsWorld) -> None:
+    lid = reports.lessons["L1"]
+    page = open_page(web_server.world.sysadmin, f"/records/lesson.html?id={lid}")
+    page.wait_for_selector("body[data-loaded='1']", timeout=20_000)
+    assert page.is_visible("#insight-card")
+    # 30 s samples from 08:01 to 08:39:40: 77 of them, 10 of the classroom (900–1200 s) → Rt 0.87, a lecture
+    codes = page.get_attribute("#insight", "data-codes")
+    assert len(codes) == 77 and codes.count("S") == 10 and codes[28:38] == "S" * 10
+    assert page.inner_text("#insight-rt") == "0.87" and "讲授型" in page.inner_text("#insight-facts")
+    assert _canvas_drawn(page, "#st-curve")
+    row = page.locator(f"#speakers tbody tr[data-unit='receiving:{web_server.world.recv_room.id}']")
+    assert [c.strip() for c in row.locator("td").all_inner_texts()][1:3] == ["5.0", "1"]
+    page.select_option("#st-interval", "3")  # the fine timeline
+    page.wait_for_function("document.getElementById('insight').dataset.codes.length === 773")
 
 
 def test_the_lesson_page_shows_the_recording_and_hides_evaluations_from_other_researchers(

@@ -4,6 +4,7 @@ import { api, ApiError, confirmDialog, requireLogin, mountHeader, showError, toa
   KIND_LABEL } from "/assets/api.js";
 import { pct, minutes, download, chartIn, COLORS } from "/records/common.js";
 import { renderQuizzes } from "/records/quiz.js";
+import { renderInsight } from "/records/insight.js";
 
 const ROLE = { main: "主讲教室", receiving: "接收教室", student: "在家学生 / 听课教师" };
 const STATUS_BADGE = { held: "badge-held", partly_held: "badge-warn", missed: "badge-missed", cancelled: "badge-cancelled" };
@@ -213,6 +214,7 @@ async function main(user) {
     renderHeader(lesson, rec, stored);
     renderAttendance(rec, stored);
     renderTimelines(rec);
+    await renderInsight(id, rec).catch(showError); // the rest of the record stands without it
     renderEvaluations(evals, user);
     await renderQuizzes(id).catch(showError); // the rest of the record stands without it
     await showInvitations(user);

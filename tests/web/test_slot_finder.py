@@ -53,3 +53,34 @@ def test_the_admin_finds_the_free_common_slots_and_books_one_with_a_click(open_p
                                                      "2026-11-02T08:50"]
     page.wait_for_selector("#series-list [data-series]")
     assert "三年级科学" in page.inner_text("#series-list")
+
+
+def test_an_urban_admin_answers_a_demand_order_with_a_proposed_slot(open_page: Any, web_server: Any) -> None:
+    w = web_server.world
+    r = web_server.http.post("/api/v1/demand-orders", json={
+        "term_id": w.term.id, "subject": "美术", "grade": "二年级", "receiving_classroom_id": w.recv_room2.id,
+        "preferred_slots": [{"weekday": 3, "period": 5}]}, headers=web_server.headers(w.rural_admin))
+    assert r.status_code == 201, r.text
+    order = r.json()["id"]
+    page = open_page(w.urban_admin, "/admin/demand.html")
+    page.get_by_role("button", name="查看").first.click()
+    page.get_by_role("button", name="响应需求").click()
+    page.wait_for_selector(f"#f-teacher_id option[value='{w.teacher2.id}']", state="attached")
+    page.select_option("#f-teacher_id", str(w.teacher2.id))
+    page.select_option("#f-main_classroom_id", str(w.main_room2.id))
+    page.click("#order-find-slots")
+    first = page.wait_for_selector("#order-slot-proposals > li.slot")
+    # the order's preferred slot (Wednesday, the village school's period 5) first among the free ones
+    assert (first.get_attribute("data-weekday"), first.get_attribute("data-period")) == ("3", "5")
+    assert "每周三 第5节 14:00–14:40（需求方期望时段）" in first.inner_text()
+    assert "石桥村小 二年级教室 第5节 13:50–14:40" in first.inner_text()
+    # Monday period 1: the receiving classroom has 三年级数学 every week
+    mon1 = page.locator("#order-slot-proposals > li.slot[data-weekday='1'][data-period='1']")
+    assert mon1.get_attribute("data-bookable") == "false"
+    first.query_selector("[data-action='use']").click()
+    assert page.input_value("#f-weekday") == "3" and page.input_value("#f-period_from") == "5"
+    page.get_by_role("button", name="提交响应").click()
+    page.wait_for_selector("dialog[open]", state="detached")
+    offers = web_server.http.get(f"/api/v1/demand-orders/{order}", headers=web_server.headers(w.rural_admin))
+    (offer,) = offers.json()["offers"]
+    assert (offer["teacher_id"], offer["weekday"], offer["period_from"], offer["period_to"]) == (w.teacher2.id, 3, 5, 5)

@@ -5,6 +5,7 @@ import {
   DEMAND_STATUS, OFFER_STATUS, ISO_WEEKDAY, table, formDialog, options, loadSchools, loadTerms, loadTeachers,
   fetchAll, errorBox, conflictList, guarded,
 } from "/admin/common.js";
+import { orderSlotsPanel } from "/admin/slots.js";
 
 const board = document.getElementById("board");
 let user;
@@ -152,6 +153,7 @@ async function offer(o) {
       { name: "period_to", label: "到第几节", type: "number", min: 1, max: 20 },
       { name: "note", label: "说明", type: "textarea", wide: true },
     ],
+    extra: orderSlotsPanel(o.id),
     submit: (v) => api(`/demand-orders/${o.id}/offers`, { method: "POST", body: {
       teacher_id: Number(v.teacher_id), main_classroom_id: Number(v.main_classroom_id), weekday: Number(v.weekday),
       period_from: v.period_from, period_to: v.period_to || null, note: v.note || "" } }),

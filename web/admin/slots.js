@@ -96,3 +96,39 @@ async function openFinder() {
 }
 
 if (button) button.addEventListener("click", () => guarded(openFinder));
+
+/**
+ * For the offer dialog of a demand order (demand.html): 查找空闲时段 with the dialog's teacher and main classroom
+ * (GET /demand-orders/{id}/free-slots), the order's preferred slots first among equals; 用此时段 fills the dialog's
+ * weekday and periods, and 提交响应 then offers it.
+ */
+export function orderSlotsPanel(orderId) {
+  const results = el("div", { id: "order-slot-results", "aria-live": "polite" });
+  const find = el("button", { type: "button", class: "btn", id: "order-find-slots" }, "查找空闲时段");
+  find.addEventListener("click", async () => {
+    const dlg = find.closest("dialog");
+    const teacher = dlg.querySelector("#f-teacher_id").value;
+    const room = dlg.querySelector("#f-main_classroom_id").value;
+    if (!teacher || !room) { fill(results, el("p", { class: "muted" }, "请先选择主讲教师和主讲教室")); return; }
+    fill(results, el("p", { class: "muted" }, "正在查找……"));
+    let found;
+    try {
+      found = await api(`/demand-orders/${orderId}/free-slots`, { query: { teacher_id: teacher, main_classroom_id: room } });
+    } catch (err) { fill(results, errorBox(err)); return; }
+    fill(results, found.data.length ? el("ol", { class: "slot-list", id: "order-slot-proposals" }, found.data.map((p) => {
+      const use = el("button", { type: "button", class: "btn btn-ok", dataset: { action: "use" }, disabled: !p.bookable }, "用此时段");
+      use.addEventListener("click", () => {
+        dlg.querySelector("#f-weekday").value = String(p.weekday);
+        dlg.querySelector("#f-period_from").value = String(p.period_from);
+        dlg.querySelector("#f-period_to").value = String(p.period_to);
+      });
+      const recv = p.receiving.map((r) => `${r.classroom_name} 第${r.period_from}节 ${r.start}–${r.end}`).join("；");
+      return el("li", { class: "slot", dataset: { weekday: p.weekday, period: p.period_from, bookable: String(p.bookable) } },
+        el("div", { class: "panel-head" }, el("div", {}, el("strong", {}, p.label, p.preferred ? "（需求方期望时段）" : ""), el("br"),
+          el("span", { class: "muted small" }, `接收：${recv}`), el("br"),
+          el("span", { class: "small" }, p.bookable ? `共 ${p.lessons} 节` : `${p.clash_weeks} 周有冲突`)), use),
+        p.exceptions.length ? el("ul", { class: "conflicts" }, p.exceptions.map((e) => el("li", { dataset: { kind: e.kind } }, e.message))) : null);
+    })) : el("p", { class: "empty" }, "没有两校作息时间都包含的时段"));
+  });
+  return el("div", { class: "field-wide" }, find, results);
+}

@@ -67,6 +67,9 @@ def test_a_researcher_patrols_silently_sees_the_lesson_and_cannot_publish(web_se
     before = patrol.evaluate(STATS_JS)[key]  # and keeps decoding: 10 more frames, waited for (busy machines)
     js_poll(patrol, f"({STATS_JS})().then((s) => (s['{key}'] || 0) >= {before + 10})", timeout=15)
 
+    # the full view's live S-T panel reads the lesson's record (the fake microphone's beeps are not speech)
+    js_poll(patrol, "/教学模式|没有测得发言/.test(document.getElementById('watch-insight').textContent)", timeout=15)
+
     # the researcher is in no roster: not the teacher's, not the server's
     observer = str(patrol.evaluate("window.sankeLesson.participantId"))
     assert patrol.evaluate("window.sankeLesson.role") == "observer"

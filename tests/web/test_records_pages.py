@@ -120,9 +120,9 @@ def test_the_lesson_record_page_shows_the_st_analysis_and_who_spoke(open_page: A
     # 30 s samples from 08:01 to 08:39:40: 77 of them, 10 of the classroom (900–1200 s) → Rt 0.87, a lecture
     codes = page.get_attribute("#insight", "data-codes")
     assert len(codes) == 77 and codes.count("S") == 10 and codes[28:38] == "S" * 10
-    assert page.inner_text("#insight-rt") == "0.87" and "讲授型" in page.inner_text("#insight-facts")
-    assert _canvas_drawn(page, "#st-curve")
-    row = page.locator(f"#speakers tbody tr[data-unit='receiving:{web_server.world.recv_room.id}']")
+    assert page.inner_text("#insight .insight-rt") == "0.87" and "讲授型" in page.inner_text("#insight .insight-facts")
+    assert _canvas_drawn(page, "#insight .st-curve")
+    row = page.locator(f"#insight .speakers tbody tr[data-unit='receiving:{web_server.world.recv_room.id}']")
     assert [c.strip() for c in row.locator("td").all_inner_texts()][1:3] == ["5.0", "1"]
     page.select_option("#st-interval", "3")  # the fine timeline
     page.wait_for_function("document.getElementById('insight').dataset.codes.length === 773")

@@ -13,10 +13,12 @@ import { api, ApiError, el, fill, fmtRange, KIND_LABEL, mountHeader, requireLogi
 import { label } from "/assets/icons.js";
 import { LessonClient } from "/assets/lesson-client.js";
 import { EvaluationPanel, mmss } from "/patrol/evaluation.js";
+import { drawInsight } from "/records/insight.js";
 
 const SIZES = [4, 9, 16];
 const PREFS_KEY = "sanke.patrol.prefs";
 const REFRESH_MS = 30000;
+const INSIGHT_MS = 15000; // the full view's S-T analysis is read again this often
 
 const $ = (id) => document.getElementById(id);
 
@@ -303,6 +305,12 @@ async function watch(lesson) {
   if (!w.ended) {
     const tick = setInterval(() => { $("visit-timer").textContent = mmss((Date.now() - w.startedAt) / 1000); }, 1000);
     w.timers.push(tick);
+    // the lesson's S-T analysis so far (the turns of speech its log holds), refreshed while watching
+    const insight = () => api(`/records/lessons/${lesson.id}`).then((rec) => {
+      if (state.watching === w) drawInsight($("watch-insight"), rec.insight, rec.attendance);
+    }).catch(() => { /* a researcher outside the lesson's region sees no record: the panel stays as it is */ });
+    insight();
+    w.timers.push(setInterval(insight, INSIGHT_MS));
   }
   if (state.watching === w) await panel.open(lesson.id);
 }

@@ -27,8 +27,8 @@ function unitName(sp, attendance) {
   return a && a.school_name ? `${a.school_name} ${name}` : name;
 }
 
-function render(insight, rec) {
-  const box = document.getElementById("insight");
+/** Draw `insight` (with `attendance` for the names) into `box`: facts, the S-T curve, the speakers. */
+export function drawInsight(box, insight, attendance) {
   if (!insight || !insight.measured) {
     fill(box, el("p", { class: "muted" }, "这节课没有测得发言（各方浏览器未发送音量信息，或无人发言）。"));
     return;
@@ -36,25 +36,25 @@ function render(insight, rec) {
   const interval = insight.interval_s;
   const minutes = (s) => (s / 60).toFixed(1);
   fill(box,
-    el("dl", { class: "facts", id: "insight-facts" },
+    el("dl", { class: "facts insight-facts" },
       el("dt", {}, "教学模式"), el("dd", { dataset: { type: insight.lesson_type } },
         `${insight.lesson_type_zh}（${TYPE_HINT[insight.lesson_type]}）`),
-      el("dt", {}, "教师占有率 Rt"), el("dd", { id: "insight-rt" }, insight.rt.toFixed(2)),
-      el("dt", {}, "师生行为转换率 Ch"), el("dd", { id: "insight-ch" }, insight.ch.toFixed(2)),
+      el("dt", {}, "教师占有率 Rt"), el("dd", { class: "insight-rt" }, insight.rt.toFixed(2)),
+      el("dt", {}, "师生行为转换率 Ch"), el("dd", { class: "insight-ch" }, insight.ch.toFixed(2)),
       el("dt", {}, "采样"), el("dd", {}, `每 ${interval} 秒一次，共 ${insight.codes.length} 次（T ${[...insight.codes].filter((c) => c === "T").length}，S ${[...insight.codes].filter((c) => c === "S").length}）`),
       el("dt", {}, "主讲教室发言"), el("dd", {}, `${minutes(insight.teacher_s)} 分钟`)),
-    el("div", { class: "chart-sm", id: "st-curve", style: "height:260px" }),
-    el("table", { class: "table", id: "speakers" },
+    el("div", { class: "chart-sm st-curve", style: "height:260px" }),
+    el("table", { class: "table speakers" },
       el("thead", {}, el("tr", {}, ["参与方", "发言（分钟）", "发言次数", "上台次数", "举手次数"].map((h) => el("th", {}, h)))),
       el("tbody", {}, insight.speakers.length ? insight.speakers.map((sp) => el("tr", {
         dataset: { unit: sp.role === "student" ? `student:${sp.user_id}` : `receiving:${sp.classroom_id}` } },
-      el("td", {}, `${sp.role === "student" ? "在家学生" : "接收教室"} · ${unitName(sp, rec.attendance)}`),
+      el("td", {}, `${sp.role === "student" ? "在家学生" : "接收教室"} · ${unitName(sp, attendance)}`),
       el("td", { class: "num" }, minutes(sp.spoken_s)), el("td", { class: "num" }, sp.turns),
       el("td", { class: "num" }, sp.stage_count), el("td", { class: "num" }, sp.hands)))
         : el("tr", {}, el("td", { colspan: 5, class: "empty" }, "没有接收教室或学生")))));
   const points = stCurve(insight.codes, interval / 60);
   const top = Math.max(1, ...points.map((p) => Math.max(p[0], p[1])));
-  chartIn(document.getElementById("st-curve")).setOption({
+  chartIn(box.querySelector(".st-curve")).setOption({
     animation: false,
     tooltip: { trigger: "item", formatter: (p) => `S ${p.value[0].toFixed(1)} 分钟，T ${p.value[1].toFixed(1)} 分钟` },
     grid: { left: 56, right: 24, top: 16, bottom: 40 },
@@ -65,15 +65,16 @@ function render(insight, rec) {
   box.dataset.codes = insight.codes;
 }
 
-/** Show the lesson's insight in #insight and let the sampling be changed (#st-interval). */
+/** The record page: the lesson's insight in #insight, the sampling chosen in #st-interval. */
 export async function renderInsight(id, rec) {
   document.getElementById("insight-card").hidden = false;
-  render(rec.insight, rec);
+  const box = document.getElementById("insight");
+  drawInsight(box, rec.insight, rec.attendance);
   const select = document.getElementById("st-interval");
   select.addEventListener("change", async () => {
     try {
       const again = await api(`/records/lessons/${id}`, { query: { st_interval_s: select.value } });
-      render(again.insight, again);
+      drawInsight(box, again.insight, again.attendance);
     } catch (err) { showError(err); }
   });
 }

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -51,6 +51,7 @@ from signaling.room import NOT_ALLOWED_ZH, Participant, Room
 log = logging.getLogger(__name__)
 
 QUIZ_MESSAGES = (QuizStart, QuizAnswer, QuizClose)
+DATABASE_AWAY_ZH = "随堂测暂时无法保存，请稍后重试"
 SessionFactory = Callable[[], Session]
 
 LIVE_ANSWERS = 1000
@@ -226,6 +227,10 @@ async def handle(factory: SessionFactory, room: Room, p: Participant, msg: Any) 
             return
         except InvalidState as exc:
             room.error(p, ErrorCode.not_allowed, exc.message, rid)
+            return
+        except SQLAlchemyError as exc:  # the database is away: nothing stored, nothing acked
+            log.warning("quiz: lesson %s: %s not stored (%s)", room.instance_id, msg.type, exc.__class__.__name__)
+            room.error(p, ErrorCode.internal, DATABASE_AWAY_ZH, rid)
             return
         room.ack(p, rid)
         if not isinstance(msg, QuizAnswer):

@@ -1,12 +1,18 @@
-"""The quiz messages' shape and role rules (``signaling.messages``), without a server."""
+"""The quiz messages' shape and role rules (``signaling.messages``), and an answer the database cannot store
+(``signaling.quiz``), without a server."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from typing import Any
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
-from signaling.messages import ErrorCode, LessonRole, ProtocolError, allowed, parse_client_message
+from signaling import quiz
+from signaling.messages import ErrorCode, LessonRole, ProtocolError, QuizAnswer, allowed, parse_client_message
+from signaling.room import Participant, RoomRegistry
 
 START = {"type": "quiz_start", "question": {"kind": "true_false", "text": "对吗", "correct": [0]}}
 ANSWER = {"type": "quiz_answer", "question_id": 3, "choices": [0]}
@@ -39,3 +45,18 @@ def test_a_start_names_one_question_and_an_answer_picks_something() -> None:
             parse_client_message(json.dumps(frame))
         assert exc.value.code is ErrorCode.bad_message and exc.value.message_zh.startswith("消息字段不合法")
     assert parse_client_message(json.dumps({"type": "quiz_start", "question_id": 3})).type == "quiz_start"
+
+
+def test_an_answer_the_database_cannot_store_is_refused_not_acked() -> None:
+    def away() -> Any:
+        raise OperationalError("SELECT 1", {}, Exception("connection refused"))
+
+    got: list[Any] = []
+    room = RoomRegistry().get_or_open(5)
+    student = Participant(participant_id="s", user_id=9, display_name="小明", role=LessonRole.student,
+                          classroom_id=None, listen_only=False, deliver=got.append)
+    room.join(student)
+    got.clear()
+    asyncio.run(quiz.handle(away, room, student, QuizAnswer(question_id=3, choices=[1], request_id="a1")))
+    assert [(m.type, m.code, m.message, m.request_id) for m in got] == [
+        ("error", ErrorCode.internal, quiz.DATABASE_AWAY_ZH, "a1")]

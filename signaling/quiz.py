@@ -252,6 +252,8 @@ async def _push_results(factory: SessionFactory, room: Room, desk: _Desk) -> Non
     try:
         while desk.dirty and not room.closed:
             desk.dirty = False
+            if not any(_watches(q) for q in room.participants.values()):
+                return  # nobody watches now; one who joins gets the results then (``send_current``)
             async with desk.lock:  # after the answers before it; never after a close's final results
                 r = await run_in_threadpool(_current, factory, room.instance_id)
                 if r is not None:

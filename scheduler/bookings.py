@@ -276,16 +276,19 @@ def _check_stream_from(kind: LessonKind, stream_from: int | None) -> None:
 
 
 def plan_series(session: Session, spec: SeriesSpec, ctx: SeriesContext | None = None, *,
-                not_before: date | None = None) -> list[PlannedInstance]:
+                not_before: date | None = None, days: list[date] | None = None) -> list[PlannedInstance]:
     """The lessons a series would have: its meeting days from ``not_before`` (default: today) on.
 
     A series booked in the middle of a term starts today; it never creates
     lessons in the past, which the lifecycle would only mark as missed.
+    ``days``: the spec's ``meeting_days`` when the caller has them already (the slot finder plans
+    every period of one weekday).
     """
     ctx = ctx or SeriesContext(session, term_id=spec.term_id, main_classroom_id=spec.main_classroom_id,
                                receivers=spec.receivers)
     first = not_before if not_before is not None else clock.now().date()
-    days = meeting_days(ctx.calendar, spec.weekday, spec.week_from, spec.week_to, spec.week_pattern)
+    if days is None:
+        days = meeting_days(ctx.calendar, spec.weekday, spec.week_from, spec.week_to, spec.week_pattern)
     if not days:
         raise Invalid("该上课时间在学期内没有任何上课日（可能均为节假日或超出学期周次）", field="weeks")
     days = [d for d in days if d >= first]

@@ -52,7 +52,7 @@ from scheduler.models import (
     User,
 )
 from scheduler.periods import containing_period, periods_in
-from scheduler.terms import TermCalendar, week_of
+from scheduler.terms import TermCalendar, meeting_days, week_of
 
 _WEEKDAY_ZH = {1: "一", 2: "二", 3: "三", 4: "四", 5: "五", 6: "六", 7: "日"}
 SCHOOL_DAYS = (1, 2, 3, 4, 5)
@@ -179,6 +179,7 @@ def find_slots(session: Session, req: SlotRequest, *, scope: Scope, not_before: 
 
     plans: list[tuple[Proposal, list[PlannedInstance]]] = []
     for weekday in req.weekdays:
+        days = meeting_days(cal, weekday, req.week_from, week_to)
         for pf in numbers:
             pt = pf + req.length - 1
             spec = SeriesSpec(kind=LessonKind.dedicated, title="", subject=req.subject, grade="",
@@ -187,7 +188,7 @@ def find_slots(session: Session, req: SlotRequest, *, scope: Scope, not_before: 
                               week_from=req.week_from, week_to=week_to,
                               receivers=tuple(ReceiverSpec(i) for i in req.receiver_ids))
             try:
-                planned = plan_series(session, spec, ctx, not_before=first)
+                planned = plan_series(session, spec, ctx, not_before=first, days=days)
             except (BellsMismatch, Invalid):
                 continue  # outside a receiving school's bells, past the last period, or no day left
             start, end = planned[0].starts_at.time(), planned[0].ends_at.time()

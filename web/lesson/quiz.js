@@ -14,6 +14,7 @@ export function quizTeacherPanel(lc, lessonId) {
   const status = el("p", { class: "muted small quiz-note" }, "");
   const results = el("div", { id: "quiz-results", class: "quiz-results", hidden: true });
   const prepared = el("ul", { id: "quiz-prepared", class: "quiz-prepared" });
+  const preparedBox = el("div", { class: "quiz-prepared-box", hidden: true }, el("h4", {}, "课前准备的题目"), prepared);
   const kind = el("select", { id: "quiz-kind", "aria-label": "题型" },
     ...Object.entries(KIND_ZH).map(([v, t]) => el("option", { value: v }, t)));
   const text = el("textarea", { id: "quiz-text", rows: 2, maxlength: 500, placeholder: "题目", "aria-label": "题目" });
@@ -58,7 +59,9 @@ export function quizTeacherPanel(lc, lessonId) {
   const loadPrepared = async () => {
     let list = [];
     try { list = (await api(`/lessons/${lessonId}/quiz-questions`)).data; } catch (e) { list = []; }
-    fill(prepared, ...list.filter((q) => !q.opened_at).map((q) => el("li", {},
+    const waiting = list.filter((q) => !q.opened_at);
+    preparedBox.hidden = !waiting.length || open != null;
+    fill(prepared, ...waiting.map((q) => el("li", {},
       el("span", {}, `${KIND_ZH[q.kind]}：${q.text}`), " ",
       el("button", { class: "btn btn-sm", type: "button", onclick: async () => { if (await start({ question_id: q.id })) loadPrepared(); } }, "推送"))));
   };
@@ -91,11 +94,12 @@ export function quizTeacherPanel(lc, lessonId) {
         el("tbody", {}, ...answers)) : el("p", { class: "muted small" }, "等待作答…"),
       q.open ? closeBtn : "");
     results.hidden = false;
-    form.hidden = q.open;
+    form.hidden = q.open; // one question at a time: the next is pushed after 结束作答
+    preparedBox.hidden = q.open || !prepared.children.length;
   });
   loadPrepared();
-  return el("section", { id: "quiz-panel", class: "card quiz" }, el("h3", {}, "随堂测"), results, form,
-    el("div", { class: "quiz-prepared-box" }, el("h4", {}, "课前准备的题目"), prepared), status);
+  return el("section", { id: "quiz-panel", class: "card quiz" }, el("h3", {}, "随堂测"), results, form, preparedBox,
+    status);
 }
 
 /** The answering panel of a receiving classroom or a home student. */

@@ -42,6 +42,9 @@ class EventKind(str, enum.Enum):
     media_gap = "media_gap"
     """The lesson's media stopped for everyone (its media worker died) and came back: ``data`` has ``gap_s``,
     ``reason`` and ``restored`` (false: not every connection was back within the wait)."""
+    annotation = "annotation"
+    """The main classroom annotated its shared screen (``signaling.annotation``): ``data`` ``{"action": "stroke"
+    | "undo" | "clear", "stroke": {...}}``; a replay draws the strokes at their times."""
     speech = "speech"
     """A turn of the participant's microphone speaking (RFC 6464 levels, ``media.speech``; no audio is kept):
     ``data`` ``{"s": seconds, "ago": seconds}``: it lasted ``s`` and ended ``ago`` before ``at``."""

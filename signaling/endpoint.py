@@ -68,7 +68,7 @@ from scheduler.room_weight import lesson_weight
 from server.core.config import Settings
 from server.core.placement import NoNodeError
 from server.core.security import JoinClaims, TokenError, decode_join_token
-from signaling import quiz
+from signaling import annotation, quiz
 from signaling.messages import (
     Error,
     ErrorCode,
@@ -574,6 +574,7 @@ async def _read(ws: WebSocket, conn: Connection, instance_id: int, state: dict[s
                 log.exception("signaling: binding a join token in lesson %s failed", instance_id)
         state["slot"].release()  # joined: no longer one of its address's unjoined sockets
         await quiz.send_current(ws.app.state.session_factory, room, participant)  # a reload gets it back
+        annotation.send_current(room, participant)  # and what is drawn on the shared screen
         break
     # --- joined: every reply goes through the session, which numbers and keeps it
     while True:
@@ -595,6 +596,8 @@ async def _read(ws: WebSocket, conn: Connection, instance_id: int, state: dict[s
         try:
             if isinstance(msg, quiz.QUIZ_MESSAGES):  # stored before it is acked: awaited here
                 await quiz.handle(ws.app.state.session_factory, room, participant, msg)
+            elif isinstance(msg, annotation.ANNOTATION_MESSAGES):
+                annotation.handle(room, participant, msg)
             else:
                 room.handle(participant, msg)
         except Exception:

@@ -292,6 +292,44 @@ class IceServer(_Part):
     credential: Annotated[str, StringConstraints(max_length=256)] | None = None
 
 
+class AnnotationTool(StrEnum):
+    """A tool of the teacher's annotation over the shared screen (同屏批注)."""
+
+    pen = "pen"
+    highlighter = "highlighter"
+    arrow = "arrow"
+    """Two points: from, to."""
+    text = "text"
+    """One point: where the text starts (its top left)."""
+
+
+Unit = Annotated[float, Field(ge=0.0, le=1.0)]
+"""A coordinate over the shared screen's picture: 0 at its left (top), 1 at its right (bottom)."""
+
+
+class Stroke(_Part):
+    """One mark of the annotation, in the shared screen's own coordinates (so every page, whatever the size of
+    its video, draws it at the same place of the picture)."""
+
+    id: Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")]
+    tool: AnnotationTool
+    color: Annotated[str, StringConstraints(pattern=r"^#[0-9a-fA-F]{6}$")]
+    width: float = Field(ge=0.001, le=0.05)
+    """Line width as a share of the picture's width."""
+    points: list[tuple[Unit, Unit]] = Field(min_length=1, max_length=2000)
+    text: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> "Stroke":
+        if self.tool is AnnotationTool.text and (self.text is None or len(self.points) != 1):
+            raise ValueError("a text mark has one point and a text")
+        if self.tool is AnnotationTool.arrow and len(self.points) != 2:
+            raise ValueError("an arrow has two points")
+        if self.tool is not AnnotationTool.text and self.text is not None:
+            raise ValueError("only a text mark has a text")
+        return self
+
+
 class QuizKind(StrEnum):
     """The kind of a quick-quiz question (随堂测)."""
 
@@ -539,6 +577,21 @@ class QuizClose(_ClientBase):
 
     type: Literal["quiz_close"] = "quiz_close"
     question_id: DbId
+
+
+class Annotate(_ClientBase):
+    """Main → server: annotate the shared screen (同屏批注): add a ``stroke``, ``undo`` the last one, or
+    ``clear`` them all.  At most ``MAX_STROKES`` on the screen at once."""
+
+    type: Literal["annotate"] = "annotate"
+    action: Literal["stroke", "undo", "clear"]
+    stroke: Stroke | None = None
+
+    @model_validator(mode="after")
+    def _stroke_when_drawing(self) -> "Annotate":
+        if (self.action == "stroke") != (self.stroke is not None):
+            raise ValueError("a stroke comes with action stroke, and only then")
+        return self
 
 
 class Ping(_ClientBase):
@@ -822,6 +875,19 @@ class RoomMoving(_ServerBase):
     message: Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 
+class Annotation(_ServerBase):
+    """Server → everyone: the annotation of the shared screen changed (``stroke`` added, the last one
+    undone — ``stroke`` names it —, all cleared), or, after ``joined``, what is on the screen now
+    (``state``, ``strokes``: it replaces whatever the page drew before it, so a stroke that arrived just
+    before it is not drawn twice)."""
+
+    type: Literal["annotation"] = "annotation"
+    action: Literal["stroke", "undo", "clear", "state"]
+    stroke: Stroke | None = None
+    strokes: list[Stroke] = Field(default_factory=list, max_length=500)
+    ts: EpochMs
+
+
 class ServerLeave(_ServerBase):
     """Server → client, last message before the server closes the socket."""
 
@@ -834,14 +900,14 @@ class ServerLeave(_ServerBase):
 ClientMessage = Annotated[
     Join | Offer | Answer | IceCandidate | Publish | Unpublish | UpdateSubscriptions | SetMuted
     | SetOnStage | Mute | MuteAll | RaiseHand | Chat | LinkQualityReport | Ping | Leave | MediaRestart
-    | QuizStart | QuizAnswer | QuizClose,
+    | QuizStart | QuizAnswer | QuizClose | Annotate,
     Field(discriminator="type"),
 ]
 ServerMessage = Annotated[
     Joined | Resumed | ParticipantJoined | ParticipantLeft | ParticipantUpdated | RoomUpdated
     | ServerOffer | ServerAnswer | ServerIceCandidate | OnStageChanged | Muted | HandRaised
     | ChatMessage | LinkQualityUpdate | Pong | Ack | Error | ServerLeave | LayersWanted | ServerMediaRestart
-    | Redirect | RoomMoving | Quiz | QuizResults,
+    | Redirect | RoomMoving | Quiz | QuizResults | Annotation,
     Field(discriminator="type"),
 ]
 
@@ -975,7 +1041,7 @@ def allowed(role: LessonRole, msg: ClientMessage, on_stage: bool, listen_only: b
 
     The quick quiz: only the main classroom starts and closes a question (``quiz_start``, ``quiz_close``);
     receiving classrooms (listen-only ones too) and home students answer (``quiz_answer``); observers see
-    the results only.
+    the results only.  Only the main classroom annotates the shared screen (``annotate``).
     """
     role = LessonRole(role)
     if isinstance(msg, _ANY_ROLE):
@@ -1004,4 +1070,6 @@ def allowed(role: LessonRole, msg: ClientMessage, on_stage: bool, listen_only: b
         return None if role is LessonRole.main else ErrorCode.not_allowed
     if isinstance(msg, QuizAnswer):
         return None if role in (LessonRole.receiving, LessonRole.student) else ErrorCode.not_allowed
+    if isinstance(msg, Annotate):
+        return None if role is LessonRole.main else ErrorCode.not_allowed
     return ErrorCode.not_allowed  # a message type added without a rule is refused, not let through

@@ -10,6 +10,7 @@
 import { api, ApiError, requireLogin, mountHeader, showError, toast, todayISO, fmtRange, KIND_LABEL, seatIn, lessonPageFor } from "/assets/api.js";
 import { LessonClient } from "/assets/lesson-client.js";
 import { quizAnswerPanel } from "/lesson/quiz.js";
+import { Board } from "/lesson/annotation.js";
 import { label } from "/assets/icons.js";
 import { el, fill, qualityDot, setQuality, showVideo, playAudio, stopAudio, renderBanner, mediaErrorText, chatPanel, fmtDuration, wall } from "/lesson/common.js";
 
@@ -148,6 +149,10 @@ class ListenerPage {
     const myQuality = qualityDot();
     fill($("my-quality"), myQuality);
     lc.on("localquality", (q) => setQuality(myQuality, q.quality));
+    // the teacher's annotation over the shared screen, drawn over whatever plays it (WebRTC or the stream)
+    this.board = new Board($("screen-video"));
+    window.sankeBoard = this.board; // for the browser tests
+    lc.on("message", (m) => { if (m.type === "annotation") this.board.apply(m); });
     lc.on("error", (m) => {
       // no WebRTC seat left (a streamed lesson whose stream is refused): said until the server connects us
       if (m.code === "seats_full") { this.seatsFull = true; this.showMode(); }

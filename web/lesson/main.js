@@ -6,6 +6,7 @@ import { api, ApiError, requireLogin, mountHeader, showError, toast, confirmDial
   seatIn, lessonPageFor, streamFromChoices, streamFromText } from "/assets/api.js";
 import { LessonClient } from "/assets/lesson-client.js";
 import { quizTeacherPanel } from "/lesson/quiz.js";
+import { Board, COLORS, TOOLS, enableDrawing } from "/lesson/annotation.js";
 import { icon, label } from "/assets/icons.js";
 import { el, fill, qualityDot, setQuality, showVideo, playAudio, stopAudio, renderBanner, mediaErrorText, chatPanel, fmtDuration, wall, SOURCE_LABEL } from "/lesson/common.js";
 
@@ -143,6 +144,7 @@ async function enterClass(lesson) {
   lc.on("error", (m) => toast(m.message || m.code, "error"));
   fill($("chat-box"), chatPanel(lc));
   fill($("quiz-box"), quizTeacherPanel(lc, lesson.id));
+  annotateBar(lc);
   lc.setSubscriptions((participants) => {
     const subs = [];
     for (const p of participants.values()) {
@@ -372,4 +374,34 @@ function showEnded(st) {
     : st.reason === "client_left" ? "您已离开课堂。" : (st.message || "");
   startedAt = null;
   for (const a of document.querySelectorAll("#audio-sinks audio")) a.remove();
+}
+
+// ------------------------------------------------------------------ 同屏批注: drawing over the shared screen
+
+/** The toolbar over the shared screen: a tool (click again: stop drawing), a colour, undo, clear. */
+function annotateBar(lc) {
+  const board = new Board($("screen-video"));
+  window.sankeBoard = board; // for the browser tests
+  lc.on("message", (m) => { if (m.type === "annotation") board.apply(m); });
+  const pick = { tool: null, color: COLORS[0] };
+  const annotate = (body) => lc.request({ type: "annotate", ...body }).catch((e) => toast(e.message || String(e), "error"));
+  enableDrawing(board, {
+    tool: () => pick.tool, color: () => pick.color,
+    send: (stroke) => annotate({ action: "stroke", stroke }),
+    askText: async () => window.prompt("批注文字") || "",
+  });
+  const bar = $("annotate-bar");
+  const render = () => {
+    board.canvas.classList.toggle("drawing", !!pick.tool);
+    fill(bar,
+      ...Object.entries(TOOLS).map(([t, name]) => el("button", { type: "button", class: `btn btn-sm${pick.tool === t ? " active" : ""}`,
+        dataset: { tool: t }, "aria-pressed": String(pick.tool === t),
+        onclick: () => { pick.tool = pick.tool === t ? null : t; render(); } }, name)),
+      ...COLORS.map((c) => el("button", { type: "button", class: `swatch${pick.color === c ? " active" : ""}`, title: c,
+        dataset: { color: c }, style: `background:${c}`, "aria-label": `颜色 ${c}`,
+        onclick: () => { pick.color = c; render(); } })),
+      el("button", { type: "button", class: "btn btn-sm", dataset: { action: "undo" }, onclick: () => annotate({ action: "undo" }) }, "撤销"),
+      el("button", { type: "button", class: "btn btn-sm", dataset: { action: "clear" }, onclick: () => annotate({ action: "clear" }) }, "清屏"));
+  };
+  render();
 }

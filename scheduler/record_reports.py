@@ -221,6 +221,8 @@ class ReportFilter:
     region_id: int | None = None
     school_id: int | None = None
     kind: LessonKind | None = None
+    teacher_id: int | None = None
+    """Only the lessons this teacher gives (the instance's teacher: a substitute gets the lesson)."""
 
     def __post_init__(self) -> None:
         if self.date_to < self.date_from:
@@ -255,6 +257,7 @@ class LessonRow:
     recording_id: int | None
     st_rt: float | None = None
     st_ch: float | None = None
+    st_type: str | None = None
     receivers_spoke: int | None = None
     receivers: int = 0
     """Expected receiving classrooms (for ``receivers_spoke``)."""
@@ -284,7 +287,8 @@ def _chunks(ids: Iterable[int]) -> Iterable[list[int]]:
 
 def _instance_filter(scope: Scope, f: ReportFilter) -> InstanceFilter:
     return InstanceFilter(date_from=f.date_from, date_to=f.date_to, region_id=f.region_id, school_id=f.school_id,
-                          kind=f.kind, involving_user_id=scope.user_id if scope.role is Role.teacher else None)
+                          kind=f.kind, involving_user_id=scope.user_id if scope.role is Role.teacher else None,
+                          teacher_id=f.teacher_id)
 
 
 def load_lessons(session: Session, scope: Scope, f: ReportFilter, *, now: datetime) -> list[LessonRow]:
@@ -300,7 +304,7 @@ def load_lessons(session: Session, scope: Scope, f: ReportFilter, *, now: dateti
             TeachingRecord.status, TeachingRecord.on_time, TeachingRecord.late_s, TeachingRecord.actual_start,
             TeachingRecord.actual_end, TeachingRecord.duration_s, TeachingRecord.expected_receivers,
             TeachingRecord.attended_receivers, TeachingRecord.recording_id, TeachingRecord.st_rt,
-            TeachingRecord.st_ch, TeachingRecord.receivers_spoke,
+            TeachingRecord.st_ch, TeachingRecord.receivers_spoke, TeachingRecord.st_type,
         )
         .outerjoin(TeachingRecord, TeachingRecord.instance_id == LessonInstance.id)
         .order_by(LessonInstance.starts_at, LessonInstance.id)
@@ -311,7 +315,7 @@ def load_lessons(session: Session, scope: Scope, f: ReportFilter, *, now: dateti
                         title=r[7], teacher_id=r[8], main_classroom_id=r[9], series_id=r[10], record_status=r[11],
                         on_time=r[12], late_s=r[13], actual_start=r[14], actual_end=r[15], duration_s=r[16] or 0,
                         expected=r[17] or 0, attended=r[18] or 0, recording_id=r[19], st_rt=r[20], st_ch=r[21],
-                        receivers_spoke=r[22])
+                        receivers_spoke=r[22], st_type=r[23])
         row.outcome = outcome_of(row.status, row.record_status, row.ends_at, now)
         rows.append(row)
     by_id = {r.id: r for r in rows}
@@ -412,6 +416,14 @@ def _add(t: Tally, r: LessonRow, *, attendance: tuple[int, int] | None = None) -
         if r.receivers:
             t.with_receivers += 1
             t.silent += not r.receivers_spoke
+
+
+def tally(lessons: Iterable[LessonRow]) -> Tally:
+    """The counts and rates of these lessons (the outcome rules above)."""
+    t = Tally()
+    for r in lessons:
+        _add(t, r)
+    return t
 
 
 # ---------------------------------------------------------------- summary

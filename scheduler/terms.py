@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from scheduler.errors import Invalid, NotFound
@@ -94,3 +95,10 @@ def meeting_days(
             days.append(day)
         day += timedelta(days=1)
     return days
+
+
+def current_term(session: Session, today: date) -> Term | None:
+    """The term holding ``today`` (the first created when several do), else the one that ended last."""
+    current = session.scalars(select(Term).where(Term.start_date <= today, Term.end_date >= today)
+                              .order_by(Term.id)).first()
+    return current or session.scalars(select(Term).order_by(Term.end_date.desc(), Term.id)).first()

@@ -48,6 +48,7 @@ from scheduler.models import (
     User,
     WeekPattern,
 )
+from scheduler.terms import current_term
 
 if TYPE_CHECKING:
     from server.core.config import Settings
@@ -680,12 +681,6 @@ def import_timetable(session: Session, data: bytes, filename: str, *, actor: Use
 _WEEKDAY_ZH = ("周一", "周二", "周三", "周四", "周五")
 
 
-def _sample_term(session: Session, today: date) -> Term | None:
-    current = session.scalars(select(Term).where(Term.start_date <= today, Term.end_date >= today)
-                              .order_by(Term.id)).first()
-    return current or session.scalars(select(Term).order_by(Term.end_date.desc(), Term.id)).first()
-
-
 def sample_rows(session: Session, *, actor: User, scope: Scope, tries: int = 60) -> list[dict[str, str]]:
     """A timetable row that imports cleanly for this caller, from their own data: a paired urban and rural
     school in their scope, a teacher and classrooms of those schools, the current term and a free slot.
@@ -697,7 +692,7 @@ def sample_rows(session: Session, *, actor: User, scope: Scope, tries: int = 60)
     from scheduler.bookings import prepare_series
     from scheduler.models import Pairing, PeriodScheme
 
-    term = _sample_term(session, clock.now().date())
+    term = current_term(session, clock.now().date())
     if term is None:
         return []
     same_name = session.scalars(select(Term.id).where(Term.name == term.name)).all()

@@ -23,6 +23,7 @@ from server.api.routes import (
     schools,
     series,
     slots,
+    teachers,
     terms,
     timetable,
     users,
@@ -32,5 +33,5 @@ from server.api.routes import (
 api_router = APIRouter()
 for module in (auth, regions, schools, classrooms, users, pairings, terms, period_schemes, series, lessons,
                audit, timetable, demand_orders, patrol, records, reports, recordings, hls, nodes,
-               webhooks, quizzes, slots):
+               webhooks, quizzes, slots, teachers):
     api_router.include_router(module.router)

@@ -84,7 +84,7 @@ def test_teacher_home_shows_entry_points_and_todays_lessons(open_page: Any, web_
     link = row.query_selector("a.btn")
     assert link.get_attribute("href") == f"/lesson/main.html?lesson={web_server.lesson_id}"
     tiles = [t.get_attribute("href") for t in page.query_selector_all("#entries a.tile")]
-    assert tiles == ["/lesson/main.html", "/timetable.html", "/records/"]
+    assert tiles == ["/lesson/main.html", "/timetable.html", "/records/teacher.html", "/records/"]
     assert "2026年9月7日" in page.inner_text("#lessons-note")
     screenshot(page, f"home-teacher-{viewport[0]}")
 

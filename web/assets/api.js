@@ -314,7 +314,7 @@ export function navLinks(user) {
       { href: "/records/", label: "教学统计" }, { href: "/replay/", label: "录播资源库" }, { href: "/admin/nodes.html", label: "服务器节点" },
       ...(adminScope(user) === "sysadmin" ? [{ href: "/admin/webhooks.html", label: "Webhook" }] : [])];
     case "teacher": return [home, { href: "/lesson/main.html", label: "主讲课堂" }, { href: "/timetable.html", label: "我的课表" },
-      { href: "/records/", label: "教学统计" }, { href: "/replay/", label: "录播资源库" }];
+      { href: "/records/", label: "教学统计" }, { href: "/records/teacher.html", label: "我的发展档案" }, { href: "/replay/", label: "录播资源库" }];
     case "terminal": return [home, { href: "/lesson/receiving.html", label: "接收课堂" }];
     case "researcher": return [home, { href: "/patrol/", label: "巡课" }, { href: "/records/", label: "教学统计" },
       { href: "/replay/", label: "录播资源库" }];

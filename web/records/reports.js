@@ -85,6 +85,13 @@ function renderKinds(s) {
   }, true);
 }
 
+/** A teacher's name leads to their development record over the report's dates (a teacher: their own only). */
+function teacherLink(b, u) {
+  if (b.by !== "teacher" || (user.role === "teacher" && String(user.id) !== u.key)) return null;
+  const q = new URLSearchParams({ id: u.key, date_from: b.filter.date_from, date_to: b.filter.date_to });
+  return el("a", { href: `/records/teacher.html?${q}`, dataset: { teacher: u.key } }, u.name);
+}
+
 function renderUnits(b) {
   const dimLabel = Object.fromEntries(DIMS)[b.by];
   document.getElementById("unit-title").textContent = `按${dimLabel}统计`;
@@ -108,7 +115,7 @@ function renderUnits(b) {
   fill(tbody, b.data.map((u) => {
     const t = u.tally;
     return el("tr", {},
-      el("td", {}, u.name), el("td", { class: "num" }, t.due), el("td", { class: "num" }, t.held),
+      el("td", {}, teacherLink(b, u) || u.name), el("td", { class: "num" }, t.due), el("td", { class: "num" }, t.held),
       el("td", { class: "num" }, t.partly_held), el("td", { class: "num" }, t.missed), el("td", { class: "num" }, t.cancelled),
       el("td", { class: "num" }, pct(t.held_rate)), el("td", { class: "num" }, pct(t.on_time_rate)),
       el("td", { class: "num" }, `${t.expected}/${t.attended}`), el("td", { class: "num" }, pct(t.attendance_rate)),

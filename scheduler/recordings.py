@@ -60,7 +60,7 @@ from scheduler.models import (
     User,
 )
 from scheduler.recordings_models import Recording, RecordingStatus
-from scheduler.records_models import TeachingRecord
+from scheduler.records_models import EventKind, SessionEvent, TeachingRecord
 
 RECORDINGS_DIR = "recordings"
 """Folder of all recordings inside ``SANKE_DATA_DIR``."""
@@ -262,6 +262,23 @@ def lesson_timeline(session: Session, instance_id: int) -> LessonTimeline:
         segments.append(Segment(row, round(offset, 3)))
         end = offset + float(row.duration_s)
     return LessonTimeline(segments, round(end, 3), gaps)
+
+
+def annotations_on_axis(session: Session, instance_id: int, timeline: LessonTimeline) -> list[tuple[float, dict[str, Any]]]:
+    """The lesson's annotations of the shared screen (``annotation`` events of its log, ``signaling.annotation``)
+    as ``(t, change)`` on the lesson's replay axis: ``t`` from the recording that was running when the change
+    was made (its start and offset; a change made before the first recording began, or in a gap, is placed
+    at that recording's start or the gap's end)."""
+    if not timeline.segments:
+        return []
+    out: list[tuple[float, dict[str, Any]]] = []
+    for e in session.scalars(select(SessionEvent).where(SessionEvent.instance_id == instance_id,
+                                                        SessionEvent.kind == EventKind.annotation)
+                             .order_by(SessionEvent.at, SessionEvent.id)):
+        seg = next((x for x in reversed(timeline.segments) if x.recording.started_at <= e.at), timeline.segments[0])
+        t = seg.offset_s + max(0.0, (e.at - seg.recording.started_at).total_seconds())
+        out.append((round(min(t, timeline.duration_s), 3), dict(e.data or {})))
+    return out
 
 
 # ---------------------------------------------------------------------------- who may see what

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from media.recorder import RoomRecorder
 from scheduler.recordings_models import Recording, RecordingStatus
+from scheduler.records_models import SessionEvent
 from tests.media.sfu_helpers import BLUE, GREEN, RED
 from tests.media.test_recorder import FakeTransport, ToneSource, VideoSource, producer
 from tests.web.conftest import NOW, Site
@@ -112,6 +114,34 @@ def test_the_replay_page_plays_a_recorded_lesson_and_seeks(web_server: Site, set
     seek(page, js_poll, 0.5)
     js_poll(page, "!document.getElementById('off-screen').hidden")  # before 1 s nothing was shared
     screenshot(page, "seeked")
+
+
+def test_the_replay_draws_the_teachers_annotation_over_the_screen_at_its_times(
+        web_server: Site, settings: Any, open_page: Any, js_poll: Any) -> None:
+    """A stroke drawn 2 s into the lesson and an arrow at 3 s, the arrow undone at 4 s and the screen cleared
+    at 5 s (the lesson's log, as signaling.annotation writes it): seeking shows what was on the screen then."""
+    w = web_server.world
+    rid = add_recording(web_server, settings)
+    pen = {"id": "k1", "tool": "pen", "color": "#dc2626", "width": 0.01, "points": [[0.3, 0.5], [0.7, 0.5]], "text": None}
+    arrow = {"id": "k2", "tool": "arrow", "color": "#dc2626", "width": 0.01, "points": [[0.2, 0.2], [0.4, 0.3]],
+             "text": None}
+    with web_server.session_factory() as s:
+        for at, data in ((2.0, {"action": "stroke", "stroke": pen}), (3.0, {"action": "stroke", "stroke": arrow}),
+                         (4.0, {"action": "undo", "stroke": arrow}), (5.0, {"action": "clear"})):
+            s.add(SessionEvent(instance_id=web_server.lesson_id, at=NOW + timedelta(seconds=at), kind="annotation",
+                               participant_id="m1", user_id=w.teacher.id, classroom_id=w.main_room.id, role="main",
+                               data=data))
+        s.commit()
+    r = web_server.http.get(f"/api/v1/recordings/{rid}", headers=web_server.headers(w.teacher))
+    assert [(a["t"], a["action"]) for a in r.json()["annotations"]] == [
+        (2.0, "stroke"), (3.0, "stroke"), (4.0, "undo"), (5.0, "clear")]
+    page = open_page(w.teacher, f"/replay/?id={rid}")
+    js_poll(page, "document.getElementById('total').textContent === '00:06'")
+    for t, tools in ((1.5, ""), (2.5, "pen"), (3.5, "pen,arrow"), (4.5, "pen"), (5.5, "")):
+        page.eval_on_selector("#seek", f"(s) => {{ s.value = '{t}'; s.dispatchEvent(new Event('change')); }}")
+        js_poll(page, f"window.sankeBoard.strokes.map((s) => s.tool).join() === '{tools}'", timeout=10)
+    page.eval_on_selector("#seek", "(s) => { s.value = '2.5'; s.dispatchEvent(new Event('change')); }")
+    js_poll(page, "window.sankeBoard.strokes.length === 1 && window.sankeBoard.canvas.dataset.strokes === '1'")
 
 
 def near_js(want: tuple[int, int, int], var: str, tolerance: int = 60) -> str:

@@ -24,6 +24,7 @@ import { api, ApiError, el, fill, fmtDate, fmtTime, KIND_LABEL, mountHeader, req
 import { label } from "/assets/icons.js";
 import { followRate } from "/lesson/stream.js";
 import { EvaluationPanel } from "/patrol/evaluation.js";
+import { Board } from "/lesson/annotation.js";
 import { RecordedStream } from "/replay/stream.js";
 
 const $ = (id) => document.getElementById(id);
@@ -366,6 +367,7 @@ async function replay(rid) {
   if (rec.expires_on) $("expires").textContent = `按保存期限，本录播将于 ${fmtDate(rec.expires_on, { year: true })} 删除。`;
   $("poster").hidden = false;
   $("poster").addEventListener("click", play);
+  drawAnnotations(rec);
   player.timer = setInterval(sync, 250);
   sync(true);
   window.sankeReplay = { play, pause, seek, clock: () => clock(), tracks: player.tracks };
@@ -421,4 +423,30 @@ if (user) {
   mountHeader(user);
   const rid = new URLSearchParams(location.search).get("id");
   (rid ? replay(Number(rid)) : library()).catch(showError);
+}
+
+// ------------------------------------------------------------------ 同屏批注 over the replayed screen
+
+/** The teacher's strokes over the screen as they were at the clock's time (the changes up to it). */
+function drawAnnotations(rec) {
+  const changes = rec.annotations || [];
+  const board = new Board($("v-screen"));
+  window.sankeBoard = board; // for the browser tests
+  let shown = -1;
+  const at = () => {
+    const t = clock();
+    let n = 0;
+    while (n < changes.length && changes[n].t <= t) n++;
+    if (n === shown) return;
+    shown = n;
+    let strokes = [];
+    for (const c of changes.slice(0, n)) {
+      if (c.action === "stroke") strokes.push(c.stroke);
+      else if (c.action === "undo") strokes = strokes.filter((s) => s.id !== c.stroke.id);
+      else if (c.action === "clear") strokes = [];
+    }
+    board.set(strokes);
+  };
+  at();
+  setInterval(at, 100);
 }

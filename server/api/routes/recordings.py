@@ -18,7 +18,7 @@ import time
 import uuid
 from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio
 import jwt
@@ -153,6 +153,15 @@ class ComposeOut(BaseModel):
     url: str | None = None
 
 
+class AnnotationOut(BaseModel):
+    """A change of the teacher's annotation over the shared screen (同屏批注), at ``t`` on the lesson's axis."""
+
+    t: float
+    action: str
+    """``stroke``, ``undo`` (``stroke`` names the one taken away) or ``clear``."""
+    stroke: dict[str, Any] | None = None
+
+
 class RecordingOut(BaseModel):
     id: int
     instance_id: int
@@ -175,6 +184,8 @@ class RecordingOut(BaseModel):
     """Every file of the lesson's playable recordings, ``start_s`` on the lesson's time axis (``segments``)."""
     segments: list[SegmentOut] = []
     gaps: list[GapOut] = []
+    annotations: list[AnnotationOut] = []
+    """The strokes drawn over the shared screen and when, for the player to draw over the screen."""
     compose: ComposeOut
     expires_on: date | None
     """The day the files are deleted (``SANKE_RECORDING_RETENTION_DAYS``), or None when they are kept."""
@@ -371,6 +382,8 @@ def get_recording(recording_id: int, request: Request, session: SessionDep, scop
                              stream=_stream_out(request, settings, seg.recording))
                   for seg in timeline.segments] if playable else [],
         gaps=[GapOut(start_s=a, end_s=b) for a, b in timeline.gaps] if playable else [],
+        annotations=[AnnotationOut(t=t, action=str(d.get("action") or ""), stroke=d.get("stroke"))
+                     for t, d in recordings.annotations_on_axis(session, row.instance_id, timeline)] if playable else [],
         compose=_compose_out(request, settings, row),
         expires_on=(recordings.expiry_day(ended, days) if days and row.status is not RecordingStatus.expired else None),
     )

@@ -121,3 +121,51 @@ def test_the_file_has_a_row_per_lesson_and_defuses_formulas(session: Any, world:
                                                                                                   "讲授型", 1)
     body = to_csv(table).decode("utf-8-sig")
     assert "'=cmd" in body and ",=cmd" not in body and '"=cmd' not in body
+
+
+def test_the_queries_do_not_grow_with_the_lessons(session: Any, world: Any, tw: ReportsWorld) -> None:
+    from sqlalchemy import event
+
+    from scheduler.models import InstanceStatus, LessonInstance
+    from scheduler.patrol_models import EvaluationMode
+    from scheduler.records_models import RecordStatus
+
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statements.append(args[2])
+
+    def queries() -> int:
+        session.expire_all()
+        statements.clear()
+        event.listen(session.get_bind(), "before_cursor_execute", count)
+        try:
+            _record(session, world.teacher, world.teacher)
+        finally:
+            event.remove(session.get_bind(), "before_cursor_execute", count)
+        return len(statements)
+
+    few = queries()
+    # 30 more held lessons of 王老师 in the week, each measured, evaluated, with a quiz question and a recording
+    series_id = tw.series["S1"]
+    for i in range(30):
+        start = datetime(2026, 9, 8, 10, 0) + timedelta(minutes=i)
+        inst = LessonInstance(series_id=series_id, day=start.date(), starts_at=start, ends_at=start + timedelta(minutes=40),
+                              period_from=2, period_to=2, status=InstanceStatus.held,
+                              main_classroom_id=world.main_room.id, teacher_id=world.teacher.id)
+        session.add(inst)
+        session.flush()
+        session.add(TeachingRecord(instance_id=inst.id, status=RecordStatus.held, actual_start=start, on_time=True,
+                                   duration_s=2400, expected_receivers=2, attended_receivers=2, st_rt=0.5, st_ch=0.1,
+                                   st_type="mixed", computed_at=start + timedelta(hours=1)))
+        session.add(Evaluation(instance_id=inst.id, evaluator_id=world.researcher_a.id, mode=EvaluationMode.live,
+                               scores={}, total_score=70.0, comment="", created_at=start, updated_at=start))
+        session.add(QuizQuestion(instance_id=inst.id, kind=QuizKind.single, text="?", options=["a", "b"], correct=[0],
+                                 created_by=world.teacher.id, created_at=start, opened_at=start))
+        session.add(Recording(instance_id=inst.id, status=RecordingStatus.ready, directory="", started_at=start))
+    session.flush()
+    many = queries()
+    rec = _record(session, world.teacher, world.teacher)
+    assert (rec.total.held, rec.st_types["mixed"], rec.quizzes, rec.recordings) == (32, 30, 31, 31)
+    assert many == few, (few, many)
+    assert few <= 20, statements  # 18 on SQLite: the reader, the teacher, their scopes and the rows above

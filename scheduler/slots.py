@@ -224,7 +224,8 @@ def _holiday_exceptions(cal: TermCalendar, holidays: dict[date, str], weekday: i
     return out
 
 
-def _add_clashes(session: Session, scope: Scope, cal: TermCalendar, plans: list[tuple[Proposal, list[PlannedInstance]]]) -> None:
+def _add_clashes(session: Session, scope: Scope, cal: TermCalendar,
+                 plans: list[tuple[Proposal, list[PlannedInstance]]]) -> None:
     """What is in the way of every candidate's every lesson: one conflict query for all of them."""
     slots = [s for _, planned in plans for p in planned for s in p.slots]
     if not slots:

@@ -73,3 +73,13 @@ def test_the_csv_has_a_row_per_lesson_and_no_formula(client: Any, world: Any, au
     rows = list(csv.DictReader(io.StringIO(r.content.decode("utf-8-sig"))))
     assert [row["开课情况"] for row in rows] == ["已开课", "已开课", "部分开课", "未开课", "未开课", "已停课", "未到期"]
     assert rows[0]["评课意见"].startswith("'=cmd") and rows[0]["S-T课型"] == "讲授型"
+
+
+def test_the_record_as_a_workbook(client: Any, world: Any, auth: Any, tw: ReportsWorld) -> None:
+    from openpyxl import load_workbook
+
+    r = client.get(_path(world.teacher), params={**WEEK, "format": "xlsx"}, headers=auth(world.researcher_a))
+    assert r.status_code == 200, r.text
+    rows = list(load_workbook(io.BytesIO(r.content)).active.iter_rows(values_only=True))
+    assert rows[0][:4] == ("课次ID", "日期", "开始", "课程") and len(rows) == 1 + 7
+    assert rows[1][9:12] == (0.8, 0.2, "讲授型") and str(rows[1][14]).startswith("'=cmd")

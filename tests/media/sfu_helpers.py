@@ -65,7 +65,7 @@ class ToneTrack(AudioStreamTrack):
         wait = self._start + self._n / self.RATE - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
-        samples = [int(8000 * math.sin(2 * math.pi * self.hz * (self._n + i) / self.RATE)) for i in range(self.SAMPLES)]
+        samples = self.samples()
         frame = av.AudioFrame(format="s16", layout="mono", samples=self.SAMPLES)
         frame.planes[0].update(struct.pack(f"<{self.SAMPLES}h", *samples))
         frame.sample_rate = self.RATE
@@ -73,6 +73,10 @@ class ToneTrack(AudioStreamTrack):
         frame.time_base = fractions.Fraction(1, self.RATE)
         self._n += self.SAMPLES
         return frame
+
+    def samples(self) -> list[int]:
+        """The next frame's samples: the tone."""
+        return [int(8000 * math.sin(2 * math.pi * self.hz * (self._n + i) / self.RATE)) for i in range(self.SAMPLES)]
 
 
 def mean_rgb(frame: av.VideoFrame) -> tuple[int, int, int]:

@@ -12,20 +12,17 @@ Ch as the script's within that, and the seconds each classroom spoke.
 from __future__ import annotations
 
 import asyncio
-import fractions
 import math
 import random
-import struct
 import time
 from typing import Any
 
-import av
-from aiortc import AudioStreamTrack
 from sqlalchemy import select
 
 from scheduler.records_models import AttendanceRecord, TeachingRecord
 
 from tests.media.sfu_harness import Lesson, db_url, lesson, loopback_clients, media_workers, settings  # noqa: F401
+from tests.media.sfu_helpers import ToneTrack
 from tests.records.test_recording_e2e import close_room
 from tests.utils.wait import until, wait_until
 
@@ -36,36 +33,19 @@ CLASSROOM = [(10.5, 16.5), (25.5, 34.5), (46.5, 52.5)]
 """Seconds from the start when each speaks: changes midway between the 3 s samples."""
 
 
-class ScriptedVoice(AudioStreamTrack):
+class ScriptedVoice(ToneTrack):
     """A classroom microphone: a tone while ``script`` says it speaks (from ``t0``), room noise otherwise."""
 
-    RATE, SAMPLES = 48000, 960
-
     def __init__(self, script: list[tuple[float, float]], hz: float, t0: list[float]) -> None:
-        super().__init__()
-        self.script, self.hz, self.t0 = script, hz, t0
-        self._n = 0
-        self._start: float | None = None
+        super().__init__(hz)
+        self.script, self.t0 = script, t0
         self._noise = random.Random(7)
 
-    async def recv(self) -> av.AudioFrame:
-        if self._start is None:
-            self._start = time.monotonic()
-        wait = self._start + self._n / self.RATE - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
+    def samples(self) -> list[int]:
         at = time.monotonic() - self.t0[0] if self.t0 else -1.0
         if any(a <= at < b for a, b in self.script):
-            samples = [int(8000 * math.sin(2 * math.pi * self.hz * (self._n + i) / self.RATE)) for i in range(self.SAMPLES)]
-        else:
-            samples = [self._noise.randint(-40, 40) for _ in range(self.SAMPLES)]
-        frame = av.AudioFrame(format="s16", layout="mono", samples=self.SAMPLES)
-        frame.planes[0].update(struct.pack(f"<{self.SAMPLES}h", *samples))
-        frame.sample_rate = self.RATE
-        frame.pts = self._n
-        frame.time_base = fractions.Fraction(1, self.RATE)
-        self._n += self.SAMPLES
-        return frame
+            return super().samples()
+        return [self._noise.randint(-40, 40) for _ in range(self.SAMPLES)]
 
 
 def expected_codes() -> str:

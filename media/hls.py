@@ -86,6 +86,9 @@ class Rendition:
         self._init: bytes | None = None
         self._init_uri = ""
         self._inits = 0
+        self.published = False
+        """Its media playlist has been written (it has a part): from then on the multivariant playlists list it,
+        never before (a player sent to a media playlist that does not exist yet, or is empty, gives up)."""
         self._discontinuity = False
         self._await_sync = False
         """After a gap, video samples wait for a keyframe: a segment must start on one."""
@@ -251,6 +254,7 @@ class Rendition:
             self._write_playlist()
 
     def _write_playlist(self) -> None:
+        self.published = True
         cur = self._current
         self.playlist.preload_hint = self._name(cur.msn, len(cur.parts)) if cur is not None else self._name(self._msn, 0)
         write_atomic(self.directory / MEDIA_PLAYLIST, self.playlist.render())
@@ -411,10 +415,10 @@ class HlsEgress:
         return AudioTrack(self, self._rendition("audio", "audio", AAC_RATE), wall_of)
 
     def add(self, rendition: Rendition, data: bytes, ts: int, sync: bool, wall: float) -> None:
-        """A sample to ``rendition``; the multivariant playlists follow its measured bandwidth."""
-        peak = rendition.peak_bps
+        """A sample to ``rendition``; the multivariant playlists follow its first part and its measured bandwidth."""
+        peak, published = rendition.peak_bps, rendition.published
         rendition.add(data, ts, sync, wall)
-        if rendition.peak_bps != peak:
+        if rendition.peak_bps != peak or rendition.published != published:
             self.write_multivariant()
 
     def _rendition(self, name: str, kind: str, timescale: int) -> Rendition:
@@ -430,6 +434,8 @@ class HlsEgress:
         playlist it loaded (a multivariant playlist is read once), which ends with ``EXT-X-ENDLIST``."""
         media = "vod.m3u8" if self._ended else MEDIA_PLAYLIST
         audio = self.renditions.get("audio")
+        if not self._ended and audio is not None and audio.running and not audio.published:
+            return  # the sound has begun: the pictures are listed with it, once it has its first part
         audio_uri = f"audio/{media}" if audio is not None and self._listed(audio) else None
         audio_bps = (audio.peak_bps or _ASSUMED_BANDWIDTH["audio"]) if audio_uri and audio is not None else 0
         for source, file in (("camera", "main.m3u8"), ("screen", "screen.m3u8")):
@@ -446,9 +452,9 @@ class HlsEgress:
                 self._written[file] = text
 
     def _listed(self, rendition: Rendition) -> bool:
-        """Whether the multivariant playlists list ``rendition``: while live, when it runs; once ended, when it
-        has a segment."""
-        return bool(rendition.playlist.complete) if self._ended else rendition.running
+        """Whether the multivariant playlists list ``rendition``: while live, when it runs and its media playlist
+        is written; once ended, when it has a segment."""
+        return bool(rendition.playlist.complete) if self._ended else rendition.running and rendition.published
 
     def _adopt(self) -> None:
         """The renditions a writer of this folder that died had begun and that did not run again (their source

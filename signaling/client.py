@@ -89,7 +89,7 @@ class LessonClient:
         self.mids: dict[str, tuple[str, str]] = {}
         self._ids = itertools.count(1)
         self._waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        self._type_waiters: list[tuple[str, asyncio.Future[dict[str, Any]]]] = []
+        self._type_waiters: list[tuple[str, Callable[[dict[str, Any]], bool] | None, asyncio.Future[dict[str, Any]]]] = []
         self._track_waiters: dict[tuple[str, str], asyncio.Future[MediaStreamTrack]] = {}
         self._reader: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -216,10 +216,11 @@ class LessonClient:
                     fut = self._waiters.pop(rid)
                     if not fut.done():
                         fut.set_result(msg)
-                for kind, fut in list(self._type_waiters):
-                    if kind == msg["type"] and not fut.done():
+                for waiter in list(self._type_waiters):
+                    kind, where, fut = waiter
+                    if not fut.done() and kind == msg["type"] and (where is None or where(msg)):
                         fut.set_result(msg)
-                        self._type_waiters.remove((kind, fut))
+                        self._type_waiters.remove(waiter)
                 if msg["type"] == "offer":
                     self._spawn(self._on_offer(msg))
                 elif msg["type"] == "media_restart":
@@ -271,10 +272,18 @@ class LessonClient:
             raise LessonError(reply)
         return reply
 
-    async def next_message(self, kind: str, timeout: float = 10.0) -> dict[str, Any]:
+    async def next_message(self, kind: str, timeout: float = 10.0, *,
+                           where: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
+        """The next message of type ``kind`` (that ``where`` accepts) received from now on.  One
+        waiter sees every message until it matches: no message slips by between two awaits."""
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._type_waiters.append((kind, fut))
-        return await asyncio.wait_for(fut, timeout)
+        waiter = (kind, where, fut)
+        self._type_waiters.append(waiter)
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        finally:
+            if waiter in self._type_waiters:
+                self._type_waiters.remove(waiter)
 
     # ------------------------------------------------------------------ publishing
 

@@ -34,10 +34,7 @@ async def chat_echoed(sender: LessonClient, text: str) -> None:
     """Send a chat and wait for the server's echo of *this* chat: the other classroom's previous
     chat may still be on its way to the sender, and taking it for the echo would let the next
     chat race this one."""
-    async def echo() -> None:
-        while (await sender.next_message("chat")).get("text") != text:
-            pass
-    waiting = asyncio.ensure_future(echo())
+    waiting = asyncio.ensure_future(sender.next_message("chat", where=lambda m: m.get("text") == text))
     await asyncio.sleep(0)  # the waiter is registered before the chat goes out
     await sender.send({"type": "chat", "text": text})
     await waiting

@@ -26,7 +26,8 @@
   newest playable recording stands for it).
 - **Who sees what.** Admins by scope, researchers their region, teachers the
   lessons they may see, students only the famous-school lessons they are
-  enrolled in (``scheduler.access.instance_clause``); terminals none.
+  enrolled in (``scheduler.access.instance_clause``); terminals none.  A researcher
+  or teacher invited to evaluate a lesson (评课, a 教研活动) sees its recordings too.
 - **Composing a download.** Only those who may manage a recording (``may_manage``:
   admins in scope, the lesson's teacher) start one (``require_composer``); every
   reader downloads it once it exists.
@@ -44,7 +45,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, select
+from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from scheduler import audit, webhooks
@@ -59,6 +60,7 @@ from scheduler.models import (
     School,
     User,
 )
+from scheduler.patrol_models import EvaluatorInvitation
 from scheduler.recordings_models import Recording, RecordingStatus
 from scheduler.records_models import EventKind, SessionEvent, TeachingRecord
 
@@ -288,6 +290,10 @@ def _visible(scope: Scope) -> ColumnElement[bool]:
     clause = instance_clause(scope)
     if scope.role is Role.student:
         return and_(clause, LessonSeries.kind == LessonKind.famous_school)
+    if scope.role in (Role.researcher, Role.teacher):
+        # invited to evaluate it (评课, a 教研活动): its replay, wherever the lesson was given
+        return or_(clause, exists(select(1).where(EvaluatorInvitation.instance_id == LessonInstance.id,
+                                                  EvaluatorInvitation.invitee_id == scope.user_id)))
     return clause
 
 

@@ -9,6 +9,8 @@
   type stored with the teaching record) and one point (Rt, Ch) per lesson.
 * **Evaluations** (评课) of those lessons, with the teacher's replies, and the mean of the scored totals.
 * **Quick quizzes**: how many questions were put to the class (opened) in those lessons.
+* **网络教研** (``scheduler.research``): the activities set up in the range that the teacher led, taught a
+  lesson in (授课, e.g. one side of a 同课异构) or attended (took part as a participant).
 * **Recordings** in the resource pool (``recordings.library``, as the reader may see it): how many, and
   the newest few.
 
@@ -27,7 +29,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from scheduler import recordings
+from scheduler import recordings, research
 from scheduler import record_reports as rr
 from scheduler.access import Scope, require_school, scope_of
 from scheduler.errors import Forbidden, NotFound
@@ -35,6 +37,7 @@ from scheduler.exports import KIND_ZH
 from scheduler.models import LessonKind, Role, School, Term, User
 from scheduler.patrol_models import Evaluation, EvaluationMode
 from scheduler.quizzes_models import QuizQuestion
+from scheduler.research_models import MemberPart
 from scheduler.st_analysis import LESSON_TYPES
 from scheduler.terms import current_term
 
@@ -96,6 +99,15 @@ class RecordingLine:
 
 
 @dataclass
+class ResearchLine:
+    led: int
+    taught: int
+    attended: int
+    """As a participant who took part (opened it, commented or scored)."""
+    activities: list[research.TeacherActivity]
+
+
+@dataclass
 class DevelopmentRecord:
     teacher_id: int
     teacher_name: str
@@ -115,6 +127,7 @@ class DevelopmentRecord:
     quizzes: int
     recordings: int
     latest_recordings: list[RecordingLine]
+    research: ResearchLine
 
 
 def require_reader(session: Session, scope: Scope, teacher_id: int) -> User:
@@ -196,12 +209,16 @@ def development_record(session: Session, scope: Scope, teacher_id: int, date_fro
         latest = [RecordingLine(i.recording.id, i.instance.id, i.instance.day, i.series.title, i.series.kind,
                                 i.series.subject) for i in items]
     school = session.get(School, teacher.school_id) if teacher.school_id is not None else None
+    acts = research.teacher_activities(session, teacher.id, date_from, date_to)
+    studied = ResearchLine(sum(a.part is MemberPart.organizer for a in acts),
+                           sum(a.part is MemberPart.teacher for a in acts),
+                           sum(a.part is MemberPart.participant and a.took_part for a in acts), acts)
     return DevelopmentRecord(
         teacher_id=teacher.id, teacher_name=teacher.display_name, school_name=school.name if school else "",
         date_from=date_from, date_to=date_to, term=term, total=rr.tally(lessons), by_kind=by_kind,
         lessons=lessons, st_points=points, st_types=types, evaluations=evaluations,
         average_score=round(sum(scores) / len(scores), 1) if scores else None, quizzes=quizzes,
-        recordings=count, latest_recordings=latest)
+        recordings=count, latest_recordings=latest, research=studied)
 
 
 # ---------------------------------------------------------------- the file

@@ -20,6 +20,7 @@ from server.api.routes import (
     records,
     regions,
     reports,
+    research,
     schools,
     series,
     slots,
@@ -33,5 +34,5 @@ from server.api.routes import (
 api_router = APIRouter()
 for module in (auth, regions, schools, classrooms, users, pairings, terms, period_schemes, series, lessons,
                audit, timetable, demand_orders, patrol, records, reports, recordings, hls, nodes,
-               webhooks, quizzes, slots, teachers):
+               webhooks, quizzes, slots, teachers, research):
     api_router.include_router(module.router)

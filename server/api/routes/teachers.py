@@ -20,6 +20,7 @@ from scheduler.errors import Invalid
 from scheduler.exports import KIND_ZH
 from scheduler.models import LessonKind
 from scheduler.patrol_models import EvaluationMode
+from scheduler.research_models import ActivityKind, ActivityStatus, MemberPart
 from scheduler.st_analysis import LESSON_TYPES
 from server.api.deps import ScopeDep, SessionDep
 from server.api.routes.reports import TallyOut
@@ -95,6 +96,27 @@ class RecordingOut(BaseModel):
     subject: str
 
 
+class ResearchActivityOut(BaseModel):
+    """A 教研活动 the teacher was in; its page is ``/research/?id={id}``."""
+
+    id: int
+    title: str
+    kind: ActivityKind
+    part: MemberPart
+    """``organizer`` (led it), ``teacher`` (taught one of its lessons) or ``participant``."""
+    status: ActivityStatus
+    created_at: Timestamp
+    took_part: bool
+
+
+class ResearchOut(BaseModel):
+    led: int
+    taught: int
+    attended: int
+    """Activities attended as a participant (opened, commented or scored)."""
+    activities: list[ResearchActivityOut]
+
+
 class DevelopmentRecordOut(BaseModel):
     """A teacher's development record over a term (``term_id``) or dates."""
 
@@ -118,6 +140,8 @@ class DevelopmentRecordOut(BaseModel):
     """Recordings of the teacher's lessons in the resource pool that the reader may watch."""
     latest_recordings: list[RecordingOut]
     """The newest few of them, newest first."""
+    research: ResearchOut
+    """网络教研 activities set up in the range that the teacher led, taught in or attended."""
 
 
 def _out(rec: tr.DevelopmentRecord) -> DevelopmentRecordOut:
@@ -138,7 +162,9 @@ def _out(rec: tr.DevelopmentRecord) -> DevelopmentRecordOut:
                                    replies=[ReplyOut(author=r.author, text=r.text, created_at=r.created_at)
                                             for r in e.replies]) for e in rec.evaluations],
         average_score=rec.average_score, quizzes=rec.quizzes, recordings=rec.recordings,
-        latest_recordings=[RecordingOut(**r.__dict__) for r in rec.latest_recordings])
+        latest_recordings=[RecordingOut(**r.__dict__) for r in rec.latest_recordings],
+        research=ResearchOut(led=rec.research.led, taught=rec.research.taught, attended=rec.research.attended,
+                             activities=[ResearchActivityOut(**a.__dict__) for a in rec.research.activities]))
 
 
 _FILES: dict[int | str, dict[str, Any]] = {200: {"content": {"text/csv": {}, rr.FORMATS["xlsx"][0]: {}}}}

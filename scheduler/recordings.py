@@ -48,7 +48,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
-from scheduler import audit, webhooks
+from scheduler import audit, records, webhooks
 from scheduler.access import Scope, instance_clause, require_school_admin
 from scheduler.errors import Forbidden, Invalid, NotFound
 from scheduler.models import (
@@ -62,7 +62,7 @@ from scheduler.models import (
 )
 from scheduler.patrol_models import EvaluatorInvitation
 from scheduler.recordings_models import Recording, RecordingStatus
-from scheduler.records_models import EventKind, SessionEvent, TeachingRecord
+from scheduler.records_models import TeachingRecord
 
 RECORDINGS_DIR = "recordings"
 """Folder of all recordings inside ``SANKE_DATA_DIR``."""
@@ -274,12 +274,10 @@ def annotations_on_axis(session: Session, instance_id: int, timeline: LessonTime
     if not timeline.segments:
         return []
     out: list[tuple[float, dict[str, Any]]] = []
-    for e in session.scalars(select(SessionEvent).where(SessionEvent.instance_id == instance_id,
-                                                        SessionEvent.kind == EventKind.annotation)
-                             .order_by(SessionEvent.at, SessionEvent.id)):
-        seg = next((x for x in reversed(timeline.segments) if x.recording.started_at <= e.at), timeline.segments[0])
-        t = seg.offset_s + max(0.0, (e.at - seg.recording.started_at).total_seconds())
-        out.append((round(min(t, timeline.duration_s), 3), dict(e.data or {})))
+    for at, change in records.annotation_log(session, instance_id):
+        seg = next((x for x in reversed(timeline.segments) if x.recording.started_at <= at), timeline.segments[0])
+        t = seg.offset_s + max(0.0, (at - seg.recording.started_at).total_seconds())
+        out.append((round(min(t, timeline.duration_s), 3), change))
     return out
 
 

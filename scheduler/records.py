@@ -252,6 +252,13 @@ def events_of(session: Session, instance_id: int) -> list[SessionEvent]:
         .order_by(SessionEvent.at, SessionEvent.id)))
 
 
+def annotation_log(session: Session, instance_id: int) -> list[tuple[datetime, dict[str, Any]]]:
+    """The lesson's changes of its shared-screen annotation (``annotation`` events), oldest first, with when."""
+    return [(e.at, dict(e.data or {})) for e in session.scalars(
+        select(SessionEvent).where(SessionEvent.instance_id == instance_id, SessionEvent.kind == EventKind.annotation)
+        .order_by(SessionEvent.at, SessionEvent.id))]
+
+
 def compute(session: Session, instance_id: int, *, now: datetime,
             late_grace: timedelta = DEFAULT_LATE_GRACE, st_interval_s: int = st_analysis.DEFAULT_INTERVAL_S) -> Record:
     """The record of one lesson from its event log (nothing is written); ``st_interval_s``: the S-T

@@ -7,7 +7,9 @@ board — the strokes on the screen now, at most ``MAX_STROKES`` — is kept bes
 every change goes to everyone in the room as ``annotation`` (the pages draw it over their screen video, so
 nothing is re-encoded), and to the session event log as an ``annotation`` event with its time, from which a
 replay draws the strokes over the recording at the moment they were made.  A page that joins (a reload)
-gets the board as ``annotation`` ``state``; a page that resumes gets the messages it missed.
+gets the board as ``annotation`` ``state``; a page that resumes gets the messages it missed.  A room that
+opens on a node — moved there by a failover or a drain, or after a restart — starts from the board its log
+holds (``replayed``; a killed node may have lost its last unflushed changes, ``server.core.eventlog``).
 
 Roles are checked by ``signaling.messages.allowed`` (the main classroom only); the shape of a stroke by the
 message model.  Must not: touch media, or keep anything but the board (the log is the history).
@@ -17,6 +19,11 @@ from __future__ import annotations
 
 import logging
 import weakref
+
+from collections.abc import Iterable
+from typing import Any
+
+from pydantic import ValidationError
 
 from signaling.messages import Annotate, Annotation, ErrorCode, Stroke, allowed
 from signaling.room import NOT_ALLOWED_ZH, Participant, Room, now_ms
@@ -38,6 +45,32 @@ def board(room: Room) -> list[Stroke]:
     if strokes is None:
         strokes = _boards[room] = []
     return strokes
+
+
+def replayed(changes: Iterable[dict[str, Any]]) -> list[Stroke]:
+    """The board the logged changes (``annotation`` events' data, oldest first) leave; a change that does not
+    read as one is skipped."""
+    strokes: list[Stroke] = []
+    for change in changes:
+        action = change.get("action")
+        if action == "clear":
+            strokes.clear()
+        elif action == "undo":
+            if strokes:
+                strokes.pop()
+        elif action == "stroke" and len(strokes) < MAX_STROKES:
+            try:
+                strokes.append(Stroke.model_validate(change.get("stroke")))
+            except ValidationError:
+                log.warning("annotation: a logged stroke does not read as one; skipped")
+    return strokes
+
+
+def seed(room: Room, strokes: list[Stroke]) -> None:
+    """A room just opened here starts with ``strokes`` (unless someone drew on it meanwhile)."""
+    current = board(room)
+    if not current:
+        current.extend(strokes)
 
 
 def handle(room: Room, p: Participant, msg: Annotate) -> None:

@@ -59,7 +59,7 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocketState
 
 from media.ice import browser_ice_servers
-from scheduler import join_tokens
+from scheduler import join_tokens, records
 from scheduler.directory import ACCOUNT_TOPIC
 from scheduler.join_tokens import Claim
 from scheduler.lifecycle import TOPIC, room_is_open
@@ -406,6 +406,8 @@ class _Admission:
     """The id of the session a fresh join creates."""
     restore: RoomSnapshot | None = None
     """The snapshot the room's previous node left, when the room opens here with this join."""
+    board: list[Stroke] | None = None
+    """The shared screen's annotation as the lesson's log holds it, when the room opens here with this join."""
 
 
 async def _admit(ws: WebSocket, instance_id: int, join: Join) -> _Admission:
@@ -430,12 +432,20 @@ async def _admit(ws: WebSocket, instance_id: int, join: Join) -> _Admission:
                                    join.resume_session_id or fresh_id)
     if not seat.claim.first_use and join.resume_session_id != seat.claim.session_id:  # not its own session
         raise _JoinRefused(ErrorCode.token_invalid, "入会凭证已使用，请重新获取", CLOSE_AUTH)
-    restore = None
-    keeper = getattr(app.state, "room_states", None)
-    if keeper is not None and _registry(ws).get(instance_id) is None:  # opening here: as its last node left it
-        restore = await keeper.load(instance_id)
+    restore = board = None
+    if _registry(ws).get(instance_id) is None:  # opening here: as its last node (or this one before) left it
+        keeper = getattr(app.state, "room_states", None)
+        if keeper is not None:
+            restore = await keeper.load(instance_id)
+        board = await run_in_threadpool(_logged_board, app.state.session_factory, instance_id)
     return _Admission(user_id=claims.user_id, role=role, classroom_id=claims.classroom_id, seat=seat,
-                      jti=claims.jti, session_id=fresh_id, restore=restore)
+                      jti=claims.jti, session_id=fresh_id, restore=restore, board=board)
+
+
+def _logged_board(session_factory: Any, instance_id: int) -> list[Stroke]:
+    """The annotation board the lesson's event log leaves (sync; run in a thread)."""
+    with session_factory() as s:
+        return annotation.replayed(change for _, change in records.annotation_log(s, instance_id))
 
 
 class _Redirected(Exception):
@@ -474,6 +484,8 @@ def _enter(ws: WebSocket, conn: Connection, instance_id: int, join: Join, adm: _
     """Resume the session ``join`` names if it can be (same user, role and lesson, within the grace,
     its messages still kept), else join afresh.  A token used before may only resume its session."""
     room = _registry(ws).get_or_open(instance_id, adm.restore)
+    if adm.board:
+        annotation.seed(room, adm.board)
     if join.resume_session_id is not None and join.last_seq is not None:
         resumed = room.resume(join.resume_session_id, join.last_seq, adm.user_id, adm.role, conn.deliver,
                               conn.close, request_id=join.request_id, keep_media=join.keep_media,

@@ -122,3 +122,30 @@ def test_the_screen_holds_at_most_max_strokes(lesson: Lesson) -> None:
         assert refused.value.reply["code"] == "not_allowed" and "请先清屏" in refused.value.reply["message"]
 
     lesson.play(scenario)
+
+
+def test_a_room_that_opens_again_on_a_node_starts_with_the_board_its_log_holds(lesson: Lesson, app: Any,
+                                                                                 session_factory: Any) -> None:
+    """The room moves out (a failover or a drain takes it to another node, or the node restarts): when it opens
+    again, the shared screen shows what the teacher had drawn, rebuilt from the lesson's event log."""
+    w = lesson.world
+
+    def logged(n: int) -> Any:
+        with session_factory() as s:
+            return len(s.scalars(select(SessionEvent.id).where(SessionEvent.instance_id == lesson.lid,
+                                                               SessionEvent.kind == "annotation")).all()) >= n or None
+
+    async def scenario() -> None:
+        main = await lesson.join(w.teacher)
+        for stroke in (PEN, ARROW, TEXT):
+            await main.request({"type": "annotate", "action": "stroke", "stroke": stroke})
+        await main.request({"type": "annotate", "action": "undo"})
+        await main.close()
+        await until("the four changes in the log", lambda: logged(4), 15)
+        assert app.state.rooms.move_out([lesson.lid]) == [lesson.lid]
+        rural = await lesson.join(w.terminal_recv)
+        await until("the board after the room opened again", lambda: marks(rural), 10)
+        assert marks(rural)[0]["action"] == "state" and board(rural) == ["s1", "s2"]
+        assert marks(rural)[0]["strokes"][1] == {**ARROW, "text": None}
+
+    lesson.play(scenario)

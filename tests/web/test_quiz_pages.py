@@ -1,6 +1,6 @@
 """随堂测 in real Chromium against a server the test starts (127.0.0.1 only): the teacher's page pushes a
 question typed live, a receiving classroom's kiosk answers by clicking, the teacher sees the answer at
-once; the kiosk reloaded mid-quiz shows its answer again; a question prepared before the lesson and a
+once, and so does a researcher patrolling the lesson; the kiosk reloaded mid-quiz shows its answer again; a question prepared before the lesson and a
 multiple-choice one follow; after 下课 the lesson's record page shows the results."""
 
 from __future__ import annotations
@@ -48,9 +48,20 @@ def test_a_question_is_pushed_answered_reloaded_and_kept_in_the_record(web_serve
     assert "3 + 4 = ?" in a.inner_text("#quiz-answer")
     screenshot(a, "receiving-quiz-after-reload")
 
+    # a researcher patrolling the lesson (the full view) sees the results as the teacher does, live
+    patrol = open_page(w.researcher_a, f"/patrol/#lesson={lid}")
+    js_poll(patrol, "!document.getElementById('watch-quiz-card').hidden", timeout=15)
+    js_poll(patrol, f"document.getElementById('watch-quiz').textContent.includes('{room}')")
+    assert "3 + 4 = ?" in patrol.inner_text("#watch-quiz") and "作答中" in patrol.inner_text("#quiz-summary")
+    assert patrol.inner_text("#watch-quiz .quiz-count[data-option='1']") == "1 人"
+    assert not patrol.query_selector("#watch-quiz button")  # watching only: no 结束作答 there
+
     teacher.click("#quiz-close")
     js_poll(a, "document.getElementById('quiz-mine').textContent.includes('正确答案：B')")
     js_poll(teacher, "document.getElementById('quiz-summary').textContent.includes('已结束')")
+    js_poll(patrol, "document.getElementById('quiz-summary').textContent.includes('已结束')")
+    screenshot(patrol, "patrol-quiz-results")
+    patrol.close()
 
     # a question prepared before the lesson, pushed from the list: the kiosk answers 正确
     teacher.click("#quiz-prepared li:has-text('课前准备：7 是质数') button")

@@ -77,22 +77,7 @@ export function quizTeacherPanel(lc, lessonId) {
     if (m.type !== "quiz_results") return;
     const q = m.question;
     open = q.open ? q.question_id : null;
-    const correct = new Set(q.correct || []);
-    const rows = q.options.map((o, i) => el("li", { class: correct.has(i) ? "quiz-right" : "" },
-      el("b", {}, `${letter(i)}. `), o, " ", el("span", { class: "quiz-count", dataset: { option: String(i) } }, `${m.counts[i]} 人`),
-      correct.has(i) ? el("small", { class: "muted" }, "（正确答案）") : ""));
-    const share = m.correct_share == null ? (q.correct && q.correct.length ? "正确率 —" : "投票") : `正确率 ${pct(m.correct_share)}`;
-    const answers = m.answers.map((a) => el("tr", { class: "quiz-answer-row" },
-      el("td", {}, a.name), el("td", {}, a.role === "receiving" ? "接收课堂" : "学生"), el("td", {}, letters(a.choices)),
-      el("td", {}, a.right == null ? "" : a.right ? "正确" : "错误")));
-    fill(results,
-      el("p", { class: "quiz-question" }, el("span", { class: "badge" }, KIND_ZH[q.kind]), " ", q.text),
-      el("ol", { class: "quiz-counts" }, ...rows),
-      el("p", { id: "quiz-summary" }, `${q.open ? "作答中" : "已结束"} · 已作答 ${m.answered} · ${share}`),
-      answers.length ? el("table", { class: "table quiz-answers" },
-        el("thead", {}, el("tr", {}, el("th", {}, "作答方"), el("th", {}, "身份"), el("th", {}, "答案"), el("th", {}, "结果"))),
-        el("tbody", {}, ...answers)) : el("p", { class: "muted small" }, "等待作答…"),
-      q.open ? closeBtn : "");
+    showQuizResults(results, m, q.open ? closeBtn : "");
     results.hidden = false;
     form.hidden = q.open; // one question at a time: the next is pushed after 结束作答
     preparedBox.hidden = q.open || !prepared.children.length;
@@ -100,6 +85,28 @@ export function quizTeacherPanel(lc, lessonId) {
   loadPrepared();
   return el("section", { id: "quiz-panel", class: "card quiz" }, el("h3", {}, "随堂测"), results, form, preparedBox,
     status);
+}
+
+/** A `quiz_results` message drawn into `node`: the question, counts per option (the right ones marked),
+ * who answered what; `extra` (the teacher's 结束作答) below while it is open. */
+export function showQuizResults(node, m, extra = "") {
+  const q = m.question;
+  const correct = new Set(q.correct || []);
+  const rows = q.options.map((o, i) => el("li", { class: correct.has(i) ? "quiz-right" : "" },
+    el("b", {}, `${letter(i)}. `), o, " ", el("span", { class: "quiz-count", dataset: { option: String(i) } }, `${m.counts[i]} 人`),
+    correct.has(i) ? el("small", { class: "muted" }, "（正确答案）") : ""));
+  const share = m.correct_share == null ? (q.correct && q.correct.length ? "正确率 —" : "投票") : `正确率 ${pct(m.correct_share)}`;
+  const answers = m.answers.map((a) => el("tr", { class: "quiz-answer-row" },
+    el("td", {}, a.name), el("td", {}, a.role === "receiving" ? "接收课堂" : "学生"), el("td", {}, letters(a.choices)),
+    el("td", {}, a.right == null ? "" : a.right ? "正确" : "错误")));
+  fill(node,
+    el("p", { class: "quiz-question" }, el("span", { class: "badge" }, KIND_ZH[q.kind]), " ", q.text),
+    el("ol", { class: "quiz-counts" }, ...rows),
+    el("p", { id: "quiz-summary" }, `${q.open ? "作答中" : "已结束"} · 已作答 ${m.answered} · ${share}`),
+    answers.length ? el("table", { class: "table quiz-answers" },
+      el("thead", {}, el("tr", {}, el("th", {}, "作答方"), el("th", {}, "身份"), el("th", {}, "答案"), el("th", {}, "结果"))),
+      el("tbody", {}, ...answers)) : el("p", { class: "muted small" }, "等待作答…"),
+    extra);
 }
 
 /** The answering panel of a receiving classroom or a home student. */

@@ -14,6 +14,7 @@ import { label } from "/assets/icons.js";
 import { LessonClient } from "/assets/lesson-client.js";
 import { EvaluationPanel, mmss } from "/patrol/evaluation.js";
 import { drawInsight } from "/records/insight.js";
+import { showQuizResults } from "/lesson/quiz.js";
 
 const SIZES = [4, 9, 16];
 const PREFS_KEY = "sanke.patrol.prefs";
@@ -280,6 +281,11 @@ async function watch(lesson) {
     renderPanels(w);
   });
   for (const type of ["roster", "room", "stage"]) client.on(type, () => renderPanels(w));
+  client.on("message", (m) => {  // 随堂测: the results as the teacher sees them (observers get quiz_results)
+    if (m.type !== "quiz_results" || state.watching !== w) return;
+    $("watch-quiz-card").hidden = false;
+    showQuizResults($("watch-quiz"), m);
+  });
   client.on("state", ({ state: s, reason, message }) => {
     const banner = $("watch-banner");
     banner.dataset.reason = reason || "";
@@ -395,6 +401,8 @@ async function leaveWatch() {
   for (const id of ["watch-camera", "watch-screen", "watch-stage"]) $(id).srcObject = null;
   $("wview-screen").hidden = true;
   $("wview-stage").hidden = true;
+  $("watch-quiz-card").hidden = true;
+  $("watch-quiz").textContent = "";
   $("btn-snapshot").disabled = false;
   $("watch-off").hidden = true;
   $("watch-view").classList.remove("ended");

@@ -77,6 +77,8 @@ class SeriesSpec:
     week_from: int = 1
     week_to: int = 99
     week_pattern: WeekPattern = WeekPattern.every
+    skip_weeks: tuple[int, ...] = ()
+    """Teaching weeks without a lesson (the slot finder's weeks in which the slot is taken)."""
     receivers: tuple[ReceiverSpec, ...] = ()
     participant_ids: tuple[int, ...] = ()
     recording: bool | None = None
@@ -260,6 +262,8 @@ def _validate(session: Session, spec: SeriesSpec, ctx: SeriesContext, actor: Use
                 raise Invalid(f"{missing}；管理员如需越过结对限制，请填写原因", field="receivers")
     if spec.week_to < spec.week_from:
         raise Invalid("结束周不能早于开始周", field="weeks")
+    if any(not spec.week_from <= w <= spec.week_to for w in spec.skip_weeks):
+        raise Invalid("跳过的周次应在上课周次范围内", field="skip_weeks")
     _check_stream_from(spec.kind, spec.stream_from)
 
 
@@ -288,7 +292,8 @@ def plan_series(session: Session, spec: SeriesSpec, ctx: SeriesContext | None = 
                                receivers=spec.receivers)
     first = not_before if not_before is not None else clock.now().date()
     if days is None:
-        days = meeting_days(ctx.calendar, spec.weekday, spec.week_from, spec.week_to, spec.week_pattern)
+        days = meeting_days(ctx.calendar, spec.weekday, spec.week_from, spec.week_to, spec.week_pattern,
+                            skip=spec.skip_weeks)
     if not days:
         raise Invalid("该上课时间在学期内没有任何上课日（可能均为节假日或超出学期周次）", field="weeks")
     days = [d for d in days if d >= first]
@@ -360,7 +365,8 @@ def _series_row(spec: SeriesSpec, actor: User, status: SeriesStatus) -> LessonSe
         kind=spec.kind, title=spec.title.strip(), subject=spec.subject, grade=spec.grade, term_id=spec.term_id,
         main_classroom_id=spec.main_classroom_id, main_teacher_id=spec.main_teacher_id, weekday=spec.weekday,
         period_from=spec.period_from, period_to=spec.period_to, week_from=spec.week_from, week_to=spec.week_to,
-        week_pattern=spec.week_pattern, status=status, recording=recording, stream_from=spec.stream_from,
+        week_pattern=spec.week_pattern, skip_weeks=sorted(set(spec.skip_weeks)), status=status, recording=recording,
+        stream_from=spec.stream_from,
         pairing_override_reason=(spec.pairing_override_reason or None) if actor.role is Role.admin else None,
         created_by_id=actor.id, approved_by_id=actor.id if status is SeriesStatus.approved else None,
         created_at=clock.now(),
@@ -379,7 +385,7 @@ def _spec_of(series: LessonSeries) -> SeriesSpec:
         kind=series.kind, title=series.title, subject=series.subject, grade=series.grade, term_id=series.term_id,
         main_classroom_id=series.main_classroom_id, main_teacher_id=series.main_teacher_id, weekday=series.weekday,
         period_from=series.period_from, period_to=series.period_to, week_from=series.week_from,
-        week_to=series.week_to, week_pattern=series.week_pattern,
+        week_to=series.week_to, week_pattern=series.week_pattern, skip_weeks=tuple(series.skip_weeks or ()),
         receivers=tuple(ReceiverSpec(r.classroom_id, r.mode, r.assistant_id, r.receiving_period)
                         for r in series.receivers),
         participant_ids=tuple(p.user_id for p in series.participants),
@@ -771,7 +777,7 @@ def apply_term_day(session: Session, term_id: int, day: date, *, actor_id: int |
         LessonSeries.term_id == term_id, LessonSeries.status == SeriesStatus.approved, LessonSeries.weekday == follows,
         LessonSeries.week_from <= week, LessonSeries.week_to >= week)).all()
     for series in candidates:
-        if series.id in already or not week_matches(series.week_pattern, week):
+        if series.id in already or not week_matches(series.week_pattern, week) or week in (series.skip_weeks or ()):
             continue
         planned = _context_for(session, series).place(day, series.period_from, series.period_to,
                                                       series.main_teacher_id)

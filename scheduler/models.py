@@ -278,6 +278,9 @@ class LessonSeries(Base):
     week_from: Mapped[int] = mapped_column(Integer, default=1)
     week_to: Mapped[int] = mapped_column(Integer, default=99)
     week_pattern: Mapped[WeekPattern] = mapped_column(_enum(WeekPattern), default=WeekPattern.every)
+    skip_weeks: Mapped[list[int]] = mapped_column(JSON, default=list, server_default="[]")
+    """Teaching weeks of the range without a lesson: the weeks in which the slot finder (智能排课) found
+    the slot taken, booked around."""
     status: Mapped[SeriesStatus] = mapped_column(_enum(SeriesStatus), default=SeriesStatus.pending, index=True)
     recording: Mapped[bool] = mapped_column(Boolean, default=False)
     stream_from: Mapped[int | None] = mapped_column(Integer, nullable=True)

@@ -10,6 +10,9 @@ candidate's every lesson, then ``conflicts.described`` once).  So a proposal
 without clashes books without a 409, unless someone books one of its slots
 in between (then the 409 is the database's word, as for any booking).
 
+A proposal with clashes in some weeks books around them: its ``booking`` skips those weeks
+(``SeriesSpec.skip_weeks``), so the series has no lesson there and the rest pass the check.
+
 Ranking: fewest weeks with a clash first (none: the same period every week),
 then the demand order's preferred slots, then fewest lessons lost to holidays,
 then earliest in the week.  Each exception names its week, its date and what
@@ -114,6 +117,8 @@ class Proposal:
     exceptions: list[SlotException] = field(default_factory=list)
     preferred: bool = False
     """A demand order's preferred slot (weekday and the receiving school's period)."""
+    lesson_weeks: list[int] = field(default_factory=list)
+    """The teaching week of each of its lessons."""
 
     @property
     def clash_weeks(self) -> int:
@@ -127,6 +132,17 @@ class Proposal:
     def bookable(self) -> bool:
         """Booking it as one weekly series would pass the conflict check now."""
         return self.clash_weeks == 0
+
+    @property
+    def skip_weeks(self) -> list[int]:
+        """The weeks with a clash: a series booked around them (``SeriesSpec.skip_weeks``) passes the check."""
+        return sorted({e.week for e in self.exceptions if e.kind == "clash"})
+
+    @property
+    def lessons_skipping(self) -> int:
+        """Lessons a series booked around the clashes would have."""
+        skip = set(self.skip_weeks)
+        return sum(1 for w in self.lesson_weeks if w not in skip)
 
     def rank_key(self) -> tuple[int, int, int, int, int]:
         return (self.clash_weeks, 0 if self.preferred else 1, self.holiday_weeks, self.weekday, self.period_from)
@@ -202,7 +218,8 @@ def find_slots(session: Session, req: SlotRequest, *, scope: Scope, not_before: 
                 receiving.append(ReceivingPeriod(r.classroom.id, r.classroom.name, r.school.name, first_p.number,
                                                  last_p.number, first_p.start_time, last_p.end_time))
             proposal = Proposal(weekday, pf, pt, start, end, req.week_from, week_to, receiving, len(planned),
-                                preferred=any((weekday, r.period_from) in preferred for r in receiving))
+                                preferred=any((weekday, r.period_from) in preferred for r in receiving),
+                                lesson_weeks=[week_of(cal, p.day) for p in planned])
             proposal.exceptions.extend(_holiday_exceptions(cal, holidays, weekday, req.week_from, week_to, first))
             plans.append((proposal, planned))
 

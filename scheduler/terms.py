@@ -6,6 +6,7 @@ tested without a database.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -76,6 +77,7 @@ def meeting_days(
     week_to: int = 99,
     pattern: WeekPattern = WeekPattern.every,
     after: date | None = None,
+    skip: Collection[int] = (),
 ) -> list[date]:
     """Every date in the term on which a series on ``weekday`` meets.
 
@@ -91,7 +93,7 @@ def meeting_days(
     while day <= cal.end:
         wd = timetable_weekday(cal, day)
         week = week_of(cal, day)
-        if wd == weekday and week_from <= week <= week_to and week_matches(pattern, week):
+        if wd == weekday and week_from <= week <= week_to and week_matches(pattern, week) and week not in skip:
             days.append(day)
         day += timedelta(days=1)
     return days

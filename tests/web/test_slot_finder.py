@@ -36,6 +36,7 @@ def test_the_admin_finds_the_free_common_slots_and_books_one_with_a_click(open_p
     last = page.locator("#slot-proposals > li.slot").last
     assert (last.get_attribute("data-weekday"), last.get_attribute("data-period")) == ("1", "1")
     assert last.get_attribute("data-bookable") == "false" and last.locator("[data-action='book']").is_disabled()
+    assert "每周都有冲突，不能排课" in last.inner_text()
     weeks = last.locator("ul.conflicts > li")
     assert weeks.count() == 4
     assert weeks.first.inner_text().startswith("第7周 10-12（周一）：教师“王老师”已有课程《三年级数学》")
@@ -53,6 +54,40 @@ def test_the_admin_finds_the_free_common_slots_and_books_one_with_a_click(open_p
                                                      "2026-11-02T08:50"]
     page.wait_for_selector("#series-list [data-series]")
     assert "三年级科学" in page.inner_text("#series-list")
+
+
+def test_a_slot_taken_in_one_week_books_around_it_with_a_click(open_page: Any, web_server: Any) -> None:
+    """王老师 has a lesson on Tuesday 10-20 (week 8) period 1: that slot books weeks 7, 9 and 10 with a click."""
+    w = web_server.world
+    r = web_server.http.post("/api/v1/series", headers=web_server.headers(w.urban_admin), json={
+        "kind": "master", "title": "教研公开课", "subject": "数学", "grade": "三年级", "term_id": w.term.id,
+        "main_classroom_id": w.main_room2.id, "main_teacher_id": w.teacher.id, "weekday": 2, "period_from": 1,
+        "week_from": 8, "week_to": 8, "receivers": []})
+    assert r.status_code == 201, r.text
+    page = open_page(w.urban_admin, "/admin/series.html#approved")
+    page.click("#find-slots")
+    page.wait_for_selector("#slot-form")
+    page.select_option("#f-pairing", str(w.pairing.id))
+    page.wait_for_selector(f"#f-teacher_id option[value='{w.teacher.id}']", state="attached")
+    page.select_option("#f-teacher_id", str(w.teacher.id))
+    page.select_option("#f-main_classroom_id", str(w.main_room.id))
+    page.check(f"#slot-receivers .recv[value='{w.recv_room.id}']")
+    page.fill("#f-subject", "科学")
+    page.fill("#f-grade", "三年级")
+    page.fill("#f-title", "三年级科学")
+    page.fill("#f-weeks", "7-10")
+    page.get_by_role("button", name="查找", exact=True).click()
+    tue1 = page.wait_for_selector("#slot-proposals > li.slot[data-weekday='2'][data-period='1']")
+    assert "1 周有冲突；跳过第8周排课，共 3 节" in tue1.inner_text()
+    assert "第8周 10-20（周二）：教师“王老师”已有课程《教研公开课》" in tue1.inner_text()
+    button = tue1.query_selector("[data-action='book']")
+    assert button.inner_text() == "跳过冲突周排课" and button.is_enabled()
+    button.click()
+    page.wait_for_selector("#slot-proposals > li.slot[data-weekday='2'][data-period='1'] >> text=每周都有冲突，不能排课")
+    booked = [lesson["starts_at"][:10] for lesson in web_server.lessons(
+        w.urban_admin, classroom_id=w.main_room.id, date_from="2026-10-12", date_to="2026-11-13", limit=50)
+        if lesson["title"] == "三年级科学"]
+    assert booked == ["2026-10-13", "2026-10-27", "2026-11-03"]
 
 
 def test_an_urban_admin_answers_a_demand_order_with_a_proposed_slot(open_page: Any, web_server: Any) -> None:

@@ -71,19 +71,22 @@ async function openFinder() {
 
   function proposal(p, v, msg) {
     const recv = p.receiving.map((r) => `${r.school_name} · ${r.classroom_name} 第${r.period_from === r.period_to ? r.period_from : r.period_from + "–" + r.period_to}节 ${r.start}–${r.end}`).join("；");
+    // a slot taken in some weeks books around them: those weeks have no lesson (the booking's skip_weeks)
+    const around = !p.bookable && p.lessons_skipping > 0;
+    const skipped = p.skip_weeks.map((x) => `第${x}周`).join("、");
     const state = p.bookable ? (p.exceptions.length ? `共 ${p.lessons} 节，${p.holiday_weeks} 周逢节假日不上课` : `共 ${p.lessons} 节，每周都空闲`)
-      : `${p.clash_weeks} 周有冲突，需先调整后再排课`;
-    const book = el("button", { type: "button", class: "btn btn-ok", dataset: { action: "book" }, disabled: !p.bookable,
-      title: p.bookable ? "" : "有冲突的时段不能直接排课" }, "排课");
+      : around ? `${p.clash_weeks} 周有冲突；跳过${skipped}排课，共 ${p.lessons_skipping} 节` : "每周都有冲突，不能排课";
+    const book = el("button", { type: "button", class: "btn btn-ok", dataset: { action: "book" }, disabled: !p.bookable && !around,
+      title: around ? `跳过有冲突的${skipped}` : p.bookable ? "" : "每周都有冲突的时段不能排课" }, around ? "跳过冲突周排课" : "排课");
     book.addEventListener("click", async () => {
       book.disabled = true;
       fill(msg);
       try {
         const out = await api("/series", { method: "POST", body: { ...p.booking, title: v.title, grade: v.grade } });
-        toast(`已排课：${out.title}，${p.label}，共 ${out.instance_count} 节课`, "ok");
+        toast(`已排课：${out.title}，${p.label}，共 ${out.instance_count} 节课${around ? `（${skipped}不上课）` : ""}`, "ok");
         window.dispatchEvent(new HashChangeEvent("hashchange"));  // the series lists redraw
         await search();
-      } catch (err) { fill(msg, errorBox(err)); book.disabled = !p.bookable; }
+      } catch (err) { fill(msg, errorBox(err)); book.disabled = !p.bookable && !around; }
     });
     return el("li", { class: "slot", dataset: { weekday: p.weekday, period: p.period_from, bookable: String(p.bookable) } },
       el("div", { class: "panel-head" }, el("div", {}, el("strong", {}, p.label), el("br"),

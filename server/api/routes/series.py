@@ -54,6 +54,8 @@ class SeriesIn(BaseModel):
     week_from: int = Field(default=1, ge=1, le=60)
     week_to: int = Field(default=99, ge=1, le=99)
     week_pattern: WeekPattern = WeekPattern.every
+    skip_weeks: list[Annotated[int, Field(ge=1, le=99)]] = Field(default_factory=list, max_length=60)
+    """Teaching weeks without a lesson (the slot finder books around the weeks its slot is taken)."""
     receivers: list[ReceiverIn] = Field(default_factory=list, max_length=200)
     participant_ids: list[int] = Field(default_factory=list, max_length=2000)
     recording: bool | None = None
@@ -67,7 +69,7 @@ class SeriesIn(BaseModel):
             kind=self.kind, title=self.title, subject=self.subject, grade=self.grade, term_id=self.term_id,
             main_classroom_id=self.main_classroom_id, main_teacher_id=self.main_teacher_id, weekday=self.weekday,
             period_from=self.period_from, period_to=self.period_to or self.period_from, week_from=self.week_from,
-            week_to=self.week_to, week_pattern=self.week_pattern,
+            week_to=self.week_to, week_pattern=self.week_pattern, skip_weeks=tuple(self.skip_weeks),
             receivers=tuple(bookings.ReceiverSpec(r.classroom_id, r.mode, r.assistant_id, r.receiving_period)
                             for r in self.receivers),
             participant_ids=tuple(self.participant_ids), recording=self.recording,
@@ -99,6 +101,8 @@ class SeriesOut(BaseModel):
     week_from: int
     week_to: int
     week_pattern: WeekPattern
+    skip_weeks: list[int] = Field(default_factory=list)
+    """Teaching weeks without a lesson."""
     status: SeriesStatus
     recording: bool
     stream_from: int | None = None

@@ -57,12 +57,17 @@ class ProposalOut(BaseModel):
     holiday_weeks: int
     bookable: bool
     """No clash: booking it as one weekly series passes the conflict check now."""
+    skip_weeks: list[int]
+    """The weeks with a clash; ``booking`` skips them (no lesson there)."""
+    lessons_skipping: int
+    """Lessons the series ``booking`` books would have (``lessons`` minus those of ``skip_weeks``)."""
     preferred: bool
     """One of the demand order's preferred slots."""
     receiving: list[ReceivingOut]
     exceptions: list[SlotExceptionOut]
     booking: dict[str, Any]
-    """The body of ``POST /series`` that books it, without ``title`` and ``grade``."""
+    """The body of ``POST /series`` that books it (around its clashes: ``skip_weeks``), without ``title`` and
+    ``grade``."""
     offer: dict[str, Any] | None = None
     """For a demand order: the body of ``POST /demand-orders/{id}/offers`` that offers it."""
 
@@ -83,7 +88,7 @@ def _out(f: slots.SlotFinding, *, kind: LessonKind, order: bool = False) -> Free
         booking = {"kind": kind.value, "subject": req.subject, "term_id": req.term_id,
                    "main_classroom_id": req.main_classroom_id, "main_teacher_id": req.teacher_id,
                    "weekday": p.weekday, "period_from": p.period_from, "period_to": p.period_to,
-                   "week_from": p.week_from, "week_to": p.week_to,
+                   "week_from": p.week_from, "week_to": p.week_to, "skip_weeks": p.skip_weeks,
                    "receivers": [{"classroom_id": i} for i in req.receiver_ids]}
         offer = {"teacher_id": req.teacher_id, "main_classroom_id": req.main_classroom_id, "weekday": p.weekday,
                  "period_from": p.period_from, "period_to": p.period_to} if order else None
@@ -91,6 +96,7 @@ def _out(f: slots.SlotFinding, *, kind: LessonKind, order: bool = False) -> Free
             weekday=p.weekday, period_from=p.period_from, period_to=p.period_to, start=f"{p.start:%H:%M}",
             end=f"{p.end:%H:%M}", label=p.label(), week_from=p.week_from, week_to=p.week_to, lessons=p.lessons,
             clash_weeks=p.clash_weeks, holiday_weeks=p.holiday_weeks, bookable=p.bookable, preferred=p.preferred,
+            skip_weeks=p.skip_weeks, lessons_skipping=p.lessons_skipping,
             receiving=[ReceivingOut(classroom_id=r.classroom_id, classroom_name=r.classroom_name,
                                     school_name=r.school_name, period_from=r.period_from, period_to=r.period_to,
                                     start=f"{r.start:%H:%M}", end=f"{r.end:%H:%M}") for r in p.receiving],

@@ -55,6 +55,37 @@ def test_free_slots_of_a_pairing_rank_and_name_exceptions_then_one_books(client,
     again = client.get(f"{API}/pairings/{world.pairing.id}/free-slots", params=_params(world), headers=admin).json()
     taken = next(p for p in again["data"] if (p["weekday"], p["period_from"]) == (4, 2))
     assert taken["clash_weeks"] == 4 and not taken["bookable"]
+    assert taken["skip_weeks"] == [6, 7, 8, 9] and taken["lessons_skipping"] == 0
+
+
+def test_a_slot_taken_in_some_weeks_books_around_them(client, world, auth):
+    """Thursday period 1 is free except in week 7: one click books weeks 6, 8 and 9 (week 7 has no lesson),
+    and the series remembers it when a teacher's request is approved later."""
+    admin = auth(world.urban_admin)
+    r = client.post(f"{API}/series", json=_series(world, kind="master", title="三年级奥数",
+                                                  main_classroom_id=world.main_room2.id, receivers=[],
+                                                  week_from=7, week_to=7), headers=admin)
+    assert r.status_code == 201, r.text
+    found = client.get(f"{API}/pairings/{world.pairing.id}/free-slots", params=_params(world), headers=admin).json()
+    thu1 = next(p for p in found["data"] if (p["weekday"], p["period_from"]) == (4, 1))
+    assert (thu1["skip_weeks"], thu1["lessons"], thu1["lessons_skipping"]) == ([7], 4, 3)
+    assert thu1["booking"]["skip_weeks"] == [7]
+    # the teacher asks for it (a request), the school's admin approves: the week is still skipped
+    r = client.post(f"{API}/series", json={**thu1["booking"], "title": "三年级数学", "grade": "三年级"},
+                    headers=auth(world.teacher))
+    assert r.status_code == 201 and r.json()["status"] == "pending", r.text
+    sid = r.json()["id"]
+    assert r.json()["skip_weeks"] == [7]
+    r = client.post(f"{API}/series/{sid}/approve", json={}, headers=admin)
+    assert r.status_code == 200, r.text
+    days = [x["day"] for x in client.get(f"{API}/lessons", params={"series_id": sid}, headers=admin).json()["data"]]
+    assert days == ["2026-10-08", "2026-10-22", "2026-10-29"]  # weeks 6, 8, 9 (week 7 is 10-15)
+    # weeks outside the range are refused; a week list that leaves no lesson too
+    bad = {**thu1["booking"], "title": "x", "grade": "三年级", "skip_weeks": [12]}
+    assert_error(client.post(f"{API}/series", json=bad, headers=admin), 422, "invalid")
+    none_left = {**thu1["booking"], "title": "x", "grade": "三年级", "period_from": 3, "period_to": 3,
+                 "skip_weeks": [6, 7, 8, 9]}
+    assert_error(client.post(f"{API}/series", json=none_left, headers=admin), 422, "invalid")
 
 
 def test_free_slots_roles_are_the_booking_roles(client, world, auth):

@@ -10,9 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 
-def test_the_admin_finds_the_free_common_slots_and_books_one_with_a_click(open_page: Any, web_server: Any,
-                                                                         screenshot: Any) -> None:
-    w = web_server.world
+def find_science_slots(open_page: Any, w: Any) -> Any:
+    """The urban admin's series page: 查找空闲时段 for 三年级科学 by 王老师 in room 301 to 石桥村小 一年级, weeks 7–10."""
     page = open_page(w.urban_admin, "/admin/series.html#approved")
     page.click("#find-slots")
     page.wait_for_selector("#slot-form")
@@ -27,6 +26,13 @@ def test_the_admin_finds_the_free_common_slots_and_books_one_with_a_click(open_p
     page.fill("#f-title", "三年级科学")
     page.fill("#f-weeks", "7-10")
     page.get_by_role("button", name="查找", exact=True).click()
+    return page
+
+
+def test_the_admin_finds_the_free_common_slots_and_books_one_with_a_click(open_page: Any, web_server: Any,
+                                                                         screenshot: Any) -> None:
+    w = web_server.world
+    page = find_science_slots(open_page, w)
 
     first = page.wait_for_selector("#slot-proposals > li.slot")
     assert (first.get_attribute("data-weekday"), first.get_attribute("data-period")) == ("1", "2")
@@ -64,19 +70,7 @@ def test_a_slot_taken_in_one_week_books_around_it_with_a_click(open_page: Any, w
         "main_classroom_id": w.main_room2.id, "main_teacher_id": w.teacher.id, "weekday": 2, "period_from": 1,
         "week_from": 8, "week_to": 8, "receivers": []})
     assert r.status_code == 201, r.text
-    page = open_page(w.urban_admin, "/admin/series.html#approved")
-    page.click("#find-slots")
-    page.wait_for_selector("#slot-form")
-    page.select_option("#f-pairing", str(w.pairing.id))
-    page.wait_for_selector(f"#f-teacher_id option[value='{w.teacher.id}']", state="attached")
-    page.select_option("#f-teacher_id", str(w.teacher.id))
-    page.select_option("#f-main_classroom_id", str(w.main_room.id))
-    page.check(f"#slot-receivers .recv[value='{w.recv_room.id}']")
-    page.fill("#f-subject", "科学")
-    page.fill("#f-grade", "三年级")
-    page.fill("#f-title", "三年级科学")
-    page.fill("#f-weeks", "7-10")
-    page.get_by_role("button", name="查找", exact=True).click()
+    page = find_science_slots(open_page, w)
     tue1 = page.wait_for_selector("#slot-proposals > li.slot[data-weekday='2'][data-period='1']")
     assert "1 周有冲突；跳过第8周排课，共 3 节" in tue1.inner_text()
     assert "第8周 10-20（周二）：教师“王老师”已有课程《教研公开课》" in tue1.inner_text()

@@ -51,7 +51,7 @@ class CloseIn(BaseModel):
     outcome: str = Field(min_length=1, max_length=8000, description="研讨结论")
 
 
-class ActivityBrief(BaseModel):
+class _ActivityHead(BaseModel):
     id: int
     title: str
     topic: str
@@ -61,10 +61,13 @@ class ActivityBrief(BaseModel):
     status: ActivityStatus
     organizer_id: int
     organizer_name: str
-    lessons: int
-    members: int
     created_at: Timestamp
     closed_at: Timestamp | None
+
+
+class ActivityBrief(_ActivityHead):
+    lessons: int
+    members: int
 
 
 class ActivityList(BaseModel):
@@ -111,18 +114,7 @@ class CommentOut(BaseModel):
     created_at: Timestamp
 
 
-class ActivityOut(BaseModel):
-    id: int
-    title: str
-    topic: str
-    kind: ActivityKind
-    subject: str
-    grade: str
-    status: ActivityStatus
-    organizer_id: int
-    organizer_name: str
-    created_at: Timestamp
-    closed_at: Timestamp | None
+class ActivityOut(_ActivityHead):
     description: str
     outcome: str
     may_manage: bool

@@ -29,10 +29,10 @@ from datetime import date, datetime, time, timedelta
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from scheduler import clock, patrol, records
+from scheduler import clock, patrol, records, research
 from scheduler.access import Scope, scope_of
 from scheduler.bookings import ReceiverSpec, SeriesSpec, create_series
-from scheduler.errors import Conflict, Invalid
+from scheduler.errors import Conflict, Invalid, SchedulerError
 from scheduler.models import (
     AuditEntry,
     Classroom,
@@ -70,12 +70,14 @@ from scheduler.patrol_models import (
     VisitEnd,
 )
 from scheduler.record_reports import last_days
+from scheduler.recordings_models import Recording
 from scheduler.records_models import (
     EventKind,
     RecordStatus,
     SessionEvent,
     TeachingRecord,
 )
+from scheduler.research_models import ActivityKind, ResearchComment
 from scheduler.terms import TermCalendar, calendar_of, timetable_weekday
 from server.core.config import Settings
 from server.core.db import session_scope
@@ -1430,6 +1432,50 @@ class _RecordsBuilder:
         return visits
 
 
+# ---------------------------------------------------------------- 网络教研
+
+
+_RESEARCH_COMMENTS = (
+    (0, 8.0, "导入环节用生活情境引出课题，学生兴趣高。"),
+    (1, 12.0, "这里的提问更开放，可以留更多思考时间。"),
+    (None, None, "两节课都关注了接收端学生的参与，下次可比较小组活动的组织方式。"),
+)
+
+
+def add_research(session: Session, recording_ids: Sequence[int], now: datetime) -> int | None:
+    """One 网络教研 activity of the district researcher: the demo teacher's recorded lesson beside another
+    teacher's recorded lesson (同课异构 when they share a subject, else 观课研讨), a short timestamped
+    discussion; answers its id (None when the demo has no such pair)."""
+    researcher = session.scalar(select(User).where(User.username == "researcher"))
+    teacher = session.scalar(select(User).where(User.username == "teacher"))
+    if researcher is None or teacher is None:
+        return None
+    lessons = [session.get(LessonInstance, r.instance_id) for r in session.scalars(
+        select(Recording).where(Recording.id.in_(recording_ids)))]
+    own = next((i for i in lessons if i is not None and i.teacher_id == teacher.id), None)
+    other = next((i for i in lessons if i is not None and own is not None and i.teacher_id != own.teacher_id), None)
+    if own is None or other is None:
+        return None
+    same = own.series.subject == other.series.subject
+    scope = scope_of(session, researcher)
+    try:
+        act = research.create(session, researcher, scope, research.ActivityIn(
+            kind=ActivityKind.same_topic if same else ActivityKind.observation,
+            title=f"{own.series.subject}{'同课异构' if same else '观课研讨'}：{own.series.title}",
+            topic=own.series.title, subject=own.series.subject, grade=own.series.grade,
+            description="两位老师的课例并排观看，边看边研讨，按评课表为每节课打分。",
+            instance_ids=(own.id, other.id)), now=now - timedelta(hours=2))
+    except SchedulerError:  # the district researcher does not see both lessons: no activity
+        return None
+    linked = (own.id, other.id)
+    for k, (lesson, offset, text) in enumerate(_RESEARCH_COMMENTS):
+        session.add(ResearchComment(activity_id=act.id, author_id=researcher.id if k != 1 else teacher.id,
+                                    instance_id=None if lesson is None else linked[lesson], offset_s=offset,
+                                    text=text, created_at=now - timedelta(minutes=90 - 10 * k)))
+    session.flush()
+    return act.id
+
+
 # ---------------------------------------------------------------- entry point
 
 
@@ -1595,7 +1641,8 @@ def load_demo(settings: Settings, *, if_empty: bool = True, now: datetime | None
             rb.patrol()
             b.demand_orders()
             accounts = b.pick_accounts()
-            add_recordings(session, settings.data_dir, now)  # after the accounts: the student's and teacher's lessons
+            recorded = add_recordings(session, settings.data_dir, now)  # after the accounts: their lessons
+            add_research(session, recorded, now)
             summary = _counts(session, now)
         summary.loaded = True
         summary.accounts = accounts

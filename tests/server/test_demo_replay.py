@@ -161,3 +161,16 @@ def test_no_researcher_carries_a_role_or_region_in_the_name(demo: Demo, session:
     printed = {a.username: a.name for a in demo.summary.accounts}
     assert printed["researcher"].endswith("区）") or printed["researcher"].endswith("县）")  # the table says where
     assert printed["researcher_city"].endswith("（清河市）")
+
+
+def test_the_demo_has_a_research_activity_on_two_recorded_lessons(session: Session, client: TestClient) -> None:
+    """网络教研: the district researcher's activity puts the demo teacher's recorded lesson beside another
+    teacher's; the teacher finds it in their list, with both recordings and the discussion."""
+    mine = client.get("/api/v1/research/activities", headers=_headers(session, "teacher")).json()["data"]
+    assert len(mine) == 1 and mine[0]["lessons"] == 2
+    act = client.get(f"/api/v1/research/activities/{mine[0]['id']}", headers=_headers(session, "teacher")).json()
+    assert act["organizer_name"] and act["status"] == "open"
+    assert all(p["recording_id"] is not None for p in act["lessons"])
+    assert len({p["teacher_id"] for p in act["lessons"]}) == 2
+    assert [p["may_evaluate"] for p in act["lessons"]] == [False, True]  # the teacher's own lesson comes first
+    assert len(act["comments"]) == 3 and act["comments"][0]["offset_s"] == 8.0

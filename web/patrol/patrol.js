@@ -250,7 +250,7 @@ async function watch(lesson) {
   $("wall-view").hidden = true;
   $("watch-view").hidden = false;
   $("watch-title").textContent = lesson.title;
-  $("watch-meta").textContent = lessonMeta(lesson);
+  $("watch-meta").textContent = lesson.title ? lessonMeta(lesson) : "";  // embedded: the page around says it
   const w = { lesson, client: null, visit: null, timers: [], startedAt: Date.now() };
   state.watching = w;
   history.replaceState(null, "", `#lesson=${lesson.id}`);
@@ -472,13 +472,28 @@ function bindWatch() {
 // ------------------------------------------------------------------ start
 
 async function main() {
-  const user = requireLogin(["researcher"]);
+  // embed=1#lesson=<id>: the full view of that one lesson as a pane of another page (教研活动), for a
+  // researcher or an invited teacher (the join token decides): no header, no wall, no way back to it
+  const embed = new URLSearchParams(location.search).get("embed") === "1";
+  const user = requireLogin(embed ? ["researcher", "teacher"] : ["researcher"]);
   if (!user) return;
-  mountHeader(user, { title: "巡课" });
+  if (embed) {
+    document.body.classList.add("embed");
+    $("app-header").remove();
+    $("wall-view").hidden = true;
+  } else {
+    mountHeader(user, { title: "巡课" });
+  }
   loadPrefs();
-  bindToolbar();
   panel = new EvaluationPanel({ mode: "live", onRender: () => { renderSnapshots().catch(showError); } });
   bindWatch();
+  if (embed) {
+    const m = /lesson=(\d+)/.exec(location.hash);
+    window.sankePatrol = { state, leave: leaveWatch };
+    if (m) await watch({ id: Number(m[1]), title: "" });
+    return;
+  }
+  bindToolbar();
   scheduleRotation();
   window.sankePatrol = { state, watch: (id) => watch(state.lessons.find((l) => l.id === id)), leave: leaveWatch, rotateNow };
   await refresh();

@@ -420,8 +420,15 @@ async function offerEvaluation(rec) {
 
 const user = requireLogin(["admin", "teacher", "researcher", "student"]);
 if (user) {
-  mountHeader(user);
-  const rid = new URLSearchParams(location.search).get("id");
+  const params = new URLSearchParams(location.search);
+  // embed=1: a pane of another page (教研活动 side by side): no header, no way back to the library
+  if (params.get("embed") === "1") {
+    document.body.classList.add("embed");
+    $("app-header").remove();
+  } else {
+    mountHeader(user);
+  }
+  const rid = params.get("id");
   (rid ? replay(Number(rid)) : library()).catch(showError);
 }
 

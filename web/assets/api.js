@@ -311,13 +311,15 @@ export function navLinks(user) {
   switch (user.role) {
     case "admin": return [home, { href: "/admin/", label: "管理" }, { href: "/admin/timetable.html", label: "课表" },
       { href: "/admin/series.html", label: "排课审批" }, { href: "/admin/import.html", label: "导入课表" }, { href: "/admin/demand.html", label: "需求订单" },
-      { href: "/records/", label: "教学统计" }, { href: "/replay/", label: "录播资源库" }, { href: "/admin/nodes.html", label: "服务器节点" },
+      { href: "/records/", label: "教学统计" }, { href: "/replay/", label: "录播资源库" }, { href: "/research/", label: "教研活动" },
+      { href: "/admin/nodes.html", label: "服务器节点" },
       ...(adminScope(user) === "sysadmin" ? [{ href: "/admin/webhooks.html", label: "Webhook" }] : [])];
     case "teacher": return [home, { href: "/lesson/main.html", label: "主讲课堂" }, { href: "/timetable.html", label: "我的课表" },
-      { href: "/records/", label: "教学统计" }, { href: "/records/teacher.html", label: "我的发展档案" }, { href: "/replay/", label: "录播资源库" }];
+      { href: "/records/", label: "教学统计" }, { href: "/records/teacher.html", label: "我的发展档案" }, { href: "/replay/", label: "录播资源库" },
+      { href: "/research/", label: "教研活动" }];
     case "terminal": return [home, { href: "/lesson/receiving.html", label: "接收课堂" }];
     case "researcher": return [home, { href: "/patrol/", label: "巡课" }, { href: "/records/", label: "教学统计" },
-      { href: "/replay/", label: "录播资源库" }];
+      { href: "/replay/", label: "录播资源库" }, { href: "/research/", label: "教研活动" }];
     case "student": return [home, { href: "/replay/", label: "录播资源库" }];
     default: return [home];
   }

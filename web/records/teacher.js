@@ -99,6 +99,25 @@ function renderEvaluations(rec) {
       el("span", { class: "muted" }, `${r.author}回复（${fmtDateTime(r.created_at)}）：`), r.text))))));
 }
 
+const RESEARCH_KIND = { same_topic: "同课异构", observation: "观课研讨" };
+const RESEARCH_PART = { organizer: "组织", teacher: "授课", participant: "参与" };
+
+/** 网络教研: activities led, taught in and attended, each linking to the activity. */
+function renderResearch(research) {
+  fill(document.getElementById("research-facts"),
+    fact("组织教研", `${research.led} 次`, "research-led"),
+    fact("执教课例", `${research.taught} 次`, "research-taught"),
+    fact("参与研讨", `${research.attended} 次`, "research-attended"));
+  document.getElementById("research-note").textContent = `共 ${research.activities.length} 项活动`;
+  fill(document.getElementById("research"), research.activities.length ? research.activities.map((a) =>
+    el("li", { dataset: { activity: String(a.id) } },
+      el("span", { class: "nowrap" }, fmtDate(a.created_at)), el("strong", {}, a.title),
+      el("span", { class: "muted small" }, `${RESEARCH_KIND[a.kind] || a.kind} · ${RESEARCH_PART[a.part] || a.part} · ${a.status === "open" ? "进行中" : "已结束"}`),
+      el("span", { class: "spacer" }),
+      el("a", { class: "btn", href: `/research/?id=${encodeURIComponent(a.id)}` }, "查看活动")))
+    : el("li", { class: "muted small" }, "这段时间没有参加网络教研活动"));
+}
+
 function renderRecordings(rec) {
   const shown = rec.latest_recordings.length;
   document.getElementById("rec-note").textContent = rec.recordings > shown ? `共 ${rec.recordings} 节，显示最近 ${shown} 节`
@@ -143,6 +162,7 @@ async function main(user) {
     renderSt(rec.st);
     renderEvaluations(rec);
     renderRecordings(rec);
+    renderResearch(rec.research);
     const range = rec.term_id === null ? { date_from: rec.date_from, date_to: rec.date_to } : { term_id: rec.term_id };
     document.getElementById("btn-csv").addEventListener("click", () => download(path, range, "csv").catch(showError));
     await fillRange(rec).catch(showError); // the record stands without the term list

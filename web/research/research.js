@@ -208,30 +208,9 @@ function scoreText(l) {
   return l.evaluations ? `评课 ${l.evaluations} 份 · 平均 ${l.average_score === null ? "—" : l.average_score.toFixed(1)} 分` : "尚无评课";
 }
 
-/**
- * 评课 in a pane: the recording's own panel (opened with its 评课 button, which the replay page shows once it
- * knows the user may evaluate: waited for a little), or the live view's panel (always shown).
- */
-async function openEvaluation(pane) {
-  const deadline = performance.now() + 5000;
-  for (;;) {
-    const doc = pane.frame && pane.frame.contentDocument;
-    const btn = doc && doc.getElementById("btn-evaluate");
-    const ready = doc && (pane.mode === "live" ? doc.querySelector(".eval-card") : btn && !btn.hidden);
-    if (ready) {
-      if (pane.mode !== "live" && doc.getElementById("eval-panel").hidden) btn.click();
-      doc.querySelector(".eval-card").scrollIntoView({ block: "nearest" });
-      return;
-    }
-    if (performance.now() > deadline) { toast("该课例的评课面板尚未就绪，请稍后再试", "warn"); return; }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
 function renderPanes(a) {
   const box = $("panes");
   box.dataset.count = String(a.lessons.length);
-  const open = a.status === "open";
   a.lessons.forEach((l, index) => {
     const mode = paneMode(l);
     let pane = view.panes.get(l.instance_id);
@@ -244,7 +223,6 @@ function renderPanes(a) {
       const body = paneBody(l, mode);
       pane.frame = body.tagName === "IFRAME" ? body : null;
       pane.mode = mode;
-      const evaluate = el("button", { type: "button", class: "btn", dataset: { action: "evaluate" }, onclick: () => openEvaluation(pane).catch(showError) }, "评课");
       const node = el("article", { class: "pane card", dataset: { lesson: String(l.instance_id), mode } },
         el("header", { class: "pane-head" },
           el("span", { class: "pane-letter" }, letter(index)),
@@ -252,14 +230,12 @@ function renderPanes(a) {
             el("small", { class: "muted" }, `${l.teacher_name} · ${l.school_name} · ${fmtDate(l.day)} ${fmtRange(l.starts_at, l.ends_at)}`)),
           el("span", { class: "spacer" }),
           mode === "live" ? el("span", { class: "badge badge-live" }, "直播中") : mode === "waiting" ? statusBadge(l.status) : el("span", { class: "badge" }, "录像"),
-          el("span", { class: "pane-score muted small", dataset: { score: "" } }),
-          evaluate),
+          el("span", { class: "pane-score muted small", dataset: { score: "" } })),
         el("div", { class: "pane-body" }, body));
       if (pane.node) pane.node.replaceWith(node); else box.appendChild(node);
       pane.node = node;
     }
     pane.node.querySelector("[data-score]").textContent = scoreText(l);
-    pane.node.querySelector("[data-action=evaluate]").hidden = !(open && l.may_evaluate && pane.frame);
   });
 }
 
@@ -276,7 +252,7 @@ function renderMembers(a) {
     el("div", { class: "person" }, el("strong", {}, m.name),
       el("small", { class: "muted" }, `${PART[m.part] || m.part} · ${ROLE_LABEL[m.role] || m.role}${m.school_name ? " · " + m.school_name : ""}`)),
     el("span", { class: "spacer" }),
-    el("span", { class: "muted small" }, `发言 ${m.comments} · 评课 ${m.scores}`),
+    el("span", { class: "muted small nowrap" }, `发言 ${m.comments} · 评课 ${m.scores}`),
     el("span", { class: m.took_part ? "badge badge-ok" : "badge" }, m.took_part ? "已参与" : "未参与"))));
 }
 

@@ -245,7 +245,7 @@ def test_a_lesson_in_progress_plays_live_in_its_pane(web_server: Site, open_page
 
     r = web_server.http.post("/api/v1/research/activities", headers=web_server.headers(w.researcher_a), json={
         "title": "三年级数学 同课异构", "topic": "分数的初步认识", "kind": "same_topic", "subject": "数学",
-        "grade": "三年级", "description": "", "instance_ids": [a, b], "member_ids": []})
+        "grade": "三年级", "description": "", "instance_ids": [a, b], "member_ids": [w.assistant.id]})
     assert r.status_code == 201, r.text
     aid = r.json()["id"]
 
@@ -271,3 +271,14 @@ def test_a_lesson_in_progress_plays_live_in_its_pane(web_server: Site, open_page
     assert "课例 A" in page.inner_text(f"#comments li[data-lesson='{a}']")
     page.evaluate("window.scrollTo(0, 0)")
     screenshot(page, "live-pane")
+
+    # a teacher who is a member watches it too, as a silent observer (the activity's invitation)
+    other = open_page(w.assistant, f"/research/?id={aid}")
+    other.wait_for_selector(f"#panes [data-lesson='{a}'][data-mode='live'] iframe", timeout=10_000)
+    js_poll(other, "window.frames.length === 1")
+    seen = next(f for f in other.frames if "/patrol/?embed=1" in f.url)
+    js_poll(seen, "window.sankeLesson && window.sankeLesson.state === 'joined'", timeout=15)
+    assert seen.evaluate("window.sankeLesson.role") == "observer"
+    js_poll(seen, f"({STATS_JS})().then((s) => (s['{key}'] || 0) > 10)", timeout=15)
+    js_poll(seen, "document.querySelectorAll('#rubric-items input').length === 0"
+                  " && document.getElementById('eval-saved').textContent === '尚未评价'")

@@ -31,6 +31,12 @@ def frame_js(lesson_id: int) -> str:
     return f"document.querySelector(\"#panes [data-lesson='{lesson_id}'] iframe\").contentWindow"
 
 
+def ready_js(lesson_id: int) -> str:
+    """JS: the pane of ``lesson_id`` is there and its player is ready (false until then, never an error)."""
+    return (f"(() => {{ const f = document.querySelector(\"#panes [data-lesson='{lesson_id}'] iframe\");"
+            f" return !!(f && f.contentWindow && f.contentWindow.sankeReplay); }})()")
+
+
 def clock_js(lesson_id: int) -> str:
     return f"{frame_js(lesson_id)}.sankeReplay.clock()"
 
@@ -93,8 +99,8 @@ def play_then_pause(page: Any, js_poll: Any, lesson_id: int) -> float:
     pane.locator("#poster").click()
     js_poll(page, f"(() => {{ const v = {camera_js(lesson_id)}; return !v.paused && v.currentTime > 1.0"
                   f" && v.getVideoPlaybackQuality().totalVideoFrames > 10; }})()", timeout=20)
-    if pane.locator("#play").get_attribute("aria-label") == "暂停":  # (it pauses itself at the end)
-        pane.locator("#play").click()
+    # paused through the player (idempotent: the button would start it again had it reached the end meanwhile)
+    page.evaluate(f"{frame_js(lesson_id)}.sankeReplay.pause()")
     js_poll(page, f"{frame_js(lesson_id)}.document.getElementById('play').getAttribute('aria-label') === '播放'")
     return float(page.evaluate(clock_js(lesson_id)))
 
@@ -131,8 +137,8 @@ def test_a_researcher_sets_up_a_same_topic_activity_and_the_members_discuss_scor
     aid = int(page.url.rsplit("=", 1)[1])
 
     # both recordings side by side, each pane its own player
-    js_poll(page, f"document.querySelectorAll('#panes .pane').length === 2"
-                  f" && !!{frame_js(a)}.sankeReplay && !!{frame_js(b)}.sankeReplay", timeout=20)
+    js_poll(page, f"document.querySelectorAll('#panes .pane').length === 2 && {ready_js(a)} && {ready_js(b)}",
+            timeout=20)
     boxes = [page.locator(f"#panes [data-lesson='{x}']").bounding_box() for x in (a, b)]
     assert boxes[0] and boxes[1], boxes
     assert abs(boxes[0]["y"] - boxes[1]["y"]) < 2 and boxes[1]["x"] > boxes[0]["x"] + 300, boxes
@@ -143,7 +149,7 @@ def test_a_researcher_sets_up_a_same_topic_activity_and_the_members_discuss_scor
 
     # the member teacher opens it too (before anyone writes: what comes later comes by polling)
     teacher = open_page(w.assistant, f"/research/?id={aid}")
-    js_poll(teacher, f"!!{frame_js(a)}.sankeReplay && !!{frame_js(b)}.sankeReplay", timeout=20)
+    js_poll(teacher, f"{ready_js(a)} && {ready_js(b)}", timeout=20)
     js_poll(teacher, "document.querySelector('#comments .empty') !== null")
 
     # pane A plays (frames decode) while pane B stays at 0; then B plays on its own

@@ -166,7 +166,7 @@ const view = {
   panes: new Map(),   // instance_id → {lesson, index, node, mode, frame}
   comments: new Map(), // id → Comment
   lastComment: 0,
-  timers: [],
+  polls: [],         // the comment and activity polls, stopped once the activity is closed (nothing changes then)
 };
 
 function lessonLabel(instanceId) {
@@ -280,6 +280,7 @@ function render(a) {
   $("comment-form").hidden = !open;
   $("add-members").hidden = !(open && a.may_manage);
   $("close-card").hidden = !(open && a.may_manage);
+  if (!open) for (const t of view.polls.splice(0)) clearInterval(t);
   renderPanes(a);
   renderScores(a);
   renderMembers(a);
@@ -291,7 +292,7 @@ function commentNode(c) {
   const label = c.instance_id ? lessonLabel(c.instance_id) : "整体研讨";
   const at = c.offset_s !== null && c.offset_s !== undefined ? mmss(c.offset_s) : "";
   return el("li", { dataset: { comment: String(c.id), lesson: c.instance_id ? String(c.instance_id) : "", offset: at ? String(c.offset_s) : "" },
-    class: at ? "seekable" : null, title: at ? "点击跳到该课例的这一时刻" : null },
+    class: at ? "seekable" : null, title: at ? "点击跳到该课例的这一时刻" : null, tabindex: at ? "0" : null },
   el("div", { class: "comment-head" }, el("strong", {}, c.author_name),
     el("span", { class: "comment-lesson" }, label), at ? el("span", { class: "comment-at" }, at) : null,
     el("span", { class: "spacer" }), el("small", { class: "muted" }, fmtDateTime(c.created_at))),
@@ -397,6 +398,7 @@ async function activityView(id) {
   $("comment-form").addEventListener("submit", (e) => postComment(e).catch(showError));
   $("comment-lesson").addEventListener("change", showCommentAt);
   $("comments").addEventListener("click", (e) => seekTo(e.target.closest("li[data-comment]")));
+  $("comments").addEventListener("keydown", (e) => { if (e.key === "Enter") seekTo(e.target.closest("li[data-comment]")); });
   $("btn-export").addEventListener("click", () => saveFile(`/research/activities/${id}/export`, `教研活动-${id}.csv`).catch(showError));
   const memberSearch = () => findPeople($("member-q").value.trim(), $("member-candidates"), (p) => addMember(p).catch(showError),
     new Set(view.activity.members.map((m) => m.user_id))).catch(showError);
@@ -404,9 +406,11 @@ async function activityView(id) {
   $("member-q").addEventListener("keydown", (e) => { if (e.key === "Enter") memberSearch(); });
   $("btn-close").addEventListener("click", () => closeActivity().catch(showError));
   // quiet on a failed poll (a network gap): the next one tries again
-  view.timers.push(setInterval(() => pollComments().catch((e) => console.warn("research: comments", e.message)), COMMENTS_MS));
-  view.timers.push(setInterval(() => refresh().catch((e) => console.warn("research: activity", e.message)), ACTIVITY_MS));
-  view.timers.push(setInterval(showCommentAt, 500));
+  if (a.status === "open") {
+    view.polls.push(setInterval(() => pollComments().catch((e) => console.warn("research: comments", e.message)), COMMENTS_MS));
+    view.polls.push(setInterval(() => refresh().catch((e) => console.warn("research: activity", e.message)), ACTIVITY_MS));
+  }
+  setInterval(showCommentAt, 500);
   window.sankeResearch = { view, refresh, pollComments };
 }
 

@@ -2,11 +2,13 @@
 
 Two lessons of 三年级数学 on ``LESSON_DAY``, 王老师's (period 1, the site's lesson) and 李老师's (period 2), both
 held and recorded by the real recorder (``test_replay_page.record_lesson``: 6 s, a red camera that turns green at
-3 s).  东区教研员 sets up a 同课异构 activity linking them and adds 刘助教; each recording plays in its own pane on
+3 s).  东区教研员 sets up a 同课异构 activity linking them (one lesson alone is refused with the server's message)
+and adds 刘助教; each recording plays in its own pane on
 its own clock; a comment placed at pane B's time reaches 刘助教's page by polling and takes pane B there; 刘助教
 scores lesson A in pane A's 评课 panel and the activity shows the score; the organizer closes the activity with its
 outcome and it turns read-only.  A second test watches a lesson in progress in a pane (the patrol full view,
-embedded): the teacher's fake camera decodes there.
+embedded): the teacher's fake camera decodes there, for the organizer and for a teacher the organizer adds on the
+activity's page.
 """
 
 from __future__ import annotations
@@ -115,7 +117,7 @@ def test_a_researcher_sets_up_a_same_topic_activity_and_the_members_discuss_scor
     held_with_recording(web_server, settings, b)
 
     # the researcher sets it up through the page: two lessons of two teachers, 刘助教 added
-    page = open_page(w.researcher_a, "/research/")
+    page = open_page(w.researcher_a, "/research/", allow_console=(r"status of 422 .*/api/v1/research/activities\]$",))
     assert page.query_selector("a.nav-link[href='/research/']") is not None  # 教研活动 in the menu
     js_poll(page, "document.getElementById('count').textContent === '共 0 项'")
     page.click("#btn-new")
@@ -124,6 +126,9 @@ def test_a_researcher_sets_up_a_same_topic_activity_and_the_members_discuss_scor
     page.fill("#new-form [name=topic]", "分数的初步认识")
     page.select_option("#new-form [name=kind]", "same_topic")
     page.check(f"#lesson-table input[data-lesson='{a}']")
+    page.click("#new-form button[type=submit]")  # one lesson is not a 同课异构: the server says so, nothing is made
+    page.wait_for_selector("#form-error:not([hidden])")
+    assert "同课异构需要 2" in page.inner_text("#form-error") and "/research/?id=" not in page.url
     page.check(f"#lesson-table input[data-lesson='{b}']")
     assert page.inner_text("#picked-note") == "已选 2 节，2 位教师"
     assert page.input_value("#new-form [name=subject]") == "数学"  # taken from the first lesson chosen
@@ -251,7 +256,7 @@ def test_a_lesson_in_progress_plays_live_in_its_pane(web_server: Site, open_page
 
     r = web_server.http.post("/api/v1/research/activities", headers=web_server.headers(w.researcher_a), json={
         "title": "三年级数学 同课异构", "topic": "分数的初步认识", "kind": "same_topic", "subject": "数学",
-        "grade": "三年级", "description": "", "instance_ids": [a, b], "member_ids": [w.assistant.id]})
+        "grade": "三年级", "description": "", "instance_ids": [a, b], "member_ids": []})
     assert r.status_code == 201, r.text
     aid = r.json()["id"]
 
@@ -278,7 +283,12 @@ def test_a_lesson_in_progress_plays_live_in_its_pane(web_server: Site, open_page
     page.evaluate("window.scrollTo(0, 0)")
     screenshot(page, "live-pane")
 
-    # a teacher who is a member watches it too, as a silent observer (the activity's invitation)
+    # the organizer adds a teacher on the activity's page; she watches it too, as a silent observer (the
+    # activity's invitation)
+    page.fill("#member-q", "刘助教")
+    page.click("#btn-member-q")
+    page.click(f"#member-candidates li[data-candidate='{w.assistant.id}'] button")
+    page.wait_for_selector(f"#members li[data-member='{w.assistant.id}']")
     other = open_page(w.assistant, f"/research/?id={aid}")
     other.wait_for_selector(f"#panes [data-lesson='{a}'][data-mode='live'] iframe", timeout=10_000)
     js_poll(other, "window.frames.length === 1")

@@ -298,3 +298,23 @@ def test_a_lesson_in_progress_plays_live_in_its_pane(web_server: Site, open_page
     js_poll(seen, f"({STATS_JS})().then((s) => (s['{key}'] || 0) > 10)", timeout=15)
     js_poll(seen, "document.querySelectorAll('#rubric-items input').length === 0"
                   " && document.getElementById('eval-saved').textContent === '尚未评价'")
+
+
+def test_a_pane_turns_from_the_live_lesson_to_its_recording_when_the_lesson_is_over(
+        web_server: Site, settings: Any, open_page: Any, js_poll: Any) -> None:
+    """The page follows the activity: a lesson whose room closes and whose recording is ready is replayed in its
+    pane (the live view it had is let go)."""
+    w, a = web_server.world, web_server.lesson_id
+    b = book_second_lesson(web_server)
+    r = web_server.http.post("/api/v1/research/activities", headers=web_server.headers(w.researcher_a), json={
+        "title": "三年级数学 同课异构", "topic": "分数的初步认识", "kind": "same_topic", "subject": "数学",
+        "grade": "三年级", "description": "", "instance_ids": [a, b], "member_ids": []})
+    assert r.status_code == 201, r.text
+    # the live view asks for a seat and a visit while the room closes: refused (409) until the pane moves on
+    page = open_page(w.researcher_a, f"/research/?id={r.json()['id']}",
+                     allow_console=(r"status of 409 .*/api/v1/(lessons/\d+/join-token|patrol/lessons/\d+/visits)\]$",))
+    page.wait_for_selector(f"#panes [data-lesson='{a}'][data-mode='live'] iframe", timeout=10_000)
+    rid = held_with_recording(web_server, settings, a)
+    page.wait_for_selector(f"#panes [data-lesson='{a}'][data-mode='replay:{rid}'] iframe", timeout=20_000)
+    js_poll(page, ready_js(a), timeout=20)
+    assert page.evaluate("window.frames.length") == 1 and page.locator(f"#panes [data-lesson='{a}']").count() == 1

@@ -175,10 +175,18 @@ def test_a_receiver_down_then_failing_then_up_gets_every_event_once_with_valid_s
         made = list(s.scalars(select(WebhookAttempt)))
     assert counted["delivered"] == len(events) and counted["lost"] == 0
     assert counted["failed"] == len(made) - len(events) > 0  # every failed attempt of the log
-    # the log: refused, then 500, then delivered, in order
-    kinds = [("refused" if "无法连接" in (a["error"] or "") else a["status_code"]) for a in detail["attempts_log"]]
-    assert kinds[0] == "refused" and kinds[-1] == 200 and 500 in kinds, kinds
-    assert kinds.index(500) > max(i for i, k in enumerate(kinds) if k == "refused")
+    # the log: refused while the receiver was down, then 500, then delivered, in order (an attempt while it was
+    # down may also time out on a loaded machine: no answer either way)
+    def kind(a: dict[str, Any]) -> Any:
+        if a["status_code"] is not None:
+            return a["status_code"]
+        return "refused" if "无法连接" in (a["error"] or "") else "no answer"
+    kinds = [kind(a) for a in detail["attempts_log"]]
+    errors = [a["error"] for a in detail["attempts_log"]]
+    assert kinds[-1] == 200 and 500 in kinds, (kinds, errors)
+    down = kinds[:kinds.index(500)]
+    assert "refused" in down and set(down) <= {"refused", "no answer"}, (kinds, errors)
+    assert "refused" not in kinds[kinds.index(500):], (kinds, errors)
     assert detail["attempts_log"][-1]["ok"] and detail["status"] == "delivered"
     assert json.loads(detail["body"])["id"] == detail["event_id"]
 

@@ -14,6 +14,7 @@ activity's page.
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,18 @@ from tests.web.test_replay_page import PIXEL, near_js, record_lesson
 
 RUBRIC = {"name": "课堂教学评价表",
           "items": [{"name": "教学目标", "max_score": 10}, {"name": "师生互动", "max_score": 20, "weight": 2}]}
+
+
+def frame_at(page: Any, part: str, timeout: float = 15.0) -> Any:
+    """The page's frame whose address holds ``part``: an iframe exists (``window.frames``) before its page
+    has navigated (its address is about:blank until then)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        frame = next((f for f in page.frames if part in f.url), None)
+        if frame is not None:
+            return frame
+        assert time.monotonic() < deadline, [f.url for f in page.frames]
+        page.wait_for_timeout(100)  # (Playwright delivers the frame events while it is called)
 
 
 def frame_js(lesson_id: int) -> str:
@@ -264,7 +277,7 @@ def test_a_lesson_in_progress_plays_live_in_its_pane(web_server: Site, open_page
     page.wait_for_selector(f"#panes [data-lesson='{a}'][data-mode='live'] iframe", timeout=10_000)
     assert page.inner_text(f"#panes [data-lesson='{b}'] .pane-wait") == "尚未开课 9月7日 周一 08:50"
     js_poll(page, "window.frames.length === 1")
-    live = next(f for f in page.frames if "/patrol/?embed=1" in f.url)
+    live = frame_at(page, "/patrol/?embed=1")
     js_poll(live, "window.sankeLesson && window.sankeLesson.state === 'joined'", timeout=15)
     key = f"{main}/camera"
     js_poll(live, f"({STATS_JS})().then((s) => (s['{key}'] || 0) > 0)", timeout=15)
@@ -292,7 +305,7 @@ def test_a_lesson_in_progress_plays_live_in_its_pane(web_server: Site, open_page
     other = open_page(w.assistant, f"/research/?id={aid}")
     other.wait_for_selector(f"#panes [data-lesson='{a}'][data-mode='live'] iframe", timeout=10_000)
     js_poll(other, "window.frames.length === 1")
-    seen = next(f for f in other.frames if "/patrol/?embed=1" in f.url)
+    seen = frame_at(other, "/patrol/?embed=1")
     js_poll(seen, "window.sankeLesson && window.sankeLesson.state === 'joined'", timeout=15)
     assert seen.evaluate("window.sankeLesson.role") == "observer"
     js_poll(seen, f"({STATS_JS})().then((s) => (s['{key}'] || 0) > 10)", timeout=15)

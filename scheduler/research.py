@@ -385,7 +385,9 @@ def view(session: Session, scope: Scope, act: ResearchActivity) -> ActivityView:
     said = comments(session, act)
     users = {u.id: u for u in session.scalars(select(User).where(
         User.id.in_(set(member_ids) | {i.teacher_id for i in lessons} | {c.author_id for c in said})))}
-    schools = dict(session.execute(select(School.id, School.name)).all()) if users else {}
+    main_school = {i.id: _classroom_school(session, i.main_classroom_id) for i in lessons}
+    wanted = {u.school_id for u in users.values() if u.school_id is not None} | {x for x in main_school.values() if x}
+    schools = dict(session.execute(select(School.id, School.name).where(School.id.in_(wanted))).all()) if wanted else {}
     newest = {}
     for inst_id, rec_id in session.execute(
             select(Recording.instance_id, func.max(Recording.id)).where(
@@ -400,11 +402,10 @@ def view(session: Session, scope: Scope, act: ResearchActivity) -> ActivityView:
     for pos, inst in enumerate(lessons):
         scored = [e.total_score for e in evals if e.instance_id == inst.id and e.total_score is not None]
         teacher = users.get(inst.teacher_id)
-        main_school = _classroom_school(session, inst.main_classroom_id)
         teaches = me is not None and is_lesson_teacher(me, inst)
         panes.append(LessonPane(
             inst.id, pos, inst.series.title, inst.teacher_id, teacher.display_name if teacher else f"#{inst.teacher_id}",
-            schools.get(main_school, ""), inst.day, inst.starts_at, inst.ends_at, inst.status, room_is_open(inst),
+            schools.get(main_school[inst.id], ""), inst.day, inst.starts_at, inst.ends_at, inst.status, room_is_open(inst),
             newest.get(inst.id), not teaches and (inst.id in invited or scope.role is Role.researcher),
             len(scored), round(sum(scored) / len(scored), 1) if scored else None))
     lines: list[MemberLine] = []
